@@ -1,0 +1,214 @@
+"""Dataclasses for every job, loaded from / saved to YAML.
+
+Tune-A-Video's own YAML configs (pretrained_model_path, train_data, validation_data, ...) load
+as-is through :func:`load_tune_config`, which recognises their keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .errors import InputError
+
+# Tune-A-Video's trainable modules: the query projections of both attentions + temporal attention.
+DEFAULT_TRAINABLE = ("attn1.to_q", "attn2.to_q", "temporal")
+
+
+@dataclass
+class Limits:
+    """Bounds on user input; a Space lowers them for its hardware."""
+
+    max_frames: int = 128
+    max_side: int = 1024
+    min_side: int = 16
+    max_source_frames: int = 20000
+    max_upload_mb: float = 200.0
+    max_steps: int = 5000
+
+
+@dataclass
+class DataConfig:
+    """Which frames of which clip, at what size (Tune-A-Video ``train_data``)."""
+
+    video_path: str = ""
+    prompt: str = ""
+    n_frames: int = 24
+    start: int = 0
+    stride: int = 2
+    width: int = 512
+    height: int = 512
+    resize: str = "crop"  # "crop" (center crop) or "pad" (letterbox); never stretch
+
+
+@dataclass
+class DCTConfig:
+    """Dual Consistency Training switches (seed 000, Table 3 ablations; Table 2 CLWS)."""
+
+    adapter: bool = True
+    semantic: bool = True
+    texture: bool = True
+    clws: str = "mul-fourier"  # mul-fourier | fourier | exponential | gaussian | linear | constant
+    lam: float = 0.1  # total = denoise + lam * L_consistency
+    adapter_ratios: tuple[float, float] = (0.25, 0.0625)
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str = "openai"
+    texture_model: str = "vgg19"  # or "efficientnet-lite0" offline
+    vgg_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+    frames_per_step: int = 2  # random subset decoded per step
+    decode_size: int = 224  # decoded frames resized to this before the feature extractors
+    warmup: float = 0.1  # consistency losses start after this share of steps
+    t_max: int = 1000  # and only for timesteps below this
+
+
+@dataclass
+class APLAConfig:
+    """APLA switches (seed 003, Table 3 ablations)."""
+
+    vgt: str = "pure"  # pure | hyper | none
+    discriminator: bool = True
+    hyper_loss: bool = True
+    alpha: float = 1.0  # MSE weight (eq. 16)
+    beta: float = 0.5  # L1 weight
+    gamma: float = 0.1  # perceptual weight
+    lam: float = 0.05  # adversarial weight (eq. 20)
+    vgt_dim: int = 256
+    vgt_layers: int = 2
+    vgt_heads: int = 4
+    vgt_patch: int = 2
+    disc_lr: float = 1e-4
+
+
+@dataclass
+class TuneConfig:
+    """One-shot tuning of an inflated text-to-image model on one clip."""
+
+    model: str = ""  # hub id, local diffusers folder or single checkpoint; "" = default
+    data: DataConfig = field(default_factory=DataConfig)
+    method: str = "baseline"  # baseline | dct | apla
+    temporal: str = "vcstudio"  # "vcstudio" (zero-init temporal attention)
+    steps: int = 500
+    lr: float = 3e-5
+    seed: int = 33
+    batch_size: int = 1
+    trainable: tuple[str, ...] = DEFAULT_TRAINABLE
+    mixed_precision: str = "auto"  # auto | bf16 | fp16 | no
+    gradient_checkpointing: bool = True
+    max_grad_norm: float = 1.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 1e-2
+    checkpoint_every: int = 100
+    preview_every: int = 0  # 0 = no previews
+    preview_steps: int = 20
+    inversion_steps: int = 50
+    dct: DCTConfig = field(default_factory=DCTConfig)
+    apla: APLAConfig = field(default_factory=APLAConfig)
+
+
+@dataclass
+class EditConfig:
+    """Sampling an edit from a tuned run (Tune-A-Video ``validation_data``)."""
+
+    prompt: str = ""
+    negative: str = ""
+    steps: int = 50
+    guidance: float = 12.5
+    seed: int = 33
+    use_inversion: bool = True
+    eta: float = 0.0
+
+
+# ----------------------------------------------------------------------------- (de)serialisation
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass -> plain dict/list tree (tuples become lists) for YAML/JSON."""
+    if is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def from_dict(cls, data: Optional[dict]):
+    """Plain dict -> dataclass ``cls``; unknown keys are an error that names them."""
+    data = dict(data or {})
+    kwargs = {}
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise InputError(f"Unknown {cls.__name__} keys: {', '.join(unknown)}. "
+                         f"Known keys: {', '.join(known)}.")
+    for name, f in known.items():
+        if name not in data:
+            continue
+        value = data[name]
+        default = (f.default_factory() if f.default_factory is not dataclasses.MISSING
+                   else f.default)
+        if is_dataclass(default):
+            value = from_dict(type(default), value)
+        elif isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def save_yaml(obj: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
+
+
+def _read_yaml(path: str | Path) -> dict:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"Config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise InputError(f"Config file {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"Config file {path} must hold a mapping of keys to values.")
+    return data
+
+
+def _from_tuneavideo(d: dict) -> tuple[TuneConfig, Optional[EditConfig]]:
+    """Map a Tune-A-Video config (configs/*.yaml of its repository) onto ours."""
+    cfg = TuneConfig()
+    cfg.model = d.get("pretrained_model_path", cfg.model)
+    td = d.get("train_data", {}) or {}
+    cfg.data = DataConfig(
+        video_path=td.get("video_path", ""), prompt=td.get("prompt", ""),
+        n_frames=int(td.get("n_sample_frames", 24)), start=int(td.get("sample_start_idx", 0)),
+        stride=int(td.get("sample_frame_rate", 1)), width=int(td.get("width", 512)),
+        height=int(td.get("height", 512)))
+    cfg.lr = float(d.get("learning_rate", cfg.lr))
+    cfg.steps = int(d.get("max_train_steps", cfg.steps))
+    cfg.seed = int(d.get("seed", cfg.seed) or cfg.seed)
+    cfg.batch_size = int(d.get("train_batch_size", 1))
+    cfg.gradient_checkpointing = bool(d.get("gradient_checkpointing", True))
+    mp = d.get("mixed_precision", "auto")
+    cfg.mixed_precision = {"fp16": "fp16", "bf16": "bf16", "no": "no"}.get(str(mp), "auto")
+    if d.get("trainable_modules"):
+        # TAV names its temporal layers attn_temp; ours are called "temporal".
+        cfg.trainable = tuple("temporal" if m == "attn_temp" else m
+                              for m in d["trainable_modules"])
+    cfg.checkpoint_every = int(d.get("checkpointing_steps", cfg.checkpoint_every))
+    vd = d.get("validation_data")
+    edit = None
+    if vd:
+        prompts = vd.get("prompts") or [""]
+        edit = EditConfig(prompt=prompts[0], steps=int(vd.get("num_inference_steps", 50)),
+                          guidance=float(vd.get("guidance_scale", 12.5)),
+                          use_inversion=bool(vd.get("use_inv_latent", True)))
+        cfg.inversion_steps = int(vd.get("num_inv_steps", cfg.inversion_steps))
+    return cfg, edit
+
+
+def load_tune_config(path: str | Path) -> TuneConfig:
+    """Load our YAML or a Tune-A-Video YAML (detected by its ``train_data`` key)."""
+    d = _read_yaml(path)
+    if "train_data" in d or "pretrained_model_path" in d:
+        return _from_tuneavideo(d)[0]
+    return from_dict(TuneConfig, d)

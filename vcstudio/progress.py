@@ -1,0 +1,79 @@
+"""One progress protocol for every job: the CLI feeds it to tqdm, the UI to gr.Progress.
+
+A job calls ``progress(Event(...))``; a cancel token is polled between steps.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .errors import CancelledError
+
+
+@dataclass
+class Event:
+    step: int
+    total: int
+    message: str = ""
+    preview: Optional[np.ndarray] = None  # uint8 (F, H, W, 3)
+    metrics: dict[str, float] = field(default_factory=dict)
+    stage: str = ""
+
+
+ProgressFn = Callable[[Event], Any]
+
+
+def null_progress(event: Event) -> None:  # noqa: D401 - the do-nothing callback
+    return None
+
+
+class CancelToken:
+    """Thread-safe flag a UI Stop button sets; jobs call ``check()`` between steps."""
+
+    def __init__(self) -> None:
+        self._ev = threading.Event()
+
+    def cancel(self) -> None:
+        self._ev.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._ev.is_set()
+
+    def check(self) -> None:
+        if self._ev.is_set():
+            raise CancelledError("Cancelled by the user.")
+
+
+class TqdmProgress:
+    """Progress callback that drives one tqdm bar per stage (CLI)."""
+
+    def __init__(self, stream=None) -> None:
+        self._bar = None
+        self._stage = None
+        self._stream = stream
+        self._t0 = time.time()
+
+    def __call__(self, ev: Event) -> None:
+        from tqdm.auto import tqdm
+
+        if self._bar is None or ev.stage != self._stage or ev.total != self._bar.total:
+            self.close()
+            self._bar = tqdm(total=ev.total, desc=ev.stage or "working", file=self._stream,
+                             dynamic_ncols=True)
+            self._stage = ev.stage
+        self._bar.n = ev.step
+        if ev.metrics:
+            self._bar.set_postfix({k: f"{v:.4g}" for k, v in ev.metrics.items()}, refresh=False)
+        self._bar.refresh()
+        if ev.step >= ev.total:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
