@@ -1,0 +1,80 @@
+"""Build a real ``CLIPTokenizer`` (vocab.json + merges.txt) from a word list.
+
+The embedded default model and the tests' tiny checkpoints need a tokenizer without network.
+CLIP's tokenizer is byte-level BPE: every byte has a unicode stand-in, a word ends in ``</w>``,
+and merges join pairs left to right. We emit the 256 byte symbols (+ their ``</w>`` forms) and,
+for each word, the merges that build it from its characters, so known words become one token and
+unknown words fall back to characters.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Iterable
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable unicode map (as documented for byte-level BPE)."""
+    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+                 + list(range(ord("®"), ord("ÿ") + 1)))
+    mapping = {b: chr(b) for b in printable}
+    n = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + n)
+            n += 1
+    return mapping
+
+
+def words_of(texts: Iterable[str]) -> list[str]:
+    """Lower-cased words and punctuation as CLIP's pre-tokeniser splits them."""
+    pat = re.compile(r"[a-z]+|[0-9]|[^\sa-z0-9]+")
+    out: set[str] = set()
+    for t in texts:
+        out.update(pat.findall(t.lower()))
+    return sorted(out)
+
+
+def build_clip_tokenizer(words: Iterable[str], folder: str | Path, model_max_length: int = 77):
+    """Write vocab.json/merges.txt for ``words`` into ``folder`` and return the loaded tokenizer."""
+    from transformers import CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    byte_syms = list(_bytes_to_unicode().values())
+    vocab: dict[str, int] = {}
+
+    def add(tok: str) -> None:
+        if tok not in vocab:
+            vocab[tok] = len(vocab)
+
+    for s in byte_syms:
+        add(s)
+    for s in byte_syms:
+        add(s + "</w>")
+    merges: list[tuple[str, str]] = []
+    seen = set()
+    enc = _bytes_to_unicode()
+    for word in sorted(set(words)):
+        chars = [enc[b] for b in word.encode("utf-8")]
+        if not chars:
+            continue
+        chars[-1] = chars[-1] + "</w>"
+        left = chars[0]
+        for nxt in chars[1:]:
+            pair = (left, nxt)
+            if pair not in seen:
+                seen.add(pair)
+                merges.append(pair)
+            left = left + nxt
+            add(left)
+    add("<|startoftext|>")
+    add("<|endoftext|>")
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (folder / "merges.txt").write_text(
+        "#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n", encoding="utf-8")
+    tok = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"),
+                        model_max_length=model_max_length, pad_token="<|endoftext|>")
+    tok.save_pretrained(folder)
+    return tok
