@@ -97,6 +97,7 @@ class TuneConfig:
     trainable: tuple[str, ...] = DEFAULT_TRAINABLE
     mixed_precision: str = "auto"  # auto | bf16 | fp16 | no
     gradient_checkpointing: bool = True
+    compile: str = "auto"  # auto (CUDA only) | yes | no: torch.compile the U-Net
     max_grad_norm: float = 1.0
     adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 1e-2
@@ -104,6 +105,7 @@ class TuneConfig:
     preview_every: int = 0  # 0 = no previews
     preview_steps: int = 20
     inversion_steps: int = 50
+    inversion_fixed_point: int = 0  # extra noise re-evaluations per inversion step (invert.py)
     dct: DCTConfig = field(default_factory=DCTConfig)
     apla: APLAConfig = field(default_factory=APLAConfig)
 

@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny real-class checkpoints written with save_pretrained, synthetic clips."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory):
+    from vcstudio.models.tiny import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_v(tmp_path_factory):
+    from vcstudio.models.tiny import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd-v"), seed=1,
+                         prediction_type="v_prediction")
+
+
+@pytest.fixture
+def cache():
+    from vcstudio.models.cache import ModelCache
+
+    return ModelCache()
+
+
+@pytest.fixture
+def clip8():
+    from vcstudio.io.synthetic import moving_shape_clip
+
+    return moving_shape_clip(8, 64, dx=3.0)
+
+
+@pytest.fixture(autouse=True)
+def _data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("VCSTUDIO_DATA", str(tmp_path / "data"))

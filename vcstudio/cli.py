@@ -1,0 +1,222 @@
+"""The same jobs headless: tune, edit, bench, app (+ the jobs other layers register).
+
+Progress bars go to stderr; the path a job wrote is the LAST line of stdout, so scripts can chain
+``run=$(vcstudio tune ... | tail -n1)``. User errors print one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Optional, Sequence
+
+from .errors import VcsError
+
+
+def _add_tune(sub) -> None:
+    p = sub.add_parser("tune", help="one-shot tune a text-to-image model on a clip")
+    p.add_argument("--video", help="clip: mp4/webm/mov/avi/gif or a folder of frames")
+    p.add_argument("--prompt", help="what the clip shows, e.g. 'a man is skiing'")
+    p.add_argument("--model", help="hub id, diffusers folder or .safetensors (default: embedded)")
+    p.add_argument("--config", help="our YAML or a Tune-A-Video YAML config")
+    p.add_argument("--frames", type=int)
+    p.add_argument("--stride", type=int)
+    p.add_argument("--start", type=int)
+    p.add_argument("--size", type=int, help="square size (default: the model's native size)")
+    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--resize", choices=["crop", "pad"])
+    p.add_argument("--steps", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--method", choices=["baseline", "dct", "apla"])
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--no-checkpointing", action="store_true", help="no gradient checkpointing")
+    # DCT switches (seed 000, Table 3 / Table 2)
+    p.add_argument("--no-adapter", action="store_true")
+    p.add_argument("--no-semantic", action="store_true")
+    p.add_argument("--no-texture", action="store_true")
+    p.add_argument("--clws", choices=["mul-fourier", "fourier", "exponential", "gaussian",
+                                      "linear", "constant"])
+    # APLA switches (seed 003, Table 3)
+    p.add_argument("--vgt", choices=["pure", "hyper", "none"])
+    p.add_argument("--no-discriminator", action="store_true")
+    p.add_argument("--no-hyper-loss", action="store_true")
+    p.add_argument("--out", help="run folder (default: a new folder under the data folder)")
+    p.add_argument("--device")
+
+
+def tune_config_from_args(a) -> "TuneConfig":
+    from .config import DataConfig, TuneConfig, load_tune_config
+
+    cfg = load_tune_config(a.config) if a.config else TuneConfig(data=DataConfig(width=0, height=0))
+    d = cfg.data
+    size = a.size
+    d = dataclasses.replace(
+        d, video_path=a.video or d.video_path, prompt=a.prompt if a.prompt is not None else d.prompt,
+        n_frames=a.frames or d.n_frames, stride=a.stride or d.stride,
+        start=a.start if a.start is not None else d.start,
+        width=a.width or size or d.width, height=a.height or size or d.height,
+        resize=a.resize or d.resize)
+    if not a.config and not a.frames:
+        d = dataclasses.replace(d, n_frames=8 if _is_embedded(a.model) else 24)
+    upd = {k: v for k, v in dict(model=a.model, steps=a.steps, lr=a.lr, seed=a.seed,
+                                 method=a.method, checkpoint_every=a.checkpoint_every).items()
+           if v is not None}
+    cfg = dataclasses.replace(cfg, data=d, **upd)
+    if a.no_checkpointing:
+        cfg = dataclasses.replace(cfg, gradient_checkpointing=False)
+    dct = dataclasses.replace(cfg.dct, adapter=not a.no_adapter and cfg.dct.adapter,
+                              semantic=not a.no_semantic and cfg.dct.semantic,
+                              texture=not a.no_texture and cfg.dct.texture,
+                              clws=a.clws or cfg.dct.clws)
+    apla = dataclasses.replace(cfg.apla, vgt=a.vgt or cfg.apla.vgt,
+                               discriminator=not a.no_discriminator and cfg.apla.discriminator,
+                               hyper_loss=not a.no_hyper_loss and cfg.apla.hyper_loss)
+    return dataclasses.replace(cfg, dct=dct, apla=apla)
+
+
+def _is_embedded(model: Optional[str]) -> bool:
+    from .models.loading import resolve_model
+
+    try:
+        return resolve_model(model)[1]
+    except VcsError:
+        return False
+
+
+def _notice_if_embedded(model: Optional[str]) -> None:
+    from .models.loading import EMBEDDED_NOTICE
+
+    if _is_embedded(model):
+        print(EMBEDDED_NOTICE, file=sys.stderr)
+
+
+def run_tune(a) -> int:
+    import torch
+
+    from .pipelines.tune import tune
+    from .progress import TqdmProgress
+
+    cfg = tune_config_from_args(a)
+    _notice_if_embedded(cfg.model or None)
+    res = tune(cfg, a.out, progress=TqdmProgress(), device=torch.device(a.device) if a.device
+               else None)
+    last = res.losses[-1] if res.losses else {}
+    print(f"tuned {res.steps} steps in {res.seconds:.1f} s; final loss "
+          f"{last.get('loss', float('nan')):.4f}", file=sys.stderr)
+    print(res.run_dir)
+    return 0
+
+
+def _add_edit(sub) -> None:
+    p = sub.add_parser("edit", help="generate an edit from a tuned run")
+    p.add_argument("--run", required=True, help="the run folder `vcstudio tune` printed")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--negative", default="")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--guidance", type=float, default=12.5)
+    p.add_argument("--seed", type=int, default=33)
+    p.add_argument("--no-inversion", action="store_true", help="start from noise, not the clip")
+    p.add_argument("--out", help="output folder (default RUN/edits)")
+    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--device")
+
+
+def run_edit(a) -> int:
+    import torch
+
+    from .config import EditConfig
+    from .pipelines.edit import edit
+    from .progress import TqdmProgress
+
+    cfg = EditConfig(prompt=a.prompt, negative=a.negative, steps=a.steps, guidance=a.guidance,
+                     seed=a.seed, use_inversion=not a.no_inversion)
+    res = edit(a.run, cfg, progress=TqdmProgress(), out_dir=a.out, fps=a.fps,
+               device=torch.device(a.device) if a.device else None)
+    print(res.gif)
+    print(res.mp4)
+    return 0
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks on full-size architectures (random weights)")
+    p.add_argument("what", choices=["tune", "sample", "all"] + list(_EXTRA_BENCH))
+    p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--steps", type=int, default=None, help="timed steps")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--method", default="baseline", help="baseline, dct, apla (comma-separated)")
+    p.add_argument("--arch", default="sd15", choices=["sd15", "tiny"])
+    p.add_argument("--no-checkpointing", action="store_true")
+    p.add_argument("--device")
+
+
+_EXTRA_BENCH: dict = {}
+
+
+def run_bench(a) -> int:
+    import torch
+
+    from .pipelines.bench import ANCHOR, bench_sample, bench_tune, print_table
+
+    if a.what in _EXTRA_BENCH:
+        return _EXTRA_BENCH[a.what](a)
+    device = torch.device(a.device) if a.device else None
+    rows = []
+    for m in a.method.split(","):
+        if a.what in ("tune", "all"):
+            rows.append(bench_tune(a.frames, a.size, a.steps or 5, a.warmup, m, a.arch,
+                                   not a.no_checkpointing, device))
+        if a.what in ("sample", "all"):
+            rows.append(bench_sample(a.frames, a.size, a.steps or 50, arch=a.arch, device=device,
+                                     method=m))
+    print(print_table(rows))
+    print(f"anchor (Tune-A-Video, H100, 24x512x512): {ANCHOR['tune_s_per_step']} s/train step, "
+          f"peak {ANCHOR['tune_peak_gib']} GiB; {ANCHOR['sample_s_per_call']} s/CFG call, "
+          f"{ANCHOR['sample_50_s']} s for 50 steps")
+    return 0
+
+
+def _add_app(sub) -> None:
+    p = sub.add_parser("app", help="start the Gradio studio")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true")
+
+
+def run_app(a) -> int:
+    from .ui import launch
+
+    launch(host=a.host, port=a.port, share=a.share)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vcstudio", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_tune(sub)
+    _add_edit(sub)
+    _add_bench(sub)
+    _add_app(sub)
+    return parser
+
+
+HANDLERS = {"tune": run_tune, "edit": run_edit, "bench": run_bench, "app": run_app}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return HANDLERS[a.command](a)
+    except VcsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

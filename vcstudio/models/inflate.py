@@ -1,0 +1,125 @@
+"""Inflate a diffusers ``UNet2DConditionModel`` to a video model without forking its code.
+
+* frames are folded into the batch: (B, C, F, H, W) -> (B*F, C, H, W) and back;
+* every self-attention (attn1) gets the sparse-causal processor (keys/values of the first and the
+  previous frame) through diffusers' attention-processor API;
+* every transformer block is wrapped so a zero-initialised temporal attention follows it.
+
+:class:`VideoDenoiser` adds what methods plug in: ``perturb`` modules whose outputs are ADDED to
+the noise prediction (APLA's VGT, eq. 4) and ``aux`` modules trained beside the model but not used
+in its forward pass (APLA's discriminator). Only parameters matching the trainable patterns (plus
+all of ``perturb``/``aux``) train and make up the saved delta.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Iterable, Optional
+
+import torch
+import torch.nn as nn
+
+from .attention import FrameContext, SparseCausalAttnProcessor
+from .temporal import TemporalBlock
+
+
+def inflate_unet(unet: nn.Module, ctx: FrameContext, temporal: bool = True) -> nn.Module:
+    """In place: sparse-causal attn1 processors and temporal blocks. Returns ``unet``."""
+    from diffusers.models.attention import BasicTransformerBlock
+
+    procs = {}
+    for name in unet.attn_processors:
+        if ".attn1." in name or name.endswith("attn1.processor"):
+            procs[name] = SparseCausalAttnProcessor(ctx)
+        else:
+            from diffusers.models.attention_processor import AttnProcessor2_0
+
+            procs[name] = AttnProcessor2_0()
+    unet.set_attn_processor(procs)
+    if temporal:
+        for module in list(unet.modules()):
+            blocks = getattr(module, "transformer_blocks", None)
+            if isinstance(blocks, nn.ModuleList):
+                for i, blk in enumerate(blocks):
+                    if isinstance(blk, BasicTransformerBlock):
+                        blocks[i] = TemporalBlock(blk, ctx)
+    return unet
+
+
+class VideoDenoiser(nn.Module):
+    """The inflated U-Net as a video noise predictor on (B, C, F, H, W) latents."""
+
+    def __init__(self, unet2d: nn.Module, copy_unet: bool = True, temporal: bool = True) -> None:
+        super().__init__()
+        self.ctx = FrameContext()
+        unet = copy.deepcopy(unet2d) if copy_unet else unet2d
+        self.unet = inflate_unet(unet, self.ctx, temporal=temporal)
+        self.perturb = nn.ModuleDict()
+        self.aux = nn.ModuleDict()
+        self.last_parts: Optional[dict[str, torch.Tensor]] = None
+        self.keep_parts = False
+        self._compiled: Optional[nn.Module] = None
+
+    @property
+    def _unet_call(self):
+        return self._compiled if self._compiled is not None else self.unet
+
+    def compile_unet(self) -> None:
+        """torch.compile the U-Net (Inductor fuses norms/activations around the matmuls).
+
+        Measured on an H100 at 24 frames 512x512: the 2-D SD-1.5 CFG call went 0.173 -> 0.098 s
+        and a checkpointed training step 0.29 -> 0.185 s. Costs a minute or two of compilation
+        on first use, which the session's model cache then keeps.
+        """
+        self._compiled = torch.compile(self.unet)
+
+    @property
+    def config(self):
+        return self.unet.config
+
+    def unet_forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor,
+                     ) -> torch.Tensor:
+        b, c, f, h, w = sample.shape
+        x = sample.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
+        t = torch.as_tensor(timestep, device=sample.device)
+        if t.numel() == 1:
+            t = t.reshape(()).expand(b)
+        t = t.repeat_interleave(f)
+        ehs = encoder_hidden_states.repeat_interleave(f, dim=0)
+        self.ctx.num_frames = f
+        out = self._unet_call(x, t, ehs, return_dict=False)[0]
+        return out.reshape(b, f, -1, h, w).permute(0, 2, 1, 3, 4)
+
+    def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor,
+                ) -> torch.Tensor:
+        pred = self.unet_forward(sample, timestep, encoder_hidden_states)
+        if not len(self.perturb):
+            return pred
+        parts = {"unet": pred}
+        for name, mod in self.perturb.items():
+            p = mod(sample, timestep)
+            parts[name] = p
+            pred = pred + p  # APLA eq. 4: eps = eps_unet + VGT(z_t, t)
+        if self.keep_parts:
+            self.last_parts = parts
+        return pred
+
+    # ------------------------------------------------------------------ trainable tensors
+    def mark_trainable(self, patterns: Iterable[str]) -> list[str]:
+        """Only names containing one of ``patterns`` (and all perturb/aux params) train."""
+        pats = tuple(patterns)
+        names = []
+        for name, p in self.named_parameters():
+            train = name.startswith(("perturb.", "aux.")) or any(s in name for s in pats)
+            p.requires_grad_(train)
+            if train:
+                names.append(name)
+        return names
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+
+    def cast_frozen(self, dtype: torch.dtype) -> None:
+        """Frozen weights in low precision, trainable ones stay fp32 (DESIGN: precision)."""
+        for p in self.parameters():
+            if not p.requires_grad:
+                p.data = p.data.to(dtype)

@@ -1,0 +1,158 @@
+"""Load Stable Diffusion 1.x/2.x parts from a hub id, a local diffusers folder or one file.
+
+The default model (no ``--model``) is the first of: ``$VCSTUDIO_MODEL``, the embedded offline
+demo model in ``assets/toy-sd``. Loading never trusts remote code and never unpickles (single
+.ckpt files go through diffusers, which loads them with ``weights_only=True``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from ..errors import ModelNotFoundError
+from .cache import ModelCache, default_cache
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+EMBEDDED_MODEL = ASSETS / "toy-sd"
+EMBEDDED_NOTICE = ("Using the embedded offline demo model (a tiny model trained on vcstudio's toy "
+                   "world of shapes, 64x64). For real footage pass --model with a Stable Diffusion "
+                   "hub id (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5), a local diffusers "
+                   "folder or a .safetensors file, or set VCSTUDIO_MODEL.")
+
+
+@dataclass
+class BaseModel:
+    """The frozen parts of a text-to-image model, on one device, plus what identifies them."""
+
+    model_id: str
+    unet: Any  # UNet2DConditionModel (the 2-D original; callers inflate a copy)
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    scheduler_config: dict
+    fingerprint: str
+    is_embedded: bool = False
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    dtype: torch.dtype = torch.float32
+
+    @property
+    def prediction_type(self) -> str:
+        return self.scheduler_config.get("prediction_type", "epsilon")
+
+    @property
+    def vae_scale(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_scaling(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    @property
+    def native_size(self) -> int:
+        return int(self.unet.config.sample_size) * self.vae_scale
+
+
+def resolve_model(model: Optional[str]) -> tuple[str, bool]:
+    """-> (model id or path, is_embedded)."""
+    if model:
+        return model, Path(model).resolve() == EMBEDDED_MODEL.resolve()
+    env = os.environ.get("VCSTUDIO_MODEL")
+    if env:
+        return env, False
+    if (EMBEDDED_MODEL / "model_index.json").is_file():
+        return str(EMBEDDED_MODEL), True
+    raise ModelNotFoundError(
+        "No model given and the embedded demo model is missing from assets/toy-sd. Pass --model "
+        "with a Stable Diffusion hub id or local folder, or train the demo model with "
+        "`vcstudio toyworld train`.")
+
+
+def _fingerprint(model_id: str, unet, vae, text_encoder) -> str:
+    """Identifies the base weights a delta was tuned on: config + a few weight tensors."""
+    h = hashlib.sha256()
+    h.update(json.dumps(dict(unet.config), sort_keys=True, default=str).encode())
+    for t in (unet.conv_in.weight, unet.conv_out.weight, vae.decoder.conv_out.weight,
+              text_encoder.get_input_embeddings().weight[:64]):
+        h.update(t.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _from_pipeline(model: str, dtype: torch.dtype):
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import logging as dlog
+
+    dlog.disable_progress_bar()  # our own progress protocol reports loading
+
+    kw: dict[str, Any] = dict(dtype=dtype, safety_checker=None, feature_extractor=None,
+                              requires_safety_checker=False)
+    path = Path(model)
+    if path.is_file():
+        if path.suffix.lower() not in (".safetensors", ".ckpt"):
+            raise ModelNotFoundError(f"{path.name}: single-file models must be .safetensors or "
+                                     ".ckpt.")
+        try:
+            return StableDiffusionPipeline.from_single_file(str(path), **kw)
+        except Exception as e:  # needs its original config, which may need the network
+            raise ModelNotFoundError(
+                f"Could not load the single-file checkpoint {path.name} ({_short(e)}). diffusers "
+                "needs the matching model config; with no network, convert it once on a machine "
+                "with network and pass the resulting diffusers folder.") from None
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelNotFoundError(f"{path} is not a diffusers model folder (no "
+                                     "model_index.json).")
+        try:
+            return StableDiffusionPipeline.from_pretrained(str(path), **kw)
+        except Exception as e:
+            raise ModelNotFoundError(f"Could not load the model folder {path}: {_short(e)}") from None
+    if "/" not in model or model.startswith((".", "/", "~")):
+        raise ModelNotFoundError(f"Model {model!r} is neither an existing path nor a hub id "
+                                 "(owner/name).")
+    try:  # local Hub cache first: works offline once downloaded
+        return StableDiffusionPipeline.from_pretrained(model, local_files_only=True, **kw)
+    except Exception:
+        pass
+    try:
+        return StableDiffusionPipeline.from_pretrained(model, **kw)
+    except Exception as e:
+        raise ModelNotFoundError(
+            f"Could not load {model!r} from the Hugging Face Hub ({_short(e)}). Without network, "
+            f"download it elsewhere (`huggingface-cli download {model} --local-dir DIR`) and pass "
+            "--model DIR, or run without --model to use the embedded demo model.") from None
+
+
+def _short(e: Exception) -> str:
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(e).__name__)[:240]
+
+
+def load_base(model: Optional[str] = None, device: Optional[torch.device] = None,
+              dtype: torch.dtype = torch.float32, cache: ModelCache = default_cache) -> BaseModel:
+    """Load (or fetch from ``cache``) the frozen base parts on ``device`` in ``dtype``.
+
+    The U-Net stays as loaded; tuning inflates a deep copy so cached weights are never modified.
+    """
+    model_id, embedded = resolve_model(model)
+    device = device or torch.device("cpu")
+    key = ("sd", str(Path(model_id).resolve()) if Path(model_id).exists() else model_id,
+           str(device), str(dtype))
+
+    def factory() -> BaseModel:
+        pipe = _from_pipeline(model_id, dtype)
+        for m in (pipe.unet, pipe.vae, pipe.text_encoder):
+            m.to(device)
+            m.requires_grad_(False)
+            m.eval()
+        return BaseModel(model_id=model_id, unet=pipe.unet, vae=pipe.vae,
+                         text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                         scheduler_config=dict(pipe.scheduler.config),
+                         fingerprint=_fingerprint(model_id, pipe.unet, pipe.vae, pipe.text_encoder),
+                         is_embedded=embedded, device=device, dtype=dtype)
+
+    return cache.get(key, factory)

@@ -1,0 +1,143 @@
+"""Benchmarks on full-size architectures with random weights (speed does not depend on values).
+
+``vcstudio bench tune`` times the real tuning loop (``tune()``), ``vcstudio bench sample`` the real
+sampler (50 CFG steps + VAE decode). Both print a table.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..config import DataConfig, EditConfig, TuneConfig
+from ..device import peak_memory_gib, pick_device, precision_for, reset_peak
+from ..models.loading import BaseModel
+from ..progress import Event
+
+# Tune-A-Video's own code on an H100 (the issue's anchor): s/step, s/50 steps, GiB.
+ANCHOR = {"tune_s_per_step": 0.53, "tune_peak_gib": 13.0, "sample_s_per_call": 0.24,
+          "sample_50_s": 12.0}
+
+
+def random_base(arch: str, device: torch.device, dtype: torch.dtype) -> BaseModel:
+    """SD-1.5 (or tiny) parts with random weights, built in memory with the real classes."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from ..models import tiny
+    from ..models.tokenizer import build_clip_tokenizer
+
+    torch.manual_seed(0)
+    if arch == "sd15":
+        unet_cfg, vae_cfg, hidden, layers, heads = (tiny.sd15_unet_config(), tiny.sd15_vae_config(),
+                                                    768, 12, 12)
+    elif arch == "tiny":
+        unet_cfg, vae_cfg, hidden, layers, heads = (tiny.tiny_unet_config(), tiny.tiny_vae_config(),
+                                                    32, 2, 4)
+    else:
+        raise ValueError(f"unknown architecture {arch!r} (sd15 or tiny)")
+    with tempfile.TemporaryDirectory() as d:
+        tok = build_clip_tokenizer(tiny.TINY_WORDS, d)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=hidden,
+                                        intermediate_size=4 * hidden, num_hidden_layers=layers,
+                                        num_attention_heads=heads, max_position_embeddings=77))
+    unet, vae = UNet2DConditionModel(**unet_cfg), AutoencoderKL(**vae_cfg)
+    for m in (unet, vae, text):
+        m.to(device=device, dtype=dtype).requires_grad_(False).eval()
+    return BaseModel(model_id=f"random-{arch}", unet=unet, vae=vae, text_encoder=text,
+                     tokenizer=tok, scheduler_config=tiny.scheduler_config(),
+                     fingerprint=f"random-{arch}", device=device, dtype=dtype)
+
+
+def bench_tune(frames: int = 24, size: int = 512, steps: int = 5, warmup: int = 2,
+               method: str = "baseline", arch: str = "sd15", checkpointing: bool = True,
+               device: Optional[torch.device] = None, cfg_overrides: Optional[dict] = None) -> dict:
+    from .tune import tune
+
+    device = device or pick_device()
+    prec = precision_for(device)
+    base = random_base(arch, device, prec.frozen_dtype)
+    clip = np.random.default_rng(0).integers(0, 256, (frames, size, size, 3), dtype=np.uint8)
+    cfg = TuneConfig(model=base.model_id, data=DataConfig(prompt="a man is skiing",
+                                                          n_frames=frames, width=size,
+                                                          height=size),
+                     method=method, steps=warmup + steps, checkpoint_every=0,
+                     gradient_checkpointing=checkpointing)
+    for k, v in (cfg_overrides or {}).items():
+        cfg = dataclasses.replace(cfg, **{k: v})
+    stamps: list[float] = []
+
+    def progress(ev: Event) -> None:
+        if ev.stage == "tune" and ev.step > 0:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            stamps.append(time.perf_counter())
+            if ev.step == warmup:
+                reset_peak(device)
+
+    with tempfile.TemporaryDirectory() as d:
+        reset_peak(device)
+        tune(cfg, d, progress=progress, frames=clip, invert=False, base=base, device=device,
+             save_source=False)
+    per_step = (stamps[-1] - stamps[warmup - 1]) / steps if warmup >= 1 else float("nan")
+    return {"what": f"tune/{method}", "frames": frames, "size": size, "s_per_step": per_step,
+            "projected_500_steps_min": per_step * 500 / 60, "peak_gib": peak_memory_gib(device),
+            "device": _device_name(device)}
+
+
+def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: float = 12.5,
+                 arch: str = "sd15", device: Optional[torch.device] = None,
+                 method: str = "baseline") -> dict:
+    from .encode import decode_latents, encode_prompts
+    from .sample import denoise
+    from .tune import build_video_model
+
+    device = device or pick_device()
+    prec = precision_for(device)
+    base = random_base(arch, device, prec.frozen_dtype)
+    cfg = TuneConfig(model=base.model_id, method=method)
+    model, _, _ = build_video_model(base, cfg, prec)
+    model.eval()
+    cond, uncond = encode_prompts(base, ["a man"]), encode_prompts(base, [""])
+    lat = torch.randn(1, 4, frames, size // 8, size // 8, device=device)
+
+    def run(n: int) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        out = denoise(model, base.scheduler_config, lat, cond, uncond, guidance, n,
+                      autocast=prec.autocast())
+        decode_latents(base, out)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t
+
+    run(2)  # warm-up
+    reset_peak(device)
+    total = run(steps)
+    return {"what": f"sample/{method}", "frames": frames, "size": size, "steps": steps,
+            "s_per_call": total / steps, "total_s_incl_decode": total,
+            "peak_gib": peak_memory_gib(device), "device": _device_name(device)}
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "cpu"
+
+
+def print_table(rows: list[dict]) -> str:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    cells = [[fmt(r.get(k, "")) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    lines = [" | ".join(k.ljust(w) for k, w in zip(keys, widths)),
+             "-+-".join("-" * w for w in widths)]
+    lines += [" | ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)

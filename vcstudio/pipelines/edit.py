@@ -1,0 +1,88 @@
+"""Edit a tuned clip: sample new prompts from the DDIM-inverted source latents (Tune-A-Video)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..config import EditConfig
+from ..errors import InputError, OutOfMemoryError
+from ..io import write_gif, write_mp4
+from ..models.cache import ModelCache, default_cache
+from ..progress import CancelToken, Event, ProgressFn, null_progress
+from .encode import decode_latents, encode_prompts, tensor_to_frames
+from .sample import denoise
+from .tune import TunedModel, inversion_latents, load_tuned
+
+
+@dataclass
+class EditResult:
+    frames: np.ndarray  # uint8 (F, H, W, 3)
+    mp4: Optional[Path]
+    gif: Optional[Path]
+    prompt: str
+    seed: int
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "edit"
+
+
+def validate_edit(cfg: EditConfig) -> None:
+    if not cfg.prompt or not cfg.prompt.strip():
+        raise InputError("The edit prompt is empty: describe what the video should show.")
+    if not 1 <= cfg.steps <= 1000:
+        raise InputError(f"Sampling steps must be within 1..1000, got {cfg.steps}.")
+    if not 0 <= cfg.guidance <= 50:
+        raise InputError(f"Guidance scale must be within 0..50, got {cfg.guidance}.")
+
+
+def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_progress,
+                cancel: Optional[CancelToken] = None) -> np.ndarray:
+    """-> uint8 frames of the same count and size as the tuned clip."""
+    validate_edit(cfg)
+    base, meta = tuned.base, tuned.run.meta() if tuned.run else {}
+    device = base.device
+    if cfg.use_inversion:
+        latents = inversion_latents(tuned, cfg.steps, progress, cancel)
+    else:
+        d = tuned.cfg.data
+        f = meta.get("n_frames", d.n_frames)
+        h, w = meta.get("height", d.height), meta.get("width", d.width)
+        g = torch.Generator(device).manual_seed(cfg.seed)
+        latents = torch.randn((1, 4, f, h // base.vae_scale, w // base.vae_scale), generator=g,
+                              device=device)
+    cond = encode_prompts(base, [cfg.prompt])
+    uncond = encode_prompts(base, [cfg.negative or ""])
+    g = torch.Generator(device).manual_seed(cfg.seed)
+    try:
+        lat = denoise(tuned.model, base.scheduler_config, latents, cond, uncond, cfg.guidance,
+                      cfg.steps, eta=cfg.eta, generator=g, progress=progress, cancel=cancel,
+                      autocast=tuned.precision.autocast())
+        progress(Event(0, 1, "decoding frames", stage="decode"))
+        frames = tensor_to_frames(decode_latents(base, lat))
+    except torch.OutOfMemoryError:
+        raise OutOfMemoryError("Out of device memory while sampling; use fewer frames or a "
+                               "smaller size when tuning.") from None
+    progress(Event(1, 1, "decoded", preview=frames, stage="decode"))
+    return frames
+
+
+def edit(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = null_progress,
+         cancel: Optional[CancelToken] = None, cache: ModelCache = default_cache,
+         device: Optional[torch.device] = None, out_dir: str | Path | None = None,
+         fps: float = 8.0) -> EditResult:
+    """Sample an edit and write it as mp4 + gif into ``out_dir`` (default: RUN/edits)."""
+    validate_edit(cfg)  # before loading anything: fail fast
+    tuned = load_tuned(run_dir, cache, device)
+    frames = edit_frames(tuned, cfg, progress, cancel)
+    out = Path(out_dir) if out_dir else tuned.run.edits
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{_slug(cfg.prompt)}-s{cfg.seed}-g{cfg.guidance:g}-n{cfg.steps}"
+    gif = write_gif(frames, out / f"{stem}.gif", fps)
+    mp4 = write_mp4(frames, out / f"{stem}.mp4", fps)
+    return EditResult(frames, mp4, gif, cfg.prompt, cfg.seed)

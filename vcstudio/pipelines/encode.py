@@ -1,0 +1,66 @@
+"""The one place frames become model tensors and back, and prompts become embeddings.
+
+uint8 (F, H, W, 3) <-> float (B, 3, F, H, W) in [-1, 1] <-> latents (B, 4, F, H/8, W/8) scaled by
+the VAE's scaling factor.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..models.loading import BaseModel
+
+
+def frames_to_tensor(frames: np.ndarray, device=None) -> torch.Tensor:
+    """uint8 (F, H, W, 3) -> float (1, 3, F, H, W) in [-1, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    return (x.permute(3, 0, 1, 2).float() / 127.5 - 1.0).unsqueeze(0)
+
+
+def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
+    """float (1, 3, F, H, W) or (3, F, H, W) in [-1, 1] -> uint8 (F, H, W, 3)."""
+    if x.ndim == 5:
+        x = x[0]
+    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).cpu().numpy()
+
+
+@torch.no_grad()
+def encode_video(base: BaseModel, frames: np.ndarray, chunk: int = 8) -> torch.Tensor:
+    """uint8 frames -> scaled latents (1, 4, F, h, w). Uses the posterior mean (deterministic)."""
+    x = frames_to_tensor(frames, base.device)[0].permute(1, 0, 2, 3)  # (F, 3, H, W)
+    outs = []
+    for i in range(0, x.shape[0], chunk):
+        post = base.vae.encode(x[i:i + chunk].to(base.dtype)).latent_dist
+        outs.append(post.mean.float())
+    lat = torch.cat(outs) * base.latent_scaling
+    return lat.permute(1, 0, 2, 3).unsqueeze(0)
+
+
+def decode_latents(base: BaseModel, latents: torch.Tensor, chunk: int = 8,
+                   grad: bool = False) -> torch.Tensor:
+    """Scaled latents (B, 4, F, h, w) -> float (B, 3, F, H, W) in [-1, 1].
+
+    With ``grad=True`` the decode stays on the autograd graph (DCT's consistency losses need the
+    path predicted x0 -> VAE decode -> features).
+    """
+    b, c, f, h, w = latents.shape
+    z = (latents / base.latent_scaling).permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
+    ctx = torch.enable_grad() if grad else torch.no_grad()
+    outs = []
+    with ctx:
+        for i in range(0, z.shape[0], chunk):
+            outs.append(base.vae.decode(z[i:i + chunk].to(base.dtype)).sample.float())
+    x = torch.cat(outs)
+    return x.reshape(b, f, 3, x.shape[-2], x.shape[-1]).permute(0, 2, 1, 3, 4)
+
+
+@torch.no_grad()
+def encode_prompts(base: BaseModel, prompts: Sequence[str]) -> torch.Tensor:
+    """Text -> CLIP text-encoder hidden states (N, 77, D), as Stable Diffusion conditions on."""
+    tok = base.tokenizer(list(prompts), padding="max_length", truncation=True,
+                         max_length=base.tokenizer.model_max_length, return_tensors="pt")
+    ids = tok.input_ids.to(base.device)
+    return base.text_encoder(ids)[0].float()

@@ -1,0 +1,113 @@
+"""The run folder: what one tuning job leaves behind, and how it is loaded again.
+
+    config.yaml              the TuneConfig
+    meta.json                clip hash, base model + fingerprint, versions, device, seed, status
+    source.mp4               the exact frames tuned on
+    delta.safetensors        trained tensors only (+ metadata: fingerprint, clip hash, config)
+    inversion-<N>.safetensors DDIM-inverted clip latents for N steps
+    checkpoint.safetensors   resume state while tuning (removed when finished)
+    losses.json              per-step loss terms
+    edits/                   generated videos
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from ..config import TuneConfig, from_dict, load_tune_config, save_yaml, to_dict
+from ..errors import InputError
+from ..paths import data_dir
+
+
+def versions() -> dict[str, str]:
+    import diffusers
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "diffusers": diffusers.__version__, "transformers": transformers.__version__}
+
+
+def new_run_dir(prefix: str = "run") -> Path:
+    root = data_dir() / "runs"
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}-{stamp}-", dir=root))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+@dataclass
+class RunFolder:
+    path: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path / "meta.json"
+
+    @property
+    def delta_path(self) -> Path:
+        return self.path / "delta.safetensors"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint.safetensors"
+
+    @property
+    def source_path(self) -> Path:
+        return self.path / "source.mp4"
+
+    def inversion_path(self, steps: int) -> Path:
+        return self.path / f"inversion-{steps}.safetensors"
+
+    @property
+    def edits(self) -> Path:
+        p = self.path / "edits"
+        p.mkdir(exist_ok=True)
+        return p
+
+    def meta(self) -> dict:
+        if not self.meta_path.is_file():
+            return {}
+        return json.loads(self.meta_path.read_text())
+
+    def update_meta(self, **kw) -> dict:
+        m = self.meta()
+        m.update(kw)
+        write_json(self.meta_path, m)
+        return m
+
+    def config(self) -> TuneConfig:
+        if not self.config_path.is_file():
+            raise InputError(f"{self.path} is not a vcstudio run folder (no config.yaml).")
+        return load_tune_config(self.config_path)
+
+    def save_config(self, cfg: TuneConfig) -> None:
+        save_yaml(cfg, self.config_path)
+
+
+def open_run(path: str | Path, must_be_finished: bool = True) -> RunFolder:
+    rf = RunFolder(Path(path))
+    if not rf.path.is_dir() or not rf.config_path.is_file():
+        raise InputError(f"{path} is not a vcstudio run folder (no config.yaml). Pass the folder "
+                         "that `vcstudio tune` printed.")
+    if must_be_finished and not rf.delta_path.is_file():
+        raise InputError(f"The run {path} has not finished tuning (no delta.safetensors). Run "
+                         "`vcstudio tune --out` on it again to resume.")
+    return rf
