@@ -1,0 +1,173 @@
+"""Arguments of ``vcstudio long`` and the prompt timeline they describe.
+
+``vcstudio long --run RUN (--prompts p1 p2 ... | --story "..." | --timeline file.yaml)
+  --frames 120 --window 16 --stride 8 [--fusion uniform|pyramid|gaussian] [--masks]
+  [--refine 256,512] [--steps 50 --guidance 12.5 --seed 33]``
+
+Timeline YAML (any one of these shapes):
+
+    frames: 120                 # optional; --frames wins when given
+    segments:                   # start/end frame ranges (end exclusive) ...
+      - {prompt: "a corgi runs on the beach", start: 0, end: 60}
+      - {prompt: "a corgi jumps into the sea", start: 60, end: 120}
+    # ... or durations laid end to end: - {prompt: "...", frames: 40}
+    # ... or plain strings, split evenly: - "a corgi runs on the beach"
+    # ... or story: "a corgi runs on the beach, then jumps into the sea"
+
+A bare list at the top level is read as ``segments``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from .errors import InputError
+from .pipelines.windows import FUSIONS, PROMPT_MODES, format_table, layout_table, make_layout
+from .scene.parser import story_segments
+from .scene.segments import Segment, check_segments, even_segments
+
+DEFAULT_FRAMES = 120
+
+
+def add_long_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``vcstudio long`` options to ``parser`` (a subcommand parser)."""
+    parser.add_argument("--run", required=True, help="tuned run (id or folder) to generate from")
+    src = parser.add_argument_group("prompts (give one)")
+    src.add_argument("--prompts", nargs="+", metavar="PROMPT",
+                     help="segment prompts, split evenly over the frames in order")
+    src.add_argument("--story", help="one story prompt; the scene parser turns it into segments "
+                     "(connectives: then, after, before, while, finally, meanwhile, ...)")
+    src.add_argument("--timeline", metavar="FILE.yaml",
+                     help="YAML timeline with per-segment prompts and frame ranges")
+    parser.add_argument("--frames", type=int, default=None,
+                        help=f"length of the video in frames (default {DEFAULT_FRAMES}, or the "
+                        f"timeline file's)")
+    win = parser.add_argument_group("temporal co-denoising")
+    win.add_argument("--window", type=int, default=16, help="window length K in frames")
+    win.add_argument("--stride", type=int, default=8, help="stride S between windows (<= K)")
+    win.add_argument("--fusion", choices=FUSIONS, default="uniform",
+                     help="per-position weights for fusing overlapping windows")
+    win.add_argument("--fusion-sigma", type=float, default=None,
+                     help="sigma of gaussian fusion in frames (default window/4)")
+    win.add_argument("--prompt-mode", choices=PROMPT_MODES, default="majority",
+                     help="window prompt: the segment with most frames, or a blend of the "
+                     "overlapping segments' embeddings")
+    win.add_argument("--window-batch", type=int, default=0,
+                     help="windows denoised per U-Net call (0 = as many as memory allows)")
+    msk = parser.add_argument_group("masks, average fusion and combined tuning")
+    msk.add_argument("--masks", action="store_true",
+                     help="SAM foreground/background masks + average fusion at step k + "
+                     "combined fg/bg tuning before generating")
+    msk.add_argument("--mask-method", choices=("sam", "grabcut"), default="sam",
+                     help="grabcut = classical OpenCV fallback, no weights needed")
+    msk.add_argument("--sam-model", choices=("vit_b", "vit_l", "vit_h"), default="vit_b")
+    msk.add_argument("--sam-checkpoint", default=None, help="path to the SAM checkpoint file")
+    msk.add_argument("--mask-point", default=None, metavar="X,Y",
+                     help="pixel on the foreground object (default: automatic, largest salient)")
+    msk.add_argument("--mask-box", default=None, metavar="X0,Y0,X1,Y1",
+                     help="box around the foreground object")
+    msk.add_argument("--candidates", type=int, default=5, help="n candidate sets for eq. 11")
+    msk.add_argument("--fusion-step", type=int, default=995, help="timestep k of the fusion")
+    msk.add_argument("--tune-steps", type=int, default=250, help="combined tuning steps")
+    msk.add_argument("--tune-lr", type=float, default=2e-6, help="combined tuning learning rate")
+    msk.add_argument("--lambdas", default="1,1,0.5", metavar="L1,L2,L3",
+                     help="weights of L, L_fg, L_bg (eq. 20)")
+    ref = parser.add_argument_group("progressive refinement")
+    ref.add_argument("--refine", default=None, metavar="256,512",
+                     help="sizes to generate at, low to high; later ones partially re-denoise")
+    ref.add_argument("--refine-strength", type=float, default=0.5,
+                     help="share of the schedule re-run at each higher size (0-1]")
+    smp = parser.add_argument_group("sampling")
+    smp.add_argument("--steps", type=int, default=50)
+    smp.add_argument("--guidance", type=float, default=12.5)
+    smp.add_argument("--seed", type=int, default=33)
+    smp.add_argument("--negative", default="", help="negative prompt")
+    smp.add_argument("--fps", type=int, default=8)
+    smp.add_argument("--out", default=None, help="output mp4 path (default: inside the run folder)")
+    smp.add_argument("--show-timeline", action="store_true",
+                     help="print the window/prompt table and stop")
+    return parser
+
+
+def parse_pair_list(text: str | None, n: int, what: str) -> tuple[float, ...] | None:
+    """"12,34" -> (12.0, 34.0), checking there are ``n`` numbers."""
+    if text is None:
+        return None
+    try:
+        vals = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != n:
+        raise InputError(f"{what} takes {n} comma-separated numbers (got '{text}').")
+    return vals
+
+
+def _segments_from_yaml(path: str, n_frames: int | None) -> tuple[list[Segment], int]:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise InputError(f"Timeline file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise InputError(f"Timeline file {path} is not valid YAML: {e}") from None
+    if isinstance(data, list):
+        data = {"segments": data}
+    if not isinstance(data, dict):
+        raise InputError(f"Timeline file {path} must hold 'segments:' (a list) or 'story:'.")
+    if n_frames is None and data.get("frames") is not None:
+        n_frames = int(data["frames"])
+    if data.get("story"):
+        n = n_frames or DEFAULT_FRAMES
+        return story_segments(str(data["story"]), n), n
+    items = data.get("segments")
+    if not isinstance(items, list) or not items:
+        raise InputError(f"Timeline file {path} has no segments; list them under 'segments:'.")
+    if all(isinstance(it, str) for it in items):
+        n = n_frames or DEFAULT_FRAMES
+        return even_segments(items, n), n
+    if not all(isinstance(it, dict) and "prompt" in it for it in items):
+        raise InputError(f"Every segment in {path} needs a 'prompt' (and start/end or frames).")
+    if all("start" in it and "end" in it for it in items):
+        segs = [Segment(str(it["prompt"]), int(it["start"]), int(it["end"])) for it in items]
+    elif all("frames" in it for it in items):
+        segs, t = [], 0
+        for it in items:
+            segs.append(Segment(str(it["prompt"]), t, t + int(it["frames"])))
+            t += int(it["frames"])
+    else:
+        raise InputError(f"Segments in {path} must all give start/end, or all give frames.")
+    n = n_frames or max(s.end for s in segs)
+    return segs, n
+
+
+def parse_timeline(args: argparse.Namespace) -> list[Segment]:
+    """The segments of ``--prompts`` (evenly split), ``--story`` (scene parser) or ``--timeline``
+    (YAML). Sets ``args.frames`` when it was not given. Raises InputError with what to fix."""
+    given = [name for name in ("prompts", "story", "timeline") if getattr(args, name, None)]
+    if len(given) != 1:
+        raise InputError("Give exactly one of --prompts, --story or --timeline"
+                         + (f" (got {', '.join('--' + g for g in given)})." if given else "."))
+    frames = getattr(args, "frames", None)
+    if frames is not None and frames < 1:
+        raise InputError(f"--frames must be at least 1 (got {frames}).")
+    if args.prompts:
+        n = frames or DEFAULT_FRAMES
+        segs = even_segments(args.prompts, n)
+    elif args.story:
+        n = frames or DEFAULT_FRAMES
+        segs = story_segments(args.story, n)
+    else:
+        segs, n = _segments_from_yaml(args.timeline, frames)
+    args.frames = n
+    return check_segments(segs, n)
+
+
+def describe_timeline(args: argparse.Namespace, segments: list[Segment]) -> str:
+    """The window -> prompt table for ``args`` (what --show-timeline prints)."""
+    layout = make_layout(args.frames, args.window, args.stride, args.fusion, args.fusion_sigma)
+    head = [f"{len(segments)} segments over {args.frames} frames; {layout.n_windows} windows of "
+            f"{args.window} (stride {args.stride}, {args.fusion} fusion):"]
+    head += [f"  [{s.start:>4}-{s.end - 1:>4}] {s.prompt}" for s in segments]
+    return "\n".join(head) + "\n" + format_table(layout_table(layout, segments, args.prompt_mode))
