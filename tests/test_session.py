@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from vcstudio.config import DataConfig, Limits, TuneConfig
-from vcstudio.errors import CancelledError, InputError, OutOfMemoryError, VcsError
+from vcstudio.errors import CancelledError, InputError, OutOfMemoryError
 from vcstudio.models.cache import ModelCache
 from vcstudio.progress import Event
 from vcstudio.session import DeviceLock, Studio, estimate, safe_path

@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -143,6 +145,11 @@ def test_atomic_artifact_writes(tmp_path):
         with pytest.raises(OSError, match="disk full"):
             st.write_artifact(run.id, "json", "result.json", broken)
         assert seen == {"suffix": ".json", "target_during_write": b'{"v": 1}'}
+        with open(target, "rb") as reader:  # a reader holding the old version ...
+            st.write_artifact_bytes(run.id, "json", "result.json", b'{"v": 3}')
+            assert reader.read() == b'{"v": 1}'  # ... keeps reading it whole (rename, no rewrite)
+        assert target.read_bytes() == b'{"v": 3}'
+        st.write_artifact_bytes(run.id, "json", "result.json", b'{"v": 1}')
         assert target.read_bytes() == b'{"v": 1}'  # the old file is untouched
         assert sorted(p.name for p in target.parent.iterdir()) == ["result.json"]  # no temp
 
@@ -222,13 +229,18 @@ def test_clean_restart_and_live_owner_untouched(tmp_path):
     st.update_job(finished, status="done")
     running = st.add_job("tune", "s")
     st.update_job(running, status="running")
+    # a job left by an earlier process that had our pid (containers restart with the same pid)
+    recycled = st.add_job("tune", "s")
+    st._q("UPDATE jobs SET status='running', owner=? WHERE id=?",
+          (f"{socket.gethostname()}:{os.getpid()}:0ld0ne", recycled))
     other = Store(tmp_path)  # a second live store (another app on the same folder)
-    assert other.resumable_jobs() == [] and other.job(running).status == "running"
+    assert [j.id for j in other.resumable_jobs()] == [recycled]
+    assert other.job(running).status == "running"  # the live one's job is left alone
     st.close()
     other.close()
     with Store(tmp_path) as again:
         assert again.job(finished).status == "done"
-        assert [j.id for j in again.resumable_jobs()] == [running]
+        assert {j.id for j in again.resumable_jobs()} == {running, recycled}
 
 
 def test_threads_write_concurrently(tmp_path):
@@ -263,3 +275,31 @@ def test_unknown_kind_refused(tmp_path):
             st.add_job("train")
         with pytest.raises(InputError, match="No run"):
             st.run("nope")
+
+
+def test_runs_cli_lists_and_exports(tmp_path):
+    import argparse
+
+    from vcstudio.store import add_runs_args, run_runs
+
+    with Store(tmp_path / "d") as st:
+        a = st.create_run("tune", {"method": "dct"}, seed=3, label="first")
+        st.add_video_metrics(a.id, {"fci": 0.25})
+        st.finish_run(a.id)
+        st.create_run("edit", {"prompt": "x"}, seed=4)
+    p = argparse.ArgumentParser()
+    add_runs_args(p)
+    buf = io.StringIO()
+    args = p.parse_args(["--data", str(tmp_path / "d"), "--method", "dct", "--csv",
+                         str(tmp_path / "m.csv"), "--json", str(tmp_path / "m.json")])
+    assert run_runs(args, out=buf) == 0
+    lines = buf.getvalue().splitlines()
+    assert lines[0].startswith(a.id) and "dct" in lines[0] and "fci=0.25" in lines[0]
+    assert "seed=3 done" in lines[0] and len(lines) == 3
+    rows = list(csv.reader(io.StringIO((tmp_path / "m.csv").read_text(), newline="")))
+    assert rows == [["run", "label", "kind", "method", "seed", "fci"],
+                    [a.id, "first", "tune", "dct", "3", "0.25"]]
+    assert [r["id"] for r in json.loads((tmp_path / "m.json").read_text())["runs"]] == [a.id]
+    buf = io.StringIO()
+    assert run_runs(p.parse_args(["--data", str(tmp_path / "d"), "--resumable"]), out=buf) == 0
+    assert buf.getvalue() == ""

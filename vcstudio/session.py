@@ -310,7 +310,7 @@ class Studio:
         sess = self.session(session_id)
         limit = int(self.limits.max_upload_mb * 2**20)
         if isinstance(src, (bytes, bytearray)):
-            size, reader = len(src), None
+            reader = None
             name = name or "upload"
         else:
             src_path = Path(os.fspath(src)).resolve()
@@ -320,7 +320,7 @@ class Studio:
             if not src_path.is_file():
                 raise InputError(f"The upload {Path(src).name!r} is not a file; upload a video "
                                  "or image file.")
-            size, reader = src_path.stat().st_size, src_path
+            reader = src_path  # its size is counted while copying: it may still grow
             name = name or src_path.name
         clean = _clean_name(name)
         suffix = Path(clean).suffix
@@ -330,16 +330,15 @@ class Studio:
         too_big = InputError(
             f"{Path(name).name!r} is larger than the {self.limits.max_upload_mb:g} MB upload "
             "limit; trim or compress the clip first.")
-        if size > limit:
-            raise too_big
         dest = sess.uploads / f"{secrets.token_hex(4)}-{clean}"
         with atomic_path(dest) as tmp:
             if reader is None:
+                if len(src) > limit:
+                    raise too_big
                 tmp.write_bytes(bytes(src))
             else:
                 copied = 0
                 with open(reader, "rb") as fi, open(tmp, "wb") as fo:
-                    # the file may still grow while we copy; count what we really read
                     while chunk := fi.read(1 << 20):
                         copied += len(chunk)
                         if copied > limit:

@@ -674,3 +674,52 @@ def _run(r: sqlite3.Row) -> Run:
                seed=r["seed"], versions=json.loads(r["versions"] or "{}"), device=r["device"],
                clip_hash=r["clip_hash"], run_dir=r["run_dir"], parent_run=r["parent_run"],
                created=r["created"], finished=r["finished"], label=r["label"])
+
+
+# ----------------------------------------------------------------------------- CLI: vcstudio runs
+
+def add_runs_args(parser) -> None:
+    """``vcstudio runs``: list past runs (or resumable jobs), export their metrics."""
+    parser.add_argument("--data", default=None,
+                        help="data folder (default: $VCSTUDIO_DATA or the user data dir)")
+    parser.add_argument("--kind", choices=JOB_KINDS, default=None)
+    parser.add_argument("--method", default=None, help="baseline | dct | apla")
+    parser.add_argument("--clip", default=None, help="clip hash")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--search", default=None, help="text in the label or config")
+    parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument("--ids", nargs="*", default=None,
+                        help="export these runs (default: the listed ones)")
+    parser.add_argument("--csv", default=None, help="write the metrics table here")
+    parser.add_argument("--per-frame", action="store_true", help="CSV of per-frame metrics")
+    parser.add_argument("--json", default=None, help="write everything about the runs here")
+    parser.add_argument("--resumable", action="store_true",
+                        help="list jobs a crash or restart cut short instead")
+
+
+def run_runs(args, out=None) -> int:
+    import sys
+
+    out = out or sys.stdout
+    with Store(args.data) as st:
+        if args.resumable:
+            for j in st.resumable_jobs():
+                print(f"{j.id}  {j.kind:8s} step {j.step}/{j.total}  session {j.session_id}  "
+                      f"checkpoint {j.checkpoint or '-'}", file=out)
+            return 0
+        runs = st.list_runs(kind=args.kind, method=args.method, clip_hash=args.clip,
+                            seed=args.seed, text=args.search, limit=args.limit)
+        ids = args.ids if args.ids else [r.id for r in runs]
+        for r in runs:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
+            metrics = " ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items()))
+            state = "done" if r.finished else "unfinished"
+            print(f"{r.id}  {when}  {r.kind:7s} {r.method or '-':8s} seed={r.seed} {state}"
+                  f"  {r.label}  {metrics}", file=out)
+        if args.csv:
+            st.export_csv(ids, args.csv, per_frame=args.per_frame)
+            print(f"wrote {args.csv}", file=out)
+        if args.json:
+            st.export_json(ids, args.json)
+            print(f"wrote {args.json}", file=out)
+    return 0
