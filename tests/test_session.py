@@ -85,7 +85,8 @@ def test_device_lock_is_first_come_first_served(studio):
     ids = []
     for k in range(5):
         ids.append(studio.submit(None, "eval", job(k)))
-        time.sleep(0.02)  # let each worker take its place in the queue
+        while studio.device_lock().waiting < k + 1:  # this worker took its place in the queue
+            time.sleep(0.001)
     assert studio.device_lock().waiting == 5 and studio.queue_position(ids[0]) == 5
     gate.set()
     for j in ids:
@@ -109,8 +110,8 @@ def test_cancel_mid_job_stops_within_one_step(studio):
 
     jid = studio.submit(sess.id, "tune", long_job)
     assert reached.wait(10)
-    at_cancel = len(steps_done)
     assert studio.cancel(jid)
+    at_cancel = len(steps_done)
     out = studio.wait(jid, timeout=10)
     assert out.status == "cancelled" and isinstance(out.error, CancelledError)
     assert len(steps_done) - at_cancel <= 1  # at most the step in flight finished
