@@ -1,0 +1,725 @@
+"""Run store: jobs, runs, metrics and artifact paths in SQLite under the app's data folder.
+
+DESIGN (Storage): stdlib sqlite3 in WAL mode, schema versioned with ``PRAGMA user_version`` and
+migrated forward on open; artifacts are files under ``<data>/runs/<run id>/`` written atomically
+(temp file in the same folder + ``os.replace``), recorded by their path relative to the data
+folder so the whole folder can be moved. A crash loses no finished run: every write is committed
+before the call returns, and on open the jobs that a dead process left queued/running are marked
+``interrupted`` and listed by :meth:`Store.resumable_jobs`.
+
+This module imports no torch: the CLI, the app and tests open it cheaply.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+import socket
+import sqlite3
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+
+from .config import to_dict
+from .errors import InputError
+
+JOB_KINDS = ("tune", "edit", "long", "i2v", "compare", "eval")
+JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+FINAL_STATUSES = ("done", "failed", "cancelled")
+ARTIFACT_KINDS = ("mp4", "gif", "delta", "latents", "plot", "json", "csv", "png", "frames",
+                  "checkpoint")
+# Packages whose versions a run records (DESIGN: a run records config, seed, versions, device).
+VERSIONED_PACKAGES = ("vcstudio", "torch", "diffusers", "transformers", "open_clip_torch",
+                      "segment-anything", "peft", "numpy")
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+# Schema migrations, applied in order; ``user_version`` = number of migrations applied.
+# v1: the first schema (jobs, runs, per-frame and per-video metrics, artifacts).
+# v2: jobs learn who owns them (host:pid:instance, to tell a crashed process's jobs from a live
+#     one's), their parameters and last checkpoint (to resume), the job that resumed them, and
+#     their progress events (loss curves of a re-opened run).
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        session_id TEXT,
+        created REAL NOT NULL,
+        updated REAL NOT NULL,
+        progress REAL NOT NULL DEFAULT 0,
+        message TEXT NOT NULL DEFAULT '',
+        error TEXT,
+        run_id TEXT
+    );
+    CREATE INDEX jobs_status ON jobs(status);
+    CREATE INDEX jobs_session ON jobs(session_id);
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        config TEXT NOT NULL DEFAULT '{}',
+        seed INTEGER,
+        versions TEXT NOT NULL DEFAULT '{}',
+        device TEXT,
+        clip_hash TEXT,
+        run_dir TEXT NOT NULL,
+        parent_run TEXT,
+        created REAL NOT NULL,
+        finished REAL
+    );
+    CREATE INDEX runs_kind ON runs(kind);
+    CREATE INDEX runs_clip ON runs(clip_hash);
+    CREATE TABLE frame_metrics (
+        run_id TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        frame INTEGER NOT NULL,
+        value REAL NOT NULL,
+        model TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (run_id, metric, model, frame)
+    );
+    CREATE TABLE video_metrics (
+        run_id TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        value REAL NOT NULL,
+        model TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (run_id, metric, model)
+    );
+    CREATE TABLE artifacts (
+        run_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        created REAL NOT NULL,
+        PRIMARY KEY (run_id, path)
+    );
+    """,
+    """
+    ALTER TABLE jobs ADD COLUMN owner TEXT;
+    ALTER TABLE jobs ADD COLUMN params TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE jobs ADD COLUMN checkpoint TEXT;
+    ALTER TABLE jobs ADD COLUMN resumed_by TEXT;
+    ALTER TABLE jobs ADD COLUMN step INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN total INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN label TEXT NOT NULL DEFAULT '';
+    CREATE TABLE job_events (
+        job_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        t REAL NOT NULL,
+        step INTEGER NOT NULL,
+        total INTEGER NOT NULL,
+        stage TEXT NOT NULL DEFAULT '',
+        message TEXT NOT NULL DEFAULT '',
+        metrics TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (job_id, seq)
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def default_data_dir() -> Path:
+    """``$VCSTUDIO_DATA`` if set, else the platform's user data dir for "vcstudio"."""
+    env = os.environ.get("VCSTUDIO_DATA")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("vcstudio", appauthor=False))
+
+
+def package_versions(names: Sequence[str] = VERSIONED_PACKAGES) -> dict[str, str]:
+    """Installed versions (importlib.metadata, so nothing heavy is imported)."""
+    from importlib import metadata
+
+    out = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+# ----------------------------------------------------------------------------- atomic files
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path next to ``path`` (same suffix, so writers pick the right format);
+    on success it is fsynced and renamed onto ``path``; on error it is removed and ``path`` is
+    left as it was. A reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:40]}.tmp-", suffix=path.suffix,
+                               dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        if not tmp.is_file():
+            raise OSError(f"the writer left no file at {tmp.name}")
+        with open(tmp, "rb") as f:  # data on disk before the name points at it
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _fsync_dir(folder: Path) -> None:
+    # the rename itself is durable only once the directory entry is flushed (POSIX)
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------- records
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    status: str
+    session_id: Optional[str]
+    created: float
+    updated: float
+    progress: float
+    step: int
+    total: int
+    message: str
+    error: Optional[str]
+    run_id: Optional[str]
+    owner: Optional[str]
+    params: dict
+    checkpoint: Optional[str]
+    resumed_by: Optional[str]
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+@dataclass
+class Run:
+    id: str
+    kind: str
+    config: dict
+    seed: Optional[int]
+    versions: dict
+    device: Optional[str]
+    clip_hash: Optional[str]
+    run_dir: str  # relative to the data folder
+    parent_run: Optional[str]
+    created: float
+    finished: Optional[float]
+    label: str = ""
+    metrics: dict = field(default_factory=dict)  # per-video metrics, filled by list_runs
+
+    @property
+    def method(self) -> str:
+        return str(self.config.get("method", ""))
+
+
+def _new_id(prefix: str) -> str:
+    # time-ordered, readable, unique: 20260101-120000-<8 hex>
+    return f"{prefix}{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+# ----------------------------------------------------------------------------- the store
+
+class Store:
+    """The run store of one data folder. Thread-safe: one connection guarded by a lock
+    (SQLite serialises writers anyway; WAL lets other processes read meanwhile)."""
+
+    DB_NAME = "vcstudio.db"
+
+    def __init__(self, data_dir: str | Path | None = None, *, recover: bool = True) -> None:
+        self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "runs").mkdir(exist_ok=True)
+        self.path = self.data_dir / self.DB_NAME
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                   timeout=10.0)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints,
+        self._db.execute("PRAGMA foreign_keys=ON")     # never corrupt; commits survive a crash
+        self._db.execute("PRAGMA busy_timeout=10000")  # of the process (not of the OS)
+        self._seq: dict[str, int] = {}
+        _live_owners.add(self.owner)
+        self._migrate()
+        if recover:
+            self.recover()
+
+    # -- plumbing -------------------------------------------------------------------------
+    @property
+    def journal_mode(self) -> str:
+        return self._db.execute("PRAGMA journal_mode").fetchone()[0]
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _q(self, sql: str, args: Sequence = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _migrate(self) -> None:
+        with self._tx() as db:  # one writer migrates; others wait on the IMMEDIATE lock
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise InputError(
+                    f"The run store {self.path} was written by a newer vcstudio (schema "
+                    f"v{version}, this one knows v{SCHEMA_VERSION}). Upgrade vcstudio or point "
+                    f"VCSTUDIO_DATA at another folder.")
+            for i in range(version, SCHEMA_VERSION):
+                for stmt in _statements(MIGRATIONS[i]):
+                    db.execute(stmt)
+                db.execute(f"PRAGMA user_version={i + 1}")
+
+    def close(self) -> None:
+        """Close cleanly: this instance's unfinished jobs become resumable."""
+        with self._lock:
+            if self._db is None:
+                return
+            now = time.time()
+            self._db.execute(
+                "UPDATE jobs SET status='interrupted', updated=? "
+                "WHERE owner=? AND status IN ('queued','running')", (now, self.owner))
+            self._db.close()
+            self._db = None
+            _live_owners.discard(self.owner)
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- recovery -------------------------------------------------------------------------
+    def recover(self) -> list[str]:
+        """Mark queued/running jobs whose owner process is gone as ``interrupted``.
+
+        Jobs of a live process (another app or CLI on this host sharing the folder) are left
+        alone; jobs of another host cannot be checked and are left alone too."""
+        rows = self._q("SELECT id, owner FROM jobs WHERE status IN ('queued','running')")
+        dead = [r["id"] for r in rows if not _owner_alive(r["owner"])]
+        if dead:
+            now = time.time()
+            with self._tx() as db:
+                db.executemany("UPDATE jobs SET status='interrupted', updated=? WHERE id=?",
+                               [(now, j) for j in dead])
+        return dead
+
+    def resumable_jobs(self) -> list[Job]:
+        """Jobs a crash or restart cut short and nobody resumed yet, newest first."""
+        rows = self._q("SELECT * FROM jobs WHERE status='interrupted' AND resumed_by IS NULL "
+                       "ORDER BY created DESC")
+        return [_job(r) for r in rows]
+
+    def mark_resumed(self, old_job_id: str, new_job_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET resumed_by=?, updated=? WHERE id=?",
+                       (new_job_id, time.time(), old_job_id))
+
+    # -- jobs -----------------------------------------------------------------------------
+    def add_job(self, kind: str, session_id: Optional[str] = None, params: Any = None,
+                run_id: Optional[str] = None) -> str:
+        if kind not in JOB_KINDS:
+            raise InputError(f"Unknown job kind {kind!r}; use one of {', '.join(JOB_KINDS)}.")
+        job_id = _new_id("job-")
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO jobs (id, kind, status, session_id, created, updated, run_id, owner,"
+                " params) VALUES (?,?,?,?,?,?,?,?,?)",
+                (job_id, kind, "queued", session_id, now, now, run_id, self.owner,
+                 _dumps(params or {})))
+        return job_id
+
+    def update_job(self, job_id: str, *, status: Optional[str] = None,
+                   progress: Optional[float] = None, step: Optional[int] = None,
+                   total: Optional[int] = None, message: Optional[str] = None,
+                   error: Optional[str] = None, run_id: Optional[str] = None,
+                   checkpoint: Optional[str] = None) -> None:
+        if status is not None and status not in JOB_STATUSES:
+            raise ValueError(f"unknown job status {status!r}")
+        sets, args = ["updated=?"], [time.time()]
+        for col, val in (("status", status), ("progress", progress), ("step", step),
+                         ("total", total), ("message", message), ("error", error),
+                         ("run_id", run_id), ("checkpoint", checkpoint)):
+            if val is not None:
+                sets.append(f"{col}=?")
+                args.append(val)
+        with self._tx() as db:
+            cur = db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id=?", (*args, job_id))
+            if cur.rowcount == 0:
+                raise KeyError(job_id)
+
+    def add_event(self, job_id: str, step: int, total: int, stage: str = "", message: str = "",
+                  metrics: Optional[dict] = None) -> None:
+        """Record one progress event (previews are not stored) and the job's progress."""
+        now = time.time()
+        with self._tx() as db:
+            seq = self._seq.get(job_id)
+            if seq is None:
+                seq = db.execute("SELECT COALESCE(MAX(seq), -1) FROM job_events WHERE job_id=?",
+                                 (job_id,)).fetchone()[0]
+            seq += 1
+            self._seq[job_id] = seq
+            db.execute("INSERT INTO job_events VALUES (?,?,?,?,?,?,?,?)",
+                       (job_id, seq, now, int(step), int(total), stage, message,
+                        _dumps({k: float(v) for k, v in (metrics or {}).items()})))
+            prog = (step / total) if total else 0.0
+            db.execute("UPDATE jobs SET step=?, total=?, progress=?, message=?, updated=? "
+                       "WHERE id=?", (int(step), int(total), prog, message, now, job_id))
+
+    def events(self, job_id: str) -> list[dict]:
+        rows = self._q("SELECT * FROM job_events WHERE job_id=? ORDER BY seq", (job_id,))
+        return [{"step": r["step"], "total": r["total"], "stage": r["stage"],
+                 "message": r["message"], "metrics": json.loads(r["metrics"]), "t": r["t"]}
+                for r in rows]
+
+    def job(self, job_id: str) -> Job:
+        rows = self._q("SELECT * FROM jobs WHERE id=?", (job_id,))
+        if not rows:
+            raise InputError(f"No job {job_id!r} in the run store.")
+        return _job(rows[0])
+
+    def jobs(self, session_id: Optional[str] = None, status: Optional[str] = None,
+             limit: int = 200) -> list[Job]:
+        where, args = _where([("session_id=?", session_id), ("status=?", status)])
+        rows = self._q(f"SELECT * FROM jobs{where} ORDER BY created DESC LIMIT ?",
+                       (*args, limit))
+        return [_job(r) for r in rows]
+
+    # -- runs -----------------------------------------------------------------------------
+    def create_run(self, kind: str, config: Any = None, seed: Optional[int] = None,
+                   device: Optional[str] = None, clip_hash: Optional[str] = None,
+                   parent_run: Optional[str] = None, versions: Optional[dict] = None,
+                   label: str = "") -> Run:
+        """A new run with its own folder ``runs/<id>/``; config may be a dataclass."""
+        if kind not in JOB_KINDS:
+            raise InputError(f"Unknown run kind {kind!r}; use one of {', '.join(JOB_KINDS)}.")
+        run_id = _new_id("")
+        rel = f"runs/{run_id}"
+        (self.data_dir / rel).mkdir(parents=True)
+        cfg = to_dict(config) if is_dataclass(config) else (config or {})
+        vers = package_versions() if versions is None else versions
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs (id, kind, config, seed, versions, device, clip_hash, run_dir,"
+                " parent_run, created, label) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, kind, _dumps(cfg), seed, _dumps(vers), device, clip_hash, rel,
+                 parent_run, now, label))
+        return self.run(run_id)
+
+    def finish_run(self, run_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE runs SET finished=? WHERE id=?", (time.time(), run_id))
+
+    def run(self, run_id: str) -> Run:
+        rows = self._q("SELECT * FROM runs WHERE id=?", (run_id,))
+        if not rows:
+            raise InputError(f"No run {run_id!r} in the run store; pick one from the list.")
+        return _run(rows[0])
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.data_dir / self.run(run_id).run_dir
+
+    def list_runs(self, kind: Optional[str] = None, method: Optional[str] = None,
+                  clip_hash: Optional[str] = None, seed: Optional[int] = None,
+                  finished: Optional[bool] = None, parent_run: Optional[str] = None,
+                  since: Optional[float] = None, text: Optional[str] = None,
+                  limit: int = 200) -> list[Run]:
+        """Runs newest first, filtered (all filters AND-ed); each with its per-video metrics."""
+        conds = [("kind=?", kind), ("json_extract(config, '$.method')=?", method),
+                 ("clip_hash=?", clip_hash), ("seed=?", seed), ("parent_run=?", parent_run),
+                 ("created>=?", since), ("(label || ' ' || config) LIKE ?",
+                                         None if text is None else f"%{text}%")]
+        where, args = _where(conds)
+        if finished is not None:
+            where += (" AND " if where else " WHERE ") + (
+                "finished IS NOT NULL" if finished else "finished IS NULL")
+        rows = self._q(f"SELECT * FROM runs{where} ORDER BY created DESC LIMIT ?",
+                       (*args, limit))
+        runs = [_run(r) for r in rows]
+        vm = self.video_metrics([r.id for r in runs])
+        for r in runs:
+            r.metrics = vm.get(r.id, {})
+        return runs
+
+    # -- metrics --------------------------------------------------------------------------
+    def add_frame_metrics(self, run_id: str, metric: str, values: Iterable[float],
+                          model: str = "", start: int = 0) -> None:
+        """Per-frame values (frame = start, start+1, ...); re-adding a frame replaces it, so a
+        streamed metric can be written as frames arrive."""
+        rows = [(run_id, metric, start + i, float(v), model) for i, v in enumerate(values)]
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO frame_metrics VALUES (?,?,?,?,?)", rows)
+
+    def add_video_metrics(self, run_id: str, metrics: dict[str, float], model: str = "") -> None:
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO video_metrics VALUES (?,?,?,?)",
+                           [(run_id, k, float(v), model) for k, v in metrics.items()])
+
+    def frame_metrics(self, run_id: str) -> dict[str, list[float]]:
+        """{metric (model-qualified when a model is named): values in frame order}."""
+        rows = self._q("SELECT metric, model, frame, value FROM frame_metrics WHERE run_id=? "
+                       "ORDER BY metric, model, frame", (run_id,))
+        out: dict[str, list[float]] = {}
+        for r in rows:
+            out.setdefault(_mname(r["metric"], r["model"]), []).append(r["value"])
+        return out
+
+    def video_metrics(self, run_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+        if not run_ids:
+            return {}
+        marks = ",".join("?" * len(run_ids))
+        rows = self._q(f"SELECT * FROM video_metrics WHERE run_id IN ({marks})", tuple(run_ids))
+        out: dict[str, dict[str, float]] = {r: {} for r in run_ids}
+        for r in rows:
+            out[r["run_id"]][_mname(r["metric"], r["model"])] = r["value"]
+        return out
+
+    def metrics_table(self, run_ids: Sequence[str]) -> tuple[list[str], list[list]]:
+        """(header, rows) for the Compare tab: one row per run with its label, method, seed and
+        per-video metrics; metrics a run lacks are None."""
+        runs = [self.run(r) for r in run_ids]
+        vm = self.video_metrics(list(run_ids))
+        names = sorted({m for d in vm.values() for m in d})
+        header = ["run", "label", "kind", "method", "seed", *names]
+        rows = [[r.id, r.label, r.kind, r.method, r.seed, *[vm[r.id].get(m) for m in names]]
+                for r in runs]
+        return header, rows
+
+    def export_csv(self, run_ids: Sequence[str], path: Optional[str | Path] = None,
+                   per_frame: bool = False) -> str:
+        """Per-video table (or the long per-frame table) as CSV text; written atomically to
+        ``path`` when given."""
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        if per_frame:
+            w.writerow(["run", "metric", "model", "frame", "value"])
+            marks = ",".join("?" * len(run_ids))
+            for r in self._q(f"SELECT * FROM frame_metrics WHERE run_id IN ({marks}) "
+                             "ORDER BY run_id, metric, model, frame", tuple(run_ids)):
+                w.writerow([r["run_id"], r["metric"], r["model"], r["frame"], r["value"]])
+        else:
+            header, rows = self.metrics_table(run_ids)
+            w.writerow(header)
+            w.writerows([["" if v is None else v for v in row] for row in rows])
+        text = buf.getvalue()
+        if path is not None:
+            atomic_write_bytes(path, text.encode())
+        return text
+
+    def export_json(self, run_ids: Sequence[str], path: Optional[str | Path] = None) -> dict:
+        """Everything about the runs: record, config, per-video and per-frame metrics,
+        artifacts."""
+        vm = self.video_metrics(list(run_ids))
+        out = {"schema": SCHEMA_VERSION, "runs": []}
+        for rid in run_ids:
+            r = self.run(rid)
+            out["runs"].append({
+                "id": r.id, "kind": r.kind, "label": r.label, "config": r.config,
+                "seed": r.seed, "versions": r.versions, "device": r.device,
+                "clip_hash": r.clip_hash, "parent_run": r.parent_run, "created": r.created,
+                "finished": r.finished, "video_metrics": vm.get(rid, {}),
+                "frame_metrics": self.frame_metrics(rid),
+                "artifacts": [{"kind": k, "path": p} for k, p in self.artifacts(rid)]})
+        if path is not None:
+            atomic_write_bytes(path, json.dumps(out, indent=1).encode())
+        return out
+
+    # -- artifacts ------------------------------------------------------------------------
+    def artifact_target(self, run_id: str, name: str) -> Path:
+        """Absolute path of artifact ``name`` inside the run's folder (a plain file name)."""
+        if not _SAFE_NAME.match(name) or name.startswith(".tmp"):
+            raise InputError(f"Artifact name {name!r} must be a plain file name "
+                             "(letters, digits, '.', '_', '-').")
+        return self.run_dir(run_id) / name
+
+    def write_artifact(self, run_id: str, kind: str, name: str,
+                       writer: Callable[[Path], Any]) -> Path:
+        """``writer(tmp_path)`` writes the file (the temp path keeps ``name``'s suffix, so
+        imageio/safetensors pick the format); then it is renamed into place and recorded."""
+        if kind not in ARTIFACT_KINDS:
+            raise ValueError(f"unknown artifact kind {kind!r}")
+        target = self.artifact_target(run_id, name)
+        with atomic_path(target) as tmp:
+            writer(tmp)
+        self.add_artifact(run_id, kind, target)
+        return target
+
+    def write_artifact_bytes(self, run_id: str, kind: str, name: str, data: bytes) -> Path:
+        return self.write_artifact(run_id, kind, name, lambda p: p.write_bytes(data))
+
+    def write_artifact_json(self, run_id: str, name: str, obj: Any) -> Path:
+        data = json.dumps(to_dict(obj), indent=1).encode()
+        return self.write_artifact_bytes(run_id, "json", name, data)
+
+    def add_artifact(self, run_id: str, kind: str, path: str | Path) -> str:
+        """Record a file already inside the data folder (written atomically by the caller)."""
+        p = Path(path)
+        p = p if p.is_absolute() else self.data_dir / p
+        try:
+            rel = p.resolve().relative_to(self.data_dir.resolve()).as_posix()
+        except ValueError:
+            raise ValueError(f"artifact {p} is outside the data folder {self.data_dir}") from None
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?)",
+                       (run_id, kind, rel, time.time()))
+        return rel
+
+    def artifacts(self, run_id: str, kind: Optional[str] = None) -> list[tuple[str, str]]:
+        """[(kind, path relative to the data folder)], oldest first."""
+        where, args = _where([("run_id=?", run_id), ("kind=?", kind)])
+        return [(r["kind"], r["path"]) for r in
+                self._q(f"SELECT kind, path FROM artifacts{where} ORDER BY created", args)]
+
+    def artifact_abspath(self, rel: str) -> Path:
+        return self.data_dir / rel
+
+
+# ----------------------------------------------------------------------------- helpers
+
+# Owners (Store instances) open in this process: a job of this pid whose owner is not here
+# belongs to a Store that was closed or dropped without closing, i.e. it is orphaned.
+_live_owners: set[str] = set()
+
+
+def _owner_alive(owner: Optional[str]) -> bool:
+    if not owner:
+        return False  # jobs from a v1 store have no owner: nobody can still be running them
+    try:
+        host, pid_s, _ = owner.split(":")
+        pid = int(pid_s)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return True  # cannot tell; a shared network folder is not ours to clean
+    if pid == os.getpid():
+        return owner in _live_owners
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+def _where(conds: list[tuple[str, Any]]) -> tuple[str, list]:
+    parts, args = [], []
+    for sql, val in conds:
+        if val is not None:
+            parts.append(sql)
+            args.append(val)
+    return ((" WHERE " + " AND ".join(parts)) if parts else ""), args
+
+
+def _mname(metric: str, model: str) -> str:
+    return f"{metric}[{model}]" if model else metric
+
+
+def _job(r: sqlite3.Row) -> Job:
+    return Job(id=r["id"], kind=r["kind"], status=r["status"], session_id=r["session_id"],
+               created=r["created"], updated=r["updated"], progress=r["progress"],
+               step=r["step"], total=r["total"], message=r["message"], error=r["error"],
+               run_id=r["run_id"], owner=r["owner"], params=json.loads(r["params"] or "{}"),
+               checkpoint=r["checkpoint"], resumed_by=r["resumed_by"])
+
+
+def _run(r: sqlite3.Row) -> Run:
+    return Run(id=r["id"], kind=r["kind"], config=json.loads(r["config"] or "{}"),
+               seed=r["seed"], versions=json.loads(r["versions"] or "{}"), device=r["device"],
+               clip_hash=r["clip_hash"], run_dir=r["run_dir"], parent_run=r["parent_run"],
+               created=r["created"], finished=r["finished"], label=r["label"])
+
+
+# ----------------------------------------------------------------------------- CLI: vcstudio runs
+
+def add_runs_args(parser) -> None:
+    """``vcstudio runs``: list past runs (or resumable jobs), export their metrics."""
+    parser.add_argument("--data", default=None,
+                        help="data folder (default: $VCSTUDIO_DATA or the user data dir)")
+    parser.add_argument("--kind", choices=JOB_KINDS, default=None)
+    parser.add_argument("--method", default=None, help="baseline | dct | apla")
+    parser.add_argument("--clip", default=None, help="clip hash")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--search", default=None, help="text in the label or config")
+    parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument("--ids", nargs="*", default=None,
+                        help="export these runs (default: the listed ones)")
+    parser.add_argument("--csv", default=None, help="write the metrics table here")
+    parser.add_argument("--per-frame", action="store_true", help="CSV of per-frame metrics")
+    parser.add_argument("--json", default=None, help="write everything about the runs here")
+    parser.add_argument("--resumable", action="store_true",
+                        help="list jobs a crash or restart cut short instead")
+
+
+def run_runs(args, out=None) -> int:
+    import sys
+
+    out = out or sys.stdout
+    with Store(args.data) as st:
+        if args.resumable:
+            for j in st.resumable_jobs():
+                print(f"{j.id}  {j.kind:8s} step {j.step}/{j.total}  session {j.session_id}  "
+                      f"checkpoint {j.checkpoint or '-'}", file=out)
+            return 0
+        runs = st.list_runs(kind=args.kind, method=args.method, clip_hash=args.clip,
+                            seed=args.seed, text=args.search, limit=args.limit)
+        ids = args.ids if args.ids else [r.id for r in runs]
+        for r in runs:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
+            metrics = " ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items()))
+            state = "done" if r.finished else "unfinished"
+            print(f"{r.id}  {when}  {r.kind:7s} {r.method or '-':8s} seed={r.seed} {state}"
+                  f"  {r.label}  {metrics}", file=out)
+        if args.csv:
+            st.export_csv(ids, args.csv, per_frame=args.per_frame)
+            print(f"wrote {args.csv}", file=out)
+        if args.json:
+            st.export_json(ids, args.json)
+            print(f"wrote {args.json}", file=out)
+    return 0
