@@ -94,3 +94,15 @@ def test_fci_of_constant_motion_small_and_of_jerky_motion_large():
     b = fci_mod.flow_consistency_index(jerky).value
     assert a < 0.5 and b > 2.0
     assert fci_mod.flow_change(np.zeros((2, 2, 2)), np.full((2, 2, 2), [3.0, 4.0])) == 5.0
+
+
+def test_dis_uses_the_medium_preset():
+    import cv2
+
+    clip = translated_clip(2, 64)
+    g = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in clip]
+    medium = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(g[0], g[1], None)
+    fast = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST).calc(g[0], g[1], None)
+    ours = flow_mod.compute_flow(clip[0], clip[1], "dis")
+    np.testing.assert_array_equal(ours, medium)
+    assert np.abs(ours - fast).max() > 1e-3

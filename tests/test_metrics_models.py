@@ -199,3 +199,27 @@ def test_bench_runs_small(models, capsys):
     assert run_bench_metrics(args) == 0
     out = capsys.readouterr().out
     assert "warp_error" in out and "frames/s" in out
+
+
+def test_offline_hub_models_fail_fast_and_metrics_skip(monkeypatch):
+    import time
+
+    import vcstudio.models.clip as clip_mod
+    import vcstudio.models.dino as dino_mod
+
+    monkeypatch.setattr(clip_mod, "hub_online", lambda *a, **k: False)
+    monkeypatch.setattr(clip_mod, "_cached_weights", lambda cfg: None)
+    monkeypatch.setattr(clip_mod, "toy_clip_dir", lambda: clip_mod.Path("/nonexistent-toy"))
+    monkeypatch.setattr(dino_mod, "hub_online", lambda *a, **k: False)
+    monkeypatch.setattr(dino_mod, "hub_file_cached", lambda *a, **k: False)
+    t0 = time.perf_counter()
+    with pytest.raises(ModelNotFoundError, match="ViT-B-32/openai"):
+        load_clip_encoder("ViT-B-32/openai", "cpu", ModelCache())
+    with pytest.raises(ModelNotFoundError, match="dino-vitb16"):
+        load_dino_encoder("facebook/dino-vitb16", "cpu", ModelCache())
+    res = evaluate(_clip(), prompt="a cat", metrics="clip_text,subject_consistency,flicker",
+                   device="cpu", cache=ModelCache())
+    assert "not in the local cache" in res["clip_text"].skipped
+    assert "dino-vitb16" in res["subject_consistency"].skipped
+    assert res["flicker"].value > 0.5
+    assert time.perf_counter() - t0 < 20

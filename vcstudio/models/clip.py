@@ -24,6 +24,7 @@ import torch
 
 from ..errors import ModelNotFoundError
 from .cache import ModelCache, default_cache
+from .hub_access import hub_file_cached, hub_online
 from .preprocess import OPENAI_MEAN, OPENAI_STD, ImagePreprocess, frames_to_unit
 
 DEFAULT_CLIP = "ViT-B-32/openai"
@@ -172,12 +173,21 @@ def _build_open_clip(arch: str, weights: Optional[str], local: bool, device, dty
         model = open_clip.create_model(arch, pretrained=None)
         name = f"open_clip {arch} (random weights)"
     else:
+        pcfg = open_clip.get_pretrained_cfg(arch, weights) or {}
+        cached = _cached_weights(pcfg)
+        if cached is None and not hub_online():
+            # fail in seconds instead of minutes of hub retries
+            raise _missing(f"{arch}/{weights}", "not in the local cache and no network")
         try:
-            model = open_clip.create_model(arch, pretrained=weights)
+            model = open_clip.create_model(arch, pretrained=cached or weights,
+                                           force_quick_gelu=bool(pcfg.get("quick_gelu", False)))
         except Exception as e:  # hub errors come in many types; all mean "not here"
             raise _missing(f"{arch}/{weights}", f"{type(e).__name__}: {str(e)[:160]}") from None
         name = f"open_clip {arch}/{weights}"
-    cfg = open_clip.get_model_preprocess_cfg(model)
+    cfg = dict(open_clip.get_model_preprocess_cfg(model))
+    if not local and weights is not None:  # the tag's own normalisation, when it has one
+        pcfg = open_clip.get_pretrained_cfg(arch, weights) or {}
+        cfg.update({k: pcfg[k] for k in ("mean", "std", "interpolation") if k in pcfg})
     size = cfg.get("size", 224)
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
     pre = ImagePreprocess(size=size, crop=size, mean=tuple(cfg.get("mean", OPENAI_MEAN)),
@@ -185,6 +195,23 @@ def _build_open_clip(arch: str, weights: Optional[str], local: bool, device, dty
                           interpolation=cfg.get("interpolation", "bicubic"))
     model = model.to(device=device, dtype=dtype)
     return ClipEncoder(model, "open_clip", open_clip.get_tokenizer(arch), pre, name, device, dtype)
+
+
+def _cached_weights(pretrained_cfg: dict) -> Optional[str]:
+    """The hub file open_clip would download for this tag, if it is already in the HF cache."""
+    hub = pretrained_cfg.get("hf_hub", "")
+    if not hub:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    model_id, filename = hub.rstrip("/"), "open_clip_pytorch_model.bin"
+    if not hub.endswith("/"):
+        model_id, filename = hub.rsplit("/", 1)
+    for fn in (filename.rsplit(".", 1)[0] + ".safetensors", filename):
+        found = try_to_load_from_cache(model_id, fn)
+        if isinstance(found, str):
+            return found
+    return None
 
 
 def _read_state_dict(path: Path) -> dict:
@@ -204,6 +231,8 @@ def _build_hf(folder_or_id: str, hub: bool, device, dtype):
 
     if not hub and not (Path(folder_or_id) / "config.json").is_file():
         raise _missing(folder_or_id, "no config.json in that folder")
+    if hub and not hub_file_cached(folder_or_id) and not hub_online():
+        raise _missing(folder_or_id, "not in the local cache and no network")
     try:
         model = CLIPModel.from_pretrained(folder_or_id)
         tok = CLIPTokenizer.from_pretrained(folder_or_id)

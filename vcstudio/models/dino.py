@@ -17,6 +17,7 @@ import torch
 
 from ..errors import ModelNotFoundError
 from .cache import ModelCache, default_cache
+from .hub_access import hub_file_cached, hub_online
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocess, frames_to_unit
 
 DEFAULT_DINO = "facebook/dino-vitb16"
@@ -80,6 +81,11 @@ def _build(spec: str, device, dtype) -> DinoEncoder:
     if spec.startswith(("/", ".", "~")) and not (local / "config.json").is_file():
         raise ModelNotFoundError(f"No DINO model folder at {local} (config.json missing). Save "
                                  "facebook/dino-vitb16 there with ViTModel.save_pretrained.")
+    if not local.is_dir() and not hub_file_cached(spec) and not hub_online():
+        raise ModelNotFoundError(
+            f"DINO model {spec} is not in the local cache and there is no network. Download "
+            "facebook/dino-vitb16 once with network, or pass --dino with a local folder saved "
+            "by transformers' ViTModel.save_pretrained.")
     try:
         model = ViTModel.from_pretrained(str(local) if local.is_dir() else spec,
                                          add_pooling_layer=False)
