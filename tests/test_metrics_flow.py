@@ -106,3 +106,11 @@ def test_dis_uses_the_medium_preset():
     ours = flow_mod.compute_flow(clip[0], clip[1], "dis")
     np.testing.assert_array_equal(ours, medium)
     assert np.abs(ours - fast).max() > 1e-3
+
+
+def test_reconstructed_and_stand_in_metrics_are_labelled():
+    from vcstudio.metrics import vbench
+
+    clip = translated_clip(3, 64)
+    assert "reconstructed" in fci_mod.flow_consistency_index(clip).to_dict()["label"]
+    assert "stand-in" in vbench.dynamic_degree(clip).to_dict()["label"]

@@ -139,3 +139,11 @@ def test_lpips_architecture_identity_and_skip_without_weights(tmp_path):
     b = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     assert recon.lpips(a, a, model).value == pytest.approx(0.0, abs=1e-7)
     assert recon.lpips(a, b, model).value > 0.01
+
+
+def test_ssim_torch_path_agrees_with_cpu_path():
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, (2, 24, 30, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.normal(0, 15, a.shape), 0, 255).astype(np.uint8)
+    ours = recon._ssim_torch(a, b, recon.gaussian_window(1.5), torch.device("cpu"))
+    assert ours == pytest.approx(recon.ssim_frames(a, b), abs=1e-5)

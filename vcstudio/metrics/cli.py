@@ -56,6 +56,7 @@ def format_table(results: dict[str, MetricResult]) -> str:
             continue
         better = {True: "higher", False: "lower", None: ""}[r.higher_is_better]
         note = r.model + (f" (flow from {r.extra['flow_from']})" if "flow_from" in r.extra else "")
+        note += f" [{r.label}]" if r.label else ""
         rows.append((name, f"{r.value:.5g}", better, note))
     w = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join(f"{a:<{w[0]}}  {b:>{w[1]}}  {c:<{w[2]}}  {d}" for a, b, c, d in rows)

@@ -13,6 +13,7 @@ import numpy as np
 from .flow import FlowCache
 from .result import MetricResult, pad_front
 
+LABEL = "reconstructed (no published formula)"
 DEFINITION = ("FCI / OF-Consistency, RECONSTRUCTED (no published formula): mean over t of the "
               "mean per-pixel norm of w(t+1->t+2) - w(t->t+1), pixels; lower is better")
 
@@ -30,4 +31,4 @@ def flow_consistency_index(frames: np.ndarray, flows: FlowCache | None = None) -
     flows = flows or FlowCache(frames)
     vals = [flow_change(flows.forward(t - 1), flows.forward(t)) for t in range(1, n - 1)]
     return MetricResult("fci", float(np.mean(vals)), pad_front(vals, n), flows.model,
-                        DEFINITION, False)
+                        DEFINITION, False, label=LABEL)

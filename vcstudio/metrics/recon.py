@@ -64,13 +64,42 @@ def gaussian_window(sigma: float = 1.5, truncate: float = 3.5) -> torch.Tensor:
 
 
 def ssim_frames(a: np.ndarray, b: np.ndarray, sigma: float = 1.5, device=None) -> np.ndarray:
-    """Per-frame SSIM of uint8 (F, H, W, 3) stacks (torch; float64 on CPU, float32 on GPU)."""
+    """Per-frame SSIM of uint8 (F, H, W, 3) stacks: OpenCV float64 on the CPU, torch on a GPU."""
     device = torch.device(device or "cpu")
-    dt = torch.float64 if device.type == "cpu" else torch.float32
-    x = torch.from_numpy(np.ascontiguousarray(a)).to(device).permute(0, 3, 1, 2).to(dt)
-    y = torch.from_numpy(np.ascontiguousarray(b)).to(device).permute(0, 3, 1, 2).to(dt)
+    g = gaussian_window(sigma)
+    if device.type == "cpu":
+        return np.array([_ssim_cv2(x, y, g.numpy()) for x, y in zip(a, b)])
+    return _ssim_torch(a, b, g, device)
+
+
+def _ssim_map(mx, my, sxx, syy, sxy, c1, c2):
+    """Eq. (13) of Wang et al. 2004 from local means, variances and covariance."""
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return s
+
+
+def _ssim_cv2(x: np.ndarray, y: np.ndarray, g: np.ndarray) -> float:
+    import cv2
+
+    r = len(g) // 2
+    x = x.astype(np.float64)
+    y = y.astype(np.float64)
+
+    def blur(t):  # separable Gaussian, then keep the 'valid' positions only
+        return cv2.sepFilter2D(t, cv2.CV_64F, g, g, borderType=cv2.BORDER_REFLECT)[r:-r, r:-r]
+
+    mx, my = blur(x), blur(y)
+    s = _ssim_map(mx, my, blur(x * x) - mx * mx, blur(y * y) - my * my,
+                       blur(x * y) - mx * my, (0.01 * 255) ** 2, (0.03 * 255) ** 2)
+    return float(s.mean())
+
+
+def _ssim_torch(a, b, g: torch.Tensor, device) -> np.ndarray:
+    # [0, 1] scale keeps float32 variances (E[x^2] - E[x]^2) accurate
+    x = torch.from_numpy(np.ascontiguousarray(a)).to(device).permute(0, 3, 1, 2).float() / 255
+    y = torch.from_numpy(np.ascontiguousarray(b)).to(device).permute(0, 3, 1, 2).float() / 255
     c = x.shape[1]
-    g = gaussian_window(sigma).to(device, dt)
+    g = g.to(device, torch.float32)
     k = g.numel()
     gx = g.view(1, 1, 1, k).repeat(c, 1, 1, 1)
     gy = g.view(1, 1, k, 1).repeat(c, 1, 1, 1)
@@ -79,11 +108,8 @@ def ssim_frames(a: np.ndarray, b: np.ndarray, sigma: float = 1.5, device=None) -
         return F.conv2d(F.conv2d(t, gx, groups=c), gy, groups=c)
 
     mx, my = blur(x), blur(y)
-    sxx = blur(x * x) - mx * mx
-    syy = blur(y * y) - my * my
-    sxy = blur(x * y) - mx * my
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    s = _ssim_map(mx, my, blur(x * x) - mx * mx, blur(y * y) - my * my,
+                       blur(x * y) - mx * my, 0.01 ** 2, 0.03 ** 2)
     return s.mean(dim=(1, 2, 3)).double().cpu().numpy()
 
 

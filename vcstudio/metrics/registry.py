@@ -118,7 +118,7 @@ def _dynamic(ctx: VideoContext) -> MetricResult:
     h, w = ctx.frames.shape[1:3]
     return MetricResult("dynamic_degree", vbench.dynamic_degree_from_pairs(mags, h, w),
                         pad_front(mags, ctx.n), fl.model, vbench.DYN_DEF, None,
-                        extra={"threshold_px": 6.0 * min(h, w) / 256.0})
+                        label=vbench.DYN_LABEL, extra={"threshold_px": 6.0 * min(h, w) / 256.0})
 
 
 # --- flow --------------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ def _fci(ctx: VideoContext) -> MetricResult:
     vals = ctx.memo_each("fci", ctx.n - 2, lambda t: fci_mod.flow_change(fl.forward(t),
                                                                          fl.forward(t + 1)))
     return MetricResult("fci", float(np.mean(vals)), pad_front(vals, ctx.n), fl.model,
-                        fci_mod.DEFINITION, False)
+                        fci_mod.DEFINITION, False, label=fci_mod.LABEL)
 
 
 # --- reconstruction ----------------------------------------------------------------------------

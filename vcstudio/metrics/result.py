@@ -23,6 +23,7 @@ class MetricResult:
     higher_is_better: Optional[bool] = None
     skipped: Optional[str] = None
     extra: dict = field(default_factory=dict)
+    label: str = ""  # "reconstructed", "stand-in ...": shown next to the number everywhere
 
     @classmethod
     def skip(cls, name: str, reason: str, definition: str = "") -> "MetricResult":
@@ -41,6 +42,8 @@ class MetricResult:
         d = {"value": clean(float(self.value)), "per_frame": [clean(float(v)) for v in self.per_frame],
              "model": self.model, "definition": self.definition,
              "higher_is_better": self.higher_is_better}
+        if self.label:
+            d["label"] = self.label
         if self.skipped:
             d = {"skipped": self.skipped, "definition": self.definition}
         if self.extra:

@@ -31,6 +31,7 @@ FLICKER_DEF = "VBench temporal_flickering: (255 - mean |f_t - f_t+1|) / 255"
 DYN_DEF = ("dynamic degree, STAND-IN for VBench's RAFT version: classical flow, mean of top 5% "
            "magnitudes per pair vs 6*min(H,W)/256, dynamic once round(4n/16) pairs exceed it")
 I2V_WEIGHTS = (0.4, 0.3, 0.3)
+DYN_LABEL = "stand-in: classical flow instead of RAFT"
 
 
 def _unit(e) -> torch.Tensor:
@@ -97,7 +98,7 @@ def dynamic_degree(frames: np.ndarray, flows: Optional[FlowCache] = None) -> Met
     mags = [top5_flow_magnitude(flows.forward(t)) for t in range(n - 1)]
     h, w = frames[0].shape[:2]
     return MetricResult("dynamic_degree", dynamic_degree_from_pairs(mags, h, w),
-                        pad_front(mags, n), flows.model, DYN_DEF, None,
+                        pad_front(mags, n), flows.model, DYN_DEF, None, label=DYN_LABEL,
                         extra={"threshold_px": 6.0 * min(h, w) / 256.0})
 
 
@@ -134,9 +135,11 @@ def i2v_consistency(name: str, frames_emb, image_emb, model: str,
     """``name`` "i2v_subject" (DINO features) or "i2v_background" (CLIP features here)."""
     definition = (f"VBench-I2V {name}: {weights[0]}*max conformity to the image + {weights[1]}*"
                   f"mean + {weights[2]}*min consecutive similarity; features: {model}")
+    label = ""
     if name == "i2v_background":
         definition += " (VBench-I2V uses DreamSim; CLIP stands in)"
+        label = "stand-in: CLIP instead of DreamSim"
     e = _unit(frames_emb)
     per = (e @ _unit(image_emb).reshape(-1)).clamp(min=0).numpy()
     return MetricResult(name, i2v_score_from_embeddings(image_emb, frames_emb, weights),
-                        list(per.astype(np.float64)), model, definition, True)
+                        list(per.astype(np.float64)), model, definition, True, label=label)
