@@ -139,20 +139,34 @@ def run_edit(a) -> int:
     return 0
 
 
-def _add_bench(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks on full-size architectures (random weights)")
-    p.add_argument("what", choices=["tune", "sample", "all"] + list(_EXTRA_BENCH))
+def _bench_common(p) -> None:
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--steps", type=int, default=None, help="timed steps")
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps (compilation happens here)")
     p.add_argument("--method", default="baseline", help="baseline, dct, apla (comma-separated)")
     p.add_argument("--arch", default="sd15", choices=["sd15", "tiny"])
     p.add_argument("--no-checkpointing", action="store_true")
+    p.add_argument("--compile", default="auto", choices=["auto", "yes", "no"])
     p.add_argument("--device")
 
 
-_EXTRA_BENCH: dict = {}
+def _add_bench(sub) -> None:
+    from .metrics.cli import add_bench_metrics_args
+
+    p = sub.add_parser("bench", help="benchmarks on full-size architectures (random weights)")
+    bs = p.add_subparsers(dest="what", required=True)
+    for name, helptext in (("tune", "seconds per tuning step and peak memory"),
+                           ("sample", "50-step CFG sampling incl. VAE decode"),
+                           ("all", "tune and sample")):
+        _bench_common(bs.add_parser(name, help=helptext))
+    add_bench_metrics_args(bs.add_parser("metrics", help="frames/s per metric"))
+    for name, (adder, _runner) in BENCH_EXTRA.items():
+        adder(bs.add_parser(name))
+
+
+# other layers' benchmarks: name -> (add_args, run)
+BENCH_EXTRA: dict = {}
 
 
 def run_bench(a) -> int:
@@ -160,17 +174,22 @@ def run_bench(a) -> int:
 
     from .pipelines.bench import ANCHOR, bench_sample, bench_tune, print_table
 
-    if a.what in _EXTRA_BENCH:
-        return _EXTRA_BENCH[a.what](a)
+    if a.what == "metrics":
+        from .metrics.cli import run_bench_metrics
+
+        return run_bench_metrics(a)
+    if a.what in BENCH_EXTRA:
+        return BENCH_EXTRA[a.what][1](a)
     device = torch.device(a.device) if a.device else None
     rows = []
     for m in a.method.split(","):
         if a.what in ("tune", "all"):
             rows.append(bench_tune(a.frames, a.size, a.steps or 5, a.warmup, m, a.arch,
-                                   not a.no_checkpointing, device))
+                                   not a.no_checkpointing, device,
+                                   cfg_overrides={"compile": a.compile}))
         if a.what in ("sample", "all"):
             rows.append(bench_sample(a.frames, a.size, a.steps or 50, arch=a.arch, device=device,
-                                     method=m))
+                                     method=m, compile=a.compile))
     print(print_table(rows))
     print(f"anchor (Tune-A-Video, H100, 24x512x512): {ANCHOR['tune_s_per_step']} s/train step, "
           f"peak {ANCHOR['tune_peak_gib']} GiB; {ANCHOR['sample_s_per_call']} s/CFG call, "
@@ -192,17 +211,44 @@ def run_app(a) -> int:
     return 0
 
 
+def _add_eval(sub) -> None:
+    from .metrics.cli import add_eval_args
+
+    add_eval_args(sub.add_parser("eval", help="score a video: consistency, alignment, flow, ..."))
+
+
+def run_eval(a) -> int:
+    from .metrics.cli import run_eval as _run
+
+    return _run(a)
+
+
+def _add_runs(sub) -> None:
+    from .store import add_runs_args
+
+    add_runs_args(sub.add_parser("runs", help="list past runs, export metrics, resumable jobs"))
+
+
+def run_runs(a) -> int:
+    from .store import run_runs as _run
+
+    return _run(a)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vcstudio", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_tune(sub)
     _add_edit(sub)
+    _add_eval(sub)
+    _add_runs(sub)
     _add_bench(sub)
     _add_app(sub)
     return parser
 
 
-HANDLERS = {"tune": run_tune, "edit": run_edit, "bench": run_bench, "app": run_app}
+HANDLERS = {"tune": run_tune, "edit": run_edit, "eval": run_eval, "runs": run_runs,
+            "bench": run_bench, "app": run_app}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

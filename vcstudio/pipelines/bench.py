@@ -53,7 +53,7 @@ def random_base(arch: str, device: torch.device, dtype: torch.dtype) -> BaseMode
                      fingerprint=f"random-{arch}", device=device, dtype=dtype)
 
 
-def bench_tune(frames: int = 24, size: int = 512, steps: int = 5, warmup: int = 2,
+def bench_tune(frames: int = 24, size: int = 512, steps: int = 5, warmup: int = 3,
                method: str = "baseline", arch: str = "sd15", checkpointing: bool = True,
                device: Optional[torch.device] = None, cfg_overrides: Optional[dict] = None) -> dict:
     from .tune import tune
@@ -91,7 +91,7 @@ def bench_tune(frames: int = 24, size: int = 512, steps: int = 5, warmup: int = 
 
 def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: float = 12.5,
                  arch: str = "sd15", device: Optional[torch.device] = None,
-                 method: str = "baseline") -> dict:
+                 method: str = "baseline", compile: str = "auto") -> dict:
     from .encode import decode_latents, encode_prompts
     from .sample import denoise
     from .tune import build_video_model
@@ -99,7 +99,7 @@ def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: f
     device = device or pick_device()
     prec = precision_for(device)
     base = random_base(arch, device, prec.frozen_dtype)
-    cfg = TuneConfig(model=base.model_id, method=method)
+    cfg = TuneConfig(model=base.model_id, method=method, compile=compile)
     model, _, _ = build_video_model(base, cfg, prec)
     model.eval()
     cond, uncond = encode_prompts(base, ["a man"]), encode_prompts(base, [""])
@@ -116,11 +116,11 @@ def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: f
             torch.cuda.synchronize()
         return time.perf_counter() - t
 
-    run(2)  # warm-up
+    t_first = run(2)  # warm-up (compiles on CUDA)
     reset_peak(device)
     total = run(steps)
     return {"what": f"sample/{method}", "frames": frames, "size": size, "steps": steps,
-            "s_per_call": total / steps, "total_s_incl_decode": total,
+            "s_per_call": total / steps, "total_s_incl_decode": total, "warmup_s": t_first,
             "peak_gib": peak_memory_gib(device), "device": _device_name(device)}
 
 
