@@ -40,11 +40,11 @@ def load_svd(model: str | Path = SVD_DEFAULT, device: torch.device | str = "cpu"
         src = str(model)
         is_dir = Path(src).is_dir()
         if not is_dir and (Path(src).suffix or src.startswith((".", "/"))):
-            raise ModelNotFoundError(f"I2V model folder {src} does not exist; give a diffusers "
+            raise ModelNotFoundError(f"I2V model folder {src} does not exist; pass --model a diffusers "
                                      "folder (unet/, vae/, image_encoder/, scheduler/) or a hub id.")
         try:
             pipe = StableVideoDiffusionPipeline.from_pretrained(
-                src, torch_dtype=dtype, local_files_only=local_files_only or is_dir)
+                src, dtype=dtype, local_files_only=local_files_only or is_dir)
         except (OSError, ValueError, EnvironmentError) as e:
             raise ModelNotFoundError(
                 f"Could not load the image-to-video model {src!r} ({type(e).__name__}: "
