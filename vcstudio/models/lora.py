@@ -1,0 +1,115 @@
+"""LoRA on a denoiser's attention projections via peft, saved as a safetensors delta.
+
+The delta holds only the LoRA tensors (peft's own key layout) plus, in the safetensors metadata,
+the LoRA config and the caller's run config as JSON -- never a pickle.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import torch
+
+from ..errors import InputError, ModelNotFoundError
+
+ATTN_PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
+DELTA_KIND = "vcstudio-lora"
+
+
+def add_lora(module: torch.nn.Module, rank: int = 16, alpha: Optional[float] = None,
+             targets: Sequence[str] = ATTN_PROJECTIONS, dropout: float = 0.0) -> list[torch.nn.Parameter]:
+    """Inject LoRA (B = 0 at start, so the model is unchanged) and freeze everything else.
+
+    Returns the trainable LoRA parameters (kept in fp32 whatever the base dtype).
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    if rank < 1:
+        raise InputError(f"LoRA rank must be >= 1, got {rank}.")
+    cfg = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else rank,
+                     target_modules=list(targets), lora_dropout=dropout, init_lora_weights=True)
+    module.requires_grad_(False)
+    inject_adapter_in_model(cfg, module)
+    module._vcs_lora_config = {"rank": rank, "alpha": cfg.lora_alpha, "targets": list(targets),
+                               "dropout": dropout}
+    params = []
+    for name, p in module.named_parameters():
+        if "lora_" in name:
+            p.data = p.data.float()
+            p.requires_grad_(True)
+            params.append(p)
+    if not params:
+        raise InputError(f"No module matched the LoRA targets {list(targets)}.")
+    return params
+
+
+def lora_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().float().cpu().contiguous() for k, v in
+            get_peft_model_state_dict(module).items()}
+
+
+def save_lora(path: str | Path, module: torch.nn.Module, config: Optional[dict] = None) -> Path:
+    """Write the LoRA delta atomically (temp + rename) as safetensors with JSON metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"kind": DELTA_KIND, "lora": json.dumps(getattr(module, "_vcs_lora_config", {})),
+            "config": json.dumps(config or {}, default=str)}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(lora_state_dict(module), str(tmp), metadata=meta)
+    os.replace(tmp, path)
+    return path
+
+
+def read_lora(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, dict]:
+    """(tensors, lora config, run config) of a saved delta."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFoundError(f"LoRA file {path} not found.")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # a non-safetensors file
+        raise InputError(f"{path.name} is not a safetensors LoRA delta ({type(e).__name__}).") from e
+    if meta.get("kind") != DELTA_KIND:
+        raise InputError(f"{path.name} is not a vcstudio LoRA delta.")
+    return tensors, json.loads(meta.get("lora", "{}")), json.loads(meta.get("config", "{}"))
+
+
+def load_lora(path: str | Path, module: torch.nn.Module) -> dict:
+    """Inject LoRA as saved and load its tensors; returns the saved run config."""
+    from peft import set_peft_model_state_dict
+
+    tensors, lcfg, run_cfg = read_lora(path)
+    if not hasattr(module, "_vcs_lora_config"):
+        add_lora(module, lcfg.get("rank", 16), lcfg.get("alpha"), lcfg.get("targets", ATTN_PROJECTIONS))
+    res = set_peft_model_state_dict(module, tensors)
+    if getattr(res, "unexpected_keys", None):
+        raise InputError(f"The LoRA in {Path(path).name} does not fit this model "
+                         f"({len(res.unexpected_keys)} unexpected tensors); was it tuned on another base?")
+    module.requires_grad_(False)
+    return run_cfg
+
+
+@contextlib.contextmanager
+def lora_disabled(module: torch.nn.Module) -> Iterator[None]:
+    """Run the base model (A/B): switch every LoRA layer off, then back on."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in module.modules() if isinstance(m, BaseTunerLayer)]
+    for m in layers:
+        m.enable_adapters(False)
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.enable_adapters(True)
