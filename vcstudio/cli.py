@@ -165,8 +165,20 @@ def _add_bench(sub) -> None:
         adder(bs.add_parser(name))
 
 
+def _bench_i2v_add(p) -> None:
+    from .cli_i2v import add_bench_i2v_args
+
+    add_bench_i2v_args(p)
+
+
+def _bench_i2v_run(a) -> int:
+    from .cli_i2v import run_bench_i2v
+
+    return run_bench_i2v(a)
+
+
 # other layers' benchmarks: name -> (add_args, run)
-BENCH_EXTRA: dict = {}
+BENCH_EXTRA: dict = {"i2v": (_bench_i2v_add, _bench_i2v_run)}
 
 
 def run_bench(a) -> int:
@@ -235,6 +247,23 @@ def run_runs(a) -> int:
     return _run(a)
 
 
+def _add_i2v(sub) -> None:
+    from . import cli_i2v
+
+    cli_i2v.add_i2v_args(sub.add_parser("i2v", help="image-to-video generation (SVD)"))
+    cli_i2v.add_i2v_tune_args(sub.add_parser("i2v-tune", help="VCD reward LoRA tuning"))
+    cli_i2v.add_eval_vcd_args(sub.add_parser("eval-vcd", help="Video Consistency Distance"))
+
+
+def _i2v_handler(name: str):
+    def run(a) -> int:
+        from . import cli_i2v
+
+        return getattr(cli_i2v, name)(a)
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vcstudio", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -242,13 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_edit(sub)
     _add_eval(sub)
     _add_runs(sub)
+    _add_i2v(sub)
     _add_bench(sub)
     _add_app(sub)
     return parser
 
 
 HANDLERS = {"tune": run_tune, "edit": run_edit, "eval": run_eval, "runs": run_runs,
-            "bench": run_bench, "app": run_app}
+            "i2v": _i2v_handler("run_i2v"), "i2v-tune": _i2v_handler("run_i2v_tune"),
+            "eval-vcd": _i2v_handler("run_eval_vcd"), "bench": run_bench, "app": run_app}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
