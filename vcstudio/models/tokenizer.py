@@ -4,8 +4,7 @@ The embedded default model and the tests' tiny checkpoints need a tokenizer with
 CLIP's tokenizer is byte-level BPE: every byte has a unicode stand-in, a word ends in ``</w>``,
 and merges join pairs left to right. We emit the 256 byte symbols (+ their ``</w>`` forms) and,
 for each word, the merges that build it from its characters (right to left), so known words
-become one token and
-unknown words fall back to characters.
+become one token and unknown words fall back to characters.
 """
 from __future__ import annotations
 
