@@ -38,7 +38,7 @@ def load_toy_pipeline(folder, device=None):
 
     dev = pick_device(device)
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
-    pipe = StableDiffusionPipeline.from_pretrained(str(_need(folder, "toy model")), torch_dtype=dtype,
+    pipe = StableDiffusionPipeline.from_pretrained(str(_need(folder, "toy model")), dtype=dtype,
                                                    safety_checker=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(dev)
@@ -91,7 +91,7 @@ def eval_clip(folder, n: int = 200, candidates: int = 10, seed: int = 0, device=
 
     dev = pick_device(device)
     p = _need(folder, "toy CLIP")
-    model = CLIPModel.from_pretrained(str(p), torch_dtype=torch.float32).to(dev).eval()
+    model = CLIPModel.from_pretrained(str(p), dtype=torch.float32).to(dev).eval()
     proc = CLIPProcessor.from_pretrained(str(p))
     size = model.config.vision_config.image_size
     rng = np.random.default_rng(seed)

@@ -90,6 +90,7 @@ class ToyTrainConfig:
     kl_weight: float = 1e-6
     cfg_dropout: float = 0.1
     ema_decay: float = 0.999
+    scale_samples: int = 2048  # images whose latents set the VAE scaling factor
     text_encoder: str = "clip"  # "clip": toy CLIP text tower, frozen; "joint": trained with the U-Net
     device: Optional[str] = None
     mixed_precision: str = "auto"
@@ -247,12 +248,13 @@ def train_vae(vae, cfg: ToyTrainConfig, dev, prec, progress=null_progress, cance
 
 
 @torch.no_grad()
-def latent_scaling_factor(vae, cfg: ToyTrainConfig, dev, prec, n: int = 2048) -> float:
+def latent_scaling_factor(vae, cfg: ToyTrainConfig, dev, prec, n: Optional[int] = None) -> float:
     """1 / std of sampled latents over ``n`` fresh images (LDM's rescaling, SD's 0.18215)."""
     sampler = BatchSampler(cfg.seed + 7, cfg.sizes.size, dev)
     vae.eval()
     zs = []
-    per = min(n, _batch(cfg, dev))
+    n = n or cfg.scale_samples
+    per = min(n, max(_batch(cfg, dev), 256))  # no_grad encode: big chunks are cheap
     for _ in range(max(1, n // per)):
         x, _ = sampler(per)
         with prec.autocast():
