@@ -3,8 +3,8 @@
 The embedded default model and the tests' tiny checkpoints need a tokenizer without network.
 CLIP's tokenizer is byte-level BPE: every byte has a unicode stand-in, a word ends in ``</w>``,
 and merges join pairs left to right. We emit the 256 byte symbols (+ their ``</w>`` forms) and,
-for each word, the merges that build it from its characters, so known words become one token and
-unknown words fall back to characters.
+for each word, the merges that build it from its characters (right to left), so known words
+become one token and unknown words fall back to characters.
 """
 from __future__ import annotations
 
@@ -56,19 +56,21 @@ def build_clip_tokenizer(words: Iterable[str], folder: str | Path, model_max_len
     merges: list[tuple[str, str]] = []
     seen = set()
     enc = _bytes_to_unicode()
+    # Merges build each word from its END: every merge's right side ends in "</w>", so a merge
+    # can only fire on the last two symbols of a word and one word's merges cannot break another
+    # (left-to-right prefixes let e.g. "right"'s (r, i) outrank "striped"'s (s, t) and split it).
     for word in sorted(set(words)):
         chars = [enc[b] for b in word.encode("utf-8")]
         if not chars:
             continue
-        chars[-1] = chars[-1] + "</w>"
-        left = chars[0]
-        for nxt in chars[1:]:
-            pair = (left, nxt)
+        right = chars[-1] + "</w>"
+        for prev in reversed(chars[:-1]):
+            pair = (prev, right)
             if pair not in seen:
                 seen.add(pair)
                 merges.append(pair)
-            left = left + nxt
-            add(left)
+            right = prev + right
+            add(right)
     add("<|startoftext|>")
     add("<|endoftext|>")
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
