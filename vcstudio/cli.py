@@ -264,6 +264,19 @@ def _i2v_handler(name: str):
     return run
 
 
+def _add_toyworld(sub) -> None:
+    from .toyworld.command import add_toyworld_args
+
+    add_toyworld_args(sub.add_parser("toyworld", help="the embedded demo model: train, eval, "
+                                                      "examples"))
+
+
+def run_toyworld(a) -> int:
+    from .toyworld.command import run_toyworld as _run
+
+    return _run(a)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vcstudio", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -272,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_runs(sub)
     _add_i2v(sub)
+    _add_toyworld(sub)
     _add_bench(sub)
     _add_app(sub)
     return parser
@@ -279,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 HANDLERS = {"tune": run_tune, "edit": run_edit, "eval": run_eval, "runs": run_runs,
             "i2v": _i2v_handler("run_i2v"), "i2v-tune": _i2v_handler("run_i2v_tune"),
-            "eval-vcd": _i2v_handler("run_eval_vcd"), "bench": run_bench, "app": run_app}
+            "eval-vcd": _i2v_handler("run_eval_vcd"), "toyworld": run_toyworld, "bench": run_bench, "app": run_app}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
