@@ -58,8 +58,10 @@ def tune_config_from_args(a) -> "TuneConfig":
         start=a.start if a.start is not None else d.start,
         width=a.width or size or d.width, height=a.height or size or d.height,
         resize=a.resize or d.resize)
-    if not a.config and not a.frames:
-        d = dataclasses.replace(d, n_frames=8 if _is_embedded(a.model) else 24)
+    if not a.config:  # defaults: Tune-A-Video's 24 frames / stride 2; 8 / 1 for the demo model
+        small = _is_embedded(a.model)
+        d = dataclasses.replace(d, n_frames=a.frames or (8 if small else 24),
+                                stride=a.stride or (1 if small else 2))
     upd = {k: v for k, v in dict(model=a.model, steps=a.steps, lr=a.lr, seed=a.seed,
                                  method=a.method, checkpoint_every=a.checkpoint_every).items()
            if v is not None}
