@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from .config import to_dict
+from .io.atomic import _fsync_dir, atomic_path  # noqa: F401 (re-exported)
+from .paths import data_dir
 from .errors import InputError
 
 JOB_KINDS = ("tune", "edit", "long", "i2v", "compare", "eval")
@@ -126,12 +128,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def default_data_dir() -> Path:
     """``$VCSTUDIO_DATA`` if set, else the platform's user data dir for "vcstudio"."""
-    env = os.environ.get("VCSTUDIO_DATA")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("vcstudio", appauthor=False))
+    return data_dir()
 
 
 def package_versions(names: Sequence[str] = VERSIONED_PACKAGES) -> dict[str, str]:
@@ -148,40 +145,6 @@ def package_versions(names: Sequence[str] = VERSIONED_PACKAGES) -> dict[str, str
 
 
 # ----------------------------------------------------------------------------- atomic files
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path next to ``path`` (same suffix, so writers pick the right format);
-    on success it is fsynced and renamed onto ``path``; on error it is removed and ``path`` is
-    left as it was. A reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:40]}.tmp-", suffix=path.suffix,
-                               dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        if not tmp.is_file():
-            raise OSError(f"the writer left no file at {tmp.name}")
-        with open(tmp, "rb") as f:  # data on disk before the name points at it
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def _fsync_dir(folder: Path) -> None:
-    # the rename itself is durable only once the directory entry is flushed (POSIX)
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:

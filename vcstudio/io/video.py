@@ -6,8 +6,6 @@ raises :class:`~vcstudio.errors.InputError` with a message that says what to do.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -15,6 +13,7 @@ import numpy as np
 
 from ..config import Limits
 from ..errors import InputError
+from .atomic import atomic_path
 
 VIDEO_EXTS = {".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v", ".gif"}
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -213,31 +212,19 @@ def clip_hash(frames: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def write_mp4(frames: np.ndarray, path: str | Path, fps: float = 8.0) -> Path:
     """H.264 mp4 (yuv420p, so browsers play it), written atomically."""
     import imageio.v2 as iio2
 
     path = Path(path)
     frames = _even(frames)
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         w = iio2.get_writer(str(tmp), format="FFMPEG", fps=fps, codec="libx264",
                             pixelformat="yuv420p", macro_block_size=1,
                             ffmpeg_params=["-crf", "18"], ffmpeg_log_level="error")
         for fr in frames:
             w.append_data(fr)
         w.close()
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -254,15 +241,10 @@ def write_gif(frames: np.ndarray, path: str | Path, fps: float = 8.0) -> Path:
     from PIL import Image
 
     path = Path(path)
-    tmp = _atomic_target(path)
-    try:
+    with atomic_path(path) as tmp:
         imgs = [Image.fromarray(f) for f in frames]
         imgs[0].save(tmp, format="GIF", save_all=True, append_images=imgs[1:],
                      duration=int(round(1000 / fps)), loop=0)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

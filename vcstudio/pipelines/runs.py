@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import tempfile
 import time
@@ -24,6 +23,7 @@ import torch
 
 from ..config import TuneConfig, from_dict, load_tune_config, save_yaml, to_dict
 from ..errors import InputError
+from ..io.atomic import atomic_path
 from ..paths import data_dir
 
 
@@ -43,10 +43,8 @@ def new_run_dir(prefix: str = "run") -> Path:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, default=str)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, default=str))
 
 
 @dataclass
