@@ -19,10 +19,10 @@ from vcstudio.pipelines.tune import load_tuned, tune
 from vcstudio.progress import CancelToken
 
 
-def cfg_for(model, steps=30, **kw):
+def cfg_for(model, steps=30, lr=1e-3, **kw):
     return TuneConfig(model=str(model), data=DataConfig(prompt="a red circle moving right",
                                                         n_frames=8, width=64, height=64),
-                      steps=steps, lr=1e-3, checkpoint_every=0, inversion_steps=10, **kw)
+                      steps=steps, lr=lr, checkpoint_every=0, inversion_steps=10, **kw)
 
 
 def fixed_eval_loss(model, base, latents, cond, n=24):
@@ -48,7 +48,7 @@ def test_tuning_lowers_loss_and_changes_only_trainables(tiny_sd, clip8, tmp_path
     lat = encode_video(base, clip8)
     cond = encode_prompts(base, ["a red circle moving right"])
     before = fixed_eval_loss(VideoDenoiser(base.unet).eval(), base, lat, cond)
-    res = tune(cfg_for(tiny_sd, steps=60), tmp_path / "run", frames=clip8, cache=cache)
+    res = tune(cfg_for(tiny_sd, steps=60, lr=3e-3), tmp_path / "run", frames=clip8, cache=cache)
     tuned = load_tuned(res.run_dir, cache)
     after = fixed_eval_loss(tuned.model, base, lat, cond)
     assert after < 0.9 * before, (before, after)
