@@ -1,0 +1,57 @@
+"""The Gradio studio: four tabs over the same pipelines the CLI uses."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+CSS = ".vcs-banner {padding: 8px 12px; border-radius: 6px; background: #fff4d6; color: #5c4400}"
+
+
+def _model_notice() -> tuple[str, bool, str]:
+    """(model id, is embedded, banner markdown)."""
+    from ..errors import VcsError
+    from ..models.loading import EMBEDDED_NOTICE, resolve_model
+
+    try:
+        model, embedded = resolve_model(os.environ.get("VCSTUDIO_MODEL") or None)
+    except VcsError as e:
+        return "", False, f"⚠️ {e}"
+    if embedded:
+        return model, True, f"ℹ️ **Offline demo model in use.** {EMBEDDED_NOTICE}"
+    return model, False, f"Model: `{model}`"
+
+
+def build_app(studio=None):
+    """Build the Blocks. ``studio`` (a vcstudio.session.Studio) defaults to the process one."""
+    import gradio as gr
+
+    from .. import session
+    from . import compare_tab, edit_tab, i2v_tab, long_tab
+
+    studio = studio or session.default()
+    model, embedded, banner = _model_notice()
+    studio.model, studio.embedded = model, embedded  # what the tabs tune on
+    with gr.Blocks(title="vcstudio") as demo:
+        gr.Markdown("# vcstudio — temporally consistent video editing")
+        gr.Markdown(banner, elem_classes=["vcs-banner"])
+        # a hidden textbox rather than gr.State, so API clients can carry their session too;
+        # it holds only a random session id, never paths or tensors
+        sid = gr.Textbox(visible=False)
+        refs = edit_tab.build(studio, sid)
+        long_tab.build(studio, sid, refs)
+        i2v_tab.build(studio, sid, refs)
+        compare_tab.build(studio, sid, refs)
+        demo.load(lambda s: s or studio.new_session().id, sid, sid)
+    demo.queue(default_concurrency_limit=4)
+    return demo
+
+
+def launch(host: Optional[str] = None, port: Optional[int] = None, share: bool = False,
+           **kw):
+    demo = build_app()
+    host = host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    port = port or int(os.environ.get("PORT", os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    from ..space import safe_limits
+
+    return demo.launch(server_name=host, server_port=port, share=share, css=CSS,
+                       max_file_size=f"{int(safe_limits().max_upload_mb)}mb", **kw)

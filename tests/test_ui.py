@@ -1,0 +1,116 @@
+"""The Gradio app driven through its HTTP API (gradio_client) and, opt-in, in headless Chromium."""
+import os
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_sd, tmp_path_factory):
+    os.environ["VCSTUDIO_MODEL"] = str(tiny_sd)
+    data = tmp_path_factory.mktemp("appdata")
+    from vcstudio.session import Studio
+    from vcstudio.space import safe_limits
+    from vcstudio.ui import build_app
+
+    studio = Studio(data, limits=safe_limits())
+    demo = build_app(studio)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                show_error=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+    studio.close()
+    os.environ.pop("VCSTUDIO_MODEL", None)
+
+
+@pytest.fixture(scope="module")
+def clip_file(tmp_path_factory):
+    from vcstudio.io import write_mp4
+    from vcstudio.io.synthetic import moving_shape_clip
+
+    return write_mp4(moving_shape_clip(8, 64), tmp_path_factory.mktemp("clip") / "clip.mp4")
+
+
+def test_plan_endpoint_parses_story_and_draws_layout(app_url):
+    from gradio_client import Client
+
+    c = Client(app_url, verbose=False)
+    graph, segs, layout, _ = c.predict("a dog runs on the beach, then it jumps into the sea", "",
+                                       20, 8, 4, "pyramid", api_name="/plan")
+    rows = segs["data"]
+    assert len(rows) == 2 and "jump" in rows[1][0]
+    assert rows[0][1] == 0 and rows[-1][2] == 19  # the segments cover all 20 frames
+    assert Path(layout).is_file()
+
+
+def test_tune_then_edit_through_the_api(app_url, clip_file):
+    from gradio_client import Client, handle_file
+
+    c = Client(app_url, verbose=False)
+    out = c.predict("", handle_file(str(clip_file)), "a red circle", 4, 1, 0, 64,
+                    "crop", "baseline", 10, 1e-3, 33, True, True, True, "mul-fourier", "pure",
+                    True, True, api_name="/tune")
+    sid, job, status, loss, preview, run_dir = out
+    assert run_dir and "Tuned 10 steps" in status
+    res = c.predict(sid, run_dir, "a blue square", "", 5, 5.0, 33, True, api_name="/edit")
+    video, gif, estatus, plot, table = res
+    assert estatus == "Done." and Path(video["video"] if isinstance(video, dict) else video).exists()
+    names = [r[0] for r in table["data"]]
+    assert "warp_error" in names and "consistency_adjacent" in names
+
+
+def test_bad_input_is_a_message_and_the_app_keeps_working(app_url, clip_file):
+    from gradio_client import Client, handle_file
+
+    c = Client(app_url, verbose=False)
+    with pytest.raises(Exception, match="source prompt|Describe the clip"):
+        c.predict("", handle_file(str(clip_file)), "", 4, 1, 0, 64, "crop",
+                  "baseline", 10, 1e-3, 33, True, True, True, "mul-fourier", "pure", True, True,
+                  api_name="/tune")
+    with pytest.raises(Exception, match="window"):
+        c.predict("", "a\nb", 8, 16, 4, "uniform", api_name="/plan")
+    graph, segs, layout, _ = c.predict("", "a\nb", 16, 8, 4, "uniform", api_name="/plan")
+    assert len(segs["data"]) == 2
+
+
+@pytest.mark.browser
+def test_browser_tabs_and_edit_flow(app_url, clip_file, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(__file__).resolve().parents[1] / "test-artifacts"
+    shots.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                              args=["--no-sandbox", "--disable-gpu",
+                                    "--disable-background-networking"])
+        pg = b.new_page(viewport={"width": 1400, "height": 1100})
+        pg.goto(app_url, wait_until="load")
+        pg.wait_for_selector("text=Edit from Video", timeout=60000)
+        pg.set_input_files("input[type=file]", str(clip_file))
+        pg.get_by_label("Source prompt: what the clip shows").fill("a red circle")
+        pg.wait_for_timeout(1500)
+        pg.get_by_role("button", name="Tune", exact=True).click()
+        try:
+            pg.wait_for_selector("text=Now type an edit prompt", timeout=240000)
+        finally:
+            pg.screenshot(path=str(shots / "after-tune.png"), full_page=True)
+        pg.get_by_label("Edit prompt: what the video should show").fill("a blue square")
+        pg.get_by_role("button", name="Generate edit", exact=True).click()
+        pg.wait_for_selector("video", timeout=240000)
+        pg.wait_for_selector("text=Done.", timeout=240000)
+        pg.screenshot(path=str(shots / "edit.png"), full_page=True)
+        for name in ["Long Video", "I2V Consistency", "Compare Methods"]:
+            pg.get_by_role("tab", name=name).click()
+            pg.wait_for_timeout(500)
+            pg.screenshot(path=str(shots / f"{name.split()[0].lower()}.png"), full_page=True)
+        b.close()

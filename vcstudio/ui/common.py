@@ -1,0 +1,89 @@
+"""Widgets and glue every tab shares: the session id, running a job with streamed progress,
+error mapping, plots and frame strips. No torch math here."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+
+from ..errors import VcsError
+from ..progress import Event
+
+VIDEO_TYPES = [".mp4", ".webm", ".mov", ".avi", ".mkv", ".gif"]
+IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp"]
+EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
+
+
+def gr_error(e: BaseException):
+    """A user error becomes a message in the page; the session keeps working."""
+    import gradio as gr
+
+    if isinstance(e, VcsError):
+        return gr.Error(str(e))
+    return gr.Error(f"Something went wrong ({type(e).__name__}: {e}). The studio is still "
+                    "running; try again with smaller settings.")
+
+
+def ensure_session(studio, sid: Optional[str]) -> str:
+    """gr.State holds only this id; a forged or expired one gets a fresh session."""
+    if sid:
+        try:
+            studio.session(sid)
+            return sid
+        except VcsError:
+            pass
+    return studio.new_session().id
+
+
+def upload(studio, sid: str, path: Optional[str], kinds=VIDEO_TYPES) -> Path:
+    """Copy a Gradio upload into the session folder (client paths are never used directly).
+    Example files shipped in assets/ are read from there."""
+    from ..errors import InputError
+
+    if not path:
+        raise InputError("Upload a clip first (or pick one of the examples).")
+    p = Path(path).resolve()
+    if p.is_relative_to(EXAMPLES.resolve()):
+        return p
+    return studio.save_upload(sid, p, allowed_suffixes=kinds)
+
+
+def run_job(studio, sid: str, kind: str, fn: Callable, *args, **kwargs) -> Iterator[Any]:
+    """Submit a job under the device lock and yield its Events; the last item is the result."""
+    job = studio.submit(sid, kind, fn, *args, **kwargs)
+    yield ("job", job)
+    for ev in studio.events(job):
+        yield ev
+    yield ("result", studio.result(job))
+
+
+def frame_strip(frames: np.ndarray, max_frames: int = 12) -> np.ndarray:
+    """Frames side by side (evenly picked when there are many)."""
+    idx = np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int)
+    return np.concatenate([frames[i] for i in idx], axis=1)
+
+
+def series_frame(series: dict[str, list[float]], x: str = "step"):
+    """{name: values} -> long DataFrame (x, value, series) for gr.LinePlot."""
+    import pandas as pd
+
+    rows = [{x: i + 1 if x == "step" else i, "value": float(v), "series": name}
+            for name, vals in series.items() for i, v in enumerate(vals)
+            if v is not None and v == v]
+    return pd.DataFrame(rows or [{x: 0, "value": 0.0, "series": "-"}])
+
+
+class Ticker:
+    """Limits how often a generator pushes UI updates (every ``every`` seconds)."""
+
+    def __init__(self, every: float = 0.4) -> None:
+        self.every, self.t = every, 0.0
+
+    def due(self, ev: Event) -> bool:
+        now = time.time()
+        if ev.preview is not None or ev.step >= ev.total or now - self.t >= self.every:
+            self.t = now
+            return True
+        return False

@@ -1,0 +1,311 @@
+"""Edit-from-Video tab: clip -> frame preview -> tune (live loss + previews) -> edits + metrics."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..config import DataConfig, DCTConfig, APLAConfig, EditConfig, TuneConfig
+from ..errors import InputError, VcsError
+from .common import (EXAMPLES, Ticker, ensure_session, frame_strip, gr_error, run_job,
+                     series_frame, upload)
+
+METHODS = ["baseline", "dct", "apla"]
+CLWS = ["mul-fourier", "fourier", "exponential", "gaussian", "linear", "constant"]
+STREAM_METRICS = ["clip_text", "consistency_adjacent", "warp_error"]
+
+
+def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, size: int,
+                resize: str, method: str, steps: int, lr: float, seed: int, adapter: bool = True,
+                semantic: bool = True, texture: bool = True, clws: str = "mul-fourier",
+                vgt: str = "pure", disc: bool = True, hyper: bool = True,
+                model: str = "") -> TuneConfig:
+    """The UI's controls -> the same TuneConfig the CLI builds."""
+    return TuneConfig(
+        model=model or "", data=DataConfig(video_path=str(video), prompt=prompt,
+                                           n_frames=int(frames), start=int(start),
+                                           stride=int(stride), width=int(size),
+                                           height=int(size), resize=resize),
+        method=method, steps=int(steps), lr=float(lr), seed=int(seed),
+        checkpoint_every=max(25, int(steps) // 4), preview_every=max(10, int(steps) // 5),
+        preview_steps=10,
+        dct=dataclasses.replace(DCTConfig(), adapter=adapter, semantic=semantic,
+                                texture=texture, clws=clws),
+        apla=dataclasses.replace(APLAConfig(), vgt=vgt, discriminator=disc, hyper_loss=hyper))
+
+
+def preview_frames(studio, sid, video, frames, stride, start, size, resize):
+    """Frame-strip preview of exactly what tuning will see."""
+    from ..io import load_clip
+
+    sid = ensure_session(studio, sid)
+    try:
+        path = upload(studio, sid, video)
+        clip = load_clip(path, int(frames), int(start), int(stride), int(size), int(size), resize,
+                         limits=studio.limits)
+    except Exception as e:
+        raise gr_error(e)
+    return sid, frame_strip(clip), f"{len(clip)} frames at {size}x{size} will be tuned on."
+
+
+def estimate_text(studio, frames, size, steps) -> str:
+    from ..session import estimate
+
+    cfg = TuneConfig(data=DataConfig(n_frames=int(frames), width=int(size), height=int(size)),
+                     steps=int(steps))
+    try:
+        import torch
+
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        scale = 1.0 if int(size) > 128 else 0.02  # the embedded demo model is ~1/50 of SD
+        est = estimate(cfg, dev, model_scale=scale)
+    except Exception as e:  # an estimate must never block the page
+        return f"(no estimate: {e})"
+    fits = "" if est.get("fits") in (None, True) else " — may NOT fit this GPU: lower frames/size"
+    return f"Estimate: ~{est['gib']:.1f} GiB, ~{est['seconds'] / 60:.1f} min on {dev}{fits}."
+
+
+def tune_handler(studio, sid, video, prompt, frames, stride, start, size, resize, method,
+                 steps, lr, seed, adapter, semantic, texture, clws, vgt, disc, hyper):
+    """Generator: (session, job id, status, loss plot, preview, run dir)."""
+    from ..pipelines.tune import tune
+
+    sid = ensure_session(studio, sid)
+    try:
+        path = upload(studio, sid, video)
+        if not prompt or not prompt.strip():
+            raise InputError("Describe the clip in the source prompt, e.g. 'a red circle moving "
+                             "right on the beach'.")
+        if int(steps) > studio.limits.max_steps:
+            raise InputError(f"At most {studio.limits.max_steps} steps here.")
+        cfg = tune_config(path, prompt, frames, stride, start, size, resize, method, steps, lr,
+                          seed, adapter, semantic, texture, clws, vgt, disc, hyper,
+                          model=studio.model or "")
+        run_dir = studio.session(sid).outputs / f"run-{int(__import__('time').time())}"
+        losses: dict[str, list] = {}
+        preview = None
+        tick = Ticker()
+        jid = None
+        for item in run_job(studio, sid, "tune", tune, cfg, run_dir, cache=studio.cache):
+            if isinstance(item, tuple):
+                if item[0] == "job":
+                    jid = item[1]
+                    yield sid, jid, "Queued…", None, None, None
+                else:
+                    res = item[1]
+                    yield (sid, jid, f"Tuned {res.steps} steps in {res.seconds:.0f} s. Now type "
+                           "an edit prompt below.", series_frame(losses), preview,
+                           str(res.run_dir))
+                continue
+            ev = item
+            if ev.stage == "tune":
+                for k in ("loss", "l_sem", "l_tex", "adv", "disc_loss"):
+                    if k in ev.metrics:
+                        losses.setdefault(k, []).append(ev.metrics[k])
+            if ev.preview is not None:
+                preview = frame_strip(ev.preview)
+            if tick.due(ev):
+                msg = f"{ev.stage}: {ev.message or f'{ev.step}/{ev.total}'}"
+                yield sid, jid, msg, series_frame(losses), preview, None
+    except Exception as e:
+        raise gr_error(e)
+
+
+def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, inversion):
+    """Generator: (video, gif, status, per-frame metric plot, metric table)."""
+    from ..pipelines.edit import edit
+
+    sid = ensure_session(studio, sid)
+    try:
+        if not run_dir:
+            raise InputError("Tune on a clip first (the Tune button above).")
+        run = studio.safe_path(sid, run_dir, must_exist=True)
+        cfg = EditConfig(prompt=prompt, negative=negative or "", steps=int(steps),
+                         guidance=float(guidance), seed=int(seed), use_inversion=bool(inversion))
+        res = None
+        for item in run_job(studio, sid, "edit", edit, run, cfg, cache=studio.cache):
+            if isinstance(item, tuple):
+                if item[0] == "result":
+                    res = item[1]
+                continue
+            yield None, None, f"{item.stage}: {item.step}/{item.total}", None, None
+        yield str(res.mp4), str(res.gif), "Scoring frames…", None, None
+        plot, table = score_frames(studio, res.frames, prompt, run)
+        yield str(res.mp4), str(res.gif), "Done.", plot, table
+    except Exception as e:
+        raise gr_error(e)
+
+
+def score_frames(studio, frames: np.ndarray, prompt: str, run: Optional[Path] = None):
+    """Per-frame CLIP alignment / consistency / warp error, streamed frame by frame."""
+    from ..io import read_video
+    from ..metrics import MetricStream
+
+    stream = MetricStream(STREAM_METRICS, prompt=prompt, cache=studio.cache)
+    for f in frames:
+        stream.add(f)
+    results = stream.results()
+    series = {name: r.per_frame for name, r in results.items() if not r.skipped}
+    rows = [[name, None if r.skipped else round(float(r.value), 4), r.model or "",
+             r.skipped or ""] for name, r in results.items()]
+    return series_frame(series, x="frame"), rows
+
+
+def push_handler(studio, sid, run_dir, repo_id, token):
+    """Upload the delta + config + a model card to the Hub."""
+    sid = ensure_session(studio, sid)
+    try:
+        if not run_dir:
+            raise InputError("Tune first: there is no delta to push yet.")
+        if not token or not repo_id:
+            raise InputError("Give a Hub repo id (user/name) and a write token.")
+        run = studio.safe_path(sid, run_dir, must_exist=True)
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        try:
+            api.create_repo(repo_id, exist_ok=True)
+            card = run / "README.md"
+            meta = json.loads((run / "meta.json").read_text())
+            card.write_text(f"# vcstudio delta\n\nOne-shot tuned on a {meta.get('n_frames')}-frame "
+                            f"clip over base `{meta.get('base_model')}` (fingerprint "
+                            f"{meta.get('base_fingerprint')}), method {meta.get('method')}, "
+                            f"seed {meta.get('seed')}. Load with vcstudio: `vcstudio edit --run "
+                            "FOLDER --prompt ...`.\n")
+            for name in ("delta.safetensors", "config.yaml", "meta.json", "README.md"):
+                api.upload_file(path_or_fileobj=str(run / name), path_in_repo=name,
+                                repo_id=repo_id)
+        except Exception as e:
+            raise VcsError(f"Could not push to the Hub ({type(e).__name__}); check the token "
+                           "and the network.") from None
+        return f"Pushed to https://huggingface.co/{repo_id}"
+    except Exception as e:
+        raise gr_error(e)
+
+
+def _examples() -> list[list]:
+    path = EXAMPLES / "prompts.json"
+    if not path.is_file():
+        return []
+    return [[str(EXAMPLES / e["video"]), e["prompt"], e["edits"][0]]
+            for e in json.loads(path.read_text())]
+
+
+def build(studio, sid_state):
+    import gradio as gr
+
+    lim = studio.limits
+    # the demo model, or a CPU-sized Space: small defaults that finish in minutes
+    small = studio.embedded or studio.limits.max_frames <= 8
+    with gr.Tab("Edit from Video"):
+        gr.Markdown("**1. Pick a clip** and describe it. **2. Tune** the model on it (a few "
+                    "minutes). **3. Edit**: describe what the video should show instead.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                video = gr.Video(label="Clip (mp4, webm, mov, avi, gif)", sources=["upload"],
+                                 height=220)
+                prompt = gr.Textbox(label="Source prompt: what the clip shows",
+                                    placeholder="a red circle moving right on the beach")
+                with gr.Row():
+                    frames = gr.Slider(1, lim.max_frames, value=8 if small else 24, step=1,
+                                       label="Frames")
+                    stride = gr.Slider(1, 8, value=1 if small else 2, step=1, label="Stride")
+                    start = gr.Number(value=0, precision=0, label="Start frame", minimum=0)
+                with gr.Row():
+                    size = gr.Slider(64, min(1024, lim.max_side), value=64 if small else 512,
+                                     step=64, label="Size (px)")
+                    resize = gr.Radio(["crop", "pad"], value="crop", label="Fit")
+                strip = gr.Image(label="Frames that will be tuned on", height=110,
+                                 interactive=False)
+                strip_info = gr.Markdown()
+            with gr.Column(scale=1):
+                method = gr.Radio(METHODS, value="baseline", label="Method",
+                                  info="baseline = Tune-A-Video; DCT = + adapter and "
+                                       "CLIP/VGG consistency; APLA = + VGT perturbation")
+                with gr.Accordion("DCT switches", open=False):
+                    with gr.Row():
+                        adapter = gr.Checkbox(True, label="MS-Adapter")
+                        semantic = gr.Checkbox(True, label="Semantic (CLIP)")
+                        texture = gr.Checkbox(True, label="Texture (VGG)")
+                    clws = gr.Dropdown(CLWS, value="mul-fourier", label="Loss weighting (CLWS)")
+                with gr.Accordion("APLA switches", open=False):
+                    vgt = gr.Radio(["pure", "hyper", "none"], value="pure", label="VGT")
+                    with gr.Row():
+                        disc = gr.Checkbox(True, label="Discriminator")
+                        hyper = gr.Checkbox(True, label="Hyper-loss")
+                with gr.Row():
+                    steps = gr.Slider(10, lim.max_steps, value=100 if small else 500, step=10,
+                                      label="Tuning steps")
+                    lr = gr.Number(value=3e-5, label="Learning rate")
+                    seed = gr.Number(value=33, precision=0, label="Seed")
+                est = gr.Markdown(estimate_text(studio, 8 if small else 24, 64 if small else 512,
+                                                100 if small else 500))
+                with gr.Row():
+                    tune_btn = gr.Button("Tune", variant="primary")
+                    stop_btn = gr.Button("Stop", variant="stop")
+                status = gr.Markdown("Ready.")
+                loss_plot = gr.LinePlot(x="step", y="value", color="series", label="Loss",
+                                        height=200)
+                preview = gr.Image(label="Preview while tuning", height=110, interactive=False)
+        run_dir = gr.Textbox(label="Run folder (this session's)", interactive=False)
+        job_id = gr.Textbox(visible=False)
+        gr.Markdown("### Edit")
+        with gr.Row():
+            with gr.Column(scale=1):
+                eprompt = gr.Textbox(label="Edit prompt: what the video should show",
+                                     placeholder="a blue square moving right on the beach")
+                negative = gr.Textbox(label="Negative prompt (optional)")
+                with gr.Row():
+                    esteps = gr.Slider(5, 100, value=50, step=1, label="Sampling steps")
+                    guidance = gr.Slider(1, 20, value=5.0 if small else 12.5, step=0.5,
+                                         label="Guidance")
+                    eseed = gr.Number(value=33, precision=0, label="Seed")
+                inversion = gr.Checkbox(True, label="Start from the inverted clip (keeps its "
+                                                    "motion)")
+                edit_btn = gr.Button("Generate edit", variant="primary")
+                estatus = gr.Markdown()
+            with gr.Column(scale=1):
+                out_video = gr.Video(label="Edited video", height=240, autoplay=True, loop=True)
+                out_gif = gr.File(label="GIF")
+        with gr.Row():
+            metric_plot = gr.LinePlot(x="frame", y="value", color="series",
+                                      label="Per-frame metrics", height=220)
+            metric_table = gr.Dataframe(headers=["metric", "value", "model", "skipped"],
+                                        label="Per-video metrics", interactive=False)
+        with gr.Accordion("Push the tuned delta to the Hugging Face Hub", open=False):
+            with gr.Row():
+                repo = gr.Textbox(label="Repo id (user/name)")
+                token = gr.Textbox(label="Write token", type="password")
+            push_btn = gr.Button("Push delta")
+            push_status = gr.Markdown()
+        if _examples():
+            gr.Examples(_examples(), inputs=[video, prompt, eprompt], label="Examples")
+
+        def _prev(sid, v, f, s, st, sz, rs):
+            if not v:
+                return sid, None, ""
+            return preview_frames(studio, sid, v, f, s, st, sz, rs)
+
+        for c in (video, frames, stride, start, size, resize):
+            c.change(_prev, [sid_state, video, frames, stride, start, size, resize],
+                     [sid_state, strip, strip_info])
+        for c in (frames, size, steps):
+            c.change(lambda f, sz, st: estimate_text(studio, f, sz, st), [frames, size, steps],
+                     est)
+        tune_btn.click(
+            lambda *a: (yield from tune_handler(studio, *a)),
+            [sid_state, video, prompt, frames, stride, start, size, resize, method, steps, lr,
+             seed, adapter, semantic, texture, clws, vgt, disc, hyper],
+            [sid_state, job_id, status, loss_plot, preview, run_dir], api_name="tune")
+        stop_btn.click(lambda j: (studio.cancel(j) if j else False) and "Stopping at the next "
+                       "step (the checkpoint is kept)…" or "Nothing is running.", job_id, status)
+        edit_btn.click(lambda *a: (yield from edit_handler(studio, *a)),
+                       [sid_state, run_dir, eprompt, negative, esteps, guidance, eseed,
+                        inversion], [out_video, out_gif, estatus, metric_plot, metric_table],
+                       api_name="edit")
+        push_btn.click(lambda *a: push_handler(studio, *a), [sid_state, run_dir, repo, token],
+                       push_status)
+    return {"run_dir": run_dir, "video": video, "prompt": prompt}
