@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -41,6 +42,12 @@ def test_run_round_trip_metrics_and_exports(tmp_path):
         assert "torch" in r.versions and "numpy" in r.versions
         assert (tmp_path / r.run_dir).is_dir()
         assert st.frame_metrics(a.id) == {"clip_text[ViT-B-32]": [0.25, 0.9, 0.75]}
+        # a pair metric has no value at frame 0 (NaN): it is stored without it, read back as NaN
+        st.add_frame_metrics(b.id, "warp_error", [float("nan"), 0.1, 0.2])
+        st.add_video_metrics(b.id, {"lpips": float("nan")})
+        wf = st.frame_metrics(b.id)["warp_error"]
+        assert math.isnan(wf[0]) and wf[1:] == [0.1, 0.2]
+        assert "lpips" not in st.video_metrics([b.id])[b.id]
 
         assert [x.id for x in st.list_runs(method="dct")] == [a.id]
         assert {x.id for x in st.list_runs(clip_hash="abc")} == {a.id, b.id}

@@ -1,11 +1,12 @@
 """The Gradio app driven through its HTTP API (gradio_client) and, opt-in, in headless Chromium."""
 import os
 import socket
-import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+
+APP_DATA = {}  # the launched app's data folder (its run store)
 
 
 def _free_port() -> int:
@@ -18,6 +19,7 @@ def _free_port() -> int:
 def app_url(tiny_sd, tmp_path_factory):
     os.environ["VCSTUDIO_MODEL"] = str(tiny_sd)
     data = tmp_path_factory.mktemp("appdata")
+    APP_DATA["dir"] = data
     from vcstudio.session import Studio
     from vcstudio.space import safe_limits
     from vcstudio.ui import build_app
@@ -113,4 +115,51 @@ def test_browser_tabs_and_edit_flow(app_url, clip_file, tmp_path):
             pg.get_by_role("tab", name=name).click()
             pg.wait_for_timeout(500)
             pg.screenshot(path=str(shots / f"{name.split()[0].lower()}.png"), full_page=True)
+        # a two-method comparison (baseline + DCT, the default ticks) on the Compare tab
+        tab = pg.get_by_role("tabpanel", name="Compare Methods")
+        tab.locator("input[type=file]").set_input_files(str(clip_file))
+        tab.get_by_label("Source prompt").fill("a red circle")
+        tab.get_by_label("Edit prompt").fill("a blue square")
+        tab.get_by_label("Tuning steps").fill("10")
+        tab.get_by_label("Frames").fill("4")
+        pg.wait_for_timeout(1500)
+        tab.get_by_role("button", name="Compare", exact=True).click()
+        try:
+            pg.wait_for_selector("text=Done: best per column", timeout=400000)
+        finally:
+            pg.screenshot(path=str(shots / "compare-done.png"), full_page=True)
+        assert tab.locator("video").count() >= 1
+        assert tab.get_by_text("★").count() >= 1
         b.close()
+
+
+def test_compare_runs_a_method_then_adds_it_back_as_a_past_run(app_url, clip_file):
+    from gradio_client import Client, handle_file
+
+    c = Client(app_url, verbose=False)
+    base = "baseline (Tune-A-Video)"
+    status, video, table, plot, files, choices = c.predict(
+        "", handle_file(str(clip_file)), "a red circle", "a blue square", [base], [], 4, 64, 10,
+        33, api_name="/compare")
+    assert status.startswith("Done") and len(table["data"]) == 1
+    from vcstudio.store import Store
+
+    store = Store(APP_DATA["dir"], recover=False)  # a reader beside the app's own store
+    past = store.list_runs(kind="compare")
+    store.close()
+    assert len(past) == 1 and past[0].label == base
+    # the past run + the same method at another seed: two rows, each metric column starred once
+    status, video, table, plot, files, _ = c.predict(
+        "", handle_file(str(clip_file)), "a red circle", "a blue square", [base], [past[0].id],
+        4, 64, 10, 34, api_name="/compare")
+    rows = table["data"]
+    assert len(rows) == 2 and table["headers"][0] == "method"
+    for col in range(1, len(table["headers"])):
+        assert sum(str(r[col]).startswith("★") for r in rows) <= 1
+    assert any(str(v).startswith("★") for r in rows for v in r[1:])
+    assert sorted(Path(f).suffix for f in files) == [".csv", ".json"]
+    vpath = video["video"] if isinstance(video, dict) else video
+    from vcstudio.io import read_video
+
+    v = read_video(vpath)
+    assert v.shape[0] == 4 and v.shape[2] > 2 * 64  # two clips side by side

@@ -15,6 +15,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import re
 import socket
@@ -447,22 +448,28 @@ class Store:
                           model: str = "", start: int = 0) -> None:
         """Per-frame values (frame = start, start+1, ...); re-adding a frame replaces it, so a
         streamed metric can be written as frames arrive."""
-        rows = [(run_id, metric, start + i, float(v), model) for i, v in enumerate(values)]
+        # NaN means "no value here" (frame 0 of a pair metric): such frames get no row
+        rows = [(run_id, metric, start + i, float(v), model) for i, v in enumerate(values)
+                if math.isfinite(float(v))]
         with self._tx() as db:
             db.executemany("INSERT OR REPLACE INTO frame_metrics VALUES (?,?,?,?,?)", rows)
 
     def add_video_metrics(self, run_id: str, metrics: dict[str, float], model: str = "") -> None:
         with self._tx() as db:
             db.executemany("INSERT OR REPLACE INTO video_metrics VALUES (?,?,?,?)",
-                           [(run_id, k, float(v), model) for k, v in metrics.items()])
+                           [(run_id, k, float(v), model) for k, v in metrics.items()
+                            if math.isfinite(float(v))])
 
     def frame_metrics(self, run_id: str) -> dict[str, list[float]]:
-        """{metric (model-qualified when a model is named): values in frame order}."""
+        """{metric (model-qualified when a model is named): values in frame order}; a frame
+        with no value (frame 0 of a pair metric) reads as NaN."""
         rows = self._q("SELECT metric, model, frame, value FROM frame_metrics WHERE run_id=? "
                        "ORDER BY metric, model, frame", (run_id,))
         out: dict[str, list[float]] = {}
         for r in rows:
-            out.setdefault(_mname(r["metric"], r["model"]), []).append(r["value"])
+            vals = out.setdefault(_mname(r["metric"], r["model"]), [])
+            vals.extend([math.nan] * (r["frame"] - len(vals)))  # frames without a value
+            vals.append(r["value"])
         return out
 
     def video_metrics(self, run_ids: Sequence[str]) -> dict[str, dict[str, float]]:

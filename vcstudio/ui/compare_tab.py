@@ -4,13 +4,10 @@ per-frame plots and CSV/JSON export through the run store."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-
-import numpy as np
 
 from ..config import EditConfig
 from ..errors import InputError
-from .common import ensure_session, frame_strip, gr_error, run_job, series_frame, upload
+from .common import ensure_session, gr_error, run_job, series_frame, upload
 from .edit_tab import tune_config
 
 # name -> changes to the UI's default TuneConfig
@@ -27,10 +24,12 @@ COMPARE_METRICS = ["clip_text", "consistency_adjacent", "warp_error", "fci", "fl
 
 
 def _run_variant(studio, sid, path, prompt, edit_prompt, name, frames, size, steps, seed,
-                 progress=None, cancel=None, cache=None):
-    """One variant: tune, edit, score -> dict (runs inside the job runner)."""
-    from ..io import read_video
+                 progress=None, cancel=None, cache=None) -> str:
+    """One variant: tune, edit, score, record in the run store -> the store run id (runs inside
+    the job runner)."""
+    from ..io import read_video, write_mp4
     from ..metrics import evaluate
+    from ..metrics.registry import results_to_json
     from ..pipelines.edit import edit
     from ..pipelines.tune import tune
 
@@ -47,76 +46,130 @@ def _run_variant(studio, sid, path, prompt, edit_prompt, name, frames, size, ste
     source = read_video(res.run_dir / "source.mp4")
     scores = evaluate(out.frames, prompt=edit_prompt, source=source, metrics=COMPARE_METRICS,
                       cache=cache)
-    return {"name": name, "frames": out.frames, "mp4": str(out.mp4), "scores": scores,
-            "config": cfg}
+    store = studio.store
+    run = store.create_run("compare", config=cfg, seed=int(seed), label=name)
+    store.add_video_metrics(run.id, {k: float(r.value) for k, r in scores.items()
+                                     if not r.skipped})
+    for k, r in scores.items():
+        if not r.skipped:
+            store.add_frame_metrics(run.id, k, r.per_frame)
+    store.write_artifact(run.id, "mp4", "edit.mp4", lambda p: write_mp4(out.frames, p))
+    store.write_artifact_json(run.id, "scores.json",
+                              results_to_json(scores, prompt=edit_prompt, label=name))
+    store.finish_run(run.id)
+    return run.id
 
 
-def compare_handler(studio, sid, video, prompt, edit_prompt, names, frames, size, steps, seed):
+def load_entry(store, run_id: str) -> dict:
+    """A finished compare run from the store: its label, edit frames and scores (the same
+    record for runs made now and runs from past sessions)."""
+    import json
+
+    from ..io import read_video
+
+    run = store.run(run_id)
+    arts = dict(store.artifacts(run_id))
+    if "mp4" not in arts or "json" not in arts:
+        raise InputError(f"Run {run.label or run_id} has no saved edit to compare.")
+    scores = json.loads(store.artifact_abspath(arts["json"]).read_text())["metrics"]
+    frames = read_video(store.artifact_abspath(arts["mp4"]))
+    return {"name": run.label or run.id, "run_id": run.id, "frames": frames, "scores": scores}
+
+
+def past_choices(store) -> list[tuple[str, str]]:
+    """(label shown, run id) of finished compare runs, newest first."""
+    import time
+
+    return [(f"{r.label} · seed {r.seed} · {time.strftime('%m-%d %H:%M', time.localtime(r.created))}",
+             r.id) for r in store.list_runs(kind="compare", finished=True, limit=50)]
+
+
+def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames, size, steps,
+                    seed):
     sid = ensure_session(studio, sid)
     try:
-        if not names:
-            raise InputError("Tick at least one method to compare.")
-        if not edit_prompt or not prompt:
+        names, past = list(names or []), list(past or [])
+        if not names and not past:
+            raise InputError("Tick at least one method (or a past run) to compare.")
+        if names and (not edit_prompt or not prompt):
             raise InputError("Give both the source prompt and the edit prompt.")
-        path = upload(studio, sid, video)
-        results, rows, strips = [], [], []
+        path = upload(studio, sid, video) if names else None
+        entries = [load_entry(studio.store, rid) for rid in past]
         for i, name in enumerate(names):
             status = f"Running {name} ({i + 1}/{len(names)})…"
-            yield status, None, None, None, None
+            yield status, None, None, None, None, gr_update()
             try:
-                res = None
+                rid = None
                 for item in run_job(studio, sid, "compare", _run_variant, studio, sid, path,
                                     prompt, edit_prompt, name, frames, size, steps, seed,
                                     cache=studio.cache):
                     if isinstance(item, tuple) and item[0] == "result":
-                        res = item[1]
+                        rid = item[1]
             except Exception as e:  # one failing variant does not sink the comparison
                 import gradio as gr
 
                 gr.Warning(f"{name}: {e}")
                 continue
-            results.append(res)
-            run = studio.store.create_run("compare", config=res["config"], seed=int(seed),
-                                          label=name)
-            vals = {k: float(r.value) for k, r in res["scores"].items() if not r.skipped}
-            studio.store.add_video_metrics(run.id, vals)
-            for k, r in res["scores"].items():
-                if not r.skipped:
-                    studio.store.add_frame_metrics(run.id, k, r.per_frame)
-            studio.store.finish_run(run.id)
-            res["run_id"] = run.id
-            strips.append((frame_strip(res["frames"], 8), name))
-            yield status, strips, None, None, None
-        if not results:
+            entries.append(load_entry(studio.store, rid))
+            yield status, _montage(studio, sid, entries), None, None, None, gr_update()
+        if not entries:
             raise InputError("No method finished; see the warnings.")
-        table = _table(results)
-        series = {f"{r['name']} · {m}": r["scores"][m].per_frame for r in results
-                  for m in ("clip_text", "warp_error") if not r["scores"][m].skipped}
-        csv_path = studio.session(sid).outputs / "compare.csv"
-        studio.store.export_csv([r["run_id"] for r in results], csv_path)
-        yield ("Done: best per column marked with ★.", strips, table,
-               series_frame(series, x="frame"), str(csv_path))
+        ids = [e["run_id"] for e in entries]
+        out = studio.session(sid).outputs
+        csv_path, json_path = out / "compare.csv", out / "compare.json"
+        studio.store.export_csv(ids, csv_path)
+        studio.store.export_json(ids, json_path)
+        series = {f"{e['name']} · {m}": e["scores"][m]["per_frame"] for e in entries
+                  for m in ("clip_text", "warp_error")
+                  if m in e["scores"] and not e["scores"][m].get("skipped")}
+        yield ("Done: best per column marked with ★.", _montage(studio, sid, entries),
+               _frame(best_table(entries)), series_frame(series, x="frame"),
+               [str(csv_path), str(json_path)],
+               gr_update(choices=past_choices(studio.store)))  # the new runs join the list
     except Exception as e:
         raise gr_error(e)
 
 
-def _table(results: list[dict]) -> list[list]:
-    """Rows per method; the best value in each metric column is starred."""
-    metrics = [m for m in COMPARE_METRICS
-               if any(not r["scores"][m].skipped for r in results if m in r["scores"])]
+def gr_update(**kw):
+    import gradio as gr
+
+    return gr.update(**kw)
+
+
+def _montage(studio, sid, entries: list[dict]) -> str:
+    from ..io import write_mp4
+    from ..io.montage import side_by_side
+
+    path = studio.session(sid).outputs / "compare.mp4"
+    write_mp4(side_by_side([e["frames"] for e in entries], [e["name"] for e in entries]), path)
+    return str(path)
+
+
+def _frame(rows: list[list]):
+    import pandas as pd
+
+    return pd.DataFrame(rows[1:], columns=rows[0])
+
+
+def best_table(entries: list[dict]) -> list[list]:
+    """Rows per method over the metrics any of them has; the best value in each column is
+    starred (direction from each metric's own higher_is_better)."""
+    def ok(e, m):
+        s = e["scores"].get(m)
+        return s is not None and not s.get("skipped") and s.get("value") is not None
+
+    metrics = [m for m in COMPARE_METRICS if any(ok(e, m) for e in entries)]
     best = {}
     for m in metrics:
-        vals = [(r["scores"][m].value, i) for i, r in enumerate(results)
-                if not r["scores"][m].skipped]
-        hib = next(r["scores"][m].higher_is_better for r in results)
-        if vals and hib is not None:
+        vals = [(e["scores"][m]["value"], i) for i, e in enumerate(entries) if ok(e, m)]
+        hib = next(e["scores"][m].get("higher_is_better") for e in entries if ok(e, m))
+        if len(vals) > 1 and hib is not None:
             best[m] = (max if hib else min)(vals)[1]
     rows = []
-    for i, r in enumerate(results):
-        row = [r["name"]]
+    for i, e in enumerate(entries):
+        row = [e["name"]]
         for m in metrics:
-            s = r["scores"][m]
-            cell = "skipped" if s.skipped else f"{s.value:.4g}"
+            cell = f"{e['scores'][m]['value']:.4g}" if ok(e, m) else "–"
             row.append(("★ " + cell) if best.get(m) == i else cell)
         rows.append(row)
     return [["method"] + metrics] + rows
@@ -125,19 +178,29 @@ def _table(results: list[dict]) -> list[list]:
 def build(studio, sid_state, edit_refs):
     import gradio as gr
 
+    from .edit_tab import _examples
+
     # the demo model, or a CPU-sized Space: small defaults that finish in minutes
     small = studio.embedded or studio.limits.max_frames <= 8
     with gr.Tab("Compare Methods"):
         gr.Markdown("Run several methods on the **same clip, prompt and seed**, then compare "
                     "the edits and their scores. Each method tunes once, so this takes "
-                    "a while.")
+                    "a while. Past comparisons stay in the run store: tick them to add them "
+                    "to the table.")
         with gr.Row():
             with gr.Column():
                 video = gr.Video(label="Clip", sources=["upload"], height=200)
                 prompt = gr.Textbox(label="Source prompt")
                 edit_prompt = gr.Textbox(label="Edit prompt")
+                if _examples():
+                    gr.Examples(_examples(), inputs=[video, prompt, edit_prompt],
+                                label="Examples")
                 names = gr.CheckboxGroup(list(VARIANTS), value=list(VARIANTS)[:2],
                                          label="Methods")
+                with gr.Row():
+                    past = gr.CheckboxGroup(past_choices(studio.store), label="Past runs",
+                                            scale=4)
+                    refresh = gr.Button("↻", scale=0, min_width=40)
                 with gr.Row():
                     frames = gr.Slider(2, 24, value=8, step=1, label="Frames")
                     size = gr.Slider(64, 512, value=64 if small else 512, step=64,
@@ -148,13 +211,15 @@ def build(studio, sid_state, edit_refs):
                 btn = gr.Button("Compare", variant="primary")
                 status = gr.Markdown()
             with gr.Column():
-                gallery = gr.Gallery(label="Edits side by side (one row per method)",
-                                     columns=1, height=320)
+                montage = gr.Video(label="Edits side by side (in sync)", height=260,
+                                   autoplay=True, loop=True)
                 table = gr.Dataframe(label="Metrics (★ = best)", interactive=False)
         with gr.Row():
             plot = gr.LinePlot(x="frame", y="value", color="series",
                                label="Per-frame CLIP alignment and warp error", height=240)
-            csv = gr.File(label="CSV export")
+            files = gr.File(label="Export (CSV, JSON)", file_count="multiple")
+        refresh.click(lambda: gr.update(choices=past_choices(studio.store)), None, past,
+                      api_name=False)
         btn.click(lambda *a: (yield from compare_handler(studio, *a)),
-                  [sid_state, video, prompt, edit_prompt, names, frames, size, steps, seed],
-                  [status, gallery, table, plot, csv], api_name="compare")
+                  [sid_state, video, prompt, edit_prompt, names, past, frames, size, steps,
+                   seed], [status, montage, table, plot, files, past], api_name="compare")

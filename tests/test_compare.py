@@ -1,0 +1,42 @@
+"""Compare Methods: the synced side-by-side video and the best-per-column table."""
+import numpy as np
+
+from vcstudio.io.montage import LABEL_BAND, side_by_side
+from vcstudio.ui.compare_tab import best_table
+
+
+def test_side_by_side_lines_up_frames_and_scales_to_one_height():
+    a = np.zeros((4, 32, 32, 3), np.uint8)
+    a[:, :, :, 0] = np.arange(4)[:, None, None] * 60  # frame index coded in red
+    b = np.full((2, 64, 32, 3), 200, np.uint8)  # taller and shorter: A is scaled up to 64
+    out = side_by_side([a, b], ["A", "B"], gap=4)
+    assert out.shape == (4, 64 + LABEL_BAND, 64 + 4 + 32, 3)
+    # frame t of the montage shows frame t of A
+    assert [int(out[t, LABEL_BAND + 10, 10, 0]) for t in range(4)] == [0, 60, 120, 180]
+    # B (2 frames) holds its last frame for frames 2, 3
+    assert np.array_equal(out[3, LABEL_BAND:, 68:], out[1, LABEL_BAND:, 68:])
+    assert (out[0, LABEL_BAND:, 68:] == 200).all()
+    # the label band carries dark text pixels
+    assert out[0, :LABEL_BAND, :64].min() < 100
+
+
+def _entry(name, **vals):
+    hib = {"clip_text": True, "warp_error": False, "flicker": True}
+    return {"name": name, "scores": {k: {"value": v, "higher_is_better": hib[k]}
+                                     for k, v in vals.items()}}
+
+
+def test_best_table_stars_the_best_in_each_metrics_direction():
+    rows = best_table([_entry("a", clip_text=30.0, warp_error=0.01),
+                       _entry("b", clip_text=25.0, warp_error=0.002),
+                       _entry("c", clip_text=28.0)])
+    header, ra, rb, rc = rows
+    assert header == ["method", "clip_text", "warp_error"]
+    assert ra[1].startswith("★") and not rb[1].startswith("★")  # higher is better
+    assert rb[2].startswith("★") and not ra[2].startswith("★")  # lower is better
+    assert rc[2] == "–"  # a metric the run lacks
+
+
+def test_best_table_stars_nothing_with_one_entry():
+    rows = best_table([_entry("a", clip_text=30.0)])
+    assert not any("★" in c for c in rows[1])
