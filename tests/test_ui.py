@@ -100,6 +100,9 @@ def test_browser_tabs_and_edit_flow(app_url, clip_file, tmp_path):
         pg.wait_for_selector("text=Edit from Video", timeout=60000)
         pg.set_input_files("input[type=file]", str(clip_file))
         pg.get_by_label("Source prompt: what the clip shows").fill("a red circle")
+        steps = pg.locator("#edit-tab").get_by_label("Tuning steps").first
+        steps.fill("20")  # a quick tune
+        steps.press("Enter")
         pg.wait_for_timeout(1500)
         pg.get_by_role("button", name="Tune", exact=True).click()
         try:
@@ -116,12 +119,14 @@ def test_browser_tabs_and_edit_flow(app_url, clip_file, tmp_path):
             pg.wait_for_timeout(500)
             pg.screenshot(path=str(shots / f"{name.split()[0].lower()}.png"), full_page=True)
         # a two-method comparison (baseline + DCT, the default ticks) on the Compare tab
-        tab = pg.get_by_role("tabpanel", name="Compare Methods")
-        tab.locator("input[type=file]").set_input_files(str(clip_file))
+        tab = pg.locator("#compare-tab")
+        tab.locator("input[type=file][accept^=video]").set_input_files(str(clip_file))
         tab.get_by_label("Source prompt").fill("a red circle")
         tab.get_by_label("Edit prompt").fill("a blue square")
-        tab.get_by_label("Tuning steps").fill("10")
-        tab.get_by_label("Frames").fill("4")
+        for label, value in (("Tuning steps", "10"), ("Frames", "4")):
+            box = tab.get_by_label(label).first
+            box.fill(value)
+            box.press("Enter")
         pg.wait_for_timeout(1500)
         tab.get_by_role("button", name="Compare", exact=True).click()
         try:

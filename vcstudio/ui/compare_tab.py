@@ -182,7 +182,7 @@ def build(studio, sid_state, edit_refs):
 
     # the demo model, or a CPU-sized Space: small defaults that finish in minutes
     small = studio.embedded or studio.limits.max_frames <= 8
-    with gr.Tab("Compare Methods"):
+    with gr.Tab("Compare Methods", elem_id="compare-tab"):
         gr.Markdown("Run several methods on the **same clip, prompt and seed**, then compare "
                     "the edits and their scores. Each method tunes once, so this takes "
                     "a while. Past comparisons stay in the run store: tick them to add them "

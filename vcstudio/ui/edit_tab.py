@@ -200,7 +200,7 @@ def build(studio, sid_state):
     lim = studio.limits
     # the demo model, or a CPU-sized Space: small defaults that finish in minutes
     small = studio.embedded or studio.limits.max_frames <= 8
-    with gr.Tab("Edit from Video"):
+    with gr.Tab("Edit from Video", elem_id="edit-tab"):
         gr.Markdown("**1. Pick a clip** and describe it. **2. Tune** the model on it (a few "
                     "minutes). **3. Edit**: describe what the video should show instead.")
         with gr.Row():
