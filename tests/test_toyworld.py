@@ -10,7 +10,7 @@ from vcstudio.toyworld.data import BatchSampler
 from vcstudio.toyworld.examples import test_clip as make_test_clip
 from vcstudio.toyworld.examples import write_examples
 from vcstudio.toyworld.render import render_clip, render_image, render_images
-from vcstudio.toyworld.world import Clip, Scene, caption, combos, random_scene
+from vcstudio.toyworld.world import Scene, caption, combos, random_scene
 
 
 def test_same_seed_same_scenes_and_pixels():

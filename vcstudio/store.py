@@ -20,7 +20,6 @@ import os
 import re
 import socket
 import sqlite3
-import tempfile
 import threading
 import time
 import uuid
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from .config import to_dict
-from .io.atomic import _fsync_dir, atomic_path  # noqa: F401 (re-exported)
+from .io.atomic import atomic_path
 from .paths import data_dir
 from .errors import InputError
 

@@ -17,11 +17,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
-from ..config import TuneConfig, from_dict, load_tune_config, save_yaml, to_dict
+from ..config import TuneConfig, load_tune_config, save_yaml
 from ..errors import InputError
 from ..io.atomic import atomic_path
 from ..paths import data_dir

@@ -22,7 +22,7 @@ from ..errors import ModelNotFoundError
 from ..progress import Event, ProgressFn, null_progress
 from .checker import detect
 from .render import render_images
-from .world import SHAPES, COLOURS, BACKGROUNDS, combos, held_out_prompts, random_scene, short_caption
+from .world import combos, held_out_prompts, random_scene, short_caption
 
 
 def _need(folder, what: str) -> Path:

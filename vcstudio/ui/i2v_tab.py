@@ -2,7 +2,6 @@
 generate base vs VCD-tuned videos with an image-to-video model."""
 from __future__ import annotations
 
-import numpy as np
 
 from ..errors import InputError
 from .common import IMAGE_TYPES, ensure_session, gr_error, series_frame, upload
