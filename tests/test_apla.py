@@ -320,3 +320,33 @@ def test_tune_saves_vgt_and_discriminator_and_editing_applies_the_vgt(tiny_sd, c
     again = edit_frames(tuned, ecfg)
     assert np.array_equal(with_vgt, again)  # sampling is deterministic ...
     assert np.abs(with_vgt.astype(int) - without.astype(int)).max() > 0  # ... and uses the VGT
+
+
+@pytest.mark.slow  # three tuning runs: ~60 s on the shared CPU
+def test_resume_restores_the_discriminator_and_its_optimiser(tiny_sd, clip8, tmp_path, cache):
+    """A run cancelled after 2 of 4 steps and resumed logs the same losses (discriminator's too)
+    and saves the same delta as an uninterrupted run."""
+    from vcstudio.errors import CancelledError
+    from vcstudio.models.delta import load_tensors
+    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.pipelines.tune import tune
+    from vcstudio.progress import CancelToken
+
+    cfg = apla_cfg(tiny_sd, steps=4, lr=1e-2, gamma=0.0, disc_lr=1e-2)
+    frames = clip8[:4]
+    full = tune(cfg, tmp_path / "a", frames=frames, cache=cache, device=CPU, invert=False)
+    token = CancelToken()
+    prog = lambda ev: token.cancel() if ev.stage == "tune" and ev.step == 2 else None  # noqa
+    with pytest.raises(CancelledError):
+        tune(cfg, tmp_path / "b", frames=frames, cache=cache, device=CPU, invert=False,
+             progress=prog, cancel=token)
+    ck, _ = load_tensors(RunFolder(tmp_path / "b").checkpoint_path)
+    assert any(k.startswith("method/disc_opt/") for k in ck)
+    resumed = tune(cfg, tmp_path / "b", frames=frames, cache=cache, device=CPU, invert=False)
+    for key in ("loss", "adv_g", "disc_loss", "vgt_ratio"):
+        assert [r[key] for r in resumed.losses] == pytest.approx([r[key] for r in full.losses],
+                                                                 rel=1e-5), key
+    da, _ = load_tensors(RunFolder(full.run_dir).delta_path)
+    db, _ = load_tensors(RunFolder(resumed.run_dir).delta_path)
+    for k in ("aux.discriminator.conv.weight", "perturb.vgt.head.3.weight"):
+        torch.testing.assert_close(da[k], db[k], rtol=1e-5, atol=1e-7)
