@@ -120,8 +120,7 @@ def _print_method_summary(run_dir) -> None:
     from .pipelines.runs import RunFolder
 
     info = RunFolder(run_dir).meta().get("method_summary") or {}
-    counts = [f"{k[:-len('_params')]} {v / 1e6:.3f}M" for k, v in info.items()
-              if k.endswith("_params")]
+    counts = [f"{k[:-len('_params')]} {v:,}" for k, v in info.items() if k.endswith("_params")]
     if counts:
         print("parameters: " + ", ".join(counts), file=sys.stderr)
 
