@@ -153,7 +153,8 @@ def test_hyper_loss_terms_have_known_values():
     assert parts["mse"] == pytest.approx(0.09, rel=1e-5)
     assert parts["l1"] == pytest.approx(0.3, rel=1e-5)
     assert parts["perceptual"] > 1e-4
-    assert float(loss) == pytest.approx(0.09 + 0.5 * 0.3 + 0.1 * parts["perceptual"], rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(0.09 + 0.5 * 0.3 + 0.1 * parts["perceptual"],
+                                                 rel=1e-5)
     loss.backward()
     # the perceptual term sends its own gradient: it differs from the MSE + L1 gradient alone
     plain = 2 * 0.3 / pred.numel() + 0.5 / pred.numel()
