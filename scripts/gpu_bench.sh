@@ -8,6 +8,8 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 r() { local t=$1; shift; echo "### $*" | tee -a "$OUT/bench.txt"; timeout "$t" "$@" 2>&1 | grep -v "it/s\]\|float32\|token_id" | tail -20 | tee -a "$OUT/bench.txt"; }
 nvidia-smi --query-gpu=name,memory.total --format=csv | tee -a "$OUT/bench.txt"
 r 150 python3 -m vcstudio bench tune --method baseline,dct,apla --compile no --steps 3 --warmup 2
+r 150 python3 -m vcstudio bench tune --method apla --vgt-preset paper --compile no --steps 3 --warmup 2
+r 150 python3 -m vcstudio bench tune --method apla --vgt hyper --vgt-preset paper --compile no --steps 3 --warmup 2
 r 200 python3 -m vcstudio bench sample --compile yes
 r 200 python3 -m vcstudio bench tune --compile yes --steps 5 --warmup 3
 r 60 python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider

@@ -42,6 +42,8 @@ def _add_tune(sub) -> None:
     p.add_argument("--vgt", choices=["pure", "hyper", "none"])
     p.add_argument("--no-discriminator", action="store_true")
     p.add_argument("--no-hyper-loss", action="store_true")
+    p.add_argument("--vgt-preset", choices=["small", "paper"],
+                   help="VGT size: paper = D 768, 4+4 layers (60.5M Pure, 97.1M Hyper)")
     p.add_argument("--out", help="run folder (default: a new folder under the data folder)")
     p.add_argument("--device")
 
@@ -74,7 +76,8 @@ def tune_config_from_args(a) -> "TuneConfig":
                               clws=a.clws or cfg.dct.clws)
     apla = dataclasses.replace(cfg.apla, vgt=a.vgt or cfg.apla.vgt,
                                discriminator=not a.no_discriminator and cfg.apla.discriminator,
-                               hyper_loss=not a.no_hyper_loss and cfg.apla.hyper_loss)
+                               hyper_loss=not a.no_hyper_loss and cfg.apla.hyper_loss,
+                               vgt_preset=a.vgt_preset or cfg.apla.vgt_preset)
     return dataclasses.replace(cfg, dct=dct, apla=apla)
 
 
@@ -107,8 +110,19 @@ def run_tune(a) -> int:
     last = res.losses[-1] if res.losses else {}
     print(f"tuned {res.steps} steps in {res.seconds:.1f} s; final loss "
           f"{last.get('loss', float('nan')):.4f}", file=sys.stderr)
+    _print_method_summary(res.run_dir)
     print(res.run_dir)
     return 0
+
+
+def _print_method_summary(run_dir) -> None:
+    """The method's module sizes (e.g. APLA's VGT parameter count) from meta.json."""
+    from .pipelines.runs import RunFolder
+
+    info = RunFolder(run_dir).meta().get("method_summary") or {}
+    counts = [f"{k[:-len('_params')]} {v:,}" for k, v in info.items() if k.endswith("_params")]
+    if counts:
+        print("parameters: " + ", ".join(counts), file=sys.stderr)
 
 
 def _add_edit(sub) -> None:
@@ -150,7 +164,20 @@ def _bench_common(p) -> None:
     p.add_argument("--arch", default="sd15", choices=["sd15", "tiny"])
     p.add_argument("--no-checkpointing", action="store_true")
     p.add_argument("--compile", default="auto", choices=["auto", "yes", "no"])
+    p.add_argument("--vgt", choices=["pure", "hyper", "none"], help="APLA's VGT variant")
+    p.add_argument("--vgt-preset", choices=["small", "paper"], help="APLA's VGT size")
     p.add_argument("--device")
+
+
+def _bench_overrides(a) -> dict:
+    from .config import APLAConfig
+
+    over = {"compile": a.compile}
+    if a.vgt or a.vgt_preset:
+        d = APLAConfig()
+        over["apla"] = dataclasses.replace(d, vgt=a.vgt or d.vgt,
+                                           vgt_preset=a.vgt_preset or d.vgt_preset)
+    return over
 
 
 def _add_bench(sub) -> None:
@@ -200,10 +227,11 @@ def run_bench(a) -> int:
         if a.what in ("tune", "all"):
             rows.append(bench_tune(a.frames, a.size, a.steps or 5, a.warmup, m, a.arch,
                                    not a.no_checkpointing, device,
-                                   cfg_overrides={"compile": a.compile}))
+                                   cfg_overrides=_bench_overrides(a)))
         if a.what in ("sample", "all"):
             rows.append(bench_sample(a.frames, a.size, a.steps or 50, arch=a.arch, device=device,
-                                     method=m, compile=a.compile))
+                                     method=m, compile=a.compile,
+                                     cfg_overrides=_bench_overrides(a)))
     print(print_table(rows))
     print(f"anchor (Tune-A-Video, H100, 24x512x512): {ANCHOR['tune_s_per_step']} s/train step, "
           f"peak {ANCHOR['tune_peak_gib']} GiB; {ANCHOR['sample_s_per_call']} s/CFG call, "

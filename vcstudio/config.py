@@ -71,15 +71,25 @@ class APLAConfig:
     vgt: str = "pure"  # pure | hyper | none
     discriminator: bool = True
     hyper_loss: bool = True
-    alpha: float = 1.0  # MSE weight (eq. 16)
+    alpha: float = 1.0  # MSE weight (eq. 18)
     beta: float = 0.5  # L1 weight
     gamma: float = 0.1  # perceptual weight
-    lam: float = 0.05  # adversarial weight (eq. 20)
+    lam: float = 0.05  # adversarial weight lambda (eq. 20)
+    # "" = the vgt_* sizes below; "small" or "paper" (D 768, 4+4 layers, 60.5M Pure / 97.1M
+    # Hyper) replace vgt_dim, vgt_layers, vgt_temporal_layers, vgt_heads and vgt_patch
+    vgt_preset: str = ""
     vgt_dim: int = 256
-    vgt_layers: int = 2
+    vgt_layers: int = 2  # spatial decoder layers (L)
+    vgt_temporal_layers: int = 2  # temporal decoder layers (M)
     vgt_heads: int = 4
     vgt_patch: int = 2
+    vgt_mlp_ratio: float = 4.0
+    vgt_mask: bool = True  # False = the paper's "-EN" encoder variant (no attention masks)
+    perceptual: str = "auto"  # auto (vgg19 if its weights are at hand, else efficientnet-lite0)
+    perceptual_layers: tuple[str, ...] = ()  # () = the encoder's first three taps
+    perceptual_random_weights: bool = False  # benchmarks only: speed does not depend on weights
     disc_lr: float = 1e-4
+    disc_betas: tuple[float, float] = (0.5, 0.999)
 
 
 @dataclass

@@ -57,6 +57,10 @@ class TuneMethod:
     def trainable_patterns(self) -> tuple[str, ...]:
         return ()
 
+    def summary(self) -> dict[str, Any]:
+        """What the method installed (e.g. parameter counts), for meta.json and the log."""
+        return {}
+
     def denoise_loss(self, s: StepState) -> torch.Tensor:
         return F.mse_loss(s.pred.float(), s.target.float())
 

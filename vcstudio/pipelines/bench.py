@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from ..config import DataConfig, EditConfig, TuneConfig
 from ..device import peak_memory_gib, pick_device, precision_for, reset_peak
 from ..models.loading import BaseModel
+from .runs import RunFolder
 from ..progress import Event
 
 # Tune-A-Video's own code on an H100 (the issue's anchor): s/step, s/50 steps, GiB.
@@ -83,15 +85,22 @@ def bench_tune(frames: int = 24, size: int = 512, steps: int = 5, warmup: int = 
         reset_peak(device)
         tune(cfg, d, progress=progress, frames=clip, invert=False, base=base, device=device,
              save_source=False)
+        info = RunFolder(Path(d)).meta().get("method_summary", {})
     per_step = (stamps[-1] - stamps[warmup - 1]) / steps if warmup >= 1 else float("nan")
     return {"what": f"tune/{method}", "frames": frames, "size": size, "s_per_step": per_step,
             "projected_500_steps_min": per_step * 500 / 60, "peak_gib": peak_memory_gib(device),
-            "device": _device_name(device)}
+            **method_columns(info), "device": _device_name(device)}
+
+
+def method_columns(info: dict) -> dict:
+    """Table columns from a method's summary(): its modules' parameter counts (e.g. the VGT's)."""
+    return {k: int(v) for k, v in info.items() if k.endswith("_params")}
 
 
 def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: float = 12.5,
                  arch: str = "sd15", device: Optional[torch.device] = None,
-                 method: str = "baseline", compile: str = "auto") -> dict:
+                 method: str = "baseline", compile: str = "auto",
+                 cfg_overrides: Optional[dict] = None) -> dict:
     from .encode import decode_latents, encode_prompts
     from .sample import denoise
     from .tune import build_video_model
@@ -100,7 +109,9 @@ def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: f
     prec = precision_for(device)
     base = random_base(arch, device, prec.frozen_dtype)
     cfg = TuneConfig(model=base.model_id, method=method, compile=compile)
-    model, _, _ = build_video_model(base, cfg, prec)
+    for k, v in (cfg_overrides or {}).items():
+        cfg = dataclasses.replace(cfg, **{k: v})
+    model, meth, _ = build_video_model(base, cfg, prec)
     model.eval()
     cond, uncond = encode_prompts(base, ["a man"]), encode_prompts(base, [""])
     lat = torch.randn(1, 4, frames, size // 8, size // 8, device=device)
@@ -121,7 +132,8 @@ def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: f
     total = run(steps)
     return {"what": f"sample/{method}", "frames": frames, "size": size, "steps": steps,
             "s_per_call": total / steps, "total_s_incl_decode": total, "warmup_s": t_first,
-            "peak_gib": peak_memory_gib(device), "device": _device_name(device)}
+            "peak_gib": peak_memory_gib(device), **method_columns(meth.summary()),
+            "device": _device_name(device)}
 
 
 def _device_name(device: torch.device) -> str:

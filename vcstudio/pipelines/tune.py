@@ -220,7 +220,13 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     start, losses = 0, []
     if resume:
         start, losses = _load_checkpoint(rf, model, opt, method, gen)
-    progress(Event(start, cfg.steps, f"tuning {len(names)} tensors", stage="tune"))
+    info = method.summary()
+    if info:
+        rf.update_meta(method_summary=info)
+    n_params = sum(p.numel() for p in params)
+    progress(Event(start, cfg.steps, f"tuning {len(names)} tensors ({n_params / 1e6:.2f}M values)"
+                   + "".join(f"; {k} {v}" for k, v in info.items() if k.endswith("_params")),
+                   stage="tune"))
     step = start
     try:
         for step in range(start, cfg.steps):

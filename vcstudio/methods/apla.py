@@ -1,0 +1,147 @@
+"""APLA as a tuning method (seed 003): VGT perturbation + hyper-loss + 1x1 adversarial training.
+
+Parts, each switchable (``APLAConfig``; Table 3's ablations are :data:`TABLE3`):
+
+* ``vgt`` pure | hyper | none: a VGT installed as ``model.perturb["vgt"]``, its output added to
+  the U-Net's noise prediction (eq. 4) at every training AND sampling step; it starts at zero;
+* ``hyper_loss``: the denoising loss becomes alpha MSE + beta L1 + gamma perceptual (eq. 18);
+  off: Tune-A-Video's MSE (eq. 6);
+* ``discriminator``: a 1x1 convolution as ``model.aux["discriminator"]`` (saved in the delta,
+  not in the forward pass); the generator pays lambda * L_g (eq. 20) and the discriminator takes
+  its own Adam step after the main one (alternate updates).
+
+The optimisation objective is min_theta (L_hyper + lambda L_g) + max_D L_g (eq. 20).
+
+Every part lives in its own module and exposes plain calls (``install_vgt``, ``HyperLoss``,
+``AdversarialTrainer``), so another method (e.g. DCT with a VGT, or DCT's consistency losses on
+top of APLA's hyper-loss) can reuse them without inheriting from this class.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..config import APLAConfig
+from ..errors import InputError
+from ..models.diffusion_math import x0_and_eps
+from ..models.vgt import VideoGenerationTransformer, build_vgt
+from .base import StepState, TuneMethod
+from .discriminator import AdversarialTrainer, NoiseDiscriminator
+from .hyper_loss import HyperLoss, perceptual_encoder
+
+# Table 3's rows -> (vgt, discriminator, hyper_loss); VGT-Pure is what the paper ran.
+TABLE3 = {
+    "full": ("pure", True, True),
+    "w/o discriminator": ("pure", False, True),
+    "w/o VGT & discriminator": ("none", False, True),
+    "w/o hyper-loss & discriminator": ("pure", False, False),
+    "w/o VGT & hyper-loss": ("none", True, False),
+}
+
+
+def vgt_from_config(acfg: APLAConfig, channels: int) -> VideoGenerationTransformer:
+    """A preset, if named, fixes the sizes; otherwise the vgt_* fields do."""
+    if acfg.vgt not in ("pure", "hyper"):
+        raise InputError(f"Unknown VGT variant {acfg.vgt!r}; choose pure, hyper or none.")
+    sizes = {} if acfg.vgt_preset else dict(
+        dim=acfg.vgt_dim, spatial_layers=acfg.vgt_layers, temporal_layers=acfg.vgt_temporal_layers,
+        heads=acfg.vgt_heads, patch=acfg.vgt_patch)
+    try:
+        return build_vgt(acfg.vgt, channels, acfg.vgt_preset, mlp_ratio=acfg.vgt_mlp_ratio,
+                         mask=acfg.vgt_mask, **sizes)
+    except ValueError as e:
+        raise InputError(f"Bad VGT settings: {e}.") from None
+
+
+def install_vgt(model, acfg: APLAConfig) -> VideoGenerationTransformer:
+    """Add the VGT to ``model.perturb`` and keep the parts for the ||VGT||/||U-Net|| log."""
+    vgt = vgt_from_config(acfg, model.config.out_channels)
+    model.perturb["vgt"] = vgt
+    model.keep_parts = True
+    return vgt
+
+
+def predicted_noise(s: StepState, detach: bool = False) -> torch.Tensor:
+    """eps_hat from the model output (= the output for an epsilon model; derived for v)."""
+    pred = s.pred.detach() if detach else s.pred
+    return x0_and_eps(pred, s.noisy, s.alpha_bar, s.prediction_type)[1]
+
+
+def vgt_ratio(model) -> float | None:
+    """||VGT output|| / ||U-Net prediction|| of the last forward pass (the paper's Fig. 5b)."""
+    parts = getattr(model, "last_parts", None)
+    if not parts or "vgt" not in parts:
+        return None
+    with torch.no_grad():
+        return float(parts["vgt"].float().norm() / parts["unet"].float().norm().clamp_min(1e-12))
+
+
+class APLAMethod(TuneMethod):
+    name = "apla"
+
+    def __init__(self, cfg=None) -> None:
+        super().__init__(cfg)
+        self.acfg: APLAConfig = cfg.apla if cfg is not None else APLAConfig()
+        if self.acfg.vgt not in ("pure", "hyper", "none"):
+            raise InputError(f"Unknown VGT variant {self.acfg.vgt!r}; choose pure, hyper or none.")
+        self.vgt: VideoGenerationTransformer | None = None
+        self.adv: AdversarialTrainer | None = None
+        self.hyper: HyperLoss | None = None
+        self._model = None
+        self._logs: dict[str, float] = {}
+
+    def setup(self, model, base, device: torch.device) -> None:
+        a = self.acfg
+        self._model = model
+        if a.vgt != "none":
+            self.vgt = install_vgt(model, a)
+        if a.discriminator:
+            disc = NoiseDiscriminator(model.config.out_channels)
+            model.aux["discriminator"] = disc
+            self.adv = AdversarialTrainer(disc, a.disc_lr, a.disc_betas)
+        if a.hyper_loss:
+            enc = (perceptual_encoder(a.perceptual, a.perceptual_layers, device,
+                                      a.perceptual_random_weights) if a.gamma > 0 else None)
+            self.hyper = HyperLoss(a.alpha, a.beta, a.gamma, enc)
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"vgt": self.acfg.vgt, "discriminator": self.adv is not None,
+                               "hyper_loss": self.hyper is not None}
+        if self.vgt is not None:
+            out["vgt_params"] = self.vgt.param_count()
+            out["vgt_spec"] = dict(self.vgt.spec.__dict__)
+        if self.adv is not None:
+            out["discriminator_params"] = sum(p.numel() for p in self.adv.disc.parameters())
+        if self.hyper is not None and self.hyper.encoder is not None:
+            out["perceptual"] = self.hyper.encoder.name
+        return out
+
+    def denoise_loss(self, s: StepState) -> torch.Tensor:
+        if self.hyper is None:
+            return super().denoise_loss(s)
+        loss, parts = self.hyper(s.pred, s.target)
+        self._logs.update(parts)
+        return loss
+
+    def extra_losses(self, s: StepState) -> dict[str, torch.Tensor]:
+        if self.adv is None:
+            return {}
+        return {"adv_g": self.acfg.lam * self.adv.generator_loss(predicted_noise(s))}
+
+    def after_step(self, s: StepState) -> dict[str, float]:
+        logs, self._logs = self._logs, {}
+        if self.adv is not None:
+            logs.update(self.adv.update(s.noise, predicted_noise(s, detach=True)))
+        ratio = vgt_ratio(s.model)
+        if ratio is not None:
+            logs["vgt_ratio"] = ratio
+        s.model.last_parts = None  # do not keep the step's tensors alive
+        return logs
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.adv.state_dict() if self.adv is not None else {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if self.adv is not None:
+            self.adv.load_state_dict(state)
