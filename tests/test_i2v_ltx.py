@@ -10,6 +10,7 @@ import torch
 
 from vcstudio.errors import InputError, ModelNotFoundError
 from vcstudio.methods.vcd import VCD
+from vcstudio.metrics.motion import motion_amount
 from vcstudio.models.lora import add_lora, load_lora, lora_targets_for, read_lora
 from vcstudio.models.ltx import build_tiny_ltx, load_ltx
 from vcstudio.models.vgg import load_encoder
@@ -134,10 +135,12 @@ def test_tuning_changes_only_lora_and_round_trips(ltx_dir, image, small_vcd, toy
     # this 2-step sampler, so a few AdamW steps must lower it.
     cfg = I2VTuneConfig(steps=3, lora_rank=4, lr=2e-3, num_frames=N, height=S, width=S,
                         inference_steps=2, grad_steps=2, decode_frames=N - 1, resample_noise=False,
-                        eval_every=0)
+                        eval_every=0, seed=1)
     tlog = tune_i2v(bb, [image], cfg, prompts=["a red ball"], vcd_fn=small_vcd, out=tmp_path)
     assert tlog.vcd[-1] < tlog.vcd[0], tlog.vcd
     assert {"vcd", "fidelity", "motion"} <= set(tlog.probe[-1])
+    # The base probe is this same prompted sample (seed 1): the prompt reached the tuning loop.
+    assert tlog.probe[0]["motion"] == pytest.approx(motion_amount(base_video), rel=1e-6)
     after = dict(bb.denoiser.named_parameters())
     assert [n for n, p in after.items() if n in before and not torch.equal(p, before[n])] == []
     assert any(float(p.detach().abs().sum()) > 0 for n, p in after.items() if "lora_B" in n)
