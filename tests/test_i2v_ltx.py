@@ -98,6 +98,8 @@ def test_subset_decode_picks_frames_of_the_covering_latent_window(ltx_dir, image
         sub = bb.decode(lat, [5, 6])
         win = bb.decode(lat[:, :, 1:3])  # the window decoded on its own = its frames 4..8
         assert torch.equal(sub, win[[1, 2]])
+        bb.subset_decode = "full"  # exact: decode every latent frame, then pick
+        assert torch.equal(bb.decode(lat, [5, 6]), full[[5, 6]])
     with pytest.raises(InputError, match="within 0..8"):
         bb.decode(lat, [9])
 

@@ -65,8 +65,11 @@ def load_ltx(model: str | Path = LTX_DEFAULT, device: torch.device | str = "cpu"
     return cache.get(("ltx", str(model), str(device), str(dtype)), build)
 
 
-def tiny_ltx_configs() -> dict[str, dict]:
-    """Configs of a tiny LTX-Video (same classes and wiring; 4x spatial, 4x temporal VAE)."""
+def tiny_ltx_configs(timestep_conditioning: bool = False) -> dict[str, dict]:
+    """Configs of a tiny LTX-Video (same classes and wiring; 4x spatial, 4x temporal VAE).
+
+    ``timestep_conditioning=True`` gives the LTX 0.9.1-style VAE decoder (noised, timestep-aware
+    decode)."""
     return {
         "transformer": dict(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,
                             num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16,
@@ -77,7 +80,7 @@ def tiny_ltx_configs() -> dict[str, dict]:
                     spatio_temporal_scaling=(True, True, False, False),
                     decoder_spatio_temporal_scaling=(True, True, False, False),
                     decoder_inject_noise=(False,) * 5, upsample_residual=(False,) * 4,
-                    upsample_factor=(1,) * 4, timestep_conditioning=False, patch_size=1,
+                    upsample_factor=(1,) * 4, timestep_conditioning=timestep_conditioning, patch_size=1,
                     patch_size_t=1, encoder_causal=True, decoder_causal=False),
         "text_encoder": dict(d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
                              relative_attention_num_buckets=8),
@@ -94,7 +97,7 @@ def _ltx_scheduler():
                                            max_image_seq_len=4096, shift_terminal=0.1)
 
 
-def build_tiny_ltx(folder: str | Path, seed: int = 0) -> Path:
+def build_tiny_ltx(folder: str | Path, seed: int = 0, timestep_conditioning: bool = False) -> Path:
     """Write a tiny random LTX-Video diffusers folder (real classes) for tests.
 
     Sizes must be multiples of 32 (the pipeline's rule) and frames 4k + 1; 32 x 32 x 9 frames
@@ -108,7 +111,7 @@ def build_tiny_ltx(folder: str | Path, seed: int = 0) -> Path:
     from .tokenizer import build_t5_tokenizer
 
     folder = Path(folder)
-    cfg = tiny_ltx_configs()
+    cfg = tiny_ltx_configs(timestep_conditioning)
     tok = build_t5_tokenizer(TINY_WORDS, folder / "_tokenizer_build", model_max_length=128)
     torch.manual_seed(seed)
     transformer = LTXVideoTransformer3DModel(**cfg["transformer"])

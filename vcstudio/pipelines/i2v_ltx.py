@@ -9,12 +9,17 @@ frames 1.. stepped. The tests check it against diffusers itself.
 What differs from SVD and how the interface absorbs it:
 
 * the text prompt conditions the video: ``encode(..., prompt=...)`` (SVD ignores the keyword);
-* latents are compressed 8x in time (tiny: 4x): ``num_frames`` must be ``r * k + 1``, and
-  ``decode(latents, frames)`` decodes the window of latent frames that covers the wanted pixel
-  frames and picks those out. Latent frame ``j`` of a window that starts at latent ``a`` is pixel
-  frame ``r * (a + j)``... so the window's frames are the video's frames ``r*a .. r*b``; the
-  decoder sees only the window (like SVD's subset decode sees only the subset), so a subset's
-  pixels are close to, not equal to, the full decode's. ``frames=None`` is the exact full decode.
+* latents are compressed 8x in time (tiny: 4x), r pixel frames per latent frame after the
+  first: ``num_frames`` must be ``r * k + 1``. ``decode(latents, frames)`` decodes the window of
+  latent frames ``a..b`` that covers the wanted pixel frames and picks them out: a window decoded
+  on its own yields ``r * (b - a) + 1`` frames, the video's frames ``r*a .. r*b``. The decoder
+  then sees only the window (as SVD's subset decode sees only the subset), so a subset's pixels
+  differ from the full decode's (the non-causal decoder loses temporal context; on the random
+  tiny VAE by ~0.1 mean absolute in [0, 1], unmeasured on the trained one). Its cost is the
+  window's, not the subset's: up to ``r`` frames decoded per wanted frame.
+  ``subset_decode="full"`` decodes every latent frame and picks (exact, full decode cost);
+  ``frames=None`` is always the exact full decode.
+* VAEs with timestep conditioning (LTX 0.9.1) add decode noise: ``decode(..., generator=)``.
 """
 from __future__ import annotations
 
@@ -76,7 +81,11 @@ class LTXBackbone:
     def __init__(self, parts, precision: Optional[Precision] = None, guidance: float = 3.0,
                  frame_rate: int = 25, max_sequence_length: int = 128,
                  negative_prompt: str = "", decode_timestep: float = 0.0,
-                 decode_noise_scale: Optional[float] = None, clip=None) -> None:
+                 decode_noise_scale: Optional[float] = None, subset_decode: str = "window",
+                 clip=None) -> None:
+        if subset_decode not in ("window", "full"):
+            raise InputError(f"subset_decode is 'window' or 'full', not {subset_decode!r}.")
+        self.subset_decode = subset_decode
         self.parts = parts
         self.denoiser = parts.transformer
         self.device = next(parts.transformer.parameters()).device
@@ -247,6 +256,8 @@ class LTXBackbone:
         if frames is not None:
             frames = list(frames)
             a, b = self.latent_window(frames, z.shape[2])
+            if self.subset_decode == "full":
+                a, b = 0, z.shape[2] - 1
             z = z[:, :, a:b + 1]
             pick = [i - self.r_t * a for i in frames]
         with self.precision.autocast():
