@@ -75,12 +75,33 @@ def test_sampling_reproduces_the_diffusers_ltx_pipeline(ltx_dir):
                                                prompt="a blue car"))
 
 
+def test_timestep_conditioned_vae_matches_the_pipeline_decode_noise(tmp_path):
+    """LTX 0.9.1's VAE decodes at a timestep from noised latents; the noise is the seed's 3rd draw."""
+    from diffusers import LTXImageToVideoPipeline
+
+    folder = build_tiny_ltx(tmp_path / "tc", timestep_conditioning=True)
+    pipe = LTXImageToVideoPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    img = torch.rand(1, 3, S, S, generator=torch.Generator().manual_seed(1))
+    ref = pipe(img, prompt="a cat", height=S, width=S, num_frames=N, num_inference_steps=2,
+               decode_timestep=0.05, decode_noise_scale=0.025,
+               generator=torch.Generator().manual_seed(5), output_type="pt").frames[0]
+    ref = (ref.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().byte().numpy()
+    bb = LTXBackbone(load_ltx(folder, cache=None), decode_timestep=0.05, decode_noise_scale=0.025)
+    ours = sample_i2v(bb, img, N, S, S, steps=2, seed=5, prompt="a cat")
+    assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1
+    bb.decode_noise_scale = 0.0
+    assert not np.array_equal(ours, sample_i2v(bb, img, N, S, S, steps=2, seed=5, prompt="a cat"))
+
+
 def test_frame_count_and_size_rules(ltx_dir, image):
     bb = LTXBackbone(load_ltx(ltx_dir, cache=None))
     with pytest.raises(InputError, match="try 9"):
         bb.encode(image, 8, S, S)
     with pytest.raises(InputError, match="multiples of 32"):
         bb.encode(image, N, 48, S)
+    with pytest.raises(InputError, match="at least 2 denoising steps"):  # 1 step: NaN sigmas
+        bb.denoise(bb.encode(image, N, S, S), 1)
 
 
 def test_subset_decode_picks_frames_of_the_covering_latent_window(ltx_dir, image):

@@ -178,8 +178,11 @@ class LTXBackbone:
 
         Returns normalised latents (1, C, F_lat, h, w); frame 0 stays the image latent.
         """
-        if steps < 1:
-            raise InputError("Use at least 1 denoising step.")
+        min_steps = 2 if self.parts.scheduler.config.get("shift_terminal") else 1
+        if steps < min_steps:
+            # diffusers stretches the sigmas to shift_terminal by dividing by (1 - last sigma),
+            # which is 0/0 for a single step: the pipeline itself returns NaN there.
+            raise InputError(f"LTX-Video's schedule needs at least {min_steps} denoising steps.")
         if not 0 <= grad_steps <= steps:
             raise InputError(f"grad_steps must be within 0..{steps}, got {grad_steps}.")
         self._set_schedule(steps, cond)
