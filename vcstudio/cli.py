@@ -280,7 +280,7 @@ def run_runs(a) -> int:
 def _add_i2v(sub) -> None:
     from . import cli_i2v
 
-    cli_i2v.add_i2v_args(sub.add_parser("i2v", help="image-to-video generation (SVD)"))
+    cli_i2v.add_i2v_args(sub.add_parser("i2v", help="image-to-video generation (SVD or LTX-Video)"))
     cli_i2v.add_i2v_tune_args(sub.add_parser("i2v-tune", help="VCD reward LoRA tuning"))
     cli_i2v.add_eval_vcd_args(sub.add_parser("eval-vcd", help="Video Consistency Distance"))
 

@@ -21,7 +21,11 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=SVD_ID, help="I2V model: hub id or local diffusers folder")
-    p.add_argument("--frames", type=int, default=None, help="frames (default: the model's, 14)")
+    p.add_argument("--backbone", default="auto", choices=("auto", "svd", "ltx"),
+                   help="auto: from the folder's model_index.json (StableVideoDiffusionPipeline -> "
+                        "svd, LTXImageToVideoPipeline -> ltx) or the hub id's name")
+    p.add_argument("--frames", type=int, default=None,
+                   help="frames (default: the model's, SVD 14, LTX-Video 121; LTX needs 8k + 1)")
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--device", default=None)
@@ -32,7 +36,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def add_i2v_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", required=True, help="conditioning image")
-    p.add_argument("--prompt", default="", help="recorded with the run (SVD is image-only)")
+    p.add_argument("--prompt", default="", help="text prompt (LTX-Video); recorded only for SVD, "
+                                                "which is image-only")
     _add_model_args(p)
     p.add_argument("--steps", type=int, default=25, help="denoising steps")
     p.add_argument("--lora", default=None, help="a tuned LoRA delta (.safetensors) to apply")
@@ -49,10 +54,11 @@ def run_i2v(args) -> int:
     from .progress import TqdmProgress
 
     image = read_image(args.image)
-    bb = build_backbone(args.model, device=args.device)
-    kw = dict(num_frames=args.frames, height=args.height, width=args.width, steps=args.steps)
+    bb = build_backbone(args.model, device=args.device, backbone=args.backbone)
+    kw = dict(num_frames=args.frames, height=args.height, width=args.width, steps=args.steps,
+              prompt=args.prompt)
     out = Path(args.out)
-    if args.prompt:
+    if args.prompt and bb.name == "stable-video-diffusion":
         print("note: Stable Video Diffusion is conditioned on the image only; the prompt is "
               "recorded but not used.", file=sys.stderr)
     if args.lora:
@@ -74,7 +80,8 @@ def run_i2v(args) -> int:
 
 def add_i2v_tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", nargs="+", required=True, help="image files or folders of images")
-    p.add_argument("--prompts", nargs="*", default=[], help="recorded with the run")
+    p.add_argument("--prompts", nargs="*", default=[],
+                   help="one per image or one for all: conditions LTX-Video; recorded for SVD")
     _add_model_args(p)
     p.add_argument("--steps", type=int, default=100, help="reward (optimizer) steps")
     p.add_argument("--lora-rank", type=int, default=16)
@@ -125,7 +132,7 @@ def run_i2v_tune(args) -> int:
     from .progress import TqdmProgress
 
     images = [read_image(f) for f in _collect_images(args.images)]
-    bb = build_backbone(args.model, device=args.device)
+    bb = build_backbone(args.model, device=args.device, backbone=args.backbone)
     cfg = I2VTuneConfig(steps=args.steps, lora_rank=args.lora_rank, lr=args.lr,
                         num_frames=args.frames, height=args.height, width=args.width,
                         inference_steps=args.inference_steps, grad_steps=args.grad_steps,
@@ -134,7 +141,8 @@ def run_i2v_tune(args) -> int:
     out = Path(args.out)
     tlog = tune_i2v(bb, images, cfg, prompts=args.prompts, progress=TqdmProgress(), out=out)
     base, tuned = ab_sample(bb, images[0], seed=args.seed, steps=cfg.inference_steps,
-                            num_frames=cfg.num_frames, height=cfg.height, width=cfg.width)
+                            num_frames=cfg.num_frames, height=cfg.height, width=cfg.width,
+                            prompt=args.prompts[0] if args.prompts else None)
     write_mp4(base, out / "ab_base.mp4")
     write_mp4(tuned, out / "ab_tuned.mp4")
     first, last = tlog.probe[0], tlog.probe[-1]
@@ -180,10 +188,15 @@ def run_eval_vcd(args) -> int:
 
 # ---------------------------------------------------------------- bench-i2v
 
+BENCH_DEFAULTS = {"svd": (14, 576, 1024), "ltx": (121, 512, 704)}  # frames, height, width
+
+
 def add_bench_i2v_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--frames", type=int, default=14)
-    p.add_argument("--height", type=int, default=576)
-    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--backbone", default="svd", choices=tuple(BENCH_DEFAULTS),
+                   help="full-size architecture to time (random weights)")
+    p.add_argument("--frames", type=int, default=None, help="default: SVD 14, LTX-Video 121")
+    p.add_argument("--height", type=int, default=None, help="default: SVD 576, LTX-Video 512")
+    p.add_argument("--width", type=int, default=None, help="default: SVD 1024, LTX-Video 704")
     p.add_argument("--inference-steps", type=int, default=25)
     p.add_argument("--grad-steps", type=int, default=1)
     p.add_argument("--decode-frames", type=int, default=2)
@@ -195,21 +208,31 @@ def add_bench_i2v_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_bench_i2v(args) -> int:
-    """Seconds per VCD reward step + peak memory on SVD's full-size architecture (random weights)."""
+    """Seconds per VCD reward step + peak memory on a full-size architecture (random weights)."""
     import torch
 
     from .device import peak_memory_gib, pick_device, precision_for, reset_peak
     from .methods.vcd import VCD
-    from .models.lora import add_lora
-    from .models.svd import full_size_svd
+    from .models.lora import add_lora, lora_targets_for
     from .models.vgg import VGG19Features
-    from .pipelines.i2v import SVDBackbone
 
     dev = pick_device(args.device)
     prec = precision_for(dev)
-    parts = full_size_svd(args.frames, device=dev, dtype=prec.frozen_dtype)
-    bb = SVDBackbone(parts, precision=prec)
-    params = add_lora(bb.denoiser, args.lora_rank)
+    d_frames, d_height, d_width = BENCH_DEFAULTS[args.backbone]
+    args.frames, args.height, args.width = (args.frames or d_frames, args.height or d_height,
+                                            args.width or d_width)
+    if args.backbone == "ltx":
+        from .models.ltx import full_size_ltx
+        from .pipelines.i2v_ltx import LTXBackbone
+
+        bb = LTXBackbone(full_size_ltx(device=dev, dtype=prec.frozen_dtype), precision=prec)
+    else:
+        from .models.svd import full_size_svd
+        from .pipelines.i2v import SVDBackbone
+
+        bb = SVDBackbone(full_size_svd(args.frames, device=dev, dtype=prec.frozen_dtype),
+                         precision=prec)
+    params = add_lora(bb.denoiser, args.lora_rank, targets=lora_targets_for(bb.name))
     if not args.no_checkpointing:
         bb.denoiser.enable_gradient_checkpointing()
     vcd = VCD(VGG19Features(random_weights=True).to(dev, prec.frozen_dtype))
@@ -224,10 +247,10 @@ def run_bench_i2v(args) -> int:
         t = time.time()
         g = torch.Generator().manual_seed(step)
         with torch.no_grad():
-            cond = bb.encode(image, n, args.height, args.width, generator=g)
+            cond = bb.encode(image, n, args.height, args.width, generator=g, prompt="a video")
         lat = bb.denoise(cond, args.inference_steps, generator=g, grad_steps=args.grad_steps)
         subset = list(range(n - args.decode_frames, n))
-        frames = bb.decode(lat, subset)
+        frames = bb.decode(lat, subset, generator=g)
         loss = vcd(frames, image=cond.image, positions=[i + 1 for i in subset], n_frames=n).mean
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -236,7 +259,7 @@ def run_bench_i2v(args) -> int:
             torch.cuda.synchronize()
         if step:  # step 0 warms up kernels and allocator
             times.append(time.time() - t)
-    res = {"bench": "i2v reward step (VCD, LoRA)", "device": str(dev),
+    res = {"bench": "i2v reward step (VCD, LoRA)", "backbone": bb.name, "device": str(dev),
            "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
            "frames": n, "height": args.height, "width": args.width,
            "inference_steps": args.inference_steps, "grad_steps": args.grad_steps,

@@ -16,6 +16,13 @@ import torch
 from ..errors import InputError, ModelNotFoundError
 
 ATTN_PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
+# Per I2V backbone (its ``name``): SVD's U-Net and LTX-Video's transformer both name their
+# attention projections diffusers' way (LTX: attn1 = self, attn2 = cross in every block).
+LORA_TARGETS = {"stable-video-diffusion": ATTN_PROJECTIONS, "ltx-video": ATTN_PROJECTIONS}
+
+
+def lora_targets_for(backbone_name: str) -> tuple[str, ...]:
+    return LORA_TARGETS.get(backbone_name, ATTN_PROJECTIONS)
 DELTA_KIND = "vcstudio-lora"
 
 

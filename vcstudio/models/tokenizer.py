@@ -80,3 +80,33 @@ def build_clip_tokenizer(words: Iterable[str], folder: str | Path, model_max_len
                         model_max_length=model_max_length, pad_token="<|endoftext|>")
     tok.save_pretrained(folder)
     return tok
+
+
+def build_t5_tokenizer(words: Iterable[str], folder: str | Path, model_max_length: int = 128):
+    """A real ``T5Tokenizer`` (Unigram, no sentencepiece) over ``words``, saved to ``folder``.
+
+    T5's layout: ``<pad>`` = 0, ``</s>`` = 1, ``<unk>`` = 2, then the pieces. Each known word is one
+    ``▁word`` piece; every single character (with and without ``▁``) is a fallback piece, so any
+    lower-case ASCII text tokenises without ``<unk>``. transformers 5 builds the Unigram model from
+    this list directly and writes ``tokenizer.json``, which loads back without sentencepiece.
+    """
+    from transformers import T5Tokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = [chr(c) for c in range(33, 127)]
+    pieces: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -8.0)]
+    seen = {p for p, _ in pieces}
+    # Whole words score high so Viterbi prefers them over character spellings.
+    for w in sorted(set(words)):
+        if "▁" + w not in seen:
+            seen.add("▁" + w)
+            pieces.append(("▁" + w, -1.0))
+    for c in chars:
+        for p in (c, "▁" + c):
+            if p not in seen:
+                seen.add(p)
+                pieces.append((p, -10.0))
+    tok = T5Tokenizer(vocab=pieces, extra_ids=0, model_max_length=model_max_length)
+    tok.save_pretrained(folder)
+    return tok

@@ -8,9 +8,11 @@ An :class:`I2VBackbone` does three things the reward tuning (seed 002 eq. 3) nee
 * ``decode(latents, frames=[...])``: pixels in [0, 1] of a chosen subset of frames,
   differentiable w.r.t. the latents.
 
-``denoiser`` is the module LoRA goes into. Stable Video Diffusion is the backbone shipped here;
-its loop reproduces ``StableVideoDiffusionPipeline.__call__`` (same noise order for a seed, same
-per-frame CFG ramp, same Euler steps), which the tests check against diffusers itself.
+``denoiser`` is the module LoRA goes into. Two backbones are shipped: Stable Video Diffusion
+(here; its loop reproduces ``StableVideoDiffusionPipeline.__call__``: same noise order for a seed,
+same per-frame CFG ramp, same Euler steps) and LTX-Video (``i2v_ltx.py``, text + image
+conditioned, temporally compressed latents). The tests check each against diffusers itself.
+``build_backbone`` picks one from the model folder's pipeline class or an explicit choice.
 """
 from __future__ import annotations
 
@@ -40,18 +42,23 @@ class I2VCond:
 
 
 class I2VBackbone(Protocol):
+    """The conditioning object ``encode`` returns is the backbone's own (SVD: :class:`I2VCond`);
+    callers only read its ``image`` (1, 3, H, W) and ``num_frames`` (pixel frames)."""
+
     name: str
     denoiser: torch.nn.Module
 
     def encode(self, image, num_frames: int, height: int, width: int,
-               generator: torch.Generator) -> I2VCond: ...
+               generator: torch.Generator, prompt: Optional[str] = None): ...
 
     def denoise(self, cond: I2VCond, steps: int, generator: torch.Generator, grad_steps: int = 0,
                 progress: ProgressFn = null_progress,
                 cancel: Optional[CancelToken] = None) -> torch.Tensor: ...
 
     def decode(self, latents: torch.Tensor, frames: Optional[Sequence[int]] = None,
-               chunk: int = 8) -> torch.Tensor: ...
+               chunk: int = 8, generator: Optional[torch.Generator] = None) -> torch.Tensor: ...
+
+    def embed_images(self, images: torch.Tensor) -> torch.Tensor: ...
 
 
 def image_to_tensor(image, height: int, width: int) -> torch.Tensor:
@@ -123,7 +130,9 @@ class SVDBackbone:
 
     @torch.no_grad()
     def encode(self, image, num_frames: Optional[int] = None, height: Optional[int] = None,
-               width: Optional[int] = None, generator: Optional[torch.Generator] = None) -> I2VCond:
+               width: Optional[int] = None, generator: Optional[torch.Generator] = None,
+               prompt: Optional[str] = None) -> I2VCond:
+        """``prompt`` is accepted for the common interface; SVD is conditioned on the image only."""
         h0, w0 = self.default_size()
         height, width = height or h0, width or w0
         if height % 8 or width % 8:
@@ -196,7 +205,7 @@ class SVDBackbone:
 
     # ---- decoding
     def decode(self, latents: torch.Tensor, frames: Optional[Sequence[int]] = None,
-               chunk: int = 8) -> torch.Tensor:
+               chunk: int = 8, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """(1, F, C, h, w) latents -> (K, 3, H, W) in [0, 1] for 0-based ``frames`` (all if None).
 
         The temporal decoder mixes the frames of one call; decoding a subset decodes those frames
@@ -223,31 +232,73 @@ class I2VResult:
     model: str
 
 
+BACKBONES = ("svd", "ltx")
+PIPELINE_BACKBONE = {"StableVideoDiffusionPipeline": "svd", "LTXImageToVideoPipeline": "ltx"}
+
+
+def backbone_kind(model: str, backbone: str = "auto") -> str:
+    """"svd" | "ltx" for a model: an explicit choice wins; else the folder's model_index.json
+    ``_class_name`` (cached hub files too); else the hub id's name; else SVD."""
+    import json
+    from pathlib import Path
+
+    if backbone != "auto":
+        if backbone not in BACKBONES:
+            raise InputError(f"Unknown I2V backbone {backbone!r}; choose one of {BACKBONES} or auto.")
+        return backbone
+    index = Path(model) / "model_index.json"
+    if not index.is_file() and not Path(model).exists():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(model, "model_index.json")
+            index = Path(cached) if isinstance(cached, str) else index
+        except Exception:  # not a valid repo id: the loader reports it
+            pass
+    if index.is_file():
+        cls = json.loads(index.read_text()).get("_class_name", "")
+        if cls in PIPELINE_BACKBONE:
+            return PIPELINE_BACKBONE[cls]
+        raise InputError(f"{model} holds a {cls or 'unknown'} pipeline; the I2V job runs "
+                         f"{', '.join(PIPELINE_BACKBONE)}. Pass --backbone to force one.")
+    return "ltx" if "ltx" in str(model).lower() else "svd"
+
+
 def build_backbone(model: str, device=None, mixed_precision: str = "auto",
-                   cache=None, **kwargs) -> SVDBackbone:
-    """The backbone for a model id / folder (SVD is the one shipped here)."""
+                   cache=None, backbone: str = "auto", **kwargs):
+    """The backbone for a model id / folder: SVD or LTX-Video (see :func:`backbone_kind`)."""
     from ..device import pick_device
     from ..models.cache import default_cache
-    from ..models.svd import load_svd
 
     dev = pick_device(device)
     prec = precision_for(dev, mixed_precision)
-    parts = load_svd(model, device=dev, dtype=prec.frozen_dtype,
-                     cache=default_cache if cache is None else cache)
+    cache = default_cache if cache is None else cache
+    if backbone_kind(model, backbone) == "ltx":
+        from ..models.ltx import load_ltx
+        from .i2v_ltx import LTXBackbone
+
+        parts = load_ltx(model, device=dev, dtype=prec.frozen_dtype, cache=cache)
+        return LTXBackbone(parts, precision=prec, **kwargs)
+    from ..models.svd import load_svd
+
+    parts = load_svd(model, device=dev, dtype=prec.frozen_dtype, cache=cache)
     return SVDBackbone(parts, precision=prec, **kwargs)
 
 
 def sample_i2v(backbone: I2VBackbone, image, num_frames: Optional[int] = None,
                height: Optional[int] = None, width: Optional[int] = None, steps: int = 25,
                seed: int = 0, progress: ProgressFn = null_progress,
-               cancel: Optional[CancelToken] = None) -> np.ndarray:
-    """Generate a video from one image -> uint8 (F, H, W, 3). Same seed, same frames."""
+               cancel: Optional[CancelToken] = None, prompt: Optional[str] = None) -> np.ndarray:
+    """Generate a video from one image (+ prompt, where the backbone reads one) -> uint8
+    (F, H, W, 3). Same seed, same frames: one generator feeds encode, denoise and decode in the
+    order the diffusers pipelines draw from it."""
     g = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
-        cond = backbone.encode(image, num_frames, height, width, generator=g)
+        cond = backbone.encode(image, num_frames, height, width, generator=g, prompt=prompt)
         lat = backbone.denoise(cond, steps, generator=g, progress=progress, cancel=cancel)
-        return to_uint8(backbone.decode(lat))
+        return to_uint8(backbone.decode(lat, generator=g))
 
 
-__all__ = ["I2VBackbone", "I2VCond", "I2VResult", "SVDBackbone", "build_backbone",
+__all__ = ["BACKBONES", "I2VBackbone", "I2VCond", "I2VResult", "SVDBackbone", "backbone_kind",
+           "build_backbone",
            "image_to_tensor", "sample_i2v", "to_uint8"]

@@ -26,7 +26,7 @@ import torch
 from ..errors import InputError
 from ..methods.vcd import VCD, build_vcd
 from ..metrics.motion import motion_amount
-from ..models.lora import ATTN_PROJECTIONS, add_lora, lora_disabled, save_lora
+from ..models.lora import add_lora, lora_disabled, lora_targets_for, save_lora
 from ..progress import CancelToken, Event, ProgressFn, null_progress
 from .i2v import I2VBackbone, image_to_tensor, sample_i2v, to_uint8
 
@@ -38,10 +38,10 @@ class I2VTuneConfig:
     steps: int = 100  # optimizer steps
     lora_rank: int = 16
     lora_alpha: Optional[float] = None  # None = rank (scale 1)
-    lora_targets: tuple[str, ...] = ATTN_PROJECTIONS
+    lora_targets: Optional[tuple[str, ...]] = None  # None = the backbone's (models/lora.py)
     lr: float = 2e-4  # paper: AdamW, constant
     weight_decay: float = 1e-2
-    num_frames: Optional[int] = None  # None = the model's own (SVD: 14)
+    num_frames: Optional[int] = None  # None = the model's own (SVD: 14, LTX: 121)
     height: Optional[int] = None
     width: Optional[int] = None
     inference_steps: int = 25  # paper: 30 for its backbones
@@ -68,9 +68,11 @@ class TuneLog:
 
 
 def probe_metrics(backbone: I2VBackbone, image: np.ndarray, vcd_fn: VCD, steps: int, seed: int,
-                  num_frames=None, height=None, width=None) -> tuple[dict, np.ndarray]:
+                  num_frames=None, height=None, width=None,
+                  prompt: Optional[str] = None) -> tuple[dict, np.ndarray]:
     """VCD, fidelity (mean CLIP cosine of frames to the image) and motion of one fixed sample."""
-    frames = sample_i2v(backbone, image, num_frames, height, width, steps=steps, seed=seed)
+    frames = sample_i2v(backbone, image, num_frames, height, width, steps=steps, seed=seed,
+                        prompt=prompt)
     with torch.no_grad():
         img_t = image_to_tensor(image, frames.shape[1], frames.shape[2])
         res = vcd_fn(frames, image=img_t)
@@ -86,7 +88,8 @@ def tune_i2v(backbone: I2VBackbone, images: Sequence[np.ndarray], config: I2VTun
              out: Optional[str | Path] = None) -> TuneLog:
     """Reward-tune LoRA weights of ``backbone.denoiser`` with VCD (eq. 3). Returns the log.
 
-    ``images``: uint8 (H, W, 3) conditioning images, cycled over steps. ``prompts`` are recorded
+    ``images``: uint8 (H, W, 3) conditioning images, cycled over steps. ``prompts`` (one per
+    image, or one for all) condition text-conditioned backbones (LTX-Video) and are recorded
     (SVD is conditioned on the image alone). With ``out`` the LoRA delta is written to
     ``out/lora.safetensors`` (with both configs) and the log to ``out/tune_log.json``.
     """
@@ -98,14 +101,23 @@ def tune_i2v(backbone: I2VBackbone, images: Sequence[np.ndarray], config: I2VTun
     vcd_fn = vcd_fn or build_vcd(c.encoder, size=c.vcd_size, num_proj=c.vcd_num_proj,
                                  device=getattr(backbone, "device", "cpu"))
     unet = backbone.denoiser
-    probe_kw = dict(num_frames=c.num_frames, height=c.height, width=c.width)
+    prompts = list(prompts or [])
+    if len(prompts) not in (0, 1, len(images)):
+        raise InputError(f"Give one prompt per image ({len(images)}) or one for all, "
+                         f"not {len(prompts)}.")
+
+    def prompt_of(k: int) -> Optional[str]:
+        return prompts[k % len(prompts)] if prompts else None
+
+    probe_kw = dict(num_frames=c.num_frames, height=c.height, width=c.width, prompt=prompt_of(0))
     tlog = TuneLog()
     t0 = time.time()
 
     base_probe, _ = probe_metrics(backbone, images[0], vcd_fn, c.inference_steps, c.seed, **probe_kw)
     tlog.probe.append({"step": 0, **base_probe})
 
-    params = add_lora(unet, c.lora_rank, c.lora_alpha, c.lora_targets)
+    targets = c.lora_targets or lora_targets_for(getattr(backbone, "name", ""))
+    params = add_lora(unet, c.lora_rank, c.lora_alpha, targets)
     if c.gradient_checkpointing and hasattr(unet, "enable_gradient_checkpointing"):
         unet.enable_gradient_checkpointing()
     opt = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
@@ -128,14 +140,15 @@ def tune_i2v(backbone: I2VBackbone, images: Sequence[np.ndarray], config: I2VTun
         g = torch.Generator().manual_seed(noise_seed)
         with torch.no_grad():
             if k not in conds or c.resample_noise:
-                conds[k] = backbone.encode(images[k], c.num_frames, c.height, c.width, generator=g)
+                conds[k] = backbone.encode(images[k], c.num_frames, c.height, c.width, generator=g,
+                                           prompt=prompt_of(k))
         cond = conds[k]
         g = torch.Generator().manual_seed(noise_seed + 10_000)
         unet.train()
         lat = backbone.denoise(cond, c.inference_steps, generator=g, grad_steps=c.grad_steps)
         n = cond.num_frames
         subset = sorted(rng.sample(range(1, n), min(c.decode_frames, n - 1)))  # 0-based, skip x_1
-        frames = backbone.decode(lat, subset)
+        frames = backbone.decode(lat, subset, generator=g)
         res = vcd_fn(frames, image=cond.image.detach(), positions=[i + 1 for i in subset],
                      n_frames=n)
         loss = res.mean
@@ -161,7 +174,7 @@ def tune_i2v(backbone: I2VBackbone, images: Sequence[np.ndarray], config: I2VTun
     tlog.seconds = time.time() - t0
     if out is not None:
         out = Path(out)
-        run_cfg = {"tune": asdict(c), "prompts": list(prompts or []),
+        run_cfg = {"tune": {**asdict(c), "lora_targets": list(targets)}, "prompts": prompts,
                    "backbone": getattr(backbone, "name", "?"),
                    "model": getattr(getattr(backbone, "parts", None), "source", "?"),
                    "vcd_encoder": vcd_fn.encoder.name, "vcd": vcd_fn.params}
@@ -171,11 +184,13 @@ def tune_i2v(backbone: I2VBackbone, images: Sequence[np.ndarray], config: I2VTun
 
 
 def ab_sample(backbone: I2VBackbone, image: np.ndarray, seed: int = 0, steps: int = 25,
-              num_frames=None, height=None, width=None) -> tuple[np.ndarray, np.ndarray]:
-    """(base, tuned) videos from the same image and seed: LoRA off, then on."""
+              num_frames=None, height=None, width=None,
+              prompt: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
+    """(base, tuned) videos from the same image, prompt and seed: LoRA off, then on."""
+    kw = dict(steps=steps, seed=seed, prompt=prompt)
     with lora_disabled(backbone.denoiser):
-        base = sample_i2v(backbone, image, num_frames, height, width, steps=steps, seed=seed)
-    tuned = sample_i2v(backbone, image, num_frames, height, width, steps=steps, seed=seed)
+        base = sample_i2v(backbone, image, num_frames, height, width, **kw)
+    tuned = sample_i2v(backbone, image, num_frames, height, width, **kw)
     return base, tuned
 
 
