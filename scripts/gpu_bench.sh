@@ -14,5 +14,8 @@ r 200 python3 -m vcstudio bench sample --compile yes
 r 200 python3 -m vcstudio bench tune --compile yes --steps 5 --warmup 3
 r 60 python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider
 r 60 python3 -m vcstudio bench metrics --device cuda
-r 120 python3 -m vcstudio bench long
+# long video: 120 frames 512x512, window 16 stride 8, 50 CFG steps (~15 windows x 50 U-Net calls)
+r 400 python3 -m vcstudio bench long
+# peak memory vs length (should differ by little more than the latents)
+r 150 python3 -m vcstudio bench long --frames 40,120 --steps 2
 r 90 python3 -m vcstudio bench i2v --reward-steps 2

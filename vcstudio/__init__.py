@@ -1,7 +1,8 @@
 """vcstudio: temporally consistent video generation with diffusion models."""
-from .config import APLAConfig, DataConfig, DCTConfig, EditConfig, Limits, TuneConfig
+from .config import (APLAConfig, DataConfig, DCTConfig, EditConfig, FgBgConfig, Limits,
+                     LongConfig, MaskConfig, TuneConfig)
 from .errors import VcsError
 
 __version__ = "0.1.0"
-__all__ = ["APLAConfig", "DataConfig", "DCTConfig", "EditConfig", "Limits", "TuneConfig",
-           "VcsError", "__version__"]
+__all__ = ["APLAConfig", "DataConfig", "DCTConfig", "EditConfig", "FgBgConfig", "Limits",
+           "LongConfig", "MaskConfig", "TuneConfig", "VcsError", "__version__"]

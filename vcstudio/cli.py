@@ -29,7 +29,9 @@ def _add_tune(sub) -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
-    p.add_argument("--method", choices=["baseline", "dct", "apla"])
+    p.add_argument("--method", choices=["baseline", "dct", "apla", "fgbg"],
+                   help="fgbg = combined tuning (eq. 20) on --fg-masks, usually with --init-from "
+                   "a tuned run; its defaults are the paper's lr 2e-6 and 250 steps")
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--no-checkpointing", action="store_true", help="no gradient checkpointing")
     # DCT switches (seed 000, Table 3 / Table 2)
@@ -44,8 +46,41 @@ def _add_tune(sub) -> None:
     p.add_argument("--no-hyper-loss", action="store_true")
     p.add_argument("--vgt-preset", choices=["small", "paper"],
                    help="VGT size: paper = D 768, 4+4 layers (60.5M Pure, 97.1M Hyper)")
+    # combined tuning (seed 001, eq. 20)
+    p.add_argument("--fg-masks", metavar="FILE|DIR",
+                   help="foreground masks of the clip's frames: .npy/.npz (frames, H, W) or a "
+                   "folder of one PNG per frame (method fgbg)")
+    p.add_argument("--lambdas", metavar="L1,L2,L3", help="weights of L, L_fg, L_bg (eq. 20)")
+    p.add_argument("--init-from", metavar="RUN", help="start from this run's tuned tensors")
     p.add_argument("--out", help="run folder (default: a new folder under the data folder)")
     p.add_argument("--device")
+
+
+def _fgbg_args(cfg, a):
+    """--method fgbg: masks, lambdas, the run's own method kept underneath, paper defaults."""
+    from .cli_long import parse_pair_list
+
+    fg = cfg.fgbg
+    if a.fg_masks:
+        fg = dataclasses.replace(fg, masks=a.fg_masks)
+    lam = parse_pair_list(getattr(a, "lambdas", None), 3, "--lambdas")
+    if lam:
+        fg = dataclasses.replace(fg, l1=lam[0], l2=lam[1], l3=lam[2])
+    upd = {"fgbg": fg}
+    if getattr(a, "init_from", None):
+        upd["init_from"] = a.init_from
+    if cfg.method == "fgbg":
+        if a.lr is None and not a.config:
+            upd["lr"] = 2e-6  # seed 001, sec. 4
+        if a.steps is None and not a.config:
+            upd["steps"] = 250
+        if upd.get("init_from") and fg.base_method == "baseline":
+            from .pipelines.runs import open_run
+
+            src = open_run(upd["init_from"]).config()
+            upd["fgbg"] = dataclasses.replace(fg, base_method=src.fgbg.base_method
+                                              if src.method == "fgbg" else src.method)
+    return dataclasses.replace(cfg, **upd)
 
 
 def tune_config_from_args(a) -> "TuneConfig":
@@ -78,7 +113,7 @@ def tune_config_from_args(a) -> "TuneConfig":
                                discriminator=not a.no_discriminator and cfg.apla.discriminator,
                                hyper_loss=not a.no_hyper_loss and cfg.apla.hyper_loss,
                                vgt_preset=a.vgt_preset or cfg.apla.vgt_preset)
-    return dataclasses.replace(cfg, dct=dct, apla=apla)
+    return _fgbg_args(dataclasses.replace(cfg, dct=dct, apla=apla), a)
 
 
 def _is_embedded(model: Optional[str]) -> bool:
@@ -206,8 +241,21 @@ def _bench_i2v_run(a) -> int:
     return run_bench_i2v(a)
 
 
+def _bench_long_add(p) -> None:
+    from .cli_long import add_bench_long_args
+
+    add_bench_long_args(p)
+
+
+def _bench_long_run(a) -> int:
+    from .cli_long import run_bench_long
+
+    return run_bench_long(a)
+
+
 # other layers' benchmarks: name -> (add_args, run)
-BENCH_EXTRA: dict = {"i2v": (_bench_i2v_add, _bench_i2v_run)}
+BENCH_EXTRA: dict = {"i2v": (_bench_i2v_add, _bench_i2v_run),
+                     "long": (_bench_long_add, _bench_long_run)}
 
 
 def run_bench(a) -> int:
@@ -237,6 +285,19 @@ def run_bench(a) -> int:
           f"peak {ANCHOR['tune_peak_gib']} GiB; {ANCHOR['sample_s_per_call']} s/CFG call, "
           f"{ANCHOR['sample_50_s']} s for 50 steps")
     return 0
+
+
+def _add_long(sub) -> None:
+    from .cli_long import add_long_args
+
+    add_long_args(sub.add_parser(
+        "long", help="long video from a tuned run: a prompt per segment, temporal co-denoising"))
+
+
+def run_long(a) -> int:
+    from .cli_long import run_long as _run
+
+    return _run(a)
 
 
 def _add_app(sub) -> None:
@@ -312,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_tune(sub)
     _add_edit(sub)
+    _add_long(sub)
     _add_eval(sub)
     _add_runs(sub)
     _add_i2v(sub)
@@ -321,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-HANDLERS = {"tune": run_tune, "edit": run_edit, "eval": run_eval, "runs": run_runs,
+HANDLERS = {"tune": run_tune, "edit": run_edit, "long": run_long, "eval": run_eval,
+            "runs": run_runs,
             "i2v": _i2v_handler("run_i2v"), "i2v-tune": _i2v_handler("run_i2v_tune"),
             "eval-vcd": _i2v_handler("run_eval_vcd"), "toyworld": run_toyworld, "bench": run_bench, "app": run_app}
 

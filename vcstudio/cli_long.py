@@ -64,13 +64,16 @@ def add_long_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                      help="grabcut = classical OpenCV fallback, no weights needed")
     msk.add_argument("--sam-model", choices=("vit_b", "vit_l", "vit_h"), default="vit_b")
     msk.add_argument("--sam-checkpoint", default=None, help="path to the SAM checkpoint file")
+    msk.add_argument("--sam-fallback", action="store_true",
+                     help="fall back to GrabCut (labelled) when no SAM checkpoint is found")
     msk.add_argument("--mask-point", default=None, metavar="X,Y",
                      help="pixel on the foreground object (default: automatic, largest salient)")
     msk.add_argument("--mask-box", default=None, metavar="X0,Y0,X1,Y1",
                      help="box around the foreground object")
     msk.add_argument("--candidates", type=int, default=5, help="n candidate sets for eq. 11")
     msk.add_argument("--fusion-step", type=int, default=995, help="timestep k of the fusion")
-    msk.add_argument("--tune-steps", type=int, default=250, help="combined tuning steps")
+    msk.add_argument("--tune-steps", type=int, default=250,
+                     help="combined tuning steps on the fused clip (0 = skip combined tuning)")
     msk.add_argument("--tune-lr", type=float, default=2e-6, help="combined tuning learning rate")
     msk.add_argument("--lambdas", default="1,1,0.5", metavar="L1,L2,L3",
                      help="weights of L, L_fg, L_bg (eq. 20)")
@@ -79,13 +82,18 @@ def add_long_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                      help="sizes to generate at, low to high; later ones partially re-denoise")
     ref.add_argument("--refine-strength", type=float, default=0.5,
                      help="share of the schedule re-run at each higher size (0-1]")
+    ref.add_argument("--refine-mode", choices=("latent", "pixel"), default="latent",
+                     help="upsample the latents, or decode-resize-encode the frames")
     smp = parser.add_argument_group("sampling")
     smp.add_argument("--steps", type=int, default=50)
     smp.add_argument("--guidance", type=float, default=12.5)
     smp.add_argument("--seed", type=int, default=33)
     smp.add_argument("--negative", default="", help="negative prompt")
     smp.add_argument("--fps", type=int, default=8)
+    smp.add_argument("--size", type=int, default=0,
+                     help="square size to generate at (default: the tuned clip's; --refine wins)")
     smp.add_argument("--out", default=None, help="output mp4 path (default: inside the run folder)")
+    smp.add_argument("--device", default=None)
     smp.add_argument("--show-timeline", action="store_true",
                      help="print the window/prompt table and stop")
     return parser
@@ -171,3 +179,91 @@ def describe_timeline(args: argparse.Namespace, segments: list[Segment]) -> str:
             f"{args.window} (stride {args.stride}, {args.fusion} fusion):"]
     head += [f"  [{s.start:>4}-{s.end - 1:>4}] {s.prompt}" for s in segments]
     return "\n".join(head) + "\n" + format_table(layout_table(layout, segments, args.prompt_mode))
+
+
+def long_config_from_args(args: argparse.Namespace, segments: list[Segment]):
+    """The LongConfig of parsed ``vcstudio long`` arguments (timeline already parsed)."""
+    from .config import LongConfig, MaskConfig
+    from .pipelines.refine import parse_scales
+
+    lambdas = parse_pair_list(args.lambdas, 3, "--lambdas")
+    mask = MaskConfig(method=args.mask_method, fallback=args.sam_fallback,
+                      sam_model=args.sam_model, sam_checkpoint=args.sam_checkpoint or "",
+                      point=parse_pair_list(args.mask_point, 2, "--mask-point"),
+                      box=parse_pair_list(args.mask_box, 4, "--mask-box"),
+                      n_candidates=args.candidates, k_step=args.fusion_step,
+                      tune_steps=args.tune_steps, tune_lr=args.tune_lr, lambdas=lambdas)
+    return LongConfig(
+        segments=[s.to_dict() for s in segments], frames=args.frames, window=args.window,
+        stride=args.stride, fusion=args.fusion, fusion_sigma=args.fusion_sigma,
+        prompt_mode=args.prompt_mode, steps=args.steps, guidance=args.guidance, seed=args.seed,
+        negative=args.negative, batch_windows=args.window_batch, size=args.size,
+        masks=args.masks, mask=mask,
+        refine=tuple(parse_scales(args.refine)) if args.refine else (),
+        refine_strength=args.refine_strength, refine_mode=args.refine_mode, fps=args.fps,
+        out=args.out or "")
+
+
+def run_long(args: argparse.Namespace) -> int:
+    """``vcstudio long``: print the timeline and window table, generate, print the mp4 path
+    LAST (progress bars and the summary go to stderr)."""
+    import sys
+
+    import torch
+
+    from .pipelines.longvideo import long_video
+    from .progress import TqdmProgress
+
+    segments = parse_timeline(args)
+    print(describe_timeline(args, segments), flush=True)
+    if args.show_timeline:
+        return 0
+    cfg = long_config_from_args(args, segments)
+    res = long_video(args.run, cfg, device=torch.device(args.device) if args.device else None,
+                     progress=TqdmProgress())
+    f, h, w = res.frames.shape[:3]
+    if cfg.masks:
+        print(f"masks: {res.mask_method}; fused clip and masks in {res.mp4.stem}-masks/"
+              + (f"; combined-tuned run {res.combined_run}" if res.combined_run else ""),
+              file=sys.stderr)
+    print(f"{f} frames at {w}x{h} in {res.seconds:.1f} s ({f / max(res.seconds, 1e-9):.2f} "
+          f"frames/s)", file=sys.stderr)
+    print(res.mp4)
+    return 0
+
+
+# ----------------------------------------------------------------------------- bench long
+
+def add_bench_long_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--frames", default="120",
+                   help="video length(s), comma-separated (e.g. 60,120 shows how peak memory "
+                   "grows with length)")
+    p.add_argument("--window", type=int, default=16)
+    p.add_argument("--stride", type=int, default=8)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--guidance", type=float, default=12.5)
+    p.add_argument("--fusion", choices=FUSIONS, default="uniform")
+    p.add_argument("--window-batch", type=int, default=0,
+                   help="windows per U-Net call (0 = all, halved on out-of-memory)")
+    p.add_argument("--arch", default="sd15", choices=["sd15", "tiny"])
+    p.add_argument("--compile", default="no", choices=["auto", "yes", "no"])
+    p.add_argument("--device")
+    return p
+
+
+def run_bench_long(args: argparse.Namespace) -> int:
+    import torch
+
+    from .pipelines.bench import bench_long, print_table
+
+    try:
+        lengths = [int(v) for v in str(args.frames).split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"--frames takes lengths like 60,120 (got '{args.frames}').") from None
+    device = torch.device(args.device) if args.device else None
+    rows = [bench_long(n, args.window, args.stride, args.steps, args.size, args.guidance,
+                       args.arch, device, args.window_batch, args.fusion, args.compile)
+            for n in lengths]
+    print(print_table(rows))
+    return 0

@@ -93,6 +93,26 @@ class APLAConfig:
 
 
 @dataclass
+class FgBgConfig:
+    """Combined tuning (seed 001, sec. 3.3): the fg/bg-weighted loss of eq. 20 on the fused clip.
+
+    ``masks``: a file with the clip's foreground masks, bool/uint8 (F, H, W) at frame resolution
+    (.npy, .npz with a ``masks`` array, or a folder of PNGs); they are brought to latent
+    resolution when tuning. ``base_method`` is the method whose modules and extra losses are kept
+    (the run being fine-tuned was tuned with it). The paper's lr 2e-6 / 250 steps are the
+    defaults of ``vcstudio long --masks`` and of ``vcstudio tune --method fgbg``.
+    """
+
+    masks: str = ""
+    l1: float = 1.0  # lambda_1: plain denoising loss L
+    l2: float = 1.0  # lambda_2: foreground L_fg
+    l3: float = 0.5  # lambda_3: background L_bg
+    reduction: str = "all"  # all | masked (see methods/fgbg.py)
+    threshold: Optional[float] = None  # binarise the latent masks at this value (None = soft)
+    base_method: str = "baseline"
+
+
+@dataclass
 class TuneConfig:
     """One-shot tuning of an inflated text-to-image model on one clip."""
 
@@ -118,6 +138,8 @@ class TuneConfig:
     inversion_fixed_point: int = 0  # extra noise re-evaluations per inversion step (invert.py)
     dct: DCTConfig = field(default_factory=DCTConfig)
     apla: APLAConfig = field(default_factory=APLAConfig)
+    fgbg: FgBgConfig = field(default_factory=FgBgConfig)
+    init_from: str = ""  # a run folder whose delta initialises the trainable tensors
 
 
 @dataclass
@@ -131,6 +153,69 @@ class EditConfig:
     seed: int = 33
     use_inversion: bool = True
     eta: float = 0.0
+
+
+@dataclass
+class MaskConfig:
+    """Masks + average fusion at step k (seed 001, secs. 3.1-3.2) and combined tuning (3.3).
+
+    n candidate clips of ``window`` frames are sampled with the first segment's prompt down to the
+    first schedule timestep <= ``k_step`` (paper: n = 5 at t = 995), their x0 is predicted and
+    decoded, SAM (or GrabCut) masks them, eq. 11 fuses them and the fused clip is denoised to the
+    end (eq. 12). ``tune_steps`` > 0 then fine-tunes the run on it with eq. 20 before the long
+    video is generated from the fine-tuned model.
+    """
+
+    method: str = "sam"  # sam | grabcut (classical fallback, labelled as such)
+    fallback: bool = False  # sam without a checkpoint falls back to grabcut instead of failing
+    sam_model: str = "vit_b"  # vit_b | vit_l | vit_h
+    sam_checkpoint: str = ""  # "" = $VCSTUDIO_SAM_DIR/<official file name>
+    point: Optional[tuple[float, float]] = None  # (x, y) on the foreground object
+    box: Optional[tuple[float, float, float, float]] = None  # (x0, y0, x1, y1)
+    n_candidates: int = 5
+    k_step: int = 995
+    w1: float = 1.0  # background weight of eq. 11
+    w2: float = 1.0  # foreground weight of eq. 11
+    fusion_mode: str = "paper"  # paper | normalised (methods/fusion.py)
+    fg_index: int = 0  # the candidate whose foreground is kept
+    tune_steps: int = 250
+    tune_lr: float = 2e-6
+    lambdas: tuple[float, float, float] = (1.0, 1.0, 0.5)
+
+
+@dataclass
+class LongConfig:
+    """A long video from a tuned run: segment prompts, temporal co-denoising (eqs. 18-19), optional
+    masks + average fusion + combined tuning, optional progressive refinement (seed 004).
+
+    The timeline comes from ``segments`` ([{prompt, start, end}], end exclusive), else ``story``
+    (scene parser), else ``prompts`` (split evenly over ``frames``).
+    """
+
+    prompts: list[str] = field(default_factory=list)
+    story: str = ""
+    segments: list[dict] = field(default_factory=list)
+    frames: int = 120
+    window: int = 16
+    stride: int = 8
+    fusion: str = "uniform"  # uniform | pyramid | gaussian
+    fusion_sigma: Optional[float] = None
+    prompt_mode: str = "majority"  # majority | interpolate (blend embeddings at seams)
+    steps: int = 50
+    guidance: float = 12.5
+    seed: int = 33
+    negative: str = ""
+    eta: float = 0.0
+    batch_windows: int = 0  # windows per U-Net call; 0 = as many as fit (halved on OOM)
+    size: int = 0  # square generation size; 0 = the tuned clip's (ignored when refine is set)
+    masks: bool = False
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    refine: tuple[int, ...] = ()  # sizes low -> high, e.g. (256, 512)
+    refine_strength: float = 0.5
+    refine_mode: str = "latent"  # latent (upsample latents) | pixel (decode-resize-encode)
+    fps: float = 8.0
+    decode_chunk: int = 8  # frames per VAE decode call
+    out: str = ""  # output mp4; "" = RUN/long/<prompt>-s<seed>.mp4
 
 
 # ----------------------------------------------------------------------------- (de)serialisation

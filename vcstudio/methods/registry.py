@@ -4,7 +4,14 @@ from __future__ import annotations
 from ..errors import InputError
 from .base import TuneMethod
 
-METHODS = {"baseline": lambda cfg: TuneMethod(cfg)}
+
+def _fgbg(cfg) -> TuneMethod:
+    from .fgbg_method import FgBgMethod  # combined tuning, seed 001 eq. 20
+
+    return FgBgMethod(cfg)
+
+
+METHODS = {"baseline": lambda cfg: TuneMethod(cfg), "fgbg": _fgbg}
 
 
 def get_method(cfg) -> TuneMethod:
@@ -20,4 +27,4 @@ def get_method(cfg) -> TuneMethod:
     try:
         return METHODS[cfg.method](cfg)
     except KeyError:
-        raise InputError(f"Unknown method {cfg.method!r}; choose baseline, dct or apla.") from None
+        raise InputError(f"Unknown method {cfg.method!r}; choose baseline, dct, apla or fgbg.") from None

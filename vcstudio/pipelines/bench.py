@@ -136,6 +136,69 @@ def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: f
             "device": _device_name(device)}
 
 
+def bench_long(frames: int = 120, window: int = 16, stride: int = 8, steps: int = 50,
+               size: int = 512, guidance: float = 12.5, arch: str = "sd15",
+               device: Optional[torch.device] = None, batch_windows: int = 0,
+               fusion: str = "uniform", compile: str = "no") -> dict:
+    """Long-video co-denoising (eqs. 18-19) with CFG + chunked decode, two segment prompts.
+
+    Reports frames/s over the whole generation (``steps`` denoising steps + decode), peak device
+    memory, and the memory held before sampling (weights + latents), so runs at several lengths
+    show what grows with the video. A window longer than the video is shortened to it.
+    """
+    from ..scene.segments import even_segments
+    from .codenoise import CoDenoiser
+    from .encode import decode_to_frames, encode_prompts
+    from .longvideo import auto_batch
+    from .sample import denoise
+    from .tune import build_video_model
+    from .windows import make_layout, mix_embeddings, window_prompts
+
+    window = min(window, frames)
+    stride = min(stride, window)
+    device = device or pick_device()
+    prec = precision_for(device)
+    base = random_base(arch, device, prec.frozen_dtype)
+    model, _, _ = build_video_model(base, TuneConfig(model=base.model_id, compile=compile), prec)
+    model.eval()
+    layout = make_layout(frames, window, stride, fusion)
+    segs = even_segments(["a man is skiing", "a dog on the beach"], frames)
+    cond = mix_embeddings(encode_prompts(base, [s.prompt for s in segs]),
+                          window_prompts(layout, segs))
+    uncond = encode_prompts(base, [""])
+    cod = CoDenoiser(model, layout, cond, uncond, guidance,
+                     batch_windows or auto_batch(layout.n_windows, device))
+    g = torch.Generator(device).manual_seed(0)
+    lat = torch.randn((1, 4, frames, size // base.vae_scale, size // base.vae_scale),
+                      generator=g, device=device)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    sync()
+    t = time.perf_counter()
+    denoise(model, base.scheduler_config, lat, cond[:1], uncond, guidance, 1,
+            autocast=prec.autocast(), predict=cod)  # warm-up; settles the window batch
+    sync()
+    warm = time.perf_counter() - t
+    held = torch.cuda.memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    reset_peak(device)
+    t = time.perf_counter()
+    out = denoise(model, base.scheduler_config, lat, cond[:1], uncond, guidance, steps,
+                  autocast=prec.autocast(), predict=cod)
+    sync()
+    t_denoise = time.perf_counter() - t
+    decode_to_frames(base, out, 8)
+    sync()
+    total = time.perf_counter() - t
+    return {"what": "long", "frames": frames, "size": size, "window": window, "stride": stride,
+            "windows": layout.n_windows, "batch": cod.batch_windows, "steps": steps,
+            "s_per_step": t_denoise / steps, "total_s": total, "frames_per_s": frames / total,
+            "warmup_s": warm, "held_gib": held, "peak_gib": peak_memory_gib(device),
+            "latents_mib": lat.numel() * 4 / 2**20, "device": _device_name(device)}
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

@@ -64,3 +64,19 @@ def encode_prompts(base: BaseModel, prompts: Sequence[str]) -> torch.Tensor:
                          max_length=base.tokenizer.model_max_length, return_tensors="pt")
     ids = tok.input_ids.to(base.device)
     return base.text_encoder(ids)[0].float()
+
+
+@torch.no_grad()
+def decode_to_frames(base: BaseModel, latents: torch.Tensor, chunk: int = 8,
+                     cancel=None) -> np.ndarray:
+    """Scaled latents (1, 4, F, h, w) -> uint8 (F, H, W, 3), ``chunk`` frames at a time.
+
+    Each chunk becomes uint8 at once, so a long video never exists as a float pixel tensor
+    (120 frames at 512x512 would be 377 MB in fp32, 94 MB as uint8).
+    """
+    out = []
+    for a in range(0, latents.shape[2], max(1, int(chunk))):
+        if cancel is not None:
+            cancel.check()
+        out.append(tensor_to_frames(decode_latents(base, latents[:, :, a:a + chunk], chunk)))
+    return np.concatenate(out)

@@ -33,8 +33,11 @@ def denoise(model, scheduler_config: dict, latents: torch.Tensor, cond: torch.Te
             uncond: Optional[torch.Tensor], guidance: float, steps: int, eta: float = 0.0,
             generator: Optional[torch.Generator] = None, progress: ProgressFn = null_progress,
             cancel: Optional[CancelToken] = None, autocast=None, start_index: int = 0,
-            predict: Optional[Callable] = None, stage: str = "sample") -> torch.Tensor:
-    """Run DDIM from ``latents`` (at timestep index ``start_index``) to x_0.
+            predict: Optional[Callable] = None, stage: str = "sample",
+            stop_index: Optional[int] = None) -> torch.Tensor:
+    """Run DDIM from ``latents`` (at timestep index ``start_index``) to x_0, or only up to
+    timestep index ``stop_index`` (exclusive; the latents returned are then at that timestep:
+    average fusion stops at step k, eq. 11, and continues from there, eq. 12).
 
     ``predict(latents, t) -> model output`` replaces the plain guided prediction (long-video
     co-denoising plugs in its window fusion here).
@@ -42,7 +45,7 @@ def denoise(model, scheduler_config: dict, latents: torch.Tensor, cond: torch.Te
     import contextlib
 
     sched = ddim_scheduler(scheduler_config, steps, latents.device)
-    timesteps = sched.timesteps[start_index:]
+    timesteps = sched.timesteps[start_index:stop_index]
     ac = autocast or contextlib.nullcontext()
     x = latents.float()
     for i, t in enumerate(timesteps):

@@ -202,6 +202,8 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
 
     torch.manual_seed(cfg.seed)
     model, method, names = build_video_model(base, cfg, prec)
+    if cfg.init_from and not resume:
+        init_from_run(model, cfg.init_from, base)
     if cfg.gradient_checkpointing:
         model.unet.enable_gradient_checkpointing()
     model.train()
@@ -309,6 +311,27 @@ def _preview(model, base, cfg: TuneConfig, text_emb, prec) -> np.ndarray:
     lat = denoise(model, base.scheduler_config, lat, text_emb, uncond, 7.5, cfg.preview_steps,
                   autocast=prec.autocast())
     return tensor_to_frames(decode_latents(base, lat))
+
+
+def init_from_run(model: VideoDenoiser, run_dir: str | Path, base: BaseModel) -> list[str]:
+    """Start from another run's tuned tensors (combined tuning fine-tunes the separately tuned
+    model D into D', seed 001 eq. 13). Its base fingerprint must match; returns the names set."""
+    from .runs import open_run
+
+    rf = open_run(run_dir)
+    tensors, meta = load_tensors(rf.delta_path, base.device)
+    if meta.get("base_fingerprint") != base.fingerprint:
+        raise InputError(f"The run {rf.path} was tuned on another base model "
+                         f"({meta.get('base_model')}); fine-tune it on that model.")
+    named = dict(model.named_parameters())
+    unknown = sorted(set(tensors) - set(named))
+    if unknown:
+        raise InputError(f"The run {rf.path} holds tensors this model lacks (e.g. {unknown[0]}); "
+                         "fine-tune it with the method it was tuned with.")
+    with torch.no_grad():
+        for k, v in tensors.items():
+            named[k].copy_(v)
+    return sorted(tensors)
 
 
 def save_delta(rf: RunFolder, model: VideoDenoiser, cfg: TuneConfig, base: BaseModel,

@@ -1,0 +1,65 @@
+"""Combined tuning (seed 001, sec. 3.3, eq. 13: D' = F4(D, r', h)).
+
+Fine-tunes the separately tuned run D on the fused clip r' and its prompt with the fg/bg-weighted
+loss of eq. 20 (method "fgbg"), starting from D's tensors (``init_from``). The result is an ordinary
+run folder, so ``load_tuned`` reloads D' like any other run.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..config import FgBgConfig, MaskConfig, TuneConfig
+from ..errors import InputError
+from ..models.cache import ModelCache, default_cache
+from ..progress import CancelToken, ProgressFn, null_progress
+from .runs import write_json
+
+
+def save_masks(masks: np.ndarray, path: Path) -> Path:
+    """bool (F, H, W) -> .npz (array ``masks``), the format FgBgConfig.masks reads."""
+    from ..io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, masks=np.asarray(masks, dtype=bool))
+    return path
+
+
+def combined_config(tuned_cfg: TuneConfig, run_dir: Path, prompt: str, frames: np.ndarray,
+                    masks_path: Path, mcfg: MaskConfig) -> TuneConfig:
+    """The run's own config turned into eq. 20 fine-tuning on ``frames`` from the run's tensors."""
+    if tuned_cfg.method == "fgbg":  # fine-tuning an fgbg run again: keep its underlying method
+        base_method = tuned_cfg.fgbg.base_method
+    else:
+        base_method = tuned_cfg.method
+    l1, l2, l3 = mcfg.lambdas
+    d = dataclasses.replace(tuned_cfg.data, video_path="", prompt=prompt,
+                            n_frames=int(frames.shape[0]), height=int(frames.shape[1]),
+                            width=int(frames.shape[2]))
+    return dataclasses.replace(
+        tuned_cfg, data=d, method="fgbg", steps=int(mcfg.tune_steps), lr=float(mcfg.tune_lr),
+        init_from=str(run_dir), checkpoint_every=0, preview_every=0,
+        fgbg=FgBgConfig(masks=str(masks_path), l1=l1, l2=l2, l3=l3, base_method=base_method))
+
+
+def combined_tune(tuned, frames: np.ndarray, masks: np.ndarray, prompt: str, mcfg: MaskConfig,
+                  out_dir: Path, progress: ProgressFn = null_progress,
+                  cancel: Optional[CancelToken] = None, cache: ModelCache = default_cache) -> Path:
+    """Eq. 13 on the fused clip; returns the new run folder (D')."""
+    from .tune import tune
+
+    if tuned.run is None:
+        raise InputError("Combined tuning starts from a saved run; tune a clip first.")
+    if mcfg.tune_steps < 1:
+        raise InputError("Combined tuning needs at least 1 step (tune_steps).")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    masks_path = save_masks(masks, out_dir / "fused-masks.npz")
+    cfg = combined_config(tuned.cfg, tuned.run.path, prompt, frames, masks_path, mcfg)
+    res = tune(cfg, out_dir / "combined-run", progress=progress, cancel=cancel, cache=cache,
+               device=tuned.base.device, frames=frames, invert=False, base=tuned.base)
+    write_json(out_dir / "combined-losses.json", res.losses)
+    return res.run_dir

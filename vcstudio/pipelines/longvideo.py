@@ -1,0 +1,238 @@
+"""Long Video: a video much longer than the tuned clip, one prompt per segment (seeds 001, 004).
+
+    timeline (prompts | story -> scene parser | segments)  ->  window layout (eq. 18, tail incl.)
+    [masks: n candidates to step k -> SAM/GrabCut -> eq. 11 -> eq. 12 -> combined tuning eq. 20]
+    noise of ``frames`` frames (seeded)  ->  co-denoising, every step fusing windows (eq. 19)
+    [progressive refinement: upsample -> re-noise -> partial co-denoise, per higher scale (PVR)]
+    decode in chunks  ->  mp4 (atomic)
+
+Memory grows with the video only through its latents (and the uint8 frames at the end): windows
+are denoised a batch at a time and accumulated in place (pipelines/codenoise.py).
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..config import LongConfig, to_dict
+from ..errors import InputError, OutOfMemoryError
+from ..io import resize_frames, write_mp4
+from ..models.cache import ModelCache, default_cache
+from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..scene.parser import story_segments
+from ..scene.segments import Segment, check_segments, even_segments
+from .codenoise import CoDenoiser
+from .encode import decode_to_frames, encode_prompts, encode_video
+from .refine import parse_scales, partial_timesteps, renoise, upsample_latents
+from .runs import write_json
+from .sample import ddim_scheduler, denoise
+from .windows import WindowLayout, layout_table, make_layout, mix_embeddings, window_prompts
+
+
+@dataclass
+class LongResult:
+    mp4: Path
+    frames: np.ndarray  # uint8 (frames, H, W, 3)
+    segments: list[Segment]
+    table: list[dict]  # one row per window: frames, prompt(s), fusion weights
+    layout: WindowLayout = field(repr=False)
+    seconds: float = 0.0
+    stages: list[dict] = field(default_factory=list)  # one per scale: size, steps, strength
+    masks: Optional[np.ndarray] = None  # bool (K, H, W): foreground of the fused clip
+    mask_method: str = ""  # "sam-box", ..., or the GrabCut fallback's label
+    fused: Optional[np.ndarray] = None  # uint8 (K, H, W, 3): the fused clip r' (eq. 12)
+    candidates: Optional[np.ndarray] = None  # uint8 (n, K, H, W, 3): x0 at step k
+    candidate_masks: Optional[np.ndarray] = None  # bool (n, K, H, W)
+    combined_run: Optional[Path] = None  # D' when combined tuning ran
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def long_segments(cfg: LongConfig) -> list[Segment]:
+    """The timeline: explicit ``segments``, else the ``story`` (scene parser), else ``prompts``."""
+    if cfg.segments:
+        try:
+            segs = [Segment(str(d["prompt"]), int(d["start"]), int(d["end"]))
+                    for d in cfg.segments]
+        except (KeyError, TypeError, ValueError):
+            raise InputError("Every timeline segment needs prompt, start and end (end "
+                             "exclusive).") from None
+    elif cfg.story and cfg.story.strip():
+        segs = story_segments(cfg.story, cfg.frames)
+    elif cfg.prompts:
+        segs = even_segments(cfg.prompts, cfg.frames)
+    else:
+        raise InputError("Give the long video some prompts: a story, or one prompt per segment.")
+    return check_segments(segs, cfg.frames)
+
+
+def validate_long(cfg: LongConfig) -> None:
+    if not 1 <= cfg.steps <= 1000:
+        raise InputError(f"Sampling steps must be within 1..1000, got {cfg.steps}.")
+    if not 0 <= cfg.guidance <= 50:
+        raise InputError(f"Guidance scale must be within 0..50, got {cfg.guidance}.")
+    if cfg.refine_mode not in ("latent", "pixel"):
+        raise InputError(f"Refinement mode must be 'latent' or 'pixel', got {cfg.refine_mode!r}.")
+    if cfg.refine:
+        parse_scales(list(cfg.refine))
+        partial_timesteps(list(range(cfg.steps)), cfg.refine_strength)
+    if cfg.size and (cfg.size < 64 or cfg.size % 64):
+        raise InputError(f"The size must be a multiple of 64 (got {cfg.size}).")
+    make_layout(cfg.frames, cfg.window, cfg.stride, cfg.fusion, cfg.fusion_sigma)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "long"
+
+
+def output_path(cfg: LongConfig, run_path: Path, segments: list[Segment]) -> Path:
+    if cfg.out:
+        p = Path(cfg.out)
+        return p if p.suffix == ".mp4" else p.with_suffix(".mp4")
+    return run_path / "long" / f"{_slug(segments[0].prompt)}-s{cfg.seed}-{cfg.frames}f.mp4"
+
+
+def _sizes(cfg: LongConfig, tuned) -> list[tuple[int, int]]:
+    """(H, W) per stage: the refinement scales, else one stage at --size or the clip's size."""
+    if cfg.refine:
+        return [(s, s) for s in parse_scales(list(cfg.refine))]
+    if cfg.size:
+        return [(cfg.size, cfg.size)]
+    meta, d = tuned.run.meta() if tuned.run else {}, tuned.cfg.data
+    return [(int(meta.get("height", d.height)), int(meta.get("width", d.width)))]
+
+
+def auto_batch(n_windows: int, device: torch.device) -> int:
+    """Windows per U-Net call when not given: all of them on CUDA (the co-denoiser halves the
+    batch on out-of-memory and keeps the size that fits), 2 on the CPU."""
+    return n_windows if device.type == "cuda" else min(2, n_windows)
+
+
+# ----------------------------------------------------------------------------- the job
+
+def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cache,
+               device: Optional[torch.device] = None, progress: ProgressFn = null_progress,
+               cancel: Optional[CancelToken] = None, sam_builder=None) -> LongResult:
+    """Generate the long video of ``cfg`` from the tuned run ``run`` and write it as mp4.
+
+    ``sam_builder`` replaces SAM's registry architecture (tests build a tiny SAM with it).
+    """
+    from .tune import load_tuned
+
+    t0 = time.time()
+    validate_long(cfg)
+    segments = long_segments(cfg)
+    layout = make_layout(cfg.frames, cfg.window, cfg.stride, cfg.fusion, cfg.fusion_sigma)
+    table = layout_table(layout, segments, cfg.prompt_mode)
+    if cfg.masks:
+        from .maskfusion import check_mask_source
+
+        check_mask_source(cfg.mask)  # fail before loading anything
+    progress(Event(0, 1, "loading the tuned model", stage="load"))
+    tuned = load_tuned(run, cache, device)
+    base = tuned.base
+    sizes = _sizes(cfg, tuned)
+    mp4 = output_path(cfg, tuned.run.path, segments)
+    res = LongResult(mp4, np.zeros((0,), np.uint8), segments, table, layout)
+    uncond = encode_prompts(base, [cfg.negative or ""])
+
+    try:
+        if cfg.masks:
+            tuned = _masks_and_combined(tuned, cfg, segments, sizes[0], uncond, res, mp4,
+                                        progress, cancel, cache, sam_builder)
+        if cancel is not None:
+            cancel.check()
+        seg_emb = encode_prompts(base, [s.prompt for s in segments])
+        window_cond = mix_embeddings(seg_emb, window_prompts(layout, segments, cfg.prompt_mode))
+        codenoiser = CoDenoiser(tuned.model, layout, window_cond, uncond, cfg.guidance,
+                                cfg.batch_windows or auto_batch(layout.n_windows, base.device))
+        g = torch.Generator(base.device).manual_seed(cfg.seed)
+        h, w = (s // base.vae_scale for s in sizes[0])
+        latents = torch.randn((1, 4, cfg.frames, h, w), generator=g, device=base.device)
+        ac = tuned.precision.autocast
+        lat = denoise(tuned.model, base.scheduler_config, latents, window_cond[:1], uncond,
+                      cfg.guidance, cfg.steps, eta=cfg.eta, generator=g, progress=progress,
+                      cancel=cancel, autocast=ac(), predict=codenoiser,
+                      stage=f"co-denoise {sizes[0][1]}x{sizes[0][0]}")
+        res.stages.append({"size": list(sizes[0]), "steps": cfg.steps, "strength": 1.0})
+        for size in sizes[1:]:  # progressive refinement (seed 004, PVR)
+            if cancel is not None:
+                cancel.check()
+            lat = _upscale(base, lat, size, cfg, cancel)
+            sched = ddim_scheduler(base.scheduler_config, cfg.steps, base.device)
+            run_ts, start = partial_timesteps(sched.timesteps, cfg.refine_strength)
+            lat = renoise(sched, lat, run_ts[0], g)
+            lat = denoise(tuned.model, base.scheduler_config, lat, window_cond[:1], uncond,
+                          cfg.guidance, cfg.steps, eta=cfg.eta, generator=g, progress=progress,
+                          cancel=cancel, autocast=ac(), predict=codenoiser, start_index=start,
+                          stage=f"refine {size[1]}x{size[0]}")
+            res.stages.append({"size": list(size), "steps": len(run_ts),
+                               "strength": cfg.refine_strength})
+        progress(Event(0, 1, f"decoding {cfg.frames} frames", stage="decode"))
+        frames = decode_to_frames(base, lat, cfg.decode_chunk, cancel)
+    except torch.OutOfMemoryError:
+        raise OutOfMemoryError(
+            f"Out of device memory generating {cfg.frames} frames at {sizes[-1][1]}x"
+            f"{sizes[-1][0]}; set fewer windows per call (--window-batch 1), a shorter --window "
+            "or a smaller size.") from None
+    progress(Event(1, 1, "decoded", preview=frames[:: max(1, len(frames) // 8)], stage="decode"))
+    res.frames = frames
+    res.mp4 = write_mp4(frames, mp4, cfg.fps)
+    res.seconds = time.time() - t0
+    write_json(mp4.with_suffix(".json"), {
+        "config": to_dict(cfg), "run": str(tuned.run.path if tuned.run else run),
+        "segments": [s.to_dict() for s in segments], "windows": table, "stages": res.stages,
+        "mask_method": res.mask_method, "seconds": res.seconds,
+        "combined_run": str(res.combined_run) if res.combined_run else None})
+    progress(Event(1, 1, f"wrote {res.mp4}", stage="write"))
+    return res
+
+
+def _upscale(base, lat: torch.Tensor, size: tuple[int, int], cfg: LongConfig,
+             cancel) -> torch.Tensor:
+    """Latents to the next scale: bilinear in latent space, or decode -> resize -> encode."""
+    hw = (size[0] // base.vae_scale, size[1] // base.vae_scale)
+    if cfg.refine_mode == "latent":
+        return upsample_latents(lat, size=hw)
+    frames = decode_to_frames(base, lat, cfg.decode_chunk, cancel)
+    return encode_video(base, resize_frames(frames, size[1], size[0], "crop"), cfg.decode_chunk)
+
+
+def _masks_and_combined(tuned, cfg: LongConfig, segments, size, uncond, res: LongResult,
+                        mp4: Path, progress, cancel, cache, sam_builder):
+    """Secs. 3.1-3.3 on a window-length clip of the first segment's prompt; returns D' (or D when
+    combined tuning is off)."""
+    from ..io import write_gif
+    from .combined import combined_tune
+    from .maskfusion import average_fusion_clip
+    from .tune import load_tuned
+
+    base = tuned.base
+    prompt = segments[0].prompt
+    cond = encode_prompts(base, [prompt])
+    fr = average_fusion_clip(tuned, cond, uncond, cfg.mask, cfg.window, size, cfg.steps,
+                             cfg.guidance, cfg.seed, cfg.eta, cfg.decode_chunk, progress, cancel,
+                             cache, sam_builder)
+    res.masks, res.mask_method, res.fused = fr.masks, fr.method, fr.frames
+    res.candidates, res.candidate_masks = fr.candidates, fr.candidate_masks
+    side = mp4.parent / f"{mp4.stem}-masks"
+    side.mkdir(parents=True, exist_ok=True)
+    write_gif(fr.frames, side / "fused.gif", cfg.fps)
+    overlay = fr.frames.copy()
+    overlay[~fr.masks] = overlay[~fr.masks] // 3  # background dimmed: the mask at a glance
+    write_gif(overlay, side / "fused-masks.gif", cfg.fps)
+    if cfg.mask.tune_steps <= 0:
+        return tuned
+    if cancel is not None:
+        cancel.check()
+    run_dir = combined_tune(tuned, fr.frames, fr.masks, prompt, cfg.mask, side, progress,
+                            cancel, cache)
+    res.combined_run = run_dir
+    return load_tuned(run_dir, cache, base.device)
+
