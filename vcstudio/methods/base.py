@@ -68,6 +68,15 @@ class TuneMethod:
         """Runs after the main optimiser step (e.g. a discriminator update); returns logs."""
         return {}
 
+    def describe(self) -> dict[str, Any]:
+        """What this method actually set up (switches, which feature nets answered), for the
+        run's meta.json; called once after :meth:`setup`."""
+        return {}
+
+    def finish(self, run_dir, losses: list[dict]) -> None:
+        """Runs once when tuning has finished, with the run folder and the per-step logs
+        (e.g. to write a plot of a logged term)."""
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Extra optimiser state to checkpoint (tensors only)."""
         return {}
