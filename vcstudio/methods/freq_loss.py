@@ -44,22 +44,29 @@ def radial_frequency(h: int, w: int, device=None) -> torch.Tensor:
     return torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
 
 
-def low_frequency_share(x: torch.Tensor, cutoff: float = 0.5) -> torch.Tensor:
-    """Share of a map's spectral energy (eq. 8, DC removed) at radial frequency <= ``cutoff``.
+def band_power(x: torch.Tensor, cutoff: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, total) mean spectral power per pixel of a batch of maps, DC removed (eq. 8).
 
-    1 for a map whose variation is all coarse (global structure), 0 for one that is all fine
-    detail (texture). Maps of one pixel or constant maps have no such energy: 0.5 (undecided).
+    ``low`` counts the bins at radial frequency <= ``cutoff``. By Parseval ``total`` is the mean
+    squared deviation of the map from its mean, so powers of maps of different sizes (the scales
+    of eq. 6) are comparable.
     """
     h, w = x.shape[-2:]
     x = x.float()
     x = x - x.mean(dim=(-2, -1), keepdim=True)  # the mean is not structure: drop the DC bin
-    e = amplitude_phase(x)[0] ** 2  # eq. 8 integrand
-    total = e.sum()
-    if h * w < 2:
-        return torch.tensor(0.5, device=x.device)
+    e = amplitude_phase(x)[0] ** 2 / float(h * w) ** 2  # eq. 8 integrand, per pixel
+    n = e[..., 0, 0].numel()
     r = radial_frequency(h, w, x.device)
-    share = e[..., r <= cutoff].sum() / total.clamp_min(_EPS)
-    return torch.where(total > _EPS, share, torch.full_like(share, 0.5))  # no host sync
+    return e[..., r <= cutoff].sum() / n, e.sum() / n
+
+
+def low_frequency_share(x: torch.Tensor, cutoff: float = 0.5) -> torch.Tensor:
+    """Share of a map's spectral energy (eq. 8, DC removed) at radial frequency <= ``cutoff``.
+
+    1 for a map whose variation is all coarse (global structure), 0 for one that is all fine
+    detail (texture). Constant maps have no such energy: 0.5 (undecided).
+    """
+    return multiscale_low_share([x], (1,), cutoff)
 
 
 def downsample(x: torch.Tensor, s: int) -> torch.Tensor:
@@ -71,16 +78,26 @@ def downsample(x: torch.Tensor, s: int) -> torch.Tensor:
 
 def multiscale_low_share(maps: Sequence[torch.Tensor], scales: Sequence[int] = (1,),
                          cutoff: float = 0.5) -> torch.Tensor:
-    """Mean over maps and scales ``s`` of the low-frequency energy share of I_s (eqs. 6, 8).
+    """Low-frequency power of I_s over the total power of I_1, averaged over scales s and maps
+    (eqs. 6, 8), in [0, 1].
 
-    Scales that leave a map smaller than 2x2 are skipped for that map (nothing left to measure).
+    Measuring every scale against the full-scale power matters: average pooling attenuates fine
+    detail but also aliases what is left of it to low frequencies, so a pooled map's own
+    low-frequency share would call a fine texture coarse. Scales that leave a map smaller than
+    2x2 count as no low-frequency power.
     """
     vals = []
     for m in maps:
+        if min(m.shape[-2:]) < 2:
+            continue
+        total = band_power(m, cutoff)[1]
+        shares = []
         for s in scales:
             d = downsample(m, s)
-            if min(d.shape[-2:]) >= 2:
-                vals.append(low_frequency_share(d, cutoff))
+            low = band_power(d, cutoff)[0] if min(d.shape[-2:]) >= 2 else total * 0
+            shares.append(low)
+        share = torch.stack(shares).mean() / total.clamp_min(_EPS)
+        vals.append(torch.where(total > _EPS, share.clamp(0, 1), torch.full_like(share, 0.5)))
     if not vals:
         return torch.tensor(0.5)
     return torch.stack([v.to(vals[0].device) for v in vals]).mean()
