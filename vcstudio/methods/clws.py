@@ -21,8 +21,10 @@ and by Parseval that sum does not depend on how the energy is spread over freque
 We follow the paper's stated rationale -- low frequencies carry global structure (semantics),
 high frequencies texture -- and make E scale-free: E_sem is the share of the semantic maps'
 (DC-removed) spectral energy at low frequency (radius <= ``cutoff`` x Nyquist), E_tex the share
-of the texture maps' energy at high frequency, each averaged over maps and scales. Semantic
-features dominated by coarse structure raise alpha; texture features rich in fine detail lower it.
+of the texture maps' energy at high frequency (1 - their low share), averaged over maps and, for
+``mul-fourier``, over the pooled maps I_s, each measured against the full-scale energy
+(:func:`vcstudio.methods.freq_loss.multiscale_low_share`). Semantic features dominated by coarse
+structure raise alpha; texture features rich in fine detail lower it.
 """
 from __future__ import annotations
 
