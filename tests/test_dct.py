@@ -283,6 +283,33 @@ def test_stepwise_schedule_and_frame_subset(tiny_sd, cache, tiny_clip_name):
     assert method.pick_frames(4) == nxt
 
 
+def test_offline_defaults_fall_back_to_labelled_stand_ins(monkeypatch):
+    """Without VGG19 / ViT-B-32 weights (offline), the default DCT config still runs: the
+    pretrained EfficientNet-Lite0 and the embedded toy CLIP stand in, named as such, and the
+    CLIP token grid passes gradients back to the pixels."""
+    from vcstudio.errors import ModelNotFoundError
+    from vcstudio.methods.dct import load_semantic_net, load_texture_net
+    from vcstudio.models.clip import TOY_CLIP_NAME
+    from vcstudio.models.vgg import find_vgg19_weights
+
+    try:
+        find_vgg19_weights()
+        pytest.skip("VGG19 weights are installed here: nothing falls back")
+    except ModelNotFoundError:
+        pass
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tex = load_texture_net(DCTConfig(), torch.device("cpu"))
+    assert tex.name == "efficientnet-lite0 (offline stand-in)"
+    assert tex.layers == ("stem", "stage2", "stage3", "stage5")  # strides of relu1_1..relu4_1
+    sem = load_semantic_net(DCTConfig(), torch.device("cpu"))
+    assert sem.name in (TOY_CLIP_NAME, "open_clip ViT-B-32/openai")
+    x = torch.rand(1, 3, 48, 48, requires_grad=True)
+    grid = sem.image_tokens(x)
+    assert grid.ndim == 4 and grid.shape[-1] == grid.shape[-2] > 1
+    grid.square().mean().backward()
+    assert float(x.grad.abs().sum()) > 0
+
+
 # ----------------------------------------------------------------------------- Table 3
 
 TABLE3 = {"baseline": (False, False, False), "MS": (True, False, False),
