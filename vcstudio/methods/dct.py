@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError, ModelNotFoundError
-from ..models.adapter import ADAPTER_PATTERN, install_ms_adapters
+from ..models.adapter import ADAPTER_PATTERN, SITES, install_ms_adapters
 from .base import StepState, TuneMethod
 from .clws import CLWS_NAMES, make_clws
 from .freq_loss import feature_loss
@@ -100,6 +100,12 @@ class DCTMethod(TuneMethod):
         if d.lam < 0 or not 0 <= d.warmup <= 1 or d.frames_per_step < 0 or d.decode_size < 0:
             raise InputError("DCT: lam, frames_per_step and decode_size must be >= 0 and warmup "
                              "a share of the steps in [0, 1].")
+        bad = [x for x in d.adapter_sites if x not in SITES]
+        if d.adapter and (bad or not d.adapter_sites or not d.adapter_ratios
+                          or not all(0 < r <= 1 for r in d.adapter_ratios)):
+            raise InputError(f"DCT adapter: sites must be among {list(SITES)} (got "
+                             f"{list(d.adapter_sites)}) and ratios in (0, 1] (got "
+                             f"{list(d.adapter_ratios)}).")
         self.clws = make_clws(d.clws, scales=d.clws_scales, cutoff=d.clws_cutoff)
         self.frame_gen = torch.Generator().manual_seed(int(cfg.seed) + 1)  # own stream
         self.semantic = None  # ClipEncoder, loaded on first use (not needed for sampling)
