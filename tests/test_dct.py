@@ -373,7 +373,10 @@ def test_tune_dct_saves_adapters_and_edits(tiny_sd, cache, tiny_clip_name, tmp_p
 
     clip = moving_shape_clip(4, 32, dx=3.0)
     cfg = dct_cfg(tiny_sd, tiny_clip_name, steps=3, frames_per_step=2)
-    res = tune(cfg, tmp_path / "run", frames=clip, cache=cache)
+    seen = []
+    res = tune(cfg, tmp_path / "run", frames=clip, cache=cache,
+               progress=lambda ev: seen.append(ev.metrics or {}) if ev.stage == "tune" else None)
+    assert any({"l_sem", "l_tex", "alpha", "l_cons", "loss"} <= set(m) for m in seen)
     losses = json.loads((res.run_dir / "losses.json").read_text())
     assert len(losses) == 3
     assert all({"alpha", "l_sem", "l_tex", "l_cons", "cons"} <= set(r) for r in losses)
