@@ -201,6 +201,13 @@ def _bench_common(p) -> None:
     p.add_argument("--compile", default="auto", choices=["auto", "yes", "no"])
     p.add_argument("--vgt", choices=["pure", "hyper", "none"], help="APLA's VGT variant")
     p.add_argument("--vgt-preset", choices=["small", "paper"], help="APLA's VGT size")
+    p.add_argument("--dct-frames", type=int, default=None,
+                   help="DCT: frames decoded per step (default: the config's)")
+    p.add_argument("--dct-size", type=int, default=None,
+                   help="DCT: short side the predicted frames are decoded at (0 = full)")
+    p.add_argument("--dct-stepwise", action="store_true",
+                   help="DCT: keep the warm-up / t < t_max schedule (default: the consistency "
+                        "terms run on every step, the worst case)")
     p.add_argument("--device")
 
 
@@ -275,7 +282,10 @@ def run_bench(a) -> int:
         if a.what in ("tune", "all"):
             rows.append(bench_tune(a.frames, a.size, a.steps or 5, a.warmup, m, a.arch,
                                    not a.no_checkpointing, device,
-                                   cfg_overrides=_bench_overrides(a)))
+                                   cfg_overrides=_bench_overrides(a),
+                                   dct=dict(frames_per_step=a.dct_frames,
+                                            decode_size=a.dct_size,
+                                            every_step=not a.dct_stepwise)))
         if a.what in ("sample", "all"):
             rows.append(bench_sample(a.frames, a.size, a.steps or 50, arch=a.arch, device=device,
                                      method=m, compile=a.compile,

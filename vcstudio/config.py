@@ -46,22 +46,42 @@ class DataConfig:
 
 @dataclass
 class DCTConfig:
-    """Dual Consistency Training switches (seed 000, Table 3 ablations; Table 2 CLWS)."""
+    """Dual Consistency Training switches (seed 000, Table 3 ablations; Table 2 CLWS).
+
+    The consistency losses need a gradient path (DESIGN "Method notes"): at each active step the
+    predicted clean latents x0 of ``frames_per_step`` random frames are decoded by the VAE at
+    ``decode_size`` (the latents are resized first: decode memory grows with its pixels), fed to
+    CLIP and the texture net, and compared in the frequency domain with the same features of the
+    real clip (eq. 10), weighted by CLWS (eq. 11). The defaults keep that cost small next to a
+    24-frame 512x512 step: 2 frames at 256 px decode ~1/48 of the clip's pixels.
+
+    Stepwise (the paper says the training is "stepwise"/"progressive" and gives no numbers): the
+    consistency losses start after ``warmup`` x steps (the temporal layers and adapters first
+    learn the clip by denoising alone) and only at timesteps t < ``t_max``: x0 predicted at
+    very noisy t is a blur whose decode carries little semantics or texture, and its gradient
+    through x0 = (x_t - sqrt(1 - a) eps) / sqrt(a) grows like 1/sqrt(a) (x15 at t = 999).
+    """
 
     adapter: bool = True
     semantic: bool = True
     texture: bool = True
     clws: str = "mul-fourier"  # mul-fourier | fourier | exponential | gaussian | linear | constant
     lam: float = 0.1  # total = denoise + lam * L_consistency
-    adapter_ratios: tuple[float, float] = (0.25, 0.0625)
-    clip_model: str = "ViT-B-32"
-    clip_pretrained: str = "openai"
-    texture_model: str = "vgg19"  # or "efficientnet-lite0" offline
+    adapter_ratios: tuple[float, float] = (0.25, 0.0625)  # bottleneck widths / block width (eq. 5)
+    adapter_sites: tuple[str, ...] = ("attn1", "ff")  # after spatial attention, beside the FF
+    clip_model: str = "ViT-B-32"  # any open_clip architecture, or a full spec (models/clip.py)
+    clip_pretrained: str = "openai"  # open_clip tag; "random" for benchmarks/tests
+    texture_model: str = "vgg19"  # or "efficientnet-lite0" (offline stand-in, labelled so)
     vgg_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
-    frames_per_step: int = 2  # random subset decoded per step
-    decode_size: int = 224  # decoded frames resized to this before the feature extractors
+    random_feature_weights: bool = False  # texture net with random weights: benchmarks/tests only
+    frames_per_step: int = 2  # random subset of frames decoded per step (0 = all)
+    decode_size: int = 256  # short side the predicted frames are decoded at (0 = full size)
+    target: str = "decoded"  # "decoded": real clip latents through the same decode; "frames"
+    phase_weight: float = 1.0  # phase vs amplitude term of eq. 10 split by eq. 7 (1 = eq. 10)
+    clws_scales: tuple[int, ...] = (1, 2, 4)  # mul-fourier downsampling factors s (eq. 6)
+    clws_cutoff: float = 0.5  # low/high frequency split, share of Nyquist
     warmup: float = 0.1  # consistency losses start after this share of steps
-    t_max: int = 1000  # and only for timesteps below this
+    t_max: int = 600  # and only for timesteps t < t_max (1000 = all)
 
 
 @dataclass

@@ -588,8 +588,10 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0) -> 
     method = cfg.method if cfg.method in _METHOD_GIB else "baseline"
     gib = model_scale * (_BASE_GIB + _METHOD_GIB[method]
                          + units * _ACT_GIB_PER_FRAME[bool(cfg.gradient_checkpointing)])
-    if method == "dct":
-        gib += model_scale * _DCT_DECODE_GIB_PER_FRAME * cfg.dct.frames_per_step * (
+    if method == "dct":  # the decode graph of the frames_per_step frames at decode_size
+        n = min(cfg.dct.frames_per_step or d.n_frames, d.n_frames)
+        k = min(1.0, cfg.dct.decode_size / min(d.width, d.height)) if cfg.dct.decode_size else 1.0
+        gib += model_scale * _DCT_DECODE_GIB_PER_FRAME * n * k * k * (
             d.width * d.height) / (512 * 512)
     spf = _SEC_PER_FRAME_STEP.get(dtype, _SEC_PER_FRAME_STEP["cpu"]) * model_scale
     seconds = units * spf * (cfg.steps * _METHOD_TIME[method]

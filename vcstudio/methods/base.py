@@ -58,7 +58,8 @@ class TuneMethod:
         return ()
 
     def summary(self) -> dict[str, Any]:
-        """What the method installed (e.g. parameter counts), for meta.json and the log."""
+        """What the method set up (switches, parameter counts as ``*_params``, which feature
+        nets answered), for meta.json's ``method_summary``, the log and the bench table."""
         return {}
 
     def denoise_loss(self, s: StepState) -> torch.Tensor:
@@ -71,6 +72,10 @@ class TuneMethod:
     def after_step(self, s: StepState) -> dict[str, float]:
         """Runs after the main optimiser step (e.g. a discriminator update); returns logs."""
         return {}
+
+    def finish(self, run_dir, losses: list[dict]) -> None:
+        """Runs once when tuning has finished, with the run folder and the per-step logs
+        (e.g. to write a plot of a logged term)."""
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Extra optimiser state to checkpoint (tensors only)."""

@@ -83,6 +83,34 @@ class ClipEncoder:
         feats = torch.cat(outs)
         return torch.nn.functional.normalize(feats, dim=-1) if normalize else feats
 
+    def image_tokens(self, images) -> torch.Tensor:
+        """Patch-token grid of the image tower before pooling, differentiable w.r.t. the input.
+
+        uint8 (N, H, W, 3) or float (N, 3, H, W) in [0, 1] -> float32 (N, D, g, g): the last
+        transformer block's patch tokens (class token dropped) after the tower's final
+        LayerNorm (open_clip ``ln_post`` / transformers ``post_layernorm``), laid out on the
+        patch grid. Used by DCT's semantic consistency loss (the DFT of this grid).
+        """
+        x = self.preprocess(frames_to_unit(images, self.device))
+        with self._autocast():
+            if self.kind == "open_clip":
+                visual = self.model.visual
+                if not hasattr(visual, "forward_intermediates") or not hasattr(visual, "ln_post"):
+                    raise ModelNotFoundError(
+                        f"{self.name} has no ViT patch tokens; DCT's semantic loss needs an "
+                        "open_clip ViT (e.g. ViT-B-32).")
+                out = visual.forward_intermediates(x.to(self.dtype), indices=1,
+                                                   normalize_intermediates=True,
+                                                   intermediates_only=True, output_fmt="NCHW")
+                grid = out["image_intermediates"][-1]
+            else:
+                vm = self.model.vision_model
+                h = vm(pixel_values=x.to(self.dtype)).last_hidden_state[:, 1:]
+                h = vm.post_layernorm(h)
+                g = int(round(h.shape[1] ** 0.5))
+                grid = h.reshape(h.shape[0], g, g, -1).permute(0, 3, 1, 2)
+        return grid.float()
+
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
         """list of prompts -> (N, D) embeddings."""

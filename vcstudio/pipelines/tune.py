@@ -291,6 +291,7 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     save_delta(rf, model, cfg, base, frames)
     save_tensors(rf.path / "clip-latents.safetensors", {"latents": latents0})
     write_json(rf.path / "losses.json", losses)
+    method.finish(rf.path, losses)
     if rf.checkpoint_path.is_file():
         rf.checkpoint_path.unlink()
     tuned = TunedModel(base, model, method, cfg, prec, rf)

@@ -102,9 +102,11 @@ def tune_handler(studio, sid, video, prompt, frames, stride, start, size, resize
                 continue
             ev = item
             if ev.stage == "tune":
-                for k in ("loss", "l_sem", "l_tex", "adv", "disc_loss"):
-                    if k in ev.metrics:
-                        losses.setdefault(k, []).append(ev.metrics[k])
+                for k in ("loss", "l_sem", "l_tex", "l_cons", "alpha", "adv", "disc_loss"):
+                    if k in ev.metrics:  # None-padded: terms that skip steps (DCT's stepwise
+                        s = losses.setdefault(k, [])  # schedule) stay at their own step
+                        s.extend([None] * (ev.step - 1 - len(s)))
+                        s.append(ev.metrics[k])
             if ev.preview is not None:
                 preview = frame_strip(ev.preview)
             if tick.due(ev):

@@ -1,0 +1,295 @@
+"""Dual Consistency Training (seed 000, Secs. 3.3-4) as a tuning method.
+
+    total = L_denoise + lam * L_consistency,  L_consistency = alpha L_sem + (1 - alpha) L_tex (eq. 11)
+
+* MS-Adapter (eq. 5) in every transformer block, trainable (``models/adapter.py``);
+* semantic features: the patch-token grid of a frozen CLIP image tower (open_clip, ViT-B/32 by
+  default); texture features: frozen VGG19 relu1_1..relu4_1 (torchvision; offline the
+  EfficientNet-Lite0 stand-in, labelled so in the run's meta.json);
+* both compared with the real clip's features in the frequency domain (eqs. 7, 10,
+  ``freq_loss.py``), weighted by a CLWS (eqs. 6, 8, 9, ``clws.py``).
+
+The gradient path the paper needs (DESIGN "Method notes"): x0 predicted from the model output at
+t (on the autograd graph) -> VAE decode of a random subset of frames at reduced size -> feature
+nets -> loss. Nothing here runs under no_grad except the targets, so the consistency terms move the
+trainable weights (tests/test_dct.py checks that they do).
+
+Every part has a switch (Table 3: ``adapter``, ``semantic``, ``texture``; Table 2: ``clws``); with
+all three off the method is the Tune-A-Video baseline. Each term is logged per step (``l_sem``,
+``l_tex``, ``alpha``, ``l_cons``; ``cons`` is lam * l_cons as added to the total) and alpha is
+plotted to ``clws_alpha.png`` in the run folder at the end.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError, ModelNotFoundError
+from ..models.adapter import ADAPTER_PATTERN, SITES, install_ms_adapters
+from .base import StepState, TuneMethod
+from .clws import CLWS_NAMES, make_clws
+from .freq_loss import feature_loss
+
+# VGG19 relu{k}_1 -> the EfficientNet-Lite0 tap at the same stride (models/vgg.py)
+_VGG_TO_EFFNET = {"relu1": "stem", "relu2": "stage2", "relu3": "stage3", "relu4": "stage5",
+                  "relu5": "stage7"}
+
+
+def clip_spec(d) -> str:
+    """DCTConfig -> a models/clip.py spec: ``clip_model`` alone if it is already a full spec."""
+    m = d.clip_model
+    if "/" in m or ":" in m or Path(m).expanduser().is_dir():
+        return m
+    return f"{m}/{d.clip_pretrained}"
+
+
+def load_semantic_net(d, device: torch.device):
+    """The frozen CLIP the semantic loss uses. The default (ViT-B-32/openai) falls back offline
+    to the embedded toy CLIP; the encoder's ``name`` says which one answered."""
+    from ..models.clip import DEFAULT_CLIP, load_clip_encoder, load_default_clip_encoder
+
+    spec = clip_spec(d)
+    if spec == DEFAULT_CLIP:
+        return load_default_clip_encoder(device)
+    return load_clip_encoder(spec, device)
+
+
+def load_texture_net(d, device: torch.device):
+    """The frozen texture net: VGG19 at ``vgg_layers``; where its weights are missing and it is
+    the default, the pretrained EfficientNet-Lite0 at the same strides stands in (labelled)."""
+    from ..device import precision_for
+    from ..models.vgg import load_encoder
+
+    dtype = precision_for(device).frozen_dtype
+    name = d.texture_model.lower().replace("_", "-")
+    rnd = bool(d.random_feature_weights)
+    if name == "vgg19":
+        try:
+            return load_encoder("vgg19", d.vgg_layers, device, dtype, random_weights=rnd)
+        except ModelNotFoundError as e:
+            print(f"DCT texture loss: {e} Using the offline stand-in EfficientNet-Lite0.",
+                  file=sys.stderr)
+    layers = _effnet_layers(d.vgg_layers)
+    return load_encoder("efficientnet-lite0", layers, device, dtype, random_weights=rnd)
+
+
+def _effnet_layers(layers) -> tuple[str, ...]:
+    out = []
+    for n in layers:
+        out.append(_VGG_TO_EFFNET.get(n.split("_")[0], n))
+    return tuple(dict.fromkeys(out))
+
+
+class DCTMethod(TuneMethod):
+    """MS-Adapter + CLIP semantic + VGG texture frequency-domain consistency + CLWS."""
+
+    name = "dct"
+
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        d = self.d = cfg.dct
+        if d.clws not in CLWS_NAMES:
+            raise InputError(f"Unknown CLWS {d.clws!r}; choose one of {', '.join(CLWS_NAMES)}.")
+        if d.target not in ("decoded", "frames"):
+            raise InputError(f"DCT target must be 'decoded' or 'frames', got {d.target!r}.")
+        if d.lam < 0 or not 0 <= d.warmup <= 1 or d.frames_per_step < 0 or d.decode_size < 0:
+            raise InputError("DCT: lam, frames_per_step and decode_size must be >= 0 and warmup "
+                             "a share of the steps in [0, 1].")
+        bad = [x for x in d.adapter_sites if x not in SITES]
+        if d.adapter and (bad or not d.adapter_sites or not d.adapter_ratios
+                          or not all(0 < r <= 1 for r in d.adapter_ratios)):
+            raise InputError(f"DCT adapter: sites must be among {list(SITES)} (got "
+                             f"{list(d.adapter_sites)}) and ratios in (0, 1] (got "
+                             f"{list(d.adapter_ratios)}).")
+        self.clws = make_clws(d.clws, scales=d.clws_scales, cutoff=d.clws_cutoff)
+        self.frame_gen = torch.Generator().manual_seed(int(cfg.seed) + 1)  # own stream
+        self.semantic = None  # ClipEncoder, loaded on first use (not needed for sampling)
+        self.texture = None  # FeatureEncoder
+        self.adapters: list = []
+        self.device: Optional[torch.device] = None
+        self._targets: dict[int, dict[str, list[torch.Tensor]]] = {}
+        self._logs: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ model surgery
+    def setup(self, model, base, device: torch.device) -> None:
+        self.device = device
+        if self.d.adapter:
+            self.adapters = install_ms_adapters(model.unet, self.d.adapter_ratios,
+                                                self.d.adapter_sites)
+
+    def trainable_patterns(self) -> tuple[str, ...]:
+        return (ADAPTER_PATTERN,) if self.d.adapter else ()
+
+    @property
+    def consistency_on(self) -> bool:
+        return bool(self.d.semantic or self.d.texture)
+
+    def load_feature_nets(self) -> None:
+        """Load the frozen CLIP / texture nets the switches ask for (once)."""
+        dev = self.device or torch.device("cpu")
+        if self.d.semantic and self.semantic is None:
+            self.semantic = load_semantic_net(self.d, dev)
+        if self.d.texture and self.texture is None:
+            self.texture = load_texture_net(self.d, dev)
+
+    def summary(self) -> dict[str, Any]:
+        self.load_feature_nets()
+        return {
+            "adapter": bool(self.d.adapter), "semantic": bool(self.d.semantic),
+            "texture": bool(self.d.texture), "clws": self.d.clws, "lam": self.d.lam,
+            "adapters": len(self.adapters),
+            "adapter_params": sum(p.numel() for a in self.adapters for p in a.parameters()),
+            "semantic_net": getattr(self.semantic, "name", None),
+            "texture_net": getattr(self.texture, "name", None),
+            "frames_per_step": self.d.frames_per_step, "decode_size": self.d.decode_size,
+            "warmup": self.d.warmup, "t_max": self.d.t_max}
+
+    # ------------------------------------------------------------------ the consistency terms
+    def active(self, s: StepState) -> torch.Tensor | None:
+        """Batch indices whose consistency terms run this step (stepwise schedule), or None."""
+        if not self.consistency_on or self.d.lam == 0:
+            return None
+        if s.step < math.ceil(self.d.warmup * s.total):
+            return None
+        keep = (s.timesteps < self.d.t_max).nonzero().flatten()
+        return keep if keep.numel() else None
+
+    def pick_frames(self, n_frames: int) -> list[int]:
+        n = self.d.frames_per_step or n_frames
+        if n >= n_frames:
+            return list(range(n_frames))
+        return sorted(torch.randperm(n_frames, generator=self.frame_gen)[:n].tolist())
+
+    def decoded_size(self, h: int, w: int, vae_scale: int) -> tuple[int, int]:
+        """Latent (h, w) to decode at so the short image side is ``decode_size`` (never up)."""
+        side = self.d.decode_size
+        if not side or side >= min(h, w) * vae_scale:
+            return h, w
+        k = side / (min(h, w) * vae_scale)
+        return max(1, round(h * k)), max(1, round(w * k))
+
+    def decode(self, base, lat: torch.Tensor, grad: bool) -> torch.Tensor:
+        """Latents (B, 4, n, h, w) -> images (B*n, 3, H, W) in [0, 1] at the decode size."""
+        from ..pipelines.encode import decode_latents
+
+        b, c, n, h, w = lat.shape
+        hh, ww = self.decoded_size(h, w, base.vae_scale)
+        if (hh, ww) != (h, w):
+            z = lat.permute(0, 2, 1, 3, 4).reshape(b * n, c, h, w)
+            z = F.interpolate(z, size=(hh, ww), mode="bilinear", align_corners=False,
+                              antialias=True)
+            lat = z.reshape(b, n, c, hh, ww).permute(0, 2, 1, 3, 4)
+        x = decode_latents(base, lat, grad=grad)  # (B, 3, n, H, W) in [-1, 1]
+        x = x.permute(0, 2, 1, 3, 4).reshape(b * n, 3, x.shape[-2], x.shape[-1])
+        return ((x + 1) / 2).clamp(0, 1)
+
+    def features(self, images: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+        """Semantic (CLIP patch-token grid) and texture (VGG maps) features, float32."""
+        out: dict[str, list[torch.Tensor]] = {}
+        if self.semantic is not None:
+            out["sem"] = [self.semantic.image_tokens(images)]
+        if self.texture is not None:
+            out["tex"] = [f.float() for f in self.texture(images.to(self.texture.dtype))]
+        return out
+
+    @torch.no_grad()
+    def targets(self, s: StepState, idx: list[int], size: tuple[int, int]
+                ) -> dict[str, list[torch.Tensor]]:
+        """Features of the real frames ``idx``, cached per frame (they never change).
+
+        ``target="decoded"``: the clip's own latents through the same (resized) decode as the
+        prediction, so the loss is zero exactly when x0 is predicted exactly; ``"frames"``: the
+        real frames resized to the decoded size.
+        """
+        missing = [i for i in idx if i not in self._targets]
+        if missing:
+            if self.d.target == "decoded":
+                imgs = self.decode(s.base, s.latents[:1, :, missing].float(), grad=False)
+            else:
+                imgs = F.interpolate(s.frames[missing].float(), size=size, mode="bilinear",
+                                     align_corners=False, antialias=True).clamp(0, 1)
+            feats = self.features(imgs)
+            for j, i in enumerate(missing):
+                self._targets[i] = {k: [m[j:j + 1] for m in v] for k, v in feats.items()}
+        return {k: [torch.cat([self._targets[i][k][li] for i in idx])
+                    for li in range(len(self._targets[idx[0]][k]))]
+                for k in self._targets[idx[0]]}
+
+    def extra_losses(self, s: StepState) -> dict[str, torch.Tensor]:
+        self._logs = {}
+        keep = self.active(s)
+        if keep is None:
+            return {}
+        self.load_feature_nets()
+        x0 = s.pred_x0()[keep]  # (b, 4, F, h, w), on the autograd graph
+        b = x0.shape[0]
+        idx = self.pick_frames(x0.shape[2])
+        pred_img = self.decode(s.base, x0[:, :, idx], grad=True)
+        pf = self.features(pred_img)
+        tf = self.targets(s, idx, tuple(pred_img.shape[-2:]))
+        rep = lambda maps: [m.repeat(b, 1, 1, 1) for m in maps]  # noqa: E731 - same clip per b
+        l_sem = feature_loss(pf["sem"], rep(tf["sem"]), self.d.phase_weight) if "sem" in pf \
+            else None
+        l_tex = feature_loss(pf["tex"], rep(tf["tex"]), self.d.phase_weight) if "tex" in pf \
+            else None
+        t = float(s.timesteps[keep].float().mean())
+        if l_sem is not None and l_tex is not None:
+            w_sem, w_tex = self.clws.weights(s.step, t, {k: [m.detach() for m in v]
+                                                         for k, v in pf.items()})
+            l_cons = w_sem * l_sem + w_tex * l_tex  # eq. 11
+        else:  # one term switched off (Table 3 "S" / "T"): the other takes the whole weight
+            w_sem = 1.0 if l_sem is not None else 0.0
+            l_cons = l_sem if l_sem is not None else l_tex
+        self._logs = {"alpha": float(w_sem), "l_cons": float(l_cons.detach())}
+        if l_sem is not None:
+            self._logs["l_sem"] = float(l_sem.detach())
+        if l_tex is not None:
+            self._logs["l_tex"] = float(l_tex.detach())
+        return {"cons": self.d.lam * l_cons}
+
+    def after_step(self, s: StepState) -> dict[str, float]:
+        logs, self._logs = self._logs, {}
+        return logs
+
+    # ------------------------------------------------------------------ resume + report
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"frame_rng": self.frame_gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if "frame_rng" in state:
+            self.frame_gen.set_state(state["frame_rng"].to(torch.uint8).cpu())
+
+    def finish(self, run_dir, losses: list[dict]) -> None:
+        """``clws_alpha.png``: the CLWS alpha of every step the consistency terms ran."""
+        pts = [(r["step"], r["alpha"], r.get("t")) for r in losses if "alpha" in r]
+        if self.consistency_on and pts:
+            plot_alpha(pts, Path(run_dir) / "clws_alpha.png", self.d.clws)
+
+
+def plot_alpha(points: list[tuple], path: Path, clws: str) -> Path:
+    """Scatter of alpha per step (colour = timestep t), PNG through the Agg canvas, atomically."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend state in a server
+
+    from ..io.atomic import atomic_path
+
+    steps = [p[0] for p in points]
+    alpha = [p[1] for p in points]
+    ts = [p[2] if p[2] is not None else 0 for p in points]
+    fig = Figure(figsize=(6, 3), dpi=100)
+    ax = fig.subplots()
+    sc = ax.scatter(steps, alpha, c=ts, cmap="viridis", s=12, vmin=0, vmax=1000)
+    ax.plot(steps, alpha, lw=0.6, color="gray", alpha=0.6)
+    fig.colorbar(sc, ax=ax, label="timestep t")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("step")
+    ax.set_ylabel("alpha (semantic weight)")
+    ax.set_title(f"CLWS {clws}: L_cons = alpha L_sem + (1 - alpha) L_tex")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
