@@ -83,7 +83,8 @@ def _fgbg_args(cfg, a):
     return dataclasses.replace(cfg, **upd)
 
 
-def tune_config_from_args(a) -> "TuneConfig":
+def tune_config_from_args(a):
+    """The TuneConfig the tune flags describe (over --config when given)."""
     from .config import DataConfig, TuneConfig, load_tune_config
 
     cfg = load_tune_config(a.config) if a.config else TuneConfig(data=DataConfig(width=0, height=0))

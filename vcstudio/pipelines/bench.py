@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..config import DataConfig, DCTConfig, EditConfig, TuneConfig
+from ..config import DataConfig, DCTConfig, TuneConfig
 from ..device import peak_memory_gib, pick_device, precision_for, reset_peak
 from ..models.loading import BaseModel
 from .runs import RunFolder

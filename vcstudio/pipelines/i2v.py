@@ -172,7 +172,7 @@ class SVDBackbone:
             raise InputError(f"grad_steps must be within 0..{steps}, got {grad_steps}.")
         sched = self.parts.scheduler
         sched.set_timesteps(steps, device=self.device)
-        n, (_, c, h, w) = cond.num_frames, cond.image_latents.shape[1:]
+        n, (h, w) = cond.num_frames, cond.image_latents.shape[-2:]
         shape = (1, n, self.parts.unet.config.out_channels, h, w)
         if latents is None:
             # ... then the initial latents (randn on the generator's device, like randn_tensor).

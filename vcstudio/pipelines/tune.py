@@ -19,7 +19,7 @@ import torch
 
 from ..config import TuneConfig, to_dict
 from ..device import Precision, pick_device, precision_for
-from ..errors import CancelledError, InputError, OutOfMemoryError
+from ..errors import InputError, OutOfMemoryError
 from ..io import clip_hash, resize_frames, write_mp4
 from ..methods.base import StepState, TuneMethod
 from ..methods.registry import get_method

@@ -17,6 +17,11 @@ METHODS = ["baseline", "dct", "apla"]
 CLWS = ["mul-fourier", "fourier", "exponential", "gaussian", "linear", "constant"]
 STREAM_METRICS = ["clip_text", "consistency_adjacent", "warp_error"]
 
+# logged terms drawn on the live loss plot: the denoising loss, DCT's (l_sem, l_tex, l_cons,
+# alpha) and APLA's (hyper-loss parts, adversarial terms, ||VGT|| / ||U-Net||)
+PLOTTED = ("loss", "l_sem", "l_tex", "l_cons", "alpha", "perceptual", "adv_g", "disc_loss",
+           "disc_acc", "vgt_ratio")
+
 
 def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, size: int,
                 resize: str, method: str, steps: int, lr: float, seed: int, adapter: bool = True,
@@ -102,7 +107,7 @@ def tune_handler(studio, sid, video, prompt, frames, stride, start, size, resize
                 continue
             ev = item
             if ev.stage == "tune":
-                for k in ("loss", "l_sem", "l_tex", "l_cons", "alpha", "adv", "disc_loss"):
+                for k in PLOTTED:
                     if k in ev.metrics:  # None-padded: terms that skip steps (DCT's stepwise
                         s = losses.setdefault(k, [])  # schedule) stay at their own step
                         s.extend([None] * (ev.step - 1 - len(s)))
@@ -143,7 +148,6 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
 
 def score_frames(studio, frames: np.ndarray, prompt: str, run: Optional[Path] = None):
     """Per-frame CLIP alignment / consistency / warp error, streamed frame by frame."""
-    from ..io import read_video
     from ..metrics import MetricStream
 
     stream = MetricStream(STREAM_METRICS, prompt=prompt, cache=studio.cache)
