@@ -368,7 +368,7 @@ def test_ui_long_tab_generates(tiny_sd, tmp_path):
     from vcstudio.io.synthetic import moving_shape_clip
     from vcstudio.pipelines.tune import tune
     from vcstudio.session import Studio
-    from vcstudio.ui.long_tab import generate
+    from vcstudio.ui.long_tab import generate, preview_masks
 
     studio = Studio(tmp_path / "data", limits=Limits(), cache=ModelCache(), device="cpu")
     try:
@@ -380,9 +380,21 @@ def test_ui_long_tab_generates(tiny_sd, tmp_path):
              cache=studio.cache, invert=False)
         out = list(generate(studio, sid, str(run), "", "a red circle\na blue square", 12, 8, 4,
                             "pyramid", 2, 5))
-        mp4, status = out[-1]
-        assert status == "Done." and read_video(mp4).shape[0] == 12
+        mp4, status, strip, gallery = out[-1]
+        assert status.startswith("Done") and read_video(mp4).shape[0] == 12
         assert studio.safe_path(sid, mp4, must_exist=True)  # written inside the session
+        assert strip.shape[0] == 64 and gallery is None  # no mask stage asked for
+        # the mask stage alone, previewed before the expensive steps (GrabCut offline)
+        prev = list(preview_masks(studio, sid, str(run), "", "a red circle", 8, 8, 4, "uniform",
+                                  2, 5, "grabcut", "", 2))
+        items, note = prev[-1]
+        assert len(items) == 3 and "grabcut" in note.lower()  # 2 candidates + the fused clip
+        assert items[0][0].shape == (64, 8 * 64, 3)
+        # and generation with masks on shows the same stage's pictures
+        mp4, status, _, gallery = list(generate(studio, sid, str(run), "", "a red circle", 8, 8,
+                                                4, "uniform", 2, 5, True, "grabcut", "", 2,
+                                                0))[-1]
+        assert "grabcut" in status.lower() and len(gallery) == 3
     finally:
         studio.close()
 

@@ -204,21 +204,47 @@ def _upscale(base, lat: torch.Tensor, size: tuple[int, int], cfg: LongConfig,
     return encode_video(base, resize_frames(frames, size[1], size[0], "crop"), cfg.decode_chunk)
 
 
+def _fusion_clip(tuned, cfg: LongConfig, prompt: str, size, uncond, progress, cancel, cache,
+                 sam_builder):
+    """Secs. 3.1-3.2 on a window-length clip of ``prompt``: candidates, masks, eq. 11, eq. 12."""
+    from .maskfusion import average_fusion_clip
+
+    cond = encode_prompts(tuned.base, [prompt])
+    return average_fusion_clip(tuned, cond, uncond, cfg.mask, cfg.window, size, cfg.steps,
+                               cfg.guidance, cfg.seed, cfg.eta, cfg.decode_chunk, progress,
+                               cancel, cache, sam_builder)
+
+
+def mask_preview(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cache,
+                 device: Optional[torch.device] = None, progress: ProgressFn = null_progress,
+                 cancel: Optional[CancelToken] = None, sam_builder=None):
+    """Only the mask stage (secs. 3.1-3.2) of ``long_video`` with the same settings: the
+    candidates, their masks and the fused clip, to check them before the expensive steps
+    (combined tuning and the long video). Returns a maskfusion.FusionResult."""
+    from .maskfusion import check_mask_source
+    from .tune import load_tuned
+
+    validate_long(cfg)
+    check_mask_source(cfg.mask)
+    segments = long_segments(cfg)
+    progress(Event(0, 1, "loading the tuned model", stage="load"))
+    tuned = load_tuned(run, cache, device)
+    uncond = encode_prompts(tuned.base, [cfg.negative or ""])
+    return _fusion_clip(tuned, cfg, segments[0].prompt, _sizes(cfg, tuned)[0], uncond, progress,
+                        cancel, cache, sam_builder)
+
+
 def _masks_and_combined(tuned, cfg: LongConfig, segments, size, uncond, res: LongResult,
                         mp4: Path, progress, cancel, cache, sam_builder):
     """Secs. 3.1-3.3 on a window-length clip of the first segment's prompt; returns D' (or D when
     combined tuning is off)."""
     from ..io import write_gif
     from .combined import combined_tune
-    from .maskfusion import average_fusion_clip
     from .tune import load_tuned
 
     base = tuned.base
     prompt = segments[0].prompt
-    cond = encode_prompts(base, [prompt])
-    fr = average_fusion_clip(tuned, cond, uncond, cfg.mask, cfg.window, size, cfg.steps,
-                             cfg.guidance, cfg.seed, cfg.eta, cfg.decode_chunk, progress, cancel,
-                             cache, sam_builder)
+    fr = _fusion_clip(tuned, cfg, prompt, size, uncond, progress, cancel, cache, sam_builder)
     res.masks, res.mask_method, res.fused = fr.masks, fr.method, fr.frames
     res.candidates, res.candidate_masks = fr.candidates, fr.candidate_masks
     side = mp4.parent / f"{mp4.stem}-masks"

@@ -1,10 +1,8 @@
 """Long Video tab: prompt timeline or story -> scene graph, window layout picture, generation."""
 from __future__ import annotations
 
-import importlib
-
 from ..errors import InputError
-from .common import ensure_session, gr_error, run_job
+from .common import Ticker, ensure_session, frame_strip, gr_error, run_job
 
 
 def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion: str):
@@ -36,32 +34,96 @@ def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion
         raise gr_error(e)
 
 
-def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusion, steps, seed):
+def long_config(story, prompts, frames, window, stride, fusion, steps, seed, use_masks=False,
+                mask_method="grabcut", sam_checkpoint="", candidates=5, tune_steps=0):
+    """The UI's controls -> LongConfig (masks: SAM, or GrabCut labelled as the fallback)."""
+    from ..config import LongConfig, MaskConfig
+
+    lines = [p.strip() for p in (prompts or "").splitlines() if p.strip()]
+    mask = MaskConfig(method="sam" if mask_method == "sam" else "grabcut", fallback=True,
+                      sam_checkpoint=sam_checkpoint or "", n_candidates=int(candidates),
+                      tune_steps=int(tune_steps))
+    return LongConfig(prompts=lines, story=story or "", frames=int(frames), window=int(window),
+                      stride=int(stride), fusion=fusion, steps=int(steps), seed=int(seed),
+                      masks=bool(use_masks), mask=mask)
+
+
+def _run(studio, sid, run_dir):
+    if not run_dir:
+        raise InputError("Tune a clip in the Edit-from-Video tab first: long videos are "
+                         "generated from a tuned run.")
+    return studio.safe_path(sid, run_dir, must_exist=True)
+
+
+def mask_gallery(candidates, candidate_masks, fused, masks) -> list:
+    """Gallery items: each candidate's x0 at step k with its background dimmed, then the fused
+    clip r' (eq. 11-12) the same way."""
+    def dim(frames, m):
+        out = frames.copy()
+        out[~m] = out[~m] // 3
+        return frame_strip(out, 8)
+
+    items = [(dim(c, m), f"candidate {i + 1}: x0 at step k, background dimmed")
+             for i, (c, m) in enumerate(zip(candidates, candidate_masks))]
+    return items + [(dim(fused, masks), "fused clip r' (eq. 11), denoised to the end (eq. 12)")]
+
+
+def preview_masks(studio, sid, run_dir, story, prompts, frames, window, stride, fusion, steps,
+                  seed, mask_method, sam_checkpoint, candidates):
+    """Generator: the mask stage alone, so the masks are checked before the expensive steps."""
+    from ..pipelines.longvideo import mask_preview
+
     sid = ensure_session(studio, sid)
     try:
-        if not run_dir:
-            raise InputError("Tune a clip in the Edit-from-Video tab first: long videos are "
-                             "generated from a tuned run.")
-        try:
-            lv = importlib.import_module("vcstudio.pipelines.longvideo")
-        except ImportError:
-            raise InputError("Long-video generation is not installed in this build.") from None
-        run = studio.safe_path(sid, run_dir, must_exist=True)
-        from ..config import LongConfig  # lands with the long-video pipeline
-
-        segs_prompts = [p.strip() for p in (prompts or "").splitlines() if p.strip()]
-        cfg = LongConfig(prompts=segs_prompts, story=story or "", frames=int(frames),
-                         window=int(window), stride=int(stride), fusion=fusion,
-                         steps=int(steps), seed=int(seed))
+        run = _run(studio, sid, run_dir)
+        cfg = long_config(story, prompts, frames, window, stride, fusion, steps, seed, True,
+                          mask_method, sam_checkpoint, candidates)
         res = None
-        for item in run_job(studio, sid, "long", lv.long_video, run, cfg, cache=studio.cache):
+        for item in run_job(studio, sid, "long", mask_preview, run, cfg, cache=studio.cache):
             if isinstance(item, tuple):
                 res = item[1] if item[0] == "result" else res
                 continue
             yield None, f"{item.stage}: {item.step}/{item.total}"
-        yield str(res.mp4), "Done."
+        yield (mask_gallery(res.candidates, res.candidate_masks, res.frames, res.masks),
+               f"Masks by **{res.method}** at t = {res.k_timestep}. Generate when they look "
+               "right.")
     except Exception as e:
         raise gr_error(e)
+
+
+def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusion, steps, seed,
+             use_masks=False, mask_method="grabcut", sam_checkpoint="", candidates=5,
+             tune_steps=0):
+    """Generator: (video, status, frames so far, mask gallery)."""
+    from ..pipelines.longvideo import long_video
+
+    sid = ensure_session(studio, sid)
+    try:
+        run = _run(studio, sid, run_dir)
+        cfg = long_config(story, prompts, frames, window, stride, fusion, steps, seed, use_masks,
+                          mask_method, sam_checkpoint, candidates, tune_steps)
+        res, tick = None, Ticker()
+        for item in run_job(studio, sid, "long", long_video, run, cfg, cache=studio.cache):
+            if isinstance(item, tuple):
+                res = item[1] if item[0] == "result" else res
+                continue
+            strip = frame_strip(item.preview, 12) if item.preview is not None else None
+            if strip is not None or tick.due(item):
+                yield (None, f"{item.stage}: {item.step}/{item.total}",
+                       strip if strip is not None else gr_skip(), gr_skip())
+        gallery = (mask_gallery(res.candidates, res.candidate_masks, res.fused, res.masks)
+                   if res.fused is not None else None)
+        note = f" Masks by **{res.mask_method}**." if res.mask_method else ""
+        yield (str(res.mp4), f"Done in {res.seconds:.0f} s: {len(res.frames)} frames.{note}",
+               frame_strip(res.frames, 12), gallery)
+    except Exception as e:
+        raise gr_error(e)
+
+
+def gr_skip():
+    import gradio as gr
+
+    return gr.skip()
 
 
 def build(studio, sid_state, edit_refs):
@@ -86,6 +148,19 @@ def build(studio, sid_state, edit_refs):
                 with gr.Row():
                     steps = gr.Slider(5, 100, value=30, step=1, label="Sampling steps")
                     seed = gr.Number(value=33, precision=0, label="Seed")
+                with gr.Accordion("Masks + average fusion (seed 001): keep one subject across "
+                                  "segments", open=False):
+                    use_masks = gr.Checkbox(False, label="Use masks when generating")
+                    with gr.Row():
+                        mask_method = gr.Radio(["grabcut", "sam"], value="grabcut",
+                                               label="Masks by (GrabCut = classical fallback)")
+                        candidates = gr.Slider(1, 8, value=5, step=1,
+                                               label="Candidates n (paper: 5)")
+                    sam_ckpt = gr.Textbox(label="SAM checkpoint (.pth; empty = the cache folder; "
+                                                "missing = GrabCut)")
+                    tune_steps = gr.Slider(0, 500, value=0 if studio.embedded else 250, step=10,
+                                           label="Combined tuning steps (paper: 250; 0 = off)")
+                    mask_btn = gr.Button("Preview masks")
                 plan_btn = gr.Button("Plan")
                 gen_btn = gr.Button("Generate long video", variant="primary")
                 status = gr.Markdown()
@@ -95,10 +170,19 @@ def build(studio, sid_state, edit_refs):
                 segs = gr.Dataframe(headers=["prompt", "first frame", "last frame"],
                                     label="Timeline", interactive=False)
                 graph = gr.JSON(label="Scene graph")
-                video = gr.Video(label="Long video", height=240)
+                video = gr.Video(label="Long video", height=240, autoplay=True, loop=True)
+                so_far = gr.Image(label="Frames (as they are decoded)", interactive=False,
+                                  height=90)
+                masks_view = gr.Gallery(label="Mask stage: candidates and the fused clip",
+                                        columns=1, height=260)
         windows = gr.JSON(label="Windows and their prompts")
         plan_btn.click(lambda *a: plan(*a), [story, prompts, frames, window, stride, fusion],
                        [graph, segs, layout, windows], api_name="plan")
+        common = [sid_state, edit_refs["run_dir"], story, prompts, frames, window, stride,
+                  fusion, steps, seed]
         gen_btn.click(lambda *a: (yield from generate(studio, *a)),
-                      [sid_state, edit_refs["run_dir"], story, prompts, frames, window, stride,
-                       fusion, steps, seed], [video, status])
+                      common + [use_masks, mask_method, sam_ckpt, candidates, tune_steps],
+                      [video, status, so_far, masks_view], api_name="long")
+        mask_btn.click(lambda *a: (yield from preview_masks(studio, *a)),
+                       common + [mask_method, sam_ckpt, candidates], [masks_view, status],
+                       api_name="long_masks")
