@@ -24,6 +24,16 @@ def tiny_sd_v(tmp_path_factory):
                          prediction_type="v_prediction")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models on the shared 2-core machine run ~10x faster single-threaded; a module opts
+    in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def cache():
     from vcstudio.models.cache import ModelCache

@@ -18,13 +18,7 @@ from vcstudio.pipelines.i2v import SVDBackbone, sample_i2v
 from vcstudio.pipelines.i2v_tune import I2VTuneConfig, ab_sample, tune_i2v
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine run ~10x faster single-threaded.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ from vcstudio.pipelines.i2v_tune import I2VTuneConfig, ab_sample, tune_i2v
 N, S = 9, 32  # tiny LTX: 4x temporal / 4x spatial VAE -> 3 x 8 x 8 latents
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

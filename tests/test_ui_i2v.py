@@ -12,6 +12,7 @@ def ltx(tmp_path_factory):
     return build_tiny_ltx(tmp_path_factory.mktemp("tiny_ltx"), seed=0)
 
 
+@pytest.mark.slow  # ~60 s: reward steps, guardrail probes and VCD at the paper's 224 px
 def test_reward_tune_streams_curves_and_ends_with_base_vs_tuned(ltx, tmp_path):
     from PIL import Image
 

@@ -18,12 +18,7 @@ from vcstudio.models.vgg import (EfficientNetLite0Features, VGG19Features, find_
 FAST = dict(size=160, num_proj=32)  # EfficientNet's stride-32 tap needs >= 160 px
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()  # the test machine's cores are shared; 1 thread is faster there
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

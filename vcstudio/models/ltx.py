@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 import torch
 
-from ..errors import ModelNotFoundError
 from .cache import ModelCache, default_cache
+from .pipeline_parts import cached, freeze, load_pipeline
 
 LTX_DEFAULT = "Lightricks/LTX-Video"  # 0.9.x; 121 frames at 512 x 704 in the docs
 TINY_WORDS = ("a", "the", "red", "blue", "ball", "cat", "dog", "car", "rolls", "walks", "on",
@@ -36,33 +36,15 @@ def load_ltx(model: str | Path = LTX_DEFAULT, device: torch.device | str = "cpu"
     """Load LTX-Video from a diffusers folder or hub id; missing/unreachable -> ModelNotFoundError."""
 
     def build() -> LTXParts:
-        from diffusers import LTXImageToVideoPipeline
-
-        src = str(model)
-        is_dir = Path(src).is_dir()
-        if not is_dir and (Path(src).suffix or src.startswith((".", "/"))):
-            raise ModelNotFoundError(f"LTX-Video model folder {src} does not exist; pass --model a "
-                                     "diffusers folder (transformer/, vae/, text_encoder/, tokenizer/, "
-                                     "scheduler/) or a hub id such as Lightricks/LTX-Video.")
-        try:
-            pipe = LTXImageToVideoPipeline.from_pretrained(
-                src, dtype=dtype, local_files_only=local_files_only or is_dir)
-        except (OSError, ValueError, EnvironmentError) as e:
-            raise ModelNotFoundError(
-                f"Could not load the LTX-Video image-to-video model {src!r} ({type(e).__name__}: "
-                f"{str(e).splitlines()[0][:200]}). Without network, download it elsewhere with "
-                "`huggingface-cli download` and pass the local folder with --model.") from e
+        pipe = load_pipeline("LTXImageToVideoPipeline", model, dtype, "LTX-Video",
+                             "transformer/, vae/, text_encoder/, tokenizer/, scheduler/; hub id "
+                             "e.g. Lightricks/LTX-Video", local_files_only)
         parts = LTXParts(transformer=pipe.transformer, vae=pipe.vae, text_encoder=pipe.text_encoder,
-                         tokenizer=pipe.tokenizer, scheduler=pipe.scheduler, source=src)
-        for m in (parts.transformer, parts.vae, parts.text_encoder):
-            m.to(device)
-            m.requires_grad_(False)
-            m.eval()
+                         tokenizer=pipe.tokenizer, scheduler=pipe.scheduler, source=str(model))
+        freeze(device, parts.transformer, parts.vae, parts.text_encoder)
         return parts
 
-    if cache is None:
-        return build()
-    return cache.get(("ltx", str(model), str(device), str(dtype)), build)
+    return cached(cache, ("ltx", str(model), str(device), str(dtype)), build)
 
 
 def tiny_ltx_configs(timestep_conditioning: bool = False) -> dict[str, dict]:

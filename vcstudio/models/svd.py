@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 import torch
 
-from ..errors import ModelNotFoundError
 from .cache import ModelCache, default_cache
+from .pipeline_parts import cached, freeze, load_pipeline
 
 SVD_DEFAULT = "stabilityai/stable-video-diffusion-img2vid"  # 14 frames at 576 x 1024
 
@@ -35,34 +35,16 @@ def load_svd(model: str | Path = SVD_DEFAULT, device: torch.device | str = "cpu"
     """Load SVD from a diffusers folder or hub id; a missing/unreachable model -> ModelNotFoundError."""
 
     def build() -> SVDParts:
-        from diffusers import StableVideoDiffusionPipeline
-
-        src = str(model)
-        is_dir = Path(src).is_dir()
-        if not is_dir and (Path(src).suffix or src.startswith((".", "/"))):
-            raise ModelNotFoundError(f"I2V model folder {src} does not exist; pass --model a diffusers "
-                                     "folder (unet/, vae/, image_encoder/, scheduler/) or a hub id.")
-        try:
-            pipe = StableVideoDiffusionPipeline.from_pretrained(
-                src, dtype=dtype, local_files_only=local_files_only or is_dir)
-        except (OSError, ValueError, EnvironmentError) as e:
-            raise ModelNotFoundError(
-                f"Could not load the image-to-video model {src!r} ({type(e).__name__}: "
-                f"{str(e).splitlines()[0][:200]}). Without network, download it elsewhere with "
-                "`huggingface-cli download` and pass the local folder with --model.") from e
+        pipe = load_pipeline("StableVideoDiffusionPipeline", model, dtype, "image-to-video",
+                             "unet/, vae/, image_encoder/, scheduler/", local_files_only)
         fe = pipe.feature_extractor
         parts = SVDParts(unet=pipe.unet, vae=pipe.vae, image_encoder=pipe.image_encoder,
                          scheduler=pipe.scheduler, image_mean=tuple(fe.image_mean),
-                         image_std=tuple(fe.image_std), source=src)
-        for m in (parts.unet, parts.vae, parts.image_encoder):
-            m.to(device)
-            m.requires_grad_(False)
-            m.eval()
+                         image_std=tuple(fe.image_std), source=str(model))
+        freeze(device, parts.unet, parts.vae, parts.image_encoder)
         return parts
 
-    if cache is None:
-        return build()
-    return cache.get(("svd", str(model), str(device), str(dtype)), build)
+    return cached(cache, ("svd", str(model), str(device), str(dtype)), build)
 
 
 def tiny_svd_configs(frames: int = 4) -> dict[str, dict]:

@@ -17,7 +17,7 @@ conditioned, temporally compressed latents). The tests check each against diffus
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Protocol, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -59,6 +59,21 @@ class I2VBackbone(Protocol):
                chunk: int = 8, generator: Optional[torch.Generator] = None) -> torch.Tensor: ...
 
     def embed_images(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+def truncated_loop(step: Callable[[torch.Tensor, Any], torch.Tensor], x: torch.Tensor,
+                   timesteps, grad_steps: int, progress: ProgressFn = null_progress,
+                   cancel: Optional[CancelToken] = None) -> torch.Tensor:
+    """The denoising loop where only the last ``grad_steps`` steps keep the autograd graph
+    (seed 002's truncated backprop; 0 = plain sampling)."""
+    n = len(timesteps)
+    for i, t in enumerate(timesteps):
+        if cancel is not None:
+            cancel.check()
+        with torch.set_grad_enabled(i >= n - grad_steps and torch.is_grad_enabled()):
+            x = step(x, t)
+        progress(Event(i + 1, n, f"denoising step {i + 1}/{n}", stage="sample"))
+    return x
 
 
 def image_to_tensor(image, height: int, width: int) -> torch.Tensor:
@@ -179,14 +194,8 @@ class SVDBackbone:
             latents = torch.randn(shape, generator=generator, device=generator.device
                                   if generator is not None else "cpu")
         x = latents.to(self.device).float() * sched.init_noise_sigma
-        first_grad = steps - grad_steps
-        for i, t in enumerate(sched.timesteps):
-            if cancel is not None:
-                cancel.check()
-            with torch.set_grad_enabled(i >= first_grad and torch.is_grad_enabled()):
-                x = self._step(cond, x, t)
-            progress(Event(i + 1, steps, f"denoising step {i + 1}/{steps}", stage="sample"))
-        return x
+        return truncated_loop(lambda x, t: self._step(cond, x, t), x, sched.timesteps,
+                              grad_steps, progress, cancel)
 
     def _step(self, cond: I2VCond, x: torch.Tensor, t) -> torch.Tensor:
         sched = self.parts.scheduler

@@ -31,8 +31,8 @@ import torch
 
 from ..device import Precision, precision_for
 from ..errors import InputError
-from ..progress import CancelToken, Event, ProgressFn, null_progress
-from .i2v import image_to_tensor
+from ..progress import CancelToken, ProgressFn, null_progress
+from .i2v import image_to_tensor, truncated_loop
 
 
 @dataclass
@@ -194,14 +194,8 @@ class LTXBackbone:
                                   if generator is not None else "cpu")
         noise = latents.to(self.device).float()
         x = torch.cat([cond.image_latents.to(noise).expand(1, -1, 1, -1, -1), noise[:, :, 1:]], 2)
-        first_grad = steps - grad_steps
-        for i, t in enumerate(self.parts.scheduler.timesteps):
-            if cancel is not None:
-                cancel.check()
-            with torch.set_grad_enabled(i >= first_grad and torch.is_grad_enabled()):
-                x = self._step(cond, x, t)
-            progress(Event(i + 1, steps, f"denoising step {i + 1}/{steps}", stage="sample"))
-        return x
+        return truncated_loop(lambda x, t: self._step(cond, x, t), x,
+                              self.parts.scheduler.timesteps, grad_steps, progress, cancel)
 
     def _step(self, cond: LTXCond, x: torch.Tensor, t) -> torch.Tensor:
         f, h, w = x.shape[2:]
