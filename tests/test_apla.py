@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from vcstudio.config import APLAConfig, DataConfig, EditConfig, TuneConfig
 from vcstudio.device import precision_for
+from vcstudio.errors import InputError
 from vcstudio.methods.apla import TABLE3, APLAMethod, vgt_ratio
 from vcstudio.methods.base import StepState
 from vcstudio.methods.discriminator import AdversarialTrainer, NoiseDiscriminator
@@ -279,7 +280,6 @@ def test_cli_flags_map_to_apla_config():
 
 
 def test_unknown_vgt_variant_is_a_user_error():
-    from vcstudio.errors import InputError
 
     with pytest.raises(InputError, match="pure, hyper or none"):
         APLAMethod(apla_cfg(vgt="tiny"))
@@ -351,3 +351,36 @@ def test_resume_restores_the_discriminator_and_its_optimiser(tiny_sd, clip8, tmp
     db, _ = load_tensors(RunFolder(resumed.run_dir).delta_path)
     for k in ("aux.discriminator.conv.weight", "perturb.vgt.head.3.weight"):
         torch.testing.assert_close(da[k], db[k], rtol=1e-5, atol=1e-7)
+
+
+def test_apla_plus_dct_stacks_both_methods_parts(base):
+    """apla+dct: VGT + discriminator + MS-Adapters in one model, APLA's hyper-loss as the
+    denoising loss, DCT's consistency and APLA's adversarial terms both added, both after-step
+    logs, both resume states."""
+    from vcstudio.config import DCTConfig
+    from vcstudio.methods.compose import ComposedMethod
+    from vcstudio.methods.registry import get_method
+
+    cfg = dataclasses.replace(apla_cfg(), method="apla+dct",
+                              dct=DCTConfig(semantic=False, random_feature_weights=True,
+                                            vgg_layers=("relu1_1",), frames_per_step=1,
+                                            decode_size=32, warmup=0.0, t_max=1000))
+    model, method, names = build(base, cfg)
+    assert isinstance(method, ComposedMethod) and method.name == "apla+dct"
+    assert set(model.perturb) == {"vgt"} and set(model.aux) == {"discriminator"}
+    assert any(".adapters." in n or "adapter" in n for n in names)  # DCT's MS-Adapters train
+    assert any(n.startswith("perturb.vgt.") for n in names)
+    s = step_state(model, base)
+    loss = method.denoise_loss(s)
+    extra = method.extra_losses(s)
+    assert set(extra) == {"adv_g", "cons"}
+    (loss + sum(extra.values())).backward()
+    logs = method.after_step(s)
+    assert {"mse", "l1", "disc_loss", "l_tex"} <= set(logs)  # both methods' logs
+    state = method.state_dict()
+    assert any(k.startswith("apla/") for k in state) and "dct/frame_rng" in state
+    info = method.summary()
+    assert info["vgt_params"] > 0 and info["adapter_params"] > 0
+    # only the combinable methods stack; two loss-replacing parts are refused
+    with pytest.raises(InputError, match="combine"):
+        get_method(dataclasses.replace(cfg, method="apla+fgbg"))

@@ -29,7 +29,7 @@ def _add_tune(sub) -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
-    p.add_argument("--method", choices=["baseline", "dct", "apla", "fgbg"],
+    p.add_argument("--method", choices=["baseline", "dct", "apla", "apla+dct", "fgbg"],
                    help="fgbg = combined tuning (eq. 20) on --fg-masks, usually with --init-from "
                    "a tuned run; its defaults are the paper's lr 2e-6 and 250 steps")
     p.add_argument("--checkpoint-every", type=int)
@@ -196,7 +196,7 @@ def _bench_common(p) -> None:
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--steps", type=int, default=None, help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps (compilation happens here)")
-    p.add_argument("--method", default="baseline", help="baseline, dct, apla (comma-separated)")
+    p.add_argument("--method", default="baseline", help="baseline, dct, apla, apla+dct (comma-separated)")
     p.add_argument("--arch", default="sd15", choices=["sd15", "tiny"])
     p.add_argument("--no-checkpointing", action="store_true")
     p.add_argument("--compile", default="auto", choices=["auto", "yes", "no"])

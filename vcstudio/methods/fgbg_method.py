@@ -88,6 +88,12 @@ class FgBgMethod(TuneMethod):
     def after_step(self, s: StepState) -> dict[str, float]:
         return {**self.last, **self.inner.after_step(s)}
 
+    def summary(self) -> dict:
+        return {"base_method": self.inner.name, **self.inner.summary()}
+
+    def finish(self, run_dir, losses: list[dict]) -> None:
+        self.inner.finish(run_dir, losses)
+
     # the loss
     def latent_masks(self, like: torch.Tensor) -> torch.Tensor:
         """(1, 1, F, h, w) foreground masks at the latents' resolution, cached."""

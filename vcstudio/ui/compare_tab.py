@@ -18,6 +18,7 @@ VARIANTS = {
     "DCT, no adapter": dict(method="dct", adapter=False),
     "APLA full (VGT-Pure)": dict(method="apla"),
     "APLA, no discriminator": dict(method="apla", disc=False),
+    "APLA + DCT": dict(method="apla+dct"),
 }
 COMPARE_METRICS = ["clip_text", "consistency_adjacent", "warp_error", "fci", "flicker", "psnr",
                    "vcd"]

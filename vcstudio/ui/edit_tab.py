@@ -13,7 +13,7 @@ from ..errors import InputError, VcsError
 from .common import (EXAMPLES, Ticker, ensure_session, frame_strip, gr_error, run_job,
                      series_frame, upload)
 
-METHODS = ["baseline", "dct", "apla"]
+METHODS = ["baseline", "dct", "apla", "apla+dct"]
 CLWS = ["mul-fourier", "fourier", "exponential", "gaussian", "linear", "constant"]
 STREAM_METRICS = ["clip_text", "consistency_adjacent", "warp_error"]
 
@@ -230,7 +230,8 @@ def build(studio, sid_state):
             with gr.Column(scale=1):
                 method = gr.Radio(METHODS, value="baseline", label="Method",
                                   info="baseline = Tune-A-Video; DCT = + adapter and "
-                                       "CLIP/VGG consistency; APLA = + VGT perturbation")
+                                       "CLIP/VGG consistency; APLA = + VGT perturbation; "
+                                       "apla+dct = both")
                 with gr.Accordion("DCT switches", open=False):
                     with gr.Row():
                         adapter = gr.Checkbox(True, label="MS-Adapter")
