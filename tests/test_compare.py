@@ -40,3 +40,14 @@ def test_best_table_stars_the_best_in_each_metrics_direction():
 def test_best_table_stars_nothing_with_one_entry():
     rows = best_table([_entry("a", clip_text=30.0)])
     assert not any("★" in c for c in rows[1])
+
+
+def test_series_frame_has_no_placeholder_series():
+    """An empty plot is None: a placeholder series fixed the browser plot's colour scale and the
+    real loss line was then never drawn."""
+    from vcstudio.ui.common import series_frame
+
+    assert series_frame({}) is None and series_frame({"loss": [None, float("nan")]}) is None
+    df = series_frame({"loss": [1.0, None, 0.5], "alpha": [0.2]})
+    assert set(df["series"]) == {"loss", "alpha"}
+    assert list(df[df.series == "loss"]["step"]) == [1, 3]  # padded steps keep their place

@@ -66,13 +66,15 @@ def frame_strip(frames: np.ndarray, max_frames: int = 12) -> np.ndarray:
 
 
 def series_frame(series: dict[str, list[float]], x: str = "step"):
-    """{name: values} -> long DataFrame (x, value, series) for gr.LinePlot."""
+    """{name: values} -> long DataFrame (x, value, series) for gr.LinePlot; None (an empty
+    plot) while there is nothing to draw. A placeholder series would fix the plot's colour
+    scale to it in the browser, and the real series that follow were then never drawn."""
     import pandas as pd
 
     rows = [{x: i + 1 if x == "step" else i, "value": float(v), "series": name}
             for name, vals in series.items() for i, v in enumerate(vals)
             if v is not None and v == v]
-    return pd.DataFrame(rows or [{x: 0, "value": 0.0, "series": "-"}])
+    return pd.DataFrame(rows) if rows else None
 
 
 class Ticker:
