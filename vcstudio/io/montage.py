@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-LABEL_BAND = 18  # pixels above each clip for its name
+LABEL_BAND = 22  # pixels above each clip for its name
 
 
 def _fit_height(frames: np.ndarray, height: int) -> np.ndarray:
@@ -23,7 +23,7 @@ def _labelled(frames: np.ndarray, label: str) -> np.ndarray:
 
     f, h, w = frames.shape[:3]
     band = np.full((LABEL_BAND, w, 3), 255, np.uint8)
-    cv2.putText(band, label[: max(4, w // 7)], (3, LABEL_BAND - 5), cv2.FONT_HERSHEY_SIMPLEX,
+    cv2.putText(band, label[: max(4, w // 7)], (3, LABEL_BAND - 7), cv2.FONT_HERSHEY_SIMPLEX,
                 0.4, (20, 20, 20), 1, cv2.LINE_AA)
     return np.concatenate([np.broadcast_to(band, (f, *band.shape)), frames], axis=1)
 
