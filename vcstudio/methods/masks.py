@@ -24,6 +24,8 @@ from ..models.cache import ModelCache, default_cache
 SAM_CHECKPOINTS = {"vit_b": "sam_vit_b_01ec64.pth", "vit_l": "sam_vit_l_0b3195.pth",
                    "vit_h": "sam_vit_h_4b8939.pth"}
 SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+# a Hub mirror of the official checkpoints under checkpoints/<file>; VCSTUDIO_SAM_HUB_REPO overrides
+SAM_HUB_REPO = "ybelkada/segment-anything"
 GRABCUT_LABEL = "grabcut (classical fallback, not SAM)"
 
 
@@ -53,10 +55,21 @@ def find_sam_checkpoint(model_type: str = "vit_b", checkpoint: Optional[str] = N
     path = Path(checkpoint) if checkpoint else sam_dir() / name
     if path.is_file():
         return path
+    why = ""
+    if not checkpoint:  # the official file, mirrored on the Hub: fetched once into sam_dir()
+        try:
+            from huggingface_hub import hf_hub_download
+
+            repo = os.environ.get("VCSTUDIO_SAM_HUB_REPO", SAM_HUB_REPO)
+            got = Path(hf_hub_download(repo, f"checkpoints/{name}", local_dir=sam_dir()))
+            if got.is_file():
+                return got
+        except Exception as e:  # offline, or the mirror is gone: say so, then the manual way
+            why = f" (Hub download from {repo} failed: {type(e).__name__})"
     raise ModelNotFoundError(
-        f"SAM checkpoint not found: {path}. Download {name} from {SAM_URL}{name} and put it in "
-        f"{sam_dir()} (or set VCSTUDIO_SAM_DIR / pass its path as the SAM checkpoint), or use the "
-        f"classical GrabCut fallback (mask method 'grabcut').")
+        f"SAM checkpoint not found: {path}{why}. Download {name} from {SAM_URL}{name} and put it "
+        f"in {sam_dir()} (or set VCSTUDIO_SAM_DIR / pass its path as the SAM checkpoint), or use "
+        f"the classical GrabCut fallback (mask method 'grabcut').")
 
 
 def _read_state_dict(path: Path) -> dict:
