@@ -87,7 +87,7 @@ def bench_tune(frames: int = 24, size: int = 512, steps: int = 5, warmup: int = 
                      method=method, steps=warmup + steps, checkpoint_every=0,
                      gradient_checkpointing=checkpointing)
     what = f"tune/{method}"
-    if method == "dct":
+    if "dct" in method.split("+"):  # dct alone or stacked (apla+dct)
         d = bench_dct_config(**(dct or {}))
         cfg = dataclasses.replace(cfg, dct=d)
         what += (f" ({min(d.frames_per_step or frames, frames)} fr @ "
