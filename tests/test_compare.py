@@ -51,3 +51,38 @@ def test_series_frame_has_no_placeholder_series():
     df = series_frame({"loss": [1.0, None, 0.5], "alpha": [0.2]})
     assert set(df["series"]) == {"loss", "alpha"}
     assert list(df[df.series == "loss"]["step"]) == [1, 3]  # padded steps keep their place
+
+
+def test_public_studio_keeps_visitors_runs_and_server_paths_apart(tmp_path):
+    """On a public Space a visitor lists and loads only their own past comparisons and cannot
+    make the server read a path they type; a desktop studio shares both."""
+    import pytest
+
+    from vcstudio.errors import InputError
+    from vcstudio.session import Studio
+    from vcstudio.ui.compare_tab import load_entry, past_choices
+    from vcstudio.ui.i2v_tab import _check_request
+
+    for public in (True, False):
+        studio = Studio(tmp_path / f"d{public}", public=public)
+        try:
+            a, b = studio.new_session().id, studio.new_session().id
+            ra = studio.store.create_run("compare", config={"session": a}, seed=1, label="A")
+            rb = studio.store.create_run("compare", config={"session": b}, seed=1, label="B")
+            for r in (ra, rb):
+                studio.store.finish_run(r.id)
+            owner = a if public else None
+            ids = {rid for _, rid in past_choices(studio.store, owner)}
+            assert ids == ({ra.id} if public else {ra.id, rb.id})
+            if public:
+                with pytest.raises(InputError, match="another visitor"):
+                    load_entry(studio.store, rb.id, owner)
+                with pytest.raises(InputError, match="server paths"):
+                    studio.server_path("SAM checkpoint", "/etc/passwd")
+            else:
+                assert studio.server_path("SAM checkpoint", "/x/sam.pth") == "/x/sam.pth"
+            with pytest.raises(InputError, match="At most"):
+                _check_request(studio, "org/i2v", studio.limits.max_frames + 1, 0)
+            assert _check_request(studio, "org/i2v", 0, 0) == "org/i2v"  # hub ids always
+        finally:
+            studio.close()

@@ -334,6 +334,11 @@ def test_estimate_scales_with_frames_size_and_steps():
     assert small["gib"] - 3.3 == pytest.approx((e["gib"] - 3.3) / 4)
     nock = TuneConfig(data=DataConfig(n_frames=8), gradient_checkpointing=False)
     assert estimate(nock, "cuda")["gib"] > e["gib"]
-    assert estimate(TuneConfig(data=base.data, method="dct"), "cuda")["gib"] > e["gib"]
+    dct = estimate(TuneConfig(data=base.data, method="dct"), "cuda")
+    apla = estimate(TuneConfig(data=base.data, method="apla"), "cuda")
+    both = estimate(TuneConfig(data=base.data, method="apla+dct"), "cuda")
+    assert dct["gib"] > e["gib"] and apla["gib"] > e["gib"]
+    assert both["gib"] == pytest.approx(dct["gib"] + apla["gib"] - e["gib"])  # both parts' cost
+    assert both["seconds"] > max(dct["seconds"], apla["seconds"])
     cpu = estimate(base, "cpu")
     assert cpu["seconds"] > 100 * e["seconds"] and cpu["fits"] is None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import queue
 import re
@@ -257,8 +258,11 @@ class Studio:
     def __init__(self, data_dir: str | Path | None = None, *, limits: Optional[Limits] = None,
                  cache: Optional[ModelCache] = None, store: Optional[Store] = None,
                  upload_roots: Optional[Sequence[str | Path]] = None,
-                 device: Any = None) -> None:
+                 device: Any = None, public: Optional[bool] = None) -> None:
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+        # A public Space (SPACE_ID set) serves strangers: no server paths typed into the page,
+        # and each visitor sees only their own past runs. A desktop studio shares them.
+        self.public = bool(os.environ.get("SPACE_ID")) if public is None else public
         self.store = store if store is not None else Store(self.data_dir)
         self.cache = cache if cache is not None else default_cache
         if limits is None:
@@ -299,6 +303,15 @@ class Studio:
     def safe_path(self, session_id: str, user_path: str | os.PathLike,
                   must_exist: bool = False) -> Path:
         return safe_path(self.session(session_id), user_path, must_exist)
+
+    def server_path(self, what: str, user_path: str) -> str:
+        """A model/checkpoint path typed into the page: a desktop studio reads it; a public
+        one refuses local paths (only hub ids and its own caches)."""
+        if user_path and self.public and (Path(user_path).exists()
+                                          or user_path.startswith(("/", ".", "~"))):
+            raise InputError(f"This public studio does not read server paths; give the {what} "
+                             "as a Hub id.")
+        return user_path
 
     def save_upload(self, session_id: str, src: str | os.PathLike | bytes,
                     name: Optional[str] = None,
@@ -585,16 +598,18 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0) -> 
     dtype = str(device).split(":")[0]
     d = cfg.data
     units = d.n_frames * (d.width * d.height) / (512 * 512)  # 512^2-frame equivalents
-    method = cfg.method if cfg.method in _METHOD_GIB else "baseline"
-    gib = model_scale * (_BASE_GIB + _METHOD_GIB[method]
+    # the parts that cost: apla+dct costs both; fgbg costs what it tunes on top of
+    name = cfg.fgbg.base_method if cfg.method == "fgbg" else cfg.method
+    parts = [m for m in str(name).split("+") if m in _METHOD_GIB]
+    gib = model_scale * (_BASE_GIB + sum(_METHOD_GIB[m] for m in parts)
                          + units * _ACT_GIB_PER_FRAME[bool(cfg.gradient_checkpointing)])
-    if method == "dct":  # the decode graph of the frames_per_step frames at decode_size
+    if "dct" in parts:  # the decode graph of the frames_per_step frames at decode_size
         n = min(cfg.dct.frames_per_step or d.n_frames, d.n_frames)
         k = min(1.0, cfg.dct.decode_size / min(d.width, d.height)) if cfg.dct.decode_size else 1.0
         gib += model_scale * _DCT_DECODE_GIB_PER_FRAME * n * k * k * (
             d.width * d.height) / (512 * 512)
     spf = _SEC_PER_FRAME_STEP.get(dtype, _SEC_PER_FRAME_STEP["cpu"]) * model_scale
-    seconds = units * spf * (cfg.steps * _METHOD_TIME[method]
+    seconds = units * spf * (cfg.steps * math.prod(_METHOD_TIME[m] for m in parts)
                              + cfg.inversion_steps * _SAMPLE_STEP_SHARE)
     device_gib = fits = None
     if dtype == "cuda":

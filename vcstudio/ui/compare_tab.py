@@ -48,7 +48,10 @@ def _run_variant(studio, sid, path, prompt, edit_prompt, name, frames, size, ste
     scores = evaluate(out.frames, prompt=edit_prompt, source=source, metrics=COMPARE_METRICS,
                       cache=cache)
     store = studio.store
-    run = store.create_run("compare", config=cfg, seed=int(seed), label=name)
+    from ..config import to_dict
+
+    run = store.create_run("compare", config={**to_dict(cfg), "session": sid}, seed=int(seed),
+                           label=name)
     store.add_video_metrics(run.id, {k: float(r.value) for k, r in scores.items()
                                      if not r.skipped})
     for k, r in scores.items():
@@ -61,7 +64,13 @@ def _run_variant(studio, sid, path, prompt, edit_prompt, name, frames, size, ste
     return run.id
 
 
-def load_entry(store, run_id: str) -> dict:
+def _owner(studio, sid):
+    """Whose past runs a page may list and load: a public studio's visitor only their own
+    session's; on a desktop every past comparison (None = no filter)."""
+    return sid if studio.public else None
+
+
+def load_entry(store, run_id: str, owner=None) -> dict:
     """A finished compare run from the store: its label, edit frames and scores (the same
     record for runs made now and runs from past sessions)."""
     import json
@@ -69,6 +78,8 @@ def load_entry(store, run_id: str) -> dict:
     from ..io import read_video
 
     run = store.run(run_id)
+    if owner is not None and run.config.get("session") != owner:
+        raise InputError("That run belongs to another visitor; pick one of yours.")
     arts = dict(store.artifacts(run_id))
     if "mp4" not in arts or "json" not in arts:
         raise InputError(f"Run {run.label or run_id} has no saved edit to compare.")
@@ -77,12 +88,14 @@ def load_entry(store, run_id: str) -> dict:
     return {"name": run.label or run.id, "run_id": run.id, "frames": frames, "scores": scores}
 
 
-def past_choices(store) -> list[tuple[str, str]]:
-    """(label shown, run id) of finished compare runs, newest first."""
+def past_choices(store, owner=None) -> list[tuple[str, str]]:
+    """(label shown, run id) of finished compare runs (of ``owner``'s session when given),
+    newest first."""
     import time
 
+    runs = store.list_runs(kind="compare", finished=True, limit=50, text=owner)
     return [(f"{r.label} · seed {r.seed} · {time.strftime('%m-%d %H:%M', time.localtime(r.created))}",
-             r.id) for r in store.list_runs(kind="compare", finished=True, limit=50)]
+             r.id) for r in runs if owner is None or r.config.get("session") == owner]
 
 
 def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames, size, steps,
@@ -95,7 +108,8 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
         if names and (not edit_prompt or not prompt):
             raise InputError("Give both the source prompt and the edit prompt.")
         path = upload(studio, sid, video) if names else None
-        entries = [load_entry(studio.store, rid) for rid in past]
+        owner = _owner(studio, sid)
+        entries = [load_entry(studio.store, rid, owner) for rid in past]
         for i, name in enumerate(names):
             status = f"Running {name} ({i + 1}/{len(names)})…"
             yield status, None, None, None, None, gr_update()
@@ -111,7 +125,7 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
 
                 gr.Warning(f"{name}: {e}")
                 continue
-            entries.append(load_entry(studio.store, rid))
+            entries.append(load_entry(studio.store, rid, owner))
             yield status, _montage(studio, sid, entries), None, None, None, gr_update()
         if not entries:
             raise InputError("No method finished; see the warnings.")
@@ -126,7 +140,7 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
         yield ("Done: best per column marked with ★.", _montage(studio, sid, entries),
                _frame(best_table(entries)), series_frame(series, x="frame"),
                [str(csv_path), str(json_path)],
-               gr_update(choices=past_choices(studio.store)))  # the new runs join the list
+               gr_update(choices=past_choices(studio.store, owner)))  # the new runs join
     except Exception as e:
         raise gr_error(e)
 
@@ -199,7 +213,8 @@ def build(studio, sid_state, edit_refs):
                 names = gr.CheckboxGroup(list(VARIANTS), value=list(VARIANTS)[:2],
                                          label="Methods")
                 with gr.Row():
-                    past = gr.CheckboxGroup(past_choices(studio.store), label="Past runs",
+                    past = gr.CheckboxGroup([] if studio.public else past_choices(studio.store),
+                                            label="Past runs",
                                             scale=4)
                     refresh = gr.Button("↻", scale=0, min_width=40)
                 with gr.Row():
@@ -219,8 +234,9 @@ def build(studio, sid_state, edit_refs):
             plot = gr.LinePlot(x="frame", y="value", color="series",
                                label="Per-frame CLIP alignment and warp error", height=240)
             files = gr.File(label="Export (CSV, JSON)", file_count="multiple")
-        refresh.click(lambda: gr.update(choices=past_choices(studio.store)), None, past,
-                      api_name=False)
+        refresh.click(lambda s: gr.update(choices=past_choices(studio.store,
+                                                               _owner(studio, s))),
+                      sid_state, past, api_name=False)
         btn.click(lambda *a: (yield from compare_handler(studio, *a)),
                   [sid_state, video, prompt, edit_prompt, names, past, frames, size, steps,
                    seed], [status, montage, table, plot, files, past], api_name="compare")

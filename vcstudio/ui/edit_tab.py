@@ -56,11 +56,11 @@ def preview_frames(studio, sid, video, frames, stride, start, size, resize):
     return sid, frame_strip(clip), f"{len(clip)} frames at {size}x{size} will be tuned on."
 
 
-def estimate_text(studio, frames, size, steps) -> str:
+def estimate_text(studio, frames, size, steps, method: str = "baseline") -> str:
     from ..session import estimate
 
     cfg = TuneConfig(data=DataConfig(n_frames=int(frames), width=int(size), height=int(size)),
-                     steps=int(steps))
+                     steps=int(steps), method=method or "baseline")
     try:
         import torch
 
@@ -299,9 +299,9 @@ def build(studio, sid_state):
         for c in (video, frames, stride, start, size, resize):
             c.change(_prev, [sid_state, video, frames, stride, start, size, resize],
                      [sid_state, strip, strip_info])
-        for c in (frames, size, steps):
-            c.change(lambda f, sz, st: estimate_text(studio, f, sz, st), [frames, size, steps],
-                     est)
+        for c in (frames, size, steps, method):
+            c.change(lambda f, sz, st, m: estimate_text(studio, f, sz, st, m),
+                     [frames, size, steps, method], est)
         tune_btn.click(
             lambda *a: (yield from tune_handler(studio, *a)),
             [sid_state, video, prompt, frames, stride, start, size, resize, method, steps, lr,

@@ -23,11 +23,17 @@ def score_vcd(studio, sid, video, image):
         raise gr_error(e)
 
 
-def _require_model(model: str) -> None:
+def _check_request(studio, model: str, frames, size) -> str:
+    """The model (a hub id, or a folder on a desktop studio) and frames/size within limits."""
     if not model:
         raise InputError("Give an image-to-video model: a Hub id such as "
                          "stabilityai/stable-video-diffusion-img2vid or Lightricks/LTX-Video, "
                          "or a local folder. None ships offline.")
+    lim = studio.limits
+    if int(frames) > lim.max_frames or int(size) > lim.max_side:
+        raise InputError(f"At most {lim.max_frames} frames and {lim.max_side} px here "
+                         "(0 = the model's own).")
+    return studio.server_path("I2V model", model.strip())
 
 
 def _vcd_encoder(studio) -> tuple[str, object]:
@@ -83,7 +89,7 @@ def generate_ab(studio, sid, image, prompt, model, lora, frames, size, steps, se
     """Base vs tuned (a LoRA from `vcstudio i2v-tune`) videos from one image, same seed."""
     sid = ensure_session(studio, sid)
     try:
-        _require_model(model)
+        model = _check_request(studio, model, frames, size)
         if not lora:
             raise InputError("Give a tuned LoRA file, or use Reward-tune below to make one.")
         from ..io import read_image
@@ -108,7 +114,7 @@ def reward_tune(studio, sid, image, prompt, model, frames, size, steps, seed, tu
 
     sid = ensure_session(studio, sid)
     try:
-        _require_model(model)
+        model = _check_request(studio, model, frames, size)
         from ..io import read_image
 
         img = read_image(upload(studio, sid, image, IMAGE_TYPES))

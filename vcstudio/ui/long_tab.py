@@ -77,7 +77,8 @@ def preview_masks(studio, sid, run_dir, story, prompts, frames, window, stride, 
     try:
         run = _run(studio, sid, run_dir)
         cfg = long_config(story, prompts, frames, window, stride, fusion, steps, seed, True,
-                          mask_method, sam_checkpoint, candidates)
+                          mask_method, studio.server_path("SAM checkpoint", sam_checkpoint),
+                          candidates)
         res = None
         for item in run_job(studio, sid, "long", mask_preview, run, cfg, cache=studio.cache):
             if isinstance(item, tuple):
@@ -101,7 +102,8 @@ def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusio
     try:
         run = _run(studio, sid, run_dir)
         cfg = long_config(story, prompts, frames, window, stride, fusion, steps, seed, use_masks,
-                          mask_method, sam_checkpoint, candidates, tune_steps)
+                          mask_method, studio.server_path("SAM checkpoint", sam_checkpoint),
+                          candidates, tune_steps)
         res, tick = None, Ticker()
         for item in run_job(studio, sid, "long", long_video, run, cfg, cache=studio.cache):
             if isinstance(item, tuple):
