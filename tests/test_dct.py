@@ -335,6 +335,7 @@ def test_table3_switches_build_exactly_the_named_parts(tiny_sd, cache, tiny_clip
         adapter_names = {n for n, _ in model.named_parameters() if "ms_adapter" in n}
         assert bool(adapter_names) == ms and adapter_names <= trained, row
         assert trained - adapter_names == baseline_names, row
+        method.load_feature_nets()  # what tuning does at its first consistency step
         info = method.summary()
         assert (method.semantic is not None) == sem and (method.texture is not None) == tex, row
         assert (info["semantic_net"] is not None, info["texture_net"] is not None) == (sem, tex)

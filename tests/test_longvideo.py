@@ -408,3 +408,17 @@ def test_bench_long_tiny_cpu(capsys):
     assert "frames_per_s" in out and "peak_gib" in out
     row = out.strip().splitlines()[-1].split("|")
     assert row[0].strip() == "long" and int(row[1]) == 12
+
+
+def test_fgbg_mask_errors_are_clear_and_early(tmp_path):
+    """A corrupt mask file is an InputError naming it; no masks at all fails when the method is
+    built (before the model loads), not at the first training step."""
+    from vcstudio.errors import InputError
+    from vcstudio.methods.fgbg_method import FgBgMethod, load_mask_file
+
+    bad = tmp_path / "m.npy"
+    bad.write_bytes(b"not a numpy file")
+    with pytest.raises(InputError, match="m.npy"):
+        load_mask_file(bad)
+    with pytest.raises(InputError, match="needs foreground masks"):
+        FgBgMethod(TuneConfig(method="fgbg"))

@@ -89,7 +89,7 @@ def add_long_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     smp.add_argument("--guidance", type=float, default=12.5)
     smp.add_argument("--seed", type=int, default=33)
     smp.add_argument("--negative", default="", help="negative prompt")
-    smp.add_argument("--fps", type=int, default=8)
+    smp.add_argument("--fps", type=float, default=8.0)
     smp.add_argument("--size", type=int, default=0,
                      help="square size to generate at (default: the tuned clip's; --refine wins)")
     smp.add_argument("--out", default=None, help="output mp4 path (default: inside the run folder)")

@@ -235,7 +235,7 @@ class LongConfig:
     refine_mode: str = "latent"  # latent (upsample latents) | pixel (decode-resize-encode)
     fps: float = 8.0
     decode_chunk: int = 8  # frames per VAE decode call
-    out: str = ""  # output mp4; "" = RUN/long/<prompt>-s<seed>.mp4
+    out: str = ""  # output mp4; "" = RUN/long/<prompt>-s<seed>-<frames>f.mp4
 
 
 # ----------------------------------------------------------------------------- (de)serialisation

@@ -88,6 +88,7 @@ class APLAMethod(TuneMethod):
         self.vgt: VideoGenerationTransformer | None = None
         self.adv: AdversarialTrainer | None = None
         self.hyper: HyperLoss | None = None
+        self._device: torch.device | None = None
         self._model = None
         self._logs: dict[str, float] = {}
 
@@ -100,14 +101,12 @@ class APLAMethod(TuneMethod):
             disc = NoiseDiscriminator(model.config.out_channels)
             model.aux["discriminator"] = disc
             self.adv = AdversarialTrainer(disc, a.disc_lr, a.disc_betas)
-        if a.hyper_loss:
-            enc = (perceptual_encoder(a.perceptual, a.perceptual_layers, device,
-                                      a.perceptual_random_weights) if a.gamma > 0 else None)
-            self.hyper = HyperLoss(a.alpha, a.beta, a.gamma, enc)
+        self._device = device  # the hyper-loss (and its perceptual net) is built on first use:
+        # sampling from a tuned run (load_tuned -> setup) never needs it
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"vgt": self.acfg.vgt, "discriminator": self.adv is not None,
-                               "hyper_loss": self.hyper is not None}
+                               "hyper_loss": bool(self.acfg.hyper_loss)}
         if self.vgt is not None:
             out["vgt_params"] = self.vgt.param_count()
             out["vgt_spec"] = dict(self.vgt.spec.__dict__)
@@ -117,10 +116,19 @@ class APLAMethod(TuneMethod):
             out["perceptual"] = self.hyper.encoder.name
         return out
 
+    def hyper_loss(self) -> HyperLoss | None:
+        a = self.acfg
+        if a.hyper_loss and self.hyper is None:
+            enc = (perceptual_encoder(a.perceptual, a.perceptual_layers, self._device,
+                                      a.perceptual_random_weights) if a.gamma > 0 else None)
+            self.hyper = HyperLoss(a.alpha, a.beta, a.gamma, enc)
+        return self.hyper
+
     def denoise_loss(self, s: StepState) -> torch.Tensor:
-        if self.hyper is None:
+        hyper = self.hyper_loss()
+        if hyper is None:
             return super().denoise_loss(s)
-        loss, parts = self.hyper(s.pred, s.target)
+        loss, parts = hyper(s.pred, s.target)
         self._logs.update(parts)
         return loss
 

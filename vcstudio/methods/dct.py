@@ -138,7 +138,8 @@ class DCTMethod(TuneMethod):
             self.texture = load_texture_net(self.d, dev)
 
     def summary(self) -> dict[str, Any]:
-        self.load_feature_nets()
+        """The switches, and which feature nets answered once they have loaded (tuning loads
+        them at its first consistency step and records the summary again at the end)."""
         return {
             "adapter": bool(self.d.adapter), "semantic": bool(self.d.semantic),
             "texture": bool(self.d.texture), "clws": self.d.clws, "lam": self.d.lam,

@@ -25,7 +25,15 @@ from .fgbg import FgBgWeights, fgbg_losses, latent_mask
 def load_mask_file(path: Union[str, Path]) -> np.ndarray:
     """bool (F, H, W) foreground masks from .npy, .npz (array ``masks`` or the only array) or a
     folder of PNG/JPG images (sorted by name; non-zero = foreground)."""
-    p = Path(path)
+    try:
+        return _read_masks(Path(path))
+    except InputError:
+        raise
+    except Exception as e:  # corrupt array/zip, unreadable image, images of different sizes
+        raise InputError(f"Could not read the masks in {path} ({type(e).__name__}: {e}).") from None
+
+
+def _read_masks(p: Path) -> np.ndarray:
     if p.is_dir():
         from PIL import Image
 
@@ -48,7 +56,7 @@ def load_mask_file(path: Union[str, Path]) -> np.ndarray:
         raise InputError(f"Masks must be .npy, .npz or a folder of images (got {p.name}).")
     if arr.ndim != 3:
         raise InputError(f"Masks in {p} must be (frames, H, W); got shape {arr.shape}.")
-    return arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 and arr.max() > 1 else arr
+    return arr  # latent_mask scales uint8 0..255 itself
 
 
 class FgBgMethod(TuneMethod):
@@ -65,6 +73,10 @@ class FgBgMethod(TuneMethod):
             raise InputError("fgbg.base_method must be the run's own method (baseline, dct, apla).")
         self.inner = get_method(dataclasses.replace(cfg, method=fc.base_method))
         self.weights = FgBgWeights(fc.l1, fc.l2, fc.l3, fc.reduction)
+        if masks is None and not fc.masks:  # fail before the model loads, not at step 1
+            raise InputError("Combined tuning (method fgbg) needs foreground masks: set "
+                             "fgbg.masks (tune --fg-masks FILE) to a .npy/.npz or a folder of "
+                             "PNGs.")
         self._masks = masks  # pixel masks (F, H, W); None = read cfg.fgbg.masks on first use
         self._latent: Optional[torch.Tensor] = None
         self.last: dict[str, float] = {}

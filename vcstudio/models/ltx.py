@@ -121,10 +121,12 @@ def full_size_ltx(device: torch.device | str = "cpu",
     from diffusers import AutoencoderKLLTXVideo, LTXVideoTransformer3DModel
     from transformers import T5Config, T5EncoderModel
 
-    from .tokenizer import build_t5_tokenizer
     import tempfile
 
-    tok = build_t5_tokenizer(TINY_WORDS, tempfile.mkdtemp(prefix="vcs_t5tok_"))
+    from .tokenizer import build_t5_tokenizer
+
+    with tempfile.TemporaryDirectory(prefix="vcs_t5tok_") as d:  # loaded into memory
+        tok = build_t5_tokenizer(TINY_WORDS, d)
     with torch.device(device):
         transformer = LTXVideoTransformer3DModel()  # defaults = LTX-Video's config
         vae = AutoencoderKLLTXVideo()
@@ -134,6 +136,5 @@ def full_size_ltx(device: torch.device | str = "cpu",
                      scheduler=_ltx_scheduler(), source="random full-size LTX-Video")
     for m in (parts.transformer, parts.vae, parts.text_encoder):
         m.to(dtype=dtype)
-        m.requires_grad_(False)
-        m.eval()
+    freeze(device, parts.transformer, parts.vae, parts.text_encoder)
     return parts

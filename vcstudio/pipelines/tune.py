@@ -288,6 +288,7 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
             f"{frames.shape[1]}. Use fewer frames (--frames) or a smaller --size.") from None
 
     model.eval()
+    rf.update_meta(method_summary=method.summary())  # now with what loaded during training
     save_delta(rf, model, cfg, base, frames)
     save_tensors(rf.path / "clip-latents.safetensors", {"latents": latents0})
     write_json(rf.path / "losses.json", losses)
@@ -314,24 +315,39 @@ def _preview(model, base, cfg: TuneConfig, text_emb, prec) -> np.ndarray:
     return tensor_to_frames(decode_latents(base, lat))
 
 
+def read_delta(rf: RunFolder, base: BaseModel) -> dict[str, torch.Tensor]:
+    """A run's tuned tensors, refused unless they were tuned on this very base model."""
+    tensors, meta = load_tensors(rf.delta_path, base.device)
+    if meta.get("base_fingerprint") != base.fingerprint:
+        raise InputError(
+            f"The run {rf.path} was tuned on a different base model ({meta.get('base_model')}, "
+            f"fingerprint {meta.get('base_fingerprint')}) than {base.model_id} "
+            f"({base.fingerprint}). Use it with --model pointing at that model.")
+    return tensors
+
+
+def apply_delta(model: VideoDenoiser, tensors: dict[str, torch.Tensor], rf: RunFolder) -> None:
+    """Copy tuned tensors into ``model``; names or shapes it lacks (another method, VGT size or
+    adapter ratio) are a clear error, not a traceback."""
+    named = dict(model.named_parameters())
+    bad = sorted(k for k, v in tensors.items() if k not in named or named[k].shape != v.shape)
+    if bad:
+        raise InputError(f"The run {rf.path} holds {len(bad)} tensors this model has not got in "
+                         f"that shape (e.g. {bad[0]}); use the method and settings it was tuned "
+                         "with.")
+    with torch.no_grad():
+        for k, v in tensors.items():
+            named[k].copy_(v)
+
+
 def init_from_run(model: VideoDenoiser, run_dir: str | Path, base: BaseModel) -> list[str]:
     """Start from another run's tuned tensors (combined tuning fine-tunes the separately tuned
     model D into D', seed 001 eq. 13). Its base fingerprint must match; returns the names set."""
     from .runs import open_run
 
     rf = open_run(run_dir)
-    tensors, meta = load_tensors(rf.delta_path, base.device)
-    if meta.get("base_fingerprint") != base.fingerprint:
-        raise InputError(f"The run {rf.path} was tuned on another base model "
-                         f"({meta.get('base_model')}); fine-tune it on that model.")
-    named = dict(model.named_parameters())
-    unknown = sorted(set(tensors) - set(named))
-    if unknown:
-        raise InputError(f"The run {rf.path} holds tensors this model lacks (e.g. {unknown[0]}); "
-                         "fine-tune it with the method it was tuned with.")
-    with torch.no_grad():
-        for k, v in tensors.items():
-            named[k].copy_(v)
+    tensors = read_delta(rf, base)
+    apply_delta(model, tensors, rf)
     return sorted(tensors)
 
 
@@ -360,22 +376,14 @@ def load_tuned(run_dir: str | Path, cache: ModelCache = default_cache,
 
     def factory() -> TunedModel:
         base = load_base(model or cfg.model or None, device, prec.frozen_dtype, cache)
-        tensors, meta = load_tensors(rf.delta_path, device)
-        if meta.get("base_fingerprint") != base.fingerprint:
-            raise InputError(
-                f"This run was tuned on a different base model ({meta.get('base_model')}, "
-                f"fingerprint {meta.get('base_fingerprint')}) than {base.model_id} "
-                f"({base.fingerprint}). Load it with --model pointing at that model.")
+        tensors = read_delta(rf, base)
         torch.manual_seed(cfg.seed)
         vm, method, names = build_video_model(base, cfg, prec)
         missing = set(names) - set(tensors)
         if missing:
             raise InputError(f"The delta in {rf.path} lacks {len(missing)} tensors the method "
                              f"needs (e.g. {sorted(missing)[0]}); it was saved by another version.")
-        named = dict(vm.named_parameters())
-        with torch.no_grad():
-            for k, v in tensors.items():
-                named[k].copy_(v)
+        apply_delta(vm, tensors, rf)
         vm.eval()
         return TunedModel(base, vm, method, cfg, prec, rf)
 
