@@ -23,7 +23,9 @@ def test_reward_tune_streams_curves_and_ends_with_base_vs_tuned(ltx, tmp_path):
     img = tmp_path / "cond.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(img)
-    studio = Studio(tmp_path / "data", upload_roots=[tmp_path])
+    from vcstudio.config import Limits
+
+    studio = Studio(tmp_path / "data", upload_roots=[tmp_path], limits=Limits())
     try:
         sid = studio.new_session().id
         outs = list(reward_tune(studio, sid, str(img), "a cat", str(ltx), 9, 32, 2, 0, 3,

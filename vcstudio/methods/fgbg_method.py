@@ -11,6 +11,7 @@ does not need the mask file any more.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Optional, Union
 
@@ -20,6 +21,8 @@ import torch
 from ..errors import InputError
 from .base import StepState, TuneMethod
 from .fgbg import FgBgWeights, fgbg_losses, latent_mask
+
+log = logging.getLogger(__name__)
 
 
 def load_mask_file(path: Union[str, Path]) -> np.ndarray:
@@ -72,6 +75,11 @@ class FgBgMethod(TuneMethod):
         if fc.base_method == "fgbg":
             raise InputError("fgbg.base_method must be the run's own method (baseline, dct, apla).")
         self.inner = get_method(dataclasses.replace(cfg, method=fc.base_method))
+        from .compose import replaces_denoise_loss
+
+        if replaces_denoise_loss(self.inner):  # eq. 20 is the denoising loss: say what it displaces
+            log.warning("Combined tuning replaces %s's own denoising loss (e.g. APLA's hyper-loss) "
+                        "with eq. 20; its other terms stay.", self.inner.name)
         self.weights = FgBgWeights(fc.l1, fc.l2, fc.l3, fc.reduction)
         if masks is None and not fc.masks:  # fail before the model loads, not at step 1
             raise InputError("Combined tuning (method fgbg) needs foreground masks: set "

@@ -240,6 +240,7 @@ def _masks_and_combined(tuned, cfg: LongConfig, segments, size, uncond, res: Lon
     combined tuning is off)."""
     from ..io import write_gif
     from .combined import combined_tune
+    from .maskfusion import dim_background
     from .tune import load_tuned
 
     base = tuned.base
@@ -250,9 +251,7 @@ def _masks_and_combined(tuned, cfg: LongConfig, segments, size, uncond, res: Lon
     side = mp4.parent / f"{mp4.stem}-masks"
     side.mkdir(parents=True, exist_ok=True)
     write_gif(fr.frames, side / "fused.gif", cfg.fps)
-    overlay = fr.frames.copy()
-    overlay[~fr.masks] = overlay[~fr.masks] // 3  # background dimmed: the mask at a glance
-    write_gif(overlay, side / "fused-masks.gif", cfg.fps)
+    write_gif(dim_background(fr.frames, fr.masks), side / "fused-masks.gif", cfg.fps)
     if cfg.mask.tune_steps <= 0:
         return tuned
     if cancel is not None:

@@ -43,6 +43,13 @@ class FusionResult:
     latents: torch.Tensor = field(repr=False)  # r'_0 latents (1, 4, K, h, w)
 
 
+def dim_background(frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Frames with the background (mask False) at a third of its brightness: a mask at a glance."""
+    out = frames.copy()
+    out[~masks] = out[~masks] // 3
+    return out
+
+
 def fusion_index(timesteps, k: int) -> int:
     """Index of the first schedule timestep <= k (step k of eq. 11); the last one if none is."""
     ts = [int(t) for t in timesteps]

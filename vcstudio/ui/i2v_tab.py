@@ -2,6 +2,7 @@
 generate base vs VCD-tuned videos with an image-to-video model."""
 from __future__ import annotations
 
+import torch
 
 from ..errors import InputError
 from .common import IMAGE_TYPES, Ticker, ensure_session, gr_error, run_job, series_frame, upload
@@ -46,18 +47,22 @@ def _vcd_encoder(studio) -> tuple[str, object]:
         return "efficientnet-lite0", load_encoder("efficientnet-lite0", cache=studio.cache)
 
 
-def _ab_job(model, img, prompt, lora_path, frames, size, steps, seed, tune_cfg=None,
+def _ab_job(model, img, prompt, lora_path, frames, size, steps, seed, encoder, tune_cfg=None,
             out=None, progress=None, cancel=None):
-    """(Reward-tune, then) base vs tuned from one image and seed. A fresh model cache: LoRA is
-    injected into the denoiser in place, so it must not leak into other jobs' models."""
+    """(Reward-tune, then) base vs tuned from one image and seed, both scored with VCD, all
+    under the device lock. A fresh model cache: LoRA is injected into the denoiser in place, so
+    it must not leak into other jobs' models."""
+    from ..methods.vcd import VCD
     from ..models.cache import ModelCache
     from ..pipelines.i2v import build_backbone
     from ..pipelines.i2v_tune import ab_sample, tune_i2v
 
     bb = build_backbone(model, None, "auto", cache=ModelCache())
+    vcd_fn = VCD(encoder) if tune_cfg is None else VCD(encoder, size=tune_cfg.vcd_size,
+                                                       num_proj=tune_cfg.vcd_num_proj)
     log = None
     if tune_cfg is not None:
-        log = tune_i2v(bb, [img], tune_cfg, prompts=[prompt] if prompt else None,
+        log = tune_i2v(bb, [img], tune_cfg, prompts=[prompt] if prompt else None, vcd_fn=vcd_fn,
                        progress=progress, cancel=cancel, out=out)
     elif lora_path:
         from ..models.lora import load_lora
@@ -66,21 +71,21 @@ def _ab_job(model, img, prompt, lora_path, frames, size, steps, seed, tune_cfg=N
     size = int(size) or None
     base, tuned = ab_sample(bb, img, int(seed), int(steps), int(frames) or None, size, size,
                             prompt=prompt or None)
-    return log, base, tuned
+    with torch.no_grad():
+        scores = vcd_fn(base, img), vcd_fn(tuned, img)
+    return log, base, tuned, scores
 
 
-def _ab_outputs(studio, sid, base, tuned, img):
+def _ab_outputs(studio, sid, base, tuned, scores):
     """Write both videos and plot their per-frame VCD against the conditioning image."""
     from ..io import write_mp4
-    from ..methods.vcd import vcd
 
     out = studio.session(sid).outputs
-    enc = _vcd_encoder(studio)[1]
-    rb, rt = vcd(base, image=img, encoder=enc), vcd(tuned, image=img, encoder=enc)
-    plot = series_frame({"base": list(rb.per_frame), "VCD-tuned": list(rt.per_frame)},
+    rb, rt = scores
+    plot = series_frame({"base": rb.per_frame.tolist(), "VCD-tuned": rt.per_frame.tolist()},
                         x="frame")
-    note = (f"Mean VCD base {rb.mean:.4g} → tuned {rt.mean:.4g} (lower = more consistent; "
-            f"encoder {rb.encoder}).")
+    note = (f"Mean VCD base {float(rb.mean):.4g} → tuned {float(rt.mean):.4g} (lower = more "
+            f"consistent; encoder {rb.encoder}).")
     return (str(write_mp4(base, out / "i2v-base.mp4")), str(write_mp4(tuned, out / "i2v-tuned.mp4")),
             plot, note)
 
@@ -98,10 +103,10 @@ def generate_ab(studio, sid, image, prompt, model, lora, frames, size, steps, se
         lora_path = studio.safe_path(sid, lora, must_exist=True)
         res = None
         for item in run_job(studio, sid, "i2v", _ab_job, model, img, prompt, lora_path, frames,
-                            size, steps, seed):
+                            size, steps, seed, _vcd_encoder(studio)[1]):
             if isinstance(item, tuple) and item[0] == "result":
                 res = item[1]
-        return _ab_outputs(studio, sid, res[1], res[2], img)
+        return _ab_outputs(studio, sid, *res[1:])
     except Exception as e:
         raise gr_error(e)
 
@@ -118,7 +123,7 @@ def reward_tune(studio, sid, image, prompt, model, frames, size, steps, seed, tu
         from ..io import read_image
 
         img = read_image(upload(studio, sid, image, IMAGE_TYPES))
-        enc_name = _vcd_encoder(studio)[0]
+        enc_name, enc = _vcd_encoder(studio)
         size = int(size) or None
         cfg = I2VTuneConfig(steps=int(tune_steps), lr=float(lr), lora_rank=int(rank),
                             num_frames=int(frames) or None, height=size, width=size,
@@ -129,7 +134,7 @@ def reward_tune(studio, sid, image, prompt, model, frames, size, steps, seed, tu
         curves: dict[str, list] = {}
         res, tick = None, Ticker()
         for item in run_job(studio, sid, "i2v", _ab_job, model, img, prompt, None, frames,
-                            size or 0, steps, seed, tune_cfg=cfg, out=out):
+                            size or 0, steps, seed, enc, tune_cfg=cfg, out=out):
             if isinstance(item, tuple):
                 res = item[1] if item[0] == "result" else res
                 continue
@@ -138,8 +143,8 @@ def reward_tune(studio, sid, image, prompt, model, frames, size, steps, seed, tu
             if tick.due(item):
                 yield (f"{item.message}", series_frame({"VCD (reward step)": curves.get("vcd", [])}),
                        None, None, None, None)
-        log, base, tuned = res
-        vb, vt, plot, note = _ab_outputs(studio, sid, base, tuned, img)
+        log, base, tuned, scores = res
+        vb, vt, plot, note = _ab_outputs(studio, sid, base, tuned, scores)
         warn = (" ⚠ " + log.warnings[-1]) if log.warnings else ""
         probes = "; ".join(f"step {p['step']}: VCD {p['vcd']:.3g}, fidelity {p['fidelity']:.3g}, "
                            f"motion {p['motion']:.3g}px" for p in log.probe)

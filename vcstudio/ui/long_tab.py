@@ -58,10 +58,10 @@ def _run(studio, sid, run_dir):
 def mask_gallery(candidates, candidate_masks, fused, masks) -> list:
     """Gallery items: each candidate's x0 at step k with its background dimmed, then the fused
     clip r' (eq. 11-12) the same way."""
+    from ..pipelines.maskfusion import dim_background
+
     def dim(frames, m):
-        out = frames.copy()
-        out[~m] = out[~m] // 3
-        return frame_strip(out, 8)
+        return frame_strip(dim_background(frames, m), 8)
 
     items = [(dim(c, m), f"candidate {i + 1}: x0 at step k, background dimmed")
              for i, (c, m) in enumerate(zip(candidates, candidate_masks))]
