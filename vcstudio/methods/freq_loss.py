@@ -90,11 +90,12 @@ def multiscale_low_share(maps: Sequence[torch.Tensor], scales: Sequence[int] = (
     for m in maps:
         if min(m.shape[-2:]) < 2:
             continue
-        total = band_power(m, cutoff)[1]
+        low1, total = band_power(m, cutoff)  # one FFT serves scale 1 and the total
         shares = []
         for s in scales:
             d = downsample(m, s)
-            low = band_power(d, cutoff)[0] if min(d.shape[-2:]) >= 2 else total * 0
+            low = (low1 if s <= 1 else band_power(d, cutoff)[0]) if min(d.shape[-2:]) >= 2 \
+                else total * 0
             shares.append(low)
         share = torch.stack(shares).mean() / total.clamp_min(_EPS)
         vals.append(torch.where(total > _EPS, share.clamp(0, 1), torch.full_like(share, 0.5)))

@@ -30,6 +30,7 @@ comes to 60.51M parameters for VGT-Pure (paper: 60.362M, +0.25%) and 97.09M for 
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional
 
@@ -125,6 +126,7 @@ class CausalConv3dBlock(nn.Module):
         return y + self.mlp(self.norm(y))
 
 
+@functools.lru_cache(maxsize=32)  # the same few shapes every step; read-only
 def spatial_mask(n_patches: int, device) -> torch.Tensor:
     """(1+N, 1+N) bool: cls (index 0) sees every patch; patch k sees patches 1..k (raster)."""
     m = torch.zeros(n_patches + 1, n_patches + 1, dtype=torch.bool, device=device)
@@ -134,11 +136,13 @@ def spatial_mask(n_patches: int, device) -> torch.Tensor:
     return m
 
 
+@functools.lru_cache(maxsize=32)  # the same few shapes every step; read-only
 def temporal_mask(n_frames: int, device) -> torch.Tensor:
     """(1+F, 1+F) bool, causal: the start token cls_t, then frame f sees cls_t and frames <= f."""
     return torch.ones(n_frames + 1, n_frames + 1, dtype=torch.bool, device=device).tril()
 
 
+@functools.lru_cache(maxsize=32)  # the same few shapes every step; read-only
 def grid_positions(h: int, w: int, dim: int, device, dtype) -> torch.Tensor:
     """(h*w, dim) fixed 2-D sinusoid: half the channels code the row, half the column."""
     half = dim // 2
