@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Optional
 
 CSS = ".vcs-banner {padding: 8px 12px; border-radius: 6px; background: #fff4d6; color: #5c4400}"
@@ -49,9 +50,20 @@ def build_app(studio=None):
 def launch(host: Optional[str] = None, port: Optional[int] = None, share: bool = False,
            **kw):
     demo = build_app()
+    model, embedded, _ = _model_notice()
+    if embedded:  # say it where the newcomer typed the command, too
+        from ..models.loading import EMBEDDED_NOTICE
+
+        print(f"vcstudio: offline demo model in use. {EMBEDDED_NOTICE}", file=sys.stderr)
     host = host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     port = port or int(os.environ.get("PORT", os.environ.get("GRADIO_SERVER_PORT", 7860)))
     from ..space import safe_limits
 
-    return demo.launch(server_name=host, server_port=port, share=share, css=CSS,
-                       max_file_size=f"{int(safe_limits().max_upload_mb)}mb", **kw)
+    try:
+        return demo.launch(server_name=host, server_port=port, share=share, css=CSS,
+                           max_file_size=f"{int(safe_limits().max_upload_mb)}mb", **kw)
+    except OSError as e:
+        if "port" not in str(e).lower():
+            raise
+        sys.exit(f"vcstudio: port {port} is taken (another studio running?). Start on another "
+                 "one with PORT=7861 python app.py, or vcstudio app --port 7861.")
