@@ -193,5 +193,5 @@ def test_translation_vs_colour_at_paper_settings(effnet):
     m = VCD(effnet)
     base, moved = _photo("chelsea"), _photo("chelsea", dx=4)
     colour = np.clip(base * np.array([1.0, 0.85, 0.7]) + [20, 0, 0], 0, 255).astype(np.uint8)
-    res = m(np.stack([base, moved, colour]), image=base, positions=[2, 2], n_frames=3)
+    res = m(np.stack([moved, colour]), image=base, positions=[2, 2], n_frames=3)
     assert float(res.per_frame[0]) < float(res.per_frame[1])
