@@ -122,3 +122,21 @@ def test_even_segments_and_check():
         check_segments([segs[0], segs[2]], 10)
     with pytest.raises(InputError, match="outside"):
         check_segments([Segment("a", 0, 11)], 10)
+
+
+@pytest.mark.parametrize("story, entities, actions", [
+    # a bare direction after a motion verb is its manner, not an object; "left" is not "leave"
+    ("a red circle moves right on the beach, then a blue square moves left on the grass",
+     ["circle", "beach", "square", "grass"], [("move", ["right"]), ("move", ["left"])]),
+    ("a dog runs away, then it jumps over the fence", ["dog", "fence"],
+     [("run", ["away"]), ("jump", [])]),
+    ("a boy turns left and waves", ["boy"], [("turn", ["left"]), ("wave", [])]),
+    # ... while "up the hill" stays a place and "left the house" the verb leave
+    ("a corgi runs up the hill", ["corgi", "hill"], [("run", [])]),
+    ("the street lights turn on while a man left the house", ["lights", "man", "house"],
+     [("turn", []), ("leave", [])]),
+])
+def test_directions_are_manner_not_entities(story, entities, actions):
+    g = parse_story(story).to_dict()
+    assert [e["name"] for e in g["entities"]] == entities
+    assert [(a["verb"], a["manner"]) for a in g["actions"]] == actions

@@ -118,6 +118,16 @@ def test_browser_tabs_and_edit_flow(app_url, clip_file, tmp_path):
             pg.get_by_role("tab", name=name).click()
             pg.wait_for_timeout(500)
             pg.screenshot(path=str(shots / f"{name.split()[0].lower()}.png"), full_page=True)
+        # the Long Video plan: a story -> segments, the window layout picture
+        pg.get_by_role("tab", name="Long Video").click()
+        long_tab = pg.locator("#long-tab")
+        long_tab.get_by_label("Story (parsed into timed segments)").fill(
+            "a red circle moves right on the beach, then a blue square moves left on the grass")
+        long_tab.get_by_role("button", name="Plan", exact=True).click()
+        pg.wait_for_selector("#long-tab img", timeout=60000)
+        assert long_tab.get_by_text("a blue square moves left on the grass").count() >= 1
+        pg.screenshot(path=str(shots / "long-plan.png"), full_page=True)
+        pg.get_by_role("tab", name="Compare Methods").click()
         # a two-method comparison (baseline + DCT, the default ticks) on the Compare tab
         tab = pg.locator("#compare-tab")
         tab.locator("input[type=file][accept^=video]").set_input_files(str(clip_file))

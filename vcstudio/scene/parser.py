@@ -39,6 +39,11 @@ def _join(tokens: list[str]) -> str:
     return re.sub(r" ([,.;:!?])", r"\1", " ".join(tokens)).strip(" ,")
 
 
+DIRECTIONS = {"right", "left", "up", "down", "away", "back", "forward", "forwards", "backward",
+              "backwards", "around", "ahead", "sideways", "upward", "upwards", "downward",
+              "downwards", "home", "off", "out", "in", "over"}
+
+
 def _is_adverb(w: str) -> bool:
     w = w.lower()
     return len(w) > 4 and w.endswith("ly") and w not in _NOT_ADVERB
@@ -74,7 +79,8 @@ def find_verb(tokens: list[str]) -> Optional[tuple[int, int]]:
     if info0 and t0 not in DETERMINERS:
         nxt = words[1] if len(words) > 1 else None
         if not (info0[1] == "third" and nxt is not None and verb_info(low[nxt])
-                and verb_info(low[nxt])[1] in ("base", "past", "copula")):
+                and verb_info(low[nxt])[1] in ("base", "past", "copula")
+                and low[nxt] not in DIRECTIONS):
             return (i0, i0)
     # explicit subject noun phrase: at least one content word before the verb
     content = 0  # content words since the last determiner / conjunction
@@ -95,7 +101,8 @@ def find_verb(tokens: list[str]) -> Optional[tuple[int, int]]:
             lemma, form = info
             nk = next((j for j in words if j > k), None)
             if form == "third" and nk is not None and verb_info(low[nk]) \
-                    and verb_info(low[nk])[1] in ("base", "past", "copula"):
+                    and verb_info(low[nk])[1] in ("base", "past", "copula") \
+                    and low[nk] not in DIRECTIONS:  # "moves left" is a verb and a direction
                 return (nk, nk)  # "lights turn": the -s word was a plural noun
             if form in _FINITE or (form == "base" and (plural or coordinated)):
                 return (k, k)
@@ -321,7 +328,11 @@ class _Parser:
 
         for k, t in enumerate(toks):
             low = t.lower()
-            if _is_adverb(low):
+            nxt = toks[k + 1].lower() if k + 1 < len(toks) else ""
+            # "moves right on the beach", "runs away": a bare direction is the manner of the
+            # motion, not an object ("up the hill" stays a prepositional phrase)
+            if _is_adverb(low) or (low in DIRECTIONS and not np_
+                                   and (not nxt or nxt in PREPOSITIONS or nxt == ",")):
                 act.manner.append(low)
                 continue
             if low in PREPOSITIONS and not (low == "of" and np_):

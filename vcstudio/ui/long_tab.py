@@ -131,7 +131,7 @@ def gr_skip():
 def build(studio, sid_state, edit_refs):
     import gradio as gr
 
-    with gr.Tab("Long Video"):
+    with gr.Tab("Long Video", elem_id="long-tab"):
         gr.Markdown("Longer than the tuned clip, a prompt per segment: overlapping windows are "
                     "denoised together and blended, so segments join without seams. Tune a "
                     "clip in the first tab, then plan and generate here.")
