@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config import EditConfig
+from ..config import EditConfig, to_dict
 from ..errors import InputError
 from .common import ensure_session, gr_error, run_job, series_frame, upload
 from .edit_tab import tune_config
@@ -48,8 +48,6 @@ def _run_variant(studio, sid, path, prompt, edit_prompt, name, frames, size, ste
     scores = evaluate(out.frames, prompt=edit_prompt, source=source, metrics=COMPARE_METRICS,
                       cache=cache)
     store = studio.store
-    from ..config import to_dict
-
     run = store.create_run("compare", config={**to_dict(cfg), "session": sid}, seed=int(seed),
                            label=name)
     store.add_video_metrics(run.id, {k: float(r.value) for k, r in scores.items()
