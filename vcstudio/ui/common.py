@@ -77,6 +77,13 @@ def series_frame(series: dict[str, list[float]], x: str = "step"):
     return pd.DataFrame(rows) if rows else None
 
 
+def gr_update(**props):
+    """``gr.update(...)`` without importing gradio at module load; no props = leave as is."""
+    import gradio as gr
+
+    return gr.update(**props)
+
+
 class Ticker:
     """Limits how often a generator pushes UI updates (every ``every`` seconds)."""
 

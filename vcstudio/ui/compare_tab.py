@@ -7,7 +7,7 @@ import dataclasses
 
 from ..config import EditConfig, to_dict
 from ..errors import InputError
-from .common import ensure_session, gr_error, run_job, series_frame, upload
+from .common import ensure_session, gr_error, gr_update, run_job, series_frame, upload
 from .edit_tab import tune_config
 
 # name -> changes to the UI's default TuneConfig
@@ -141,12 +141,6 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
                gr_update(choices=past_choices(studio.store, owner)))  # the new runs join
     except Exception as e:
         raise gr_error(e)
-
-
-def gr_update(**kw):
-    import gradio as gr
-
-    return gr.update(**kw)
 
 
 def _montage(studio, sid, entries: list[dict]) -> str:

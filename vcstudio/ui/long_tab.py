@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import InputError
-from .common import Ticker, ensure_session, frame_strip, gr_error, run_job
+from .common import Ticker, ensure_session, frame_strip, gr_error, gr_update, run_job
 
 
 def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion: str):
@@ -112,7 +112,7 @@ def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusio
             strip = frame_strip(item.preview, 12) if item.preview is not None else None
             if strip is not None or tick.due(item):
                 yield (None, f"{item.stage}: {item.step}/{item.total}",
-                       strip if strip is not None else gr_skip(), gr_skip())
+                       strip if strip is not None else gr_update(), gr_update())
         gallery = (mask_gallery(res.candidates, res.candidate_masks, res.fused, res.masks)
                    if res.fused is not None else None)
         note = f" Masks by **{res.mask_method}**." if res.mask_method else ""
@@ -120,12 +120,6 @@ def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusio
                frame_strip(res.frames, 12), gallery)
     except Exception as e:
         raise gr_error(e)
-
-
-def gr_skip():
-    import gradio as gr
-
-    return gr.skip()
 
 
 def build(studio, sid_state, edit_refs):
