@@ -60,7 +60,7 @@ def test_public_studio_keeps_visitors_runs_and_server_paths_apart(tmp_path):
 
     from vcstudio.errors import InputError
     from vcstudio.session import Studio
-    from vcstudio.ui.compare_tab import load_entry, past_choices
+    from vcstudio.ui.compare_tab import _owner, load_entry, past_choices
     from vcstudio.ui.i2v_tab import _check_request
 
     for public in (True, False):
@@ -71,7 +71,7 @@ def test_public_studio_keeps_visitors_runs_and_server_paths_apart(tmp_path):
             rb = studio.store.create_run("compare", config={"session": b}, seed=1, label="B")
             for r in (ra, rb):
                 studio.store.finish_run(r.id)
-            owner = a if public else None
+            owner = _owner(studio, a)  # whose runs visitor a's page may see
             ids = {rid for _, rid in past_choices(studio.store, owner)}
             assert ids == ({ra.id} if public else {ra.id, rb.id})
             if public:
