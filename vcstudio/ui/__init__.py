@@ -48,8 +48,14 @@ def build_app(studio=None):
 
 
 def launch(host: Optional[str] = None, port: Optional[int] = None, share: bool = False,
-           **kw):
-    demo = build_app()
+           studio=None, **kw):
+    """Start the studio. It serves files from its data folder only (Gradio's own cache, the
+    working dir and the temp dir aside): the default data folder is the platform user-data
+    dir, which Gradio does not serve unless it is named in ``allowed_paths``."""
+    from .. import session
+
+    studio = studio or session.default()
+    demo = build_app(studio)
     model, embedded, _ = _model_notice()
     if embedded:  # say it where the newcomer typed the command, too
         from ..models.loading import EMBEDDED_NOTICE
@@ -61,6 +67,7 @@ def launch(host: Optional[str] = None, port: Optional[int] = None, share: bool =
 
     try:
         return demo.launch(server_name=host, server_port=port, share=share, css=CSS,
+                           allowed_paths=[str(studio.data_dir.resolve())],
                            max_file_size=f"{int(safe_limits().max_upload_mb)}mb", **kw)
     except OSError as e:
         if "port" not in str(e).lower():

@@ -1,0 +1,81 @@
+"""The app as the README starts it (`python app.py`), with the data folder in its default place:
+the platform user-data dir under HOME, outside both the temp dir and the working dir. Gradio
+serves nothing from there unless the app names it in ``allowed_paths``; a test that only ever
+ran with VCSTUDIO_DATA in the temp dir hid exactly that."""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def default_app(tmp_path_factory):
+    base = tmp_path_factory.mktemp("default-app")
+    home, tmp = base / "home", base / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VCSTUDIO_DATA", "XDG_DATA_HOME", "GRADIO_TEMP_DIR", "VCSTUDIO_MODEL")}
+    # the app's temp dir is tmp/, its working dir the repository: HOME lies outside both
+    env.update(HOME=str(home), TMPDIR=str(tmp), PORT=str(port), HF_HUB_OFFLINE="1",
+               GRADIO_ANALYTICS_ENABLED="False")
+    log = open(base / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(1)
+    else:
+        proc.kill()
+    if proc.poll() is not None:
+        log.close()
+        pytest.fail("python app.py did not start:\n" + (base / "app.log").read_text()[-3000:])
+    yield {"url": url, "home": home, "tmp": tmp, "log": base / "app.log"}
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_files_from_the_default_data_folder_are_served(default_app, clip8, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from vcstudio.io import read_video, write_mp4
+
+    clip = write_mp4(clip8[:4], tmp_path / "clip.mp4")
+    c = Client(default_app["url"], verbose=False, download_files=str(tmp_path / "dl"))
+    sid, job, status, loss, preview, run_dir = c.predict(
+        "", handle_file(str(clip)), "a red circle", 4, 1, 0, 64, "crop", "baseline", 10, 1e-3,
+        33, True, True, True, "mul-fourier", "pure", True, True, api_name="/tune")
+    data = default_app["home"] / ".local" / "share" / "vcstudio"
+    assert Path(run_dir).resolve().is_relative_to(data.resolve())
+    video, gif, estatus, plot, table = c.predict(sid, run_dir, "a blue square", "", 5, 5.0, 33,
+                                                 True, api_name="/edit")
+    path = Path(video["video"] if isinstance(video, dict) else video)
+    assert path.is_relative_to(tmp_path / "dl")  # downloaded through the app's file route
+    frames = read_video(path)
+    assert frames.shape[0] == 4 and frames.shape[1:3] == (64, 64)
+    assert "InvalidPathError" not in default_app["log"].read_text()
