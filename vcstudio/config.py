@@ -139,7 +139,10 @@ class TuneConfig:
     model: str = ""  # hub id, local diffusers folder or single checkpoint; "" = default
     data: DataConfig = field(default_factory=DataConfig)
     method: str = "baseline"  # baseline | dct | apla
-    temporal: str = "vcstudio"  # "vcstudio" (zero-init temporal attention)
+    # "vcstudio": zero-init temporal attention after each transformer block; "animatediff":
+    # diffusers' UNetMotionModel.from_unet2d with a MotionAdapter (models/motion.py)
+    temporal: str = "vcstudio"
+    motion_adapter: str = ""  # animatediff: hub id or folder; "" = fresh (identity) motion modules
     steps: int = 500
     lr: float = 3e-5
     seed: int = 33

@@ -360,6 +360,22 @@ def save_delta(rf: RunFolder, model: VideoDenoiser, cfg: TuneConfig, base: BaseM
                          "format": "vcstudio-delta-1"})
 
 
+def tuned_on_base(rf: RunFolder, base: BaseModel, precision: Precision) -> TunedModel:
+    """The run's video model on an already loaded ``base`` (its fingerprint must match the one
+    the delta was tuned on): build the model as the run's config says, copy the delta in."""
+    cfg = rf.config()
+    tensors = read_delta(rf, base)
+    torch.manual_seed(cfg.seed)
+    vm, method, names = build_video_model(base, cfg, precision)
+    missing = set(names) - set(tensors)
+    if missing:
+        raise InputError(f"The delta in {rf.path} lacks {len(missing)} tensors the method "
+                         f"needs (e.g. {sorted(missing)[0]}); it was saved by another version.")
+    apply_delta(vm, tensors, rf)
+    vm.eval()
+    return TunedModel(base, vm, method, cfg, precision, rf)
+
+
 def load_tuned(run_dir: str | Path, cache: ModelCache = default_cache,
                device: Optional[torch.device] = None, model: Optional[str] = None) -> TunedModel:
     """Base model + delta -> TunedModel (cached per run and device).
@@ -376,16 +392,7 @@ def load_tuned(run_dir: str | Path, cache: ModelCache = default_cache,
 
     def factory() -> TunedModel:
         base = load_base(model or cfg.model or None, device, prec.frozen_dtype, cache)
-        tensors = read_delta(rf, base)
-        torch.manual_seed(cfg.seed)
-        vm, method, names = build_video_model(base, cfg, prec)
-        missing = set(names) - set(tensors)
-        if missing:
-            raise InputError(f"The delta in {rf.path} lacks {len(missing)} tensors the method "
-                             f"needs (e.g. {sorted(missing)[0]}); it was saved by another version.")
-        apply_delta(vm, tensors, rf)
-        vm.eval()
-        return TunedModel(base, vm, method, cfg, prec, rf)
+        return tuned_on_base(rf, base, prec)
 
     return cache.get(key, factory)
 
