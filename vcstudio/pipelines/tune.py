@@ -35,6 +35,9 @@ from .runs import RunFolder, new_run_dir, versions, write_json
 from .sample import denoise
 
 
+TEMPORAL_ROUTES = ("vcstudio", "animatediff")  # TuneConfig.temporal (models/inflate.py)
+
+
 @dataclass
 class TunedModel:
     """A base model + its inflated, tuned video denoiser, ready to sample."""
@@ -58,10 +61,20 @@ class TuneResult:
 
 def build_video_model(base: BaseModel, cfg: TuneConfig, precision: Precision,
                       ) -> tuple[VideoDenoiser, TuneMethod, list[str]]:
-    """Inflate a copy of the base U-Net, let the method install its modules, pick trainables."""
-    if cfg.temporal not in ("vcstudio",):
-        raise InputError(f"Unknown temporal layer type {cfg.temporal!r}; use 'vcstudio'.")
-    model = VideoDenoiser(base.unet, copy_unet=True)
+    """Inflate a copy of the base U-Net (the config's temporal route: vcstudio's temporal
+    attention, or AnimateDiff's motion modules through diffusers' UNetMotionModel), let the
+    method install its modules, pick trainables."""
+    if cfg.temporal not in TEMPORAL_ROUTES:
+        raise InputError(f"Unknown temporal layer type {cfg.temporal!r}; use one of "
+                         f"{', '.join(TEMPORAL_ROUTES)}.")
+    adapter = None
+    if cfg.temporal == "animatediff":
+        from ..models.motion import load_motion_adapter
+
+        adapter = load_motion_adapter(cfg.motion_adapter, base.unet)
+    elif cfg.motion_adapter:
+        raise InputError("A motion adapter needs the AnimateDiff route: add --temporal animatediff.")
+    model = VideoDenoiser(base.unet, copy_unet=True, motion_adapter=adapter)
     method = get_method(cfg)
     method.setup(model, base, precision.device)
     model.to(precision.device)
