@@ -263,3 +263,21 @@ def test_readme_library_snippet_runs_on_the_tiny_model(tiny_sd, run_dir, monkeyp
                        EditConfig(prompt="a Porsche on the beach", steps=4, guidance=12.5, seed=33))
     got = (video * 255).round().astype(np.uint8)
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_pipeline_built_from_diffusers_parts_inflates_the_2d_unet(tiny_sd, run_dir):
+    """VideoEditPipeline(vae=..., unet=UNet2DConditionModel, ...) from a diffusers SD pipeline's
+    own components: the 2-D U-Net is inflated (a copy; one frame = the 2-D model) and kept as
+    the base the run's delta goes onto."""
+    from diffusers import StableDiffusionPipeline
+
+    sd = StableDiffusionPipeline.from_pretrained(str(tiny_sd), safety_checker=None,
+                                                 requires_safety_checker=False)
+    keep = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
+    p = VideoEditPipeline(**{k: v for k, v in sd.components.items() if k in keep})
+    x, e, t = torch.randn(1, 4, 1, 8, 8), torch.randn(1, 77, 32), torch.tensor([300])
+    with torch.no_grad():
+        assert torch.allclose(p.unet(x, t, e).sample[:, :, 0], sd.unet(x[:, :, 0], t, e).sample,
+                              atol=1e-5)
+    p.load_tuned(str(run_dir))  # same weights -> same fingerprint as the run's base
+    assert p._tuned.run.path == run_dir and p.unet.denoiser is p._tuned.model

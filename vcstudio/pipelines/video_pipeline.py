@@ -147,8 +147,8 @@ class VideoEditPipeline(DiffusionPipeline):
                         torch_dtype: Optional[torch.dtype] = None, mixed_precision: str = "auto",
                         temporal: str = "vcstudio", motion_adapter: str = "",
                         cache=None) -> "VideoEditPipeline":
-        """A base text-to-image model (hub id, diffusers folder, single file; ``None`` = the
-        default: $VCSTUDIO_MODEL or the embedded demo model) inflated to video, untuned.
+        """A base text-to-image model (hub id, diffusers folder, single file; ``None`` = vcstudio's
+        default base, models/loading.py) inflated to video, untuned.
 
         Loads on the CPU in fp32 unless told otherwise (move it with ``.to("cuda")`` or use
         ``enable_model_cpu_offload``). ``temporal="animatediff"`` builds the video model with
