@@ -59,7 +59,8 @@ def test_video_unet_is_diffusers_motion_unet_with_the_adapters_modules(base, ada
 
     from vcstudio.models.attention import SparseCausalAttnProcessor
 
-    model, _, names = build_video_model(base, ad_cfg(base.model_id, adapter_dir), precision_for(CPU))
+    model, _, names = build_video_model(base, ad_cfg(base.model_id, adapter_dir),
+                                        precision_for(CPU))
     assert isinstance(model.unet, UNetMotionModel) and model.route == "animatediff"
     adapter = MotionAdapter.from_pretrained(adapter_dir)
     ours = {k: v for k, v in model.unet.state_dict().items() if "motion_modules" in k}
@@ -202,7 +203,8 @@ def test_one_dct_step_trains_spatial_adapters_beside_the_motion_modules(base, cl
     adapters = [m for n, m in model.named_modules() if isinstance(m, MSAdapter)]
     spatial = [m for m in base.unet.modules() if isinstance(m, BasicTransformerBlock)]
     assert len(adapters) == 2 * len(spatial)  # attn1 + ff of each spatial block, as in 2-D
-    assert not any("motion_modules" in n for n, m in model.named_modules() if isinstance(m, MSAdapter))
+    assert not any("motion_modules" in n for n, m in model.named_modules()
+                   if isinstance(m, MSAdapter))
     res = tune(cfg, tmp_path / "run", frames=clip8[:4, :32, :32], cache=ModelCache(), invert=False)
     assert {"l_cons", "loss"} <= set(res.losses[-1])
     tensors, _ = load_tensors(res.run_dir / "delta.safetensors")

@@ -135,7 +135,8 @@ def test_callback_on_step_end_sees_and_changes_latents(pipe):
     seen = []
 
     def keep(p, i, t, tensors):
-        seen.append((i, int(t), tuple(tensors["latents"].shape), tuple(tensors["prompt_embeds"].shape)))
+        seen.append((i, int(t), tuple(tensors["latents"].shape),
+                     tuple(tensors["prompt_embeds"].shape)))
         return tensors
 
     def zero_frame_1(p, i, t, tensors):
@@ -166,7 +167,8 @@ def test_cfg_cutoff_callback_of_diffusers_works(pipe):
     kw = dict(latents=noise, num_inference_steps=3, output_type="latent")
     full = pipe("a red circle", guidance_scale=5.0, **kw).frames
     cut = pipe("a red circle", guidance_scale=5.0,
-               callback_on_step_end=SDCFGCutoffCallback(cutoff_step_ratio=None, cutoff_step_index=0), **kw).frames
+               callback_on_step_end=SDCFGCutoffCallback(cutoff_step_ratio=None,
+                                                        cutoff_step_index=0), **kw).frames
     assert pipe.guidance_scale == 0.0  # the callback's own switch
     assert (cut - full).abs().max() > 1e-3
 

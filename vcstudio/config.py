@@ -14,7 +14,8 @@ import yaml
 
 from .errors import InputError
 
-# Tune-A-Video's trainable modules: the query projections of both attentions + temporal attention.
+# Tune-A-Video's trainable modules: the query projections of both attentions + temporal attention
+# ("temporal" names either route's temporal layers: AnimateDiff's motion modules too).
 DEFAULT_TRAINABLE = ("attn1.to_q", "attn2.to_q", "temporal")
 
 

@@ -180,7 +180,8 @@ def load_base(model: Optional[str] = None, device: Optional[torch.device] = None
 
 
 def base_from_parts(model_id: str, unet, vae, text_encoder, tokenizer, scheduler_config: dict,
-                    device: torch.device, dtype: torch.dtype, is_embedded: bool = False) -> BaseModel:
+                    device: torch.device, dtype: torch.dtype,
+                    is_embedded: bool = False) -> BaseModel:
     """A BaseModel over parts already loaded (they are used as they are), fingerprinted."""
     return BaseModel(model_id=model_id, unet=unet, vae=vae, text_encoder=text_encoder,
                      tokenizer=tokenizer, scheduler_config=scheduler_config,

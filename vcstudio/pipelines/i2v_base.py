@@ -27,7 +27,8 @@ from ..progress import CancelToken, Event, ProgressFn, null_progress
 
 
 class I2VBackbone(Protocol):
-    """The conditioning object ``encode`` returns is the backbone's own (SVD: :class:`~vcstudio.pipelines.i2v_svd.I2VCond`);
+    """The conditioning object ``encode`` returns is the backbone's own (SVD's
+    :class:`~vcstudio.pipelines.i2v_svd.I2VCond`);
     callers only read its ``image`` (1, 3, H, W) and ``num_frames`` (pixel frames)."""
 
     name: str

@@ -1,13 +1,14 @@
 """The sampling loop every sampler runs (DDIM with classifier-free guidance by default).
 
 :func:`run_steps` is the one denoising loop: :func:`denoise` (vcstudio's DDIM samplers: previews,
-long video, mask fusion, benchmarks) and :class:`~vcstudio.pipelines.video_pipeline.VideoEditPipeline`
-(the diffusers pipeline the edit job samples through, any diffusers scheduler) both step through it.
+long video, mask fusion, benchmarks) and
+:class:`~vcstudio.pipelines.video_pipeline.VideoEditPipeline` (the diffusers pipeline the edit job
+samples through, any diffusers scheduler) both step through it.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -38,7 +39,7 @@ def run_steps(scheduler, timesteps, latents: torch.Tensor,
               predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
               step_kwargs: Optional[dict] = None, progress: ProgressFn = null_progress,
               cancel: Optional[CancelToken] = None, autocast=None, stage: str = "sample",
-              on_step_end: Optional[Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+              on_step_end: Optional[Callable[[int, Any, torch.Tensor], torch.Tensor]] = None,
               stop: Optional[Callable[[], bool]] = None) -> torch.Tensor:
     """x_t -> x_{t-1} for each of ``timesteps``: ``predict(x, t)`` (under ``autocast``) then
     ``scheduler.step``. Latents stay fp32 between steps.

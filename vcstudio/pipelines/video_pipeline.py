@@ -125,7 +125,8 @@ class VideoEditPipeline(DiffusionPipeline):
         self.register_modules(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                               scheduler=scheduler)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
-        self.video_processor = VideoProcessor(do_resize=False, vae_scale_factor=self.vae_scale_factor)
+        self.video_processor = VideoProcessor(do_resize=False,
+                                              vae_scale_factor=self.vae_scale_factor)
         self._base: Optional[BaseModel] = None
         if base_unet is not None:  # built from parts: a base the runs can be loaded onto
             from ..models.loading import base_from_parts
@@ -184,7 +185,8 @@ class VideoEditPipeline(DiffusionPipeline):
     @classmethod
     def _assemble(cls, base: BaseModel, model: VideoDenoiser, mixed_precision: str):
         pipe = cls(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
-                   unet=VideoUNet(model), scheduler=DDIMScheduler.from_config(base.scheduler_config))
+                   unet=VideoUNet(model),
+                   scheduler=DDIMScheduler.from_config(base.scheduler_config))
         pipe._base = base
         pipe._mixed_precision = mixed_precision
         pipe.register_to_config(_name_or_path=base.model_id)
@@ -222,8 +224,9 @@ class VideoEditPipeline(DiffusionPipeline):
         return self
 
     def save_pretrained(self, *args, **kwargs):
-        raise InputError("A VideoEditPipeline is a base model plus a tuned run: keep the run folder "
-                         "(or `vcstudio push` it) and the base; there is nothing else to save.")
+        raise InputError("A VideoEditPipeline is a base model plus a tuned run: keep the run "
+                         "folder (or `vcstudio push` it) and the base; there is nothing else to "
+                         "save.")
 
     # ------------------------------------------------------------------ switches and state
     def enable_vae_slicing(self) -> None:
