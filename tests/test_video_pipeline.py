@@ -24,15 +24,30 @@ REFERENCE = Path(__file__).parent / "data" / "edit_reference.npz"
 README = Path(__file__).parents[1] / "README.md"
 
 
-@pytest.fixture(scope="module")
-def run_dir(tiny_sd, tmp_path_factory):
+def make_run(model_dir, out: Path) -> Path:
+    """4 tuning steps of the tiny model on the moving-circle clip (the reference's run)."""
     from vcstudio.io.synthetic import moving_shape_clip
 
-    cfg = TuneConfig(model=str(tiny_sd), data=DataConfig(prompt="a red circle moving right",
-                                                         n_frames=8, width=64, height=64),
+    cfg = TuneConfig(model=str(model_dir), data=DataConfig(prompt="a red circle moving right",
+                                                           n_frames=8, width=64, height=64),
                      steps=4, lr=1e-3, checkpoint_every=0, inversion_steps=8)
-    return tune(cfg, tmp_path_factory.mktemp("vp") / "run", frames=moving_shape_clip(8, 64, dx=3.0),
-                cache=ModelCache()).run_dir
+    return tune(cfg, out, frames=moving_shape_clip(8, 64, dx=3.0), cache=ModelCache()).run_dir
+
+
+def reference_edits(run_dir) -> dict[str, np.ndarray]:
+    """The edit job's two sampling paths: from the inversion (eta 0) and from noise (eta 0.5,
+    where the generator feeds DDIM's noise)."""
+    tuned = load_tuned(run_dir, ModelCache())
+    return {"inversion": edit_frames(tuned, EditConfig(prompt="a blue square moving right",
+                                                       steps=8, guidance=7.5, seed=5)),
+            "noise_eta": edit_frames(tuned, EditConfig(prompt="a blue square moving right",
+                                                       negative="red", steps=6, guidance=4.0,
+                                                       seed=7, use_inversion=False, eta=0.5))}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_sd, tmp_path_factory):
+    return make_run(tiny_sd, tmp_path_factory.mktemp("vp") / "run")
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +58,11 @@ def pipe(tiny_sd, run_dir):
 
 
 def test_edit_frames_equal_those_of_the_edit_before_the_pipeline(run_dir):
-    """Both sampling paths of the edit job: from the inversion (eta 0) and from noise (eta 0.5,
-    where the generator feeds DDIM's noise). Measured: bit-identical on the machine that wrote
-    the reference; the tolerance allows another CPU's float rounding."""
+    """Measured: bit-identical on the machine that wrote the reference; the tolerance allows
+    another CPU's float rounding. A deliberate change of the tuning or sampling numerics
+    rewrites the reference: ``python tests/test_video_pipeline.py``."""
     ref = np.load(REFERENCE)
-    tuned = load_tuned(run_dir, ModelCache())
-    got = {"inversion": edit_frames(tuned, EditConfig(prompt="a blue square moving right",
-                                                      steps=8, guidance=7.5, seed=5)),
-           "noise_eta": edit_frames(tuned, EditConfig(prompt="a blue square moving right",
-                                                      negative="red", steps=6, guidance=4.0,
-                                                      seed=7, use_inversion=False, eta=0.5))}
-    for k, frames in got.items():
+    for k, frames in reference_edits(run_dir).items():
         d = np.abs(frames.astype(int) - ref[k].astype(int))
         assert frames.shape == (8, 64, 64, 3) and d.max() <= 2 and d.mean() < 0.05, (k, d.max())
 
@@ -283,3 +292,15 @@ def test_pipeline_built_from_diffusers_parts_inflates_the_2d_unet(tiny_sd, run_d
                               atol=1e-5)
     p.load_tuned(str(run_dir))  # same weights -> same fingerprint as the run's base
     assert p._tuned.run.path == run_dir and p.unet.denoiser is p._tuned.model
+
+
+if __name__ == "__main__":  # rewrite the reference (see the first test)
+    import tempfile
+
+    from vcstudio.models.tiny import build_tiny_sd
+
+    torch.set_num_threads(1)  # as the tests run it (one_thread)
+    with tempfile.TemporaryDirectory() as d:
+        run = make_run(build_tiny_sd(Path(d) / "tiny-sd", seed=0), Path(d) / "run")
+        np.savez_compressed(REFERENCE, **reference_edits(run))
+    print(f"wrote {REFERENCE}")
