@@ -365,7 +365,8 @@ def save_pipeline(out, vae, unet, text_encoder, tok, log: Optional[dict] = None)
     """A standard diffusers StableDiffusionPipeline folder in safetensors: U-Net and VAE in fp16
     (diffusers loads them in the pipeline's dtype, fp32 by default), the text encoder in fp32
     (transformers keeps a checkpoint's dtype, so an fp16 encoder would break a plain
-    ``StableDiffusionPipeline.from_pretrained(folder)`` on CPU with a Half/Float mismatch)."""
+    ``StableDiffusionPipeline.from_pretrained(folder)`` on CPU with a Half/Float mismatch) with
+    fp16-rounded values, as the toy CLIP folder holds the same tower."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     scheduler = DDIMScheduler(**SD_BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
@@ -376,6 +377,8 @@ def save_pipeline(out, vae, unet, text_encoder, tok, log: Optional[dict] = None)
                                    requires_safety_checker=False)
     pipe.unet.to(torch.float16)
     pipe.vae.to(torch.float16)
+    # fp16-rounded like save_clip's copy of the same (frozen) text tower, stored as fp32
+    pipe.text_encoder.to(torch.float16).to(torch.float32)
     out = Path(out)
 
     def write(d: Path) -> None:
