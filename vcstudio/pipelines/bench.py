@@ -162,8 +162,8 @@ def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: f
     t_first = run(2)  # warm-up (compiles on CUDA)
     reset_peak(device)
     total = run(steps)
-    return {"what": f"sample/{method}{_route_label(cfg)}", "frames": frames, "size": size, "steps": steps,
-            "s_per_call": total / steps, "total_s_incl_decode": total, "warmup_s": t_first,
+    return {"what": f"sample/{method}{_route_label(cfg)}", "frames": frames, "size": size,
+            "steps": steps, "s_per_call": total / steps, "total_s_incl_decode": total, "warmup_s": t_first,
             "peak_gib": peak_memory_gib(device), **method_columns(meth.summary()),
             "device": _device_name(device)}
 
