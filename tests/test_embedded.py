@@ -48,6 +48,27 @@ def test_embedded_model_draws_the_asked_background():
     assert hits >= 3, got
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_plain_diffusers_pipeline_loads_and_generates_on_cpu():
+    """assets/toy-sd's README: StableDiffusionPipeline.from_pretrained(folder), no dtype, on CPU
+    (an fp16 text encoder made that a Half/Float matmul error); the folder stays under 30 MB."""
+    from diffusers import StableDiffusionPipeline
+
+    from vcstudio.toyworld.checker import detect
+
+    size = sum(f.stat().st_size for f in EMBEDDED_MODEL.rglob("*") if f.is_file())
+    assert size < 30 * 2**20, size
+    pipe = StableDiffusionPipeline.from_pretrained(str(EMBEDDED_MODEL))
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.text_encoder.dtype == pipe.unet.dtype == torch.float32
+    wanted = ["beach", "grass", "night", "snow"]
+    images = pipe([f"a red circle on the {w}" for w in wanted], num_inference_steps=12, height=64,
+                  width=64, guidance_scale=5.0, generator=torch.Generator().manual_seed(0),
+                  output_type="np").images
+    got = [detect((im * 255).round().astype(np.uint8)).background for im in images]
+    assert sum(w == b for w, b in zip(wanted, got)) >= 3, got
+
+
 @pytest.mark.slow
 def test_tune_red_circle_edit_blue_square_follows_motion(tmp_path):
     """Issue 3 acceptance case, fixed seeds: colour and motion must hold."""

@@ -68,11 +68,15 @@ def test_saved_folder_is_a_standard_sd_pipeline(trained):
     assert pipe.safety_checker is None
     model_index = json.loads(Path(cfg.out, "model_index.json").read_text())
     assert {"unet", "vae", "text_encoder", "tokenizer", "scheduler"} <= set(model_index)
-    # fp16 safetensors on disk
+    # fp16 U-Net on disk, fp32 text encoder (transformers keeps the checkpoint's dtype)
     from safetensors import safe_open
 
     with safe_open(f"{cfg.out}/unet/diffusion_pytorch_model.safetensors", "pt") as f:
         assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16
+    plain = StableDiffusionPipeline.from_pretrained(cfg.out)  # no dtype: as a user types it
+    assert plain.text_encoder.dtype == plain.unet.dtype == torch.float32
+    img = plain("a red circle", num_inference_steps=1, height=32, width=32, output_type="np").images
+    assert np.isfinite(img).all()
     # scaling factor = 1 / std of latents, stored in the VAE config
     sf = pipe.vae.config.scaling_factor
     assert sf == pytest.approx(log["scaling_factor"])

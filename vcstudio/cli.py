@@ -34,6 +34,7 @@ def _add_tune(sub) -> None:
                    "a tuned run; its defaults are the paper's lr 2e-6 and 250 steps")
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--no-checkpointing", action="store_true", help="no gradient checkpointing")
+    _temporal_args(p)
     # DCT switches (seed 000, Table 3 / Table 2)
     p.add_argument("--no-adapter", action="store_true")
     p.add_argument("--no-semantic", action="store_true")
@@ -54,6 +55,15 @@ def _add_tune(sub) -> None:
     p.add_argument("--init-from", metavar="RUN", help="start from this run's tuned tensors")
     p.add_argument("--out", help="run folder (default: a new folder under the data folder)")
     p.add_argument("--device")
+
+
+def _temporal_args(p) -> None:
+    p.add_argument("--temporal", choices=["vcstudio", "animatediff"],
+                   help="temporal layers: vcstudio's zero-init temporal attention (default) or "
+                   "AnimateDiff's motion modules (diffusers' UNetMotionModel)")
+    p.add_argument("--motion-adapter", metavar="ID_OR_FOLDER",
+                   help="with --temporal animatediff: a diffusers MotionAdapter (hub id or "
+                   "folder) to start from; default: fresh motion modules")
 
 
 def _fgbg_args(cfg, a):
@@ -101,7 +111,8 @@ def tune_config_from_args(a):
         d = dataclasses.replace(d, n_frames=a.frames or (8 if small else 24),
                                 stride=a.stride or (1 if small else 2))
     upd = {k: v for k, v in dict(model=a.model, steps=a.steps, lr=a.lr, seed=a.seed,
-                                 method=a.method, checkpoint_every=a.checkpoint_every).items()
+                                 method=a.method, checkpoint_every=a.checkpoint_every,
+                                 temporal=a.temporal, motion_adapter=a.motion_adapter).items()
            if v is not None}
     cfg = dataclasses.replace(cfg, data=d, **upd)
     if a.no_checkpointing:
@@ -209,6 +220,7 @@ def _bench_common(p) -> None:
     p.add_argument("--dct-stepwise", action="store_true",
                    help="DCT: keep the warm-up / t < t_max schedule (default: the consistency "
                         "terms run on every step, the worst case)")
+    _temporal_args(p)
     p.add_argument("--device")
 
 
@@ -216,6 +228,8 @@ def _bench_overrides(a) -> dict:
     from .config import APLAConfig
 
     over = {"compile": a.compile}
+    over.update({k: v for k, v in (("temporal", a.temporal), ("motion_adapter", a.motion_adapter))
+                 if v is not None})
     if a.vgt or a.vgt_preset:
         d = APLAConfig()
         over["apla"] = dataclasses.replace(d, vgt=a.vgt or d.vgt,

@@ -14,7 +14,8 @@ import yaml
 
 from .errors import InputError
 
-# Tune-A-Video's trainable modules: the query projections of both attentions + temporal attention.
+# Tune-A-Video's trainable modules: the query projections of both attentions + temporal attention
+# ("temporal" names either route's temporal layers: AnimateDiff's motion modules too).
 DEFAULT_TRAINABLE = ("attn1.to_q", "attn2.to_q", "temporal")
 
 
@@ -176,7 +177,10 @@ class TuneConfig:
     model: str = ""  # hub id, local diffusers folder or single checkpoint; "" = default
     data: DataConfig = field(default_factory=DataConfig)
     method: str = "baseline"  # baseline | dct | apla
-    temporal: str = "vcstudio"  # "vcstudio" (zero-init temporal attention)
+    # "vcstudio": zero-init temporal attention after each transformer block; "animatediff":
+    # diffusers' UNetMotionModel.from_unet2d with a MotionAdapter (models/motion.py)
+    temporal: str = "vcstudio"
+    motion_adapter: str = ""  # animatediff: hub id or folder; "" = fresh (identity) motion modules
     steps: int = 500
     lr: float = 3e-5
     seed: int = 33

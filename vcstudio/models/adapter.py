@@ -71,10 +71,13 @@ def _beside_hook(adapter: MSAdapter):
 
 
 def transformer_blocks(unet: nn.Module) -> list[nn.Module]:
-    """Every diffusers BasicTransformerBlock in ``unet`` (wrapped by TemporalBlock or not)."""
+    """Every spatial diffusers BasicTransformerBlock in ``unet`` (wrapped by TemporalBlock or
+    not); AnimateDiff's motion modules are built of the same blocks but attend over frames, so
+    they get no (spatial) adapter."""
     from diffusers.models.attention import BasicTransformerBlock
 
-    return [m for m in unet.modules() if isinstance(m, BasicTransformerBlock)]
+    return [m for n, m in unet.named_modules()
+            if isinstance(m, BasicTransformerBlock) and "motion_modules" not in n]
 
 
 def install_ms_adapters(unet: nn.Module, ratios: Sequence[float] = (0.25, 0.0625),

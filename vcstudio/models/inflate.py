@@ -9,6 +9,11 @@
 the noise prediction (APLA's VGT, eq. 4) and ``aux`` modules trained beside the model but not used
 in its forward pass (APLA's discriminator). Only parameters matching the trainable patterns (plus
 all of ``perturb``/``aux``) train and make up the saved delta.
+
+The second temporal route (``motion_adapter=``, models/motion.py) builds the video U-Net with
+diffusers' ``UNetMotionModel.from_unet2d`` instead of wrapping blocks; sparse-causal attention is
+the same processor on its spatial attn1, and everything above (perturb, aux, trainables, the
+(B, C, F, H, W) call) is the same, so no pipeline forks on the route.
 """
 from __future__ import annotations
 
@@ -28,7 +33,11 @@ def inflate_unet(unet: nn.Module, ctx: FrameContext, temporal: bool = True) -> n
 
     procs = {}
     for name in unet.attn_processors:
-        if ".attn1." in name or name.endswith("attn1.processor"):
+        if "motion_modules" in name:  # AnimateDiff's temporal attention keeps plain attention
+            from diffusers.models.attention_processor import AttnProcessor2_0
+
+            procs[name] = AttnProcessor2_0()
+        elif ".attn1." in name or name.endswith("attn1.processor"):
             procs[name] = SparseCausalAttnProcessor(ctx)
         else:
             from diffusers.models.attention_processor import AttnProcessor2_0
@@ -48,11 +57,22 @@ def inflate_unet(unet: nn.Module, ctx: FrameContext, temporal: bool = True) -> n
 class VideoDenoiser(nn.Module):
     """The inflated U-Net as a video noise predictor on (B, C, F, H, W) latents."""
 
-    def __init__(self, unet2d: nn.Module, copy_unet: bool = True, temporal: bool = True) -> None:
+    def __init__(self, unet2d: nn.Module, copy_unet: bool = True, temporal: bool = True,
+                 motion_adapter: Optional[nn.Module] = None) -> None:
+        """``motion_adapter``: the AnimateDiff route -- a UNetMotionModel built from ``unet2d``
+        (always a new model, ``unet2d`` untouched) with these motion modules as the temporal
+        layers; ``temporal`` then does not apply."""
         super().__init__()
         self.ctx = FrameContext()
-        unet = copy.deepcopy(unet2d) if copy_unet else unet2d
-        self.unet = inflate_unet(unet, self.ctx, temporal=temporal)
+        if motion_adapter is not None:
+            from .motion import motion_unet
+
+            self.route = "animatediff"
+            self.unet = inflate_unet(motion_unet(unet2d, motion_adapter), self.ctx, temporal=False)
+        else:
+            self.route = "vcstudio"
+            unet = copy.deepcopy(unet2d) if copy_unet else unet2d
+            self.unet = inflate_unet(unet, self.ctx, temporal=temporal)
         self.perturb = nn.ModuleDict()
         self.aux = nn.ModuleDict()
         self.last_parts: Optional[dict[str, torch.Tensor]] = None
@@ -79,6 +99,8 @@ class VideoDenoiser(nn.Module):
     def unet_forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor,
                      ) -> torch.Tensor:
         b, c, f, h, w = sample.shape
+        if self.route == "animatediff":
+            return self._motion_forward(sample, timestep, encoder_hidden_states)
         x = sample.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
         t = torch.as_tensor(timestep, device=sample.device)
         if t.numel() == 1:
@@ -88,6 +110,26 @@ class VideoDenoiser(nn.Module):
         self.ctx.num_frames = f
         out = self._unet_call(x, t, ehs, return_dict=False)[0]
         return out.reshape(b, f, -1, h, w).permute(0, 2, 1, 3, 4)
+
+    def _motion_forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor,
+                        ) -> torch.Tensor:
+        """UNetMotionModel on (B, C, F, H, W) with a timestep per video; diffusers 0.42 hands
+        ``encoder_hidden_states`` to its per-frame blocks as they are, so they go in per frame
+        (B*F, tokens, dim), as AnimateDiffPipeline repeats them."""
+        from .motion import max_frames
+
+        b, f = sample.shape[0], sample.shape[2]
+        t = torch.as_tensor(timestep, device=sample.device)
+        if t.numel() == 1:
+            t = t.reshape(()).expand(b)
+        ehs = encoder_hidden_states.repeat_interleave(f, dim=0)
+        self.ctx.num_frames = f
+        if f > max_frames(self.unet):
+            from ..errors import InputError
+
+            raise InputError(f"These motion modules know {max_frames(self.unet)} frame positions; "
+                             f"use at most that many frames (got {f}) or windows of that length.")
+        return self._unet_call(sample, t, ehs, return_dict=False)[0]
 
     def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor,
                 ) -> torch.Tensor:
@@ -105,8 +147,15 @@ class VideoDenoiser(nn.Module):
 
     # ------------------------------------------------------------------ trainable tensors
     def mark_trainable(self, patterns: Iterable[str]) -> list[str]:
-        """Only names containing one of ``patterns`` (and all perturb/aux params) train."""
+        """Only names containing one of ``patterns`` (and all perturb/aux params) train.
+
+        ``"temporal"`` names the temporal layers of either route: on the AnimateDiff route it
+        selects the motion modules."""
         pats = tuple(patterns)
+        if self.route == "animatediff" and "temporal" in pats:
+            from .motion import MOTION_PATTERN
+
+            pats = pats + (MOTION_PATTERN,)
         names = []
         for name, p in self.named_parameters():
             train = name.startswith(("perturb.", "aux.")) or any(s in name for s in pats)

@@ -173,10 +173,17 @@ def load_base(model: Optional[str] = None, device: Optional[torch.device] = None
             m.to(device)
             m.requires_grad_(False)
             m.eval()
-        return BaseModel(model_id=model_id, unet=pipe.unet, vae=pipe.vae,
-                         text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
-                         scheduler_config=dict(pipe.scheduler.config),
-                         fingerprint=_fingerprint(model_id, pipe.unet, pipe.vae, pipe.text_encoder),
-                         is_embedded=embedded, device=device, dtype=dtype)
+        return base_from_parts(model_id, pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer,
+                               dict(pipe.scheduler.config), device, dtype, embedded)
 
     return cache.get(key, factory)
+
+
+def base_from_parts(model_id: str, unet, vae, text_encoder, tokenizer, scheduler_config: dict,
+                    device: torch.device, dtype: torch.dtype,
+                    is_embedded: bool = False) -> BaseModel:
+    """A BaseModel over parts already loaded (they are used as they are), fingerprinted."""
+    return BaseModel(model_id=model_id, unet=unet, vae=vae, text_encoder=text_encoder,
+                     tokenizer=tokenizer, scheduler_config=scheduler_config,
+                     fingerprint=_fingerprint(model_id, unet, vae, text_encoder),
+                     is_embedded=is_embedded, device=device, dtype=dtype)

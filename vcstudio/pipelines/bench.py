@@ -95,6 +95,7 @@ def bench_tune(frames: int = 24, size: int = 512, steps: int = 5, warmup: int = 
                  f"{'every step' if d.warmup == 0 and d.t_max > 1000 else 'stepwise'})")
     for k, v in (cfg_overrides or {}).items():
         cfg = dataclasses.replace(cfg, **{k: v})
+    what += _route_label(cfg)
     stamps: list[float] = []
 
     def progress(ev: Event) -> None:
@@ -114,6 +115,13 @@ def bench_tune(frames: int = 24, size: int = 512, steps: int = 5, warmup: int = 
     return {"what": what, "frames": frames, "size": size, "s_per_step": per_step,
             "projected_500_steps_min": per_step * 500 / 60, "peak_gib": peak_memory_gib(device),
             **method_columns(info), "device": _device_name(device)}
+
+
+def _route_label(cfg: TuneConfig) -> str:
+    """The temporal route in a row's name, when it is not the default."""
+    if cfg.temporal == "vcstudio":
+        return ""
+    return f" [{cfg.temporal}{': ' + cfg.motion_adapter if cfg.motion_adapter else ''}]"
 
 
 def method_columns(info: dict) -> dict:
@@ -154,8 +162,8 @@ def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: f
     t_first = run(2)  # warm-up (compiles on CUDA)
     reset_peak(device)
     total = run(steps)
-    return {"what": f"sample/{method}", "frames": frames, "size": size, "steps": steps,
-            "s_per_call": total / steps, "total_s_incl_decode": total, "warmup_s": t_first,
+    return {"what": f"sample/{method}{_route_label(cfg)}", "frames": frames, "size": size,
+            "steps": steps, "s_per_call": total / steps, "total_s_incl_decode": total, "warmup_s": t_first,
             "peak_gib": peak_memory_gib(device), **method_columns(meth.summary()),
             "device": _device_name(device)}
 

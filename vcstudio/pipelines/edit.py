@@ -1,4 +1,5 @@
-"""Edit a tuned clip: sample new prompts from the DDIM-inverted source latents (Tune-A-Video)."""
+"""Edit a tuned clip: sample new prompts from the DDIM-inverted source latents (Tune-A-Video),
+through the diffusers pipeline (pipelines/video_pipeline.py): one sampling path."""
 from __future__ import annotations
 
 import re
@@ -14,8 +15,7 @@ from ..errors import InputError, OutOfMemoryError
 from ..io import write_gif, write_mp4
 from ..models.cache import ModelCache, default_cache
 from ..progress import CancelToken, Event, ProgressFn, null_progress
-from .encode import decode_latents, encode_prompts, tensor_to_frames
-from .sample import denoise
+from .encode import decode_latents, tensor_to_frames
 from .tune import TunedModel, inversion_latents, load_tuned
 
 
@@ -43,7 +43,10 @@ def validate_edit(cfg: EditConfig) -> None:
 
 def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_progress,
                 cancel: Optional[CancelToken] = None) -> np.ndarray:
-    """-> uint8 frames of the same count and size as the tuned clip."""
+    """-> uint8 frames of the same count and size as the tuned clip, sampled through
+    :class:`~vcstudio.pipelines.video_pipeline.VideoEditPipeline` (DDIM, Tune-A-Video's)."""
+    from .video_pipeline import VideoEditPipeline
+
     validate_edit(cfg)
     base, meta = tuned.base, tuned.run.meta() if tuned.run else {}
     device = base.device
@@ -56,13 +59,22 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
         g = torch.Generator(device).manual_seed(cfg.seed)
         latents = torch.randn((1, 4, f, h // base.vae_scale, w // base.vae_scale), generator=g,
                               device=device)
-    cond = encode_prompts(base, [cfg.prompt])
-    uncond = encode_prompts(base, [cfg.negative or ""])
+
+    def on_step(pipe, i, t, tensors):
+        if cancel is not None:
+            cancel.check()
+        n = pipe.num_timesteps
+        progress(Event(i + 1, n, f"denoising step {i + 1}/{n}", stage="sample"))
+        return tensors
+
+    if cancel is not None:
+        cancel.check()
+    pipe = VideoEditPipeline.from_tuned(tuned)
     g = torch.Generator(device).manual_seed(cfg.seed)
     try:
-        lat = denoise(tuned.model, base.scheduler_config, latents, cond, uncond, cfg.guidance,
-                      cfg.steps, eta=cfg.eta, generator=g, progress=progress, cancel=cancel,
-                      autocast=tuned.precision.autocast())
+        lat = pipe(prompt=cfg.prompt, negative_prompt=cfg.negative or "", latents=latents,
+                   num_inference_steps=cfg.steps, guidance_scale=cfg.guidance, eta=cfg.eta,
+                   generator=g, output_type="latent", callback_on_step_end=on_step).frames
         progress(Event(0, 1, "decoding frames", stage="decode"))
         frames = tensor_to_frames(decode_latents(base, lat))
     except torch.OutOfMemoryError:

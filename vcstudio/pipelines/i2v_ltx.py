@@ -1,4 +1,4 @@
-"""LTX-Video image-to-video behind the :class:`~vcstudio.pipelines.i2v.I2VBackbone` interface.
+"""LTX-Video image-to-video behind the :class:`~vcstudio.pipelines.i2v_base.I2VBackbone` interface.
 
 The loop reproduces ``LTXImageToVideoPipeline.__call__`` (diffusers 0.42): the same draws for a
 seed (VAE posterior sample of the image, then the initial noise), the first latent frame held at
@@ -32,7 +32,7 @@ import torch
 from ..device import Precision, precision_for
 from ..errors import InputError
 from ..progress import CancelToken, ProgressFn, null_progress
-from .i2v import image_to_tensor, truncated_loop
+from .i2v_base import image_to_tensor, truncated_loop
 
 
 @dataclass
@@ -77,6 +77,7 @@ class LTXBackbone:
     """LTX-Video (0.9.x image-to-video) through its diffusers parts."""
 
     name = "ltx-video"
+    denoiser_name = "transformer"  # LTXImageToVideoPipeline.transformer
 
     def __init__(self, parts, precision: Optional[Precision] = None, guidance: float = 3.0,
                  frame_rate: int = 25, max_sequence_length: int = 128,

@@ -28,7 +28,8 @@ from ..methods.vcd import VCD, build_vcd
 from ..metrics.motion import motion_amount
 from ..models.lora import add_lora, lora_disabled, lora_targets_for, save_lora
 from ..progress import CancelToken, Event, ProgressFn, null_progress
-from .i2v import I2VBackbone, image_to_tensor, sample_i2v, to_uint8
+from .i2v import sample_i2v
+from .i2v_base import I2VBackbone, image_to_tensor, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,8 @@ def tune_i2v(backbone: I2VBackbone, images: Sequence[np.ndarray], config: I2VTun
     ``images``: uint8 (H, W, 3) conditioning images, cycled over steps. ``prompts`` (one per
     image, or one for all) condition text-conditioned backbones (LTX-Video) and are recorded
     (SVD is conditioned on the image alone). With ``out`` the LoRA delta is written to
-    ``out/lora.safetensors`` (with both configs) and the log to ``out/tune_log.json``.
+    ``out/lora.safetensors`` (diffusers' LoRA layout, with both configs; models/lora.py) and the
+    log to ``out/tune_log.json``.
     """
     if not images:
         raise InputError("Give at least one conditioning image.")
@@ -178,7 +180,8 @@ def tune_i2v(backbone: I2VBackbone, images: Sequence[np.ndarray], config: I2VTun
                    "backbone": getattr(backbone, "name", "?"),
                    "model": getattr(getattr(backbone, "parts", None), "source", "?"),
                    "vcd_encoder": vcd_fn.encoder.name, "vcd": vcd_fn.params}
-        save_lora(out / "lora.safetensors", unet, run_cfg)
+        save_lora(out / "lora.safetensors", unet, run_cfg,
+                  prefix=getattr(backbone, "denoiser_name", "unet"))
         (out / "tune_log.json").write_text(json.dumps(asdict(tlog), indent=1))
     return tlog
 

@@ -1,7 +1,14 @@
-"""DDIM sampling with classifier-free guidance on the inflated video model."""
+"""The sampling loop every sampler runs (DDIM with classifier-free guidance by default).
+
+:func:`run_steps` is the one denoising loop: :func:`denoise` (vcstudio's DDIM samplers: previews,
+long video, mask fusion, benchmarks) and
+:class:`~vcstudio.pipelines.video_pipeline.VideoEditPipeline` (the diffusers pipeline the edit job
+samples through, any diffusers scheduler) both step through it.
+"""
 from __future__ import annotations
 
-from typing import Callable, Optional
+import contextlib
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -28,6 +35,36 @@ def guided_prediction(model, latents: torch.Tensor, t, cond: torch.Tensor,
     return u + guidance * (c - u)
 
 
+def run_steps(scheduler, timesteps, latents: torch.Tensor,
+              predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+              step_kwargs: Optional[dict] = None, progress: ProgressFn = null_progress,
+              cancel: Optional[CancelToken] = None, autocast=None, stage: str = "sample",
+              on_step_end: Optional[Callable[[int, Any, torch.Tensor], torch.Tensor]] = None,
+              stop: Optional[Callable[[], bool]] = None) -> torch.Tensor:
+    """x_t -> x_{t-1} for each of ``timesteps``: ``predict(x, t)`` (under ``autocast``) then
+    ``scheduler.step``. Latents stay fp32 between steps.
+
+    ``on_step_end(i, t, x) -> x`` may replace the latents after each step (diffusers'
+    ``callback_on_step_end``); ``stop()`` ends the loop early (diffusers' ``interrupt``).
+    """
+    ac = autocast or contextlib.nullcontext()
+    kw = step_kwargs or {}
+    x = latents.float()
+    n = len(timesteps)
+    for i, t in enumerate(timesteps):
+        if cancel is not None:
+            cancel.check()
+        if stop is not None and stop():
+            break
+        with ac:
+            out = predict(x, t)
+        x = scheduler.step(out.float(), t, x, **kw).prev_sample
+        if on_step_end is not None:
+            x = on_step_end(i, t, x)
+        progress(Event(i + 1, n, f"denoising step {i + 1}/{n}", stage=stage))
+    return x
+
+
 @torch.no_grad()
 def denoise(model, scheduler_config: dict, latents: torch.Tensor, cond: torch.Tensor,
             uncond: Optional[torch.Tensor], guidance: float, steps: int, eta: float = 0.0,
@@ -42,19 +79,10 @@ def denoise(model, scheduler_config: dict, latents: torch.Tensor, cond: torch.Te
     ``predict(latents, t) -> model output`` replaces the plain guided prediction (long-video
     co-denoising plugs in its window fusion here).
     """
-    import contextlib
-
     sched = ddim_scheduler(scheduler_config, steps, latents.device)
     timesteps = sched.timesteps[start_index:stop_index]
-    ac = autocast or contextlib.nullcontext()
-    x = latents.float()
-    for i, t in enumerate(timesteps):
-        if cancel is not None:
-            cancel.check()
-        with ac:
-            out = (predict(x, t) if predict is not None
-                   else guided_prediction(model, x, t, cond, uncond, guidance))
-        x = sched.step(out.float(), t, x, eta=eta, generator=generator).prev_sample
-        progress(Event(i + 1, len(timesteps), f"denoising step {i + 1}/{len(timesteps)}",
-                       stage=stage))
-    return x
+    if predict is None:
+        def predict(x, t):
+            return guided_prediction(model, x, t, cond, uncond, guidance)
+    return run_steps(sched, timesteps, latents, predict, dict(eta=eta, generator=generator),
+                     progress, cancel, autocast, stage)

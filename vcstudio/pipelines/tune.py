@@ -35,6 +35,9 @@ from .runs import RunFolder, new_run_dir, versions, write_json
 from .sample import denoise
 
 
+TEMPORAL_ROUTES = ("vcstudio", "animatediff")  # TuneConfig.temporal (models/inflate.py)
+
+
 @dataclass
 class TunedModel:
     """A base model + its inflated, tuned video denoiser, ready to sample."""
@@ -58,10 +61,20 @@ class TuneResult:
 
 def build_video_model(base: BaseModel, cfg: TuneConfig, precision: Precision,
                       ) -> tuple[VideoDenoiser, TuneMethod, list[str]]:
-    """Inflate a copy of the base U-Net, let the method install its modules, pick trainables."""
-    if cfg.temporal not in ("vcstudio",):
-        raise InputError(f"Unknown temporal layer type {cfg.temporal!r}; use 'vcstudio'.")
-    model = VideoDenoiser(base.unet, copy_unet=True)
+    """Inflate a copy of the base U-Net (the config's temporal route: vcstudio's temporal
+    attention, or AnimateDiff's motion modules through diffusers' UNetMotionModel), let the
+    method install its modules, pick trainables."""
+    if cfg.temporal not in TEMPORAL_ROUTES:
+        raise InputError(f"Unknown temporal layer type {cfg.temporal!r}; use one of "
+                         f"{', '.join(TEMPORAL_ROUTES)}.")
+    adapter = None
+    if cfg.temporal == "animatediff":
+        from ..models.motion import load_motion_adapter
+
+        adapter = load_motion_adapter(cfg.motion_adapter, base.unet)
+    elif cfg.motion_adapter:
+        raise InputError("A motion adapter needs the AnimateDiff route: add --temporal animatediff.")
+    model = VideoDenoiser(base.unet, copy_unet=True, motion_adapter=adapter)
     method = get_method(cfg)
     method.setup(model, base, precision.device)
     model.to(precision.device)
@@ -356,6 +369,22 @@ def save_delta(rf: RunFolder, model: VideoDenoiser, cfg: TuneConfig, base: BaseM
                          "format": "vcstudio-delta-1"})
 
 
+def tuned_on_base(rf: RunFolder, base: BaseModel, precision: Precision) -> TunedModel:
+    """The run's video model on an already loaded ``base`` (its fingerprint must match the one
+    the delta was tuned on): build the model as the run's config says, copy the delta in."""
+    cfg = rf.config()
+    tensors = read_delta(rf, base)
+    torch.manual_seed(cfg.seed)
+    vm, method, names = build_video_model(base, cfg, precision)
+    missing = set(names) - set(tensors)
+    if missing:
+        raise InputError(f"The delta in {rf.path} lacks {len(missing)} tensors the method "
+                         f"needs (e.g. {sorted(missing)[0]}); it was saved by another version.")
+    apply_delta(vm, tensors, rf)
+    vm.eval()
+    return TunedModel(base, vm, method, cfg, precision, rf)
+
+
 def load_tuned(run_dir: str | Path, cache: ModelCache = default_cache,
                device: Optional[torch.device] = None, model: Optional[str] = None) -> TunedModel:
     """Base model + delta -> TunedModel (cached per run and device).
@@ -372,16 +401,7 @@ def load_tuned(run_dir: str | Path, cache: ModelCache = default_cache,
 
     def factory() -> TunedModel:
         base = load_base(model or cfg.model or None, device, prec.frozen_dtype, cache)
-        tensors = read_delta(rf, base)
-        torch.manual_seed(cfg.seed)
-        vm, method, names = build_video_model(base, cfg, prec)
-        missing = set(names) - set(tensors)
-        if missing:
-            raise InputError(f"The delta in {rf.path} lacks {len(missing)} tensors the method "
-                             f"needs (e.g. {sorted(missing)[0]}); it was saved by another version.")
-        apply_delta(vm, tensors, rf)
-        vm.eval()
-        return TunedModel(base, vm, method, cfg, prec, rf)
+        return tuned_on_base(rf, base, prec)
 
     return cache.get(key, factory)
 

@@ -362,7 +362,11 @@ def _atomic_dir(out: Path, write: Callable[[Path], None]) -> None:
 
 
 def save_pipeline(out, vae, unet, text_encoder, tok, log: Optional[dict] = None) -> Path:
-    """A standard diffusers StableDiffusionPipeline folder in fp16 safetensors."""
+    """A standard diffusers StableDiffusionPipeline folder in safetensors: U-Net and VAE in fp16
+    (diffusers loads them in the pipeline's dtype, fp32 by default), the text encoder in fp32
+    (transformers keeps a checkpoint's dtype, so an fp16 encoder would break a plain
+    ``StableDiffusionPipeline.from_pretrained(folder)`` on CPU with a Half/Float mismatch) with
+    fp16-rounded values, as the toy CLIP folder holds the same tower."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     scheduler = DDIMScheduler(**SD_BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
@@ -371,7 +375,10 @@ def save_pipeline(out, vae, unet, text_encoder, tok, log: Optional[dict] = None)
                                    tokenizer=tok, unet=copy.deepcopy(unet).cpu(), scheduler=scheduler,
                                    safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
-    pipe.to(torch.float16)
+    pipe.unet.to(torch.float16)
+    pipe.vae.to(torch.float16)
+    # fp16-rounded like save_clip's copy of the same (frozen) text tower, stored as fp32
+    pipe.text_encoder.to(torch.float16).to(torch.float32)
     out = Path(out)
 
     def write(d: Path) -> None:
@@ -403,7 +410,21 @@ def _model_card(log: dict) -> str:
         "CLIPTextModel) trained by `vcstudio toyworld train` on procedurally drawn toy scenes "
         "(coloured shapes on simple backgrounds). It only knows the toy world's words "
         "(see tokenizer/vocab.json). Use a real Stable Diffusion checkpoint for real images.\n\n"
-        f"Training log: seed {log.get('seed')}, steps {log.get('steps')}, device {log.get('device')}.\n")
+        f"Training log: seed {log.get('seed')}, steps {log.get('steps')}, device {log.get('device')}.\n"
+        + USAGE)
+
+
+USAGE = """
+Load it with plain diffusers (CPU, fp32; the U-Net and VAE are stored in fp16, the text encoder
+in fp32):
+
+```python
+from diffusers import StableDiffusionPipeline
+
+pipe = StableDiffusionPipeline.from_pretrained("assets/toy-sd")
+image = pipe("a red circle on the beach", num_inference_steps=25, height=64, width=64).images[0]
+```
+"""
 
 
 def folder_mb(path) -> float:
