@@ -28,6 +28,7 @@ class Limits:
     max_source_frames: int = 20000
     max_upload_mb: float = 200.0
     max_steps: int = 5000
+    max_long_frames: int = 10000  # length of a long video (co-denoised windows)
 
 
 @dataclass
@@ -253,6 +254,9 @@ def to_dict(obj: Any) -> Any:
 
 def from_dict(cls, data: Optional[dict]):
     """Plain dict -> dataclass ``cls``; unknown keys are an error that names them."""
+    if data is not None and not isinstance(data, dict):
+        raise InputError(f"{cls.__name__} must be a mapping of keys to values, got "
+                         f"{type(data).__name__} {data!r}.")
     data = dict(data or {})
     kwargs = {}
     known = {f.name: f for f in fields(cls)}
@@ -278,13 +282,25 @@ def save_yaml(obj: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
 
 
+def yaml_problem(e: Exception) -> str:
+    """A YAML parser error in one line: where and what (its own message spans several)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    what = getattr(e, "problem", None) or getattr(e, "context", None) or type(e).__name__
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return " ".join(f"{where}{what}".split())
+
+
 def _read_yaml(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise InputError(f"Config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"Config file {path} cannot be read ({type(e).__name__}); give a "
+                         "YAML text file.") from None
     except yaml.YAMLError as e:
-        raise InputError(f"Config file {path} is not valid YAML: {e}") from None
+        raise InputError(f"Config file {path} is not valid YAML ({yaml_problem(e)}); fix that "
+                         "line.") from None
     if not isinstance(data, dict):
         raise InputError(f"Config file {path} must hold a mapping of keys to values.")
     return data

@@ -100,6 +100,7 @@ def vgt_ratio(vgt_out: torch.Tensor | None, pred: torch.Tensor) -> float | None:
 
 class APLAMethod(TuneMethod):
     name = "apla"
+    sections = ("apla",)
     replaces_denoise_loss = True  # the hyper-loss (eq. 18); an instance without it keeps MSE
     presets = _presets()
 

@@ -80,6 +80,9 @@ class TuneMethod:
                                           {"method": "baseline"}),)
     # TuneConfig fields the CLI takes from the paper when the user leaves them unset
     paper_defaults: Mapping[str, Any] = {}
+    # the TuneConfig sections this method reads (a Compare over CLWS weightings varies
+    # ``dct.clws`` only for the variants that read ``dct``)
+    sections: tuple[str, ...] = ()
 
     def __init__(self, cfg=None) -> None:
         self.cfg = cfg

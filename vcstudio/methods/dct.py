@@ -138,6 +138,7 @@ class DCTMethod(TuneMethod):
     """MS-Adapter + CLIP semantic + VGG texture frequency-domain consistency + CLWS."""
 
     name = "dct"
+    sections = ("dct",)
     presets = _presets()
 
     @classmethod

@@ -68,6 +68,7 @@ class FgBgMethod(TuneMethod):
     ``cfg.fgbg.base_method``); left out, the base method must be the baseline."""
 
     name = "fgbg"
+    sections = ("fgbg",)
     replaces_denoise_loss = True
     presets = ()
     paper_defaults = {"lr": 2e-6, "steps": 250}  # seed 001, sec. 4

@@ -101,6 +101,11 @@ def cost(cfg) -> Cost:
     return Cost(gib, factor)
 
 
+def reads(cfg, section: str) -> bool:
+    """Whether a run tuned with ``cfg`` reads the TuneConfig section ``section`` ("dct")."""
+    return any(section in cls.sections for cls in part_classes(cfg))
+
+
 def paper_defaults(name: str) -> Mapping[str, Any]:
     """TuneConfig fields a method takes from its paper when the user leaves them unset."""
     return {} if "+" in str(name) else method_class(name).paper_defaults
