@@ -2,7 +2,7 @@
 LTX-Video), and with a VCD-tuned LoRA the A/B: base and tuned from the same image and seed, both
 scored with VCD against the image (seed 002).
 
-Config: :class:`I2VABConfig`. Writes ``NAME`` (and ``base-NAME`` for the A/B) into the run
+Config: :class:`I2VABConfig`. Writes ``NAME`` (and ``NAME_base`` for the A/B) into the run
 folder and records an ``i2v_ab`` run with the mean VCD of each.
 """
 from __future__ import annotations
@@ -107,7 +107,7 @@ def run(cfg: I2VABConfig, ctx) -> I2VOutcome:
         vcd_fn = VCD(enc)
         with torch.no_grad():
             res.scores = vcd_fn(base, image), vcd_fn(tuned, image)
-        res.base_video = write_mp4(base, folder / f"base-{cfg.name}", cfg.fps)
+        res.base_video = write_mp4(base, out.with_name(f"{out.stem}_base{out.suffix}"), cfg.fps)
         res.base_frames = base
         ctx.add_artifact(run_id, "mp4", res.base_video)
         ctx.add_metrics(run_id, video={"vcd_base": float(res.scores[0].mean),
