@@ -219,6 +219,10 @@ def run(args: argparse.Namespace) -> int:
     from ..jobs.long import LongJobConfig
     from .common import run_job
 
+    from ..jobs import validate as v
+
+    if args.frames is not None:  # before the timeline is laid out frame by frame
+        v.whole("long.frames (--frames)", args.frames, 1, Limits().max_long_frames)
     segments = parse_timeline(args)
     cfg = LongJobConfig(run=args.run, long=long_config_from_args(args, segments))
     REGISTRY["long"].validate(cfg, Limits())  # before the table: --frames 100000000 is an error

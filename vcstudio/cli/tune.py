@@ -30,6 +30,9 @@ def add(sub) -> None:
                    help="fgbg = combined tuning (eq. 20) on --fg-masks, usually with --init-from "
                    "a tuned run; its defaults are the paper's lr 2e-6 and 250 steps")
     p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--inversion-steps", type=int,
+                   help="DDIM inversion steps after tuning (default 50; edits at another "
+                   "step count invert again)")
     p.add_argument("--no-checkpointing", action="store_true", help="no gradient checkpointing")
     # DCT switches (seed 000, Table 3 / Table 2)
     p.add_argument("--no-adapter", action="store_true")
@@ -107,7 +110,8 @@ def tune_config_from_args(a):
         start=_given(a.start, d.start), width=_given(a.width, a.size, d.width),
         height=_given(a.height, a.size, d.height), resize=a.resize or d.resize)
     upd = {k: v for k, v in dict(model=a.model, steps=a.steps, lr=a.lr, seed=a.seed,
-                                 method=a.method, checkpoint_every=a.checkpoint_every).items()
+                                 method=a.method, checkpoint_every=a.checkpoint_every,
+                                 inversion_steps=a.inversion_steps).items()
            if v is not None}
     cfg = dataclasses.replace(cfg, data=d, **upd)
     if a.no_checkpointing:
@@ -123,8 +127,9 @@ def tune_config_from_args(a):
     return _fgbg_args(dataclasses.replace(cfg, dct=dct, apla=apla), a)
 
 
-def report(res, out=sys.stderr) -> int:
+def report(res, out=None) -> int:
     """The tune outcome on stderr, the run folder LAST on stdout; 130 when it was stopped."""
+    out = out or sys.stderr
     if res.stopped:
         print(res.message, file=out)
     else:

@@ -55,7 +55,8 @@ def validate(cfg: EditJobConfig, limits: Limits) -> None:
 
 def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
              out_dir: Optional[Path] = None) -> EditOutcome:
-    """Edit, write, record, score. Other jobs (compare, a sweep cell) call this too."""
+    """Edit, write (into ``out_dir``, default ``RUN/edits``), record, score. Other jobs
+    (compare, a sweep cell) call this too."""
     import torch
 
     from ..pipelines.edit import edit
@@ -65,7 +66,7 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     rf = open_run(cfg.run)
     if parent is None:
         parent = ctx.find_run(rf.path, "tune")
-    out = Path(out_dir) if out_dir is not None else (Path(ctx.out) if ctx.out else rf.edits)
+    out = Path(out_dir) if out_dir is not None else rf.edits
     run_id = ctx.open_run("edit", out, cfg, seed=cfg.edit.seed, parent=parent,
                           label=cfg.edit.prompt[:80], reuse=False)
     res = edit(rf.path, cfg.edit, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
@@ -93,4 +94,4 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
 
 
 def run(cfg: EditJobConfig, ctx) -> EditOutcome:
-    return run_edit(cfg, ctx)
+    return run_edit(cfg, ctx, out_dir=Path(ctx.out) if ctx.out else None)

@@ -487,62 +487,62 @@ def write_cells_csv(path: Path, results: list[CellResult], field_names: list[str
 
 
 def run(cfg: SweepConfig, ctx) -> SweepOutcome:
+    """Connect (an unreachable cluster fails here, before anything is recorded), record the
+    sweep run, skip the finished cells, run the others, merge each as it ends, write
+    cells.csv."""
+    import contextlib
+
     from ..progress import Event
 
     t0 = time.time()
     cells = expand(cfg.grid)
     folder = sweep_folder(cfg, ctx)
-    folder.mkdir(parents=True, exist_ok=True)
-    st = ctx.store
-    sweep_run = ctx.open_run("sweep", folder, cfg, label=cfg.name)
-    results: dict[int, CellResult] = {}
-    todo = []
-    for c in cells:  # finished cells (cell.json in their folder) are skipped
-        cdir = folder / f"cell-{c.key}"
-        done = _read_cell(cdir)
-        if done is not None:
-            run = st.run_by_dir(cdir, "tune")
-            if run is None or not run.finished:
-                st_ids = ctx.replay(done["records"], parent=sweep_run)
-                run = st.run(next(iter(st_ids.values())))
-            results[c.index] = CellResult(c, "skipped", cdir, "finished before",
-                                          _cell_metrics(st, run.id), run.id)
-        else:
-            todo.append({"index": c.index, "folder": str(cdir), "label": c.label,
-                         "tune": to_dict(c.tune), "edit": to_dict(c.edit) if c.edit else None,
-                         "metrics": list(cfg.metrics)})
-    n = len(cells)
-    ctx(Event(len(results), n, f"{len(todo)} of {n} cells to run"
-              + (f" ({n - len(todo)} finished before)" if len(todo) < n else ""), stage="sweep"))
+    finished = {c.index: _read_cell(folder / f"cell-{c.key}") for c in cells}
+    todo = [{"index": c.index, "folder": str(folder / f"cell-{c.key}"), "label": c.label,
+             "tune": to_dict(c.tune), "edit": to_dict(c.edit) if c.edit else None,
+             "metrics": list(cfg.metrics)} for c in cells if finished[c.index] is None]
     executor = (InlineExecutor(ctx.cache) if cfg.executor == "inline"
                 else RayExecutor(cfg.address, cfg.num_cpus))
-    if todo:
-        with executor:
-            for idx, res in executor.run(todo, ctx.cancel):
-                if idx >= 0:
-                    c = cells[idx]
-                    cdir = folder / f"cell-{c.key}"
-                    if isinstance(res, BaseException):
-                        status = "cancelled" if isinstance(res, CancelledError) else "failed"
-                        results[idx] = CellResult(c, status, cdir, _message(res))
-                    else:
-                        ids = ctx.replay(res["records"], parent=sweep_run)
-                        rid = next(iter(ids.values()))
-                        results[idx] = CellResult(c, "done", cdir, "", _cell_metrics(st, rid),
-                                                  rid)
-                running = executor.progress()
-                live = "; ".join(f"cell {i}: {s[0]} {s[1]}/{s[2]}"
-                                 for i, s in sorted(running.items()) if i not in results)
-                ctx(Event(len(results), n, live or f"{len(results)}/{n} cells",
-                          stage="sweep"))
+    with contextlib.ExitStack() as stack:
+        if todo:
+            stack.enter_context(executor)
+        folder.mkdir(parents=True, exist_ok=True)
+        st = ctx.store
+        sweep_run = ctx.open_run("sweep", folder, cfg, label=cfg.name)
+        results: dict[int, CellResult] = {}
+        for c in cells:  # finished before: recorded here if this store lacks them
+            doc = finished[c.index]
+            if doc is None:
+                continue
+            cdir = folder / f"cell-{c.key}"
+            run = st.run_by_dir(cdir, "tune")
+            if run is None or not run.finished:
+                run = st.run(next(iter(ctx.replay(doc["records"], parent=sweep_run).values())))
+            results[c.index] = CellResult(c, "skipped", cdir, "finished before",
+                                          _cell_metrics(st, run.id), run.id)
+        n = len(cells)
+        ctx(Event(len(results), n, f"{len(todo)} of {n} cells to run", stage="sweep"))
+        for idx, res in (executor.run(todo, ctx.cancel) if todo else ()):
+            if idx >= 0:
+                c = cells[idx]
+                cdir = folder / f"cell-{c.key}"
+                if isinstance(res, BaseException):
+                    status = "cancelled" if isinstance(res, CancelledError) else "failed"
+                    results[idx] = CellResult(c, status, cdir, _message(res))
+                else:
+                    rid = next(iter(ctx.replay(res["records"], parent=sweep_run).values()))
+                    results[idx] = CellResult(c, "done", cdir, "", _cell_metrics(st, rid), rid)
+            live = "; ".join(f"cell {i}: {s[0]} {s[1]}/{s[2]}"
+                             for i, s in sorted(executor.progress().items()) if i not in results)
+            ctx(Event(len(results), n, live or f"{len(results)}/{n} cells", stage="sweep"))
     ordered = [results[c.index] for c in cells]
     field_names = list(dict.fromkeys(k for c in cells for k in c.fields))
     csv_path = write_cells_csv(folder / "cells.csv", ordered, field_names)
     ctx.add_artifact(sweep_run, "csv", csv_path)
     if all(r.status in ("done", "skipped") for r in ordered):
         ctx.finish_run(sweep_run)
-    ctx(Event(n, n, f"{sum(r.status in ('done', 'skipped') for r in ordered)}/{n} cells done",
-              stage="sweep"))
+    ok = sum(r.status in ("done", "skipped") for r in ordered)
+    ctx(Event(n, n, f"{ok}/{n} cells done", stage="sweep"))
     return SweepOutcome(folder, csv_path, ordered, sweep_run, time.time() - t0)
 
 
