@@ -258,6 +258,7 @@ def run_cell(payload: dict, report: Optional[Callable[[int, Any], None]] = None,
     ctx = DetachedContext(folder, device=device, cache=cache, cancel=cancel,
                           progress=(lambda ev: report(idx, ev)) if report else None)
     tune = from_dict(TuneConfig, payload["tune"])
+    warm = bool(ctx.cache.keys())  # a model already loaded here by an earlier cell
     t0 = time.time()
     tuned = run_tune(tune, ctx, run_dir=folder, label=payload["label"])
     if tuned.stopped:
@@ -277,7 +278,7 @@ def run_cell(payload: dict, report: Optional[Callable[[int, Any], None]] = None,
     doc = {"index": idx, "label": payload["label"], "records": ctx.records,
            "metrics": metrics, "higher_is_better": {"final_loss": False, **directions},
            "seconds": time.time() - t0, "device": device, "host": os.uname().nodename,
-           "pid": os.getpid()}
+           "pid": os.getpid(), "warm": warm}
     from ..pipelines.runs import write_json
 
     write_json(folder / "cell.json", doc)
@@ -362,6 +363,7 @@ class RayExecutor:
             raise InputError("Sweeps run on Ray, which is not installed: pip install "
                              "'ray[client]' (see requirements.txt), or pass --inline.") from None
         if not ray.is_initialized():
+            _check_reachable(self.address)
             kw: dict = dict(include_dashboard=False, log_to_driver=False,
                             configure_logging=False)
             if self.address:
@@ -406,9 +408,8 @@ class RayExecutor:
         gpus = ray.cluster_resources().get("GPU", 0) > 0
         # max_calls=0: a worker runs any number of cells, so its model cache lives on (Ray's
         # default for GPU tasks is one task per worker process)
-        task = ray.remote(_cell_task).options(num_gpus=1 if gpus else 0,
-                                              num_cpus=0 if gpus else 1, max_calls=0,
-                                              max_retries=0)
+        task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1, max_calls=0,
+                          max_retries=0)(_cell_task)
         refs = {task.remote(p, self._board): p["index"] for p in payloads}
         pending = list(refs)
         cancelled = False
@@ -425,6 +426,24 @@ class RayExecutor:
                     yield refs[r], _cause(e)
             if not done:
                 yield -1, None  # a tick: the driver refreshes its progress
+
+
+def _check_reachable(address: str) -> None:
+    """A cluster address that answers no TCP connection is a one-line error at once (Ray's own
+    client waits ~30 s, its GCS connection longer, before giving up)."""
+    if address in ("", "auto"):
+        return
+    import socket
+
+    hostport = address[len("ray://"):] if address.startswith("ray://") else address
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except (OSError, ValueError) as e:
+        raise InputError(f"Cannot reach the Ray cluster at {address} ({type(e).__name__}: "
+                         f"{e}); start it with `ray start --head` (then --address auto on that "
+                         "machine, or ray://HEAD:10001 from another) or check the address."
+                         ) from None
 
 
 def _local_env() -> dict:
