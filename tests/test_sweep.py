@@ -119,7 +119,7 @@ def test_failed_cell_keeps_the_others_and_a_rerun_skips_what_finished(tiny_sd, c
     with Store() as st:
         (label, sweep_id), = finished_sweeps(st)
         entries = open_sweep(st, sweep_id)
-    assert label.startswith("grid") and len(entries) == 3
+    assert label.startswith("grid") and label.endswith("(incomplete)") and len(entries) == 3
     table = best_table(entries)
     assert table[0] == ["method", "final_loss"] and sum("★" in r[1] for r in table[1:]) == 1
 
@@ -144,6 +144,20 @@ def test_bad_grids_are_one_line_errors_and_start_nothing(tiny_sd, clips, tmp_pat
     with Store() as st:
         assert st.list_runs() == []
     assert not (tmp_path / "sweep").exists()
+
+
+def test_grid_is_the_product_of_its_lists_and_list_fields_vary_by_lists_of_lists():
+    from vcstudio.jobs.sweep import expand
+
+    cells = expand({"tune": {"trainable": [["attn1.to_q"], ["attn2.to_q", "temporal"]],
+                             "adam_betas": [0.9, 0.99], "seed": [1, 2],
+                             "data": {"prompt": "x", "n_frames": [4, 8]}},
+                    "edit": {"prompt": ["a", "b"]}})
+    assert len(cells) == 16 and len({c.key for c in cells}) == 16
+    assert all(c.tune.adam_betas == (0.9, 0.99) for c in cells)  # a list field's own value
+    assert cells[0].fields == {"trainable": ["attn1.to_q"], "seed": 1, "data.n_frames": 4,
+                               "edit.prompt": "a"}
+    assert cells[-1].tune.trainable == ("attn2.to_q", "temporal") and cells[-1].edit.prompt == "b"
 
 
 def test_grid_file_problems_are_one_line_errors(tmp_path, capsys):

@@ -20,6 +20,8 @@ def add(sub) -> None:
     p.add_argument("--inline", action="store_true",
                    help="run the cells one after another in this process, without Ray")
     p.add_argument("--num-cpus", type=int, default=0, help="a local Ray's CPUs (default all)")
+    p.add_argument("--metrics", default=None, help="comma-separated metrics the cells' edits "
+                   "are scored with (default: the Compare tab's)")
     p.add_argument("--out", default=None, help="sweep folder (default: DATA/sweeps/<grid>-<hash>;"
                    " on a cluster, storage every node sees)")
     p.add_argument("--data", default=None, help="data folder (default: $VCSTUDIO_DATA)")
@@ -37,6 +39,8 @@ def run(a) -> int:
     cfg = SweepConfig(grid=load_grid(a.grid), name=Path(a.grid).stem, address=a.address,
                       executor="inline" if a.inline else "ray", yes=a.yes,
                       num_cpus=a.num_cpus)
+    if a.metrics:
+        cfg.metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
     REGISTRY["sweep"].validate(cfg, Limits())  # bad grids stop here: nothing starts
     cells = expand(cfg.grid)
     print(f"{len(cells)} cells:", file=out)

@@ -329,7 +329,9 @@ class InlineExecutor:
     def progress(self) -> dict:
         return dict(self._state)
 
-    def run(self, payloads: list[dict], cancel) -> Iterator[tuple[int, Any]]:
+    def run(self, payloads: list[dict], cancel, tick: Optional[Callable[[], None]] = None
+            ) -> Iterator[tuple[int, Any]]:
+        last = [0.0]
         for p in payloads:
             if cancel.cancelled:
                 yield p["index"], CancelledError("Cancelled before it started.")
@@ -337,6 +339,10 @@ class InlineExecutor:
 
             def report(idx, ev):
                 self._state[idx] = (ev.stage, ev.step, ev.total)
+                now = time.monotonic()
+                if tick is not None and now - last[0] >= 0.5:  # the running cell's step
+                    last[0] = now
+                    tick()
 
             try:
                 yield p["index"], run_cell(p, report, cancel=cancel, cache=self.cache)
@@ -402,7 +408,8 @@ class RayExecutor:
         except Exception:
             return {}
 
-    def run(self, payloads: list[dict], cancel) -> Iterator[tuple[int, Any]]:
+    def run(self, payloads: list[dict], cancel, tick: Optional[Callable[[], None]] = None
+            ) -> Iterator[tuple[int, Any]]:
         import ray
 
         gpus = ray.cluster_resources().get("GPU", 0) > 0
@@ -541,7 +548,13 @@ def run(cfg: SweepConfig, ctx) -> SweepOutcome:
                                           _cell_metrics(st, run.id), run.id)
         n = len(cells)
         ctx(Event(len(results), n, f"{len(todo)} of {n} cells to run", stage="sweep"))
-        for idx, res in (executor.run(todo, ctx.cancel) if todo else ()):
+
+        def tick() -> None:  # one bar over cells, each running cell's step beside it
+            live = "; ".join(f"cell {i}: {s[0]} {s[1]}/{s[2]}"
+                             for i, s in sorted(executor.progress().items()) if i not in results)
+            ctx(Event(len(results), n, live or f"{len(results)}/{n} cells", stage="sweep"))
+
+        for idx, res in (executor.run(todo, ctx.cancel, tick) if todo else ()):
             if idx >= 0:
                 c = cells[idx]
                 cdir = folder / f"cell-{c.key}"
@@ -551,9 +564,7 @@ def run(cfg: SweepConfig, ctx) -> SweepOutcome:
                 else:
                     rid = next(iter(ctx.replay(res["records"], parent=sweep_run).values()))
                     results[idx] = CellResult(c, "done", cdir, "", _cell_metrics(st, rid), rid)
-            live = "; ".join(f"cell {i}: {s[0]} {s[1]}/{s[2]}"
-                             for i, s in sorted(executor.progress().items()) if i not in results)
-            ctx(Event(len(results), n, live or f"{len(results)}/{n} cells", stage="sweep"))
+            tick()
     ordered = [results[c.index] for c in cells]
     field_names = list(dict.fromkeys(k for c in cells for k in c.fields))
     csv_path = write_cells_csv(folder / "cells.csv", ordered, field_names)
@@ -579,9 +590,11 @@ def _read_cell(folder: Path) -> Optional[dict]:
 # ----------------------------------------------------------------------------- Compare tab
 
 def finished_sweeps(store, owner: Optional[str] = None) -> list[tuple[str, str]]:
-    """(label shown, run id) of the sweeps in the store, newest first."""
+    """(label shown, run id) of the sweeps in the store, newest first; one with a failed or
+    cancelled cell is labelled incomplete (its finished cells still open)."""
     runs = store.list_runs(kind="sweep", limit=50)
-    return [(f"{r.label} · {time.strftime('%m-%d %H:%M', time.localtime(r.created))}", r.id)
+    return [(f"{r.label} · {time.strftime('%m-%d %H:%M', time.localtime(r.created))}"
+             + ("" if r.finished else " (incomplete)"), r.id)
             for r in runs if owner is None or r.config.get("session") in (None, owner)]
 
 

@@ -1,6 +1,6 @@
 """``vcstudio eval`` and ``vcstudio bench metrics``: argparse wiring + runners.
 
-vcstudio/cli.py wires each as ``add_X_args(subparser)`` + ``run_X(args) -> int``.
+vcstudio/cli/ wires each as ``add_X_args(subparser)`` + ``run_X(args) -> int``.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@
     inversion-<N>.safetensors DDIM-inverted clip latents for N steps
     checkpoint.safetensors   resume state while tuning (removed when finished)
     losses.json              per-step loss terms
-    edits/                   generated videos
+    edits/                   generated videos, each named for its whole edit config (edit_stem)
 """
 from __future__ import annotations
 
