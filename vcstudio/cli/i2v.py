@@ -52,15 +52,15 @@ def run_i2v(args) -> int:
     from .common import run_job
 
     out = Path(args.out)
-    if args.prompt and "ltx" not in (args.backbone + args.model).lower():
-        print("note: Stable Video Diffusion is conditioned on the image only; the prompt is "
-              "recorded but not used.", file=sys.stderr)
     cfg = I2VABConfig(model=args.model, image=args.image, prompt=args.prompt,
                       lora=args.lora or "", ab=bool(args.lora and args.ab),
                       backbone=args.backbone, frames=args.frames or 0,
                       height=args.height or 0, width=args.width or 0, steps=args.steps,
                       seed=args.seed, fps=args.fps, name=out.name)
     res = run_job("i2v_ab", cfg, args, out=out.parent.resolve())  # the folder of --out
+    if args.prompt and res.backbone == "stable-video-diffusion":
+        print("note: Stable Video Diffusion is conditioned on the image only; the prompt is "
+              "recorded but not used.", file=sys.stderr)
     if res.base_video is not None:
         base = res.base_video
         rb, rt = res.scores
