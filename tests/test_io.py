@@ -77,13 +77,129 @@ def test_bad_inputs(tmp_path):
         read_video(tmp_path / "nothing")
 
 
-def test_truncated_file_is_an_input_error(tmp_path):
+def _one_line(e) -> str:
+    msg = str(e.value)
+    assert "\n" not in msg and "Traceback" not in msg
+    return msg
+
+
+def _ffmpeg_write(clip, path, codec, **kw):
+    import imageio.v2 as iio2
+
+    w = iio2.get_writer(str(path), format="FFMPEG", fps=8, codec=codec, macro_block_size=1,
+                        ffmpeg_log_level="error", **kw)
+    for f in clip:
+        w.append_data(f)
+    w.close()
+    return path
+
+
+@pytest.mark.parametrize("ext,codec,kw", [
+    (".webm", "libvpx-vp9", {}),
+    (".mov", "libx264", {"pixelformat": "yuv420p"}),
+    (".avi", "mjpeg", {"pixelformat": "yuvj420p"}),
+])
+def test_webm_mov_avi_read(tmp_path, ext, codec, kw):
+    clip = moving_shape_clip(6, 64)
+    back = read_video(_ffmpeg_write(clip, tmp_path / f"a{ext}", codec, **kw))
+    assert back.shape == clip.shape
+    assert np.abs(back.astype(int) - clip).mean() < 8
+
+
+def test_text_renamed_mp4_says_it_is_not_a_video(tmp_path):
+    junk = tmp_path / "notes.mp4"
+    junk.write_text("shopping list: eggs, milk\n" * 20)
+    with pytest.raises(InputError) as e:
+        read_video(junk)
+    msg = _one_line(e)
+    assert "holds text, not video" in msg and "give a video file" in msg
+
+
+def test_empty_file_says_upload_again(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError) as e:
+        read_video(empty)
+    assert "empty (0 bytes); upload the file again" in _one_line(e)
+
+
+def test_truncated_mp4_index_at_end(tmp_path):
+    # our writer puts the mp4 index (moov) at the end: cutting the file loses it
     path = write_mp4(moving_shape_clip(30, 64), tmp_path / "t.mp4")
     data = path.read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 3])
-    with pytest.raises(VcsError):
+    with pytest.raises(InputError) as e:
         read_video(cut, count=30)
+    assert "cut short" in _one_line(e) and "upload the complete file" in str(e.value)
+
+
+def test_truncated_mp4_index_first_is_not_read_silently(tmp_path):
+    # index first (faststart, as phones and web exports write): a cut file still opens and
+    # simply stops; before, read_video returned the first half as if it were the whole clip
+    rng = np.random.default_rng(0)
+    clip = rng.integers(0, 255, (30, 64, 64, 3), dtype=np.uint8)  # noise: big frames
+    path = _ffmpeg_write(clip, tmp_path / "fs.mp4", "libx264", pixelformat="yuv420p",
+                         ffmpeg_params=["-crf", "18", "-movflags", "+faststart"])
+    assert read_video(path).shape[0] == 30
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError) as e:
+        read_video(cut)
+    msg = _one_line(e)
+    assert "is cut short: only" in msg and "of its 30 frames decode" in msg
+    assert read_video(cut, count=5).shape[0] == 5  # the intact head is still usable
+
+
+def test_truncated_gif(tmp_path):
+    noise = np.random.default_rng(0).integers(0, 255, (10, 64, 64, 3), dtype=np.uint8)
+    path = write_gif(noise, tmp_path / "a.gif")
+    data = path.read_bytes()
+    cut = tmp_path / "cut.gif"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    with pytest.raises(InputError) as e:
+        read_video(cut)
+    assert "is damaged after frame" in _one_line(e)
+
+
+def _save_frames(folder, frames, names=None):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(folder / (names[i] if names else f"{i:03d}.png"))
+    return folder
+
+
+def test_folder_frames_sorted_as_numbers(tmp_path):
+    clip = moving_shape_clip(11, 32)
+    folder = _save_frames(tmp_path / "f", clip, [f"frame_{i}.png" for i in range(11)])
+    (folder / ".DS_Store").write_bytes(b"\0\1")
+    assert np.array_equal(read_video(folder), clip)  # frame_2 before frame_10
+
+
+def test_folder_of_mixed_sizes_names_the_odd_frame(tmp_path):
+    frames = list(moving_shape_clip(4, 32))
+    frames[2] = moving_shape_clip(1, 48)[0]
+    folder = _save_frames(tmp_path / "mixed", frames)
+    with pytest.raises(InputError) as e:
+        read_video(folder)
+    msg = _one_line(e)
+    assert "must share one size" in msg and "000.png is 32x32" in msg
+    assert "002.png is 48x48" in msg and "1 of 4 frames differ" in msg
+    with pytest.raises(InputError, match="must share one size"):  # sampling does not hide it
+        read_video(folder, count=2)
+
+
+def test_oversized_image_refused_before_decoding(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    Image.new("RGB", (4200, 16)).save(folder / "0.png")
+    with pytest.raises(InputError, match="resolution 4200x16"):
+        read_video(folder)
 
 
 def test_limits(tmp_path):

@@ -1,6 +1,8 @@
 """Space hardware detection -> safe limits per GPU-memory tier."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from vcstudio.config import Limits
@@ -26,7 +28,7 @@ def test_space_flavor_tiers(flavor, frames, side, steps):
 
 def test_zero_gpu_and_unknown_flavor():
     hw = detect({"SPACE_ID": "a/b", "SPACES_ZERO_GPU": "true"}, cuda=False)
-    assert hw.flavor == "zero-a10g" and limits_for(hw).max_frames == 24
+    assert hw.flavor == "zero-a10g" and limits_for(hw).max_frames == 32  # an H200 slice
     assert limits_for(detect({"SPACE_ID": "a/b", "SPACE_HARDWARE": "quantum-9000"},
                              cuda=False)) == limits_for(Hardware(True, "a/b", "", "", None))
 
@@ -54,3 +56,82 @@ def test_describe_names_hardware_and_limits():
     assert text.startswith("Space a10g-small (24 GiB GPU): up to 16 frames, 512 px, 500")
     cpu = Hardware(False, "", "", "", None)
     assert "embedded default model" in describe(cpu, limits_for(cpu))
+
+
+# ----------------------------------------------------------------------------- the Space's config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _front_matter() -> dict:
+    import yaml
+
+    text = (ROOT / "README.md").read_text()
+    assert text.startswith("---\n"), "a Space reads its config from README.md's front matter"
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def test_readme_front_matter_is_a_complete_space_config():
+    import yaml
+
+    from vcstudio.models.loading import DEFAULT_MODEL, DEFAULT_MODEL_FILES
+
+    fm = _front_matter()
+    pins = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert fm["sdk"] == "gradio" and fm["sdk_version"] == pins["gradio"]
+    assert fm["app_file"] == "app.py" and (ROOT / fm["app_file"]).is_file()
+    assert str(fm["python_version"]) == "3.11" and len(fm["short_description"]) <= 60
+    assert fm["hf_oauth"] is True and "write-repos" in fm["hf_oauth_scopes"]
+    assert DEFAULT_MODEL in fm["models"]
+    repo, files = next(p.split(" ", 1) for p in fm["preload_from_hub"]
+                       if p.startswith(DEFAULT_MODEL + " "))
+    assert set(DEFAULT_MODEL_FILES) <= set(files.split(","))
+    # Spaces.yaml stays, equal to the front matter
+    assert yaml.safe_load((ROOT / "Spaces.yaml").read_text()) == fm
+
+
+def test_readme_starts_with_the_two_newcomer_commands():
+    text = (ROOT / "README.md").read_text()
+    body = text.split("---\n", 2)[2].lstrip().splitlines()
+    assert body[0] == "```bash"
+    assert "app.py" in body[1] and "scripts/setup.sh" in body[1]
+    assert "scripts/test.sh" in body[2] and body[3] == "```"
+
+
+def _hub_cache_with(model_dir: Path, cache: Path, repo_id: str) -> None:
+    """Lay ``model_dir`` out as huggingface_hub's cache holds a downloaded snapshot."""
+    import shutil
+
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    commit = "0" * 40
+    shutil.copytree(model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+
+
+def test_default_base_model_is_sd15_when_in_the_hub_cache(tiny_sd, tmp_path):
+    """Preloaded on a Space (or downloaded once on a desktop), SD 1.5 is the default base; the
+    choice reads the cache only. Without it, the embedded demo model."""
+    import os
+    import subprocess
+    import sys
+
+    from vcstudio.models.loading import DEFAULT_MODEL
+
+    code = ("from vcstudio.models.loading import resolve_model, load_base\n"
+            "m, e = resolve_model(None)\n"
+            "b = load_base(None)\n"
+            "print(m, e, b.model_id, b.is_embedded, b.native_size)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("VCSTUDIO_MODEL",)}
+    env.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(tmp_path / "empty"))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[:2] == [str(ROOT / "assets" / "toy-sd"), "True"]
+    _hub_cache_with(Path(tiny_sd), tmp_path / "hub", DEFAULT_MODEL)
+    env["HF_HUB_CACHE"] = str(tmp_path / "hub")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[:4] == [DEFAULT_MODEL, "False", DEFAULT_MODEL, "False"]

@@ -31,6 +31,41 @@ class Limits:
     max_long_frames: int = 10000  # length of a long video (co-denoised windows)
 
 
+MAX_PROMPT_CHARS = 10000  # far past CLIP's 77 tokens; bounds what a client can send
+
+
+def check_prompt(text: Optional[str], what: str = "prompt", required: bool = True,
+                 hint: str = "describe what the video should show",
+                 max_chars: int = MAX_PROMPT_CHARS) -> str:
+    """A prompt every job can use, or an InputError saying what to fix; returns ``text``.
+
+    Text must be valid Unicode that encodes as UTF-8: a terminal in another encoding hands
+    Python undecodable bytes as lone surrogates (``vcstudio edit --prompt $'\\xff'`` gives
+    '\\udcff'), which the tokenizer and every file write would fail on later.
+    """
+    text = "" if text is None else text
+    if not isinstance(text, str):
+        raise InputError(f"The {what} must be text, got {type(text).__name__}.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        code = ord(text[e.start])
+        bad = (f"the byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF
+               else f"an unpaired surrogate U+{code:04X}")
+        raise InputError(f"The {what} is not valid UTF-8 text ({bad} at character "
+                         f"{e.start + 1}); retype it in a UTF-8 terminal or editor (e.g. with "
+                         "LANG=C.UTF-8).") from None
+    if "\x00" in text:
+        raise InputError(f"The {what} holds a NUL character (at character "
+                         f"{text.index(chr(0)) + 1}); retype it.")
+    if required and not text.strip():
+        raise InputError(f"The {what} is empty: {hint}.")
+    if len(text) > max_chars:
+        raise InputError(f"The {what} is {len(text)} characters long; keep it under {max_chars} "
+                         "(the text encoder reads only its first 77 tokens).")
+    return text
+
+
 @dataclass
 class DataConfig:
     """Which frames of which clip, at what size (Tune-A-Video ``train_data``)."""
@@ -42,7 +77,9 @@ class DataConfig:
     stride: int = 2
     width: int = 512
     height: int = 512
-    resize: str = "crop"  # "crop" (center crop) or "pad" (letterbox); never stretch
+    resize: str = "crop"  # "crop" (cut the excess) or "pad" (letterbox); never stretch
+    crop: str = "center"  # center | top | bottom | left | right: the part kept (crop), or where
+    #                       the frame sits (pad); see vcstudio/io/resize.py
 
 
 @dataclass
@@ -271,6 +308,9 @@ def from_dict(cls, data: Optional[dict]):
         default = (f.default_factory() if f.default_factory is not dataclasses.MISSING
                    else f.default)
         if is_dataclass(default):
+            if not isinstance(value, dict):
+                raise InputError(f"{cls.__name__}.{name} must be a mapping of keys to values, "
+                                 f"got {type(value).__name__} {value!r:.40}.")
             value = from_dict(type(default), value)
         elif isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
@@ -282,24 +322,38 @@ def save_yaml(obj: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
 
 
-def yaml_problem(e: Exception) -> str:
-    """A YAML parser error in one line: where and what (its own message spans several)."""
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A parser error in one line: where and what (PyYAML's own text spans several lines)."""
     mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
     what = getattr(e, "problem", None) or getattr(e, "context", None) or type(e).__name__
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
     return " ".join(f"{where}{what}".split())
 
 
-def _read_yaml(path: str | Path) -> dict:
+yaml_problem = _yaml_problem  # public: grid files (jobs/sweep.py) report the same way
+
+
+def read_text_file(path: str | Path, what: str = "file") -> str:
+    """A UTF-8 text file's content; a missing or non-UTF-8 file is a one-line InputError."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
-        raise InputError(f"Config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"Config file {path} cannot be read ({type(e).__name__}); give a "
-                         "YAML text file.") from None
+        raise InputError(f"The {what} {path} was not found.") from None
+    except IsADirectoryError:
+        raise InputError(f"The {what} {path} is a folder, not a file.") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"The {what} {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at "
+                         f"offset {e.start}); save it as UTF-8.") from None
+
+
+def _read_yaml(path: str | Path) -> dict:
+    text = read_text_file(path, "config file")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise InputError(f"Config file {path} is not valid YAML ({yaml_problem(e)}); fix that "
+        raise InputError(f"Config file {path} is not valid YAML ({_yaml_problem(e)}); fix that "
                          "line.") from None
     if not isinstance(data, dict):
         raise InputError(f"Config file {path} must hold a mapping of keys to values.")

@@ -20,8 +20,9 @@ FLAVOR_GIB: dict[str, float] = {
     "a10g-large": 24, "a10g-largex2": 24, "a10g-largex4": 24, "l40sx1": 48, "l40sx4": 48,
     "l40sx8": 48, "a100-large": 80, "a100x4": 80, "a100x8": 80, "rtx-pro-6000": 96,
     "rtx-pro-6000x2": 96, "rtx-pro-6000x4": 96, "rtx-pro-6000x8": 96,
-    # ZeroGPU lends a GPU slice per call, with a time limit per call: treat it as a mid tier
-    "zero-a10g": 40,
+    # ZeroGPU lends half an H200 (about 70 GB) per call, with a time limit per call (the
+    # flavor keeps its historical name)
+    "zero-a10g": 70,
 }
 
 # (minimum GPU GiB, frames, longest side, tuning steps, upload MB), first match from the top.

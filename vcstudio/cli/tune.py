@@ -23,6 +23,8 @@ def add(sub) -> None:
     p.add_argument("--width", type=int)
     p.add_argument("--height", type=int)
     p.add_argument("--resize", choices=["crop", "pad"])
+    p.add_argument("--crop", choices=["center", "top", "bottom", "left", "right"],
+                   help="the part of the frame kept (crop), or where it sits (pad)")
     p.add_argument("--steps", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
@@ -108,7 +110,8 @@ def tune_config_from_args(a):
         d, video_path=a.video or d.video_path, prompt=_given(a.prompt, d.prompt),
         n_frames=_given(a.frames, frames_default), stride=_given(a.stride, stride_default),
         start=_given(a.start, d.start), width=_given(a.width, a.size, d.width),
-        height=_given(a.height, a.size, d.height), resize=a.resize or d.resize)
+        height=_given(a.height, a.size, d.height), resize=a.resize or d.resize,
+        crop=a.crop or d.crop)
     upd = {k: v for k, v in dict(model=a.model, steps=a.steps, lr=a.lr, seed=a.seed,
                                  method=a.method, checkpoint_every=a.checkpoint_every,
                                  inversion_steps=a.inversion_steps).items()

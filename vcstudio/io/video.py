@@ -1,11 +1,16 @@
-"""Video and image read / validate / sample / resize / write.
+"""Video read / validate / sample / write (mp4, webm, mov, avi, mkv, gif; folders and zips of
+frames through :mod:`.images`).
 
 Frames at this edge are uint8 numpy arrays (F, H, W, 3), RGB. Every failure a user can cause
-raises :class:`~vcstudio.errors.InputError` with a message that says what to do.
+raises :class:`~vcstudio.errors.InputError` with a one-line message that says what to do: a
+file that is empty, is not a video (a text file renamed .mp4), is cut short (an interrupted
+download: its index is missing, or its frames stop before the container says they end) or is
+damaged part-way.
 """
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from pathlib import Path
 from typing import Optional
 
@@ -14,195 +19,157 @@ import numpy as np
 from ..config import Limits
 from ..errors import InputError
 from .atomic import atomic_path
+from .frames import as_rgb, check_source_size, frame_indices, shown
+from .images import IMAGE_EXTS, read_image_folder, read_image_zip
 
 VIDEO_EXTS = {".mp4", ".webm", ".mov", ".avi", ".mkv", ".m4v", ".gif"}
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
-
-
-def _as_rgb(frame: np.ndarray) -> np.ndarray:
-    frame = np.asarray(frame)
-    if frame.ndim == 2:
-        frame = np.repeat(frame[..., None], 3, axis=-1)
-    if frame.ndim != 3:
-        raise InputError(f"Unexpected frame shape {frame.shape}; expected H x W x channels.")
-    if frame.shape[-1] == 4:
-        frame = frame[..., :3]
-    elif frame.shape[-1] == 1:
-        frame = np.repeat(frame, 3, axis=-1)
-    if frame.dtype != np.uint8:
-        if np.issubdtype(frame.dtype, np.floating) and frame.max() <= 1.0:
-            frame = frame * 255.0
-        frame = np.clip(frame, 0, 255).astype(np.uint8)
-    return frame
-
-
-def _check_size(h: int, w: int, limits: Limits, what: str) -> None:
-    if min(h, w) < limits.min_side or max(h, w) > 4 * limits.max_side:
-        raise InputError(f"{what} has resolution {w}x{h}; supported sizes are "
-                         f"{limits.min_side}..{4 * limits.max_side} pixels per side.")
-
-
-def read_image(path: str | Path, limits: Limits = Limits()) -> np.ndarray:
-    """One image file -> uint8 (H, W, 3)."""
-    import imageio.v3 as iio
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"Image not found: {path}")
-    try:
-        img = _as_rgb(iio.imread(path))
-    except InputError:
-        raise
-    except Exception as e:  # pillow raises many types for broken files
-        raise InputError(f"Could not read {path.name} as an image ({type(e).__name__}). "
-                         "Use a PNG or JPEG file.") from None
-    _check_size(img.shape[0], img.shape[1], limits, path.name)
-    return img
-
-
-def _frame_indices(total: int, start: int, stride: int, count: Optional[int]) -> list[int]:
-    if stride < 1:
-        raise InputError(f"Frame stride must be >= 1, got {stride}.")
-    if start < 0:
-        raise InputError(f"Start frame must be >= 0, got {start}.")
-    idx = list(range(start, total, stride))
-    if count is not None:
-        if count < 1:
-            raise InputError(f"Frame count must be >= 1, got {count}.")
-        if len(idx) < count:
-            raise InputError(
-                f"The clip has {total} frames; starting at {start} with stride {stride} gives "
-                f"only {len(idx)} of the {count} frames asked for. Lower the frame count, the "
-                f"stride or the start (at most {max(0, (total - 1 - start) // stride + 1)} "
-                "frames fit with these settings).")
-        idx = idx[:count]
-    return idx
-
-
-def _read_folder(path: Path, limits: Limits) -> list[np.ndarray]:
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-    if not files:
-        raise InputError(f"The folder {path} holds no image files ({', '.join(sorted(IMAGE_EXTS))}).")
-    if len(files) > limits.max_source_frames:
-        raise InputError(f"The folder holds {len(files)} images; at most "
-                         f"{limits.max_source_frames} are accepted.")
-    return [read_image(f, limits) for f in files]
+CLIP_EXTS = VIDEO_EXTS | {".zip"}  # what read_video takes as a file (besides a folder)
+_FIX = "upload the complete file again, or re-encode it as H.264 mp4"
 
 
 def read_video(path: str | Path, start: int = 0, stride: int = 1, count: Optional[int] = None,
                limits: Limits = Limits()) -> np.ndarray:
     """Read frames ``start, start+stride, ...`` (``count`` of them, or all) -> uint8 (F,H,W,3).
 
-    Accepts mp4/webm/mov/avi/mkv/gif files (through imageio's ffmpeg/pillow plugins) and folders
-    of images (sorted by name).
+    Accepts mp4/webm/mov/avi/mkv/m4v/gif files (imageio's ffmpeg / pillow plugins), folders of
+    images and zips of images (frames sorted by name, all of one size: :mod:`.images`).
     """
     path = Path(path)
     if path.is_dir():
-        frames = _read_folder(path, limits)
-        idx = _frame_indices(len(frames), start, stride, count)
-        return np.stack([frames[i] for i in idx])
+        return read_image_folder(path, start, stride, count, limits)
+    name = shown(path.name)
     if not path.is_file():
-        raise InputError(f"Video not found: {path}")
+        raise InputError(f"Video not found: {shown(str(path), 200)}")
     ext = path.suffix.lower()
     if ext in IMAGE_EXTS:
-        raise InputError(f"{path.name} is a single image; give a video file or a folder of frames.")
-    if ext not in VIDEO_EXTS:
-        raise InputError(f"{path.name} is not a supported video type; use one of "
-                         f"{', '.join(sorted(VIDEO_EXTS))}.")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path.name} is empty (0 bytes).")
-    if path.stat().st_size > limits.max_upload_mb * 2**20:
-        raise InputError(f"{path.name} is larger than {limits.max_upload_mb:.0f} MB.")
-    frames = _decode(path, start, stride, count, limits)
-    if not frames:
-        raise InputError(f"{path.name} holds no frames.")
-    return np.stack(frames)
+        raise InputError(f"{name} is a single image; give a video file, a zip of frames or a "
+                         "folder of frames.")
+    if ext not in CLIP_EXTS:
+        raise InputError(f"{name} is not a supported video type; use one of "
+                         f"{', '.join(sorted(CLIP_EXTS))}.")
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{name} is empty (0 bytes); upload the file again.")
+    if size > limits.max_upload_mb * 2**20:
+        raise InputError(f"{name} is larger than {limits.max_upload_mb:g} MB; trim or compress "
+                         "it first.")
+    if ext == ".zip":
+        return read_image_zip(path, start, stride, count, limits)
+    return np.stack(_decode(path, start, stride, count, limits))
 
 
-def _decode(path: Path, start: int, stride: int, count: Optional[int], limits: Limits):
+def _last_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    return shown(lines[-1] if lines else type(e).__name__, 160)
+
+
+def _looks_like_text(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(256)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\r\n\t" for c in text)
+
+
+_NOT_VIDEO_FIX = "give a video file (mp4, webm, mov, avi, gif) or a zip of frames"
+
+
+def _open_problem(path: Path, e: BaseException) -> tuple[str, str]:
+    """(why ffmpeg could not open ``path``, what to do), from its log, which imageio passes on."""
+    log = str(e)
+    if _looks_like_text(path):
+        return "it holds text, not video (a renamed file?)", _NOT_VIDEO_FIX
+    if "misdetection possible" in log or ("Invalid data found" in log and "moov" not in log):
+        return f"ffmpeg does not recognise it as a video ({_last_line(e)})", _NOT_VIDEO_FIX
+    if any(s in log for s in ("moov atom not found", "End of file", "partial file",
+                              "reached eof", "runcated")):
+        return "it is cut short (its end is missing: an interrupted download or copy?)", _FIX
+    return f"it may be corrupt or use a codec we cannot decode ({_last_line(e)})", _FIX
+
+
+def _demux_problem(path: Path) -> Optional[str]:
+    """The first error ffmpeg reports while reading the video stream without decoding it
+    (cheap: no frames are decoded); None when it reads cleanly."""
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path),
+           "-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
+    try:
+        r = subprocess.run(cmd, capture_output=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    # drop ffmpeg's "[in#0/mov @ 0x...]" prefixes; "partial file" says most, if it is there
+    lines = [ln.split("] ", 1)[-1].strip() for ln in r.stderr.decode("utf-8", "replace")
+             .splitlines()]
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        return None
+    return shown(next((ln for ln in lines if "partial file" in ln), lines[0]), 120)
+
+
+def _decode(path: Path, start: int, stride: int, count: Optional[int],
+            limits: Limits) -> list[np.ndarray]:
     import imageio.v2 as iio2
 
-    plugin = "GIF-PIL" if path.suffix.lower() == ".gif" else "FFMPEG"
+    name = shown(path.name)
+    gif = path.suffix.lower() == ".gif"
     try:
-        reader = iio2.get_reader(str(path), format=plugin)
+        reader = iio2.get_reader(str(path), format="GIF-PIL" if gif else "FFMPEG")
     except Exception as e:
-        raise InputError(f"Could not open {path.name} as a video ({_short(e)}). It may be "
-                         "corrupt or use a codec ffmpeg cannot decode; re-encode it as H.264 "
-                         "mp4.") from None
+        why, fix = _open_problem(path, e)
+        raise InputError(f"Could not open {name} as a video: {why}; {fix}.") from None
     frames: list[np.ndarray] = []
-    total = 0
+    total, stopped_early = 0, False
     try:
+        meta = {} if gif else reader.get_meta_data()
         for i, frame in enumerate(reader):
             total = i + 1
             if total > limits.max_source_frames:
-                raise InputError(f"{path.name} has more than {limits.max_source_frames} frames;"
-                                 " trim it first.")
+                raise InputError(f"{name} has more than {limits.max_source_frames} frames; "
+                                 "trim it first.")
             if i == 0:
-                frame0 = _as_rgb(frame)
-                _check_size(frame0.shape[0], frame0.shape[1], limits, path.name)
+                frame0 = as_rgb(frame)
+                check_source_size(frame0.shape[0], frame0.shape[1], limits, name)
             if i >= start and (i - start) % stride == 0:
-                frames.append(_as_rgb(frame))
+                frames.append(as_rgb(frame))
                 if count is not None and len(frames) == count:
+                    stopped_early = True
                     break
     except InputError:
         raise
-    except Exception as e:
-        if not frames:
-            raise InputError(f"Could not decode {path.name} ({_short(e)}). It may be corrupt or "
-                             "use an unsupported codec; re-encode it as H.264 mp4.") from None
-        # a truncated file: keep the frames that decoded, the count check below says the rest
+    except Exception as e:  # the decoder failed part-way: the file is damaged there
+        raise InputError(f"{name} is damaged after frame {total} ({_last_line(e)}); "
+                         f"{_FIX}.") from None
     finally:
         reader.close()
     if total == 0:
-        raise InputError(f"{path.name} holds no frames.")
+        problem = _demux_problem(path) if not gif else None
+        raise InputError(f"{name} holds no frames that decode"
+                         + (f" (ffmpeg: {problem})" if problem else "") + f"; {_FIX}.")
+    if not stopped_early:
+        _check_complete(path, total, meta)
     if count is not None and len(frames) < count:
-        _frame_indices(total, start, stride, count)  # raises with the numbers
+        frame_indices(total, start, stride, count)  # raises with the numbers
     return frames
 
 
-def _short(e: Exception) -> str:
-    msg = str(e).strip().splitlines()
-    return (msg[-1] if msg else type(e).__name__)[:200]
-
-
-def resize_frames(frames: np.ndarray, width: int, height: int, mode: str = "crop") -> np.ndarray:
-    """Resize to (height, width) keeping the aspect ratio: center ``crop`` or ``pad`` (black).
-
-    Sizes must be multiples of 8 (the VAE's downsampling). Never stretches.
-    """
-    import cv2
-
-    if width % 8 or height % 8:
-        raise InputError(f"Width and height must be multiples of 8; got {width}x{height}.")
-    if mode not in ("crop", "pad"):
-        raise InputError(f"Resize mode must be 'crop' or 'pad', got {mode!r}.")
-    f, h, w, _ = frames.shape
-    scale = max(width / w, height / h) if mode == "crop" else min(width / w, height / h)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    out = np.zeros((f, height, width, 3), np.uint8)
-    for i in range(f):
-        r = cv2.resize(frames[i], (nw, nh), interpolation=interp)
-        if mode == "crop":
-            y0, x0 = (nh - height) // 2, (nw - width) // 2
-            out[i] = r[y0:y0 + height, x0:x0 + width]
-        else:
-            y0, x0 = (height - nh) // 2, (width - nw) // 2
-            out[i, y0:y0 + nh, x0:x0 + nw] = r
-    return out
-
-
-def load_clip(path: str | Path, n_frames: int, start: int = 0, stride: int = 1,
-              width: int = 512, height: int = 512, resize: str = "crop",
-              limits: Limits = Limits()) -> np.ndarray:
-    """Read, validate, sample and resize a clip in one call -> uint8 (F, height, width, 3)."""
-    if n_frames > limits.max_frames:
-        raise InputError(f"{n_frames} frames asked for; the limit here is {limits.max_frames}.")
-    for name, v in (("width", width), ("height", height)):
-        if not limits.min_side <= v <= limits.max_side:
-            raise InputError(f"The {name} {v} is outside {limits.min_side}..{limits.max_side}.")
-    frames = read_video(path, start, stride, n_frames, limits)
-    return resize_frames(frames, width, height, resize)
+def _check_complete(path: Path, decoded: int, meta: dict) -> None:
+    """A file cut short whose index survived (mp4 with its index first, mkv, webm) decodes
+    without an error and just stops: compare with the length its container declares and, when
+    frames are missing, ask ffmpeg whether the stream really ends early."""
+    duration, fps = meta.get("duration"), meta.get("fps")
+    try:
+        expected = round(float(duration) * float(fps))
+    except (TypeError, ValueError, OverflowError):
+        return
+    if not 0 < expected < 10**7 or decoded >= expected - 1:
+        return
+    problem = _demux_problem(path)
+    if problem:  # a shortfall alone may be an audio track longer than the video
+        raise InputError(f"{shown(path.name)} is cut short: only {decoded} of its {expected} "
+                         f"frames decode (ffmpeg: {problem}); {_FIX}.")
 
 
 def clip_hash(frames: np.ndarray) -> str:

@@ -40,7 +40,10 @@ class EditOutcome:
 
 
 def validate_edit(e: EditConfig, prefix: str = "") -> None:
-    v.text(f"{prefix}prompt (--prompt)", e.prompt, "describe what the video should show")
+    from ..config import check_prompt
+
+    check_prompt(e.prompt, "edit prompt")  # empty, not UTF-8, too long: one line each
+    check_prompt(e.negative, "negative prompt", required=False)
     v.whole(f"{prefix}steps (--steps)", e.steps, 1, 1000)
     v.number(f"{prefix}guidance (--guidance)", e.guidance, 0, 50)
     v.seed(f"{prefix}seed (--seed)", e.seed)

@@ -45,11 +45,12 @@ class TuneOutcome:
 
 def validate(cfg: TuneConfig, limits: Limits) -> None:
     """One-line errors naming the setting and its range (every surface; nothing starts)."""
+    from ..config import check_prompt
     from ..methods.registry import check_name
 
     d = cfg.data
     v.text("data.video_path (--video)", d.video_path, "give the clip to tune on")
-    v.text("data.prompt (--prompt)", d.prompt, "describe the clip, e.g. 'a man is skiing'")
+    check_prompt(d.prompt, "source prompt", hint="describe the clip, e.g. 'a man is skiing'")
     v.whole("data.n_frames (--frames)", d.n_frames, 1, limits.max_frames)
     v.whole("data.stride (--stride)", d.stride, 1, limits.max_source_frames)
     v.whole("data.start (--start)", d.start, 0, limits.max_source_frames - 1)

@@ -8,7 +8,7 @@ import os
 import socket
 
 
-def hub_online(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+def hub_online(host: str = "huggingface.co", timeout: float = 2.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false"):
         return False
     try:

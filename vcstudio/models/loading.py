@@ -1,7 +1,10 @@
 """Load Stable Diffusion 1.x/2.x parts from a hub id, a local diffusers folder or one file.
 
-The default model (no ``--model``) is the first of: ``$VCSTUDIO_MODEL``, the embedded offline
-demo model in ``assets/toy-sd``. Loading never trusts remote code and never unpickles (single
+The default model (no ``--model``) is the first of: ``$VCSTUDIO_MODEL``; Stable Diffusion 1.5
+(:data:`DEFAULT_MODEL`) when its weights are in the local Hugging Face cache (a Space preloads
+them through README.md's ``preload_from_hub``; a desktop has them after one download); the
+embedded offline demo model in ``assets/toy-sd``. Choosing it reads the cache only: no network
+probe at start. Loading never trusts remote code and never unpickles (single
 .ckpt files go through diffusers, which loads them with ``weights_only=True``).
 """
 from __future__ import annotations
@@ -24,6 +27,25 @@ EMBEDDED_NOTICE = ("Using the embedded offline demo model (a tiny model trained 
                    "world of shapes, 64x64). For real footage pass --model with a Stable Diffusion "
                    "hub id (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5), a local diffusers "
                    "folder or a .safetensors file, or set VCSTUDIO_MODEL.")
+
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+# the files that tell DEFAULT_MODEL was downloaded (README.md's preload_from_hub lists these,
+# with the tokenizer and scheduler files, whose names vary between tokenizer formats)
+DEFAULT_MODEL_FILES = ("model_index.json", "text_encoder/config.json",
+                       "text_encoder/model.safetensors", "unet/config.json",
+                       "unet/diffusion_pytorch_model.safetensors", "vae/config.json",
+                       "vae/diffusion_pytorch_model.safetensors")
+
+
+def default_model_cached(repo_id: str = DEFAULT_MODEL) -> bool:
+    """Are all files :data:`DEFAULT_MODEL` loads in the local Hub cache? (cache lookups only)"""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return all(isinstance(try_to_load_from_cache(repo_id, f), str)
+                   for f in DEFAULT_MODEL_FILES)
+    except Exception:  # an unreadable cache is no cache
+        return False
 
 
 @dataclass
@@ -65,6 +87,8 @@ def resolve_model(model: Optional[str]) -> tuple[str, bool]:
     env = os.environ.get("VCSTUDIO_MODEL")
     if env:
         return env, False
+    if default_model_cached():
+        return DEFAULT_MODEL, False
     if (EMBEDDED_MODEL / "model_index.json").is_file():
         return str(EMBEDDED_MODEL), True
     raise ModelNotFoundError(

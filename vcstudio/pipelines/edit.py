@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..config import EditConfig
+from ..config import EditConfig, check_prompt
 from ..errors import InputError, OutOfMemoryError
 from ..io import write_gif, write_mp4
 from ..models.cache import ModelCache, default_cache
@@ -47,8 +47,8 @@ def edit_stem(cfg: EditConfig) -> str:
 
 
 def validate_edit(cfg: EditConfig) -> None:
-    if not cfg.prompt or not cfg.prompt.strip():
-        raise InputError("The edit prompt is empty: describe what the video should show.")
+    check_prompt(cfg.prompt, "edit prompt")
+    check_prompt(cfg.negative, "negative prompt", required=False)
     if not 1 <= cfg.steps <= 1000:
         raise InputError(f"Sampling steps must be within 1..1000, got {cfg.steps}.")
     if not 0 <= cfg.guidance <= 50:

@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..config import check_prompt
 from ..models.loading import BaseModel
 
 
@@ -60,6 +61,8 @@ def decode_latents(base: BaseModel, latents: torch.Tensor, chunk: int = 8,
 @torch.no_grad()
 def encode_prompts(base: BaseModel, prompts: Sequence[str]) -> torch.Tensor:
     """Text -> CLIP text-encoder hidden states (N, 77, D), as Stable Diffusion conditions on."""
+    for p in prompts:  # every job's prompts pass here: non-UTF-8 text fails with a message
+        check_prompt(p, required=False)
     tok = base.tokenizer(list(prompts), padding="max_length", truncation=True,
                          max_length=base.tokenizer.model_max_length, return_tensors="pt")
     ids = tok.input_ids.to(base.device)

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..config import TuneConfig, load_tune_config, save_yaml
+from ..config import TuneConfig, load_tune_config, read_text_file, save_yaml
 from ..errors import InputError
 from ..io.atomic import atomic_path
 from ..paths import data_dir
@@ -82,9 +82,23 @@ class RunFolder:
         return p
 
     def meta(self) -> dict:
+        """meta.json as a dict ({} before the first write). A damaged file is an InputError and
+        is never overwritten: ``update_meta`` reads it first, so nothing is lost."""
         if not self.meta_path.is_file():
             return {}
-        return json.loads(self.meta_path.read_text())
+        text = read_text_file(self.meta_path, "run record")
+        try:
+            m = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(
+                f"meta.json in {self.path} is damaged (not valid JSON: {e.msg} at line "
+                f"{e.lineno}, column {e.colno}); fix or restore it, or move it aside to go on "
+                "without the run's record (its config and tensors are untouched).") from None
+        if not isinstance(m, dict):
+            raise InputError(f"meta.json in {self.path} is damaged (it holds a "
+                             f"{type(m).__name__}, not an object); fix or restore it, or move it "
+                             "aside to go on without the run's record.")
+        return m
 
     def update_meta(self, **kw) -> dict:
         m = self.meta()
@@ -93,9 +107,36 @@ class RunFolder:
         return m
 
     def config(self) -> TuneConfig:
+        """The run's TuneConfig; a damaged config.yaml is a one-line InputError that says the
+        delta holds the config it was tuned with."""
         if not self.config_path.is_file():
             raise InputError(f"{self.path} is not a vcstudio run folder (no config.yaml).")
-        return load_tune_config(self.config_path)
+        try:
+            return load_tune_config(self.config_path)
+        except InputError as e:
+            keep = (" (delta.safetensors keeps a copy of the config it was tuned with: "
+                    "RunFolder.restore_config() writes it back)" if self.delta_path.is_file()
+                    else "")
+            raise InputError(f"{str(e).rstrip('.')}{keep}.") from None
+
+    def restore_config(self) -> Path:
+        """Rewrite config.yaml from the copy in the delta's metadata; a damaged config.yaml is
+        kept beside it as config.yaml.damaged. Returns the path of the restored file."""
+        from ..config import from_dict
+        from ..models.delta import load_tensors
+
+        cfg = load_tensors(self.delta_path)[1].get("config")
+        if not isinstance(cfg, dict):
+            raise InputError(f"The delta in {self.path} holds no config to restore from.")
+        if self.config_path.is_file():
+            aside, n = self.config_path.with_name("config.yaml.damaged"), 1
+            while aside.exists():
+                n += 1
+                aside = self.config_path.with_name(f"config.yaml.damaged-{n}")
+            self.config_path.replace(aside)
+        with atomic_path(self.config_path) as tmp:
+            save_yaml(from_dict(TuneConfig, cfg), tmp)
+        return self.config_path
 
     def save_config(self, cfg: TuneConfig) -> None:
         save_yaml(cfg, self.config_path)

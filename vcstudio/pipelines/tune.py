@@ -17,10 +17,10 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..config import TuneConfig, to_dict
+from ..config import TuneConfig, check_prompt, to_dict
 from ..device import Precision, pick_device, precision_for
 from ..errors import CancelledError, InputError, OutOfMemoryError
-from ..io import clip_hash, resize_frames, write_mp4
+from ..io import clip_hash, write_mp4
 from ..methods.base import StepState, TuneMethod
 from ..methods.registry import get_method
 from ..models.cache import ModelCache, default_cache
@@ -90,19 +90,15 @@ def _resolve_size(cfg: TuneConfig, base: BaseModel) -> TuneConfig:
     return dataclasses.replace(cfg, data=d)
 
 
-def load_clip_frames(raw: np.ndarray, width: int, height: int, resize: str) -> np.ndarray:
-    from ..config import Limits
+def load_clip_frames(raw: np.ndarray, width: int, height: int, resize: str,
+                     crop: str = "center") -> np.ndarray:
+    from ..io import fit_frames  # the frame preview's path too: it shows what is tuned on
 
-    lim = Limits()
-    for name, v in (("width", width), ("height", height)):
-        if not lim.min_side <= v <= lim.max_side:
-            raise InputError(f"The {name} {v} is outside {lim.min_side}..{lim.max_side}.")
-    return resize_frames(raw, width, height, resize)
+    return fit_frames(raw, width, height, resize, crop)
 
 
 def _validate(cfg: TuneConfig) -> None:
-    if not cfg.data.prompt or not cfg.data.prompt.strip():
-        raise InputError("The source prompt is empty: describe the clip, e.g. 'a man is skiing'.")
+    check_prompt(cfg.data.prompt, "source prompt", hint="describe the clip, e.g. 'a man is skiing'")
     if cfg.steps < 1:
         raise InputError(f"Steps must be >= 1, got {cfg.steps}.")
     if not 0 < cfg.lr < 1:
@@ -194,7 +190,7 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     cfg = _resolve_size(cfg, base)
     if frames is None:
         d = cfg.data
-        frames = load_clip_frames(raw, d.width, d.height, d.resize)
+        frames = load_clip_frames(raw, d.width, d.height, d.resize, d.crop)
     rf = RunFolder(Path(run_dir) if run_dir else new_run_dir())
     rf.path.mkdir(parents=True, exist_ok=True)
     resume = rf.checkpoint_path.is_file()
