@@ -123,12 +123,14 @@ def tune_handler(studio, sid, video, prompt, frames, stride, start, size, resize
 
 
 def resumable_choices(studio, sid) -> list[tuple[str, str]]:
-    """(label, job id) of this visitor's interrupted or stopped tunes."""
-    if not sid:
+    """(label, job id) of the interrupted or stopped tunes this page may resume: a public
+    studio's visitor their own session's; on a desktop every one (a reloaded page is a new
+    session, and its owner owns them all, from the app and the CLI alike)."""
+    if studio.public and not sid:
         return []
     out = []
     for j in studio.store.resumable_jobs(kinds=("tune",)):
-        if j.session_id == sid:
+        if not studio.public or j.session_id == sid:
             prompt = ((j.params or {}).get("config") or {}).get("data", {}).get("prompt", "")
             out.append((f"{prompt[:40] or 'tune'} · step {j.step}/{j.total} · {j.status}", j.id))
     return out
@@ -142,8 +144,8 @@ def resume_handler(studio, sid, job_id):
     try:
         if not job_id:
             raise InputError("Pick a stopped or interrupted tune to resume.")
-        if studio.store.job(job_id).session_id != sid:
-            raise InputError("That tune belongs to another session; pick one of yours.")
+        if studio.public and studio.store.job(job_id).session_id != sid:
+            raise InputError("That tune belongs to another visitor; pick one of yours.")
         name, cfg, folder = resume_plan(studio.store, job_id)
         yield from _tune_stream(studio, sid, run_job(studio, sid, name, cfg, out=folder,
                                                      resume_of=job_id))
