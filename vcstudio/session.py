@@ -638,9 +638,8 @@ class Studio:
                     raise
                 interrupted = True
                 self.cancel(job)
-        out_ = self.wait(job)
-        if interrupted and out_.status not in ("stopped",):
-            raise KeyboardInterrupt
+        if interrupted and self.wait(job).status == "cancelled":
+            raise KeyboardInterrupt  # a stopped tune or a job that finished anyway returns
         return self.result(job)
 
     def replay(self, records: Sequence[tuple], job_id: Optional[str] = None,
