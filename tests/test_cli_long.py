@@ -2,7 +2,7 @@ import argparse
 
 import pytest
 
-from vcstudio.cli_long import add_long_args, describe_timeline, parse_pair_list, parse_timeline
+from vcstudio.cli.long import add_long_args, describe_timeline, parse_pair_list, parse_timeline
 from vcstudio.errors import InputError
 from vcstudio.scene.segments import Segment
 

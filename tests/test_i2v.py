@@ -137,7 +137,7 @@ def test_motion_amount_known_shift():
 
 
 def test_eval_vcd_cli_writes_per_frame_json(tmp_path):
-    from vcstudio.cli_i2v import add_eval_vcd_args, run_eval_vcd
+    from vcstudio.cli.i2v import add_eval_vcd_args, run_eval_vcd
     from vcstudio.io import write_frames
 
     rng = np.random.default_rng(0)

@@ -1,19 +1,50 @@
 """Session manager: device lock queueing, cancellation, error capture, OOM mapping, progress
-streaming, uploads and path safety. Job functions are real workers that record timestamps."""
+streaming, uploads and path safety. Jobs are registered as the Studio's registry has them (a
+config dataclass + run(cfg, ctx)); their bodies are real workers that record timestamps."""
 from __future__ import annotations
 
 import os
 import threading
 import time
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import pytest
 import torch
 
-from vcstudio.config import DataConfig, Limits, TuneConfig
+from vcstudio.config import Limits
 from vcstudio.errors import CancelledError, InputError, OutOfMemoryError
 from vcstudio.models.cache import ModelCache
 from vcstudio.progress import Event
-from vcstudio.session import DeviceLock, Studio, estimate, safe_path
+from vcstudio.session import DeviceLock, JobSpec, Studio, safe_path
+
+
+@dataclass
+class Call:
+    """A test job's config: the body to run (args, kwargs) and a number to record."""
+
+    fn: Callable = None
+    args: tuple = ()
+    kwargs: Any = None
+    steps: int = 0
+
+
+def _run_call(cfg: Call, ctx):
+    return cfg.fn(*cfg.args, progress=ctx, cancel=ctx.cancel, **(cfg.kwargs or {}))
+
+
+def _positive(cfg: Call, limits: Limits) -> None:
+    if cfg.steps < 0:
+        raise InputError(f"steps must be within 0..{limits.max_steps}; got {cfg.steps}.")
+
+
+JOBS = {k: JobSpec(k, Call, _run_call, validate=_positive) for k in ("tune", "edit", "eval")}
+
+
+def submit(studio, sid, kind, fn, *args, **kw):
+    opts = {k: kw.pop(k) for k in ("resume_of", "device", "out") if k in kw}
+    steps = kw.pop("steps", 0)
+    return studio.submit(kind, Call(fn, args, kw, steps), sid, **opts)
 
 
 @pytest.fixture
@@ -22,7 +53,7 @@ def studio(tmp_path):
     up = tmp_path / "gradio"
     up.mkdir()
     s = Studio(tmp_path / "data", limits=Limits(max_upload_mb=0.01), cache=ModelCache(),
-               upload_roots=[up], device="cpu")
+               upload_roots=[up], device="cpu", jobs=JOBS)
     yield s
     s.close()
 
@@ -48,7 +79,7 @@ def test_two_sessions_never_overlap_on_one_device(studio):
 
     def client(sess, tag):
         for k in range(3):
-            jid = studio.submit(sess.id, "tune", _stepper(log, f"{tag}{k}", steps=4, dt=0.01))
+            jid = submit(studio, sess.id, "tune", _stepper(log, f"{tag}{k}", steps=4, dt=0.01))
             with mu:
                 ids.append(jid)
 
@@ -79,12 +110,12 @@ def test_device_lock_is_first_come_first_served(studio):
             order.append(tag)
         return fn
 
-    first = studio.submit(None, "eval", blocker)
+    first = submit(studio, None, "eval", blocker)
     while studio.store.job(first).status != "running":
         time.sleep(0.005)
     ids = []
     for k in range(5):
-        ids.append(studio.submit(None, "eval", job(k)))
+        ids.append(submit(studio, None, "eval", job(k)))
         while studio.device_lock().waiting < k + 1:  # this worker took its place in the queue
             time.sleep(0.001)
     assert studio.device_lock().waiting == 5 and studio.queue_position(ids[0]) == 5
@@ -108,7 +139,7 @@ def test_cancel_mid_job_stops_within_one_step(studio):
                 reached.set()
         return "finished"  # never reached
 
-    jid = studio.submit(sess.id, "tune", long_job)
+    jid = submit(studio, sess.id, "tune", long_job)
     assert reached.wait(10)
     assert studio.cancel(jid)
     at_cancel = len(steps_done)
@@ -136,8 +167,8 @@ def test_cancel_through_progress_and_while_queued(studio):
     def never(progress, cancel):
         ran.append("queued job ran")
 
-    running = studio.submit(None, "tune", reports_only)
-    queued = studio.submit(None, "edit", never)
+    running = submit(studio, None, "tune", reports_only)
+    queued = submit(studio, None, "edit", never)
     assert gate.wait(10)
     t0 = time.monotonic()
     studio.cancel(queued)
@@ -158,9 +189,9 @@ def test_vcs_error_fails_job_and_next_job_runs(studio):
     def good(x, progress, cancel, scale=1):
         return x * scale
 
-    j1 = studio.submit(None, "edit", bad)
-    j2 = studio.submit(None, "edit", buggy)
-    j3 = studio.submit(None, "edit", good, 21, scale=2)
+    j1 = submit(studio, None, "edit", bad)
+    j2 = submit(studio, None, "edit", buggy)
+    j3 = submit(studio, None, "edit", good, 21, scale=2)
     o1, o2 = studio.wait(j1, 10), studio.wait(j2, 10)
     assert o1.status == "failed" and o1.message.startswith("The prompt is empty")
     assert studio.store.job(j1).error == "The prompt is empty; type what the video should show."
@@ -177,12 +208,12 @@ def test_out_of_memory_becomes_vcs_error_and_frees_cache(studio):
     def greedy(progress, cancel):
         return torch.empty(2**50, dtype=torch.uint8)  # a real allocator failure (1 PiB)
 
-    jid = studio.submit(None, "tune", greedy)
+    jid = submit(studio, None, "tune", greedy)
     out = studio.wait(jid, 10)
     assert out.status == "failed" and isinstance(out.error, OutOfMemoryError)
     assert "fewer frames" in out.message and "can't allocate" in str(out.error.__cause__)
     assert studio.cache.keys() == []
-    assert studio.result(studio.submit(None, "tune", lambda progress, cancel: "ok"), 10) == "ok"
+    assert studio.result(submit(studio, None, "tune", lambda progress, cancel: "ok"), 10) == "ok"
 
 
 def test_progress_stream_and_recorded_events(studio):
@@ -192,10 +223,10 @@ def test_progress_stream_and_recorded_events(studio):
         gate.wait(10)
         for i in range(5):
             progress(Event(i + 1, 5, metrics={"loss": 0.5 ** i}, stage="tune"))
-        run = progress.store.create_run("tune", TuneConfig(), seed=1)
-        return {"run_id": run.id}
+        run_id = progress.open_run("tune", progress.run_folder("tune"), {"steps": 5}, seed=1)
+        return {"run_id": run_id}
 
-    jid = studio.submit(None, "tune", job)
+    jid = submit(studio, None, "tune", job)
     stream = studio.events(jid, timeout=10)
     gate.set()
     got = [(e.step, e.metrics["loss"]) for e in stream]
@@ -214,21 +245,20 @@ def test_interrupted_jobs_listed_resumed_and_dismissed(tmp_path):
 
     def make():
         return Studio(tmp_path / "d", limits=Limits(), cache=ModelCache(), upload_roots=[up],
-                      device="cpu")
+                      device="cpu", jobs=JOBS)
 
     s1 = make()
     gate = threading.Event()
-    running = s1.submit(None, "tune", lambda progress, cancel: gate.wait(0.5),
-                        params=TuneConfig(steps=123))
-    queued = s1.submit(None, "edit", lambda progress, cancel: None)
+    running = submit(s1, None, "tune", lambda progress, cancel: gate.wait(0.5), steps=123)
+    queued = submit(s1, None, "edit", lambda progress, cancel: None)
     while s1.store.job(running).status != "running":
         time.sleep(0.005)
     s1.store.close()  # the server goes away while one job runs and one waits
     gate.set()
     s2 = make()
     res = {j.id: j for j in s2.store.resumable_jobs()}
-    assert set(res) == {running, queued} and res[running].params["steps"] == 123
-    new = s2.submit(None, "tune", lambda progress, cancel: "resumed", resume_of=running)
+    assert set(res) == {running, queued} and res[running].params["config"]["steps"] == 123
+    new = submit(s2, None, "tune", lambda progress, cancel: "resumed", resume_of=running)
     assert s2.result(new, 10) == "resumed"
     assert s2.cancel(queued)  # the user dismisses the other one
     assert s2.store.resumable_jobs() == [] and s2.store.job(queued).status == "cancelled"
@@ -320,25 +350,37 @@ def test_device_lock_mutual_exclusion_with_plain_threads():
     assert overlaps[0] == 0 and not lock.locked() and lock.waiting == 0
 
 
-# ----------------------------------------------------------------------------- estimate
+def test_unknown_job_and_invalid_config_start_nothing(studio):
+    with pytest.raises(InputError, match="Unknown job 'train'; known jobs: tune, edit, eval"):
+        studio.submit("train", None)
+    ran = []
+    with pytest.raises(InputError, match="steps must be within 0..5000; got -3"):
+        submit(studio, None, "tune", lambda progress, cancel: ran.append(1), steps=-3)
+    assert ran == [] and studio.store.jobs() == []  # validated before anything was recorded
 
-def test_estimate_scales_with_frames_size_and_steps():
-    base = TuneConfig(data=DataConfig(n_frames=8, width=512, height=512), steps=500)
-    e = estimate(base, "cuda")
-    # 3.3 GiB of weights/optimizer + 8 frames x 0.9 GiB; 8 x 0.15 s x (500 + 50 x 0.35)
-    assert e["gib"] == pytest.approx(10.5) and e["seconds"] == pytest.approx(621.0)
-    e16 = estimate(TuneConfig(data=DataConfig(n_frames=16), steps=500), "cuda")
-    assert e16["gib"] - e["gib"] == pytest.approx(8 * 0.9)
-    assert e16["seconds"] == pytest.approx(2 * e["seconds"])
-    small = estimate(TuneConfig(data=DataConfig(n_frames=8, width=256, height=256)), "cuda")
-    assert small["gib"] - 3.3 == pytest.approx((e["gib"] - 3.3) / 4)
-    nock = TuneConfig(data=DataConfig(n_frames=8), gradient_checkpointing=False)
-    assert estimate(nock, "cuda")["gib"] > e["gib"]
-    dct = estimate(TuneConfig(data=base.data, method="dct"), "cuda")
-    apla = estimate(TuneConfig(data=base.data, method="apla"), "cuda")
-    both = estimate(TuneConfig(data=base.data, method="apla+dct"), "cuda")
-    assert dct["gib"] > e["gib"] and apla["gib"] > e["gib"]
-    assert both["gib"] == pytest.approx(dct["gib"] + apla["gib"] - e["gib"])  # both parts' cost
-    assert both["seconds"] > max(dct["seconds"], apla["seconds"])
-    cpu = estimate(base, "cpu")
-    assert cpu["seconds"] > 100 * e["seconds"] and cpu["fits"] is None
+
+def test_stopped_result_and_detached_records_replay(studio, tmp_path):
+    """A job that ends with ``stopped`` is recorded stopped with its message; what a
+    store-less context kept is written into the store by replay (the sweep's merge)."""
+    from types import SimpleNamespace
+
+    from vcstudio.session import DetachedContext
+
+    jid = submit(studio, None, "tune", lambda progress, cancel: SimpleNamespace(
+        stopped=True, message="Stopped at step 3 of 10", run_id=None))
+    out = studio.wait(jid, 10)
+    assert out.status == "stopped" and studio.store.job(jid).message == "Stopped at step 3 of 10"
+    assert [j.id for j in studio.store.resumable_jobs()] == [jid]
+    ctx = DetachedContext(tmp_path / "cell")
+    rid = ctx.open_run("tune", tmp_path / "cell", {"method": "dct"}, seed=4, label="m=dct")
+    ctx.add_metrics(rid, video={"final_loss": 0.5}, frames={"l": [1.0, 2.0]})
+    (tmp_path / "cell").mkdir()
+    (tmp_path / "cell" / "delta.safetensors").write_bytes(b"x")
+    ctx.add_artifact(rid, "delta", tmp_path / "cell" / "delta.safetensors")
+    ctx.finish_run(rid)
+    ids = studio.replay(ctx.records)
+    run = studio.store.run(ids[rid])
+    assert (run.kind, run.seed, run.label, run.method) == ("tune", 4, "m=dct", "dct")
+    assert studio.store.video_metrics([run.id])[run.id] == {"final_loss": 0.5}
+    assert studio.store.run_dir(run.id) == (tmp_path / "cell").resolve()  # outside: absolute
+    assert studio.replay(ctx.records) == ids  # the same folder: the same run, no new one

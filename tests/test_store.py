@@ -96,7 +96,7 @@ def test_wal_mode_and_concurrent_reader(tmp_path):
 
 def test_migrate_from_empty_db(tmp_path):
     with Store(tmp_path) as st:
-        assert st.schema_version == SCHEMA_VERSION == 2
+        assert st.schema_version == SCHEMA_VERSION == 3
         tables = {r[0] for r in st._q("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"jobs", "runs", "frame_metrics", "video_metrics", "artifacts",
                 "job_events"} <= tables
@@ -116,13 +116,14 @@ def test_migrate_from_v1_db_keeps_data(tmp_path):
     db.commit()
     db.close()
     with Store(tmp_path) as st:
-        assert st.schema_version == 2
+        assert st.schema_version == 3
         r = st.run("r1")
         assert (r.kind, r.seed, r.method, r.finished, r.label) == ("tune", 5, "apla", 2.0, "")
         assert st.video_metrics(["r1"]) == {"r1": {"fci": 0.75}}
         # a v1 job has no owner: nobody can still run it, so it is resumable after migration
         assert [(j.id, j.status, j.params) for j in st.resumable_jobs()] == [
             ("j1", "interrupted", {})]
+        assert r.job_id is None and st.run_status(r) == "interrupted"  # v3: its job, by run_id
         st.add_event("j1", 3, 10, "tune", "step 3", {"loss": 0.5})  # v2 table works
         assert st.job("j1").progress == pytest.approx(0.3)
 
@@ -287,26 +288,42 @@ def test_unknown_kind_refused(tmp_path):
 def test_runs_cli_lists_and_exports(tmp_path):
     import argparse
 
-    from vcstudio.store import add_runs_args, run_runs
+    from vcstudio.cli import runs as runs_cli
 
     with Store(tmp_path / "d") as st:
         a = st.create_run("tune", {"method": "dct"}, seed=3, label="first")
         st.add_video_metrics(a.id, {"fci": 0.25})
         st.finish_run(a.id)
         st.create_run("edit", {"prompt": "x"}, seed=4)
+        out_dir = tmp_path / "elsewhere" / "run"  # a run written outside the data folder
+        b = st.create_run("tune", {"method": "baseline"}, run_dir=out_dir)
     p = argparse.ArgumentParser()
-    add_runs_args(p)
+    runs_cli.add(p.add_subparsers(dest="cmd"))
     buf = io.StringIO()
-    args = p.parse_args(["--data", str(tmp_path / "d"), "--method", "dct", "--csv",
+    args = p.parse_args(["runs", "--data", str(tmp_path / "d"), "--method", "dct", "--csv",
                          str(tmp_path / "m.csv"), "--json", str(tmp_path / "m.json")])
-    assert run_runs(args, out=buf) == 0
+    assert runs_cli.run(args, out=buf) == 0
     lines = buf.getvalue().splitlines()
     assert lines[0].startswith(a.id) and "dct" in lines[0] and "fci=0.25" in lines[0]
-    assert "seed=3 done" in lines[0] and len(lines) == 3
+    assert "seed=3 done" in lines[0] and len(lines) == 1
     rows = list(csv.reader(io.StringIO((tmp_path / "m.csv").read_text(), newline="")))
     assert rows == [["run", "label", "kind", "method", "seed", "fci"],
                     [a.id, "first", "tune", "dct", "3", "0.25"]]
-    assert [r["id"] for r in json.loads((tmp_path / "m.json").read_text())["runs"]] == [a.id]
+    doc = json.loads((tmp_path / "m.json").read_text())  # a JSON list, one object per run
+    assert [r["id"] for r in doc] == [a.id]
+    assert doc[0]["method"] == "dct" and doc[0]["status"] == "done"
+    assert doc[0]["run_dir"] == str(tmp_path / "d" / "runs" / a.id)
+    # --json without a path: the list on stdout; the outside run by its absolute path
+    import contextlib
+
     buf = io.StringIO()
-    assert run_runs(p.parse_args(["--data", str(tmp_path / "d"), "--resumable"]), out=buf) == 0
+    with contextlib.redirect_stdout(buf):
+        assert runs_cli.run(p.parse_args(["runs", "--data", str(tmp_path / "d"), "--json"]),
+                            out=io.StringIO()) == 0
+    doc = json.loads(buf.getvalue())
+    assert {r["id"] for r in doc} == {a.id, b.id} | {r["id"] for r in doc if r["kind"] == "edit"}
+    assert next(r for r in doc if r["id"] == b.id)["run_dir"] == str(out_dir.resolve())
+    buf = io.StringIO()
+    assert runs_cli.run(p.parse_args(["runs", "--data", str(tmp_path / "d"), "--resumable"]),
+                        out=buf) == 0
     assert buf.getvalue() == ""

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vcstudio.config import DataConfig, EditConfig, TuneConfig, load_tune_config
-from vcstudio.errors import CancelledError, InputError
+from vcstudio.errors import InputError
 from vcstudio.io import read_video, write_mp4
 from vcstudio.models.cache import ModelCache
 from vcstudio.pipelines.edit import edit, edit_frames
@@ -146,7 +146,8 @@ def test_delta_refuses_other_base(tiny_sd, tiny_sd_v, clip8, tmp_path, cache):
         load_tuned(res.run_dir, ModelCache())
 
 
-def test_cancel_keeps_checkpoint_and_resume_finishes(tiny_sd, clip8, tmp_path, cache):
+def test_stop_keeps_a_usable_delta_and_resume_finishes(tiny_sd, clip8, tmp_path, cache):
+    """Stop ends cleanly at step k: checkpoint + a delta an edit can use, meta says stopped."""
     token = CancelToken()
     seen = []
 
@@ -157,11 +158,13 @@ def test_cancel_keeps_checkpoint_and_resume_finishes(tiny_sd, clip8, tmp_path, c
                 token.cancel()
 
     run = tmp_path / "run"
-    with pytest.raises(CancelledError):
-        tune(cfg_for(tiny_sd, steps=10), run, frames=clip8, cache=cache, progress=progress,
-             cancel=token)
+    stopped = tune(cfg_for(tiny_sd, steps=10), run, frames=clip8, cache=cache,
+                   progress=progress, cancel=token)
+    assert stopped.stopped and stopped.steps == 4 and stopped.total == 10
     assert (run / "checkpoint.safetensors").is_file()
-    assert json.loads((run / "meta.json").read_text())["status"] == "cancelled"
+    assert json.loads((run / "meta.json").read_text())["status"] == "stopped"
+    out = edit(run, EditConfig(prompt="a blue square", steps=3), cache=cache)  # usable delta
+    assert out.frames.shape == clip8.shape
     res = tune(cfg_for(tiny_sd, steps=10), run, frames=clip8, cache=cache)
     assert [r["step"] for r in res.losses] == list(range(1, 11))
     assert not (run / "checkpoint.safetensors").exists()
@@ -171,9 +174,8 @@ def test_resume_matches_uninterrupted_run(tiny_sd, clip8, tmp_path, cache):
     full = tune(cfg_for(tiny_sd, steps=6), tmp_path / "a", frames=clip8, cache=cache, invert=False)
     token = CancelToken()
     prog = lambda ev: token.cancel() if ev.stage == "tune" and ev.step == 3 else None  # noqa
-    with pytest.raises(CancelledError):
-        tune(cfg_for(tiny_sd, steps=6), tmp_path / "b", frames=clip8, cache=cache, invert=False,
-             progress=prog, cancel=token)
+    assert tune(cfg_for(tiny_sd, steps=6), tmp_path / "b", frames=clip8, cache=cache,
+                invert=False, progress=prog, cancel=token).stopped
     resumed = tune(cfg_for(tiny_sd, steps=6), tmp_path / "b", frames=clip8, cache=cache,
                    invert=False)
     assert [r["loss"] for r in resumed.losses] == pytest.approx([r["loss"] for r in full.losses],

@@ -29,6 +29,7 @@ class Limits:
     max_source_frames: int = 20000
     max_upload_mb: float = 200.0
     max_steps: int = 5000
+    max_long_frames: int = 10000  # length of a long video (co-denoised windows)
 
 
 MAX_PROMPT_CHARS = 10000  # far past CLIP's 77 tokens; bounds what a client can send
@@ -294,6 +295,9 @@ def to_dict(obj: Any) -> Any:
 
 def from_dict(cls, data: Optional[dict]):
     """Plain dict -> dataclass ``cls``; unknown keys are an error that names them."""
+    if data is not None and not isinstance(data, dict):
+        raise InputError(f"{cls.__name__} must be a mapping of keys to values, got "
+                         f"{type(data).__name__} {data!r}.")
     data = dict(data or {})
     kwargs = {}
     known = {f.name: f for f in fields(cls)}
@@ -328,6 +332,9 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     what = getattr(e, "problem", None) or getattr(e, "context", None) or type(e).__name__
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
     return " ".join(f"{where}{what}".split())
+
+
+yaml_problem = _yaml_problem  # public: grid files (jobs/sweep.py) report the same way
 
 
 def read_text_file(path: str | Path, what: str = "file") -> str:

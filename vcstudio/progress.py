@@ -22,6 +22,9 @@ class Event:
     preview: Optional[np.ndarray] = None  # uint8 (F, H, W, 3)
     metrics: dict[str, float] = field(default_factory=dict)
     stage: str = ""
+    # files the job has finished writing, by name ({"mp4": path}), so a page can show them
+    # before the job ends (an edit's video while its frames are still being scored)
+    outputs: dict[str, str] = field(default_factory=dict)
 
 
 ProgressFn = Callable[[Event], Any]
@@ -69,6 +72,8 @@ class TqdmProgress:
         self._bar.n = ev.step
         if ev.metrics:
             self._bar.set_postfix({k: f"{v:.4g}" for k, v in ev.metrics.items()}, refresh=False)
+        elif ev.message:
+            self._bar.set_postfix_str(ev.message[-70:], refresh=False)
         self._bar.refresh()
         if ev.step >= ev.total:
             self.close()

@@ -1,19 +1,27 @@
 """Session manager: per-browser-session folders, one lock per device, the job runner, the
 process-wide model cache and the run store, all owned by one :class:`Studio`.
 
-What ``gr.State`` holds is a session id (a string), never tensors. A job is any function
-``fn(*args, progress=..., cancel=..., **kwargs)``; :meth:`Studio.submit` runs it on a worker
-thread under its device's lock, so two sessions' jobs queue instead of colliding on one GPU,
-records it and its progress events in the run store, and turns what it raises into a job status
-(``VcsError`` -> failed with its message, out-of-memory -> :class:`OutOfMemoryError` with a
-suggestion, ``CancelledError`` -> cancelled): the server keeps working after any of them.
+What ``gr.State`` holds is a session id (a string), never tensors. The Studio is handed a job
+registry when it is built (``vcstudio.jobs.REGISTRY``: name -> :class:`JobSpec`, a config
+dataclass + ``run(cfg, ctx)``); this module imports no job. :meth:`Studio.submit` is the one way
+to run a job, from the UI, the CLI (:meth:`Studio.run` = submit + wait, same recording), the API
+and the sweep: it validates the config, records the job with its full config, and runs it on a
+worker thread under its device's lock, so two sessions' jobs queue instead of colliding on one
+GPU. The job gets a :class:`JobContext` (progress events, cancel token, device, model cache,
+store, run-folder helpers, checkpoints) and what it raises becomes a job status (``VcsError`` ->
+failed with its message, out-of-memory -> :class:`OutOfMemoryError` with a suggestion,
+``CancelledError`` -> cancelled; a result that says ``stopped`` -> stopped): the server keeps
+working after any of them.
+
+:class:`DetachedContext` is the same context without a store, for a job body that runs where the
+store must not be written (a Ray worker of a sweep): it keeps what the job would have recorded,
+and the driver's :meth:`Studio.replay` writes it into the store.
 """
 from __future__ import annotations
 
 import contextlib
-import functools
+import dataclasses
 import logging
-import math
 import os
 import queue
 import re
@@ -26,9 +34,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
-from .config import Limits, TuneConfig
+from .config import Limits, from_dict, to_dict
 from .errors import CancelledError, InputError, OutOfMemoryError, VcsError
 from .models.cache import ModelCache, default_cache
 from .progress import CancelToken, Event
@@ -152,14 +160,57 @@ def device_key(device: Any = None) -> str:
 @dataclass
 class JobOutcome:
     job_id: str
-    status: str  # queued | running | done | failed | cancelled | interrupted
+    status: str  # queued | running | done | failed | cancelled | interrupted | stopped
     result: Any = None
     error: Optional[BaseException] = None
     message: str = ""
 
     @property
     def finished(self) -> bool:
-        return self.status in ("done", "failed", "cancelled")
+        return self.status in ("done", "failed", "cancelled", "stopped")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job of the registry: its config dataclass and ``run(cfg, ctx)``.
+
+    ``kind`` is the run store's job kind (default: the name). ``validate(cfg, limits)`` raises a
+    one-line InputError for a config that must not start (out-of-range numbers, empty prompts).
+    ``secrets`` are config fields never written to the store (a Hub token). ``stoppable``: the
+    job polls ``ctx.cancel`` itself and ends normally with a result whose ``stopped`` is true
+    (a tune keeps its checkpoint as a usable delta); other jobs stop at their next progress
+    event with CancelledError. ``resumable``: ``vcstudio resume`` may continue it."""
+
+    name: str
+    config: type
+    run: Callable[[Any, Any], Any]
+    kind: str = ""
+    validate: Optional[Callable[[Any, Limits], None]] = None
+    secrets: tuple[str, ...] = ()
+    stoppable: bool = False
+    resumable: bool = False
+
+    @property
+    def store_kind(self) -> str:
+        return self.kind or self.name
+
+    def load(self, cfg: Any) -> Any:
+        """A config instance from an instance, a plain dict (YAML/JSON) or None (defaults)."""
+        if cfg is None:
+            return self.config()
+        if isinstance(cfg, dict):
+            return from_dict(self.config, cfg)
+        if not isinstance(cfg, self.config):
+            raise TypeError(f"job {self.name!r} takes a {self.config.__name__}, "
+                            f"got {type(cfg).__name__}")
+        return cfg
+
+    def params(self, cfg: Any) -> dict:
+        """The config as recorded in the store (secrets left out)."""
+        d = to_dict(cfg)
+        for k in self.secrets:
+            d.pop(k, None)
+        return d
 
 
 @dataclass
@@ -168,6 +219,8 @@ class _Handle:
     session_id: Optional[str]
     kind: str
     device: str
+    out: Optional[str] = None
+    stoppable: bool = False
     cancel: CancelToken = field(default_factory=CancelToken)
     done: threading.Event = field(default_factory=threading.Event)
     status: str = "queued"
@@ -179,13 +232,36 @@ class _Handle:
     thread: Optional[threading.Thread] = None
 
 
-class JobContext:
-    """The ``progress`` a job function receives: call it with an :class:`Event` per step.
+class _RunFolders:
+    """Run-folder helpers shared by both contexts."""
 
-    Each call streams the event to subscribers, records it in the run store (events with
-    metrics, stage changes and the last step always; plain ticks at most every
-    ``record_every_s``), then checks the cancel token, so a job stops at its next reported step
-    even if it never calls ``cancel.check()`` itself."""
+    out: Optional[str]
+    session: Optional[Session]
+    data_dir: Path
+
+    def run_folder(self, prefix: str = "run") -> Path:
+        """Where this job writes its run: the ``out`` it was submitted with (absolute), else
+        a new folder in the session's outputs, else in the data folder's ``runs/``."""
+        if self.out:
+            p = Path(self.out).expanduser()
+            return (p if p.is_absolute() else Path.cwd() / p).resolve()
+        root = self.session.outputs if self.session is not None else self.data_dir / "runs"
+        root.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return Path(tempfile.mkdtemp(prefix=f"{prefix}-{stamp}-", dir=root)).resolve()
+
+
+class JobContext(_RunFolders):
+    """What a job's ``run(cfg, ctx)`` receives. Call it with an :class:`Event` per step (it is
+    the ``progress`` the pipelines take): each call streams the event to subscribers, records
+    it in the run store (events with metrics, stage changes and the last step always; plain
+    ticks at most every ``record_every_s``), then checks the cancel token, so a job stops at its
+    next reported step even if it never calls ``cancel.check()`` itself (a stoppable job polls
+    the token and stops on its own terms instead).
+
+    Recording: :meth:`open_run` registers the job's run folder (any folder: ``--out`` runs
+    outside the data folder are recorded by absolute path), :meth:`set_checkpoint` its latest
+    checkpoint, :meth:`add_metrics` / :meth:`add_artifact` / :meth:`finish_run` the results."""
 
     record_every_s = 0.5
 
@@ -194,6 +270,9 @@ class JobContext:
         self._h = handle
         self._last_record = 0.0
         self._last_stage: Optional[str] = None
+        self.out = handle.out
+        self.session = studio.session(handle.session_id) if handle.session_id else None
+        self.data_dir = studio.data_dir
 
     @property
     def job_id(self) -> str:
@@ -211,6 +290,22 @@ class JobContext:
     def device(self) -> str:
         return self._h.device
 
+    @property
+    def cancel(self) -> CancelToken:
+        return self._h.cancel
+
+    @property
+    def limits(self) -> Limits:
+        return self._studio.limits
+
+    @property
+    def public(self) -> bool:
+        return self._studio.public
+
+    @property
+    def session_id(self) -> Optional[str]:
+        return self._h.session_id
+
     def __call__(self, ev: Event) -> None:
         self._studio._publish(self._h, ev)
         now = time.monotonic()
@@ -219,17 +314,121 @@ class JobContext:
             self.store.add_event(self._h.id, ev.step, ev.total, ev.stage, ev.message,
                                  ev.metrics)
             self._last_record, self._last_stage = now, ev.stage
-        self._h.cancel.check()
+        if not self._h.stoppable:
+            self._h.cancel.check()
+
+    # -- recording ------------------------------------------------------------------------
+    def open_run(self, kind: str, run_dir: str | os.PathLike, config: Any = None, *,
+                 seed: Optional[int] = None, label: str = "", parent: Optional[str] = None,
+                 clip_hash: Optional[str] = None, reuse: bool = True) -> str:
+        """The run id of ``run_dir``: the run already recorded there (a resumed tune, a
+        re-run sweep cell) or, with ``reuse=False`` or none there, a new one (edits share
+        ``RUN/edits``, each its own run); the job's first run becomes the job's run."""
+        st = self.store
+        run = st.run_by_dir(run_dir, kind) if reuse else None
+        if run is None:
+            run = st.create_run(kind, config, seed=seed, device=self.device,
+                                clip_hash=clip_hash, parent_run=parent, label=label,
+                                run_dir=run_dir, job_id=self.job_id)
+        else:
+            st.update_run(run.id, config=config, job_id=self.job_id, finished=False)
+        if st.job(self.job_id).run_id is None:
+            st.update_job(self.job_id, run_id=run.id)
+        return run.id
+
+    def find_run(self, run_dir: str | os.PathLike, kind: Optional[str] = None) -> Optional[str]:
+        """The id of the run recorded at ``run_dir`` (e.g. an edit's tuned run), or None."""
+        run = self.store.run_by_dir(run_dir, kind)
+        return run.id if run is not None else None
 
     def set_run(self, run_id: str) -> None:
         """Link the run this job produces (the Compare tab re-opens it)."""
         self.store.update_job(self._h.id, run_id=run_id)
 
-    def set_checkpoint(self, path: str | os.PathLike) -> None:
-        """Record the latest checkpoint (relative to the data folder) so a restart can resume."""
-        p = Path(path)
-        rel = p.resolve().relative_to(self.store.data_dir.resolve()) if p.is_absolute() else p
-        self.store.update_job(self._h.id, checkpoint=rel.as_posix())
+    def set_checkpoint(self, path: str | os.PathLike, step: Optional[int] = None) -> None:
+        """Record the latest checkpoint (relative to the data folder, or absolute outside it)
+        so ``vcstudio resume`` and a restarted app can continue from it."""
+        self.store.update_job(self._h.id, checkpoint=self.store.rel_path(path))
+
+    def add_metrics(self, run_id: str, video: Optional[Mapping[str, float]] = None,
+                    frames: Optional[Mapping[str, Sequence[float]]] = None) -> None:
+        if video:
+            self.store.add_video_metrics(run_id, dict(video))
+        for name, values in (frames or {}).items():
+            self.store.add_frame_metrics(run_id, name, values)
+
+    def add_artifact(self, run_id: str, kind: str, path: str | os.PathLike) -> None:
+        self.store.add_artifact(run_id, kind, path)
+
+    def finish_run(self, run_id: str) -> None:
+        self.store.finish_run(run_id)
+
+    def replay(self, records: Sequence[tuple], parent: Optional[str] = None) -> dict[str, str]:
+        """Record what a :class:`DetachedContext` kept (a sweep cell) as this job's runs."""
+        return self._studio.replay(records, self.job_id, parent=parent, checkpoints=False)
+
+
+class DetachedContext(_RunFolders):
+    """A job context with no store (a sweep cell on a Ray worker: SQLite is written by the
+    driver only). Progress goes to ``progress``; what the job would record is kept in
+    ``records`` (plain, picklable tuples) for :meth:`Studio.replay`."""
+
+    def __init__(self, out: str | os.PathLike, *, device: str = "cpu",
+                 cache: Optional[ModelCache] = None, cancel: Optional[CancelToken] = None,
+                 progress: Optional[Callable[[Event], Any]] = None,
+                 limits: Optional[Limits] = None) -> None:
+        self.out = str(out)
+        self.session = None
+        self.data_dir = Path(out)
+        self.device = device
+        self.cache = cache if cache is not None else default_cache
+        self.cancel = cancel or CancelToken()
+        self.limits = limits or Limits()
+        self.public = False
+        self.session_id = None
+        self.job_id = None
+        self.store = None
+        self.records: list[tuple] = []
+        self._progress = progress
+        self._runs = 0
+
+    def __call__(self, ev: Event) -> None:
+        if self._progress is not None:
+            self._progress(dataclasses.replace(ev, preview=None))
+        self.cancel.check()
+
+    def open_run(self, kind: str, run_dir, config: Any = None, *, seed=None, label: str = "",
+                 parent: Optional[str] = None, clip_hash: Optional[str] = None,
+                 reuse: bool = True) -> str:
+        self._runs += 1
+        local = f"local-{self._runs}"
+        cfg = to_dict(config) if dataclasses.is_dataclass(config) else config
+        self.records.append(("open_run", local, kind, str(Path(run_dir).resolve()), cfg, seed,
+                             label, parent, clip_hash, self.device, reuse))
+        return local
+
+    def find_run(self, run_dir, kind: Optional[str] = None) -> Optional[str]:
+        want = str(Path(run_dir).resolve())
+        for rec in reversed(self.records):
+            if rec[0] == "open_run" and rec[3] == want and kind in (None, rec[2]):
+                return rec[1]
+        return None
+
+    def set_run(self, run_id: str) -> None:
+        pass
+
+    def set_checkpoint(self, path, step: Optional[int] = None) -> None:
+        self.records.append(("checkpoint", str(Path(path).resolve())))
+
+    def add_metrics(self, run_id: str, video=None, frames=None) -> None:
+        self.records.append(("metrics", run_id, dict(video or {}),
+                             {k: [float(v) for v in vals] for k, vals in (frames or {}).items()}))
+
+    def add_artifact(self, run_id: str, kind: str, path) -> None:
+        self.records.append(("artifact", run_id, kind, str(Path(path).resolve())))
+
+    def finish_run(self, run_id: str) -> None:
+        self.records.append(("finish", run_id))
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -258,8 +457,11 @@ class Studio:
     def __init__(self, data_dir: str | Path | None = None, *, limits: Optional[Limits] = None,
                  cache: Optional[ModelCache] = None, store: Optional[Store] = None,
                  upload_roots: Optional[Sequence[str | Path]] = None,
-                 device: Any = None, public: Optional[bool] = None) -> None:
+                 device: Any = None, public: Optional[bool] = None,
+                 jobs: Optional[Mapping[str, JobSpec]] = None) -> None:
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+        # the job registry (vcstudio.jobs.REGISTRY); handed in so this module imports no job
+        self.jobs: Mapping[str, JobSpec] = jobs if jobs is not None else {}
         # A public Space (SPACE_ID set) serves strangers: no server paths typed into the page,
         # and each visitor sees only their own past runs. A desktop studio shares them.
         self.public = bool(os.environ.get("SPACE_ID")) if public is None else public
@@ -381,29 +583,101 @@ class Studio:
             return self._locks[key]
 
     # -- jobs -----------------------------------------------------------------------------
-    def submit(self, session_id: Optional[str], kind: str, fn: Callable[..., Any], *args: Any,
-               device: Any = None, params: Any = None, run_id: Optional[str] = None,
-               resume_of: Optional[str] = None, **kwargs: Any) -> str:
-        """Queue ``fn(*args, progress=JobContext, cancel=CancelToken, **kwargs)`` on the
-        device's lock; return the job id at once. ``params`` (a config, JSON-able) is stored so
-        an interrupted job can be resumed; ``resume_of`` names the job this one resumes."""
+    def spec(self, name: str) -> JobSpec:
+        try:
+            return self.jobs[name]
+        except KeyError:
+            known = ", ".join(self.jobs) or "none: build the Studio with vcstudio.jobs.REGISTRY"
+            raise InputError(f"Unknown job {name!r}; known jobs: {known}.") from None
+
+    def submit(self, name: str, cfg: Any = None, session_id: Optional[str] = None, *,
+               device: Any = None, out: str | os.PathLike | None = None,
+               resume_of: Optional[str] = None) -> str:
+        """Validate ``cfg`` for job ``name`` (raising at once: nothing starts), record the job
+        with its full config, queue ``spec.run(cfg, ctx)`` on the device's lock and return the
+        job id. ``out`` is the run folder to write (default: the session's outputs or the data
+        folder); ``resume_of`` names the job this one continues."""
+        spec = self.spec(name)
+        cfg = spec.load(cfg)
+        if spec.validate is not None:
+            spec.validate(cfg, self.limits)
         if session_id is not None:
             self.session(session_id)
         lock = self.device_lock(device)
-        job_id = self.store.add_job(kind, session_id, params=_jsonable(params), run_id=run_id)
+        params = {"config": spec.params(cfg), "out": str(out) if out else None,
+                  "device": str(device) if device is not None else None}
+        job_id = self.store.add_job(spec.store_kind, session_id, params=params)
         if resume_of is not None:
             self.store.mark_resumed(resume_of, job_id)
-        h = _Handle(job_id, session_id, kind, lock.name)
-        h.thread = threading.Thread(target=self._work, args=(h, lock, fn, args, kwargs),
-                                    name=f"vcstudio-{kind}-{job_id[-8:]}", daemon=True)
+        h = _Handle(job_id, session_id, spec.store_kind, lock.name,
+                    out=str(out) if out else None, stoppable=spec.stoppable)
+        h.thread = threading.Thread(target=self._work, args=(h, lock, spec.run, cfg),
+                                    name=f"vcstudio-{name}-{job_id[-8:]}", daemon=True)
         with self._mu:
             self._jobs[job_id] = h
             self._prune()
         h.thread.start()
         return job_id
 
-    def _work(self, h: _Handle, lock: DeviceLock, fn: Callable, args: tuple,
-              kwargs: dict) -> None:
+    def run(self, name: str, cfg: Any = None, session_id: Optional[str] = None, *,
+            progress: Optional[Callable[[Event], Any]] = None, device: Any = None,
+            out: str | os.PathLike | None = None, resume_of: Optional[str] = None) -> Any:
+        """Submit and wait (the CLI): events go to ``progress`` (tqdm), the result is returned
+        and what the job failed with is raised. Ctrl-C asks the job to stop and waits for it
+        (a tune keeps its checkpoint), then re-raises KeyboardInterrupt."""
+        job = self.submit(name, cfg, session_id, device=device, out=out, resume_of=resume_of)
+        interrupted = False
+        while True:
+            try:
+                for ev in self.events(job):
+                    if progress is not None:
+                        progress(ev)
+                break
+            except KeyboardInterrupt:
+                if interrupted:  # a second Ctrl-C: stop waiting
+                    raise
+                interrupted = True
+                self.cancel(job)
+        if interrupted and self.wait(job).status == "cancelled":
+            raise KeyboardInterrupt  # a stopped tune or a job that finished anyway returns
+        return self.result(job)
+
+    def replay(self, records: Sequence[tuple], job_id: Optional[str] = None,
+               parent: Optional[str] = None, checkpoints: bool = True) -> dict[str, str]:
+        """Write what a :class:`DetachedContext` kept into the store (the sweep driver merges
+        its cells this way); returns {local run id: store run id}. A run already recorded at
+        the same folder is reused."""
+        ids: dict[str, str] = {}
+        st = self.store
+        for rec in records:
+            what = rec[0]
+            if what == "open_run":
+                _, local, kind, run_dir, cfg, seed, label, par, clip, dev, reuse = rec
+                run = st.run_by_dir(run_dir, kind) if reuse else None
+                par = ids.get(par, par) if par else parent
+                if run is None:
+                    run = st.create_run(kind, cfg, seed=seed, device=dev, clip_hash=clip,
+                                        parent_run=par, label=label, run_dir=run_dir,
+                                        job_id=job_id)
+                else:
+                    st.update_run(run.id, config=cfg, job_id=job_id, finished=False)
+                ids[local] = run.id
+            elif what == "checkpoint":
+                if job_id is not None and checkpoints:
+                    st.update_job(job_id, checkpoint=st.rel_path(rec[1]))
+            elif what == "metrics":
+                _, local, video, frames = rec
+                if video:
+                    st.add_video_metrics(ids[local], video)
+                for k, vals in frames.items():
+                    st.add_frame_metrics(ids[local], k, vals)
+            elif what == "artifact":
+                st.add_artifact(ids[rec[1]], rec[2], rec[3])
+            elif what == "finish":
+                st.finish_run(ids[rec[1]])
+        return ids
+
+    def _work(self, h: _Handle, lock: DeviceLock, fn: Callable, cfg: Any) -> None:
         ctx = JobContext(self, h)
         try:
             lock.acquire(cancel=h.cancel)
@@ -411,7 +685,7 @@ class Studio:
                 h.cancel.check()  # cancelled right as the lock came free
                 h.status = "running"
                 self._record(h.id, status="running")
-                h.result = fn(*args, progress=ctx, cancel=h.cancel, **kwargs)
+                h.result = fn(cfg, ctx)
             except Exception as e:
                 if isinstance(e, OutOfMemoryError) or _is_oom(e):
                     # free what we can while still holding the device, so the next job starts
@@ -425,9 +699,11 @@ class Studio:
                 raise
             finally:
                 lock.release()
-            h.status = "done"
-            run_id = _run_id_of(h.result)
-            self._record(h.id, status="done", progress=1.0, run_id=run_id)
+            stopped = _attr(h.result, "stopped")
+            h.status = "stopped" if stopped else "done"
+            self._record(h.id, status=h.status, progress=None if stopped else 1.0,
+                         run_id=_run_id_of(h.result),
+                         message=_attr(h.result, "message") if stopped else None)
         except CancelledError as e:
             h.status, h.error = "cancelled", e
             self._record(h.id, status="cancelled", error=str(e))
@@ -502,7 +778,7 @@ class Studio:
     def result(self, job_id: str, timeout: Optional[float] = None) -> Any:
         """The job's return value; raises what it failed with (a VcsError for user errors)."""
         out = self.wait(job_id, timeout)
-        if out.status == "done":
+        if out.status in ("done", "stopped"):
             return out.result
         if out.error is not None:
             raise out.error
@@ -566,61 +842,20 @@ class Studio:
         self.close()
 
 
-@functools.lru_cache(maxsize=1)
-def default() -> Studio:
-    """The process's Studio (data folder from ``$VCSTUDIO_DATA`` or the user data dir)."""
-    return Studio()
+_default: Optional[Studio] = None
+_default_mu = threading.Lock()
 
 
-# ----------------------------------------------------------------------------- estimate
-
-# Rough constants for a Stable-Diffusion-1.x-size U-Net (860 M parameters), per 512x512 frame,
-# measured on nothing yet: replace with `vcstudio bench` numbers. A training step is forward +
-# backward with gradient checkpointing; a sampling/inversion step is forward only (x2 for CFG).
-_SEC_PER_FRAME_STEP = {"cuda": 0.15, "mps": 1.5, "cpu": 25.0}  # Tune-A-Video: ~10 min/500 st.
-_SAMPLE_STEP_SHARE = 0.35  # one DDIM inversion step, in training steps
-_BASE_GIB = 3.3  # frozen SD parts in bf16 (~2.1) + trainable q/temporal params with AdamW (~1.2)
-_ACT_GIB_PER_FRAME = {True: 0.9, False: 3.2}  # activations per 512^2 frame, by checkpointing
-_METHOD_GIB = {"baseline": 0.0, "dct": 0.6, "apla": 0.4}  # CLIP+VGG / VGT+discriminator weights
-_DCT_DECODE_GIB_PER_FRAME = 2.2  # VAE decode with a gradient path, per decoded 512^2 frame
-_METHOD_TIME = {"baseline": 1.0, "dct": 1.35, "apla": 1.2}
-
-
-def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0) -> dict:
-    """A rough memory/time estimate of one-shot tuning + inversion, from
-    frames x latent pixels x steps with per-device constants (an estimate, not a promise:
-    attention grows faster than linearly at large sizes, and the constants are not yet
-    calibrated by ``vcstudio bench``). ``model_scale`` scales weights and compute for a model
-    smaller or larger than SD 1.x (e.g. ~0.01 for the embedded default model).
-
-    Returns ``{"gib", "seconds", "device_gib", "fits"}``; the last two are ``None`` where the
-    device memory is unknown (CPU)."""
-    dtype = str(device).split(":")[0]
-    d = cfg.data
-    units = d.n_frames * (d.width * d.height) / (512 * 512)  # 512^2-frame equivalents
-    # the parts that cost: apla+dct costs both; fgbg costs what it tunes on top of
-    name = cfg.fgbg.base_method if cfg.method == "fgbg" else cfg.method
-    parts = [m for m in str(name).split("+") if m in _METHOD_GIB]
-    gib = model_scale * (_BASE_GIB + sum(_METHOD_GIB[m] for m in parts)
-                         + units * _ACT_GIB_PER_FRAME[bool(cfg.gradient_checkpointing)])
-    if "dct" in parts:  # the decode graph of the frames_per_step frames at decode_size
-        n = min(cfg.dct.frames_per_step or d.n_frames, d.n_frames)
-        k = min(1.0, cfg.dct.decode_size / min(d.width, d.height)) if cfg.dct.decode_size else 1.0
-        gib += model_scale * _DCT_DECODE_GIB_PER_FRAME * n * k * k * (
-            d.width * d.height) / (512 * 512)
-    spf = _SEC_PER_FRAME_STEP.get(dtype, _SEC_PER_FRAME_STEP["cpu"]) * model_scale
-    seconds = units * spf * (cfg.steps * math.prod(_METHOD_TIME[m] for m in parts)
-                             + cfg.inversion_steps * _SAMPLE_STEP_SHARE)
-    device_gib = fits = None
-    if dtype == "cuda":
-        import torch
-
-        if torch.cuda.is_available():
-            idx = torch.device(str(device)).index or 0
-            device_gib = torch.cuda.get_device_properties(idx).total_memory / 2**30
-            fits = gib <= 0.92 * device_gib  # leave room for the CUDA context and fragmentation
-    return {"gib": round(gib, 2), "seconds": round(seconds, 1), "device_gib": device_gib,
-            "fits": fits}
+def default(jobs: Optional[Mapping[str, JobSpec]] = None) -> Studio:
+    """The process's Studio (data folder from ``$VCSTUDIO_DATA`` or the user data dir), built
+    once with the job registry it is first handed (``vcstudio.jobs.default_studio()``)."""
+    global _default
+    with _default_mu:
+        if _default is None:
+            _default = Studio(jobs=jobs)
+        elif jobs is not None and not _default.jobs:
+            _default.jobs = jobs
+        return _default
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -636,17 +871,13 @@ def _put_latest(q: queue.Queue, item: Any) -> None:
                 q.get_nowait()
 
 
+def _attr(result: Any, name: str) -> Any:
+    return result.get(name) if isinstance(result, dict) else getattr(result, name, None)
+
+
 def _run_id_of(result: Any) -> Optional[str]:
-    rid = result.get("run_id") if isinstance(result, dict) else getattr(result, "run_id", None)
+    rid = _attr(result, "run_id")
     return rid if isinstance(rid, str) else None
-
-
-def _jsonable(params: Any) -> Any:
-    from dataclasses import is_dataclass
-
-    from .config import to_dict
-
-    return to_dict(params) if is_dataclass(params) else params
 
 
 def _newest_mtime(folder: Path) -> float:

@@ -3,9 +3,14 @@
 DESIGN (Storage): stdlib sqlite3 in WAL mode, schema versioned with ``PRAGMA user_version`` and
 migrated forward on open; artifacts are files under ``<data>/runs/<run id>/`` written atomically
 (temp file in the same folder + ``os.replace``), recorded by their path relative to the data
-folder so the whole folder can be moved. A crash loses no finished run: every write is committed
-before the call returns, and on open the jobs that a dead process left queued/running are marked
-``interrupted`` and listed by :meth:`Store.resumable_jobs`.
+folder so the whole folder can be moved (a run written elsewhere, ``--out`` or cluster storage, is
+recorded by its absolute path). A crash loses no finished run: every write is committed before
+the call returns, and on open the jobs that a dead process left queued/running are marked
+``interrupted`` and listed by :meth:`Store.resumable_jobs` (with the tunes a user stopped).
+
+Jobs and runs: a job is one submission (``vcstudio/jobs``: its kind, full config, status,
+progress, last checkpoint); a run is the folder it produced (config, seed, metrics, artifacts).
+A resumed job continues its run, so a run's status is that of its newest job.
 
 This module imports no torch: the CLI, the app and tests open it cheaply.
 """
@@ -32,9 +37,11 @@ from .io.atomic import atomic_path
 from .paths import data_dir
 from .errors import InputError
 
-JOB_KINDS = ("tune", "edit", "long", "i2v", "compare", "eval")
-JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
-FINAL_STATUSES = ("done", "failed", "cancelled")
+JOB_KINDS = ("tune", "edit", "long", "i2v", "compare", "eval", "sweep", "i2v_tune", "i2v_ab",
+             "push")
+# stopped: a tune the user stopped, its last checkpoint saved as a usable delta (resumable)
+JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted", "stopped")
+FINAL_STATUSES = ("done", "failed", "cancelled", "stopped")
 ARTIFACT_KINDS = ("mp4", "gif", "delta", "latents", "plot", "json", "csv", "png", "frames",
                   "checkpoint")
 # Packages whose versions a run records (DESIGN: a run records config, seed, versions, device).
@@ -122,6 +129,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (job_id, seq)
     );
     """,
+    # v3: a run knows the job that made it; runs are found by their folder (a resumed tune and
+    #     a re-run sweep cell continue theirs)
+    """
+    ALTER TABLE runs ADD COLUMN job_id TEXT;
+    CREATE INDEX runs_dir ON runs(run_dir);
+    CREATE INDEX jobs_run ON jobs(run_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -187,16 +201,20 @@ class Run:
     versions: dict
     device: Optional[str]
     clip_hash: Optional[str]
-    run_dir: str  # relative to the data folder
+    run_dir: str  # relative to the data folder, or absolute when it lies outside it
     parent_run: Optional[str]
     created: float
     finished: Optional[float]
     label: str = ""
+    job_id: Optional[str] = None
     metrics: dict = field(default_factory=dict)  # per-video metrics, filled by list_runs
+    status: str = ""  # its newest job's status, filled by list_runs
 
     @property
     def method(self) -> str:
-        return str(self.config.get("method", ""))
+        c = self.config
+        inner = c.get("tune") if isinstance(c.get("tune"), dict) else c
+        return str(inner.get("method", ""))
 
 
 def _new_id(prefix: str) -> str:
@@ -303,11 +321,12 @@ class Store:
                                [(now, j) for j in dead])
         return dead
 
-    def resumable_jobs(self) -> list[Job]:
-        """Jobs a crash or restart cut short and nobody resumed yet, newest first."""
-        rows = self._q("SELECT * FROM jobs WHERE status='interrupted' AND resumed_by IS NULL "
-                       "ORDER BY created DESC")
-        return [_job(r) for r in rows]
+    def resumable_jobs(self, kinds: Optional[Sequence[str]] = None) -> list[Job]:
+        """Jobs a crash or restart cut short (interrupted) or a user stopped, that nobody
+        resumed yet, newest first; ``kinds`` narrows them (``("tune",)``)."""
+        rows = self._q("SELECT * FROM jobs WHERE status IN ('interrupted','stopped') AND "
+                       "resumed_by IS NULL ORDER BY created DESC")
+        return [_job(r) for r in rows if kinds is None or r["kind"] in kinds]
 
     def mark_resumed(self, old_job_id: str, new_job_id: str) -> None:
         with self._tx() as db:
@@ -389,23 +408,72 @@ class Store:
     def create_run(self, kind: str, config: Any = None, seed: Optional[int] = None,
                    device: Optional[str] = None, clip_hash: Optional[str] = None,
                    parent_run: Optional[str] = None, versions: Optional[dict] = None,
-                   label: str = "") -> Run:
-        """A new run with its own folder ``runs/<id>/``; config may be a dataclass."""
+                   label: str = "", run_dir: str | Path | None = None,
+                   job_id: Optional[str] = None) -> Run:
+        """A new run; config may be a dataclass. Its folder is ``run_dir`` when given (any
+        folder: inside the data folder it is recorded relative to it, elsewhere absolute),
+        else a new ``runs/<id>/``."""
         if kind not in JOB_KINDS:
             raise InputError(f"Unknown run kind {kind!r}; use one of {', '.join(JOB_KINDS)}.")
         run_id = _new_id("")
-        rel = f"runs/{run_id}"
-        (self.data_dir / rel).mkdir(parents=True)
+        if run_dir is None:
+            rel = f"runs/{run_id}"
+            (self.data_dir / rel).mkdir(parents=True)
+        else:
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            rel = self.rel_path(run_dir)
         cfg = to_dict(config) if is_dataclass(config) else (config or {})
         vers = package_versions() if versions is None else versions
         now = time.time()
         with self._tx() as db:
             db.execute(
                 "INSERT INTO runs (id, kind, config, seed, versions, device, clip_hash, run_dir,"
-                " parent_run, created, label) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " parent_run, created, label, job_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, kind, _dumps(cfg), seed, _dumps(vers), device, clip_hash, rel,
-                 parent_run, now, label))
+                 parent_run, now, label, job_id))
         return self.run(run_id)
+
+    def rel_path(self, path: str | Path) -> str:
+        """How a path is recorded: relative to the data folder when inside it, else absolute."""
+        p = Path(path)
+        p = (p if p.is_absolute() else Path.cwd() / p).resolve()
+        try:
+            return p.relative_to(self.data_dir.resolve()).as_posix()
+        except ValueError:
+            return p.as_posix()
+
+    def run_by_dir(self, run_dir: str | Path, kind: Optional[str] = None) -> Optional[Run]:
+        """The newest run recorded with this folder (and kind), or None."""
+        where, args = _where([("run_dir=?", self.rel_path(run_dir)), ("kind=?", kind)])
+        rows = self._q(f"SELECT * FROM runs{where} ORDER BY created DESC LIMIT 1", args)
+        return _run(rows[0]) if rows else None
+
+    def update_run(self, run_id: str, *, config: Any = None, seed: Optional[int] = None,
+                   clip_hash: Optional[str] = None, device: Optional[str] = None,
+                   job_id: Optional[str] = None, finished: Optional[bool] = None) -> None:
+        """Change a run's record (a resumed tune: its new job; a re-opened one: unfinished)."""
+        sets, args = [], []
+        cfg = to_dict(config) if is_dataclass(config) else config
+        for col, val in (("config", None if cfg is None else _dumps(cfg)), ("seed", seed),
+                         ("clip_hash", clip_hash), ("device", device), ("job_id", job_id)):
+            if val is not None:
+                sets.append(f"{col}=?")
+                args.append(val)
+        if finished is not None:
+            sets.append("finished=?")
+            args.append(time.time() if finished else None)
+        if sets:
+            with self._tx() as db:
+                db.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id=?", (*args, run_id))
+
+    def run_status(self, run: Run) -> str:
+        """The status of the run's newest job (a resumed tune: the resuming job's); a run
+        recorded without a job is done once finished."""
+        rows = self._q("SELECT status FROM jobs WHERE run_id=? OR id=? ORDER BY created DESC "
+                       "LIMIT 1", (run.id, run.job_id or ""))
+        if rows:
+            return rows[0]["status"]
+        return "done" if run.finished else "unfinished"
 
     def finish_run(self, run_id: str) -> None:
         with self._tx() as db:
@@ -418,7 +486,11 @@ class Store:
         return _run(rows[0])
 
     def run_dir(self, run_id: str) -> Path:
-        return self.data_dir / self.run(run_id).run_dir
+        return self.abspath(self.run(run_id).run_dir)
+
+    def abspath(self, recorded: str) -> Path:
+        """A recorded path (relative to the data folder, or absolute) as an absolute path."""
+        return self.data_dir / recorded  # an absolute ``recorded`` stays as it is
 
     def list_runs(self, kind: Optional[str] = None, method: Optional[str] = None,
                   clip_hash: Optional[str] = None, seed: Optional[int] = None,
@@ -440,7 +512,22 @@ class Store:
         vm = self.video_metrics([r.id for r in runs])
         for r in runs:
             r.metrics = vm.get(r.id, {})
+            r.status = self.run_status(r)
         return runs
+
+    def runs_json(self, runs: Sequence[Run]) -> list[dict]:
+        """One plain object per run (``vcstudio runs --json``): id, kind, method, status,
+        run_dir (absolute), config, and what else the record holds."""
+        out = []
+        for r in runs:
+            out.append({"id": r.id, "kind": r.kind, "method": r.method,
+                        "status": r.status or self.run_status(r),
+                        "run_dir": str(self.abspath(r.run_dir)), "config": r.config,
+                        "seed": r.seed, "label": r.label, "job_id": r.job_id,
+                        "parent_run": r.parent_run, "clip_hash": r.clip_hash,
+                        "device": r.device, "created": r.created, "finished": r.finished,
+                        "metrics": r.metrics})
+        return out
 
     # -- metrics --------------------------------------------------------------------------
     def add_frame_metrics(self, run_id: str, metric: str, values: Iterable[float],
@@ -559,13 +646,12 @@ class Store:
         return self.write_artifact_bytes(run_id, "json", name, data)
 
     def add_artifact(self, run_id: str, kind: str, path: str | Path) -> str:
-        """Record a file already inside the data folder (written atomically by the caller)."""
+        """Record a file (written atomically by the caller): relative to the data folder, or
+        by its absolute path when the run lives elsewhere (``--out``, cluster storage)."""
+        if kind not in ARTIFACT_KINDS:
+            raise ValueError(f"unknown artifact kind {kind!r}")
         p = Path(path)
-        p = p if p.is_absolute() else self.data_dir / p
-        try:
-            rel = p.resolve().relative_to(self.data_dir.resolve()).as_posix()
-        except ValueError:
-            raise ValueError(f"artifact {p} is outside the data folder {self.data_dir}") from None
+        rel = self.rel_path(p if p.is_absolute() else self.data_dir / p)
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO artifacts VALUES (?,?,?,?)",
                        (run_id, kind, rel, time.time()))
@@ -578,7 +664,7 @@ class Store:
                 self._q(f"SELECT kind, path FROM artifacts{where} ORDER BY created", args)]
 
     def artifact_abspath(self, rel: str) -> Path:
-        return self.data_dir / rel
+        return self.abspath(rel)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -642,53 +728,5 @@ def _run(r: sqlite3.Row) -> Run:
     return Run(id=r["id"], kind=r["kind"], config=json.loads(r["config"] or "{}"),
                seed=r["seed"], versions=json.loads(r["versions"] or "{}"), device=r["device"],
                clip_hash=r["clip_hash"], run_dir=r["run_dir"], parent_run=r["parent_run"],
-               created=r["created"], finished=r["finished"], label=r["label"])
-
-
-# ----------------------------------------------------------------------------- CLI: vcstudio runs
-
-def add_runs_args(parser) -> None:
-    """``vcstudio runs``: list past runs (or resumable jobs), export their metrics."""
-    parser.add_argument("--data", default=None,
-                        help="data folder (default: $VCSTUDIO_DATA or the user data dir)")
-    parser.add_argument("--kind", choices=JOB_KINDS, default=None)
-    parser.add_argument("--method", default=None, help="baseline | dct | apla")
-    parser.add_argument("--clip", default=None, help="clip hash")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--search", default=None, help="text in the label or config")
-    parser.add_argument("--limit", type=int, default=50)
-    parser.add_argument("--ids", nargs="*", default=None,
-                        help="export these runs (default: the listed ones)")
-    parser.add_argument("--csv", default=None, help="write the metrics table here")
-    parser.add_argument("--per-frame", action="store_true", help="CSV of per-frame metrics")
-    parser.add_argument("--json", default=None, help="write everything about the runs here")
-    parser.add_argument("--resumable", action="store_true",
-                        help="list jobs a crash or restart cut short instead")
-
-
-def run_runs(args, out=None) -> int:
-    import sys
-
-    out = out or sys.stdout
-    with Store(args.data) as st:
-        if args.resumable:
-            for j in st.resumable_jobs():
-                print(f"{j.id}  {j.kind:8s} step {j.step}/{j.total}  session {j.session_id}  "
-                      f"checkpoint {j.checkpoint or '-'}", file=out)
-            return 0
-        runs = st.list_runs(kind=args.kind, method=args.method, clip_hash=args.clip,
-                            seed=args.seed, text=args.search, limit=args.limit)
-        ids = args.ids if args.ids else [r.id for r in runs]
-        for r in runs:
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
-            metrics = " ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items()))
-            state = "done" if r.finished else "unfinished"
-            print(f"{r.id}  {when}  {r.kind:7s} {r.method or '-':8s} seed={r.seed} {state}"
-                  f"  {r.label}  {metrics}", file=out)
-        if args.csv:
-            st.export_csv(ids, args.csv, per_frame=args.per_frame)
-            print(f"wrote {args.csv}", file=out)
-        if args.json:
-            st.export_json(ids, args.json)
-            print(f"wrote {args.json}", file=out)
-    return 0
+               created=r["created"], finished=r["finished"], label=r["label"],
+               job_id=r["job_id"])

@@ -26,7 +26,7 @@ from ..config import APLAConfig
 from ..errors import InputError
 from ..models.diffusion_math import x0_and_eps
 from ..models.vgt import VideoGenerationTransformer, build_vgt
-from .base import StepState, TuneMethod
+from .base import Cost, Preset, StepState, TuneMethod
 from .discriminator import AdversarialTrainer, NoiseDiscriminator
 from .hyper_loss import HyperLoss, perceptual_encoder
 
@@ -38,6 +38,27 @@ TABLE3 = {
     "w/o hyper-loss & discriminator": ("pure", False, False),
     "w/o VGT & hyper-loss": ("none", True, False),
 }
+_PRESET_IDS = {"full": "apla", "w/o discriminator": "apla-no-disc",
+               "w/o VGT & discriminator": "apla-no-vgt-disc",
+               "w/o hyper-loss & discriminator": "apla-no-hyper-disc",
+               "w/o VGT & hyper-loss": "apla-no-vgt-hyper"}
+_PRESET_LABELS = {"full": "APLA full (VGT-Pure)", "w/o discriminator": "APLA, no discriminator"}
+
+
+def _presets() -> tuple[Preset, ...]:
+    """Table 3's rows (VGT-Pure, as the paper ran them), then the full method with VGT-Hyper."""
+    out = [Preset(_PRESET_IDS[row], _PRESET_LABELS.get(row, f"APLA {row}"),
+                  {"method": "apla", "apla.vgt": vgt, "apla.discriminator": disc,
+                   "apla.hyper_loss": hyper})
+           for row, (vgt, disc, hyper) in TABLE3.items()]
+    out.append(Preset("apla-hyper", "APLA full (VGT-Hyper)", {"method": "apla",
+                                                              "apla.vgt": "hyper"}))
+    return tuple(out)
+
+
+# Memory/time of APLA's parts at SD-1.x scale (VGT + discriminator + perceptual net; rough)
+_GIB = 0.4
+_TIME_FACTOR = 1.2
 
 
 def vgt_from_config(acfg: APLAConfig, channels: int) -> VideoGenerationTransformer:
@@ -55,10 +76,9 @@ def vgt_from_config(acfg: APLAConfig, channels: int) -> VideoGenerationTransform
 
 
 def install_vgt(model, acfg: APLAConfig) -> VideoGenerationTransformer:
-    """Add the VGT to ``model.perturb`` and keep the parts for the ||VGT||/||U-Net|| log."""
+    """Add the VGT to ``model.perturb`` (its output is added to the noise prediction, eq. 4)."""
     vgt = vgt_from_config(acfg, model.config.out_channels)
     model.perturb["vgt"] = vgt
-    model.keep_parts = True
     return vgt
 
 
@@ -68,23 +88,33 @@ def predicted_noise(s: StepState, detach: bool = False) -> torch.Tensor:
     return x0_and_eps(pred, s.noisy, s.alpha_bar, s.prediction_type)[1]
 
 
-def vgt_ratio(model) -> float | None:
-    """||VGT output|| / ||U-Net prediction|| of the last forward pass (the paper's Fig. 5b)."""
-    parts = getattr(model, "last_parts", None)
-    if not parts or "vgt" not in parts:
+def vgt_ratio(vgt_out: torch.Tensor | None, pred: torch.Tensor) -> float | None:
+    """||VGT output|| / ||U-Net prediction|| (the paper's Fig. 5b), from the VGT's output and
+    the summed prediction eps_unet + VGT (eq. 4)."""
+    if vgt_out is None:
         return None
     with torch.no_grad():
-        return float(parts["vgt"].float().norm() / parts["unet"].float().norm().clamp_min(1e-12))
+        unet = (pred.float() - vgt_out.float()).norm().clamp_min(1e-12)
+        return float(vgt_out.float().norm() / unet)
 
 
 class APLAMethod(TuneMethod):
     name = "apla"
+    sections = ("apla",)
+    replaces_denoise_loss = True  # the hyper-loss (eq. 18); an instance without it keeps MSE
+    presets = _presets()
+
+    @classmethod
+    def cost(cls, cfg) -> Cost:
+        return Cost(_GIB, _TIME_FACTOR)
 
     def __init__(self, cfg=None) -> None:
         super().__init__(cfg)
         self.acfg: APLAConfig = cfg.apla if cfg is not None else APLAConfig()
         if self.acfg.vgt not in ("pure", "hyper", "none"):
             raise InputError(f"Unknown VGT variant {self.acfg.vgt!r}; choose pure, hyper or none.")
+        self.replaces_denoise_loss = bool(self.acfg.hyper_loss)
+        self._vgt_out: torch.Tensor | None = None  # the VGT's output of the last training step
         self.vgt: VideoGenerationTransformer | None = None
         self.adv: AdversarialTrainer | None = None
         self.hyper: HyperLoss | None = None
@@ -97,6 +127,7 @@ class APLAMethod(TuneMethod):
         self._model = model
         if a.vgt != "none":
             self.vgt = install_vgt(model, a)
+            self.vgt.register_forward_hook(self._keep_vgt_out)
         if a.discriminator:
             disc = NoiseDiscriminator(model.config.out_channels)
             model.aux["discriminator"] = disc
@@ -115,6 +146,10 @@ class APLAMethod(TuneMethod):
         if self.hyper is not None and self.hyper.encoder is not None:
             out["perceptual"] = self.hyper.encoder.name
         return out
+
+    def _keep_vgt_out(self, module, args, out) -> None:
+        if module.training:  # for the ||VGT|| / ||U-Net|| log; sampling keeps nothing
+            self._vgt_out = out.detach()
 
     def hyper_loss(self) -> HyperLoss | None:
         a = self.acfg
@@ -141,10 +176,10 @@ class APLAMethod(TuneMethod):
         logs, self._logs = self._logs, {}
         if self.adv is not None:
             logs.update(self.adv.update(s.noise, predicted_noise(s, detach=True)))
-        ratio = vgt_ratio(s.model)
+        ratio = vgt_ratio(self._vgt_out, s.pred)
         if ratio is not None:
             logs["vgt_ratio"] = ratio
-        s.model.last_parts = None  # do not keep the step's tensors alive
+        self._vgt_out = None  # do not keep the step's tensors alive
         return logs
 
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -2,11 +2,16 @@
 
 A method may install modules into the model (adapters, VGT), add trainable name patterns, replace
 the denoising loss, add loss terms, and run its own update after each step (a discriminator).
+
+What the rest of vcstudio needs to know about a method lives on its class, so no code outside
+methods/ tests a method's name: its named presets (the papers' ablation rows), its share of the
+memory/time estimate, whether it replaces the denoising loss, the method underneath it (combined
+tuning keeps the tuned run's method), its paper defaults and its benchmark settings.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -42,14 +47,63 @@ class StepState:
         return self._x0
 
 
+@dataclass(frozen=True)
+class Preset:
+    """A named variant of a method: ``changes`` are dotted TuneConfig fields -> values
+    (``{"method": "dct", "dct.clws": "gaussian"}``). ``id`` is what the CLI and sweep grids
+    type; ``label`` is what the Compare tab shows."""
+
+    id: str
+    label: str
+    changes: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A method's share of a tuning estimate, at Stable-Diffusion-1.x scale: extra GiB (its
+    modules, feature nets, graphs) and the factor on a baseline training step's time."""
+
+    gib: float = 0.0
+    time_factor: float = 1.0
+
+
 class TuneMethod:
     """Tune-A-Video's baseline: epsilon (or v) MSE on the trainable query projections and
     temporal attention."""
 
     name = "baseline"
+    # True when denoise_loss is not the plain MSE (at most one part of a composition may);
+    # an instance may narrow it to its switches (APLA without its hyper-loss keeps the MSE)
+    replaces_denoise_loss: bool = False
+    # the Compare tab's / CLI's named variants (Tune-A-Video has one: itself)
+    presets: tuple[Preset, ...] = (Preset("baseline", "baseline (Tune-A-Video)",
+                                          {"method": "baseline"}),)
+    # TuneConfig fields the CLI takes from the paper when the user leaves them unset
+    paper_defaults: Mapping[str, Any] = {}
+    # the TuneConfig sections this method reads (a Compare over CLWS weightings varies
+    # ``dct.clws`` only for the variants that read ``dct``)
+    sections: tuple[str, ...] = ()
 
     def __init__(self, cfg=None) -> None:
         self.cfg = cfg
+
+    # ------------------------------------------------------------------ class-level knowledge
+    @classmethod
+    def underlying(cls, cfg) -> str:
+        """The method whose modules a run tuned with ``cfg`` holds (a wrapper such as combined
+        tuning names the method underneath it)."""
+        return str(cfg.method)
+
+    @classmethod
+    def cost(cls, cfg) -> Cost:
+        """Extra memory and time of this method's parts for ``cfg`` (estimate, not a promise)."""
+        return Cost()
+
+    @classmethod
+    def bench_config(cls, cfg, **opts):
+        """``(cfg, label)``: the config ``vcstudio bench`` times for this method, and what the
+        table's row says about it (e.g. DCT's decoded frames); ``opts`` are bench flags."""
+        return cfg, ""
 
     def setup(self, model, base, device: torch.device) -> None:
         """Install modules into ``model`` before the trainable tensors are chosen."""

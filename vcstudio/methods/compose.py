@@ -3,7 +3,8 @@
 APLA and DCT act on different things and stack: DCT's MS-Adapters sit inside the U-Net and its
 consistency losses read the predicted x0, which already includes APLA's VGT (eq. 4), so they
 train the VGT too; APLA's hyper-loss replaces the denoising loss and its discriminator runs its
-own update after the step. At most one part may replace the denoising loss.
+own update after the step. At most one part may replace the denoising loss (each part says so
+in its ``replaces_denoise_loss`` attribute).
 """
 from __future__ import annotations
 
@@ -12,25 +13,24 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from .base import StepState, TuneMethod
-
-
-def replaces_denoise_loss(m: TuneMethod) -> bool:
-    return type(m).denoise_loss is not TuneMethod.denoise_loss
+from .base import Preset, StepState, TuneMethod
 
 
 class ComposedMethod(TuneMethod):
     """The union of ``parts``: all their modules, trainables, extra terms and after-step
     updates; the denoising loss of the part that replaces it (else plain MSE)."""
 
+    presets = (Preset("apla+dct", "APLA + DCT", {"method": "apla+dct"}),)
+
     def __init__(self, cfg, parts: list[TuneMethod]) -> None:
         super().__init__(cfg)
-        owners = [m for m in parts if replaces_denoise_loss(m)]
+        owners = [m for m in parts if m.replaces_denoise_loss]
         if len(owners) > 1:
             raise InputError(f"{' and '.join(m.name for m in owners)} both replace the "
                              "denoising loss; combine at most one of them.")
         self.parts = parts
         self.loss_owner = owners[0] if owners else None
+        self.replaces_denoise_loss = self.loss_owner is not None
         self.name = "+".join(m.name for m in parts)
 
     def setup(self, model, base, device: torch.device) -> None:

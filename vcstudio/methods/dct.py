@@ -31,13 +31,62 @@ import torch.nn.functional as F
 
 from ..errors import InputError, ModelNotFoundError
 from ..models.adapter import ADAPTER_PATTERN, SITES, install_ms_adapters
-from .base import StepState, TuneMethod
+from .base import Cost, Preset, StepState, TuneMethod
 from .clws import CLWS_NAMES, make_clws
 from .freq_loss import feature_loss
 
 # VGG19 relu{k}_1 -> the EfficientNet-Lite0 tap at the same stride (models/vgg.py)
 _VGG_TO_EFFNET = {"relu1": "stem", "relu2": "stage2", "relu3": "stage3", "relu4": "stage5",
                   "relu5": "stage7"}
+
+
+# Table 3 of seed 000: which parts each ablation row keeps -> (adapter, semantic, texture)
+TABLE3 = {"MS": (True, False, False), "S": (False, True, False), "T": (False, False, True),
+          "MS+S": (True, True, False), "MS+T": (True, False, True), "S+T": (False, True, True),
+          "DCT": (True, True, True)}
+_CLWS_LABEL = {"fourier": "Fourier", "exponential": "exponential", "gaussian": "Gaussian",
+               "linear": "linear", "constant": "constant"}
+
+
+def _presets() -> tuple[Preset, ...]:
+    """DCT full; Table 2's CLWS weightings; Table 3's ablations (the parts each row keeps)."""
+    out = [Preset("dct", "DCT full (mul-Fourier CLWS)", {"method": "dct"})]
+    out += [Preset(f"dct-clws-{c}", f"DCT, CLWS {label}", {"method": "dct", "dct.clws": c})
+            for c, label in _CLWS_LABEL.items()]
+    out.append(Preset("dct-no-adapter", "DCT, no adapter", {"method": "dct", "dct.adapter": False}))
+    for row, (ms, sem, tex) in TABLE3.items():
+        if row == "DCT" or row == "S+T":  # DCT = the full preset; S+T = "no adapter" above
+            continue
+        out.append(Preset(f"dct-table3-{row.lower().replace('+', '-')}", f"DCT ablation {row}",
+                          {"method": "dct", "dct.adapter": ms, "dct.semantic": sem,
+                           "dct.texture": tex}))
+    return tuple(out)
+
+
+# Memory/time of DCT's parts at SD-1.x scale (rough, to be calibrated by `vcstudio bench`):
+# CLIP + VGG weights, and the VAE decode graph per decoded 512^2 frame
+_FEATURE_NET_GIB = 0.6
+_DECODE_GIB_PER_FRAME = 2.2
+_TIME_FACTOR = 1.35
+
+
+def bench_dct_config(frames_per_step: Optional[int] = None, decode_size: Optional[int] = None,
+                     every_step: bool = True):
+    """DCT with random-weight CLIP ViT-B/32 and VGG19 (the real architectures; speed does not
+    depend on weight values). ``every_step``: the consistency terms run on every step (no
+    warm-up, all t) -- the worst case; otherwise the default stepwise schedule."""
+    import dataclasses
+
+    from ..config import DCTConfig
+
+    d = DCTConfig(clip_pretrained="random", random_feature_weights=True)
+    if frames_per_step is not None:
+        d = dataclasses.replace(d, frames_per_step=frames_per_step)
+    if decode_size is not None:
+        d = dataclasses.replace(d, decode_size=decode_size)
+    if every_step:
+        d = dataclasses.replace(d, warmup=0.0, t_max=10 ** 9)
+    return d
 
 
 def clip_spec(d) -> str:
@@ -89,6 +138,29 @@ class DCTMethod(TuneMethod):
     """MS-Adapter + CLIP semantic + VGG texture frequency-domain consistency + CLWS."""
 
     name = "dct"
+    sections = ("dct",)
+    presets = _presets()
+
+    @classmethod
+    def cost(cls, cfg) -> Cost:
+        """CLIP + VGG weights, and the decode graph of ``frames_per_step`` frames at
+        ``decode_size`` (it keeps activations for the backward pass)."""
+        d, dc = cfg.data, cfg.dct
+        n = min(dc.frames_per_step or d.n_frames, d.n_frames)
+        side = min(d.width, d.height) or 512
+        k = min(1.0, dc.decode_size / side) if dc.decode_size else 1.0
+        decode = _DECODE_GIB_PER_FRAME * n * k * k * (d.width * d.height) / (512 * 512)
+        return Cost(_FEATURE_NET_GIB + decode, _TIME_FACTOR)
+
+    @classmethod
+    def bench_config(cls, cfg, frames_per_step=None, decode_size=None, every_step=True, **_):
+        import dataclasses
+
+        d = bench_dct_config(frames_per_step, decode_size, every_step)
+        n, size = cfg.data.n_frames, cfg.data.width
+        label = (f"{min(d.frames_per_step or n, n)} fr @ {min(d.decode_size or size, size)} px, "
+                 f"{'every step' if d.warmup == 0 and d.t_max > 1000 else 'stepwise'}")
+        return dataclasses.replace(cfg, dct=d), label
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)

@@ -10,7 +10,6 @@ does not need the mask file any more.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Optional, Union
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .base import StepState, TuneMethod
+from .base import Cost, StepState, TuneMethod
 from .fgbg import FgBgWeights, fgbg_losses, latent_mask
 
 log = logging.getLogger(__name__)
@@ -63,21 +62,38 @@ def _read_masks(p: Path) -> np.ndarray:
 
 
 class FgBgMethod(TuneMethod):
-    """Eq. 20 as the denoising loss; the base method's modules and terms are kept."""
+    """Eq. 20 as the denoising loss; the base method's modules and terms are kept.
+
+    ``inner`` is the base method's instance (methods/registry.py builds it from
+    ``cfg.fgbg.base_method``); left out, the base method must be the baseline."""
 
     name = "fgbg"
+    sections = ("fgbg",)
+    replaces_denoise_loss = True
+    presets = ()
+    paper_defaults = {"lr": 2e-6, "steps": 250}  # seed 001, sec. 4
 
-    def __init__(self, cfg=None, masks: Optional[Union[np.ndarray, torch.Tensor]] = None) -> None:
+    @classmethod
+    def underlying(cls, cfg) -> str:
+        return str(cfg.fgbg.base_method)
+
+    @classmethod
+    def cost(cls, cfg) -> Cost:
+        return Cost()  # the masks are tiny; the base method's parts are counted for it
+
+    def __init__(self, cfg=None, masks: Optional[Union[np.ndarray, torch.Tensor]] = None,
+                 inner: Optional[TuneMethod] = None) -> None:
         super().__init__(cfg)
-        from .registry import get_method
-
         fc = cfg.fgbg
         if fc.base_method == "fgbg":
             raise InputError("fgbg.base_method must be the run's own method (baseline, dct, apla).")
-        self.inner = get_method(dataclasses.replace(cfg, method=fc.base_method))
-        from .compose import replaces_denoise_loss
-
-        if replaces_denoise_loss(self.inner):  # eq. 20 is the denoising loss: say what it displaces
+        if inner is None:
+            if fc.base_method != "baseline":
+                raise ValueError("build FgBgMethod over another method with "
+                                 "methods.registry.get_method (it passes inner=)")
+            inner = TuneMethod(cfg)
+        self.inner = inner
+        if self.inner.replaces_denoise_loss:  # eq. 20 is the denoising loss: say what it displaces
             log.warning("Combined tuning replaces %s's own denoising loss (e.g. APLA's hyper-loss) "
                         "with eq. 20; its other terms stay.", self.inner.name)
         self.weights = FgBgWeights(fc.l1, fc.l2, fc.l3, fc.reduction)

@@ -1,49 +1,194 @@
-"""Method name -> TuneMethod. ``a+b`` composes methods (methods/compose.py)."""
+"""Method name -> TuneMethod class and instance; ``a+b`` composes methods (methods/compose.py).
+
+Everything outside methods/ asks this module about methods (names, presets, the parts a config
+tunes, their cost, paper defaults, benchmark settings) instead of testing a method's name.
+Imports point one way: the method modules never import this registry (combined tuning gets
+its base method's instance handed in), so there is no import cycle here.
+"""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Mapping
 
 from ..errors import InputError
-from .base import TuneMethod
+from .base import Cost, Preset, TuneMethod
 
 
-def _dct(cfg) -> TuneMethod:
+def _dct() -> type[TuneMethod]:
     from .dct import DCTMethod  # seed 000
 
-    return DCTMethod(cfg)
+    return DCTMethod
 
 
-def _apla(cfg) -> TuneMethod:
+def _apla() -> type[TuneMethod]:
     from .apla import APLAMethod  # seed 003
 
-    return APLAMethod(cfg)
+    return APLAMethod
 
 
-def _fgbg(cfg) -> TuneMethod:
+def _fgbg() -> type[TuneMethod]:
     from .fgbg_method import FgBgMethod  # combined tuning, seed 001 eq. 20
 
-    return FgBgMethod(cfg)
+    return FgBgMethod
 
 
-METHODS = {"baseline": lambda cfg: TuneMethod(cfg), "dct": _dct, "apla": _apla, "fgbg": _fgbg}
+_CLASSES = {"baseline": lambda: TuneMethod, "dct": _dct, "apla": _apla, "fgbg": _fgbg}
 COMBINABLE = ("dct", "apla")  # parts that stack in one run (see methods/compose.py)
+# what the method pickers offer, in order (fgbg needs masks: the CLI and Long Video offer it)
+PICKABLE = ("baseline", "dct", "apla", "apla+dct")
 
 
-def get_method(cfg) -> TuneMethod:
-    """cfg is a TuneConfig; its ``method`` names the method, or ``apla+dct`` for both."""
-    names = [n.strip() for n in str(cfg.method).split("+")]
+def method_names(include_wrappers: bool = True) -> tuple[str, ...]:
+    """Every name ``TuneConfig.method`` accepts (combinations as written, e.g. apla+dct)."""
+    return PICKABLE + (("fgbg",) if include_wrappers else ())
+
+
+def _split(name: str) -> list[str]:
+    return [n.strip() for n in str(name).split("+")]
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a method (or a valid combination), else an InputError naming the
+    choices."""
+    names = _split(name)
     if len(names) > 1:
         bad = [n for n in names if n not in COMBINABLE] or (
             [names[0]] if len(set(names)) < len(names) else [])
         if bad:
-            raise InputError(f"Cannot combine {cfg.method!r}: only {' and '.join(COMBINABLE)} "
+            raise InputError(f"Cannot combine {name!r}: only {' and '.join(COMBINABLE)} "
                              "stack, each once (e.g. apla+dct).")
+        return name
+    if names[0] not in _CLASSES:
+        raise InputError(f"Unknown method {name!r}; choose {', '.join(method_names())}.")
+    return name
+
+
+def method_class(name: str) -> type[TuneMethod]:
+    """The class of a single method name (not a combination)."""
+    check_name(name)
+    if "+" in str(name):
+        raise InputError(f"{name!r} is a combination; ask for its parts.")
+    return _CLASSES[_split(name)[0]]()
+
+
+def part_classes(cfg) -> list[type[TuneMethod]]:
+    """The classes whose modules and losses a run tuned with ``cfg`` holds: the parts of a
+    combination, and under a wrapper (combined tuning) the method it wraps."""
+    names = _split(check_name(cfg.method))
+    if len(names) > 1:
+        return [method_class(n) for n in names]
+    cls = method_class(names[0])
+    inner = _inner(cls, cfg)
+    if inner is not None:
+        return [cls, *part_classes(dataclasses.replace(cfg, method=inner))]
+    return [cls]
+
+
+def underlying(cfg) -> str:
+    """The method whose modules a run tuned with ``cfg`` holds (combined tuning keeps the
+    tuned run's method underneath it)."""
+    if "+" in str(cfg.method):
+        return str(cfg.method)
+    return _inner(method_class(cfg.method), cfg) or str(cfg.method)
+
+
+def cost(cfg) -> Cost:
+    """The summed extra memory and the product of the time factors of ``cfg``'s parts."""
+    gib, factor = 0.0, 1.0
+    for cls in part_classes(cfg):
+        c = cls.cost(cfg)
+        gib, factor = gib + c.gib, factor * c.time_factor
+    return Cost(gib, factor)
+
+
+def reads(cfg, section: str) -> bool:
+    """Whether a run tuned with ``cfg`` reads the TuneConfig section ``section`` ("dct")."""
+    return any(section in cls.sections for cls in part_classes(cfg))
+
+
+def paper_defaults(name: str) -> Mapping[str, Any]:
+    """TuneConfig fields a method takes from its paper when the user leaves them unset."""
+    return {} if "+" in str(name) else method_class(name).paper_defaults
+
+
+def bench_config(cfg, **opts):
+    """``(cfg, label)`` for ``vcstudio bench``: each part's benchmark settings applied."""
+    labels = []
+    for cls in part_classes(cfg):
+        cfg, label = cls.bench_config(cfg, **opts)
+        if label:
+            labels.append(label)
+    return cfg, "; ".join(labels)
+
+
+def presets() -> dict[str, Preset]:
+    """Every method's named presets by id, in picker order (baseline, DCT's Table 2/3 rows,
+    APLA's Table 3 rows, the combination)."""
+    from .compose import ComposedMethod
+
+    out: dict[str, Preset] = {}
+    for cls in (TuneMethod, _dct(), _apla(), ComposedMethod):
+        for p in cls.presets:
+            out[p.id] = p
+    return out
+
+
+def find_preset(key: str) -> Preset:
+    """A preset by id or label; a bare method name is its own preset."""
+    table = presets()
+    if key in table:
+        return table[key]
+    for p in table.values():
+        if p.label == key:
+            return p
+    try:
+        check_name(key)
+    except InputError:
+        raise InputError(f"Unknown method or preset {key!r}; choose one of "
+                         f"{', '.join(table)}.") from None
+    return Preset(key, key, {"method": key})
+
+
+def apply_changes(cfg, changes: Mapping[str, Any]):
+    """A copy of ``cfg`` with dotted fields set (``{"dct.clws": "gaussian"}``)."""
+    for key, value in changes.items():
+        cfg = _set(cfg, key.split("."), value)
+    return cfg
+
+
+def _set(obj, path: list[str], value):
+    names = {f.name for f in dataclasses.fields(obj)}
+    if path[0] not in names:
+        raise InputError(f"Unknown setting {'.'.join(path)!r} in {type(obj).__name__}.")
+    if len(path) == 1:
+        return dataclasses.replace(obj, **{path[0]: value})
+    return dataclasses.replace(obj, **{path[0]: _set(getattr(obj, path[0]), path[1:], value)})
+
+
+def get_method(cfg) -> TuneMethod:
+    """cfg is a TuneConfig; its ``method`` names the method, or ``apla+dct`` for both."""
+    names = _split(check_name(cfg.method))
+    if len(names) > 1:
         from .compose import ComposedMethod
 
         return ComposedMethod(cfg, [get_method(dataclasses.replace(cfg, method=n))
                                     for n in names])
-    try:
-        return METHODS[names[0]](cfg)
-    except KeyError:
-        raise InputError(f"Unknown method {cfg.method!r}; choose baseline, dct, apla, apla+dct "
-                         "or fgbg.") from None
+    cls = method_class(names[0])
+    inner = _inner(cls, cfg)
+    if inner is None:
+        return cls(cfg)
+    # a wrapper (combined tuning) over the run's own method, built first and handed in
+    return cls(cfg, inner=get_method(dataclasses.replace(cfg, method=inner)))
+
+
+def _inner(cls: type[TuneMethod], cfg) -> str | None:
+    """The method ``cls`` wraps for ``cfg`` (None: it wraps nothing); a wrapper of itself is
+    an InputError."""
+    inner = cls.underlying(cfg)
+    if inner == str(cfg.method):
+        return None
+    if inner == cls.name:
+        raise InputError(f"{cls.name}.base_method must be the run's own method "
+                         f"({', '.join(PICKABLE)}).")
+    check_name(inner)
+    return inner

@@ -1,6 +1,6 @@
 """``vcstudio eval`` and ``vcstudio bench metrics``: argparse wiring + runners.
 
-vcstudio/cli.py wires each as ``add_X_args(subparser)`` + ``run_X(args) -> int``.
+vcstudio/cli/ wires each as ``add_X_args(subparser)`` + ``run_X(args) -> int``.
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import csv
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 from .result import MetricResult
@@ -38,7 +39,8 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated metric names (default: all the inputs allow); "
                              "see --list-metrics")
     parser.add_argument("--list-metrics", action="store_true", help="list metric names and exit")
-    parser.add_argument("--json", default=None, help="write results as JSON here")
+    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                        help="write results as JSON to PATH (stdout without one)")
     parser.add_argument("--csv", default=None, help="write per-frame values as CSV here")
     parser.add_argument("--warp-flow", choices=("generated", "source"), default="generated",
                         help="take the warp-error flow from the generated video (default) or "
@@ -100,9 +102,12 @@ def run_eval(args: argparse.Namespace) -> int:
                        metrics=args.metrics, clip=args.clip, dino=args.dino, device=args.device,
                        flow_method=args.flow_method, warp_flow=args.warp_flow,
                        lpips_weights=args.lpips_weights, lpips_alexnet=args.lpips_alexnet)
-    print(f"{args.video}: {len(frames)} frames, {frames.shape[2]}x{frames.shape[1]}")
-    print(format_table(results))
-    if args.json:
+    out = sys.stderr if args.json == "-" else sys.stdout  # stdout stays parseable JSON
+    print(f"{args.video}: {len(frames)} frames, {frames.shape[2]}x{frames.shape[1]}", file=out)
+    print(format_table(results), file=out)
+    if args.json == "-":
+        print(json.dumps(results_to_json(results, video=str(args.video)), indent=2))
+    elif args.json:
         doc = results_to_json(results, video=str(args.video), n_frames=int(len(frames)),
                               width=int(frames.shape[2]), height=int(frames.shape[1]),
                               prompt=args.prompt, source=args.source, image=args.image)

@@ -75,8 +75,6 @@ class VideoDenoiser(nn.Module):
             self.unet = inflate_unet(unet, self.ctx, temporal=temporal)
         self.perturb = nn.ModuleDict()
         self.aux = nn.ModuleDict()
-        self.last_parts: Optional[dict[str, torch.Tensor]] = None
-        self.keep_parts = False
         self._compiled: Optional[nn.Module] = None
 
     @property
@@ -134,15 +132,8 @@ class VideoDenoiser(nn.Module):
     def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor,
                 ) -> torch.Tensor:
         pred = self.unet_forward(sample, timestep, encoder_hidden_states)
-        if not len(self.perturb):
-            return pred
-        parts = {"unet": pred}
-        for name, mod in self.perturb.items():
-            p = mod(sample, timestep)
-            parts[name] = p
-            pred = pred + p  # APLA eq. 4: eps = eps_unet + VGT(z_t, t)
-        if self.keep_parts:
-            self.last_parts = parts
+        for mod in self.perturb.values():
+            pred = pred + mod(sample, timestep)  # APLA eq. 4: eps = eps_unet + VGT(z_t, t)
         return pred
 
     # ------------------------------------------------------------------ trainable tensors

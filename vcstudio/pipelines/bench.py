@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..config import DataConfig, DCTConfig, TuneConfig
+from ..config import DataConfig, TuneConfig
 from ..device import peak_memory_gib, pick_device, precision_for, reset_peak
 from ..models.loading import BaseModel
 from .runs import RunFolder
@@ -55,26 +55,13 @@ def random_base(arch: str, device: torch.device, dtype: torch.dtype) -> BaseMode
                      fingerprint=f"random-{arch}", device=device, dtype=dtype)
 
 
-def bench_dct_config(frames_per_step: Optional[int] = None, decode_size: Optional[int] = None,
-                     every_step: bool = True) -> DCTConfig:
-    """DCT with random-weight CLIP ViT-B/32 and VGG19 (the real architectures; speed does not
-    depend on weight values). ``every_step``: the consistency terms run on every step (no
-    warm-up, all t) -- the worst case; otherwise the default stepwise schedule."""
-    d = DCTConfig(clip_pretrained="random", random_feature_weights=True)
-    if frames_per_step is not None:
-        d = dataclasses.replace(d, frames_per_step=frames_per_step)
-    if decode_size is not None:
-        d = dataclasses.replace(d, decode_size=decode_size)
-    if every_step:
-        d = dataclasses.replace(d, warmup=0.0, t_max=10 ** 9)
-    return d
-
-
 def bench_tune(frames: int = 24, size: int = 512, steps: int = 5, warmup: int = 3,
                method: str = "baseline", arch: str = "sd15", checkpointing: bool = True,
                device: Optional[torch.device] = None, cfg_overrides: Optional[dict] = None,
                dct: Optional[dict] = None) -> dict:
-    """``dct``: keyword arguments of :func:`bench_dct_config` (DCT rows only)."""
+    """``dct``: DCT's bench flags (frames_per_step, decode_size, every_step); each method part
+    applies its own benchmark settings (methods: ``bench_config``)."""
+    from ..methods.registry import bench_config
     from .tune import tune
 
     device = device or pick_device()
@@ -86,13 +73,8 @@ def bench_tune(frames: int = 24, size: int = 512, steps: int = 5, warmup: int = 
                                                           height=size),
                      method=method, steps=warmup + steps, checkpoint_every=0,
                      gradient_checkpointing=checkpointing)
-    what = f"tune/{method}"
-    if "dct" in method.split("+"):  # dct alone or stacked (apla+dct)
-        d = bench_dct_config(**(dct or {}))
-        cfg = dataclasses.replace(cfg, dct=d)
-        what += (f" ({min(d.frames_per_step or frames, frames)} fr @ "
-                 f"{min(d.decode_size or size, size)} px, "
-                 f"{'every step' if d.warmup == 0 and d.t_max > 1000 else 'stepwise'})")
+    cfg, label = bench_config(cfg, **(dct or {}))
+    what = f"tune/{method}" + (f" ({label})" if label else "")
     for k, v in (cfg_overrides or {}).items():
         cfg = dataclasses.replace(cfg, **{k: v})
     what += _route_label(cfg)

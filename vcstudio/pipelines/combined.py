@@ -32,10 +32,9 @@ def save_masks(masks: np.ndarray, path: Path) -> Path:
 def combined_config(tuned_cfg: TuneConfig, run_dir: Path, prompt: str, frames: np.ndarray,
                     masks_path: Path, mcfg: MaskConfig) -> TuneConfig:
     """The run's own config turned into eq. 20 fine-tuning on ``frames`` from the run's tensors."""
-    if tuned_cfg.method == "fgbg":  # fine-tuning an fgbg run again: keep its underlying method
-        base_method = tuned_cfg.fgbg.base_method
-    else:
-        base_method = tuned_cfg.method
+    from ..methods.registry import underlying
+
+    base_method = underlying(tuned_cfg)  # fine-tuning an fgbg run again keeps its own method
     l1, l2, l3 = mcfg.lambdas
     d = dataclasses.replace(tuned_cfg.data, video_path="", prompt=prompt,
                             n_frames=int(frames.shape[0]), height=int(frames.shape[1]),

@@ -32,6 +32,20 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "edit"
 
 
+def edit_stem(cfg: EditConfig) -> str:
+    """File name stem of an edit: a readable slug of the prompt + a short hash of the WHOLE
+    edit config (prompt, negative, steps, guidance, seed, inversion, eta), so two edits never
+    overwrite each other (two all-emoji prompts slug to the same text)."""
+    import hashlib
+    import json
+
+    from ..config import to_dict
+
+    key = json.dumps(to_dict(cfg), sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{_slug(cfg.prompt)[:40]}-s{cfg.seed}-{digest}"
+
+
 def validate_edit(cfg: EditConfig) -> None:
     check_prompt(cfg.prompt, "edit prompt")
     check_prompt(cfg.negative, "negative prompt", required=False)
@@ -94,7 +108,7 @@ def edit(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = null_progr
     frames = edit_frames(tuned, cfg, progress, cancel)
     out = Path(out_dir) if out_dir else tuned.run.edits
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{_slug(cfg.prompt)}-s{cfg.seed}-g{cfg.guidance:g}-n{cfg.steps}"
+    stem = edit_stem(cfg)
     gif = write_gif(frames, out / f"{stem}.gif", fps)
     mp4 = write_mp4(frames, out / f"{stem}.mp4", fps)
     return EditResult(frames, mp4, gif, cfg.prompt, cfg.seed)

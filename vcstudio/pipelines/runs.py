@@ -7,7 +7,7 @@
     inversion-<N>.safetensors DDIM-inverted clip latents for N steps
     checkpoint.safetensors   resume state while tuning (removed when finished)
     losses.json              per-step loss terms
-    edits/                   generated videos
+    edits/                   generated videos, each named for its whole edit config (edit_stem)
 """
 from __future__ import annotations
 
@@ -42,9 +42,10 @@ def new_run_dir(prefix: str = "run") -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{prefix}-{stamp}-", dir=root))
 
 
-def write_json(path: Path, obj: Any) -> None:
+def write_json(path: Path, obj: Any) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=1, default=str))
+    return Path(path)
 
 
 @dataclass

@@ -12,14 +12,14 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from ..config import TuneConfig, check_prompt, to_dict
 from ..device import Precision, pick_device, precision_for
-from ..errors import InputError, OutOfMemoryError
+from ..errors import CancelledError, InputError, OutOfMemoryError
 from ..io import clip_hash, write_mp4
 from ..methods.base import StepState, TuneMethod
 from ..methods.registry import get_method
@@ -55,8 +55,10 @@ class TuneResult:
     run_dir: Path
     losses: list[dict]
     seconds: float
-    steps: int
+    steps: int  # steps done
     frames: np.ndarray
+    total: int = 0  # steps asked for
+    stopped: bool = False  # cancelled: the delta of step ``steps`` is saved, and a checkpoint
 
 
 def build_video_model(base: BaseModel, cfg: TuneConfig, precision: Precision,
@@ -171,11 +173,18 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
          cancel: Optional[CancelToken] = None, cache: ModelCache = default_cache,
          device: Optional[torch.device] = None, frames: Optional[np.ndarray] = None,
          invert: bool = True, base: Optional[BaseModel] = None,
-         save_source: bool = True) -> TuneResult:
+         save_source: bool = True,
+         on_checkpoint: Optional[Callable[[Path, int], None]] = None) -> TuneResult:
     """Tune, save the delta and the DDIM inversion into a run folder, return its path.
 
     ``frames`` (uint8 F,H,W,3) replaces reading ``cfg.data.video_path``. Re-running on a folder
     with ``checkpoint.safetensors`` resumes from it. ``base`` skips loading (benchmarks).
+    ``on_checkpoint(path, step)`` is told of every checkpoint written (the job records it).
+
+    Cancelling stops cleanly: the state of the last finished step k is saved as a checkpoint
+    (resume continues from it) AND as a usable delta with the clip latents (edit from it; the
+    inversion is made on the first edit), meta.json says ``stopped``, and the result has
+    ``stopped=True, steps=k``.
     """
     _validate(cfg)
     device = device or pick_device()
@@ -239,12 +248,21 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
                    + "".join(f"; {k} {v}" for k, v in info.items() if k.endswith("_params")),
                    stage="tune"))
     step = start
+
+    def stop(k: int) -> TuneResult:
+        _save_checkpoint(rf, model, opt, method, k, gen, losses)
+        if on_checkpoint is not None:
+            on_checkpoint(rf.checkpoint_path, k)
+        model.eval()
+        save_delta(rf, model, cfg, base, frames)
+        save_tensors(rf.path / "clip-latents.safetensors", {"latents": latents0})
+        rf.update_meta(status="stopped", steps_done=k, seconds=time.time() - t0)
+        return TuneResult(rf.path, losses, time.time() - t0, k, frames, cfg.steps, True)
+
     try:
         for step in range(start, cfg.steps):
             if cancel is not None and cancel.cancelled:
-                _save_checkpoint(rf, model, opt, method, step, gen, losses)
-                rf.update_meta(status="cancelled", steps_done=step)
-                cancel.check()
+                return stop(step)
             b = cfg.batch_size
             x0 = latents0.expand(b, -1, -1, -1, -1)
             noise = torch.randn(x0.shape, generator=gen, device=device)
@@ -291,6 +309,8 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 \
                     and step + 1 < cfg.steps:
                 _save_checkpoint(rf, model, opt, method, step + 1, gen, losses)
+                if on_checkpoint is not None:
+                    on_checkpoint(rf.checkpoint_path, step + 1)
     except torch.OutOfMemoryError:
         raise OutOfMemoryError(
             f"Out of device memory tuning {frames.shape[0]} frames at {frames.shape[2]}x"
@@ -306,9 +326,14 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
         rf.checkpoint_path.unlink()
     tuned = TunedModel(base, model, method, cfg, prec, rf)
     if invert:
-        inversion_latents(tuned, cfg.inversion_steps, progress, cancel, latents0=latents0)
+        try:
+            inversion_latents(tuned, cfg.inversion_steps, progress, cancel, latents0=latents0)
+        except CancelledError:  # tuned in full; the first edit makes the inversion
+            rf.update_meta(status="stopped", steps_done=cfg.steps, seconds=time.time() - t0)
+            return TuneResult(rf.path, losses, time.time() - t0, cfg.steps, frames, cfg.steps,
+                              True)
     rf.update_meta(status="done", steps_done=cfg.steps, seconds=time.time() - t0)
-    return TuneResult(rf.path, losses, time.time() - t0, cfg.steps, frames)
+    return TuneResult(rf.path, losses, time.time() - t0, cfg.steps, frames, cfg.steps)
 
 
 @torch.no_grad()

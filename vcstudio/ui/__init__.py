@@ -1,4 +1,5 @@
-"""The Gradio studio: four tabs over the same pipelines the CLI uses."""
+"""The Gradio studio: four tabs over the same jobs the CLI runs (vcstudio/jobs, submitted
+through the Studio); the tabs hold widgets and formatting only and import no pipelines."""
 from __future__ import annotations
 
 import os
@@ -26,10 +27,12 @@ def build_app(studio=None):
     """Build the Blocks. ``studio`` (a vcstudio.session.Studio) defaults to the process one."""
     import gradio as gr
 
-    from .. import session
+    from ..jobs import default_studio
     from . import compare_tab, edit_tab, i2v_tab, long_tab
+    from .common import ensure_jobs
 
-    studio = studio or session.default()
+    studio = studio or default_studio()
+    ensure_jobs(studio)
     model, embedded, banner = _model_notice()
     studio.model, studio.embedded = model, embedded  # what the tabs tune on
     with gr.Blocks(title="vcstudio") as demo:
@@ -52,9 +55,9 @@ def launch(host: Optional[str] = None, port: Optional[int] = None, share: bool =
     """Start the studio. It serves files from its data folder only (Gradio's own cache, the
     working dir and the temp dir aside): the default data folder is the platform user-data
     dir, which Gradio does not serve unless it is named in ``allowed_paths``."""
-    from .. import session
+    from ..jobs import default_studio
 
-    studio = studio or session.default()
+    studio = studio or default_studio()
     demo = build_app(studio)
     model, embedded, _ = _model_notice()
     if embedded:  # say it where the newcomer typed the command, too

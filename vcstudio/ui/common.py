@@ -1,10 +1,11 @@
-"""Widgets and glue every tab shares: the session id, running a job with streamed progress,
-error mapping, plots and frame strips. No torch math here."""
+"""Widgets and glue every tab shares: the session id, submitting a job (``Studio.submit``, the
+same jobs the CLI and the API run) and streaming its events, error mapping, plots and frame
+strips. No torch math here, and no pipelines: the tabs format what the jobs return."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -50,9 +51,19 @@ def upload(studio, sid: str, path: Optional[str], kinds=VIDEO_TYPES) -> Path:
     return studio.save_upload(sid, p, allowed_suffixes=kinds)
 
 
-def run_job(studio, sid: str, kind: str, fn: Callable, *args, **kwargs) -> Iterator[Any]:
-    """Submit a job under the device lock and yield its Events; the last item is the result."""
-    job = studio.submit(sid, kind, fn, *args, **kwargs)
+def ensure_jobs(studio) -> None:
+    """A Studio built without a job registry gets the default one when a page first uses it."""
+    if not studio.jobs:
+        from ..jobs import REGISTRY
+
+        studio.jobs = REGISTRY
+
+
+def run_job(studio, sid: str, name: str, cfg: Any, **kwargs) -> Iterator[Any]:
+    """Submit job ``name`` with ``cfg`` for session ``sid`` and yield ``("job", id)``, its
+    Events, then ``("result", result)`` (what it failed with is raised)."""
+    ensure_jobs(studio)
+    job = studio.submit(name, cfg, sid, **kwargs)
     yield ("job", job)
     for ev in studio.events(job):
         yield ev

@@ -1,21 +1,20 @@
-"""Edit-from-Video tab: clip -> frame preview -> tune (live loss + previews) -> edits + metrics."""
+"""Edit-from-Video tab: clip -> frame preview -> tune (live loss + previews) -> edits + metrics.
+
+Widgets and formatting only: Tune, Resume, Edit and Push submit the tune, edit and push jobs
+(vcstudio/jobs) and render their events and results."""
 from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
-from typing import Optional
-
-import numpy as np
 
 from ..config import DataConfig, DCTConfig, APLAConfig, EditConfig, TuneConfig
-from ..errors import InputError, VcsError
-from .common import (EXAMPLES, Ticker, ensure_session, frame_strip, gr_error, run_job,
-                     series_frame, upload)
+from ..errors import InputError
+from ..methods.registry import PICKABLE
+from .common import (EXAMPLES, Ticker, ensure_session, frame_strip, gr_error, gr_update,
+                     run_job, series_frame, upload)
 
-METHODS = ["baseline", "dct", "apla", "apla+dct"]
+METHODS = list(PICKABLE)
 CLWS = ["mul-fourier", "fourier", "exponential", "gaussian", "linear", "constant"]
-STREAM_METRICS = ["clip_text", "consistency_adjacent", "warp_error"]
 
 # logged terms drawn on the live loss plot: the denoising loss, DCT's (l_sem, l_tex, l_cons,
 # alpha) and APLA's (hyper-loss parts, adversarial terms, ||VGT|| / ||U-Net||)
@@ -57,7 +56,7 @@ def preview_frames(studio, sid, video, frames, stride, start, size, resize):
 
 
 def estimate_text(studio, frames, size, steps, method: str = "baseline") -> str:
-    from ..session import estimate
+    from ..jobs.tune import estimate
 
     cfg = TuneConfig(data=DataConfig(n_frames=int(frames), width=int(size), height=int(size)),
                      steps=int(steps), method=method or "baseline")
@@ -73,87 +72,119 @@ def estimate_text(studio, frames, size, steps, method: str = "baseline") -> str:
     return f"Estimate: ~{est['gib']:.1f} GiB, ~{est['seconds'] / 60:.1f} min on {dev}{fits}."
 
 
+def _tune_stream(studio, sid, items):
+    """Render a tune job's events: (session, job id, status, loss plot, preview, run dir). A
+    stopped tune ends like a finished one, with its loss curve, preview and run folder kept."""
+    losses: dict[str, list] = {}
+    preview = None
+    tick = Ticker()
+    jid = None
+    for item in items:
+        if isinstance(item, tuple):
+            if item[0] == "job":
+                jid = item[1]
+                yield sid, jid, "Queued…", None, None, None
+            else:
+                res = item[1]
+                msg = (f"{res.message}" if res.stopped else
+                       f"Tuned {res.steps} steps in {res.seconds:.0f} s. Now type an edit "
+                       "prompt below.")
+                yield sid, jid, msg, series_frame(losses), preview, str(res.run_dir)
+            continue
+        ev = item
+        if ev.stage == "tune":
+            for k in PLOTTED:
+                if k in ev.metrics:  # None-padded: terms that skip steps (DCT's stepwise
+                    s = losses.setdefault(k, [])  # schedule) stay at their own step
+                    s.extend([None] * (ev.step - 1 - len(s)))
+                    s.append(ev.metrics[k])
+        if ev.preview is not None:
+            preview = frame_strip(ev.preview)
+        if tick.due(ev):
+            msg = f"{ev.stage}: {ev.message or f'{ev.step}/{ev.total}'}"
+            yield sid, jid, msg, series_frame(losses), preview, None
+
+
 def tune_handler(studio, sid, video, prompt, frames, stride, start, size, resize, method,
                  steps, lr, seed, adapter, semantic, texture, clws, vgt, disc, hyper):
     """Generator: (session, job id, status, loss plot, preview, run dir)."""
-    from ..pipelines.tune import tune
-
     sid = ensure_session(studio, sid)
     try:
         path = upload(studio, sid, video)
         if not prompt or not prompt.strip():
             raise InputError("Describe the clip in the source prompt, e.g. 'a red circle moving "
                              "right on the beach'.")
-        if int(steps) > studio.limits.max_steps:
-            raise InputError(f"At most {studio.limits.max_steps} steps here.")
         cfg = tune_config(path, prompt, frames, stride, start, size, resize, method, steps, lr,
                           seed, adapter, semantic, texture, clws, vgt, disc, hyper,
                           model=studio.model or "")
-        run_dir = studio.session(sid).outputs / f"run-{int(__import__('time').time())}"
-        losses: dict[str, list] = {}
-        preview = None
-        tick = Ticker()
-        jid = None
-        for item in run_job(studio, sid, "tune", tune, cfg, run_dir, cache=studio.cache):
-            if isinstance(item, tuple):
-                if item[0] == "job":
-                    jid = item[1]
-                    yield sid, jid, "Queued…", None, None, None
-                else:
-                    res = item[1]
-                    yield (sid, jid, f"Tuned {res.steps} steps in {res.seconds:.0f} s. Now type "
-                           "an edit prompt below.", series_frame(losses), preview,
-                           str(res.run_dir))
-                continue
-            ev = item
-            if ev.stage == "tune":
-                for k in PLOTTED:
-                    if k in ev.metrics:  # None-padded: terms that skip steps (DCT's stepwise
-                        s = losses.setdefault(k, [])  # schedule) stay at their own step
-                        s.extend([None] * (ev.step - 1 - len(s)))
-                        s.append(ev.metrics[k])
-            if ev.preview is not None:
-                preview = frame_strip(ev.preview)
-            if tick.due(ev):
-                msg = f"{ev.stage}: {ev.message or f'{ev.step}/{ev.total}'}"
-                yield sid, jid, msg, series_frame(losses), preview, None
+        yield from _tune_stream(studio, sid, run_job(studio, sid, "tune", cfg))
+    except Exception as e:
+        raise gr_error(e)
+
+
+def resumable_choices(studio, sid) -> list[tuple[str, str]]:
+    """(label, job id) of the interrupted or stopped tunes this page may resume: a public
+    studio's visitor their own session's; on a desktop every one (a reloaded page is a new
+    session, and its owner owns them all, from the app and the CLI alike)."""
+    if studio.public and not sid:
+        return []
+    out = []
+    for j in studio.store.resumable_jobs(kinds=("tune",)):
+        if not studio.public or j.session_id == sid:
+            prompt = ((j.params or {}).get("config") or {}).get("data", {}).get("prompt", "")
+            out.append((f"{prompt[:40] or 'tune'} · step {j.step}/{j.total} · {j.status}", j.id))
+    return out
+
+
+def resume_handler(studio, sid, job_id):
+    """Generator: continue this visitor's interrupted or stopped tune from its checkpoint."""
+    from ..jobs import resume_plan
+
+    sid = ensure_session(studio, sid)
+    try:
+        if not job_id:
+            raise InputError("Pick a stopped or interrupted tune to resume.")
+        if studio.public and studio.store.job(job_id).session_id != sid:
+            raise InputError("That tune belongs to another visitor; pick one of yours.")
+        name, cfg, folder = resume_plan(studio.store, job_id)
+        yield from _tune_stream(studio, sid, run_job(studio, sid, name, cfg, out=folder,
+                                                     resume_of=job_id))
     except Exception as e:
         raise gr_error(e)
 
 
 def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, inversion):
     """Generator: (video, gif, status, per-frame metric plot, metric table)."""
-    from ..pipelines.edit import edit
+    from ..jobs.edit import STREAM_METRICS, EditJobConfig
 
     sid = ensure_session(studio, sid)
     try:
         if not run_dir:
             raise InputError("Tune on a clip first (the Tune button above).")
         run = studio.safe_path(sid, run_dir, must_exist=True)
-        cfg = EditConfig(prompt=prompt, negative=negative or "", steps=int(steps),
-                         guidance=float(guidance), seed=int(seed), use_inversion=bool(inversion))
-        res = None
-        for item in run_job(studio, sid, "edit", edit, run, cfg, cache=studio.cache):
+        cfg = EditJobConfig(run=str(run), metrics=STREAM_METRICS, edit=EditConfig(
+            prompt=prompt, negative=negative or "", steps=int(steps), guidance=float(guidance),
+            seed=int(seed), use_inversion=bool(inversion)))
+        res, shown = None, None
+        for item in run_job(studio, sid, "edit", cfg):
             if isinstance(item, tuple):
                 if item[0] == "result":
                     res = item[1]
                 continue
-            yield None, None, f"{item.stage}: {item.step}/{item.total}", None, None
-        yield str(res.mp4), str(res.gif), "Scoring frames…", None, None
-        plot, table = score_frames(studio, res.frames, prompt, run)
+            if "mp4" in item.outputs:  # the video is written; its frames are being scored
+                shown = item.outputs["mp4"], item.outputs["gif"]
+                yield shown[0], shown[1], "Scoring frames…", None, None
+            else:
+                yield (*(shown or (None, None)), f"{item.stage}: {item.step}/{item.total}",
+                       None, None)
+        plot, table = score_view(res.scores)
         yield str(res.mp4), str(res.gif), "Done.", plot, table
     except Exception as e:
         raise gr_error(e)
 
 
-def score_frames(studio, frames: np.ndarray, prompt: str, run: Optional[Path] = None):
-    """Per-frame CLIP alignment / consistency / warp error, streamed frame by frame."""
-    from ..metrics import MetricStream
-
-    stream = MetricStream(STREAM_METRICS, prompt=prompt, cache=studio.cache)
-    for f in frames:
-        stream.add(f)
-    results = stream.results()
+def score_view(results: dict):
+    """Per-frame plot and per-video table of an edit's scores."""
     series = {name: r.per_frame for name, r in results.items() if not r.skipped}
     rows = [[name, None if r.skipped else round(float(r.value), 4), r.model or "",
              r.skipped or ""] for name, r in results.items()]
@@ -161,33 +192,20 @@ def score_frames(studio, frames: np.ndarray, prompt: str, run: Optional[Path] = 
 
 
 def push_handler(studio, sid, run_dir, repo_id, token):
-    """Upload the delta + config + a model card to the Hub."""
+    """Upload the delta + config + a model card to the Hub (the push job)."""
+    from ..jobs.push import PushConfig
+
     sid = ensure_session(studio, sid)
     try:
         if not run_dir:
             raise InputError("Tune first: there is no delta to push yet.")
-        if not token or not repo_id:
-            raise InputError("Give a Hub repo id (user/name) and a write token.")
         run = studio.safe_path(sid, run_dir, must_exist=True)
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        try:
-            api.create_repo(repo_id, exist_ok=True)
-            card = run / "README.md"
-            meta = json.loads((run / "meta.json").read_text())
-            card.write_text(f"# vcstudio delta\n\nOne-shot tuned on a {meta.get('n_frames')}-frame "
-                            f"clip over base `{meta.get('base_model')}` (fingerprint "
-                            f"{meta.get('base_fingerprint')}), method {meta.get('method')}, "
-                            f"seed {meta.get('seed')}. Load with vcstudio: `vcstudio edit --run "
-                            "FOLDER --prompt ...`.\n")
-            for name in ("delta.safetensors", "config.yaml", "meta.json", "README.md"):
-                api.upload_file(path_or_fileobj=str(run / name), path_in_repo=name,
-                                repo_id=repo_id)
-        except Exception as e:
-            raise VcsError(f"Could not push to the Hub ({type(e).__name__}); check the token "
-                           "and the network.") from None
-        return f"Pushed to https://huggingface.co/{repo_id}"
+        res = None
+        for item in run_job(studio, sid, "push", PushConfig(str(run), repo_id or "",
+                                                            token or "")):
+            if isinstance(item, tuple) and item[0] == "result":
+                res = item[1]
+        return f"Pushed to {res.url}"
     except Exception as e:
         raise gr_error(e)
 
@@ -253,6 +271,11 @@ def build(studio, sid_state):
                 with gr.Row():
                     tune_btn = gr.Button("Tune", variant="primary")
                     stop_btn = gr.Button("Stop", variant="stop")
+                with gr.Row():
+                    resumable = gr.Dropdown([], label="Your stopped or interrupted tunes",
+                                            scale=4)
+                    resume_refresh = gr.Button("↻", scale=0, min_width=40)
+                    resume_btn = gr.Button("Resume", scale=1)
                 status = gr.Markdown("Ready.")
                 loss_plot = gr.LinePlot(x="step", y="value", color="series", label="Loss",
                                         height=200)
@@ -306,9 +329,18 @@ def build(studio, sid_state):
             lambda *a: (yield from tune_handler(studio, *a)),
             [sid_state, video, prompt, frames, stride, start, size, resize, method, steps, lr,
              seed, adapter, semantic, texture, clws, vgt, disc, hyper],
-            [sid_state, job_id, status, loss_plot, preview, run_dir], api_name="tune")
+            [sid_state, job_id, status, loss_plot, preview, run_dir],
+            api_name="tune").then(lambda s: gr_update(choices=resumable_choices(studio, s)),
+                                  sid_state, resumable, api_name=False)
         stop_btn.click(lambda j: (studio.cancel(j) if j else False) and "Stopping at the next "
-                       "step (the checkpoint is kept)…" or "Nothing is running.", job_id, status)
+                       "step (its checkpoint is kept as a usable delta)…" or "Nothing is running.",
+                       job_id, status)
+        refresh = lambda s: gr_update(choices=resumable_choices(studio, s))  # noqa: E731
+        resume_btn.click(lambda *a: (yield from resume_handler(studio, *a)),
+                         [sid_state, resumable],
+                         [sid_state, job_id, status, loss_plot, preview, run_dir],
+                         api_name="resume").then(refresh, sid_state, resumable, api_name=False)
+        resume_refresh.click(refresh, sid_state, resumable, api_name=False)
         edit_btn.click(lambda *a: (yield from edit_handler(studio, *a)),
                        [sid_state, run_dir, eprompt, negative, esteps, guidance, eseed,
                         inversion], [out_video, out_gif, estatus, metric_plot, metric_table],

@@ -1,25 +1,36 @@
 """I2V Consistency tab: score a video's consistency with its conditioning image (VCD), and
-generate base vs VCD-tuned videos with an image-to-video model."""
-from __future__ import annotations
+generate base vs VCD-tuned videos with an image-to-video model.
 
-import torch
+Widgets and formatting only: Score VCD submits the eval job, the A/B the i2v_ab job, reward
+tuning the i2v_tune job (vcstudio/jobs)."""
+from __future__ import annotations
 
 from ..errors import InputError
 from .common import IMAGE_TYPES, Ticker, ensure_session, gr_error, run_job, series_frame, upload
 
 
+def _result(items):
+    res = None
+    for item in items:
+        if isinstance(item, tuple) and item[0] == "result":
+            res = item[1]
+    return res
+
+
 def score_vcd(studio, sid, video, image):
     """Per-frame VCD of a video against its first frame or a given image."""
-    from ..io import read_image, read_video
-    from ..methods.vcd import vcd
+    from ..jobs.eval import EvalConfig
 
     sid = ensure_session(studio, sid)
     try:
-        frames = read_video(upload(studio, sid, video))
-        img = read_image(upload(studio, sid, image, IMAGE_TYPES)) if image else None
-        res = vcd(frames, image=img, encoder=_vcd_encoder(studio)[1])
-        plot = series_frame({f"VCD ({res.encoder})": list(res.per_frame)}, x="frame")
-        return plot, f"Mean VCD {res.mean:.4g} (lower = more consistent), encoder {res.encoder}."
+        path = upload(studio, sid, video)
+        img = upload(studio, sid, image, IMAGE_TYPES) if image else None
+        cfg = EvalConfig(video=str(path), what="vcd", image=str(img) if img else "")
+        res = _result(run_job(studio, sid, "eval", cfg)).vcd
+        plot = series_frame({f"VCD ({res.encoder})": [float(v) for v in res.per_frame]},
+                            x="frame")
+        return plot, (f"Mean VCD {float(res.mean):.4g} (lower = more consistent), encoder "
+                      f"{res.encoder}.")
     except Exception as e:
         raise gr_error(e)
 
@@ -37,76 +48,33 @@ def _check_request(studio, model: str, frames, size) -> str:
     return studio.server_path("I2V model", model.strip())
 
 
-def _vcd_encoder(studio) -> tuple[str, object]:
-    """(encoder name, encoder): VGG19 as the paper, else the offline stand-in."""
-    from ..models.vgg import load_encoder
-
-    try:
-        return "vgg19", load_encoder("vgg19", cache=studio.cache)
-    except Exception:  # offline: the pretrained EfficientNet-Lite0 shipped in its wheel
-        return "efficientnet-lite0", load_encoder("efficientnet-lite0", cache=studio.cache)
-
-
-def _ab_job(model, img, prompt, lora_path, frames, size, steps, seed, encoder, tune_cfg=None,
-            out=None, progress=None, cancel=None):
-    """(Reward-tune, then) base vs tuned from one image and seed, both scored with VCD, all
-    under the device lock. A fresh model cache: LoRA is injected into the denoiser in place, so
-    it must not leak into other jobs' models."""
-    from ..methods.vcd import VCD
-    from ..models.cache import ModelCache
-    from ..pipelines.i2v import build_backbone
-    from ..pipelines.i2v_tune import ab_sample, tune_i2v
-
-    bb = build_backbone(model, None, "auto", cache=ModelCache())
-    vcd_fn = VCD(encoder) if tune_cfg is None else VCD(encoder, size=tune_cfg.vcd_size,
-                                                       num_proj=tune_cfg.vcd_num_proj)
-    log = None
-    if tune_cfg is not None:
-        log = tune_i2v(bb, [img], tune_cfg, prompts=[prompt] if prompt else None, vcd_fn=vcd_fn,
-                       progress=progress, cancel=cancel, out=out)
-    elif lora_path:
-        from ..models.lora import load_lora
-
-        load_lora(lora_path, bb.denoiser)
-    size = int(size) or None
-    base, tuned = ab_sample(bb, img, int(seed), int(steps), int(frames) or None, size, size,
-                            prompt=prompt or None)
-    with torch.no_grad():
-        scores = vcd_fn(base, img), vcd_fn(tuned, img)
-    return log, base, tuned, scores
-
-
-def _ab_outputs(studio, sid, base, tuned, scores):
-    """Write both videos and plot their per-frame VCD against the conditioning image."""
-    from ..io import write_mp4
-
-    out = studio.session(sid).outputs
+def _ab_outputs(base_video, tuned_video, scores):
+    """Both videos and the plot of their per-frame VCD against the conditioning image."""
     rb, rt = scores
-    plot = series_frame({"base": rb.per_frame.tolist(), "VCD-tuned": rt.per_frame.tolist()},
-                        x="frame")
+    plot = series_frame({"base": [float(v) for v in rb.per_frame],
+                         "VCD-tuned": [float(v) for v in rt.per_frame]}, x="frame")
     note = (f"Mean VCD base {float(rb.mean):.4g} → tuned {float(rt.mean):.4g} (lower = more "
             f"consistent; encoder {rb.encoder}).")
-    return (str(write_mp4(base, out / "i2v-base.mp4")), str(write_mp4(tuned, out / "i2v-tuned.mp4")),
-            plot, note)
+    return str(base_video), str(tuned_video), plot, note
 
 
 def generate_ab(studio, sid, image, prompt, model, lora, frames, size, steps, seed):
-    """Base vs tuned (a LoRA from `vcstudio i2v-tune`) videos from one image, same seed."""
+    """Base vs tuned (a LoRA from `vcstudio i2v-tune` or the tuning below) videos from one
+    image, same seed."""
+    from ..jobs.i2v_ab import I2VABConfig
+
     sid = ensure_session(studio, sid)
     try:
         model = _check_request(studio, model, frames, size)
         if not lora:
             raise InputError("Give a tuned LoRA file, or use Reward-tune below to make one.")
-        from ..io import read_image
-
-        img = read_image(upload(studio, sid, image, IMAGE_TYPES))
+        img = upload(studio, sid, image, IMAGE_TYPES)
         lora_path = studio.safe_path(sid, lora, must_exist=True)
-        res = None
-        for item in run_job(studio, sid, "i2v", _ab_job, model, img, prompt, lora_path, frames,
-                            size, steps, seed, _vcd_encoder(studio)[1]):
-            if isinstance(item, tuple) and item[0] == "result":
-                res = item[1]
-        return _ab_outputs(studio, sid, *res[1:])
+        cfg = I2VABConfig(model=model, image=str(img), prompt=prompt or "", lora=str(lora_path),
+                          ab=True, frames=int(frames), size=int(size), steps=int(steps),
+                          seed=int(seed), name="i2v-tuned.mp4")
+        res = _result(run_job(studio, sid, "i2v_ab", cfg))
+        return _ab_outputs(res.base_video, res.video, res.scores)
     except Exception as e:
         raise gr_error(e)
 
@@ -115,26 +83,22 @@ def reward_tune(studio, sid, image, prompt, model, frames, size, steps, seed, tu
                 rank):
     """Generator: VCD reward tuning (seed 002 eq. 3) on one image with its curves streamed,
     then base vs tuned with the same seed."""
-    from ..pipelines.i2v_tune import I2VTuneConfig
+    from ..jobs.i2v_tune import I2VTuneConfig, I2VTuneJobConfig
 
     sid = ensure_session(studio, sid)
     try:
         model = _check_request(studio, model, frames, size)
-        from ..io import read_image
-
-        img = read_image(upload(studio, sid, image, IMAGE_TYPES))
-        enc_name, enc = _vcd_encoder(studio)
+        img = upload(studio, sid, image, IMAGE_TYPES)
         size = int(size) or None
-        cfg = I2VTuneConfig(steps=int(tune_steps), lr=float(lr), lora_rank=int(rank),
-                            num_frames=int(frames) or None, height=size, width=size,
-                            inference_steps=int(steps), encoder=enc_name, seed=int(seed),
-                            eval_every=max(1, int(tune_steps) // 5))
-        out = studio.session(sid).outputs / "i2v-tune"
-        out.mkdir(parents=True, exist_ok=True)
+        cfg = I2VTuneJobConfig(
+            model=model, images=[str(img)], prompts=[prompt] if prompt else [],
+            tune=I2VTuneConfig(steps=int(tune_steps), lr=float(lr), lora_rank=int(rank),
+                               num_frames=int(frames) or None, height=size, width=size,
+                               inference_steps=int(steps), encoder="auto", seed=int(seed),
+                               eval_every=max(1, int(tune_steps) // 5)))
         curves: dict[str, list] = {}
         res, tick = None, Ticker()
-        for item in run_job(studio, sid, "i2v", _ab_job, model, img, prompt, None, frames,
-                            size or 0, steps, seed, enc, tune_cfg=cfg, out=out):
+        for item in run_job(studio, sid, "i2v_tune", cfg):
             if isinstance(item, tuple):
                 res = item[1] if item[0] == "result" else res
                 continue
@@ -143,14 +107,14 @@ def reward_tune(studio, sid, image, prompt, model, frames, size, steps, seed, tu
             if tick.due(item):
                 yield (f"{item.message}", series_frame({"VCD (reward step)": curves.get("vcd", [])}),
                        None, None, None, None)
-        log, base, tuned, scores = res
-        vb, vt, plot, note = _ab_outputs(studio, sid, base, tuned, scores)
+        log = res.log
+        vb, vt, plot, note = _ab_outputs(res.base_video, res.tuned_video, res.scores)
         warn = (" ⚠ " + log.warnings[-1]) if log.warnings else ""
         probes = "; ".join(f"step {p['step']}: VCD {p['vcd']:.3g}, fidelity {p['fidelity']:.3g}, "
                            f"motion {p['motion']:.3g}px" for p in log.probe)
         yield (f"Tuned {len(log.step)} steps in {log.seconds:.0f} s. {note}{warn}\n\n"
                f"Probe sample — {probes}", series_frame({"VCD (reward step)": log.vcd}),
-               vb, vt, plot, str(out / "lora.safetensors"))
+               vb, vt, plot, str(res.lora))
     except Exception as e:
         raise gr_error(e)
 

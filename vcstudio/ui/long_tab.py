@@ -1,4 +1,7 @@
-"""Long Video tab: prompt timeline or story -> scene graph, window layout picture, generation."""
+"""Long Video tab: prompt timeline or story -> scene graph, window layout picture, generation.
+
+Widgets and formatting only: Plan shows the long job's model-free plan, Preview masks and
+Generate submit the long job (vcstudio/jobs/long.py)."""
 from __future__ import annotations
 
 from ..errors import InputError
@@ -6,30 +9,13 @@ from .common import Ticker, ensure_session, frame_strip, gr_error, gr_update, ru
 
 
 def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion: str):
-    """-> (scene graph JSON, segments table, layout picture). Pure and fast: no model."""
-    from ..pipelines.windows import layout_image, layout_table, make_layout
-    from ..scene import parse_story, story_segments
-    from ..scene.segments import even_segments
+    """-> (scene graph JSON, segments table, layout picture, window table). Pure and fast."""
+    from ..jobs.long import plan as long_plan
 
     try:
-        frames, window, stride = int(frames), int(window), int(stride)
-        if window > frames:
-            raise InputError(f"The window ({window}) is longer than the video ({frames}).")
-        if stride > window:
-            raise InputError(f"The stride ({stride}) must not exceed the window ({window}).")
-        graph = None
-        if story and story.strip():
-            graph = parse_story(story).to_dict()
-            segs = story_segments(story, frames)
-        else:
-            lines = [p.strip() for p in (prompts or "").splitlines() if p.strip()]
-            if not lines:
-                raise InputError("Write a story, or one prompt per line.")
-            segs = even_segments(lines, frames)
-        layout = make_layout(frames, window, stride, fusion)
-        rows = [[s.prompt, s.start, s.end - 1] for s in segs]
-        table = layout_table(layout, segs)
-        return graph, rows, layout_image(layout, segs), table
+        p = long_plan(story, (prompts or "").splitlines(), frames, window, stride, fusion)
+        rows = [[s.prompt, s.start, s.end - 1] for s in p["segments"]]
+        return p["graph"], rows, p["image"], p["table"]
     except Exception as e:
         raise gr_error(e)
 
@@ -58,7 +44,7 @@ def _run(studio, sid, run_dir):
 def mask_gallery(candidates, candidate_masks, fused, masks) -> list:
     """Gallery items: each candidate's x0 at step k with its background dimmed, then the fused
     clip r' (eq. 11-12) the same way."""
-    from ..pipelines.maskfusion import dim_background
+    from ..jobs.long import dim_background
 
     def dim(frames, m):
         return frame_strip(dim_background(frames, m), 8)
@@ -71,7 +57,7 @@ def mask_gallery(candidates, candidate_masks, fused, masks) -> list:
 def preview_masks(studio, sid, run_dir, story, prompts, frames, window, stride, fusion, steps,
                   seed, mask_method, sam_checkpoint, candidates):
     """Generator: the mask stage alone, so the masks are checked before the expensive steps."""
-    from ..pipelines.longvideo import mask_preview
+    from ..jobs.long import LongJobConfig
 
     sid = ensure_session(studio, sid)
     try:
@@ -80,7 +66,7 @@ def preview_masks(studio, sid, run_dir, story, prompts, frames, window, stride, 
                           mask_method, studio.server_path("SAM checkpoint", sam_checkpoint),
                           candidates)
         res = None
-        for item in run_job(studio, sid, "long", mask_preview, run, cfg, cache=studio.cache):
+        for item in run_job(studio, sid, "long", LongJobConfig(str(run), cfg, masks_only=True)):
             if isinstance(item, tuple):
                 res = item[1] if item[0] == "result" else res
                 continue
@@ -96,7 +82,7 @@ def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusio
              use_masks=False, mask_method="grabcut", sam_checkpoint="", candidates=5,
              tune_steps=0):
     """Generator: (video, status, frames so far, mask gallery)."""
-    from ..pipelines.longvideo import long_video
+    from ..jobs.long import LongJobConfig
 
     sid = ensure_session(studio, sid)
     try:
@@ -105,7 +91,7 @@ def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusio
                           mask_method, studio.server_path("SAM checkpoint", sam_checkpoint),
                           candidates, tune_steps)
         res, tick = None, Ticker()
-        for item in run_job(studio, sid, "long", long_video, run, cfg, cache=studio.cache):
+        for item in run_job(studio, sid, "long", LongJobConfig(str(run), cfg)):
             if isinstance(item, tuple):
                 res = item[1] if item[0] == "result" else res
                 continue

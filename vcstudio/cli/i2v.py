@@ -1,7 +1,8 @@
-"""CLI entries of the I2V Consistency job: ``i2v``, ``i2v-tune``, ``eval-vcd``, ``bench-i2v``.
+"""CLI entries of the I2V Consistency jobs: ``i2v`` (the i2v_ab job), ``i2v-tune`` (the
+i2v_tune job), ``eval-vcd`` (the eval job's VCD) and ``bench i2v``.
 
-Each is ``add_X_args(parser)`` + ``run_X(args) -> int`` so ``vcstudio/cli.py`` wires it in two
-lines. User errors surface as :class:`~vcstudio.errors.VcsError` for cli.py to print.
+Each is ``add_X_args(parser)`` + ``run_X(args) -> int``, wired in ``vcstudio/cli/__init__.py``.
+User errors surface as :class:`~vcstudio.errors.VcsError` for the CLI to print.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 SVD_ID = "stabilityai/stable-video-diffusion-img2vid"
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -47,32 +48,28 @@ def add_i2v_args(p: argparse.ArgumentParser) -> None:
 
 
 def run_i2v(args) -> int:
-    from .io import read_image, write_mp4
-    from .models.lora import load_lora
-    from .pipelines.i2v import build_backbone, sample_i2v
-    from .pipelines.i2v_tune import ab_sample
-    from .progress import TqdmProgress
+    from ..jobs.i2v_ab import I2VABConfig
+    from .common import run_job
 
-    image = read_image(args.image)
-    bb = build_backbone(args.model, device=args.device, backbone=args.backbone)
-    kw = dict(num_frames=args.frames, height=args.height, width=args.width, steps=args.steps,
-              prompt=args.prompt)
     out = Path(args.out)
-    if args.prompt and bb.name == "stable-video-diffusion":
+    cfg = I2VABConfig(model=args.model, image=args.image, prompt=args.prompt,
+                      lora=args.lora or "", ab=bool(args.lora and args.ab),
+                      backbone=args.backbone, frames=args.frames or 0,
+                      height=args.height or 0, width=args.width or 0, steps=args.steps,
+                      seed=args.seed, fps=args.fps, name=out.name)
+    res = run_job("i2v_ab", cfg, args, out=out.parent.resolve())  # the folder of --out
+    if args.prompt and res.backbone == "stable-video-diffusion":
         print("note: Stable Video Diffusion is conditioned on the image only; the prompt is "
               "recorded but not used.", file=sys.stderr)
-    if args.lora:
-        load_lora(args.lora, bb.denoiser)
-        if args.ab:
-            base, tuned = ab_sample(bb, image, seed=args.seed, **kw)
-            write_mp4(base, out.with_name(out.stem + "_base" + out.suffix), fps=args.fps)
-            write_mp4(tuned, out, fps=args.fps)
-            print(f"wrote {out} (tuned) and {out.stem}_base{out.suffix} (base), seed {args.seed}")
-            return 0
-    frames = sample_i2v(bb, image, seed=args.seed, progress=TqdmProgress(), **kw)
-    write_mp4(frames, out, fps=args.fps)
-    print(f"wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, "
-          f"seed {args.seed})")
+    if res.base_video is not None:
+        base = res.base_video
+        rb, rt = res.scores
+        print(f"mean VCD base {float(rb.mean):.4g} -> tuned {float(rt.mean):.4g} "
+              f"({rb.encoder})", file=sys.stderr)
+        print(f"wrote {out} (tuned) and {base.name} (base), seed {args.seed}")
+        return 0
+    f = res.frames
+    print(f"wrote {out} ({f.shape[0]} frames, {f.shape[2]}x{f.shape[1]}, seed {args.seed})")
     return 0
 
 
@@ -110,79 +107,57 @@ def _collect_images(items) -> list[Path]:
     return files
 
 
-def _encoder_name(name: str) -> str:
-    if name != "auto":
-        return name
-    from .errors import ModelNotFoundError
-    from .models.vgg import find_vgg19_weights
-
-    try:
-        find_vgg19_weights()
-        return "vgg19"
-    except ModelNotFoundError:
-        print("note: VGG19 weights not found; VCD uses the offline stand-in encoder "
-              "efficientnet-lite0 (scores are labelled so).", file=sys.stderr)
-        return "efficientnet-lite0"
-
-
 def run_i2v_tune(args) -> int:
-    from .io import read_image, write_mp4
-    from .pipelines.i2v import build_backbone
-    from .pipelines.i2v_tune import I2VTuneConfig, ab_sample, tune_i2v
-    from .progress import TqdmProgress
+    from ..jobs.i2v_tune import I2VTuneJobConfig
+    from ..pipelines.i2v_tune import I2VTuneConfig
+    from .common import run_job
 
-    images = [read_image(f) for f in _collect_images(args.images)]
-    bb = build_backbone(args.model, device=args.device, backbone=args.backbone)
-    cfg = I2VTuneConfig(steps=args.steps, lora_rank=args.lora_rank, lr=args.lr,
-                        num_frames=args.frames, height=args.height, width=args.width,
-                        inference_steps=args.inference_steps, grad_steps=args.grad_steps,
-                        decode_frames=args.decode_frames, encoder=_encoder_name(args.encoder),
-                        eval_every=args.eval_every, seed=args.seed)
-    out = Path(args.out)
-    tlog = tune_i2v(bb, images, cfg, prompts=args.prompts, progress=TqdmProgress(), out=out)
-    base, tuned = ab_sample(bb, images[0], seed=args.seed, steps=cfg.inference_steps,
-                            num_frames=cfg.num_frames, height=cfg.height, width=cfg.width,
-                            prompt=args.prompts[0] if args.prompts else None)
-    write_mp4(base, out / "ab_base.mp4")
-    write_mp4(tuned, out / "ab_tuned.mp4")
+    cfg = I2VTuneJobConfig(
+        model=args.model, images=[str(f) for f in _collect_images(args.images)],
+        prompts=list(args.prompts), backbone=args.backbone,
+        tune=I2VTuneConfig(steps=args.steps, lora_rank=args.lora_rank, lr=args.lr,
+                           num_frames=args.frames, height=args.height, width=args.width,
+                           inference_steps=args.inference_steps, grad_steps=args.grad_steps,
+                           decode_frames=args.decode_frames, encoder=args.encoder,
+                           eval_every=args.eval_every, seed=args.seed))
+    res = run_job("i2v_tune", cfg, args, out=Path(args.out).resolve())
+    tlog = res.log
     first, last = tlog.probe[0], tlog.probe[-1]
     print(f"VCD probe {first['vcd']:.4g} -> {last['vcd']:.4g}, fidelity {first['fidelity']:.3f} -> "
           f"{last['fidelity']:.3f}, motion {first['motion']:.3f} -> {last['motion']:.3f} px/frame")
     for w in tlog.warnings:
         print("warning:", w, file=sys.stderr)
-    print(f"wrote {out}/lora.safetensors, tune_log.json, ab_base.mp4, ab_tuned.mp4")
+    print(f"wrote {res.out}/lora.safetensors, tune_log.json, ab_base.mp4, ab_tuned.mp4")
     return 0
 
 
 # ---------------------------------------------------------------- eval-vcd
 
 def add_eval_vcd_args(p: argparse.ArgumentParser) -> None:
+    from .common import add_json_arg
+
     p.add_argument("--video", required=True, help="video file or folder of frames")
     p.add_argument("--image", default=None, help="conditioning image (default: the first frame)")
     p.add_argument("--encoder", default="auto", help="vgg19 | efficientnet-lite0 | auto")
     p.add_argument("--size", type=int, default=224, help="frames are resized to size x size")
     p.add_argument("--device", default=None)
-    p.add_argument("--json", default=None, help="write per-frame values and the mean here")
+    add_json_arg(p, "the per-frame values and the mean")
 
 
 def run_eval_vcd(args) -> int:
-    import torch
+    from ..jobs.eval import EvalConfig
+    from .common import run_job, text_out, write_json
 
-    from .device import pick_device
-    from .io import read_image, read_video
-    from .methods.vcd import build_vcd
-
-    frames = read_video(args.video)
-    image = read_image(args.image) if args.image else None
-    m = build_vcd(_encoder_name(args.encoder), size=args.size, device=pick_device(args.device))
-    with torch.no_grad():
-        res = m(frames, image=image)
+    cfg = EvalConfig(video=str(args.video), what="vcd", image=args.image or "",
+                     encoder=args.encoder, size=args.size)
+    res = run_job("eval", cfg, args).vcd
     d = {"video": str(args.video), "image": args.image, **res.to_dict()}
-    print(f"VCD ({res.encoder}) mean {d['vcd_mean']:.4f} over frames 2..{res.n_frames}")
+    out = text_out(args)
+    print(f"VCD ({res.encoder}) mean {d['vcd_mean']:.4f} over frames 2..{res.n_frames}",
+          file=out)
     for i, v in zip(res.positions, d["vcd_per_frame"]):
-        print(f"  frame {i:3d}: {v:.4f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(d, indent=1))
+        print(f"  frame {i:3d}: {v:.4f}", file=out)
+    write_json(args.json, d)
     return 0
 
 
@@ -204,17 +179,19 @@ def add_bench_i2v_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reward-steps", type=int, default=3, help="timed steps (after 1 warm-up)")
     p.add_argument("--no-checkpointing", action="store_true")
     p.add_argument("--device", default=None)
-    p.add_argument("--json", default=None)
+    from .common import add_json_arg
+
+    add_json_arg(p, "the timings")
 
 
 def run_bench_i2v(args) -> int:
     """Seconds per VCD reward step + peak memory on a full-size architecture (random weights)."""
     import torch
 
-    from .device import peak_memory_gib, pick_device, precision_for, reset_peak
-    from .methods.vcd import VCD
-    from .models.lora import add_lora, lora_targets_for
-    from .models.vgg import VGG19Features
+    from ..device import peak_memory_gib, pick_device, precision_for, reset_peak
+    from ..methods.vcd import VCD
+    from ..models.lora import add_lora, lora_targets_for
+    from ..models.vgg import VGG19Features
 
     dev = pick_device(args.device)
     prec = precision_for(dev)
@@ -222,13 +199,13 @@ def run_bench_i2v(args) -> int:
     args.frames, args.height, args.width = (args.frames or d_frames, args.height or d_height,
                                             args.width or d_width)
     if args.backbone == "ltx":
-        from .models.ltx import full_size_ltx
-        from .pipelines.i2v_ltx import LTXBackbone
+        from ..models.ltx import full_size_ltx
+        from ..pipelines.i2v_ltx import LTXBackbone
 
         bb = LTXBackbone(full_size_ltx(device=dev, dtype=prec.frozen_dtype), precision=prec)
     else:
-        from .models.svd import full_size_svd
-        from .pipelines.i2v import SVDBackbone
+        from ..models.svd import full_size_svd
+        from ..pipelines.i2v import SVDBackbone
 
         bb = SVDBackbone(full_size_svd(args.frames, device=dev, dtype=prec.frozen_dtype),
                          precision=prec)
@@ -268,30 +245,9 @@ def run_bench_i2v(args) -> int:
            "sec_per_reward_step": float(np.mean(times)) if times else float("nan"),
            "peak_mem_gib": peak_memory_gib(dev),
            "lora_params": sum(p.numel() for p in params)}
-    print(json.dumps(res, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1))
+    from .common import write_json
+
+    if args.json != "-":
+        print(json.dumps(res, indent=1))
+    write_json(args.json, res)
     return 0
-
-
-def main(argv=None) -> int:  # stand-alone use until cli.py wires these in
-    ap = argparse.ArgumentParser(prog="vcstudio-i2v")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    for name, add, run in (("i2v", add_i2v_args, run_i2v), ("i2v-tune", add_i2v_tune_args, run_i2v_tune),
-                           ("eval-vcd", add_eval_vcd_args, run_eval_vcd),
-                           ("bench-i2v", add_bench_i2v_args, run_bench_i2v)):
-        sp = sub.add_parser(name)
-        add(sp)
-        sp.set_defaults(run=run)
-    args = ap.parse_args(argv)
-    from .errors import VcsError
-
-    try:
-        return args.run(args)
-    except VcsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

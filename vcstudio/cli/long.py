@@ -23,12 +23,17 @@ from pathlib import Path
 
 import yaml
 
-from .errors import InputError
-from .pipelines.windows import FUSIONS, PROMPT_MODES, format_table, layout_table, make_layout
-from .scene.parser import story_segments
-from .scene.segments import Segment, check_segments, even_segments
+from ..errors import InputError
+from ..pipelines.windows import FUSIONS, PROMPT_MODES, format_table, layout_table, make_layout
+from ..scene.parser import story_segments
+from ..scene.segments import Segment, check_segments, even_segments
 
 DEFAULT_FRAMES = 120
+
+
+def add(sub) -> None:
+    add_long_args(sub.add_parser(
+        "long", help="long video from a tuned run: a prompt per segment, temporal co-denoising"))
 
 
 def add_long_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -183,8 +188,8 @@ def describe_timeline(args: argparse.Namespace, segments: list[Segment]) -> str:
 
 def long_config_from_args(args: argparse.Namespace, segments: list[Segment]):
     """The LongConfig of parsed ``vcstudio long`` arguments (timeline already parsed)."""
-    from .config import LongConfig, MaskConfig
-    from .pipelines.refine import parse_scales
+    from ..config import LongConfig, MaskConfig
+    from ..pipelines.refine import parse_scales
 
     lambdas = parse_pair_list(args.lambdas, 3, "--lambdas")
     mask = MaskConfig(method=args.mask_method, fallback=args.sam_fallback,
@@ -204,25 +209,29 @@ def long_config_from_args(args: argparse.Namespace, segments: list[Segment]):
         out=args.out or "")
 
 
-def run_long(args: argparse.Namespace) -> int:
-    """``vcstudio long``: print the timeline and window table, generate, print the mp4 path
-    LAST (progress bars and the summary go to stderr)."""
+def run(args: argparse.Namespace) -> int:
+    """``vcstudio long``: print the timeline and window table, generate (the long job), print
+    the mp4 path LAST (progress bars and the summary go to stderr)."""
     import sys
 
-    import torch
+    from ..config import Limits
+    from ..jobs import REGISTRY
+    from ..jobs.long import LongJobConfig
+    from .common import run_job
 
-    from .pipelines.longvideo import long_video
-    from .progress import TqdmProgress
+    from ..jobs import validate as v
 
+    if args.frames is not None:  # before the timeline is laid out frame by frame
+        v.whole("long.frames (--frames)", args.frames, 1, Limits().max_long_frames)
     segments = parse_timeline(args)
+    cfg = LongJobConfig(run=args.run, long=long_config_from_args(args, segments))
+    REGISTRY["long"].validate(cfg, Limits())  # before the table: --frames 100000000 is an error
     print(describe_timeline(args, segments), flush=True)
     if args.show_timeline:
         return 0
-    cfg = long_config_from_args(args, segments)
-    res = long_video(args.run, cfg, device=torch.device(args.device) if args.device else None,
-                     progress=TqdmProgress())
+    res = run_job("long", cfg, args)
     f, h, w = res.frames.shape[:3]
-    if cfg.masks:
+    if cfg.long.masks:
         print(f"masks: {res.mask_method}; fused clip and masks in {res.mp4.stem}-masks/"
               + (f"; combined-tuned run {res.combined_run}" if res.combined_run else ""),
               file=sys.stderr)
@@ -255,7 +264,7 @@ def add_bench_long_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run_bench_long(args: argparse.Namespace) -> int:
     import torch
 
-    from .pipelines.bench import bench_long, print_table
+    from ..pipelines.bench import bench_long, print_table
 
     try:
         lengths = [int(v) for v in str(args.frames).split(",") if v.strip()]

@@ -1,0 +1,75 @@
+"""The same jobs headless: tune, edit, long, compare, sweep, i2v, eval, push, runs, resume,
+bench (one module per command).
+
+Every job command runs its job in this process through ``Studio.run`` (the job registry, the
+run store: a CLI run is listed by ``vcstudio runs`` beside the app's and the API's). Progress
+bars go to stderr; the path a job wrote is the LAST line of stdout, so scripts can chain
+``run=$(vcstudio tune ... | tail -n1)``. User errors print one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+from ..errors import VcsError
+
+# command -> module (each has add(subparsers) and run(args) -> int); i2v's three commands share
+# one module
+COMMANDS = ("tune", "edit", "long", "compare", "sweep", "eval", "push", "runs", "resume", "i2v",
+            "toyworld", "bench", "app")
+_I2V = {"i2v": "run_i2v", "i2v-tune": "run_i2v_tune", "eval-vcd": "run_eval_vcd"}
+
+
+def tune_config_from_args(a):
+    """The TuneConfig the tune flags describe (see cli/tune.py)."""
+    from .tune import tune_config_from_args as f
+
+    return f(a)
+
+
+def _module(name: str):
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def _add_i2v(sub) -> None:
+    from . import i2v
+
+    i2v.add_i2v_args(sub.add_parser("i2v", help="image-to-video generation (SVD or LTX-Video)"))
+    i2v.add_i2v_tune_args(sub.add_parser("i2v-tune", help="VCD reward LoRA tuning"))
+    i2v.add_eval_vcd_args(sub.add_parser("eval-vcd", help="Video Consistency Distance"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vcstudio", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        if name == "i2v":
+            _add_i2v(sub)
+        else:
+            _module(name).add(sub)
+    return parser
+
+
+def _handler(command: str):
+    if command in _I2V:
+        return getattr(_module("i2v"), _I2V[command])
+    return _module(command).run
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return _handler(a.command)(a)
+    except VcsError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""``vcstudio bench tune|sample|all|metrics|long|i2v``: full-size architectures with random
+weights (speed does not depend on values); prints a table. Benchmarks are commands, not jobs:
+nothing is recorded in the run store."""
+from __future__ import annotations
+
+import dataclasses
+
+from .common import add_temporal_args, temporal_overrides
+
+
+def _bench_common(p) -> None:
+    p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--steps", type=int, default=None, help="timed steps")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps (compilation happens here)")
+    p.add_argument("--method", default="baseline",
+                   help="baseline, dct, apla, apla+dct (comma-separated)")
+    p.add_argument("--arch", default="sd15", choices=["sd15", "tiny"])
+    p.add_argument("--no-checkpointing", action="store_true")
+    p.add_argument("--compile", default="auto", choices=["auto", "yes", "no"])
+    p.add_argument("--vgt", choices=["pure", "hyper", "none"], help="APLA's VGT variant")
+    p.add_argument("--vgt-preset", choices=["small", "paper"], help="APLA's VGT size")
+    p.add_argument("--dct-frames", type=int, default=None,
+                   help="DCT: frames decoded per step (default: the config's)")
+    p.add_argument("--dct-size", type=int, default=None,
+                   help="DCT: short side the predicted frames are decoded at (0 = full)")
+    p.add_argument("--dct-stepwise", action="store_true",
+                   help="DCT: keep the warm-up / t < t_max schedule (default: the consistency "
+                        "terms run on every step, the worst case)")
+    add_temporal_args(p)
+    p.add_argument("--device")
+
+
+def _bench_overrides(a) -> dict:
+    from ..config import APLAConfig
+
+    over = {"compile": a.compile, **temporal_overrides(a)}
+    if a.vgt or a.vgt_preset:
+        d = APLAConfig()
+        over["apla"] = dataclasses.replace(d, vgt=a.vgt or d.vgt,
+                                           vgt_preset=a.vgt_preset or d.vgt_preset)
+    return over
+
+
+def add(sub) -> None:
+    from ..metrics.cli import add_bench_metrics_args
+
+    p = sub.add_parser("bench", help="benchmarks on full-size architectures (random weights)")
+    bs = p.add_subparsers(dest="what", required=True)
+    for name, helptext in (("tune", "seconds per tuning step and peak memory"),
+                           ("sample", "50-step CFG sampling incl. VAE decode"),
+                           ("all", "tune and sample")):
+        _bench_common(bs.add_parser(name, help=helptext))
+    add_bench_metrics_args(bs.add_parser("metrics", help="frames/s per metric"))
+    for name, (adder, _runner) in BENCH_EXTRA.items():
+        adder(bs.add_parser(name))
+
+
+def _bench_i2v_add(p) -> None:
+    from .i2v import add_bench_i2v_args
+
+    add_bench_i2v_args(p)
+
+
+def _bench_i2v_run(a) -> int:
+    from .i2v import run_bench_i2v
+
+    return run_bench_i2v(a)
+
+
+def _bench_long_add(p) -> None:
+    from .long import add_bench_long_args
+
+    add_bench_long_args(p)
+
+
+def _bench_long_run(a) -> int:
+    from .long import run_bench_long
+
+    return run_bench_long(a)
+
+
+# other layers' benchmarks: name -> (add_args, run)
+BENCH_EXTRA: dict = {"i2v": (_bench_i2v_add, _bench_i2v_run),
+                     "long": (_bench_long_add, _bench_long_run)}
+
+
+def run(a) -> int:
+    import torch
+
+    from ..pipelines.bench import ANCHOR, bench_sample, bench_tune, print_table
+
+    if a.what == "metrics":
+        from ..metrics.cli import run_bench_metrics
+
+        return run_bench_metrics(a)
+    if a.what in BENCH_EXTRA:
+        return BENCH_EXTRA[a.what][1](a)
+    device = torch.device(a.device) if a.device else None
+    rows = []
+    for m in a.method.split(","):
+        if a.what in ("tune", "all"):
+            rows.append(bench_tune(a.frames, a.size, a.steps or 5, a.warmup, m, a.arch,
+                                   not a.no_checkpointing, device,
+                                   cfg_overrides=_bench_overrides(a),
+                                   dct=dict(frames_per_step=a.dct_frames,
+                                            decode_size=a.dct_size,
+                                            every_step=not a.dct_stepwise)))
+        if a.what in ("sample", "all"):
+            rows.append(bench_sample(a.frames, a.size, a.steps or 50, arch=a.arch, device=device,
+                                     method=m, compile=a.compile,
+                                     cfg_overrides=_bench_overrides(a)))
+    print(print_table(rows))
+    print(f"anchor (Tune-A-Video, H100, 24x512x512): {ANCHOR['tune_s_per_step']} s/train step, "
+          f"peak {ANCHOR['tune_peak_gib']} GiB; {ANCHOR['sample_s_per_call']} s/CFG call, "
+          f"{ANCHOR['sample_50_s']} s for 50 steps")
+    return 0

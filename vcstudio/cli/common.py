@@ -1,0 +1,97 @@
+"""What every command shares: the Studio it runs jobs on (the job registry, the run store of
+``--data`` / ``$VCSTUDIO_DATA``), running a job with tqdm progress, and the ``--json [PATH]``
+convention (JSON to PATH, or to stdout without one; the human-readable lines then go to
+stderr so stdout stays parseable)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import VcsError
+
+
+def add_json_arg(p, what: str = "the results") -> None:
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                   help=f"write {what} as JSON to PATH (stdout without one)")
+
+
+def add_temporal_args(p) -> None:
+    """--temporal/--motion-adapter (tune and bench): the two temporal-layer routes."""
+    p.add_argument("--temporal", choices=["vcstudio", "animatediff"],
+                   help="temporal layers: vcstudio's zero-init temporal attention (default) or "
+                   "AnimateDiff's motion modules (diffusers' UNetMotionModel)")
+    p.add_argument("--motion-adapter", metavar="ID_OR_FOLDER",
+                   help="with --temporal animatediff: a diffusers MotionAdapter (hub id or "
+                   "folder) to start from; default: fresh motion modules")
+
+
+def temporal_overrides(a) -> dict:
+    return {k: v for k, v in (("temporal", a.temporal), ("motion_adapter", a.motion_adapter))
+            if v is not None}
+
+
+def text_out(args):
+    """Where human-readable lines go: stderr when --json writes to stdout."""
+    return sys.stderr if getattr(args, "json", None) == "-" else sys.stdout
+
+
+def write_json(dest: Optional[str], obj: Any) -> None:
+    """``--json`` output: to stdout for "-", else atomically to the file."""
+    if dest is None:
+        return
+    text = json.dumps(obj, indent=1, default=str)
+    if dest == "-":
+        print(text)
+        return
+    from ..io.atomic import atomic_path
+
+    path = Path(dest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def make_studio(args=None):
+    """The CLI's Studio: the job registry, the data folder's store, desktop limits (the CLI's
+    user owns the machine: the Space tiers are the app's), the given device."""
+    from ..config import Limits
+    from ..jobs import studio
+
+    return studio(getattr(args, "data", None), limits=Limits(),
+                  device=getattr(args, "device", None) or None)
+
+
+def run_job(name: str, cfg: Any, args=None, *, out=None, resume_of: Optional[str] = None,
+            studio=None):
+    """Run job ``name`` in this process through ``Studio.run`` (same recording as the app),
+    with tqdm bars on stderr; returns its result."""
+    from ..progress import TqdmProgress
+
+    own = studio is None
+    studio = studio or make_studio(args)
+    bar = TqdmProgress(stream=sys.stderr)
+    try:
+        return studio.run(name, cfg, progress=bar, out=out, resume_of=resume_of,
+                          device=getattr(args, "device", None) or None)
+    finally:
+        bar.close()
+        if own:
+            studio.close()
+
+
+def notice_if_embedded(model: Optional[str]) -> None:
+    from ..models.loading import EMBEDDED_NOTICE
+
+    if is_embedded(model):
+        print(EMBEDDED_NOTICE, file=sys.stderr)
+
+
+def is_embedded(model: Optional[str]) -> bool:
+    from ..models.loading import resolve_model
+
+    try:
+        return resolve_model(model)[1]
+    except VcsError:
+        return False

@@ -1,0 +1,68 @@
+"""``vcstudio compare``: what the Compare tab does, headless (the compare job): tune each
+variant, edit with the same seed, score; one side-by-side video, the metrics table (best per
+column starred), ``compare.csv`` (one row per variant) and ``compare.json``; the output folder
+is printed last."""
+from __future__ import annotations
+
+import sys
+
+
+def _list(text: str | None, cast=str) -> list:
+    from ..errors import InputError
+
+    if text is None:
+        return []
+    try:
+        return [cast(t.strip()) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        raise InputError(f"Expected a comma-separated list, got {text!r}.") from None
+
+
+def add(sub) -> None:
+    from ..methods.registry import presets
+
+    p = sub.add_parser("compare", help="methods / presets / CLWS / seeds side by side")
+    p.add_argument("--video", required=True, help="the clip")
+    p.add_argument("--prompt", required=True, help="what the clip shows")
+    p.add_argument("--edit-prompt", required=True, help="what every variant's edit shows")
+    p.add_argument("--methods", default="baseline,dct",
+                   help="comma-separated method names or presets: " + ", ".join(presets()))
+    p.add_argument("--model", default="", help="hub id, folder or .safetensors (default: "
+                   "embedded)")
+    p.add_argument("--clws", default=None, help="CLWS weightings for the DCT variants, "
+                   "comma-separated (mul-fourier,gaussian,...)")
+    p.add_argument("--seeds", default="33", help="comma-separated seeds (each variant x each)")
+    p.add_argument("--frames", type=int, default=None, help="tuning frames (default 8)")
+    p.add_argument("--stride", type=int, default=1)
+    p.add_argument("--size", type=int, default=0, help="square size (0 = the model's native)")
+    p.add_argument("--steps", type=int, default=300, help="tuning steps")
+    p.add_argument("--lr", type=float, default=3e-5)
+    p.add_argument("--edit-steps", type=int, default=50, help="sampling steps")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="default 12.5 (5 with the embedded demo model)")
+    p.add_argument("--metrics", default=None, help="comma-separated (default: the Compare "
+                   "tab's)")
+    p.add_argument("--out", default=None, help="output folder (default: under the data folder)")
+    p.add_argument("--device")
+
+
+def run(a) -> int:
+    from ..jobs.compare import COMPARE_METRICS, CompareConfig, format_table
+    from .common import is_embedded, notice_if_embedded, run_job
+
+    notice_if_embedded(a.model or None)
+    small = is_embedded(a.model or None)
+    cfg = CompareConfig(
+        video=a.video, prompt=a.prompt, edit_prompt=a.edit_prompt, variants=_list(a.methods),
+        clws=_list(a.clws), seeds=_list(a.seeds, int), model=a.model,
+        frames=a.frames if a.frames is not None else 8, stride=a.stride, size=a.size,
+        steps=a.steps, lr=a.lr, edit_steps=a.edit_steps,
+        guidance=a.guidance if a.guidance is not None else (5.0 if small else 12.5),
+        metrics=_list(a.metrics) or list(COMPARE_METRICS))
+    res = run_job("compare", cfg, a, out=a.out)
+    print(format_table(res.table))
+    for name, msg in res.failed:
+        print(f"failed: {name}: {msg}", file=sys.stderr)
+    print(f"wrote {res.montage.name}, {res.csv.name}, {res.json.name}", file=sys.stderr)
+    print(res.out_dir)
+    return 1 if res.failed else 0

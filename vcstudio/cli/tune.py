@@ -1,0 +1,167 @@
+"""``vcstudio tune``: one-shot tune on a clip (the tune job, run in this process and recorded
+in the run store); prints the run folder last. Ctrl-C stops it cleanly at the next step (its
+checkpoint is a usable delta; ``vcstudio resume JOB_ID`` continues it)."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from .common import add_temporal_args, temporal_overrides
+
+
+def add(sub) -> None:
+    from ..methods.registry import method_names
+
+    p = sub.add_parser("tune", help="one-shot tune a text-to-image model on a clip")
+    p.add_argument("--video", help="clip: mp4/webm/mov/avi/gif or a folder of frames")
+    p.add_argument("--prompt", help="what the clip shows, e.g. 'a man is skiing'")
+    p.add_argument("--model", help="hub id, diffusers folder or .safetensors (default: embedded)")
+    p.add_argument("--config", help="our YAML or a Tune-A-Video YAML config")
+    p.add_argument("--frames", type=int)
+    p.add_argument("--stride", type=int)
+    p.add_argument("--start", type=int)
+    p.add_argument("--size", type=int, help="square size (default: the model's native size)")
+    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--resize", choices=["crop", "pad"])
+    p.add_argument("--crop", choices=["center", "top", "bottom", "left", "right"],
+                   help="the part of the frame kept (crop), or where it sits (pad)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--method", choices=method_names(),
+                   help="fgbg = combined tuning (eq. 20) on --fg-masks, usually with --init-from "
+                   "a tuned run; its defaults are the paper's lr 2e-6 and 250 steps")
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--inversion-steps", type=int,
+                   help="DDIM inversion steps after tuning (default 50; edits at another "
+                   "step count invert again)")
+    p.add_argument("--no-checkpointing", action="store_true", help="no gradient checkpointing")
+    add_temporal_args(p)
+    # DCT switches (seed 000, Table 3 / Table 2)
+    p.add_argument("--no-adapter", action="store_true")
+    p.add_argument("--no-semantic", action="store_true")
+    p.add_argument("--no-texture", action="store_true")
+    p.add_argument("--clws", choices=["mul-fourier", "fourier", "exponential", "gaussian",
+                                      "linear", "constant"])
+    # APLA switches (seed 003, Table 3)
+    p.add_argument("--vgt", choices=["pure", "hyper", "none"])
+    p.add_argument("--no-discriminator", action="store_true")
+    p.add_argument("--no-hyper-loss", action="store_true")
+    p.add_argument("--vgt-preset", choices=["small", "paper"],
+                   help="VGT size: paper = D 768, 4+4 layers (60.5M Pure, 97.1M Hyper)")
+    # combined tuning (seed 001, eq. 20)
+    p.add_argument("--fg-masks", metavar="FILE|DIR",
+                   help="foreground masks of the clip's frames: .npy/.npz (frames, H, W) or a "
+                   "folder of one PNG per frame (method fgbg)")
+    p.add_argument("--lambdas", metavar="L1,L2,L3", help="weights of L, L_fg, L_bg (eq. 20)")
+    p.add_argument("--init-from", metavar="RUN", help="start from this run's tuned tensors")
+    p.add_argument("--out", help="run folder (default: a new folder under the data folder)")
+    p.add_argument("--device")
+
+
+def _given(*values):
+    """The first value that was given (None = not given; 0 and negatives are given)."""
+    for v in values:
+        if v is not None:
+            return v
+    return None
+
+
+def _fgbg_args(cfg, a):
+    """--method fgbg: masks, lambdas, the run's own method kept underneath, paper defaults."""
+    from ..methods.registry import paper_defaults, underlying
+    from .long import parse_pair_list
+
+    fg = cfg.fgbg
+    if a.fg_masks:
+        fg = dataclasses.replace(fg, masks=a.fg_masks)
+    lam = parse_pair_list(getattr(a, "lambdas", None), 3, "--lambdas")
+    if lam:
+        fg = dataclasses.replace(fg, l1=lam[0], l2=lam[1], l3=lam[2])
+    upd = {"fgbg": fg}
+    if getattr(a, "init_from", None):
+        upd["init_from"] = a.init_from
+    if not a.config:  # the method's paper defaults for what the user left unset
+        for k, v in paper_defaults(cfg.method).items():
+            if getattr(a, k, None) is None:
+                upd[k] = v
+    cfg = dataclasses.replace(cfg, **upd)
+    if upd.get("init_from") and cfg.method != underlying(cfg) and fg.base_method == "baseline":
+        from ..pipelines.runs import open_run
+
+        src = open_run(upd["init_from"]).config()  # keep the tuned run's own method under it
+        cfg = dataclasses.replace(cfg, fgbg=dataclasses.replace(fg,
+                                                                base_method=underlying(src)))
+    return cfg
+
+
+def tune_config_from_args(a):
+    """The TuneConfig the tune flags describe (over --config when given). Values are taken as
+    given: out-of-range ones are the tune job's errors, not replaced by defaults."""
+    from ..config import DataConfig, TuneConfig, load_tune_config
+    from .common import is_embedded
+
+    cfg = load_tune_config(a.config) if a.config else TuneConfig(data=DataConfig(width=0, height=0))
+    d = cfg.data
+    small = not a.config and is_embedded(a.model)
+    # defaults: Tune-A-Video's 24 frames / stride 2 (from --config: its own); 8 / 1 for the demo
+    frames_default = d.n_frames if a.config else (8 if small else 24)
+    stride_default = d.stride if a.config else (1 if small else 2)
+    d = dataclasses.replace(
+        d, video_path=a.video or d.video_path, prompt=_given(a.prompt, d.prompt),
+        n_frames=_given(a.frames, frames_default), stride=_given(a.stride, stride_default),
+        start=_given(a.start, d.start), width=_given(a.width, a.size, d.width),
+        height=_given(a.height, a.size, d.height), resize=a.resize or d.resize,
+        crop=a.crop or d.crop)
+    upd = {k: v for k, v in dict(model=a.model, steps=a.steps, lr=a.lr, seed=a.seed,
+                                 method=a.method, checkpoint_every=a.checkpoint_every,
+                                 inversion_steps=a.inversion_steps).items()
+           if v is not None}
+    upd.update(temporal_overrides(a))
+    cfg = dataclasses.replace(cfg, data=d, **upd)
+    if a.no_checkpointing:
+        cfg = dataclasses.replace(cfg, gradient_checkpointing=False)
+    dct = dataclasses.replace(cfg.dct, adapter=not a.no_adapter and cfg.dct.adapter,
+                              semantic=not a.no_semantic and cfg.dct.semantic,
+                              texture=not a.no_texture and cfg.dct.texture,
+                              clws=a.clws or cfg.dct.clws)
+    apla = dataclasses.replace(cfg.apla, vgt=a.vgt or cfg.apla.vgt,
+                               discriminator=not a.no_discriminator and cfg.apla.discriminator,
+                               hyper_loss=not a.no_hyper_loss and cfg.apla.hyper_loss,
+                               vgt_preset=a.vgt_preset or cfg.apla.vgt_preset)
+    return _fgbg_args(dataclasses.replace(cfg, dct=dct, apla=apla), a)
+
+
+def report(res, out=None) -> int:
+    """The tune outcome on stderr, the run folder LAST on stdout; 130 when it was stopped."""
+    out = out or sys.stderr
+    if res.stopped:
+        print(res.message, file=out)
+    else:
+        last = res.losses[-1] if res.losses else {}
+        print(f"tuned {res.steps} steps in {res.seconds:.1f} s; final loss "
+              f"{last.get('loss', float('nan')):.4f}", file=out)
+    print_method_summary(res.run_dir)
+    print(res.run_dir)
+    return 130 if res.stopped else 0
+
+
+def print_method_summary(run_dir) -> None:
+    """The method's module sizes (e.g. APLA's VGT parameter count) from meta.json."""
+    from ..pipelines.runs import RunFolder
+
+    info = RunFolder(run_dir).meta().get("method_summary") or {}
+    counts = [f"{k[:-len('_params')]} {v:,}" for k, v in info.items() if k.endswith("_params")]
+    if counts:
+        print("parameters: " + ", ".join(counts), file=sys.stderr)
+
+
+def run(a) -> int:
+    from .common import notice_if_embedded, run_job
+
+    cfg = tune_config_from_args(a)
+    notice_if_embedded(cfg.model or None)
+    return report(run_job("tune", cfg, a, out=a.out))
+
+

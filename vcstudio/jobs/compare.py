@@ -1,0 +1,231 @@
+"""The compare job: several methods / presets / CLWS weightings / seeds on the same clip, prompt
+and seed, each tuned, edited with the same seed and scored; one side-by-side video, a metrics
+table with the best per column, ``compare.csv`` (one row per variant) and ``compare.json``.
+
+Config: :class:`CompareConfig`. A variant is a method name or a method preset (methods: the
+Table 2/3 ablations, by id or label); ``clws`` multiplies the variants that read DCT's settings
+by those weightings, ``seeds`` multiplies every variant. Each variant records a ``tune`` run and
+a ``compare`` run (its scored edit: the Compare tab re-opens it as a past run). A variant that
+fails is named in the result and the others go on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..config import DataConfig, EditConfig, Limits, TuneConfig
+from ..errors import CancelledError, InputError, VcsError
+from . import validate as v
+
+COMPARE_METRICS = ("clip_text", "consistency_adjacent", "warp_error", "fci", "flicker", "psnr",
+                   "vcd")
+
+
+@dataclass
+class CompareConfig:
+    video: str = ""
+    prompt: str = ""  # what the clip shows
+    edit_prompt: str = ""  # what every variant's edit should show
+    variants: list[str] = field(default_factory=lambda: ["baseline", "dct"])
+    clws: list[str] = field(default_factory=list)  # DCT variants x these weightings
+    seeds: list[int] = field(default_factory=lambda: [33])
+    model: str = ""
+    frames: int = 8
+    stride: int = 1
+    size: int = 0  # 0 = the model's native size
+    steps: int = 300  # tuning steps
+    lr: float = 3e-5
+    edit_steps: int = 50  # sampling steps
+    guidance: float = 12.5
+    metrics: list[str] = field(default_factory=lambda: list(COMPARE_METRICS))
+    past: list[str] = field(default_factory=list)  # finished compare runs to add to the table
+
+
+@dataclass
+class Variant:
+    label: str
+    tune: TuneConfig
+    edit: EditConfig
+
+
+@dataclass
+class CompareOutcome:
+    out_dir: Path
+    montage: Path
+    csv: Path
+    json: Path
+    entries: list[dict]  # {"name", "run_id", "frames", "scores"} per variant / past run
+    table: list[list]  # best_table(entries)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (variant, message)
+    run_id: Optional[str] = None
+
+
+def variants(cfg: CompareConfig) -> list[Variant]:
+    """The variants ``cfg`` names, in order: presets x CLWS (where DCT is read) x seeds."""
+    from ..methods.registry import apply_changes, find_preset, reads
+
+    out = []
+    for key in cfg.variants:
+        preset = find_preset(key)
+        for seed in cfg.seeds:
+            base = TuneConfig(
+                model=cfg.model, data=DataConfig(video_path=cfg.video, prompt=cfg.prompt,
+                                                 n_frames=cfg.frames, stride=cfg.stride,
+                                                 width=cfg.size, height=cfg.size),
+                steps=cfg.steps, lr=cfg.lr, seed=int(seed), checkpoint_every=0,
+                preview_every=0)
+            tc = apply_changes(base, preset.changes)
+            weightings = cfg.clws if cfg.clws and reads(tc, "dct") else [None]
+            for c in weightings:
+                t = dataclasses.replace(tc, dct=dataclasses.replace(tc.dct, clws=c)) if c else tc
+                label = preset.label + (f", CLWS {c}" if c else "") + (
+                    f", seed {seed}" if len(cfg.seeds) > 1 else "")
+                out.append(Variant(label, t, EditConfig(prompt=cfg.edit_prompt,
+                                                        steps=cfg.edit_steps,
+                                                        guidance=cfg.guidance, seed=int(seed))))
+    return out
+
+
+def validate(cfg: CompareConfig, limits: Limits) -> None:
+    from .tune import validate as validate_tune
+
+    if not cfg.variants and not cfg.past:
+        raise InputError("Pick at least one method (or a past run) to compare.")
+    if cfg.variants:
+        v.text("edit_prompt (--edit-prompt)", cfg.edit_prompt,
+               "describe what every variant's edit should show")
+        if not cfg.seeds:
+            raise InputError("seeds (--seeds) is empty: give at least one seed.")
+        v.whole("edit_steps (--edit-steps)", cfg.edit_steps, 1, 1000)
+        v.number("guidance (--guidance)", cfg.guidance, 0, 50)
+        for var in variants(cfg):
+            validate_tune(var.tune, limits)
+
+
+def load_entry(store, run_id: str, owner: Optional[str] = None) -> dict:
+    """A finished compare run from the store: its label, edit frames and scores (the same
+    record for runs made now and runs from past sessions). ``owner``: a public studio's
+    visitor may load only their own session's runs."""
+    import json
+
+    from ..io import read_video
+
+    run = store.run(run_id)
+    if owner is not None and run.config.get("session") != owner:
+        raise InputError("That run belongs to another visitor; pick one of yours.")
+    arts = dict(store.artifacts(run_id))
+    if "mp4" not in arts or "json" not in arts:
+        raise InputError(f"Run {run.label or run_id} has no saved edit to compare.")
+    scores = json.loads(store.artifact_abspath(arts["json"]).read_text())["metrics"]
+    frames = read_video(store.artifact_abspath(arts["mp4"]))
+    return {"name": run.label or run.id, "run_id": run.id, "frames": frames, "scores": scores}
+
+
+def best_table(entries: list[dict], metrics: Optional[list[str]] = None) -> list[list]:
+    """Rows per entry over the metrics any of them has; the best value in each column is
+    starred (direction from each metric's own higher_is_better)."""
+    def ok(e, m):
+        s = e["scores"].get(m)
+        return s is not None and not s.get("skipped") and s.get("value") is not None
+
+    names = metrics or list(dict.fromkeys(
+        [*COMPARE_METRICS, *(m for e in entries for m in e["scores"])]))
+    names = [m for m in names if any(ok(e, m) for e in entries)]
+    best = {}
+    for m in names:
+        vals = [(e["scores"][m]["value"], i) for i, e in enumerate(entries) if ok(e, m)]
+        hib = next(e["scores"][m].get("higher_is_better") for e in entries if ok(e, m))
+        if len(vals) > 1 and hib is not None:
+            best[m] = (max if hib else min)(vals)[1]
+    rows = []
+    for i, e in enumerate(entries):
+        row = [e["name"]]
+        for m in names:
+            cell = f"{e['scores'][m]['value']:.4g}" if ok(e, m) else "–"
+            row.append(("★ " + cell) if best.get(m) == i else cell)
+        rows.append(row)
+    return [["method"] + names] + rows
+
+
+def format_table(rows: list[list]) -> str:
+    """The metrics table as aligned text (the CLI prints it)."""
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows)
+
+
+def write_montage(entries: list[dict], path: Path) -> Path:
+    from ..io import write_mp4
+    from ..io.montage import side_by_side
+
+    shown = [e for e in entries if e.get("frames") is not None]
+    return write_mp4(side_by_side([e["frames"] for e in shown], [e["name"] for e in shown]),
+                     path)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "variant"
+
+
+def run_variant(var: Variant, ctx, folder: Path, metrics, session: Optional[str]) -> str:
+    """Tune, edit with the same seed, score; record the variant's compare run -> its id."""
+    from ..io import read_video
+    from ..pipelines.runs import write_json
+    from .edit import EditJobConfig, run_edit
+    from .scoring import score, scores_json
+    from .tune import run_tune
+
+    tuned = run_tune(var.tune, ctx, run_dir=folder, label=var.label)
+    if tuned.stopped:
+        ctx.cancel.check()
+    edited = run_edit(EditJobConfig(run=str(folder), edit=var.edit), ctx,
+                      parent=tuned.run_id)
+    config = {"tune": dataclasses.asdict(var.tune), "edit": dataclasses.asdict(var.edit),
+              "variant": var.label, "method": var.tune.method, "session": session}
+    rid = ctx.open_run("compare", folder, config, seed=var.tune.seed, label=var.label,
+                       parent=tuned.run_id)
+    source = read_video(folder / "source.mp4")
+    results = score(edited.frames, ctx, rid, metrics, prompt=var.edit.prompt, source=source)
+    ctx.add_artifact(rid, "mp4", edited.mp4)
+    js = write_json(folder / "scores.json", scores_json(results, prompt=var.edit.prompt,
+                                                        label=var.label))
+    ctx.add_artifact(rid, "json", js)
+    ctx.finish_run(rid)
+    return rid
+
+
+def run(cfg: CompareConfig, ctx) -> CompareOutcome:
+    from ..progress import Event
+
+    owner = ctx.session_id if ctx.public else None
+    entries = [load_entry(ctx.store, rid, owner) for rid in cfg.past]
+    out = ctx.run_folder("compare")
+    out.mkdir(parents=True, exist_ok=True)
+    vs = variants(cfg)
+    failed: list[tuple[str, str]] = []
+    montage = out / "compare.mp4"
+    for i, var in enumerate(vs):
+        ctx(Event(i, len(vs), f"variant {i + 1}/{len(vs)}: {var.label}", stage="compare"))
+        try:
+            rid = run_variant(var, ctx, out / f"{i + 1:02d}-{_slug(var.label)}", cfg.metrics,
+                              ctx.session_id)
+        except CancelledError:
+            raise
+        except VcsError as e:  # one failing variant does not sink the comparison
+            failed.append((var.label, str(e)))
+            continue
+        entries.append(load_entry(ctx.store, rid))
+        write_montage(entries, montage)
+        ctx(Event(i + 1, len(vs), f"{var.label} done", stage="compare",
+                  outputs={"montage": str(montage)}))
+    if not entries:
+        raise InputError("No variant finished: " + "; ".join(f"{n}: {m}" for n, m in failed))
+    write_montage(entries, montage)
+    ids = [e["run_id"] for e in entries]
+    csv_path, json_path = out / "compare.csv", out / "compare.json"
+    ctx.store.export_csv(ids, csv_path)
+    ctx.store.export_json(ids, json_path)
+    return CompareOutcome(out, montage, csv_path, json_path, entries, best_table(entries),
+                          failed)

@@ -1,0 +1,113 @@
+"""The eval job: score a video, with the metrics registry (``vcstudio eval``) or with VCD
+against a conditioning image (``vcstudio eval-vcd``, the I2V tab's Score VCD).
+
+Config: :class:`EvalConfig`. Records an ``eval`` run whose folder holds ``scores.json``, with
+the per-frame and per-video values in the store.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..config import Limits
+from . import validate as v
+
+
+@dataclass
+class EvalConfig:
+    video: str = ""
+    what: str = "metrics"  # metrics (the registry) | vcd (seed 002's Video Consistency Distance)
+    prompt: str = ""  # enables clip_text
+    source: str = ""  # the edit's source video: enables psnr, ssim, lpips
+    image: str = ""  # conditioning image: i2v_*, vcd (default for VCD: the first frame)
+    metrics: list[str] = field(default_factory=list)  # [] = every metric the inputs allow
+    clip: str = ""
+    dino: str = ""
+    flow_method: str = "dis"
+    warp_flow: str = "generated"
+    lpips_weights: str = ""
+    lpips_alexnet: str = ""
+    encoder: str = "auto"  # VCD: vgg19 | efficientnet-lite0 | auto (VGG19 if its weights exist)
+    size: int = 224  # VCD: frames resized to size x size
+
+
+@dataclass
+class EvalOutcome:
+    run_id: str
+    frames_shape: tuple
+    results: dict = field(default_factory=dict)  # name -> MetricResult (what = metrics)
+    vcd: Optional[object] = None  # VCDResult (what = vcd)
+    encoder: str = ""
+
+
+def validate(cfg: EvalConfig, limits: Limits) -> None:
+    v.text("video", cfg.video, "give the video file or folder of frames to score")
+    v.choice("what", cfg.what, ("metrics", "vcd"))
+    v.whole("size (--size)", cfg.size, 16, 1024)
+    v.choice("flow_method (--flow)", cfg.flow_method, ("dis", "farneback"))
+
+
+def vcd_encoder(name: str = "auto", cache=None, device="cpu"):
+    """(name, encoder) for VCD: VGG19 as the paper, else (auto, offline) the pretrained
+    EfficientNet-Lite0 shipped in its wheel, said so on stderr."""
+    from ..errors import ModelNotFoundError
+    from ..models.cache import default_cache
+    from ..models.vgg import load_encoder
+
+    cache = cache if cache is not None else default_cache
+    if name != "auto":
+        return name, load_encoder(name, device=device, cache=cache)
+    try:
+        return "vgg19", load_encoder("vgg19", device=device, cache=cache)
+    except ModelNotFoundError:
+        print("note: VGG19 weights not found; VCD uses the offline stand-in encoder "
+              "efficientnet-lite0 (scores are labelled so).", file=sys.stderr)
+        return "efficientnet-lite0", load_encoder("efficientnet-lite0", device=device,
+                                                  cache=cache)
+
+
+def run(cfg: EvalConfig, ctx) -> EvalOutcome:
+    import torch
+
+    from ..io import read_image, read_video
+    from ..pipelines.runs import write_json
+
+    frames = read_video(cfg.video)
+    image = read_image(cfg.image) if cfg.image else None
+    folder = ctx.run_folder("eval")
+    run_id = ctx.open_run("eval", folder, cfg, label=str(cfg.video)[-80:])
+    out = EvalOutcome(run_id, tuple(frames.shape))
+    if cfg.what == "vcd":
+        from ..methods.vcd import build_vcd
+
+        out.encoder, enc = vcd_encoder(cfg.encoder, ctx.cache, torch.device(ctx.device))
+        m = build_vcd(enc, size=cfg.size, device=torch.device(ctx.device))
+        with torch.no_grad():
+            res = m(frames, image=image)
+        out.vcd = res
+        d = res.to_dict()
+        ctx.add_metrics(run_id, video={"vcd": float(d["vcd_mean"])},
+                        frames={"vcd": [float("nan")] + [float(x) for x in d["vcd_per_frame"]]})
+        write_json(folder / "scores.json", {"video": cfg.video, "image": cfg.image, **d})
+    else:
+        from ..metrics import evaluate
+        from ..metrics.registry import results_to_json
+
+        source = read_video(cfg.source) if cfg.source else None
+        out.results = evaluate(
+            frames, prompt=cfg.prompt or None, source=source, image=image,
+            metrics=cfg.metrics or None, cache=ctx.cache, clip=cfg.clip or None,
+            dino=cfg.dino or None, device=ctx.device, flow_method=cfg.flow_method,
+            warp_flow=cfg.warp_flow, lpips_weights=cfg.lpips_weights or None,
+            lpips_alexnet=cfg.lpips_alexnet or None, progress=ctx, cancel=ctx.cancel)
+        ok = {k: r for k, r in out.results.items() if not r.skipped}
+        ctx.add_metrics(run_id, video={k: r.value for k, r in ok.items()},
+                        frames={k: r.per_frame for k, r in ok.items()})
+        write_json(folder / "scores.json", results_to_json(
+            out.results, video=str(cfg.video), n_frames=int(len(frames)),
+            width=int(frames.shape[2]), height=int(frames.shape[1]), prompt=cfg.prompt or None,
+            source=cfg.source or None, image=cfg.image or None))
+    ctx.add_artifact(run_id, "json", folder / "scores.json")
+    ctx.finish_run(run_id)
+    return out

@@ -1,0 +1,107 @@
+"""The long-video job: longer than the tuned clip, a prompt per segment (temporal co-denoising of
+overlapping windows, optional masks + average fusion + combined tuning, progressive refinement).
+
+Config: :class:`LongJobConfig` = the tuned run + :class:`~vcstudio.config.LongConfig`;
+``masks_only`` runs only the mask stage (the Long Video tab's preview). Records a ``long`` run
+(parent: the tuned run). :func:`plan` is the instant, model-free timeline + window layout the
+tab and ``--show-timeline`` show before generating.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import Limits, LongConfig
+from . import validate as v
+
+
+@dataclass
+class LongJobConfig:
+    run: str = ""  # the tuned run folder
+    long: LongConfig = field(default_factory=LongConfig)
+    masks_only: bool = False  # only the mask stage (candidates, masks, fused clip)
+
+
+def validate(cfg: LongJobConfig, limits: Limits) -> None:
+    c = cfg.long
+    v.text("run (--run)", cfg.run, "tune a clip first and give its run folder")
+    v.whole("long.frames (--frames)", c.frames, 1, limits.max_long_frames)
+    v.whole("long.window (--window)", c.window, 1, c.frames, " (at most the video's frames)")
+    v.whole("long.stride (--stride)", c.stride, 1, c.window, " (at most the window)")
+    v.whole("long.steps (--steps)", c.steps, 1, 1000)
+    v.number("long.guidance (--guidance)", c.guidance, 0, 50)
+    v.seed("long.seed (--seed)", c.seed)
+    v.whole("long.batch_windows (--window-batch)", c.batch_windows, 0, None,
+            " (0 = as many as fit)")
+    v.whole("long.decode_chunk", c.decode_chunk, 1, None)
+    v.number("long.fps (--fps)", c.fps, 0, 240, open_lo=True)
+    v.whole("long.size (--size)", c.size, 0, limits.max_side, " (0 = the tuned clip's)")
+    for s in c.refine:
+        v.whole("long.refine (--refine)", s, 64, limits.max_side)
+    if c.masks or cfg.masks_only:
+        v.whole("long.mask.n_candidates (--candidates)", c.mask.n_candidates, 1, 16)
+        v.whole("long.mask.tune_steps (--tune-steps)", c.mask.tune_steps, 0, limits.max_steps,
+                " (0 = no combined tuning)")
+
+
+def plan(story: str, prompts: list[str], frames: int, window: int, stride: int, fusion: str,
+         prompt_mode: str = "majority") -> dict:
+    """The timeline and window layout of a long video, without a model: ``graph`` (the scene
+    graph of a story, else None), ``segments``, ``layout`` (WindowLayout), ``table`` (one row
+    per window) and ``image`` (the layout picture, uint8)."""
+    from ..errors import InputError
+    from ..pipelines.windows import layout_image, layout_table, make_layout
+    from ..scene import parse_story, story_segments
+    from ..scene.segments import check_segments, even_segments
+
+    frames, window, stride = int(frames), int(window), int(stride)
+    if window > frames:
+        raise InputError(f"The window ({window}) is longer than the video ({frames}).")
+    if stride > window:
+        raise InputError(f"The stride ({stride}) must not exceed the window ({window}).")
+    graph = None
+    if story and story.strip():
+        graph = parse_story(story).to_dict()
+        segs = story_segments(story, frames)
+    else:
+        lines = [p.strip() for p in prompts if p and p.strip()]
+        if not lines:
+            raise InputError("Write a story, or one prompt per line.")
+        segs = even_segments(lines, frames)
+    segs = check_segments(segs, frames)
+    layout = make_layout(frames, window, stride, fusion)
+    return {"graph": graph, "segments": segs, "layout": layout,
+            "table": layout_table(layout, segs, prompt_mode),
+            "image": layout_image(layout, segs)}
+
+
+def dim_background(frames, masks):
+    """Frames with the background dimmed by ``masks`` (the mask gallery's pictures)."""
+    from ..pipelines.maskfusion import dim_background as dim
+
+    return dim(frames, masks)
+
+
+def run(cfg: LongJobConfig, ctx):
+    """-> pipelines.longvideo.LongResult (or a maskfusion.FusionResult with ``masks_only``)."""
+    import torch
+
+    from ..pipelines.longvideo import long_segments, long_video, mask_preview, output_path
+    from ..pipelines.runs import open_run
+
+    rf = open_run(cfg.run)
+    device = torch.device(ctx.device)
+    if cfg.masks_only:
+        return mask_preview(rf.path, cfg.long, ctx.cache, device, ctx, ctx.cancel)
+    segments = long_segments(cfg.long)
+    mp4 = output_path(cfg.long, rf.path, segments)
+    run_id = ctx.open_run("long", mp4.parent, cfg, seed=cfg.long.seed,
+                          parent=ctx.find_run(rf.path, "tune"), reuse=False,
+                          label=segments[0].prompt[:80])
+    res = long_video(rf.path, cfg.long, ctx.cache, device, ctx, ctx.cancel)
+    ctx.add_artifact(run_id, "mp4", res.mp4)
+    if Path(res.mp4).with_suffix(".json").is_file():
+        ctx.add_artifact(run_id, "json", Path(res.mp4).with_suffix(".json"))
+    ctx.finish_run(run_id)
+    res.run_id = run_id
+    return res

@@ -1,0 +1,55 @@
+"""Job name -> :class:`~vcstudio.session.JobSpec` (config dataclass + ``run(cfg, ctx)``).
+
+The Studio is handed :data:`REGISTRY` when it is built; the UI tabs, the CLI subcommands, the
+Gradio API endpoints and the sweep all run jobs through ``Studio.submit(name, cfg)``. A job
+module is imported on first use, so ``vcstudio runs`` never loads torch.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Iterator
+
+from ..session import JobSpec
+
+# name -> (module, config class name, options)
+_JOBS: dict[str, tuple[str, str, dict]] = {
+    "tune": ("tune", "TuneConfig", {"stoppable": True, "resumable": True}),
+    "edit": ("edit", "EditJobConfig", {}),
+    "long": ("long", "LongJobConfig", {}),
+    "compare": ("compare", "CompareConfig", {}),
+    "sweep": ("sweep", "SweepConfig", {"stoppable": True}),
+    "i2v_tune": ("i2v_tune", "I2VTuneJobConfig", {}),
+    "i2v_ab": ("i2v_ab", "I2VABConfig", {}),
+    "eval": ("eval", "EvalConfig", {}),
+    "push": ("push", "PushConfig", {"secrets": ("token",)}),
+}
+
+
+class _Registry(Mapping):
+    """A read-only mapping that builds each JobSpec from its module when first asked."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, JobSpec] = {}
+
+    def __getitem__(self, name: str) -> JobSpec:
+        if name not in self._specs:
+            mod_name, cfg_name, opts = _JOBS[name]  # KeyError: not a job
+            mod = importlib.import_module(f"{__package__}.{mod_name}")
+            cfg_cls = getattr(mod, cfg_name, None)
+            if cfg_cls is None:  # the job's config is one of config.py's (TuneConfig)
+                from .. import config
+
+                cfg_cls = getattr(config, cfg_name)
+            self._specs[name] = JobSpec(name, cfg_cls, mod.run,
+                                        validate=getattr(mod, "validate", None), **opts)
+        return self._specs[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_JOBS)
+
+    def __len__(self) -> int:
+        return len(_JOBS)
+
+
+REGISTRY: Mapping[str, JobSpec] = _Registry()
