@@ -14,9 +14,15 @@ import yaml
 
 from .errors import InputError
 
-# Tune-A-Video's trainable modules: the query projections of both attentions + temporal attention
-# ("temporal" names either route's temporal layers: AnimateDiff's motion modules too).
-DEFAULT_TRAINABLE = ("attn1.to_q", "attn2.to_q", "temporal")
+# Tune-A-Video's trainable modules (its trainable_modules: attn1.to_q, attn2.to_q, attn_temp): the
+# query projections of both attentions + the temporal attention, its LayerNorm (norm_temp, ours
+# "temporal.norm") frozen as there. "temporal.attn" / "temporal" name either route's temporal
+# layers: on the AnimateDiff route they select the motion modules.
+DEFAULT_TRAINABLE = ("attn1.to_q", "attn2.to_q", "temporal.attn")
+# Tune-A-Video module names -> ours (its attn_temp / norm_temp are our temporal.attn / .norm)
+TAV_MODULE_NAMES = {"attn_temp": "temporal.attn", "norm_temp": "temporal.norm"}
+# what a run config that predates a field was tuned with (load_run_config)
+LEGACY_RUN_DEFAULTS = {"groupnorm": "frame", "frame_positions": True}
 
 
 @dataclass
@@ -182,6 +188,10 @@ class TuneConfig:
     # diffusers' UNetMotionModel.from_unet2d with a MotionAdapter (models/motion.py)
     temporal: str = "vcstudio"
     motion_adapter: str = ""  # animatediff: hub id or folder; "" = fresh (identity) motion modules
+    # vcstudio route: "clip" = ResNet GroupNorm statistics over all frames of the clip, as
+    # Tune-A-Video's inflated ResNets compute them; "frame" = per frame (models/groupnorm.py)
+    groupnorm: str = "clip"
+    frame_positions: bool = False  # sinusoidal frame positions in temporal attention (TAV: none)
     steps: int = 500
     lr: float = 3e-5
     seed: int = 33
@@ -382,9 +392,8 @@ def _from_tuneavideo(d: dict) -> tuple[TuneConfig, Optional[EditConfig]]:
     mp = d.get("mixed_precision", "auto")
     cfg.mixed_precision = {"fp16": "fp16", "bf16": "bf16", "no": "no"}.get(str(mp), "auto")
     if d.get("trainable_modules"):
-        # TAV names its temporal layers attn_temp; ours are called "temporal".
-        cfg.trainable = tuple("temporal" if m == "attn_temp" else m
-                              for m in d["trainable_modules"])
+        # TAV names its temporal layers attn_temp / norm_temp; ours are temporal.attn / .norm
+        cfg.trainable = tuple(TAV_MODULE_NAMES.get(m, m) for m in d["trainable_modules"])
     cfg.checkpoint_every = int(d.get("checkpointing_steps", cfg.checkpoint_every))
     vd = d.get("validation_data")
     edit = None
@@ -397,9 +406,31 @@ def _from_tuneavideo(d: dict) -> tuple[TuneConfig, Optional[EditConfig]]:
     return cfg, edit
 
 
+def is_tuneavideo_config(d: dict) -> bool:
+    return "train_data" in d or "pretrained_model_path" in d
+
+
 def load_tune_config(path: str | Path) -> TuneConfig:
     """Load our YAML or a Tune-A-Video YAML (detected by its ``train_data`` key)."""
     d = _read_yaml(path)
-    if "train_data" in d or "pretrained_model_path" in d:
+    if is_tuneavideo_config(d):
         return _from_tuneavideo(d)[0]
     return from_dict(TuneConfig, d)
+
+
+def run_config_from_dict(d: dict) -> TuneConfig:
+    """A run's recorded TuneConfig: a field the record lacks gets the behaviour the run was
+    tuned with before the field existed (:data:`LEGACY_RUN_DEFAULTS`: per-frame GroupNorm, frame
+    positions on), not today's default."""
+    d = dict(d)
+    for k, v in LEGACY_RUN_DEFAULTS.items():
+        d.setdefault(k, v)
+    return from_dict(TuneConfig, d)
+
+
+def load_run_config(path: str | Path) -> TuneConfig:
+    """A run folder's config.yaml (see :func:`run_config_from_dict`)."""
+    d = _read_yaml(path)
+    if is_tuneavideo_config(d):
+        return _from_tuneavideo(d)[0]
+    return run_config_from_dict(d)

@@ -76,7 +76,8 @@ def build_video_model(base: BaseModel, cfg: TuneConfig, precision: Precision,
         adapter = load_motion_adapter(cfg.motion_adapter, base.unet)
     elif cfg.motion_adapter:
         raise InputError("A motion adapter needs the AnimateDiff route: add --temporal animatediff.")
-    model = VideoDenoiser(base.unet, copy_unet=True, motion_adapter=adapter)
+    model = VideoDenoiser(base.unet, copy_unet=True, motion_adapter=adapter,
+                          groupnorm=cfg.groupnorm, frame_positions=bool(cfg.frame_positions))
     method = get_method(cfg)
     method.setup(model, base, precision.device)
     model.to(precision.device)
@@ -209,6 +210,11 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     resume = rf.checkpoint_path.is_file()
     if resume and rf.meta().get("clip_hash") not in (None, clip_hash(frames)):
         raise InputError(f"{rf.path} holds a checkpoint for a different clip; use a new --out.")
+    if resume and rf.config_path.is_file():
+        # a checkpoint continues with the architecture it was tuned with (a run from before
+        # these options has per-frame GroupNorm and frame positions)
+        was = rf.config()
+        cfg = dataclasses.replace(cfg, groupnorm=was.groupnorm, frame_positions=was.frame_positions)
     rf.save_config(cfg)
     if save_source:  # a viewable copy; the exact clip is kept as latents
         write_mp4(frames, rf.source_path)
