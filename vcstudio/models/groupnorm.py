@@ -19,9 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import GROUPNORM_MODES  # noqa: F401  (re-exported: the modes built here)
 from .attention import FrameContext
-
-GROUPNORM_MODES = ("clip", "frame")  # TuneConfig.groupnorm
 
 
 class ClipGroupNorm(nn.GroupNorm):
