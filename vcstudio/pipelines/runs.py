@@ -143,10 +143,19 @@ class RunFolder:
 
 
 def open_run(path: str | Path, must_be_finished: bool = True) -> RunFolder:
+    """A finished run folder; a Tune-A-Video output folder is recognised first and opens as
+    its converted run (pipelines/tav_folder.py)."""
+    from ..models.tav import is_tav_folder
+
+    if is_tav_folder(path):
+        from .tav_folder import tav_run
+
+        return RunFolder(tav_run(path))
     rf = RunFolder(Path(path))
     if not rf.path.is_dir() or not rf.config_path.is_file():
-        raise InputError(f"{path} is not a vcstudio run folder (no config.yaml). Pass the folder "
-                         "that `vcstudio tune` printed.")
+        raise InputError(f"{path} is neither a vcstudio run folder (no config.yaml) nor a "
+                         "Tune-A-Video output folder; pass the folder `vcstudio tune` printed, or "
+                         "a Tune-A-Video output_dir.")
     if must_be_finished and not rf.delta_path.is_file():
         raise InputError(f"The run {path} has not finished tuning (no delta.safetensors). Run "
                          "`vcstudio tune --out` on it again to resume.")
