@@ -354,3 +354,15 @@ def test_bad_tav_folders_are_one_line_errors(tiny_sd, tmp_path, capsys):
     rc = main(["edit", "--run", str(tmp_path / "neither"), "--prompt", "x"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert rc == 2 and "neither a vcstudio run folder" in err and "Tune-A-Video" in err
+
+
+def test_compare_scores_a_tav_folder_beside_a_vcstudio_run(tav_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["convert-tav", str(tav_dir), "--out", str(run)]) == 0
+    capsys.readouterr()
+    rc = main(["compare", "--runs", f"{tav_dir},{run}", "--edit-prompt", "a blue square",
+               "--edit-steps", "2", "--metrics", "flicker", "--out", str(tmp_path / "cmp")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert f"run {tav_dir.name}" in out and "run run" in out  # both rows in the table
+    assert (tmp_path / "cmp" / "compare.csv").is_file()
