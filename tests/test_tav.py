@@ -366,3 +366,27 @@ def test_compare_scores_a_tav_folder_beside_a_vcstudio_run(tav_dir, tmp_path, ca
     assert rc == 0, err
     assert f"run {tav_dir.name}" in out and "run run" in out  # both rows in the table
     assert (tmp_path / "cmp" / "compare.csv").is_file()
+
+
+def test_edit_tab_opens_a_tav_folder_and_edits_it(tav_dir, tmp_path):
+    import gradio as gr
+
+    from vcstudio.jobs import studio as make_studio
+    from vcstudio.ui.edit_tab import edit_handler, open_tav_handler
+
+    st = make_studio(tmp_path / "app", public=False)
+    try:
+        sid, status, run = open_tav_handler(st, None, str(tav_dir))
+        assert "Opened" in status and Path(run).is_relative_to(st.session(sid).folder)
+        last = None
+        for last in edit_handler(st, sid, run, "a blue square", "", 2, 5.0, 1, True):
+            pass
+        assert last[2] == "Done." and Path(last[0]).is_file()
+    finally:
+        st.close()
+    pub = make_studio(tmp_path / "space", public=True)
+    try:
+        with pytest.raises(gr.Error, match="public studio"):
+            open_tav_handler(pub, None, str(tav_dir))
+    finally:
+        pub.close()
