@@ -353,7 +353,7 @@ def test_bad_tav_folders_are_one_line_errors(tiny_sd, tmp_path, capsys):
     (tmp_path / "neither").mkdir()
     rc = main(["edit", "--run", str(tmp_path / "neither"), "--prompt", "x"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert rc == 2 and "neither a vcstudio run folder" in err and "Tune-A-Video" in err
+    assert rc == 2 and "not a vcstudio run folder" in err and "Tune-A-Video" in err
 
 
 def test_compare_scores_a_tav_folder_beside_a_vcstudio_run(tav_dir, tmp_path, capsys):

@@ -153,7 +153,7 @@ def open_run(path: str | Path, must_be_finished: bool = True) -> RunFolder:
         return RunFolder(tav_run(path))
     rf = RunFolder(Path(path))
     if not rf.path.is_dir() or not rf.config_path.is_file():
-        raise InputError(f"{path} is neither a vcstudio run folder (no config.yaml) nor a "
+        raise InputError(f"{path} is not a vcstudio run folder (no config.yaml), nor a "
                          "Tune-A-Video output folder; pass the folder `vcstudio tune` printed, or "
                          "a Tune-A-Video output_dir.")
     if must_be_finished and not rf.delta_path.is_file():
