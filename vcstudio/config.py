@@ -401,13 +401,13 @@ TAV_HUB_IDS = {
     "stable-diffusion-2-1-base": "stabilityai/stable-diffusion-2-1-base",
 }
 
-# keys of Tune-A-Video's train script vcstudio has no use for -> what vcstudio does instead
-# (None: say nothing when the value is this default)
+# keys of Tune-A-Video's train script vcstudio has no use for -> (the value that needs no note,
+# what vcstudio does instead)
 _TAV_IGNORED = {
     "use_8bit_adam": (False, "vcstudio tunes with torch's AdamW (fused on CUDA), not 8-bit Adam"),
     "enable_xformers_memory_efficient_attention":
-        (None, "vcstudio's attention always runs through torch SDPA (memory-efficient kernels "
-               "where the device has them); xformers is not used"),
+        (False, "vcstudio's attention always runs through torch SDPA (memory-efficient kernels "
+                "where the device has them); xformers is not used"),
     "scale_lr": (False, "vcstudio uses learning_rate as given (one process, no accumulation)"),
     "lr_scheduler": ("constant", "vcstudio keeps the learning rate constant"),
     "lr_warmup_steps": (0, "vcstudio has no learning-rate warm-up"),
@@ -438,6 +438,16 @@ class TuneAVideoImport:
     model_path: str = ""  # pretrained_model_path as written
     hub_id: str = ""  # the hub id it was mapped to ("" = used as written)
     video_path: str = ""  # train_data.video_path as written
+
+
+def _same(value, default) -> bool:
+    """YAML reads 1e-08 as text (PyYAML wants a dot in floats): compare numbers as numbers."""
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        try:
+            return float(value) == float(default)
+        except (TypeError, ValueError):
+            return False
+    return value == default
 
 
 def tav_hub_id(path: str) -> str:
@@ -481,7 +491,7 @@ def read_tuneavideo(d: dict, config_file: Optional[str | Path] = None) -> TuneAV
     for key in sorted(d):
         if key in _TAV_IGNORED:
             default, what = _TAV_IGNORED[key]
-            if default is None or d[key] != default:
+            if not _same(d[key], default):
                 notes.append(f"{key}: {d[key]!r} is not used; {what}.")
         elif key not in _TAV_KNOWN:
             notes.append(f"{key} is not a Tune-A-Video key vcstudio knows; ignored.")
@@ -503,7 +513,16 @@ def read_tuneavideo(d: dict, config_file: Optional[str | Path] = None) -> TuneAV
 
 
 def _from_tuneavideo(d: dict) -> tuple[TuneConfig, Optional[EditConfig]]:
-    """Map a Tune-A-Video config (configs/*.yaml of its repository) onto ours."""
+    """Map a Tune-A-Video config (configs/*.yaml of its repository) onto ours; a value of the
+    wrong kind (``learning_rate: fast``) is a one-line InputError."""
+    try:
+        return _map_tuneavideo(d)
+    except (TypeError, ValueError, AttributeError) as e:
+        raise InputError(f"The Tune-A-Video config holds a value of the wrong kind ({e}); fix "
+                         "it (numbers for steps, rates and sizes, a list for prompts).") from None
+
+
+def _map_tuneavideo(d: dict) -> tuple[TuneConfig, Optional[EditConfig]]:
     cfg = TuneConfig()
     cfg.model = d.get("pretrained_model_path", cfg.model) or ""
     td = d.get("train_data", {}) or {}
