@@ -215,7 +215,7 @@ def run_tuned(path: str, cfg: CompareConfig, ctx, folder: Path, session: Optiona
         if ctx.session is None:
             raise InputError("A public studio compares tuned runs of your own session only.")
         path = str(safe_path(ctx.session, path, must_exist=True))
-    rf = open_run(path)  # a Tune-A-Video folder opens as its converted run
+    rf = open_run(path, device=ctx.device)  # a Tune-A-Video folder: its converted run
     label = f"run {Path(path).name}"
     ec = EditConfig(prompt=cfg.edit_prompt, steps=cfg.edit_steps, guidance=cfg.guidance,
                     seed=int(cfg.seeds[0]) if cfg.seeds else 33)
