@@ -70,6 +70,17 @@ def _check_same_base(tav_state: dict, base, trainable: set[str], folder: Path) -
                              "components.")
 
 
+def _empty_prompt_inversion(rf: RunFolder, steps: int) -> Path:
+    """Where the run keeps an inversion made under the empty prompt, as Tune-A-Video's are:
+    where RunFolder keys inversions by prompt (the inversion_prompt setting, issue 15) that
+    key, else the one inversion file per step count."""
+    import inspect
+
+    if "prompt" in inspect.signature(rf.inversion_path).parameters:
+        return rf.inversion_path(steps, "")
+    return rf.inversion_path(steps)
+
+
 def convert_tav(folder: str | Path, out: str | Path, model: Optional[str] = None,
                 device: Optional[torch.device] = None, cache: ModelCache = default_cache,
                 base=None) -> Path:
@@ -112,7 +123,7 @@ def convert_tav(folder: str | Path, out: str | Path, model: Optional[str] = None
         lat = read_latents(inv)
         meta.update(n_frames=int(lat.shape[2]), height=int(lat.shape[3]) * base.vae_scale,
                     width=int(lat.shape[4]) * base.vae_scale)
-        save_tensors(rf.inversion_path(cfg.inversion_steps), {"latents": lat},
+        save_tensors(_empty_prompt_inversion(rf, cfg.inversion_steps), {"latents": lat},
                      {"steps": cfg.inversion_steps, "source": str(inv)})
     if d.video_path and Path(d.video_path).exists():
         raw = read_video(d.video_path, d.start, d.stride, d.n_frames)
