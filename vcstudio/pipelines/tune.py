@@ -374,7 +374,7 @@ def _preview(model, base, cfg: TuneConfig, text_emb, prec) -> np.ndarray:
 def read_delta(rf: RunFolder, base: BaseModel) -> dict[str, torch.Tensor]:
     """A run's tuned tensors, refused unless they were tuned on this very base model."""
     tensors, meta = load_tensors(rf.delta_path, base.device)
-    if meta.get("base_fingerprint") != base.fingerprint:
+    if not base.matches(meta.get("base_fingerprint")):
         raise InputError(
             f"The run {rf.path} was tuned on a different base model ({meta.get('base_model')}, "
             f"fingerprint {meta.get('base_fingerprint')}) than {base.model_id} "
