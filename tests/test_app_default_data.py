@@ -68,12 +68,13 @@ def test_files_from_the_default_data_folder_are_served(default_app, clip8, tmp_p
     clip = write_mp4(clip8[:4], tmp_path / "clip.mp4")
     c = Client(default_app["url"], verbose=False, download_files=str(tmp_path / "dl"))
     sid, job, status, loss, preview, run_dir = c.predict(
-        "", handle_file(str(clip)), "a red circle", 4, 1, 0, 64, "crop", "baseline", 10, 1e-3,
-        33, True, True, True, "mul-fourier", "pure", True, True, api_name="/tune")
+        clip=handle_file(str(clip)), prompt="a red circle", frames=4, stride=1, width=64,
+        height=64, steps=10, lr=1e-3, api_name="/tune")
     data = default_app["home"] / ".local" / "share" / "vcstudio"
     assert Path(run_dir).resolve().is_relative_to(data.resolve())
-    video, gif, estatus, plot, table = c.predict(sid, run_dir, "a blue square", "", 5, 5.0, 33,
-                                                 True, api_name="/edit")
+    video, gif, estatus, plot, table = c.predict(session=sid, run_dir=run_dir,
+                                                 prompt="a blue square", steps=5, guidance=5.0,
+                                                 api_name="/edit")
     path = Path(video["video"] if isinstance(video, dict) else video)
     assert path.is_relative_to(tmp_path / "dl")  # downloaded through the app's file route
     frames = read_video(path)

@@ -140,8 +140,8 @@ def build(studio, sid_state, edit_refs):
             with gr.Column():
                 video = gr.File(label="Clip (mp4, webm, mov, avi, gif, or a zip of images)",
                                 file_types=VIDEO_TYPES, type="filepath", height=120)
-                prompt = gr.Textbox(label="Source prompt")
-                edit_prompt = gr.Textbox(label="Edit prompt")
+                prompt = gr.Textbox(value="", label="Source prompt")
+                edit_prompt = gr.Textbox(value="", label="Edit prompt")
                 if _examples():
                     gr.Examples(_examples(), inputs=[video, prompt, edit_prompt],
                                 label="Examples")

@@ -292,7 +292,7 @@ def build(studio, sid_state):
                 video = gr.File(label="Clip (mp4, webm, mov, avi, gif, or a zip of images)",
                                 file_types=VIDEO_TYPES, type="filepath", height=120,
                                 elem_id="edit-clip")
-                prompt = gr.Textbox(label="Source prompt: what the clip shows",
+                prompt = gr.Textbox(value="", label="Source prompt: what the clip shows",
                                     placeholder="a red circle moving right on the beach")
                 with gr.Row():
                     frames = gr.Slider(1, lim.max_frames, value=8 if small else 24, step=1,
@@ -347,14 +347,14 @@ def build(studio, sid_state):
                                         height=200)
                 tune_preview = gr.Image(label="Preview while tuning", height=110,
                                         interactive=False)
-        run_dir = gr.Textbox(label="Run folder (this session's)", interactive=False)
-        job_id = gr.Textbox(visible=False)
+        run_dir = gr.Textbox(value="", label="Run folder (this session's)", interactive=False)
+        job_id = gr.Textbox(value="", visible=False)
         gr.Markdown("### Edit")
         with gr.Row():
             with gr.Column(scale=1):
-                eprompt = gr.Textbox(label="Edit prompt: what the video should show",
+                eprompt = gr.Textbox(value="", label="Edit prompt: what the video should show",
                                      placeholder="a blue square moving right on the beach")
-                negative = gr.Textbox(label="Negative prompt (optional)")
+                negative = gr.Textbox(value="", label="Negative prompt (optional)")
                 with gr.Row():
                     esteps = gr.Slider(5, 100, value=50, step=1, label="Sampling steps")
                     guidance = gr.Slider(1, 20, value=5.0 if small else 12.5, step=0.5,
@@ -374,8 +374,8 @@ def build(studio, sid_state):
                                         label="Per-video metrics", interactive=False)
         with gr.Accordion("Push the tuned delta to the Hugging Face Hub", open=False):
             with gr.Row():
-                repo = gr.Textbox(label="Repo id (user/name)")
-                token = gr.Textbox(label="Write token", type="password")
+                repo = gr.Textbox(value="", label="Repo id (user/name)")
+                token = gr.Textbox(value="", label="Write token", type="password")
             push_btn = gr.Button("Push delta")
             push_status = gr.Markdown()
         if _examples():

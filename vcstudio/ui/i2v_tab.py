@@ -182,8 +182,9 @@ def build(studio, sid_state, edit_refs):
         with gr.Row():
             with gr.Column():
                 cond = gr.Image(label="Conditioning image", type="filepath", height=200)
-                iprompt = gr.Textbox(label="Prompt (LTX-Video reads it; SVD uses the image only)")
-                model = gr.Textbox(label="I2V model (Hub id or folder)")
+                iprompt = gr.Textbox(
+                    value="", label="Prompt (LTX-Video reads it; SVD uses the image only)")
+                model = gr.Textbox(value="", label="I2V model (Hub id or folder)")
                 with gr.Row():
                     frames = gr.Number(value=0, precision=0, label="Frames (0 = model's own)")
                     size = gr.Number(value=0, precision=0, label="Size (0 = model's own)")
@@ -194,7 +195,7 @@ def build(studio, sid_state, edit_refs):
                     lr = gr.Number(value=2e-4, label="Learning rate (paper: 2e-4)")
                     rank = gr.Slider(1, 64, value=16, step=1, label="LoRA rank")
                 tune_btn = gr.Button("Reward-tune, then compare", variant="primary")
-                lora = gr.Textbox(label="Tuned LoRA (written by tuning, or from "
+                lora = gr.Textbox(value="", label="Tuned LoRA (written by tuning, or from "
                                         "`vcstudio i2v-tune`)")
                 gen = gr.Button("Base vs tuned from this LoRA")
                 tstatus = gr.Markdown()

@@ -129,10 +129,11 @@ def build(studio, sid_state, edit_refs):
                     "clip in the first tab, then plan and generate here.")
         with gr.Row():
             with gr.Column():
-                story = gr.Textbox(label="Story (parsed into timed segments)", lines=2,
+                story = gr.Textbox(value="", label="Story (parsed into timed segments)", lines=2,
                                    placeholder="a red circle moves right on the beach, then a "
                                                "blue square moves left on the snow")
-                prompts = gr.Textbox(label="…or one prompt per segment (one per line)", lines=3)
+                prompts = gr.Textbox(value="", lines=3,
+                                     label="…or one prompt per segment (one per line)")
                 with gr.Row():
                     frames = gr.Slider(8, long_max, value=min(32, long_max), step=1,
                                        label="Frames")
@@ -151,7 +152,8 @@ def build(studio, sid_state, edit_refs):
                                                label="Masks by (GrabCut = classical fallback)")
                         candidates = gr.Slider(1, 8, value=5, step=1,
                                                label="Candidates n (paper: 5)")
-                    sam_ckpt = gr.Textbox(label="SAM checkpoint (.pth; empty = the cache folder; "
+                    sam_ckpt = gr.Textbox(value="",
+                                          label="SAM checkpoint (.pth; empty = the cache folder; "
                                                 "missing = GrabCut)")
                     tune_steps = gr.Slider(0, 500, value=0 if studio.embedded else 250, step=10,
                                            label="Combined tuning steps (paper: 250; 0 = off)")
