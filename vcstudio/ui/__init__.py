@@ -47,7 +47,7 @@ def build_app(studio=None):
         gr.Markdown(banner, elem_classes=["vcs-banner"])
         # a hidden textbox rather than gr.State, so API clients can carry their session too;
         # it holds only a random session id, never paths or tensors
-        sid = gr.Textbox(value="", visible=False)
+        sid = gr.Textbox(value="", visible=False, label="Session")
         refs = edit_tab.build(studio, sid)
         long_tab.build(studio, sid, refs)
         i2v_tab.build(studio, sid, refs)

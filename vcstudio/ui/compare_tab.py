@@ -167,7 +167,7 @@ def build(studio, sid_state, edit_refs):
                                          allow_custom_value=True)
                     sweep_refresh = gr.Button("↻", scale=0, min_width=40)
                     sweep_btn = gr.Button("Open sweep", scale=1)
-                status = gr.Markdown()
+                status = gr.Markdown(label="Status")
             with gr.Column():
                 montage = gr.Video(label="Edits side by side (in sync)", height=260,
                                    autoplay=True, loop=True)

@@ -310,7 +310,7 @@ def build(studio, sid_state):
                                         label="Keep (crop) / place (pad)")
                 strip = gr.Image(label="Frames that will be tuned on", height=110,
                                  interactive=False, elem_id="edit-strip")
-                strip_info = gr.Markdown(elem_id="edit-strip-info")
+                strip_info = gr.Markdown(elem_id="edit-strip-info", label="Preview info")
             with gr.Column(scale=1):
                 method = gr.Radio(METHODS, value="baseline", label="Method",
                                   info="baseline = Tune-A-Video; DCT = + adapter and "
@@ -333,7 +333,7 @@ def build(studio, sid_state):
                     lr = gr.Number(value=3e-5, label="Learning rate")
                     seed = gr.Number(value=33, precision=0, label="Seed")
                 est = gr.Markdown(estimate_text(studio, 8 if small else 24, side0, side0,
-                                                100 if small else 500))
+                                                100 if small else 500), label="Estimate")
                 with gr.Row():
                     tune_btn = gr.Button("Tune", variant="primary")
                     stop_btn = gr.Button("Stop", variant="stop")
@@ -342,13 +342,13 @@ def build(studio, sid_state):
                                             scale=4, allow_custom_value=True)
                     resume_refresh = gr.Button("↻", scale=0, min_width=40)
                     resume_btn = gr.Button("Resume", scale=1)
-                status = gr.Markdown("Ready.", elem_id="edit-status")
+                status = gr.Markdown("Ready.", elem_id="edit-status", label="Status")
                 loss_plot = gr.LinePlot(x="step", y="value", color="series", label="Loss",
                                         height=200)
                 tune_preview = gr.Image(label="Preview while tuning", height=110,
                                         interactive=False)
         run_dir = gr.Textbox(value="", label="Run folder (this session's)", interactive=False)
-        job_id = gr.Textbox(value="", visible=False)
+        job_id = gr.Textbox(value="", visible=False, label="Job id")
         gr.Markdown("### Edit")
         with gr.Row():
             with gr.Column(scale=1):
@@ -363,7 +363,7 @@ def build(studio, sid_state):
                 inversion = gr.Checkbox(True, label="Start from the inverted clip (keeps its "
                                                     "motion)")
                 edit_btn = gr.Button("Generate edit", variant="primary")
-                estatus = gr.Markdown(elem_id="edit-estatus")
+                estatus = gr.Markdown(elem_id="edit-estatus", label="Edit status")
             with gr.Column(scale=1):
                 out_video = gr.Video(label="Edited video", height=240, autoplay=True, loop=True)
                 out_gif = gr.File(label="GIF")
@@ -377,7 +377,7 @@ def build(studio, sid_state):
                 repo = gr.Textbox(value="", label="Repo id (user/name)")
                 token = gr.Textbox(value="", label="Write token", type="password")
             push_btn = gr.Button("Push delta")
-            push_status = gr.Markdown()
+            push_status = gr.Markdown(label="Push status")
         if _examples():
             gr.Examples(_examples(), inputs=[video, prompt, eprompt], label="Examples")
 

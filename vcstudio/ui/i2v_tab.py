@@ -172,7 +172,7 @@ def build(studio, sid_state, edit_refs):
                 image = gr.Image(label="Conditioning image (optional: default first frame)",
                                  type="filepath", height=200)
                 score_btn = gr.Button("Score VCD", variant="primary")
-                summary = gr.Markdown()
+                summary = gr.Markdown(label="Summary")
             plot = gr.LinePlot(x="frame", y="value", color="series", label="Per-frame VCD",
                                height=260)
         gr.Markdown("### Reward-tune an image-to-video model with VCD (seed 002, eq. 3)\n"
@@ -198,7 +198,7 @@ def build(studio, sid_state, edit_refs):
                 lora = gr.Textbox(value="", label="Tuned LoRA (written by tuning, or from "
                                         "`vcstudio i2v-tune`)")
                 gen = gr.Button("Base vs tuned from this LoRA")
-                tstatus = gr.Markdown()
+                tstatus = gr.Markdown(label="Status")
             with gr.Column():
                 curve = gr.LinePlot(x="step", y="value", color="series",
                                     label="VCD per reward step", height=200)

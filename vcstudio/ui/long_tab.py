@@ -160,7 +160,7 @@ def build(studio, sid_state, edit_refs):
                     mask_btn = gr.Button("Preview masks")
                 plan_btn = gr.Button("Plan")
                 gen_btn = gr.Button("Generate long video", variant="primary")
-                status = gr.Markdown()
+                status = gr.Markdown(label="Status")
             with gr.Column():
                 layout = gr.Image(label="Windows (rows) over frames, and per-frame weights",
                                   interactive=False)
