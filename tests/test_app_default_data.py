@@ -80,3 +80,37 @@ def test_files_from_the_default_data_folder_are_served(default_app, clip8, tmp_p
     frames = read_video(path)
     assert frames.shape[0] == 4 and frames.shape[1:3] == (64, 64)
     assert "InvalidPathError" not in default_app["log"].read_text()
+
+
+def _readme_client_script() -> str:
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "gradio_client" in b]
+    assert len(blocks) == 1, "README has one gradio_client script"
+    assert 'Client("http://127.0.0.1:7860/"' in blocks[0]
+    return blocks[0]
+
+
+def test_readme_client_script_tunes_edits_and_downloads(default_app, tmp_path):
+    """The README's gradio_client script, as a user runs it (from the repository, against
+    `python app.py`), only the port changed: it tunes and edits with the named API and gets
+    the edited video through gradio_client's download, in well under 10 minutes."""
+    from vcstudio.io import read_video
+
+    script = _readme_client_script().replace("http://127.0.0.1:7860/", default_app["url"])
+    script = script.replace('download_files="downloads"',
+                            f'download_files={str(tmp_path / "downloads")!r}')
+    t0 = time.time()
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    took = time.time() - t0
+    assert out.returncode == 0, out.stderr[-3000:]
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith("Done. ")
+    video = Path(last.split(" ", 1)[1])
+    assert video.is_relative_to(tmp_path / "downloads")
+    frames = read_video(video)
+    assert frames.shape[0] == 8 and frames.shape[2] > 0
+    print(f"README script: {took:.0f} s")
+    assert took < 600
