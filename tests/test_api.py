@@ -293,3 +293,48 @@ def test_public_studio_checks_limits_and_ownership_on_the_server(public_app, wid
     # and its cache and sessions are deleted after a TTL
     assert public_app["demo"].delete_cache is not None
     assert not studio.device_lock().locked()
+
+
+def test_gif_and_zip_of_images_are_accepted_as_the_label_says(app, tmp_path):
+    import zipfile
+
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    from vcstudio.io import write_gif
+    from vcstudio.io.synthetic import moving_shape_clip
+
+    clip = moving_shape_clip(6, 64, dx=3.0)
+    gif = write_gif(clip, tmp_path / "clip.gif")
+    zpath = tmp_path / "frames.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        for i, f in enumerate(clip):
+            Image.fromarray(f).save(tmp_path / f"{i}.png")
+            z.write(tmp_path / f"{i}.png", f"frame{i}.png")
+    c = Client(app["url"], verbose=False)
+    for f in (gif, zpath):
+        _, strip, info = c.predict(clip=handle_file(str(f)), frames=4, width=64, height=64,
+                                   api_name="/preview")
+        assert info == "4 frames at 64x64 will be tuned on.", f
+
+
+def test_a_cancelled_event_stops_its_job(app, wide_clip):
+    """gradio_client's job.cancel() (the event cancelled): the tune stops at its next step."""
+    from gradio_client import Client, handle_file
+
+    studio = app["studio"]
+    c = Client(app["url"], verbose=False)
+    job = c.submit(clip=handle_file(str(wide_clip)), prompt="a red circle", frames=4,
+                   width=64, height=32, steps=100, lr=1e-3, api_name="/tune")
+    deadline, jid = time.time() + 60, None
+    while time.time() < deadline and jid is None:
+        live = [h for h in list(studio._jobs.values())
+                if not h.done.is_set() and h.status == "running"]
+        jid = live[0].id if live else None
+        time.sleep(0.2)
+    assert jid is not None
+    job.cancel()
+    out = studio.wait(jid, 60)
+    assert out.finished and out.status in ("stopped", "cancelled"), out.status
+    assert studio.store.job(jid).step < 100
+    assert not studio.device_lock().locked()

@@ -169,8 +169,10 @@ def build(studio, sid_state, edit_refs):
                 video = gr.File(label="Video to score (mp4, webm, mov, avi, gif, or a zip of "
                                       "images)", file_types=VIDEO_TYPES, type="filepath",
                                 height=120)
+                # image_mode=None: the handler gets the uploaded file itself (a public
+                # studio reads only a visitor's own uploads), not a converted copy
                 image = gr.Image(label="Conditioning image (optional: default first frame)",
-                                 type="filepath", height=200)
+                                 type="filepath", height=200, image_mode=None)
                 score_btn = gr.Button("Score VCD", variant="primary")
                 summary = gr.Markdown(label="Summary")
             plot = gr.LinePlot(x="frame", y="value", color="series", label="Per-frame VCD",
@@ -181,7 +183,8 @@ def build(studio, sid_state, edit_refs):
                     "the same seed. Needs an I2V model (none ships offline).")
         with gr.Row():
             with gr.Column():
-                cond = gr.Image(label="Conditioning image", type="filepath", height=200)
+                cond = gr.Image(label="Conditioning image", type="filepath", height=200,
+                                image_mode=None)
                 iprompt = gr.Textbox(
                     value="", label="Prompt (LTX-Video reads it; SVD uses the image only)")
                 model = gr.Textbox(value="", label="I2V model (Hub id or folder)")
