@@ -99,9 +99,9 @@ def test_slider_changes_store_one_copy_and_the_wide_clip_keeps_its_aspect(app, w
     from vcstudio.io import read_video
 
     c = Client(app["url"], verbose=False)
-    width, height = c.predict(clip=handle_file(str(wide_clip)), api_name="/clip_size")
+    session, width, height = c.predict(clip=handle_file(str(wide_clip)),
+                                       api_name="/clip_size")
     assert (width, height) == (64, 32)  # the largest this tier allows for the demo size
-    session = ""
     for frames in (2, 3, 4, 5, 6, 7, 4):
         session, strip, info = c.predict(session=session, clip=handle_file(str(wide_clip)),
                                          frames=frames, stride=1, width=width, height=height,
@@ -253,6 +253,15 @@ def test_public_studio_reads_only_the_visitors_own_uploads(public_app, wide_clip
     assert kind == "complete" and out[0] != a_session, out
     # A keeps using their own upload
     kind, out = _call(url, "preview", _preview_args(a_session, _file(a_path)))
+    assert kind == "complete", out
+    # the page's order: a new upload is sized (clip_size), then previewed, in one session
+    from vcstudio.io import write_gif
+    from vcstudio.io.synthetic import moving_shape_clip
+
+    c_path = _upload(url, write_gif(moving_shape_clip(4, 64, dx=2.0), tmp_path / "c.gif"))
+    kind, out = _call(url, "clip_size", ["", _file(c_path)])
+    assert kind == "complete" and out[1:] == [64, 64], out
+    kind, out = _call(url, "preview", _preview_args(out[0], _file(c_path)))
     assert kind == "complete", out
 
 

@@ -60,16 +60,18 @@ def default_long_side(studio) -> int:
     return min(studio.limits.max_side, 64 if small else 512)
 
 
-def clip_size(studio, sid, video) -> tuple[int, int]:
-    """(width, height): the clip's aspect at the largest size allowed (multiples of 8)."""
+def clip_size(studio, sid, video) -> tuple[str, int, int]:
+    """(session, width, height): the clip's aspect at the largest size allowed (multiples
+    of 8). The upload is read as this session's (a public studio's visitor claims it)."""
     from ..io import default_size, read_video
 
     sid = ensure_session(studio, sid)
     try:
         path = upload(studio, sid, video)
         first = read_video(path, 0, 1, 1, limits=studio.limits)
-        return default_size(first.shape[1:3], default_long_side(studio),
+        w, h = default_size(first.shape[1:3], default_long_side(studio),
                             min_side=studio.limits.min_side)
+        return sid, w, h
     except Exception as e:
         raise gr_error(e)
 
@@ -390,11 +392,11 @@ def build(studio, sid_state):
             return preview_frames(studio, session, clip, frames, stride, start, width, height,
                                   fit, position)
 
-        def clip_dims(clip: Optional[str]):
+        def clip_dims(session: str, clip: Optional[str]):
             """The clip's aspect at the largest size this tier allows."""
             if not clip:
-                return gr_update(), gr_update()
-            return clip_size(studio, "", clip)
+                return session, gr_update(), gr_update()
+            return clip_size(studio, session, clip)
 
         def estimate(frames: float, width: float, height: float, steps: float,
                      method: str) -> str:
@@ -438,7 +440,8 @@ def build(studio, sid_state):
         fit_outputs = [sid_state, strip, strip_info]
         # a new clip: size the sliders to its aspect, then preview; user edits of a setting
         # preview again (``input``: not the sliders' programmatic updates, so one preview)
-        video.change(clip_dims, video, [width, height], api_name="clip_size",
+        video.change(clip_dims, [sid_state, video], [sid_state, width, height],
+                     api_name="clip_size",
                      concurrency_id="preview", concurrency_limit=4).then(
             preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview")
         for c in (frames, stride, start, width, height, resize, position):
