@@ -342,8 +342,37 @@ def test_a_cancelled_event_stops_its_job(app, wide_clip):
         jid = live[0].id if live else None
         time.sleep(0.2)
     assert jid is not None
+    # preview and estimate are outside the device's queue group: they answer while it runs
+    other = Client(app["url"], verbose=False)
+    info = other.predict(clip=handle_file(str(wide_clip)), frames=4, width=64, height=32,
+                         api_name="/preview")[2]
+    est = other.predict(frames=4, width=64, height=32, steps=100, api_name="/estimate")
+    assert info.startswith("4 frames") and est.startswith("Estimate")
+    assert not studio.wait(jid, 0).finished  # the tune was still running meanwhile
     job.cancel()
     out = studio.wait(jid, 60)
     assert out.finished and out.status in ("stopped", "cancelled"), out.status
     assert studio.store.job(jid).step < 100
     assert not studio.device_lock().locked()
+
+
+def test_a_closed_tab_stops_its_jobs(app, wide_clip):
+    """The visitor leaves (their client's heartbeat ends: Gradio's unload event): the jobs
+    that client started stop, freeing the device."""
+    from gradio_client import Client, handle_file
+
+    studio = app["studio"]
+    c = Client(app["url"], verbose=False)
+    c.submit(clip=handle_file(str(wide_clip)), prompt="a red circle", frames=4, width=64,
+             height=32, steps=100, lr=1e-3, api_name="/tune")
+    deadline, jid = time.time() + 60, None
+    while time.time() < deadline and jid is None:
+        live = [h for h in list(studio._jobs.values())
+                if not h.done.is_set() and h.status == "running"]
+        jid = live[0].id if live else None
+        time.sleep(0.2)
+    assert jid is not None
+    c.close()  # ends the heartbeat: the page is gone
+    out = studio.wait(jid, 60)
+    assert out.finished and out.status in ("stopped", "cancelled"), out.status
+    assert studio.store.job(jid).step < 100
