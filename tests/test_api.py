@@ -254,6 +254,17 @@ def test_public_studio_reads_only_the_visitors_own_uploads(public_app, wide_clip
     # A keeps using their own upload
     kind, out = _call(url, "preview", _preview_args(a_session, _file(a_path)))
     assert kind == "complete", out
+    # an example clip, as Gradio serves it from its cache when a visitor clicks it
+    import shutil
+    import tempfile
+
+    cache = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    example = ROOT / "assets" / "examples" / "red_circle_right_beach.mp4"
+    cached = cache / ("example-" + os.urandom(4).hex()) / example.name
+    cached.parent.mkdir(parents=True)
+    shutil.copyfile(example, cached)
+    kind, out = _call(url, "preview", _preview_args("", _file(str(cached))))
+    assert kind == "complete", out
     # the page's order: a new upload is sized (clip_size), then previewed, in one session
     from vcstudio.io import write_gif
     from vcstudio.io.synthetic import moving_shape_clip
