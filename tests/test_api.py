@@ -90,6 +90,23 @@ def test_every_endpoint_is_named_with_the_parameters_of_api_md(app):
     assert required["/long_plan"] == [] and required["/stop"] == []
 
 
+def test_jobs_queue_per_device_and_the_rest_answer_beside_them(app):
+    """One Gradio concurrency group per device, one event at a time, a bounded queue; the
+    quick endpoints are outside that group."""
+    from vcstudio.ui.common import QUEUE_MAX
+
+    demo = app["demo"]
+    fns = {f.api_name: f for f in demo.fns.values() if isinstance(f.api_name, str)}
+    jobs = ("tune", "resume", "edit", "long", "mask_preview", "score_vcd", "i2v", "i2v_tune",
+            "compare")
+    for name in jobs:
+        assert fns[name].concurrency_id == "device-cpu", name
+        assert fns[name].concurrency_limit == 1, name
+    for name in ("preview", "estimate", "clip_size", "long_plan", "stop", "push"):
+        assert fns[name].concurrency_id != "device-cpu", name
+    assert demo._queue.max_size == QUEUE_MAX
+
+
 def test_slider_changes_store_one_copy_and_the_wide_clip_keeps_its_aspect(app, wide_clip):
     """Seven preview calls of one clip (what seven slider moves send): one stored copy. A 2:1
     clip is sized 2:1, previews at 2:1 and is tuned and edited at 2:1."""
