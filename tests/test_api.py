@@ -98,7 +98,7 @@ def test_jobs_queue_per_device_and_the_rest_answer_beside_them(app):
     demo = app["demo"]
     fns = {f.api_name: f for f in demo.fns.values() if isinstance(f.api_name, str)}
     jobs = ("tune", "resume", "edit", "long", "mask_preview", "score_vcd", "i2v", "i2v_tune",
-            "compare")
+            "compare", "open_tav")
     for name in jobs:
         assert fns[name].concurrency_id == "device-cpu", name
         assert fns[name].concurrency_limit == 1, name
