@@ -238,7 +238,10 @@ class MaskConfig:
     k_step: int = 995
     w1: float = 1.0  # background weight of eq. 11
     w2: float = 1.0  # foreground weight of eq. 11
-    fusion_mode: str = "paper"  # paper | normalised (methods/fusion.py)
+    # eq. 11's region rule (methods/fusion.py): paper | normalised keep a step-k latent's unit
+    # variance; literal = the formula as printed (an average of n noises has std 1/sqrt(n))
+    fusion_mode: str = "paper"
+    fusion_space: str = "latent"  # latent | x0 (fuse predicted x0, re-noise to step k)
     fg_index: int = 0  # the candidate whose foreground is kept
     tune_steps: int = 250
     tune_lr: float = 2e-6
