@@ -198,6 +198,9 @@ class TuneConfig:
     preview_steps: int = 20
     inversion_steps: int = 50
     inversion_fixed_point: int = 0  # extra noise re-evaluations per inversion step (invert.py)
+    # the prompt the clip is DDIM-inverted under: "" = the empty prompt (Tune-A-Video inverts
+    # with prompt=""), "source" = the tuning prompt (data.prompt), any other text = that text
+    inversion_prompt: str = ""
     dct: DCTConfig = field(default_factory=DCTConfig)
     apla: APLAConfig = field(default_factory=APLAConfig)
     fgbg: FgBgConfig = field(default_factory=FgBgConfig)
@@ -215,6 +218,9 @@ class EditConfig:
     seed: int = 33
     use_inversion: bool = True
     eta: float = 0.0
+    # the inversion's prompt for this edit ("", "source" or text, as TuneConfig.inversion_prompt);
+    # None = the run's own setting
+    inversion_prompt: Optional[str] = None
 
 
 @dataclass
@@ -400,9 +406,31 @@ def _from_tuneavideo(d: dict) -> tuple[TuneConfig, Optional[EditConfig]]:
     return cfg, edit
 
 
+# what a run config that predates a field was tuned with (load_run_config): runs made before
+# inversion_prompt existed were inverted under their source prompt
+LEGACY_RUN_DEFAULTS = {"inversion_prompt": "source"}
+
+
 def load_tune_config(path: str | Path) -> TuneConfig:
     """Load our YAML or a Tune-A-Video YAML (detected by its ``train_data`` key)."""
     d = _read_yaml(path)
     if "train_data" in d or "pretrained_model_path" in d:
         return _from_tuneavideo(d)[0]
     return from_dict(TuneConfig, d)
+
+
+def run_config_from_dict(d: dict) -> TuneConfig:
+    """A run's recorded TuneConfig: a field the record lacks gets the behaviour the run was
+    tuned with before the field existed (:data:`LEGACY_RUN_DEFAULTS`), not today's default."""
+    d = dict(d)
+    for k, v in LEGACY_RUN_DEFAULTS.items():
+        d.setdefault(k, v)
+    return from_dict(TuneConfig, d)
+
+
+def load_run_config(path: str | Path) -> TuneConfig:
+    """A run folder's config.yaml (see :func:`run_config_from_dict`)."""
+    d = _read_yaml(path)
+    if "train_data" in d or "pretrained_model_path" in d:
+        return _from_tuneavideo(d)[0]
+    return run_config_from_dict(d)

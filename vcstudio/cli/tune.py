@@ -36,6 +36,10 @@ def add(sub) -> None:
     p.add_argument("--inversion-steps", type=int,
                    help="DDIM inversion steps after tuning (default 50; edits at another "
                    "step count invert again)")
+    p.add_argument("--inversion-prompt", metavar="TEXT",
+                   help='the prompt the clip is DDIM-inverted under: "" (default) = the empty '
+                   'prompt, as Tune-A-Video inverts; "source" = the tuning prompt; other text '
+                   "= that text")
     p.add_argument("--no-checkpointing", action="store_true", help="no gradient checkpointing")
     add_temporal_args(p)
     # DCT switches (seed 000, Table 3 / Table 2)
@@ -116,7 +120,8 @@ def tune_config_from_args(a):
         crop=a.crop or d.crop)
     upd = {k: v for k, v in dict(model=a.model, steps=a.steps, lr=a.lr, seed=a.seed,
                                  method=a.method, checkpoint_every=a.checkpoint_every,
-                                 inversion_steps=a.inversion_steps).items()
+                                 inversion_steps=a.inversion_steps,
+                                 inversion_prompt=a.inversion_prompt).items()
            if v is not None}
     upd.update(temporal_overrides(a))
     cfg = dataclasses.replace(cfg, data=d, **upd)

@@ -153,7 +153,13 @@ def resume_handler(studio, sid, job_id):
         raise gr_error(e)
 
 
-def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, inversion):
+# the edit's inversion prompt: the run's setting (Tune-A-Video's empty prompt by default)
+INVERSION_PROMPTS = [("the run's setting", "run"), ("the empty prompt (Tune-A-Video)", "empty"),
+                     ("the source prompt", "source")]
+
+
+def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, inversion,
+                 inversion_prompt="run"):
     """Generator: (video, gif, status, per-frame metric plot, metric table)."""
     from ..jobs.edit import STREAM_METRICS, EditJobConfig
 
@@ -164,7 +170,8 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
         run = studio.safe_path(sid, run_dir, must_exist=True)
         cfg = EditJobConfig(run=str(run), metrics=STREAM_METRICS, edit=EditConfig(
             prompt=prompt, negative=negative or "", steps=int(steps), guidance=float(guidance),
-            seed=int(seed), use_inversion=bool(inversion)))
+            seed=int(seed), use_inversion=bool(inversion),
+            inversion_prompt={"run": None, "empty": ""}.get(inversion_prompt, inversion_prompt)))
         res, shown = None, None
         for item in run_job(studio, sid, "edit", cfg):
             if isinstance(item, tuple):
@@ -295,6 +302,8 @@ def build(studio, sid_state):
                     eseed = gr.Number(value=33, precision=0, label="Seed")
                 inversion = gr.Checkbox(True, label="Start from the inverted clip (keeps its "
                                                     "motion)")
+                inv_prompt = gr.Dropdown(INVERSION_PROMPTS, value="run",
+                                         label="Invert the clip under")
                 edit_btn = gr.Button("Generate edit", variant="primary")
                 estatus = gr.Markdown()
             with gr.Column(scale=1):
@@ -343,7 +352,8 @@ def build(studio, sid_state):
         resume_refresh.click(refresh, sid_state, resumable, api_name=False)
         edit_btn.click(lambda *a: (yield from edit_handler(studio, *a)),
                        [sid_state, run_dir, eprompt, negative, esteps, guidance, eseed,
-                        inversion], [out_video, out_gif, estatus, metric_plot, metric_table],
+                        inversion, inv_prompt],
+                       [out_video, out_gif, estatus, metric_plot, metric_table],
                        api_name="edit")
         push_btn.click(lambda *a: push_handler(studio, *a), [sid_state, run_dir, repo, token],
                        push_status)
