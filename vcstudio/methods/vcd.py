@@ -82,6 +82,15 @@ def projection_filters(channels: int, num_proj: int = 256, patch: int = 5, seed:
     return w / w.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
 
 
+def _sort_last(p: torch.Tensor) -> torch.Tensor:
+    """Values sorted along the last dim. Without a graph on the CPU numpy's vectorised sort gives
+    the same values about 7x faster than torch.sort (the projections' sort dominates VCD's time)."""
+    if p.device.type == "cpu" and p.dtype == torch.float32 and not (
+            p.requires_grad and torch.is_grad_enabled()):
+        return torch.from_numpy(np.sort(p.detach().numpy(), axis=-1))
+    return torch.sort(p, dim=-1).values
+
+
 def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, filters: torch.Tensor,
                        stride: int = 1, chunk: int = PROJ_CHUNK) -> torch.Tensor:
     """Sliced 1-Wasserstein distance between the patch distributions of x and y (FDL).
@@ -103,7 +112,7 @@ def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, filters: torch.Tensor,
     nx, both = x.shape[0], torch.cat([x, y])
     total, count = None, 0
     for i in range(0, w.shape[0], max(1, chunk)):
-        p = torch.sort(F.conv2d(both, w[i:i + chunk], stride=stride).flatten(2), dim=-1).values
+        p = _sort_last(F.conv2d(both, w[i:i + chunk], stride=stride).flatten(2))
         part = (p[:nx] - p[nx:]).abs().sum(dim=(1, 2))
         total = part if total is None else total + part
         count += p.shape[1] * p.shape[2]
