@@ -49,8 +49,13 @@ _CLWS_LABEL = {"fourier": "Fourier", "exponential": "exponential", "gaussian": "
 
 
 def _presets() -> tuple[Preset, ...]:
-    """DCT full; Table 2's CLWS weightings; Table 3's ablations (the parts each row keeps)."""
-    out = [Preset("dct", "DCT full (mul-Fourier CLWS)", {"method": "dct"})]
+    """DCT full; DCT as published (its samples without classifier-free guidance, sec. 4:
+    "we use the DDIM sampler and do not use classifier guidance"); Table 2's CLWS weightings;
+    Table 3's ablations (the parts each row keeps). The other presets sample at the comparison's
+    guidance, so a Compare row differs from the baseline's by the tuning alone."""
+    out = [Preset("dct", "DCT full (mul-Fourier CLWS)", {"method": "dct"}),
+           Preset("dct-paper", "DCT as published (no CFG)", {"method": "dct"},
+                  {"guidance": 1.0})]
     out += [Preset(f"dct-clws-{c}", f"DCT, CLWS {label}", {"method": "dct", "dct.clws": c})
             for c, label in _CLWS_LABEL.items()]
     out.append(Preset("dct-no-adapter", "DCT, no adapter", {"method": "dct", "dct.adapter": False}))
