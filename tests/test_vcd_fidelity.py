@@ -1,4 +1,4 @@
-"""VCD (seed 002) as metric and reward (issue 15.3, 15.4) and its memory bound (issue 19.2):
+"""VCD (the VCD paper) as metric and reward (issue 15.3, 15.4) and its memory bound (issue 19.2):
 fixed projections for the metric, fresh ones every reward step, aspect-keeping resize, scoring
 in bounded batches streamed from the decoder with progress per batch."""
 from __future__ import annotations

@@ -85,7 +85,7 @@ class DataConfig:
 
 @dataclass
 class DCTConfig:
-    """Dual Consistency Training switches (seed 000, Table 3 ablations; Table 2 CLWS).
+    """Dual Consistency Training switches (DCT paper, Table 3 ablations; Table 2 CLWS).
 
     The consistency losses need a gradient path (DESIGN "Method notes"): at each active step the
     predicted clean latents x0 of ``frames_per_step`` random frames are decoded by the VAE at
@@ -125,7 +125,7 @@ class DCTConfig:
 
 @dataclass
 class APLAConfig:
-    """APLA switches (seed 003, Table 3 ablations)."""
+    """APLA switches (APLA paper, Table 3 ablations)."""
 
     vgt: str = "pure"  # pure | hyper | none
     discriminator: bool = True
@@ -153,7 +153,8 @@ class APLAConfig:
 
 @dataclass
 class FgBgConfig:
-    """Combined tuning (seed 001, sec. 3.3): the fg/bg-weighted loss of eq. 20 on the fused clip.
+    """Combined tuning (consistency-tuning paper, sec. 3.3): the fg/bg-weighted loss of eq. 20 on
+    the fused clip.
 
     ``masks``: a file with the clip's foreground masks, bool/uint8 (F, H, W) at frame resolution
     (.npy, .npz with a ``masks`` array, or a folder of PNGs); they are brought to latent
@@ -225,7 +226,8 @@ class EditConfig:
 
 @dataclass
 class MaskConfig:
-    """Masks + average fusion at step k (seed 001, secs. 3.1-3.2) and combined tuning (3.3).
+    """Masks + average fusion at step k (consistency-tuning paper, secs. 3.1-3.2) and combined
+    tuning (3.3).
 
     n candidate clips of ``window`` frames are sampled with the first segment's prompt down to the
     first schedule timestep <= ``k_step`` (paper: n = 5 at t = 995), their x0 is predicted and
@@ -257,7 +259,7 @@ class MaskConfig:
 @dataclass
 class LongConfig:
     """A long video from a tuned run: segment prompts, temporal co-denoising (eqs. 18-19), optional
-    masks + average fusion + combined tuning, optional progressive refinement (seed 004).
+    masks + average fusion + combined tuning, optional progressive refinement (MOV AI paper).
 
     The timeline comes from ``segments`` ([{prompt, start, end}], end exclusive), else ``story``
     (scene parser), else ``prompts`` (split evenly over ``frames``).

@@ -42,19 +42,19 @@ def add(sub) -> None:
                    "= that text")
     p.add_argument("--no-checkpointing", action="store_true", help="no gradient checkpointing")
     add_temporal_args(p)
-    # DCT switches (seed 000, Table 3 / Table 2)
+    # DCT switches (DCT paper, Table 3 / Table 2)
     p.add_argument("--no-adapter", action="store_true")
     p.add_argument("--no-semantic", action="store_true")
     p.add_argument("--no-texture", action="store_true")
     p.add_argument("--clws", choices=["mul-fourier", "fourier", "exponential", "gaussian",
                                       "linear", "constant"])
-    # APLA switches (seed 003, Table 3)
+    # APLA switches (APLA paper, Table 3)
     p.add_argument("--vgt", choices=["pure", "hyper", "none"])
     p.add_argument("--no-discriminator", action="store_true")
     p.add_argument("--no-hyper-loss", action="store_true")
     p.add_argument("--vgt-preset", choices=["small", "paper"],
                    help="VGT size: paper = D 768, 4+4 layers (60.5M Pure, 97.1M Hyper)")
-    # combined tuning (seed 001, eq. 20)
+    # combined tuning (consistency-tuning paper, eq. 20)
     p.add_argument("--fg-masks", metavar="FILE|DIR",
                    help="foreground masks of the clip's frames: .npy/.npz (frames, H, W) or a "
                    "folder of one PNG per frame (method fgbg)")

@@ -17,7 +17,8 @@ from . import validate as v
 @dataclass
 class EvalConfig:
     video: str = ""
-    what: str = "metrics"  # metrics (the registry) | vcd (seed 002's Video Consistency Distance)
+    what: str = "metrics"  # metrics (the registry) | vcd (the VCD paper's Video Consistency
+    # Distance)
     prompt: str = ""  # enables clip_text
     source: str = ""  # the edit's source video: enables psnr, ssim, lpips
     image: str = ""  # conditioning image: i2v_*, vcd (default for VCD: the first frame)

@@ -1,4 +1,4 @@
-"""APLA as a tuning method (seed 003): VGT perturbation + hyper-loss + 1x1 adversarial training.
+"""APLA as a tuning method (APLA paper): VGT perturbation + hyper-loss + 1x1 adversarial training.
 
 Parts, each switchable (``APLAConfig``; Table 3's ablations are :data:`TABLE3`):
 
@@ -59,7 +59,7 @@ def _presets() -> tuple[Preset, ...]:
     return tuple(out)
 
 
-APLA_STEPS = 750  # seed 003 sec. 5 / Table 3 "750 epochs (default)"
+APLA_STEPS = 750  # APLA paper sec. 5 / Table 3 "750 epochs (default)"
 APLA_LONG_STEPS = 1500  # its long setting
 
 

@@ -1,4 +1,4 @@
-"""Dual Consistency Training (seed 000, Secs. 3.3-4) as a tuning method.
+"""Dual Consistency Training (DCT paper, Secs. 3.3-4) as a tuning method.
 
     total = L_denoise + lam * L_consistency,  L_consistency = alpha L_sem + (1 - alpha) L_tex (eq. 11)
 
@@ -40,7 +40,7 @@ _VGG_TO_EFFNET = {"relu1": "stem", "relu2": "stage2", "relu3": "stage3", "relu4"
                   "relu5": "stage7"}
 
 
-# Table 3 of seed 000: which parts each ablation row keeps -> (adapter, semantic, texture)
+# Table 3 of the DCT paper: which parts each ablation row keeps -> (adapter, semantic, texture)
 TABLE3 = {"MS": (True, False, False), "S": (False, True, False), "T": (False, False, True),
           "MS+S": (True, True, False), "MS+T": (True, False, True), "S+T": (False, True, True),
           "DCT": (True, True, True)}

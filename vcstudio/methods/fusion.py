@@ -1,4 +1,4 @@
-"""Average fusion at step k (seed 001, section 3.2, eq. 11).
+"""Average fusion at step k (consistency-tuning paper, section 3.2, eq. 11).
 
     r'_k = (1/n) w1 sum_{i=1..n} m_bg_{i,k} + w2 m_fg_k                      (eq. 11)
 

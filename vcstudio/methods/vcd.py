@@ -1,4 +1,4 @@
-"""Video Consistency Distance (VCD, seed 002 eq. 2) -- metric and differentiable reward.
+"""Video Consistency Distance (VCD paper, eq. 2) -- metric and differentiable reward.
 
     VCD(x_cnd, x_i) = (N - i + 1) / N * ( WD(A_E(x_cnd), A_E(x_i)) + WD(P_E(x_cnd), P_E(x_i)) )
 

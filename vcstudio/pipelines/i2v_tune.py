@@ -1,4 +1,4 @@
-"""VCD reward tuning of an image-to-video model (seed 002 eq. 3) and base-vs-tuned A/B.
+"""VCD reward tuning of an image-to-video model (VCD paper eq. 3) and base-vs-tuned A/B.
 
     J(theta) = E_{X ~ p_theta(X | c)} [ R(X, c) ],   R = -VCD
 

@@ -1,4 +1,4 @@
-"""Masks and average fusion at step k (seed 001, secs. 3.1-3.2, eqs. 8-12).
+"""Masks and average fusion at step k (consistency-tuning paper, secs. 3.1-3.2, eqs. 8-12).
 
 1. Sample n candidate clips r_1..r_n (different seeds) from the tuned model down to step k, the
    first schedule timestep <= k (paper: n = 5, k = 995 of a 1000-step DDPM; with a DDIM schedule

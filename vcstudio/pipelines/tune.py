@@ -377,7 +377,8 @@ def apply_delta(model: VideoDenoiser, tensors: dict[str, torch.Tensor], rf: RunF
 
 def init_from_run(model: VideoDenoiser, run_dir: str | Path, base: BaseModel) -> list[str]:
     """Start from another run's tuned tensors (combined tuning fine-tunes the separately tuned
-    model D into D', seed 001 eq. 13). Its base fingerprint must match; returns the names set."""
+    model D into D', consistency-tuning paper eq. 13). Its base fingerprint must match; returns
+    the names set."""
     from .runs import open_run
 
     rf = open_run(run_dir)
