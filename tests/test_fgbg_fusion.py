@@ -227,3 +227,18 @@ def test_fused_latent_samples_like_an_unfused_one_on_the_demo_model(demo):
         at_edge.append(gx[i, band].mean())
         inside.append(gx[i, ~band].mean())
     assert float(torch.stack(at_edge).mean()) <= float(torch.stack(inside).mean())
+
+
+def test_cli_long_names_the_fusion_rule():
+    import argparse
+
+    from vcstudio.cli.long import add_long_args, long_config_from_args, parse_timeline
+
+    def cfg(*argv):
+        a = add_long_args(argparse.ArgumentParser()).parse_args(["--run", "r", "--prompts", "a",
+                                                                 *argv])
+        return long_config_from_args(a, parse_timeline(a)).mask
+
+    assert (cfg().fusion_mode, cfg().fusion_space) == ("paper", "latent")
+    m = cfg("--fusion-mode", "literal", "--fusion-space", "x0")
+    assert (m.fusion_mode, m.fusion_space) == ("literal", "x0")
