@@ -26,7 +26,7 @@ comparable at one size, and frames are brought to a size x size square keeping t
 bars; ``"stretch"``: the old anisotropic resize, which distorts every spatial frequency).
 
 Memory. Frames are prepared (converted, resized) and encoded ``batch`` at a time together with
-x_cnd, and the slices are projected ``proj_chunk`` at a time, so scoring any number of frames
+x_cnd, and the slices are projected :data:`PROJ_CHUNK` at a time, so scoring any number of frames
 holds one batch's features, never the whole clip's (:meth:`VCD.score_stream` takes the clip as
 an iterable of chunks, e.g. straight from the decoder).
 """
@@ -46,8 +46,9 @@ from ..models.vgg import FeatureEncoder, load_encoder
 from ..progress import Event, ProgressFn, null_progress
 
 DEFAULT_SEED = 0  # the fixed seed of the projection filters; scores are comparable only under one
-# Frames per encoder batch. At 224 px a VGG19 batch of 1 + 8 frames peaks well under 1 GiB on CPU
-# (the relu1_1 taps and their DFT dominate); ``vcstudio bench metrics --vcd`` measures it.
+# Frames per encoder batch. At 224 px with VGG19 on the CPU the whole scoring process (imports,
+# weights, one batch of x_cnd + 8 frames: the relu1_1 taps and their DFT dominate) peaks at
+# about 2 GiB RSS, whatever the clip's length (``vcstudio bench metrics --metrics vcd``).
 DEFAULT_BATCH = 8
 PROJ_CHUNK = 64  # slices projected at once: bounds the (frames, slices, positions) sort buffers
 FITS = ("crop", "pad", "stretch")
@@ -196,10 +197,12 @@ def fit_square(x: torch.Tensor, size: Optional[int], fit: str = "crop") -> torch
     h, w = x.shape[-2:]
     if fit == "stretch":
         nh = nw = size
-    else:
-        scale = size / (min(h, w) if fit == "crop" else max(h, w))
-        nh, nw = (max(size, round(h * scale)), max(size, round(w * scale))) if fit == "crop" \
-            else (min(size, max(1, round(h * scale))), min(size, max(1, round(w * scale))))
+    elif fit == "crop":  # the short side becomes size (the long one at least size)
+        scale = size / min(h, w)
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    else:  # pad: the long side becomes size (the short one at most size)
+        scale = size / max(h, w)
+        nh, nw = min(size, max(1, round(h * scale))), min(size, max(1, round(w * scale)))
     if (nh, nw) != (h, w):
         x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)
     if fit == "crop":
