@@ -22,8 +22,10 @@ DEFAULT_TRAINABLE = ("attn1.to_q", "attn2.to_q", "temporal.attn")
 # Tune-A-Video module names -> ours (its attn_temp / norm_temp are our temporal.attn / .norm)
 TAV_MODULE_NAMES = {"attn_temp": "temporal.attn", "norm_temp": "temporal.norm"}
 GROUPNORM_MODES = ("clip", "frame")  # TuneConfig.groupnorm (models/groupnorm.py)
-# what a run config that predates a field was tuned with (load_run_config)
-LEGACY_RUN_DEFAULTS = {"groupnorm": "frame", "frame_positions": True}
+# what a run config that predates a field was tuned with (load_run_config): per-frame GroupNorm,
+# frame positions on, and inversion under the source prompt
+LEGACY_RUN_DEFAULTS = {"groupnorm": "frame", "frame_positions": True,
+                       "inversion_prompt": "source"}
 
 
 @dataclass
@@ -92,7 +94,7 @@ class DataConfig:
 
 @dataclass
 class DCTConfig:
-    """Dual Consistency Training switches (seed 000, Table 3 ablations; Table 2 CLWS).
+    """Dual Consistency Training switches (DCT paper, Table 3 ablations; Table 2 CLWS).
 
     The consistency losses need a gradient path (DESIGN "Method notes"): at each active step the
     predicted clean latents x0 of ``frames_per_step`` random frames are decoded by the VAE at
@@ -132,7 +134,7 @@ class DCTConfig:
 
 @dataclass
 class APLAConfig:
-    """APLA switches (seed 003, Table 3 ablations)."""
+    """APLA switches (APLA paper, Table 3 ablations)."""
 
     vgt: str = "pure"  # pure | hyper | none
     discriminator: bool = True
@@ -160,7 +162,8 @@ class APLAConfig:
 
 @dataclass
 class FgBgConfig:
-    """Combined tuning (seed 001, sec. 3.3): the fg/bg-weighted loss of eq. 20 on the fused clip.
+    """Combined tuning (consistency-tuning paper, sec. 3.3): the fg/bg-weighted loss of eq. 20 on
+    the fused clip.
 
     ``masks``: a file with the clip's foreground masks, bool/uint8 (F, H, W) at frame resolution
     (.npy, .npz with a ``masks`` array, or a folder of PNGs); they are brought to latent
@@ -226,6 +229,9 @@ class TuneConfig:
     preview_steps: int = 20
     inversion_steps: int = 50
     inversion_fixed_point: int = 0  # extra noise re-evaluations per inversion step (invert.py)
+    # the prompt the clip is DDIM-inverted under: "" = the empty prompt (Tune-A-Video inverts
+    # with prompt=""), "source" = the tuning prompt (data.prompt), any other text = that text
+    inversion_prompt: str = ""
     dct: DCTConfig = field(default_factory=DCTConfig)
     apla: APLAConfig = field(default_factory=APLAConfig)
     fgbg: FgBgConfig = field(default_factory=FgBgConfig)
@@ -244,11 +250,15 @@ class EditConfig:
     seed: int = 33
     use_inversion: bool = True
     eta: float = 0.0
+    # the inversion's prompt for this edit ("", "source" or text, as TuneConfig.inversion_prompt);
+    # None = the run's own setting
+    inversion_prompt: Optional[str] = None
 
 
 @dataclass
 class MaskConfig:
-    """Masks + average fusion at step k (seed 001, secs. 3.1-3.2) and combined tuning (3.3).
+    """Masks + average fusion at step k (consistency-tuning paper, secs. 3.1-3.2) and combined
+    tuning (3.3).
 
     n candidate clips of ``window`` frames are sampled with the first segment's prompt down to the
     first schedule timestep <= ``k_step`` (paper: n = 5 at t = 995), their x0 is predicted and
@@ -267,7 +277,10 @@ class MaskConfig:
     k_step: int = 995
     w1: float = 1.0  # background weight of eq. 11
     w2: float = 1.0  # foreground weight of eq. 11
-    fusion_mode: str = "paper"  # paper | normalised (methods/fusion.py)
+    # eq. 11's region rule (methods/fusion.py): paper | normalised keep a step-k latent's unit
+    # variance; literal = the formula as printed (an average of n noises has std 1/sqrt(n))
+    fusion_mode: str = "paper"
+    fusion_space: str = "latent"  # latent | x0 (fuse predicted x0, re-noise to step k)
     fg_index: int = 0  # the candidate whose foreground is kept
     tune_steps: int = 250
     tune_lr: float = 2e-6
@@ -277,7 +290,7 @@ class MaskConfig:
 @dataclass
 class LongConfig:
     """A long video from a tuned run: segment prompts, temporal co-denoising (eqs. 18-19), optional
-    masks + average fusion + combined tuning, optional progressive refinement (seed 004).
+    masks + average fusion + combined tuning, optional progressive refinement (MOV AI paper).
 
     The timeline comes from ``segments`` ([{prompt, start, end}], end exclusive), else ``story``
     (scene parser), else ``prompts`` (split evenly over ``frames``).
@@ -578,7 +591,7 @@ def load_tune_config(path: str | Path) -> TuneConfig:
 def run_config_from_dict(d: dict) -> TuneConfig:
     """A run's recorded TuneConfig: a field the record lacks gets the behaviour the run was
     tuned with before the field existed (:data:`LEGACY_RUN_DEFAULTS`: per-frame GroupNorm, frame
-    positions on), not today's default."""
+    positions on, inversion under the source prompt), not today's default."""
     d = dict(d)
     for k, v in LEGACY_RUN_DEFAULTS.items():
         d.setdefault(k, v)

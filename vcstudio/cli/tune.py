@@ -36,21 +36,25 @@ def add(sub) -> None:
     p.add_argument("--inversion-steps", type=int,
                    help="DDIM inversion steps after tuning (default 50; edits at another "
                    "step count invert again)")
+    p.add_argument("--inversion-prompt", metavar="TEXT",
+                   help='the prompt the clip is DDIM-inverted under: "" (default) = the empty '
+                   'prompt, as Tune-A-Video inverts; "source" = the tuning prompt; other text '
+                   "= that text")
     p.add_argument("--no-checkpointing", action="store_true", help="no gradient checkpointing")
     add_temporal_args(p)
-    # DCT switches (seed 000, Table 3 / Table 2)
+    # DCT switches (DCT paper, Table 3 / Table 2)
     p.add_argument("--no-adapter", action="store_true")
     p.add_argument("--no-semantic", action="store_true")
     p.add_argument("--no-texture", action="store_true")
     p.add_argument("--clws", choices=["mul-fourier", "fourier", "exponential", "gaussian",
                                       "linear", "constant"])
-    # APLA switches (seed 003, Table 3)
+    # APLA switches (APLA paper, Table 3)
     p.add_argument("--vgt", choices=["pure", "hyper", "none"])
     p.add_argument("--no-discriminator", action="store_true")
     p.add_argument("--no-hyper-loss", action="store_true")
     p.add_argument("--vgt-preset", choices=["small", "paper"],
                    help="VGT size: paper = D 768, 4+4 layers (60.5M Pure, 97.1M Hyper)")
-    # combined tuning (seed 001, eq. 20)
+    # combined tuning (consistency-tuning paper, eq. 20)
     p.add_argument("--fg-masks", metavar="FILE|DIR",
                    help="foreground masks of the clip's frames: .npy/.npz (frames, H, W) or a "
                    "folder of one PNG per frame (method fgbg)")
@@ -134,7 +138,8 @@ def _config_and_import(a):
         crop=a.crop or d.crop)
     upd = {k: v for k, v in dict(model=a.model, steps=a.steps, lr=a.lr, seed=a.seed,
                                  method=a.method, checkpoint_every=a.checkpoint_every,
-                                 inversion_steps=a.inversion_steps).items()
+                                 inversion_steps=a.inversion_steps,
+                                 inversion_prompt=a.inversion_prompt).items()
            if v is not None}
     upd.update(temporal_overrides(a))
     cfg = dataclasses.replace(cfg, data=d, **upd)

@@ -86,9 +86,9 @@ def variants(cfg: CompareConfig) -> list[Variant]:
                 t = dataclasses.replace(tc, dct=dataclasses.replace(tc.dct, clws=c)) if c else tc
                 label = preset.label + (f", CLWS {c}" if c else "") + (
                     f", seed {seed}" if len(cfg.seeds) > 1 else "")
-                out.append(Variant(label, t, EditConfig(prompt=cfg.edit_prompt,
-                                                        steps=cfg.edit_steps,
-                                                        guidance=cfg.guidance, seed=int(seed))))
+                edit = EditConfig(prompt=cfg.edit_prompt, steps=cfg.edit_steps,
+                                  guidance=cfg.guidance, seed=int(seed))
+                out.append(Variant(label, t, apply_changes(edit, preset.edit)))
     return out
 
 

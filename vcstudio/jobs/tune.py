@@ -44,6 +44,18 @@ class TuneOutcome:
     message: str = ""
 
 
+def check_inversion_prompt(value) -> None:
+    """"" (the empty prompt), "source" or a prompt text (--inversion-prompt)."""
+    from ..config import check_prompt
+    from ..errors import InputError
+
+    if not isinstance(value, str):
+        raise InputError(f"inversion_prompt (--inversion-prompt) must be text: \"\" for the "
+                         f"empty prompt, \"source\" for the tuning prompt, got {value!r:.40}.")
+    if value not in ("", "source"):
+        check_prompt(value, "inversion prompt")
+
+
 def validate(cfg: TuneConfig, limits: Limits) -> None:
     """One-line errors naming the setting and its range (every surface; nothing starts)."""
     from ..config import check_prompt
@@ -66,6 +78,7 @@ def validate(cfg: TuneConfig, limits: Limits) -> None:
     v.whole("preview_every", cfg.preview_every, 0, None, " (0 = no previews)")
     v.whole("preview_steps", cfg.preview_steps, 1, 1000)
     v.whole("inversion_steps", cfg.inversion_steps, 1, 1000)
+    check_inversion_prompt(cfg.inversion_prompt)
     v.number("max_grad_norm", cfg.max_grad_norm, 0, math.inf, open_lo=True)
     check_name(cfg.method)
     val = cfg.validation

@@ -70,7 +70,8 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
     if latents is not None:
         pass
     elif cfg.use_inversion:
-        latents = inversion_latents(tuned, cfg.steps, progress, cancel)
+        latents = inversion_latents(tuned, cfg.steps, progress, cancel,
+                                    prompt=cfg.inversion_prompt)
     else:
         d = tuned.cfg.data
         f = meta.get("n_frames", d.n_frames)

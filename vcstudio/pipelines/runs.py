@@ -4,7 +4,9 @@
     meta.json                clip hash, base model + fingerprint, versions, device, seed, status
     source.mp4               the exact frames tuned on
     delta.safetensors        trained tensors only (+ metadata: fingerprint, clip hash, config)
-    inversion-<N>.safetensors DDIM-inverted clip latents for N steps
+    inversion-<N>[-<key>].safetensors DDIM-inverted clip latents for N steps under a prompt
+                             (no key: the source prompt, as runs before inversion_prompt made
+                             them; "-empty": the empty prompt; else a hash of the prompt)
     checkpoint.safetensors   resume state while tuning (removed when finished)
     losses.json              per-step loss terms
     edits/                   generated videos, each named for its whole edit config (edit_stem)
@@ -17,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
@@ -72,8 +74,18 @@ class RunFolder:
     def source_path(self) -> Path:
         return self.path / "source.mp4"
 
-    def inversion_path(self, steps: int) -> Path:
-        return self.path / f"inversion-{steps}.safetensors"
+    def inversion_path(self, steps: int, prompt: Optional[str] = None) -> Path:
+        """The cached inversion for ``steps`` under ``prompt`` (the text itself; None = the
+        source prompt). Keyed by the prompt so that an edit under another inversion prompt
+        never reuses a cache made under this one."""
+        if prompt is None:
+            return self.path / f"inversion-{steps}.safetensors"
+        if prompt == "":
+            return self.path / f"inversion-{steps}-empty.safetensors"
+        import hashlib
+
+        key = hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        return self.path / f"inversion-{steps}-{key}.safetensors"
 
     @property
     def edits(self) -> Path:

@@ -224,6 +224,7 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
                    versions=versions(), device=str(device), seed=cfg.seed, status="running",
                    n_frames=int(frames.shape[0]), height=int(frames.shape[1]),
                    width=int(frames.shape[2]), method=cfg.method)
+    rf.update_meta(inversion_prompt=cfg.inversion_prompt)  # "" = empty (TAV), "source", text
 
     torch.manual_seed(cfg.seed)
     model, method, names = build_video_model(base, cfg, prec)
@@ -398,7 +399,8 @@ def apply_delta(model: VideoDenoiser, tensors: dict[str, torch.Tensor], rf: RunF
 
 def init_from_run(model: VideoDenoiser, run_dir: str | Path, base: BaseModel) -> list[str]:
     """Start from another run's tuned tensors (combined tuning fine-tunes the separately tuned
-    model D into D', seed 001 eq. 13). Its base fingerprint must match; returns the names set."""
+    model D into D', consistency-tuning paper eq. 13). Its base fingerprint must match; returns
+    the names set."""
     from .runs import open_run
 
     rf = open_run(run_dir)
@@ -453,21 +455,35 @@ def load_tuned(run_dir: str | Path, cache: ModelCache = default_cache,
     return cache.get(key, factory)
 
 
+def inversion_text(cfg: TuneConfig, setting: Optional[str] = None) -> Optional[str]:
+    """The text the clip is inverted under for an ``inversion_prompt`` setting (None = the run's
+    ``cfg.inversion_prompt``): "" -> the empty prompt, "source" -> None (the tuning prompt, the
+    cache key of runs that predate the setting), other text -> itself."""
+    setting = cfg.inversion_prompt if setting is None else setting
+    return None if setting == "source" else setting
+
+
 def inversion_latents(tuned: TunedModel, steps: int, progress: ProgressFn = null_progress,
                       cancel: Optional[CancelToken] = None,
-                      latents0: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """DDIM-inverted clip latents under the source prompt, cached in the run folder."""
+                      latents0: Optional[torch.Tensor] = None,
+                      prompt: Optional[str] = None) -> torch.Tensor:
+    """DDIM-inverted clip latents (Tune-A-Video's ``ddim_inversion``), cached in the run folder
+    per step count and prompt. ``prompt`` is an ``inversion_prompt`` setting (None = the run's):
+    by default the empty prompt, as Tune-A-Video inverts; "source" = the tuning prompt."""
     rf = tuned.run
-    if rf is not None and rf.inversion_path(steps).is_file():
-        return load_tensors(rf.inversion_path(steps), tuned.base.device)[0]["latents"]
+    text = inversion_text(tuned.cfg, prompt)
+    path = rf.inversion_path(steps, text) if rf is not None else None
+    if path is not None and path.is_file():
+        return load_tensors(path, tuned.base.device)[0]["latents"]
     base = tuned.base
     if latents0 is None:
         # the exact clip latents saved at tuning time (the mp4 beside them is lossy)
         latents0 = load_tensors(rf.path / "clip-latents.safetensors", base.device)[0]["latents"]
-    cond = encode_prompts(base, [tuned.cfg.data.prompt])
+    cond = encode_prompts(base, [tuned.cfg.data.prompt if text is None else text])
     inv = ddim_invert(tuned.model, base.scheduler_config, latents0, cond, steps, progress, cancel,
                       autocast=tuned.precision.autocast(),
                       fixed_point_iters=tuned.cfg.inversion_fixed_point)
-    if rf is not None:
-        save_tensors(rf.inversion_path(steps), {"latents": inv}, {"steps": steps})
+    if path is not None:
+        save_tensors(path, {"latents": inv},
+                     {"steps": steps, "prompt": tuned.cfg.data.prompt if text is None else text})
     return inv

@@ -271,9 +271,11 @@ class VideoEditPipeline(DiffusionPipeline):
                                    tokenizer=self.tokenizer, device=device, dtype=self.vae.dtype)
 
     @torch.no_grad()
-    def inversion_latents(self, num_inference_steps: int = 50) -> torch.Tensor:
-        """The attached run's clip, DDIM-inverted under its source prompt with that many steps
-        (read from the run folder when it holds them): pass as ``latents`` to edit the clip."""
+    def inversion_latents(self, num_inference_steps: int = 50,
+                          inversion_prompt: Optional[str] = None) -> torch.Tensor:
+        """The attached run's clip, DDIM-inverted with that many steps under ``inversion_prompt``
+        ("" = the empty prompt, as Tune-A-Video; "source" = the tuning prompt; None = the run's
+        setting), read from the run folder when it holds them: pass as ``latents`` to edit."""
         from .tune import inversion_latents
 
         if self._tuned is None:
@@ -281,7 +283,7 @@ class VideoEditPipeline(DiffusionPipeline):
         device = self._execution_device
         tuned = dataclasses.replace(self._tuned, base=self._parts(device),
                                     model=_UNetCall(self.unet))
-        return inversion_latents(tuned, int(num_inference_steps))
+        return inversion_latents(tuned, int(num_inference_steps), prompt=inversion_prompt)
 
     # ------------------------------------------------------------------ sampling
     def _check_call(self, prompt, prompt_embeds, steps: int, guidance: float, eta: float,

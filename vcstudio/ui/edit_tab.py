@@ -212,8 +212,13 @@ def resume_handler(studio, sid, job_id, request=None, progress=None):
         raise gr_error(e)
 
 
+# the edit's inversion prompt: the run's setting (Tune-A-Video's empty prompt by default)
+INVERSION_PROMPTS = [("the run's setting", "run"), ("the empty prompt (Tune-A-Video)", "empty"),
+                     ("the source prompt", "source")]
+
+
 def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, inversion,
-                 request=None, progress=None):
+                 inversion_prompt="run", request=None, progress=None):
     """Generator: (video, gif, status, per-frame metric plot, metric table)."""
     from ..jobs.edit import STREAM_METRICS, EditJobConfig
 
@@ -225,7 +230,8 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
         cfg = EditJobConfig(run=str(run), metrics=STREAM_METRICS, edit=EditConfig(
             prompt=prompt, negative=negative or "", steps=as_int("Sampling steps", steps),
             guidance=as_float("Guidance", guidance), seed=as_int("Seed", seed),
-            use_inversion=bool(inversion)))
+            use_inversion=bool(inversion),
+            inversion_prompt={"run": None, "empty": ""}.get(inversion_prompt, inversion_prompt)))
         res, shown = None, None
         for item in run_job(studio, sid, "edit", cfg, request, progress):
             if isinstance(item, tuple):
@@ -393,6 +399,8 @@ def build(studio, sid_state):
                     eseed = gr.Number(value=33, precision=0, label="Seed")
                 inversion = gr.Checkbox(True, label="Start from the inverted clip (keeps its "
                                                     "motion)")
+                inv_prompt = gr.Dropdown(INVERSION_PROMPTS, value="run",
+                                         label="Invert the clip under")
                 edit_btn = gr.Button("Generate edit", variant="primary")
                 estatus = gr.Markdown(elem_id="edit-estatus", label="Edit status")
             with gr.Column(scale=1):
@@ -452,11 +460,12 @@ def build(studio, sid_state):
             yield from resume_handler(studio, session, job_id, request, progress)
 
         def edit(session: str, run_dir: str, prompt: str, negative: str, steps: float,
-                 guidance: float, seed: float, inversion: bool, request: gr.Request,
-                 progress=gr.Progress()):
-            """An edit of the tuned run; streams status, then video, gif and scores."""
+                 guidance: float, seed: float, inversion: bool, inversion_prompt: str,
+                 request: gr.Request, progress=gr.Progress()):
+            """An edit of the tuned run; streams status, then video, gif and scores.
+            ``inversion_prompt``: "run" (the run's setting), "empty" or "source"."""
             yield from edit_handler(studio, session, run_dir, prompt, negative, steps, guidance,
-                                    seed, inversion, request, progress)
+                                    seed, inversion, inversion_prompt, request, progress)
 
         def push(session: str, run_dir: str, repo_id: str, token: str) -> str:
             """Upload the tuned delta + config + model card to the Hub."""
@@ -506,7 +515,7 @@ def build(studio, sid_state):
             refresh_resumable, sid_state, resumable, api_name=False)
         resume_refresh.click(refresh_resumable, sid_state, resumable, api_name=False)
         edit_btn.click(edit, [sid_state, run_dir, eprompt, negative, esteps, guidance, eseed,
-                              inversion], [out_video, out_gif, estatus, metric_plot,
+                              inversion, inv_prompt], [out_video, out_gif, estatus, metric_plot,
                                            metric_table],
                        api_name="edit", concurrency_id=group, concurrency_limit=1)
         tav_btn.click(open_tav, [sid_state, tav_folder], [sid_state, tav_status, run_dir],

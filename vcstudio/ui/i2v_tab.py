@@ -116,7 +116,7 @@ def generate_ab(studio, sid, image, prompt, model, lora, frames, size, steps, se
 
 def reward_tune(studio, sid, image, prompt, model, frames, size, steps, seed, tune_steps, lr,
                 rank, request=None, progress=None):
-    """Generator: VCD reward tuning (seed 002 eq. 3) on one image with its curves streamed,
+    """Generator: VCD reward tuning (VCD paper, eq. 3) on one image with its curves streamed,
     then base vs tuned with the same seed."""
     from ..jobs.i2v_tune import I2VTuneConfig, I2VTuneJobConfig
 
@@ -177,7 +177,7 @@ def build(studio, sid_state, edit_refs):
                 summary = gr.Markdown(label="Summary")
             plot = gr.LinePlot(x="frame", y="value", color="series", label="Per-frame VCD",
                                height=260)
-        gr.Markdown("### Reward-tune an image-to-video model with VCD (seed 002, eq. 3)\n"
+        gr.Markdown("### Reward-tune an image-to-video model with VCD (VCD paper, eq. 3)\n"
                     "LoRA on the denoiser's attention, truncated backprop through the last "
                     "denoising step, VCD as the loss. Then base and tuned play side by side from "
                     "the same seed. Needs an I2V model (none ships offline).")

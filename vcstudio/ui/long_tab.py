@@ -142,7 +142,7 @@ def build(studio, sid_state, edit_refs):
                 with gr.Row():
                     steps = gr.Slider(5, 100, value=30, step=1, label="Sampling steps")
                     seed = gr.Number(value=33, precision=0, label="Seed")
-                with gr.Accordion("Masks + average fusion (seed 001): keep one subject across "
+                with gr.Accordion("Masks + average fusion (consistency-tuning paper): keep one subject across "
                                   "segments", open=False):
                     use_masks = gr.Checkbox(False, label="Use masks when generating")
                     with gr.Row():
