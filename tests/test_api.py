@@ -391,8 +391,10 @@ def test_a_closed_tab_stops_its_jobs(app, wide_clip):
 
     studio = app["studio"]
     c = Client(app["url"], verbose=False)
-    c.submit(clip=handle_file(str(wide_clip)), prompt="a red circle", frames=4, width=64,
-             height=32, steps=100, lr=1e-3, api_name="/tune")
+    # the clip's full size: long enough (minutes if never stopped) that it can only end
+    # stopped by the heartbeat's end, however fast the machine
+    c.submit(clip=handle_file(str(wide_clip)), prompt="a red circle", frames=8, width=128,
+             height=64, steps=100, lr=1e-3, api_name="/tune")
     deadline, jid = time.time() + 60, None
     while time.time() < deadline and jid is None:
         live = [h for h in list(studio._jobs.values())
