@@ -1,0 +1,60 @@
+"""Edit, Long and Compare stream what they make: x0 previews while denoising, frames as they
+decode, per-frame metrics one frame at a time (job level, tiny real model)."""
+import numpy as np
+import pytest
+
+from vcstudio.config import DataConfig, EditConfig, TuneConfig
+from vcstudio.pipelines.tune import tune
+from vcstudio.jobs import studio as make_studio
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tuned_run(tiny_sd, tmp_path_factory):
+    from vcstudio.io.synthetic import moving_shape_clip
+    from vcstudio.models.cache import ModelCache
+
+    cache = ModelCache()
+    cfg = TuneConfig(model=str(tiny_sd), data=DataConfig(prompt="a red circle moving right",
+                                                         n_frames=6, width=64, height=64),
+                     steps=4, lr=1e-3, checkpoint_every=0, inversion_steps=12)
+    run = tmp_path_factory.mktemp("stream") / "run"
+    tune(cfg, run, frames=moving_shape_clip(6, 64, dx=3.0), cache=cache)
+    return run, cache
+
+
+def test_edit_streams_x0_previews_then_frames_then_per_frame_metrics(tuned_run, tmp_path):
+    from vcstudio.jobs.edit import STREAM_METRICS, EditJobConfig
+
+    run, cache = tuned_run
+    evs = []
+    cfg = EditJobConfig(run=str(run), metrics=STREAM_METRICS,
+                        edit=EditConfig(prompt="a blue square moving right", steps=12,
+                                        guidance=5.0, seed=3))
+    with make_studio(tmp_path / "data", cache=cache, device="cpu") as studio:
+        out = studio.run("edit", cfg, progress=evs.append)
+    kinds = [("x0" if e.stage == "sample" and e.preview is not None else
+              "frames" if e.stage == "decode" and e.preview is not None else
+              "frame-metrics" if e.stage == "frame-metrics" else None) for e in evs]
+    kinds = [k for k in kinds if k]
+    first_frames = kinds.index("frames")
+    assert kinds[:first_frames].count("x0") >= 2, kinds
+    x0 = [e.preview for e in evs if e.stage == "sample" and e.preview is not None]
+    assert all(p.dtype == np.uint8 and p.ndim == 4 and p.shape[-1] == 3 for p in x0)
+    assert x0[0].shape[1] <= 128
+    # frames arrive as each chunk decodes, growing to the whole edit
+    decoded = [e.preview for e in evs if e.stage == "decode" and e.preview is not None]
+    assert len(decoded) >= 2 and len(decoded[-1]) == 6
+    assert [len(d) for d in decoded] == sorted(len(d) for d in decoded)
+    np.testing.assert_array_equal(decoded[-1], out.frames)
+    # per-frame metrics: one event per frame, in order, after the frames, each with that
+    # frame's values only; they match the final scores
+    fm = [e for e in evs if e.stage == "frame-metrics"]
+    assert [e.frame for e in fm] == list(range(6))
+    assert kinds.index("frame-metrics") > first_frames
+    assert "clip_text" in fm[0].metrics and "consistency_adjacent" not in fm[0].metrics
+    assert "consistency_adjacent" in fm[1].metrics
+    for e in fm:
+        for name, value in e.metrics.items():
+            assert value == pytest.approx(out.scores[name].per_frame[e.frame], rel=1e-5)
