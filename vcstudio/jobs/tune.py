@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Limits, TuneConfig
+from ..memory import tune_gib
 from . import validate as v
 
 # Rough constants for a Stable-Diffusion-1.x-size U-Net (860 M parameters), per 512x512 frame,
@@ -25,8 +26,7 @@ from . import validate as v
 # (methods: ``cost``).
 _SEC_PER_FRAME_STEP = {"cuda": 0.15, "mps": 1.5, "cpu": 25.0}  # Tune-A-Video: ~10 min/500 st.
 _SAMPLE_STEP_SHARE = 0.35  # one DDIM inversion step, in training steps
-_BASE_GIB = 3.3  # frozen SD parts in bf16 (~2.1) + trainable q/temporal params with AdamW (~1.2)
-_ACT_GIB_PER_FRAME = {True: 0.9, False: 3.2}  # activations per 512^2 frame, by checkpointing
+# memory: vcstudio/memory.py (the tune checks the same figure before it starts)
 
 
 @dataclass
@@ -94,8 +94,8 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
     d = cfg.data
     units = d.n_frames * (d.width * d.height) / (512 * 512)  # 512^2-frame equivalents
     c = cost(cfg)
-    gib = model_scale * (_BASE_GIB + c.gib
-                         + units * _ACT_GIB_PER_FRAME[bool(cfg.gradient_checkpointing)])
+    gib = tune_gib(d.n_frames, d.height, d.width, c.gib, cfg.gradient_checkpointing,
+                   model_scale)
     found = cal.lookup(calibration_dir, device, cfg.model, cfg.method, d.n_frames, d.width,
                        d.height)
     sp = found.speed

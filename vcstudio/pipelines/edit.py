@@ -60,6 +60,23 @@ def x0_preview_every(steps: int, n_previews: int = 6) -> int:
     return max(1, int(steps) // max(1, n_previews))
 
 
+def check_edit_memory(tuned: TunedModel, meta: dict, decode_chunk: int) -> None:
+    """Refuse an edit whose estimated peak exceeds the free memory (before sampling): the
+    sampler's CFG batch, the chunked decode and the frames + their mp4/gif copies."""
+    from .. import memory
+
+    d = tuned.cfg.data
+    f = int(meta.get("n_frames", d.n_frames))
+    h, w = int(meta.get("height", d.height)), int(meta.get("width", d.width))
+    scale = memory.model_scale(tuned.base.unet)
+    dev = max(memory.sample_gib(f, h, w, scale),
+              memory.sample_gib(min(f, decode_chunk), h, w, scale, cfg_batch=4))  # VAE decode
+    memory.check(memory.Need(memory.frames_gib(f, h, w, 3), dev,
+                             f"an edit of {f} frames at {w}x{h}",
+                             "the tune's frames or width/height (tune again smaller)"),
+                 tuned.base.device)
+
+
 def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_progress,
                 cancel: Optional[CancelToken] = None, preview_every: Optional[int] = None,
                 decode_chunk: int = 4) -> np.ndarray:
@@ -77,6 +94,7 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
     validate_edit(cfg)
     base, meta = tuned.base, tuned.run.meta() if tuned.run else {}
     device = base.device
+    check_edit_memory(tuned, meta, decode_chunk)
     if cfg.use_inversion:
         latents = inversion_latents(tuned, cfg.steps, progress, cancel)
     else:

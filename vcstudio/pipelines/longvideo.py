@@ -116,6 +116,27 @@ def auto_batch(n_windows: int, device: torch.device) -> int:
 
 # ----------------------------------------------------------------------------- the job
 
+def check_long_memory(cfg: LongConfig, tuned, sizes, n_windows: int) -> None:
+    """Refuse a long video whose estimated peak exceeds the free memory, before denoising:
+    the co-denoiser's latents (latents, fused sum, weight sum, prediction: 4 fp32 copies),
+    a batch of windows through the U-Net with CFG, the chunked decode, and the decoded uint8
+    frames with the mp4 writer's copy."""
+    from .. import memory
+
+    base = tuned.base
+    h, w = sizes[-1]
+    f = cfg.frames
+    lat_gib = 4 * 4 * f * (h // base.vae_scale) * (w // base.vae_scale) * 4 / memory.GIB
+    batch = cfg.batch_windows or auto_batch(n_windows, base.device)
+    scale = memory.model_scale(base.unet)
+    dev = lat_gib + max(memory.sample_gib(batch * cfg.window, h, w, scale),
+                        memory.sample_gib(min(f, cfg.decode_chunk), h, w, scale, cfg_batch=4))
+    memory.check(memory.Need(memory.frames_gib(f, h, w, 2), dev,
+                             f"a long video of {f} frames at {w}x{h}",
+                             "long.frames (--frames), long.size (--size) or windows per call "
+                             "(--window-batch)"), base.device)
+
+
 def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cache,
                device: Optional[torch.device] = None, progress: ProgressFn = null_progress,
                cancel: Optional[CancelToken] = None, sam_builder=None) -> LongResult:
@@ -138,6 +159,7 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
     tuned = load_tuned(run, cache, device)
     base = tuned.base
     sizes = _sizes(cfg, tuned)
+    check_long_memory(cfg, tuned, sizes, layout.n_windows)
     mp4 = output_path(cfg, tuned.run.path, segments)
     res = LongResult(mp4, np.zeros((0,), np.uint8), segments, table, layout)
     uncond = encode_prompts(base, [cfg.negative or ""])

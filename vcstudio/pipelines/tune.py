@@ -170,6 +170,21 @@ def _load_checkpoint(rf: RunFolder, model: VideoDenoiser, opt, method: TuneMetho
     return int(meta["step"]), losses
 
 
+def check_tune_memory(cfg: TuneConfig, base: BaseModel, device) -> None:
+    """Refuse a tune whose estimated peak (vcstudio/memory.py, at this model's size) exceeds
+    the free memory, naming the settings that lower it; before anything is allocated."""
+    from .. import memory
+    from ..methods.registry import cost
+
+    d = cfg.data
+    gib = memory.tune_gib(d.n_frames, d.height, d.width, cost(cfg).gib,
+                          cfg.gradient_checkpointing, memory.model_scale(base.unet))
+    memory.check(memory.Need(memory.frames_gib(d.n_frames, d.height, d.width, 3), gib,
+                             f"tuning {d.n_frames} frames at {d.width}x{d.height}",
+                             "data.n_frames (--frames) or data.width/height (--width/--height)"),
+                 device)
+
+
 def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressFn = null_progress,
          cancel: Optional[CancelToken] = None, cache: ModelCache = default_cache,
          device: Optional[torch.device] = None, frames: Optional[np.ndarray] = None,
@@ -208,6 +223,7 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     if base is None:
         base = load_base(cfg.model or None, device, prec.frozen_dtype, cache)
     cfg = _resolve_size(cfg, base)
+    check_tune_memory(cfg, base, device)
     if frames is None:
         d = cfg.data
         frames = load_clip_frames(raw, d.width, d.height, d.resize, d.crop)

@@ -22,6 +22,11 @@ PLOTTED = ("loss", "l_sem", "l_tex", "l_cons", "alpha", "perceptual", "adv_g", "
            "disc_acc", "vgt_ratio")
 
 
+def _previews(steps) -> dict:
+    """The tab's preview request (the tune spaces them to cost at most ~10% of tuning)."""
+    return {"preview_every": max(10, int(steps) // 5), "preview_steps": 10}
+
+
 def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, size: int,
                 resize: str, method: str, steps: int, lr: float, seed: int, adapter: bool = True,
                 semantic: bool = True, texture: bool = True, clws: str = "mul-fourier",
@@ -34,8 +39,7 @@ def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, s
                                            stride=int(stride), width=int(size),
                                            height=int(size), resize=resize),
         method=method, steps=int(steps), lr=float(lr), seed=int(seed),
-        checkpoint_every=max(25, int(steps) // 4), preview_every=max(10, int(steps) // 5),
-        preview_steps=10,
+        checkpoint_every=max(25, int(steps) // 4), **_previews(steps),
         dct=dataclasses.replace(DCTConfig(), adapter=adapter, semantic=semantic,
                                 texture=texture, clws=clws),
         apla=dataclasses.replace(APLAConfig(), vgt=vgt, discriminator=disc, hyper_loss=hyper))
@@ -56,20 +60,23 @@ def preview_frames(studio, sid, video, frames, stride, start, size, resize):
 
 
 def estimate_text(studio, frames, size, steps, method: str = "baseline") -> str:
-    from ..jobs.tune import estimate
+    """The tune's estimate line: measured speeds of earlier tunes on this device and model
+    (else labelled uncalibrated), counting previews and the inversion; never waits for the
+    device."""
+    from ..jobs.tune import estimate, estimate_line
 
-    cfg = TuneConfig(data=DataConfig(n_frames=int(frames), width=int(size), height=int(size)),
-                     steps=int(steps), method=method or "baseline")
+    cfg = TuneConfig(model=getattr(studio, "model", "") or "",
+                     data=DataConfig(n_frames=int(frames), width=int(size), height=int(size)),
+                     steps=int(steps), method=method or "baseline", **_previews(steps))
     try:
         import torch
 
         dev = "cuda" if torch.cuda.is_available() else "cpu"
         scale = 1.0 if int(size) > 128 else 0.02  # the embedded demo model is ~1/50 of SD
-        est = estimate(cfg, dev, model_scale=scale)
+        est = estimate(cfg, dev, model_scale=scale, calibration_dir=studio.data_dir)
     except Exception as e:  # an estimate must never block the page
         return f"(no estimate: {e})"
-    fits = "" if est.get("fits") in (None, True) else " — may NOT fit this GPU: lower frames/size"
-    return f"Estimate: ~{est['gib']:.1f} GiB, ~{est['seconds'] / 60:.1f} min on {dev}{fits}."
+    return estimate_line(est, dev)
 
 
 def _tune_stream(studio, sid, items):
