@@ -58,3 +58,40 @@ def test_edit_streams_x0_previews_then_frames_then_per_frame_metrics(tuned_run, 
     for e in fm:
         for name, value in e.metrics.items():
             assert value == pytest.approx(out.scores[name].per_frame[e.frame], rel=1e-5)
+
+
+def test_long_video_streams_x0_previews_then_its_frames_as_they_decode(tuned_run, tmp_path):
+    from vcstudio.config import LongConfig
+    from vcstudio.pipelines.longvideo import long_video
+
+    run, cache = tuned_run
+    evs = []
+    cfg = LongConfig(prompts=["a red circle", "a blue square"], frames=10, window=6, stride=4,
+                     steps=12, guidance=5.0, decode_chunk=4, out=str(tmp_path / "long.mp4"))
+    res = long_video(run, cfg, cache, progress=evs.append)
+    shown = [(e.stage, e.step, e.preview) for e in evs if e.preview is not None]
+    first_decode = next(i for i, s in enumerate(shown) if s[0] == "decode")
+    x0 = [p for st, _, p in shown[:first_decode] if st.startswith("co-denoise")]
+    assert len(x0) >= 2 and all(p.shape[1] <= 128 for p in x0)
+    assert [s for st, s, _ in shown[first_decode:]] == [4, 8, 10]  # a chunk at a time
+    np.testing.assert_array_equal(shown[-1][2], res.frames[-8:])
+
+
+def test_compare_streams_each_variants_per_frame_metrics(tiny_sd, tmp_path):
+    from vcstudio.io import write_mp4
+    from vcstudio.io.synthetic import moving_shape_clip
+    from vcstudio.jobs.compare import CompareConfig
+    from vcstudio.models.cache import ModelCache
+
+    clip = write_mp4(moving_shape_clip(6, 64, dx=3.0), tmp_path / "clip.mp4", 8)
+    cfg = CompareConfig(video=str(clip), prompt="a red circle", edit_prompt="a blue square",
+                        variants=["baseline"], seeds=[1, 2], model=str(tiny_sd), frames=4,
+                        size=64, steps=2, edit_steps=4, guidance=5.0,
+                        metrics=["clip_text", "consistency_adjacent"])
+    evs = []
+    with make_studio(tmp_path / "data", cache=ModelCache(), device="cpu") as studio:
+        studio.run("compare", cfg, progress=evs.append)
+    fm = [e.frame for e in evs if e.stage == "frame-metrics"]
+    assert fm == [0, 1, 2, 3, 0, 1, 2, 3]  # each variant's edit, one frame at a time
+    # each variant's edit was previewed while it denoised
+    assert sum(1 for e in evs if e.stage == "sample" and e.preview is not None) >= 2

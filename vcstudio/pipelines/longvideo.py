@@ -178,10 +178,11 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
         h, w = (s // base.vae_scale for s in sizes[0])
         latents = torch.randn((1, 4, cfg.frames, h, w), generator=g, device=base.device)
         ac = tuned.precision.autocast
+        stage = f"co-denoise {sizes[0][1]}x{sizes[0][0]}"
         lat = denoise(tuned.model, base.scheduler_config, latents, window_cond[:1], uncond,
                       cfg.guidance, cfg.steps, eta=cfg.eta, generator=g, progress=progress,
-                      cancel=cancel, autocast=ac(), predict=codenoiser,
-                      stage=f"co-denoise {sizes[0][1]}x{sizes[0][0]}")
+                      cancel=cancel, autocast=ac(), predict=codenoiser, stage=stage,
+                      on_x0=_x0_previews(base, cfg.steps, progress, stage))
         res.stages.append({"size": list(sizes[0]), "steps": cfg.steps, "strength": 1.0})
         for size in sizes[1:]:  # progressive refinement (seed 004, PVR)
             if cancel is not None:
@@ -193,17 +194,22 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
             lat = denoise(tuned.model, base.scheduler_config, lat, window_cond[:1], uncond,
                           cfg.guidance, cfg.steps, eta=cfg.eta, generator=g, progress=progress,
                           cancel=cancel, autocast=ac(), predict=codenoiser, start_index=start,
-                          stage=f"refine {size[1]}x{size[0]}")
+                          stage=f"refine {size[1]}x{size[0]}",
+                          on_x0=_x0_previews(base, len(run_ts), progress,
+                                             f"refine {size[1]}x{size[0]}"))
             res.stages.append({"size": list(size), "steps": len(run_ts),
                                "strength": cfg.refine_strength})
-        progress(Event(0, 1, f"decoding {cfg.frames} frames", stage="decode"))
-        frames = decode_to_frames(base, lat, cfg.decode_chunk, cancel)
+        n = cfg.frames
+        progress(Event(0, n, f"decoding {n} frames", stage="decode"))
+        frames = decode_to_frames(  # each chunk shown as it decodes (the last 8 frames of it)
+            base, lat, cfg.decode_chunk, cancel,
+            on_chunk=lambda done: progress(Event(len(done), n, f"decoded {len(done)}/{n} frames",
+                                                 preview=done[-8:], stage="decode")))
     except torch.OutOfMemoryError:
         raise OutOfMemoryError(
             f"Out of device memory generating {cfg.frames} frames at {sizes[-1][1]}x"
             f"{sizes[-1][0]}; set fewer windows per call (--window-batch 1), a shorter --window "
             "or a smaller size.") from None
-    progress(Event(1, 1, "decoded", preview=frames[:: max(1, len(frames) // 8)], stage="decode"))
     res.frames = frames
     res.mp4 = write_mp4(frames, mp4, cfg.fps)
     res.seconds = time.time() - t0
@@ -214,6 +220,21 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
         "combined_run": str(res.combined_run) if res.combined_run else None})
     progress(Event(1, 1, f"wrote {res.mp4}", stage="write"))
     return res
+
+
+def _x0_previews(base, steps: int, progress: ProgressFn, stage: str, n_previews: int = 6):
+    """``on_x0`` for :func:`~vcstudio.pipelines.sample.denoise`: every few steps an Event whose
+    preview is a low-resolution strip of the predicted x0 of the whole long video (a few
+    evenly picked frames, downscaled latents: a small fraction of one decode)."""
+    from .encode import preview_strip
+
+    every = max(1, int(steps) // n_previews)
+
+    def on_x0(i: int, x0: torch.Tensor) -> None:
+        if (i + 1) % every == 0 and i + 1 < steps:
+            progress(Event(i + 1, steps, f"preview at step {i + 1}/{steps}",
+                           preview=preview_strip(base, x0), stage=stage))
+    return on_x0
 
 
 def _upscale(base, lat: torch.Tensor, size: tuple[int, int], cfg: LongConfig,
