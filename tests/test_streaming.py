@@ -95,3 +95,26 @@ def test_compare_streams_each_variants_per_frame_metrics(tiny_sd, tmp_path):
     assert fm == [0, 1, 2, 3, 0, 1, 2, 3]  # each variant's edit, one frame at a time
     # each variant's edit was previewed while it denoised
     assert sum(1 for e in evs if e.stage == "sample" and e.preview is not None) >= 2
+
+
+def test_edit_tab_shows_previews_in_the_video_slot_until_the_final_video(tuned_run, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from vcstudio.ui import edit_tab
+
+    run, cache = tuned_run
+    with make_studio(tmp_path / "data", cache=cache, device="cpu") as studio:
+        sid = studio.new_session().id
+        mine = studio.session(sid).outputs / "run"
+        shutil.copytree(run, mine)
+        outs = list(edit_tab.edit_handler(studio, sid, str(mine), "a blue square", "", 12, 5.0,
+                                          3, True))
+    videos = [o[0] for o in outs[:-1] if o[0]]
+    previews = list(dict.fromkeys(v for v in videos if Path(v).name.startswith("preview-")))
+    assert len(previews) >= 3  # x0 previews, then the frames as they decoded
+    assert outs[-1][2] == "Done." and Path(outs[-1][0]).is_file()
+    assert not Path(outs[-1][0]).name.startswith("preview-")  # the final video replaces them
+    plots = [o[3] for o in outs[:-1] if isinstance(o[3], dict) and o[3].get("value") is not None]
+    assert [len(set(p["value"]["frame"])) for p in plots][:3] == [1, 2, 3]  # frame by frame
+    assert not any(Path(p).exists() for p in previews)  # preview files cleaned up

@@ -6,9 +6,12 @@ Widgets and formatting only: Compare submits the compare job (vcstudio/jobs/comp
 tunes, edits, scores and records each variant."""
 from __future__ import annotations
 
+import secrets
+
 from ..errors import InputError
 from ..jobs.compare import COMPARE_METRICS, best_table, load_entry
-from .common import ensure_session, gr_error, gr_update, run_job, series_frame, upload
+from .common import ensure_session, gr_error, gr_update, run_job, upload
+from .plots import StreamView, plot_update, table_update
 
 # what the Compare job computes, re-exported for the tab's callers
 __all__ = ["COMPARE_METRICS", "best_table", "load_entry", "past_choices", "compare_handler",
@@ -56,15 +59,35 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
                             seeds=[int(seed)], model=studio.model or "", frames=int(frames),
                             size=int(size), steps=int(steps),
                             guidance=5.0 if studio.embedded else 12.5)
-        res = None
-        for item in run_job(studio, sid, "compare", cfg):
-            if isinstance(item, tuple):
-                res = item[1] if item[0] == "result" else res
-                continue
-            if item.stage == "compare":
-                montage = item.outputs.get("montage")
-                yield (item.message, montage if montage else gr_update(), None, None, None,
-                       gr_update())
+        res, variant, streamed = None, "", {}
+        view = StreamView(studio.session(sid).outputs / "previews" / secrets.token_hex(4))
+        try:
+            for item in run_job(studio, sid, "compare", cfg):
+                if isinstance(item, tuple):
+                    res = item[1] if item[0] == "result" else res
+                    continue
+                if item.stage == "compare":
+                    montage = item.outputs.get("montage")
+                    if not montage:  # "variant i/n: <label>": what the next events are about
+                        variant = item.message.split(": ", 1)[-1]
+                    yield (item.message, montage if montage else gr_update(), gr_update(),
+                           gr_update(), gr_update(), gr_update())
+                    continue
+                # each variant's edit previews in the video slot while it denoises and
+                # decodes, and its per-frame scores join the plot as they come
+                changed = view.update(item)
+                if "metrics" in changed:
+                    for m, v in item.metrics.items():
+                        s_ = streamed.setdefault(f"{variant} · {m}", [])
+                        s_.extend([None] * (item.frame + 1 - len(s_)))
+                        s_[item.frame] = v
+                if changed:
+                    yield (f"{variant}: {view.status(item)}",
+                           view.video if "video" in changed else gr_update(), gr_update(),
+                           plot_update(streamed) if "metrics" in changed else gr_update(),
+                           gr_update(), gr_update())
+        finally:
+            view.close()
         import gradio as gr
 
         for name, msg in res.failed:  # one failing variant does not sink the comparison
@@ -73,7 +96,7 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
                   for m in ("clip_text", "warp_error")
                   if m in e["scores"] and not e["scores"][m].get("skipped")}
         yield ("Done: best per column marked with ★.", str(res.montage), _frame(res.table),
-               series_frame(series, x="frame"), [str(res.csv), str(res.json)],
+               plot_update(series, "frame", "run · metric"), [str(res.csv), str(res.json)],
                gr_update(choices=past_choices(studio.store, _owner(studio, sid))))
     except Exception as e:
         raise gr_error(e)
@@ -114,9 +137,8 @@ def open_sweep_handler(studio, sid, sweep_id):
 
 
 def _frame(rows: list[list]):
-    import pandas as pd
-
-    return pd.DataFrame(rows[1:], columns=rows[0])
+    """The metrics table, wrapping and with column widths so every column fits."""
+    return table_update([list(r) for r in rows[1:]], list(rows[0]))
 
 
 def build(studio, sid_state, edit_refs):

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 
 from ..config import DataConfig, DCTConfig, APLAConfig, EditConfig, TuneConfig
 from ..errors import InputError
 from ..methods.registry import PICKABLE
 from .common import (EXAMPLES, Ticker, ensure_session, frame_strip, gr_error, gr_update,
-                     run_job, series_frame, upload)
+                     run_job, upload)
+from .plots import StreamView, plot_update, table_update
 
 METHODS = list(PICKABLE)
 CLWS = ["mul-fourier", "fourier", "exponential", "gaussian", "linear", "constant"]
@@ -96,7 +98,8 @@ def _tune_stream(studio, sid, items):
                 msg = (f"{res.message}" if res.stopped else
                        f"Tuned {res.steps} steps in {res.seconds:.0f} s. Now type an edit "
                        "prompt below.")
-                yield sid, jid, msg, series_frame(losses), preview, str(res.run_dir)
+                yield sid, jid, msg, plot_update(losses, "step", "loss term"), preview, \
+                str(res.run_dir)
             continue
         ev = item
         if ev.stage == "tune":
@@ -109,7 +112,7 @@ def _tune_stream(studio, sid, items):
             preview = frame_strip(ev.preview)
         if tick.due(ev):
             msg = f"{ev.stage}: {ev.message or f'{ev.step}/{ev.total}'}"
-            yield sid, jid, msg, series_frame(losses), preview, None
+            yield sid, jid, msg, plot_update(losses, "step", "loss term"), preview, None
 
 
 def tune_handler(studio, sid, video, prompt, frames, stride, start, size, resize, method,
@@ -172,30 +175,42 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
         cfg = EditJobConfig(run=str(run), metrics=STREAM_METRICS, edit=EditConfig(
             prompt=prompt, negative=negative or "", steps=int(steps), guidance=float(guidance),
             seed=int(seed), use_inversion=bool(inversion)))
-        res, shown = None, None
-        for item in run_job(studio, sid, "edit", cfg):
-            if isinstance(item, tuple):
-                if item[0] == "result":
-                    res = item[1]
-                continue
-            if "mp4" in item.outputs:  # the video is written; its frames are being scored
-                shown = item.outputs["mp4"], item.outputs["gif"]
-                yield shown[0], shown[1], "Scoring frames…", None, None
-            else:
-                yield (*(shown or (None, None)), f"{item.stage}: {item.step}/{item.total}",
-                       None, None)
-        plot, table = score_view(res.scores)
-        yield str(res.mp4), str(res.gif), "Done.", plot, table
+        # streamed: x0 previews, then the frames as they decode, in the video's slot (the
+        # final video replaces them); per-frame metrics as each frame is scored
+        view = StreamView(studio.session(sid).outputs / "previews" / secrets.token_hex(4))
+        res, gif, tick = None, None, Ticker()
+        try:
+            for item in run_job(studio, sid, "edit", cfg):
+                if isinstance(item, tuple):
+                    if item[0] == "result":
+                        res = item[1]
+                    continue
+                changed = view.update(item)
+                if "mp4" in item.outputs:  # the video is written; its frames are being scored
+                    view.video, gif = item.outputs["mp4"], item.outputs["gif"]
+                    changed.add("video")
+                if changed or tick.due(item):
+                    yield (view.video, gif, view.status(item),
+                           plot_update(view.metrics.series) if view.metrics.series
+                           else gr_update(), gr_update())
+            plot, table = score_view(res.scores)
+            yield str(res.mp4), str(res.gif), "Done.", plot, table
+        finally:
+            view.close()
     except Exception as e:
         raise gr_error(e)
 
 
+SCORE_HEADERS = ["metric", "value", "model", "skipped"]
+
+
 def score_view(results: dict):
-    """Per-frame plot and per-video table of an edit's scores."""
+    """Per-frame plot (named, normalised series; integer frames) and per-video table of an
+    edit's scores."""
     series = {name: r.per_frame for name, r in results.items() if not r.skipped}
     rows = [[name, None if r.skipped else round(float(r.value), 4), r.model or "",
              r.skipped or ""] for name, r in results.items()]
-    return series_frame(series, x="frame"), rows
+    return plot_update(series, "frame", "metric"), table_update(rows, SCORE_HEADERS)
 
 
 def push_handler(studio, sid, run_dir, repo_id, token):
