@@ -111,3 +111,36 @@ def test_edits_reuse_the_tunes_inversion_and_cache_another_step_count(tiny_sd, c
              progress=evs.append, cache=cache)
         assert inversions(evs) == expected, (steps, expected)
     assert len(list((tmp_path / "run").glob("inversion-*.safetensors"))) == 2
+
+
+def test_edit_estimate_counts_the_inversion_only_when_it_is_not_cached(tiny_sd, clip8,
+                                                                       tmp_path, cache):
+    from vcstudio.jobs.edit import EditJobConfig
+    from vcstudio.jobs.edit import estimate as edit_estimate
+    from vcstudio.jobs.long import LongJobConfig
+    from vcstudio.jobs.long import estimate as long_estimate
+    from vcstudio.config import LongConfig
+    from vcstudio.pipelines.edit import edit
+    from vcstudio.pipelines.tune import tune
+
+    cfg = TuneConfig(model=str(tiny_sd), data=DataConfig(prompt="a red circle", n_frames=8,
+                                                         width=64, height=64),
+                     steps=6, lr=1e-3, checkpoint_every=0, inversion_steps=20)
+    run = tmp_path / "run"
+    job = EditJobConfig(run=str(run), edit=EditConfig(prompt="a blue square", steps=20, seed=1))
+    tune(cfg, run, frames=clip8, cache=cache, calibration_dir=tmp_path / "cal")
+    assert edit_estimate(job, "cpu", tmp_path / "elsewhere")["how"] == "uncalibrated"
+    est = edit_estimate(job, "cpu", tmp_path / "cal")
+    assert est["how"] == "calibrated" and est["inversion"] is False  # the tune's, reused
+    other = edit_estimate(EditJobConfig(run=str(run), edit=EditConfig(prompt="x", steps=30)),
+                          "cpu", tmp_path / "cal")
+    assert other["inversion"] is True and other["parts"]["inversion_s"] > 0
+    t = time.perf_counter()
+    edit(run, job.edit, cache=cache)
+    real = time.perf_counter() - t
+    assert real / 2.5 <= est["seconds"] <= 2.5 * real, (est, real)
+    long = long_estimate(LongJobConfig(str(run), LongConfig(prompts=["a"], frames=16, window=8,
+                                                            stride=4, steps=10)),
+                         "cpu", tmp_path / "cal")
+    assert long["how"].startswith("scaled") or long["how"] == "calibrated"
+    assert long["seconds"] > 0

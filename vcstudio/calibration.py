@@ -167,3 +167,14 @@ def format_seconds(s: float) -> str:
     if s < 3600:
         return f"{int(s // 60)} min {int(s % 60):02d} s"
     return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
+
+
+def sample_speed(folder, device, run_cfg, frames: int, width: int, height: int):
+    """(seconds of one forward pass without CFG over ``frames`` frames at this size, how) from
+    the run's tune calibration (its inversion steps are such passes), else (None, "uncalibrated").
+    ``run_cfg`` is the tuned run's TuneConfig (its model and method key the calibration)."""
+    found = lookup(folder, device, run_cfg.model, run_cfg.method, frames, width, height)
+    if found.speed is None:
+        return None, "uncalibrated"
+    sp = found.speed
+    return (sp.sample_step_s or PRIOR_SAMPLE_STEP_SHARE * sp.train_step_s), found.how
