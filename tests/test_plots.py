@@ -25,6 +25,10 @@ def test_plot_frame_names_series_with_integer_frames_and_separates_units():
     steps = plot_frame({"loss": [0.5, 0.5]}, x="step")
     assert list(steps["step"]) == [1, 2] and list(steps["value"]) == [0.5, 0.5]
     assert plot_frame({}) is None and plot_frame({"loss": [None, math.nan]}) is None
+    # two runs of one metric share its scale (Compare): still comparable with each other
+    two = plot_frame({"baseline · psnr": [20.0, 22.0], "dct · psnr": [24.0, 30.0]})
+    assert list(two[two["series"] == "baseline · psnr"]["value"]) == [0.0, 0.2]
+    assert list(two[two["series"] == "dct · psnr"]["value"]) == [0.4, 1.0]
 
 
 def test_plot_update_has_a_titled_legend_of_the_series_and_integer_ticks():

@@ -30,21 +30,34 @@ def _finite(v) -> bool:
         return False
 
 
+def unit_of(name: str) -> str:
+    """The quantity a series measures: "baseline · clip_text" -> "clip_text" (the runs of one
+    metric share a scale, so they stay comparable with each other)."""
+    return name.rsplit(" · ", 1)[-1]
+
+
 def plot_frame(series: dict[str, Sequence], x: str = "frame", normalise: bool = True,
                start: Optional[int] = None):
     """{name: values by index} -> long DataFrame with columns ``x`` (int: frame index from 0,
-    step from 1), ``value`` (normalised 0..1 per series, or the raw value), ``raw`` and
-    ``series``; None while there is nothing to draw (a placeholder series would fix the
-    browser's colour scale to it). A series with one distinct value sits at 0.5."""
+    step from 1), ``value`` (normalised 0..1 per quantity -- :func:`unit_of`: a metric over
+    every run it is drawn for --, or the raw value), ``raw`` and ``series``; None while there
+    is nothing to draw (a placeholder series would fix the browser's colour scale to it). A
+    quantity with one distinct value sits at 0.5."""
     import pandas as pd
 
     first = (1 if x == "step" else 0) if start is None else start
+    points = {name: [(i + first, float(v)) for i, v in enumerate(vals) if _finite(v)]
+              for name, vals in series.items()}
+    span: dict[str, tuple[float, float]] = {}
+    for name, pts in points.items():
+        for _, v in pts:
+            lo, hi = span.get(unit_of(name), (v, v))
+            span[unit_of(name)] = (min(lo, v), max(hi, v))
     rows = []
-    for name, vals in series.items():
-        pts = [(i + first, float(v)) for i, v in enumerate(vals) if _finite(v)]
+    for name, pts in points.items():
         if not pts:
             continue
-        lo, hi = min(v for _, v in pts), max(v for _, v in pts)
+        lo, hi = span[unit_of(name)]
         for i, v in pts:
             y = (0.5 if hi == lo else (v - lo) / (hi - lo)) if normalise else v
             rows.append({x: int(i), "value": y, "raw": v, "series": name})
