@@ -96,3 +96,20 @@ def test_an_out_of_memory_inside_a_job_fails_it_with_a_message_and_the_studio_se
         assert message in str(out.error) and "keeps running" in str(out.error)
         assert studio.store.job(job).status == "failed"
         assert studio.run("eval", _Cfg("ok")) == "served"  # the next job runs
+
+
+def test_scoring_a_long_clip_with_flow_metrics_that_does_not_fit_is_refused(tmp_path,
+                                                                             monkeypatch):
+    import numpy as np
+
+    from vcstudio.jobs.scoring import check_scoring_memory
+
+    frames = np.zeros((150, 718, 718, 3), np.uint8)  # the 6-second 718x718 clip
+    # 150 frames = 0.22 GiB; + 149 flow pairs x 718^2 x 16 bytes = 1.14 GiB
+    (tmp_path / "meminfo").write_text("MemAvailable: 2097152 kB\n")  # 2 GiB available
+    monkeypatch.setattr(memory, "MEMINFO", str(tmp_path / "meminfo"))
+    monkeypatch.setattr(memory, "CGROUP", str(tmp_path / "no-cgroup"))
+    check_scoring_memory(frames, ["clip_text", "consistency_adjacent"], None, "cpu")
+    with pytest.raises(OutOfMemoryError, match=r"~1\.4 GiB .* leave out the flow metrics "
+                                               r"\(warp_error\)"):
+        check_scoring_memory(frames, ["clip_text", "warp_error"], None, "cpu")

@@ -20,6 +20,7 @@ def score(frames: np.ndarray, ctx, run_id: Optional[str], metrics: Sequence[str]
     """
     if not metrics:
         return {}
+    check_scoring_memory(frames, metrics, source, ctx.device)
     if stream:
         results = _stream_scores(frames, ctx, list(metrics), prompt, source)
     else:
@@ -55,3 +56,24 @@ def _stream_scores(frames: np.ndarray, ctx, metrics: list[str], prompt, source) 
         ctx(Event(i + 1, n, f"scored frame {i + 1}/{n}", metrics=vals, stage="frame-metrics",
                   frame=i))
     return ms.results()
+
+
+# metrics that keep the optical flow of every adjacent pair (forward + backward) while scoring
+FLOW_METRICS = frozenset({"warp_error", "fci", "flow", "dynamic_degree"})
+
+
+def check_scoring_memory(frames: np.ndarray, metrics: Sequence[str], source, device) -> None:
+    """Refuse scoring whose estimated peak exceeds the free memory (vcstudio/memory.py): the
+    frames (and the source clip), the flows of every pair when a flow metric is asked (2 x 2
+    float32 channels per pixel and pair), and per-frame features (small)."""
+    from .. import memory
+
+    n, h, w = frames.shape[:3]
+    gib = memory.frames_gib(n, h, w, 2 if source is not None else 1)
+    if FLOW_METRICS & set(metrics):
+        gib += max(0, n - 1) * h * w * 2 * 2 * 4 / memory.GIB
+    memory.check(memory.Need(gib, 0.0, f"scoring {n} frames at {w}x{h}",
+                             "the frames or the width/height, or leave out the flow metrics "
+                             f"({', '.join(sorted(FLOW_METRICS & set(metrics)))})"
+                             if FLOW_METRICS & set(metrics) else "the frames or the size"),
+                 "cpu")
