@@ -22,7 +22,19 @@ def score(frames: np.ndarray, ctx, run_id: Optional[str], metrics: Sequence[str]
         return {}
     check_scoring_memory(frames, metrics, source, ctx.device)
     if stream:
-        results = _stream_scores(frames, ctx, list(metrics), prompt, source)
+        from ..metrics import resolve_names
+
+        names = resolve_names(list(metrics))
+        # a metric that scores the whole video at once (VCD) would be recomputed per frame in
+        # a stream: it runs once at the end instead
+        streamed = [m for m in names if m not in WHOLE_VIDEO_METRICS]
+        results = _stream_scores(frames, ctx, streamed, prompt, source) if streamed else {}
+        rest = [m for m in names if m in WHOLE_VIDEO_METRICS]
+        if rest:
+            from ..metrics import evaluate
+
+            results.update(evaluate(frames, prompt=prompt, source=source, metrics=rest,
+                                    cache=ctx.cache, progress=ctx, cancel=ctx.cancel))
     else:
         from ..metrics import evaluate
 
@@ -58,6 +70,8 @@ def _stream_scores(frames: np.ndarray, ctx, metrics: list[str], prompt, source) 
     return ms.results()
 
 
+# metrics computed over the whole video in one pass (not per new frame)
+WHOLE_VIDEO_METRICS = frozenset({"vcd"})
 # metrics that keep the optical flow of every adjacent pair (forward + backward) while scoring
 FLOW_METRICS = frozenset({"warp_error", "fci", "flow", "dynamic_degree"})
 
