@@ -184,6 +184,9 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
                 if isinstance(item, tuple):
                     if item[0] == "result":
                         res = item[1]
+                    else:  # queued: say what it will take (never waits for the device)
+                        yield None, None, edit_estimate_text(studio, cfg), gr_update(), \
+                            gr_update()
                     continue
                 changed = view.update(item)
                 if "mp4" in item.outputs:  # the video is written; its frames are being scored
@@ -199,6 +202,24 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
             view.close()
     except Exception as e:
         raise gr_error(e)
+
+
+def edit_estimate_text(studio, cfg) -> str:
+    """"Queued: ~12 s (inversion: cached)" from the run's calibrated speeds."""
+    from ..calibration import format_seconds
+    from ..jobs.edit import estimate
+
+    try:
+        import torch
+
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        est = estimate(cfg, dev, calibration_dir=studio.data_dir)
+    except Exception:  # an estimate must never block the edit
+        return "Queued…"
+    inv = "a new inversion at this step count" if est["inversion"] else "inversion cached"
+    if est["seconds"] is None:
+        return f"Queued… ({inv}; time uncalibrated)"
+    return f"Queued… ~{format_seconds(est['seconds'])} ({inv}; {est['how']})"
 
 
 SCORE_HEADERS = ["metric", "value", "model", "skipped"]
