@@ -179,14 +179,15 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
         # final video replaces them); per-frame metrics as each frame is scored
         view = StreamView(studio.session(sid).outputs / "previews" / secrets.token_hex(4))
         res, gif, tick = None, None, Ticker()
+        # before submitting: the job's events stream from when the page subscribes
+        queued = edit_estimate_text(studio, cfg)
         try:
             for item in run_job(studio, sid, "edit", cfg):
                 if isinstance(item, tuple):
                     if item[0] == "result":
                         res = item[1]
                     else:  # queued: say what it will take (never waits for the device)
-                        yield None, None, edit_estimate_text(studio, cfg), gr_update(), \
-                            gr_update()
+                        yield None, None, queued, None, None  # a new edit: clear the last
                     continue
                 changed = view.update(item)
                 if "mp4" in item.outputs:  # the video is written; its frames are being scored
