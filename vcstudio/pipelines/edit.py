@@ -78,10 +78,13 @@ def check_edit_memory(tuned: TunedModel, meta: dict, decode_chunk: int) -> None:
 
 
 def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_progress,
-                cancel: Optional[CancelToken] = None, preview_every: Optional[int] = None,
+                cancel: Optional[CancelToken] = None,
+                latents: Optional[torch.Tensor] = None, preview_every: Optional[int] = None,
                 decode_chunk: int = 4) -> np.ndarray:
     """-> uint8 frames of the same count and size as the tuned clip, sampled through
     :class:`~vcstudio.pipelines.video_pipeline.VideoEditPipeline` (DDIM, Tune-A-Video's).
+    ``latents``: start from these (validation samples pass an inversion made at another step
+    count than the sampling's).
 
     Streams what it makes: every ``preview_every`` denoising steps (default ~6 per edit; 0 =
     none) an Event (stage "sample") whose ``preview`` is a low-resolution strip of the
@@ -95,7 +98,9 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
     base, meta = tuned.base, tuned.run.meta() if tuned.run else {}
     device = base.device
     check_edit_memory(tuned, meta, decode_chunk)
-    if cfg.use_inversion:
+    if latents is not None:
+        pass
+    elif cfg.use_inversion:
         latents = inversion_latents(tuned, cfg.steps, progress, cancel)
     else:
         d = tuned.cfg.data
