@@ -680,15 +680,16 @@ class Studio:
                 self._record(h.id, status="running")
                 h.result = fn(cfg, ctx)
             except Exception as e:
-                if isinstance(e, OutOfMemoryError) or _is_oom(e):
+                if (isinstance(e, OutOfMemoryError) and not getattr(e, "refused", False)) \
+                        or _is_oom(e):
                     # free what we can while still holding the device, so the next job starts
-                    # clean; cached models are reloaded on demand
+                    # clean; cached models are reloaded on demand (a job refused by its memory
+                    # estimate allocated nothing: keep the cache)
                     self.cache.clear()
                     if not isinstance(e, OutOfMemoryError):
-                        raise OutOfMemoryError(
-                            f"The device ({h.device}) ran out of memory during this {h.kind} "
-                            "job. Try fewer frames, a smaller width/height or fewer frames per "
-                            "step; the memory estimate before starting shows what fits.") from e
+                        from .memory import oom_message
+
+                        raise OutOfMemoryError(oom_message(e, h.kind, h.device)) from e
                 raise
             finally:
                 lock.release()
