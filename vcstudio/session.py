@@ -797,10 +797,13 @@ class Studio:
     def events(self, job_id: str, timeout: Optional[float] = None) -> Iterator[Event]:
         """Progress events of a live job as they come (the latest one first, if any), ending
         when the job ends. A slow reader misses intermediate events, never the end. With a
-        ``timeout``, stops after that many seconds without an event."""
+        ``timeout``, stops after that many seconds without an event.
+
+        Subscribes at once, when called (not at the first ``next``), so a caller that does
+        other work before reading loses nothing published meanwhile."""
         h = self._handle(job_id)
         if h is None:
-            return
+            return iter(())
         q: queue.Queue = queue.Queue(maxsize=64)
         with h.lock:
             if h.last_event is not None:
@@ -809,6 +812,10 @@ class Studio:
                 q.put(_END)
             else:
                 h.subscribers.append(q)
+        return self._drain(h, q, timeout)
+
+    @staticmethod
+    def _drain(h, q: queue.Queue, timeout: Optional[float]) -> Iterator[Event]:
         try:
             while True:
                 try:
