@@ -402,3 +402,24 @@ def test_stopped_result_and_detached_records_replay(studio, tmp_path):
     assert studio.store.video_metrics([run.id])[run.id] == {"final_loss": 0.5}
     assert studio.store.run_dir(run.id) == (tmp_path / "cell").resolve()  # outside: absolute
     assert studio.replay(ctx.records) == ids  # the same folder: the same run, no new one
+
+
+def test_events_subscribe_when_called_not_at_first_read(studio):
+    """A page that subscribes, then updates itself before reading, loses no event: with the
+    latest-event-only replay of a late subscriber it would see only the last of the three."""
+    started, go = threading.Event(), threading.Event()
+
+    def body(progress=None, cancel=None):
+        started.set()
+        go.wait(10)
+        for i in range(3):
+            progress(Event(stage="t", step=i + 1, total=3))
+        return "ok"
+
+    sid = studio.new_session().id
+    job = submit(studio, sid, "tune", body)
+    assert started.wait(10)
+    events = studio.events(job)  # subscribed here
+    go.set()
+    studio.wait(job, 10)
+    assert [e.step for e in events] == [1, 2, 3]

@@ -19,12 +19,18 @@ class Event:
     step: int
     total: int
     message: str = ""
-    preview: Optional[np.ndarray] = None  # uint8 (F, H, W, 3)
+    # uint8 (F, H, W, 3): a tuning preview (stage "tune"), a low-res strip of the predicted x0
+    # while sampling (stage "sample"), or the frames decoded so far (stage "decode")
+    preview: Optional[np.ndarray] = None
     metrics: dict[str, float] = field(default_factory=dict)
     stage: str = ""
     # files the job has finished writing, by name ({"mp4": path}), so a page can show them
     # before the job ends (an edit's video while its frames are still being scored)
     outputs: dict[str, str] = field(default_factory=dict)
+    # seconds the job expects to still need (measured step times; tune), else None
+    eta: Optional[float] = None
+    # streamed per-frame scores: ``metrics`` holds frame ``frame``'s values (stage "frame-metrics")
+    frame: Optional[int] = None
 
 
 ProgressFn = Callable[[Event], Any]
@@ -71,7 +77,12 @@ class TqdmProgress:
             self._stage = ev.stage
         self._bar.n = ev.step
         if ev.metrics:
-            self._bar.set_postfix({k: f"{v:.4g}" for k, v in ev.metrics.items()}, refresh=False)
+            post = {k: f"{v:.4g}" for k, v in ev.metrics.items()}
+            if ev.eta is not None:  # the job's own ETA (counts previews and inversion to come)
+                from .calibration import format_seconds
+
+                post["eta"] = format_seconds(ev.eta)
+            self._bar.set_postfix(post, refresh=False)
         elif ev.message:
             self._bar.set_postfix_str(ev.message[-70:], refresh=False)
         self._bar.refresh()

@@ -680,15 +680,16 @@ class Studio:
                 self._record(h.id, status="running")
                 h.result = fn(cfg, ctx)
             except Exception as e:
-                if isinstance(e, OutOfMemoryError) or _is_oom(e):
+                if (isinstance(e, OutOfMemoryError) and not getattr(e, "refused", False)) \
+                        or _is_oom(e):
                     # free what we can while still holding the device, so the next job starts
-                    # clean; cached models are reloaded on demand
+                    # clean; cached models are reloaded on demand (a job refused by its memory
+                    # estimate allocated nothing: keep the cache)
                     self.cache.clear()
                     if not isinstance(e, OutOfMemoryError):
-                        raise OutOfMemoryError(
-                            f"The device ({h.device}) ran out of memory during this {h.kind} "
-                            "job. Try fewer frames, a smaller width/height or fewer frames per "
-                            "step; the memory estimate before starting shows what fits.") from e
+                        from .memory import oom_message
+
+                        raise OutOfMemoryError(oom_message(e, h.kind, h.device)) from e
                 raise
             finally:
                 lock.release()
@@ -796,10 +797,13 @@ class Studio:
     def events(self, job_id: str, timeout: Optional[float] = None) -> Iterator[Event]:
         """Progress events of a live job as they come (the latest one first, if any), ending
         when the job ends. A slow reader misses intermediate events, never the end. With a
-        ``timeout``, stops after that many seconds without an event."""
+        ``timeout``, stops after that many seconds without an event.
+
+        Subscribes at once, when called (not at the first ``next``), so a caller that does
+        other work before reading loses nothing published meanwhile."""
         h = self._handle(job_id)
         if h is None:
-            return
+            return iter(())
         q: queue.Queue = queue.Queue(maxsize=64)
         with h.lock:
             if h.last_event is not None:
@@ -808,6 +812,10 @@ class Studio:
                 q.put(_END)
             else:
                 h.subscribers.append(q)
+        return self._drain(h, q, timeout)
+
+    @staticmethod
+    def _drain(h, q: queue.Queue, timeout: Optional[float]) -> Iterator[Event]:
         try:
             while True:
                 try:

@@ -60,6 +60,38 @@ def validate(cfg: EditJobConfig, limits: Limits) -> None:
     v.number("fps (--fps)", cfg.fps, 0, 240, open_lo=True)
 
 
+def inversion_cached(rf, e: EditConfig) -> bool:
+    """Whether the run folder already holds the inversion this edit starts from (the tune
+    makes the one at its inversion_steps; each other step count is made once, then cached),
+    under the inversion prompt this edit uses (the run's own unless the edit names one)."""
+    from ..pipelines.tune import inversion_text
+
+    return rf.inversion_path(e.steps, inversion_text(rf.config(), e.inversion_prompt)).is_file()
+
+
+def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None) -> dict:
+    """Seconds of this edit, without the device: sampling (steps x a CFG forward pass = 2
+    passes), the inversion when the run has none at this step count (steps x 1 pass), and a
+    decode (~1 pass), from the speeds the run's tune measured (vcstudio/calibration.py; scaled
+    to the run's frames and size). ``how`` says "uncalibrated" when none was measured (then
+    ``seconds`` is None). Returns {"seconds", "how", "inversion", "parts"}."""
+    from ..calibration import sample_speed
+    from ..pipelines.runs import open_run
+
+    rf = open_run(cfg.run)
+    run_cfg, meta = rf.config(), rf.meta()
+    f = int(meta.get("n_frames", run_cfg.data.n_frames))
+    h, w = int(meta.get("height", run_cfg.data.height)), int(meta.get("width", run_cfg.data.width))
+    inv = cfg.edit.use_inversion and not inversion_cached(rf, cfg.edit)
+    pass_s, how = sample_speed(calibration_dir, device, run_cfg, f, w, h)
+    if pass_s is None:
+        return {"seconds": None, "how": how, "inversion": inv, "parts": {}}
+    parts = {"sample_s": cfg.edit.steps * 2 * pass_s,
+             "inversion_s": cfg.edit.steps * pass_s if inv else 0.0, "decode_s": pass_s}
+    return {"seconds": round(sum(parts.values()), 2), "how": how, "inversion": inv,
+            "parts": {k: round(v, 3) for k, v in parts.items()}}
+
+
 def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
              out_dir: Optional[Path] = None) -> EditOutcome:
     """Edit, write (into ``out_dir``, default ``RUN/edits``), record, score. Other jobs

@@ -75,6 +75,34 @@ def plan(story: str, prompts: list[str], frames: int, window: int, stride: int, 
             "image": layout_image(layout, segs)}
 
 
+def estimate(cfg: LongJobConfig, device="cpu", calibration_dir=None) -> dict:
+    """Seconds of this long video, without the device: every denoising step runs each window
+    through the U-Net with CFG (2 passes of ``window`` frames), per refinement stage too, plus
+    a decode; from the speeds the tuned run measured (scaled to the window and size), else
+    ``how`` = "uncalibrated" and ``seconds`` None. Returns {"seconds", "how", "parts"}."""
+    from ..calibration import sample_speed
+    from ..pipelines.runs import open_run
+    from ..pipelines.windows import make_layout
+
+    c = cfg.long
+    rf = open_run(cfg.run)
+    run_cfg, meta = rf.config(), rf.meta()
+    sizes = ([(s, s) for s in c.refine] if c.refine else [(c.size, c.size)] if c.size else
+             [(int(meta.get("height", run_cfg.data.height)),
+               int(meta.get("width", run_cfg.data.width)))])
+    n_win = make_layout(c.frames, c.window, c.stride, c.fusion).n_windows
+    parts, how = {}, "uncalibrated"
+    for i, (h, w) in enumerate(sizes):
+        pass_s, how = sample_speed(calibration_dir, device, run_cfg, c.window, w, h)
+        if pass_s is None:
+            return {"seconds": None, "how": how, "parts": {}}
+        steps = c.steps if i == 0 else max(1, round(c.steps * c.refine_strength))
+        parts[f"{w}x{h}_s"] = steps * n_win * 2 * pass_s
+    parts["decode_s"] = pass_s * c.frames / max(1, c.window)
+    return {"seconds": round(sum(parts.values()), 2), "how": how,
+            "parts": {k: round(v, 3) for k, v in parts.items()}}
+
+
 def dim_background(frames, masks):
     """Frames with the background dimmed by ``masks`` (the mask gallery's pictures)."""
     from ..pipelines.maskfusion import dim_background as dim

@@ -9,14 +9,37 @@ import numpy as np
 
 
 def score(frames: np.ndarray, ctx, run_id: Optional[str], metrics: Sequence[str],
-          prompt: Optional[str] = None, source: Optional[np.ndarray] = None) -> dict:
-    """name -> MetricResult for ``metrics`` (skipped ones say why), recorded on ``run_id``."""
+          prompt: Optional[str] = None, source: Optional[np.ndarray] = None,
+          stream: bool = True) -> dict:
+    """name -> MetricResult for ``metrics`` (skipped ones say why), recorded on ``run_id``.
+
+    ``stream``: the frames are scored one at a time (metrics.MetricStream: only the new frame's
+    features and pairs are computed each time, and a finished stream equals the batch
+    evaluation), and each frame's values go out at once as an Event (stage "frame-metrics",
+    ``frame`` = its index, ``metrics`` = {name: value}), so a page plots them as they come.
+    """
     if not metrics:
         return {}
-    from ..metrics import evaluate
+    check_scoring_memory(frames, metrics, source, ctx.device)
+    if stream:
+        from ..metrics import resolve_names
 
-    results = evaluate(frames, prompt=prompt, source=source, metrics=list(metrics),
-                       cache=ctx.cache, progress=ctx, cancel=ctx.cancel)
+        names = resolve_names(list(metrics))
+        # a metric that scores the whole video at once (VCD) would be recomputed per frame in
+        # a stream: it runs once at the end instead
+        streamed = [m for m in names if m not in WHOLE_VIDEO_METRICS]
+        results = _stream_scores(frames, ctx, streamed, prompt, source) if streamed else {}
+        rest = [m for m in names if m in WHOLE_VIDEO_METRICS]
+        if rest:
+            from ..metrics import evaluate
+
+            results.update(evaluate(frames, prompt=prompt, source=source, metrics=rest,
+                                    cache=ctx.cache, progress=ctx, cancel=ctx.cancel))
+    else:
+        from ..metrics import evaluate
+
+        results = evaluate(frames, prompt=prompt, source=source, metrics=list(metrics),
+                           cache=ctx.cache, progress=ctx, cancel=ctx.cancel)
     if run_id is not None:
         ok = {k: r for k, r in results.items() if not r.skipped}
         ctx.add_metrics(run_id, video={k: float(r.value) for k, r in ok.items()
@@ -29,3 +52,42 @@ def scores_json(results: dict, **meta) -> dict:
     from ..metrics.registry import results_to_json
 
     return results_to_json(results, **meta)
+
+
+def _stream_scores(frames: np.ndarray, ctx, metrics: list[str], prompt, source) -> dict:
+    from ..metrics import MetricStream
+    from ..progress import Event
+
+    ms = MetricStream(metrics, prompt=prompt, source=source, cache=ctx.cache)
+    n = len(frames)
+    for i in range(n):
+        ctx.cancel.check()
+        per = ms.add(frames[i])
+        vals = {k: float(v[i]) for k, v in per.items()
+                if len(v) > i and v[i] is not None and math.isfinite(float(v[i]))}
+        ctx(Event(i + 1, n, f"scored frame {i + 1}/{n}", metrics=vals, stage="frame-metrics",
+                  frame=i))
+    return ms.results()
+
+
+# metrics computed over the whole video in one pass (not per new frame)
+WHOLE_VIDEO_METRICS = frozenset({"vcd"})
+# metrics that keep the optical flow of every adjacent pair (forward + backward) while scoring
+FLOW_METRICS = frozenset({"warp_error", "fci", "flow", "dynamic_degree"})
+
+
+def check_scoring_memory(frames: np.ndarray, metrics: Sequence[str], source, device) -> None:
+    """Refuse scoring whose estimated peak exceeds the free memory (vcstudio/memory.py): the
+    frames (and the source clip), the flows of every pair when a flow metric is asked (2 x 2
+    float32 channels per pixel and pair), and per-frame features (small)."""
+    from .. import memory
+
+    n, h, w = frames.shape[:3]
+    gib = memory.frames_gib(n, h, w, 2 if source is not None else 1)
+    if FLOW_METRICS & set(metrics):
+        gib += max(0, n - 1) * h * w * 2 * 2 * 4 / memory.GIB
+    memory.check(memory.Need(gib, 0.0, f"scoring {n} frames at {w}x{h}",
+                             "the frames or the width/height, or leave out the flow metrics "
+                             f"({', '.join(sorted(FLOW_METRICS & set(metrics)))})"
+                             if FLOW_METRICS & set(metrics) else "the frames or the size"),
+                 "cpu")

@@ -17,17 +17,17 @@ from typing import Any
 
 from ..config import Limits, TuneConfig
 from ..errors import InputError
+from ..memory import tune_gib
 from . import validate as v
 
 # Rough constants for a Stable-Diffusion-1.x-size U-Net (860 M parameters), per 512x512 frame,
-# measured on nothing yet: replace with `vcstudio bench` numbers. A training step is forward +
+# used only until a tune on this device calibrates the estimate (vcstudio/calibration.py). A training step is forward +
 # backward with gradient checkpointing; a sampling/inversion step is forward only (x2 for CFG).
 # What a method adds on top (its modules, feature nets, decode graph, time) is the method's own
 # (methods: ``cost``).
 _SEC_PER_FRAME_STEP = {"cuda": 0.15, "mps": 1.5, "cpu": 25.0}  # Tune-A-Video: ~10 min/500 st.
 _SAMPLE_STEP_SHARE = 0.35  # one DDIM inversion step, in training steps
-_BASE_GIB = 3.3  # frozen SD parts in bf16 (~2.1) + trainable q/temporal params with AdamW (~1.2)
-_ACT_GIB_PER_FRAME = {True: 0.9, False: 3.2}  # activations per 512^2 frame, by checkpointing
+# memory: vcstudio/memory.py (the tune checks the same figure before it starts)
 
 
 @dataclass
@@ -95,27 +95,54 @@ def validate(cfg: TuneConfig, limits: Limits) -> None:
                          f"{cfg.groupnorm!r}.")
 
 
-def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0) -> dict:
-    """A rough memory/time estimate of one-shot tuning + inversion, from
-    frames x latent pixels x steps with per-device constants, plus what the config's method
-    parts cost (methods: ``cost``; apla+dct costs both, combined tuning its base method's).
-    An estimate, not a promise: attention grows faster than linearly at large sizes, and the
-    constants are not yet calibrated by ``vcstudio bench``. ``model_scale`` scales weights and
-    compute for a model smaller or larger than SD 1.x (e.g. ~0.01 for the embedded model).
+def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
+             calibration_dir: Any = None) -> dict:
+    """Memory and time of tuning + its previews + the DDIM inversion, without the device (an
+    estimate never waits for the device lock).
 
-    Returns ``{"gib", "seconds", "device_gib", "fits"}``; the last two are ``None`` where the
-    device memory is unknown (CPU)."""
+    Time: from the speeds earlier tunes measured on this device, model and method
+    (:mod:`vcstudio.calibration`, in ``calibration_dir``, default the data folder): overhead +
+    steps x step time + previews (at the cadence that keeps them under ~10% of tuning) x preview
+    time + inversion steps x inversion step time; scaled by frames x pixels from the nearest
+    measured size. Without a measurement: per-device constants for a Stable-Diffusion-1.x-size
+    U-Net (``model_scale`` scales them, e.g. ~0.02 for the embedded model), labelled
+    "uncalibrated". Memory: frozen weights + trainables with AdamW + activations per frame, plus
+    what the method's parts cost (methods: ``cost``).
+
+    Returns ``{"gib", "seconds", "device_gib", "fits", "how", "parts"}``: ``how`` is
+    "calibrated", "scaled from FxWxH" or "uncalibrated"; ``parts`` the seconds of each stage and
+    the preview count; ``device_gib`` / ``fits`` are ``None`` where the device memory is
+    unknown (CPU)."""
+    from .. import calibration as cal
     from ..methods.registry import cost
 
     dtype = str(device).split(":")[0]
     d = cfg.data
     units = d.n_frames * (d.width * d.height) / (512 * 512)  # 512^2-frame equivalents
     c = cost(cfg)
-    gib = model_scale * (_BASE_GIB + c.gib
-                         + units * _ACT_GIB_PER_FRAME[bool(cfg.gradient_checkpointing)])
-    spf = _SEC_PER_FRAME_STEP.get(dtype, _SEC_PER_FRAME_STEP["cpu"]) * model_scale
-    seconds = units * spf * (cfg.steps * c.time_factor
-                             + cfg.inversion_steps * _SAMPLE_STEP_SHARE)
+    gib = tune_gib(d.n_frames, d.height, d.width, c.gib, cfg.gradient_checkpointing,
+                   model_scale)
+    found = cal.lookup(calibration_dir, device, cfg.model, cfg.method, d.n_frames, d.width,
+                       d.height)
+    sp = found.speed
+    if sp is not None:
+        step_s, inv_s, overhead = sp.train_step_s, sp.sample_step_s, sp.overhead_s
+        if not inv_s:
+            inv_s = cal.PRIOR_SAMPLE_STEP_SHARE * step_s
+        preview_s = (sp.preview_s if sp.preview_s and sp.preview_steps == cfg.preview_steps
+                     else cal.prior_preview_s(cfg.preview_steps, step_s))
+    else:
+        spf = _SEC_PER_FRAME_STEP.get(dtype, _SEC_PER_FRAME_STEP["cpu"]) * model_scale
+        step_s = units * spf * c.time_factor
+        inv_s = units * spf * _SAMPLE_STEP_SHARE
+        preview_s = cal.prior_preview_s(cfg.preview_steps, units * spf)
+        overhead = 0.0
+    every = cal.preview_cadence(cfg.preview_every, preview_s, step_s)
+    n_prev = len(range(every, cfg.steps, every)) if every else 0  # none at the last step
+    parts = {"overhead_s": overhead, "tune_s": cfg.steps * step_s, "previews": n_prev,
+             "preview_every": every, "previews_s": n_prev * preview_s,
+             "inversion_s": cfg.inversion_steps * inv_s}
+    seconds = overhead + parts["tune_s"] + parts["previews_s"] + parts["inversion_s"]
     device_gib = fits = None
     if dtype == "cuda":
         import torch
@@ -125,7 +152,26 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0) -> 
             device_gib = torch.cuda.get_device_properties(idx).total_memory / 2**30
             fits = gib <= 0.92 * device_gib  # leave room for the CUDA context and fragmentation
     return {"gib": round(gib, 2), "seconds": round(seconds, 1), "device_gib": device_gib,
-            "fits": fits}
+            "fits": fits, "how": found.how if sp is not None else "uncalibrated",
+            "parts": {k: round(v, 2) if isinstance(v, float) else v for k, v in parts.items()}}
+
+
+def estimate_line(est: dict, device: Any = "cpu") -> str:
+    """One line for the page: memory, time, what it counts and whether it is measured."""
+    from ..calibration import format_seconds
+
+    p = est.get("parts", {})
+    counts = [f"{format_seconds(p.get('tune_s', 0))} tuning"]
+    if p.get("previews"):
+        counts.append(f"{p['previews']} preview{'s' if p['previews'] > 1 else ''}")
+    if p.get("inversion_s"):
+        counts.append("inversion")
+    how = est.get("how", "uncalibrated")
+    how = ("uncalibrated: a first tune on this device calibrates it" if how == "uncalibrated"
+           else how)
+    fits = "" if est.get("fits") in (None, True) else " — may NOT fit this GPU: lower frames/size"
+    return (f"Estimate: ~{est['gib']:.1f} GiB, ~{format_seconds(est['seconds'])} on "
+            f"{str(device).split(':')[0]} ({', '.join(counts)}; {how}){fits}.")
 
 
 def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | None = None,
@@ -138,9 +184,11 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
 
     run_dir = Path(run_dir) if run_dir is not None else ctx.run_folder("tune")
     run_id = ctx.open_run("tune", run_dir, cfg, seed=cfg.seed, parent=parent, label=label)
+    store = getattr(ctx, "store", None)  # a sweep cell's detached context has none
     res = tune(cfg, run_dir, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
                device=torch.device(ctx.device),
-               on_checkpoint=lambda path, step: ctx.set_checkpoint(path, step))
+               on_checkpoint=lambda path, step: ctx.set_checkpoint(path, step),
+               calibration_dir=store.data_dir if store is not None else None)
     ctx.add_artifact(run_id, "delta", res.run_dir / "delta.safetensors")
     if (res.run_dir / "source.mp4").is_file():
         ctx.add_artifact(run_id, "mp4", res.run_dir / "source.mp4")

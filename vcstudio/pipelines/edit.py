@@ -15,7 +15,7 @@ from ..errors import InputError, OutOfMemoryError
 from ..io import write_gif, write_mp4
 from ..models.cache import ModelCache, default_cache
 from ..progress import CancelToken, Event, ProgressFn, null_progress
-from .encode import decode_latents, tensor_to_frames
+from .encode import decode_to_frames, preview_strip
 from .tune import TunedModel, inversion_latents, load_tuned
 
 
@@ -55,18 +55,49 @@ def validate_edit(cfg: EditConfig) -> None:
         raise InputError(f"Guidance scale must be within 0..50, got {cfg.guidance}.")
 
 
+def x0_preview_every(steps: int, n_previews: int = 6) -> int:
+    """Denoising steps between streamed x0 previews: about ``n_previews`` per edit."""
+    return max(1, int(steps) // max(1, n_previews))
+
+
+def check_edit_memory(tuned: TunedModel, meta: dict, decode_chunk: int) -> None:
+    """Refuse an edit whose estimated peak exceeds the free memory (before sampling): the
+    sampler's CFG batch, the chunked decode and the frames + their mp4/gif copies."""
+    from .. import memory
+
+    d = tuned.cfg.data
+    f = int(meta.get("n_frames", d.n_frames))
+    h, w = int(meta.get("height", d.height)), int(meta.get("width", d.width))
+    scale = memory.model_scale(tuned.base.unet)
+    dev = max(memory.sample_gib(f, h, w, scale),
+              memory.sample_gib(min(f, decode_chunk), h, w, scale, cfg_batch=4))  # VAE decode
+    memory.check(memory.Need(memory.frames_gib(f, h, w, 3), dev,
+                             f"an edit of {f} frames at {w}x{h}",
+                             "the tune's frames or width/height (tune again smaller)"),
+                 tuned.base.device)
+
+
 def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_progress,
                 cancel: Optional[CancelToken] = None,
-                latents: Optional[torch.Tensor] = None) -> np.ndarray:
+                latents: Optional[torch.Tensor] = None, preview_every: Optional[int] = None,
+                decode_chunk: int = 4) -> np.ndarray:
     """-> uint8 frames of the same count and size as the tuned clip, sampled through
     :class:`~vcstudio.pipelines.video_pipeline.VideoEditPipeline` (DDIM, Tune-A-Video's).
     ``latents``: start from these (validation samples pass an inversion made at another step
-    count than the sampling's)."""
+    count than the sampling's).
+
+    Streams what it makes: every ``preview_every`` denoising steps (default ~6 per edit; 0 =
+    none) an Event (stage "sample") whose ``preview`` is a low-resolution strip of the
+    scheduler's predicted x0 (:func:`~vcstudio.pipelines.encode.preview_strip`: a few frames,
+    downscaled latents, ~1-2% of a full decode), then the frames as each chunk of
+    ``decode_chunk`` frames decodes (stage "decode"; the chunking also bounds the decoder's
+    memory)."""
     from .video_pipeline import VideoEditPipeline
 
     validate_edit(cfg)
     base, meta = tuned.base, tuned.run.meta() if tuned.run else {}
     device = base.device
+    check_edit_memory(tuned, meta, decode_chunk)
     if latents is not None:
         pass
     elif cfg.use_inversion:
@@ -80,12 +111,18 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
         latents = torch.randn((1, 4, f, h // base.vae_scale, w // base.vae_scale), generator=g,
                               device=device)
 
+    every = x0_preview_every(cfg.steps) if preview_every is None else int(preview_every)
+
     def on_step(pipe, i, t, tensors):
         if cancel is not None:
             cancel.check()
         n = pipe.num_timesteps
-        progress(Event(i + 1, n, f"denoising step {i + 1}/{n}", stage="sample"))
-        return tensors
+        x0 = tensors.get("pred_original_sample")
+        strip = None
+        if every and x0 is not None and (i + 1) % every == 0 and i + 1 < n:
+            strip = preview_strip(base, x0)
+        progress(Event(i + 1, n, f"denoising step {i + 1}/{n}", preview=strip, stage="sample"))
+        return {}
 
     if cancel is not None:
         cancel.check()
@@ -94,13 +131,17 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
     try:
         lat = pipe(prompt=cfg.prompt, negative_prompt=cfg.negative or "", latents=latents,
                    num_inference_steps=cfg.steps, guidance_scale=cfg.guidance, eta=cfg.eta,
-                   generator=g, output_type="latent", callback_on_step_end=on_step).frames
-        progress(Event(0, 1, "decoding frames", stage="decode"))
-        frames = tensor_to_frames(decode_latents(base, lat))
+                   generator=g, output_type="latent", callback_on_step_end=on_step,
+                   callback_on_step_end_tensor_inputs=["pred_original_sample"]).frames
+        n = lat.shape[2]
+        progress(Event(0, n, "decoding frames", stage="decode"))
+        frames = decode_to_frames(
+            base, lat, decode_chunk, cancel,
+            on_chunk=lambda done: progress(Event(len(done), n, f"decoded {len(done)}/{n} frames",
+                                                 preview=done, stage="decode")))
     except torch.OutOfMemoryError:
         raise OutOfMemoryError("Out of device memory while sampling; use fewer frames or a "
                                "smaller size when tuning.") from None
-    progress(Event(1, 1, "decoded", preview=frames, stage="decode"))
     return frames
 
 

@@ -71,15 +71,44 @@ def encode_prompts(base: BaseModel, prompts: Sequence[str]) -> torch.Tensor:
 
 @torch.no_grad()
 def decode_to_frames(base: BaseModel, latents: torch.Tensor, chunk: int = 8,
-                     cancel=None) -> np.ndarray:
+                     cancel=None, on_chunk=None) -> np.ndarray:
     """Scaled latents (1, 4, F, h, w) -> uint8 (F, H, W, 3), ``chunk`` frames at a time.
 
     Each chunk becomes uint8 at once, so a long video never exists as a float pixel tensor
-    (120 frames at 512x512 would be 377 MB in fp32, 94 MB as uint8).
+    (120 frames at 512x512 would be 377 MB in fp32, 94 MB as uint8). ``on_chunk(frames so
+    far)`` is called after each chunk (the page shows the frames as they decode).
     """
-    out = []
-    for a in range(0, latents.shape[2], max(1, int(chunk))):
+    chunk = max(1, int(chunk))
+    out = np.empty((latents.shape[2], 0, 0, 3), np.uint8)
+    for a in range(0, latents.shape[2], chunk):
         if cancel is not None:
             cancel.check()
-        out.append(tensor_to_frames(decode_latents(base, latents[:, :, a:a + chunk], chunk)))
-    return np.concatenate(out)
+        part = tensor_to_frames(decode_latents(base, latents[:, :, a:a + chunk], chunk))
+        if a == 0:  # the output allocated once at its final size (no list + concatenate copy)
+            out = np.empty((latents.shape[2], *part.shape[1:]), np.uint8)
+        out[a:a + len(part)] = part
+        if on_chunk is not None:
+            on_chunk(out[:a + len(part)])
+    return out
+
+
+@torch.no_grad()
+def preview_strip(base: BaseModel, latents: torch.Tensor, max_side: int = 128,
+                  max_frames: int = 8) -> np.ndarray:
+    """A cheap look at latents (1, 4, F, h, w), e.g. a sampler's predicted x0: at most
+    ``max_frames`` evenly picked frames, the latents area-downscaled so the decoded frames are
+    at most ``max_side`` px on their long side -> uint8 (f, H', W', 3). Costs about
+    (max_frames / F) x (max_side / side)^2 of a full decode."""
+    import torch.nn.functional as nnf
+
+    f, h, w = latents.shape[2:]
+    idx = torch.linspace(0, f - 1, min(max_frames, f)).round().long().to(latents.device)
+    z = latents[:, :, idx]
+    s = base.vae_scale
+    r = max(1, -(-max(h, w) * s // max(s, int(max_side))))  # ceil: decoded side <= max_side
+    if r > 1:
+        b, c, k = z.shape[:3]
+        flat = z.permute(0, 2, 1, 3, 4).reshape(b * k, c, h, w)
+        flat = nnf.interpolate(flat.float(), size=(max(1, h // r), max(1, w // r)), mode="area")
+        z = flat.reshape(b, k, c, *flat.shape[-2:]).permute(0, 2, 1, 3, 4)
+    return tensor_to_frames(decode_latents(base, z, chunk=len(idx)))

@@ -116,6 +116,27 @@ def auto_batch(n_windows: int, device: torch.device) -> int:
 
 # ----------------------------------------------------------------------------- the job
 
+def check_long_memory(cfg: LongConfig, tuned, sizes, n_windows: int) -> None:
+    """Refuse a long video whose estimated peak exceeds the free memory, before denoising:
+    the co-denoiser's latents (latents, fused sum, weight sum, prediction: 4 fp32 copies),
+    a batch of windows through the U-Net with CFG, the chunked decode, and the decoded uint8
+    frames with the mp4 writer's copy."""
+    from .. import memory
+
+    base = tuned.base
+    h, w = sizes[-1]
+    f = cfg.frames
+    lat_gib = 4 * 4 * f * (h // base.vae_scale) * (w // base.vae_scale) * 4 / memory.GIB
+    batch = cfg.batch_windows or auto_batch(n_windows, base.device)
+    scale = memory.model_scale(base.unet)
+    dev = lat_gib + max(memory.sample_gib(batch * cfg.window, h, w, scale),
+                        memory.sample_gib(min(f, cfg.decode_chunk), h, w, scale, cfg_batch=4))
+    memory.check(memory.Need(memory.frames_gib(f, h, w, 2), dev,
+                             f"a long video of {f} frames at {w}x{h}",
+                             "long.frames (--frames), long.size (--size) or windows per call "
+                             "(--window-batch)"), base.device)
+
+
 def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cache,
                device: Optional[torch.device] = None, progress: ProgressFn = null_progress,
                cancel: Optional[CancelToken] = None, sam_builder=None) -> LongResult:
@@ -138,6 +159,7 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
     tuned = load_tuned(run, cache, device)
     base = tuned.base
     sizes = _sizes(cfg, tuned)
+    check_long_memory(cfg, tuned, sizes, layout.n_windows)
     mp4 = output_path(cfg, tuned.run.path, segments)
     res = LongResult(mp4, np.zeros((0,), np.uint8), segments, table, layout)
     uncond = encode_prompts(base, [cfg.negative or ""])
@@ -156,10 +178,11 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
         h, w = (s // base.vae_scale for s in sizes[0])
         latents = torch.randn((1, 4, cfg.frames, h, w), generator=g, device=base.device)
         ac = tuned.precision.autocast
+        stage = f"co-denoise {sizes[0][1]}x{sizes[0][0]}"
         lat = denoise(tuned.model, base.scheduler_config, latents, window_cond[:1], uncond,
                       cfg.guidance, cfg.steps, eta=cfg.eta, generator=g, progress=progress,
-                      cancel=cancel, autocast=ac(), predict=codenoiser,
-                      stage=f"co-denoise {sizes[0][1]}x{sizes[0][0]}")
+                      cancel=cancel, autocast=ac(), predict=codenoiser, stage=stage,
+                      on_x0=_x0_previews(base, cfg.steps, progress, stage))
         res.stages.append({"size": list(sizes[0]), "steps": cfg.steps, "strength": 1.0})
         for size in sizes[1:]:  # progressive refinement (MOV AI paper, PVR)
             if cancel is not None:
@@ -171,17 +194,22 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
             lat = denoise(tuned.model, base.scheduler_config, lat, window_cond[:1], uncond,
                           cfg.guidance, cfg.steps, eta=cfg.eta, generator=g, progress=progress,
                           cancel=cancel, autocast=ac(), predict=codenoiser, start_index=start,
-                          stage=f"refine {size[1]}x{size[0]}")
+                          stage=f"refine {size[1]}x{size[0]}",
+                          on_x0=_x0_previews(base, len(run_ts), progress,
+                                             f"refine {size[1]}x{size[0]}"))
             res.stages.append({"size": list(size), "steps": len(run_ts),
                                "strength": cfg.refine_strength})
-        progress(Event(0, 1, f"decoding {cfg.frames} frames", stage="decode"))
-        frames = decode_to_frames(base, lat, cfg.decode_chunk, cancel)
+        n = cfg.frames
+        progress(Event(0, n, f"decoding {n} frames", stage="decode"))
+        frames = decode_to_frames(  # each chunk shown as it decodes (the last 8 frames of it)
+            base, lat, cfg.decode_chunk, cancel,
+            on_chunk=lambda done: progress(Event(len(done), n, f"decoded {len(done)}/{n} frames",
+                                                 preview=done[-8:], stage="decode")))
     except torch.OutOfMemoryError:
         raise OutOfMemoryError(
             f"Out of device memory generating {cfg.frames} frames at {sizes[-1][1]}x"
             f"{sizes[-1][0]}; set fewer windows per call (--window-batch 1), a shorter --window "
             "or a smaller size.") from None
-    progress(Event(1, 1, "decoded", preview=frames[:: max(1, len(frames) // 8)], stage="decode"))
     res.frames = frames
     res.mp4 = write_mp4(frames, mp4, cfg.fps)
     res.seconds = time.time() - t0
@@ -192,6 +220,21 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
         "combined_run": str(res.combined_run) if res.combined_run else None})
     progress(Event(1, 1, f"wrote {res.mp4}", stage="write"))
     return res
+
+
+def _x0_previews(base, steps: int, progress: ProgressFn, stage: str, n_previews: int = 6):
+    """``on_x0`` for :func:`~vcstudio.pipelines.sample.denoise`: every few steps an Event whose
+    preview is a low-resolution strip of the predicted x0 of the whole long video (a few
+    evenly picked frames, downscaled latents: a small fraction of one decode)."""
+    from .encode import preview_strip
+
+    every = max(1, int(steps) // n_previews)
+
+    def on_x0(i: int, x0: torch.Tensor) -> None:
+        if (i + 1) % every == 0 and i + 1 < steps:
+            progress(Event(i + 1, steps, f"preview at step {i + 1}/{steps}",
+                           preview=preview_strip(base, x0), stage=stage))
+    return on_x0
 
 
 def _upscale(base, lat: torch.Tensor, size: tuple[int, int], cfg: LongConfig,

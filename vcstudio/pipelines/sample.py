@@ -40,12 +40,15 @@ def run_steps(scheduler, timesteps, latents: torch.Tensor,
               step_kwargs: Optional[dict] = None, progress: ProgressFn = null_progress,
               cancel: Optional[CancelToken] = None, autocast=None, stage: str = "sample",
               on_step_end: Optional[Callable[[int, Any, torch.Tensor], torch.Tensor]] = None,
-              stop: Optional[Callable[[], bool]] = None) -> torch.Tensor:
+              stop: Optional[Callable[[], bool]] = None,
+              on_x0: Optional[Callable[[int, torch.Tensor], None]] = None) -> torch.Tensor:
     """x_t -> x_{t-1} for each of ``timesteps``: ``predict(x, t)`` (under ``autocast``) then
     ``scheduler.step``. Latents stay fp32 between steps.
 
     ``on_step_end(i, t, x) -> x`` may replace the latents after each step (diffusers'
     ``callback_on_step_end``); ``stop()`` ends the loop early (diffusers' ``interrupt``).
+    ``on_x0(i, x0)`` is handed the scheduler's predicted clean latents of each step (its
+    ``pred_original_sample``, where the scheduler reports one): the streamed previews.
     """
     ac = autocast or contextlib.nullcontext()
     kw = step_kwargs or {}
@@ -58,7 +61,10 @@ def run_steps(scheduler, timesteps, latents: torch.Tensor,
             break
         with ac:
             out = predict(x, t)
-        x = scheduler.step(out.float(), t, x, **kw).prev_sample
+        res = scheduler.step(out.float(), t, x, **kw)
+        x = res.prev_sample
+        if on_x0 is not None and getattr(res, "pred_original_sample", None) is not None:
+            on_x0(i, res.pred_original_sample)
         if on_step_end is not None:
             x = on_step_end(i, t, x)
         progress(Event(i + 1, n, f"denoising step {i + 1}/{n}", stage=stage))
@@ -71,7 +77,8 @@ def denoise(model, scheduler_config: dict, latents: torch.Tensor, cond: torch.Te
             generator: Optional[torch.Generator] = None, progress: ProgressFn = null_progress,
             cancel: Optional[CancelToken] = None, autocast=None, start_index: int = 0,
             predict: Optional[Callable] = None, stage: str = "sample",
-            stop_index: Optional[int] = None) -> torch.Tensor:
+            stop_index: Optional[int] = None,
+            on_x0: Optional[Callable[[int, torch.Tensor], None]] = None) -> torch.Tensor:
     """Run DDIM from ``latents`` (at timestep index ``start_index``) to x_0, or only up to
     timestep index ``stop_index`` (exclusive; the latents returned are then at that timestep:
     average fusion stops at step k, eq. 11, and continues from there, eq. 12).
@@ -85,4 +92,4 @@ def denoise(model, scheduler_config: dict, latents: torch.Tensor, cond: torch.Te
         def predict(x, t):
             return guided_prediction(model, x, t, cond, uncond, guidance)
     return run_steps(sched, timesteps, latents, predict, dict(eta=eta, generator=generator),
-                     progress, cancel, autocast, stage)
+                     progress, cancel, autocast, stage, on_x0=on_x0)

@@ -28,6 +28,7 @@ from ..models.delta import load_tensors, save_tensors
 from ..models.diffusion_math import add_noise, alphas_cumprod, training_target
 from ..models.inflate import VideoDenoiser
 from ..models.loading import BaseModel, load_base
+from ..calibration import format_seconds
 from ..progress import CancelToken, Event, ProgressFn, null_progress
 from .encode import decode_latents, encode_prompts, encode_video, tensor_to_frames
 from .invert import ddim_invert
@@ -171,17 +172,38 @@ def _load_checkpoint(rf: RunFolder, model: VideoDenoiser, opt, method: TuneMetho
     return int(meta["step"]), losses
 
 
+def check_tune_memory(cfg: TuneConfig, base: BaseModel, device) -> None:
+    """Refuse a tune whose estimated peak (vcstudio/memory.py, at this model's size) exceeds
+    the free memory, naming the settings that lower it; before anything is allocated."""
+    from .. import memory
+    from ..methods.registry import cost
+
+    d = cfg.data
+    gib = memory.tune_gib(d.n_frames, d.height, d.width, cost(cfg).gib,
+                          cfg.gradient_checkpointing, memory.model_scale(base.unet))
+    memory.check(memory.Need(memory.frames_gib(d.n_frames, d.height, d.width, 3), gib,
+                             f"tuning {d.n_frames} frames at {d.width}x{d.height}",
+                             "data.n_frames (--frames) or data.width/height (--width/--height)"),
+                 device)
+
+
 def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressFn = null_progress,
          cancel: Optional[CancelToken] = None, cache: ModelCache = default_cache,
          device: Optional[torch.device] = None, frames: Optional[np.ndarray] = None,
          invert: bool = True, base: Optional[BaseModel] = None,
          save_source: bool = True,
-         on_checkpoint: Optional[Callable[[Path, int], None]] = None) -> TuneResult:
+         on_checkpoint: Optional[Callable[[Path, int], None]] = None,
+         calibration_dir: Optional[str | Path] = None) -> TuneResult:
     """Tune, save the delta and the DDIM inversion into a run folder, return its path.
 
     ``frames`` (uint8 F,H,W,3) replaces reading ``cfg.data.video_path``. Re-running on a folder
     with ``checkpoint.safetensors`` resumes from it. ``base`` skips loading (benchmarks).
     ``on_checkpoint(path, step)`` is told of every checkpoint written (the job records it).
+
+    Timing: each step, preview and inversion step is measured; progress events carry the ETA
+    (``Event.eta``), previews are spaced so they cost at most ~10% of the tuning time
+    (:func:`~vcstudio.calibration.preview_cadence`, from the measured preview and step times), and
+    the speeds are recorded in ``calibration_dir`` (default: the data folder) for the estimates.
 
     Cancelling stops cleanly: the state of the last finished step k is saved as a checkpoint
     (resume continues from it) AND as a usable delta with the clip latents (edit from it; the
@@ -203,6 +225,7 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     if base is None:
         base = load_base(cfg.model or None, device, prec.frozen_dtype, cache)
     cfg = _resolve_size(cfg, base)
+    check_tune_memory(cfg, base, device)
     if frames is None:
         d = cfg.data
         frames = load_clip_frames(raw, d.width, d.height, d.resize, d.crop)
@@ -248,6 +271,7 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     start, losses = 0, []
     if resume:
         start, losses = _load_checkpoint(rf, model, opt, method, gen)
+    clock = _TuneClock(cfg, calibration_dir, device, start, frames.shape, time.time() - t0)
     info = method.summary()
     if info:
         rf.update_meta(method_summary=info)
@@ -258,6 +282,7 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     step = start
 
     def stop(k: int) -> TuneResult:
+        clock.record()
         _save_checkpoint(rf, model, opt, method, k, gen, losses)
         if on_checkpoint is not None:
             on_checkpoint(rf.checkpoint_path, k)
@@ -271,6 +296,7 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
         for step in range(start, cfg.steps):
             if cancel is not None and cancel.cancelled:
                 return stop(step)
+            t_step = time.perf_counter()
             b = cfg.batch_size
             x0 = latents0.expand(b, -1, -1, -1, -1)
             noise = torch.randn(x0.shape, generator=gen, device=device)
@@ -306,11 +332,17 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
             logs["grad_norm"] = float(gnorm)
             logs["t"] = int(t[0])
             losses.append({"step": step + 1, **logs})
+            clock.step_done(time.perf_counter() - t_step)
             preview = None
-            if cfg.preview_every and (step + 1) % cfg.preview_every == 0:
+            if clock.preview_due(step + 1):
+                t_prev = time.perf_counter()
                 preview = _preview(model, base, cfg, text_emb, prec)
                 model.train()
-            progress(Event(step + 1, cfg.steps, f"step {step + 1}/{cfg.steps}", preview=preview,
+                clock.preview_done(step + 1, time.perf_counter() - t_prev)
+            eta = clock.eta(step + 1)
+            progress(Event(step + 1, cfg.steps,
+                           f"step {step + 1}/{cfg.steps}, ETA {format_seconds(eta)}",
+                           preview=preview, eta=eta,
                            metrics={"loss": logs["loss"], **{k: v for k, v in logs.items()
                                                              if k not in ("step", "t")}},
                            stage="tune"))
@@ -342,11 +374,15 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     tuned = TunedModel(base, model, method, cfg, prec, rf)
     if invert:
         try:
+            t_inv = time.perf_counter()
             inversion_latents(tuned, cfg.inversion_steps, progress, cancel, latents0=latents0)
+            clock.inversion_done(time.perf_counter() - t_inv, cfg.inversion_steps)
         except CancelledError:  # tuned in full; the first edit makes the inversion
+            clock.record()
             rf.update_meta(status="stopped", steps_done=cfg.steps, seconds=time.time() - t0)
             return TuneResult(rf.path, losses, time.time() - t0, cfg.steps, frames, cfg.steps,
                               True)
+    clock.record()
     if validation_due(cfg, cfg.steps):
         try:
             with torch.no_grad():
@@ -355,8 +391,102 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
             rf.update_meta(status="stopped", steps_done=cfg.steps, seconds=time.time() - t0)
             return TuneResult(rf.path, losses, time.time() - t0, cfg.steps, frames, cfg.steps,
                               True)
-    rf.update_meta(status="done", steps_done=cfg.steps, seconds=time.time() - t0)
+    rf.update_meta(status="done", steps_done=cfg.steps, seconds=time.time() - t0,
+                   timing=clock.summary())
     return TuneResult(rf.path, losses, time.time() - t0, cfg.steps, frames, cfg.steps)
+
+
+class _TuneClock:
+    """Measures a tune as it runs: the ETA of every progress event, the preview cadence (at
+    most ~10% of the tuning time on previews) and, at the end, the calibration record."""
+
+    def __init__(self, cfg: TuneConfig, folder, device, start: int, shape, overhead_s: float):
+        from .. import calibration as cal
+
+        self.cal, self.cfg, self.folder, self.device = cal, cfg, folder, device
+        self.frames, self.height, self.width = int(shape[0]), int(shape[1]), int(shape[2])
+        self.overhead_s = overhead_s
+        self.start = start
+        self.step_times: list[float] = []
+        self.preview_times: list[float] = []
+        self.inv_step_s = 0.0
+        known = cal.lookup(folder, device, cfg.model, cfg.method, self.frames, self.width,
+                           self.height).speed
+        self.known = known
+        # before anything is measured here: the calibrated preview cost, else the prior
+        self.cadence = cfg.preview_every
+        self.next_preview = start + cfg.preview_every if cfg.preview_every else None
+        self._first_cadence_set = False
+
+    @property
+    def step_s(self) -> float:
+        if self.step_times:  # the first step also warms up kernels/allocator: skip it after 3
+            ts = self.step_times[1:] if len(self.step_times) > 3 else self.step_times
+            return sum(ts) / len(ts)
+        return self.known.train_step_s if self.known else 0.0
+
+    @property
+    def preview_s(self) -> float:
+        if self.preview_times:
+            return sum(self.preview_times) / len(self.preview_times)
+        if self.known and self.known.preview_s and \
+                self.known.preview_steps == self.cfg.preview_steps:
+            return self.known.preview_s
+        return self.cal.prior_preview_s(self.cfg.preview_steps, self.step_s)
+
+    def _replan(self, after: int) -> None:
+        self.cadence = self.cal.preview_cadence(self.cfg.preview_every, self.preview_s,
+                                                self.step_s)
+        self.next_preview = after + self.cadence if self.cadence else None
+
+    def step_done(self, seconds: float) -> None:
+        self.step_times.append(seconds)
+        if not self._first_cadence_set and self.cfg.preview_every:
+            self._first_cadence_set = True  # one step measured: space the first preview out
+            self._replan(self.start)
+
+    def preview_due(self, step: int) -> bool:
+        return self.next_preview is not None and step >= self.next_preview \
+            and step < self.cfg.steps
+
+    def preview_done(self, step: int, seconds: float) -> None:
+        self.preview_times.append(seconds)
+        self._replan(step)
+
+    def inversion_done(self, seconds: float, steps: int) -> None:
+        if steps > 0 and seconds > 0:
+            self.inv_step_s = seconds / steps
+
+    def eta(self, step: int) -> float:
+        left = self.cfg.steps - step
+        n_prev = 0
+        if self.next_preview is not None and self.cadence:
+            n_prev = max(0, (self.cfg.steps - 1 - self.next_preview) // self.cadence + 1) \
+                if self.next_preview < self.cfg.steps else 0
+        inv = self.inv_step_s or (self.known.sample_step_s if self.known and
+                                  self.known.sample_step_s else
+                                  self.cal.PRIOR_SAMPLE_STEP_SHARE * self.step_s)
+        return left * self.step_s + n_prev * self.preview_s + self.cfg.inversion_steps * inv
+
+    def summary(self) -> dict:
+        return {"train_step_s": round(self.step_s, 6), "overhead_s": round(self.overhead_s, 3),
+                "previews": len(self.preview_times),
+                "preview_s": round(self.preview_s, 6) if self.preview_times else None,
+                "preview_every": self.cadence, "inversion_step_s": round(self.inv_step_s, 6)}
+
+    def record(self) -> None:
+        if not self.step_times:
+            return
+        try:
+            self.cal.record(self.folder, self.device, self.cfg.model, self.cfg.method,
+                            self.cal.Speed(
+                                self.frames, self.width, self.height, self.step_s,
+                                self.inv_step_s, (sum(self.preview_times) / len(
+                                    self.preview_times)) if self.preview_times else 0.0,
+                                self.cfg.preview_steps if self.preview_times else 0,
+                                self.overhead_s))
+        except OSError:  # a read-only data folder: estimates stay uncalibrated
+            pass
 
 
 @torch.no_grad()

@@ -109,7 +109,10 @@ class VideoEditPipeline(DiffusionPipeline):
     """One-shot-tuned video editing (Tune-A-Video, DCT, APLA runs) as a diffusers pipeline."""
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
-    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+    # + "pred_original_sample": the scheduler's predicted x0 of the step (read-only; None where
+    # the scheduler reports none), what the edit job's streamed previews decode
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds",
+                               "pred_original_sample"]
 
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler) -> None:
         """``unet``: a :class:`VideoUNet`, a VideoDenoiser, or a 2-D ``UNet2DConditionModel``
@@ -405,6 +408,7 @@ class VideoEditPipeline(DiffusionPipeline):
             x = x * sigma
         step_kwargs = self._step_kwargs(generator, eta)
         state = {"prompt_embeds": embeds, "negative_prompt_embeds": negative_prompt_embeds}
+        x0 = {"pred_original_sample": None}
 
         def predict(lat: torch.Tensor, t) -> torch.Tensor:
             e = state["prompt_embeds"]
@@ -420,7 +424,7 @@ class VideoEditPipeline(DiffusionPipeline):
         with self.progress_bar(total=len(timesteps)) as bar:
             def on_step_end(i: int, t, lat: torch.Tensor) -> torch.Tensor:
                 if callback_on_step_end is not None:
-                    tensors = {"latents": lat, **state}
+                    tensors = {"latents": lat, **state, **x0}
                     out = callback_on_step_end(self, i, t, {k: tensors[k] for k in
                                                            callback_on_step_end_tensor_inputs})
                     lat = out.pop("latents", lat)
@@ -432,7 +436,8 @@ class VideoEditPipeline(DiffusionPipeline):
             prec = precision_for(device, self._mixed_precision)
             x = run_steps(self.scheduler, timesteps, x, predict, step_kwargs,
                           autocast=prec.autocast(), on_step_end=on_step_end,
-                          stop=lambda: self._interrupt)
+                          stop=lambda: self._interrupt,
+                          on_x0=lambda i, z: x0.__setitem__("pred_original_sample", z))
 
         if output_type == "latent":
             video = x

@@ -215,8 +215,9 @@ def run_job(studio, sid: str, name: str, cfg: Any, request=None, progress=None,
         with _CLIENT_MU:
             _CLIENT_JOBS.setdefault(key, set()).add((studio, job))
     try:
+        events = studio.events(job)  # subscribed now: nothing is lost while the page updates
         yield ("job", job)
-        for ev in studio.events(job):
+        for ev in events:
             if progress is not None and ev.total:
                 try:
                     progress((min(ev.step, ev.total), ev.total),

@@ -6,6 +6,7 @@ Widgets and formatting only: Compare submits the compare job (vcstudio/jobs/comp
 tunes, edits, scores and records each variant."""
 from __future__ import annotations
 
+import secrets
 from typing import Optional
 
 import gradio as gr
@@ -13,7 +14,8 @@ import gradio as gr
 from ..errors import InputError
 from ..jobs.compare import COMPARE_METRICS, best_table, load_entry
 from .common import (VIDEO_TYPES, as_int, device_group, ensure_session, gr_error, gr_update,
-                     run_job, series_frame, upload)
+                     run_job, upload)
+from .plots import StreamView, plot_update, table_update
 
 # what the Compare job computes, re-exported for the tab's callers
 __all__ = ["COMPARE_METRICS", "best_table", "load_entry", "past_choices", "compare_handler",
@@ -62,22 +64,42 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
                             frames=as_int("Frames", frames), size=as_int("Size", size),
                             steps=as_int("Tuning steps", steps),
                             guidance=5.0 if studio.embedded else 12.5)
-        res = None
-        for item in run_job(studio, sid, "compare", cfg, request, progress):
-            if isinstance(item, tuple):
-                res = item[1] if item[0] == "result" else res
-                continue
-            if item.stage == "compare":
-                montage = item.outputs.get("montage")
-                yield (item.message, montage if montage else gr_update(), None, None, None,
-                       gr_update())
+        res, variant, streamed = None, "", {}
+        view = StreamView(studio.session(sid).outputs / "previews" / secrets.token_hex(4))
+        try:
+            for item in run_job(studio, sid, "compare", cfg, request, progress):
+                if isinstance(item, tuple):
+                    res = item[1] if item[0] == "result" else res
+                    continue
+                if item.stage == "compare":
+                    montage = item.outputs.get("montage")
+                    if not montage:  # "variant i/n: <label>": what the next events are about
+                        variant = item.message.split(": ", 1)[-1]
+                    yield (item.message, montage if montage else gr_update(), gr_update(),
+                           gr_update(), gr_update(), gr_update())
+                    continue
+                # each variant's edit previews in the video slot while it denoises and
+                # decodes, and its per-frame scores join the plot as they come
+                changed = view.update(item)
+                if "metrics" in changed:
+                    for m, v in item.metrics.items():
+                        s_ = streamed.setdefault(f"{variant} · {m}", [])
+                        s_.extend([None] * (item.frame + 1 - len(s_)))
+                        s_[item.frame] = v
+                if changed:
+                    yield (f"{variant}: {view.status(item)}",
+                           view.video if "video" in changed else gr_update(), gr_update(),
+                           plot_update(streamed, "frame", "run · metric")
+                           if "metrics" in changed else gr_update(), gr_update(), gr_update())
+        finally:
+            view.close()
         for name, msg in res.failed:  # one failing variant does not sink the comparison
             gr.Warning(f"{name}: {msg}")
         series = {f"{e['name']} · {m}": e["scores"][m]["per_frame"] for e in res.entries
                   for m in ("clip_text", "warp_error")
                   if m in e["scores"] and not e["scores"][m].get("skipped")}
         yield ("Done: best per column marked with ★.", str(res.montage), _frame(res.table),
-               series_frame(series, x="frame"), [str(res.csv), str(res.json)],
+               plot_update(series, "frame", "run · metric"), [str(res.csv), str(res.json)],
                gr_update(choices=past_choices(studio.store, _owner(studio, sid))))
     except Exception as e:
         raise gr_error(e)
@@ -118,9 +140,8 @@ def open_sweep_handler(studio, sid, sweep_id):
 
 
 def _frame(rows: list[list]):
-    import pandas as pd
-
-    return pd.DataFrame(rows[1:], columns=rows[0])
+    """The metrics table, wrapping and with column widths so every column fits."""
+    return table_update([list(r) for r in rows[1:]], list(rows[0]))
 
 
 def build(studio, sid_state, edit_refs):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 from typing import Optional
 
 import gradio as gr
@@ -15,7 +16,8 @@ from ..errors import InputError
 from ..methods.registry import PICKABLE
 from .common import (EXAMPLES, VIDEO_TYPES, Ticker, as_float, as_int, device_group,
                      ensure_session, frame_strip, gr_error, gr_update, last_result, run_job,
-                     series_frame, upload)
+                     upload)
+from .plots import StreamView, plot_update, table_update
 
 METHODS = list(PICKABLE)
 CLWS = ["mul-fourier", "fourier", "exponential", "gaussian", "linear", "constant"]
@@ -24,6 +26,11 @@ CLWS = ["mul-fourier", "fourier", "exponential", "gaussian", "linear", "constant
 # alpha) and APLA's (hyper-loss parts, adversarial terms, ||VGT|| / ||U-Net||)
 PLOTTED = ("loss", "l_sem", "l_tex", "l_cons", "alpha", "perceptual", "adv_g", "disc_loss",
            "disc_acc", "vgt_ratio")
+
+
+def _previews(steps: int) -> dict:
+    """The tab's preview request (the tune spaces them to cost at most ~10% of tuning)."""
+    return {"preview_every": max(10, int(steps) // 5), "preview_steps": 10}
 
 
 def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, width: int,
@@ -45,8 +52,7 @@ def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, w
                                            crop=position or "center"),
         method=method, steps=steps, lr=as_float("Learning rate", lr),
         seed=as_int("Seed", seed),
-        checkpoint_every=max(25, steps // 4), preview_every=max(10, steps // 5),
-        preview_steps=10,
+        checkpoint_every=max(25, steps // 4), **_previews(steps),
         dct=dataclasses.replace(DCTConfig(), adapter=bool(adapter), semantic=bool(semantic),
                                 texture=bool(texture), clws=clws),
         apla=dataclasses.replace(APLAConfig(), vgt=vgt, discriminator=bool(disc),
@@ -97,23 +103,27 @@ def preview_frames(studio, sid, video, frames, stride, start, width, height, res
 
 
 def estimate_text(studio, frames, width, height, steps, method: str = "baseline") -> str:
-    from ..jobs.tune import estimate
+    """The tune's estimate line: measured speeds of earlier tunes on this device and model
+    (else labelled uncalibrated), counting previews and the inversion; never waits for the
+    device."""
+    from ..jobs.tune import estimate, estimate_line
 
     try:
         import torch
 
-        cfg = TuneConfig(data=DataConfig(n_frames=as_int("Frames", frames),
+        steps = as_int("Tuning steps", steps)
+        cfg = TuneConfig(model=getattr(studio, "model", "") or "",
+                         data=DataConfig(n_frames=as_int("Frames", frames),
                                          width=as_int("Width", width),
                                          height=as_int("Height", height)),
-                         steps=as_int("Tuning steps", steps), method=method or "baseline")
+                         steps=steps, method=method or "baseline", **_previews(steps))
         dev = "cuda" if torch.cuda.is_available() else "cpu"
-        # the embedded demo model is ~1/50 of SD
+        # the embedded demo model is ~1/50 of SD (used only until a tune calibrates)
         scale = 1.0 if max(cfg.data.width, cfg.data.height) > 128 else 0.02
-        est = estimate(cfg, dev, model_scale=scale)
+        est = estimate(cfg, dev, model_scale=scale, calibration_dir=studio.data_dir)
     except Exception as e:  # an estimate must never block the page
         return f"(no estimate: {e})"
-    fits = "" if est.get("fits") in (None, True) else " — may NOT fit this GPU: lower frames/size"
-    return f"Estimate: ~{est['gib']:.1f} GiB, ~{est['seconds'] / 60:.1f} min on {dev}{fits}."
+    return estimate_line(est, dev)
 
 
 def _tune_stream(studio, sid, items):
@@ -133,7 +143,8 @@ def _tune_stream(studio, sid, items):
                 msg = (f"{res.message}" if res.stopped else
                        f"Tuned {res.steps} steps in {res.seconds:.0f} s. Now type an edit "
                        "prompt below.")
-                yield sid, jid, msg, series_frame(losses), preview, str(res.run_dir)
+                yield sid, jid, msg, plot_update(losses, "step", "loss term"), preview, \
+                    str(res.run_dir)
             continue
         ev = item
         if ev.stage == "tune":
@@ -146,7 +157,7 @@ def _tune_stream(studio, sid, items):
             preview = frame_strip(ev.preview)
         if tick.due(ev):
             msg = f"{ev.stage}: {ev.message or f'{ev.step}/{ev.total}'}"
-            yield sid, jid, msg, series_frame(losses), preview, None
+            yield sid, jid, msg, plot_update(losses, "step", "loss term"), preview, None
 
 
 def tune_handler(studio, sid, video, prompt, frames, stride, start, width, height, resize,
@@ -232,22 +243,52 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
             guidance=as_float("Guidance", guidance), seed=as_int("Seed", seed),
             use_inversion=bool(inversion),
             inversion_prompt={"run": None, "empty": ""}.get(inversion_prompt, inversion_prompt)))
-        res, shown = None, None
-        for item in run_job(studio, sid, "edit", cfg, request, progress):
-            if isinstance(item, tuple):
-                if item[0] == "result":
-                    res = item[1]
-                continue
-            if "mp4" in item.outputs:  # the video is written; its frames are being scored
-                shown = item.outputs["mp4"], item.outputs["gif"]
-                yield shown[0], shown[1], "Scoring frames…", None, None
-            else:
-                yield (*(shown or (None, None)), f"{item.stage}: {item.step}/{item.total}",
-                       None, None)
-        plot, table = score_view(res.scores)
-        yield str(res.mp4), str(res.gif), "Done.", plot, table
+        # streamed: x0 previews, then the frames as they decode, in the video's slot (the
+        # final video replaces them); per-frame metrics as each frame is scored
+        view = StreamView(studio.session(sid).outputs / "previews" / secrets.token_hex(4))
+        res, gif, tick = None, None, Ticker()
+        # before submitting: the job's events stream from when the page subscribes
+        queued = edit_estimate_text(studio, cfg)
+        try:
+            for item in run_job(studio, sid, "edit", cfg, request, progress):
+                if isinstance(item, tuple):
+                    if item[0] == "result":
+                        res = item[1]
+                    else:  # queued: say what it will take (never waits for the device)
+                        yield None, None, queued, None, None  # a new edit: clear the last
+                    continue
+                changed = view.update(item)
+                if "mp4" in item.outputs:  # the video is written; its frames are being scored
+                    view.video, gif = item.outputs["mp4"], item.outputs["gif"]
+                    changed.add("video")
+                if changed or tick.due(item):
+                    yield (view.video, gif, view.status(item),
+                           plot_update(view.metrics.series) if view.metrics.series
+                           else gr_update(), gr_update())
+            plot, table = score_view(res.scores)
+            yield str(res.mp4), str(res.gif), "Done.", plot, table
+        finally:
+            view.close()
     except Exception as e:
         raise gr_error(e)
+
+
+def edit_estimate_text(studio, cfg) -> str:
+    """"Queued… ~12 s (inversion cached; calibrated)" from the run's calibrated speeds."""
+    from ..calibration import format_seconds
+    from ..jobs.edit import estimate
+
+    try:
+        import torch
+
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        est = estimate(cfg, dev, calibration_dir=studio.data_dir)
+    except Exception:  # an estimate must never block the edit
+        return "Queued…"
+    inv = "a new inversion at this step count" if est["inversion"] else "inversion cached"
+    if est["seconds"] is None:
+        return f"Queued… ({inv}; time uncalibrated)"
+    return f"Queued… ~{format_seconds(est['seconds'])} ({inv}; {est['how']})"
 
 
 def open_tav_handler(studio, sid, folder):
@@ -273,12 +314,16 @@ def open_tav_handler(studio, sid, folder):
         raise gr_error(e)
 
 
+SCORE_HEADERS = ["metric", "value", "model", "skipped"]
+
+
 def score_view(results: dict):
-    """Per-frame plot and per-video table of an edit's scores."""
+    """Per-frame plot (named, normalised series; integer frames) and per-video table of an
+    edit's scores."""
     series = {name: r.per_frame for name, r in results.items() if not r.skipped}
     rows = [[name, None if r.skipped else round(float(r.value), 4), r.model or "",
              r.skipped or ""] for name, r in results.items()]
-    return series_frame(series, x="frame"), rows
+    return plot_update(series, "frame", "metric"), table_update(rows, SCORE_HEADERS)
 
 
 def push_handler(studio, sid, run_dir, repo_id, token):
