@@ -179,7 +179,9 @@ class JobSpec:
     ``secrets`` are config fields never written to the store (a Hub token). ``stoppable``: the
     job polls ``ctx.cancel`` itself and ends normally with a result whose ``stopped`` is true
     (a tune keeps its checkpoint as a usable delta); other jobs stop at their next progress
-    event with CancelledError. ``resumable``: ``vcstudio resume`` may continue it."""
+    event with CancelledError. ``resumable``: ``vcstudio resume`` may continue it. ``gpu``: it
+    runs on the device (on ZeroGPU each stretch is a time-limited ``spaces.GPU`` call, sized by
+    ``estimate(cfg, device)`` -> ``{"seconds", ...}``; see :mod:`vcstudio.zerogpu`)."""
 
     name: str
     config: type
@@ -189,6 +191,8 @@ class JobSpec:
     secrets: tuple[str, ...] = ()
     stoppable: bool = False
     resumable: bool = False
+    gpu: bool = False
+    estimate: Optional[Callable[..., dict]] = None
 
     @property
     def store_kind(self) -> str:
@@ -611,7 +615,7 @@ class Studio:
             self.store.mark_resumed(resume_of, job_id)
         h = _Handle(job_id, session_id, spec.store_kind, lock.name,
                     out=str(out) if out else None, stoppable=spec.stoppable)
-        h.thread = threading.Thread(target=self._work, args=(h, lock, spec.run, cfg),
+        h.thread = threading.Thread(target=self._work, args=(h, lock, spec, cfg),
                                     name=f"vcstudio-{name}-{job_id[-8:]}", daemon=True)
         with self._mu:
             self._jobs[job_id] = h
@@ -677,7 +681,9 @@ class Studio:
                 st.finish_run(ids[rec[1]])
         return ids
 
-    def _work(self, h: _Handle, lock: DeviceLock, fn: Callable, cfg: Any) -> None:
+    def _work(self, h: _Handle, lock: DeviceLock, spec: JobSpec, cfg: Any) -> None:
+        from . import zerogpu  # imports `spaces` only where ZeroGPU is on
+
         ctx = JobContext(self, h)
         try:
             lock.acquire(cancel=h.cancel)
@@ -685,7 +691,10 @@ class Studio:
                 h.cancel.check()  # cancelled right as the lock came free
                 h.status = "running"
                 self._record(h.id, status="running")
-                h.result = fn(cfg, ctx)
+                if spec.gpu and zerogpu.active():
+                    h.result = zerogpu.run_job(self, spec, cfg, ctx)
+                else:
+                    h.result = spec.run(cfg, ctx)
             except Exception as e:
                 if isinstance(e, OutOfMemoryError) or _is_oom(e):
                     # free what we can while still holding the device, so the next job starts

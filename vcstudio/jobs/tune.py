@@ -41,6 +41,7 @@ class TuneOutcome:
     losses: list[dict] = field(default_factory=list)
     stopped: bool = False
     message: str = ""
+    paused: bool = False  # a ZeroGPU call's step budget ended it; the next call continues
 
 
 def validate(cfg: TuneConfig, limits: Limits) -> None:
@@ -77,8 +78,9 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0) -> 
     constants are not yet calibrated by ``vcstudio bench``. ``model_scale`` scales weights and
     compute for a model smaller or larger than SD 1.x (e.g. ~0.01 for the embedded model).
 
-    Returns ``{"gib", "seconds", "device_gib", "fits"}``; the last two are ``None`` where the
-    device memory is unknown (CPU)."""
+    Returns ``{"gib", "seconds", "seconds_per_step", "seconds_inversion", "device_gib",
+    "fits"}``; the last two are ``None`` where the device memory is unknown (CPU). The per-step
+    and inversion parts let a time-limited GPU (ZeroGPU) split the tune into calls."""
     from ..methods.registry import cost
 
     dtype = str(device).split(":")[0]
@@ -90,6 +92,8 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0) -> 
     spf = _SEC_PER_FRAME_STEP.get(dtype, _SEC_PER_FRAME_STEP["cpu"]) * model_scale
     seconds = units * spf * (cfg.steps * c.time_factor
                              + cfg.inversion_steps * _SAMPLE_STEP_SHARE)
+    per_step = units * spf * c.time_factor
+    fixed = units * spf * cfg.inversion_steps * _SAMPLE_STEP_SHARE
     device_gib = fits = None
     if dtype == "cuda":
         import torch
@@ -98,8 +102,8 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0) -> 
             idx = torch.device(str(device)).index or 0
             device_gib = torch.cuda.get_device_properties(idx).total_memory / 2**30
             fits = gib <= 0.92 * device_gib  # leave room for the CUDA context and fragmentation
-    return {"gib": round(gib, 2), "seconds": round(seconds, 1), "device_gib": device_gib,
-            "fits": fits}
+    return {"gib": round(gib, 2), "seconds": round(seconds, 1), "seconds_per_step": per_step,
+            "seconds_inversion": fixed, "device_gib": device_gib, "fits": fits}
 
 
 def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | None = None,
@@ -114,7 +118,12 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
     run_id = ctx.open_run("tune", run_dir, cfg, seed=cfg.seed, parent=parent, label=label)
     res = tune(cfg, run_dir, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
                device=torch.device(ctx.device),
-               on_checkpoint=lambda path, step: ctx.set_checkpoint(path, step))
+               on_checkpoint=lambda path, step: ctx.set_checkpoint(path, step),
+               step_budget=getattr(ctx, "step_budget", None))
+    if res.paused:  # a ZeroGPU call ended; the next call resumes from the checkpoint
+        return TuneOutcome(run_id, res.run_dir, res.steps, res.total or cfg.steps, res.seconds,
+                           res.losses, message=f"Paused at step {res.steps} of {res.total}.",
+                           paused=True)
     ctx.add_artifact(run_id, "delta", res.run_dir / "delta.safetensors")
     if (res.run_dir / "source.mp4").is_file():
         ctx.add_artifact(run_id, "mp4", res.run_dir / "source.mp4")

@@ -59,6 +59,7 @@ class TuneResult:
     frames: np.ndarray
     total: int = 0  # steps asked for
     stopped: bool = False  # cancelled: the delta of step ``steps`` is saved, and a checkpoint
+    paused: bool = False  # ``step_budget`` used up: only the checkpoint of ``steps`` is saved
 
 
 def build_video_model(base: BaseModel, cfg: TuneConfig, precision: Precision,
@@ -174,12 +175,16 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
          device: Optional[torch.device] = None, frames: Optional[np.ndarray] = None,
          invert: bool = True, base: Optional[BaseModel] = None,
          save_source: bool = True,
-         on_checkpoint: Optional[Callable[[Path, int], None]] = None) -> TuneResult:
+         on_checkpoint: Optional[Callable[[Path, int], None]] = None,
+         step_budget: Optional[int] = None) -> TuneResult:
     """Tune, save the delta and the DDIM inversion into a run folder, return its path.
 
     ``frames`` (uint8 F,H,W,3) replaces reading ``cfg.data.video_path``. Re-running on a folder
     with ``checkpoint.safetensors`` resumes from it. ``base`` skips loading (benchmarks).
     ``on_checkpoint(path, step)`` is told of every checkpoint written (the job records it).
+    ``step_budget`` ends the call after that many steps from where it started (a ZeroGPU call
+    is time-limited): the checkpoint is saved and the result says ``paused``; calling again on
+    the same folder continues exactly where it paused (same optimizer, RNG and method state).
 
     Cancelling stops cleanly: the state of the last finished step k is saved as a checkpoint
     (resume continues from it) AND as a usable delta with the clip latents (edit from it; the
@@ -259,10 +264,18 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
         rf.update_meta(status="stopped", steps_done=k, seconds=time.time() - t0)
         return TuneResult(rf.path, losses, time.time() - t0, k, frames, cfg.steps, True)
 
+    def pause(k: int) -> TuneResult:
+        _save_checkpoint(rf, model, opt, method, k, gen, losses)
+        if on_checkpoint is not None:
+            on_checkpoint(rf.checkpoint_path, k)
+        return TuneResult(rf.path, losses, time.time() - t0, k, frames, cfg.steps, paused=True)
+
     try:
         for step in range(start, cfg.steps):
             if cancel is not None and cancel.cancelled:
                 return stop(step)
+            if step_budget is not None and step - start >= step_budget:
+                return pause(step)
             b = cfg.batch_size
             x0 = latents0.expand(b, -1, -1, -1, -1)
             noise = torch.randn(x0.shape, generator=gen, device=device)
