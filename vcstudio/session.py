@@ -380,8 +380,9 @@ class DetachedContext(_RunFolders):
     def __init__(self, out: str | os.PathLike, *, device: str = "cpu",
                  cache: Optional[ModelCache] = None, cancel: Optional[CancelToken] = None,
                  progress: Optional[Callable[[Event], Any]] = None,
-                 limits: Optional[Limits] = None) -> None:
+                 limits: Optional[Limits] = None, stoppable: bool = False) -> None:
         self.out = str(out)
+        self.stoppable = stoppable  # the job polls the token itself (a tune), as JobContext
         self.session = None
         self.data_dir = Path(out)
         self.device = device
@@ -399,7 +400,8 @@ class DetachedContext(_RunFolders):
     def __call__(self, ev: Event) -> None:
         if self._progress is not None:
             self._progress(dataclasses.replace(ev, preview=None))
-        self.cancel.check()
+        if not self.stoppable:
+            self.cancel.check()
 
     def open_run(self, kind: str, run_dir, config: Any = None, *, seed=None, label: str = "",
                  parent: Optional[str] = None, clip_hash: Optional[str] = None,
@@ -692,7 +694,7 @@ class Studio:
                 h.status = "running"
                 self._record(h.id, status="running")
                 if spec.gpu and zerogpu.active():
-                    h.result = zerogpu.run_job(self, spec, cfg, ctx)
+                    h.result = zerogpu.run_job(self, spec, cfg, ctx, DetachedContext)
                 else:
                     h.result = spec.run(cfg, ctx)
             except Exception as e:

@@ -67,6 +67,7 @@ class Stretch:
     device: str
     limits: Any
     seconds: int  # the duration this call asks for
+    context: type  # vcstudio.session.DetachedContext (handed in: this module imports no session)
     step_budget: Optional[int] = None
     stoppable: bool = False
     stop: bool = False  # Stop was pressed: end the tune now (its delta stays usable)
@@ -83,16 +84,10 @@ def _run_stretch(stretch: Stretch):
     from pathlib import Path
 
     from .models.cache import default_cache
-    from .session import DetachedContext
 
-    class _StoppableContext(DetachedContext):
-        def __call__(self, ev) -> None:  # a stoppable job (a tune) polls the token itself
-            if self._progress is not None:
-                self._progress(ev)
-
-    cls = _StoppableContext if stretch.stoppable else DetachedContext
-    ctx = cls(stretch.out or stretch.data_dir, device=stretch.device, cache=default_cache,
-              limits=stretch.limits)
+    ctx = stretch.context(stretch.out or stretch.data_dir, device=stretch.device,
+                          cache=default_cache, limits=stretch.limits,
+                          stoppable=stretch.stoppable)
     ctx.out, ctx.session, ctx.data_dir = stretch.out, stretch.session, Path(stretch.data_dir)
     ctx.step_budget = stretch.step_budget
     if stretch.stop:
@@ -175,15 +170,14 @@ def _call(studio, ctx, stretch: Stretch):
     return result
 
 
-def _stretch(spec, cfg, ctx, out, seconds, **kw) -> Stretch:
-    sess = ctx.session
-    return Stretch(spec.run, cfg, out, sess, str(ctx.data_dir), str(ctx.device), ctx.limits,
-                   int(seconds), stoppable=spec.stoppable, **kw)
-
-
-def run_job(studio, spec, cfg, ctx) -> Any:
+def run_job(studio, spec, cfg, ctx, detached: type) -> Any:
     """Run ``spec`` on ZeroGPU: one call sized by its estimate, or, for a resumable job whose
-    estimate has per-step seconds (a tune), as many calls as its steps need."""
+    estimate has per-step seconds (a tune), as many calls as its steps need. ``detached`` is
+    the store-less context class each call's body runs with (session.DetachedContext)."""
+    def _stretch(spec, cfg, ctx, out, seconds, **kw) -> Stretch:
+        return Stretch(spec.run, cfg, out, ctx.session, str(ctx.data_dir), str(ctx.device),
+                       ctx.limits, int(seconds), detached, stoppable=spec.stoppable, **kw)
+
     from .progress import Event
 
     max_s = max_call_seconds()
