@@ -22,8 +22,9 @@ STREAM_METRICS = ("clip_text", "consistency_adjacent", "warp_error")
 
 @dataclass
 class EditJobConfig:
-    run: str = ""  # the tuned run folder
+    run: str = ""  # the tuned run folder, or hf://user/name (a pushed run)
     edit: EditConfig = field(default_factory=EditConfig)
+    model: str = ""  # the base model to load the run onto ("" = the one it was tuned on)
     fps: float = 8.0
     metrics: tuple[str, ...] = ()  # scored after writing (e.g. STREAM_METRICS); () = none
 
@@ -66,14 +67,17 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     from ..pipelines.runs import open_run
     from ..progress import Event
 
-    rf = open_run(cfg.run)
+    from ..pipelines.run_source import working_copy
+
+    rf = open_run(working_copy(cfg.run, Path(ctx.data_dir) / "hub"))
     if parent is None:
         parent = ctx.find_run(rf.path, "tune")
     out = Path(out_dir) if out_dir is not None else rf.edits
     run_id = ctx.open_run("edit", out, cfg, seed=cfg.edit.seed, parent=parent,
                           label=cfg.edit.prompt[:80], reuse=False)
     res = edit(rf.path, cfg.edit, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
-               device=torch.device(ctx.device), out_dir=out, fps=cfg.fps)
+               device=torch.device(ctx.device), out_dir=out, fps=cfg.fps,
+               model=cfg.model or None)
     ctx.add_artifact(run_id, "mp4", res.mp4)
     ctx.add_artifact(run_id, "gif", res.gif)
     ctx(Event(1, 1, "edit written", stage="write",

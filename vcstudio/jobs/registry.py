@@ -23,6 +23,7 @@ _JOBS: dict[str, tuple[str, str, dict]] = {
     "i2v_ab": ("i2v_ab", "I2VABConfig", {"gpu": True}),
     "eval": ("eval", "EvalConfig", {"gpu": True}),
     "push": ("push", "PushConfig", {"secrets": ("token",)}),
+    "open_hub": ("open_hub", "OpenHubConfig", {"secrets": ("token",)}),
 }
 
 

@@ -437,11 +437,27 @@ def load_tuned(run_dir: str | Path, cache: ModelCache = default_cache,
     prec = precision_for(device, cfg.mixed_precision)
     key = ("tuned", str(rf.path.resolve()), rf.delta_path.stat().st_mtime_ns, str(device))
 
+    if not model and cfg.model and _local_and_missing(cfg.model):
+        # a run from elsewhere (a pushed one) tuned on a base that is a path there
+        raise InputError(
+            f"The run {rf.path} was tuned on the local base model {cfg.model}, which is not on "
+            f"this machine; pass --model with a copy of it (fingerprint "
+            f"{rf.meta().get('base_fingerprint')}).")
+
     def factory() -> TunedModel:
         base = load_base(model or cfg.model or None, device, prec.frozen_dtype, cache)
         return tuned_on_base(rf, base, prec)
 
     return cache.get(key, factory)
+
+
+def _local_and_missing(model: str) -> bool:
+    """A base model named by a path (not a Hub id) that does not exist here."""
+    p = Path(model).expanduser()
+    if p.exists():
+        return False
+    return (p.is_absolute() or model.startswith((".", "~")) or model.count("/") != 1
+            or p.suffix.lower() in (".safetensors", ".ckpt"))
 
 
 def inversion_latents(tuned: TunedModel, steps: int, progress: ProgressFn = null_progress,

@@ -191,8 +191,9 @@ def score_view(results: dict):
     return series_frame(series, x="frame"), rows
 
 
-def push_handler(studio, sid, run_dir, repo_id, token):
-    """Upload the delta + config + a model card to the Hub (the push job)."""
+def push_handler(studio, sid, run_dir, repo_id, token, public=False, oauth_token=None):
+    """Upload the run to the Hub in one commit, private unless ``public`` (the push job); the
+    token is the logged-in visitor's (OAuth on a Space) or the one typed in."""
     from ..jobs.push import PushConfig
 
     sid = ensure_session(studio, sid)
@@ -200,12 +201,34 @@ def push_handler(studio, sid, run_dir, repo_id, token):
         if not run_dir:
             raise InputError("Tune first: there is no delta to push yet.")
         run = studio.safe_path(sid, run_dir, must_exist=True)
+        tok = token or (getattr(oauth_token, "token", None) or "")
+        if not tok and studio.public:  # a Space never falls back to the server's own login
+            raise InputError("Log in with the Hugging Face button (or paste a write token) to "
+                             "push.")
         res = None
-        for item in run_job(studio, sid, "push", PushConfig(str(run), repo_id or "",
-                                                            token or "")):
+        for item in run_job(studio, sid, "push", PushConfig(str(run), repo_id or "", tok,
+                                                            private=not public)):
             if isinstance(item, tuple) and item[0] == "result":
                 res = item[1]
-        return f"Pushed to {res.url}"
+        return (f"Pushed {len(res.files)} files in one commit to {res.url} "
+                f"({'private' if res.private else 'public'}).")
+    except Exception as e:
+        raise gr_error(e)
+
+
+def open_hub_handler(studio, sid, ref, oauth_token=None):
+    """Open a pushed run from the Hub as this session's run folder -> (session, status, run
+    dir); edits then start from its inverted clip."""
+    from ..jobs.open_hub import OpenHubConfig
+
+    sid = ensure_session(studio, sid)
+    try:
+        res = None
+        tok = getattr(oauth_token, "token", None) or ""
+        for item in run_job(studio, sid, "open_hub", OpenHubConfig((ref or "").strip(), tok)):
+            if isinstance(item, tuple) and item[0] == "result":
+                res = item[1]
+        return sid, res.message, str(res.run_dir)
     except Exception as e:
         raise gr_error(e)
 
@@ -305,12 +328,20 @@ def build(studio, sid_state):
                                       label="Per-frame metrics", height=220)
             metric_table = gr.Dataframe(headers=["metric", "value", "model", "skipped"],
                                         label="Per-video metrics", interactive=False)
-        with gr.Accordion("Push the tuned delta to the Hugging Face Hub", open=False):
+        with gr.Accordion("Share on the Hugging Face Hub: push this run, or open one",
+                          open=False):
+            if studio.public:  # a Space: the visitor's own login (README's hf_oauth)
+                gr.LoginButton()
             with gr.Row():
                 repo = gr.Textbox(label="Repo id (user/name)")
-                token = gr.Textbox(label="Write token", type="password")
-            push_btn = gr.Button("Push delta")
+                token = gr.Textbox(label="Write token (or log in)", type="password")
+                public = gr.Checkbox(False, label="Public (default: private)")
+            push_btn = gr.Button("Push run (one commit)")
             push_status = gr.Markdown()
+            with gr.Row():
+                hub_ref = gr.Textbox(label="Open from Hub", placeholder="hf://user/my-run",
+                                     scale=4)
+                open_btn = gr.Button("Open", scale=1)
         if _examples():
             gr.Examples(_examples(), inputs=[video, prompt, eprompt], label="Examples")
 
@@ -345,6 +376,17 @@ def build(studio, sid_state):
                        [sid_state, run_dir, eprompt, negative, esteps, guidance, eseed,
                         inversion], [out_video, out_gif, estatus, metric_plot, metric_table],
                        api_name="edit")
-        push_btn.click(lambda *a: push_handler(studio, *a), [sid_state, run_dir, repo, token],
-                       push_status)
+        from typing import Optional
+
+        def push(sid, run, repo_id, tok, pub, oauth_token=None):
+            return push_handler(studio, sid, run, repo_id, tok, pub, oauth_token)
+
+        def open_hub(sid, ref, oauth_token=None):
+            return open_hub_handler(studio, sid, ref, oauth_token)
+
+        for fn in (push, open_hub):  # Gradio fills an OAuthToken-typed parameter itself
+            fn.__annotations__["oauth_token"] = Optional[gr.OAuthToken]
+        push_btn.click(push, [sid_state, run_dir, repo, token, public], push_status)
+        open_btn.click(open_hub, [sid_state, hub_ref], [sid_state, push_status, run_dir],
+                       api_name="open_hub")
     return {"run_dir": run_dir, "video": video, "prompt": prompt}
