@@ -257,3 +257,28 @@ def test_open_hub_job_gives_a_session_run_folder_that_edits(tuned, tmp_path, mon
             st.run("open_hub", OpenHubConfig("/etc"), sid)
     finally:
         st.close()
+
+
+def test_edit_tab_push_uses_the_visitors_login_and_is_private(tuned, tmp_path, fake_api):
+    from types import SimpleNamespace
+
+    from vcstudio.jobs import studio as make_studio
+    from vcstudio.ui import edit_tab
+
+    st = make_studio(tmp_path / "data", device="cpu", public=True)
+    try:
+        sid = st.new_session().id
+        run = st.session(sid).outputs / "run"
+        shutil.copytree(tuned, run)
+        with pytest.raises(Exception, match="Log in with the Hugging Face button"):
+            edit_tab.push_handler(st, sid, str(run), "me/run", "", False, None)
+        msg = edit_tab.push_handler(st, sid, str(run), "me/run", "", False,
+                                    SimpleNamespace(token="hf_oauth"))
+        assert "in one commit" in msg and "(private)" in msg
+        log = [e for e in fake_api.log if e != ("init", None)]  # gradio's own HfApi()
+        assert log[:2] == [("init", "hf_oauth"), ("create_repo", "me/run", True)]
+        assert [e[0] for e in fake_api.log].count("create_commit") == 1
+        # the token never reaches the run store
+        assert all("hf_oauth" not in json.dumps(j.params) for j in st.store.jobs())
+    finally:
+        st.close()

@@ -233,6 +233,14 @@ def open_hub_handler(studio, sid, ref, oauth_token=None):
         raise gr_error(e)
 
 
+def _oauth_available() -> bool:
+    """gr.LoginButton needs gradio's oauth extra (authlib, itsdangerous); without it the push
+    takes a typed token only."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("authlib", "itsdangerous"))
+
+
 def _examples() -> list[list]:
     path = EXAMPLES / "prompts.json"
     if not path.is_file():
@@ -328,9 +336,10 @@ def build(studio, sid_state):
                                       label="Per-frame metrics", height=220)
             metric_table = gr.Dataframe(headers=["metric", "value", "model", "skipped"],
                                         label="Per-video metrics", interactive=False)
+        oauth = studio.public and _oauth_available()
         with gr.Accordion("Share on the Hugging Face Hub: push this run, or open one",
                           open=False):
-            if studio.public:  # a Space: the visitor's own login (README's hf_oauth)
+            if oauth:  # a Space: the visitor's own login (README's hf_oauth)
                 gr.LoginButton()
             with gr.Row():
                 repo = gr.Textbox(label="Repo id (user/name)")
@@ -384,7 +393,7 @@ def build(studio, sid_state):
         def open_hub(sid, ref, oauth_token=None):
             return open_hub_handler(studio, sid, ref, oauth_token)
 
-        for fn in (push, open_hub):  # Gradio fills an OAuthToken-typed parameter itself
+        for fn in (push, open_hub) if oauth else ():  # Gradio fills OAuthToken parameters
             fn.__annotations__["oauth_token"] = Optional[gr.OAuthToken]
         push_btn.click(push, [sid_state, run_dir, repo, token, public], push_status)
         open_btn.click(open_hub, [sid_state, hub_ref], [sid_state, push_status, run_dir],
