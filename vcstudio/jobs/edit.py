@@ -57,6 +57,30 @@ def validate(cfg: EditJobConfig, limits: Limits) -> None:
     v.number("fps (--fps)", cfg.fps, 0, 240, open_lo=True)
 
 
+def estimate(cfg: EditJobConfig, device="cpu") -> dict:
+    """Rough seconds of an edit from the tuned clip's size (meta.json of a local run; a Hub
+    run before its download counts as 24 frames at 512^2): CFG sampling steps (two U-Net
+    passes each) plus, without a cached inversion, the inversion's steps; per-frame-step
+    constants are the tune estimate's. ``{"seconds"}``."""
+    import json
+
+    from .tune import _SAMPLE_STEP_SHARE, _SEC_PER_FRAME_STEP
+
+    frames, w, h, cached = 24, 512, 512, False
+    meta = Path(cfg.run) / "meta.json"
+    try:
+        m = json.loads(meta.read_text())
+        frames, w, h = int(m["n_frames"]), int(m["width"]), int(m["height"])
+        cached = any(Path(cfg.run).glob(f"inversion-{cfg.edit.steps}*.safetensors"))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    units = frames * w * h / (512 * 512)
+    spf = _SEC_PER_FRAME_STEP.get(str(device).split(":")[0], _SEC_PER_FRAME_STEP["cpu"])
+    passes = cfg.edit.steps * (2 if cfg.edit.guidance > 1 else 1)
+    passes += 0 if cached or not cfg.edit.use_inversion else cfg.edit.steps
+    return {"seconds": round(units * spf * _SAMPLE_STEP_SHARE * passes, 1)}
+
+
 def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
              out_dir: Optional[Path] = None) -> EditOutcome:
     """Edit, write (into ``out_dir``, default ``RUN/edits``), record, score. Other jobs
