@@ -79,8 +79,8 @@ def _cfg(tiny_sd, clip_file, steps=6) -> TuneConfig:
         height=32), steps=steps, checkpoint_every=0, inversion_steps=2, seed=3)
 
 
-def _three_call_limit(cfg) -> float:
-    """A per-call limit under which the planner splits ``cfg`` into exactly three calls."""
+def _three_call_limit(cfg, calls: int = 3) -> float:
+    """A per-call limit under which the planner splits ``cfg`` into exactly ``calls`` calls."""
     from vcstudio.jobs.tune import estimate
 
     est = estimate(cfg, "cpu")
@@ -90,9 +90,9 @@ def _three_call_limit(cfg) -> float:
                                      est["seconds_inversion"], tenth / 10)
         except VcsError:  # not even one step fits
             continue
-        if len(plan) == 3:
+        if len(plan) == calls:
             return tenth / 10
-    raise AssertionError("no limit gives three calls")
+    raise AssertionError(f"no limit gives {calls} calls")
 
 
 def test_tune_split_over_three_gpu_calls_equals_one_call(stand_in, tiny_sd, clip_file,
@@ -160,3 +160,30 @@ def test_calls_past_their_time_abort_and_end_in_one_line(stand_in, tiny_sd, clip
     finally:
         stand_in.MAX_DURATION = 300.0
         st.close()
+
+
+def test_edit_tab_status_says_the_tune_runs_in_several_gpu_calls(stand_in, tiny_sd, clip_file,
+                                                                 tmp_path, monkeypatch):
+    from vcstudio.config import Limits
+    from vcstudio.jobs import studio as make_studio
+    from vcstudio.ui import edit_tab
+
+    ui_cfg = edit_tab.tune_config(str(clip_file), "a red circle", 4, 1, 0, 32, "crop",
+                                  "baseline", 6, 3e-5, 3)  # what the tab submits
+    # its 50 inversion steps weigh more than its 6 tuning steps: two calls, the inversion
+    # in the second
+    monkeypatch.setenv("VCSTUDIO_ZEROGPU_MAX_S", str(_three_call_limit(ui_cfg, 2)))
+    st = make_studio(tmp_path / "data", device="cpu", limits=Limits(),
+                     upload_roots=[clip_file.parent])
+    st.model, st.embedded = str(tiny_sd), False
+    try:
+        sid = st.new_session().id
+        outs = list(edit_tab.tune_handler(st, sid, str(clip_file), "a red circle", 4, 1, 0, 32,
+                                          "crop", "baseline", 6, 3e-5, 3, True, True, True,
+                                          "mul-fourier", "pure", True, True))
+    finally:
+        st.close()
+    statuses = [o[2] for o in outs]
+    assert any("running in 2 GPU calls" in s for s in statuses), statuses
+    assert statuses[-1].startswith("Tuned 6 steps") and outs[-1][5]  # the run folder
+    assert len(stand_in.calls) == 2

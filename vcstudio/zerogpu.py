@@ -196,6 +196,9 @@ def run_job(studio, spec, cfg, ctx, detached: type) -> Any:
                                "frames, a smaller size or fewer steps.") from None
             raise
     # a tune: every call writes the same run folder, continuing from the checkpoint
+    import time
+
+    t0 = time.monotonic()
     out = ctx.out or str(ctx.run_folder(spec.store_kind))
     sps, inv = float(est["seconds_per_step"]), float(est.get("seconds_inversion", 0.0))
     steps = int(cfg.steps)
@@ -232,9 +235,14 @@ def run_job(studio, spec, cfg, ctx, detached: type) -> Any:
             break
         done = int(result.steps)
         plan = plan[1:] or plan_tune(steps, sps, inv, max_s, done=done)
-    if getattr(result, "message", None) is not None and call > 1:
-        result = dataclasses.replace(result, message=f"{result.message.rstrip('.')} in {call} "
-                                                     "GPU calls.")
+    if dataclasses.is_dataclass(result) and call > 1:
+        # the whole tune's time and calls, not the last call's
+        secs = time.monotonic() - t0
+        msg = getattr(result, "message", "") or ""
+        if msg.startswith("Tuned "):
+            msg = f"Tuned {result.steps} steps in {secs:.0f} s"
+        result = dataclasses.replace(result, seconds=secs,
+                                     message=f"{msg.rstrip('.')} in {call} GPU calls.")
     return result
 
 

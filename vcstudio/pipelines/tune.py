@@ -182,9 +182,11 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     ``frames`` (uint8 F,H,W,3) replaces reading ``cfg.data.video_path``. Re-running on a folder
     with ``checkpoint.safetensors`` resumes from it. ``base`` skips loading (benchmarks).
     ``on_checkpoint(path, step)`` is told of every checkpoint written (the job records it).
-    ``step_budget`` ends the call after that many steps from where it started (a ZeroGPU call
-    is time-limited): the checkpoint is saved and the result says ``paused``; calling again on
-    the same folder continues exactly where it paused (same optimizer, RNG and method state).
+    ``step_budget`` ends the call after at most that many steps from where it started (a
+    ZeroGPU call is time-limited), never finishing (delta, inversion) even at the last step:
+    the checkpoint is saved and the result says ``paused``; calling again on the same folder
+    continues exactly where it paused (same optimizer, RNG and method state), and a call
+    without a budget finishes.
 
     Cancelling stops cleanly: the state of the last finished step k is saved as a checkpoint
     (resume continues from it) AND as a usable delta with the clip latents (edit from it; the
@@ -328,6 +330,8 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
         raise OutOfMemoryError(
             f"Out of device memory tuning {frames.shape[0]} frames at {frames.shape[2]}x"
             f"{frames.shape[1]}. Use fewer frames (--frames) or a smaller --size.") from None
+    if step_budget is not None:  # a budgeted call never finishes: the next call (none) does
+        return pause(cfg.steps)
 
     model.eval()
     rf.update_meta(method_summary=method.summary())  # now with what loaded during training
