@@ -97,8 +97,6 @@ def _three_call_limit(cfg, calls: int = 3) -> float:
 
 def test_tune_split_over_three_gpu_calls_equals_one_call(stand_in, tiny_sd, clip_file,
                                                          tmp_path, monkeypatch):
-    import torch
-
     from vcstudio.jobs import studio as make_studio
     from vcstudio.jobs.edit import EditJobConfig
     from vcstudio.config import EditConfig
@@ -122,11 +120,17 @@ def test_tune_split_over_three_gpu_calls_equals_one_call(stand_in, tiny_sd, clip
         assert (tmp_path / "split" / "inversion-2.safetensors").is_file()
         assert not (tmp_path / "split" / "checkpoint.safetensors").exists()
 
-        # an edit on ZeroGPU: one call, from the inverted clip
+        # an edit on ZeroGPU: the inversion for its 3 steps in a call of its own (cached in
+        # the run folder), then the sampling; the next edit with 3 steps needs only one call
         n = len(stand_in.calls)
-        ed = st.run("edit", EditJobConfig(run=str(tmp_path / "split"), edit=EditConfig(
-            prompt="a blue square", steps=2, guidance=3.0)))
-        assert len(stand_in.calls) == n + 1 and ed.frames.shape[0] == 4
+        ecfg = EditJobConfig(run=str(tmp_path / "split"), edit=EditConfig(
+            prompt="a blue square", steps=3, guidance=3.0))
+        ed = st.run("edit", ecfg)
+        assert len(stand_in.calls) == n + 2 and ed.frames.shape[0] == 4
+        assert (tmp_path / "split" / "inversion-3.safetensors").is_file()
+        assert st.store.run(ed.run_id).finished
+        ed2 = st.run("edit", ecfg)
+        assert len(stand_in.calls) == n + 3 and (ed2.frames == ed.frames).all()
 
         monkeypatch.delenv("SPACES_ZERO_GPU")  # the same tune in one piece, off ZeroGPU
         st.run("tune", cfg, out=tmp_path / "whole")

@@ -69,6 +69,7 @@ class Stretch:
     seconds: int  # the duration this call asks for
     context: type  # vcstudio.session.DetachedContext (handed in: this module imports no session)
     step_budget: Optional[int] = None
+    stage: Optional[str] = None  # one named stretch of a job (an edit's "invert"); None = all
     stoppable: bool = False
     stop: bool = False  # Stop was pressed: end the tune now (its delta stays usable)
 
@@ -89,7 +90,7 @@ def _run_stretch(stretch: Stretch):
                           cache=default_cache, limits=stretch.limits,
                           stoppable=stretch.stoppable)
     ctx.out, ctx.session, ctx.data_dir = stretch.out, stretch.session, Path(stretch.data_dir)
-    ctx.step_budget = stretch.step_budget
+    ctx.step_budget, ctx.stage = stretch.step_budget, stretch.stage
     if stretch.stop:
         ctx.cancel.cancel()
     result = stretch.run(stretch.cfg, ctx)
@@ -182,6 +183,27 @@ def run_job(studio, spec, cfg, ctx, detached: type) -> Any:
 
     max_s = max_call_seconds()
     est = spec.estimate(cfg, ctx.device) if spec.estimate is not None else None
+    if est and est.get("stages") and not spec.resumable:
+        # stretches the job can run one per call (an edit: inversion, then sampling)
+        stages = list(est["stages"].items())
+        result = None
+        for i, (name, s) in enumerate(stages):
+            secs = min(max_s, math.ceil(s * MARGIN + LOAD_SECONDS))
+            ctx(Event(i, len(stages), f"running in {len(stages)} GPU calls: {name} (up to "
+                      f"{secs:.0f} s)", stage="gpu"))
+            try:
+                result = _call(studio, ctx, _stretch(spec, cfg, ctx, ctx.out, secs,
+                                                     stage=name if i < len(stages) - 1
+                                                     else None))
+            except VcsError:
+                raise
+            except Exception as e:
+                if _aborted(e):
+                    raise VcsError(f"The GPU call for the {name} ran past its {secs:.0f} s "
+                                   "ZeroGPU limit; try fewer steps, or tune fewer frames.") \
+                        from None
+                raise
+        return result
     if not (spec.resumable and est and est.get("seconds_per_step")):
         secs = est["seconds"] * MARGIN + LOAD_SECONDS if est else DEFAULT_SECONDS
         secs = min(max_s, math.ceil(secs))

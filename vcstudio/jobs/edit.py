@@ -76,9 +76,14 @@ def estimate(cfg: EditJobConfig, device="cpu") -> dict:
         pass
     units = frames * w * h / (512 * 512)
     spf = _SEC_PER_FRAME_STEP.get(str(device).split(":")[0], _SEC_PER_FRAME_STEP["cpu"])
-    passes = cfg.edit.steps * (2 if cfg.edit.guidance > 1 else 1)
-    passes += 0 if cached or not cfg.edit.use_inversion else cfg.edit.steps
-    return {"seconds": round(units * spf * _SAMPLE_STEP_SHARE * passes, 1)}
+    sample = units * spf * _SAMPLE_STEP_SHARE * cfg.edit.steps * (2 if cfg.edit.guidance > 1
+                                                                  else 1)
+    invert = 0.0 if cached or not cfg.edit.use_inversion else (
+        units * spf * _SAMPLE_STEP_SHARE * cfg.edit.steps)
+    est = {"seconds": round(sample + invert, 1)}
+    if invert:  # two GPU stretches: the inversion is cached in the run folder between them
+        est["stages"] = {"invert": round(invert, 1), "sample": round(sample, 1)}
+    return est
 
 
 def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
@@ -94,6 +99,12 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     from ..pipelines.run_source import working_copy
 
     rf = open_run(working_copy(cfg.run, Path(ctx.data_dir) / "hub"))
+    if getattr(ctx, "stage", None) == "invert":  # a GPU call of its own (ZeroGPU): cache it
+        from ..pipelines.tune import inversion_latents, load_tuned
+
+        tuned = load_tuned(rf.path, ctx.cache, torch.device(ctx.device), model=cfg.model or None)
+        inversion_latents(tuned, cfg.edit.steps, ctx, ctx.cancel)
+        return None
     if parent is None:
         parent = ctx.find_run(rf.path, "tune")
     out = Path(out_dir) if out_dir is not None else rf.edits
