@@ -16,7 +16,9 @@ call runs as several calls, each with a step budget: it pauses at the end of its
 (saving the checkpoint it already writes for ``vcstudio resume``) and the next call continues
 from that checkpoint exactly (optimizer, RNG and method state included), so the delta equals a
 one-call tune's. A call aborted anyway (an estimate too short) is retried from the last
-checkpoint with half the steps, twice at most. Progress inside a call does not cross the
+checkpoint with half the steps, twice at most. A job whose estimate names ``stages`` (an edit
+with an inversion not yet cached: invert, then sample) runs one call per stage, the run folder
+carrying what one stage leaves for the next. Progress inside a call does not cross the
 worker boundary: the job's events say which call runs ("running in N GPU calls"), and Stop
 takes effect between calls (the tune then ends as stopped, its delta usable).
 
