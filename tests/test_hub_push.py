@@ -61,9 +61,11 @@ def test_to_folder_is_the_upload_and_edits_with_inversion(tuned, tiny_sd, tmp_pa
     folder = tmp_path / "pushed"
     assert main(["push", str(tuned), "--to-folder", str(folder)]) == 0
     names = sorted(p.name for p in folder.iterdir())
+    inversions = sorted(p.name for p in tuned.glob("inversion-*.safetensors"))
+    assert inversions and all(n.startswith("inversion-2") for n in inversions)
     assert names == sorted(["README.md", "clip-latents.safetensors", "config.yaml",
-                            "delta.safetensors", "inversion-2.safetensors", "losses.json",
-                            "meta.json", "preview.gif", "source.mp4"])
+                            "delta.safetensors", "losses.json", "meta.json", "preview.gif",
+                            "source.mp4", *inversions])
     card = ModelCard.load(folder / "README.md")
     meta = json.loads((tuned / "meta.json").read_text())
     d = card.data.to_dict()

@@ -49,6 +49,10 @@ def validate_edit(e: EditConfig, prefix: str = "") -> None:
     v.number(f"{prefix}guidance (--guidance)", e.guidance, 0, 50)
     v.seed(f"{prefix}seed (--seed)", e.seed)
     v.number(f"{prefix}eta", e.eta, 0, 1)
+    if e.inversion_prompt is not None:
+        from .tune import check_inversion_prompt
+
+        check_inversion_prompt(e.inversion_prompt)
 
 
 def validate(cfg: EditJobConfig, limits: Limits) -> None:
@@ -98,12 +102,13 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
 
     from ..pipelines.run_source import working_copy
 
-    rf = open_run(working_copy(cfg.run, Path(ctx.data_dir) / "hub"))
+    rf = open_run(working_copy(cfg.run, Path(ctx.data_dir) / "hub"), device=ctx.device)
     if getattr(ctx, "stage", None) == "invert":  # a GPU call of its own (ZeroGPU): cache it
         from ..pipelines.tune import inversion_latents, load_tuned
 
         tuned = load_tuned(rf.path, ctx.cache, torch.device(ctx.device), model=cfg.model or None)
-        inversion_latents(tuned, cfg.edit.steps, ctx, ctx.cancel)
+        inversion_latents(tuned, cfg.edit.steps, ctx, ctx.cancel,
+                          prompt=cfg.edit.inversion_prompt)
         return None
     if parent is None:
         parent = ctx.find_run(rf.path, "tune")
