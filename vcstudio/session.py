@@ -171,7 +171,9 @@ class JobSpec:
     ``secrets`` are config fields never written to the store (a Hub token). ``stoppable``: the
     job polls ``ctx.cancel`` itself and ends normally with a result whose ``stopped`` is true
     (a tune keeps its checkpoint as a usable delta); other jobs stop at their next progress
-    event with CancelledError. ``resumable``: ``vcstudio resume`` may continue it."""
+    event with CancelledError. ``resumable``: ``vcstudio resume`` may continue it. ``gpu``: it
+    runs on the device (on ZeroGPU each stretch is a time-limited ``spaces.GPU`` call, sized by
+    ``estimate(cfg, device)`` -> ``{"seconds", ...}``; see :mod:`vcstudio.zerogpu`)."""
 
     name: str
     config: type
@@ -181,6 +183,8 @@ class JobSpec:
     secrets: tuple[str, ...] = ()
     stoppable: bool = False
     resumable: bool = False
+    gpu: bool = False
+    estimate: Optional[Callable[..., dict]] = None
 
     @property
     def store_kind(self) -> str:
@@ -368,8 +372,9 @@ class DetachedContext(_RunFolders):
     def __init__(self, out: str | os.PathLike, *, device: str = "cpu",
                  cache: Optional[ModelCache] = None, cancel: Optional[CancelToken] = None,
                  progress: Optional[Callable[[Event], Any]] = None,
-                 limits: Optional[Limits] = None) -> None:
+                 limits: Optional[Limits] = None, stoppable: bool = False) -> None:
         self.out = str(out)
+        self.stoppable = stoppable  # the job polls the token itself (a tune), as JobContext
         self.session = None
         self.data_dir = Path(out)
         self.device = device
@@ -387,7 +392,8 @@ class DetachedContext(_RunFolders):
     def __call__(self, ev: Event) -> None:
         if self._progress is not None:
             self._progress(dataclasses.replace(ev, preview=None))
-        self.cancel.check()
+        if not self.stoppable:
+            self.cancel.check()
 
     def open_run(self, kind: str, run_dir, config: Any = None, *, seed=None, label: str = "",
                  parent: Optional[str] = None, clip_hash: Optional[str] = None,
@@ -604,7 +610,7 @@ class Studio:
             self.store.mark_resumed(resume_of, job_id)
         h = _Handle(job_id, session_id, spec.store_kind, lock.name,
                     out=str(out) if out else None, stoppable=spec.stoppable)
-        h.thread = threading.Thread(target=self._work, args=(h, lock, spec.run, cfg),
+        h.thread = threading.Thread(target=self._work, args=(h, lock, spec, cfg),
                                     name=f"vcstudio-{name}-{job_id[-8:]}", daemon=True)
         with self._mu:
             self._jobs[job_id] = h
@@ -670,7 +676,9 @@ class Studio:
                 st.finish_run(ids[rec[1]])
         return ids
 
-    def _work(self, h: _Handle, lock: DeviceLock, fn: Callable, cfg: Any) -> None:
+    def _work(self, h: _Handle, lock: DeviceLock, spec: JobSpec, cfg: Any) -> None:
+        from . import zerogpu  # imports `spaces` only where ZeroGPU is on
+
         ctx = JobContext(self, h)
         try:
             lock.acquire(cancel=h.cancel)
@@ -678,7 +686,10 @@ class Studio:
                 h.cancel.check()  # cancelled right as the lock came free
                 h.status = "running"
                 self._record(h.id, status="running")
-                h.result = fn(cfg, ctx)
+                if spec.gpu and zerogpu.active():
+                    h.result = zerogpu.run_job(self, spec, cfg, ctx, DetachedContext)
+                else:
+                    h.result = spec.run(cfg, ctx)
             except Exception as e:
                 if (isinstance(e, OutOfMemoryError) and not getattr(e, "refused", False)) \
                         or _is_oom(e):

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 def add(sub) -> None:
     p = sub.add_parser("edit", help="generate an edit from a tuned run")
-    p.add_argument("--run", required=True, help="the run folder `vcstudio tune` printed")
+    p.add_argument("--run", required=True, help="the run folder `vcstudio tune` printed, a "
+                   "folder `vcstudio push --to-folder` wrote, or hf://user/name (a pushed run)")
+    p.add_argument("--model", default="", help="the base model to load the run onto (default: "
+                   "the one it was tuned on; its fingerprint must match)")
     p.add_argument("--prompt", required=True)
     p.add_argument("--negative", default="")
     p.add_argument("--steps", type=int, default=50)
@@ -28,7 +31,7 @@ def run(a) -> int:
     from ..jobs.edit import EditJobConfig
     from .common import run_job
 
-    cfg = EditJobConfig(run=a.run, fps=a.fps,
+    cfg = EditJobConfig(run=a.run, fps=a.fps, model=a.model or "",
                         metrics=tuple(m for m in a.metrics.split(",") if m.strip()),
                         edit=EditConfig(prompt=a.prompt, negative=a.negative, steps=a.steps,
                                         guidance=a.guidance, seed=a.seed,

@@ -9,7 +9,8 @@
     i2v_tune  I2VTuneJobConfig      VCD reward LoRA tuning of an image-to-video model
     i2v_ab    I2VABConfig           image-to-video, base vs LoRA-tuned, VCD-scored
     eval      EvalConfig            metrics or VCD of a video
-    push      PushConfig            a tuned run's delta to the Hub
+    push      PushConfig            a tuned run to the Hub in one commit (or to a folder)
+    open_hub  OpenHubConfig         a pushed run from the Hub as a run folder to edit
 """
 from __future__ import annotations
 

@@ -22,8 +22,9 @@ STREAM_METRICS = ("clip_text", "consistency_adjacent", "warp_error")
 
 @dataclass
 class EditJobConfig:
-    run: str = ""  # the tuned run folder
+    run: str = ""  # the tuned run folder, or hf://user/name (a pushed run)
     edit: EditConfig = field(default_factory=EditConfig)
+    model: str = ""  # the base model to load the run onto ("" = the one it was tuned on)
     fps: float = 8.0
     metrics: tuple[str, ...] = ()  # scored after writing (e.g. STREAM_METRICS); () = none
 
@@ -74,7 +75,10 @@ def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None) -> dict:
     passes), the inversion when the run has none at this step count (steps x 1 pass), and a
     decode (~1 pass), from the speeds the run's tune measured (vcstudio/calibration.py; scaled
     to the run's frames and size). ``how`` says "uncalibrated" when none was measured (then
-    ``seconds`` is None). Returns {"seconds", "how", "inversion", "parts"}."""
+    ``seconds`` is the per-device constants' figure for a SD-1.x-size model). With a new
+    inversion, ``stages`` splits the seconds into invert + sample (a time-limited GPU, ZeroGPU,
+    runs them as two calls; the inversion is cached in the run folder between them).
+    Returns {"seconds", "how", "inversion", "parts"[, "stages"]}."""
     from ..calibration import sample_speed
     from ..pipelines.runs import open_run
 
@@ -84,12 +88,20 @@ def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None) -> dict:
     h, w = int(meta.get("height", run_cfg.data.height)), int(meta.get("width", run_cfg.data.width))
     inv = cfg.edit.use_inversion and not inversion_cached(rf, cfg.edit)
     pass_s, how = sample_speed(calibration_dir, device, run_cfg, f, w, h)
-    if pass_s is None:
-        return {"seconds": None, "how": how, "inversion": inv, "parts": {}}
-    parts = {"sample_s": cfg.edit.steps * 2 * pass_s,
+    if pass_s is None:  # nothing measured: the tune estimate's per-device constants
+        from .tune import _SAMPLE_STEP_SHARE, _SEC_PER_FRAME_STEP
+
+        spf = _SEC_PER_FRAME_STEP.get(str(device).split(":")[0], _SEC_PER_FRAME_STEP["cpu"])
+        pass_s = f * w * h / (512 * 512) * spf * _SAMPLE_STEP_SHARE
+    cfg_passes = 2 if cfg.edit.guidance > 1 else 1  # classifier-free guidance doubles a step
+    parts = {"sample_s": cfg.edit.steps * cfg_passes * pass_s,
              "inversion_s": cfg.edit.steps * pass_s if inv else 0.0, "decode_s": pass_s}
-    return {"seconds": round(sum(parts.values()), 2), "how": how, "inversion": inv,
-            "parts": {k: round(v, 3) for k, v in parts.items()}}
+    est = {"seconds": round(sum(parts.values()), 2), "how": how, "inversion": inv,
+           "parts": {k: round(v, 3) for k, v in parts.items()}}
+    if inv:
+        est["stages"] = {"invert": round(parts["inversion_s"], 1),
+                         "sample": round(parts["sample_s"] + parts["decode_s"], 1)}
+    return est
 
 
 def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
@@ -102,14 +114,24 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     from ..pipelines.runs import open_run
     from ..progress import Event
 
-    rf = open_run(cfg.run, device=ctx.device)
+    from ..pipelines.run_source import working_copy
+
+    rf = open_run(working_copy(cfg.run, Path(ctx.data_dir) / "hub"), device=ctx.device)
+    if getattr(ctx, "stage", None) == "invert":  # a GPU call of its own (ZeroGPU): cache it
+        from ..pipelines.tune import inversion_latents, load_tuned
+
+        tuned = load_tuned(rf.path, ctx.cache, torch.device(ctx.device), model=cfg.model or None)
+        inversion_latents(tuned, cfg.edit.steps, ctx, ctx.cancel,
+                          prompt=cfg.edit.inversion_prompt)
+        return None
     if parent is None:
         parent = ctx.find_run(rf.path, "tune")
     out = Path(out_dir) if out_dir is not None else rf.edits
     run_id = ctx.open_run("edit", out, cfg, seed=cfg.edit.seed, parent=parent,
                           label=cfg.edit.prompt[:80], reuse=False)
     res = edit(rf.path, cfg.edit, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
-               device=torch.device(ctx.device), out_dir=out, fps=cfg.fps)
+               device=torch.device(ctx.device), out_dir=out, fps=cfg.fps,
+               model=cfg.model or None)
     ctx.add_artifact(run_id, "mp4", res.mp4)
     ctx.add_artifact(run_id, "gif", res.gif)
     ctx(Event(1, 1, "edit written", stage="write",

@@ -14,15 +14,16 @@ from ..session import JobSpec
 
 # name -> (module, config class name, options)
 _JOBS: dict[str, tuple[str, str, dict]] = {
-    "tune": ("tune", "TuneConfig", {"stoppable": True, "resumable": True}),
-    "edit": ("edit", "EditJobConfig", {}),
-    "long": ("long", "LongJobConfig", {}),
-    "compare": ("compare", "CompareConfig", {}),
-    "sweep": ("sweep", "SweepConfig", {"stoppable": True}),
-    "i2v_tune": ("i2v_tune", "I2VTuneJobConfig", {}),
-    "i2v_ab": ("i2v_ab", "I2VABConfig", {}),
-    "eval": ("eval", "EvalConfig", {}),
+    "tune": ("tune", "TuneConfig", {"stoppable": True, "resumable": True, "gpu": True}),
+    "edit": ("edit", "EditJobConfig", {"gpu": True}),
+    "long": ("long", "LongJobConfig", {"gpu": True}),
+    "compare": ("compare", "CompareConfig", {"gpu": True}),
+    "sweep": ("sweep", "SweepConfig", {"stoppable": True}),  # its cells run on Ray workers
+    "i2v_tune": ("i2v_tune", "I2VTuneJobConfig", {"gpu": True}),
+    "i2v_ab": ("i2v_ab", "I2VABConfig", {"gpu": True}),
+    "eval": ("eval", "EvalConfig", {"gpu": True}),
     "push": ("push", "PushConfig", {"secrets": ("token",)}),
+    "open_hub": ("open_hub", "OpenHubConfig", {"secrets": ("token",)}),
     "convert_tav": ("convert_tav", "ConvertTavConfig", {}),
 }
 
@@ -43,7 +44,8 @@ class _Registry(Mapping):
 
                 cfg_cls = getattr(config, cfg_name)
             self._specs[name] = JobSpec(name, cfg_cls, mod.run,
-                                        validate=getattr(mod, "validate", None), **opts)
+                                        validate=getattr(mod, "validate", None),
+                                        estimate=getattr(mod, "estimate", None), **opts)
         return self._specs[name]
 
     def __iter__(self) -> Iterator[str]:

@@ -42,6 +42,7 @@ class TuneOutcome:
     losses: list[dict] = field(default_factory=list)
     stopped: bool = False
     message: str = ""
+    paused: bool = False  # a ZeroGPU call's step budget ended it; the next call continues
 
 
 def check_inversion_prompt(value) -> None:
@@ -112,7 +113,8 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
     Returns ``{"gib", "seconds", "device_gib", "fits", "how", "parts"}``: ``how`` is
     "calibrated", "scaled from FxWxH" or "uncalibrated"; ``parts`` the seconds of each stage and
     the preview count; ``device_gib`` / ``fits`` are ``None`` where the device memory is
-    unknown (CPU)."""
+    unknown (CPU). ``seconds_per_step`` (a step with its share of previews) and
+    ``seconds_inversion`` let a time-limited GPU (ZeroGPU) split the tune into calls."""
     from .. import calibration as cal
     from ..methods.registry import cost
 
@@ -151,8 +153,11 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
             idx = torch.device(str(device)).index or 0
             device_gib = torch.cuda.get_device_properties(idx).total_memory / 2**30
             fits = gib <= 0.92 * device_gib  # leave room for the CUDA context and fragmentation
-    return {"gib": round(gib, 2), "seconds": round(seconds, 1), "device_gib": device_gib,
-            "fits": fits, "how": found.how if sp is not None else "uncalibrated",
+    per_step = step_s + (parts["previews_s"] / cfg.steps if cfg.steps else 0.0)
+    return {"gib": round(gib, 2), "seconds": round(seconds, 1), "seconds_per_step": per_step,
+            "seconds_inversion": parts["inversion_s"] + overhead,
+            "device_gib": device_gib, "fits": fits,
+            "how": found.how if sp is not None else "uncalibrated",
             "parts": {k: round(v, 2) if isinstance(v, float) else v for k, v in parts.items()}}
 
 
@@ -188,7 +193,12 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
     res = tune(cfg, run_dir, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
                device=torch.device(ctx.device),
                on_checkpoint=lambda path, step: ctx.set_checkpoint(path, step),
-               calibration_dir=store.data_dir if store is not None else None)
+               calibration_dir=store.data_dir if store is not None else None,
+               step_budget=getattr(ctx, "step_budget", None))
+    if res.paused:  # a ZeroGPU call ended; the next call resumes from the checkpoint
+        return TuneOutcome(run_id, res.run_dir, res.steps, res.total or cfg.steps, res.seconds,
+                           res.losses, message=f"Paused at step {res.steps} of {res.total}.",
+                           paused=True)
     ctx.add_artifact(run_id, "delta", res.run_dir / "delta.safetensors")
     if (res.run_dir / "source.mp4").is_file():
         ctx.add_artifact(run_id, "mp4", res.run_dir / "source.mp4")

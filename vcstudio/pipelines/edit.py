@@ -148,10 +148,12 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
 def edit(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = null_progress,
          cancel: Optional[CancelToken] = None, cache: ModelCache = default_cache,
          device: Optional[torch.device] = None, out_dir: str | Path | None = None,
-         fps: float = 8.0) -> EditResult:
-    """Sample an edit and write it as mp4 + gif into ``out_dir`` (default: RUN/edits)."""
+         fps: float = 8.0, model: Optional[str] = None) -> EditResult:
+    """Sample an edit and write it as mp4 + gif into ``out_dir`` (default: RUN/edits).
+    ``model`` loads the run onto that base instead of the one its config names (its
+    fingerprint must still match)."""
     validate_edit(cfg)  # before loading anything: fail fast
-    tuned = load_tuned(run_dir, cache, device)
+    tuned = load_tuned(run_dir, cache, device, model=model)
     frames = edit_frames(tuned, cfg, progress, cancel)
     out = Path(out_dir) if out_dir else tuned.run.edits
     out.mkdir(parents=True, exist_ok=True)

@@ -61,6 +61,7 @@ class TuneResult:
     frames: np.ndarray
     total: int = 0  # steps asked for
     stopped: bool = False  # cancelled: the delta of step ``steps`` is saved, and a checkpoint
+    paused: bool = False  # ``step_budget`` used up: only the checkpoint of ``steps`` is saved
 
 
 def build_video_model(base: BaseModel, cfg: TuneConfig, precision: Precision,
@@ -193,12 +194,18 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
          invert: bool = True, base: Optional[BaseModel] = None,
          save_source: bool = True,
          on_checkpoint: Optional[Callable[[Path, int], None]] = None,
-         calibration_dir: Optional[str | Path] = None) -> TuneResult:
+         calibration_dir: Optional[str | Path] = None,
+         step_budget: Optional[int] = None) -> TuneResult:
     """Tune, save the delta and the DDIM inversion into a run folder, return its path.
 
     ``frames`` (uint8 F,H,W,3) replaces reading ``cfg.data.video_path``. Re-running on a folder
     with ``checkpoint.safetensors`` resumes from it. ``base`` skips loading (benchmarks).
     ``on_checkpoint(path, step)`` is told of every checkpoint written (the job records it).
+    ``step_budget`` ends the call after at most that many steps from where it started (a
+    ZeroGPU call is time-limited), never finishing (delta, inversion) even at the last step:
+    the checkpoint is saved and the result says ``paused``; calling again on the same folder
+    continues exactly where it paused (same optimizer, RNG and method state), and a call
+    without a budget finishes.
 
     Timing: each step, preview and inversion step is measured; progress events carry the ETA
     (``Event.eta``), previews are spaced so they cost at most ~10% of the tuning time
@@ -292,10 +299,18 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
         rf.update_meta(status="stopped", steps_done=k, seconds=time.time() - t0)
         return TuneResult(rf.path, losses, time.time() - t0, k, frames, cfg.steps, True)
 
+    def pause(k: int) -> TuneResult:
+        _save_checkpoint(rf, model, opt, method, k, gen, losses)
+        if on_checkpoint is not None:
+            on_checkpoint(rf.checkpoint_path, k)
+        return TuneResult(rf.path, losses, time.time() - t0, k, frames, cfg.steps, paused=True)
+
     try:
         for step in range(start, cfg.steps):
             if cancel is not None and cancel.cancelled:
                 return stop(step)
+            if step_budget is not None and step - start >= step_budget:
+                return pause(step)
             t_step = time.perf_counter()
             b = cfg.batch_size
             x0 = latents0.expand(b, -1, -1, -1, -1)
@@ -362,6 +377,8 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
         raise OutOfMemoryError(
             f"Out of device memory tuning {frames.shape[0]} frames at {frames.shape[2]}x"
             f"{frames.shape[1]}. Use fewer frames (--frames) or a smaller --size.") from None
+    if step_budget is not None:  # a budgeted call never finishes: the next call (none) does
+        return pause(cfg.steps)
 
     model.eval()
     rf.update_meta(method_summary=method.summary())  # now with what loaded during training
@@ -578,11 +595,27 @@ def load_tuned(run_dir: str | Path, cache: ModelCache = default_cache,
     prec = precision_for(device, cfg.mixed_precision)
     key = ("tuned", str(rf.path.resolve()), rf.delta_path.stat().st_mtime_ns, str(device))
 
+    if not model and cfg.model and _local_and_missing(cfg.model):
+        # a run from elsewhere (a pushed one) tuned on a base that is a path there
+        raise InputError(
+            f"The run {rf.path} was tuned on the local base model {cfg.model}, which is not on "
+            f"this machine; pass --model with a copy of it (fingerprint "
+            f"{rf.meta().get('base_fingerprint')}).")
+
     def factory() -> TunedModel:
         base = load_base(model or cfg.model or None, device, prec.frozen_dtype, cache)
         return tuned_on_base(rf, base, prec)
 
     return cache.get(key, factory)
+
+
+def _local_and_missing(model: str) -> bool:
+    """A base model named by a path (not a Hub id) that does not exist here."""
+    p = Path(model).expanduser()
+    if p.exists():
+        return False
+    return (p.is_absolute() or model.startswith((".", "~")) or model.count("/") != 1
+            or p.suffix.lower() in (".safetensors", ".ckpt"))
 
 
 def inversion_text(cfg: TuneConfig, setting: Optional[str] = None) -> Optional[str]:

@@ -286,9 +286,8 @@ def edit_estimate_text(studio, cfg) -> str:
     except Exception:  # an estimate must never block the edit
         return "Queued…"
     inv = "a new inversion at this step count" if est["inversion"] else "inversion cached"
-    if est["seconds"] is None:
-        return f"Queued… ({inv}; time uncalibrated)"
-    return f"Queued… ~{format_seconds(est['seconds'])} ({inv}; {est['how']})"
+    how = est["how"] if est["how"] != "uncalibrated" else "uncalibrated: a first tune calibrates it"
+    return f"Queued… ~{format_seconds(est['seconds'])} ({inv}; {how})"
 
 
 def open_tav_handler(studio, sid, folder):
@@ -326,8 +325,9 @@ def score_view(results: dict):
     return plot_update(series, "frame", "metric"), table_update(rows, SCORE_HEADERS)
 
 
-def push_handler(studio, sid, run_dir, repo_id, token):
-    """Upload the delta + config + a model card to the Hub (the push job)."""
+def push_handler(studio, sid, run_dir, repo_id, token, public=False, oauth_token=None):
+    """Upload the run to the Hub in one commit, private unless ``public`` (the push job); the
+    token is the logged-in visitor's (OAuth on a Space) or the one typed in."""
     from ..jobs.push import PushConfig
 
     sid = ensure_session(studio, sid)
@@ -335,11 +335,39 @@ def push_handler(studio, sid, run_dir, repo_id, token):
         if not run_dir:
             raise InputError("Tune first: there is no delta to push yet.")
         run = studio.safe_path(sid, run_dir, must_exist=True)
-        res = last_result(run_job(studio, sid, "push", PushConfig(str(run), repo_id or "",
-                                                                  token or "")))
-        return f"Pushed to {res.url}"
+        tok = token or (getattr(oauth_token, "token", None) or "")
+        if not tok and studio.public:  # a Space never falls back to the server's own login
+            raise InputError("Log in with the Hugging Face button (or paste a write token) to "
+                             "push.")
+        res = last_result(run_job(studio, sid, "push", PushConfig(str(run), repo_id or "", tok,
+                                                                  private=not public)))
+        return (f"Pushed {len(res.files)} files in one commit to {res.url} "
+                f"({'private' if res.private else 'public'}).")
     except Exception as e:
         raise gr_error(e)
+
+
+def open_hub_handler(studio, sid, ref, oauth_token=None):
+    """Open a pushed run from the Hub as this session's run folder -> (session, status, run
+    dir); edits then start from its inverted clip."""
+    from ..jobs.open_hub import OpenHubConfig
+
+    sid = ensure_session(studio, sid)
+    try:
+        tok = getattr(oauth_token, "token", None) or ""
+        res = last_result(run_job(studio, sid, "open_hub", OpenHubConfig((ref or "").strip(),
+                                                                         tok)))
+        return sid, res.message, str(res.run_dir)
+    except Exception as e:
+        raise gr_error(e)
+
+
+def _oauth_available() -> bool:
+    """gr.LoginButton needs gradio's oauth extra (authlib, itsdangerous); without it the push
+    takes a typed token only."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("authlib", "itsdangerous"))
 
 
 def _examples() -> list[list]:
@@ -456,12 +484,21 @@ def build(studio, sid_state):
                                       label="Per-frame metrics", height=220)
             metric_table = gr.Dataframe(headers=["metric", "value", "model", "skipped"],
                                         label="Per-video metrics", interactive=False)
-        with gr.Accordion("Push the tuned delta to the Hugging Face Hub", open=False):
+        oauth = studio.public and _oauth_available()
+        with gr.Accordion("Share on the Hugging Face Hub: push this run, or open one",
+                          open=False):
+            if oauth:  # a Space: the visitor's own login (README's hf_oauth)
+                gr.LoginButton()
             with gr.Row():
                 repo = gr.Textbox(value="", label="Repo id (user/name)")
-                token = gr.Textbox(value="", label="Write token", type="password")
-            push_btn = gr.Button("Push delta")
+                token = gr.Textbox(value="", label="Write token (or log in)", type="password")
+                public = gr.Checkbox(False, label="Public (default: private)")
+            push_btn = gr.Button("Push run (one commit)")
             push_status = gr.Markdown(label="Push status")
+            with gr.Row():
+                hub_ref = gr.Textbox(value="", label="Open from Hub",
+                                     placeholder="hf://user/my-run", scale=4)
+                open_btn = gr.Button("Open", scale=1)
         if _examples():
             gr.Examples(_examples(), inputs=[video, prompt, eprompt], label="Examples")
 
@@ -512,9 +549,18 @@ def build(studio, sid_state):
             yield from edit_handler(studio, session, run_dir, prompt, negative, steps, guidance,
                                     seed, inversion, inversion_prompt, request, progress)
 
-        def push(session: str, run_dir: str, repo_id: str, token: str) -> str:
-            """Upload the tuned delta + config + model card to the Hub."""
-            return push_handler(studio, session, run_dir, repo_id, token)
+        def push(session: str, run_dir: str, repo_id: str, token: str, public: bool = False,
+                 oauth_token=None) -> str:
+            """Upload the run to the Hub in one commit (private unless ``public``): delta,
+            clip latents, inversions, config, meta, preview GIF, model card."""
+            return push_handler(studio, session, run_dir, repo_id, token, public, oauth_token)
+
+        def open_hub(session: str, ref: str, oauth_token=None):
+            """A pushed run (hf://user/name) as a run of this session, to edit."""
+            return open_hub_handler(studio, session, ref, oauth_token)
+
+        for fn in (push, open_hub) if oauth else ():  # Gradio fills OAuthToken parameters
+            fn.__annotations__["oauth_token"] = Optional[gr.OAuthToken]
 
         def open_tav(session: str, folder: str):
             """A Tune-A-Video output folder on this machine as a run of this session."""
@@ -565,6 +611,8 @@ def build(studio, sid_state):
                        api_name="edit", concurrency_id=group, concurrency_limit=1)
         tav_btn.click(open_tav, [sid_state, tav_folder], [sid_state, tav_status, run_dir],
                       api_name="open_tav", concurrency_id=group, concurrency_limit=1)
-        push_btn.click(push, [sid_state, run_dir, repo, token], push_status, api_name="push",
-                       concurrency_id="control")
+        push_btn.click(push, [sid_state, run_dir, repo, token, public], push_status,
+                       api_name="push", concurrency_id="control")
+        open_btn.click(open_hub, [sid_state, hub_ref], [sid_state, push_status, run_dir],
+                       api_name="open_hub", concurrency_id="control")
     return {"run_dir": run_dir, "video": video, "prompt": prompt}
