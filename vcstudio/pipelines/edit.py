@@ -41,7 +41,10 @@ def edit_stem(cfg: EditConfig) -> str:
 
     from ..config import to_dict
 
-    key = json.dumps(to_dict(cfg), sort_keys=True, ensure_ascii=False)
+    d = to_dict(cfg)
+    if not d.get("control"):  # uncontrolled edits keep the names they always had
+        d.pop("control", None)
+    key = json.dumps(d, sort_keys=True, ensure_ascii=False)
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:10]
     return f"{_slug(cfg.prompt)[:40]}-s{cfg.seed}-{digest}"
 
@@ -53,17 +56,35 @@ def validate_edit(cfg: EditConfig) -> None:
         raise InputError(f"Sampling steps must be within 1..1000, got {cfg.steps}.")
     if not 0 <= cfg.guidance <= 50:
         raise InputError(f"Guidance scale must be within 0..50, got {cfg.guidance}.")
+    if cfg.control:
+        from ..control import validate_controls
+
+        validate_controls(cfg.control, "control")
 
 
 def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_progress,
-                cancel: Optional[CancelToken] = None) -> np.ndarray:
+                cancel: Optional[CancelToken] = None, cache: ModelCache = default_cache,
+                conditions: Optional[list] = None) -> np.ndarray:
     """-> uint8 frames of the same count and size as the tuned clip, sampled through
-    :class:`~vcstudio.pipelines.video_pipeline.VideoEditPipeline` (DDIM, Tune-A-Video's)."""
+    :class:`~vcstudio.pipelines.video_pipeline.VideoEditPipeline` (DDIM, Tune-A-Video's).
+
+    ``cfg.control``: structure conditions of the tuned clip (or their own videos) steer every
+    frame through ControlNets / T2I-Adapters (pipelines/structure.py); ``conditions`` (uint8
+    frames per condition) replaces their extraction."""
     from .video_pipeline import VideoEditPipeline
 
     validate_edit(cfg)
     base, meta = tuned.base, tuned.run.meta() if tuned.run else {}
     device = base.device
+    control = None
+    if cfg.control:
+        from .structure import build_control
+
+        d = tuned.cfg.data
+        progress(Event(0, 1, "structure conditions", stage="control"))
+        control = build_control(tuned, cfg.control, int(meta.get("n_frames", d.n_frames)),
+                                int(meta.get("width", d.width)), int(meta.get("height", d.height)),
+                                cache=cache, conditions=conditions)
     if cfg.use_inversion:
         latents = inversion_latents(tuned, cfg.steps, progress, cancel)
     else:
@@ -88,7 +109,8 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
     try:
         lat = pipe(prompt=cfg.prompt, negative_prompt=cfg.negative or "", latents=latents,
                    num_inference_steps=cfg.steps, guidance_scale=cfg.guidance, eta=cfg.eta,
-                   generator=g, output_type="latent", callback_on_step_end=on_step).frames
+                   generator=g, output_type="latent", callback_on_step_end=on_step,
+                   control=control).frames
         progress(Event(0, 1, "decoding frames", stage="decode"))
         frames = tensor_to_frames(decode_latents(base, lat))
     except torch.OutOfMemoryError:
@@ -105,7 +127,7 @@ def edit(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = null_progr
     """Sample an edit and write it as mp4 + gif into ``out_dir`` (default: RUN/edits)."""
     validate_edit(cfg)  # before loading anything: fail fast
     tuned = load_tuned(run_dir, cache, device)
-    frames = edit_frames(tuned, cfg, progress, cancel)
+    frames = edit_frames(tuned, cfg, progress, cancel, cache)
     out = Path(out_dir) if out_dir else tuned.run.edits
     out.mkdir(parents=True, exist_ok=True)
     stem = edit_stem(cfg)
