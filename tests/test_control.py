@@ -44,11 +44,13 @@ def _controlnet(base, folder, zero=True, seed=0, cross_dim=None):
                              down_block_types=cfg["down_block_types"], layers_per_block=1,
                              cross_attention_dim=cross_dim, attention_head_dim=8,
                              norm_num_groups=8, conditioning_embedding_out_channels=(8, 8, 16, 16))
-    if not zero:  # give the zero convolutions (and the rest) a say
+    if not zero:  # give the zero convolutions and the condition embedding a say
         with torch.no_grad():
             for n, p in cn.named_parameters():
-                if "controlnet_down_blocks" in n or "controlnet_mid_block" in n:
+                if n.startswith(("controlnet_down_blocks", "controlnet_mid_block")):
                     p.normal_(0, 0.2)
+                elif n.startswith("controlnet_cond_embedding"):  # default init washes out
+                    p.normal_(0, 0.4) if n.endswith("weight") else p.zero_()
     cn.save_pretrained(folder)
     return str(folder)
 
@@ -109,8 +111,12 @@ def _cond_video(frames, folder):
 
 
 def _blobs(seed, n=8, size=64):
+    """Condition frames with structure: white on one half (seed picks which), noise on top."""
     g = np.random.default_rng(seed)
-    return (g.random((n, size, size, 3)) > 0.5).astype(np.uint8) * 255
+    out = (g.random((n, size, size, 3)) > 0.8).astype(np.uint8) * 255
+    half = slice(0, size // 2) if seed % 2 else slice(size // 2, size)
+    out[:, :, half] = 255
+    return out
 
 
 # ----------------------------------------------------------------------------- conditions
@@ -215,3 +221,81 @@ def test_one_frame_with_adapter_equals_diffusers_adapter_pipeline(base, nets):
     plain = _one_step_ours(base, base.unet, None, emb, neg, latents)
     assert (want - plain).abs().max() > 1e-3
     torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- edits
+def _edit(run, mcache, control, steps=3):
+    from vcstudio.pipelines.edit import edit_frames
+
+    return edit_frames(run, EditConfig(prompt="a blue square", steps=steps, guidance=7.5,
+                                       control=control), cache=mcache)
+
+
+@pytest.fixture(scope="module")
+def plain_edit(run, mcache):
+    return _edit(run, mcache, [])
+
+
+def test_zero_convolutions_give_exactly_the_uncontrolled_edit(run, mcache, nets, plain_edit):
+    out = _edit(run, mcache, [ControlConfig("canny", nets["zero"], scale=1.0)])
+    assert np.array_equal(out, plain_edit)
+
+
+def test_condition_video_changes_the_edit_and_scale_zero_restores_it(run, mcache, nets,
+                                                                     plain_edit, tmp_path):
+    va = _cond_video(_blobs(1), tmp_path / "a")
+    vb = _cond_video(_blobs(2), tmp_path / "b")
+    a = _edit(run, mcache, [ControlConfig("video", nets["cn"], video=va)])
+    b = _edit(run, mcache, [ControlConfig("video", nets["cn"], video=vb)])
+    canny = _edit(run, mcache, [ControlConfig("canny", nets["cn"])])
+    ab = float(np.abs(a.astype(int) - b.astype(int)).mean())
+    ap = float(np.abs(a.astype(int) - plain_edit.astype(int)).mean())
+    assert ab > 0.5 and ap > 0.5, (ab, ap)
+    assert not np.array_equal(canny, a)
+    off = _edit(run, mcache, [ControlConfig("video", nets["cn"], scale=0.0, video=va)])
+    assert np.array_equal(off, plain_edit)
+    # a window of the steps with no step in it acts nowhere either: start/end are honoured
+    late = _edit(run, mcache, [ControlConfig("video", nets["cn"], start=0.0, end=0.2, video=va)])
+    assert np.array_equal(late, plain_edit)
+
+
+def test_two_controlnets_and_an_adapter_together(run, mcache, nets, plain_edit, tmp_path):
+    from vcstudio.control.models import StructureControl, build_units
+    from vcstudio.pipelines.structure import tuned_clip
+
+    va = _cond_video(_blobs(1), tmp_path / "a")
+    both = [ControlConfig("video", nets["cn"], video=va), ControlConfig("canny", nets["cn2"])]
+    two = _edit(run, mcache, both)
+    one = _edit(run, mcache, both[:1])
+    assert not np.array_equal(two, one)
+    # the second at scale 0 is the first alone (Multi-ControlNet sums per-condition residuals)
+    off = _edit(run, mcache, [both[0], dataclasses.replace(both[1], scale=0.0)])
+    assert np.array_equal(off, one)
+    with_adapter = _edit(run, mcache, both + [ControlConfig("canny", nets["adapter"])])
+    assert not np.array_equal(with_adapter, two)
+    # residual sum: the multi call equals the sum of single calls on one folded batch
+    from vcstudio.control.conditions import canny
+
+    clip = tuned_clip(run)
+    conds = [canny(clip), canny(clip)[::-1].copy()]
+    specs = [ControlConfig("canny", nets["cn"], scale=0.5), ControlConfig("canny", nets["cn2"])]
+    units = build_units(specs, conds, run.model.config)
+    x = torch.randn(8, 4, 8, 8)
+    t = torch.full((8,), 500)
+    e = torch.randn(8, 77, 32)
+    multi = StructureControl(units)(x, t, e, 1, 8)
+    singles = [StructureControl([u])(x, t, e, 1, 8) for u in units]
+    torch.testing.assert_close(multi["mid_block_additional_residual"],
+                               sum(s["mid_block_additional_residual"] for s in singles))
+
+
+def test_edit_job_and_cli_take_control_flags(run, nets, tmp_path, capsys):
+    from vcstudio.cli import main
+    from vcstudio.io import read_video
+
+    rc = main(["edit", "--run", str(run.run.path), "--prompt", "a blue square", "--steps", "2",
+               "--control", "canny:0.6", "--control-model", nets["cn"], "--out",
+               str(tmp_path / "e")])
+    assert rc == 0
+    mp4 = capsys.readouterr().out.strip().splitlines()[-1]
+    assert read_video(mp4).shape == (8, 64, 64, 3)
