@@ -299,3 +299,127 @@ def test_edit_job_and_cli_take_control_flags(run, nets, tmp_path, capsys):
     assert rc == 0
     mp4 = capsys.readouterr().out.strip().splitlines()[-1]
     assert read_video(mp4).shape == (8, 64, 64, 3)
+
+
+# ----------------------------------------------------------------------------- long video
+def test_long_video_windows_take_their_own_frames_conditions(run, mcache, nets, tmp_path):
+    """Windows of 8 with stride 8 over 16 frames: a condition video that differs only in the
+    second segment changes only the second segment's frames; with overlapping windows each
+    ControlNet call gets exactly its window's frames (the tail window included)."""
+    from vcstudio.pipelines.longvideo import long_video
+
+    a = _blobs(1, 16)
+    b = a.copy()
+    b[8:] = _blobs(2, 8)  # the second segment's conditions differ
+    va, vb = _cond_video(a, tmp_path / "a"), _cond_video(b, tmp_path / "b")
+
+    def gen(video, out, **kw):
+        cfg = LongConfig(prompts=["a red circle", "a blue square"], frames=16, window=8,
+                         stride=8, steps=2, guidance=7.5, out=str(tmp_path / out),
+                         control=[ControlConfig("video", nets["cn"], video=video, **kw)])
+        return long_video(run.run.path, cfg, cache=mcache).frames
+
+    fa, fb = gen(va, "a.mp4"), gen(vb, "b.mp4")
+    assert np.array_equal(fa[:8], fb[:8])  # window 0 saw frames 0-7 of either video
+    assert float(np.abs(fa[8:].astype(int) - fb[8:].astype(int)).mean()) > 0.3
+    # stride 4: windows overlap, every window still gets its own frames (checked on the call)
+    from vcstudio.control.models import StructureControl
+
+    calls = []
+    orig = StructureControl.__call__
+
+    def spy(self, x, t, e, bb, f):
+        calls.append(self.window_index.clone())
+        return orig(self, x, t, e, bb, f)
+
+    StructureControl.__call__ = spy
+    try:
+        cfg = LongConfig(prompts=["a red circle"], frames=14, window=8, stride=4, steps=1,
+                         guidance=7.5, batch_windows=1, out=str(tmp_path / "c.mp4"),
+                         control=[ControlConfig("video", nets["cn"], video=va)])
+        long_video(run.run.path, cfg, cache=mcache)
+    finally:
+        StructureControl.__call__ = orig
+    assert [c[0].tolist() for c in calls] == [list(range(s, s + 8)) for s in (0, 4, 6)]
+
+
+def test_long_video_segment_with_blank_conditions_stays_uncontrolled(run, mcache, nets,
+                                                                     tmp_path):
+    """An adapter's features of a blank (black) frame are exactly zero when its convolutions
+    carry no bias, so a segment whose conditions are blank is left uncontrolled."""
+    from diffusers import T2IAdapter
+
+    from vcstudio.pipelines.longvideo import long_video
+
+    torch.manual_seed(0)
+    ad = T2IAdapter(in_channels=3, channels=[32, 64], num_res_blocks=1, downscale_factor=8)
+    with torch.no_grad():
+        for n, p in ad.named_parameters():
+            p.zero_() if n.endswith("bias") else p.mul_(3.0)
+    ad.save_pretrained(tmp_path / "ad")
+    cond = _blobs(1, 16)
+    cond[8:] = 0  # second segment: no structure given
+    video = _cond_video(cond, tmp_path / "c")
+
+    def gen(control, out):
+        cfg = LongConfig(prompts=["a red circle", "a blue square"], frames=16, window=8,
+                         stride=8, steps=2, guidance=7.5, out=str(tmp_path / out),
+                         control=control)
+        return long_video(run.run.path, cfg, cache=mcache).frames
+
+    plain = gen([], "p.mp4")
+    ctl = gen([ControlConfig("video", str(tmp_path / "ad"), video=video)], "x.mp4")
+    assert np.array_equal(ctl[8:], plain[8:])
+    assert float(np.abs(ctl[:8].astype(int) - plain[:8].astype(int)).mean()) > 0.3
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_bad_inputs_are_one_line_messages(run, mcache, nets, tmp_path, monkeypatch):
+    from vcstudio.cli import main
+    from vcstudio.control import parse_control, validate_controls
+    from vcstudio.control.conditions import depth, pose
+    from vcstudio.control.models import check_compatible, load_control_model
+
+    def one_line(exc_info, *words):
+        msg = str(exc_info.value)
+        assert "\n" not in msg and all(w in msg for w in words), msg
+
+    # a ControlNet for another base (cross-attention width 48, the base 32)
+    kind, wide = load_control_model(nets["wide"])
+    with pytest.raises(InputError) as e:
+        check_compatible(kind, wide, run.model.config, "wide-cn")
+    one_line(e, "cross-attention width 48", "base model 32")
+    with pytest.raises(InputError) as e:
+        _edit(run, mcache, [ControlConfig("canny", nets["wide"])])
+    one_line(e, "cross-attention width")
+    # depth without its weights (offline), pose without its package
+    with pytest.raises(ModelNotFoundError) as e:
+        depth(np.zeros((1, 16, 16, 3), np.uint8), "nobody/no-depth-model")
+    one_line(e, "hf download nobody/no-depth-model")
+    monkeypatch.setitem(__import__("sys").modules, "controlnet_aux", None)
+    with pytest.raises(ModelNotFoundError) as e:
+        pose(np.zeros((1, 16, 16, 3), np.uint8))
+    one_line(e, "pip install controlnet-aux", "--control-video")
+    # a model that is not there, a folder that holds something else, settings out of range
+    with pytest.raises(ModelNotFoundError) as e:
+        load_control_model("nobody/no-controlnet")
+    one_line(e, "hf download nobody/no-controlnet")
+    with pytest.raises(InputError) as e:
+        load_control_model(str(run.base.model_id) + "/unet")
+    one_line(e, "UNet2DConditionModel", "ControlNet or T2I-Adapter")
+    for bad, words in (([ControlConfig("canny", "")], ("--control-model",)),
+                       ([ControlConfig("canny", "m", scale=9)], ("scale", "0..5")),
+                       ([ControlConfig("canny", "m", start=0.8, end=0.2)], ("start < end",)),
+                       ([ControlConfig("video", "m")], ("--control-video",)),
+                       ([ControlConfig("edges", "m")], ("Unknown condition", "canny"))):
+        with pytest.raises(InputError) as e:
+            validate_controls(bad)
+        one_line(e, *words)
+    with pytest.raises(InputError) as e:
+        parse_control("canny:strong")
+    one_line(e, "kind[:scale")
+    # the CLI: two models for three conditions is an error, before anything loads
+    rc = main(["edit", "--run", str(run.run.path), "--prompt", "a blue square", "--control",
+               "canny", "--control", "canny", "--control", "canny", "--control-model", "a",
+               "--control-model", "b"])
+    assert rc == 2
