@@ -423,3 +423,35 @@ def test_bad_inputs_are_one_line_messages(run, mcache, nets, tmp_path, monkeypat
                "canny", "--control", "canny", "--control", "canny", "--control-model", "a",
                "--control-model", "b"])
     assert rc == 2
+
+
+def test_tuning_with_a_t2i_adapter_changes_what_is_learnt(tiny_sd, source, nets, tmp_path,
+                                                          mcache):
+    """Tune-time conditions (seed 001): the frozen adapter's features shape the gradients, so
+    the tuned delta differs from the same tuning without them; the adapter is not in the delta
+    and the CLI flags reach the config."""
+    from vcstudio.cli.tune import add, tune_config_from_args
+    from vcstudio.pipelines.tune import tune
+    from vcstudio.models.delta import load_tensors
+
+    def delta(control, out):
+        cfg = TuneConfig(model=str(tiny_sd), data=DataConfig(
+            video_path=source[1], prompt=PROMPT, n_frames=8, stride=1, width=64, height=64),
+            steps=2, lr=1e-2, checkpoint_every=0, control=control)
+        res = tune(cfg, tmp_path / out, cache=mcache, invert=False)
+        return load_tensors(res.run_dir / "delta.safetensors")[0]
+
+    plain = delta([], "plain")
+    ctl = delta([ControlConfig("canny", nets["adapter"], scale=1.0)], "ctl")
+    assert set(plain) == set(ctl)  # only the trainable tensors: no adapter weights
+    diff = max(float((plain[k].float() - ctl[k].float()).abs().max()) for k in plain)
+    assert diff > 1e-4
+    import argparse
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    add(sub)
+    a = sub.choices["tune"].parse_args(["--video", source[1], "--prompt", PROMPT, "--control",
+                                        "canny:0.5", "--control-model", nets["adapter"]])
+    cfg = tune_config_from_args(a)
+    assert [(c.kind, c.scale, c.model) for c in cfg.control] == [("canny", 0.5,
+                                                                  nets["adapter"])]

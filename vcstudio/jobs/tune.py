@@ -67,6 +67,10 @@ def validate(cfg: TuneConfig, limits: Limits) -> None:
     v.whole("inversion_steps", cfg.inversion_steps, 1, 1000)
     v.number("max_grad_norm", cfg.max_grad_norm, 0, math.inf, open_lo=True)
     check_name(cfg.method)
+    if cfg.control:
+        from ..control import validate_controls
+
+        validate_controls(cfg.control, "control (--control)")
 
 
 def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0) -> dict:
