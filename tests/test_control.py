@@ -455,3 +455,33 @@ def test_tuning_with_a_t2i_adapter_changes_what_is_learnt(tiny_sd, source, nets,
     cfg = tune_config_from_args(a)
     assert [(c.kind, c.scale, c.model) for c in cfg.control] == [("canny", 0.5,
                                                                   nets["adapter"])]
+
+
+def test_estimates_count_the_controlnet(nets):
+    from vcstudio.jobs.tune import estimate, estimate_edit
+
+    plain = EditConfig(prompt="x", steps=50)
+    one = dataclasses.replace(plain, control=[ControlConfig("canny", nets["cn"])])
+    two = dataclasses.replace(plain, control=[ControlConfig("canny", nets["cn"]),
+                                              ControlConfig("canny", nets["cn2"])])
+    ad = dataclasses.replace(plain, control=[ControlConfig("canny", nets["adapter"])])
+    e0, e1, e2, ea = (estimate_edit(c, 24, 512, 512, "cuda") for c in (plain, one, two, ad))
+    sample = e0["seconds"] * 2 / 3  # inversion: 1 call a step; CFG sampling: 2
+    assert e1["control_seconds"] == pytest.approx(sample / 3, rel=1e-2)
+    assert e2["seconds"] - e0["seconds"] == pytest.approx(2 * (e1["seconds"] - e0["seconds"]),
+                                                          rel=1e-2)
+    assert e1["gib"] > e0["gib"] and ea["control_seconds"] == 0 and ea["gib"] > e0["gib"]
+    t0 = estimate(TuneConfig(data=DataConfig(n_frames=8)), "cuda")
+    t1 = estimate(TuneConfig(data=DataConfig(n_frames=8), control=one.control), "cuda")
+    assert t1["seconds"] > t0["seconds"] and t1["gib"] > t0["gib"]
+
+
+def test_bench_sample_prints_the_controlnet_row(capsys):
+    from vcstudio.cli import main
+
+    assert main(["bench", "sample", "--control", "canny", "--arch", "tiny", "--frames", "2",
+                 "--size", "64", "--steps", "2", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    row = next(ln for ln in out.splitlines() if ln.startswith("added by the ControlNet"))
+    assert "share_of_unet" in out and float(row.split("|")[-1]) > 0
+    assert "sample/baseline + ControlNet (canny)" in out

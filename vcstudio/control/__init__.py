@@ -13,6 +13,21 @@ from .conditions import DEFAULT_DEPTH_MODEL, KINDS, LABELS, check_kind, conditio
 # a ControlNet call costs about a third of a U-Net call (its encoder copy + middle block:
 # ~361 M of SD-1.5's 860 M parameters, no decoder); an adapter's few convolutions, once per run
 CONTROLNET_UNET_SHARE = 1 / 3
+CONTROLNET_GIB = 0.72  # ~361 M parameters in bf16
+ADAPTER_GIB = 0.16  # ~77 M (a full T2I-Adapter)
+
+
+def control_cost(controls) -> dict:
+    """What a job's conditions add, in U-Net calls and weights: ``unet_share`` (extra U-Net
+    calls per U-Net call: each ControlNet runs beside it on the same batch; an adapter runs once
+    per job, ~0) and ``gib`` (their weights)."""
+    from .models import ADAPTER, control_kind
+
+    kinds = [control_kind(c.model) for c in controls]
+    nets = sum(k != ADAPTER for k in kinds)
+    return {"controlnets": nets, "adapters": len(kinds) - nets,
+            "unet_share": nets * CONTROLNET_UNET_SHARE,
+            "gib": nets * CONTROLNET_GIB + (len(kinds) - nets) * ADAPTER_GIB}
 
 
 def parse_control(text: str):
@@ -56,5 +71,5 @@ def describe(controls) -> str:
     return ", ".join(f"{c.kind}:{c.scale:g} ({c.model})" for c in controls)
 
 
-__all__ = ["CONTROLNET_UNET_SHARE", "DEFAULT_DEPTH_MODEL", "KINDS", "LABELS", "conditions_for",
+__all__ = ["CONTROLNET_UNET_SHARE", "control_cost", "DEFAULT_DEPTH_MODEL", "KINDS", "LABELS", "conditions_for",
            "describe", "parse_control", "validate_controls"]

@@ -49,6 +49,12 @@ def _class_name(source: str) -> Optional[str]:
         return None
 
 
+def control_kind(source: str) -> str:
+    """"controlnet" or "adapter" from the model's config.json where it can be read locally;
+    an unknown model counts as a ControlNet (the dearer one: estimates stay on the safe side)."""
+    return ADAPTER if _class_name(source) == "T2IAdapter" else CONTROLNET
+
+
 def load_control_model(source: str, device=None, dtype: torch.dtype = torch.float32):
     """A ControlNetModel or T2IAdapter by hub id (from the local cache) or local folder
     -> (kind, model) with kind "controlnet" or "adapter", frozen, in eval mode."""

@@ -27,6 +27,8 @@ _SEC_PER_FRAME_STEP = {"cuda": 0.15, "mps": 1.5, "cpu": 25.0}  # Tune-A-Video: ~
 _SAMPLE_STEP_SHARE = 0.35  # one DDIM inversion step, in training steps
 _BASE_GIB = 3.3  # frozen SD parts in bf16 (~2.1) + trainable q/temporal params with AdamW (~1.2)
 _ACT_GIB_PER_FRAME = {True: 0.9, False: 3.2}  # activations per 512^2 frame, by checkpointing
+_SAMPLE_ACT_GIB_PER_FRAME = 0.25  # forward-only activations per 512^2 frame (no grad)
+_FROZEN_GIB = 2.1  # the frozen SD parts in bf16 (sampling holds no optimizer state)
 
 
 @dataclass
@@ -89,10 +91,16 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0) -> 
     d = cfg.data
     units = d.n_frames * (d.width * d.height) / (512 * 512)  # 512^2-frame equivalents
     c = cost(cfg)
-    gib = model_scale * (_BASE_GIB + c.gib
-                         + units * _ACT_GIB_PER_FRAME[bool(cfg.gradient_checkpointing)])
+    from ..control import control_cost
+
+    # frozen conditions while tuning: a ControlNet runs forward (no grad) beside every step
+    ctl = control_cost(cfg.control)
+    gib = model_scale * (_BASE_GIB + c.gib + ctl["gib"]
+                         + units * _ACT_GIB_PER_FRAME[bool(cfg.gradient_checkpointing)]
+                         + units * _SAMPLE_ACT_GIB_PER_FRAME * ctl["unet_share"])
     spf = _SEC_PER_FRAME_STEP.get(dtype, _SEC_PER_FRAME_STEP["cpu"]) * model_scale
-    seconds = units * spf * (cfg.steps * c.time_factor
+    seconds = units * spf * (cfg.steps * (c.time_factor
+                                          + _SAMPLE_STEP_SHARE * ctl["unet_share"])
                              + cfg.inversion_steps * _SAMPLE_STEP_SHARE)
     device_gib = fits = None
     if dtype == "cuda":
@@ -104,6 +112,29 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0) -> 
             fits = gib <= 0.92 * device_gib  # leave room for the CUDA context and fragmentation
     return {"gib": round(gib, 2), "seconds": round(seconds, 1), "device_gib": device_gib,
             "fits": fits}
+
+
+def estimate_edit(edit, n_frames: int, width: int, height: int, device: Any = "cpu",
+                  model_scale: float = 1.0) -> dict:
+    """Memory/time of one edit (the same constants as :func:`estimate`): its inversion (when
+    used and not yet made) and ``steps`` sampling steps, two U-Net calls each under CFG, plus
+    its structure conditions (a ControlNet ~ a third of a U-Net per call and its weights).
+    Returns ``{"gib", "seconds", "control_seconds"}`` (the last: the conditions' share)."""
+    from ..control import control_cost
+
+    dtype = str(device).split(":")[0]
+    units = n_frames * (width * height) / (512 * 512)
+    ctl = control_cost(edit.control)
+    calls = 1 if edit.guidance == 1.0 else 2
+    spf = _SEC_PER_FRAME_STEP.get(dtype, _SEC_PER_FRAME_STEP["cpu"]) * model_scale
+    step = units * spf * _SAMPLE_STEP_SHARE * calls
+    sample = edit.steps * step
+    inv = edit.steps * units * spf * _SAMPLE_STEP_SHARE if edit.use_inversion else 0.0
+    extra = sample * ctl["unet_share"]
+    gib = model_scale * (_FROZEN_GIB + ctl["gib"] + units * calls * _SAMPLE_ACT_GIB_PER_FRAME
+                         * (1 + ctl["unet_share"]))
+    return {"gib": round(gib, 2), "seconds": round(sample + inv + extra, 1),
+            "control_seconds": round(extra, 1)}
 
 
 def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | None = None,
