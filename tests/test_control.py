@@ -486,3 +486,45 @@ def test_bench_sample_prints_the_controlnet_row(capsys):
     assert "share_of_unet" in out
     float(row.split("|")[-1])  # a number (its size is noise at 2 steps on a shared CPU)
     assert "sample/baseline + ControlNet (canny)" in out
+
+
+# ----------------------------------------------------------------------------- compare, sweep
+def test_compare_control_is_a_variant_field_and_reuses_the_tune(tiny_sd, source, nets,
+                                                                 tmp_path):
+    from vcstudio.jobs import studio as make_studio
+    from vcstudio.jobs.compare import CompareConfig, variants
+
+    ctl = {"kind": "canny", "model": nets["cn"], "scale": 0.5}
+    cfg = CompareConfig(video=source[1], prompt=PROMPT, edit_prompt="a blue square",
+                        variants=["baseline"], model=str(tiny_sd), frames=8, size=64,
+                        steps=2, edit_steps=2, guidance=7.5, metrics=[],
+                        control=[[], [ctl]])
+    vs = variants(cfg)
+    assert [v.label for v in vs] == ["baseline (Tune-A-Video), no control",
+                                     f"baseline (Tune-A-Video), control canny:0.5 ({nets['cn']})"]
+    assert vs[0].edit.control == [] and vs[1].edit.control[0].scale == 0.5
+    studio = make_studio(tmp_path / "data")
+    try:
+        res = studio.run("compare", cfg, out=str(tmp_path / "cmp"))
+    finally:
+        studio.close()
+    assert not res.failed and len(res.entries) == 2
+    a, b = (e["frames"] for e in res.entries)
+    assert not np.array_equal(a, b)  # the control changed the edit
+    assert len(list((tmp_path / "cmp").glob("*/delta.safetensors"))) == 1  # one tune for both
+    with pytest.raises(InputError, match="control"):
+        studio2 = make_studio(tmp_path / "d2")
+        try:
+            studio2.run("compare", dataclasses.replace(cfg, control=[[{"kind": "canny"}]]))
+        finally:
+            studio2.close()
+
+
+def test_sweep_grid_varies_the_control_of_edits():
+    from vcstudio.jobs.sweep import expand
+
+    cells = expand({"tune": {"data": {"prompt": PROMPT}, "steps": 2},
+                    "edit": {"prompt": "a blue square",
+                             "control": [[], [{"kind": "canny", "model": "m", "scale": 0.5}]]}})
+    assert [c.edit.control for c in cells] == [[], [ControlConfig("canny", "m", scale=0.5)]]
+    assert cells[0].key != cells[1].key and "edit.control" in cells[1].fields

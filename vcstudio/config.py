@@ -348,7 +348,7 @@ def from_dict(cls, data: Optional[dict]):
             value = from_dict(type(default), value)
         elif isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
-        elif name == "control" and isinstance(default, list):
+        elif name == "control" and cls.__name__ in ("TuneConfig", "EditConfig", "LongConfig"):
             value = control_list(value, f"{cls.__name__}.control")
         kwargs[name] = value
     return cls(**kwargs)
