@@ -528,3 +528,62 @@ def test_sweep_grid_varies_the_control_of_edits():
                              "control": [[], [{"kind": "canny", "model": "m", "scale": 0.5}]]}})
     assert [c.edit.control for c in cells] == [[], [ControlConfig("canny", "m", scale=0.5)]]
     assert cells[0].key != cells[1].key and "edit.control" in cells[1].fields
+
+
+# ----------------------------------------------------------------------------- UI
+def test_structure_panel_previews_conditions_and_steers_edit_and_long(tiny_sd, source, nets,
+                                                                      tmp_path):
+    from vcstudio.config import Limits
+    from vcstudio.io import read_video
+    from vcstudio.pipelines.tune import tune
+    from vcstudio.session import Studio
+    from vcstudio.ui import structure
+    from vcstudio.ui.edit_tab import edit_handler
+    from vcstudio.ui.long_tab import generate
+
+    studio = Studio(tmp_path / "data", limits=Limits(), cache=ModelCache(), device="cpu")
+    try:
+        sid = studio.new_session().id
+        run = studio.session(sid).outputs / "run"
+        tune(TuneConfig(model=str(tiny_sd), data=DataConfig(
+            video_path=source[1], prompt=PROMPT, n_frames=8, stride=1, width=64, height=64),
+            steps=1, checkpoint_every=0, inversion_steps=2), run, cache=studio.cache)
+        slot = ["canny", nets["cn"], 0.8, 0.0, 1.0, None]
+        off = ["none", "", 1.0, 0.0, 1.0, None]
+        values = slot + off + [""]
+        items, note = structure.preview(studio, sid, str(run), 0, *values)
+        assert len(items) == 1 and items[0][0].shape == (64, 8 * 64, 3)
+        assert "8 frames" in note and "canny" in items[0][1]
+        cfgs = structure.control_configs(studio, sid, values)
+        assert [(c.kind, c.scale, c.model) for c in cfgs] == [("canny", 0.8, nets["cn"])]
+        mp4 = list(edit_handler(studio, sid, str(run), "a blue square", "", 2, 5.0, 33, True,
+                                *values))[-1][0]
+        assert read_video(mp4).shape == (8, 64, 64, 3)
+        with pytest.raises(Exception, match="cross-attention"):
+            list(edit_handler(studio, sid, str(run), "a blue square", "", 2, 5.0, 33, True,
+                              *(["canny", nets["wide"], 1.0, 0.0, 1.0, None] + off + [""])))
+        out = list(generate(studio, sid, str(run), "", "a red circle", 8, 8, 4, "uniform", 2,
+                            5, False, "grabcut", "", 2, 0, *values))[-1]
+        assert out[1].startswith("Done") and read_video(out[0]).shape[0] == 8
+    finally:
+        studio.close()
+    public = Studio(tmp_path / "pub", public=True)
+    try:
+        with pytest.raises(InputError, match="Hub id"):
+            structure.control_configs(public, public.new_session().id,
+                                      ["canny", nets["cn"], 1.0, 0.0, 1.0, None] + off + [""])
+    finally:
+        public.close()
+
+
+def test_app_has_the_structure_panels_endpoints(tmp_path):
+    from vcstudio.session import Studio
+    from vcstudio.ui import build_app
+
+    studio = Studio(tmp_path / "data")
+    try:
+        demo = build_app(studio)
+        names = {d.get("api_name") for d in demo.config["dependencies"]}
+    finally:
+        studio.close()
+    assert {"control_preview", "long_control_preview", "edit", "long"} <= names

@@ -38,7 +38,7 @@ from .paths import data_dir
 from .errors import InputError
 
 JOB_KINDS = ("tune", "edit", "long", "i2v", "compare", "eval", "sweep", "i2v_tune", "i2v_ab",
-             "push")
+             "push", "control_preview")
 # stopped: a tune the user stopped, its last checkpoint saved as a usable delta (resumable)
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted", "stopped")
 FINAL_STATUSES = ("done", "failed", "cancelled", "stopped")

@@ -20,25 +20,29 @@ from ..models.cache import ModelCache, default_cache
 
 
 def tuned_clip(tuned) -> np.ndarray:
-    """The clip a run was tuned on, at its tuned size and crop: re-read from the source video
-    with the run's sampling and fit when that file is still there (exact frames), else the
-    run's source.mp4 (its viewable copy)."""
+    """The clip a run was tuned on, at its tuned size and crop (see :func:`run_clip`)."""
+    return run_clip(tuned.run, tuned.cfg.data)
+
+
+def run_clip(rf, data) -> np.ndarray:
+    """The clip run folder ``rf`` was tuned on with ``data`` (its DataConfig), at the tuned size
+    and crop: re-read from the source video with the run's sampling and fit when that file is
+    still there (exact frames), else the run's source.mp4 (its viewable copy)."""
+    import dataclasses
     from pathlib import Path
 
     from ..io import fit_frames, preview_clip, read_video
 
-    d = tuned.cfg.data
-    meta = tuned.run.meta() if tuned.run is not None else {}
+    d = data
+    meta = rf.meta() if rf is not None else {}
     f = int(meta.get("n_frames", d.n_frames))
     h, w = int(meta.get("height", d.height)), int(meta.get("width", d.width))
     if d.video_path and Path(d.video_path).exists():
-        import dataclasses
-
         frames = preview_clip(dataclasses.replace(d, n_frames=f, width=w, height=h))
         if len(frames) == f:
             return frames
-    if tuned.run is not None and tuned.run.source_path.is_file():
-        return fit_frames(read_video(tuned.run.source_path), w, h, d.resize, d.crop)[:f]
+    if rf is not None and rf.source_path.is_file():
+        return fit_frames(read_video(rf.source_path), w, h, d.resize, d.crop)[:f]
     raise InputError("This run keeps no copy of its clip (source.mp4), so conditions cannot be "
                      "taken from it: give each condition a video (--control-video PATH).")
 

@@ -153,8 +153,12 @@ def resume_handler(studio, sid, job_id):
         raise gr_error(e)
 
 
-def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, inversion):
-    """Generator: (video, gif, status, per-frame metric plot, metric table)."""
+def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, inversion,
+                 *control):
+    """Generator: (video, gif, status, per-frame metric plot, metric table). ``control``: the
+    Structure panel's values (ui/structure.py)."""
+    from .structure import control_configs
+
     from ..jobs.edit import STREAM_METRICS, EditJobConfig
 
     sid = ensure_session(studio, sid)
@@ -164,7 +168,8 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
         run = studio.safe_path(sid, run_dir, must_exist=True)
         cfg = EditJobConfig(run=str(run), metrics=STREAM_METRICS, edit=EditConfig(
             prompt=prompt, negative=negative or "", steps=int(steps), guidance=float(guidance),
-            seed=int(seed), use_inversion=bool(inversion)))
+            seed=int(seed), use_inversion=bool(inversion),
+            control=control_configs(studio, sid, control)))
         res, shown = None, None
         for item in run_job(studio, sid, "edit", cfg):
             if isinstance(item, tuple):
@@ -295,6 +300,9 @@ def build(studio, sid_state):
                     eseed = gr.Number(value=33, precision=0, label="Seed")
                 inversion = gr.Checkbox(True, label="Start from the inverted clip (keeps its "
                                                     "motion)")
+                from .structure import build as structure_panel
+
+                control = structure_panel(studio, sid_state, run_dir)
                 edit_btn = gr.Button("Generate edit", variant="primary")
                 estatus = gr.Markdown()
             with gr.Column(scale=1):
@@ -343,7 +351,8 @@ def build(studio, sid_state):
         resume_refresh.click(refresh, sid_state, resumable, api_name=False)
         edit_btn.click(lambda *a: (yield from edit_handler(studio, *a)),
                        [sid_state, run_dir, eprompt, negative, esteps, guidance, eseed,
-                        inversion], [out_video, out_gif, estatus, metric_plot, metric_table],
+                        inversion, *control], [out_video, out_gif, estatus, metric_plot,
+                                               metric_table],
                        api_name="edit")
         push_btn.click(lambda *a: push_handler(studio, *a), [sid_state, run_dir, repo, token],
                        push_status)

@@ -80,8 +80,11 @@ def preview_masks(studio, sid, run_dir, story, prompts, frames, window, stride, 
 
 def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusion, steps, seed,
              use_masks=False, mask_method="grabcut", sam_checkpoint="", candidates=5,
-             tune_steps=0):
-    """Generator: (video, status, frames so far, mask gallery)."""
+             tune_steps=0, *control):
+    """Generator: (video, status, frames so far, mask gallery). ``control``: the Structure
+    panel's values (ui/structure.py); each window takes its frames' conditions."""
+    from .structure import control_configs
+
     from ..jobs.long import LongJobConfig
 
     sid = ensure_session(studio, sid)
@@ -90,6 +93,7 @@ def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusio
         cfg = long_config(story, prompts, frames, window, stride, fusion, steps, seed, use_masks,
                           mask_method, studio.server_path("SAM checkpoint", sam_checkpoint),
                           candidates, tune_steps)
+        cfg.control = control_configs(studio, sid, control)
         res, tick = None, Ticker()
         for item in run_job(studio, sid, "long", LongJobConfig(str(run), cfg)):
             if isinstance(item, tuple):
@@ -143,6 +147,10 @@ def build(studio, sid_state, edit_refs):
                     tune_steps = gr.Slider(0, 500, value=0 if studio.embedded else 250, step=10,
                                            label="Combined tuning steps (paper: 250; 0 = off)")
                     mask_btn = gr.Button("Preview masks")
+                from .structure import build as structure_panel
+
+                control = structure_panel(studio, sid_state, edit_refs["run_dir"], frames,
+                                          api_name="long_control_preview")
                 plan_btn = gr.Button("Plan")
                 gen_btn = gr.Button("Generate long video", variant="primary")
                 status = gr.Markdown()
@@ -163,7 +171,8 @@ def build(studio, sid_state, edit_refs):
         common = [sid_state, edit_refs["run_dir"], story, prompts, frames, window, stride,
                   fusion, steps, seed]
         gen_btn.click(lambda *a: (yield from generate(studio, *a)),
-                      common + [use_masks, mask_method, sam_ckpt, candidates, tune_steps],
+                      common + [use_masks, mask_method, sam_ckpt, candidates, tune_steps,
+                                *control],
                       [video, status, so_far, masks_view], api_name="long")
         mask_btn.click(lambda *a: (yield from preview_masks(studio, *a)),
                        common + [mask_method, sam_ckpt, candidates], [masks_view, status],
