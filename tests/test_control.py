@@ -587,3 +587,21 @@ def test_app_has_the_structure_panels_endpoints(tmp_path):
     finally:
         studio.close()
     assert {"control_preview", "long_control_preview", "edit", "long"} <= names
+
+
+def test_cli_pairs_models_and_videos_with_conditions():
+    import argparse
+
+    from vcstudio.cli.common import add_control_args, control_from_args
+
+    p = argparse.ArgumentParser()
+    add_control_args(p)
+    a = p.parse_args(["--control", "canny:0.8", "--control", "video:1:0:0.6", "--control-model",
+                      "cn", "--control-model", "ad", "--control-video", "pose.mp4"])
+    got = [(c.kind, c.model, c.scale, c.start, c.end, c.video) for c in control_from_args(a)]
+    assert got == [("canny", "cn", 0.8, 0.0, 1.0, ""), ("video", "ad", 1.0, 0.0, 0.6, "pose.mp4")]
+    a = p.parse_args(["--control", "canny", "--control", "depth", "--control-model", "m",
+                      "--control-video", "long.mp4"])
+    assert [(c.model, c.video) for c in control_from_args(a)] == [("m", "long.mp4")] * 2
+    with pytest.raises(InputError, match="need a --control"):
+        control_from_args(p.parse_args(["--control-model", "m"]))

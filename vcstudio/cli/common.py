@@ -45,7 +45,8 @@ def add_control_args(p, what: str = "the edit") -> None:
                    "(one given = for all)")
     p.add_argument("--control-video", action="append", default=[], metavar="PATH",
                    help="per --control: the condition video (kind video) or the clip to extract "
-                   "from (default: the tuned clip); one given = for all")
+                   "from (default: the tuned clip); one given goes to the video kinds (to all "
+                   "when there are none)")
     p.add_argument("--depth-model", default="", metavar="ID_OR_FOLDER",
                    help="the transformers depth-estimation model for depth conditions")
 
@@ -72,10 +73,16 @@ def control_from_args(a) -> list:
                              "all, or one per --control in the same order.")
         return values
 
+    parsed = [parse_control(t) for t in kinds]
+    if len(videos) == 1 and len(kinds) > 1:
+        # one video: the uploaded-condition ("video") entries take it; with none of those,
+        # every condition is extracted from it (a long video's source clip)
+        has_video_kind = any(c.kind == "video" for c in parsed)
+        videos = [videos[0] if (c.kind == "video" or not has_video_kind) else ""
+                  for c in parsed]
     out = []
-    for text, model, video in zip(kinds, paired(models, "--control-model"),
-                                  paired(videos, "--control-video")):
-        c = parse_control(text)
+    for c, model, video in zip(parsed, paired(models, "--control-model"),
+                               paired(videos, "--control-video")):
         c.model, c.video = model, video
         c.depth_model = getattr(a, "depth_model", "") or ""
         out.append(c)
