@@ -605,3 +605,37 @@ def test_cli_pairs_models_and_videos_with_conditions():
     assert [(c.model, c.video) for c in control_from_args(a)] == [("m", "long.mp4")] * 2
     with pytest.raises(InputError, match="need a --control"):
         control_from_args(p.parse_args(["--control-model", "m"]))
+
+
+def test_animatediff_route_takes_controlnet_residuals_and_refuses_adapters(base, nets):
+    """UNetMotionModel (diffusers' AnimateDiff U-Net) folds frames video-major like the
+    vcstudio route, so the same residuals go in: zero convolutions change nothing, trained
+    ones do; adapters are refused in one line (it takes no intrablock residuals)."""
+    from diffusers import MotionAdapter
+
+    from vcstudio.control.models import StructureControl, Unit, load_control_model
+    from vcstudio.models.inflate import VideoDenoiser
+
+    torch.manual_seed(0)
+    motion = MotionAdapter(block_out_channels=(32, 64), motion_layers_per_block=1,
+                           motion_norm_num_groups=8, motion_num_attention_heads=4,
+                           motion_max_seq_length=16)
+    model = VideoDenoiser(base.unet, motion_adapter=motion).eval()
+    x = torch.randn(2, 4, 4, 8, 8)
+    t = torch.tensor([500])
+    e = torch.randn(2, 77, 32)
+    cond = torch.from_numpy(_blobs(1, 4)).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        plain = model(x, t, e)
+        outs = {}
+        for name in ("zero", "cn"):
+            with model.controlled(StructureControl([Unit("controlnet",
+                                                         load_control_model(nets[name])[1],
+                                                         cond)])):
+                outs[name] = model(x, t, e)
+    assert torch.equal(outs["zero"], plain)
+    assert float((outs["cn"] - plain).abs().mean()) > 1e-3
+    ad = StructureControl([Unit("adapter", load_control_model(nets["adapter"])[1], cond)])
+    with pytest.raises(InputError, match="vcstudio's temporal route"):
+        with model.controlled(ad):
+            pass
