@@ -154,7 +154,7 @@ def resume_handler(studio, sid, job_id):
 
 
 def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, inversion,
-                 *control):
+                 control=None):
     """Generator: (video, gif, status, per-frame metric plot, metric table). ``control``: the
     Structure panel's values (ui/structure.py)."""
     from .structure import control_configs
@@ -169,7 +169,7 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
         cfg = EditJobConfig(run=str(run), metrics=STREAM_METRICS, edit=EditConfig(
             prompt=prompt, negative=negative or "", steps=int(steps), guidance=float(guidance),
             seed=int(seed), use_inversion=bool(inversion),
-            control=control_configs(studio, sid, control)))
+            control=control_configs(studio, sid, control or [])))
         res, shown = None, None
         for item in run_job(studio, sid, "edit", cfg):
             if isinstance(item, tuple):
@@ -351,8 +351,8 @@ def build(studio, sid_state):
         resume_refresh.click(refresh, sid_state, resumable, api_name=False)
         edit_btn.click(lambda *a: (yield from edit_handler(studio, *a)),
                        [sid_state, run_dir, eprompt, negative, esteps, guidance, eseed,
-                        inversion, *control], [out_video, out_gif, estatus, metric_plot,
-                                               metric_table],
+                        inversion, control], [out_video, out_gif, estatus, metric_plot,
+                                              metric_table],
                        api_name="edit")
         push_btn.click(lambda *a: push_handler(studio, *a), [sid_state, run_dir, repo, token],
                        push_status)

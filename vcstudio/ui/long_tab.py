@@ -80,7 +80,7 @@ def preview_masks(studio, sid, run_dir, story, prompts, frames, window, stride, 
 
 def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusion, steps, seed,
              use_masks=False, mask_method="grabcut", sam_checkpoint="", candidates=5,
-             tune_steps=0, *control):
+             tune_steps=0, control=None):
     """Generator: (video, status, frames so far, mask gallery). ``control``: the Structure
     panel's values (ui/structure.py); each window takes its frames' conditions."""
     from .structure import control_configs
@@ -93,7 +93,7 @@ def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusio
         cfg = long_config(story, prompts, frames, window, stride, fusion, steps, seed, use_masks,
                           mask_method, studio.server_path("SAM checkpoint", sam_checkpoint),
                           candidates, tune_steps)
-        cfg.control = control_configs(studio, sid, control)
+        cfg.control = control_configs(studio, sid, control or [])
         res, tick = None, Ticker()
         for item in run_job(studio, sid, "long", LongJobConfig(str(run), cfg)):
             if isinstance(item, tuple):
@@ -172,7 +172,7 @@ def build(studio, sid_state, edit_refs):
                   fusion, steps, seed]
         gen_btn.click(lambda *a: (yield from generate(studio, *a)),
                       common + [use_masks, mask_method, sam_ckpt, candidates, tune_steps,
-                                *control],
+                                control],
                       [video, status, so_far, masks_view], api_name="long")
         mask_btn.click(lambda *a: (yield from preview_masks(studio, *a)),
                        common + [mask_method, sam_ckpt, candidates], [masks_view, status],

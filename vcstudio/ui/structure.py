@@ -64,8 +64,10 @@ def preview(studio, sid, run_dir, frames, *values):
 
 
 def build(studio, sid_state, run_dir, frames=None, api_name: str = "control_preview"):
-    """The panel inside the current tab; returns its input components in the order
-    :func:`control_configs` reads them (pass them after a handler's own inputs)."""
+    """The panel inside the current tab; returns a ``gr.State`` holding its values in the order
+    :func:`control_configs` reads them: pass it as a handler's last input. A State is no API
+    parameter, so the tab's endpoints keep their signatures (API clients set conditions through
+    the CLI, or preview them with ``control_preview``)."""
     import gradio as gr
 
     inputs = []
@@ -96,4 +98,7 @@ def build(studio, sid_state, run_dir, frames=None, api_name: str = "control_prev
     length = frames if frames is not None else gr.Number(value=0, visible=False)
     btn.click(lambda *a: preview(studio, *a), [sid_state, run_dir, length] + inputs,
               [strip, status], api_name=api_name)
-    return inputs
+    state = gr.State([c.value for c in inputs])
+    for c in inputs:  # raw values only: uploads are copied when a job is submitted
+        c.change(lambda *v: list(v), inputs, state, api_name=False, show_progress="hidden")
+    return state
