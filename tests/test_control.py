@@ -557,13 +557,13 @@ def test_structure_panel_previews_conditions_and_steers_edit_and_long(tiny_sd, s
         cfgs = structure.control_configs(studio, sid, values)
         assert [(c.kind, c.scale, c.model) for c in cfgs] == [("canny", 0.8, nets["cn"])]
         mp4 = list(edit_handler(studio, sid, str(run), "a blue square", "", 2, 5.0, 33, True,
-                                values))[-1][0]
+                                control=values))[-1][0]
         assert read_video(mp4).shape == (8, 64, 64, 3)
         with pytest.raises(Exception, match="cross-attention"):
             list(edit_handler(studio, sid, str(run), "a blue square", "", 2, 5.0, 33, True,
-                              ["canny", nets["wide"], 1.0, 0.0, 1.0, None] + off + [""]))
+                              control=["canny", nets["wide"], 1.0, 0.0, 1.0, None] + off + [""]))
         out = list(generate(studio, sid, str(run), "", "a red circle", 8, 8, 4, "uniform", 2,
-                            5, False, "grabcut", "", 2, 0, values))[-1]
+                            5, False, "grabcut", "", 2, 0, control=values))[-1]
         assert out[1].startswith("Done") and read_video(out[0]).shape[0] == 8
     finally:
         studio.close()

@@ -176,8 +176,8 @@ def test_stop_ends_in_a_clean_stopped_state_that_edits_and_resumes(tiny_sd, clip
     try:
         sid = studio.new_session().id
         gen = edit_tab.tune_handler(studio, sid, str(clip_file), "a red circle", 4, 1, 0, 32,
-                                    "crop", "baseline", 30, 1e-3, 33, True, True, True,
-                                    "mul-fourier", "pure", True, True)
+                                    32, "crop", "center", "baseline", 30, 1e-3, 33, True, True,
+                                    True, "mul-fourier", "pure", True, True)
         first = next(gen)  # "Queued…", with the job id the Stop button cancels
 
         def stop_at_step_3(jid):

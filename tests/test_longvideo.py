@@ -273,7 +273,8 @@ def test_masks_path_with_tiny_sam_and_combined_tuning(run_dir, tmp_path, mcache)
 
 def test_fusion_with_one_candidate_is_plain_sampling_and_weights_matter(run_dir, mcache):
     """Eq. 11 with n = 1, w1 = w2 = 1 and binary masks gives r'_k = r_k, so eq. 12 continues the
-    candidate unchanged; w1 = w2 = 0.5 halves r'_k and changes the result."""
+    candidate unchanged. With the default (unit variance kept) w1 = w2 = 0.5 still gives r_k (only
+    their ratio matters); the literal formula halves r'_k and changes the result."""
     from vcstudio.pipelines.maskfusion import average_fusion_clip
     from vcstudio.pipelines.tune import load_tuned
 
@@ -288,7 +289,13 @@ def test_fusion_with_one_candidate_is_plain_sampling_and_weights_matter(run_dir,
     torch.testing.assert_close(fr.latents, plain, atol=1e-4, rtol=1e-4)
     half = average_fusion_clip(tuned, cond, uncond, dataclasses.replace(mc, w1=0.5, w2=0.5), 8,
                                (64, 64), 3, 7.5, seed=7, cache=mcache)
+    torch.testing.assert_close(half.latents, plain, atol=1e-4, rtol=1e-4)
+    lit = dataclasses.replace(mc, w1=0.5, w2=0.5, fusion_mode="literal")
+    half = average_fusion_clip(tuned, cond, uncond, lit, 8, (64, 64), 3, 7.5, seed=7, cache=mcache)
     assert (half.latents - plain).abs().max() > 1e-2
+    x0 = average_fusion_clip(tuned, cond, uncond, dataclasses.replace(mc, fusion_space="x0"), 8,
+                             (64, 64), 3, 7.5, seed=7, cache=mcache)  # one candidate: r_k again
+    torch.testing.assert_close(x0.latents, plain, atol=1e-3, rtol=1e-3)
 
 
 def test_grabcut_fallback_is_labelled_and_missing_sam_fails_first(run_dir, tmp_path,

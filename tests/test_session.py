@@ -3,6 +3,7 @@ streaming, uploads and path safety. Jobs are registered as the Studio's registry
 config dataclass + run(cfg, ctx)); their bodies are real workers that record timestamps."""
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -298,9 +299,11 @@ def test_uploads_copied_with_limits(studio, tmp_path):
     small.write_bytes(b"v" * 5000)
     dest = studio.save_upload(sess.id, small, allowed_suffixes=[".mp4", ".gif"])
     assert dest.parent == sess.uploads and dest.read_bytes() == b"v" * 5000
-    assert dest.name.endswith("-my_clip_1.mp4")
+    # named by content (one copy per distinct upload), only the cleaned suffix kept
+    assert dest.name == hashlib.sha256(b"v" * 5000).hexdigest() + ".mp4"
+    assert studio.save_upload(sess.id, small, allowed_suffixes=[".mp4"]) == dest
     d2 = studio.save_upload(sess.id, b"png!", name="../../etc/evil.png")
-    assert d2.parent == sess.uploads and d2.name.endswith("-evil.png")
+    assert d2.parent == sess.uploads and d2.name == hashlib.sha256(b"png!").hexdigest() + ".png"
 
     big = up / "big.mp4"
     big.write_bytes(b"v" * 20000)  # limit is 0.01 MB = 10485 bytes
@@ -326,8 +329,23 @@ def test_cleanup_removes_only_old_idle_sessions(studio):
     past = time.time() - 7200
     for p in [old.folder, *old.folder.rglob("*")]:
         os.utime(p, (past, past))
+    job = studio.store.add_job("tune", old.id)
+    studio.store.update_job(job, status="done")
     assert studio.cleanup_sessions(max_age_s=3600) == [old.id]
     assert not old.folder.exists() and fresh.folder.exists()
+    assert studio.store.job(job).status == "expired"  # the record says its files are gone
+
+
+def test_public_cleanup_runs_on_its_own(studio):
+    sess = studio.new_session()
+    past = time.time() - 7200
+    for p in [sess.folder, *sess.folder.rglob("*")]:
+        os.utime(p, (past, past))
+    studio.start_cleanup(0.05, 3600)
+    deadline = time.time() + 10
+    while sess.folder.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not sess.folder.exists()
 
 
 def test_device_lock_mutual_exclusion_with_plain_threads():

@@ -47,8 +47,9 @@ def test_plan_endpoint_parses_story_and_draws_layout(app_url):
     from gradio_client import Client
 
     c = Client(app_url, verbose=False)
-    graph, segs, layout, _ = c.predict("a dog runs on the beach, then it jumps into the sea", "",
-                                       20, 8, 4, "pyramid", api_name="/plan")
+    graph, segs, layout, _ = c.predict(story="a dog runs on the beach, then it jumps into the "
+                                             "sea", frames=20, window=8, stride=4,
+                                       fusion="pyramid", api_name="/long_plan")
     rows = segs["data"]
     assert len(rows) == 2 and "jump" in rows[1][0]
     assert rows[0][1] == 0 and rows[-1][2] == 19  # the segments cover all 20 frames
@@ -59,12 +60,12 @@ def test_tune_then_edit_through_the_api(app_url, clip_file):
     from gradio_client import Client, handle_file
 
     c = Client(app_url, verbose=False)
-    out = c.predict("", handle_file(str(clip_file)), "a red circle", 4, 1, 0, 64,
-                    "crop", "baseline", 10, 1e-3, 33, True, True, True, "mul-fourier", "pure",
-                    True, True, api_name="/tune")
+    out = c.predict(clip=handle_file(str(clip_file)), prompt="a red circle", frames=4,
+                    stride=1, width=64, height=64, steps=10, lr=1e-3, api_name="/tune")
     sid, job, status, loss, preview, run_dir = out
     assert run_dir and "Tuned 10 steps" in status
-    res = c.predict(sid, run_dir, "a blue square", "", 5, 5.0, 33, True, api_name="/edit")
+    res = c.predict(session=sid, run_dir=run_dir, prompt="a blue square", steps=5,
+                    guidance=5.0, api_name="/edit")
     video, gif, estatus, plot, table = res
     assert estatus == "Done." and Path(video["video"] if isinstance(video, dict) else video).exists()
     names = [r[0] for r in table["data"]]
@@ -76,12 +77,13 @@ def test_bad_input_is_a_message_and_the_app_keeps_working(app_url, clip_file):
 
     c = Client(app_url, verbose=False)
     with pytest.raises(Exception, match="source prompt|Describe the clip"):
-        c.predict("", handle_file(str(clip_file)), "", 4, 1, 0, 64, "crop",
-                  "baseline", 10, 1e-3, 33, True, True, True, "mul-fourier", "pure", True, True,
-                  api_name="/tune")
+        c.predict(clip=handle_file(str(clip_file)), prompt="", frames=4, width=64, height=64,
+                  steps=10, api_name="/tune")
     with pytest.raises(Exception, match="window"):
-        c.predict("", "a\nb", 8, 16, 4, "uniform", api_name="/plan")
-    graph, segs, layout, _ = c.predict("", "a\nb", 16, 8, 4, "uniform", api_name="/plan")
+        c.predict(prompts="a\nb", frames=8, window=16, stride=4, fusion="uniform",
+                  api_name="/long_plan")
+    graph, segs, layout, _ = c.predict(prompts="a\nb", frames=16, window=8, stride=4,
+                                       fusion="uniform", api_name="/long_plan")
     assert len(segs["data"]) == 2
 
 
@@ -98,7 +100,7 @@ def test_browser_tabs_and_edit_flow(app_url, clip_file, tmp_path):
         pg = b.new_page(viewport={"width": 1400, "height": 1100})
         pg.goto(app_url, wait_until="load")
         pg.wait_for_selector("text=Edit from Video", timeout=60000)
-        pg.set_input_files("input[type=file]", str(clip_file))
+        pg.locator("#edit-clip input[type=file]").set_input_files(str(clip_file))
         pg.get_by_label("Source prompt: what the clip shows").fill("a red circle")
         steps = pg.locator("#edit-tab").get_by_label("Tuning steps").first
         steps.fill("20")  # a quick tune
@@ -130,7 +132,7 @@ def test_browser_tabs_and_edit_flow(app_url, clip_file, tmp_path):
         pg.get_by_role("tab", name="Compare Methods").click()
         # a two-method comparison (baseline + DCT, the default ticks) on the Compare tab
         tab = pg.locator("#compare-tab")
-        tab.locator("input[type=file][accept^=video]").set_input_files(str(clip_file))
+        tab.locator("input[type=file]").first.set_input_files(str(clip_file))
         tab.get_by_label("Source prompt").fill("a red circle")
         tab.get_by_label("Edit prompt").fill("a blue square")
         for label, value in (("Tuning steps", "10"), ("Frames", "4")):
@@ -154,8 +156,9 @@ def test_compare_runs_a_method_then_adds_it_back_as_a_past_run(app_url, clip_fil
     c = Client(app_url, verbose=False)
     base = "baseline (Tune-A-Video)"
     status, video, table, plot, files, choices = c.predict(
-        "", handle_file(str(clip_file)), "a red circle", "a blue square", [base], [], 4, 64, 10,
-        33, api_name="/compare")
+        clip=handle_file(str(clip_file)), prompt="a red circle", edit_prompt="a blue square",
+        methods=[base], past_runs=[], frames=4, size=64, steps=10, seed=33,
+        api_name="/compare")
     assert status.startswith("Done") and len(table["data"]) == 1
     from vcstudio.store import Store
 
@@ -165,8 +168,9 @@ def test_compare_runs_a_method_then_adds_it_back_as_a_past_run(app_url, clip_fil
     assert len(past) == 1 and past[0].label == base
     # the past run + the same method at another seed: two rows, each metric column starred once
     status, video, table, plot, files, _ = c.predict(
-        "", handle_file(str(clip_file)), "a red circle", "a blue square", [base], [past[0].id],
-        4, 64, 10, 34, api_name="/compare")
+        clip=handle_file(str(clip_file)), prompt="a red circle", edit_prompt="a blue square",
+        methods=[base], past_runs=[past[0].id], frames=4, size=64, steps=10, seed=34,
+        api_name="/compare")
     rows = table["data"]
     assert len(rows) == 2 and table["headers"][0] == "method"
     for col in range(1, len(table["headers"])):

@@ -40,12 +40,12 @@ from .config import Limits, from_dict, to_dict
 from .errors import CancelledError, InputError, OutOfMemoryError, VcsError
 from .models.cache import ModelCache, default_cache
 from .progress import CancelToken, Event
-from .store import Store, atomic_path, default_data_dir
+from .io.uploads import store_upload
+from .store import Store, default_data_dir
 
 log = logging.getLogger(__name__)
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
-_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _END = object()  # end-of-stream marker for progress subscribers
 
 
@@ -84,14 +84,6 @@ def safe_path(session: Session, user_path: str | os.PathLike, must_exist: bool =
     if must_exist and not resolved.exists():
         raise InputError(f"{raw!r} does not exist in your session's folder; upload it again.")
     return resolved
-
-
-def _clean_name(name: str) -> str:
-    base = Path(name.replace("\\", "/")).name  # drop any directory part a client sent
-    stem, suffix = os.path.splitext(base)
-    stem = _UNSAFE_CHARS.sub("_", stem).strip("._") or "upload"
-    suffix = _UNSAFE_CHARS.sub("", suffix).lower()
-    return f"{stem[:60]}{suffix[:10]}"
 
 
 # ----------------------------------------------------------------------------- device lock
@@ -484,6 +476,7 @@ class Studio:
         self._locks: dict[str, DeviceLock] = {}
         self._jobs: dict[str, _Handle] = {}
         self._mu = threading.Lock()
+        self._closing = threading.Event()
 
     # -- sessions -------------------------------------------------------------------------
     def new_session(self) -> Session:
@@ -524,42 +517,17 @@ class Studio:
         its cleaned stem and suffix."""
         sess = self.session(session_id)
         limit = int(self.limits.max_upload_mb * 2**20)
-        if isinstance(src, (bytes, bytearray)):
-            reader = None
-            name = name or "upload"
-        else:
+        if not isinstance(src, (bytes, bytearray)):
             src_path = Path(os.fspath(src)).resolve()
             if not any(src_path.is_relative_to(r) for r in self.upload_roots):
                 raise InputError("That file did not come through the upload box; upload it "
                                  "again.")
-            if not src_path.is_file():
-                raise InputError(f"The upload {Path(src).name!r} is not a file; upload a video "
-                                 "or image file.")
-            reader = src_path  # its size is counted while copying: it may still grow
             name = name or src_path.name
-        clean = _clean_name(name)
-        suffix = Path(clean).suffix
-        if allowed_suffixes is not None and suffix not in {s.lower() for s in allowed_suffixes}:
-            raise InputError(f"{Path(name).name!r} is not a supported file type; use one of "
-                             f"{', '.join(allowed_suffixes)}.")
-        too_big = InputError(
-            f"{Path(name).name!r} is larger than the {self.limits.max_upload_mb:g} MB upload "
-            "limit; trim or compress the clip first.")
-        dest = sess.uploads / f"{secrets.token_hex(4)}-{clean}"
-        with atomic_path(dest) as tmp:
-            if reader is None:
-                if len(src) > limit:
-                    raise too_big
-                tmp.write_bytes(bytes(src))
-            else:
-                copied = 0
-                with open(reader, "rb") as fi, open(tmp, "wb") as fo:
-                    while chunk := fi.read(1 << 20):
-                        copied += len(chunk)
-                        if copied > limit:
-                            raise too_big
-                        fo.write(chunk)
-        return dest
+            src = src_path  # its size is counted while copying: it may still grow
+        # one stored copy per distinct content (named by its SHA-256): a page re-reads the
+        # upload on every slider change, and each read must not copy it again
+        return store_upload(src, sess.uploads, limit, allowed_suffixes=allowed_suffixes,
+                            name=name)
 
     def cleanup_sessions(self, max_age_s: float = 24 * 3600) -> list[str]:
         """Delete session folders untouched for ``max_age_s`` and with no live job."""
@@ -572,7 +540,32 @@ class Studio:
                     and now - _newest_mtime(folder) > max_age_s):
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder.name)
+                # the run store keeps the records (metrics stay comparable) but says the files
+                # are gone, so nothing offers to open, edit or resume them
+                self._record_expired(folder.name)
         return removed
+
+    def start_cleanup(self, interval_s: float, max_age_s: float) -> threading.Thread:
+        """Every ``interval_s``, delete the sessions idle for ``max_age_s`` (a public studio
+        bounds its disk use so; a desktop never calls this: its owner's runs are kept)."""
+        def loop() -> None:
+            while not self._closing.wait(interval_s):
+                try:
+                    self.cleanup_sessions(max_age_s)
+                except Exception:
+                    log.exception("session cleanup failed")
+
+        t = threading.Thread(target=loop, name="vcstudio-session-cleanup", daemon=True)
+        t.start()
+        return t
+
+    def _record_expired(self, session_id: str) -> None:
+        try:
+            for job in self.store.jobs(session_id=session_id):
+                if job.status not in ("queued", "running"):
+                    self.store.update_job(job.id, status="expired")
+        except Exception:
+            log.exception("could not mark session %s's jobs expired", session_id)
 
     # -- devices --------------------------------------------------------------------------
     def device_lock(self, device: Any = None) -> DeviceLock:
@@ -747,10 +740,13 @@ class Studio:
         for j in finished[:max(0, len(finished) - self.keep_finished)]:
             del self._jobs[j]
 
-    def cancel(self, job_id: str) -> bool:
+    def cancel(self, job_id: str, session_id: Optional[str] = None) -> bool:
         """Ask a job to stop: it sees its token at its next step (or leaves the queue). An
         interrupted job from an earlier process is dismissed (marked cancelled). Returns
-        whether anything was cancelled."""
+        whether anything was cancelled. A public studio given the caller's ``session_id``
+        stops only that session's jobs (a desktop's owner owns them all)."""
+        if self.public and session_id is not None:
+            self.check_owner(job_id, session_id)
         h = self._handle(job_id)
         if h is not None:
             if h.done.is_set():
@@ -762,6 +758,17 @@ class Studio:
             self.store.update_job(job_id, status="cancelled", error="Dismissed by the user.")
             return True
         return False
+
+    def check_owner(self, job_id: str, session_id: Optional[str]) -> None:
+        """An InputError unless job ``job_id`` was submitted by session ``session_id``."""
+        h = self._handle(job_id)
+        try:
+            owner = h.session_id if h is not None else self.store.job(job_id).session_id
+        except VcsError:
+            owner = None
+        if not session_id or owner != session_id:
+            raise InputError("That job belongs to another visitor (or does not exist); you can "
+                             "stop and resume only your own jobs.")
 
     def wait(self, job_id: str, timeout: Optional[float] = None) -> JobOutcome:
         """Block until the job ends (or ``timeout``); its outcome, current status if not done."""
@@ -825,6 +832,7 @@ class Studio:
     def close(self, timeout: float = 10.0) -> None:
         """Cancel live jobs, wait for them briefly, close the store (unfinished jobs become
         resumable)."""
+        self._closing.set()
         with self._mu:
             live = [h for h in self._jobs.values() if not h.done.is_set()]
         for h in live:

@@ -34,7 +34,10 @@ TIERS: tuple[tuple[float, int, int, int, float], ...] = (
     (14, 8, 512, 300, 100),
     (6, 8, 384, 200, 100),
 )
-CPU_LIMITS = Limits(max_frames=8, max_side=256, max_steps=100, max_upload_mb=50)
+CPU_LIMITS = Limits(max_frames=8, max_side=256, max_steps=100, max_upload_mb=50,
+                    max_long_frames=32)
+# a long video's length on a GPU tier: this many times the frames one window tunes on
+LONG_PER_FRAME = 8
 
 
 @dataclass(frozen=True)
@@ -77,14 +80,15 @@ def limits_for(hw: Hardware, base: Limits = Limits()) -> Limits:
         for min_gib, frames, side, steps, upload in TIERS:
             if hw.gpu_gib >= min_gib:
                 tier = Limits(max_frames=frames, max_side=side, max_steps=steps,
-                              max_upload_mb=upload)
+                              max_upload_mb=upload, max_long_frames=LONG_PER_FRAME * frames)
                 break
         else:  # a GPU smaller than the lowest tier: treat like CPU
             tier = CPU_LIMITS
     return replace(base, max_frames=min(base.max_frames, tier.max_frames),
                    max_side=min(base.max_side, tier.max_side),
                    max_steps=min(base.max_steps, tier.max_steps),
-                   max_upload_mb=min(base.max_upload_mb, tier.max_upload_mb))
+                   max_upload_mb=min(base.max_upload_mb, tier.max_upload_mb),
+                   max_long_frames=min(base.max_long_frames, tier.max_long_frames))
 
 
 def safe_limits(env: Optional[Mapping[str, str]] = None, cuda: Optional[bool] = None) -> Limits:
@@ -101,7 +105,8 @@ def describe(hw: Hardware, limits: Limits) -> str:
     where = f"Space {hw.flavor or hw.space_id}" if hw.on_space else "Local"
     gpu = hw.gpu_name or hw.tier
     text = (f"{where} ({gpu}): up to {limits.max_frames} frames, {limits.max_side} px, "
-            f"{limits.max_steps} tuning steps, {limits.max_upload_mb:g} MB uploads.")
+            f"{limits.max_steps} tuning steps, {limits.max_long_frames}-frame long videos, "
+            f"{limits.max_upload_mb:g} MB uploads.")
     if not hw.gpu_gib:
         text += " No GPU: runs the small embedded default model."
     return text

@@ -38,10 +38,12 @@ from .paths import data_dir
 from .errors import InputError
 
 JOB_KINDS = ("tune", "edit", "long", "i2v", "compare", "eval", "sweep", "i2v_tune", "i2v_ab",
-             "push", "control_preview")
-# stopped: a tune the user stopped, its last checkpoint saved as a usable delta (resumable)
-JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted", "stopped")
-FINAL_STATUSES = ("done", "failed", "cancelled", "stopped")
+             "push", "convert_tav", "control_preview")
+# stopped: a tune the user stopped, its last checkpoint saved as a usable delta (resumable);
+# expired: its session's folder was deleted after the public studio's TTL (the record stays)
+JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted", "stopped",
+                "expired")
+FINAL_STATUSES = ("done", "failed", "cancelled", "stopped", "expired")
 ARTIFACT_KINDS = ("mp4", "gif", "delta", "latents", "plot", "json", "csv", "png", "frames",
                   "checkpoint")
 # Packages whose versions a run records (DESIGN: a run records config, seed, versions, device).

@@ -12,6 +12,10 @@ def add(sub) -> None:
     p.add_argument("--guidance", type=float, default=12.5)
     p.add_argument("--seed", type=int, default=33)
     p.add_argument("--no-inversion", action="store_true", help="start from noise, not the clip")
+    p.add_argument("--inversion-prompt", metavar="TEXT",
+                   help='invert the clip under this prompt: "" = the empty prompt (Tune-A-Video), '
+                   '"source" = the tuning prompt, other text = that text (default: the run\'s '
+                   "setting; an inversion is cached per step count and prompt)")
     p.add_argument("--metrics", default="", help="comma-separated metrics to score the edit "
                    "with (e.g. clip_text,warp_error); recorded in the run store")
     p.add_argument("--out", help="output folder (default RUN/edits)")
@@ -32,7 +36,8 @@ def run(a) -> int:
                         edit=EditConfig(prompt=a.prompt, negative=a.negative, steps=a.steps,
                                         guidance=a.guidance, seed=a.seed,
                                         use_inversion=not a.no_inversion,
-                                        control=control_from_args(a)))
+                                        control=control_from_args(a),
+                                        inversion_prompt=a.inversion_prompt))
     res = run_job("edit", cfg, a, out=a.out)
     for name, r in res.scores.items():
         if not r.skipped:

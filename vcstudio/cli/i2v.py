@@ -89,6 +89,9 @@ def add_i2v_tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decode-frames", type=int, default=2, help="random frames decoded per step")
     p.add_argument("--encoder", default="auto", help="VCD encoder: vgg19 | efficientnet-lite0 | auto")
     p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--vcd-projections", choices=("redraw", "fixed"), default="redraw",
+                   help="the VCD reward's sliced-Wasserstein projections: a fresh set every "
+                   "step (default, as FDL) or the metric's fixed set")
     p.add_argument("--out", default="i2v_tune_out")
 
 
@@ -119,7 +122,8 @@ def run_i2v_tune(args) -> int:
                            num_frames=args.frames, height=args.height, width=args.width,
                            inference_steps=args.inference_steps, grad_steps=args.grad_steps,
                            decode_frames=args.decode_frames, encoder=args.encoder,
-                           eval_every=args.eval_every, seed=args.seed))
+                           eval_every=args.eval_every, seed=args.seed,
+                           vcd_projections=args.vcd_projections))
     res = run_job("i2v_tune", cfg, args, out=Path(args.out).resolve())
     tlog = res.log
     first, last = tlog.probe[0], tlog.probe[-1]
@@ -139,7 +143,11 @@ def add_eval_vcd_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", required=True, help="video file or folder of frames")
     p.add_argument("--image", default=None, help="conditioning image (default: the first frame)")
     p.add_argument("--encoder", default="auto", help="vgg19 | efficientnet-lite0 | auto")
-    p.add_argument("--size", type=int, default=224, help="frames are resized to size x size")
+    p.add_argument("--size", type=int, default=224,
+                   help="frames are brought to size x size keeping their aspect (see --fit)")
+    p.add_argument("--fit", choices=("crop", "pad", "stretch"), default="crop",
+                   help="short side to --size + centre crop (default), long side + black bars, "
+                   "or the old anisotropic stretch")
     p.add_argument("--device", default=None)
     add_json_arg(p, "the per-frame values and the mean")
 
@@ -149,7 +157,7 @@ def run_eval_vcd(args) -> int:
     from .common import run_job, text_out, write_json
 
     cfg = EvalConfig(video=str(args.video), what="vcd", image=args.image or "",
-                     encoder=args.encoder, size=args.size)
+                     encoder=args.encoder, size=args.size, fit=args.fit)
     res = run_job("eval", cfg, args).vcd
     d = {"video": str(args.video), "image": args.image, **res.to_dict()}
     out = text_out(args)

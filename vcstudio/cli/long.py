@@ -77,6 +77,11 @@ def add_long_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                      help="box around the foreground object")
     msk.add_argument("--candidates", type=int, default=5, help="n candidate sets for eq. 11")
     msk.add_argument("--fusion-step", type=int, default=995, help="timestep k of the fusion")
+    msk.add_argument("--fusion-mode", choices=("paper", "normalised", "literal"), default="paper",
+                     help="eq. 11's region rule; paper and normalised keep the step-k latent's "
+                     "unit variance, literal is the formula as printed (shrinks the noise)")
+    msk.add_argument("--fusion-space", choices=("latent", "x0"), default="latent",
+                     help="fuse the step-k latents, or the predicted x0 re-noised to step k")
     msk.add_argument("--tune-steps", type=int, default=250,
                      help="combined tuning steps on the fused clip (0 = skip combined tuning)")
     msk.add_argument("--tune-lr", type=float, default=2e-6, help="combined tuning learning rate")
@@ -202,6 +207,7 @@ def long_config_from_args(args: argparse.Namespace, segments: list[Segment]):
                       point=parse_pair_list(args.mask_point, 2, "--mask-point"),
                       box=parse_pair_list(args.mask_box, 4, "--mask-box"),
                       n_candidates=args.candidates, k_step=args.fusion_step,
+                      fusion_mode=args.fusion_mode, fusion_space=args.fusion_space,
                       tune_steps=args.tune_steps, tune_lr=args.tune_lr, lambdas=lambdas)
     return LongConfig(
         segments=[s.to_dict() for s in segments], frames=args.frames, window=args.window,

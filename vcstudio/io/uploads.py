@@ -45,7 +45,7 @@ def store_upload(src: str | os.PathLike | bytes, folder: str | os.PathLike, limi
             raise InputError(f"{shown(Path(name).name)} is not a supported file type; use one "
                              f"of {', '.join(sorted(allowed))}.")
     too_big = InputError(f"{shown(Path(name).name)} is larger than the "
-                         f"{limit_bytes / 2**20:g} MB upload limit; trim or compress it first.")
+                         f"{limit_bytes / 2**20:.3g} MB upload limit; trim or compress it first.")
     if not isinstance(src, (bytes, bytearray)) and not Path(os.fspath(src)).is_file():
         raise InputError(f"The upload {shown(Path(name).name)} is not a file; upload a video "
                          "or image file.")

@@ -37,6 +37,36 @@ def read_video(path: str | Path, start: int = 0, stride: int = 1, count: Optiona
     path = Path(path)
     if path.is_dir():
         return read_image_folder(path, start, stride, count, limits)
+    _check_file(path, limits)
+    if path.suffix.lower() == ".zip":
+        return read_image_zip(path, start, stride, count, limits)
+    return np.stack(list(_decode(path, start, stride, count, limits)))
+
+
+def iter_video(path: str | Path, chunk: int = 8, limits: Limits = Limits()):
+    """All frames of a clip as uint8 (<= chunk, H, W, 3) arrays, decoded as they are consumed
+    (bounded memory for scoring a clip of any length; same checks and messages as
+    :func:`read_video`). Folders and zips of images are read whole, then chunked."""
+    path = Path(path)
+    if chunk < 1:
+        raise InputError(f"The chunk must be at least 1 frame, got {chunk}.")
+    if path.is_dir() or (path.is_file() and path.suffix.lower() == ".zip"):
+        frames = read_video(path, limits=limits)
+        for i in range(0, len(frames), chunk):
+            yield frames[i:i + chunk]
+        return
+    _check_file(path, limits)
+    buf = []
+    for frame in _decode(path, 0, 1, None, limits):
+        buf.append(frame)
+        if len(buf) == chunk:
+            yield np.stack(buf)
+            buf = []
+    if buf:
+        yield np.stack(buf)
+
+
+def _check_file(path: Path, limits: Limits) -> None:
     name = shown(path.name)
     if not path.is_file():
         raise InputError(f"Video not found: {shown(str(path), 200)}")
@@ -53,9 +83,6 @@ def read_video(path: str | Path, start: int = 0, stride: int = 1, count: Optiona
     if size > limits.max_upload_mb * 2**20:
         raise InputError(f"{name} is larger than {limits.max_upload_mb:g} MB; trim or compress "
                          "it first.")
-    if ext == ".zip":
-        return read_image_zip(path, start, stride, count, limits)
-    return np.stack(_decode(path, start, stride, count, limits))
 
 
 def _last_line(e: BaseException) -> str:
@@ -110,7 +137,8 @@ def _demux_problem(path: Path) -> Optional[str]:
 
 
 def _decode(path: Path, start: int, stride: int, count: Optional[int],
-            limits: Limits) -> list[np.ndarray]:
+            limits: Limits):
+    """Yields the selected frames as they decode (then checks the file was complete)."""
     import imageio.v2 as iio2
 
     name = shown(path.name)
@@ -120,7 +148,7 @@ def _decode(path: Path, start: int, stride: int, count: Optional[int],
     except Exception as e:
         why, fix = _open_problem(path, e)
         raise InputError(f"Could not open {name} as a video: {why}; {fix}.") from None
-    frames: list[np.ndarray] = []
+    taken = 0
     total, stopped_early = 0, False
     try:
         meta = {} if gif else reader.get_meta_data()
@@ -133,8 +161,9 @@ def _decode(path: Path, start: int, stride: int, count: Optional[int],
                 frame0 = as_rgb(frame)
                 check_source_size(frame0.shape[0], frame0.shape[1], limits, name)
             if i >= start and (i - start) % stride == 0:
-                frames.append(as_rgb(frame))
-                if count is not None and len(frames) == count:
+                taken += 1
+                yield as_rgb(frame)
+                if count is not None and taken == count:
                     stopped_early = True
                     break
     except InputError:
@@ -150,9 +179,8 @@ def _decode(path: Path, start: int, stride: int, count: Optional[int],
                          + (f" (ffmpeg: {problem})" if problem else "") + f"; {_FIX}.")
     if not stopped_early:
         _check_complete(path, total, meta)
-    if count is not None and len(frames) < count:
+    if count is not None and taken < count:
         frame_indices(total, start, stride, count)  # raises with the numbers
-    return frames
 
 
 def _check_complete(path: Path, decoded: int, meta: dict) -> None:

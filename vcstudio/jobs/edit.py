@@ -52,6 +52,10 @@ def validate_edit(e: EditConfig, prefix: str = "") -> None:
         from ..control import validate_controls
 
         validate_controls(e.control, f"{prefix}control (--control)")
+    if e.inversion_prompt is not None:
+        from .tune import check_inversion_prompt
+
+        check_inversion_prompt(e.inversion_prompt)
 
 
 def validate(cfg: EditJobConfig, limits: Limits) -> None:
@@ -70,7 +74,7 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     from ..pipelines.runs import open_run
     from ..progress import Event
 
-    rf = open_run(cfg.run)
+    rf = open_run(cfg.run, device=ctx.device)
     if parent is None:
         parent = ctx.find_run(rf.path, "tune")
     out = Path(out_dir) if out_dir is not None else rf.edits

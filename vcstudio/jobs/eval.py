@@ -17,7 +17,8 @@ from . import validate as v
 @dataclass
 class EvalConfig:
     video: str = ""
-    what: str = "metrics"  # metrics (the registry) | vcd (seed 002's Video Consistency Distance)
+    what: str = "metrics"  # metrics (the registry) | vcd (the VCD paper's Video Consistency
+    # Distance)
     prompt: str = ""  # enables clip_text
     source: str = ""  # the edit's source video: enables psnr, ssim, lpips
     image: str = ""  # conditioning image: i2v_*, vcd (default for VCD: the first frame)
@@ -29,7 +30,9 @@ class EvalConfig:
     lpips_weights: str = ""
     lpips_alexnet: str = ""
     encoder: str = "auto"  # VCD: vgg19 | efficientnet-lite0 | auto (VGG19 if its weights exist)
-    size: int = 224  # VCD: frames resized to size x size
+    size: int = 224  # VCD: frames brought to size x size, keeping the aspect (fit)
+    fit: str = "crop"  # VCD: crop (short side to size, centre crop) | pad | stretch
+    batch: int = 8  # VCD: frames decoded, resized and encoded at a time (bounds memory)
 
 
 @dataclass
@@ -45,6 +48,8 @@ def validate(cfg: EvalConfig, limits: Limits) -> None:
     v.text("video", cfg.video, "give the video file or folder of frames to score")
     v.choice("what", cfg.what, ("metrics", "vcd"))
     v.whole("size (--size)", cfg.size, 16, 1024)
+    v.choice("fit (--fit)", cfg.fit, ("crop", "pad", "stretch"))
+    v.whole("batch", cfg.batch, 1, 256)
     v.choice("flow_method (--flow)", cfg.flow_method, ("dis", "farneback"))
 
 
@@ -73,18 +78,30 @@ def run(cfg: EvalConfig, ctx) -> EvalOutcome:
     from ..io import read_image, read_video
     from ..pipelines.runs import write_json
 
-    frames = read_video(cfg.video)
     image = read_image(cfg.image) if cfg.image else None
-    folder = ctx.run_folder("eval")
-    run_id = ctx.open_run("eval", folder, cfg, label=str(cfg.video)[-80:])
-    out = EvalOutcome(run_id, tuple(frames.shape))
     if cfg.what == "vcd":
+        from ..io import iter_video
         from ..methods.vcd import build_vcd
 
+        chunks = iter_video(cfg.video, cfg.batch)  # opens and checks the file first
+        first = next(chunks)
+        folder = ctx.run_folder("eval")
+        run_id = ctx.open_run("eval", folder, cfg, label=str(cfg.video)[-80:])
+        out = EvalOutcome(run_id, ())
         out.encoder, enc = vcd_encoder(cfg.encoder, ctx.cache, torch.device(ctx.device))
-        m = build_vcd(enc, size=cfg.size, device=torch.device(ctx.device))
+        m = build_vcd(enc, size=cfg.size, device=torch.device(ctx.device), fit=cfg.fit,
+                      batch=cfg.batch)
+
+        def stream():  # frames are decoded, resized and encoded cfg.batch at a time
+            yield first
+            for c in chunks:
+                if ctx.cancel is not None:
+                    ctx.cancel.check()
+                yield c
+
         with torch.no_grad():
-            res = m(frames, image=image)
+            res = m.score_stream(stream(), image=image, progress=ctx)
+        out.frames_shape = (res.n_frames, *first.shape[1:])
         out.vcd = res
         d = res.to_dict()
         ctx.add_metrics(run_id, video={"vcd": float(d["vcd_mean"])},
@@ -94,6 +111,10 @@ def run(cfg: EvalConfig, ctx) -> EvalOutcome:
         from ..metrics import evaluate
         from ..metrics.registry import results_to_json
 
+        frames = read_video(cfg.video)
+        folder = ctx.run_folder("eval")
+        run_id = ctx.open_run("eval", folder, cfg, label=str(cfg.video)[-80:])
+        out = EvalOutcome(run_id, tuple(frames.shape))
         source = read_video(cfg.source) if cfg.source else None
         out.results = evaluate(
             frames, prompt=cfg.prompt or None, source=source, image=image,

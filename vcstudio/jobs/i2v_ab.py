@@ -1,6 +1,6 @@
 """The I2V job: a video from one image with an image-to-video model (Stable Video Diffusion or
 LTX-Video), and with a VCD-tuned LoRA the A/B: base and tuned from the same image and seed, both
-scored with VCD against the image (seed 002).
+scored with VCD against the image (VCD paper).
 
 Config: :class:`I2VABConfig`. Writes ``NAME`` (and ``NAME_base`` for the A/B) into the run
 folder and records an ``i2v_ab`` run with the mean VCD of each.

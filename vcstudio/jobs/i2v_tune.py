@@ -1,5 +1,5 @@
 """The I2V reward-tuning job: LoRA on an image-to-video model's denoiser with VCD as the reward
-(seed 002, eq. 3; truncated backprop), then base vs tuned from the first image and the same
+(VCD paper, eq. 3; truncated backprop), then base vs tuned from the first image and the same
 seed, both scored with VCD.
 
 Config: :class:`I2VTuneJobConfig` (the pipeline's :class:`I2VTuneConfig` + the model, images,

@@ -1,4 +1,4 @@
-"""APLA as a tuning method (seed 003): VGT perturbation + hyper-loss + 1x1 adversarial training.
+"""APLA as a tuning method (APLA paper): VGT perturbation + hyper-loss + 1x1 adversarial training.
 
 Parts, each switchable (``APLAConfig``; Table 3's ablations are :data:`TABLE3`):
 
@@ -53,7 +53,14 @@ def _presets() -> tuple[Preset, ...]:
            for row, (vgt, disc, hyper) in TABLE3.items()]
     out.append(Preset("apla-hyper", "APLA full (VGT-Hyper)", {"method": "apla",
                                                               "apla.vgt": "hyper"}))
+    # sec. 5: "train the models for 750 steps and 1500 steps" (Table 3's long columns)
+    out.append(Preset("apla-1500", "APLA full, 1500 steps (long setting)",
+                      {"method": "apla", "steps": APLA_LONG_STEPS}))
     return tuple(out)
+
+
+APLA_STEPS = 750  # APLA paper sec. 5 / Table 3 "750 epochs (default)"
+APLA_LONG_STEPS = 1500  # its long setting
 
 
 # Memory/time of APLA's parts at SD-1.x scale (VGT + discriminator + perceptual net; rough)
@@ -103,6 +110,10 @@ class APLAMethod(TuneMethod):
     sections = ("apla",)
     replaces_denoise_loss = True  # the hyper-loss (eq. 18); an instance without it keeps MSE
     presets = _presets()
+    # the paper tunes 750 steps (Tune-A-Video / DCT: 500); `vcstudio tune --method apla` without
+    # --steps uses it. Compare presets keep the comparison's own step count (a fair comparison
+    # at equal steps), except apla-1500.
+    paper_defaults = {"steps": APLA_STEPS}
 
     @classmethod
     def cost(cls, cfg) -> Cost:

@@ -50,12 +50,14 @@ class StepState:
 @dataclass(frozen=True)
 class Preset:
     """A named variant of a method: ``changes`` are dotted TuneConfig fields -> values
-    (``{"method": "dct", "dct.clws": "gaussian"}``). ``id`` is what the CLI and sweep grids
-    type; ``label`` is what the Compare tab shows."""
+    (``{"method": "dct", "dct.clws": "gaussian"}``), ``edit`` EditConfig fields its samples use
+    (``{"guidance": 1.0}``: DCT samples without classifier-free guidance). ``id`` is what the
+    CLI and sweep grids type; ``label`` is what the Compare tab shows."""
 
     id: str
     label: str
     changes: Mapping[str, Any]
+    edit: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Consistency Loss Weight Schedulers (seed 000, Sec. 3.3.3, Table 2).
+"""Consistency Loss Weight Schedulers (DCT paper, Sec. 3.3.3, Table 2).
 
 One interface: ``weights(step, t, features) -> (w_sem, w_tex)`` with both in [0, 1] and
 w_sem + w_tex = 1, so L_consistency = w_sem L_semantic + w_tex L_texture (eq. 11, alpha = w_sem).

@@ -1,4 +1,4 @@
-"""Dual Consistency Training (seed 000, Secs. 3.3-4) as a tuning method.
+"""Dual Consistency Training (DCT paper, Secs. 3.3-4) as a tuning method.
 
     total = L_denoise + lam * L_consistency,  L_consistency = alpha L_sem + (1 - alpha) L_tex (eq. 11)
 
@@ -40,7 +40,7 @@ _VGG_TO_EFFNET = {"relu1": "stem", "relu2": "stage2", "relu3": "stage3", "relu4"
                   "relu5": "stage7"}
 
 
-# Table 3 of seed 000: which parts each ablation row keeps -> (adapter, semantic, texture)
+# Table 3 of the DCT paper: which parts each ablation row keeps -> (adapter, semantic, texture)
 TABLE3 = {"MS": (True, False, False), "S": (False, True, False), "T": (False, False, True),
           "MS+S": (True, True, False), "MS+T": (True, False, True), "S+T": (False, True, True),
           "DCT": (True, True, True)}
@@ -49,8 +49,13 @@ _CLWS_LABEL = {"fourier": "Fourier", "exponential": "exponential", "gaussian": "
 
 
 def _presets() -> tuple[Preset, ...]:
-    """DCT full; Table 2's CLWS weightings; Table 3's ablations (the parts each row keeps)."""
-    out = [Preset("dct", "DCT full (mul-Fourier CLWS)", {"method": "dct"})]
+    """DCT full; DCT as published (its samples without classifier-free guidance, sec. 4:
+    "we use the DDIM sampler and do not use classifier guidance"); Table 2's CLWS weightings;
+    Table 3's ablations (the parts each row keeps). The other presets sample at the comparison's
+    guidance, so a Compare row differs from the baseline's by the tuning alone."""
+    out = [Preset("dct", "DCT full (mul-Fourier CLWS)", {"method": "dct"}),
+           Preset("dct-paper", "DCT as published (no CFG)", {"method": "dct"},
+                  {"guidance": 1.0})]
     out += [Preset(f"dct-clws-{c}", f"DCT, CLWS {label}", {"method": "dct", "dct.clws": c})
             for c, label in _CLWS_LABEL.items()]
     out.append(Preset("dct-no-adapter", "DCT, no adapter", {"method": "dct", "dct.adapter": False}))

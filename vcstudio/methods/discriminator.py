@@ -1,4 +1,4 @@
-"""APLA's adversarial training with a 1x1 convolution (seed 003, eqs. 19, 20).
+"""APLA's adversarial training with a 1x1 convolution (APLA paper, eqs. 19, 20).
 
 The discriminator is ONE 1x1(x1) convolution over the latent channels, applied at every frame
 and pixel position and keeping them apart: it maps true noise or predicted noise

@@ -1,4 +1,4 @@
-"""Foreground/background-weighted tuning losses (seed 001, eqs. 14-16 and 20).
+"""Foreground/background-weighted tuning losses (consistency-tuning paper, eqs. 14-16 and 20).
 
     L     = E || eps - eps_theta(x_t, t, h) ||^2                      (eq. 14 / 6)
     L_fg  = E || M_fg (x) (eps - eps_theta(x_t, t, h)) ||^2          (eq. 15)

@@ -1,4 +1,4 @@
-"""Combined tuning as a TuneMethod (seed 001, sec. 3.3, eqs. 13-16 and 20).
+"""Combined tuning as a TuneMethod (consistency-tuning paper, sec. 3.3, eqs. 13-16 and 20).
 
 The denoising loss becomes L_total = l1 L + l2 L_fg + l3 L_bg (methods/fgbg.py) with the clip's
 foreground masks brought to latent resolution. Everything else (installed modules, trainable
@@ -71,7 +71,7 @@ class FgBgMethod(TuneMethod):
     sections = ("fgbg",)
     replaces_denoise_loss = True
     presets = ()
-    paper_defaults = {"lr": 2e-6, "steps": 250}  # seed 001, sec. 4
+    paper_defaults = {"lr": 2e-6, "steps": 250}  # consistency-tuning paper, sec. 4
 
     @classmethod
     def underlying(cls, cfg) -> str:

@@ -1,4 +1,4 @@
-"""Frequency-domain tools for DCT (seed 000, Sec. 3.3.3): the consistency distance between the
+"""Frequency-domain tools for DCT (DCT paper, Sec. 3.3.3): the consistency distance between the
 spectra of two feature maps through their amplitude and phase (eqs. 7, 10), and the spectral
 energies CLWS weighs with (eqs. 6, 8).
 

@@ -1,4 +1,4 @@
-"""APLA's hyper-loss (seed 003, eqs. 16-18): alpha * MSE + beta * L1 + gamma * perceptual.
+"""APLA's hyper-loss (APLA paper, eqs. 16-18): alpha * MSE + beta * L1 + gamma * perceptual.
 
 All three compare the model output with its training target at the same step: the true noise
 for an epsilon model (exactly eqs. 5, 16, 17), v for a v-prediction model.

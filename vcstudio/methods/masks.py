@@ -1,4 +1,5 @@
-"""Foreground / background masks of generated frames (seed 001, eq. 9: [m_fg, m_bg] = F1(r)).
+"""Foreground / background masks of generated frames (consistency-tuning paper, eq. 9:
+[m_fg, m_bg] = F1(r)).
 
 F1 is the Segment Anything Model (segment-anything): a point or box prompt through
 ``SamPredictor``, or ``SamAutomaticMaskGenerator`` with a largest-salient-object rule when no

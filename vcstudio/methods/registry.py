@@ -15,19 +15,19 @@ from .base import Cost, Preset, TuneMethod
 
 
 def _dct() -> type[TuneMethod]:
-    from .dct import DCTMethod  # seed 000
+    from .dct import DCTMethod  # DCT paper
 
     return DCTMethod
 
 
 def _apla() -> type[TuneMethod]:
-    from .apla import APLAMethod  # seed 003
+    from .apla import APLAMethod  # APLA paper
 
     return APLAMethod
 
 
 def _fgbg() -> type[TuneMethod]:
-    from .fgbg_method import FgBgMethod  # combined tuning, seed 001 eq. 20
+    from .fgbg_method import FgBgMethod  # combined tuning, consistency-tuning paper eq. 20
 
     return FgBgMethod
 

@@ -73,3 +73,58 @@ def _model_name(get) -> str:
         return get().name
     except ModelNotFoundError as e:  # reported, not fatal: its metrics show as skipped
         return f"unavailable ({e})"
+
+
+def bench_vcd(n_frames: int = 150, size: int = 718, batch: int = 8, encoder: str = "vgg19",
+              vcd_size: int = 224, device: str = "cpu") -> dict:
+    """VCD scoring of a synthetic ``n_frames`` x ``size`` x ``size`` mp4 the way the eval job
+    (Score VCD, ``vcstudio eval-vcd``) runs it: decoded, resized and encoded ``batch`` frames at
+    a time. Runs in a fresh process so its peak RSS is the scoring's own (imports included).
+    VGG19 without its ImageNet weights runs with random ones (same time and memory)."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from ..io import write_mp4
+    from ..io.synthetic import moving_shape_clip
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "clip.mp4"
+        write_mp4(moving_shape_clip(n_frames, size, dx=4.0, dy=1.0, seed=0), path)
+        args = json.dumps([str(path), batch, encoder, vcd_size, str(device)])
+        code = f"from vcstudio.metrics.bench import _vcd_child; _vcd_child(*{args})"
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"VCD bench failed: {r.stderr.strip().splitlines()[-1:]}")
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    return {"frames": n_frames, "size": size, "batch": batch, **out}
+
+
+def _vcd_child(path: str, batch: int, encoder: str, vcd_size: int, device: str) -> None:
+    import json
+    import resource
+
+    import torch
+
+    from ..errors import ModelNotFoundError
+    from ..io import iter_video
+    from ..methods.vcd import VCD
+    from ..models.vgg import load_encoder
+
+    dev = torch.device(device)
+    try:
+        enc = load_encoder(encoder, device=dev, cache=None)
+    except ModelNotFoundError:
+        enc = load_encoder(encoder, device=dev, cache=None, random_weights=True)
+    m = VCD(enc, size=vcd_size, batch=batch)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        res = m.score_stream(iter_video(path, batch))
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux -> MiB
+    print(json.dumps({"seconds": seconds, "peak_rss_mib": peak, "encoder": enc.name,
+                      "scored": len(res.positions), "device": str(dev)}))

@@ -1,4 +1,4 @@
-"""DCT's multi-scale spatial adapter (seed 000, Sec. 3.3.1, eq. 5), installed into every
+"""DCT's multi-scale spatial adapter (DCT paper, Sec. 3.3.1, eq. 5), installed into every
 transformer block of the (inflated) U-Net.
 
     MS-Adapter(X) = X + W_up1(GELU(W_down1 X)) + W_up2(GELU(W_down2 X))

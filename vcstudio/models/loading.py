@@ -60,8 +60,14 @@ class BaseModel:
     scheduler_config: dict
     fingerprint: str
     is_embedded: bool = False
+    # fingerprints of the same weights under earlier formulas, so older runs still load
+    legacy_fingerprints: tuple[str, ...] = ()
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
+
+    def matches(self, fingerprint: Optional[str]) -> bool:
+        """Whether a run's recorded base fingerprint names these weights."""
+        return fingerprint == self.fingerprint or fingerprint in self.legacy_fingerprints
 
     @property
     def prediction_type(self) -> str:
@@ -97,13 +103,19 @@ def resolve_model(model: Optional[str]) -> tuple[str, bool]:
         "`vcstudio toyworld train`.")
 
 
-def _fingerprint(model_id: str, unet, vae, text_encoder) -> str:
-    """Identifies the base weights a delta was tuned on: config + a few weight tensors."""
+def _fingerprint(model_id: str, unet, vae, text_encoder, legacy: bool = False) -> str:
+    """Identifies the base weights a delta was tuned on: config + a few weight tensors.
+
+    The tensors are hashed rounded to bfloat16, so the same base loaded in fp32 (CPU) or bf16
+    (CUDA) gives the same fingerprint: a run tuned on a GPU Space edits on a laptop. ``legacy``
+    is the earlier formula (full precision of the loaded dtype), kept so older runs load."""
     h = hashlib.sha256()
     h.update(json.dumps(dict(unet.config), sort_keys=True, default=str).encode())
     for t in (unet.conv_in.weight, unet.conv_out.weight, vae.decoder.conv_out.weight,
               text_encoder.get_input_embeddings().weight[:64]):
-        h.update(t.detach().float().cpu().numpy().tobytes())
+        t = t.detach().float().cpu()
+        data = t.numpy() if legacy else t.to(torch.bfloat16).view(torch.int16).numpy()
+        h.update(data.tobytes())
     return h.hexdigest()[:16]
 
 
@@ -128,6 +140,10 @@ def _from_pipeline(model: str, dtype: torch.dtype):
                 "needs the matching model config; with no network, convert it once on a machine "
                 "with network and pass the resulting diffusers folder.") from None
     if path.is_dir():
+        from .tav import is_tav_folder, load_pipeline_parts
+
+        if is_tav_folder(path):  # its own components + the 2-D part of its UNet3D
+            return load_pipeline_parts(path, dtype)
         if not (path / "model_index.json").is_file():
             raise ModelNotFoundError(f"{path} is not a diffusers model folder (no "
                                      "model_index.json).")
@@ -186,4 +202,6 @@ def base_from_parts(model_id: str, unet, vae, text_encoder, tokenizer, scheduler
     return BaseModel(model_id=model_id, unet=unet, vae=vae, text_encoder=text_encoder,
                      tokenizer=tokenizer, scheduler_config=scheduler_config,
                      fingerprint=_fingerprint(model_id, unet, vae, text_encoder),
+                     legacy_fingerprints=(_fingerprint(model_id, unet, vae, text_encoder,
+                                                       legacy=True),),
                      is_embedded=is_embedded, device=device, dtype=dtype)

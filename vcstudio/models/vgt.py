@@ -1,4 +1,4 @@
-"""APLA's Video Generation Transformer (seed 003, Fig. 4, eqs. 7-15): VGT-Pure and VGT-Hyper.
+"""APLA's Video Generation Transformer (APLA paper, Fig. 4, eqs. 7-15): VGT-Pure and VGT-Hyper.
 
 The VGT reads the noisy latents z_t and the timestep t and outputs a perturbation of the latent
 shape that is ADDED to the U-Net's noise prediction (eq. 4, see ``VideoDenoiser.perturb``).

@@ -1,4 +1,4 @@
-"""Temporal co-denoising of a long latent video (seed 001, eqs. 18-19; Gen-L-Video).
+"""Temporal co-denoising of a long latent video (consistency-tuning paper, eqs. 18-19; Gen-L-Video).
 
 :class:`CoDenoiser` is a ``predict(latents, t)`` hook for :func:`vcstudio.pipelines.sample.denoise`.
 At each step it cuts the L-frame latents into the layout's windows (eq. 18, P_i(v_t)), runs the

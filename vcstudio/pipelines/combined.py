@@ -1,4 +1,4 @@
-"""Combined tuning (seed 001, sec. 3.3, eq. 13: D' = F4(D, r', h)).
+"""Combined tuning (consistency-tuning paper, sec. 3.3, eq. 13: D' = F4(D, r', h)).
 
 Fine-tunes the separately tuned run D on the fused clip r' and its prompt with the fg/bg-weighted
 loss of eq. 20 (method "fgbg"), starting from D's tensors (``init_from``). The result is an ordinary

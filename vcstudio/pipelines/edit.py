@@ -64,9 +64,12 @@ def validate_edit(cfg: EditConfig) -> None:
 
 def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_progress,
                 cancel: Optional[CancelToken] = None, cache: ModelCache = default_cache,
-                conditions: Optional[list] = None) -> np.ndarray:
+                conditions: Optional[list] = None,
+                latents: Optional[torch.Tensor] = None) -> np.ndarray:
     """-> uint8 frames of the same count and size as the tuned clip, sampled through
     :class:`~vcstudio.pipelines.video_pipeline.VideoEditPipeline` (DDIM, Tune-A-Video's).
+    ``latents``: start from these (validation samples pass an inversion made at another step
+    count than the sampling's).
 
     ``cfg.control``: structure conditions of the tuned clip (or their own videos) steer every
     frame through ControlNets / T2I-Adapters (pipelines/structure.py); ``conditions`` (uint8
@@ -85,8 +88,11 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
         control = build_control(tuned, cfg.control, int(meta.get("n_frames", d.n_frames)),
                                 int(meta.get("width", d.width)), int(meta.get("height", d.height)),
                                 cache=cache, conditions=conditions)
-    if cfg.use_inversion:
-        latents = inversion_latents(tuned, cfg.steps, progress, cancel)
+    if latents is not None:
+        pass
+    elif cfg.use_inversion:
+        latents = inversion_latents(tuned, cfg.steps, progress, cancel,
+                                    prompt=cfg.inversion_prompt)
     else:
         d = tuned.cfg.data
         f = meta.get("n_frames", d.n_frames)

@@ -1,7 +1,7 @@
 """What every image-to-video backbone shares: the interface, the truncated-backprop loop and the
 image/frame conversions at its edges.
 
-An :class:`I2VBackbone` does three things the reward tuning (seed 002 eq. 3) needs:
+An :class:`I2VBackbone` does three things the reward tuning (VCD paper eq. 3) needs:
 
 * ``encode(image, ...)``: conditioning from one image (computed once, no grad);
 * ``denoise(cond, ..., grad_steps=k)``: the full sampling loop where only the LAST ``k`` steps
@@ -52,7 +52,7 @@ def truncated_loop(step: Callable[[torch.Tensor, Any], torch.Tensor], x: torch.T
                    timesteps, grad_steps: int, progress: ProgressFn = null_progress,
                    cancel: Optional[CancelToken] = None) -> torch.Tensor:
     """The denoising loop where only the last ``grad_steps`` steps keep the autograd graph
-    (seed 002's truncated backprop; 0 = plain sampling)."""
+    (VCD paper's truncated backprop; 0 = plain sampling)."""
     n = len(timesteps)
     for i, t in enumerate(timesteps):
         if cancel is not None:

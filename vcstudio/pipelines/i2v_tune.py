@@ -1,4 +1,4 @@
-"""VCD reward tuning of an image-to-video model (seed 002 eq. 3) and base-vs-tuned A/B.
+"""VCD reward tuning of an image-to-video model (VCD paper eq. 3) and base-vs-tuned A/B.
 
     J(theta) = E_{X ~ p_theta(X | c)} [ R(X, c) ],   R = -VCD
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..methods.vcd import VCD, build_vcd
+from ..methods.vcd import VCD, build_vcd, reward_projection_seed
 from ..metrics.motion import motion_amount
 from ..models.lora import add_lora, lora_disabled, lora_targets_for, save_lora
 from ..progress import CancelToken, Event, ProgressFn, null_progress
@@ -51,6 +51,11 @@ class I2VTuneConfig:
     encoder: str = "vgg19"  # VCD encoder; "efficientnet-lite0" works offline
     vcd_size: int = 224
     vcd_num_proj: int = 256
+    # the VCD reward's sliced-Wasserstein projections: "redraw" = a fresh set every reward step
+    # (as the Frequency Distribution Loss VCD builds on draws them; a fixed set pushes on the same
+    # 256 directions every step), "fixed" = the metric's fixed-seed set. Probes always score
+    # with the metric's.
+    vcd_projections: str = "redraw"
     gradient_checkpointing: bool = True
     resample_noise: bool = True  # a fresh sample per step (eq. 3's expectation); False = fixed
     eval_every: int = 10  # guardrail probe every k steps (0 = only at start and end)
@@ -63,6 +68,7 @@ class I2VTuneConfig:
 class TuneLog:
     step: list[int] = field(default_factory=list)
     vcd: list[float] = field(default_factory=list)
+    projection_seed: list[Optional[int]] = field(default_factory=list)  # None = the metric's
     probe: list[dict] = field(default_factory=list)  # {"step", "vcd", "fidelity", "motion"}
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -99,6 +105,9 @@ def tune_i2v(backbone: I2VBackbone, images: Sequence[np.ndarray], config: I2VTun
         raise InputError("Give at least one conditioning image.")
     if config.steps < 1:
         raise InputError("Tuning needs at least 1 step.")
+    if config.vcd_projections not in ("redraw", "fixed"):
+        raise InputError(f"vcd_projections must be 'redraw' or 'fixed', got "
+                         f"{config.vcd_projections!r}.")
     c = config
     vcd_fn = vcd_fn or build_vcd(c.encoder, size=c.vcd_size, num_proj=c.vcd_num_proj,
                                  device=getattr(backbone, "device", "cpu"))
@@ -151,8 +160,9 @@ def tune_i2v(backbone: I2VBackbone, images: Sequence[np.ndarray], config: I2VTun
         n = cond.num_frames
         subset = sorted(rng.sample(range(1, n), min(c.decode_frames, n - 1)))  # 0-based, skip x_1
         frames = backbone.decode(lat, subset, generator=g)
+        pseed = reward_projection_seed(c.seed, step) if c.vcd_projections == "redraw" else None
         res = vcd_fn(frames, image=cond.image.detach(), positions=[i + 1 for i in subset],
-                     n_frames=n)
+                     n_frames=n, projection_seed=pseed)
         loss = res.mean
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -162,6 +172,7 @@ def tune_i2v(backbone: I2VBackbone, images: Sequence[np.ndarray], config: I2VTun
         unet.eval()
         tlog.step.append(step)
         tlog.vcd.append(float(loss.detach()))
+        tlog.projection_seed.append(pseed)
         metrics = {"vcd": tlog.vcd[-1]}
         preview = None
         if (c.eval_every and step % c.eval_every == 0) or step == c.steps:

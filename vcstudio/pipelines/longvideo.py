@@ -168,7 +168,7 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
                           cancel=cancel, autocast=ac(), predict=codenoiser,
                           stage=f"co-denoise {sizes[0][1]}x{sizes[0][0]}")
         res.stages.append({"size": list(sizes[0]), "steps": cfg.steps, "strength": 1.0})
-        for size in sizes[1:]:  # progressive refinement (seed 004, PVR)
+        for size in sizes[1:]:  # progressive refinement (MOV AI paper, PVR)
             if cancel is not None:
                 cancel.check()
             lat = _upscale(base, lat, size, cfg, cancel)

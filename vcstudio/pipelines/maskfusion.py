@@ -1,4 +1,4 @@
-"""Masks and average fusion at step k (seed 001, secs. 3.1-3.2, eqs. 8-12).
+"""Masks and average fusion at step k (consistency-tuning paper, secs. 3.1-3.2, eqs. 8-12).
 
 1. Sample n candidate clips r_1..r_n (different seeds) from the tuned model down to step k, the
    first schedule timestep <= k (paper: n = 5, k = 995 of a 1000-step DDPM; with a DDIM schedule
@@ -22,7 +22,7 @@ import torch
 from ..config import MaskConfig
 from ..errors import InputError
 from ..methods.fgbg import latent_mask
-from ..methods.fusion import fuse_candidates
+from ..methods.fusion import MODES as FUSION_MODES, fuse_candidates, fuse_x0_renoise
 from ..methods.masks import MaskResult, find_sam_checkpoint, foreground_masks
 from ..models.cache import ModelCache, default_cache
 from ..models.diffusion_math import alphas_cumprod, x0_and_eps
@@ -64,6 +64,11 @@ def check_mask_source(mcfg: MaskConfig) -> None:
     is allowed (the error names the file and where to put it)."""
     if mcfg.method not in ("sam", "grabcut"):
         raise InputError(f"Unknown mask method '{mcfg.method}'; use 'sam' or 'grabcut'.")
+    if mcfg.fusion_mode not in FUSION_MODES:
+        raise InputError(f"Unknown fusion mode '{mcfg.fusion_mode}'; use one of "
+                         f"{', '.join(FUSION_MODES)}.")
+    if mcfg.fusion_space not in ("latent", "x0"):
+        raise InputError(f"Unknown fusion space '{mcfg.fusion_space}'; use 'latent' or 'x0'.")
     if mcfg.n_candidates < 1:
         raise InputError(f"Average fusion needs at least one candidate (got {mcfg.n_candidates}).")
     if not 0 <= mcfg.fg_index < mcfg.n_candidates:
@@ -94,7 +99,7 @@ def average_fusion_clip(tuned, cond: torch.Tensor, uncond: Optional[torch.Tensor
     j = fusion_index(sched.timesteps, mcfg.k_step)
     t_k = sched.timesteps[j]
     a_k = alphas_cumprod(base.scheduler_config)[int(t_k)]
-    lat_k, cand_frames, cand_masks, label = [], [], [], ""
+    lat_k, x0_k, eps_k, cand_frames, cand_masks, label = [], [], [], [], [], ""
     n = mcfg.n_candidates
     for i in range(n):
         if cancel is not None:
@@ -106,18 +111,24 @@ def average_fusion_clip(tuned, cond: torch.Tensor, uncond: Optional[torch.Tensor
                         generator=g, cancel=cancel, autocast=ac_ctx(), stop_index=j)
         with ac_ctx():
             out = guided_prediction(model, x, t_k, cond, uncond, guidance)
-        x0 = x0_and_eps(out, x, a_k, base.prediction_type)[0]  # eq. 8
+        x0, eps = x0_and_eps(out, x, a_k, base.prediction_type)  # eq. 8
         frames = decode_to_frames(base, x0, decode_chunk, cancel)
         res = _masks(frames, mcfg, device, cache, sam_builder)  # eq. 9
         label = res.method
         lat_k.append(x)
+        x0_k.append(x0)
+        eps_k.append(eps)
         cand_frames.append(frames)
         cand_masks.append(res.masks)
         progress(Event(i + 1, n, f"candidate {i + 1}/{n} at t={int(t_k)}: masks by {label}",
                        preview=frames, stage="masks"))
     fg = torch.stack([latent_mask(m, (h, w)) for m in cand_masks]).to(device)  # (n,1,1,K,h,w)
-    r_k = fuse_candidates(torch.stack(lat_k), fg, mcfg.fg_index, mcfg.w1, mcfg.w2,
-                          mcfg.fusion_mode)  # eq. 11
+    if mcfg.fusion_space == "x0":  # eq. 11 on predicted x0, re-noised to step k
+        r_k = fuse_x0_renoise(torch.stack(x0_k), torch.stack(eps_k), fg, a_k, mcfg.fg_index,
+                              mcfg.w1, mcfg.w2, mcfg.fusion_mode)
+    else:  # eq. 11 on the step-k latents (unit variance kept unless fusion_mode="literal")
+        r_k = fuse_candidates(torch.stack(lat_k), fg, mcfg.fg_index, mcfg.w1, mcfg.w2,
+                              mcfg.fusion_mode)
     g = torch.Generator(device).manual_seed(seed)
     r0 = denoise(model, base.scheduler_config, r_k, cond, uncond, guidance, steps, eta=eta,
                  generator=g, progress=progress, cancel=cancel, autocast=ac_ctx(),

@@ -1,4 +1,4 @@
-"""Progressive refinement helpers (seed 004, PVR): low -> high resolution in stages.
+"""Progressive refinement helpers (MOV AI paper, PVR): low -> high resolution in stages.
 
 A video is sampled at the lowest scale; for each higher scale its latents are upsampled
 (:func:`upsample_latents`), noised back to an intermediate timestep and denoised only from there

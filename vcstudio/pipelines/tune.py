@@ -33,6 +33,7 @@ from .encode import decode_latents, encode_prompts, encode_video, tensor_to_fram
 from .invert import ddim_invert
 from .runs import RunFolder, new_run_dir, versions, write_json
 from .sample import denoise
+from .validation import validation_due, write_validation_samples
 
 
 TEMPORAL_ROUTES = ("vcstudio", "animatediff")  # TuneConfig.temporal (models/inflate.py)
@@ -76,7 +77,8 @@ def build_video_model(base: BaseModel, cfg: TuneConfig, precision: Precision,
         adapter = load_motion_adapter(cfg.motion_adapter, base.unet)
     elif cfg.motion_adapter:
         raise InputError("A motion adapter needs the AnimateDiff route: add --temporal animatediff.")
-    model = VideoDenoiser(base.unet, copy_unet=True, motion_adapter=adapter)
+    model = VideoDenoiser(base.unet, copy_unet=True, motion_adapter=adapter,
+                          groupnorm=cfg.groupnorm, frame_positions=bool(cfg.frame_positions))
     method = get_method(cfg)
     method.setup(model, base, precision.device)
     model.to(precision.device)
@@ -209,6 +211,11 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     resume = rf.checkpoint_path.is_file()
     if resume and rf.meta().get("clip_hash") not in (None, clip_hash(frames)):
         raise InputError(f"{rf.path} holds a checkpoint for a different clip; use a new --out.")
+    if resume and rf.config_path.is_file():
+        # a checkpoint continues with the architecture it was tuned with (a run from before
+        # these options has per-frame GroupNorm and frame positions)
+        was = rf.config()
+        cfg = dataclasses.replace(cfg, groupnorm=was.groupnorm, frame_positions=was.frame_positions)
     rf.save_config(cfg)
     if save_source:  # a viewable copy; the exact clip is kept as latents
         write_mp4(frames, rf.source_path)
@@ -217,6 +224,7 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
                    versions=versions(), device=str(device), seed=cfg.seed, status="running",
                    n_frames=int(frames.shape[0]), height=int(frames.shape[1]),
                    width=int(frames.shape[2]), method=cfg.method)
+    rf.update_meta(inversion_prompt=cfg.inversion_prompt)  # "" = empty (TAV), "source", text
 
     torch.manual_seed(cfg.seed)
     model, method, names = build_video_model(base, cfg, prec)
@@ -315,6 +323,13 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
                            metrics={"loss": logs["loss"], **{k: v for k, v in logs.items()
                                                              if k not in ("step", "t")}},
                            stage="tune"))
+            if step + 1 < cfg.steps and validation_due(cfg, step + 1):
+                try:  # Tune-A-Video's validation_steps: samples with the current weights
+                    with torch.no_grad():
+                        write_validation_samples(TunedModel(base, model, method, cfg, prec, rf),
+                                                 step + 1, progress, cancel, latents0)
+                except CancelledError:
+                    return stop(step + 1)
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 \
                     and step + 1 < cfg.steps:
                 _save_checkpoint(rf, model, opt, method, step + 1, gen, losses)
@@ -343,6 +358,14 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
             rf.update_meta(status="stopped", steps_done=cfg.steps, seconds=time.time() - t0)
             return TuneResult(rf.path, losses, time.time() - t0, cfg.steps, frames, cfg.steps,
                               True)
+    if validation_due(cfg, cfg.steps):
+        try:
+            with torch.no_grad():
+                write_validation_samples(tuned, cfg.steps, progress, cancel, latents0, final=True)
+        except CancelledError:  # tuned in full: the samples are what is missing
+            rf.update_meta(status="stopped", steps_done=cfg.steps, seconds=time.time() - t0)
+            return TuneResult(rf.path, losses, time.time() - t0, cfg.steps, frames, cfg.steps,
+                              True)
     rf.update_meta(status="done", steps_done=cfg.steps, seconds=time.time() - t0)
     return TuneResult(rf.path, losses, time.time() - t0, cfg.steps, frames, cfg.steps)
 
@@ -363,7 +386,7 @@ def _preview(model, base, cfg: TuneConfig, text_emb, prec) -> np.ndarray:
 def read_delta(rf: RunFolder, base: BaseModel) -> dict[str, torch.Tensor]:
     """A run's tuned tensors, refused unless they were tuned on this very base model."""
     tensors, meta = load_tensors(rf.delta_path, base.device)
-    if meta.get("base_fingerprint") != base.fingerprint:
+    if not base.matches(meta.get("base_fingerprint")):
         raise InputError(
             f"The run {rf.path} was tuned on a different base model ({meta.get('base_model')}, "
             f"fingerprint {meta.get('base_fingerprint')}) than {base.model_id} "
@@ -387,7 +410,8 @@ def apply_delta(model: VideoDenoiser, tensors: dict[str, torch.Tensor], rf: RunF
 
 def init_from_run(model: VideoDenoiser, run_dir: str | Path, base: BaseModel) -> list[str]:
     """Start from another run's tuned tensors (combined tuning fine-tunes the separately tuned
-    model D into D', seed 001 eq. 13). Its base fingerprint must match; returns the names set."""
+    model D into D', consistency-tuning paper eq. 13). Its base fingerprint must match; returns
+    the names set."""
     from .runs import open_run
 
     rf = open_run(run_dir)
@@ -442,21 +466,35 @@ def load_tuned(run_dir: str | Path, cache: ModelCache = default_cache,
     return cache.get(key, factory)
 
 
+def inversion_text(cfg: TuneConfig, setting: Optional[str] = None) -> Optional[str]:
+    """The text the clip is inverted under for an ``inversion_prompt`` setting (None = the run's
+    ``cfg.inversion_prompt``): "" -> the empty prompt, "source" -> None (the tuning prompt, the
+    cache key of runs that predate the setting), other text -> itself."""
+    setting = cfg.inversion_prompt if setting is None else setting
+    return None if setting == "source" else setting
+
+
 def inversion_latents(tuned: TunedModel, steps: int, progress: ProgressFn = null_progress,
                       cancel: Optional[CancelToken] = None,
-                      latents0: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """DDIM-inverted clip latents under the source prompt, cached in the run folder."""
+                      latents0: Optional[torch.Tensor] = None,
+                      prompt: Optional[str] = None) -> torch.Tensor:
+    """DDIM-inverted clip latents (Tune-A-Video's ``ddim_inversion``), cached in the run folder
+    per step count and prompt. ``prompt`` is an ``inversion_prompt`` setting (None = the run's):
+    by default the empty prompt, as Tune-A-Video inverts; "source" = the tuning prompt."""
     rf = tuned.run
-    if rf is not None and rf.inversion_path(steps).is_file():
-        return load_tensors(rf.inversion_path(steps), tuned.base.device)[0]["latents"]
+    text = inversion_text(tuned.cfg, prompt)
+    path = rf.inversion_path(steps, text) if rf is not None else None
+    if path is not None and path.is_file():
+        return load_tensors(path, tuned.base.device)[0]["latents"]
     base = tuned.base
     if latents0 is None:
         # the exact clip latents saved at tuning time (the mp4 beside them is lossy)
         latents0 = load_tensors(rf.path / "clip-latents.safetensors", base.device)[0]["latents"]
-    cond = encode_prompts(base, [tuned.cfg.data.prompt])
+    cond = encode_prompts(base, [tuned.cfg.data.prompt if text is None else text])
     inv = ddim_invert(tuned.model, base.scheduler_config, latents0, cond, steps, progress, cancel,
                       autocast=tuned.precision.autocast(),
                       fixed_point_iters=tuned.cfg.inversion_fixed_point)
-    if rf is not None:
-        save_tensors(rf.inversion_path(steps), {"latents": inv}, {"steps": steps})
+    if path is not None:
+        save_tensors(path, {"latents": inv},
+                     {"steps": steps, "prompt": tuned.cfg.data.prompt if text is None else text})
     return inv

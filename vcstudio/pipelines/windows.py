@@ -1,4 +1,5 @@
-"""Window layout for temporal co-denoising of a long video (seed 001, eqs. 18-19; Gen-L-Video).
+"""Window layout for temporal co-denoising of a long video (consistency-tuning paper, eqs. 18-19;
+Gen-L-Video).
 
 At every denoising step the long latent video v_t (L frames) is cut into N overlapping windows
 of K frames, window i starting at S*i (eq. 18: P_i(v_t) = v_t[S*i : S*i+K]); each window is

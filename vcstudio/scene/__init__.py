@@ -1,4 +1,5 @@
-"""Compositional scene parser: story prompt -> scene graph -> timed segment prompts (seed 004)."""
+"""Compositional scene parser: story prompt -> scene graph -> timed segment prompts (MOV AI
+paper)."""
 from .graph import Action, Entity, Event, Relation, SceneGraph, TemporalLink
 from .parser import parse_story, story_segments
 from .segments import Segment, check_segments, even_segments, split_evenly

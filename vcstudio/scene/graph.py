@@ -1,5 +1,6 @@
-"""Scene graph of a story prompt (seed 004, Compositional Scene Parser): entities with attributes,
-actions, relations and temporal annotations, and the timed segment prompts derived from it.
+"""Scene graph of a story prompt (MOV AI paper, Compositional Scene Parser): entities with
+attributes, actions, relations and temporal annotations, and the timed segment prompts derived
+from it.
 
 Everything is plain data and serialises with :meth:`SceneGraph.to_dict` (JSON-ready) so the UI can
 show it and a run can record it.

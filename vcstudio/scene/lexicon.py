@@ -1,5 +1,6 @@
 """Closed word lists for the rule-based scene parser: verbs (with inflections), determiners,
-prepositions, pronouns and the temporal connectives of seed 004's scene graph annotations."""
+prepositions, pronouns and the temporal connectives of the MOV AI paper's scene graph
+annotations."""
 from __future__ import annotations
 
 import re
@@ -68,7 +69,7 @@ SUBJECT_PRONOUNS = {"it": "sg", "he": "sg", "she": "sg", "they": "pl", "we": "pl
 OBJECT_PRONOUNS = {"it", "him", "her", "them"}
 CONJUNCTIONS = {"and", "or", "but"}
 
-# Temporal connectives (seed 004: temporal annotations of the scene graph).
+# Temporal connectives (MOV AI paper: temporal annotations of the scene graph).
 #  kind "seq": what follows happens after the previous main clause
 #  kind "final": what follows happens after every other event
 #  kind "first": what follows happens before every other event

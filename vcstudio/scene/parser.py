@@ -1,4 +1,4 @@
-"""Rule-based compositional scene parser (seed 004, CSP): story prompt -> :class:`SceneGraph`.
+"""Rule-based compositional scene parser (MOV AI paper, CSP): story prompt -> :class:`SceneGraph`.
 
 Deterministic and offline (closed word lists, no model). The steps:
 

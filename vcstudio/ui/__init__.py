@@ -1,6 +1,5 @@
 """The Gradio studio: four tabs over the same jobs the CLI runs (vcstudio/jobs, submitted
 through the Studio); the tabs hold widgets and formatting only and import no pipelines."""
-from __future__ import annotations
 
 import os
 import sys
@@ -23,30 +22,51 @@ def _model_notice() -> tuple[str, bool, str]:
     return model, False, f"Model: `{model}`"
 
 
+# a public studio forgets a visitor's files after this long idle (Gradio's cache and the
+# session folders alike), so its disk use stays bounded; a desktop keeps everything
+PUBLIC_TTL_S = float(os.environ.get("VCSTUDIO_PUBLIC_TTL_S", 3 * 3600))
+PUBLIC_SWEEP_S = float(os.environ.get("VCSTUDIO_PUBLIC_SWEEP_S", 600))
+
+
 def build_app(studio=None):
-    """Build the Blocks. ``studio`` (a vcstudio.session.Studio) defaults to the process one."""
+    """Build the Blocks. ``studio`` (a vcstudio.session.Studio) defaults to the process one.
+    Its named endpoints are listed in API.md."""
     import gradio as gr
 
     from ..jobs import default_studio
     from . import compare_tab, edit_tab, i2v_tab, long_tab
-    from .common import ensure_jobs
+    from .common import QUEUE_MAX, cancel_client_jobs, ensure_jobs, upload_guard
 
     studio = studio or default_studio()
     ensure_jobs(studio)
     model, embedded, banner = _model_notice()
     studio.model, studio.embedded = model, embedded  # what the tabs tune on
-    with gr.Blocks(title="vcstudio") as demo:
+    ttl = (int(PUBLIC_SWEEP_S), int(PUBLIC_TTL_S)) if studio.public else None
+    with gr.Blocks(title="vcstudio", delete_cache=ttl) as demo:
         gr.Markdown("# vcstudio — temporally consistent video editing")
         gr.Markdown(banner, elem_classes=["vcs-banner"])
         # a hidden textbox rather than gr.State, so API clients can carry their session too;
         # it holds only a random session id, never paths or tensors
-        sid = gr.Textbox(visible=False)
+        sid = gr.Textbox(value="", visible=False, label="Session")
         refs = edit_tab.build(studio, sid)
         long_tab.build(studio, sid, refs)
         i2v_tab.build(studio, sid, refs)
         compare_tab.build(studio, sid, refs)
-        demo.load(lambda s: s or studio.new_session().id, sid, sid)
-    demo.queue(default_concurrency_limit=4)
+
+        def start_session(session: str) -> str:
+            return session or studio.new_session().id
+
+        def leave(request: gr.Request) -> None:
+            """The tab closed (or an API client went away): its jobs stop, freeing the
+            device; its files stay until the TTL (public) or for good (desktop)."""
+            cancel_client_jobs(studio, request)
+
+        demo.load(start_session, sid, sid, api_name=False)
+        demo.unload(leave)
+    upload_guard(studio).install(demo)
+    if studio.public:
+        studio.start_cleanup(PUBLIC_SWEEP_S, PUBLIC_TTL_S)
+    demo.queue(default_concurrency_limit=4, max_size=QUEUE_MAX)
     return demo
 
 

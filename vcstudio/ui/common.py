@@ -3,7 +3,13 @@ same jobs the CLI and the API run) and streaming its events, error mapping, plot
 strips. No torch math here, and no pipelines: the tabs format what the jobs return."""
 from __future__ import annotations
 
+import functools
+import hashlib
+import math
+import os
+import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -12,15 +18,19 @@ import numpy as np
 from ..errors import VcsError
 from ..progress import Event
 
-VIDEO_TYPES = [".mp4", ".webm", ".mov", ".avi", ".mkv", ".gif"]
+# what the clip inputs accept (their labels say so): read_video's files, a zip of frames too
+VIDEO_TYPES = [".mp4", ".webm", ".mov", ".avi", ".mkv", ".gif", ".zip"]
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp"]
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
+QUEUE_MAX = 64  # events waiting in Gradio's queue at most (a visitor past that is told so)
 
 
 def gr_error(e: BaseException):
     """A user error becomes a message in the page; the session keeps working."""
     import gradio as gr
 
+    if isinstance(e, gr.Error):
+        return e
     if isinstance(e, VcsError):
         return gr.Error(str(e))
     return gr.Error(f"Something went wrong ({type(e).__name__}: {e}). The studio is still "
@@ -28,7 +38,7 @@ def gr_error(e: BaseException):
 
 
 def ensure_session(studio, sid: Optional[str]) -> str:
-    """gr.State holds only this id; a forged or expired one gets a fresh session."""
+    """The hidden textbox holds only this id; a forged or expired one gets a fresh session."""
     if sid:
         try:
             studio.session(sid)
@@ -38,16 +48,124 @@ def ensure_session(studio, sid: Optional[str]) -> str:
     return studio.new_session().id
 
 
+def device_group(studio) -> str:
+    """Gradio concurrency id of the studio's device ("device-cpu", "device-cuda:0"): one job
+    event at a time per device, so the queue shows a visitor their place; the Studio's own
+    device lock stays the guard for the CLI and sweeps."""
+    from ..session import device_key
+
+    return f"device-{device_key(studio.default_device)}"
+
+
+# ----------------------------------------------------------------------------- uploads
+
+class UploadGuard:
+    """Which session may read which file of Gradio's upload cache (a public studio).
+
+    Gradio hands a handler any file in its cache: one uploaded through its upload route, but
+    also one a client named as ``FileData`` that Gradio copied in, or another visitor's upload
+    whose cache path was replayed. The guard counts the uploads of each cache path (Gradio
+    names them by content, so two visitors uploading the same clip share a path) and lets as
+    many sessions claim a path as it was uploaded: the uploader's own events claim it first,
+    and a replay of a path uploaded once, by someone else, is refused."""
+
+    prune_at = 10000  # paths remembered before the deleted ones are forgotten
+
+    def __init__(self) -> None:
+        self._uploads: dict[str, int] = {}
+        self._claims: dict[str, set[str]] = {}
+        self._mu = threading.Lock()
+
+    def install(self, demo) -> None:
+        """Count what Gradio's upload route records (``Blocks.upload_file_set``)."""
+        guard = self
+
+        class CountingSet(set):
+            def update(self, *its):
+                items = [str(p) for it in its for p in it]
+                guard.uploaded(items)
+                super().update(items)
+
+            def add(self, item):
+                guard.uploaded([str(item)])
+                super().add(item)
+
+        old = demo.upload_file_set
+        counting = CountingSet(old)
+        demo.upload_file_set = counting
+        demo.temp_file_sets = [counting if s is old else s for s in demo.temp_file_sets]
+
+    def uploaded(self, paths) -> None:
+        with self._mu:
+            for p in paths:
+                key = str(Path(p).resolve())
+                self._uploads[key] = self._uploads.get(key, 0) + 1
+            if len(self._uploads) > self.prune_at:  # Gradio's cache TTL deleted the files
+                for key in [k for k in self._uploads if not os.path.exists(k)]:
+                    self._uploads.pop(key, None)
+                    self._claims.pop(key, None)
+
+    def claim(self, sid: str, path: str | Path) -> bool:
+        """Whether session ``sid`` may read ``path`` (claiming one of its uploads if new)."""
+        key = str(Path(path).resolve())
+        with self._mu:
+            owners = self._claims.setdefault(key, set())
+            if sid in owners:
+                return True
+            if len(owners) < self._uploads.get(key, 0):
+                owners.add(sid)
+                return True
+            return False
+
+
+_GUARDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def upload_guard(studio) -> UploadGuard:
+    guard = _GUARDS.get(studio)
+    if guard is None:
+        guard = _GUARDS[studio] = UploadGuard()
+    return guard
+
+
+@functools.lru_cache(maxsize=1)
+def _example_hashes() -> dict[str, Path]:
+    out = {}
+    if EXAMPLES.is_dir():
+        for p in EXAMPLES.iterdir():
+            if p.is_file() and p.suffix.lower() in VIDEO_TYPES + IMAGE_TYPES:
+                out[_sha256(p)] = p.resolve()
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def upload(studio, sid: str, path: Optional[str], kinds=VIDEO_TYPES) -> Path:
-    """Copy a Gradio upload into the session folder (client paths are never used directly).
-    Example files shipped in assets/ are read from there."""
+    """Copy a Gradio upload into the session folder (client paths are never used directly):
+    one stored copy per distinct content, however often a page re-reads it. Example files
+    shipped in assets/ are read from there. A public studio takes only this visitor's own
+    uploads (and the examples, recognised by content: Gradio serves them from its cache)."""
     from ..errors import InputError
 
     if not path:
         raise InputError("Upload a clip first (or pick one of the examples).")
+    if isinstance(path, dict):  # a FileData the handler was handed unprocessed
+        path = path.get("path") or ""
     p = Path(path).resolve()
     if p.is_relative_to(EXAMPLES.resolve()):
         return p
+    if studio.public and not upload_guard(studio).claim(sid, p):
+        example = _example_hashes().get(_sha256(p)) if p.is_file() else None
+        if example is not None:
+            return example
+        raise InputError("That file was not uploaded from this page; upload it with the upload "
+                         "box (or pick one of the examples).")
     return studio.save_upload(sid, p, allowed_suffixes=kinds)
 
 
@@ -59,15 +177,102 @@ def ensure_jobs(studio) -> None:
         studio.jobs = REGISTRY
 
 
-def run_job(studio, sid: str, name: str, cfg: Any, **kwargs) -> Iterator[Any]:
+# ----------------------------------------------------------------------------- jobs
+
+# live jobs by Gradio session (a browser tab or an API client): cancelled when it leaves
+_CLIENT_JOBS: dict[str, set[tuple[Any, str]]] = {}
+_CLIENT_MU = threading.Lock()
+
+
+def _client(request) -> Optional[str]:
+    return getattr(request, "session_hash", None) if request is not None else None
+
+
+def cancel_client_jobs(studio, request) -> int:
+    """A visitor closed the tab (demo.unload) or their client went away: stop their jobs (a
+    tune keeps its checkpoint) so they stop holding the device."""
+    key = _client(request)
+    if not key:
+        return 0
+    with _CLIENT_MU:
+        jobs = _CLIENT_JOBS.pop(key, set())
+    return sum(bool(st.cancel(j)) for st, j in jobs if st is studio)
+
+
+def run_job(studio, sid: str, name: str, cfg: Any, request=None, progress=None,
+            **kwargs) -> Iterator[Any]:
     """Submit job ``name`` with ``cfg`` for session ``sid`` and yield ``("job", id)``, its
-    Events, then ``("result", result)`` (what it failed with is raised)."""
+    Events, then ``("result", result)`` (what it failed with is raised). ``progress`` (a
+    gr.Progress) gets every event as a bar with an ETA.
+
+    The job is cancelled when this generator is closed before the job ends: Gradio closes a
+    handler's generator when its event is cancelled or its client disconnects, and the
+    handler's loop over this one unwinds with it."""
     ensure_jobs(studio)
     job = studio.submit(name, cfg, sid, **kwargs)
-    yield ("job", job)
-    for ev in studio.events(job):
-        yield ev
-    yield ("result", studio.result(job))
+    key = _client(request)
+    if key:
+        with _CLIENT_MU:
+            _CLIENT_JOBS.setdefault(key, set()).add((studio, job))
+    try:
+        yield ("job", job)
+        for ev in studio.events(job):
+            if progress is not None and ev.total:
+                try:
+                    progress((min(ev.step, ev.total), ev.total),
+                             desc=f"{ev.stage or name}: {ev.message or ''}".strip(": "))
+                except Exception:  # a progress bar must never fail the job
+                    pass
+            yield ev
+        yield ("result", studio.result(job))
+    finally:
+        studio.cancel(job)  # a no-op once the job ended; else it stops at its next step
+        if key:
+            with _CLIENT_MU:
+                live = _CLIENT_JOBS.get(key)
+                if live is not None:
+                    live.discard((studio, job))
+                    if not live:
+                        _CLIENT_JOBS.pop(key, None)
+
+
+def last_result(items) -> Any:
+    """Drain a run_job stream; the job's result."""
+    res = None
+    for item in items:
+        if isinstance(item, tuple) and item[0] == "result":
+            res = item[1]
+    return res
+
+
+def as_int(name: str, value: Any) -> int:
+    """A slider/number value as a whole number; a fraction or a non-number is an error,
+    never rounded away silently."""
+    from ..errors import InputError
+
+    if isinstance(value, bool):
+        raise InputError(f"{name} must be a whole number, got {value!r}.")
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise InputError(f"{name} must be a whole number, got {value!r}.") from None
+    if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"{name} must be a whole number, got {value!r}.")
+    if float(value) != int(value):
+        raise InputError(f"{name} must be a whole number, got {value}.")
+    return int(value)
+
+
+def as_float(name: str, value: Any) -> float:
+    from ..errors import InputError
+
+    try:
+        if isinstance(value, bool) or value is None:
+            raise ValueError
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}.") from None
 
 
 def frame_strip(frames: np.ndarray, max_frames: int = 12) -> np.ndarray:

@@ -6,9 +6,14 @@ Widgets and formatting only: Compare submits the compare job (vcstudio/jobs/comp
 tunes, edits, scores and records each variant."""
 from __future__ import annotations
 
+from typing import Optional
+
+import gradio as gr
+
 from ..errors import InputError
 from ..jobs.compare import COMPARE_METRICS, best_table, load_entry
-from .common import ensure_session, gr_error, gr_update, run_job, series_frame, upload
+from .common import (VIDEO_TYPES, as_int, device_group, ensure_session, gr_error, gr_update,
+                     run_job, series_frame, upload)
 
 # what the Compare job computes, re-exported for the tab's callers
 __all__ = ["COMPARE_METRICS", "best_table", "load_entry", "past_choices", "compare_handler",
@@ -40,7 +45,7 @@ def past_choices(store, owner=None) -> list[tuple[str, str]]:
 
 
 def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames, size, steps,
-                    seed):
+                    seed, request=None, progress=None):
     from ..jobs.compare import CompareConfig
 
     sid = ensure_session(studio, sid)
@@ -53,11 +58,12 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
         path = upload(studio, sid, video) if names else None
         cfg = CompareConfig(video=str(path or ""), prompt=prompt or "",
                             edit_prompt=edit_prompt or "", variants=names, past=past,
-                            seeds=[int(seed)], model=studio.model or "", frames=int(frames),
-                            size=int(size), steps=int(steps),
+                            seeds=[as_int("Seed", seed)], model=studio.model or "",
+                            frames=as_int("Frames", frames), size=as_int("Size", size),
+                            steps=as_int("Tuning steps", steps),
                             guidance=5.0 if studio.embedded else 12.5)
         res = None
-        for item in run_job(studio, sid, "compare", cfg):
+        for item in run_job(studio, sid, "compare", cfg, request, progress):
             if isinstance(item, tuple):
                 res = item[1] if item[0] == "result" else res
                 continue
@@ -65,8 +71,6 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
                 montage = item.outputs.get("montage")
                 yield (item.message, montage if montage else gr_update(), None, None, None,
                        gr_update())
-        import gradio as gr
-
         for name, msg in res.failed:  # one failing variant does not sink the comparison
             gr.Warning(f"{name}: {msg}")
         series = {f"{e['name']} · {m}": e["scores"][m]["per_frame"] for e in res.entries
@@ -120,13 +124,13 @@ def _frame(rows: list[list]):
 
 
 def build(studio, sid_state, edit_refs):
-    import gradio as gr
-
     from ..jobs.sweep import finished_sweeps
     from .edit_tab import _examples
 
     # the demo model, or a CPU-sized Space: small defaults that finish in minutes
     small = studio.embedded or studio.limits.max_frames <= 8
+    lim = studio.limits
+    group = device_group(studio)
     with gr.Tab("Compare Methods", elem_id="compare-tab"):
         gr.Markdown("Run several methods on the **same clip, prompt and seed**, then compare "
                     "the edits and their scores. Each method tunes once, so this takes "
@@ -134,9 +138,10 @@ def build(studio, sid_state, edit_refs):
                     "to the table.")
         with gr.Row():
             with gr.Column():
-                video = gr.Video(label="Clip", sources=["upload"], height=200)
-                prompt = gr.Textbox(label="Source prompt")
-                edit_prompt = gr.Textbox(label="Edit prompt")
+                video = gr.File(label="Clip (mp4, webm, mov, avi, gif, or a zip of images)",
+                                file_types=VIDEO_TYPES, type="filepath", height=120)
+                prompt = gr.Textbox(value="", label="Source prompt")
+                edit_prompt = gr.Textbox(value="", label="Edit prompt")
                 if _examples():
                     gr.Examples(_examples(), inputs=[video, prompt, edit_prompt],
                                 label="Examples")
@@ -148,19 +153,21 @@ def build(studio, sid_state, edit_refs):
                                             scale=4)
                     refresh = gr.Button("↻", scale=0, min_width=40)
                 with gr.Row():
-                    frames = gr.Slider(2, 24, value=8, step=1, label="Frames")
-                    size = gr.Slider(64, 512, value=64 if small else 512, step=64,
-                                     label="Size")
-                    steps = gr.Slider(10, 500, value=60 if small else 300, step=10,
-                                      label="Tuning steps")
+                    frames = gr.Slider(2, max(2, lim.max_frames), value=min(8, lim.max_frames),
+                                       step=1, label="Frames")
+                    size = gr.Slider(64, max(64, lim.max_side), value=64 if small else 512,
+                                     step=8, label="Size")
+                    steps = gr.Slider(10, max(10, lim.max_steps), value=60 if small else 300,
+                                      step=10, label="Tuning steps")
                     seed = gr.Number(value=33, precision=0, label="Seed")
                 btn = gr.Button("Compare", variant="primary")
                 with gr.Row():
                     sweeps = gr.Dropdown([] if studio.public else finished_sweeps(studio.store),
-                                         label="Sweeps (vcstudio sweep)", scale=4)
+                                         label="Sweeps (vcstudio sweep)", scale=4,
+                                         allow_custom_value=True)
                     sweep_refresh = gr.Button("↻", scale=0, min_width=40)
                     sweep_btn = gr.Button("Open sweep", scale=1)
-                status = gr.Markdown()
+                status = gr.Markdown(label="Status")
             with gr.Column():
                 montage = gr.Video(label="Edits side by side (in sync)", height=260,
                                    autoplay=True, loop=True)
@@ -169,14 +176,28 @@ def build(studio, sid_state, edit_refs):
             plot = gr.LinePlot(x="frame", y="value", color="series",
                                label="Per-frame CLIP alignment and warp error", height=240)
             files = gr.File(label="Export (CSV, JSON)", file_count="multiple")
-        refresh.click(lambda s: gr.update(choices=past_choices(studio.store,
-                                                               _owner(studio, s))),
-                      sid_state, past, api_name=False)
-        sweep_refresh.click(lambda: gr.update(choices=[] if studio.public else
-                                              finished_sweeps(studio.store)),
-                            None, sweeps, api_name=False)
-        sweep_btn.click(lambda *a: open_sweep_handler(studio, *a), [sid_state, sweeps],
-                        [status, montage, table, plot, files], api_name="open_sweep")
-        btn.click(lambda *a: (yield from compare_handler(studio, *a)),
-                  [sid_state, video, prompt, edit_prompt, names, past, frames, size, steps,
-                   seed], [status, montage, table, plot, files, past], api_name="compare")
+        # -- the named API (API.md)
+        def refresh_past(session: str):
+            return gr_update(choices=past_choices(studio.store, _owner(studio, session)))
+
+        def refresh_sweeps():
+            return gr_update(choices=[] if studio.public else finished_sweeps(studio.store))
+
+        def open_sweep(session: str, sweep_id: str):
+            """A finished sweep's cells side by side (desktop only)."""
+            return open_sweep_handler(studio, session, sweep_id)
+
+        def compare(session: str, clip: Optional[str], prompt: str, edit_prompt: str,
+                    methods: list[str], past_runs: list[str], frames: float, size: float,
+                    steps: float, seed: float, request: gr.Request, progress=gr.Progress()):
+            """Several methods on the same clip, prompt and seed; metrics table and plots."""
+            yield from compare_handler(studio, session, clip, prompt, edit_prompt, methods,
+                                       past_runs, frames, size, steps, seed, request, progress)
+
+        refresh.click(refresh_past, sid_state, past, api_name=False)
+        sweep_refresh.click(refresh_sweeps, None, sweeps, api_name=False)
+        sweep_btn.click(open_sweep, [sid_state, sweeps], [status, montage, table, plot, files],
+                        api_name="open_sweep", concurrency_id="control")
+        btn.click(compare, [sid_state, video, prompt, edit_prompt, names, past, frames, size,
+                            steps, seed], [status, montage, table, plot, files, past],
+                  api_name="compare", concurrency_id=group, concurrency_limit=1)

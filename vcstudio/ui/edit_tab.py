@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Optional
+
+import gradio as gr
 
 from ..config import DataConfig, DCTConfig, APLAConfig, EditConfig, TuneConfig
 from ..errors import InputError
 from ..methods.registry import PICKABLE
-from .common import (EXAMPLES, Ticker, ensure_session, frame_strip, gr_error, gr_update,
-                     run_job, series_frame, upload)
+from .common import (EXAMPLES, VIDEO_TYPES, Ticker, as_float, as_int, device_group,
+                     ensure_session, frame_strip, gr_error, gr_update, last_result, run_job,
+                     series_frame, upload)
 
 METHODS = list(PICKABLE)
 CLWS = ["mul-fourier", "fourier", "exponential", "gaussian", "linear", "constant"]
@@ -22,49 +26,89 @@ PLOTTED = ("loss", "l_sem", "l_tex", "l_cons", "alpha", "perceptual", "adv_g", "
            "disc_acc", "vgt_ratio")
 
 
-def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, size: int,
-                resize: str, method: str, steps: int, lr: float, seed: int, adapter: bool = True,
-                semantic: bool = True, texture: bool = True, clws: str = "mul-fourier",
-                vgt: str = "pure", disc: bool = True, hyper: bool = True,
-                model: str = "") -> TuneConfig:
-    """The UI's controls -> the same TuneConfig the CLI builds."""
+def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, width: int,
+                height: int, resize: str, position: str, method: str, steps: int, lr: float,
+                seed: int, adapter: bool = True, semantic: bool = True, texture: bool = True,
+                clws: str = "mul-fourier", vgt: str = "pure", disc: bool = True,
+                hyper: bool = True, model: str = "") -> TuneConfig:
+    """The UI's controls -> the same TuneConfig the CLI builds. Numbers must be whole where
+    the setting counts something (a fraction is an error, not rounded away); the ranges are
+    the job's own validate step (Studio.submit)."""
+    steps = as_int("Tuning steps", steps)
     return TuneConfig(
         model=model or "", data=DataConfig(video_path=str(video), prompt=prompt,
-                                           n_frames=int(frames), start=int(start),
-                                           stride=int(stride), width=int(size),
-                                           height=int(size), resize=resize),
-        method=method, steps=int(steps), lr=float(lr), seed=int(seed),
-        checkpoint_every=max(25, int(steps) // 4), preview_every=max(10, int(steps) // 5),
+                                           n_frames=as_int("Frames", frames),
+                                           start=as_int("Start frame", start),
+                                           stride=as_int("Stride", stride),
+                                           width=as_int("Width", width),
+                                           height=as_int("Height", height), resize=resize,
+                                           crop=position or "center"),
+        method=method, steps=steps, lr=as_float("Learning rate", lr),
+        seed=as_int("Seed", seed),
+        checkpoint_every=max(25, steps // 4), preview_every=max(10, steps // 5),
         preview_steps=10,
-        dct=dataclasses.replace(DCTConfig(), adapter=adapter, semantic=semantic,
-                                texture=texture, clws=clws),
-        apla=dataclasses.replace(APLAConfig(), vgt=vgt, discriminator=disc, hyper_loss=hyper))
+        dct=dataclasses.replace(DCTConfig(), adapter=bool(adapter), semantic=bool(semantic),
+                                texture=bool(texture), clws=clws),
+        apla=dataclasses.replace(APLAConfig(), vgt=vgt, discriminator=bool(disc),
+                                 hyper_loss=bool(hyper)))
 
 
-def preview_frames(studio, sid, video, frames, stride, start, size, resize):
-    """Frame-strip preview of exactly what tuning will see."""
-    from ..io import load_clip
+def default_long_side(studio) -> int:
+    """The longest side a new clip is fitted to: the largest this tier allows, at most the
+    model's own size (512 for SD; the embedded demo model is a 64 px model)."""
+    small = studio.embedded or studio.limits.max_frames <= 8
+    return min(studio.limits.max_side, 64 if small else 512)
+
+
+def clip_size(studio, sid, video) -> tuple[str, int, int]:
+    """(session, width, height): the clip's aspect at the largest size allowed (multiples
+    of 8). The upload is read as this session's (a public studio's visitor claims it)."""
+    from ..io import default_size, read_video
 
     sid = ensure_session(studio, sid)
     try:
         path = upload(studio, sid, video)
-        clip = load_clip(path, int(frames), int(start), int(stride), int(size), int(size), resize,
-                         limits=studio.limits)
+        first = read_video(path, 0, 1, 1, limits=studio.limits)
+        w, h = default_size(first.shape[1:3], default_long_side(studio),
+                            min_side=studio.limits.min_side)
+        return sid, w, h
     except Exception as e:
         raise gr_error(e)
-    return sid, frame_strip(clip), f"{len(clip)} frames at {size}x{size} will be tuned on."
 
 
-def estimate_text(studio, frames, size, steps, method: str = "baseline") -> str:
+def preview_frames(studio, sid, video, frames, stride, start, width, height, resize,
+                   position="center"):
+    """Frame-strip preview of exactly what tuning will see: the same DataConfig the tune
+    job gets, checked by the same validate step, read by io.preview_clip."""
+    from ..io import preview_clip
+    from ..jobs.tune import validate
+
+    sid = ensure_session(studio, sid)
+    try:
+        path = upload(studio, sid, video)
+        cfg = tune_config(path, "preview", frames, stride, start, width, height, resize,
+                          position, "baseline", 10, 3e-5, 0)
+        validate(cfg, studio.limits)
+        clip = preview_clip(cfg.data, studio.limits)
+    except Exception as e:
+        raise gr_error(e)
+    f, h, w = clip.shape[:3]
+    return sid, frame_strip(clip), f"{f} frames at {w}x{h} will be tuned on."
+
+
+def estimate_text(studio, frames, width, height, steps, method: str = "baseline") -> str:
     from ..jobs.tune import estimate
 
-    cfg = TuneConfig(data=DataConfig(n_frames=int(frames), width=int(size), height=int(size)),
-                     steps=int(steps), method=method or "baseline")
     try:
         import torch
 
+        cfg = TuneConfig(data=DataConfig(n_frames=as_int("Frames", frames),
+                                         width=as_int("Width", width),
+                                         height=as_int("Height", height)),
+                         steps=as_int("Tuning steps", steps), method=method or "baseline")
         dev = "cuda" if torch.cuda.is_available() else "cpu"
-        scale = 1.0 if int(size) > 128 else 0.02  # the embedded demo model is ~1/50 of SD
+        # the embedded demo model is ~1/50 of SD
+        scale = 1.0 if max(cfg.data.width, cfg.data.height) > 128 else 0.02
         est = estimate(cfg, dev, model_scale=scale)
     except Exception as e:  # an estimate must never block the page
         return f"(no estimate: {e})"
@@ -105,8 +149,9 @@ def _tune_stream(studio, sid, items):
             yield sid, jid, msg, series_frame(losses), preview, None
 
 
-def tune_handler(studio, sid, video, prompt, frames, stride, start, size, resize, method,
-                 steps, lr, seed, adapter, semantic, texture, clws, vgt, disc, hyper):
+def tune_handler(studio, sid, video, prompt, frames, stride, start, width, height, resize,
+                 position, method, steps, lr, seed, adapter, semantic, texture, clws, vgt, disc,
+                 hyper, request=None, progress=None):
     """Generator: (session, job id, status, loss plot, preview, run dir)."""
     sid = ensure_session(studio, sid)
     try:
@@ -114,10 +159,24 @@ def tune_handler(studio, sid, video, prompt, frames, stride, start, size, resize
         if not prompt or not prompt.strip():
             raise InputError("Describe the clip in the source prompt, e.g. 'a red circle moving "
                              "right on the beach'.")
-        cfg = tune_config(path, prompt, frames, stride, start, size, resize, method, steps, lr,
-                          seed, adapter, semantic, texture, clws, vgt, disc, hyper,
-                          model=studio.model or "")
-        yield from _tune_stream(studio, sid, run_job(studio, sid, "tune", cfg))
+        cfg = tune_config(path, prompt, frames, stride, start, width, height, resize, position,
+                          method, steps, lr, seed, adapter, semantic, texture, clws, vgt, disc,
+                          hyper, model=studio.model or "")
+        yield from _tune_stream(studio, sid, run_job(studio, sid, "tune", cfg, request,
+                                                     progress))
+    except Exception as e:
+        raise gr_error(e)
+
+
+def stop_handler(studio, sid, job_id) -> str:
+    """Stop a tune (or any job) of this session: it ends at its next step, a tune with its
+    checkpoint kept as a usable delta. A public studio stops only the caller's own jobs."""
+    try:
+        if not job_id:
+            return "Nothing is running."
+        if studio.cancel(job_id, sid or ""):
+            return "Stopping at the next step (its checkpoint is kept as a usable delta)…"
+        return "Nothing is running."
     except Exception as e:
         raise gr_error(e)
 
@@ -136,7 +195,7 @@ def resumable_choices(studio, sid) -> list[tuple[str, str]]:
     return out
 
 
-def resume_handler(studio, sid, job_id):
+def resume_handler(studio, sid, job_id, request=None, progress=None):
     """Generator: continue this visitor's interrupted or stopped tune from its checkpoint."""
     from ..jobs import resume_plan
 
@@ -147,18 +206,22 @@ def resume_handler(studio, sid, job_id):
         if studio.public and studio.store.job(job_id).session_id != sid:
             raise InputError("That tune belongs to another visitor; pick one of yours.")
         name, cfg, folder = resume_plan(studio.store, job_id)
-        yield from _tune_stream(studio, sid, run_job(studio, sid, name, cfg, out=folder,
-                                                     resume_of=job_id))
+        yield from _tune_stream(studio, sid, run_job(studio, sid, name, cfg, request, progress,
+                                                     out=folder, resume_of=job_id))
     except Exception as e:
         raise gr_error(e)
 
 
+# the edit's inversion prompt: the run's setting (Tune-A-Video's empty prompt by default)
+INVERSION_PROMPTS = [("the run's setting", "run"), ("the empty prompt (Tune-A-Video)", "empty"),
+                     ("the source prompt", "source")]
+
+
 def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, inversion,
-                 control=None):
+                 inversion_prompt="run", request=None, progress=None, control=None):
     """Generator: (video, gif, status, per-frame metric plot, metric table). ``control``: the
     Structure panel's values (ui/structure.py)."""
     from .structure import control_configs
-
     from ..jobs.edit import STREAM_METRICS, EditJobConfig
 
     sid = ensure_session(studio, sid)
@@ -167,11 +230,13 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
             raise InputError("Tune on a clip first (the Tune button above).")
         run = studio.safe_path(sid, run_dir, must_exist=True)
         cfg = EditJobConfig(run=str(run), metrics=STREAM_METRICS, edit=EditConfig(
-            prompt=prompt, negative=negative or "", steps=int(steps), guidance=float(guidance),
-            seed=int(seed), use_inversion=bool(inversion),
+            prompt=prompt, negative=negative or "", steps=as_int("Sampling steps", steps),
+            guidance=as_float("Guidance", guidance), seed=as_int("Seed", seed),
+            use_inversion=bool(inversion),
+            inversion_prompt={"run": None, "empty": ""}.get(inversion_prompt, inversion_prompt),
             control=control_configs(studio, sid, control or [])))
         res, shown = None, None
-        for item in run_job(studio, sid, "edit", cfg):
+        for item in run_job(studio, sid, "edit", cfg, request, progress):
             if isinstance(item, tuple):
                 if item[0] == "result":
                     res = item[1]
@@ -184,6 +249,29 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
                        None, None)
         plot, table = score_view(res.scores)
         yield str(res.mp4), str(res.gif), "Done.", plot, table
+    except Exception as e:
+        raise gr_error(e)
+
+
+def open_tav_handler(studio, sid, folder):
+    """A Tune-A-Video output folder on this machine as a run of this session (the convert-tav
+    job) -> (session, status, run dir); a public studio reads no server folders."""
+    from ..jobs.convert_tav import ConvertTavConfig
+
+    sid = ensure_session(studio, sid)
+    try:
+        if not folder or not folder.strip():
+            raise InputError("Give the path of a Tune-A-Video output folder (its output_dir).")
+        studio.server_path("Tune-A-Video folder", folder.strip())
+        if studio.public:
+            raise InputError("This public studio does not read server folders; convert the "
+                             "folder with `vcstudio convert-tav` and push the run instead.")
+        res = None
+        for item in run_job(studio, sid, "convert_tav", ConvertTavConfig(folder=folder.strip())):
+            if isinstance(item, tuple) and item[0] == "result":
+                res = item[1]
+        note = "".join(f" Note: {n}" for n in res.notes[:3])
+        return sid, f"Opened {folder.strip()} as a run: edit it below.{note}", str(res.run_dir)
     except Exception as e:
         raise gr_error(e)
 
@@ -205,11 +293,8 @@ def push_handler(studio, sid, run_dir, repo_id, token):
         if not run_dir:
             raise InputError("Tune first: there is no delta to push yet.")
         run = studio.safe_path(sid, run_dir, must_exist=True)
-        res = None
-        for item in run_job(studio, sid, "push", PushConfig(str(run), repo_id or "",
-                                                            token or "")):
-            if isinstance(item, tuple) and item[0] == "result":
-                res = item[1]
+        res = last_result(run_job(studio, sid, "push", PushConfig(str(run), repo_id or "",
+                                                                  token or "")))
         return f"Pushed to {res.url}"
     except Exception as e:
         raise gr_error(e)
@@ -224,19 +309,24 @@ def _examples() -> list[list]:
 
 
 def build(studio, sid_state):
-    import gradio as gr
+    from ..io import POSITIONS
 
     lim = studio.limits
     # the demo model, or a CPU-sized Space: small defaults that finish in minutes
     small = studio.embedded or studio.limits.max_frames <= 8
+    side0 = default_long_side(studio)
+    lo_side = -(-lim.min_side // 8) * 8
+    group = device_group(studio)
     with gr.Tab("Edit from Video", elem_id="edit-tab"):
         gr.Markdown("**1. Pick a clip** and describe it. **2. Tune** the model on it (a few "
                     "minutes). **3. Edit**: describe what the video should show instead.")
         with gr.Row():
             with gr.Column(scale=1):
-                video = gr.Video(label="Clip (mp4, webm, mov, avi, gif)", sources=["upload"],
-                                 height=220)
-                prompt = gr.Textbox(label="Source prompt: what the clip shows",
+                # a File box, not gr.Video: the browser's video picker refuses gif and zip
+                video = gr.File(label="Clip (mp4, webm, mov, avi, gif, or a zip of images)",
+                                file_types=VIDEO_TYPES, type="filepath", height=120,
+                                elem_id="edit-clip")
+                prompt = gr.Textbox(value="", label="Source prompt: what the clip shows",
                                     placeholder="a red circle moving right on the beach")
                 with gr.Row():
                     frames = gr.Slider(1, lim.max_frames, value=8 if small else 24, step=1,
@@ -244,12 +334,17 @@ def build(studio, sid_state):
                     stride = gr.Slider(1, 8, value=1 if small else 2, step=1, label="Stride")
                     start = gr.Number(value=0, precision=0, label="Start frame", minimum=0)
                 with gr.Row():
-                    size = gr.Slider(64, min(1024, lim.max_side), value=64 if small else 512,
-                                     step=64, label="Size (px)")
+                    width = gr.Slider(lo_side, lim.max_side, value=side0, step=8,
+                                      label="Width (px)")
+                    height = gr.Slider(lo_side, lim.max_side, value=side0, step=8,
+                                       label="Height (px)")
+                with gr.Row():
                     resize = gr.Radio(["crop", "pad"], value="crop", label="Fit")
+                    position = gr.Radio(list(POSITIONS), value="center",
+                                        label="Keep (crop) / place (pad)")
                 strip = gr.Image(label="Frames that will be tuned on", height=110,
-                                 interactive=False)
-                strip_info = gr.Markdown()
+                                 interactive=False, elem_id="edit-strip")
+                strip_info = gr.Markdown(elem_id="edit-strip-info", label="Preview info")
             with gr.Column(scale=1):
                 method = gr.Radio(METHODS, value="baseline", label="Method",
                                   info="baseline = Tune-A-Video; DCT = + adapter and "
@@ -271,28 +366,35 @@ def build(studio, sid_state):
                                       label="Tuning steps")
                     lr = gr.Number(value=3e-5, label="Learning rate")
                     seed = gr.Number(value=33, precision=0, label="Seed")
-                est = gr.Markdown(estimate_text(studio, 8 if small else 24, 64 if small else 512,
-                                                100 if small else 500))
+                est = gr.Markdown(estimate_text(studio, 8 if small else 24, side0, side0,
+                                                100 if small else 500), label="Estimate")
                 with gr.Row():
                     tune_btn = gr.Button("Tune", variant="primary")
                     stop_btn = gr.Button("Stop", variant="stop")
                 with gr.Row():
                     resumable = gr.Dropdown([], label="Your stopped or interrupted tunes",
-                                            scale=4)
+                                            scale=4, allow_custom_value=True)
                     resume_refresh = gr.Button("↻", scale=0, min_width=40)
                     resume_btn = gr.Button("Resume", scale=1)
-                status = gr.Markdown("Ready.")
+                status = gr.Markdown("Ready.", elem_id="edit-status", label="Status")
                 loss_plot = gr.LinePlot(x="step", y="value", color="series", label="Loss",
                                         height=200)
-                preview = gr.Image(label="Preview while tuning", height=110, interactive=False)
-        run_dir = gr.Textbox(label="Run folder (this session's)", interactive=False)
-        job_id = gr.Textbox(visible=False)
+                tune_preview = gr.Image(label="Preview while tuning", height=110,
+                                        interactive=False)
+        run_dir = gr.Textbox(value="", label="Run folder (this session's)", interactive=False)
+        with gr.Accordion("Open a Tune-A-Video folder", open=False):
+            with gr.Row():
+                tav_folder = gr.Textbox(value="", scale=4,
+                                        label="Tune-A-Video output folder (its output_dir)")
+                tav_btn = gr.Button("Open", scale=1)
+            tav_status = gr.Markdown(label="Open status")
+        job_id = gr.Textbox(value="", visible=False, label="Job id")
         gr.Markdown("### Edit")
         with gr.Row():
             with gr.Column(scale=1):
-                eprompt = gr.Textbox(label="Edit prompt: what the video should show",
+                eprompt = gr.Textbox(value="", label="Edit prompt: what the video should show",
                                      placeholder="a blue square moving right on the beach")
-                negative = gr.Textbox(label="Negative prompt (optional)")
+                negative = gr.Textbox(value="", label="Negative prompt (optional)")
                 with gr.Row():
                     esteps = gr.Slider(5, 100, value=50, step=1, label="Sampling steps")
                     guidance = gr.Slider(1, 20, value=5.0 if small else 12.5, step=0.5,
@@ -300,11 +402,13 @@ def build(studio, sid_state):
                     eseed = gr.Number(value=33, precision=0, label="Seed")
                 inversion = gr.Checkbox(True, label="Start from the inverted clip (keeps its "
                                                     "motion)")
+                inv_prompt = gr.Dropdown(INVERSION_PROMPTS, value="run",
+                                         label="Invert the clip under")
                 from .structure import build as structure_panel
 
                 control = structure_panel(studio, sid_state, run_dir)
                 edit_btn = gr.Button("Generate edit", variant="primary")
-                estatus = gr.Markdown()
+                estatus = gr.Markdown(elem_id="edit-estatus", label="Edit status")
             with gr.Column(scale=1):
                 out_video = gr.Video(label="Edited video", height=240, autoplay=True, loop=True)
                 out_gif = gr.File(label="GIF")
@@ -315,45 +419,114 @@ def build(studio, sid_state):
                                         label="Per-video metrics", interactive=False)
         with gr.Accordion("Push the tuned delta to the Hugging Face Hub", open=False):
             with gr.Row():
-                repo = gr.Textbox(label="Repo id (user/name)")
-                token = gr.Textbox(label="Write token", type="password")
+                repo = gr.Textbox(value="", label="Repo id (user/name)")
+                token = gr.Textbox(value="", label="Write token", type="password")
             push_btn = gr.Button("Push delta")
-            push_status = gr.Markdown()
+            push_status = gr.Markdown(label="Push status")
         if _examples():
             gr.Examples(_examples(), inputs=[video, prompt, eprompt], label="Examples")
 
-        def _prev(sid, v, f, s, st, sz, rs):
-            if not v:
-                return sid, None, ""
-            return preview_frames(studio, sid, v, f, s, st, sz, rs)
+        # -- the named API (API.md): real functions, their parameter names are the API's
+        def preview(session: str, clip: Optional[str], frames: float, stride: float,
+                    start: float, width: float, height: float, fit: str, position: str):
+            """The frames tuning will see, as a strip (outside the device queue)."""
+            if not clip:
+                return session, None, ""
+            return preview_frames(studio, session, clip, frames, stride, start, width, height,
+                                  fit, position)
 
-        for c in (video, frames, stride, start, size, resize):
-            c.change(_prev, [sid_state, video, frames, stride, start, size, resize],
-                     [sid_state, strip, strip_info])
-        for c in (frames, size, steps, method):
-            c.change(lambda f, sz, st, m: estimate_text(studio, f, sz, st, m),
-                     [frames, size, steps, method], est)
-        tune_btn.click(
-            lambda *a: (yield from tune_handler(studio, *a)),
-            [sid_state, video, prompt, frames, stride, start, size, resize, method, steps, lr,
-             seed, adapter, semantic, texture, clws, vgt, disc, hyper],
-            [sid_state, job_id, status, loss_plot, preview, run_dir],
-            api_name="tune").then(lambda s: gr_update(choices=resumable_choices(studio, s)),
-                                  sid_state, resumable, api_name=False)
-        stop_btn.click(lambda j: (studio.cancel(j) if j else False) and "Stopping at the next "
-                       "step (its checkpoint is kept as a usable delta)…" or "Nothing is running.",
-                       job_id, status)
-        refresh = lambda s: gr_update(choices=resumable_choices(studio, s))  # noqa: E731
-        resume_btn.click(lambda *a: (yield from resume_handler(studio, *a)),
-                         [sid_state, resumable],
-                         [sid_state, job_id, status, loss_plot, preview, run_dir],
-                         api_name="resume").then(refresh, sid_state, resumable, api_name=False)
-        resume_refresh.click(refresh, sid_state, resumable, api_name=False)
-        edit_btn.click(lambda *a: (yield from edit_handler(studio, *a)),
-                       [sid_state, run_dir, eprompt, negative, esteps, guidance, eseed,
-                        inversion, control], [out_video, out_gif, estatus, metric_plot,
-                                              metric_table],
-                       api_name="edit")
-        push_btn.click(lambda *a: push_handler(studio, *a), [sid_state, run_dir, repo, token],
-                       push_status)
+        def clip_dims(session: str, clip: Optional[str]):
+            """The clip's aspect at the largest size this tier allows."""
+            if not clip:
+                return session, gr_update(), gr_update()
+            return clip_size(studio, session, clip)
+
+        def estimate(frames: float, width: float, height: float, steps: float,
+                     method: str) -> str:
+            """Memory and time of a tune with these settings (never waits for the device)."""
+            return estimate_text(studio, frames, width, height, steps, method)
+
+        def tune(session: str, clip: Optional[str], prompt: str, frames: float, stride: float,
+                 start: float, width: float, height: float, fit: str, position: str,
+                 method: str, steps: float, lr: float, seed: float, adapter: bool,
+                 semantic: bool, texture: bool, clws: str, vgt: str, discriminator: bool,
+                 hyper_loss: bool, request: gr.Request, progress=gr.Progress()):
+            """One-shot tune on the clip; streams status, loss curve and previews."""
+            yield from tune_handler(studio, session, clip, prompt, frames, stride, start, width,
+                                    height, fit, position, method, steps, lr, seed, adapter,
+                                    semantic, texture, clws, vgt, discriminator, hyper_loss,
+                                    request, progress)
+
+        def stop(session: str, job_id: str) -> str:
+            """Stop this session's job at its next step (a tune keeps its checkpoint)."""
+            return stop_handler(studio, session, job_id)
+
+        def resume(session: str, job_id: str, request: gr.Request, progress=gr.Progress()):
+            """Continue a stopped or interrupted tune from its checkpoint."""
+            yield from resume_handler(studio, session, job_id, request, progress)
+
+        def edit(session: str, run_dir: str, prompt: str, negative: str, steps: float,
+                 guidance: float, seed: float, inversion: bool, inversion_prompt: str,
+                 structure: Optional[list], request: gr.Request, progress=gr.Progress()):
+            """An edit of the tuned run; streams status, then video, gif and scores.
+            ``inversion_prompt``: "run" (the run's setting), "empty" or "source"."""
+            yield from edit_handler(studio, session, run_dir, prompt, negative, steps, guidance,
+                                    seed, inversion, inversion_prompt, request, progress,
+                                    structure)
+
+        def push(session: str, run_dir: str, repo_id: str, token: str) -> str:
+            """Upload the tuned delta + config + model card to the Hub."""
+            return push_handler(studio, session, run_dir, repo_id, token)
+
+        def open_tav(session: str, folder: str):
+            """A Tune-A-Video output folder on this machine as a run of this session."""
+            return open_tav_handler(studio, session, folder)
+
+        def refresh_resumable(session: str):
+            return gr_update(choices=resumable_choices(studio, session))
+
+        fit_inputs = [sid_state, video, frames, stride, start, width, height, resize, position]
+        fit_outputs = [sid_state, strip, strip_info]
+        # a new clip: size the sliders to its aspect, then preview; user edits of a setting
+        # preview again (``input``: not the sliders' programmatic updates, so one preview)
+        video.change(clip_dims, [sid_state, video], [sid_state, width, height],
+                     api_name="clip_size",
+                     concurrency_id="preview", concurrency_limit=4).then(
+            preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview")
+        for c in (frames, stride, start, width, height, resize, position):
+            c.input(preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview",
+                    trigger_mode="always_last")
+        # the API's /preview and /estimate, on hidden buttons: the page's own preview and
+        # estimate events above are internal (one public name each)
+        strip_btn = gr.Button(visible=False)
+        strip_btn.click(preview, fit_inputs, fit_outputs, api_name="preview",
+                        concurrency_id="preview", concurrency_limit=4)
+        est_btn = gr.Button(visible=False)
+        est_btn.click(estimate, [frames, width, height, steps, method], est,
+                      api_name="estimate", concurrency_id="preview")
+        for c in (frames, width, height, steps, method):
+            c.change(estimate, [frames, width, height, steps, method], est, api_name=False,
+                     concurrency_id="preview", trigger_mode="always_last")
+        tune_ev = tune_btn.click(
+            tune, [sid_state, video, prompt, frames, stride, start, width, height, resize,
+                   position, method, steps, lr, seed, adapter, semantic, texture, clws, vgt,
+                   disc, hyper],
+            [sid_state, job_id, status, loss_plot, tune_preview, run_dir], api_name="tune",
+            concurrency_id=group, concurrency_limit=1)
+        tune_ev.then(refresh_resumable, sid_state, resumable, api_name=False)
+        stop_btn.click(stop, [sid_state, job_id], status, api_name="stop",
+                       concurrency_id="control", concurrency_limit=None)
+        resume_btn.click(resume, [sid_state, resumable],
+                         [sid_state, job_id, status, loss_plot, tune_preview, run_dir],
+                         api_name="resume", concurrency_id=group, concurrency_limit=1).then(
+            refresh_resumable, sid_state, resumable, api_name=False)
+        resume_refresh.click(refresh_resumable, sid_state, resumable, api_name=False)
+        edit_btn.click(edit, [sid_state, run_dir, eprompt, negative, esteps, guidance, eseed,
+                              inversion, inv_prompt, control], [out_video, out_gif, estatus, metric_plot,
+                                           metric_table],
+                       api_name="edit", concurrency_id=group, concurrency_limit=1)
+        tav_btn.click(open_tav, [sid_state, tav_folder], [sid_state, tav_status, run_dir],
+                      api_name="open_tav", concurrency_id=group, concurrency_limit=1)
+        push_btn.click(push, [sid_state, run_dir, repo, token], push_status, api_name="push",
+                       concurrency_id="control")
     return {"run_dir": run_dir, "video": video, "prompt": prompt}

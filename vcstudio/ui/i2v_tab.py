@@ -5,20 +5,33 @@ Widgets and formatting only: Score VCD submits the eval job, the A/B the i2v_ab 
 tuning the i2v_tune job (vcstudio/jobs)."""
 from __future__ import annotations
 
+from typing import Optional
+
+import gradio as gr
+
 from ..errors import InputError
-from .common import IMAGE_TYPES, Ticker, ensure_session, gr_error, run_job, series_frame, upload
+from .common import (IMAGE_TYPES, VIDEO_TYPES, Ticker, as_float, as_int, device_group,
+                     ensure_session, gr_error, gr_update, run_job, series_frame,
+                     upload)
 
 
-def _result(items):
-    res = None
+def _stream(items, n_outputs: int, status_at: int):
+    """Stream a job's progress as the status output (the others left as they are); the
+    result comes back through StopIteration's value, for ``yield from``."""
+    res, tick = None, Ticker()
     for item in items:
-        if isinstance(item, tuple) and item[0] == "result":
-            res = item[1]
+        if isinstance(item, tuple):
+            res = item[1] if item[0] == "result" else res
+            continue
+        if tick.due(item):
+            out = [gr_update()] * n_outputs
+            out[status_at] = f"{item.stage}: {item.message or f'{item.step}/{item.total}'}"
+            yield tuple(out)
     return res
 
 
-def score_vcd(studio, sid, video, image):
-    """Per-frame VCD of a video against its first frame or a given image."""
+def score_vcd_stream(studio, sid, video, image, request=None, progress=None):
+    """Generator: per-frame VCD of a video against its first frame or a given image."""
     from ..jobs.eval import EvalConfig
 
     sid = ensure_session(studio, sid)
@@ -26,13 +39,22 @@ def score_vcd(studio, sid, video, image):
         path = upload(studio, sid, video)
         img = upload(studio, sid, image, IMAGE_TYPES) if image else None
         cfg = EvalConfig(video=str(path), what="vcd", image=str(img) if img else "")
-        res = _result(run_job(studio, sid, "eval", cfg)).vcd
+        res = (yield from _stream(run_job(studio, sid, "eval", cfg, request, progress), 2,
+                                  1)).vcd
         plot = series_frame({f"VCD ({res.encoder})": [float(v) for v in res.per_frame]},
                             x="frame")
-        return plot, (f"Mean VCD {float(res.mean):.4g} (lower = more consistent), encoder "
-                      f"{res.encoder}.")
+        yield plot, (f"Mean VCD {float(res.mean):.4g} (lower = more consistent), encoder "
+                     f"{res.encoder}.")
     except Exception as e:
         raise gr_error(e)
+
+
+def score_vcd(studio, sid, video, image):
+    """Per-frame VCD (the last of :func:`score_vcd_stream`)."""
+    out = None
+    for out in score_vcd_stream(studio, sid, video, image):
+        pass
+    return out
 
 
 def _check_request(studio, model: str, frames, size) -> str:
@@ -42,9 +64,11 @@ def _check_request(studio, model: str, frames, size) -> str:
                          "stabilityai/stable-video-diffusion-img2vid or Lightricks/LTX-Video, "
                          "or a local folder. None ships offline.")
     lim = studio.limits
-    if int(frames) > lim.max_frames or int(size) > lim.max_side:
-        raise InputError(f"At most {lim.max_frames} frames and {lim.max_side} px here "
-                         "(0 = the model's own).")
+    frames, size = as_int("Frames", frames), as_int("Size", size)
+    if not 0 <= frames <= lim.max_frames or not 0 <= size <= lim.max_side:
+        raise InputError(f"Frames must be within 0..{lim.max_frames} and size within "
+                         f"0..{lim.max_side} px here (0 = the model's own); got {frames} "
+                         f"frames at {size} px.")
     return studio.server_path("I2V model", model.strip())
 
 
@@ -58,9 +82,10 @@ def _ab_outputs(base_video, tuned_video, scores):
     return str(base_video), str(tuned_video), plot, note
 
 
-def generate_ab(studio, sid, image, prompt, model, lora, frames, size, steps, seed):
-    """Base vs tuned (a LoRA from `vcstudio i2v-tune` or the tuning below) videos from one
-    image, same seed."""
+def generate_ab_stream(studio, sid, image, prompt, model, lora, frames, size, steps, seed,
+                       request=None, progress=None):
+    """Generator: base vs tuned (a LoRA from `vcstudio i2v-tune` or the tuning below) videos
+    from one image, same seed."""
     from ..jobs.i2v_ab import I2VABConfig
 
     sid = ensure_session(studio, sid)
@@ -71,17 +96,27 @@ def generate_ab(studio, sid, image, prompt, model, lora, frames, size, steps, se
         img = upload(studio, sid, image, IMAGE_TYPES)
         lora_path = studio.safe_path(sid, lora, must_exist=True)
         cfg = I2VABConfig(model=model, image=str(img), prompt=prompt or "", lora=str(lora_path),
-                          ab=True, frames=int(frames), size=int(size), steps=int(steps),
-                          seed=int(seed), name="i2v-tuned.mp4")
-        res = _result(run_job(studio, sid, "i2v_ab", cfg))
-        return _ab_outputs(res.base_video, res.video, res.scores)
+                          ab=True, frames=as_int("Frames", frames), size=as_int("Size", size),
+                          steps=as_int("Sampling steps", steps), seed=as_int("Seed", seed),
+                          name="i2v-tuned.mp4")
+        res = yield from _stream(run_job(studio, sid, "i2v_ab", cfg, request, progress), 4, 3)
+        yield _ab_outputs(res.base_video, res.video, res.scores)
     except Exception as e:
         raise gr_error(e)
 
 
+def generate_ab(studio, sid, image, prompt, model, lora, frames, size, steps, seed):
+    """Base vs tuned videos (the last of :func:`generate_ab_stream`)."""
+    out = None
+    for out in generate_ab_stream(studio, sid, image, prompt, model, lora, frames, size, steps,
+                                  seed):
+        pass
+    return out
+
+
 def reward_tune(studio, sid, image, prompt, model, frames, size, steps, seed, tune_steps, lr,
-                rank):
-    """Generator: VCD reward tuning (seed 002 eq. 3) on one image with its curves streamed,
+                rank, request=None, progress=None):
+    """Generator: VCD reward tuning (VCD paper, eq. 3) on one image with its curves streamed,
     then base vs tuned with the same seed."""
     from ..jobs.i2v_tune import I2VTuneConfig, I2VTuneJobConfig
 
@@ -89,16 +124,19 @@ def reward_tune(studio, sid, image, prompt, model, frames, size, steps, seed, tu
     try:
         model = _check_request(studio, model, frames, size)
         img = upload(studio, sid, image, IMAGE_TYPES)
-        size = int(size) or None
+        size = as_int("Size", size) or None
+        tune_steps = as_int("Reward steps", tune_steps)
         cfg = I2VTuneJobConfig(
             model=model, images=[str(img)], prompts=[prompt] if prompt else [],
-            tune=I2VTuneConfig(steps=int(tune_steps), lr=float(lr), lora_rank=int(rank),
-                               num_frames=int(frames) or None, height=size, width=size,
-                               inference_steps=int(steps), encoder="auto", seed=int(seed),
-                               eval_every=max(1, int(tune_steps) // 5)))
+            tune=I2VTuneConfig(steps=tune_steps, lr=as_float("Learning rate", lr),
+                               lora_rank=as_int("LoRA rank", rank),
+                               num_frames=as_int("Frames", frames) or None, height=size,
+                               width=size, inference_steps=as_int("Sampling steps", steps),
+                               encoder="auto", seed=as_int("Seed", seed),
+                               eval_every=max(1, tune_steps // 5)))
         curves: dict[str, list] = {}
         res, tick = None, Ticker()
-        for item in run_job(studio, sid, "i2v_tune", cfg):
+        for item in run_job(studio, sid, "i2v_tune", cfg, request, progress):
             if isinstance(item, tuple):
                 res = item[1] if item[0] == "result" else res
                 continue
@@ -120,31 +158,36 @@ def reward_tune(studio, sid, image, prompt, model, frames, size, steps, seed, tu
 
 
 def build(studio, sid_state, edit_refs):
-    import gradio as gr
-
-    with gr.Tab("I2V Consistency"):
+    group = device_group(studio)
+    with gr.Tab("I2V Consistency", elem_id="i2v-tab"):
         gr.Markdown("**Video Consistency Distance** compares each frame's VGG-feature frequency "
                     "spectrum with the conditioning image (lower is more consistent; later "
                     "frames weigh less). Offline, a pretrained EfficientNet-Lite0 stands in "
                     "for VGG19 and the score says so.")
         with gr.Row():
             with gr.Column():
-                video = gr.Video(label="Video to score", sources=["upload"], height=200)
+                video = gr.File(label="Video to score (mp4, webm, mov, avi, gif, or a zip of "
+                                      "images)", file_types=VIDEO_TYPES, type="filepath",
+                                height=120)
+                # image_mode=None: the handler gets the uploaded file itself (a public
+                # studio reads only a visitor's own uploads), not a converted copy
                 image = gr.Image(label="Conditioning image (optional: default first frame)",
-                                 type="filepath", height=200)
+                                 type="filepath", height=200, image_mode=None)
                 score_btn = gr.Button("Score VCD", variant="primary")
-                summary = gr.Markdown()
+                summary = gr.Markdown(label="Summary")
             plot = gr.LinePlot(x="frame", y="value", color="series", label="Per-frame VCD",
                                height=260)
-        gr.Markdown("### Reward-tune an image-to-video model with VCD (seed 002, eq. 3)\n"
+        gr.Markdown("### Reward-tune an image-to-video model with VCD (VCD paper, eq. 3)\n"
                     "LoRA on the denoiser's attention, truncated backprop through the last "
                     "denoising step, VCD as the loss. Then base and tuned play side by side from "
                     "the same seed. Needs an I2V model (none ships offline).")
         with gr.Row():
             with gr.Column():
-                cond = gr.Image(label="Conditioning image", type="filepath", height=200)
-                iprompt = gr.Textbox(label="Prompt (LTX-Video reads it; SVD uses the image only)")
-                model = gr.Textbox(label="I2V model (Hub id or folder)")
+                cond = gr.Image(label="Conditioning image", type="filepath", height=200,
+                                image_mode=None)
+                iprompt = gr.Textbox(
+                    value="", label="Prompt (LTX-Video reads it; SVD uses the image only)")
+                model = gr.Textbox(value="", label="I2V model (Hub id or folder)")
                 with gr.Row():
                     frames = gr.Number(value=0, precision=0, label="Frames (0 = model's own)")
                     size = gr.Number(value=0, precision=0, label="Size (0 = model's own)")
@@ -155,10 +198,10 @@ def build(studio, sid_state, edit_refs):
                     lr = gr.Number(value=2e-4, label="Learning rate (paper: 2e-4)")
                     rank = gr.Slider(1, 64, value=16, step=1, label="LoRA rank")
                 tune_btn = gr.Button("Reward-tune, then compare", variant="primary")
-                lora = gr.Textbox(label="Tuned LoRA (written by tuning, or from "
+                lora = gr.Textbox(value="", label="Tuned LoRA (written by tuning, or from "
                                         "`vcstudio i2v-tune`)")
                 gen = gr.Button("Base vs tuned from this LoRA")
-                tstatus = gr.Markdown()
+                tstatus = gr.Markdown(label="Status")
             with gr.Column():
                 curve = gr.LinePlot(x="step", y="value", color="series",
                                     label="VCD per reward step", height=200)
@@ -167,12 +210,33 @@ def build(studio, sid_state, edit_refs):
                     tuned_v = gr.Video(label="VCD-tuned", height=200, autoplay=True, loop=True)
                 ab_plot = gr.LinePlot(x="frame", y="value", color="series",
                                       label="Per-frame VCD: base vs tuned", height=200)
-        score_btn.click(lambda *a: score_vcd(studio, *a), [sid_state, video, image],
-                        [plot, summary])
-        gen.click(lambda *a: generate_ab(studio, *a),
-                  [sid_state, cond, iprompt, model, lora, frames, size, steps, seed],
-                  [base_v, tuned_v, ab_plot, tstatus], api_name="i2v_ab")
-        tune_btn.click(lambda *a: (yield from reward_tune(studio, *a)),
-                       [sid_state, cond, iprompt, model, frames, size, steps, seed, tune_steps,
-                        lr, rank], [tstatus, curve, base_v, tuned_v, ab_plot, lora],
-                       api_name="i2v_tune")
+        # -- the named API (API.md)
+        def score_vcd_api(session: str, video: Optional[str], image: Optional[str],
+                          request: gr.Request, progress=gr.Progress()):
+            """Per-frame VCD of the video against the image (default: its first frame)."""
+            yield from score_vcd_stream(studio, session, video, image, request, progress)
+
+        def i2v(session: str, image: Optional[str], prompt: str, model: str, lora: str,
+                frames: float, size: float, steps: float, seed: float, request: gr.Request,
+                progress=gr.Progress()):
+            """Base vs LoRA-tuned image-to-video from one image, same seed, VCD-scored."""
+            yield from generate_ab_stream(studio, session, image, prompt, model, lora, frames,
+                                          size, steps, seed, request, progress)
+
+        def i2v_tune(session: str, image: Optional[str], prompt: str, model: str,
+                     frames: float, size: float, steps: float, seed: float,
+                     reward_steps: float, lr: float, rank: float, request: gr.Request,
+                     progress=gr.Progress()):
+            """VCD reward LoRA tuning, then base vs tuned."""
+            yield from reward_tune(studio, session, image, prompt, model, frames, size, steps,
+                                   seed, reward_steps, lr, rank, request, progress)
+
+        score_btn.click(score_vcd_api, [sid_state, video, image], [plot, summary],
+                        api_name="score_vcd", concurrency_id=group, concurrency_limit=1)
+        gen.click(i2v, [sid_state, cond, iprompt, model, lora, frames, size, steps, seed],
+                  [base_v, tuned_v, ab_plot, tstatus], api_name="i2v", concurrency_id=group,
+                  concurrency_limit=1)
+        tune_btn.click(i2v_tune, [sid_state, cond, iprompt, model, frames, size, steps, seed,
+                                  tune_steps, lr, rank],
+                       [tstatus, curve, base_v, tuned_v, ab_plot, lora], api_name="i2v_tune",
+                       concurrency_id=group, concurrency_limit=1)

@@ -4,8 +4,13 @@ Widgets and formatting only: Plan shows the long job's model-free plan, Preview 
 Generate submit the long job (vcstudio/jobs/long.py)."""
 from __future__ import annotations
 
+from typing import Optional
+
+import gradio as gr
+
 from ..errors import InputError
-from .common import Ticker, ensure_session, frame_strip, gr_error, gr_update, run_job
+from .common import (Ticker, as_int, device_group, ensure_session, frame_strip, gr_error,
+                     gr_update, run_job)
 
 
 def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion: str):
@@ -13,7 +18,8 @@ def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion
     from ..jobs.long import plan as long_plan
 
     try:
-        p = long_plan(story, (prompts or "").splitlines(), frames, window, stride, fusion)
+        p = long_plan(story, (prompts or "").splitlines(), as_int("Frames", frames),
+                      as_int("Window K", window), as_int("Stride S", stride), fusion)
         rows = [[s.prompt, s.start, s.end - 1] for s in p["segments"]]
         return p["graph"], rows, p["image"], p["table"]
     except Exception as e:
@@ -26,12 +32,16 @@ def long_config(story, prompts, frames, window, stride, fusion, steps, seed, use
     from ..config import LongConfig, MaskConfig
 
     lines = [p.strip() for p in (prompts or "").splitlines() if p.strip()]
-    mask = MaskConfig(method="sam" if mask_method == "sam" else "grabcut", fallback=True,
-                      sam_checkpoint=sam_checkpoint or "", n_candidates=int(candidates),
-                      tune_steps=int(tune_steps))
-    return LongConfig(prompts=lines, story=story or "", frames=int(frames), window=int(window),
-                      stride=int(stride), fusion=fusion, steps=int(steps), seed=int(seed),
-                      masks=bool(use_masks), mask=mask)
+    if mask_method not in ("sam", "grabcut"):
+        raise InputError(f"Masks by must be sam or grabcut, got {mask_method!r}.")
+    mask = MaskConfig(method=mask_method, fallback=True,
+                      sam_checkpoint=sam_checkpoint or "",
+                      n_candidates=as_int("Candidates n", candidates),
+                      tune_steps=as_int("Combined tuning steps", tune_steps))
+    return LongConfig(prompts=lines, story=story or "", frames=as_int("Frames", frames),
+                      window=as_int("Window K", window), stride=as_int("Stride S", stride),
+                      fusion=fusion, steps=as_int("Sampling steps", steps),
+                      seed=as_int("Seed", seed), masks=bool(use_masks), mask=mask)
 
 
 def _run(studio, sid, run_dir):
@@ -55,7 +65,7 @@ def mask_gallery(candidates, candidate_masks, fused, masks) -> list:
 
 
 def preview_masks(studio, sid, run_dir, story, prompts, frames, window, stride, fusion, steps,
-                  seed, mask_method, sam_checkpoint, candidates):
+                  seed, mask_method, sam_checkpoint, candidates, request=None, progress=None):
     """Generator: the mask stage alone, so the masks are checked before the expensive steps."""
     from ..jobs.long import LongJobConfig
 
@@ -66,7 +76,8 @@ def preview_masks(studio, sid, run_dir, story, prompts, frames, window, stride, 
                           mask_method, studio.server_path("SAM checkpoint", sam_checkpoint),
                           candidates)
         res = None
-        for item in run_job(studio, sid, "long", LongJobConfig(str(run), cfg, masks_only=True)):
+        for item in run_job(studio, sid, "long", LongJobConfig(str(run), cfg, masks_only=True),
+                            request, progress):
             if isinstance(item, tuple):
                 res = item[1] if item[0] == "result" else res
                 continue
@@ -80,7 +91,7 @@ def preview_masks(studio, sid, run_dir, story, prompts, frames, window, stride, 
 
 def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusion, steps, seed,
              use_masks=False, mask_method="grabcut", sam_checkpoint="", candidates=5,
-             tune_steps=0, control=None):
+             tune_steps=0, request=None, progress=None, control=None):
     """Generator: (video, status, frames so far, mask gallery). ``control``: the Structure
     panel's values (ui/structure.py); each window takes its frames' conditions."""
     from .structure import control_configs
@@ -95,7 +106,8 @@ def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusio
                           candidates, tune_steps)
         cfg.control = control_configs(studio, sid, control or [])
         res, tick = None, Ticker()
-        for item in run_job(studio, sid, "long", LongJobConfig(str(run), cfg)):
+        for item in run_job(studio, sid, "long", LongJobConfig(str(run), cfg), request,
+                            progress):
             if isinstance(item, tuple):
                 res = item[1] if item[0] == "result" else res
                 continue
@@ -113,20 +125,22 @@ def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusio
 
 
 def build(studio, sid_state, edit_refs):
-    import gradio as gr
-
+    group = device_group(studio)
+    long_max = max(8, studio.limits.max_long_frames)
     with gr.Tab("Long Video", elem_id="long-tab"):
         gr.Markdown("Longer than the tuned clip, a prompt per segment: overlapping windows are "
                     "denoised together and blended, so segments join without seams. Tune a "
                     "clip in the first tab, then plan and generate here.")
         with gr.Row():
             with gr.Column():
-                story = gr.Textbox(label="Story (parsed into timed segments)", lines=2,
+                story = gr.Textbox(value="", label="Story (parsed into timed segments)", lines=2,
                                    placeholder="a red circle moves right on the beach, then a "
                                                "blue square moves left on the snow")
-                prompts = gr.Textbox(label="…or one prompt per segment (one per line)", lines=3)
+                prompts = gr.Textbox(value="", lines=3,
+                                     label="…or one prompt per segment (one per line)")
                 with gr.Row():
-                    frames = gr.Slider(8, 240, value=32, step=1, label="Frames")
+                    frames = gr.Slider(8, long_max, value=min(32, long_max), step=1,
+                                       label="Frames")
                     window = gr.Slider(2, 32, value=8, step=1, label="Window K")
                     stride = gr.Slider(1, 32, value=4, step=1, label="Stride S")
                 fusion = gr.Radio(["uniform", "pyramid", "gaussian"], value="pyramid",
@@ -134,7 +148,7 @@ def build(studio, sid_state, edit_refs):
                 with gr.Row():
                     steps = gr.Slider(5, 100, value=30, step=1, label="Sampling steps")
                     seed = gr.Number(value=33, precision=0, label="Seed")
-                with gr.Accordion("Masks + average fusion (seed 001): keep one subject across "
+                with gr.Accordion("Masks + average fusion (consistency-tuning paper): keep one subject across "
                                   "segments", open=False):
                     use_masks = gr.Checkbox(False, label="Use masks when generating")
                     with gr.Row():
@@ -142,7 +156,8 @@ def build(studio, sid_state, edit_refs):
                                                label="Masks by (GrabCut = classical fallback)")
                         candidates = gr.Slider(1, 8, value=5, step=1,
                                                label="Candidates n (paper: 5)")
-                    sam_ckpt = gr.Textbox(label="SAM checkpoint (.pth; empty = the cache folder; "
+                    sam_ckpt = gr.Textbox(value="",
+                                          label="SAM checkpoint (.pth; empty = the cache folder; "
                                                 "missing = GrabCut)")
                     tune_steps = gr.Slider(0, 500, value=0 if studio.embedded else 250, step=10,
                                            label="Combined tuning steps (paper: 250; 0 = off)")
@@ -153,7 +168,7 @@ def build(studio, sid_state, edit_refs):
                                           api_name="long_control_preview")
                 plan_btn = gr.Button("Plan")
                 gen_btn = gr.Button("Generate long video", variant="primary")
-                status = gr.Markdown()
+                status = gr.Markdown(label="Status")
             with gr.Column():
                 layout = gr.Image(label="Windows (rows) over frames, and per-frame weights",
                                   interactive=False)
@@ -166,14 +181,41 @@ def build(studio, sid_state, edit_refs):
                 masks_view = gr.Gallery(label="Mask stage: candidates and the fused clip",
                                         columns=1, height=260)
         windows = gr.JSON(label="Windows and their prompts")
-        plan_btn.click(lambda *a: plan(*a), [story, prompts, frames, window, stride, fusion],
-                       [graph, segs, layout, windows], api_name="plan")
+        # -- the named API (API.md)
+        def long_plan(story: str, prompts: str, frames: float, window: float, stride: float,
+                      fusion: str):
+            """Timeline, scene graph and window layout (model-free, instant)."""
+            return plan(story, prompts, frames, window, stride, fusion)
+
+        def long(session: str, run_dir: str, story: str, prompts: str, frames: float,
+                 window: float, stride: float, fusion: str, steps: float, seed: float,
+                 use_masks: bool, mask_method: str, sam_checkpoint: str, candidates: float,
+                 tune_steps: float, structure: Optional[list], request: gr.Request,
+                 progress=gr.Progress()):
+            """A long video from the tuned run; streams frames as they decode."""
+            yield from generate(studio, session, run_dir, story, prompts, frames, window,
+                                stride, fusion, steps, seed, use_masks, mask_method,
+                                sam_checkpoint, candidates, tune_steps, request, progress,
+                                structure)
+
+        def mask_preview(session: str, run_dir: str, story: str, prompts: str, frames: float,
+                         window: float, stride: float, fusion: str, steps: float, seed: float,
+                         mask_method: str, sam_checkpoint: str, candidates: float,
+                         request: gr.Request, progress=gr.Progress()):
+            """The mask stage alone: candidates, masks and the fused clip."""
+            yield from preview_masks(studio, session, run_dir, story, prompts, frames, window,
+                                     stride, fusion, steps, seed, mask_method, sam_checkpoint,
+                                     candidates, request, progress)
+
+        plan_btn.click(long_plan, [story, prompts, frames, window, stride, fusion],
+                       [graph, segs, layout, windows], api_name="long_plan",
+                       concurrency_id="preview")
         common = [sid_state, edit_refs["run_dir"], story, prompts, frames, window, stride,
                   fusion, steps, seed]
-        gen_btn.click(lambda *a: (yield from generate(studio, *a)),
-                      common + [use_masks, mask_method, sam_ckpt, candidates, tune_steps,
-                                control],
-                      [video, status, so_far, masks_view], api_name="long")
-        mask_btn.click(lambda *a: (yield from preview_masks(studio, *a)),
-                       common + [mask_method, sam_ckpt, candidates], [masks_view, status],
-                       api_name="long_masks")
+        gen_btn.click(long, common + [use_masks, mask_method, sam_ckpt, candidates, tune_steps,
+                                      control],
+                      [video, status, so_far, masks_view], api_name="long",
+                      concurrency_id=group, concurrency_limit=1)
+        mask_btn.click(mask_preview, common + [mask_method, sam_ckpt, candidates],
+                       [masks_view, status], api_name="mask_preview", concurrency_id=group,
+                       concurrency_limit=1)

@@ -1,0 +1,406 @@
+"""The app's named API (API.md) driven the way a client drives it: gradio_client against a
+launched app, and raw HTTP where a client misbehaves (disconnects mid-job, replays another
+visitor's upload path, names a server file)."""
+import json
+import os
+import re
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(tiny_sd, data, public: bool):
+    os.environ["VCSTUDIO_MODEL"] = str(tiny_sd)
+    from vcstudio.jobs import studio as make_studio
+    from vcstudio.space import CPU_LIMITS
+    from vcstudio.ui import build_app
+
+    studio = make_studio(data, limits=CPU_LIMITS, public=public)
+    demo = build_app(studio)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                show_error=True, allowed_paths=[str(data)])
+    return studio, demo, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="module")
+def app(tiny_sd, tmp_path_factory):
+    studio, demo, url = _launch(tiny_sd, tmp_path_factory.mktemp("api-data"), public=False)
+    yield {"studio": studio, "demo": demo, "url": url}
+    demo.close()
+    studio.close()
+    os.environ.pop("VCSTUDIO_MODEL", None)
+
+
+@pytest.fixture(scope="module")
+def wide_clip(tmp_path_factory):
+    """A 2:1 clip (128 x 64): a moving disc beside its mirror image."""
+    from vcstudio.io import write_mp4
+    from vcstudio.io.synthetic import moving_shape_clip
+
+    clip = moving_shape_clip(8, 64, dx=3.0)
+    wide = np.concatenate([clip, clip[:, :, ::-1]], axis=2)
+    return write_mp4(wide, tmp_path_factory.mktemp("wide") / "wide.mp4")
+
+
+def _api_md() -> dict[str, list[str]]:
+    """{endpoint: parameter names} from the tables of API.md (the contract)."""
+    text = (ROOT / "API.md").read_text()
+    out, name = {}, None
+    for line in text.splitlines():
+        m = re.match(r"### `(/\w+)`", line)
+        if m:
+            name = m.group(1)
+            out[name] = []
+            continue
+        m = re.match(r"\| (\w+) \|", line)
+        if name and m and m.group(1) != "param":
+            out[name].append(m.group(1))
+    # "/mask_preview: as /long without use_masks and tune_steps"
+    out["/mask_preview"] = [p for p in out["/long"] if p not in ("use_masks", "tune_steps")]
+    return out
+
+
+def test_every_endpoint_is_named_with_the_parameters_of_api_md(app):
+    from gradio_client import Client
+
+    info = Client(app["url"], verbose=False).view_api(return_format="dict", print_info=False)
+    named = info["named_endpoints"]
+    assert not info["unnamed_endpoints"]
+    text = json.dumps(info)
+    for bad in (r"param_\d", r"lambda", r"_prev_\d", r"value_\d"):
+        assert not re.search(bad, text), bad
+    got = {k: [p["parameter_name"] for p in v["parameters"]] for k, v in named.items()}
+    assert got == _api_md()
+    # every parameter but the files and the ids a job hands out has a default
+    required = {k: [p["parameter_name"] for p in v["parameters"]
+                    if not p["parameter_has_default"]] for k, v in named.items()}
+    assert required["/tune"] == ["clip"] and required["/preview"] == ["clip"]
+    assert required["/long_plan"] == [] and required["/stop"] == []
+
+
+def test_jobs_queue_per_device_and_the_rest_answer_beside_them(app):
+    """One Gradio concurrency group per device, one event at a time, a bounded queue; the
+    quick endpoints are outside that group."""
+    from vcstudio.ui.common import QUEUE_MAX
+
+    demo = app["demo"]
+    fns = {f.api_name: f for f in demo.fns.values() if isinstance(f.api_name, str)}
+    jobs = ("tune", "resume", "edit", "long", "mask_preview", "score_vcd", "i2v", "i2v_tune",
+            "compare", "open_tav")
+    for name in jobs:
+        assert fns[name].concurrency_id == "device-cpu", name
+        assert fns[name].concurrency_limit == 1, name
+    for name in ("preview", "estimate", "clip_size", "long_plan", "stop", "push"):
+        assert fns[name].concurrency_id != "device-cpu", name
+    assert demo._queue.max_size == QUEUE_MAX
+
+
+def test_slider_changes_store_one_copy_and_the_wide_clip_keeps_its_aspect(app, wide_clip):
+    """Seven preview calls of one clip (what seven slider moves send): one stored copy. A 2:1
+    clip is sized 2:1, previews at 2:1 and is tuned and edited at 2:1."""
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    from vcstudio.io import read_video
+
+    c = Client(app["url"], verbose=False)
+    session, width, height = c.predict(clip=handle_file(str(wide_clip)),
+                                       api_name="/clip_size")
+    assert (width, height) == (64, 32)  # the largest this tier allows for the demo size
+    for frames in (2, 3, 4, 5, 6, 7, 4):
+        session, strip, info = c.predict(session=session, clip=handle_file(str(wide_clip)),
+                                         frames=frames, stride=1, width=width, height=height,
+                                         api_name="/preview")
+    assert info == "4 frames at 64x32 will be tuned on."
+    assert Image.open(strip).size == (4 * 64, 32)  # the strip: 4 frames of 64 x 32
+    uploads = app["studio"].session(session).uploads
+    assert len(list(uploads.iterdir())) == 1
+
+    session, job, status, loss, preview, run_dir = c.predict(
+        session=session, clip=handle_file(str(wide_clip)), prompt="a red circle", frames=4,
+        stride=1, width=width, height=height, steps=10, lr=1e-3, api_name="/tune")
+    assert status.startswith("Tuned 10 steps"), status
+    video, gif, estatus, plot, table = c.predict(session=session, run_dir=run_dir,
+                                                 prompt="a blue square", steps=5, guidance=5.0,
+                                                 api_name="/edit")
+    frames = read_video(video["video"] if isinstance(video, dict) else video)
+    assert estatus == "Done." and frames.shape == (4, 32, 64, 3)
+    assert len(list(uploads.iterdir())) == 1  # the tune read the same stored copy
+
+
+@pytest.mark.parametrize("args,msg", [
+    (dict(frames=-3), "frames|minimum"), (dict(frames=0), "frames|minimum"),
+    (dict(frames=2.5), "whole number"), (dict(width=-64), "width|minimum"),
+    (dict(width=60), "multiple of 8"), (dict(steps=100000), "steps|maximum"),
+])
+def test_out_of_range_numbers_are_errors(app, wide_clip, args, msg):
+    from gradio_client import Client, handle_file
+
+    c = Client(app["url"], verbose=False)
+    kw = dict(clip=handle_file(str(wide_clip)), prompt="a red circle", frames=4, width=64,
+              height=32, steps=10)
+    with pytest.raises(Exception, match=msg):
+        c.predict(**{**kw, **args}, api_name="/tune")
+    with pytest.raises(Exception, match="long.frames|maximum"):
+        c.predict(prompts="a\nb", frames=100000000, window=8, stride=4, api_name="/long_plan")
+
+
+def _upload(url: str, path: Path) -> str:
+    import httpx
+
+    with open(path, "rb") as f:
+        r = httpx.post(url + "gradio_api/upload", files={"files": (path.name, f)})
+    r.raise_for_status()
+    return r.json()[0]
+
+
+def _file(path: str) -> dict:
+    return {"path": path, "meta": {"_type": "gradio.FileData"}, "orig_name": Path(path).name}
+
+
+def _call(url: str, api: str, data: list, timeout: float = 120) -> tuple[str, object]:
+    """A raw REST call (what any HTTP client can send): ("complete", outputs) or
+    ("error", message)."""
+    import httpx
+
+    r = httpx.post(f"{url}gradio_api/call/{api}", json={"data": data}, timeout=timeout)
+    r.raise_for_status()
+    eid = r.json()["event_id"]
+    kind, last = None, None
+    with httpx.stream("GET", f"{url}gradio_api/call/{api}/{eid}", timeout=timeout) as s:
+        for line in s.iter_lines():
+            if line.startswith("event:"):
+                kind = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and kind in ("complete", "error"):
+                last = json.loads(line[5:].strip() or "null")
+                if kind in ("complete", "error"):
+                    return kind, last
+    return kind or "", last
+
+
+def _fn_index(url: str, api: str) -> int:
+    import httpx
+
+    cfg = httpx.get(url + "config").json()
+    return next(d["id"] for d in cfg["dependencies"] if d.get("api_name") == api)
+
+
+def test_a_client_that_disconnects_mid_tune_frees_the_device(app, wide_clip):
+    """The tune's client goes away (its event stream closes): the Studio job stops at its
+    next step and nothing holds the device lock."""
+    import httpx
+
+    studio, url = app["studio"], app["url"]
+    path = _upload(url, wide_clip)
+    sh = "disconnect" + os.urandom(4).hex()
+    data = ["", _file(path), "a red circle", 4, 1, 0, 64, 32, "crop", "center", "baseline",
+            100, 1e-3, 33, True, True, True, "mul-fourier", "pure", True, True]
+    r = httpx.post(url + "gradio_api/queue/join",
+                   json={"data": data, "fn_index": _fn_index(url, "tune"), "session_hash": sh,
+                         "event_data": None, "trigger_id": None})
+    r.raise_for_status()
+    job = None
+    with httpx.stream("GET", url + "gradio_api/queue/data", params={"session_hash": sh},
+                      timeout=120) as s:
+        for line in s.iter_lines():
+            if '"process_generating"' in line or '"progress"' in line:
+                live = [h for h in list(studio._jobs.values()) if not h.done.is_set()]
+                if live and live[0].status == "running":
+                    job = live[0].id
+                    break
+    assert job is not None  # the stream is closed here: the client is gone
+    deadline = time.time() + 60
+    while time.time() < deadline and not studio.wait(job, 0.5).finished:
+        pass
+    out = studio.wait(job, 1)
+    assert out.finished and out.status in ("stopped", "cancelled"), out.status
+    assert not studio.device_lock().locked()
+    stored = studio.store.job(job)
+    assert stored.status in ("stopped", "cancelled") and stored.step < 100
+
+
+# ----------------------------------------------------------------------------- public mode
+
+@pytest.fixture(scope="module")
+def public_app(tiny_sd, tmp_path_factory):
+    studio, demo, url = _launch(tiny_sd, tmp_path_factory.mktemp("public-data"), public=True)
+    yield {"studio": studio, "demo": demo, "url": url}
+    demo.close()
+    studio.close()
+    os.environ.pop("VCSTUDIO_MODEL", None)
+
+
+def _preview_args(session: str, clip) -> list:
+    return [session, clip, 4, 1, 0, 64, 32, "crop", "center"]
+
+
+def test_public_studio_reads_only_the_visitors_own_uploads(public_app, wide_clip, tmp_path):
+    url = public_app["url"]
+    a_path = _upload(url, wide_clip)  # visitor A's upload
+    kind, out = _call(url, "preview", _preview_args("", _file(a_path)))
+    assert kind == "complete", out
+    a_session, strip = out[0], out[1]
+    # visitor B replays A's cached path raw: refused, with a message about uploading
+    kind, msg = _call(url, "preview", _preview_args("", _file(a_path)))
+    assert kind == "error" and "upload" in str(msg).lower(), msg
+    # ... and a file the app served A (in Gradio's cache, never uploaded) likewise
+    served = strip["path"] if isinstance(strip, dict) else strip
+    kind, msg = _call(url, "preview", _preview_args("", _file(served)))
+    assert kind == "error" and "upload" in str(msg).lower(), msg
+    # a server path sent as FileData is refused too
+    secret = tmp_path / "secret.mp4"
+    secret.write_bytes(wide_clip.read_bytes())
+    kind, msg = _call(url, "preview", _preview_args("", _file(str(secret))))
+    assert kind == "error", msg
+    # B's own upload of the same clip is accepted (Gradio files both under one path)
+    b_path = _upload(url, wide_clip)
+    kind, out = _call(url, "preview", _preview_args("", _file(b_path)))
+    assert kind == "complete" and out[0] != a_session, out
+    # A keeps using their own upload
+    kind, out = _call(url, "preview", _preview_args(a_session, _file(a_path)))
+    assert kind == "complete", out
+    # an example clip, as Gradio serves it from its cache when a visitor clicks it
+    import shutil
+    import tempfile
+
+    cache = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    example = ROOT / "assets" / "examples" / "red_circle_right_beach.mp4"
+    cached = cache / ("example-" + os.urandom(4).hex()) / example.name
+    cached.parent.mkdir(parents=True)
+    shutil.copyfile(example, cached)
+    kind, out = _call(url, "preview", _preview_args("", _file(str(cached))))
+    assert kind == "complete", out
+    # the page's order: a new upload is sized (clip_size), then previewed, in one session
+    from vcstudio.io import write_gif
+    from vcstudio.io.synthetic import moving_shape_clip
+
+    c_path = _upload(url, write_gif(moving_shape_clip(4, 64, dx=2.0), tmp_path / "c.gif"))
+    kind, out = _call(url, "clip_size", ["", _file(c_path)])
+    assert kind == "complete" and out[1:] == [64, 64], out
+    kind, out = _call(url, "preview", _preview_args(out[0], _file(c_path)))
+    assert kind == "complete", out
+
+
+def test_public_studio_checks_limits_and_ownership_on_the_server(public_app, wide_clip):
+    from gradio_client import Client, handle_file
+
+    from vcstudio.space import CPU_LIMITS
+
+    url, studio = public_app["url"], public_app["studio"]
+    a, b = Client(url, verbose=False), Client(url, verbose=False)
+    sid_a, job_a, status, _, _, run_a = a.predict(
+        clip=handle_file(str(wide_clip)), prompt="a red circle", frames=4, width=64,
+        height=32, steps=10, lr=1e-3, api_name="/tune")
+    assert status.startswith("Tuned"), status
+    sid_b = b.predict(session="", clip=handle_file(str(wide_clip)), frames=4, width=64,
+                      height=32, api_name="/preview")[0]
+    # B may not stop A's job, nor edit from A's run folder
+    with pytest.raises(Exception, match="another visitor"):
+        b.predict(session=sid_b, job_id=job_a, api_name="/stop")
+    with pytest.raises(Exception, match="outside|not|session"):
+        b.predict(session=sid_b, run_dir=run_a, prompt="a blue square", api_name="/edit")
+    assert a.predict(session=sid_a, job_id=job_a, api_name="/stop") == "Nothing is running."
+    # the Space's limits hold on the server, whatever a client sends (the CPU tier: 8 frames,
+    # 256 px, 100 steps, 32-frame long videos)
+    lim = CPU_LIMITS
+    with pytest.raises(Exception, match="8"):
+        a.predict(session=sid_a, clip=handle_file(str(wide_clip)), methods=["baseline "
+                  "(Tune-A-Video)"], prompt="a", edit_prompt="b", frames=24, size=64, steps=10,
+                  api_name="/compare")
+    with pytest.raises(Exception, match=str(lim.max_steps)):
+        a.predict(session=sid_a, clip=handle_file(str(wide_clip)), prompt="a", frames=4,
+                  width=64, height=32, steps=500, api_name="/tune")
+    with pytest.raises(Exception, match=str(lim.max_long_frames)):
+        a.predict(session=sid_a, run_dir=run_a, prompts="a\nb", frames=240, api_name="/long")
+    with pytest.raises(Exception, match=str(lim.max_side)):
+        a.predict(session=sid_a, clip=handle_file(str(wide_clip)), prompt="a", frames=4,
+                  width=512, height=32, steps=10, api_name="/tune")
+    # and its cache and sessions are deleted after a TTL
+    assert public_app["demo"].delete_cache is not None
+    assert not studio.device_lock().locked()
+
+
+def test_gif_and_zip_of_images_are_accepted_as_the_label_says(app, tmp_path):
+    import zipfile
+
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    from vcstudio.io import write_gif
+    from vcstudio.io.synthetic import moving_shape_clip
+
+    clip = moving_shape_clip(6, 64, dx=3.0)
+    gif = write_gif(clip, tmp_path / "clip.gif")
+    zpath = tmp_path / "frames.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        for i, f in enumerate(clip):
+            Image.fromarray(f).save(tmp_path / f"{i}.png")
+            z.write(tmp_path / f"{i}.png", f"frame{i}.png")
+    c = Client(app["url"], verbose=False)
+    for f in (gif, zpath):
+        _, strip, info = c.predict(clip=handle_file(str(f)), frames=4, width=64, height=64,
+                                   api_name="/preview")
+        assert info == "4 frames at 64x64 will be tuned on.", f
+
+
+def test_a_cancelled_event_stops_its_job(app, wide_clip):
+    """gradio_client's job.cancel() (the event cancelled): the tune stops at its next step."""
+    from gradio_client import Client, handle_file
+
+    studio = app["studio"]
+    c = Client(app["url"], verbose=False)
+    job = c.submit(clip=handle_file(str(wide_clip)), prompt="a red circle", frames=4,
+                   width=64, height=32, steps=100, lr=1e-3, api_name="/tune")
+    deadline, jid = time.time() + 60, None
+    while time.time() < deadline and jid is None:
+        live = [h for h in list(studio._jobs.values())
+                if not h.done.is_set() and h.status == "running"]
+        jid = live[0].id if live else None
+        time.sleep(0.2)
+    assert jid is not None
+    # preview and estimate are outside the device's queue group: they answer while it runs
+    other = Client(app["url"], verbose=False)
+    info = other.predict(clip=handle_file(str(wide_clip)), frames=4, width=64, height=32,
+                         api_name="/preview")[2]
+    est = other.predict(frames=4, width=64, height=32, steps=100, api_name="/estimate")
+    assert info.startswith("4 frames") and est.startswith("Estimate")
+    assert not studio.wait(jid, 0).finished  # the tune was still running meanwhile
+    job.cancel()
+    out = studio.wait(jid, 60)
+    assert out.finished and out.status in ("stopped", "cancelled"), out.status
+    assert studio.store.job(jid).step < 100
+    assert not studio.device_lock().locked()
+
+
+def test_a_closed_tab_stops_its_jobs(app, wide_clip):
+    """The visitor leaves (their client's heartbeat ends: Gradio's unload event): the jobs
+    that client started stop, freeing the device."""
+    from gradio_client import Client, handle_file
+
+    studio = app["studio"]
+    c = Client(app["url"], verbose=False)
+    c.submit(clip=handle_file(str(wide_clip)), prompt="a red circle", frames=4, width=64,
+             height=32, steps=100, lr=1e-3, api_name="/tune")
+    deadline, jid = time.time() + 60, None
+    while time.time() < deadline and jid is None:
+        live = [h for h in list(studio._jobs.values())
+                if not h.done.is_set() and h.status == "running"]
+        jid = live[0].id if live else None
+        time.sleep(0.2)
+    assert jid is not None
+    c.close()  # ends the heartbeat: the page is gone
+    out = studio.wait(jid, 60)
+    assert out.finished and out.status in ("stopped", "cancelled"), out.status
+    assert studio.store.job(jid).step < 100

@@ -1,0 +1,178 @@
+"""The one browser smoke test of the default suite (.ci/run installs Debian's chromium and sets
+VCSTUDIO_REQUIRE_BROWSER=1, so there it fails instead of skipping): the app started as the
+README says (`python app.py`) with the data folder in its default place under a temporary HOME;
+a non-square clip uploaded, the preview checked for its aspect, a tune started and stopped, an
+edit generated from the stopped checkpoint; screenshots at each stage, no "Error" on screen."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "test-artifacts" / "browser-smoke"
+
+
+def _need_browser():
+    missing = None
+    if not Path(CHROMIUM).is_file():
+        missing = f"no {CHROMIUM} (apt-get install chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            missing = "the playwright package is not installed (requirements-dev.txt)"
+    if missing:
+        if os.environ.get("VCSTUDIO_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"VCSTUDIO_REQUIRE_BROWSER=1 but {missing}")
+        pytest.skip(missing)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_py(tmp_path_factory):
+    """`python app.py` with HOME (and so the default data folder) in a temporary folder."""
+    _need_browser()
+    base = tmp_path_factory.mktemp("browser-app")
+    home, tmp = base / "home", base / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VCSTUDIO_DATA", "XDG_DATA_HOME", "GRADIO_TEMP_DIR", "VCSTUDIO_MODEL")}
+    env.update(HOME=str(home), TMPDIR=str(tmp), PORT=str(port), HF_HUB_OFFLINE="1",
+               GRADIO_ANALYTICS_ENABLED="False")
+    log = open(base / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(1)
+    if proc.poll() is not None or time.time() >= deadline:
+        proc.kill()
+        log.close()
+        pytest.fail("python app.py did not start:\n" + (base / "app.log").read_text()[-3000:])
+    yield {"url": url, "home": home, "log": base / "app.log"}
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def wide_clip(tmp_path_factory):
+    """A 2:1 clip (128 x 64, 12 frames): a moving disc beside its mirror image."""
+    from vcstudio.io import write_mp4
+    from vcstudio.io.synthetic import moving_shape_clip
+
+    clip = moving_shape_clip(12, 64, dx=3.0)
+    return write_mp4(np.concatenate([clip, clip[:, :, ::-1]], axis=2),
+                     tmp_path_factory.mktemp("clip") / "wide.mp4")
+
+
+def _no_error_on_screen(pg, where: str) -> None:
+    errors = pg.locator(".toast-body.error, .toast-wrap .error")
+    assert errors.count() == 0, f"{where}: error toast {errors.first.inner_text()!r}"
+    badges = pg.get_by_text("Error", exact=True)
+    visible = [i for i in range(badges.count()) if badges.nth(i).is_visible()]
+    assert not visible, f"{where}: an Error badge is on screen"
+
+
+def test_upload_preview_tune_stop_edit(app_py, wide_clip):
+    from playwright.sync_api import sync_playwright
+
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    SHOTS.mkdir(parents=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-gpu",
+                                    "--disable-background-networking"])
+        try:
+            pg = b.new_page(viewport={"width": 1400, "height": 1200})
+            pg.goto(app_py["url"], wait_until="load")
+            pg.wait_for_selector("text=Edit from Video", timeout=60000)
+            tab = pg.locator("#edit-tab")
+
+            # 1. a 2:1 clip: the sliders take its aspect, the preview shows exactly that
+            tab.locator("#edit-clip input[type=file]").set_input_files(str(wide_clip))
+            info = pg.locator("#edit-strip-info")
+            info.get_by_text("frames at 64x32 will be tuned on").first.wait_for(timeout=60000)
+            img = pg.locator("#edit-strip img")
+            img.wait_for(timeout=30000)
+            pg.wait_for_function("() => { const i = document.querySelector('#edit-strip img');"
+                                 " return i && i.complete && i.naturalWidth > 0; }",
+                                 timeout=30000)
+            w, h = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+            n = int(info.inner_text().split()[0])
+            assert (w, h) == (n * 64, 32), (w, h, n)  # n frames of 64 x 32, side by side
+            # a setting changed: previewed again (the upload is not copied again)
+            frames = tab.get_by_label("Frames").first
+            frames.fill("6")
+            frames.press("Enter")
+            info.get_by_text("6 frames at 64x32 will be tuned on").first.wait_for(timeout=60000)
+            pg.screenshot(path=str(SHOTS / "1-preview.png"), full_page=True)
+            _no_error_on_screen(pg, "preview")
+
+            # 2. tune, then Stop once it has taken a few steps
+            tab.get_by_label("Source prompt: what the clip shows").fill("a red circle")
+            steps = tab.get_by_label("Tuning steps").first
+            steps.fill("100")
+            steps.press("Enter")
+            pg.wait_for_timeout(500)
+            tab.get_by_role("button", name="Tune", exact=True).click()
+            status = pg.locator("#edit-status")
+            # a few steps in (a loss curve to keep), well before the end
+            pg.wait_for_function(
+                "() => /tune: step ([3-9]|[1-9][0-9])\\/100/.test("
+                "document.querySelector('#edit-status').innerText)", timeout=120000)
+            pg.screenshot(path=str(SHOTS / "2-tuning.png"), full_page=True)
+            tab.get_by_role("button", name="Stop", exact=True).click()
+            status.get_by_text("Stopped at step").first.wait_for(timeout=120000)
+            k = int(status.get_by_text("Stopped at step").first.inner_text().split()[3])
+            assert 3 <= k < 100, k
+            pg.wait_for_timeout(500)
+            pg.screenshot(path=str(SHOTS / "3-stopped.png"), full_page=True)
+            _no_error_on_screen(pg, "stopped")
+            run_dir = tab.get_by_label("Run folder (this session's)").input_value()
+            data = app_py["home"] / ".local" / "share" / "vcstudio"
+            assert Path(run_dir).resolve().is_relative_to(data.resolve())
+            assert len(list((data / "sessions").glob("*/uploads/*"))) == 1
+
+            # 3. an edit from the stopped checkpoint, at the clip's aspect
+            tab.get_by_label("Edit prompt: what the video should show").fill("a blue square")
+            esteps = tab.get_by_label("Sampling steps").first
+            esteps.fill("5")
+            esteps.press("Enter")
+            pg.wait_for_timeout(500)
+            tab.get_by_role("button", name="Generate edit", exact=True).click()
+            pg.locator("#edit-estatus").get_by_text("Done.").first.wait_for(timeout=180000)
+            video = tab.locator("video").first
+            video.wait_for(timeout=30000)
+            pg.wait_for_function("() => { const v = document.querySelector('#edit-tab video');"
+                                 " return v && v.videoWidth > 0; }", timeout=30000)
+            vw, vh = video.evaluate("v => [v.videoWidth, v.videoHeight]")
+            assert (vw, vh) == (64, 32)
+            pg.screenshot(path=str(SHOTS / "4-edit.png"), full_page=True)
+            _no_error_on_screen(pg, "edit")
+        finally:
+            b.close()
+    assert "Traceback" not in app_py["log"].read_text()
