@@ -51,6 +51,19 @@ def test_ui_imports_nothing_from_pipelines():
     assert {m: d for m, d in bad.items() if d} == {}
 
 
+def test_control_sits_between_pipelines_and_models():
+    """vcstudio/control (structure conditions + control models) imports models, io and config,
+    never pipelines, jobs, the session, the UI or the CLI; models/ does not import it."""
+    graph = _graph()
+    up = ("vcstudio.pipelines", "vcstudio.jobs", "vcstudio.session", "vcstudio.ui", "vcstudio.cli")
+    bad = {m: sorted(i for i in deps if i.startswith(up))
+           for m, deps in graph.items() if m.startswith("vcstudio.control")}
+    assert {m: d for m, d in bad.items() if d} == {}
+    below = {m: sorted(i for i in deps if i.startswith("vcstudio.control"))
+             for m, deps in graph.items() if m.startswith(("vcstudio.models", "vcstudio.io"))}
+    assert {m: d for m, d in below.items() if d} == {}
+
+
 def test_session_imports_no_job():
     deps = _graph()["vcstudio.session"]
     assert not any(d.startswith("vcstudio.jobs") for d in deps)

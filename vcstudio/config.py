@@ -182,6 +182,31 @@ class FgBgConfig:
 
 
 @dataclass
+class ControlConfig:
+    """One structure condition (ControlNet, Zhang et al. 2023; T2I-Adapter, Mou et al. 2023).
+
+    ``kind``: where the condition frames come from -- ``canny`` (OpenCV edges), ``depth``
+    (a transformers depth-estimation model, ``depth_model``), ``pose`` (an OpenPose-style
+    detector from the optional ``controlnet_aux`` package) or ``video`` (``video`` holds the
+    condition frames themselves, e.g. pose frames made elsewhere, as seed 001 feeds its adapter).
+    ``model``: a ControlNetModel or T2IAdapter by hub id or local folder (its class decides which).
+    ``video`` for the other kinds: the clip to extract from ("" = the tuned clip; a long video
+    needs one as long as it). ``scale`` multiplies the residuals; they act from ``start`` to
+    ``end`` (shares of the sampling steps, diffusers' control_guidance_start/end).
+    """
+
+    kind: str = "canny"  # canny | depth | pose | video
+    model: str = ""
+    scale: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    video: str = ""
+    depth_model: str = ""  # "" = controls.DEFAULT_DEPTH_MODEL
+    low: int = 100  # canny thresholds (OpenCV's hysteresis)
+    high: int = 200
+
+
+@dataclass
 class ValidationConfig:
     """Samples made while tuning (Tune-A-Video ``validation_data`` + ``validation_steps``).
 
@@ -236,6 +261,9 @@ class TuneConfig:
     apla: APLAConfig = field(default_factory=APLAConfig)
     fgbg: FgBgConfig = field(default_factory=FgBgConfig)
     init_from: str = ""  # a run folder whose delta initialises the trainable tensors
+    # structure conditions while tuning (seed 001 tunes with a T2I-Adapter fed pose frames);
+    # frozen, they only shape what the trainable tensors learn
+    control: list[ControlConfig] = field(default_factory=list)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 
 
@@ -250,6 +278,7 @@ class EditConfig:
     seed: int = 33
     use_inversion: bool = True
     eta: float = 0.0
+    control: list[ControlConfig] = field(default_factory=list)  # structure conditions
     # the inversion's prompt for this edit ("", "source" or text, as TuneConfig.inversion_prompt);
     # None = the run's own setting
     inversion_prompt: Optional[str] = None
@@ -320,6 +349,7 @@ class LongConfig:
     fps: float = 8.0
     decode_chunk: int = 8  # frames per VAE decode call
     out: str = ""  # output mp4; "" = RUN/long/<prompt>-s<seed>-<frames>f.mp4
+    control: list[ControlConfig] = field(default_factory=list)  # over the whole long clip
 
 
 # ----------------------------------------------------------------------------- (de)serialisation
@@ -360,8 +390,20 @@ def from_dict(cls, data: Optional[dict]):
             value = from_dict(type(default), value)
         elif isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
+        elif name == "control" and cls.__name__ in ("TuneConfig", "EditConfig", "LongConfig"):
+            value = control_list(value, f"{cls.__name__}.control")
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def control_list(value, where: str = "control") -> list:
+    """A list of ControlConfig (or of their mappings) -> list[ControlConfig]."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise InputError(f"{where} must be a list of conditions (kind, model, scale, ...), got "
+                         f"{type(value).__name__}.")
+    return [v if isinstance(v, ControlConfig) else from_dict(ControlConfig, v) for v in value]
 
 
 def save_yaml(obj: Any, path: str | Path) -> None:

@@ -50,7 +50,12 @@ def add(sub) -> None:
     for name, helptext in (("tune", "seconds per tuning step and peak memory"),
                            ("sample", "50-step CFG sampling incl. VAE decode"),
                            ("all", "tune and sample")):
-        _bench_common(bs.add_parser(name, help=helptext))
+        bp = bs.add_parser(name, help=helptext)
+        _bench_common(bp)
+        if name != "tune":
+            bp.add_argument("--control", choices=["canny"], default="",
+                            help="sample also with a ControlNet (random weights) on canny "
+                            "conditions and print the cost it adds")
     add_bench_metrics_args(bs.add_parser("metrics", help="frames/s per metric"))
     for name, (adder, _runner) in BENCH_EXTRA.items():
         adder(bs.add_parser(name))
@@ -107,9 +112,16 @@ def run(a) -> int:
                                             decode_size=a.dct_size,
                                             every_step=not a.dct_stepwise)))
         if a.what in ("sample", "all"):
-            rows.append(bench_sample(a.frames, a.size, a.steps or 50, arch=a.arch, device=device,
-                                     method=m, compile=a.compile,
-                                     cfg_overrides=_bench_overrides(a)))
+            plain = bench_sample(a.frames, a.size, a.steps or 50, arch=a.arch, device=device,
+                                 method=m, compile=a.compile, cfg_overrides=_bench_overrides(a))
+            rows.append(plain)
+            if getattr(a, "control", ""):
+                from ..pipelines.bench import control_row
+
+                ctl = bench_sample(a.frames, a.size, a.steps or 50, arch=a.arch, device=device,
+                                   method=m, compile=a.compile,
+                                   cfg_overrides=_bench_overrides(a), control=a.control)
+                rows += [ctl, control_row(plain, ctl)]
     print(print_table(rows))
     print(f"anchor (Tune-A-Video, H100, 24x512x512): {ANCHOR['tune_s_per_step']} s/train step, "
           f"peak {ANCHOR['tune_peak_gib']} GiB; {ANCHOR['sample_s_per_call']} s/CFG call, "

@@ -32,6 +32,63 @@ def temporal_overrides(a) -> dict:
             if v is not None}
 
 
+def add_control_args(p, what: str = "the edit") -> None:
+    """--control/--control-model/--control-video (edit, long, tune, bench): structure
+    conditions, each paired in order with its model and (optional) video."""
+    p.add_argument("--control", action="append", default=[], metavar="KIND[:SCALE[:START:END]]",
+                   help=f"a structure condition steering {what}: canny (OpenCV), depth "
+                   "(transformers depth model), pose (needs controlnet-aux) or video (uploaded "
+                   "condition frames); SCALE multiplies it, START/END are shares of the steps. "
+                   "Repeatable")
+    p.add_argument("--control-model", action="append", default=[], metavar="ID_OR_FOLDER",
+                   help="a ControlNet or T2I-Adapter (hub id or folder) per --control, in order "
+                   "(one given = for all)")
+    p.add_argument("--control-video", action="append", default=[], metavar="PATH",
+                   help="per --control: the condition video (kind video) or the clip to extract "
+                   "from (default: the tuned clip); one given goes to the video kinds (to all "
+                   "when there are none)")
+    p.add_argument("--depth-model", default="", metavar="ID_OR_FOLDER",
+                   help="the transformers depth-estimation model for depth conditions")
+
+
+def control_from_args(a) -> list:
+    """The ControlConfigs the --control flags describe (one-line errors on a count mismatch)."""
+    from ..control import parse_control
+    from ..errors import InputError
+
+    kinds = list(getattr(a, "control", None) or [])
+    models = list(getattr(a, "control_model", None) or [])
+    videos = list(getattr(a, "control_video", None) or [])
+    if not kinds:
+        if models or videos:
+            raise InputError("--control-model/--control-video need a --control KIND (e.g. "
+                             "--control canny).")
+        return []
+
+    def paired(values, flag):
+        if len(values) in (0, 1):
+            return values * len(kinds) if values else [""] * len(kinds)
+        if len(values) != len(kinds):
+            raise InputError(f"{len(values)} {flag} for {len(kinds)} --control: give one for "
+                             "all, or one per --control in the same order.")
+        return values
+
+    parsed = [parse_control(t) for t in kinds]
+    if len(videos) == 1 and len(kinds) > 1:
+        # one video: the uploaded-condition ("video") entries take it; with none of those,
+        # every condition is extracted from it (a long video's source clip)
+        has_video_kind = any(c.kind == "video" for c in parsed)
+        videos = [videos[0] if (c.kind == "video" or not has_video_kind) else ""
+                  for c in parsed]
+    out = []
+    for c, model, video in zip(parsed, paired(models, "--control-model"),
+                               paired(videos, "--control-video")):
+        c.model, c.video = model, video
+        c.depth_model = getattr(a, "depth_model", "") or ""
+        out.append(c)
+    return out
+
+
 def text_out(args):
     """Where human-readable lines go: stderr when --json writes to stdout."""
     return sys.stderr if getattr(args, "json", None) == "-" else sys.stdout

@@ -47,11 +47,16 @@ def add(sub) -> None:
                    "tab's)")
     p.add_argument("--out", default=None, help="output folder (default: under the data folder)")
     p.add_argument("--device")
+    from .common import add_control_args
+
+    add_control_args(p.add_argument_group("structure control (each variant is then edited "
+                                          "without and with these conditions)"),
+                     "the controlled variants")
 
 
 def run(a) -> int:
     from ..jobs.compare import COMPARE_METRICS, CompareConfig, format_table
-    from .common import is_embedded, notice_if_embedded, run_job
+    from .common import control_from_args, is_embedded, notice_if_embedded, run_job
 
     notice_if_embedded(a.model or None)
     small = is_embedded(a.model or None)
@@ -64,6 +69,9 @@ def run(a) -> int:
         steps=a.steps, lr=a.lr, edit_steps=a.edit_steps,
         guidance=a.guidance if a.guidance is not None else (5.0 if small else 12.5),
         metrics=_list(a.metrics) or list(COMPARE_METRICS))
+    control = control_from_args(a)
+    if control:  # the comparison a creator asks for: the same edit without and with structure
+        cfg.control = [[], control]
     res = run_job("compare", cfg, a, out=a.out)
     print(format_table(res.table))
     for name, msg in res.failed:

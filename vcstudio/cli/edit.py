@@ -24,18 +24,22 @@ def add(sub) -> None:
     p.add_argument("--out", help="output folder (default RUN/edits)")
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--device")
+    from .common import add_control_args
+
+    add_control_args(p)
 
 
 def run(a) -> int:
     from ..config import EditConfig
     from ..jobs.edit import EditJobConfig
-    from .common import run_job
+    from .common import control_from_args, run_job
 
     cfg = EditJobConfig(run=a.run, fps=a.fps, model=a.model or "",
                         metrics=tuple(m for m in a.metrics.split(",") if m.strip()),
                         edit=EditConfig(prompt=a.prompt, negative=a.negative, steps=a.steps,
                                         guidance=a.guidance, seed=a.seed,
                                         use_inversion=not a.no_inversion,
+                                        control=control_from_args(a),
                                         inversion_prompt=a.inversion_prompt))
     res = run_job("edit", cfg, a, out=a.out)
     for name, r in res.scores.items():

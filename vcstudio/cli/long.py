@@ -106,6 +106,10 @@ def add_long_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     smp.add_argument("--device", default=None)
     smp.add_argument("--show-timeline", action="store_true",
                      help="print the window/prompt table and stop")
+    from .common import add_control_args
+
+    add_control_args(parser.add_argument_group("structure control (each window takes its "
+                                               "frames' conditions)"), "every window")
     return parser
 
 
@@ -195,6 +199,7 @@ def long_config_from_args(args: argparse.Namespace, segments: list[Segment]):
     """The LongConfig of parsed ``vcstudio long`` arguments (timeline already parsed)."""
     from ..config import LongConfig, MaskConfig
     from ..pipelines.refine import parse_scales
+    from .common import control_from_args
 
     lambdas = parse_pair_list(args.lambdas, 3, "--lambdas")
     mask = MaskConfig(method=args.mask_method, fallback=args.sam_fallback,
@@ -212,7 +217,7 @@ def long_config_from_args(args: argparse.Namespace, segments: list[Segment]):
         masks=args.masks, mask=mask,
         refine=tuple(parse_scales(args.refine)) if args.refine else (),
         refine_strength=args.refine_strength, refine_mode=args.refine_mode, fps=args.fps,
-        out=args.out or "")
+        out=args.out or "", control=control_from_args(args))
 
 
 def run(args: argparse.Namespace) -> int:

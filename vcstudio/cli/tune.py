@@ -62,6 +62,10 @@ def add(sub) -> None:
     p.add_argument("--init-from", metavar="RUN", help="start from this run's tuned tensors")
     p.add_argument("--out", help="run folder (default: a new folder under the data folder)")
     p.add_argument("--device")
+    from .common import add_control_args
+
+    add_control_args(p.add_argument_group("structure while tuning (seed 001: a T2I-Adapter fed "
+                                          "pose frames; frozen, optional)"), "the tuning")
 
 
 def _given(*values):
@@ -145,6 +149,11 @@ def _config_and_import(a):
     cfg = dataclasses.replace(cfg, data=d, **upd)
     if a.no_checkpointing:
         cfg = dataclasses.replace(cfg, gradient_checkpointing=False)
+    from .common import control_from_args
+
+    control = control_from_args(a)
+    if control:
+        cfg = dataclasses.replace(cfg, control=control)
     dct = dataclasses.replace(cfg.dct, adapter=not a.no_adapter and cfg.dct.adapter,
                               semantic=not a.no_semantic and cfg.dct.semantic,
                               texture=not a.no_texture and cfg.dct.texture,

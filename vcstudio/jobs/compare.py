@@ -4,7 +4,9 @@ table with the best per column, ``compare.csv`` (one row per variant) and ``comp
 
 Config: :class:`CompareConfig`. A variant is a method name or a method preset (methods: the
 Table 2/3 ablations, by id or label); ``clws`` multiplies the variants that read DCT's settings
-by those weightings, ``seeds`` multiplies every variant. Each variant records a ``tune`` run and
+by those weightings, ``seeds`` multiplies every variant, and ``control`` (structure settings, each
+a list of conditions; ``[]`` = none) multiplies every variant's edit: a variant that differs only
+in its control reuses the tune of the one before it. Each variant records a ``tune`` run and
 a ``compare`` run (its scored edit: the Compare tab re-opens it as a past run). ``runs`` adds
 runs tuned before (vcstudio run folders or Tune-A-Video output folders), edited with the same
 prompt, seed and sampling settings and scored beside them. A variant that fails is named in the
@@ -44,6 +46,8 @@ class CompareConfig:
     guidance: float = 12.5
     metrics: list[str] = field(default_factory=lambda: list(COMPARE_METRICS))
     past: list[str] = field(default_factory=list)  # finished compare runs to add to the table
+    # structure settings to compare (each a list of ControlConfig or their mappings; [] = none)
+    control: list = field(default_factory=list)
     runs: list[str] = field(default_factory=list)  # tuned runs / Tune-A-Video folders to edit
 
 
@@ -86,10 +90,35 @@ def variants(cfg: CompareConfig) -> list[Variant]:
                 t = dataclasses.replace(tc, dct=dataclasses.replace(tc.dct, clws=c)) if c else tc
                 label = preset.label + (f", CLWS {c}" if c else "") + (
                     f", seed {seed}" if len(cfg.seeds) > 1 else "")
-                edit = EditConfig(prompt=cfg.edit_prompt, steps=cfg.edit_steps,
-                                  guidance=cfg.guidance, seed=int(seed))
-                out.append(Variant(label, t, apply_changes(edit, preset.edit)))
+                edit = apply_changes(EditConfig(prompt=cfg.edit_prompt, steps=cfg.edit_steps,
+                                                 guidance=cfg.guidance, seed=int(seed)),
+                                     preset.edit)
+                for ctl in control_settings(cfg):
+                    out.append(Variant(label + _control_label(ctl, cfg), t,
+                                       dataclasses.replace(edit, control=ctl)))
     return out
+
+
+def control_settings(cfg: CompareConfig) -> list[list]:
+    """The structure settings of ``cfg.control`` as lists of ControlConfig ([[]] = none)."""
+    from ..config import control_list
+
+    if not cfg.control:
+        return [[]]
+    out = []
+    for i, setting in enumerate(cfg.control):
+        if isinstance(setting, dict) or not isinstance(setting, (list, tuple)):
+            setting = [setting]  # one condition given alone
+        out.append(control_list(setting, f"control[{i}]"))
+    return out
+
+
+def _control_label(ctl: list, cfg: CompareConfig) -> str:
+    if not cfg.control:
+        return ""
+    from ..control import describe
+
+    return f", control {describe(ctl)}" if ctl else ", no control"
 
 
 def validate(cfg: CompareConfig, limits: Limits) -> None:
@@ -104,8 +133,11 @@ def validate(cfg: CompareConfig, limits: Limits) -> None:
             raise InputError("seeds (--seeds) is empty: give at least one seed.")
         v.whole("edit_steps (--edit-steps)", cfg.edit_steps, 1, 1000)
         v.number("guidance (--guidance)", cfg.guidance, 0, 50)
+    from ..control import validate_controls
+
     for var in variants(cfg):
         validate_tune(var.tune, limits)
+        validate_controls(var.edit.control, "control (--control)")
     for r in cfg.runs:
         v.text("runs (--runs)", r, "give tuned run folders or Tune-A-Video output folders")
 
@@ -174,24 +206,32 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "variant"
 
 
-def run_variant(var: Variant, ctx, folder: Path, metrics, session: Optional[str]) -> str:
-    """Tune, edit with the same seed, score; record the variant's compare run -> its id."""
+def run_variant(var: Variant, ctx, folder: Path, metrics, session: Optional[str],
+                tuned_in: Optional[tuple[Path, str]] = None) -> str:
+    """Tune, edit with the same seed, score; record the variant's compare run -> its id.
+    ``tuned_in``: (run folder, tune run id) of the same tune made for an earlier variant: only
+    the edit runs (into ``folder``)."""
     from ..io import read_video
     from ..pipelines.runs import write_json
     from .edit import EditJobConfig, run_edit
     from .scoring import score, scores_json
     from .tune import run_tune
 
-    tuned = run_tune(var.tune, ctx, run_dir=folder, label=var.label)
-    if tuned.stopped:
-        ctx.cancel.check()
-    edited = run_edit(EditJobConfig(run=str(folder), edit=var.edit), ctx,
-                      parent=tuned.run_id)
+    if tuned_in is None:
+        tuned = run_tune(var.tune, ctx, run_dir=folder, label=var.label)
+        if tuned.stopped:
+            ctx.cancel.check()
+        run_dir, tune_id = folder, tuned.run_id
+    else:
+        run_dir, tune_id = tuned_in
+        folder.mkdir(parents=True, exist_ok=True)
+    edited = run_edit(EditJobConfig(run=str(run_dir), edit=var.edit), ctx,
+                      parent=tune_id, out_dir=None if tuned_in is None else folder)
     config = {"tune": dataclasses.asdict(var.tune), "edit": dataclasses.asdict(var.edit),
               "variant": var.label, "method": var.tune.method, "session": session}
     rid = ctx.open_run("compare", folder, config, seed=var.tune.seed, label=var.label,
-                       parent=tuned.run_id)
-    source = read_video(folder / "source.mp4")
+                       parent=tune_id)
+    source = read_video(Path(run_dir) / "source.mp4")
     results = score(edited.frames, ctx, rid, metrics, prompt=var.edit.prompt, source=source)
     ctx.add_artifact(rid, "mp4", edited.mp4)
     js = write_json(folder / "scores.json", scores_json(results, prompt=var.edit.prompt,
@@ -244,11 +284,15 @@ def run(cfg: CompareConfig, ctx) -> CompareOutcome:
     vs = variants(cfg)
     failed: list[tuple[str, str]] = []
     montage = out / "compare.mp4"
+    tunes: dict[str, tuple[Path, str]] = {}  # one tune per distinct TuneConfig
     for i, var in enumerate(vs):
         ctx(Event(i, len(vs), f"variant {i + 1}/{len(vs)}: {var.label}", stage="compare"))
+        folder = out / f"{i + 1:02d}-{_slug(var.label)}"
+        key = repr(dataclasses.asdict(var.tune))
         try:
-            rid = run_variant(var, ctx, out / f"{i + 1:02d}-{_slug(var.label)}", cfg.metrics,
-                              ctx.session_id)
+            rid = run_variant(var, ctx, folder, cfg.metrics, ctx.session_id, tunes.get(key))
+            if key not in tunes:
+                tunes[key] = (folder, ctx.store.run(rid).parent_run)
         except CancelledError:
             raise
         except VcsError as e:  # one failing variant does not sink the comparison

@@ -49,6 +49,10 @@ def validate_edit(e: EditConfig, prefix: str = "") -> None:
     v.number(f"{prefix}guidance (--guidance)", e.guidance, 0, 50)
     v.seed(f"{prefix}seed (--seed)", e.seed)
     v.number(f"{prefix}eta", e.eta, 0, 1)
+    if e.control:
+        from ..control import validate_controls
+
+        validate_controls(e.control, f"{prefix}control (--control)")
     if e.inversion_prompt is not None:
         from .tune import check_inversion_prompt
 

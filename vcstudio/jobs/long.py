@@ -38,6 +38,10 @@ def validate(cfg: LongJobConfig, limits: Limits) -> None:
     v.whole("long.size (--size)", c.size, 0, limits.max_side, " (0 = the tuned clip's)")
     for s in c.refine:
         v.whole("long.refine (--refine)", s, 64, limits.max_side)
+    if c.control:
+        from ..control import validate_controls
+
+        validate_controls(c.control, "long.control (--control)")
     if c.masks or cfg.masks_only:
         v.whole("long.mask.n_candidates (--candidates)", c.mask.n_candidates, 1, 16)
         v.whole("long.mask.tune_steps (--tune-steps)", c.mask.tune_steps, 0, limits.max_steps,

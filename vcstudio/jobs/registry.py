@@ -24,6 +24,7 @@ _JOBS: dict[str, tuple[str, str, dict]] = {
     "eval": ("eval", "EvalConfig", {"gpu": True}),
     "push": ("push", "PushConfig", {"secrets": ("token",)}),
     "open_hub": ("open_hub", "OpenHubConfig", {"secrets": ("token",)}),
+    "control_preview": ("control", "ControlPreviewConfig", {}),
     "convert_tav": ("convert_tav", "ConvertTavConfig", {}),
 }
 

@@ -28,6 +28,8 @@ from . import validate as v
 _SEC_PER_FRAME_STEP = {"cuda": 0.15, "mps": 1.5, "cpu": 25.0}  # Tune-A-Video: ~10 min/500 st.
 _SAMPLE_STEP_SHARE = 0.35  # one DDIM inversion step, in training steps
 # memory: vcstudio/memory.py (the tune checks the same figure before it starts)
+_SAMPLE_ACT_GIB_PER_FRAME = 0.25  # forward-only activations per 512^2 frame (no grad)
+_FROZEN_GIB = 2.1  # the frozen SD parts in bf16 (sampling holds no optimizer state)
 
 
 @dataclass
@@ -82,6 +84,10 @@ def validate(cfg: TuneConfig, limits: Limits) -> None:
     check_inversion_prompt(cfg.inversion_prompt)
     v.number("max_grad_norm", cfg.max_grad_norm, 0, math.inf, open_lo=True)
     check_name(cfg.method)
+    if cfg.control:
+        from ..control import validate_controls
+
+        validate_controls(cfg.control, "control (--control)")
     val = cfg.validation
     for i, prompt in enumerate(val.prompts):
         check_prompt(prompt, f"validation prompt {i + 1}", hint="give the edit to sample")
@@ -122,8 +128,13 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
     d = cfg.data
     units = d.n_frames * (d.width * d.height) / (512 * 512)  # 512^2-frame equivalents
     c = cost(cfg)
-    gib = tune_gib(d.n_frames, d.height, d.width, c.gib, cfg.gradient_checkpointing,
-                   model_scale)
+    from ..control import control_cost
+
+    # frozen conditions while tuning: a ControlNet runs forward (no grad) beside every step
+    ctl = control_cost(cfg.control)
+    gib = (tune_gib(d.n_frames, d.height, d.width, c.gib, cfg.gradient_checkpointing,
+                    model_scale)
+           + model_scale * (ctl["gib"] + units * _SAMPLE_ACT_GIB_PER_FRAME * ctl["unet_share"]))
     found = cal.lookup(calibration_dir, device, cfg.model, cfg.method, d.n_frames, d.width,
                        d.height)
     sp = found.speed
@@ -139,6 +150,7 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
         inv_s = units * spf * _SAMPLE_STEP_SHARE
         preview_s = cal.prior_preview_s(cfg.preview_steps, units * spf)
         overhead = 0.0
+    step_s += inv_s * ctl["unet_share"]  # an inversion step ~ one U-Net forward pass
     every = cal.preview_cadence(cfg.preview_every, preview_s, step_s)
     n_prev = len(range(every, cfg.steps, every)) if every else 0  # none at the last step
     parts = {"overhead_s": overhead, "tune_s": cfg.steps * step_s, "previews": n_prev,
@@ -177,6 +189,29 @@ def estimate_line(est: dict, device: Any = "cpu") -> str:
     fits = "" if est.get("fits") in (None, True) else " — may NOT fit this GPU: lower frames/size"
     return (f"Estimate: ~{est['gib']:.1f} GiB, ~{format_seconds(est['seconds'])} on "
             f"{str(device).split(':')[0]} ({', '.join(counts)}; {how}){fits}.")
+
+
+def estimate_edit(edit, n_frames: int, width: int, height: int, device: Any = "cpu",
+                  model_scale: float = 1.0) -> dict:
+    """Memory/time of one edit (the same constants as :func:`estimate`): its inversion (when
+    used and not yet made) and ``steps`` sampling steps, two U-Net calls each under CFG, plus
+    its structure conditions (a ControlNet ~ a third of a U-Net per call and its weights).
+    Returns ``{"gib", "seconds", "control_seconds"}`` (the last: the conditions' share)."""
+    from ..control import control_cost
+
+    dtype = str(device).split(":")[0]
+    units = n_frames * (width * height) / (512 * 512)
+    ctl = control_cost(edit.control)
+    calls = 1 if edit.guidance == 1.0 else 2
+    spf = _SEC_PER_FRAME_STEP.get(dtype, _SEC_PER_FRAME_STEP["cpu"]) * model_scale
+    step = units * spf * _SAMPLE_STEP_SHARE * calls
+    sample = edit.steps * step
+    inv = edit.steps * units * spf * _SAMPLE_STEP_SHARE if edit.use_inversion else 0.0
+    extra = sample * ctl["unet_share"]
+    gib = model_scale * (_FROZEN_GIB + ctl["gib"] + units * calls * _SAMPLE_ACT_GIB_PER_FRAME
+                         * (1 + ctl["unet_share"]))
+    return {"gib": round(gib, 2), "seconds": round(sample + inv + extra, 1),
+            "control_seconds": round(extra, 1)}
 
 
 def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | None = None,

@@ -24,6 +24,7 @@ positions, so ``groupnorm``/``frame_positions`` apply to the vcstudio route only
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Iterable, Optional
 
@@ -95,6 +96,9 @@ class VideoDenoiser(nn.Module):
         self.perturb = nn.ModuleDict()
         self.aux = nn.ModuleDict()
         self._compiled: Optional[nn.Module] = None
+        # structure control (vcstudio/control): a plain callable, not a submodule, so control
+        # models never join the trainable set or the delta; set only inside ``controlled``
+        self.control = None
 
     @property
     def _unet_call(self):
@@ -125,8 +129,28 @@ class VideoDenoiser(nn.Module):
         t = t.repeat_interleave(f)
         ehs = encoder_hidden_states.repeat_interleave(f, dim=0)
         self.ctx.num_frames = f
-        out = self._unet_call(x, t, ehs, return_dict=False)[0]
+        extra = self.control(x, t, ehs, b, f) if self.control is not None else {}
+        out = self._unet_call(x, t, ehs, return_dict=False, **extra)[0]
         return out.reshape(b, f, -1, h, w).permute(0, 2, 1, 3, 4)
+
+    @contextlib.contextmanager
+    def controlled(self, control):
+        """Within the block every U-Net call adds ``control(x, t, ehs, b, f)``'s residuals (a
+        :class:`~vcstudio.control.models.StructureControl`: ControlNet / T2I-Adapter kwargs of
+        diffusers' UNet2DConditionModel, on the frames folded into the batch). The cached model
+        is shared, so the control is removed again on the way out."""
+        if control is not None and self.route == "animatediff" and any(
+                u.kind == "adapter" for u in getattr(control, "units", ())):
+            from ..errors import InputError
+
+            raise InputError("T2I-Adapters need vcstudio's temporal route (diffusers' "
+                             "UNetMotionModel takes no adapter residuals); tune with "
+                             "--temporal vcstudio or use a ControlNet.")
+        prev, self.control = self.control, control
+        try:
+            yield self
+        finally:
+            self.control = prev
 
     def _motion_forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor,
                         ) -> torch.Tensor:
@@ -141,12 +165,17 @@ class VideoDenoiser(nn.Module):
             t = t.reshape(()).expand(b)
         ehs = encoder_hidden_states.repeat_interleave(f, dim=0)
         self.ctx.num_frames = f
+        extra = {}
+        if self.control is not None:  # UNetMotionModel folds frames video-major, as we do
+            c, h, w = sample.shape[1], sample.shape[3], sample.shape[4]
+            x = sample.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
+            extra = self.control(x, t.repeat_interleave(f), ehs, b, f)
         if f > max_frames(self.unet):
             from ..errors import InputError
 
             raise InputError(f"These motion modules know {max_frames(self.unet)} frame positions; "
                              f"use at most that many frames (got {f}) or windows of that length.")
-        return self._unet_call(sample, t, ehs, return_dict=False)[0]
+        return self._unet_call(sample, t, ehs, return_dict=False, **extra)[0]
 
     def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor,
                 ) -> torch.Tensor:

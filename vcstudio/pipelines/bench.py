@@ -114,7 +114,10 @@ def method_columns(info: dict) -> dict:
 def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: float = 12.5,
                  arch: str = "sd15", device: Optional[torch.device] = None,
                  method: str = "baseline", compile: str = "auto",
-                 cfg_overrides: Optional[dict] = None) -> dict:
+                 cfg_overrides: Optional[dict] = None, control: str = "") -> dict:
+    """``control="canny"``: the same sampling with a ControlNet (diffusers' ControlNetModel
+    from the U-Net, as ControlNet trains it) on canny conditions of random frames, every U-Net
+    call adding its residuals (vcstudio/control)."""
     from .encode import decode_latents, encode_prompts
     from .sample import denoise
     from .tune import build_video_model
@@ -129,13 +132,19 @@ def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: f
     model.eval()
     cond, uncond = encode_prompts(base, ["a man"]), encode_prompts(base, [""])
     lat = torch.randn(1, 4, frames, size // 8, size // 8, device=device)
+    ctrl = _bench_control(control, base, frames, size, device, prec) if control else None
 
     def run(n: int) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        out = denoise(model, base.scheduler_config, lat, cond, uncond, guidance, n,
-                      autocast=prec.autocast())
+        with model.controlled(ctrl):
+            if ctrl is not None:
+                from .sample import ddim_scheduler
+
+                ctrl.set_timesteps(ddim_scheduler(base.scheduler_config, n, device).timesteps)
+            out = denoise(model, base.scheduler_config, lat, cond, uncond, guidance, n,
+                          autocast=prec.autocast())
         decode_latents(base, out)
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -144,7 +153,9 @@ def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: f
     t_first = run(2)  # warm-up (compiles on CUDA)
     reset_peak(device)
     total = run(steps)
-    return {"what": f"sample/{method}{_route_label(cfg)}", "frames": frames, "size": size,
+    what = f"sample/{method}{_route_label(cfg)}" + (f" + ControlNet ({control})" if control
+                                                    else "")
+    return {"what": what, "frames": frames, "size": size,
             "steps": steps, "s_per_call": total / steps, "total_s_incl_decode": total, "warmup_s": t_first,
             "peak_gib": peak_memory_gib(device), **method_columns(meth.summary()),
             "device": _device_name(device)}
@@ -211,6 +222,38 @@ def bench_long(frames: int = 120, window: int = 16, stride: int = 8, steps: int 
             "s_per_step": t_denoise / steps, "total_s": total, "frames_per_s": frames / total,
             "warmup_s": warm, "held_gib": held, "peak_gib": peak_memory_gib(device),
             "latents_mib": lat.numel() * 4 / 2**20, "device": _device_name(device)}
+
+
+def _bench_control(kind: str, base: BaseModel, frames: int, size: int, device, prec):
+    """A StructureControl with one random-weight ControlNet of the base's architecture."""
+    from diffusers import ControlNetModel
+
+    from ..control.conditions import extract
+    from ..control.models import StructureControl, Unit, frames_to_tensor
+
+    if kind != "canny":
+        raise ValueError(f"bench control {kind!r}: only canny (works offline)")
+    # the tiny architecture gets a condition embedding of its own scale (tests' tiny ControlNet);
+    # full-size ones the SD ControlNets' (16, 32, 96, 256)
+    emb = (8, 8, 16, 16) if base.unet.config.block_out_channels[0] < 128 else (16, 32, 96, 256)
+    net = ControlNetModel.from_unet(base.unet, conditioning_embedding_out_channels=emb)
+    net = net.to(device).eval()
+    if prec.frozen_dtype != torch.float32:
+        net = net.to(prec.frozen_dtype)
+    clip = np.random.default_rng(0).integers(0, 256, (frames, size, size, 3), dtype=np.uint8)
+    return StructureControl([Unit("controlnet", net.requires_grad_(False),
+                                  frames_to_tensor(extract(kind, clip), device))])
+
+
+def control_row(plain: dict, controlled: dict) -> dict:
+    """The added cost of the control: seconds per CFG call and its share of a U-Net call."""
+    added = controlled["s_per_call"] - plain["s_per_call"]
+    return {"what": "added by the ControlNet", "frames": plain["frames"], "size": plain["size"],
+            "steps": plain["steps"], "s_per_call": added,
+            "total_s_incl_decode": controlled["total_s_incl_decode"]
+            - plain["total_s_incl_decode"],
+            "share_of_unet": added / plain["s_per_call"],
+            "peak_gib": controlled["peak_gib"] - plain["peak_gib"], "device": plain["device"]}
 
 
 def _device_name(device: torch.device) -> str:

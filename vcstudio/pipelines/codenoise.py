@@ -50,7 +50,7 @@ class CoDenoiser:
 
     def __init__(self, model, layout: WindowLayout, window_cond: torch.Tensor,
                  uncond: Optional[torch.Tensor], guidance: float, batch_windows: int = 0,
-                 on_batch: Optional[Callable[[list[int]], None]] = None) -> None:
+                 on_batch: Optional[Callable[[list[int]], None]] = None, control=None) -> None:
         if window_cond.shape[0] != layout.n_windows:
             raise InputError(f"{window_cond.shape[0]} window prompts for {layout.n_windows} "
                              "windows; build them with window_prompts/mix_embeddings.")
@@ -62,6 +62,9 @@ class CoDenoiser:
         self.batch_windows = int(batch_windows) if batch_windows and batch_windows > 0 \
             else layout.n_windows
         self.on_batch = on_batch  # called with each batch's window indices (progress, tests)
+        # structure control over the whole video (control.models.StructureControl, attached to
+        # the model by the caller): each window takes its own frames' conditions
+        self.control = control
         self.calls = 0
 
     def _batch(self, latents: torch.Tensor, t, idx: list[int]) -> torch.Tensor:
@@ -69,6 +72,10 @@ class CoDenoiser:
         x = window_slice(latents, self.layout, idx)  # (n, B, C, K, h, w)
         x = x.reshape(len(idx) * b, *x.shape[2:])
         cond = self.window_cond[idx].repeat_interleave(b, dim=0)
+        if self.control is not None:  # rows are window-major, then the batch: as x above
+            k = self.layout.window
+            frames = torch.tensor([[self.layout.starts[i] + j for j in range(k)] for i in idx])
+            self.control.window_index = frames.repeat_interleave(b, dim=0)
         return guided_windows(self.model, x, t, cond, self.uncond, self.guidance)
 
     def __call__(self, latents: torch.Tensor, t) -> torch.Tensor:

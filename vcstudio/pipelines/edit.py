@@ -41,7 +41,10 @@ def edit_stem(cfg: EditConfig) -> str:
 
     from ..config import to_dict
 
-    key = json.dumps(to_dict(cfg), sort_keys=True, ensure_ascii=False)
+    d = to_dict(cfg)
+    if not d.get("control"):  # uncontrolled edits keep the names they always had
+        d.pop("control", None)
+    key = json.dumps(d, sort_keys=True, ensure_ascii=False)
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:10]
     return f"{_slug(cfg.prompt)[:40]}-s{cfg.seed}-{digest}"
 
@@ -53,6 +56,10 @@ def validate_edit(cfg: EditConfig) -> None:
         raise InputError(f"Sampling steps must be within 1..1000, got {cfg.steps}.")
     if not 0 <= cfg.guidance <= 50:
         raise InputError(f"Guidance scale must be within 0..50, got {cfg.guidance}.")
+    if cfg.control:
+        from ..control import validate_controls
+
+        validate_controls(cfg.control, "control")
 
 
 def x0_preview_every(steps: int, n_previews: int = 6) -> int:
@@ -78,7 +85,8 @@ def check_edit_memory(tuned: TunedModel, meta: dict, decode_chunk: int) -> None:
 
 
 def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_progress,
-                cancel: Optional[CancelToken] = None,
+                cancel: Optional[CancelToken] = None, cache: ModelCache = default_cache,
+                conditions: Optional[list] = None,
                 latents: Optional[torch.Tensor] = None, preview_every: Optional[int] = None,
                 decode_chunk: int = 4) -> np.ndarray:
     """-> uint8 frames of the same count and size as the tuned clip, sampled through
@@ -91,13 +99,26 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
     scheduler's predicted x0 (:func:`~vcstudio.pipelines.encode.preview_strip`: a few frames,
     downscaled latents, ~1-2% of a full decode), then the frames as each chunk of
     ``decode_chunk`` frames decodes (stage "decode"; the chunking also bounds the decoder's
-    memory)."""
+    memory).
+
+    ``cfg.control``: structure conditions of the tuned clip (or their own videos) steer every
+    frame through ControlNets / T2I-Adapters (pipelines/structure.py); ``conditions`` (uint8
+    frames per condition) replaces their extraction."""
     from .video_pipeline import VideoEditPipeline
 
     validate_edit(cfg)
     base, meta = tuned.base, tuned.run.meta() if tuned.run else {}
     device = base.device
     check_edit_memory(tuned, meta, decode_chunk)
+    control = None
+    if cfg.control:
+        from .structure import build_control
+
+        d = tuned.cfg.data
+        progress(Event(0, 1, "structure conditions", stage="control"))
+        control = build_control(tuned, cfg.control, int(meta.get("n_frames", d.n_frames)),
+                                int(meta.get("width", d.width)), int(meta.get("height", d.height)),
+                                cache=cache, conditions=conditions)
     if latents is not None:
         pass
     elif cfg.use_inversion:
@@ -132,7 +153,8 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
         lat = pipe(prompt=cfg.prompt, negative_prompt=cfg.negative or "", latents=latents,
                    num_inference_steps=cfg.steps, guidance_scale=cfg.guidance, eta=cfg.eta,
                    generator=g, output_type="latent", callback_on_step_end=on_step,
-                   callback_on_step_end_tensor_inputs=["pred_original_sample"]).frames
+                   callback_on_step_end_tensor_inputs=["pred_original_sample"],
+                   control=control).frames
         n = lat.shape[2]
         progress(Event(0, n, "decoding frames", stage="decode"))
         frames = decode_to_frames(
@@ -154,7 +176,7 @@ def edit(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = null_progr
     fingerprint must still match)."""
     validate_edit(cfg)  # before loading anything: fail fast
     tuned = load_tuned(run_dir, cache, device, model=model)
-    frames = edit_frames(tuned, cfg, progress, cancel)
+    frames = edit_frames(tuned, cfg, progress, cancel, cache)
     out = Path(out_dir) if out_dir else tuned.run.edits
     out.mkdir(parents=True, exist_ok=True)
     stem = edit_stem(cfg)

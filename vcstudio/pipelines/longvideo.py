@@ -32,6 +32,7 @@ from .encode import decode_to_frames, encode_prompts, encode_video
 from .refine import parse_scales, partial_timesteps, renoise, upsample_latents
 from .runs import write_json
 from .sample import ddim_scheduler, denoise
+from .structure import controlled
 from .windows import WindowLayout, layout_table, make_layout, mix_embeddings, window_prompts
 
 
@@ -85,6 +86,10 @@ def validate_long(cfg: LongConfig) -> None:
     if cfg.size and (cfg.size < 64 or cfg.size % 64):
         raise InputError(f"The size must be a multiple of 64 (got {cfg.size}).")
     make_layout(cfg.frames, cfg.window, cfg.stride, cfg.fusion, cfg.fusion_sigma)
+    if cfg.control:
+        from ..control import validate_controls
+
+        validate_controls(cfg.control, "control")
 
 
 def _slug(text: str) -> str:
@@ -179,10 +184,12 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
         latents = torch.randn((1, 4, cfg.frames, h, w), generator=g, device=base.device)
         ac = tuned.precision.autocast
         stage = f"co-denoise {sizes[0][1]}x{sizes[0][0]}"
-        lat = denoise(tuned.model, base.scheduler_config, latents, window_cond[:1], uncond,
-                      cfg.guidance, cfg.steps, eta=cfg.eta, generator=g, progress=progress,
-                      cancel=cancel, autocast=ac(), predict=codenoiser, stage=stage,
-                      on_x0=_x0_previews(base, cfg.steps, progress, stage))
+        control = _long_control(tuned, cfg, sizes[0], codenoiser, cache, progress)
+        with controlled(tuned.model, control):
+            lat = denoise(tuned.model, base.scheduler_config, latents, window_cond[:1], uncond,
+                          cfg.guidance, cfg.steps, eta=cfg.eta, generator=g, progress=progress,
+                          cancel=cancel, autocast=ac(), predict=codenoiser, stage=stage,
+                          on_x0=_x0_previews(base, cfg.steps, progress, stage))
         res.stages.append({"size": list(sizes[0]), "steps": cfg.steps, "strength": 1.0})
         for size in sizes[1:]:  # progressive refinement (MOV AI paper, PVR)
             if cancel is not None:
@@ -191,12 +198,15 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
             sched = ddim_scheduler(base.scheduler_config, cfg.steps, base.device)
             run_ts, start = partial_timesteps(sched.timesteps, cfg.refine_strength)
             lat = renoise(sched, lat, run_ts[0], g)
-            lat = denoise(tuned.model, base.scheduler_config, lat, window_cond[:1], uncond,
-                          cfg.guidance, cfg.steps, eta=cfg.eta, generator=g, progress=progress,
-                          cancel=cancel, autocast=ac(), predict=codenoiser, start_index=start,
-                          stage=f"refine {size[1]}x{size[0]}",
-                          on_x0=_x0_previews(base, len(run_ts), progress,
-                                             f"refine {size[1]}x{size[0]}"))
+            control = _long_control(tuned, cfg, size, codenoiser, cache, progress)
+            with controlled(tuned.model, control):
+                lat = denoise(tuned.model, base.scheduler_config, lat, window_cond[:1], uncond,
+                              cfg.guidance, cfg.steps, eta=cfg.eta, generator=g,
+                              progress=progress, cancel=cancel, autocast=ac(),
+                              predict=codenoiser, start_index=start,
+                              stage=f"refine {size[1]}x{size[0]}",
+                              on_x0=_x0_previews(base, len(run_ts), progress,
+                                                 f"refine {size[1]}x{size[0]}"))
             res.stages.append({"size": list(size), "steps": len(run_ts),
                                "strength": cfg.refine_strength})
         n = cfg.frames
@@ -235,6 +245,25 @@ def _x0_previews(base, steps: int, progress: ProgressFn, stage: str, n_previews:
             progress(Event(i + 1, steps, f"preview at step {i + 1}/{steps}",
                            preview=preview_strip(base, x0), stage=stage))
     return on_x0
+
+
+def _long_control(tuned, cfg: LongConfig, size: tuple[int, int], codenoiser: CoDenoiser,
+                  cache: ModelCache, progress: ProgressFn):
+    """The structure control of a long video at one stage's size (None without conditions):
+    conditions over all ``cfg.frames`` frames (each condition's own video, resampled to the
+    length, or the tuned clip when the video is as long as it); the co-denoiser hands each
+    window its frames' conditions."""
+    if not cfg.control:
+        codenoiser.control = None
+        return None
+    from .structure import build_control
+
+    progress(Event(0, 1, f"structure conditions at {size[1]}x{size[0]}", stage="control"))
+    timesteps = ddim_scheduler(tuned.base.scheduler_config, cfg.steps, tuned.base.device).timesteps
+    control = build_control(tuned, cfg.control, cfg.frames, size[1], size[0],
+                            timesteps=timesteps, cache=cache)
+    codenoiser.control = control
+    return control
 
 
 def _upscale(base, lat: torch.Tensor, size: tuple[int, int], cfg: LongConfig,

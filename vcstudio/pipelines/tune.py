@@ -275,6 +275,15 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     n_train = ac.shape[0]
     gen = torch.Generator(device).manual_seed(cfg.seed)
 
+    control = None
+    if cfg.control:  # frozen conditions of the tuned clip while tuning (seed 001: T2I-Adapter)
+        from .structure import build_control
+
+        progress(Event(0, 1, "structure conditions", stage="control"))
+        control = build_control(TunedModel(base, model, method, cfg, prec, rf), cfg.control,
+                                int(frames.shape[0]), int(frames.shape[2]), int(frames.shape[1]),
+                                clip=frames, cache=cache)
+        model.control = control  # removed below, before the model is saved or handed on
     start, losses = 0, []
     if resume:
         start, losses = _load_checkpoint(rf, model, opt, method, gen)
@@ -377,6 +386,8 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
         raise OutOfMemoryError(
             f"Out of device memory tuning {frames.shape[0]} frames at {frames.shape[2]}x"
             f"{frames.shape[1]}. Use fewer frames (--frames) or a smaller --size.") from None
+    finally:
+        model.control = None
     if step_budget is not None:  # a budgeted call never finishes: the next call (none) does
         return pause(cfg.steps)
 

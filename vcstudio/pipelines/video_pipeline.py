@@ -355,7 +355,8 @@ class VideoEditPipeline(DiffusionPipeline):
                  negative_prompt_embeds: Optional[torch.Tensor] = None, eta: float = 0.0,
                  output_type: str = "pil", return_dict: bool = True,
                  callback_on_step_end: Optional[Callable[..., dict[str, Any]]] = None,
-                 callback_on_step_end_tensor_inputs: list[str] = ["latents"]):  # noqa: B006
+                 callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006
+                 control=None):
         """Generate videos: ``.frames[0]`` is the first one (see :class:`VideoEditPipelineOutput`).
 
         ``latents`` (B, C, F, h, w) start the sampling (e.g. :meth:`inversion_latents`; they
@@ -363,6 +364,8 @@ class VideoEditPipeline(DiffusionPipeline):
         the tuned clip's) is drawn from ``generator``. ``callback_on_step_end(pipe, i, t,
         tensors) -> tensors`` follows diffusers: it sees and may replace ``latents``,
         ``prompt_embeds`` (negative rows first under CFG) and ``negative_prompt_embeds``.
+        ``control``: a :class:`~vcstudio.control.models.StructureControl` (ControlNet /
+        T2I-Adapter residuals per frame, its start/end read against this call's timesteps).
         """
         from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
@@ -434,10 +437,13 @@ class VideoEditPipeline(DiffusionPipeline):
                 return lat
 
             prec = precision_for(device, self._mixed_precision)
-            x = run_steps(self.scheduler, timesteps, x, predict, step_kwargs,
-                          autocast=prec.autocast(), on_step_end=on_step_end,
-                          stop=lambda: self._interrupt,
-                          on_x0=lambda i, z: x0.__setitem__("pred_original_sample", z))
+            if control is not None:
+                control.set_timesteps(timesteps)
+            with self.unet.denoiser.controlled(control):
+                x = run_steps(self.scheduler, timesteps, x, predict, step_kwargs,
+                              autocast=prec.autocast(), on_step_end=on_step_end,
+                              stop=lambda: self._interrupt,
+                              on_x0=lambda i, z: x0.__setitem__("pred_original_sample", z))
 
         if output_type == "latent":
             video = x

@@ -229,8 +229,10 @@ INVERSION_PROMPTS = [("the run's setting", "run"), ("the empty prompt (Tune-A-Vi
 
 
 def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, inversion,
-                 inversion_prompt="run", request=None, progress=None):
-    """Generator: (video, gif, status, per-frame metric plot, metric table)."""
+                 inversion_prompt="run", request=None, progress=None, control=None):
+    """Generator: (video, gif, status, per-frame metric plot, metric table). ``control``: the
+    Structure panel's values (ui/structure.py)."""
+    from .structure import control_configs
     from ..jobs.edit import STREAM_METRICS, EditJobConfig
 
     sid = ensure_session(studio, sid)
@@ -242,7 +244,8 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
             prompt=prompt, negative=negative or "", steps=as_int("Sampling steps", steps),
             guidance=as_float("Guidance", guidance), seed=as_int("Seed", seed),
             use_inversion=bool(inversion),
-            inversion_prompt={"run": None, "empty": ""}.get(inversion_prompt, inversion_prompt)))
+            inversion_prompt={"run": None, "empty": ""}.get(inversion_prompt, inversion_prompt),
+            control=control_configs(studio, sid, control or [])))
         # streamed: x0 previews, then the frames as they decode, in the video's slot (the
         # final video replaces them); per-frame metrics as each frame is scored
         view = StreamView(studio.session(sid).outputs / "previews" / secrets.token_hex(4))
@@ -474,6 +477,9 @@ def build(studio, sid_state):
                                                     "motion)")
                 inv_prompt = gr.Dropdown(INVERSION_PROMPTS, value="run",
                                          label="Invert the clip under")
+                from .structure import build as structure_panel
+
+                control = structure_panel(studio, sid_state, run_dir)
                 edit_btn = gr.Button("Generate edit", variant="primary")
                 estatus = gr.Markdown(elem_id="edit-estatus", label="Edit status")
             with gr.Column(scale=1):
@@ -543,11 +549,12 @@ def build(studio, sid_state):
 
         def edit(session: str, run_dir: str, prompt: str, negative: str, steps: float,
                  guidance: float, seed: float, inversion: bool, inversion_prompt: str,
-                 request: gr.Request, progress=gr.Progress()):
+                 structure: Optional[list], request: gr.Request, progress=gr.Progress()):
             """An edit of the tuned run; streams status, then video, gif and scores.
             ``inversion_prompt``: "run" (the run's setting), "empty" or "source"."""
             yield from edit_handler(studio, session, run_dir, prompt, negative, steps, guidance,
-                                    seed, inversion, inversion_prompt, request, progress)
+                                    seed, inversion, inversion_prompt, request, progress,
+                                    structure)
 
         def push(session: str, run_dir: str, repo_id: str, token: str, public: bool = False,
                  oauth_token=None) -> str:
@@ -606,7 +613,7 @@ def build(studio, sid_state):
             refresh_resumable, sid_state, resumable, api_name=False)
         resume_refresh.click(refresh_resumable, sid_state, resumable, api_name=False)
         edit_btn.click(edit, [sid_state, run_dir, eprompt, negative, esteps, guidance, eseed,
-                              inversion, inv_prompt], [out_video, out_gif, estatus, metric_plot,
+                              inversion, inv_prompt, control], [out_video, out_gif, estatus, metric_plot,
                                            metric_table],
                        api_name="edit", concurrency_id=group, concurrency_limit=1)
         tav_btn.click(open_tav, [sid_state, tav_folder], [sid_state, tav_status, run_dir],

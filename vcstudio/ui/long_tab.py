@@ -4,6 +4,8 @@ Widgets and formatting only: Plan shows the long job's model-free plan, Preview 
 Generate submit the long job (vcstudio/jobs/long.py)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import gradio as gr
 
 from ..errors import InputError
@@ -89,8 +91,11 @@ def preview_masks(studio, sid, run_dir, story, prompts, frames, window, stride, 
 
 def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusion, steps, seed,
              use_masks=False, mask_method="grabcut", sam_checkpoint="", candidates=5,
-             tune_steps=0, request=None, progress=None):
-    """Generator: (video, status, frames so far, mask gallery)."""
+             tune_steps=0, request=None, progress=None, control=None):
+    """Generator: (video, status, frames so far, mask gallery). ``control``: the Structure
+    panel's values (ui/structure.py); each window takes its frames' conditions."""
+    from .structure import control_configs
+
     from ..jobs.long import LongJobConfig
 
     sid = ensure_session(studio, sid)
@@ -99,6 +104,7 @@ def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusio
         cfg = long_config(story, prompts, frames, window, stride, fusion, steps, seed, use_masks,
                           mask_method, studio.server_path("SAM checkpoint", sam_checkpoint),
                           candidates, tune_steps)
+        cfg.control = control_configs(studio, sid, control or [])
         res, tick = None, Ticker()
         for item in run_job(studio, sid, "long", LongJobConfig(str(run), cfg), request,
                             progress):
@@ -156,6 +162,10 @@ def build(studio, sid_state, edit_refs):
                     tune_steps = gr.Slider(0, 500, value=0 if studio.embedded else 250, step=10,
                                            label="Combined tuning steps (paper: 250; 0 = off)")
                     mask_btn = gr.Button("Preview masks")
+                from .structure import build as structure_panel
+
+                control = structure_panel(studio, sid_state, edit_refs["run_dir"], frames,
+                                          api_name="long_control_preview")
                 plan_btn = gr.Button("Plan")
                 gen_btn = gr.Button("Generate long video", variant="primary")
                 status = gr.Markdown(label="Status")
@@ -180,11 +190,13 @@ def build(studio, sid_state, edit_refs):
         def long(session: str, run_dir: str, story: str, prompts: str, frames: float,
                  window: float, stride: float, fusion: str, steps: float, seed: float,
                  use_masks: bool, mask_method: str, sam_checkpoint: str, candidates: float,
-                 tune_steps: float, request: gr.Request, progress=gr.Progress()):
+                 tune_steps: float, structure: Optional[list], request: gr.Request,
+                 progress=gr.Progress()):
             """A long video from the tuned run; streams frames as they decode."""
             yield from generate(studio, session, run_dir, story, prompts, frames, window,
                                 stride, fusion, steps, seed, use_masks, mask_method,
-                                sam_checkpoint, candidates, tune_steps, request, progress)
+                                sam_checkpoint, candidates, tune_steps, request, progress,
+                                structure)
 
         def mask_preview(session: str, run_dir: str, story: str, prompts: str, frames: float,
                          window: float, stride: float, fusion: str, steps: float, seed: float,
@@ -200,7 +212,8 @@ def build(studio, sid_state, edit_refs):
                        concurrency_id="preview")
         common = [sid_state, edit_refs["run_dir"], story, prompts, frames, window, stride,
                   fusion, steps, seed]
-        gen_btn.click(long, common + [use_masks, mask_method, sam_ckpt, candidates, tune_steps],
+        gen_btn.click(long, common + [use_masks, mask_method, sam_ckpt, candidates, tune_steps,
+                                      control],
                       [video, status, so_far, masks_view], api_name="long",
                       concurrency_id=group, concurrency_limit=1)
         mask_btn.click(mask_preview, common + [mask_method, sam_ckpt, candidates],

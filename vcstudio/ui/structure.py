@@ -1,0 +1,104 @@
+"""The Structure panel (Edit and Long tabs): ControlNet / T2I-Adapter conditions from the clip.
+
+Widgets and formatting only: up to :data:`SLOTS` conditions, each a kind (canny, depth, pose or
+an uploaded condition video), a control model (hub id; a folder on a desktop studio), a scale and
+the share of the steps it acts in; a preview strip of the condition frames (the
+``control_preview`` job) before generating. The tabs turn the panel's values into ControlConfigs
+with :func:`control_configs` and hand them to the edit / long job.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..config import ControlConfig
+from ..control.conditions import DEFAULT_DEPTH_MODEL, KINDS, LABELS
+from ..errors import InputError
+from .common import ensure_session, frame_strip, gr_error, run_job, upload
+
+SLOTS = 2
+PER_SLOT = 6  # kind, model, scale, start, end, video
+NONE = "none"
+CHOICES = [("none", NONE)] + [(LABELS[k], k) for k in KINDS]
+
+
+def control_configs(studio, sid: str, values: Sequence) -> list[ControlConfig]:
+    """The panel's flat values (PER_SLOT per slot, then the depth model) -> ControlConfigs.
+    Uploads are copied into the session; a public studio takes control models as hub ids only."""
+    values = list(values)
+    if not values:
+        return []
+    depth_model = (values[SLOTS * PER_SLOT] if len(values) > SLOTS * PER_SLOT else "") or ""
+    out = []
+    for i in range(SLOTS):
+        kind, model, scale, start, end, video = values[i * PER_SLOT:(i + 1) * PER_SLOT]
+        if not kind or kind == NONE:
+            continue
+        path = str(upload(studio, sid, video)) if video else ""
+        out.append(ControlConfig(
+            kind=kind, model=studio.server_path("control model", (model or "").strip()),
+            scale=float(scale), start=float(start), end=float(end), video=path,
+            depth_model=studio.server_path("depth model", depth_model.strip())))
+    return out
+
+
+def preview(studio, sid, run_dir, frames, *values):
+    """-> (gallery of condition strips, status): what each condition will feed its model."""
+    from ..jobs.control import ControlPreviewConfig
+
+    sid = ensure_session(studio, sid)
+    try:
+        if not run_dir:
+            raise InputError("Tune a clip first: conditions are taken from the tuned clip.")
+        run = studio.safe_path(sid, run_dir, must_exist=True)
+        controls = control_configs(studio, sid, values)
+        cfg = ControlPreviewConfig(run=str(run), control=controls, frames=int(frames or 0))
+        res = None
+        for item in run_job(studio, sid, "control_preview", cfg):
+            if isinstance(item, tuple) and item[0] == "result":
+                res = item[1]
+        items = [(frame_strip(c, 12), label) for c, label in zip(res.conditions, res.labels)]
+        n = len(res.conditions[0])
+        return items, f"{len(items)} condition(s), {n} frames each, at the tuned size and crop."
+    except Exception as e:
+        raise gr_error(e)
+
+
+def build(studio, sid_state, run_dir, frames=None, api_name: str = "control_preview"):
+    """The panel inside the current tab; returns a ``gr.State`` holding its values in the order
+    :func:`control_configs` reads them: pass it as a handler's last input. A State is no API
+    parameter, so the tab's endpoints keep their signatures (API clients set conditions through
+    the CLI, or preview them with ``control_preview``)."""
+    import gradio as gr
+
+    inputs = []
+    with gr.Accordion("Structure: hold the output to the clip's motion and layout "
+                      "(ControlNet / T2I-Adapter)", open=False):
+        gr.Markdown("Conditions are taken from the tuned clip, frame by frame, at its size and "
+                    "crop. Canny works offline; depth needs a transformers depth model, pose "
+                    "the optional `controlnet-aux` package; or upload condition frames made "
+                    "elsewhere (e.g. pose). Scale 0 = off.")
+        for i in range(SLOTS):
+            with gr.Row():
+                kind = gr.Dropdown(CHOICES, value=NONE, label=f"Condition {i + 1}", scale=1)
+                model = gr.Textbox(label="ControlNet or T2I-Adapter (hub id)", scale=2,
+                                   placeholder="lllyasviel/sd-controlnet-canny")
+                scale = gr.Slider(0, 2, value=1.0, step=0.05, label="Scale", scale=1)
+            with gr.Row():
+                start = gr.Slider(0, 1, value=0.0, step=0.05, label="From (share of steps)")
+                end = gr.Slider(0, 1, value=1.0, step=0.05, label="To")
+                video = gr.Video(label="Condition video (uploaded kind, or the clip to "
+                                       "extract from)", sources=["upload"], height=110)
+            inputs += [kind, model, scale, start, end, video]
+        depth = gr.Textbox(value=DEFAULT_DEPTH_MODEL, label="Depth model (transformers "
+                                                            "depth-estimation, hub id)")
+        inputs.append(depth)
+        btn = gr.Button("Preview conditions")
+        strip = gr.Gallery(label="What the control models will see", columns=1, height=200)
+        status = gr.Markdown()
+    length = frames if frames is not None else gr.Number(value=0, visible=False)
+    btn.click(lambda *a: preview(studio, *a), [sid_state, run_dir, length] + inputs,
+              [strip, status], api_name=api_name)
+    state = gr.State([c.value for c in inputs])
+    for c in inputs:  # raw values only: uploads are copied when a job is submitted
+        c.change(lambda *v: list(v), inputs, state, api_name=False, show_progress="hidden")
+    return state
