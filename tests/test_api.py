@@ -69,6 +69,7 @@ def _api_md() -> dict[str, list[str]]:
             out[name].append(m.group(1))
     # "/mask_preview: as /long without use_masks and tune_steps"
     out["/mask_preview"] = [p for p in out["/long"] if p not in ("use_masks", "tune_steps")]
+    out["/long_control_preview"] = out["/control_preview"]  # "as /control_preview"
     return out
 
 

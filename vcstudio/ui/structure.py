@@ -8,7 +8,7 @@ with :func:`control_configs` and hand them to the edit / long job.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 from ..config import ControlConfig
 from ..control.conditions import DEFAULT_DEPTH_MODEL, KINDS, LABELS
@@ -94,10 +94,22 @@ def build(studio, sid_state, run_dir, frames=None, api_name: str = "control_prev
         inputs.append(depth)
         btn = gr.Button("Preview conditions")
         strip = gr.Gallery(label="What the control models will see", columns=1, height=200)
-        status = gr.Markdown()
+        status = gr.Markdown(label="Conditions status")
     length = frames if frames is not None else gr.Number(value=0, visible=False)
-    btn.click(lambda *a: preview(studio, *a), [sid_state, run_dir, length] + inputs,
-              [strip, status], api_name=api_name)
+    assert SLOTS == 2  # the named API below spells out both slots
+
+    def control_preview(session: str, run_dir: str, frames: float, kind_1: str, model_1: str,
+                        scale_1: float, start_1: float, end_1: float, video_1: Optional[str],
+                        kind_2: str, model_2: str, scale_2: float, start_2: float, end_2: float,
+                        video_2: Optional[str], depth_model: str):
+        """The condition frames each control model will see (the tuned clip's, at its size and
+        crop); ``frames`` 0 = the tuned clip's length (Long: the long video's)."""
+        return preview(studio, session, run_dir, frames, kind_1, model_1, scale_1, start_1,
+                       end_1, video_1, kind_2, model_2, scale_2, start_2, end_2, video_2,
+                       depth_model)
+
+    btn.click(control_preview, [sid_state, run_dir, length] + inputs, [strip, status],
+              api_name=api_name)
     state = gr.State([c.value for c in inputs])
     for c in inputs:  # raw values only: uploads are copied when a job is submitted
         c.change(lambda *v: list(v), inputs, state, api_name=False, show_progress="hidden")
