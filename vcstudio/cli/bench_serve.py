@@ -60,8 +60,13 @@ COVER = ("bad_text", "estimate", "bad_truncated", "preview", "bad_range", "bad_p
 # answers that are a bug, not a user's error message
 _UNHANDLED = ("has raised an exception but has not enabled", "Something went wrong (",
               "Internal error (", "Traceback (most recent call last)")
+# httpx's: the server did not answer an HTTP request (upload, queue join) within HTTP_TIMEOUT_S
+_TRANSPORT_TIMEOUTS = ("ReadTimeout", "ConnectTimeout", "WriteTimeout", "PoolTimeout",
+                       "TimeoutException")
+HTTP_TIMEOUT_S = 30.0  # about what a browser waits for an upload or a queue join
 # a short tune on the demo model: small enough that ten visitors share one CPU in minutes
 TUNE = dict(frames=4, stride=1, width=64, height=64, steps=10, lr=1e-3)
+VISIT_S = (60.0, 180.0)  # how long one visit (one page, one studio session) lasts
 LONG_TUNE_STEPS = 60  # a tune that runs long enough to be stopped or walked away from
 SOURCE, TARGET = "a red circle moving right on the beach", "a blue square moving right"
 
@@ -85,6 +90,7 @@ class Tally:
     jobs_seen: dict[str, float] = field(default_factory=dict)  # studio job id -> visitor left
     sessions: set[str] = field(default_factory=set)
     stops_effective: int = 0
+    visits: int = 0
     in_flight: int = 0
     mu: threading.Lock = field(default_factory=threading.Lock)
 
@@ -123,8 +129,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
         if not msg or msg.lower() == "error" or any(u in msg for u in _UNHANDLED):
             return "unhandled", msg or "Error (no message)"
         return "message", msg
-    if isinstance(exc, TimeoutError):
-        return "timeout", "no answer in time"
+    if isinstance(exc, TimeoutError) or type(exc).__name__ in _TRANSPORT_TIMEOUTS:
+        return "timeout", f"no answer in time ({type(exc).__name__})"
     text = " ".join(f"{type(exc).__name__}: {exc}".split())
     return "unhandled", text[:300]
 
@@ -175,7 +181,7 @@ class Server:
         if sweep_s is not None:
             env["VCSTUDIO_PUBLIC_SWEEP_S"] = str(sweep_s)
         if threads:
-            env["OMP_NUM_THREADS"] = str(threads)
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
         self.env = env
         self.proc: Optional[subprocess.Popen] = None
         self._log = None
@@ -359,7 +365,8 @@ class Visitor(threading.Thread):
     def _client(self):
         from gradio_client import Client
 
-        return Client(self.url, verbose=False, download_files=False)
+        return Client(self.url, verbose=False, download_files=False,
+                      httpx_kwargs={"timeout": HTTP_TIMEOUT_S})
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -482,14 +489,15 @@ class Visitor(threading.Thread):
                 job, first = self._start_long_tune(self.client)
             except BaseException as e:  # noqa: BLE001
                 outcome, detail = classify(e)
-                self.tally.add(Answer("stop", outcome, time.monotonic() - t0, busy, detail))
+                self.tally.add(Answer("tune_stopped", outcome, time.monotonic() - t0, busy,
+                                      detail))
                 return
         if first is None:  # the visitor's time ran out while the tune was queued
             job.cancel()
             if job.done():
                 with contextlib.suppress(BaseException):
                     job.result(timeout=0)
-            self.tally.add(Answer("stop", "left", time.monotonic() - t0, busy,
+            self.tally.add(Answer("tune_stopped", "left", time.monotonic() - t0, busy,
                                   "left before the tune started"))
             return
         self._note(first)
@@ -568,16 +576,46 @@ class Visitor(threading.Thread):
         self._bad("bad_limit", "/tune", False, session=self.session, clip=self.file(self.clip),
                   prompt=SOURCE, **{**TUNE, **bad})
 
+    def new_visit(self) -> bool:
+        """This visitor leaves and a new one arrives: a fresh client (a new Gradio session)
+        and a fresh studio session; the old one idles until the public TTL removes it."""
+        with contextlib.suppress(Exception):
+            self.client.close()
+        self.client = None
+        self.session, self.run_dir = "", ""
+        with self.tally.mu:
+            self.tally.visits += 1
+        return self.connect()
+
+    def connect(self) -> bool:
+        for attempt in range(3):  # a browser whose page did not load reloads it
+            try:
+                self.client = self._client()
+                return True
+            except Exception as e:  # noqa: BLE001
+                outcome, detail = classify(e)
+                self.tally.add(Answer("connect", outcome, 0.0, False, detail))
+                if self.remaining() <= 0:
+                    break
+                time.sleep(2.0)
+        return False
+
     # -- the loop -----------------------------------------------------------------------------
     def run(self) -> None:
         try:
-            self.client = self._client()
+            if not self.connect():
+                return
             # the crowd covers every action early (visitor i takes actions i, i + N, ...
             # of COVER first), so even a short run sees each kind; then the weighted mix
             first = [a for a in COVER if a in self.actions][self.idx::self.crowd]
+            visit_end = time.monotonic() + self.rng.uniform(*VISIT_S)
             for n in range(self.max_actions):
                 if self.remaining() <= 0:
                     break
+                if time.monotonic() > visit_end:
+                    if not self.new_visit():
+                        return
+                    visit_end = time.monotonic() + self.rng.uniform(*VISIT_S)
                 action = (first[n] if n < len(first)
                           else self.rng.choices(self.actions, self.weights)[0])
                 getattr(self, f"do_{action}")()
@@ -638,7 +676,8 @@ def probe_device(url: str, clip: Path, timeout_s: float) -> tuple[bool, str]:
     then stops it."""
     from gradio_client import Client, handle_file
 
-    c = Client(url, verbose=False, download_files=False)
+    c = Client(url, verbose=False, download_files=False,
+               httpx_kwargs={"timeout": HTTP_TIMEOUT_S})
     try:
         job = c.submit(api_name="/tune", clip=handle_file(str(clip)), prompt=SOURCE,
                        **{**TUNE, "steps": LONG_TUNE_STEPS})
@@ -791,7 +830,9 @@ def format_table(r: dict) -> str:
     m = r["meta"]
     lines.append(f"bench serve: {m['visitors']} visitors x {m['minutes']:g} min, "
                  f"{'public' if m['public'] else 'desktop'}, {m['url']}  "
-                 f"({m['wall_s']:.0f} s wall)")
+                 f"({m['wall_s']:.0f} s wall, app torch threads "
+                 f"{m.get('torch_threads') or 'default'})")
+    lines.append(f"visits (a page with its own studio session): {m['visits']}")
     lines.append("")
     head = f"{'action':<14}" + "".join(f"{o:>10}" for o in OUTCOMES) + f"{'total':>8}"
     lines += [head, "-" * len(head)]
@@ -845,6 +886,7 @@ def run_bench_serve(visitors: int = 10, minutes: float = 10.0, public: bool = Fa
                     grace_s: float = 30.0, ttl_s: Optional[float] = None,
                     sweep_s: Optional[float] = None, sample_s: float = 3.0,
                     job_cap_s: float = 300.0, server_pid: Optional[int] = None,
+                    threads: Optional[int] = 1,
                     keep: bool = False, log: Callable[[str], Any] = print) -> dict:
     """Run the load test; the report dict (see :func:`summarise`)."""
     t_start = time.monotonic()
@@ -859,7 +901,7 @@ def run_bench_serve(visitors: int = 10, minutes: float = 10.0, public: bool = Fa
             if public and ttl_s is None:
                 # short enough that a 10-minute run sees the TTL cleanup work
                 ttl_s, sweep_s = 180.0, sweep_s or 30.0
-            server = Server(work, public, model, ttl_s, sweep_s)
+            server = Server(work, public, model, ttl_s, sweep_s, threads)
             log(f"starting python app.py on {server.url} (data {server.data})")
             server.start()
             url, pid, data, cache = server.url, server.proc.pid, server.data, server.gradio_tmp
@@ -886,7 +928,8 @@ def run_bench_serve(visitors: int = 10, minutes: float = 10.0, public: bool = Fa
         jobs = store_jobs(data) if data is not None else []
         meta = {"visitors": visitors, "minutes": minutes, "public": public, "url": url,
                 "wall_s": time.monotonic() - t_start, "visitors_left_at": left,
-                "ttl_s": ttl_s, "work": str(work) if keep else None,
+                "ttl_s": ttl_s, "torch_threads": threads if server else None, "work": str(work) if keep else None,
+                "visits": tally.visits + visitors,
                 "visitor_errors": [v.error for v in crowd if v.error]}
         report = summarise(tally, sampler.rows, jobs, live, probe,
                            integrity(data) if data is not None else "not checked (no data)",
@@ -917,6 +960,10 @@ def add_bench_serve_args(p) -> None:
                    help="seconds after the visitors leave before a live job counts as leaked")
     p.add_argument("--ttl", type=float, help="public session TTL of the app it starts "
                                              "(default 180 s with --public)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads of the app it starts (OMP_NUM_THREADS; 0 = torch's "
+                        "default). 1 by default: on a small shared CPU box the demo model "
+                        "tunes ~10x faster single-threaded than with oversubscribed threads")
     p.add_argument("--keep", action="store_true", help="keep the temp folder (server log)")
     p.add_argument("--json", nargs="?", const="-", metavar="PATH",
                    help="write the report as JSON (to stdout without PATH)")
@@ -928,7 +975,8 @@ def run_bench_serve_cli(a) -> int:
 
     r = run_bench_serve(visitors=a.visitors, minutes=a.minutes, public=a.public, url=a.url,
                         data=a.data, model=a.model, seed=a.seed, max_actions=a.max_actions,
-                        grace_s=a.grace, ttl_s=a.ttl, server_pid=a.pid, keep=a.keep, log=log)
+                        grace_s=a.grace, ttl_s=a.ttl, server_pid=a.pid, threads=a.threads or None,
+                        keep=a.keep, log=log)
     text = json.dumps(r, indent=1, default=str)
     if a.json == "-":
         print(format_table(r), file=sys.stderr)
