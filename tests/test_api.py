@@ -90,6 +90,23 @@ def test_every_endpoint_is_named_with_the_parameters_of_api_md(app):
     assert required["/long_plan"] == [] and required["/stop"] == []
 
 
+def test_jobs_queue_per_device_and_the_rest_answer_beside_them(app):
+    """One Gradio concurrency group per device, one event at a time, a bounded queue; the
+    quick endpoints are outside that group."""
+    from vcstudio.ui.common import QUEUE_MAX
+
+    demo = app["demo"]
+    fns = {f.api_name: f for f in demo.fns.values() if isinstance(f.api_name, str)}
+    jobs = ("tune", "resume", "edit", "long", "mask_preview", "score_vcd", "i2v", "i2v_tune",
+            "compare", "open_tav")
+    for name in jobs:
+        assert fns[name].concurrency_id == "device-cpu", name
+        assert fns[name].concurrency_limit == 1, name
+    for name in ("preview", "estimate", "clip_size", "long_plan", "stop", "push"):
+        assert fns[name].concurrency_id != "device-cpu", name
+    assert demo._queue.max_size == QUEUE_MAX
+
+
 def test_slider_changes_store_one_copy_and_the_wide_clip_keeps_its_aspect(app, wide_clip):
     """Seven preview calls of one clip (what seven slider moves send): one stored copy. A 2:1
     clip is sized 2:1, previews at 2:1 and is tuned and edited at 2:1."""
@@ -99,9 +116,9 @@ def test_slider_changes_store_one_copy_and_the_wide_clip_keeps_its_aspect(app, w
     from vcstudio.io import read_video
 
     c = Client(app["url"], verbose=False)
-    width, height = c.predict(clip=handle_file(str(wide_clip)), api_name="/clip_size")
+    session, width, height = c.predict(clip=handle_file(str(wide_clip)),
+                                       api_name="/clip_size")
     assert (width, height) == (64, 32)  # the largest this tier allows for the demo size
-    session = ""
     for frames in (2, 3, 4, 5, 6, 7, 4):
         session, strip, info = c.predict(session=session, clip=handle_file(str(wide_clip)),
                                          frames=frames, stride=1, width=width, height=height,
@@ -254,6 +271,26 @@ def test_public_studio_reads_only_the_visitors_own_uploads(public_app, wide_clip
     # A keeps using their own upload
     kind, out = _call(url, "preview", _preview_args(a_session, _file(a_path)))
     assert kind == "complete", out
+    # an example clip, as Gradio serves it from its cache when a visitor clicks it
+    import shutil
+    import tempfile
+
+    cache = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+    example = ROOT / "assets" / "examples" / "red_circle_right_beach.mp4"
+    cached = cache / ("example-" + os.urandom(4).hex()) / example.name
+    cached.parent.mkdir(parents=True)
+    shutil.copyfile(example, cached)
+    kind, out = _call(url, "preview", _preview_args("", _file(str(cached))))
+    assert kind == "complete", out
+    # the page's order: a new upload is sized (clip_size), then previewed, in one session
+    from vcstudio.io import write_gif
+    from vcstudio.io.synthetic import moving_shape_clip
+
+    c_path = _upload(url, write_gif(moving_shape_clip(4, 64, dx=2.0), tmp_path / "c.gif"))
+    kind, out = _call(url, "clip_size", ["", _file(c_path)])
+    assert kind == "complete" and out[1:] == [64, 64], out
+    kind, out = _call(url, "preview", _preview_args(out[0], _file(c_path)))
+    assert kind == "complete", out
 
 
 def test_public_studio_checks_limits_and_ownership_on_the_server(public_app, wide_clip):
@@ -333,8 +370,37 @@ def test_a_cancelled_event_stops_its_job(app, wide_clip):
         jid = live[0].id if live else None
         time.sleep(0.2)
     assert jid is not None
+    # preview and estimate are outside the device's queue group: they answer while it runs
+    other = Client(app["url"], verbose=False)
+    info = other.predict(clip=handle_file(str(wide_clip)), frames=4, width=64, height=32,
+                         api_name="/preview")[2]
+    est = other.predict(frames=4, width=64, height=32, steps=100, api_name="/estimate")
+    assert info.startswith("4 frames") and est.startswith("Estimate")
+    assert not studio.wait(jid, 0).finished  # the tune was still running meanwhile
     job.cancel()
     out = studio.wait(jid, 60)
     assert out.finished and out.status in ("stopped", "cancelled"), out.status
     assert studio.store.job(jid).step < 100
     assert not studio.device_lock().locked()
+
+
+def test_a_closed_tab_stops_its_jobs(app, wide_clip):
+    """The visitor leaves (their client's heartbeat ends: Gradio's unload event): the jobs
+    that client started stop, freeing the device."""
+    from gradio_client import Client, handle_file
+
+    studio = app["studio"]
+    c = Client(app["url"], verbose=False)
+    c.submit(clip=handle_file(str(wide_clip)), prompt="a red circle", frames=4, width=64,
+             height=32, steps=100, lr=1e-3, api_name="/tune")
+    deadline, jid = time.time() + 60, None
+    while time.time() < deadline and jid is None:
+        live = [h for h in list(studio._jobs.values())
+                if not h.done.is_set() and h.status == "running"]
+        jid = live[0].id if live else None
+        time.sleep(0.2)
+    assert jid is not None
+    c.close()  # ends the heartbeat: the page is gone
+    out = studio.wait(jid, 60)
+    assert out.finished and out.status in ("stopped", "cancelled"), out.status
+    assert studio.store.job(jid).step < 100

@@ -124,6 +124,11 @@ def test_upload_preview_tune_stop_edit(app_py, wide_clip):
             w, h = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
             n = int(info.inner_text().split()[0])
             assert (w, h) == (n * 64, 32), (w, h, n)  # n frames of 64 x 32, side by side
+            # a setting changed: previewed again (the upload is not copied again)
+            frames = tab.get_by_label("Frames").first
+            frames.fill("6")
+            frames.press("Enter")
+            info.get_by_text("6 frames at 64x32 will be tuned on").first.wait_for(timeout=60000)
             pg.screenshot(path=str(SHOTS / "1-preview.png"), full_page=True)
             _no_error_on_screen(pg, "preview")
 
@@ -150,6 +155,7 @@ def test_upload_preview_tune_stop_edit(app_py, wide_clip):
             run_dir = tab.get_by_label("Run folder (this session's)").input_value()
             data = app_py["home"] / ".local" / "share" / "vcstudio"
             assert Path(run_dir).resolve().is_relative_to(data.resolve())
+            assert len(list((data / "sessions").glob("*/uploads/*"))) == 1
 
             # 3. an edit from the stopped checkpoint, at the clip's aspect
             tab.get_by_label("Edit prompt: what the video should show").fill("a blue square")

@@ -81,7 +81,7 @@ def test_public_studio_keeps_visitors_runs_and_server_paths_apart(tmp_path):
                     studio.server_path("SAM checkpoint", "/etc/passwd")
             else:
                 assert studio.server_path("SAM checkpoint", "/x/sam.pth") == "/x/sam.pth"
-            with pytest.raises(InputError, match="At most"):
+            with pytest.raises(InputError, match="Frames must be within 0..8"):
                 _check_request(studio, "org/i2v", studio.limits.max_frames + 1, 0)
             assert _check_request(studio, "org/i2v", 0, 0) == "org/i2v"  # hub ids always
         finally:

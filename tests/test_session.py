@@ -336,6 +336,18 @@ def test_cleanup_removes_only_old_idle_sessions(studio):
     assert studio.store.job(job).status == "expired"  # the record says its files are gone
 
 
+def test_public_cleanup_runs_on_its_own(studio):
+    sess = studio.new_session()
+    past = time.time() - 7200
+    for p in [sess.folder, *sess.folder.rglob("*")]:
+        os.utime(p, (past, past))
+    studio.start_cleanup(0.05, 3600)
+    deadline = time.time() + 10
+    while sess.folder.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not sess.folder.exists()
+
+
 def test_device_lock_mutual_exclusion_with_plain_threads():
     lock = DeviceLock("cpu")
     inside, overlaps = [0], [0]

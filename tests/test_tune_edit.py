@@ -238,7 +238,7 @@ enable_xformers_memory_efficient_attention: True
     cfg = load_tune_config(y)
     assert cfg.data.prompt == "a man is skiing" and cfg.data.n_frames == 24
     assert cfg.data.stride == 2 and cfg.steps == 500 and cfg.lr == 3e-5 and cfg.seed == 33
-    assert cfg.trainable == ("attn1.to_q", "attn2.to_q", "temporal")
+    assert cfg.trainable == ("attn1.to_q", "attn2.to_q", "temporal.attn")  # norm_temp frozen
     assert cfg.mixed_precision == "fp16" and cfg.gradient_checkpointing
 
 

@@ -41,12 +41,11 @@ from .errors import CancelledError, InputError, OutOfMemoryError, VcsError
 from .models.cache import ModelCache, default_cache
 from .progress import CancelToken, Event
 from .io.uploads import store_upload
-from .store import Store, atomic_path, default_data_dir
+from .store import Store, default_data_dir
 
 log = logging.getLogger(__name__)
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
-_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _END = object()  # end-of-stream marker for progress subscribers
 
 
@@ -85,14 +84,6 @@ def safe_path(session: Session, user_path: str | os.PathLike, must_exist: bool =
     if must_exist and not resolved.exists():
         raise InputError(f"{raw!r} does not exist in your session's folder; upload it again.")
     return resolved
-
-
-def _clean_name(name: str) -> str:
-    base = Path(name.replace("\\", "/")).name  # drop any directory part a client sent
-    stem, suffix = os.path.splitext(base)
-    stem = _UNSAFE_CHARS.sub("_", stem).strip("._") or "upload"
-    suffix = _UNSAFE_CHARS.sub("", suffix).lower()
-    return f"{stem[:60]}{suffix[:10]}"
 
 
 # ----------------------------------------------------------------------------- device lock

@@ -1,5 +1,5 @@
 """The same jobs headless: tune, edit, long, compare, sweep, i2v, eval, push, runs, resume,
-bench (one module per command).
+bench, convert-tav (one module per command).
 
 Every job command runs its job in this process through ``Studio.run`` (the job registry, the
 run store: a CLI run is listed by ``vcstudio runs`` beside the app's and the API's). Progress
@@ -18,7 +18,7 @@ from ..errors import VcsError
 # command -> module (each has add(subparsers) and run(args) -> int); i2v's three commands share
 # one module
 COMMANDS = ("tune", "edit", "long", "compare", "sweep", "eval", "push", "runs", "resume", "i2v",
-            "toyworld", "bench", "app")
+            "toyworld", "bench", "app", "convert-tav")
 _I2V = {"i2v": "run_i2v", "i2v-tune": "run_i2v_tune", "eval-vcd": "run_eval_vcd"}
 
 
@@ -30,7 +30,7 @@ def tune_config_from_args(a):
 
 
 def _module(name: str):
-    return importlib.import_module(f"{__name__}.{name}")
+    return importlib.import_module(f"{__name__}.{name.replace('-', '_')}")
 
 
 def _add_i2v(sub) -> None:

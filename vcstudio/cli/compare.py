@@ -22,11 +22,14 @@ def add(sub) -> None:
     from ..methods.registry import presets
 
     p = sub.add_parser("compare", help="methods / presets / CLWS / seeds side by side")
-    p.add_argument("--video", required=True, help="the clip")
-    p.add_argument("--prompt", required=True, help="what the clip shows")
+    p.add_argument("--video", default="", help="the clip (for the methods tuned here)")
+    p.add_argument("--prompt", default="", help="what the clip shows")
     p.add_argument("--edit-prompt", required=True, help="what every variant's edit shows")
-    p.add_argument("--methods", default="baseline,dct",
-                   help="comma-separated method names or presets: " + ", ".join(presets()))
+    p.add_argument("--methods", default=None,
+                   help="comma-separated method names or presets (default baseline,dct; none "
+                   "with --runs): " + ", ".join(presets()))
+    p.add_argument("--runs", default=None, help="comma-separated runs tuned before (vcstudio "
+                   "run folders or Tune-A-Video output folders) to edit and score beside them")
     p.add_argument("--model", default="", help="hub id, folder or .safetensors (default: "
                    "embedded)")
     p.add_argument("--clws", default=None, help="CLWS weightings for the DCT variants, "
@@ -53,7 +56,9 @@ def run(a) -> int:
     notice_if_embedded(a.model or None)
     small = is_embedded(a.model or None)
     cfg = CompareConfig(
-        video=a.video, prompt=a.prompt, edit_prompt=a.edit_prompt, variants=_list(a.methods),
+        video=a.video, prompt=a.prompt, edit_prompt=a.edit_prompt,
+        variants=_list(a.methods) if a.methods is not None or a.runs else ["baseline", "dct"],
+        runs=_list(a.runs),
         clws=_list(a.clws), seeds=_list(a.seeds, int), model=a.model,
         frames=a.frames if a.frames is not None else 8, stride=a.stride, size=a.size,
         steps=a.steps, lr=a.lr, edit_steps=a.edit_steps,

@@ -96,13 +96,31 @@ def _fgbg_args(cfg, a):
     return cfg
 
 
+def read_config(path):
+    """(TuneConfig, TuneAVideoImport or None) of ``--config``: our YAML or Tune-A-Video's."""
+    from ..config import _read_yaml, from_dict, is_tuneavideo_config, read_tuneavideo, TuneConfig
+
+    d = _read_yaml(path)
+    if is_tuneavideo_config(d):
+        imp = read_tuneavideo(d, path)
+        return imp.cfg, imp
+    return from_dict(TuneConfig, d), None
+
+
 def tune_config_from_args(a):
     """The TuneConfig the tune flags describe (over --config when given). Values are taken as
     given: out-of-range ones are the tune job's errors, not replaced by defaults."""
-    from ..config import DataConfig, TuneConfig, load_tune_config
+    return _config_and_import(a)[0]
+
+
+def _config_and_import(a):
+    from ..config import DataConfig, TuneConfig
     from .common import is_embedded
 
-    cfg = load_tune_config(a.config) if a.config else TuneConfig(data=DataConfig(width=0, height=0))
+    if a.config:
+        cfg, imp = read_config(a.config)
+    else:
+        cfg, imp = TuneConfig(data=DataConfig(width=0, height=0)), None
     d = cfg.data
     small = not a.config and is_embedded(a.model)
     # defaults: Tune-A-Video's 24 frames / stride 2 (from --config: its own); 8 / 1 for the demo
@@ -130,7 +148,7 @@ def tune_config_from_args(a):
                                discriminator=not a.no_discriminator and cfg.apla.discriminator,
                                hyper_loss=not a.no_hyper_loss and cfg.apla.hyper_loss,
                                vgt_preset=a.vgt_preset or cfg.apla.vgt_preset)
-    return _fgbg_args(dataclasses.replace(cfg, dct=dct, apla=apla), a)
+    return _fgbg_args(dataclasses.replace(cfg, dct=dct, apla=apla), a), imp
 
 
 def report(res, out=None) -> int:
@@ -157,11 +175,53 @@ def print_method_summary(run_dir) -> None:
         print("parameters: " + ", ".join(counts), file=sys.stderr)
 
 
+def _check_tav_inputs(cfg, imp, a) -> None:
+    """A Tune-A-Video config's video and base model, checked before anything loads: each a
+    one-line error saying what to do (never the demo model in place of the one it names)."""
+    from pathlib import Path
+
+    from ..errors import InputError, ModelNotFoundError
+
+    if not a.video and cfg.data.video_path and not Path(cfg.data.video_path).exists():
+        raise InputError(f"The config's train_data.video_path {imp.video_path} was not found "
+                         "(read from the current folder, as Tune-A-Video does, or beside the "
+                         "config); fix the path or pass --video.")
+    if not a.model and not imp.hub_id and imp.model_path and not Path(cfg.model).exists():
+        raise ModelNotFoundError(
+            f"The config's pretrained_model_path {imp.model_path} does not exist and is no "
+            "Stable Diffusion folder name vcstudio knows the hub id of; pass --model with a hub "
+            "id or a local diffusers folder.")
+
+
+def _reason(e: Exception) -> str:
+    import re
+
+    m = re.search(r"Hub \((.*)\)\. Without", str(e))
+    return (m.group(1) if m else str(e))[:100]
+
+
 def run(a) -> int:
+    from ..errors import ModelNotFoundError
     from .common import notice_if_embedded, run_job
 
-    cfg = tune_config_from_args(a)
+    cfg, imp = _config_and_import(a)
+    out = a.out
+    if imp is not None:
+        for note in imp.notes:
+            print(f"note: {note}", file=sys.stderr)
+        _check_tav_inputs(cfg, imp, a)
+        out = out or imp.output_dir or None  # Tune-A-Video's output_dir is the run folder
     notice_if_embedded(cfg.model or None)
-    return report(run_job("tune", cfg, a, out=a.out))
+    try:
+        return report(run_job("tune", cfg, a, out=out))
+    except ModelNotFoundError as e:
+        if imp is None or not imp.hub_id or a.model:
+            raise
+        raise ModelNotFoundError(
+            f"The config's pretrained_model_path {imp.model_path} is not here and its hub id "
+            f"{imp.hub_id} cannot be loaded (not in the local Hugging Face cache, and no "
+            f"download: {_reason(e)}); download it "
+            f"(`hf download {imp.hub_id} --local-dir {imp.model_path}`) or pass --model with a "
+            "local Stable Diffusion folder.") from None
 
 

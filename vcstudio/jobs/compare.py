@@ -5,8 +5,10 @@ table with the best per column, ``compare.csv`` (one row per variant) and ``comp
 Config: :class:`CompareConfig`. A variant is a method name or a method preset (methods: the
 Table 2/3 ablations, by id or label); ``clws`` multiplies the variants that read DCT's settings
 by those weightings, ``seeds`` multiplies every variant. Each variant records a ``tune`` run and
-a ``compare`` run (its scored edit: the Compare tab re-opens it as a past run). A variant that
-fails is named in the result and the others go on.
+a ``compare`` run (its scored edit: the Compare tab re-opens it as a past run). ``runs`` adds
+runs tuned before (vcstudio run folders or Tune-A-Video output folders), edited with the same
+prompt, seed and sampling settings and scored beside them. A variant that fails is named in the
+result and the others go on.
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ class CompareConfig:
     guidance: float = 12.5
     metrics: list[str] = field(default_factory=lambda: list(COMPARE_METRICS))
     past: list[str] = field(default_factory=list)  # finished compare runs to add to the table
+    runs: list[str] = field(default_factory=list)  # tuned runs / Tune-A-Video folders to edit
 
 
 @dataclass
@@ -92,17 +95,19 @@ def variants(cfg: CompareConfig) -> list[Variant]:
 def validate(cfg: CompareConfig, limits: Limits) -> None:
     from .tune import validate as validate_tune
 
-    if not cfg.variants and not cfg.past:
+    if not cfg.variants and not cfg.past and not cfg.runs:
         raise InputError("Pick at least one method (or a past run) to compare.")
-    if cfg.variants:
+    if cfg.variants or cfg.runs:
         v.text("edit_prompt (--edit-prompt)", cfg.edit_prompt,
                "describe what every variant's edit should show")
         if not cfg.seeds:
             raise InputError("seeds (--seeds) is empty: give at least one seed.")
         v.whole("edit_steps (--edit-steps)", cfg.edit_steps, 1, 1000)
         v.number("guidance (--guidance)", cfg.guidance, 0, 50)
-        for var in variants(cfg):
-            validate_tune(var.tune, limits)
+    for var in variants(cfg):
+        validate_tune(var.tune, limits)
+    for r in cfg.runs:
+        v.text("runs (--runs)", r, "give tuned run folders or Tune-A-Video output folders")
 
 
 def load_entry(store, run_id: str, owner: Optional[str] = None) -> dict:
@@ -196,6 +201,39 @@ def run_variant(var: Variant, ctx, folder: Path, metrics, session: Optional[str]
     return rid
 
 
+def run_tuned(path: str, cfg: CompareConfig, ctx, folder: Path, session: Optional[str]) -> str:
+    """A run tuned before (a vcstudio run or a Tune-A-Video output folder): edit with the
+    comparison's prompt, first seed and sampling settings, score; record its compare run."""
+    from ..io import read_video
+    from ..pipelines.runs import open_run, write_json
+    from .edit import EditJobConfig, run_edit
+    from .scoring import score, scores_json
+
+    if ctx.public:  # a public studio's visitor opens only what is in their own folder
+        from ..session import safe_path
+
+        if ctx.session is None:
+            raise InputError("A public studio compares tuned runs of your own session only.")
+        path = str(safe_path(ctx.session, path, must_exist=True))
+    rf = open_run(path, device=ctx.device)  # a Tune-A-Video folder: its converted run
+    label = f"run {Path(path).name}"
+    ec = EditConfig(prompt=cfg.edit_prompt, steps=cfg.edit_steps, guidance=cfg.guidance,
+                    seed=int(cfg.seeds[0]) if cfg.seeds else 33)
+    folder.mkdir(parents=True, exist_ok=True)
+    edited = run_edit(EditJobConfig(run=str(rf.path), edit=ec), ctx, out_dir=folder)
+    config = {"run": str(path), "edit": dataclasses.asdict(ec), "variant": label,
+              "method": rf.config().method, "session": session}
+    rid = ctx.open_run("compare", folder, config, seed=ec.seed, label=label,
+                       parent=ctx.find_run(rf.path, "tune"))
+    source = read_video(rf.source_path) if rf.source_path.is_file() else None
+    results = score(edited.frames, ctx, rid, cfg.metrics, prompt=ec.prompt, source=source)
+    ctx.add_artifact(rid, "mp4", edited.mp4)
+    js = write_json(folder / "scores.json", scores_json(results, prompt=ec.prompt, label=label))
+    ctx.add_artifact(rid, "json", js)
+    ctx.finish_run(rid)
+    return rid
+
+
 def run(cfg: CompareConfig, ctx) -> CompareOutcome:
     from ..progress import Event
 
@@ -220,6 +258,20 @@ def run(cfg: CompareConfig, ctx) -> CompareOutcome:
         write_montage(entries, montage)
         ctx(Event(i + 1, len(vs), f"{var.label} done", stage="compare",
                   outputs={"montage": str(montage)}))
+    for j, path in enumerate(cfg.runs):
+        name = f"run {Path(path).name}"
+        ctx(Event(j, len(cfg.runs), f"tuned run {j + 1}/{len(cfg.runs)}: {name}",
+                  stage="compare"))
+        try:
+            rid = run_tuned(path, cfg, ctx, out / f"run-{j + 1:02d}-{_slug(Path(path).name)}",
+                            ctx.session_id)
+        except CancelledError:
+            raise
+        except VcsError as e:
+            failed.append((name, str(e)))
+            continue
+        entries.append(load_entry(ctx.store, rid))
+        write_montage(entries, montage)
     if not entries:
         raise InputError("No variant finished: " + "; ".join(f"{n}: {m}" for n, m in failed))
     write_montage(entries, montage)

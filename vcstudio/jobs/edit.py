@@ -66,7 +66,7 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     from ..pipelines.runs import open_run
     from ..progress import Event
 
-    rf = open_run(cfg.run)
+    rf = open_run(cfg.run, device=ctx.device)
     if parent is None:
         parent = ctx.find_run(rf.path, "tune")
     out = Path(out_dir) if out_dir is not None else rf.edits

@@ -89,7 +89,7 @@ def run(cfg: LongJobConfig, ctx):
     from ..pipelines.longvideo import long_segments, long_video, mask_preview, output_path
     from ..pipelines.runs import open_run
 
-    rf = open_run(cfg.run)
+    rf = open_run(cfg.run, device=ctx.device)
     device = torch.device(ctx.device)
     if cfg.masks_only:
         return mask_preview(rf.path, cfg.long, ctx.cache, device, ctx, ctx.cancel)

@@ -23,6 +23,7 @@ _JOBS: dict[str, tuple[str, str, dict]] = {
     "i2v_ab": ("i2v_ab", "I2VABConfig", {}),
     "eval": ("eval", "EvalConfig", {}),
     "push": ("push", "PushConfig", {"secrets": ("token",)}),
+    "convert_tav": ("convert_tav", "ConvertTavConfig", {}),
 }
 
 

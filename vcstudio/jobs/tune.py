@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Limits, TuneConfig
+from ..errors import InputError
 from . import validate as v
 
 # Rough constants for a Stable-Diffusion-1.x-size U-Net (860 M parameters), per 512x512 frame,
@@ -67,6 +68,18 @@ def validate(cfg: TuneConfig, limits: Limits) -> None:
     v.whole("inversion_steps", cfg.inversion_steps, 1, 1000)
     v.number("max_grad_norm", cfg.max_grad_norm, 0, math.inf, open_lo=True)
     check_name(cfg.method)
+    val = cfg.validation
+    for i, prompt in enumerate(val.prompts):
+        check_prompt(prompt, f"validation prompt {i + 1}", hint="give the edit to sample")
+    v.whole("validation.every (validation_steps)", val.every, 0, None, " (0 = at the end only)")
+    v.whole("validation.steps (num_inference_steps)", val.steps, 1, 1000)
+    v.number("validation.guidance (guidance_scale)", val.guidance, 0, 50)
+    from ..config import GROUPNORM_MODES
+
+    if cfg.groupnorm not in GROUPNORM_MODES:
+        raise InputError(f"groupnorm must be one of {', '.join(GROUPNORM_MODES)} (clip = "
+                         f"statistics over the clip's frames, as Tune-A-Video), got "
+                         f"{cfg.groupnorm!r}.")
 
 
 def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0) -> dict:
@@ -120,6 +133,10 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
         ctx.add_artifact(run_id, "mp4", res.run_dir / "source.mp4")
     if (res.run_dir / "losses.json").is_file():
         ctx.add_artifact(run_id, "json", res.run_dir / "losses.json")
+    from ..pipelines.validation import sample_paths
+
+    for gif in sample_paths(res.run_dir):  # Tune-A-Video's samples/sample-<step>/<prompt>.gif
+        ctx.add_artifact(run_id, "gif", gif)
     last = res.losses[-1] if res.losses else {}
     if "loss" in last:
         ctx.add_metrics(run_id, video={"final_loss": float(last["loss"])})

@@ -3,7 +3,12 @@
 * frames are folded into the batch: (B, C, F, H, W) -> (B*F, C, H, W) and back;
 * every self-attention (attn1) gets the sparse-causal processor (keys/values of the first and the
   previous frame) through diffusers' attention-processor API;
-* every transformer block is wrapped so a zero-initialised temporal attention follows it.
+* every transformer block is wrapped so a zero-initialised temporal attention follows it;
+* ``groupnorm="clip"`` (the default, Tune-A-Video's): the ResNet blocks' norm1/norm2 and
+  conv_norm_out normalise over all frames of each clip (models/groupnorm.py); ``"frame"`` keeps
+  the 2-D model's per-frame statistics (how runs were tuned before the option existed);
+* ``frame_positions``: a sinusoidal frame-position code in the temporal attention (off, as in
+  Tune-A-Video; models/temporal.py).
 
 :class:`VideoDenoiser` adds what methods plug in: ``perturb`` modules whose outputs are ADDED to
 the noise prediction (APLA's VGT, eq. 4) and ``aux`` modules trained beside the model but not used
@@ -13,7 +18,9 @@ all of ``perturb``/``aux``) train and make up the saved delta.
 The second temporal route (``motion_adapter=``, models/motion.py) builds the video U-Net with
 diffusers' ``UNetMotionModel.from_unet2d`` instead of wrapping blocks; sparse-causal attention is
 the same processor on its spatial attn1, and everything above (perturb, aux, trainables, the
-(B, C, F, H, W) call) is the same, so no pipeline forks on the route.
+(B, C, F, H, W) call) is the same, so no pipeline forks on the route. That U-Net is diffusers'
+UNetMotionModel as it is: its GroupNorms stay per frame and its motion modules carry their own
+positions, so ``groupnorm``/``frame_positions`` apply to the vcstudio route only.
 """
 from __future__ import annotations
 
@@ -23,12 +30,19 @@ from typing import Iterable, Optional
 import torch
 import torch.nn as nn
 
+from ..errors import InputError
 from .attention import FrameContext, SparseCausalAttnProcessor
+from .groupnorm import GROUPNORM_MODES, clip_groupnorm
 from .temporal import TemporalBlock
 
 
-def inflate_unet(unet: nn.Module, ctx: FrameContext, temporal: bool = True) -> nn.Module:
-    """In place: sparse-causal attn1 processors and temporal blocks. Returns ``unet``."""
+def inflate_unet(unet: nn.Module, ctx: FrameContext, temporal: bool = True,
+                 groupnorm: str = "frame", frame_positions: bool = False) -> nn.Module:
+    """In place: sparse-causal attn1 processors, temporal blocks and (``groupnorm="clip"``)
+    clip-wide ResNet GroupNorms. Returns ``unet``."""
+    if groupnorm not in GROUPNORM_MODES:
+        raise InputError(f"Unknown groupnorm {groupnorm!r}; use clip (statistics over the "
+                         "clip's frames, as Tune-A-Video) or frame.")
     from diffusers.models.attention import BasicTransformerBlock
 
     procs = {}
@@ -50,7 +64,9 @@ def inflate_unet(unet: nn.Module, ctx: FrameContext, temporal: bool = True) -> n
             if isinstance(blocks, nn.ModuleList):
                 for i, blk in enumerate(blocks):
                     if isinstance(blk, BasicTransformerBlock):
-                        blocks[i] = TemporalBlock(blk, ctx)
+                        blocks[i] = TemporalBlock(blk, ctx, frame_positions)
+    if groupnorm == "clip":
+        clip_groupnorm(unet, ctx)
     return unet
 
 
@@ -58,10 +74,12 @@ class VideoDenoiser(nn.Module):
     """The inflated U-Net as a video noise predictor on (B, C, F, H, W) latents."""
 
     def __init__(self, unet2d: nn.Module, copy_unet: bool = True, temporal: bool = True,
-                 motion_adapter: Optional[nn.Module] = None) -> None:
+                 motion_adapter: Optional[nn.Module] = None, groupnorm: str = "clip",
+                 frame_positions: bool = False) -> None:
         """``motion_adapter``: the AnimateDiff route -- a UNetMotionModel built from ``unet2d``
         (always a new model, ``unet2d`` untouched) with these motion modules as the temporal
-        layers; ``temporal`` then does not apply."""
+        layers; ``temporal``, ``groupnorm`` and ``frame_positions`` then do not apply.
+        Defaults are Tune-A-Video's: clip-wide ResNet GroupNorm, no frame positions."""
         super().__init__()
         self.ctx = FrameContext()
         if motion_adapter is not None:
@@ -72,7 +90,8 @@ class VideoDenoiser(nn.Module):
         else:
             self.route = "vcstudio"
             unet = copy.deepcopy(unet2d) if copy_unet else unet2d
-            self.unet = inflate_unet(unet, self.ctx, temporal=temporal)
+            self.unet = inflate_unet(unet, self.ctx, temporal=temporal, groupnorm=groupnorm,
+                                     frame_positions=frame_positions)
         self.perturb = nn.ModuleDict()
         self.aux = nn.ModuleDict()
         self._compiled: Optional[nn.Module] = None
@@ -140,10 +159,11 @@ class VideoDenoiser(nn.Module):
     def mark_trainable(self, patterns: Iterable[str]) -> list[str]:
         """Only names containing one of ``patterns`` (and all perturb/aux params) train.
 
-        ``"temporal"`` names the temporal layers of either route: on the AnimateDiff route it
-        selects the motion modules."""
+        ``"temporal"`` names the temporal layers of either route (``"temporal.attn"``, the
+        default, is Tune-A-Video's ``attn_temp`` without its LayerNorm ``norm_temp``): on the
+        AnimateDiff route either selects the motion modules."""
         pats = tuple(patterns)
-        if self.route == "animatediff" and "temporal" in pats:
+        if self.route == "animatediff" and any(p.startswith("temporal") for p in pats):
             from .motion import MOTION_PATTERN
 
             pats = pats + (MOTION_PATTERN,)

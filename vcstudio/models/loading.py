@@ -128,6 +128,10 @@ def _from_pipeline(model: str, dtype: torch.dtype):
                 "needs the matching model config; with no network, convert it once on a machine "
                 "with network and pass the resulting diffusers folder.") from None
     if path.is_dir():
+        from .tav import is_tav_folder, load_pipeline_parts
+
+        if is_tav_folder(path):  # its own components + the 2-D part of its UNet3D
+            return load_pipeline_parts(path, dtype)
         if not (path / "model_index.json").is_file():
             raise ModelNotFoundError(f"{path} is not a diffusers model folder (no "
                                      "model_index.json).")

@@ -56,15 +56,20 @@ def validate_edit(cfg: EditConfig) -> None:
 
 
 def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_progress,
-                cancel: Optional[CancelToken] = None) -> np.ndarray:
+                cancel: Optional[CancelToken] = None,
+                latents: Optional[torch.Tensor] = None) -> np.ndarray:
     """-> uint8 frames of the same count and size as the tuned clip, sampled through
-    :class:`~vcstudio.pipelines.video_pipeline.VideoEditPipeline` (DDIM, Tune-A-Video's)."""
+    :class:`~vcstudio.pipelines.video_pipeline.VideoEditPipeline` (DDIM, Tune-A-Video's).
+    ``latents``: start from these (validation samples pass an inversion made at another step
+    count than the sampling's)."""
     from .video_pipeline import VideoEditPipeline
 
     validate_edit(cfg)
     base, meta = tuned.base, tuned.run.meta() if tuned.run else {}
     device = base.device
-    if cfg.use_inversion:
+    if latents is not None:
+        pass
+    elif cfg.use_inversion:
         latents = inversion_latents(tuned, cfg.steps, progress, cancel)
     else:
         d = tuned.cfg.data

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..config import TuneConfig, load_tune_config, read_text_file, save_yaml
+from ..config import TuneConfig, load_run_config, read_text_file, save_yaml
 from ..errors import InputError
 from ..io.atomic import atomic_path
 from ..paths import data_dir
@@ -112,7 +112,7 @@ class RunFolder:
         if not self.config_path.is_file():
             raise InputError(f"{self.path} is not a vcstudio run folder (no config.yaml).")
         try:
-            return load_tune_config(self.config_path)
+            return load_run_config(self.config_path)
         except InputError as e:
             keep = (" (delta.safetensors keeps a copy of the config it was tuned with: "
                     "RunFolder.restore_config() writes it back)" if self.delta_path.is_file()
@@ -122,7 +122,7 @@ class RunFolder:
     def restore_config(self) -> Path:
         """Rewrite config.yaml from the copy in the delta's metadata; a damaged config.yaml is
         kept beside it as config.yaml.damaged. Returns the path of the restored file."""
-        from ..config import from_dict
+        from ..config import run_config_from_dict
         from ..models.delta import load_tensors
 
         cfg = load_tensors(self.delta_path)[1].get("config")
@@ -135,18 +135,30 @@ class RunFolder:
                 aside = self.config_path.with_name(f"config.yaml.damaged-{n}")
             self.config_path.replace(aside)
         with atomic_path(self.config_path) as tmp:
-            save_yaml(from_dict(TuneConfig, cfg), tmp)
+            save_yaml(run_config_from_dict(cfg), tmp)
         return self.config_path
 
     def save_config(self, cfg: TuneConfig) -> None:
         save_yaml(cfg, self.config_path)
 
 
-def open_run(path: str | Path, must_be_finished: bool = True) -> RunFolder:
+def open_run(path: str | Path, must_be_finished: bool = True, device=None) -> RunFolder:
+    """A finished run folder; a Tune-A-Video output folder is recognised first and opens as
+    its converted run (pipelines/tav_folder.py; ``device``: where the job will load it, so the
+    conversion's base is the one the job then finds in the model cache)."""
+    from ..models.tav import is_tav_folder
+
+    if is_tav_folder(path):
+        import torch
+
+        from .tav_folder import tav_run
+
+        return RunFolder(tav_run(path, torch.device(device) if device is not None else None))
     rf = RunFolder(Path(path))
     if not rf.path.is_dir() or not rf.config_path.is_file():
-        raise InputError(f"{path} is not a vcstudio run folder (no config.yaml). Pass the folder "
-                         "that `vcstudio tune` printed.")
+        raise InputError(f"{path} is not a vcstudio run folder (no config.yaml), nor a "
+                         "Tune-A-Video output folder; pass the folder `vcstudio tune` printed, or "
+                         "a Tune-A-Video output_dir.")
     if must_be_finished and not rf.delta_path.is_file():
         raise InputError(f"The run {path} has not finished tuning (no delta.safetensors). Run "
                          "`vcstudio tune --out` on it again to resume.")

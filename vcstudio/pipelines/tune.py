@@ -33,6 +33,7 @@ from .encode import decode_latents, encode_prompts, encode_video, tensor_to_fram
 from .invert import ddim_invert
 from .runs import RunFolder, new_run_dir, versions, write_json
 from .sample import denoise
+from .validation import validation_due, write_validation_samples
 
 
 TEMPORAL_ROUTES = ("vcstudio", "animatediff")  # TuneConfig.temporal (models/inflate.py)
@@ -76,7 +77,8 @@ def build_video_model(base: BaseModel, cfg: TuneConfig, precision: Precision,
         adapter = load_motion_adapter(cfg.motion_adapter, base.unet)
     elif cfg.motion_adapter:
         raise InputError("A motion adapter needs the AnimateDiff route: add --temporal animatediff.")
-    model = VideoDenoiser(base.unet, copy_unet=True, motion_adapter=adapter)
+    model = VideoDenoiser(base.unet, copy_unet=True, motion_adapter=adapter,
+                          groupnorm=cfg.groupnorm, frame_positions=bool(cfg.frame_positions))
     method = get_method(cfg)
     method.setup(model, base, precision.device)
     model.to(precision.device)
@@ -209,6 +211,11 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     resume = rf.checkpoint_path.is_file()
     if resume and rf.meta().get("clip_hash") not in (None, clip_hash(frames)):
         raise InputError(f"{rf.path} holds a checkpoint for a different clip; use a new --out.")
+    if resume and rf.config_path.is_file():
+        # a checkpoint continues with the architecture it was tuned with (a run from before
+        # these options has per-frame GroupNorm and frame positions)
+        was = rf.config()
+        cfg = dataclasses.replace(cfg, groupnorm=was.groupnorm, frame_positions=was.frame_positions)
     rf.save_config(cfg)
     if save_source:  # a viewable copy; the exact clip is kept as latents
         write_mp4(frames, rf.source_path)
@@ -306,6 +313,13 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
                            metrics={"loss": logs["loss"], **{k: v for k, v in logs.items()
                                                              if k not in ("step", "t")}},
                            stage="tune"))
+            if step + 1 < cfg.steps and validation_due(cfg, step + 1):
+                try:  # Tune-A-Video's validation_steps: samples with the current weights
+                    with torch.no_grad():
+                        write_validation_samples(TunedModel(base, model, method, cfg, prec, rf),
+                                                 step + 1, progress, cancel, latents0)
+                except CancelledError:
+                    return stop(step + 1)
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 \
                     and step + 1 < cfg.steps:
                 _save_checkpoint(rf, model, opt, method, step + 1, gen, losses)
@@ -329,6 +343,14 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
         try:
             inversion_latents(tuned, cfg.inversion_steps, progress, cancel, latents0=latents0)
         except CancelledError:  # tuned in full; the first edit makes the inversion
+            rf.update_meta(status="stopped", steps_done=cfg.steps, seconds=time.time() - t0)
+            return TuneResult(rf.path, losses, time.time() - t0, cfg.steps, frames, cfg.steps,
+                              True)
+    if validation_due(cfg, cfg.steps):
+        try:
+            with torch.no_grad():
+                write_validation_samples(tuned, cfg.steps, progress, cancel, latents0, final=True)
+        except CancelledError:  # tuned in full: the samples are what is missing
             rf.update_meta(status="stopped", steps_done=cfg.steps, seconds=time.time() - t0)
             return TuneResult(rf.path, losses, time.time() - t0, cfg.steps, frames, cfg.steps,
                               True)

@@ -149,7 +149,8 @@ class VideoEditPipeline(DiffusionPipeline):
                         temporal: str = "vcstudio", motion_adapter: str = "",
                         cache=None) -> "VideoEditPipeline":
         """A base text-to-image model (hub id, diffusers folder, single file; ``None`` = vcstudio's
-        default base, models/loading.py) inflated to video, untuned.
+        default base, models/loading.py) inflated to video, untuned. A Tune-A-Video output
+        folder loads tuned: its own components, its UNet3D's weights (pipelines/tav_folder.py).
 
         Loads on the CPU in fp32 unless told otherwise (move it with ``.to("cuda")`` or use
         ``enable_model_cpu_offload``). ``temporal="animatediff"`` builds the video model with
@@ -163,9 +164,21 @@ class VideoEditPipeline(DiffusionPipeline):
         from ..models.loading import load_base
         from .tune import build_video_model
 
+        from ..models.tav import is_tav_folder
+
         dev = torch.device(device) if device is not None else torch.device("cpu")
+        cache = cache if cache is not None else ModelCache()
         base = load_base(pretrained_model_name_or_path, dev, dtype or torch_dtype or torch.float32,
-                         cache if cache is not None else ModelCache())
+                         cache)
+        if pretrained_model_name_or_path and is_tav_folder(pretrained_model_name_or_path):
+            # a Tune-A-Video output folder: its own base, tuned (its run converted once)
+            from .tav_folder import tav_run
+
+            run = tav_run(pretrained_model_name_or_path, cache=cache, base=base)
+            prec = precision_for(dev, mixed_precision)
+            cfg = TuneConfig(model=base.model_id, mixed_precision=mixed_precision)
+            model, _, _ = build_video_model(base, cfg, prec)
+            return cls._assemble(base, model.eval(), mixed_precision).load_tuned(run)
         prec = precision_for(dev, mixed_precision)
         cfg = TuneConfig(model=base.model_id, temporal=temporal, motion_adapter=motion_adapter,
                          mixed_precision=mixed_precision)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import os
 import threading
 import time
 import weakref
@@ -68,6 +69,8 @@ class UploadGuard:
     many sessions claim a path as it was uploaded: the uploader's own events claim it first,
     and a replay of a path uploaded once, by someone else, is refused."""
 
+    prune_at = 10000  # paths remembered before the deleted ones are forgotten
+
     def __init__(self) -> None:
         self._uploads: dict[str, int] = {}
         self._claims: dict[str, set[str]] = {}
@@ -97,6 +100,10 @@ class UploadGuard:
             for p in paths:
                 key = str(Path(p).resolve())
                 self._uploads[key] = self._uploads.get(key, 0) + 1
+            if len(self._uploads) > self.prune_at:  # Gradio's cache TTL deleted the files
+                for key in [k for k in self._uploads if not os.path.exists(k)]:
+                    self._uploads.pop(key, None)
+                    self._claims.pop(key, None)
 
     def claim(self, sid: str, path: str | Path) -> bool:
         """Whether session ``sid`` may read ``path`` (claiming one of its uploads if new)."""

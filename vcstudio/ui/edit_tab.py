@@ -60,16 +60,18 @@ def default_long_side(studio) -> int:
     return min(studio.limits.max_side, 64 if small else 512)
 
 
-def clip_size(studio, sid, video) -> tuple[int, int]:
-    """(width, height): the clip's aspect at the largest size allowed (multiples of 8)."""
+def clip_size(studio, sid, video) -> tuple[str, int, int]:
+    """(session, width, height): the clip's aspect at the largest size allowed (multiples
+    of 8). The upload is read as this session's (a public studio's visitor claims it)."""
     from ..io import default_size, read_video
 
     sid = ensure_session(studio, sid)
     try:
         path = upload(studio, sid, video)
         first = read_video(path, 0, 1, 1, limits=studio.limits)
-        return default_size(first.shape[1:3], default_long_side(studio),
+        w, h = default_size(first.shape[1:3], default_long_side(studio),
                             min_side=studio.limits.min_side)
+        return sid, w, h
     except Exception as e:
         raise gr_error(e)
 
@@ -242,6 +244,29 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
         raise gr_error(e)
 
 
+def open_tav_handler(studio, sid, folder):
+    """A Tune-A-Video output folder on this machine as a run of this session (the convert-tav
+    job) -> (session, status, run dir); a public studio reads no server folders."""
+    from ..jobs.convert_tav import ConvertTavConfig
+
+    sid = ensure_session(studio, sid)
+    try:
+        if not folder or not folder.strip():
+            raise InputError("Give the path of a Tune-A-Video output folder (its output_dir).")
+        studio.server_path("Tune-A-Video folder", folder.strip())
+        if studio.public:
+            raise InputError("This public studio does not read server folders; convert the "
+                             "folder with `vcstudio convert-tav` and push the run instead.")
+        res = None
+        for item in run_job(studio, sid, "convert_tav", ConvertTavConfig(folder=folder.strip())):
+            if isinstance(item, tuple) and item[0] == "result":
+                res = item[1]
+        note = "".join(f" Note: {n}" for n in res.notes[:3])
+        return sid, f"Opened {folder.strip()} as a run: edit it below.{note}", str(res.run_dir)
+    except Exception as e:
+        raise gr_error(e)
+
+
 def score_view(results: dict):
     """Per-frame plot and per-video table of an edit's scores."""
     series = {name: r.per_frame for name, r in results.items() if not r.skipped}
@@ -348,6 +373,12 @@ def build(studio, sid_state):
                 tune_preview = gr.Image(label="Preview while tuning", height=110,
                                         interactive=False)
         run_dir = gr.Textbox(value="", label="Run folder (this session's)", interactive=False)
+        with gr.Accordion("Open a Tune-A-Video folder", open=False):
+            with gr.Row():
+                tav_folder = gr.Textbox(value="", scale=4,
+                                        label="Tune-A-Video output folder (its output_dir)")
+                tav_btn = gr.Button("Open", scale=1)
+            tav_status = gr.Markdown(label="Open status")
         job_id = gr.Textbox(value="", visible=False, label="Job id")
         gr.Markdown("### Edit")
         with gr.Row():
@@ -390,11 +421,11 @@ def build(studio, sid_state):
             return preview_frames(studio, session, clip, frames, stride, start, width, height,
                                   fit, position)
 
-        def clip_dims(clip: Optional[str]):
+        def clip_dims(session: str, clip: Optional[str]):
             """The clip's aspect at the largest size this tier allows."""
             if not clip:
-                return gr_update(), gr_update()
-            return clip_size(studio, "", clip)
+                return session, gr_update(), gr_update()
+            return clip_size(studio, session, clip)
 
         def estimate(frames: float, width: float, height: float, steps: float,
                      method: str) -> str:
@@ -431,6 +462,10 @@ def build(studio, sid_state):
             """Upload the tuned delta + config + model card to the Hub."""
             return push_handler(studio, session, run_dir, repo_id, token)
 
+        def open_tav(session: str, folder: str):
+            """A Tune-A-Video output folder on this machine as a run of this session."""
+            return open_tav_handler(studio, session, folder)
+
         def refresh_resumable(session: str):
             return gr_update(choices=resumable_choices(studio, session))
 
@@ -438,7 +473,8 @@ def build(studio, sid_state):
         fit_outputs = [sid_state, strip, strip_info]
         # a new clip: size the sliders to its aspect, then preview; user edits of a setting
         # preview again (``input``: not the sliders' programmatic updates, so one preview)
-        video.change(clip_dims, video, [width, height], api_name="clip_size",
+        video.change(clip_dims, [sid_state, video], [sid_state, width, height],
+                     api_name="clip_size",
                      concurrency_id="preview", concurrency_limit=4).then(
             preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview")
         for c in (frames, stride, start, width, height, resize, position):
@@ -473,6 +509,8 @@ def build(studio, sid_state):
                               inversion], [out_video, out_gif, estatus, metric_plot,
                                            metric_table],
                        api_name="edit", concurrency_id=group, concurrency_limit=1)
+        tav_btn.click(open_tav, [sid_state, tav_folder], [sid_state, tav_status, run_dir],
+                      api_name="open_tav", concurrency_id=group, concurrency_limit=1)
         push_btn.click(push, [sid_state, run_dir, repo, token], push_status, api_name="push",
                        concurrency_id="control")
     return {"run_dir": run_dir, "video": video, "prompt": prompt}

@@ -11,7 +11,7 @@ import gradio as gr
 
 from ..errors import InputError
 from .common import (IMAGE_TYPES, VIDEO_TYPES, Ticker, as_float, as_int, device_group,
-                     ensure_session, gr_error, gr_update, last_result, run_job, series_frame,
+                     ensure_session, gr_error, gr_update, run_job, series_frame,
                      upload)
 
 

@@ -4,8 +4,6 @@ Widgets and formatting only: Plan shows the long job's model-free plan, Preview 
 Generate submit the long job (vcstudio/jobs/long.py)."""
 from __future__ import annotations
 
-from typing import Optional
-
 import gradio as gr
 
 from ..errors import InputError
