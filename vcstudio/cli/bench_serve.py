@@ -281,20 +281,22 @@ def folder_mib(path: Optional[Path]) -> float:
 
 
 class Sampler(threading.Thread):
-    """(t, tree RSS MiB, VmHWM MiB, data MiB, gradio cache MiB) every ``every_s``."""
+    """(t, tree RSS MiB, VmHWM MiB, data MiB, gradio cache MiB, server threads) every
+    ``every_s``."""
 
     def __init__(self, pid: Optional[int], data: Optional[Path], cache: Optional[Path],
                  every_s: float = 3.0) -> None:
         super().__init__(name="bench-serve-sampler", daemon=True)
         self.pid, self.data, self.cache, self.every_s = pid, data, cache, every_s
-        self.rows: list[tuple[float, float, float, float, float]] = []
+        self.rows: list[tuple] = []
         self.t0 = time.monotonic()
         self._halt = threading.Event()
 
     def sample(self) -> None:
         rss, hwm = tree_rss_mib(self.pid) if self.pid else (0.0, 0.0)
+        threads = _status_kib(self.pid, "Threads") if self.pid else 0
         self.rows.append((time.monotonic() - self.t0, rss, hwm, folder_mib(self.data),
-                          folder_mib(self.cache)))
+                          folder_mib(self.cache), threads))
 
     def run(self) -> None:
         while True:
@@ -770,6 +772,10 @@ def summarise(tally: Tally, samples, jobs: list[dict], live: list[dict], probe: 
         "data_growth_mib": _round(samples[-1][3] - samples[0][3]) if samples else None,
         "data_last_half_slope_mib_per_min": _round(_slope_per_min(samples, 3)),
         "gradio_cache_last_mib": _round(samples[-1][4]) if samples else None,
+        "server_threads_first_last_peak": ([samples[0][5], samples[-1][5],
+                                            max(r[5] for r in samples)] if samples else None),
+        # (minute, RSS MiB, data MiB): the curves behind the growth numbers
+        "per_minute": _per_minute(samples),
         "latency": latency,
         "per_action": {k: dict(v) for k, v in sorted(per.items())},
         "bad_inputs": {"answered_with_message": bad_ok, "total": bad_all},
@@ -783,6 +789,14 @@ def summarise(tally: Tally, samples, jobs: list[dict], live: list[dict], probe: 
         "server_exceptions": server_exceptions(server_log),
         "problems": sorted({f"{a.action}: {a.detail}" for a in tally.answers
                             if a.outcome in ("unhandled", "timeout")})[:30],
+        # what the visitors were told, by action (a bad input must be told what to do)
+        "messages": {k: sorted({a.detail[:140] for a in tally.answers
+                                if a.action == k and a.outcome == "message"})[:8]
+                     for k in sorted(per) if per[k]["message"]},
+        # every action's answer time (a job's includes its wait in the device queue)
+        "seconds": {k: {"p50": _round2(_pct(v, 0.5)), "p95": _round2(_pct(v, 0.95)),
+                        "max": _round2(max(v))}
+                    for k, v in sorted(_answer_times(tally).items()) if v},
         "meta": meta,
     }
     return out
@@ -817,6 +831,27 @@ def server_exceptions(log_text: str) -> list[str]:
     return out
 
 
+def _per_minute(rows) -> list[list[float]]:
+    out = []
+    for m in range(int(rows[-1][0] // 60) + 1 if rows else 0):
+        sel = [r for r in rows if m * 60 <= r[0] < (m + 1) * 60]
+        if sel:
+            out.append([m, round(max(r[1] for r in sel), 1), round(max(r[3] for r in sel), 1)])
+    return out
+
+
+def _answer_times(tally: Tally) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = defaultdict(list)
+    for a in tally.answers:
+        if a.outcome in ("done", "message"):
+            out[a.action].append(a.seconds)
+    return out
+
+
+def _round2(x: Optional[float]) -> Optional[float]:
+    return None if x is None else round(x, 2)
+
+
 def _round(x: Optional[float]) -> Optional[float]:
     return None if x is None else round(x, 1)
 
@@ -834,11 +869,14 @@ def format_table(r: dict) -> str:
                  f"{m.get('torch_threads') or 'default'})")
     lines.append(f"visits (a page with its own studio session): {m['visits']}")
     lines.append("")
-    head = f"{'action':<14}" + "".join(f"{o:>10}" for o in OUTCOMES) + f"{'total':>8}"
+    head = (f"{'action':<14}" + "".join(f"{o:>10}" for o in OUTCOMES) + f"{'total':>8}"
+            + f"{'p50 s':>8}{'max s':>8}")
     lines += [head, "-" * len(head)]
     for action, c in r["per_action"].items():
+        sec = r["seconds"].get(action, {})
+        f = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
         lines.append(f"{action:<14}" + "".join(f"{c.get(o, 0):>10}" for o in OUTCOMES)
-                     + f"{sum(c.values()):>8}")
+                     + f"{sum(c.values()):>8}{f(sec.get('p50')):>8}{f(sec.get('max')):>8}")
     t = r["totals"]
     lines.append("-" * len(head))
     lines.append(f"{'all':<14}{t['done']:>10}{t['messages']:>10}{t['unhandled']:>10}"
@@ -868,6 +906,11 @@ def format_table(r: dict) -> str:
                  f"{r['data_peak_mib']}, growth {r['data_growth_mib']}, last-half slope "
                  f"{r['data_last_half_slope_mib_per_min']} MiB/min); gradio cache "
                  f"{r['gradio_cache_last_mib']} MiB")
+    th = r["server_threads_first_last_peak"]
+    if th:
+        lines.append(f"server threads: {th[0]} -> {th[1]} (peak {th[2]}); RSS/data MiB per "
+                     "minute: " + " ".join(f"{m}:{a:.0f}/{d:.0f}" for m, a, d in
+                                            r["per_minute"]))
     lines.append(f"store integrity_check: {r['integrity']}; exceptions in the server log "
                  f"(other than the messages gr.Error shows): {len(r['server_exceptions'])}")
     for e in r["server_exceptions"][:10]:
