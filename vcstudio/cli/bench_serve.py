@@ -494,13 +494,17 @@ class Visitor(threading.Thread):
                 self.tally.add(Answer("tune_stopped", outcome, time.monotonic() - t0, busy,
                                       detail))
                 return
-        if first is None:  # the visitor's time ran out while the tune was queued
-            job.cancel()
+        if first is None:  # it ended before it streamed, or the visitor's time ran out
+            outcome, detail = "left", "left before the tune started"
             if job.done():
-                with contextlib.suppress(BaseException):
+                try:
                     job.result(timeout=0)
-            self.tally.add(Answer("tune_stopped", "left", time.monotonic() - t0, busy,
-                                  "left before the tune started"))
+                    outcome, detail = "unhandled", "the tune ended without a job id"
+                except BaseException as e:  # noqa: BLE001
+                    outcome, detail = classify(e)
+            job.cancel()
+            self.tally.add(Answer("tune_stopped", outcome, time.monotonic() - t0, busy,
+                                  detail))
             return
         self._note(first)
         said = self.call("stop", "/stop", True, session=first[0], job_id=first[1])
@@ -524,8 +528,9 @@ class Visitor(threading.Thread):
     def do_disconnect(self) -> None:
         """A second tab starts a tune and is closed mid-job: its client goes away."""
         t0, busy = time.monotonic(), self.tally.busy()
-        c2 = self._client()
+        c2 = None
         try:
+            c2 = self._client()
             with self.tally.job_running():
                 job, first = self._start_long_tune(c2)
             if first is not None:
@@ -541,7 +546,8 @@ class Visitor(threading.Thread):
         except BaseException as e:  # noqa: BLE001
             outcome, detail = classify(e)
         finally:
-            c2.close()
+            if c2 is not None:
+                c2.close()
         self.tally.add(Answer("disconnect", outcome, time.monotonic() - t0, busy, detail))
 
     def _bad(self, action: str, api: str, quick: bool, **kw) -> None:
@@ -755,13 +761,17 @@ def summarise(tally: Tally, samples, jobs: list[dict], live: list[dict], probe: 
     bad_ok = sum(c["message"] for k, c in per.items() if k in BAD)
     bad_all = sum(sum(c.values()) for k, c in per.items() if k in BAD)
     rss = [r[1] for r in samples]
+    # the growth and trend figures cover the visitors' time only (not the checks after it)
+    t_left = meta.get("sampler_t_left")
+    every = samples
+    samples = [r for r in samples if t_left is None or r[0] <= t_left] or samples
     out = {
         "totals": {"requests": len(tally.answers), "done": totals["done"],
                    "messages": totals["message"], "unhandled": totals["unhandled"],
                    "timeouts": totals["timeout"], "left": totals["left"], "leaked": leaked},
         "integrity": integrity_s,
         "peak_rss_mib": round(max(rss), 1) if rss else None,
-        "peak_hwm_mib": round(max(r[2] for r in samples), 1) if samples else None,
+        "peak_hwm_mib": round(max(r[2] for r in every), 1) if every else None,
         "rss_first_min_mib": _round(_minute(samples, True, 1)),
         "rss_last_min_mib": _round(_minute(samples, False, 1)),
         "rss_growth_mib": _round(_diff(_minute(samples, False, 1), _minute(samples, True, 1))),
@@ -890,7 +900,8 @@ def format_table(r: dict) -> str:
                      f"{f(v['p95_s']):>8}{f(v['max_s']):>8}")
     j = r["jobs"]
     lines.append("")
-    lines.append(f"jobs in the store: {j['store_total']} ({', '.join(f'{k} {v}' for k, v in sorted(j['by_kind'].items()))})")
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(j["by_kind"].items()))
+    lines.append(f"jobs in the store: {j['store_total']} ({kinds})")
     lines.append(f"  finished {j['finished']} (stopped by Stop: {j['stops_effective']}), "
                  f"cancelled {j['cancelled']}, failed {j['failed']}, "
                  f"leaked {t['leaked']} (still running: {len(j['leaked'])}, device probe: "
@@ -963,6 +974,7 @@ def run_bench_serve(visitors: int = 10, minutes: float = 10.0, public: bool = Fa
             # each visitor stops by itself at the deadline; this is only a backstop
             v.join(max(1.0, deadline - time.monotonic()) + job_cap_s + 60)
         left = time.time()
+        t_left = time.monotonic() - sampler.t0
         log(f"visitors left; waiting up to {grace_s:.0f} s for their jobs to end ...")
         live = wait_settled(data, grace_s)
         probe = probe_device(url, inputs.clips[0], max(30.0, grace_s))
@@ -971,8 +983,9 @@ def run_bench_serve(visitors: int = 10, minutes: float = 10.0, public: bool = Fa
         jobs = store_jobs(data) if data is not None else []
         meta = {"visitors": visitors, "minutes": minutes, "public": public, "url": url,
                 "wall_s": time.monotonic() - t_start, "visitors_left_at": left,
-                "ttl_s": ttl_s, "torch_threads": threads if server else None, "work": str(work) if keep else None,
-                "visits": tally.visits + visitors,
+                "ttl_s": ttl_s, "torch_threads": threads if server else None,
+                "work": str(work) if keep else None,
+                "visits": tally.visits + visitors, "sampler_t_left": t_left,
                 "visitor_errors": [v.error for v in crowd if v.error]}
         report = summarise(tally, sampler.rows, jobs, live, probe,
                            integrity(data) if data is not None else "not checked (no data)",
