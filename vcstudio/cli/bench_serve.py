@@ -476,12 +476,14 @@ class Visitor(threading.Thread):
         job = client.submit(api_name="/tune", session=self.session, clip=self.file(self.clip),
                             prompt=SOURCE, **{**TUNE, "steps": LONG_TUNE_STEPS})
         # the first streamed output carries the studio job id (the event has started)
-        while not job.done() and self.remaining() > 0:
+        while True:
+            done = job.done()
             outs = job.outputs()
             if outs and isinstance(outs[-1], (list, tuple)) and outs[-1][1]:
                 return job, outs[-1]
+            if done or self.remaining() <= 0:
+                return job, None
             time.sleep(0.2)
-        return job, None
 
     def do_stop(self) -> None:
         """Tune, press Stop once it runs, and expect a stopped (or just finished) tune."""
