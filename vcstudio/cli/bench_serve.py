@@ -87,7 +87,8 @@ class Tally:
     """What all visitors saw; thread-safe."""
 
     answers: list[Answer] = field(default_factory=list)
-    jobs_seen: dict[str, float] = field(default_factory=dict)  # studio job id -> visitor left
+    jobs_seen: dict[str, float] = field(default_factory=dict)  # studio job ids seen
+    gone: dict[str, float] = field(default_factory=dict)  # job id -> when its client left
     sessions: set[str] = field(default_factory=set)
     stops_effective: int = 0
     visits: int = 0
@@ -539,6 +540,9 @@ class Visitor(threading.Thread):
                 self._note(first)
                 time.sleep(self.rng.uniform(0.2, 2.0))
             outcome, detail = "done", "" if first else "closed while queued"
+            if first is not None:
+                with self.tally.mu:
+                    self.tally.gone[first[1]] = time.time()
             if job.done() and first is None:
                 try:
                     job.result(timeout=0)
@@ -759,7 +763,12 @@ def summarise(tally: Tally, samples, jobs: list[dict], live: list[dict], probe: 
                          "max_s": max(every) if every else None}
     status = Counter(j["status"] for j in jobs)
     by_kind = Counter(j["kind"] for j in jobs)
-    leaked = len(live) + (0 if probe[0] else 1)
+    # a job whose client went away must end within the grace time of it, not only once the
+    # whole crowd has left (the store's `updated` of a finished job is when it ended)
+    rows = {j["id"]: j for j in jobs}
+    late = [j for j, t in tally.gone.items() if j in rows and rows[j]["status"] not in
+            ("queued", "running") and rows[j]["updated"] > t + meta.get("grace_s", 30.0)]
+    leaked = len(live) + len(late) + (0 if probe[0] else 1)
     bad_ok = sum(c["message"] for k, c in per.items() if k in BAD)
     bad_all = sum(sum(c.values()) for k, c in per.items() if k in BAD)
     rss = [r[1] for r in samples]
@@ -797,6 +806,11 @@ def summarise(tally: Tally, samples, jobs: list[dict], live: list[dict], probe: 
                  "leaked": [{k: j[k] for k in ("id", "kind", "status", "step", "total")}
                             for j in live],
                  "device_probe": "ok" if probe[0] else probe[1],
+                 "disconnected": len(tally.gone),
+                 "ended_late_after_disconnect": [
+                     {"id": j["id"], "status": j["status"],
+                      "seconds_after": round(j["updated"] - tally.gone[j["id"]], 1)}
+                     for j in late],
                  "stops_effective": tally.stops_effective},
         "server_exceptions": server_exceptions(server_log),
         "problems": sorted({f"{a.action}: {a.detail}" for a in tally.answers
@@ -906,8 +920,9 @@ def format_table(r: dict) -> str:
     lines.append(f"jobs in the store: {j['store_total']} ({kinds})")
     lines.append(f"  finished {j['finished']} (stopped by Stop: {j['stops_effective']}), "
                  f"cancelled {j['cancelled']}, failed {j['failed']}, "
-                 f"leaked {t['leaked']} (still running: {len(j['leaked'])}, device probe: "
-                 f"{j['device_probe']})")
+                 f"leaked {t['leaked']} (still running: {len(j['leaked'])}, ended > grace "
+                 f"after their client left: {len(j['ended_late_after_disconnect'])} of "
+                 f"{j['disconnected']}, device probe: {j['device_probe']})")
     lines.append(f"  by status: {', '.join(f'{k} {v}' for k, v in sorted(j['by_status'].items()))}")
     b = r["bad_inputs"]
     lines.append(f"bad inputs answered with a message: {b['answered_with_message']}/{b['total']}")
@@ -988,6 +1003,7 @@ def run_bench_serve(visitors: int = 10, minutes: float = 10.0, public: bool = Fa
                 "ttl_s": ttl_s, "torch_threads": threads if server else None,
                 "work": str(work) if keep else None,
                 "visits": tally.visits + visitors, "sampler_t_left": t_left,
+                "grace_s": grace_s,
                 "visitor_errors": [v.error for v in crowd if v.error]}
         report = summarise(tally, sampler.rows, jobs, live, probe,
                            integrity(data) if data is not None else "not checked (no data)",
