@@ -123,8 +123,10 @@ class Tally:
 
 def classify(exc: BaseException) -> tuple[str, str]:
     """(outcome, one-line text) of what a call raised."""
-    from gradio_client.exceptions import AppError
+    from gradio_client.exceptions import AppError, ValidationError
 
+    if isinstance(exc, ValidationError):  # an event's validator refused it before queueing
+        return "message", " ".join(str(exc).split())
     if isinstance(exc, AppError):
         msg = " ".join(str(exc.message or "").split())
         if not msg or msg.lower() == "error" or any(u in msg for u in _UNHANDLED):
