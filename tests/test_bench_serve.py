@@ -53,3 +53,22 @@ def test_two_visitors_for_a_minute_leave_nothing_unhandled_or_leaked():
     assert t["leaked"] == 0, table
     assert r["integrity"] == "ok", table
     assert r["peak_rss_mib"] and r["peak_rss_mib"] > 100, table  # the sampler read the app
+
+
+def test_a_job_that_ends_long_after_its_client_left_is_leaked():
+    tally = bs.Tally()
+    tally.add(bs.Answer("disconnect", "done", 1.0))
+    tally.gone = {"j1": 100.0, "j2": 100.0}
+    jobs = [{"id": "j1", "kind": "tune", "status": "stopped", "session_id": "s", "updated": 105.0,
+             "step": 3, "total": 60, "error": None},
+            {"id": "j2", "kind": "tune", "status": "cancelled", "session_id": "s",
+             "updated": 190.0, "step": 50, "total": 60, "error": None}]
+    samples = [(0.0, 1000.0, 1000.0, 1.0, 0.0, 5), (70.0, 1100.0, 1100.0, 2.0, 0.0, 6)]
+    r = bs.summarise(tally, samples, jobs, [], (True, ""), "ok",
+                     {"grace_s": 30.0, "visitors": 1, "minutes": 1, "public": True,
+                      "url": "u", "wall_s": 80.0, "visits": 1})
+    assert r["totals"]["leaked"] == 1
+    assert r["jobs"]["ended_late_after_disconnect"] == [
+        {"id": "j2", "status": "cancelled", "seconds_after": 90.0}]
+    assert r["peak_rss_mib"] == 1100.0 and r["integrity"] == "ok"
+    assert "leaked 1" in bs.format_table(r)

@@ -768,7 +768,7 @@ def summarise(tally: Tally, samples, jobs: list[dict], live: list[dict], probe: 
     # a job whose client went away must end within the grace time of it, not only once the
     # whole crowd has left (the store's `updated` of a finished job is when it ended)
     rows = {j["id"]: j for j in jobs}
-    late = [j for j, t in tally.gone.items() if j in rows and rows[j]["status"] not in
+    late = [rows[j] for j, t in tally.gone.items() if j in rows and rows[j]["status"] not in
             ("queued", "running") and rows[j]["updated"] > t + meta.get("grace_s", 30.0)]
     leaked = len(live) + len(late) + (0 if probe[0] else 1)
     bad_ok = sum(c["message"] for k, c in per.items() if k in BAD)
