@@ -56,13 +56,15 @@ def test_two_visitors_for_a_minute_leave_nothing_unhandled_or_leaked():
 
 
 def test_a_job_that_ends_long_after_its_client_left_is_leaked():
+    """Judged by its last progress event: j1 was expired by the TTL cleanup much later
+    (its `updated`), but stopped 4 s after its client left."""
     tally = bs.Tally()
     tally.add(bs.Answer("disconnect", "done", 1.0))
     tally.gone = {"j1": 100.0, "j2": 100.0}
-    jobs = [{"id": "j1", "kind": "tune", "status": "stopped", "session_id": "s", "updated": 105.0,
-             "step": 3, "total": 60, "error": None},
+    jobs = [{"id": "j1", "kind": "tune", "status": "stopped", "session_id": "s", "updated": 500.0,
+             "step": 3, "total": 60, "error": None, "last_event": 104.0},
             {"id": "j2", "kind": "tune", "status": "cancelled", "session_id": "s",
-             "updated": 190.0, "step": 50, "total": 60, "error": None}]
+             "updated": 190.0, "step": 50, "total": 60, "error": None, "last_event": 190.0}]
     samples = [(0.0, 1000.0, 1000.0, 1.0, 0.0, 5), (70.0, 1100.0, 1100.0, 2.0, 0.0, 6)]
     r = bs.summarise(tally, samples, jobs, [], (True, ""), "ok",
                      {"grace_s": 30.0, "visitors": 1, "minutes": 1, "public": True,

@@ -661,7 +661,9 @@ def store_jobs(data: Path) -> list[dict]:
                                             timeout=10)) as db:
         db.row_factory = sqlite3.Row
         return [dict(r) for r in db.execute(
-            "SELECT id, kind, status, session_id, updated, step, total, error FROM jobs")]
+            "SELECT id, kind, status, session_id, updated, step, total, error, "
+            "(SELECT MAX(t) FROM job_events e WHERE e.job_id = jobs.id) AS last_event "
+            "FROM jobs")]
 
 
 def integrity(data: Path) -> str:
@@ -765,11 +767,13 @@ def summarise(tally: Tally, samples, jobs: list[dict], live: list[dict], probe: 
                          "max_s": max(every) if every else None}
     status = Counter(j["status"] for j in jobs)
     by_kind = Counter(j["kind"] for j in jobs)
-    # a job whose client went away must end within the grace time of it, not only once the
-    # whole crowd has left (the store's `updated` of a finished job is when it ended)
+    # a job whose client went away must stop within the grace time of it, not only once the
+    # whole crowd has left: its last progress event (the store's job_events) may come at most
+    # that long after (`updated` will not do: the TTL cleanup rewrites it to mark it expired)
     rows = {j["id"]: j for j in jobs}
     late = [rows[j] for j, t in tally.gone.items() if j in rows and rows[j]["status"] not in
-            ("queued", "running") and rows[j]["updated"] > t + meta.get("grace_s", 30.0)]
+            ("queued", "running")
+            and (rows[j].get("last_event") or 0.0) > t + meta.get("grace_s", 30.0)]
     leaked = len(live) + len(late) + (0 if probe[0] else 1)
     bad_ok = sum(c["message"] for k, c in per.items() if k in BAD)
     bad_all = sum(sum(c.values()) for k, c in per.items() if k in BAD)
@@ -811,7 +815,7 @@ def summarise(tally: Tally, samples, jobs: list[dict], live: list[dict], probe: 
                  "disconnected": len(tally.gone),
                  "ended_late_after_disconnect": [
                      {"id": j["id"], "status": j["status"],
-                      "seconds_after": round(j["updated"] - tally.gone[j["id"]], 1)}
+                      "seconds_after": round(j["last_event"] - tally.gone[j["id"]], 1)}
                      for j in late],
                  "stops_effective": tally.stops_effective},
         "server_exceptions": server_exceptions(server_log),
