@@ -1,4 +1,4 @@
-"""``vcstudio bench tune|sample|all|metrics|long|i2v``: full-size architectures with random
+"""``vcstudio bench tune|sample|all|metrics|long|i2v|serve``: full-size architectures with random
 weights (speed does not depend on values); prints a table. Benchmarks are commands, not jobs:
 nothing is recorded in the run store."""
 from __future__ import annotations
@@ -85,9 +85,23 @@ def _bench_long_run(a) -> int:
     return run_bench_long(a)
 
 
-# other layers' benchmarks: name -> (add_args, run)
+def _bench_serve_add(p) -> None:
+    from .bench_serve import add_bench_serve_args
+
+    add_bench_serve_args(p)
+
+
+def _bench_serve_run(a) -> int:
+    from .bench_serve import run_bench_serve_cli
+
+    return run_bench_serve_cli(a)
+
+
+# other layers' benchmarks: name -> (add_args, run); serve is the load and fault test of the
+# running app (cli/bench_serve.py)
 BENCH_EXTRA: dict = {"i2v": (_bench_i2v_add, _bench_i2v_run),
-                     "long": (_bench_long_add, _bench_long_run)}
+                     "long": (_bench_long_add, _bench_long_run),
+                     "serve": (_bench_serve_add, _bench_serve_run)}
 
 
 def run(a) -> int:
