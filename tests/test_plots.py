@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from vcstudio.progress import Event
-from vcstudio.ui.plots import FrameSeries, StreamView, plot_frame, plot_update, table_update
+from vcstudio.ui.plots import (FrameSeries, StreamView, plot_frame, plot_update, table_update,
+                                table_widths)
 
 
 def test_plot_frame_names_series_with_integer_frames_and_separates_units():
@@ -39,14 +40,15 @@ def test_plot_update_has_a_titled_legend_of_the_series_and_integer_ticks():
     assert empty["value"] is None and empty["colors_in_legend"] is None  # no empty heading
 
 
-def test_table_update_wraps_and_gives_every_column_a_width():
+def test_tables_wrap_share_the_width_and_reach_api_clients_as_plain_tables():
     headers = ["run", "clip_text", "consistency_adjacent", "warp_error", "fci", "flicker",
                "psnr", "vcd"]
-    up = table_update([["baseline · s33", "0.31 ★", "0.97", "0.002", "0.5", "0.9", "21", "0.1"]],
+    widths = table_widths(headers)
+    assert len(widths) == len(headers) and float(widths[0].rstrip("%")) > float(widths[1][:-1])
+    assert sum(float(w.rstrip("%")) for w in widths) == pytest.approx(100, abs=2)
+    df = table_update([["baseline · s33", "0.31 ★", "0.97", "0.002", "0.5", "0.9", "21", "0.1"]],
                       headers)
-    assert up["wrap"] is True and len(up["column_widths"]) == len(headers)
-    assert sum(float(w.rstrip("%")) for w in up["column_widths"]) == pytest.approx(100, abs=2)
-    assert list(up["value"].columns) == headers
+    assert list(df.columns) == headers and len(df) == 1  # a value, not an update dict
 
 
 def test_frame_series_and_stream_view_follow_streamed_events(tmp_path):

@@ -70,6 +70,8 @@ def test_tune_then_edit_through_the_api(app_url, clip_file):
     assert estatus == "Done." and Path(video["video"] if isinstance(video, dict) else video).exists()
     names = [r[0] for r in table["data"]]
     assert "warp_error" in names and "consistency_adjacent" in names
+    # the per-frame plot reaches a client as API.md says: its settings + "value" (the rows)
+    assert {"frame", "value", "raw", "series"} <= set(plot["value"]["columns"])
 
 
 def test_bad_input_is_a_message_and_the_app_keeps_working(app_url, clip_file):

@@ -96,7 +96,7 @@ def _fgbg_args(cfg, a):
                 upd[k] = v
     cfg = dataclasses.replace(cfg, **upd)
     if upd.get("init_from") and cfg.method != underlying(cfg) and fg.base_method == "baseline":
-        from ..pipelines.runs import open_run
+        from ..pipelines.run_open import open_run
 
         src = open_run(upd["init_from"]).config()  # keep the tuned run's own method under it
         cfg = dataclasses.replace(cfg, fgbg=dataclasses.replace(fg,

@@ -84,7 +84,7 @@ def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None) -> dict:
     runs them as two calls; the inversion is cached in the run folder between them).
     Returns {"seconds", "how", "inversion", "parts"[, "stages"]}."""
     from ..calibration import sample_speed
-    from ..pipelines.runs import open_run
+    from ..pipelines.run_open import open_run
 
     rf = open_run(cfg.run)
     run_cfg, meta = rf.config(), rf.meta()
@@ -115,7 +115,7 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     import torch
 
     from ..pipelines.edit import edit
-    from ..pipelines.runs import open_run
+    from ..pipelines.run_open import open_run
     from ..progress import Event
 
     from ..pipelines.run_source import working_copy

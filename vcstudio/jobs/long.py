@@ -85,7 +85,7 @@ def estimate(cfg: LongJobConfig, device="cpu", calibration_dir=None) -> dict:
     a decode; from the speeds the tuned run measured (scaled to the window and size), else
     ``how`` = "uncalibrated" and ``seconds`` None. Returns {"seconds", "how", "parts"}."""
     from ..calibration import sample_speed
-    from ..pipelines.runs import open_run
+    from ..pipelines.run_open import open_run
     from ..pipelines.windows import make_layout
 
     c = cfg.long
@@ -119,7 +119,7 @@ def run(cfg: LongJobConfig, ctx):
     import torch
 
     from ..pipelines.longvideo import long_segments, long_video, mask_preview, output_path
-    from ..pipelines.runs import open_run
+    from ..pipelines.run_open import open_run
 
     rf = open_run(cfg.run, device=ctx.device)
     device = torch.device(ctx.device)

@@ -44,7 +44,7 @@ def validate(cfg: OpenHubConfig, limits: Limits) -> None:
 
 def run(cfg: OpenHubConfig, ctx) -> OpenHubOutcome:
     from ..pipelines.run_source import working_copy
-    from ..pipelines.runs import open_run
+    from ..pipelines.run_open import open_run
     from ..progress import Event
     from .push import card_metadata
 

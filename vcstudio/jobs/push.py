@@ -75,7 +75,7 @@ def hub_base(base_model: Optional[str]) -> Optional[str]:
 def upload_files(run: Path) -> dict[str, Path]:
     """{path in the repo: local file} of what a run's upload holds (the card aside); a run
     that is not finished, or not a run, is a one-line error."""
-    from ..pipelines.runs import open_run
+    from ..pipelines.run_open import open_run
 
     rf = open_run(run, must_be_finished=False)
     meta = rf.meta()

@@ -120,7 +120,7 @@ def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: f
     call adding its residuals (vcstudio/control)."""
     from .encode import decode_latents, encode_prompts
     from .sample import denoise
-    from .tune import build_video_model
+    from .video_model import build_video_model
 
     device = device or pick_device()
     prec = precision_for(device)
@@ -176,7 +176,7 @@ def bench_long(frames: int = 120, window: int = 16, stride: int = 8, steps: int 
     from .encode import decode_to_frames, encode_prompts
     from .longvideo import auto_batch
     from .sample import denoise
-    from .tune import build_video_model
+    from .video_model import build_video_model
     from .windows import make_layout, mix_embeddings, window_prompts
 
     window = min(window, frames)

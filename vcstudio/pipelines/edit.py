@@ -16,7 +16,7 @@ from ..io import write_gif, write_mp4
 from ..models.cache import ModelCache, default_cache
 from ..progress import CancelToken, Event, ProgressFn, null_progress
 from .encode import decode_to_frames, preview_strip
-from .tune import TunedModel, inversion_latents, load_tuned
+from .tuned import TunedModel, inversion_latents, load_tuned
 
 
 @dataclass

@@ -149,7 +149,7 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
 
     ``sam_builder`` replaces SAM's registry architecture (tests build a tiny SAM with it).
     """
-    from .tune import load_tuned
+    from .tuned import load_tuned
 
     t0 = time.time()
     validate_long(cfg)
@@ -294,7 +294,7 @@ def mask_preview(run: str | Path, cfg: LongConfig, cache: ModelCache = default_c
     candidates, their masks and the fused clip, to check them before the expensive steps
     (combined tuning and the long video). Returns a maskfusion.FusionResult."""
     from .maskfusion import check_mask_source
-    from .tune import load_tuned
+    from .tuned import load_tuned
 
     validate_long(cfg)
     check_mask_source(cfg.mask)
@@ -313,7 +313,7 @@ def _masks_and_combined(tuned, cfg: LongConfig, segments, size, uncond, res: Lon
     from ..io import write_gif
     from .combined import combined_tune
     from .maskfusion import dim_background
-    from .tune import load_tuned
+    from .tuned import load_tuned
 
     base = tuned.base
     prompt = segments[0].prompt

@@ -86,10 +86,10 @@ def convert_tav(folder: str | Path, out: str | Path, model: Optional[str] = None
                 base=None) -> Path:
     """Write the vcstudio run of a Tune-A-Video output folder into ``out``; returns ``out``."""
     from ..device import pick_device, precision_for
-    from ..io import clip_hash, read_video, write_mp4
+    from ..io import clip_hash, fit_frames, read_video, write_mp4
     from ..models.loading import load_base
     from .encode import encode_video
-    from .tune import build_video_model, load_clip_frames
+    from .video_model import build_video_model
 
     folder = Path(folder).resolve()
     if not is_tav_folder(folder):
@@ -127,7 +127,7 @@ def convert_tav(folder: str | Path, out: str | Path, model: Optional[str] = None
                      {"steps": cfg.inversion_steps, "source": str(inv)})
     if d.video_path and Path(d.video_path).exists():
         raw = read_video(d.video_path, d.start, d.stride, d.n_frames)
-        frames = load_clip_frames(raw, meta["width"], meta["height"], "crop")
+        frames = fit_frames(raw, meta["width"], meta["height"], "crop", "center")
         write_mp4(frames, rf.source_path)
         with torch.no_grad():
             save_tensors(rf.path / "clip-latents.safetensors",

@@ -47,7 +47,7 @@ def write_validation_samples(tuned, step: int, progress: ProgressFn = null_progr
     ``inversion-<N>`` file holds the final model's); ``final`` reuses the run's own."""
     from ..io import write_gif
     from .edit import edit_frames
-    from .tune import inversion_latents
+    from .tuned import inversion_latents
 
     cfg, rf = tuned.cfg, tuned.run
     v = cfg.validation

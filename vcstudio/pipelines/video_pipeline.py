@@ -165,7 +165,7 @@ class VideoEditPipeline(DiffusionPipeline):
         from ..device import precision_for
         from ..models.cache import ModelCache
         from ..models.loading import load_base
-        from .tune import build_video_model
+        from .video_model import build_video_model
 
         from ..models.tav import is_tav_folder
 
@@ -220,8 +220,8 @@ class VideoEditPipeline(DiffusionPipeline):
         with huggingface_hub's snapshot_download). Its base fingerprint must match this base."""
         from ..device import precision_for
         from .run_source import resolve_run
-        from .runs import open_run
-        from .tune import tuned_on_base
+        from .run_open import open_run
+        from .tuned import tuned_on_base
 
         if self._base is None:
             raise InputError("This pipeline has no base model to load a run onto; build it with "
@@ -279,7 +279,7 @@ class VideoEditPipeline(DiffusionPipeline):
         """The attached run's clip, DDIM-inverted with that many steps under ``inversion_prompt``
         ("" = the empty prompt, as Tune-A-Video; "source" = the tuning prompt; None = the run's
         setting), read from the run folder when it holds them: pass as ``latents`` to edit."""
-        from .tune import inversion_latents
+        from .tuned import inversion_latents
 
         if self._tuned is None:
             raise InputError("No tuned run attached: call pipe.load_tuned(run) first.")

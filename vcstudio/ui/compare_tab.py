@@ -192,7 +192,7 @@ def build(studio, sid_state, edit_refs):
             with gr.Column():
                 montage = gr.Video(label="Edits side by side (in sync)", height=260,
                                    autoplay=True, loop=True)
-                table = gr.Dataframe(label="Metrics (★ = best)", interactive=False)
+                table = gr.Dataframe(label="Metrics (★ = best)", interactive=False, wrap=True)
         with gr.Row():
             plot = gr.LinePlot(x="frame", y="value", color="series",
                                label="Per-frame CLIP alignment and warp error", height=240)

@@ -17,7 +17,7 @@ from ..methods.registry import PICKABLE
 from .common import (EXAMPLES, VIDEO_TYPES, Ticker, as_float, as_int, device_group,
                      ensure_session, frame_strip, gr_error, gr_update, last_result, run_job,
                      upload)
-from .plots import StreamView, plot_update, table_update
+from .plots import StreamView, plot_update, table_update, table_widths
 
 METHODS = list(PICKABLE)
 CLWS = ["mul-fourier", "fourier", "exponential", "gaussian", "linear", "constant"]
@@ -488,8 +488,9 @@ def build(studio, sid_state):
         with gr.Row():
             metric_plot = gr.LinePlot(x="frame", y="value", color="series",
                                       label="Per-frame metrics", height=220)
-            metric_table = gr.Dataframe(headers=["metric", "value", "model", "skipped"],
-                                        label="Per-video metrics", interactive=False)
+            metric_table = gr.Dataframe(headers=SCORE_HEADERS, label="Per-video metrics",
+                                        interactive=False, wrap=True,
+                                        column_widths=table_widths(SCORE_HEADERS))
         oauth = studio.public and _oauth_available()
         with gr.Accordion("Share on the Hugging Face Hub: push this run, or open one",
                           open=False):

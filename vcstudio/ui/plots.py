@@ -82,19 +82,23 @@ def plot_update(series: dict[str, Sequence], x: str = "frame", what: str = "metr
                      tooltip=["raw"])
 
 
-def table_update(rows: list[list], headers: list[str], widths: Optional[list] = None):
-    """A gr.Dataframe update whose text wraps and whose columns share the width (the first,
-    the name column, wider), so a wide table fits its box."""
-    import gradio as gr
+def table_widths(headers: list[str]) -> list[str]:
+    """Column widths that share a table's box (the first, the name column, wider), so a wide
+    table fits; set on the gr.Dataframe with ``wrap=True``."""
+    n = len(headers)
+    if n <= 1:
+        return ["100%"] * n
+    first = min(40, max(20, 100 // n + 10))
+    rest = (100 - first) / (n - 1)
+    return [f"{first}%"] + [f"{rest:.0f}%"] * (n - 1)
+
+
+def table_update(rows: list[list], headers: list[str]):
+    """A table's value: a plain DataFrame, so API clients get ``{"headers", "data"}`` (API.md);
+    the wrapping and widths are the component's own (:func:`table_widths`)."""
     import pandas as pd
 
-    n = len(headers)
-    if widths is None and n:
-        first = min(40, max(20, 100 // n + 10))
-        rest = (100 - first) / max(1, n - 1)
-        widths = [f"{first}%"] + [f"{rest:.0f}%"] * (n - 1) if n > 1 else ["100%"]
-    return gr.update(value=pd.DataFrame(rows, columns=headers), headers=headers, wrap=True,
-                     column_widths=widths)
+    return pd.DataFrame(rows, columns=headers)
 
 
 class FrameSeries:
