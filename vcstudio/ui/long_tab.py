@@ -209,6 +209,12 @@ def build(studio, sid_state, edit_refs):
         def long_plan(story: str, prompts: str, frames: float, window: float, stride: float,
                       fusion: str):
             """Timeline, scene graph and window layout (model-free, instant)."""
+            from gradio.components.number import Number
+
+            # the sliders' bounds (left to the Long event's validator, common.validated): a
+            # plan of 10^8 frames would not be instant
+            for comp, val in ((frames_in, frames), (window_in, window), (stride_in, stride)):
+                Number.raise_if_out_of_bounds(val, comp.minimum, comp.maximum)
             return plan(story, prompts, frames, window, stride, fusion)
 
         def long(session: str, run_dir: str, story: str, prompts: str, frames: float,
@@ -231,6 +237,7 @@ def build(studio, sid_state, edit_refs):
                                      stride, fusion, steps, seed, mask_method, sam_checkpoint,
                                      candidates, request, progress)
 
+        frames_in, window_in, stride_in = frames, window, stride
         plan_btn.click(long_plan, [story, prompts, frames, window, stride, fusion],
                        [graph, segs, layout, windows], api_name="long_plan",
                        concurrency_id="preview")
