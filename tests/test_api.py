@@ -407,3 +407,43 @@ def test_a_closed_tab_stops_its_jobs(app, wide_clip):
     out = studio.wait(jid, 60)
     assert out.finished and out.status in ("stopped", "cancelled"), out.status
     assert studio.store.job(jid).step < 100
+
+
+def test_bad_job_inputs_are_refused_before_the_device_queue(app, wide_clip):
+    """While a long tune holds the device, a tune with frames=-3 or an empty prompt and an
+    edit with no run are refused by the events' validators within seconds, with the job's
+    own one-line message, instead of after the queue wait."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import ValidationError
+
+    studio = app["studio"]
+    c = Client(app["url"], verbose=False)
+    job = c.submit(clip=handle_file(str(wide_clip)), prompt="a red circle", frames=8,
+                   width=128, height=64, steps=100, lr=1e-3, api_name="/tune")
+    deadline, jid = time.time() + 60, None
+    while time.time() < deadline and jid is None:
+        live = [h for h in list(studio._jobs.values())
+                if not h.done.is_set() and h.status == "running"]
+        jid = live[0].id if live else None
+        time.sleep(0.2)
+    assert jid is not None
+    other = Client(app["url"], verbose=False)
+    kw = dict(clip=handle_file(str(wide_clip)), prompt="a red circle", frames=4, width=64,
+              height=32, steps=10, api_name="/tune")
+    cases = [(dict(kw, frames=-3), r"- frames: Frames must be within 1\.\.8; got -3\."),
+             (dict(kw, frames=2.5), "frames: Frames must be a whole number"),
+             (dict(kw, steps=500), r"steps: Tuning steps must be within 10\.\.100"),
+             (dict(kw, prompt=" "), "prompt: Describe the clip in the source prompt"),
+             (dict(kw, width=60), "width: .*multiple of 8"),
+             (dict(run_dir="", prompt="a blue square", api_name="/edit"),
+              r"run_dir: Tune on a clip first"),
+             (dict(run_dir="x", prompt="", api_name="/edit"), "prompt: .*edit prompt")]
+    for args, msg in cases:
+        t0 = time.time()
+        with pytest.raises(ValidationError, match=msg):
+            other.predict(**args)
+        assert time.time() - t0 < 5, args
+    assert not studio.wait(jid, 0).finished  # refused beside the running tune, not after it
+    job.cancel()
+    assert studio.wait(jid, 60).finished
+    assert not studio.device_lock().locked()

@@ -14,8 +14,9 @@ VcsError's one-line message); ``unhandled`` (Gradio's generic "has raised an exc
 a message, the UI's "Something went wrong (...)" wrapper of a non-VcsError, the job runner's
 "Internal error (...)", a traceback, an HTTP 500 or a broken connection); ``timeout`` (a quick
 endpoint taking over 10 s); ``left`` (a job the visitor stopped waiting for at its deadline).
-Meanwhile a sampler reads the server's RSS (``/proc/PID/status`` VmRSS summed over its process
-tree, VmHWM of the main process) and the data folder's size every few seconds. After the
+Meanwhile a sampler reads the server's RSS (PSS from ``/proc/PID/smaps_rollup`` summed over
+its process tree, so a forked child is not counted at its parent's size; VmHWM of the main
+process) and the data folder's size every few seconds. After the
 visitors leave it asks the app what it still holds: the run store's jobs (its SQLite file,
 read-only) still ``queued``/``running`` some seconds after their visitor left, and whether a
 probe job still gets the device (a leaked device lock blocks it); then ``PRAGMA
@@ -258,8 +259,23 @@ def _status_kib(pid: int, key: str) -> int:
     return 0
 
 
+def _pss_kib(pid: int) -> int:
+    """Proportional set size of ``pid`` (``/proc/PID/smaps_rollup``): a forked child's pages
+    shared copy-on-write with its parent count half to each, not in full to both (VmRSS summed
+    over a tree counted a forked worker at its parent's size). VmRSS where the kernel has no
+    smaps_rollup."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return _status_kib(pid, "VmRSS")
+
+
 def tree_rss_mib(pid: int) -> tuple[float, float]:
-    """(VmRSS of ``pid`` and all its descendants, VmHWM of ``pid``) in MiB."""
+    """(PSS of ``pid`` and all its descendants, VmHWM of ``pid``) in MiB (PSS: see
+    :func:`_pss_kib`)."""
     kids, todo, total = _children(), [pid], 0
     seen = set()
     while todo:
@@ -267,7 +283,7 @@ def tree_rss_mib(pid: int) -> tuple[float, float]:
         if p in seen:
             continue
         seen.add(p)
-        total += _status_kib(p, "VmRSS")
+        total += _pss_kib(p)
         todo.extend(kids.get(p, ()))
     return total / 1024, _status_kib(pid, "VmHWM") / 1024
 

@@ -22,6 +22,7 @@ from ..progress import Event
 VIDEO_TYPES = [".mp4", ".webm", ".mov", ".avi", ".mkv", ".gif", ".zip"]
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp"]
 EXAMPLES = Path(__file__).resolve().parents[2] / "assets" / "examples"
+NO_CLIP = "Upload a clip first (or pick one of the examples)."
 QUEUE_MAX = 64  # events waiting in Gradio's queue at most (a visitor past that is told so)
 
 
@@ -35,6 +36,115 @@ def gr_error(e: BaseException):
         return gr.Error(str(e))
     return gr.Error(f"Something went wrong ({type(e).__name__}: {e}). The studio is still "
                     "running; try again with smaller settings.")
+
+
+def job_validator(studio, job: str, build):
+    """A Gradio ``validator=`` for a job event: ``build(*inputs)`` makes the same config the
+    handler submits and the job's own ``validate(cfg, limits)`` checks it, so a bad input is
+    refused with the same one-line VcsError message before the event joins the device queue
+    (the validator runs with queue=False; under load the queue wait was ~1 min). Only what
+    needs no session or upload is checked here; the handler still checks everything.
+
+    The message goes on the input its setting names (``data.n_frames (--frames)`` ->
+    ``frames``), else on the first one after the session; anything not a VcsError is left
+    to the handler, which reports it in full."""
+    import inspect
+
+    import gradio as gr
+
+    def check(*args):
+        try:
+            _check_bounds(check.bounds, args)
+            cfg = build(*args)
+            if cfg is not None:
+                spec = studio.spec(job)
+                cfg = spec.load(cfg)
+                if spec.validate is not None:
+                    spec.validate(cfg, studio.limits)
+        except VcsError as e:
+            msg = str(e)
+            names = list(inspect.signature(check.main).parameters) if check.main else []
+            setting = getattr(e, "setting", None)
+            at = (e.index if isinstance(e, _BoundError) else
+                  names.index(setting) if setting in names[:len(args)] else
+                  _named_input(msg, names[:len(args)], default=min(1, len(args) - 1)))
+            return [gr.validate(i != at, msg if i == at else "") for i in range(len(args))]
+        except Exception:  # the handler's own path reports it (with its context)
+            pass
+        return [gr.validate(True, "") for _ in args]
+
+    check.main = None  # the event's function (its parameter names place the message)
+    check.bounds = {}  # input index -> (label, min, max): see validated()
+    return check
+
+
+def about(setting: str, msg: str):
+    """An InputError about the event input named ``setting`` (where a validator shows it)."""
+    from ..errors import InputError
+
+    e = InputError(msg)
+    e.setting = setting
+    return e
+
+
+def _named_input(msg: str, names: list[str], default: int) -> int:
+    """Index of the input a validate message is about: a parameter name written as a word in
+    the message's subject (the part before "must"/"is")."""
+    import re
+
+    subject = re.split(r" (?:must|is) ", msg, maxsplit=1)[0].lower()
+    words = set(re.findall(r"[a-z_]+", subject))
+    for i, n in enumerate(names):
+        if i and (n in words or n.rstrip("s") in words):
+            return i
+    return default
+
+
+def validated(fn, check, inputs=()):
+    """``check`` (a :func:`job_validator`) for the event of ``fn`` on ``inputs``; returns it.
+
+    Gradio checks a slider's bounds while preprocessing, before a validator runs, and an
+    error there answers the queue's join with a bare HTTP 400 (gradio_client raises
+    ``HTTPStatusError`` without the message). So the event's number inputs leave their bounds
+    to ``check``, which names the setting by its label ("Frames must be within 1..8; got -3.");
+    the handler runs only once the validator has passed."""
+    import gradio as gr
+
+    check.main = fn
+    check.bounds = {}
+    for i, comp in enumerate(inputs):
+        if isinstance(comp, (gr.Slider, gr.Number)) and (comp.minimum is not None
+                                                         or comp.maximum is not None):
+            check.bounds[i] = (comp.label or f"input {i}", comp.minimum, comp.maximum)
+            comp.preprocess = functools.partial(_unbounded, comp)  # bounds: the validator
+    return check
+
+
+def _unbounded(comp, payload):
+    """Slider/Number preprocessing without the bounds check (Gradio's rounding kept)."""
+    from gradio.components.number import Number
+
+    return None if payload is None else Number.round_to_precision(payload, comp.precision)
+
+
+def _check_bounds(bounds: dict, args) -> None:
+    """The number inputs' slider bounds, named by label (see :func:`validated`)."""
+    from ..errors import InputError
+
+    for i, (label, lo, hi) in bounds.items():
+        v = args[i] if i < len(args) else None
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            rng = f"{lo:g}..{hi:g}" if lo is not None and hi is not None else (
+                f">= {lo:g}" if lo is not None else f"<= {hi:g}")
+            raise _BoundError(i, f"{label} must be within {rng}; got {v:g}.")
+
+
+class _BoundError(VcsError):
+    def __init__(self, index: int, msg: str) -> None:
+        super().__init__(msg)
+        self.index = index
 
 
 def ensure_session(studio, sid: Optional[str]) -> str:
@@ -154,7 +264,7 @@ def upload(studio, sid: str, path: Optional[str], kinds=VIDEO_TYPES) -> Path:
     from ..errors import InputError
 
     if not path:
-        raise InputError("Upload a clip first (or pick one of the examples).")
+        raise InputError(NO_CLIP)
     if isinstance(path, dict):  # a FileData the handler was handed unprocessed
         path = path.get("path") or ""
     p = Path(path).resolve()

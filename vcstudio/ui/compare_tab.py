@@ -13,8 +13,8 @@ import gradio as gr
 
 from ..errors import InputError
 from ..jobs.compare import COMPARE_METRICS, best_table, load_entry
-from .common import (VIDEO_TYPES, as_int, device_group, ensure_session, gr_error, gr_update,
-                     run_job, upload)
+from .common import (NO_CLIP, VIDEO_TYPES, about, as_int, device_group, ensure_session,
+                     gr_error, gr_update, job_validator, run_job, upload, validated)
 from .plots import StreamView, plot_update, table_update
 
 # what the Compare job computes, re-exported for the tab's callers
@@ -46,24 +46,51 @@ def past_choices(store, owner=None) -> list[tuple[str, str]]:
              r.id) for r in runs if owner is None or r.config.get("session") == owner]
 
 
+def _check_choice(names, past, prompt, edit_prompt) -> None:
+    if not names and not past:
+        raise about("methods", "Tick at least one method (or a past run) to compare.")
+    if names and (not edit_prompt or not prompt):
+        raise about("prompt" if not prompt else "edit_prompt",
+                    "Give both the source prompt and the edit prompt.")
+
+
+def compare_config(studio, path, prompt, edit_prompt, names, past, frames, size, steps, seed):
+    """The compare job's config from the tab's inputs (the clip already resolved)."""
+    from ..jobs.compare import CompareConfig
+
+    return CompareConfig(video=str(path or ""), prompt=prompt or "",
+                         edit_prompt=edit_prompt or "", variants=list(names or []),
+                         past=list(past or []), seeds=[as_int("Seed", seed)],
+                         model=studio.model or "", frames=as_int("Frames", frames),
+                         size=as_int("Size", size), steps=as_int("Tuning steps", steps),
+                         guidance=5.0 if studio.embedded else 12.5)
+
+
+def compare_check(studio):
+    """The Compare event's validator (common.job_validator): the methods, the prompts, the
+    clip and every variant's tune settings, before the device queue (a past run's owner: the
+    handler, in the session)."""
+    def build(sid, video, prompt, edit_prompt, names, past, frames, size, steps, seed):
+        names, past = list(names or []), list(past or [])
+        _check_choice(names, past, prompt, edit_prompt)
+        if names and not video:
+            raise about("clip", NO_CLIP)
+        path = (video.get("path") if isinstance(video, dict) else video) if names else None
+        return compare_config(studio, path, prompt, edit_prompt, names, past, frames, size,
+                              steps, seed)
+    return job_validator(studio, "compare", build)
+
+
 def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames, size, steps,
                     seed, request=None, progress=None):
     from ..jobs.compare import CompareConfig
 
     sid = ensure_session(studio, sid)
     try:
-        names, past = list(names or []), list(past or [])
-        if not names and not past:
-            raise InputError("Tick at least one method (or a past run) to compare.")
-        if names and (not edit_prompt or not prompt):
-            raise InputError("Give both the source prompt and the edit prompt.")
+        _check_choice(names, past, prompt, edit_prompt)
         path = upload(studio, sid, video) if names else None
-        cfg = CompareConfig(video=str(path or ""), prompt=prompt or "",
-                            edit_prompt=edit_prompt or "", variants=names, past=past,
-                            seeds=[as_int("Seed", seed)], model=studio.model or "",
-                            frames=as_int("Frames", frames), size=as_int("Size", size),
-                            steps=as_int("Tuning steps", steps),
-                            guidance=5.0 if studio.embedded else 12.5)
+        cfg = compare_config(studio, path, prompt, edit_prompt, names, past, frames, size,
+                             steps, seed)
         res, variant, streamed = None, "", {}
         view = StreamView(studio.session(sid).outputs / "previews" / secrets.token_hex(4))
         try:
@@ -219,6 +246,8 @@ def build(studio, sid_state, edit_refs):
         sweep_refresh.click(refresh_sweeps, None, sweeps, api_name=False)
         sweep_btn.click(open_sweep, [sid_state, sweeps], [status, montage, table, plot, files],
                         api_name="open_sweep", concurrency_id="control")
-        btn.click(compare, [sid_state, video, prompt, edit_prompt, names, past, frames, size,
-                            steps, seed], [status, montage, table, plot, files, past],
-                  api_name="compare", concurrency_id=group, concurrency_limit=1)
+        compare_inputs = [sid_state, video, prompt, edit_prompt, names, past, frames, size,
+                          steps, seed]
+        btn.click(compare, compare_inputs, [status, montage, table, plot, files, past],
+                  api_name="compare", concurrency_id=group, concurrency_limit=1,
+                  validator=validated(compare, compare_check(studio), compare_inputs))

@@ -14,9 +14,9 @@ import gradio as gr
 from ..config import DataConfig, DCTConfig, APLAConfig, EditConfig, TuneConfig
 from ..errors import InputError
 from ..methods.registry import PICKABLE
-from .common import (EXAMPLES, VIDEO_TYPES, Ticker, as_float, as_int, device_group,
-                     ensure_session, frame_strip, gr_error, gr_update, last_result, run_job,
-                     upload)
+from .common import (EXAMPLES, about, NO_CLIP, VIDEO_TYPES, Ticker, as_float, as_int,
+                     device_group, ensure_session, frame_strip, gr_error, gr_update,
+                     job_validator, last_result, run_job, upload, validated)
 from .plots import StreamView, plot_update, table_update, table_widths
 
 METHODS = list(PICKABLE)
@@ -160,6 +160,29 @@ def _tune_stream(studio, sid, items):
             yield sid, jid, msg, plot_update(losses, "step", "loss term"), preview, None
 
 
+def tune_job_config(studio, path, prompt, *settings) -> TuneConfig:
+    """The tune job's config from the tab's inputs (``settings``: tune_config's, from frames
+    on): what the handler submits and the validator checks."""
+    if not prompt or not prompt.strip():
+        raise about("prompt", "Describe the clip in the source prompt, e.g. 'a red circle "
+                    "moving right on the beach'.")
+    return tune_config(path, prompt, *settings, model=studio.model or "")
+
+
+def tune_check(studio):
+    """The Tune event's validator (common.job_validator): the clip, the prompt and every
+    setting's range, answered before the event waits for the device."""
+    def build(sid, video, prompt, *settings):
+        if not video:
+            raise about("clip", NO_CLIP)
+        return tune_job_config(studio, _path_of(video), prompt, *settings)
+    return job_validator(studio, "tune", build)
+
+
+def _path_of(video) -> str:
+    return str(video.get("path") or "") if isinstance(video, dict) else str(video)
+
+
 def tune_handler(studio, sid, video, prompt, frames, stride, start, width, height, resize,
                  position, method, steps, lr, seed, adapter, semantic, texture, clws, vgt, disc,
                  hyper, request=None, progress=None):
@@ -167,12 +190,9 @@ def tune_handler(studio, sid, video, prompt, frames, stride, start, width, heigh
     sid = ensure_session(studio, sid)
     try:
         path = upload(studio, sid, video)
-        if not prompt or not prompt.strip():
-            raise InputError("Describe the clip in the source prompt, e.g. 'a red circle moving "
-                             "right on the beach'.")
-        cfg = tune_config(path, prompt, frames, stride, start, width, height, resize, position,
-                          method, steps, lr, seed, adapter, semantic, texture, clws, vgt, disc,
-                          hyper, model=studio.model or "")
+        cfg = tune_job_config(studio, path, prompt, frames, stride, start, width, height,
+                              resize, position, method, steps, lr, seed, adapter, semantic,
+                              texture, clws, vgt, disc, hyper)
         yield from _tune_stream(studio, sid, run_job(studio, sid, "tune", cfg, request,
                                                      progress))
     except Exception as e:
@@ -240,12 +260,8 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
         if not run_dir:
             raise InputError("Tune on a clip first (the Tune button above).")
         run = studio.safe_path(sid, run_dir, must_exist=True)
-        cfg = EditJobConfig(run=str(run), metrics=STREAM_METRICS, edit=EditConfig(
-            prompt=prompt, negative=negative or "", steps=as_int("Sampling steps", steps),
-            guidance=as_float("Guidance", guidance), seed=as_int("Seed", seed),
-            use_inversion=bool(inversion),
-            inversion_prompt={"run": None, "empty": ""}.get(inversion_prompt, inversion_prompt),
-            control=control_configs(studio, sid, control or [])))
+        cfg = edit_job_config(run, prompt, negative, steps, guidance, seed, inversion,
+                              inversion_prompt, control_configs(studio, sid, control or []))
         # streamed: x0 previews, then the frames as they decode, in the video's slot (the
         # final video replaces them); per-frame metrics as each frame is scored
         view = StreamView(studio.session(sid).outputs / "previews" / secrets.token_hex(4))
@@ -274,6 +290,31 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
             view.close()
     except Exception as e:
         raise gr_error(e)
+
+
+def edit_job_config(run, prompt, negative, steps, guidance, seed, inversion,
+                    inversion_prompt="run", control=()):
+    """The edit job's config from the tab's inputs (``control``: built ControlConfigs)."""
+    from ..jobs.edit import STREAM_METRICS, EditJobConfig
+
+    return EditJobConfig(run=str(run), metrics=STREAM_METRICS, edit=EditConfig(
+        prompt=prompt, negative=negative or "", steps=as_int("Sampling steps", steps),
+        guidance=as_float("Guidance", guidance), seed=as_int("Seed", seed),
+        use_inversion=bool(inversion),
+        inversion_prompt={"run": None, "empty": ""}.get(inversion_prompt, inversion_prompt),
+        control=list(control)))
+
+
+def edit_check(studio):
+    """The Edit event's validator: the run named, the prompts and every setting's range (the
+    run folder itself and the Structure panel are checked by the handler, in the session)."""
+    def build(sid, run_dir, prompt, negative, steps, guidance, seed, inversion,
+              inversion_prompt="run", *rest):
+        if not run_dir:
+            raise about("run_dir", "Tune on a clip first (the Tune button above).")
+        return edit_job_config(run_dir, prompt, negative, steps, guidance, seed, inversion,
+                               inversion_prompt)
+    return job_validator(studio, "edit", build)
 
 
 def edit_estimate_text(studio, cfg) -> str:
@@ -599,12 +640,14 @@ def build(studio, sid_state):
         for c in (frames, width, height, steps, method):
             c.change(estimate, [frames, width, height, steps, method], est, api_name=False,
                      concurrency_id="preview", trigger_mode="always_last")
+        tune_inputs = [sid_state, video, prompt, frames, stride, start, width, height, resize,
+                       position, method, steps, lr, seed, adapter, semantic, texture, clws, vgt,
+                       disc, hyper]
         tune_ev = tune_btn.click(
-            tune, [sid_state, video, prompt, frames, stride, start, width, height, resize,
-                   position, method, steps, lr, seed, adapter, semantic, texture, clws, vgt,
-                   disc, hyper],
+            tune, tune_inputs,
             [sid_state, job_id, status, loss_plot, tune_preview, run_dir], api_name="tune",
-            concurrency_id=group, concurrency_limit=1)
+            concurrency_id=group, concurrency_limit=1,
+            validator=validated(tune, tune_check(studio), tune_inputs))
         tune_ev.then(refresh_resumable, sid_state, resumable, api_name=False)
         stop_btn.click(stop, [sid_state, job_id], status, api_name="stop",
                        concurrency_id="control", concurrency_limit=None)
@@ -613,10 +656,12 @@ def build(studio, sid_state):
                          api_name="resume", concurrency_id=group, concurrency_limit=1).then(
             refresh_resumable, sid_state, resumable, api_name=False)
         resume_refresh.click(refresh_resumable, sid_state, resumable, api_name=False)
-        edit_btn.click(edit, [sid_state, run_dir, eprompt, negative, esteps, guidance, eseed,
-                              inversion, inv_prompt, control], [out_video, out_gif, estatus, metric_plot,
+        edit_inputs = [sid_state, run_dir, eprompt, negative, esteps, guidance, eseed,
+                       inversion, inv_prompt, control]
+        edit_btn.click(edit, edit_inputs, [out_video, out_gif, estatus, metric_plot,
                                            metric_table],
-                       api_name="edit", concurrency_id=group, concurrency_limit=1)
+                       api_name="edit", concurrency_id=group, concurrency_limit=1,
+                       validator=validated(edit, edit_check(studio), edit_inputs))
         tav_btn.click(open_tav, [sid_state, tav_folder], [sid_state, tav_status, run_dir],
                       api_name="open_tav", concurrency_id=group, concurrency_limit=1)
         push_btn.click(push, [sid_state, run_dir, repo, token, public], push_status,

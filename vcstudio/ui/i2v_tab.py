@@ -10,9 +10,9 @@ from typing import Optional
 import gradio as gr
 
 from ..errors import InputError
-from .common import (IMAGE_TYPES, VIDEO_TYPES, Ticker, as_float, as_int, device_group,
-                     ensure_session, gr_error, gr_update, run_job, series_frame,
-                     upload)
+from .common import (IMAGE_TYPES, NO_CLIP, VIDEO_TYPES, Ticker, about, as_float, as_int,
+                     device_group, ensure_session, gr_error, gr_update, job_validator,
+                     run_job, series_frame, upload, validated)
 
 
 def _stream(items, n_outputs: int, status_at: int):
@@ -82,23 +82,68 @@ def _ab_outputs(base_video, tuned_video, scores):
     return str(base_video), str(tuned_video), plot, note
 
 
+NO_LORA = "Give a tuned LoRA file, or use Reward-tune below to make one."
+
+
+def ab_config(model, img, prompt, lora, frames, size, steps, seed):
+    """The i2v_ab job's config from the tab's inputs (model and files already resolved)."""
+    from ..jobs.i2v_ab import I2VABConfig
+
+    return I2VABConfig(model=model, image=str(img), prompt=prompt or "", lora=str(lora),
+                       ab=True, frames=as_int("Frames", frames), size=as_int("Size", size),
+                       steps=as_int("Sampling steps", steps), seed=as_int("Seed", seed),
+                       name="i2v-tuned.mp4")
+
+
+def reward_config(model, img, prompt, frames, size, steps, seed, tune_steps, lr, rank):
+    """The i2v_tune job's config from the tab's inputs (model and image already resolved)."""
+    from ..jobs.i2v_tune import I2VTuneConfig, I2VTuneJobConfig
+
+    size = as_int("Size", size) or None
+    tune_steps = as_int("Reward steps", tune_steps)
+    return I2VTuneJobConfig(
+        model=model, images=[str(img)], prompts=[prompt] if prompt else [],
+        tune=I2VTuneConfig(steps=tune_steps, lr=as_float("Learning rate", lr),
+                           lora_rank=as_int("LoRA rank", rank),
+                           num_frames=as_int("Frames", frames) or None, height=size,
+                           width=size, inference_steps=as_int("Sampling steps", steps),
+                           encoder="auto", seed=as_int("Seed", seed),
+                           eval_every=max(1, tune_steps // 5)))
+
+
+def i2v_check(studio, tune: bool = False):
+    """The I2V A/B (``tune``: reward-tune) event's validator (common.job_validator): the
+    model, the image and LoRA named, and every setting's range, before the device queue."""
+    def build(sid, image, prompt, model, *rest):
+        if tune:
+            frames, size, steps, seed, tune_steps, lr, rank = rest[:7]
+        else:
+            lora, frames, size, steps, seed = rest[:5]
+        model = _check_request(studio, model, frames, size)
+        if not tune and not lora:
+            raise about("lora", NO_LORA)
+        if not image:
+            raise about("image", NO_CLIP)
+        img = image.get("path") if isinstance(image, dict) else image
+        if tune:
+            return reward_config(model, img, prompt, frames, size, steps, seed, tune_steps,
+                                 lr, rank)
+        return ab_config(model, img, prompt, lora, frames, size, steps, seed)
+    return job_validator(studio, "i2v_tune" if tune else "i2v_ab", build)
+
+
 def generate_ab_stream(studio, sid, image, prompt, model, lora, frames, size, steps, seed,
                        request=None, progress=None):
     """Generator: base vs tuned (a LoRA from `vcstudio i2v-tune` or the tuning below) videos
     from one image, same seed."""
-    from ..jobs.i2v_ab import I2VABConfig
-
     sid = ensure_session(studio, sid)
     try:
         model = _check_request(studio, model, frames, size)
         if not lora:
-            raise InputError("Give a tuned LoRA file, or use Reward-tune below to make one.")
+            raise InputError(NO_LORA)
         img = upload(studio, sid, image, IMAGE_TYPES)
         lora_path = studio.safe_path(sid, lora, must_exist=True)
-        cfg = I2VABConfig(model=model, image=str(img), prompt=prompt or "", lora=str(lora_path),
-                          ab=True, frames=as_int("Frames", frames), size=as_int("Size", size),
-                          steps=as_int("Sampling steps", steps), seed=as_int("Seed", seed),
-                          name="i2v-tuned.mp4")
+        cfg = ab_config(model, img, prompt, lora_path, frames, size, steps, seed)
         res = yield from _stream(run_job(studio, sid, "i2v_ab", cfg, request, progress), 4, 3)
         yield _ab_outputs(res.base_video, res.video, res.scores)
     except Exception as e:
@@ -118,22 +163,11 @@ def reward_tune(studio, sid, image, prompt, model, frames, size, steps, seed, tu
                 rank, request=None, progress=None):
     """Generator: VCD reward tuning (VCD paper, eq. 3) on one image with its curves streamed,
     then base vs tuned with the same seed."""
-    from ..jobs.i2v_tune import I2VTuneConfig, I2VTuneJobConfig
-
     sid = ensure_session(studio, sid)
     try:
         model = _check_request(studio, model, frames, size)
         img = upload(studio, sid, image, IMAGE_TYPES)
-        size = as_int("Size", size) or None
-        tune_steps = as_int("Reward steps", tune_steps)
-        cfg = I2VTuneJobConfig(
-            model=model, images=[str(img)], prompts=[prompt] if prompt else [],
-            tune=I2VTuneConfig(steps=tune_steps, lr=as_float("Learning rate", lr),
-                               lora_rank=as_int("LoRA rank", rank),
-                               num_frames=as_int("Frames", frames) or None, height=size,
-                               width=size, inference_steps=as_int("Sampling steps", steps),
-                               encoder="auto", seed=as_int("Seed", seed),
-                               eval_every=max(1, tune_steps // 5)))
+        cfg = reward_config(model, img, prompt, frames, size, steps, seed, tune_steps, lr, rank)
         curves: dict[str, list] = {}
         res, tick = None, Ticker()
         for item in run_job(studio, sid, "i2v_tune", cfg, request, progress):
@@ -233,10 +267,12 @@ def build(studio, sid_state, edit_refs):
 
         score_btn.click(score_vcd_api, [sid_state, video, image], [plot, summary],
                         api_name="score_vcd", concurrency_id=group, concurrency_limit=1)
-        gen.click(i2v, [sid_state, cond, iprompt, model, lora, frames, size, steps, seed],
-                  [base_v, tuned_v, ab_plot, tstatus], api_name="i2v", concurrency_id=group,
-                  concurrency_limit=1)
-        tune_btn.click(i2v_tune, [sid_state, cond, iprompt, model, frames, size, steps, seed,
-                                  tune_steps, lr, rank],
-                       [tstatus, curve, base_v, tuned_v, ab_plot, lora], api_name="i2v_tune",
-                       concurrency_id=group, concurrency_limit=1)
+        ab_inputs = [sid_state, cond, iprompt, model, lora, frames, size, steps, seed]
+        gen.click(i2v, ab_inputs, [base_v, tuned_v, ab_plot, tstatus], api_name="i2v",
+                  concurrency_id=group, concurrency_limit=1,
+                  validator=validated(i2v, i2v_check(studio), ab_inputs))
+        reward_inputs = [sid_state, cond, iprompt, model, frames, size, steps, seed,
+                         tune_steps, lr, rank]
+        tune_btn.click(i2v_tune, reward_inputs, [tstatus, curve, base_v, tuned_v, ab_plot, lora],
+                       api_name="i2v_tune", concurrency_id=group, concurrency_limit=1,
+                       validator=validated(i2v_tune, i2v_check(studio, True), reward_inputs))

@@ -9,8 +9,8 @@ from typing import Optional
 import gradio as gr
 
 from ..errors import InputError
-from .common import (Ticker, as_int, device_group, ensure_session, frame_strip, gr_error,
-                     gr_update, run_job)
+from .common import (Ticker, about, as_int, device_group, ensure_session, frame_strip,
+                     gr_error, gr_update, job_validator, run_job, validated)
 
 
 def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion: str):
@@ -44,11 +44,35 @@ def long_config(story, prompts, frames, window, stride, fusion, steps, seed, use
                       seed=as_int("Seed", seed), masks=bool(use_masks), mask=mask)
 
 
+NO_RUN = ("Tune a clip in the Edit-from-Video tab first: long videos are generated from a "
+          "tuned run.")
+
+
 def _run(studio, sid, run_dir):
     if not run_dir:
-        raise InputError("Tune a clip in the Edit-from-Video tab first: long videos are "
-                         "generated from a tuned run.")
+        raise InputError(NO_RUN)
     return studio.safe_path(sid, run_dir, must_exist=True)
+
+
+def long_check(studio, masks_only: bool = False):
+    """The Long and Mask-preview events' validator (common.job_validator): the run named,
+    the prompts, the frame/window/stride plan and every setting's range, answered before the
+    event waits for the device (the run folder and the Structure panel: the handler)."""
+    from ..jobs.long import LongJobConfig
+
+    def build(sid, run_dir, story, prompts, frames, window, stride, fusion, steps, seed, *rest):
+        if not run_dir:
+            raise about("run_dir", NO_RUN)
+        if masks_only:
+            mask_method, sam, candidates = rest[:3]
+            use_masks, tune_steps = True, 0
+        else:
+            use_masks, mask_method, sam, candidates, tune_steps = rest[:5]
+        cfg = long_config(story, prompts, frames, window, stride, fusion, steps, seed,
+                          use_masks, mask_method, studio.server_path("SAM checkpoint", sam),
+                          candidates, tune_steps)
+        return LongJobConfig(str(run_dir), cfg, masks_only=masks_only)
+    return job_validator(studio, "long", build)
 
 
 def mask_gallery(candidates, candidate_masks, fused, masks) -> list:
@@ -185,6 +209,12 @@ def build(studio, sid_state, edit_refs):
         def long_plan(story: str, prompts: str, frames: float, window: float, stride: float,
                       fusion: str):
             """Timeline, scene graph and window layout (model-free, instant)."""
+            from gradio.components.number import Number
+
+            # the sliders' bounds (left to the Long event's validator, common.validated): a
+            # plan of 10^8 frames would not be instant
+            for comp, val in ((frames_in, frames), (window_in, window), (stride_in, stride)):
+                Number.raise_if_out_of_bounds(val, comp.minimum, comp.maximum)
             return plan(story, prompts, frames, window, stride, fusion)
 
         def long(session: str, run_dir: str, story: str, prompts: str, frames: float,
@@ -207,15 +237,18 @@ def build(studio, sid_state, edit_refs):
                                      stride, fusion, steps, seed, mask_method, sam_checkpoint,
                                      candidates, request, progress)
 
+        frames_in, window_in, stride_in = frames, window, stride
         plan_btn.click(long_plan, [story, prompts, frames, window, stride, fusion],
                        [graph, segs, layout, windows], api_name="long_plan",
                        concurrency_id="preview")
         common = [sid_state, edit_refs["run_dir"], story, prompts, frames, window, stride,
                   fusion, steps, seed]
-        gen_btn.click(long, common + [use_masks, mask_method, sam_ckpt, candidates, tune_steps,
-                                      control],
-                      [video, status, so_far, masks_view], api_name="long",
-                      concurrency_id=group, concurrency_limit=1)
-        mask_btn.click(mask_preview, common + [mask_method, sam_ckpt, candidates],
-                       [masks_view, status], api_name="mask_preview", concurrency_id=group,
-                       concurrency_limit=1)
+        long_inputs = common + [use_masks, mask_method, sam_ckpt, candidates, tune_steps,
+                                control]
+        gen_btn.click(long, long_inputs, [video, status, so_far, masks_view], api_name="long",
+                      concurrency_id=group, concurrency_limit=1,
+                      validator=validated(long, long_check(studio), long_inputs))
+        mask_inputs = common + [mask_method, sam_ckpt, candidates]
+        mask_btn.click(mask_preview, mask_inputs, [masks_view, status],
+                       api_name="mask_preview", concurrency_id=group, concurrency_limit=1,
+                       validator=validated(mask_preview, long_check(studio, True), mask_inputs))
