@@ -2,62 +2,22 @@
 the platform user-data dir under HOME, outside both the temp dir and the working dir. Gradio
 serves nothing from there unless the app names it in ``allowed_paths``; a test that only ever
 ran with VCSTUDIO_DATA in the temp dir hid exactly that."""
-import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from app_process import app_py as start_app
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def default_app(tmp_path_factory):
-    base = tmp_path_factory.mktemp("default-app")
-    home, tmp = base / "home", base / "tmp"
-    home.mkdir()
-    tmp.mkdir()
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("VCSTUDIO_DATA", "XDG_DATA_HOME", "GRADIO_TEMP_DIR", "VCSTUDIO_MODEL")}
-    # the app's temp dir is tmp/, its working dir the repository: HOME lies outside both
-    env.update(HOME=str(home), TMPDIR=str(tmp), PORT=str(port), HF_HUB_OFFLINE="1",
-               GRADIO_ANALYTICS_ENABLED="False")
-    log = open(base / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(1)
-    else:
-        proc.kill()
-    if proc.poll() is not None:
-        log.close()
-        pytest.fail("python app.py did not start:\n" + (base / "app.log").read_text()[-3000:])
-    yield {"url": url, "home": home, "tmp": tmp, "log": base / "app.log"}
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with start_app(tmp_path_factory.mktemp("default-app")) as app:
+        yield app
 
 
 def test_files_from_the_default_data_folder_are_served(default_app, clip8, tmp_path):

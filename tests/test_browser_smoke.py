@@ -5,15 +5,12 @@ a non-square clip uploaded, the preview checked for its aspect, a tune started a
 edit generated from the stopped checkpoint; screenshots at each stage, no "Error" on screen."""
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from app_process import app_py as start_app
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -35,47 +32,12 @@ def _need_browser():
         pytest.skip(missing)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_py(tmp_path_factory):
     """`python app.py` with HOME (and so the default data folder) in a temporary folder."""
     _need_browser()
-    base = tmp_path_factory.mktemp("browser-app")
-    home, tmp = base / "home", base / "tmp"
-    home.mkdir()
-    tmp.mkdir()
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("VCSTUDIO_DATA", "XDG_DATA_HOME", "GRADIO_TEMP_DIR", "VCSTUDIO_MODEL")}
-    env.update(HOME=str(home), TMPDIR=str(tmp), PORT=str(port), HF_HUB_OFFLINE="1",
-               GRADIO_ANALYTICS_ENABLED="False")
-    log = open(base / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            time.sleep(1)
-    if proc.poll() is not None or time.time() >= deadline:
-        proc.kill()
-        log.close()
-        pytest.fail("python app.py did not start:\n" + (base / "app.log").read_text()[-3000:])
-    yield {"url": url, "home": home, "log": base / "app.log"}
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with start_app(tmp_path_factory.mktemp("browser-app")) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
