@@ -392,10 +392,17 @@ def test_a_closed_tab_stops_its_jobs(app, wide_clip):
 
     studio = app["studio"]
     c = Client(app["url"], verbose=False)
-    # the clip's full size: long enough (minutes if never stopped) that it can only end
-    # stopped by the heartbeat's end, however fast the machine
-    c.submit(clip=handle_file(str(wide_clip)), prompt="a red circle", frames=8, width=128,
-             height=64, steps=100, lr=1e-3, api_name="/tune")
+    # a 256x128 clip at full size: a tune of minutes if never stopped (a 128x64 one took 12 s
+    # on an idle machine, less than Gradio takes to notice a closed client), so it can only
+    # end stopped by the heartbeat's end, however fast the machine
+    from vcstudio.io import write_mp4
+    from vcstudio.io.synthetic import moving_shape_clip
+
+    half = moving_shape_clip(8, 128, dx=6.0)
+    big = write_mp4(np.concatenate([half, half[:, :, ::-1]], axis=2),
+                    wide_clip.parent / "wide256.mp4")
+    c.submit(clip=handle_file(str(big)), prompt="a red circle", frames=8, width=256,
+             height=128, steps=100, lr=1e-3, api_name="/tune")
     deadline, jid = time.time() + 60, None
     while time.time() < deadline and jid is None:
         live = [h for h in list(studio._jobs.values())
