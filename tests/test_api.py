@@ -158,6 +158,22 @@ def test_out_of_range_numbers_are_errors(app, wide_clip, args, msg):
         c.predict(prompts="a\nb", frames=100000000, window=8, stride=4, api_name="/long_plan")
 
 
+@pytest.mark.parametrize("args,msg", [
+    (dict(frames=-3), r"Frames must be within 1\.\.\d+; got -3"),
+    (dict(width=-64), r"Width \(px\) must be within 16\.\.\d+; got -64"),
+    (dict(steps=100000), r"Tuning steps must be within 10\.\.100; got 100000"),
+])
+def test_the_estimate_refuses_the_numbers_the_tune_refuses(app, args, msg):
+    """/estimate reads the Tune's sliders, whose bounds the Tune's validator checks: it checks
+    them too (it once gave an estimate for -3 frames)."""
+    from gradio_client import Client
+
+    c = Client(app["url"], verbose=False)
+    with pytest.raises(Exception, match=msg):
+        c.predict(**{**dict(frames=4, width=64, height=32, steps=10), **args},
+                  api_name="/estimate")
+
+
 def _upload(url: str, path: Path) -> str:
     import httpx
 

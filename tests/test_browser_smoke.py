@@ -59,6 +59,17 @@ def _no_error_on_screen(pg, where: str) -> None:
     assert not visible, f"{where}: an Error badge is on screen"
 
 
+def _legend(pg, plot_id: str) -> tuple[list[str], list[str]]:
+    """(all legend entries of a LinePlot, those that lie inside its box): Gradio's fixed
+    ``height`` once clipped them off, leaving a legend heading with nothing under it."""
+    return tuple(pg.evaluate("""id => {
+        const box = document.getElementById(id).getBoundingClientRect();
+        const all = Array.from(document.querySelectorAll('#' + id + ' .role-legend-label text'));
+        const inside = all.filter(t => { const r = t.getBoundingClientRect();
+            return r.height > 0 && r.top >= box.top && r.bottom <= box.bottom; });
+        return [all.map(t => t.textContent), inside.map(t => t.textContent)]; }""", plot_id))
+
+
 def test_upload_preview_tune_stop_edit(app_py, wide_clip):
     from playwright.sync_api import sync_playwright
 
@@ -114,6 +125,8 @@ def test_upload_preview_tune_stop_edit(app_py, wide_clip):
             pg.wait_for_timeout(500)
             pg.screenshot(path=str(SHOTS / "3-stopped.png"), full_page=True)
             _no_error_on_screen(pg, "stopped")
+            names, shown = _legend(pg, "edit-loss-plot")
+            assert names and shown == names, (names, shown)
             run_dir = tab.get_by_label("Run folder (this session's)").input_value()
             data = app_py["home"] / ".local" / "share" / "vcstudio"
             assert Path(run_dir).resolve().is_relative_to(data.resolve())
@@ -135,6 +148,8 @@ def test_upload_preview_tune_stop_edit(app_py, wide_clip):
             assert (vw, vh) == (64, 32)
             pg.screenshot(path=str(SHOTS / "4-edit.png"), full_page=True)
             _no_error_on_screen(pg, "edit")
+            names, shown = _legend(pg, "edit-metric-plot")
+            assert len(names) >= 2 and shown == names, (names, shown)
         finally:
             b.close()
     assert "Traceback" not in app_py["log"].read_text()

@@ -111,13 +111,32 @@ def validated(fn, check, inputs=()):
     import gradio as gr
 
     check.main = fn
-    check.bounds = {}
-    for i, comp in enumerate(inputs):
-        if isinstance(comp, (gr.Slider, gr.Number)) and (comp.minimum is not None
-                                                         or comp.maximum is not None):
-            check.bounds[i] = (comp.label or f"input {i}", comp.minimum, comp.maximum)
-            comp.preprocess = functools.partial(_unbounded, comp)  # bounds: the validator
+    check.bounds = bounds_of(inputs)
+    for i in check.bounds:
+        comp = inputs[i]
+        comp.preprocess = functools.partial(_unbounded, comp)  # bounds: the validator
     return check
+
+
+def bounds_of(inputs) -> dict:
+    """{input index: (label, min, max)} of the bounded number inputs among ``inputs``. Once
+    :func:`validated` has taken a slider's bounds off its preprocessing, every other event
+    on that slider (the estimate) checks them with :func:`check_bounds`."""
+    import gradio as gr
+
+    return {i: (comp.label or f"input {i}", comp.minimum, comp.maximum)
+            for i, comp in enumerate(inputs)
+            if isinstance(comp, (gr.Slider, gr.Number))
+            and (comp.minimum is not None or comp.maximum is not None)}
+
+
+def check_bounds(bounds: dict, args) -> None:
+    """Raise the gr.Error "<label> must be within lo..hi; got v." for the first out-of-range
+    number of ``args`` (bounds from :func:`bounds_of`)."""
+    try:
+        _check_bounds(bounds, args)
+    except VcsError as e:
+        raise gr_error(e) from None
 
 
 def _unbounded(comp, payload):

@@ -222,7 +222,7 @@ def build(studio, sid_state, edit_refs):
                 table = gr.Dataframe(label="Metrics (★ = best)", interactive=False, wrap=True)
         with gr.Row():
             plot = gr.LinePlot(x="frame", y="value", color="series",
-                               label="Per-frame CLIP alignment and warp error", height=240)
+                               label="Per-frame CLIP alignment and warp error")
             files = gr.File(label="Export (CSV, JSON)", file_count="multiple")
         # -- the named API (API.md)
         def refresh_past(session: str):

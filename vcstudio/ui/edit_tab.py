@@ -16,7 +16,8 @@ from ..errors import InputError
 from ..methods.registry import PICKABLE
 from .common import (EXAMPLES, about, NO_CLIP, VIDEO_TYPES, Ticker, as_float, as_int,
                      device_group, ensure_session, frame_strip, gr_error, gr_update,
-                     job_validator, last_result, run_job, upload, validated)
+                     bounds_of, check_bounds, job_validator, last_result, run_job, upload,
+                     validated)
 from .plots import StreamView, plot_update, table_update, table_widths
 
 METHODS = list(PICKABLE)
@@ -492,7 +493,7 @@ def build(studio, sid_state):
                     resume_btn = gr.Button("Resume", scale=1)
                 status = gr.Markdown("Ready.", elem_id="edit-status", label="Status")
                 loss_plot = gr.LinePlot(x="step", y="value", color="series", label="Loss",
-                                        height=200)
+                                        elem_id="edit-loss-plot")
                 tune_preview = gr.Image(label="Preview while tuning", height=110,
                                         interactive=False)
         run_dir = gr.Textbox(value="", label="Run folder (this session's)", interactive=False)
@@ -528,7 +529,7 @@ def build(studio, sid_state):
                 out_gif = gr.File(label="GIF")
         with gr.Row():
             metric_plot = gr.LinePlot(x="frame", y="value", color="series",
-                                      label="Per-frame metrics", height=220)
+                                      label="Per-frame metrics", elem_id="edit-metric-plot")
             metric_table = gr.Dataframe(headers=SCORE_HEADERS, label="Per-video metrics",
                                         interactive=False, wrap=True,
                                         column_widths=table_widths(SCORE_HEADERS))
@@ -568,6 +569,7 @@ def build(studio, sid_state):
         def estimate(frames: float, width: float, height: float, steps: float,
                      method: str) -> str:
             """Memory and time of a tune with these settings (never waits for the device)."""
+            check_bounds(est_bounds, (frames, width, height, steps))
             return estimate_text(studio, frames, width, height, steps, method)
 
         def tune(session: str, clip: Optional[str], prompt: str, frames: float, stride: float,
@@ -635,6 +637,7 @@ def build(studio, sid_state):
         strip_btn.click(preview, fit_inputs, fit_outputs, api_name="preview",
                         concurrency_id="preview", concurrency_limit=4)
         est_btn = gr.Button(visible=False)
+        est_bounds = bounds_of([frames, width, height, steps])
         est_btn.click(estimate, [frames, width, height, steps, method], est,
                       api_name="estimate", concurrency_id="preview")
         for c in (frames, width, height, steps, method):

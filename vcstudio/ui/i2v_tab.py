@@ -209,8 +209,7 @@ def build(studio, sid_state, edit_refs):
                                  type="filepath", height=200, image_mode=None)
                 score_btn = gr.Button("Score VCD", variant="primary")
                 summary = gr.Markdown(label="Summary")
-            plot = gr.LinePlot(x="frame", y="value", color="series", label="Per-frame VCD",
-                               height=260)
+            plot = gr.LinePlot(x="frame", y="value", color="series", label="Per-frame VCD")
         gr.Markdown("### Reward-tune an image-to-video model with VCD (VCD paper, eq. 3)\n"
                     "LoRA on the denoiser's attention, truncated backprop through the last "
                     "denoising step, VCD as the loss. Then base and tuned play side by side from "
@@ -238,12 +237,12 @@ def build(studio, sid_state, edit_refs):
                 tstatus = gr.Markdown(label="Status")
             with gr.Column():
                 curve = gr.LinePlot(x="step", y="value", color="series",
-                                    label="VCD per reward step", height=200)
+                                    label="VCD per reward step")
                 with gr.Row():
                     base_v = gr.Video(label="Base", height=200, autoplay=True, loop=True)
                     tuned_v = gr.Video(label="VCD-tuned", height=200, autoplay=True, loop=True)
                 ab_plot = gr.LinePlot(x="frame", y="value", color="series",
-                                      label="Per-frame VCD: base vs tuned", height=200)
+                                      label="Per-frame VCD: base vs tuned")
         # -- the named API (API.md)
         def score_vcd_api(session: str, video: Optional[str], image: Optional[str],
                           request: gr.Request, progress=gr.Progress()):
