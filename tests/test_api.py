@@ -259,6 +259,29 @@ def public_app(tiny_sd, tmp_path_factory):
     os.environ.pop("VCSTUDIO_MODEL", None)
 
 
+def test_idle_visitors_gradio_state_is_dropped_and_they_can_come_back(public_app):
+    """Gradio keeps a state per visitor until 10,000 of them; the public studio's sweep drops
+    those idle for the TTL (vcstudio/ui/visitor_state.py). Two visitors' states are kept while
+    they are active, dropped once idle, and a visitor who returns is answered again."""
+    from gradio_client import Client
+
+    from vcstudio.ui.visitor_state import drop_idle_states
+
+    holder = public_app["demo"].state_holder
+    est = dict(frames=4, width=64, height=32, steps=10, api_name="/estimate")
+    a, b = (Client(public_app["url"], verbose=False) for _ in range(2))
+    for c in (a, b):
+        assert "GiB" in c.predict(**est)
+    ours = {a.session_hash, b.session_hash}
+    assert ours <= set(holder.session_data)
+    assert drop_idle_states(public_app["demo"], 3600) == 0
+    assert ours <= set(holder.session_data)
+    time.sleep(0.3)
+    assert drop_idle_states(public_app["demo"], 0.2) >= 2
+    assert not ours & set(holder.session_data)
+    assert "GiB" in a.predict(**est)
+
+
 def _preview_args(session: str, clip) -> list:
     return [session, clip, 4, 1, 0, 64, 32, "crop", "center"]
 

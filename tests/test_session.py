@@ -298,12 +298,12 @@ def test_uploads_copied_with_limits(studio, tmp_path):
     small = up / "my clip (1).MP4"
     small.write_bytes(b"v" * 5000)
     dest = studio.save_upload(sess.id, small, allowed_suffixes=[".mp4", ".gif"])
-    assert dest.parent == sess.uploads and dest.read_bytes() == b"v" * 5000
-    # named by content (one copy per distinct upload), only the cleaned suffix kept
-    assert dest.name == hashlib.sha256(b"v" * 5000).hexdigest() + ".mp4"
+    assert dest.read_bytes() == b"v" * 5000
+    # in a folder named by content (one copy per distinct upload), under the cleaned name
+    assert dest == sess.uploads / hashlib.sha256(b"v" * 5000).hexdigest() / "my clip _1_.mp4"
     assert studio.save_upload(sess.id, small, allowed_suffixes=[".mp4"]) == dest
     d2 = studio.save_upload(sess.id, b"png!", name="../../etc/evil.png")
-    assert d2.parent == sess.uploads and d2.name == hashlib.sha256(b"png!").hexdigest() + ".png"
+    assert d2 == sess.uploads / hashlib.sha256(b"png!").hexdigest() / "evil.png"
 
     big = up / "big.mp4"
     big.write_bytes(b"v" * 20000)  # limit is 0.01 MB = 10485 bytes
@@ -321,7 +321,8 @@ def test_uploads_copied_with_limits(studio, tmp_path):
     os.symlink(elsewhere, up / "sneaky.mp4")  # a link inside the upload folder pointing out
     with pytest.raises(InputError, match="upload box"):
         studio.save_upload(sess.id, up / "sneaky.mp4")
-    assert sorted(p.name for p in sess.uploads.iterdir()) == sorted([dest.name, d2.name])
+    assert sorted(p.name for p in sess.uploads.iterdir()) == sorted([dest.parent.name,
+                                                                      d2.parent.name])
 
 
 def test_cleanup_removes_only_old_idle_sessions(studio):

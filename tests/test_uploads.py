@@ -1,4 +1,5 @@
-"""One stored copy per distinct upload: named by content hash, copied in chunks under a limit."""
+"""One stored copy per distinct upload: in a folder named by content hash, under the client's
+cleaned file name, copied in chunks under a limit."""
 import hashlib
 import os
 
@@ -6,7 +7,7 @@ import pytest
 
 from vcstudio.errors import InputError
 from vcstudio.io import store_upload
-from vcstudio.io.uploads import CHUNK, clean_suffix
+from vcstudio.io.uploads import CHUNK, clean_name, clean_suffix
 
 VIDEO = (".mp4", ".webm", ".mov", ".avi", ".gif", ".zip")
 
@@ -20,9 +21,11 @@ def test_same_content_is_stored_once(tmp_path):
     p1 = store_upload(a, folder, 10 * CHUNK, VIDEO)
     p2 = store_upload(b, folder, 10 * CHUNK, VIDEO)
     p3 = store_upload(data, folder, 10 * CHUNK, VIDEO, name="third.mp4")
-    assert p1 == p2 == p3 == folder / f"{hashlib.sha256(data).hexdigest()}.mp4"
+    # the first name it came with: a message about the file names what the visitor chose
+    assert p1 == p2 == p3 == folder / hashlib.sha256(data).hexdigest() / "a.mp4"
     assert p1.read_bytes() == data
-    assert sorted(os.listdir(folder)) == [p1.name]  # no second copy, no temp left over
+    assert sorted(os.listdir(folder)) == [p1.parent.name]  # no temp left over
+    assert os.listdir(p1.parent) == ["a.mp4"]  # no second copy
     c = tmp_path / "c.mp4"
     c.write_bytes(data + b"x")
     p4 = store_upload(c, folder, 10 * CHUNK, VIDEO)
@@ -58,7 +61,11 @@ def test_suffix_checked_and_cleaned(tmp_path):
     with pytest.raises(InputError, match="not a supported"):
         store_upload(b"data", folder, 100, VIDEO, name="x.mp4;rm -rf")
     p = store_upload(b"data", folder, 100, ["mp4"], name="../../Clip.MP4")
-    assert p.parent == folder and p.suffix == ".mp4"
+    assert p.parent.parent == folder and p.name == "Clip.mp4"
+    assert clean_name("my clip (1).MP4", ".mp4") == "my clip _1_.mp4"
+    assert clean_name("../.hidden;rm -rf.mp4", ".mp4") == "hidden_rm -rf.mp4"
+    assert clean_name("\u00e9t\u00e9.gif", ".gif") == "_t_.gif"
+    assert clean_name("...", ".mp4") == "upload.mp4"
     assert clean_suffix("a.tar.GZ") == ".gz" and clean_suffix("noext") == ""
     assert clean_suffix("C:\\x\\y.WebM") == ".webm"
 
@@ -77,6 +84,7 @@ def test_damaged_earlier_copy_is_replaced(tmp_path):
     data = b"the real content"
     folder = tmp_path / "up"
     folder.mkdir()
-    stale = folder / f"{hashlib.sha256(data).hexdigest()}.mp4"
+    stale = folder / hashlib.sha256(data).hexdigest() / "a.mp4"
+    stale.parent.mkdir()
     stale.write_bytes(b"the real")  # cut short by a crash of an older version
     assert store_upload(data, folder, 100, name="a.mp4").read_bytes() == data

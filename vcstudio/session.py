@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from .config import Limits, from_dict, to_dict
 from .errors import CancelledError, InputError, OutOfMemoryError, VcsError
+from .memory import release_freed_host_memory
 from .models.cache import ModelCache, default_cache
 from .progress import CancelToken, Event
 from .io.uploads import store_upload
@@ -551,15 +552,20 @@ class Studio:
                 self._record_expired(folder.name)
         return removed
 
-    def start_cleanup(self, interval_s: float, max_age_s: float) -> threading.Thread:
+    def start_cleanup(self, interval_s: float, max_age_s: float,
+                      also: Sequence[Callable[[float], Any]] = ()) -> threading.Thread:
         """Every ``interval_s``, delete the sessions idle for ``max_age_s`` (a public studio
-        bounds its disk use so; a desktop never calls this: its owner's runs are kept)."""
+        bounds its disk use so; a desktop never calls this: its owner's runs are kept), then
+        call each of ``also`` with ``max_age_s`` (the UI drops its idle per-visitor state)."""
         def loop() -> None:
             while not self._closing.wait(interval_s):
                 try:
                     self.cleanup_sessions(max_age_s)
+                    for fn in also:
+                        fn(max_age_s)
                 except Exception:
                     log.exception("session cleanup failed")
+                release_freed_host_memory()
 
         t = threading.Thread(target=loop, name="vcstudio-session-cleanup", daemon=True)
         t.start()
@@ -727,6 +733,7 @@ class Studio:
                 subs, h.subscribers = h.subscribers, []
             for q in subs:
                 _put_latest(q, _END)
+            release_freed_host_memory()  # the job's arrays are freed: return their pages
 
     def _record(self, job_id: str, **fields: Any) -> None:
         # a worker outliving close() must not die on the closed store; the job stays

@@ -1,4 +1,8 @@
-"""One stored copy per distinct upload: files are named by the SHA-256 of their content."""
+"""One stored copy per distinct upload: ``<folder>/<sha256 of the content>/<client's name>``.
+
+The content hash keeps one copy however often a page re-reads the same file; the client's
+(cleaned) file name inside it is what a message about the file names, so a visitor reads
+"Could not open notes.mp4 as a video", not a 64-digit hash."""
 from __future__ import annotations
 
 import contextlib
@@ -16,6 +20,14 @@ from .frames import shown
 CHUNK = 1 << 20
 
 
+def clean_name(name: str, suffix: str) -> str:
+    """A client's file name reduced to letters, digits, ``._-`` and spaces (at most 80
+    characters, no leading dot), ending in ``suffix``: safe to store, still recognisable."""
+    stem = os.path.splitext(Path(name.replace("\\", "/")).name)[0]
+    stem = re.sub(r"[^A-Za-z0-9._ -]", "_", stem).strip(" .")[:80]
+    return (stem or "upload") + suffix
+
+
 def clean_suffix(name: str) -> str:
     """The lower-cased extension of a client's file name, letters and digits only ('' if
     none): the stored name never carries anything else the client sent."""
@@ -27,13 +39,15 @@ def clean_suffix(name: str) -> str:
 def store_upload(src: str | os.PathLike | bytes, folder: str | os.PathLike, limit_bytes: int,
                  allowed_suffixes: Optional[Iterable[str]] = None,
                  name: Optional[str] = None) -> Path:
-    """Copy ``src`` (a file path or the raw bytes) into ``folder`` as ``<sha256><suffix>``.
+    """Copy ``src`` (a file path or the raw bytes) into ``folder`` as
+    ``<sha256>/<name>`` (:func:`clean_name`).
 
     The copy goes in 1 MiB chunks and stops as soon as it passes ``limit_bytes`` (the size is
     counted while copying, not trusted from the file system: the file may still grow). The
-    suffix comes from ``name`` (the client's file name) or else ``src``'s name, and must be one
-    of ``allowed_suffixes`` when given. When the same content was stored before, that file is
-    returned (its mtime refreshed, so age-based cleanup keeps it) and nothing is written.
+    name comes from ``name`` (the client's file name) or else ``src``'s name; its suffix must
+    be one of ``allowed_suffixes`` when given. When the same content was stored before with
+    that suffix, that file is returned (its mtime refreshed, so age-based cleanup keeps it)
+    and nothing is written.
     """
     folder = Path(folder)
     if name is None:
@@ -75,12 +89,17 @@ def store_upload(src: str | os.PathLike | bytes, folder: str | os.PathLike, limi
                                  "upload the file again.")
             out.flush()
             os.fsync(out.fileno())
-        dest = folder / f"{digest.hexdigest()}{suffix}"
-        if dest.is_file() and not dest.is_symlink() and dest.stat().st_size == copied:
-            os.utime(dest)
-            return dest
+        home = folder / digest.hexdigest()
+        for old in sorted(home.glob(f"*{suffix}")) if home.is_dir() else ():
+            if old.is_file() and not old.is_symlink() and old.stat().st_size == copied \
+                    and old.suffix == suffix:
+                os.utime(old)
+                os.utime(home)
+                return old
+        home.mkdir(exist_ok=True)
+        dest = home / clean_name(name, suffix)
         os.replace(tmp, dest)  # atomic: a reader sees the whole file or none
-        _fsync_dir(folder)
+        _fsync_dir(home)
         return dest
     finally:
         with contextlib.suppress(FileNotFoundError):

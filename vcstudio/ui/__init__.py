@@ -65,7 +65,10 @@ def build_app(studio=None):
         demo.unload(leave)
     upload_guard(studio).install(demo)
     if studio.public:
-        studio.start_cleanup(PUBLIC_SWEEP_S, PUBLIC_TTL_S)
+        from .visitor_state import drop_idle_states
+
+        studio.start_cleanup(PUBLIC_SWEEP_S, PUBLIC_TTL_S,
+                             also=[lambda age: drop_idle_states(demo, age)])
     demo.queue(default_concurrency_limit=4, max_size=QUEUE_MAX)
     return demo
 
@@ -87,7 +90,9 @@ def launch(host: Optional[str] = None, port: Optional[int] = None, share: bool =
     host = host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     port = port or int(os.environ.get("PORT", os.environ.get("GRADIO_SERVER_PORT", 7860)))
     from ..space import safe_limits
+    from .visitor_state import capacity
 
+    kw.setdefault("state_session_capacity", capacity(studio.public))
     try:
         return demo.launch(server_name=host, server_port=port, share=share, css=CSS,
                            allowed_paths=[str(studio.data_dir.resolve())],
