@@ -395,6 +395,21 @@ def test_gif_and_zip_of_images_are_accepted_as_the_label_says(app, tmp_path):
         assert info == "4 frames at 64x64 will be tuned on.", f
 
 
+def test_a_bad_upload_is_named_by_the_visitors_file_name(app, tmp_path):
+    """The stored copy lives under its content hash; the message names the file the visitor
+    chose (it once read "Could not open 21c230a8...ad.mp4 as a video")."""
+    from gradio_client import Client, handle_file
+
+    notes = tmp_path / "my notes.mp4"
+    notes.write_text("not a video\n" * 20)
+    c = Client(app["url"], verbose=False)
+    with pytest.raises(Exception, match=r"Could not open my notes\.mp4 as a video: it holds "
+                                        r"text") as e:
+        c.predict(clip=handle_file(str(notes)), frames=4, width=64, height=64,
+                  api_name="/preview")
+    assert not re.search(r"[0-9a-f]{64}", str(e.value))
+
+
 def test_a_cancelled_event_stops_its_job(app, wide_clip):
     """gradio_client's job.cancel() (the event cancelled): the tune stops at its next step."""
     from gradio_client import Client, handle_file
