@@ -67,8 +67,9 @@ def _api_md() -> dict[str, list[str]]:
         m = re.match(r"\| (\w+) \|", line)
         if name and m and m.group(1) != "param":
             out[name].append(m.group(1))
-    # "/mask_preview: as /long without use_masks and tune_steps"
-    out["/mask_preview"] = [p for p in out["/long"] if p not in ("use_masks", "tune_steps")]
+    # "/mask_preview: as /long without use_masks, tune_steps and structure"
+    out["/mask_preview"] = [p for p in out["/long"]
+                            if p not in ("use_masks", "tune_steps", "structure")]
     out["/long_control_preview"] = out["/control_preview"]  # "as /control_preview"
     return out
 
@@ -139,6 +140,45 @@ def test_slider_changes_store_one_copy_and_the_wide_clip_keeps_its_aspect(app, w
     frames = read_video(video["video"] if isinstance(video, dict) else video)
     assert estatus == "Done." and frames.shape == (4, 32, 64, 3)
     assert len(list(uploads.iterdir())) == 1  # the tune read the same stored copy
+
+
+def test_an_api_client_steers_an_edit_with_the_structure_list(app, wide_clip, tiny_sd,
+                                                              tmp_path):
+    """/edit's ``structure`` (the Structure panel's 13 values, API.md) from gradio_client: off
+    gives the plain edit, a canny ControlNet changes it, a malformed list is refused by name."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import ValidationError
+
+    from test_control import _controlnet
+    from vcstudio.io import read_video
+    from vcstudio.models.loading import load_base
+
+    net = _controlnet(load_base(str(tiny_sd)), tmp_path / "cn", zero=False)
+    c = Client(app["url"], verbose=False)
+    session, job, status, *_, run_dir = c.predict(
+        clip=handle_file(str(wide_clip)), prompt="a red circle", frames=4, width=64, height=32,
+        steps=10, api_name="/tune")
+    off = ["none", "", 1.0, 0.0, 1.0, None]
+
+    def edit(structure):
+        video, _, estatus, *_ = c.predict(session=session, run_dir=run_dir, steps=5,
+                                          prompt="a blue square", guidance=5.0,
+                                          structure=structure, api_name="/edit")
+        assert estatus == "Done."
+        return read_video(video["video"] if isinstance(video, dict) else video).astype(float)
+
+    plain = edit(off + off + [""])
+    assert np.array_equal(plain, edit([]))  # [] = no conditions
+    steered = edit(["canny", net, 1.0, 0.0, 1.0, None] + off + [""])
+    assert steered.shape == plain.shape == (4, 32, 64, 3)
+    assert np.abs(steered - plain).mean() > 1.0  # the ControlNet's residuals moved it
+    with pytest.raises(ValidationError, match="structure: structure must be a list of the 13 values"):
+        c.predict(session=session, run_dir=run_dir, prompt="a blue square",
+                  structure=["canny", net], api_name="/edit")
+    with pytest.raises(ValidationError, match="structure's scale_1 must be a number"):
+        c.predict(session=session, run_dir=run_dir, prompt="a blue square",
+                  structure=["canny", net, "big", 0.0, 1.0, None] + off + [""],
+                  api_name="/edit")
 
 
 @pytest.mark.parametrize("args,msg", [

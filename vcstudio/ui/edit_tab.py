@@ -313,6 +313,10 @@ def edit_check(studio):
               inversion_prompt="run", *rest):
         if not run_dir:
             raise about("run_dir", "Tune on a clip first (the Tune button above).")
+        if rest:
+            from .structure import check_structure
+
+            check_structure(rest[0])
         return edit_job_config(run_dir, prompt, negative, steps, guidance, seed, inversion,
                                inversion_prompt)
     return job_validator(studio, "edit", build)

@@ -68,6 +68,10 @@ def long_check(studio, masks_only: bool = False):
             use_masks, tune_steps = True, 0
         else:
             use_masks, mask_method, sam, candidates, tune_steps = rest[:5]
+            if len(rest) > 5:
+                from .structure import check_structure
+
+                check_structure(rest[5])
         cfg = long_config(story, prompts, frames, window, stride, fusion, steps, seed,
                           use_masks, mask_method, studio.server_path("SAM checkpoint", sam),
                           candidates, tune_steps)

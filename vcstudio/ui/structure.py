@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 from ..config import ControlConfig
 from ..control.conditions import DEFAULT_DEPTH_MODEL, KINDS, LABELS
 from ..errors import InputError
-from .common import ensure_session, frame_strip, gr_error, run_job, upload
+from .common import about, ensure_session, frame_strip, gr_error, run_job, upload
 
 SLOTS = 2
 PER_SLOT = 6  # kind, model, scale, start, end, video
@@ -21,10 +21,46 @@ NONE = "none"
 CHOICES = [("none", NONE)] + [(LABELS[k], k) for k in KINDS]
 
 
+VALUE_NAMES = [f"{n}_{i + 1}" for i in range(SLOTS)
+               for n in ("kind", "model", "scale", "start", "end", "video")] + ["depth_model"]
+
+
+def _check_values(values) -> list:
+    """The ``structure`` list an API client sent: the /control_preview parameters after
+    ``frames``, in order (API.md); a one-line message naming what is wrong."""
+    usage = ("structure must be a list of the " + str(len(VALUE_NAMES)) + " values "
+             + ", ".join(VALUE_NAMES) + " (as /control_preview takes them), or [] for none")
+    if not isinstance(values, (list, tuple)) or len(values) not in (0, len(VALUE_NAMES),
+                                                                     len(VALUE_NAMES) - 1):
+        raise InputError(f"{usage}; got {str(values)[:80]!r}.")
+    values = list(values)
+    for i, v in enumerate(values):
+        name = VALUE_NAMES[i]
+        if name.startswith(("scale", "start", "end")):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise InputError(f"structure's {name} must be a number; got {v!r}.")
+        elif name.startswith("video"):
+            if isinstance(v, dict):  # a FileData an API client sent
+                values[i] = v.get("path")
+            elif v is not None and not isinstance(v, str):
+                raise InputError(f"structure's {name} must be an uploaded file or null.")
+        elif v is not None and not isinstance(v, str):
+            raise InputError(f"structure's {name} must be text; got {v!r}.")
+    return values
+
+
+def check_structure(values) -> None:
+    """The validators' check of the ``structure`` input (its message on that input)."""
+    try:
+        _check_values(values if values is not None else [])
+    except InputError as e:
+        raise about("structure", str(e)) from None
+
+
 def control_configs(studio, sid: str, values: Sequence) -> list[ControlConfig]:
     """The panel's flat values (PER_SLOT per slot, then the depth model) -> ControlConfigs.
     Uploads are copied into the session; a public studio takes control models as hub ids only."""
-    values = list(values)
+    values = _check_values(values if values is not None else [])
     if not values:
         return []
     depth_model = (values[SLOTS * PER_SLOT] if len(values) > SLOTS * PER_SLOT else "") or ""
@@ -64,10 +100,10 @@ def preview(studio, sid, run_dir, frames, *values):
 
 
 def build(studio, sid_state, run_dir, frames=None, api_name: str = "control_preview"):
-    """The panel inside the current tab; returns a ``gr.State`` holding its values in the order
-    :func:`control_configs` reads them: pass it as a handler's last input. A State is no API
-    parameter, so the tab's endpoints keep their signatures (API clients set conditions through
-    the CLI, or preview them with ``control_preview``)."""
+    """The panel inside the current tab; returns a hidden ``gr.JSON`` holding its values in
+    the order :func:`control_configs` reads them (:data:`VALUE_NAMES`): pass it as a handler's
+    ``structure`` input. Being a component (not a gr.State), it is an API parameter too, so
+    API clients run structure-controlled edits and long videos (API.md)."""
     import gradio as gr
 
     inputs = []
@@ -110,7 +146,7 @@ def build(studio, sid_state, run_dir, frames=None, api_name: str = "control_prev
 
     btn.click(control_preview, [sid_state, run_dir, length] + inputs, [strip, status],
               api_name=api_name)
-    state = gr.State([c.value for c in inputs])
+    state = gr.JSON(value=[c.value for c in inputs], visible=False, label="Structure")
     for c in inputs:  # raw values only: uploads are copied when a job is submitted
         c.change(lambda *v: list(v), inputs, state, api_name=False, show_progress="hidden")
     return state
