@@ -284,3 +284,20 @@ def test_edit_tab_push_uses_the_visitors_login_and_is_private(tuned, tmp_path, f
         assert all("hf_oauth" not in json.dumps(j.params) for j in st.store.jobs())
     finally:
         st.close()
+
+
+def test_sign_in_is_offered_only_where_gradio_can_start_it(monkeypatch):
+    """With gradio's oauth extra installed but no OAUTH_CLIENT_ID (a public studio off a Space),
+    Gradio would refuse to start the app: the login button needs both."""
+    import importlib.util
+
+    from vcstudio.ui.edit_tab import _oauth_available
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda m, *a: object() if m in ("authlib", "itsdangerous")
+                        else real(m, *a))
+    monkeypatch.delenv("OAUTH_CLIENT_ID", raising=False)
+    assert not _oauth_available()
+    monkeypatch.setenv("OAUTH_CLIENT_ID", "space-client-id")
+    assert _oauth_available()

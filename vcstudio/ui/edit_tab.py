@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import secrets
 from typing import Optional
 
@@ -412,11 +413,15 @@ def open_hub_handler(studio, sid, ref, oauth_token=None):
 
 
 def _oauth_available() -> bool:
-    """gr.LoginButton needs gradio's oauth extra (authlib, itsdangerous); without it the push
-    takes a typed token only."""
+    """Whether a public studio offers "Sign in with Hugging Face": gr.LoginButton needs
+    gradio's oauth extra (authlib, itsdangerous: a Space with ``hf_oauth: true`` installs it)
+    and, with SPACE_ID set, the OAUTH_CLIENT_ID such a Space is given (Gradio refuses to start
+    without it, so a public studio run elsewhere with the extra installed would not start).
+    Otherwise the push takes a typed token only."""
     import importlib.util
 
-    return all(importlib.util.find_spec(m) is not None for m in ("authlib", "itsdangerous"))
+    return (all(importlib.util.find_spec(m) is not None for m in ("authlib", "itsdangerous"))
+            and bool(os.environ.get("OAUTH_CLIENT_ID")))
 
 
 def _examples() -> list[list]:
