@@ -392,6 +392,16 @@ def test_public_studio_checks_limits_and_ownership_on_the_server(public_app, wid
     with pytest.raises(Exception, match="outside|not|session"):
         b.predict(session=sid_b, run_dir=run_a, prompt="a blue square", api_name="/edit")
     assert a.predict(session=sid_a, job_id=job_a, api_name="/stop") == "Nothing is running."
+    # a Compare edits the visitor's own tuned runs beside (or instead of) the methods, and
+    # nobody else's
+    with pytest.raises(Exception, match="outside|session"):
+        b.predict(session=sid_b, clip=None, methods=[], runs=[run_a], edit_prompt="a blue square",
+                  api_name="/compare")
+    status, montage, table, *_ = a.predict(session=sid_a, clip=None, methods=[], runs=[run_a],
+                                           edit_prompt="a blue square", api_name="/compare")
+    assert status.startswith("Done"), status
+    rows = table["data"]
+    assert len(rows) == 1 and Path(run_a).name in rows[0][0], rows
     # the Space's limits hold on the server, whatever a client sends (the CPU tier: 8 frames,
     # 256 px, 100 steps, 32-frame long videos)
     lim = CPU_LIMITS

@@ -7,11 +7,12 @@ tunes, edits, scores and records each variant."""
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import Optional
 
 import gradio as gr
 
-from ..errors import InputError
+from ..errors import InputError, VcsError
 from ..jobs.compare import COMPARE_METRICS, best_table, load_entry
 from .common import (NO_CLIP, VIDEO_TYPES, about, as_int, device_group, ensure_session,
                      gr_error, gr_update, job_validator, run_job, upload, validated)
@@ -46,21 +47,55 @@ def past_choices(store, owner=None) -> list[tuple[str, str]]:
              r.id) for r in runs if owner is None or r.config.get("session") == owner]
 
 
-def _check_choice(names, past, prompt, edit_prompt) -> None:
-    if not names and not past:
-        raise about("methods", "Tick at least one method (or a past run) to compare.")
-    if names and (not edit_prompt or not prompt):
-        raise about("prompt" if not prompt else "edit_prompt",
-                    "Give both the source prompt and the edit prompt.")
+def tuned_choices(studio, sid) -> list[tuple[str, str]]:
+    """(label shown, run folder) of the tuned runs a comparison can edit beside its methods,
+    newest first: this session's tunes (all a public studio's visitor may pick) and, on a
+    desktop, every finished tune in the store. A desktop also takes any folder typed in (a
+    Tune-A-Video output folder)."""
+    import time
+
+    seen, out = set(), []
+
+    def add(path: Path, label: str) -> None:
+        key = str(path.resolve())
+        if key not in seen and (path / "delta.safetensors").is_file():
+            seen.add(key)
+            out.append((label, key))
+
+    try:
+        outputs = studio.session(sid).outputs if sid else None
+    except VcsError:
+        outputs = None
+    if outputs is not None and outputs.is_dir():
+        for d in sorted(outputs.iterdir(), key=lambda d: d.stat().st_mtime, reverse=True):
+            add(d, f"this session · {d.name}")
+    if not studio.public:
+        for r in studio.store.list_runs(kind="tune", finished=True, limit=50):
+            path = studio.store.abspath(r.run_dir)
+            add(path, f"{r.label or path.name} · {r.config.get('method', '')} · "
+                      f"{time.strftime('%m-%d %H:%M', time.localtime(r.created))}")
+    return out
 
 
-def compare_config(studio, path, prompt, edit_prompt, names, past, frames, size, steps, seed):
+def _check_choice(names, past, prompt, edit_prompt, runs=()) -> None:
+    if not names and not past and not runs:
+        raise about("methods", "Tick at least one method (or a past run, or a tuned run) to "
+                               "compare.")
+    if (names or runs) and not edit_prompt:
+        raise about("edit_prompt", "Give the edit prompt.")
+    if names and not prompt:
+        raise about("prompt", "Give both the source prompt and the edit prompt.")
+
+
+def compare_config(studio, path, prompt, edit_prompt, names, past, frames, size, steps, seed,
+                   runs=()):
     """The compare job's config from the tab's inputs (the clip already resolved)."""
     from ..jobs.compare import CompareConfig
 
     return CompareConfig(video=str(path or ""), prompt=prompt or "",
                          edit_prompt=edit_prompt or "", variants=list(names or []),
-                         past=list(past or []), seeds=[as_int("Seed", seed)],
+                         past=list(past or []), runs=[str(r) for r in runs or []],
+                         seeds=[as_int("Seed", seed)],
                          model=studio.model or "", frames=as_int("Frames", frames),
                          size=as_int("Size", size), steps=as_int("Tuning steps", steps),
                          guidance=5.0 if studio.embedded else 12.5)
@@ -70,27 +105,30 @@ def compare_check(studio):
     """The Compare event's validator (common.job_validator): the methods, the prompts, the
     clip and every variant's tune settings, before the device queue (a past run's owner: the
     handler, in the session)."""
-    def build(sid, video, prompt, edit_prompt, names, past, frames, size, steps, seed):
-        names, past = list(names or []), list(past or [])
-        _check_choice(names, past, prompt, edit_prompt)
+    def build(sid, video, prompt, edit_prompt, names, past, runs, frames, size, steps, seed):
+        names, past, runs = list(names or []), list(past or []), list(runs or [])
+        _check_choice(names, past, prompt, edit_prompt, runs)
         if names and not video:
             raise about("clip", NO_CLIP)
         path = (video.get("path") if isinstance(video, dict) else video) if names else None
         return compare_config(studio, path, prompt, edit_prompt, names, past, frames, size,
-                              steps, seed)
+                              steps, seed, runs)
     return job_validator(studio, "compare", build)
 
 
 def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames, size, steps,
-                    seed, request=None, progress=None):
+                    seed, request=None, progress=None, runs=()):
+    """``runs``: tuned run folders (or Tune-A-Video folders, on a desktop) edited beside the
+    methods with the same edit prompt and seed."""
     from ..jobs.compare import CompareConfig
 
     sid = ensure_session(studio, sid)
     try:
-        _check_choice(names, past, prompt, edit_prompt)
+        runs = [r for r in (runs or []) if r]
+        _check_choice(names, past, prompt, edit_prompt, runs)
         path = upload(studio, sid, video) if names else None
         cfg = compare_config(studio, path, prompt, edit_prompt, names, past, frames, size,
-                             steps, seed)
+                             steps, seed, runs)
         res, variant, streamed = None, "", {}
         view = StreamView(studio.session(sid).outputs / "previews" / secrets.token_hex(4))
         try:
@@ -200,6 +238,14 @@ def build(studio, sid_state, edit_refs):
                                             label="Past runs",
                                             scale=4)
                     refresh = gr.Button("↻", scale=0, min_width=40)
+                runs = gr.Dropdown(
+                    [] if studio.public else tuned_choices(studio, None), value=[],
+                    # a custom value is a run_dir an API client sends (the job checks whose
+                    # it is): Gradio's own choice check would answer it with a bare HTTP 400
+                    multiselect=True, allow_custom_value=True,
+                    label="Tuned runs to edit beside them (this session's tunes"
+                          + ("" if studio.public else "; or type a run folder or a "
+                             "Tune-A-Video output folder") + ")")
                 with gr.Row():
                     frames = gr.Slider(2, max(2, lim.max_frames), value=min(8, lim.max_frames),
                                        step=1, label="Frames")
@@ -219,14 +265,16 @@ def build(studio, sid_state, edit_refs):
             with gr.Column():
                 montage = gr.Video(label="Edits side by side (in sync)", height=260,
                                    autoplay=True, loop=True)
-                table = gr.Dataframe(label="Metrics (★ = best)", interactive=False, wrap=True)
+                table = gr.Dataframe(label="Metrics (★ = best)", interactive=False, wrap=True,
+                                     headers=["method", *COMPARE_METRICS])  # not "1 2 3"
         with gr.Row():
             plot = gr.LinePlot(x="frame", y="value", color="series",
                                label="Per-frame CLIP alignment and warp error")
             files = gr.File(label="Export (CSV, JSON)", file_count="multiple")
         # -- the named API (API.md)
         def refresh_past(session: str):
-            return gr_update(choices=past_choices(studio.store, _owner(studio, session)))
+            return (gr_update(choices=past_choices(studio.store, _owner(studio, session))),
+                    gr_update(choices=tuned_choices(studio, session)))
 
         def refresh_sweeps():
             return gr_update(choices=[] if studio.public else finished_sweeps(studio.store))
@@ -236,18 +284,21 @@ def build(studio, sid_state, edit_refs):
             return open_sweep_handler(studio, session, sweep_id)
 
         def compare(session: str, clip: Optional[str], prompt: str, edit_prompt: str,
-                    methods: list[str], past_runs: list[str], frames: float, size: float,
-                    steps: float, seed: float, request: gr.Request, progress=gr.Progress()):
-            """Several methods on the same clip, prompt and seed; metrics table and plots."""
+                    methods: list[str], past_runs: list[str], runs: list[str], frames: float,
+                    size: float, steps: float, seed: float, request: gr.Request,
+                    progress=gr.Progress()):
+            """Several methods on the same clip, prompt and seed, and tuned runs edited with
+            the same prompt and seed; metrics table and plots."""
             yield from compare_handler(studio, session, clip, prompt, edit_prompt, methods,
-                                       past_runs, frames, size, steps, seed, request, progress)
+                                       past_runs, frames, size, steps, seed, request, progress,
+                                       runs)
 
-        refresh.click(refresh_past, sid_state, past, api_name=False)
+        refresh.click(refresh_past, sid_state, [past, runs], api_name=False)
         sweep_refresh.click(refresh_sweeps, None, sweeps, api_name=False)
         sweep_btn.click(open_sweep, [sid_state, sweeps], [status, montage, table, plot, files],
                         api_name="open_sweep", concurrency_id="control")
-        compare_inputs = [sid_state, video, prompt, edit_prompt, names, past, frames, size,
-                          steps, seed]
+        compare_inputs = [sid_state, video, prompt, edit_prompt, names, past, runs, frames,
+                          size, steps, seed]
         btn.click(compare, compare_inputs, [status, montage, table, plot, files, past],
                   api_name="compare", concurrency_id=group, concurrency_limit=1,
                   validator=validated(compare, compare_check(studio), compare_inputs))
