@@ -68,6 +68,31 @@ def test_estimate_is_uncalibrated_then_within_2x_of_a_tune_after_one_short_tune(
     assert real / 2 <= est["seconds"] <= 2 * real, (est, real)
 
 
+def test_the_estimate_counts_the_validation_samples(tiny_sd, clip_file, tmp_path):
+    """Tune-A-Video's validation samples (every ``validation.every`` steps and at the end, one
+    per prompt) are in the estimate, and the estimate of a tune that makes them is within 2x of
+    its time (calibrated by a short tune without them)."""
+    from vcstudio.config import ValidationConfig
+    from vcstudio.models.cache import ModelCache
+
+    val = ValidationConfig(prompts=("a blue square", "a green star"), every=10, steps=20,
+                           guidance=5.0)
+    plain, sampled = _cfg(tiny_sd, clip_file, 20), _cfg(tiny_sd, clip_file, 20, validation=val)
+    data = tmp_path / "data"
+    with make_studio(data, cache=ModelCache(), device="cpu") as studio:
+        studio.run("tune", _cfg(tiny_sd, clip_file, 8))  # calibrates
+        a = estimate(plain, "cpu", calibration_dir=data)
+        b = estimate(sampled, "cpu", calibration_dir=data)
+        # at step 10 and at the end, 2 prompts, 20 steps each, two U-Net passes under CFG
+        assert b["parts"]["validation_samples"] == 4
+        assert b["seconds"] - a["seconds"] == pytest.approx(b["parts"]["validation_s"], abs=0.2)
+        assert b["parts"]["validation_s"] > 0 and "4 validation samples" in estimate_line(b)
+        t = time.perf_counter()
+        studio.run("tune", sampled)
+        real = time.perf_counter() - t
+    assert real / 2 <= b["seconds"] <= 2 * real, (b, real)
+
+
 def test_tune_previews_cost_at_most_about_a_tenth_and_the_estimate_counts_them(
         tiny_sd, clip8, tmp_path, cache):
     from vcstudio.pipelines.tune import tune

@@ -153,10 +153,13 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
     step_s += inv_s * ctl["unet_share"]  # an inversion step ~ one U-Net forward pass
     every = cal.preview_cadence(cfg.preview_every, preview_s, step_s)
     n_prev = len(range(every, cfg.steps, every)) if every else 0  # none at the last step
+    n_val, val_s = validation_cost(cfg, inv_s)
     parts = {"overhead_s": overhead, "tune_s": cfg.steps * step_s, "previews": n_prev,
              "preview_every": every, "previews_s": n_prev * preview_s,
-             "inversion_s": cfg.inversion_steps * inv_s}
-    seconds = overhead + parts["tune_s"] + parts["previews_s"] + parts["inversion_s"]
+             "inversion_s": cfg.inversion_steps * inv_s, "validation_samples": n_val,
+             "validation_s": val_s}
+    seconds = (overhead + parts["tune_s"] + parts["previews_s"] + parts["inversion_s"]
+               + val_s)
     device_gib = fits = None
     if dtype == "cuda":
         import torch
@@ -165,12 +168,24 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
             idx = torch.device(str(device)).index or 0
             device_gib = torch.cuda.get_device_properties(idx).total_memory / 2**30
             fits = gib <= 0.92 * device_gib  # leave room for the CUDA context and fragmentation
-    per_step = step_s + (parts["previews_s"] / cfg.steps if cfg.steps else 0.0)
+    per_step = step_s + ((parts["previews_s"] + val_s) / cfg.steps if cfg.steps else 0.0)
     return {"gib": round(gib, 2), "seconds": round(seconds, 1), "seconds_per_step": per_step,
             "seconds_inversion": parts["inversion_s"] + overhead,
             "device_gib": device_gib, "fits": fits,
             "how": found.how if sp is not None else "uncalibrated",
             "parts": {k: round(v, 2) if isinstance(v, float) else v for k, v in parts.items()}}
+
+
+def validation_cost(cfg: TuneConfig, sample_step_s: float) -> tuple[int, float]:
+    """(samples, seconds) of the tune's validation samples (Tune-A-Video's
+    ``validation_steps``: every ``validation.every`` steps and at the end, one per prompt):
+    each ``validation.steps`` sampling steps of one U-Net pass, two under CFG."""
+    v = cfg.validation
+    if not v.prompts:
+        return 0, 0.0
+    rounds = (len(range(v.every, cfg.steps, v.every)) if v.every > 0 else 0) + 1
+    n = rounds * len(v.prompts)
+    return n, n * v.steps * sample_step_s * (2 if v.guidance > 1 else 1)
 
 
 def estimate_line(est: dict, device: Any = "cpu") -> str:
@@ -183,6 +198,9 @@ def estimate_line(est: dict, device: Any = "cpu") -> str:
         counts.append(f"{p['previews']} preview{'s' if p['previews'] > 1 else ''}")
     if p.get("inversion_s"):
         counts.append("inversion")
+    if p.get("validation_samples"):
+        n = p["validation_samples"]
+        counts.append(f"{n} validation sample{'s' if n > 1 else ''}")
     how = est.get("how", "uncalibrated")
     how = ("uncalibrated: a first tune on this device calibrates it" if how == "uncalibrated"
            else how)
