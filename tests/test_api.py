@@ -104,7 +104,8 @@ def test_jobs_queue_per_device_and_the_rest_answer_beside_them(app):
     for name in jobs:
         assert fns[name].concurrency_id == "device-cpu", name
         assert fns[name].concurrency_limit == 1, name
-    for name in ("preview", "estimate", "clip_size", "long_plan", "stop", "push"):
+    for name in ("preview", "estimate", "compare_estimate", "clip_size", "long_plan", "stop",
+                 "push"):
         assert fns[name].concurrency_id != "device-cpu", name
     assert demo._queue.max_size == QUEUE_MAX
 
@@ -196,6 +197,35 @@ def test_out_of_range_numbers_are_errors(app, wide_clip, args, msg):
         c.predict(**{**kw, **args}, api_name="/tune")
     with pytest.raises(Exception, match="long.frames|maximum"):
         c.predict(prompts="a\nb", frames=100000000, window=8, stride=4, api_name="/long_plan")
+
+
+def test_the_compare_estimate_counts_each_method_and_run(app, wide_clip):
+    """/compare_estimate: one tune and one edit per method (a tuned run: its edit only), more
+    methods or steps take longer, out-of-range numbers are refused (it is outside the device
+    group: test_jobs_queue_per_device_and_the_rest_answer_beside_them)."""
+    from gradio_client import Client, handle_file
+
+    c = Client(app["url"], verbose=False)
+    base = dict(runs=[], frames=4, size=64, steps=20, api_name="/compare_estimate")
+    baseline, dct = "baseline (Tune-A-Video)", "DCT full (mul-Fourier CLWS)"
+
+    def seconds(line: str) -> float:
+        m = re.search(r"~(\d+(?:\.\d+)?) (s|min)\b", line)
+        assert m, line
+        return float(m.group(1)) * (60 if m.group(2) == "min" else 1)
+
+    one = c.predict(methods=[baseline], **base)
+    two = c.predict(methods=[baseline, dct], **base)
+    assert "1 tune, 1 edit" in one and "2 tunes, 2 edits" in two, (one, two)
+    assert seconds(two) > seconds(one)
+    assert seconds(c.predict(methods=[baseline], **{**base, "steps": 100})) > seconds(one)
+    with pytest.raises(Exception, match=r"Tuning steps must be within 10\.\.100"):
+        c.predict(methods=[baseline], **{**base, "steps": 1000})
+    session, job, status, *_, run_dir = c.predict(
+        clip=handle_file(str(wide_clip)), prompt="a red circle", frames=4, width=64, height=32,
+        steps=10, api_name="/tune")
+    with_run = c.predict(methods=[], **{**base, "runs": [run_dir]})
+    assert "0 tunes, 1 edit" in with_run and "calibrated" in with_run, with_run
 
 
 @pytest.mark.parametrize("args,msg", [

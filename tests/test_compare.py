@@ -86,3 +86,34 @@ def test_public_studio_keeps_visitors_runs_and_server_paths_apart(tmp_path):
             assert _check_request(studio, "org/i2v", 0, 0) == "org/i2v"  # hub ids always
         finally:
             studio.close()
+
+
+def test_compare_estimate_is_within_2x_of_a_comparison_once_calibrated(tiny_sd, tmp_path):
+    """Each distinct tune once plus each variant's edit, at the speeds a first comparison
+    measured (scoring not counted): within 2x of the comparison's time; a second method
+    doubles the tunes and edits it counts."""
+    import time
+
+    from vcstudio.io import write_mp4
+    from vcstudio.io.synthetic import moving_shape_clip
+    from vcstudio.jobs import studio as make_studio
+    from vcstudio.jobs.compare import CompareConfig, estimate
+    from vcstudio.models.cache import ModelCache
+
+    clip = write_mp4(moving_shape_clip(8, 64, dx=3.0), tmp_path / "clip.mp4")
+    base = dict(video=str(clip), prompt="a red circle", edit_prompt="a blue square",
+                model=str(tiny_sd), frames=4, size=64, steps=20, guidance=5.0, edit_steps=20,
+                variants=["baseline (Tune-A-Video)"])
+    with make_studio(tmp_path / "data", cache=ModelCache(), device="cpu") as st:
+        assert estimate(CompareConfig(**base), "cpu", st.data_dir)["how"] == "uncalibrated"
+        st.run("compare", CompareConfig(**base))  # calibrates this model and method
+        cfg = CompareConfig(**{**base, "steps": 60})
+        est = estimate(cfg, "cpu", calibration_dir=st.data_dir)
+        assert est["how"] == "calibrated" and (est["tunes"], est["edits"]) == (1, 1)
+        t = time.perf_counter()
+        st.run("compare", cfg)
+        real = time.perf_counter() - t
+        two = estimate(CompareConfig(**{**base, "steps": 60, "variants": [
+            "baseline (Tune-A-Video)", "DCT full (mul-Fourier CLWS)"]}), "cpu", st.data_dir)
+    assert real / 2 <= est["seconds"] <= 2 * real, (est, real)
+    assert (two["tunes"], two["edits"]) == (2, 2) and two["seconds"] > est["seconds"]

@@ -99,6 +99,70 @@ def variants(cfg: CompareConfig) -> list[Variant]:
     return out
 
 
+def estimate(cfg: CompareConfig, device="cpu", calibration_dir=None,
+             model_scale: float = 1.0) -> dict:
+    """Seconds and peak memory of a comparison, without the device. Each distinct tune once
+    (:func:`vcstudio.jobs.tune.estimate`: steps, previews, inversion), then each variant's edit:
+    ``edit_steps`` sampling steps (two U-Net passes under CFG), an inversion when the edit's
+    step count differs from the one the tune cached, and a decode, at the speed the tune's
+    calibration measured for one pass; each tuned run of ``runs`` as
+    :func:`vcstudio.jobs.edit.estimate`. The per-frame scoring is not counted. Memory is the
+    largest tune's (the parts run one after another).
+
+    Returns {"seconds", "gib", "how", "tunes", "edits"}; ``how`` is "uncalibrated" if any part
+    had no measured speed."""
+    from ..calibration import sample_speed
+    from .edit import EditJobConfig
+    from .edit import estimate as edit_estimate
+    from .tune import _SAMPLE_STEP_SHARE, _SEC_PER_FRAME_STEP
+    from .tune import estimate as tune_estimate
+
+    seconds, gib, hows, tunes = 0.0, 0.0, set(), set()
+    vs = variants(cfg)
+    for var in vs:
+        key = repr(dataclasses.asdict(var.tune))
+        if key not in tunes:
+            tunes.add(key)
+            t = tune_estimate(var.tune, device, model_scale, calibration_dir)
+            seconds, gib = seconds + t["seconds"], max(gib, t["gib"])
+            hows.add(t["how"])
+        d = var.tune.data
+        pass_s, how = sample_speed(calibration_dir, device, var.tune, d.n_frames, d.width,
+                                   d.height)
+        if pass_s is None:
+            spf = _SEC_PER_FRAME_STEP.get(str(device).split(":")[0], _SEC_PER_FRAME_STEP["cpu"])
+            pass_s = d.n_frames * d.width * d.height / 512**2 * spf * _SAMPLE_STEP_SHARE \
+                * model_scale
+        hows.add(how)
+        e = var.edit
+        inverts = e.use_inversion and e.steps != var.tune.inversion_steps
+        seconds += (e.steps * (2 if e.guidance > 1 else 1) + (e.steps if inverts else 0) + 1) \
+            * pass_s
+    for r in cfg.runs:
+        try:
+            ed = edit_estimate(EditJobConfig(run=r, edit=EditConfig(
+                prompt=cfg.edit_prompt, steps=cfg.edit_steps, guidance=cfg.guidance)),
+                device, calibration_dir)
+        except (VcsError, OSError):  # not a run (yet): the job itself will say so
+            continue
+        seconds += ed["seconds"]
+        hows.add(ed["how"])
+    how = "uncalibrated" if "uncalibrated" in hows or not hows else "calibrated"
+    return {"seconds": round(seconds, 1), "gib": round(gib, 2), "how": how,
+            "tunes": len(tunes), "edits": len(vs) + len(cfg.runs)}
+
+
+def estimate_line(est: dict, device="cpu") -> str:
+    """The Compare tab's line: what the comparison will take and what it counts."""
+    from ..calibration import format_seconds
+
+    how = ("uncalibrated: a first tune on this device calibrates it"
+           if est["how"] == "uncalibrated" else est["how"])
+    return (f"Estimate: ~{est['gib']:.1f} GiB, ~{format_seconds(est['seconds'])} on "
+            f"{str(device).split(':')[0]} ({est['tunes']} tune{'s' * (est['tunes'] != 1)}, "
+            f"{est['edits']} edit{'s' * (est['edits'] != 1)}, scoring not counted; {how}).")
+
+
 def control_settings(cfg: CompareConfig) -> list[list]:
     """The structure settings of ``cfg.control`` as lists of ControlConfig ([[]] = none)."""
     from ..config import control_list

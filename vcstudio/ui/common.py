@@ -166,6 +166,12 @@ class _BoundError(VcsError):
         self.index = index
 
 
+def uncalibrated_scale(width: int, height: int) -> float:
+    """The model size an uncalibrated estimate assumes, relative to SD 1.x: the embedded demo
+    model (64 px) is ~1/50 of it; only until a first tune measures the real speed."""
+    return 1.0 if max(int(width or 0), int(height or 0)) > 128 else 0.02
+
+
 def ensure_session(studio, sid: Optional[str]) -> str:
     """The hidden textbox holds only this id; a forged or expired one gets a fresh session."""
     if sid:

@@ -14,8 +14,9 @@ import gradio as gr
 
 from ..errors import InputError, VcsError
 from ..jobs.compare import COMPARE_METRICS, best_table, load_entry
-from .common import (NO_CLIP, VIDEO_TYPES, about, as_int, device_group, ensure_session,
-                     gr_error, gr_update, job_validator, run_job, upload, validated)
+from .common import (NO_CLIP, VIDEO_TYPES, about, as_int, bounds_of, check_bounds,
+                     device_group, ensure_session, gr_error, gr_update, job_validator, run_job,
+                     uncalibrated_scale, upload, validated)
 from .plots import StreamView, plot_update, table_update
 
 # what the Compare job computes, re-exported for the tab's callers
@@ -99,6 +100,26 @@ def compare_config(studio, path, prompt, edit_prompt, names, past, frames, size,
                          model=studio.model or "", frames=as_int("Frames", frames),
                          size=as_int("Size", size), steps=as_int("Tuning steps", steps),
                          guidance=5.0 if studio.embedded else 12.5)
+
+
+def compare_estimate_text(studio, names, runs, frames, size, steps) -> str:
+    """The Compare tab's estimate line (never waits for the device): each method's tune and
+    edit, each tuned run's edit (vcstudio/jobs/compare.py ``estimate``)."""
+    from ..jobs.compare import estimate, estimate_line
+
+    names, runs = list(names or []), [r for r in (runs or []) if r]
+    if not names and not runs:
+        return "Tick methods (or pick tuned runs) to see what the comparison takes."
+    try:
+        import torch
+
+        cfg = compare_config(studio, "", "", "", names, [], frames, size, steps, 33, runs)
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        est = estimate(cfg, dev, calibration_dir=studio.data_dir,
+                       model_scale=uncalibrated_scale(cfg.size, cfg.size))
+    except Exception as e:  # an estimate must never block the page
+        return f"(no estimate: {e})"
+    return estimate_line(est, dev)
 
 
 def compare_check(studio):
@@ -254,6 +275,9 @@ def build(studio, sid_state, edit_refs):
                     steps = gr.Slider(10, max(10, lim.max_steps), value=60 if small else 300,
                                       step=10, label="Tuning steps")
                     seed = gr.Number(value=33, precision=0, label="Seed")
+                est = gr.Markdown(compare_estimate_text(
+                    studio, labels[:2], [], min(8, lim.max_frames), 64 if small else 512,
+                    60 if small else 300), elem_id="compare-estimate", label="Estimate")
                 btn = gr.Button("Compare", variant="primary")
                 with gr.Row():
                     sweeps = gr.Dropdown([] if studio.public else finished_sweeps(studio.store),
@@ -293,6 +317,21 @@ def build(studio, sid_state, edit_refs):
                                        past_runs, frames, size, steps, seed, request, progress,
                                        runs)
 
+        def compare_estimate(methods: list[str], runs: list[str], frames: float, size: float,
+                             steps: float) -> str:
+            """Memory and time of a comparison with these settings (never waits for the
+            device)."""
+            check_bounds(est_bounds, (frames, size, steps))
+            return compare_estimate_text(studio, methods, runs, frames, size, steps)
+
+        est_bounds = bounds_of([frames, size, steps])
+        est_inputs = [names, runs, frames, size, steps]
+        est_btn = gr.Button(visible=False)  # the API's /compare_estimate (one public name)
+        est_btn.click(compare_estimate, est_inputs, est, api_name="compare_estimate",
+                      concurrency_id="preview")
+        for c in est_inputs:
+            c.change(compare_estimate, est_inputs, est, api_name=False,
+                     concurrency_id="preview", trigger_mode="always_last")
         refresh.click(refresh_past, sid_state, [past, runs], api_name=False)
         sweep_refresh.click(refresh_sweeps, None, sweeps, api_name=False)
         sweep_btn.click(open_sweep, [sid_state, sweeps], [status, montage, table, plot, files],

@@ -17,8 +17,8 @@ from ..errors import InputError
 from ..methods.registry import PICKABLE
 from .common import (EXAMPLES, about, NO_CLIP, VIDEO_TYPES, Ticker, as_float, as_int,
                      device_group, ensure_session, frame_strip, gr_error, gr_update,
-                     bounds_of, check_bounds, job_validator, last_result, run_job, upload,
-                     validated)
+                     bounds_of, check_bounds, job_validator, last_result, run_job,
+                     uncalibrated_scale, upload, validated)
 from .plots import StreamView, plot_update, table_update, table_widths
 
 METHODS = list(PICKABLE)
@@ -120,8 +120,7 @@ def estimate_text(studio, frames, width, height, steps, method: str = "baseline"
                                          height=as_int("Height", height)),
                          steps=steps, method=method or "baseline", **_previews(steps))
         dev = "cuda" if torch.cuda.is_available() else "cpu"
-        # the embedded demo model is ~1/50 of SD (used only until a tune calibrates)
-        scale = 1.0 if max(cfg.data.width, cfg.data.height) > 128 else 0.02
+        scale = uncalibrated_scale(cfg.data.width, cfg.data.height)
         est = estimate(cfg, dev, model_scale=scale, calibration_dir=studio.data_dir)
     except Exception as e:  # an estimate must never block the page
         return f"(no estimate: {e})"
