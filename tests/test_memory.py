@@ -134,3 +134,42 @@ def test_freed_host_memory_goes_back_to_the_os():
     assert release_freed_host_memory()
     assert held - _rss_mib() > 100, "freed pages stayed with the process"
     assert len(keep) == 100
+
+
+def test_image_to_video_jobs_that_do_not_fit_are_refused_before_a_run_is_recorded(
+        tmp_path, monkeypatch):
+    """The I2V A/B and the VCD reward tune check their peak (frames, size, the denoiser's
+    size) before sampling, name what to lower, and leave no run behind; a small one runs."""
+    import numpy as np
+    from PIL import Image
+
+    from vcstudio.jobs.i2v_ab import I2VABConfig
+    from vcstudio.jobs.i2v_tune import I2VTuneJobConfig
+    from vcstudio.jobs.registry import REGISTRY
+    from vcstudio.models.svd import build_tiny_svd
+    from vcstudio.pipelines.i2v_tune import I2VTuneConfig
+
+    svd = build_tiny_svd(tmp_path / "svd", frames=4)
+    img = tmp_path / "image.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8)).save(img)
+    (tmp_path / "meminfo").write_text("MemAvailable: 1048576 kB\n")  # 1 GiB available
+    monkeypatch.setattr(memory, "MEMINFO", str(tmp_path / "meminfo"))
+    monkeypatch.setattr(memory, "CGROUP", str(tmp_path / "no-cgroup"))
+    from vcstudio.config import Limits
+
+    with Studio(tmp_path / "data", jobs=REGISTRY, device="cpu",
+                limits=Limits(max_frames=128, max_side=1024)) as studio:
+        # 128 frames at 1024^2: ~1.1 GiB of frames and their copies
+        with pytest.raises(OutOfMemoryError, match=r"(?i)an image-to-video generation of 128 "
+                                                   r"frames at 1024x1024 .* lower frames or size"):
+            studio.run("i2v_ab", I2VABConfig(model=str(svd), image=str(img), frames=128,
+                                             size=1024, steps=2))
+        with pytest.raises(OutOfMemoryError, match=r"(?i)a VCD reward tune of 128 frames"):
+            studio.run("i2v_tune", I2VTuneJobConfig(model=str(svd), images=[str(img)],
+                                                    tune=I2VTuneConfig(num_frames=128,
+                                                                       height=1024, width=1024,
+                                                                       steps=1)))
+        assert studio.store.list_runs() == []
+        out = studio.run("i2v_ab", I2VABConfig(model=str(svd), image=str(img), frames=4,
+                                               size=32, steps=2))
+        assert out.frames.shape == (4, 32, 32, 3)

@@ -83,17 +83,18 @@ def run(cfg: I2VABConfig, ctx) -> I2VOutcome:
     from ..io import read_image, write_mp4
     from ..methods.vcd import VCD
     from ..models.cache import ModelCache
-    from ..pipelines.i2v import build_backbone, sample_i2v
+    from ..pipelines.i2v import build_backbone, check_i2v_memory, sample_i2v
     from ..pipelines.i2v_tune import ab_sample
     from .eval import vcd_encoder
 
     image = read_image(cfg.image)
-    folder = ctx.run_folder("i2v")
-    run_id = ctx.open_run("i2v_ab", folder, cfg, seed=cfg.seed, label=cfg.prompt[:80])
     # a fresh cache: LoRA goes into the denoiser in place and must not leak into other jobs
     bb = build_backbone(cfg.model, torch.device(ctx.device), cache=ModelCache(),
                         backbone=cfg.backbone)
     n, h, w = sizes(cfg)
+    check_i2v_memory(bb, n, h, w)  # before a run is recorded: a refusal leaves nothing
+    folder = ctx.run_folder("i2v")
+    run_id = ctx.open_run("i2v_ab", folder, cfg, seed=cfg.seed, label=cfg.prompt[:80])
     kw = dict(num_frames=n, height=h, width=w, steps=cfg.steps, prompt=cfg.prompt or None)
     out = folder / cfg.name
     res = I2VOutcome(run_id, out, np.zeros((0,), np.uint8), backbone=bb.name)

@@ -73,19 +73,21 @@ def run(cfg: I2VTuneJobConfig, ctx) -> I2VTuneOutcome:
     from ..io import read_image, write_mp4
     from ..methods.vcd import VCD
     from ..models.cache import ModelCache
-    from ..pipelines.i2v import build_backbone
+    from ..pipelines.i2v import build_backbone, check_i2v_memory
     from ..pipelines.i2v_tune import ab_sample, tune_i2v
     from .eval import vcd_encoder
 
     images = [read_image(p) for p in cfg.images]
-    out = ctx.run_folder("i2v-tune")
-    out.mkdir(parents=True, exist_ok=True)
     t = cfg.tune
     device = torch.device(ctx.device)
+    bb = build_backbone(cfg.model, device, cache=ModelCache(), backbone=cfg.backbone)
+    # before a run is recorded: a refusal leaves nothing
+    check_i2v_memory(bb, t.num_frames, t.height, t.width, tune=True)
+    out = ctx.run_folder("i2v-tune")
+    out.mkdir(parents=True, exist_ok=True)
     enc_name, enc = vcd_encoder(t.encoder, ctx.cache, device)
     t = dataclasses.replace(t, encoder=enc_name)
     run_id = ctx.open_run("i2v_tune", out, dataclasses.replace(cfg, tune=t), seed=t.seed)
-    bb = build_backbone(cfg.model, device, cache=ModelCache(), backbone=cfg.backbone)
     vcd_fn = VCD(enc, size=t.vcd_size, num_proj=t.vcd_num_proj)
     log = tune_i2v(bb, images, t, prompts=cfg.prompts or None, vcd_fn=vcd_fn, progress=ctx,
                    cancel=ctx.cancel, out=out)

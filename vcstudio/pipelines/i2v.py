@@ -82,6 +82,29 @@ def build_backbone(model: str, device=None, mixed_precision: str = "auto",
     return entry.backbone(parts, precision=prec, **kwargs)
 
 
+def check_i2v_memory(backbone: I2VBackbone, num_frames: Optional[int] = None,
+                     height: Optional[int] = None, width: Optional[int] = None,
+                     tune: bool = False) -> None:
+    """Refuse an image-to-video generation, or a VCD reward tune (VCD paper eq. 3: gradients
+    through the last denoising step and the decode), whose estimated peak exceeds the free
+    memory, before anything is sampled (vcstudio/memory.py, at the denoiser's size relative to
+    SD 1.x; the model's own frames and size where none is given). The message names the
+    settings that lower it."""
+    from .. import memory
+
+    n = int(num_frames or backbone.default_frames)
+    h0, w0 = backbone.default_size()
+    h, w = int(height or h0), int(width or w0)
+    scale = memory.model_scale(backbone.denoiser)
+    dev = (memory.tune_gib(n, h, w, 0.0, True, scale) if tune
+           else memory.sample_gib(n, h, w, scale))
+    what = "a VCD reward tune" if tune else "an image-to-video generation"
+    memory.check(memory.Need(memory.frames_gib(n, h, w, 3), dev,
+                             f"{what} of {n} frames at {w}x{h}",
+                             "frames or size (--frames / --size; 0 = the model's own)"),
+                 backbone.device)
+
+
 def sample_i2v(backbone: I2VBackbone, image, num_frames: Optional[int] = None,
                height: Optional[int] = None, width: Optional[int] = None, steps: int = 25,
                seed: int = 0, progress: ProgressFn = null_progress,
@@ -97,5 +120,6 @@ def sample_i2v(backbone: I2VBackbone, image, num_frames: Optional[int] = None,
 
 
 __all__ = ["BACKBONES", "REGISTRY", "I2VBackbone", "I2VCond", "LTXBackbone", "SVDBackbone",
-           "backbone_kind", "build_backbone", "image_to_tensor", "sample_i2v", "to_uint8",
+           "backbone_kind", "build_backbone", "check_i2v_memory", "image_to_tensor", "sample_i2v",
+           "to_uint8",
            "truncated_loop"]
