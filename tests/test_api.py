@@ -490,21 +490,30 @@ def test_a_bad_upload_is_named_by_the_visitors_file_name(app, tmp_path):
     assert not re.search(r"[0-9a-f]{64}", str(e.value))
 
 
+def _running_tune(app, client, clip, **size):
+    """Submit a 100-step tune from ``client`` and wait until it holds the device:
+    (gradio_client job, studio job id)."""
+    from gradio_client import handle_file
+
+    job = client.submit(clip=handle_file(str(clip)), prompt="a red circle", steps=100,
+                        lr=1e-3, api_name="/tune", **size)
+    deadline, jid = time.time() + 60, None
+    while time.time() < deadline and jid is None:
+        live = [h for h in list(app["studio"]._jobs.values())
+                if not h.done.is_set() and h.status == "running"]
+        jid = live[0].id if live else None
+        time.sleep(0.2)
+    assert jid is not None
+    return job, jid
+
+
 def test_a_cancelled_event_stops_its_job(app, wide_clip):
     """gradio_client's job.cancel() (the event cancelled): the tune stops at its next step."""
     from gradio_client import Client, handle_file
 
     studio = app["studio"]
     c = Client(app["url"], verbose=False)
-    job = c.submit(clip=handle_file(str(wide_clip)), prompt="a red circle", frames=4,
-                   width=64, height=32, steps=100, lr=1e-3, api_name="/tune")
-    deadline, jid = time.time() + 60, None
-    while time.time() < deadline and jid is None:
-        live = [h for h in list(studio._jobs.values())
-                if not h.done.is_set() and h.status == "running"]
-        jid = live[0].id if live else None
-        time.sleep(0.2)
-    assert jid is not None
+    job, jid = _running_tune(app, c, wide_clip, frames=4, width=64, height=32)
     # preview and estimate are outside the device's queue group: they answer while it runs
     other = Client(app["url"], verbose=False)
     info = other.predict(clip=handle_file(str(wide_clip)), frames=4, width=64, height=32,
@@ -522,7 +531,7 @@ def test_a_cancelled_event_stops_its_job(app, wide_clip):
 def test_a_closed_tab_stops_its_jobs(app, wide_clip):
     """The visitor leaves (their client's heartbeat ends: Gradio's unload event): the jobs
     that client started stop, freeing the device."""
-    from gradio_client import Client, handle_file
+    from gradio_client import Client
 
     studio = app["studio"]
     c = Client(app["url"], verbose=False)
@@ -535,15 +544,7 @@ def test_a_closed_tab_stops_its_jobs(app, wide_clip):
     half = moving_shape_clip(8, 128, dx=6.0)
     big = write_mp4(np.concatenate([half, half[:, :, ::-1]], axis=2),
                     wide_clip.parent / "wide256.mp4")
-    c.submit(clip=handle_file(str(big)), prompt="a red circle", frames=8, width=256,
-             height=128, steps=100, lr=1e-3, api_name="/tune")
-    deadline, jid = time.time() + 60, None
-    while time.time() < deadline and jid is None:
-        live = [h for h in list(studio._jobs.values())
-                if not h.done.is_set() and h.status == "running"]
-        jid = live[0].id if live else None
-        time.sleep(0.2)
-    assert jid is not None
+    _, jid = _running_tune(app, c, big, frames=8, width=256, height=128)
     c.close()  # ends the heartbeat: the page is gone
     out = studio.wait(jid, 60)
     assert out.finished and out.status in ("stopped", "cancelled"), out.status
@@ -559,15 +560,7 @@ def test_bad_job_inputs_are_refused_before_the_device_queue(app, wide_clip):
 
     studio = app["studio"]
     c = Client(app["url"], verbose=False)
-    job = c.submit(clip=handle_file(str(wide_clip)), prompt="a red circle", frames=8,
-                   width=128, height=64, steps=100, lr=1e-3, api_name="/tune")
-    deadline, jid = time.time() + 60, None
-    while time.time() < deadline and jid is None:
-        live = [h for h in list(studio._jobs.values())
-                if not h.done.is_set() and h.status == "running"]
-        jid = live[0].id if live else None
-        time.sleep(0.2)
-    assert jid is not None
+    job, jid = _running_tune(app, c, wide_clip, frames=8, width=128, height=64)
     other = Client(app["url"], verbose=False)
     kw = dict(clip=handle_file(str(wide_clip)), prompt="a red circle", frames=4, width=64,
               height=32, steps=10, api_name="/tune")

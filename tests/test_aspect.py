@@ -3,7 +3,7 @@ clip's aspect, and a preview that is exactly what tuning sees."""
 import numpy as np
 import pytest
 
-from vcstudio.config import DataConfig, Limits, TuneConfig, load_tune_config, save_yaml
+from vcstudio.config import DataConfig, TuneConfig, load_tune_config, save_yaml
 from vcstudio.errors import InputError
 from vcstudio.io import (check_size, clip_hash, default_size, load_clip, preview_clip,
                          resize_frames, write_frames)

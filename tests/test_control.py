@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vcstudio.config import ControlConfig, DataConfig, EditConfig, LongConfig, TuneConfig
-from vcstudio.errors import InputError, ModelNotFoundError, VcsError
+from vcstudio.errors import InputError, ModelNotFoundError
 from vcstudio.models.cache import ModelCache
 
 pytestmark = pytest.mark.usefixtures("one_thread")

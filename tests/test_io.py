@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from vcstudio.config import Limits
-from vcstudio.errors import InputError, VcsError
+from vcstudio.errors import InputError
 from vcstudio.io import clip_hash, load_clip, read_video, resize_frames, write_gif, write_mp4
 from vcstudio.io.synthetic import moving_shape_clip
 

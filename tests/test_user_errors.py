@@ -1,6 +1,5 @@
 """Item 10 of issue 19: damaged run files, non-UTF-8 prompts and broken clips are one-line
 InputErrors that say what to do, and the damaged file is left as it was."""
-import json
 import os
 import shutil
 import subprocess
@@ -11,7 +10,7 @@ import pytest
 import torch
 
 from vcstudio.config import (DataConfig, EditConfig, TuneConfig, check_prompt, load_tune_config,
-                             save_yaml, to_dict)
+                             to_dict)
 from vcstudio.errors import InputError
 from vcstudio.io import write_mp4
 from vcstudio.io.synthetic import moving_shape_clip

@@ -407,7 +407,6 @@ class Visitor(threading.Thread):
     def call(self, action: str, api: str, quick: bool, check: Optional[Callable] = None,
              **kw) -> Any:
         """Submit ``api`` with ``kw``, classify and record the answer; the output or None."""
-        from gradio_client import handle_file  # noqa: F401 (callers pass handle_file values)
 
         busy = self.tally.busy()
         t0 = time.monotonic()

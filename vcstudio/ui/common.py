@@ -108,8 +108,6 @@ def validated(fn, check, inputs=()):
     ``HTTPStatusError`` without the message). So the event's number inputs leave their bounds
     to ``check``, which names the setting by its label ("Frames must be within 1..8; got -3.");
     the handler runs only once the validator has passed."""
-    import gradio as gr
-
     check.main = fn
     check.bounds = bounds_of(inputs)
     for i in check.bounds:
@@ -148,8 +146,6 @@ def _unbounded(comp, payload):
 
 def _check_bounds(bounds: dict, args) -> None:
     """The number inputs' slider bounds, named by label (see :func:`validated`)."""
-    from ..errors import InputError
-
     for i, (label, lo, hi) in bounds.items():
         v = args[i] if i < len(args) else None
         if not isinstance(v, (int, float)) or isinstance(v, bool):

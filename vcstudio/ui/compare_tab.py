@@ -141,8 +141,6 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
                     seed, request=None, progress=None, runs=()):
     """``runs``: tuned run folders (or Tune-A-Video folders, on a desktop) edited beside the
     methods with the same edit prompt and seed."""
-    from ..jobs.compare import CompareConfig
-
     sid = ensure_session(studio, sid)
     try:
         runs = [r for r in (runs or []) if r]

@@ -254,7 +254,6 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
     """Generator: (video, gif, status, per-frame metric plot, metric table). ``control``: the
     Structure panel's values (ui/structure.py)."""
     from .structure import control_configs
-    from ..jobs.edit import STREAM_METRICS, EditJobConfig
 
     sid = ensure_session(studio, sid)
     try:
