@@ -43,6 +43,22 @@ def cache():
     return ModelCache()
 
 
+@pytest.fixture(scope="module")
+def mcache():
+    """One model cache for a module's tests (the ``cache`` fixture: one per test)."""
+    from vcstudio.models.cache import ModelCache
+
+    return ModelCache()
+
+
+@pytest.fixture(scope="module")
+def base(tiny_sd, mcache):
+    """The tiny SD loaded once per module (a module may define its own ``base``)."""
+    from vcstudio.models.loading import load_base
+
+    return load_base(str(tiny_sd), cache=mcache)
+
+
 @pytest.fixture
 def clip8():
     from vcstudio.io.synthetic import moving_shape_clip

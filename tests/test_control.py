@@ -18,18 +18,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 PROMPT = "a red circle moving right"
 
 
-@pytest.fixture(scope="module")
-def mcache():
-    return ModelCache()
-
-
-@pytest.fixture(scope="module")
-def base(tiny_sd, mcache):
-    from vcstudio.models.loading import load_base
-
-    return load_base(str(tiny_sd), cache=mcache)
-
-
 def _controlnet(base, folder, zero=True, seed=0, cross_dim=None):
     from diffusers import ControlNetModel
 
@@ -176,50 +164,34 @@ def _inputs(base):
     return (encode_prompts(base, [PROMPT]), encode_prompts(base, [""]), latents, image)
 
 
-def test_one_frame_with_controlnet_equals_diffusers_controlnet_pipeline(base, nets):
-    from diffusers import DDIMScheduler, StableDiffusionControlNetPipeline
+@pytest.mark.parametrize("kind, pipeline, scale_arg", [
+    ("controlnet", "StableDiffusionControlNetPipeline", "controlnet_conditioning_scale"),
+    ("adapter", "StableDiffusionAdapterPipeline", "adapter_conditioning_scale")])
+def test_one_frame_with_a_control_model_equals_its_diffusers_pipeline(base, nets, kind,
+                                                                       pipeline, scale_arg):
+    """One DDIM step of a 1-frame clip under a ControlNet (its residuals) or a T2I-Adapter (its
+    features) equals the diffusers pipeline's step, and differs from the uncontrolled one."""
+    import diffusers
+    from diffusers import DDIMScheduler
 
     from vcstudio.control.models import StructureControl, Unit, load_control_model
 
-    kind, cn = load_control_model(nets["cn"])
-    assert kind == "controlnet"
+    found, model = load_control_model(nets["cn" if kind == "controlnet" else "adapter"])
+    assert found == kind
     emb, neg, latents, image = _inputs(base)
-    ref = StableDiffusionControlNetPipeline(
+    ref = getattr(diffusers, pipeline)(
         vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=base.unet,
-        controlnet=cn, scheduler=DDIMScheduler.from_config(base.scheduler_config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        scheduler=DDIMScheduler.from_config(base.scheduler_config), safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False, **{kind: model})
     ref.set_progress_bar_config(disable=True)
     want = ref(prompt_embeds=emb, negative_prompt_embeds=neg, image=image, latents=latents,
-               num_inference_steps=1, guidance_scale=7.5, controlnet_conditioning_scale=0.7,
-               output_type="latent", height=64, width=64).images
-    ctrl = StructureControl([Unit("controlnet", cn, image, 0.7)])
+               num_inference_steps=1, guidance_scale=7.5, output_type="latent", height=64,
+               width=64, **{scale_arg: 0.7}).images
+    ctrl = StructureControl([Unit(kind, model, image, 0.7)])
     got = _one_step_ours(base, base.unet, ctrl, emb, neg, latents)
     plain = _one_step_ours(base, base.unet, None, emb, neg, latents)
     assert ctrl.calls == 1
-    assert (want - plain).abs().max() > 1e-3  # the ControlNet changes the step
-    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
-
-
-def test_one_frame_with_adapter_equals_diffusers_adapter_pipeline(base, nets):
-    from diffusers import DDIMScheduler, StableDiffusionAdapterPipeline
-
-    from vcstudio.control.models import StructureControl, Unit, load_control_model
-
-    kind, ad = load_control_model(nets["adapter"])
-    assert kind == "adapter"
-    emb, neg, latents, image = _inputs(base)
-    ref = StableDiffusionAdapterPipeline(
-        vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=base.unet,
-        adapter=ad, scheduler=DDIMScheduler.from_config(base.scheduler_config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    ref.set_progress_bar_config(disable=True)
-    want = ref(prompt_embeds=emb, negative_prompt_embeds=neg, image=image, latents=latents,
-               num_inference_steps=1, guidance_scale=7.5, adapter_conditioning_scale=0.8,
-               output_type="latent", height=64, width=64).images
-    got = _one_step_ours(base, base.unet, StructureControl([Unit("adapter", ad, image, 0.8)]),
-                         emb, neg, latents)
-    plain = _one_step_ours(base, base.unet, None, emb, neg, latents)
-    assert (want - plain).abs().max() > 1e-3
+    assert (want - plain).abs().max() > 1e-3  # the control model changes the step
     torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
 
 

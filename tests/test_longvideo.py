@@ -23,18 +23,6 @@ PROMPT = "a red circle moving right"
 
 
 @pytest.fixture(scope="module")
-def mcache():
-    return ModelCache()
-
-
-@pytest.fixture(scope="module")
-def base(tiny_sd, mcache):
-    from vcstudio.models.loading import load_base
-
-    return load_base(str(tiny_sd), cache=mcache)
-
-
-@pytest.fixture(scope="module")
 def model(base):
     from vcstudio.models.inflate import VideoDenoiser
 
