@@ -121,5 +121,4 @@ def sample_i2v(backbone: I2VBackbone, image, num_frames: Optional[int] = None,
 
 __all__ = ["BACKBONES", "REGISTRY", "I2VBackbone", "I2VCond", "LTXBackbone", "SVDBackbone",
            "backbone_kind", "build_backbone", "check_i2v_memory", "image_to_tensor", "sample_i2v",
-           "to_uint8",
-           "truncated_loop"]
+           "to_uint8", "truncated_loop"]

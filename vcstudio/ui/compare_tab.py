@@ -331,6 +331,9 @@ def build(studio, sid_state, edit_refs):
             c.change(compare_estimate, est_inputs, est, api_name=False,
                      concurrency_id="preview", trigger_mode="always_last")
         refresh.click(refresh_past, sid_state, [past, runs], api_name=False)
+        # opening the list shows this session's newest tunes (made in the Edit tab meanwhile)
+        runs.focus(lambda session: gr_update(choices=tuned_choices(studio, session)),
+                   sid_state, runs, api_name=False, show_progress="hidden")
         sweep_refresh.click(refresh_sweeps, None, sweeps, api_name=False)
         sweep_btn.click(open_sweep, [sid_state, sweeps], [status, montage, table, plot, files],
                         api_name="open_sweep", concurrency_id="control")
