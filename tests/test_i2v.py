@@ -1,7 +1,6 @@
 """I2V backbone (SVD via diffusers), VCD reward LoRA tuning (seed 002 eq. 3), A/B, CLI entries."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -137,19 +136,16 @@ def test_motion_amount_known_shift():
 
 
 def test_eval_vcd_cli_writes_per_frame_json(tmp_path):
-    from vcstudio.cli.i2v import add_eval_vcd_args, run_eval_vcd
+    from vcstudio.cli import main
     from vcstudio.io import write_frames
 
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     b = np.roll(a, 3, axis=1)
     write_frames(np.stack([a, a, b]), tmp_path / "clip")
-    p = argparse.ArgumentParser()
-    add_eval_vcd_args(p)
     out = tmp_path / "vcd.json"
-    args = p.parse_args(["--video", str(tmp_path / "clip"), "--encoder", "efficientnet-lite0",
-                         "--size", "160", "--json", str(out)])
-    assert run_eval_vcd(args) == 0
+    assert main(["eval-vcd", "--video", str(tmp_path / "clip"), "--encoder",
+                 "efficientnet-lite0", "--size", "160", "--json", str(out)]) == 0
     d = json.loads(out.read_text())
     assert d["vcd_per_frame"][0] == 0.0 and d["vcd_per_frame"][1] > 0
     assert d["vcd_temporal_weights"] == [2 / 3, 1 / 3]

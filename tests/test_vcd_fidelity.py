@@ -3,7 +3,6 @@ fixed projections for the metric, fresh ones every reward step, aspect-keeping r
 in bounded batches streamed from the decoder with progress per batch."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -153,30 +152,24 @@ def test_score_stream_from_the_decoder_equals_the_array(effnet, tmp_path):
 def test_eval_vcd_job_streams_with_progress_per_batch(tmp_path):
     """The eval job (Score VCD, `vcstudio eval-vcd`) decodes, resizes and encodes the clip
     ``batch`` frames at a time and reports each batch."""
-    from vcstudio.cli.i2v import add_eval_vcd_args, run_eval_vcd
+    from vcstudio.cli import main
     from vcstudio.io import write_mp4
 
     write_mp4(_clip(7, 128, 256), tmp_path / "c.mp4")
-    p = argparse.ArgumentParser()
-    add_eval_vcd_args(p)
     out = tmp_path / "vcd.json"
-    args = p.parse_args(["--video", str(tmp_path / "c.mp4"), "--encoder", "efficientnet-lite0",
-                         "--size", "160", "--json", str(out)])
-    assert run_eval_vcd(args) == 0
+    assert main(["eval-vcd", "--video", str(tmp_path / "c.mp4"), "--encoder",
+                 "efficientnet-lite0", "--size", "160", "--json", str(out)]) == 0
     d = json.loads(out.read_text())
     assert d["vcd_n_frames"] == 7 and len(d["vcd_per_frame"]) == 6
     assert d["vcd_params"]["fit"] == "crop"
 
 
 def test_bench_metrics_prints_the_vcd_row(capsys):
-    from vcstudio.metrics.cli import add_bench_metrics_args, run_bench_metrics
+    from vcstudio.cli import main
 
-    p = argparse.ArgumentParser()
-    add_bench_metrics_args(p)
-    args = p.parse_args(["--metrics", "vcd", "--vcd-frames", "5", "--vcd-size", "96",
-                         "--vcd-batch", "2", "--vcd-encoder", "efficientnet-lite0",
-                         "--device", "cpu"])
-    assert run_bench_metrics(args) == 0
+    assert main(["bench", "metrics", "--metrics", "vcd", "--vcd-frames", "5", "--vcd-size",
+                 "96", "--vcd-batch", "2", "--vcd-encoder", "efficientnet-lite0",
+                 "--device", "cpu"]) == 0
     row = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("vcd ")]
     frames, size, seconds, rss = row[0].split()[1:]
     assert (frames, size) == ("5", "96") and float(seconds) > 0 and 200 < float(rss) < 4096
