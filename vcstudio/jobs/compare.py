@@ -111,10 +111,8 @@ def estimate(cfg: CompareConfig, device="cpu", calibration_dir=None,
 
     Returns {"seconds", "gib", "how", "tunes", "edits"}; ``how`` is "uncalibrated" if any part
     had no measured speed."""
-    from ..calibration import sample_speed
-    from .edit import EditJobConfig
+    from .edit import EditJobConfig, edit_parts, pass_seconds
     from .edit import estimate as edit_estimate
-    from .tune import _SAMPLE_STEP_SHARE, _SEC_PER_FRAME_STEP
     from .tune import estimate as tune_estimate
 
     seconds, gib, hows, tunes = 0.0, 0.0, set(), set()
@@ -127,17 +125,11 @@ def estimate(cfg: CompareConfig, device="cpu", calibration_dir=None,
             seconds, gib = seconds + t["seconds"], max(gib, t["gib"])
             hows.add(t["how"])
         d = var.tune.data
-        pass_s, how = sample_speed(calibration_dir, device, var.tune, d.n_frames, d.width,
-                                   d.height)
-        if pass_s is None:
-            spf = _SEC_PER_FRAME_STEP.get(str(device).split(":")[0], _SEC_PER_FRAME_STEP["cpu"])
-            pass_s = d.n_frames * d.width * d.height / 512**2 * spf * _SAMPLE_STEP_SHARE \
-                * model_scale
+        pass_s, how = pass_seconds(calibration_dir, device, var.tune, d.n_frames, d.width,
+                                   d.height, model_scale)
         hows.add(how)
-        e = var.edit
-        inverts = e.use_inversion and e.steps != var.tune.inversion_steps
-        seconds += (e.steps * (2 if e.guidance > 1 else 1) + (e.steps if inverts else 0) + 1) \
-            * pass_s
+        inverts = var.edit.use_inversion and var.edit.steps != var.tune.inversion_steps
+        seconds += sum(edit_parts(var.edit, pass_s, inverts).values())
     for r in cfg.runs:
         try:
             ed = edit_estimate(EditJobConfig(run=r, edit=EditConfig(

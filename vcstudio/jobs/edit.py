@@ -74,6 +74,29 @@ def inversion_cached(rf, e: EditConfig) -> bool:
     return rf.inversion_path(e.steps, inversion_text(rf.config(), e.inversion_prompt)).is_file()
 
 
+def pass_seconds(calibration_dir, device, run_cfg, frames: int, width: int, height: int,
+                 model_scale: float = 1.0) -> tuple[float, str]:
+    """(seconds of one U-Net forward pass without CFG over ``frames`` frames at this size,
+    how): from the speeds the tune of ``run_cfg`` measured (vcstudio/calibration.py), else the
+    tune estimate's per-device constants at ``model_scale`` ("uncalibrated")."""
+    from ..calibration import sample_speed
+    from .tune import uncalibrated_pass_s
+
+    pass_s, how = sample_speed(calibration_dir, device, run_cfg, frames, width, height)
+    if pass_s is None:
+        pass_s = uncalibrated_pass_s(frames, width, height, device, model_scale)
+    return pass_s, how
+
+
+def edit_parts(edit: EditConfig, pass_s: float, inverts: bool) -> dict:
+    """Seconds of an edit's stages at ``pass_s`` a forward pass: sampling (``steps`` x two
+    passes under classifier-free guidance), the inversion when one is made (``steps`` x one
+    pass) and the decode (~one pass)."""
+    cfg_passes = 2 if edit.guidance > 1 else 1  # classifier-free guidance doubles a step
+    return {"sample_s": edit.steps * cfg_passes * pass_s,
+            "inversion_s": edit.steps * pass_s if inverts else 0.0, "decode_s": pass_s}
+
+
 def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None) -> dict:
     """Seconds of this edit, without the device: sampling (steps x a CFG forward pass = 2
     passes), the inversion when the run has none at this step count (steps x 1 pass), and a
@@ -83,7 +106,6 @@ def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None) -> dict:
     inversion, ``stages`` splits the seconds into invert + sample (a time-limited GPU, ZeroGPU,
     runs them as two calls; the inversion is cached in the run folder between them).
     Returns {"seconds", "how", "inversion", "parts"[, "stages"]}."""
-    from ..calibration import sample_speed
     from ..pipelines.run_open import open_run
 
     rf = open_run(cfg.run)
@@ -91,15 +113,8 @@ def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None) -> dict:
     f = int(meta.get("n_frames", run_cfg.data.n_frames))
     h, w = int(meta.get("height", run_cfg.data.height)), int(meta.get("width", run_cfg.data.width))
     inv = cfg.edit.use_inversion and not inversion_cached(rf, cfg.edit)
-    pass_s, how = sample_speed(calibration_dir, device, run_cfg, f, w, h)
-    if pass_s is None:  # nothing measured: the tune estimate's per-device constants
-        from .tune import _SAMPLE_STEP_SHARE, _SEC_PER_FRAME_STEP
-
-        spf = _SEC_PER_FRAME_STEP.get(str(device).split(":")[0], _SEC_PER_FRAME_STEP["cpu"])
-        pass_s = f * w * h / (512 * 512) * spf * _SAMPLE_STEP_SHARE
-    cfg_passes = 2 if cfg.edit.guidance > 1 else 1  # classifier-free guidance doubles a step
-    parts = {"sample_s": cfg.edit.steps * cfg_passes * pass_s,
-             "inversion_s": cfg.edit.steps * pass_s if inv else 0.0, "decode_s": pass_s}
+    pass_s, how = pass_seconds(calibration_dir, device, run_cfg, f, w, h)
+    parts = edit_parts(cfg.edit, pass_s, inv)
     est = {"seconds": round(sum(parts.values()), 2), "how": how, "inversion": inv,
            "parts": {k: round(v, 3) for k, v in parts.items()}}
     if inv:

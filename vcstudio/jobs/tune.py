@@ -147,7 +147,7 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
     else:
         spf = _SEC_PER_FRAME_STEP.get(dtype, _SEC_PER_FRAME_STEP["cpu"]) * model_scale
         step_s = units * spf * c.time_factor
-        inv_s = units * spf * _SAMPLE_STEP_SHARE
+        inv_s = uncalibrated_pass_s(d.n_frames, d.width, d.height, device, model_scale)
         preview_s = cal.prior_preview_s(cfg.preview_steps, units * spf)
         overhead = 0.0
     step_s += inv_s * ctl["unet_share"]  # an inversion step ~ one U-Net forward pass
@@ -174,6 +174,15 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
             "device_gib": device_gib, "fits": fits,
             "how": found.how if sp is not None else "uncalibrated",
             "parts": {k: round(v, 2) if isinstance(v, float) else v for k, v in parts.items()}}
+
+
+def uncalibrated_pass_s(frames: int, width: int, height: int, device: Any = "cpu",
+                        model_scale: float = 1.0) -> float:
+    """Seconds of one U-Net forward pass without gradients (an inversion or a sampling step
+    without CFG) over ``frames`` frames at this size, from the per-device constants for an
+    SD-1.x-size U-Net scaled by ``model_scale``: the figure used until a tune measures one."""
+    spf = _SEC_PER_FRAME_STEP.get(str(device).split(":")[0], _SEC_PER_FRAME_STEP["cpu"])
+    return frames * (width * height) / (512 * 512) * spf * model_scale * _SAMPLE_STEP_SHARE
 
 
 def validation_cost(cfg: TuneConfig, sample_step_s: float) -> tuple[int, float]:
@@ -217,14 +226,12 @@ def estimate_edit(edit, n_frames: int, width: int, height: int, device: Any = "c
     Returns ``{"gib", "seconds", "control_seconds"}`` (the last: the conditions' share)."""
     from ..control import control_cost
 
-    dtype = str(device).split(":")[0]
     units = n_frames * (width * height) / (512 * 512)
     ctl = control_cost(edit.control)
     calls = 1 if edit.guidance == 1.0 else 2
-    spf = _SEC_PER_FRAME_STEP.get(dtype, _SEC_PER_FRAME_STEP["cpu"]) * model_scale
-    step = units * spf * _SAMPLE_STEP_SHARE * calls
-    sample = edit.steps * step
-    inv = edit.steps * units * spf * _SAMPLE_STEP_SHARE if edit.use_inversion else 0.0
+    pass_s = uncalibrated_pass_s(n_frames, width, height, device, model_scale)
+    sample = edit.steps * pass_s * calls
+    inv = edit.steps * pass_s if edit.use_inversion else 0.0
     extra = sample * ctl["unet_share"]
     gib = model_scale * (_FROZEN_GIB + ctl["gib"] + units * calls * _SAMPLE_ACT_GIB_PER_FRAME
                          * (1 + ctl["unet_share"]))
