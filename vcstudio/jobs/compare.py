@@ -146,13 +146,11 @@ def estimate(cfg: CompareConfig, device="cpu", calibration_dir=None,
 
 def estimate_line(est: dict, device="cpu") -> str:
     """The Compare tab's line: what the comparison will take and what it counts."""
-    from ..calibration import format_seconds
+    from .tune import estimate_line as line
 
-    how = ("uncalibrated: a first tune on this device calibrates it"
-           if est["how"] == "uncalibrated" else est["how"])
-    return (f"Estimate: ~{est['gib']:.1f} GiB, ~{format_seconds(est['seconds'])} on "
-            f"{str(device).split(':')[0]} ({est['tunes']} tune{'s' * (est['tunes'] != 1)}, "
-            f"{est['edits']} edit{'s' * (est['edits'] != 1)}, scoring not counted; {how}).")
+    n, m = est["tunes"], est["edits"]
+    return line(est, device, [f"{n} tune{'s' * (n != 1)}", f"{m} edit{'s' * (m != 1)}",
+                              "scoring not counted"])
 
 
 def control_settings(cfg: CompareConfig) -> list[list]:

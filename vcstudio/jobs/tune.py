@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ..config import Limits, TuneConfig
 from ..errors import InputError
@@ -197,19 +197,21 @@ def validation_cost(cfg: TuneConfig, sample_step_s: float) -> tuple[int, float]:
     return n, n * v.steps * sample_step_s * (2 if v.guidance > 1 else 1)
 
 
-def estimate_line(est: dict, device: Any = "cpu") -> str:
-    """One line for the page: memory, time, what it counts and whether it is measured."""
+def estimate_line(est: dict, device: Any = "cpu", counts: Optional[list[str]] = None) -> str:
+    """One line for the page: memory, time, what it counts (``counts``; default a tune's
+    parts) and whether it is measured."""
     from ..calibration import format_seconds
 
-    p = est.get("parts", {})
-    counts = [f"{format_seconds(p.get('tune_s', 0))} tuning"]
-    if p.get("previews"):
-        counts.append(f"{p['previews']} preview{'s' if p['previews'] > 1 else ''}")
-    if p.get("inversion_s"):
-        counts.append("inversion")
-    if p.get("validation_samples"):
-        n = p["validation_samples"]
-        counts.append(f"{n} validation sample{'s' if n > 1 else ''}")
+    if counts is None:
+        p = est.get("parts", {})
+        counts = [f"{format_seconds(p.get('tune_s', 0))} tuning"]
+        if p.get("previews"):
+            counts.append(f"{p['previews']} preview{'s' if p['previews'] > 1 else ''}")
+        if p.get("inversion_s"):
+            counts.append("inversion")
+        if p.get("validation_samples"):
+            n = p["validation_samples"]
+            counts.append(f"{n} validation sample{'s' if n > 1 else ''}")
     how = est.get("how", "uncalibrated")
     how = ("uncalibrated: a first tune on this device calibrates it" if how == "uncalibrated"
            else how)
