@@ -162,6 +162,14 @@ class _BoundError(VcsError):
         self.index = index
 
 
+def estimate_device(studio) -> str:
+    """The device a studio's jobs run on ("cpu", "cuda:0"): what its estimates are for (the
+    key of its device lock and queue group, :func:`device_group`)."""
+    from ..session import device_key
+
+    return device_key(studio.default_device)
+
+
 def uncalibrated_scale(width: int, height: int) -> float:
     """The model size an uncalibrated estimate assumes, relative to SD 1.x: the embedded demo
     model (64 px) is ~1/50 of it; only until a first tune measures the real speed."""

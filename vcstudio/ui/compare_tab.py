@@ -15,8 +15,8 @@ import gradio as gr
 from ..errors import InputError, VcsError
 from ..jobs.compare import COMPARE_METRICS, best_table, load_entry
 from .common import (NO_CLIP, VIDEO_TYPES, about, as_int, bounds_of, check_bounds,
-                     device_group, ensure_session, gr_error, gr_update, job_validator, run_job,
-                     uncalibrated_scale, upload, validated)
+                     device_group, ensure_session, estimate_device, gr_error, gr_update,
+                     job_validator, run_job, uncalibrated_scale, upload, validated)
 from .plots import StreamView, plot_update, table_update
 
 # what the Compare job computes, re-exported for the tab's callers
@@ -111,10 +111,8 @@ def compare_estimate_text(studio, names, runs, frames, size, steps) -> str:
     if not names and not runs:
         return "Tick methods (or pick tuned runs) to see what the comparison takes."
     try:
-        import torch
-
         cfg = compare_config(studio, "", "", "", names, [], frames, size, steps, 33, runs)
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        dev = estimate_device(studio)
         est = estimate(cfg, dev, calibration_dir=studio.data_dir,
                        model_scale=uncalibrated_scale(cfg.size, cfg.size))
     except Exception as e:  # an estimate must never block the page

@@ -16,8 +16,8 @@ from ..config import DataConfig, DCTConfig, APLAConfig, EditConfig, TuneConfig
 from ..errors import InputError
 from ..methods.registry import PICKABLE
 from .common import (EXAMPLES, about, NO_CLIP, VIDEO_TYPES, Ticker, as_float, as_int,
-                     device_group, ensure_session, frame_strip, gr_error, gr_update,
-                     bounds_of, check_bounds, job_validator, last_result, run_job,
+                     device_group, ensure_session, estimate_device, frame_strip, gr_error,
+                     gr_update, bounds_of, check_bounds, job_validator, last_result, run_job,
                      uncalibrated_scale, upload, validated)
 from .plots import StreamView, plot_update, table_update, table_widths
 
@@ -111,15 +111,13 @@ def estimate_text(studio, frames, width, height, steps, method: str = "baseline"
     from ..jobs.tune import estimate, estimate_line
 
     try:
-        import torch
-
         steps = as_int("Tuning steps", steps)
         cfg = TuneConfig(model=getattr(studio, "model", "") or "",
                          data=DataConfig(n_frames=as_int("Frames", frames),
                                          width=as_int("Width", width),
                                          height=as_int("Height", height)),
                          steps=steps, method=method or "baseline", **_previews(steps))
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        dev = estimate_device(studio)
         scale = uncalibrated_scale(cfg.data.width, cfg.data.height)
         est = estimate(cfg, dev, model_scale=scale, calibration_dir=studio.data_dir)
     except Exception as e:  # an estimate must never block the page
@@ -327,9 +325,7 @@ def edit_estimate_text(studio, cfg) -> str:
     from ..jobs.edit import estimate
 
     try:
-        import torch
-
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        dev = estimate_device(studio)
         est = estimate(cfg, dev, calibration_dir=studio.data_dir)
     except Exception:  # an estimate must never block the edit
         return "Queued…"
