@@ -4,34 +4,19 @@ visitor's upload path, names a server file)."""
 import json
 import os
 import re
-import socket
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from app_launch import call, file_data, launch, upload
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(tiny_sd, data, public: bool):
-    os.environ["VCSTUDIO_MODEL"] = str(tiny_sd)
-    from vcstudio.jobs import studio as make_studio
-    from vcstudio.space import CPU_LIMITS
-    from vcstudio.ui import build_app
-
-    studio = make_studio(data, limits=CPU_LIMITS, public=public)
-    demo = build_app(studio)
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                show_error=True, allowed_paths=[str(data)])
-    return studio, demo, f"http://127.0.0.1:{port}/"
+    return launch(tiny_sd, data, public)
 
 
 @pytest.fixture(scope="module")
@@ -209,10 +194,10 @@ def test_the_compare_estimate_counts_each_method_and_run(app, wide_clip):
     base = dict(runs=[], frames=4, size=64, steps=20, api_name="/compare_estimate")
     baseline, dct = "baseline (Tune-A-Video)", "DCT full (mul-Fourier CLWS)"
 
-    def seconds(line: str) -> float:
-        m = re.search(r"~(\d+(?:\.\d+)?) (s|min)\b", line)
+    def seconds(line: str) -> float:  # "~45 s", "~1 min 25 s", "~3 min"
+        m = re.search(r"~(?:(\d+) min(?: (\d+) s)?|(\d+(?:\.\d+)?) s)\b", line)
         assert m, line
-        return float(m.group(1)) * (60 if m.group(2) == "min" else 1)
+        return 60 * float(m.group(1) or 0) + float(m.group(2) or m.group(3) or 0)
 
     one = c.predict(methods=[baseline], **base)
     two = c.predict(methods=[baseline, dct], **base)
@@ -244,37 +229,7 @@ def test_the_estimate_refuses_the_numbers_the_tune_refuses(app, args, msg):
                   api_name="/estimate")
 
 
-def _upload(url: str, path: Path) -> str:
-    import httpx
-
-    with open(path, "rb") as f:
-        r = httpx.post(url + "gradio_api/upload", files={"files": (path.name, f)})
-    r.raise_for_status()
-    return r.json()[0]
-
-
-def _file(path: str) -> dict:
-    return {"path": path, "meta": {"_type": "gradio.FileData"}, "orig_name": Path(path).name}
-
-
-def _call(url: str, api: str, data: list, timeout: float = 120) -> tuple[str, object]:
-    """A raw REST call (what any HTTP client can send): ("complete", outputs) or
-    ("error", message)."""
-    import httpx
-
-    r = httpx.post(f"{url}gradio_api/call/{api}", json={"data": data}, timeout=timeout)
-    r.raise_for_status()
-    eid = r.json()["event_id"]
-    kind, last = None, None
-    with httpx.stream("GET", f"{url}gradio_api/call/{api}/{eid}", timeout=timeout) as s:
-        for line in s.iter_lines():
-            if line.startswith("event:"):
-                kind = line.split(":", 1)[1].strip()
-            elif line.startswith("data:") and kind in ("complete", "error"):
-                last = json.loads(line[5:].strip() or "null")
-                if kind in ("complete", "error"):
-                    return kind, last
-    return kind or "", last
+_upload, _file, _call = upload, file_data, call
 
 
 def _fn_index(url: str, api: str) -> int:

@@ -53,6 +53,8 @@ def test_two_visitors_for_a_minute_leave_nothing_unhandled_or_leaked():
     assert t["leaked"] == 0, table
     assert r["integrity"] == "ok", table
     assert r["peak_rss_mib"] and r["peak_rss_mib"] > 100, table  # the sampler read the app
+    att = r["attacker"]  # the stranger among them tried, and got nothing
+    assert att["tries"] > 50 and att["n_successes"] == 0, table
 
 
 def test_a_job_that_ends_long_after_its_client_left_is_leaked():

@@ -66,12 +66,15 @@ def test_public_studio_keeps_visitors_runs_and_server_paths_apart(tmp_path):
     for public in (True, False):
         studio = Studio(tmp_path / f"d{public}", public=public)
         try:
-            a, b = studio.new_session().id, studio.new_session().id
-            ra = studio.store.create_run("compare", config={"session": a}, seed=1, label="A")
-            rb = studio.store.create_run("compare", config={"session": b}, seed=1, label="B")
+            a, b = studio.new_session(), studio.new_session()
+            # runs record their session's public owner id, never its secret
+            ra = studio.store.create_run("compare", config={"session": a.owner}, seed=1,
+                                         label="A")
+            rb = studio.store.create_run("compare", config={"session": b.owner}, seed=1,
+                                         label="B")
             for r in (ra, rb):
                 studio.store.finish_run(r.id)
-            owner = _owner(studio, a)  # whose runs visitor a's page may see
+            owner = _owner(studio, a.id)  # whose runs visitor a's page may see
             ids = {rid for _, rid in past_choices(studio.store, owner)}
             assert ids == ({ra.id} if public else {ra.id, rb.id})
             if public:

@@ -96,7 +96,7 @@ def test_two_sessions_never_overlap_on_one_device(studio):
     for (s0, e0), (s1, e1) in zip(spans, spans[1:]):
         assert e0 <= s1, "two jobs held the device at once"
     assert {j.status for j in studio.store.jobs()} == {"done"}
-    assert len(studio.store.jobs(session_id=a.id)) == 3
+    assert len(studio.store.jobs(session_id=a.owner)) == 3
 
 
 def test_device_lock_is_first_come_first_served(studio):
@@ -330,9 +330,9 @@ def test_cleanup_removes_only_old_idle_sessions(studio):
     past = time.time() - 7200
     for p in [old.folder, *old.folder.rglob("*")]:
         os.utime(p, (past, past))
-    job = studio.store.add_job("tune", old.id)
+    job = studio.store.add_job("tune", old.owner)  # the store names sessions by owner id
     studio.store.update_job(job, status="done")
-    assert studio.cleanup_sessions(max_age_s=3600) == [old.id]
+    assert studio.cleanup_sessions(max_age_s=3600) == [old.owner]
     assert not old.folder.exists() and fresh.folder.exists()
     assert studio.store.job(job).status == "expired"  # the record says its files are gone
 

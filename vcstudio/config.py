@@ -39,6 +39,12 @@ class Limits:
     max_upload_mb: float = 200.0
     max_steps: int = 5000
     max_long_frames: int = 10000  # length of a long video (co-denoised windows)
+    # fan-out: how many things one request may start, checked before any of them runs
+    max_variants: int = 64  # compare: distinct variants + tuned runs (duplicates count once)
+    max_sweep_cells: int = 4096  # a sweep's grid, even with --yes (counted before it is built)
+    max_windows: int = 1000  # long video: co-denoised windows
+    max_candidates: int = 16  # long video: candidate clips at step k (masks + fusion)
+    max_hub_run_mb: float = 8192.0  # open_hub: a pushed run's download
 
 
 MAX_PROMPT_CHARS = 10000  # far past CLIP's 77 tokens; bounds what a client can send

@@ -20,5 +20,10 @@ class OutOfMemoryError(VcsError):
     """The device ran out of memory; the message suggests smaller settings."""
 
 
+class DiskFullError(VcsError):
+    """A write ran out of disk space; the message says how much the job needed and what was
+    kept (nothing half-written stays behind: files are written atomically)."""
+
+
 class CancelledError(VcsError):
     """The job was cancelled by the user (a checkpoint was kept where one exists)."""

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import hmac
 import logging
 import os
 import queue
@@ -54,10 +56,18 @@ _END = object()  # end-of-stream marker for progress subscribers
 
 @dataclass(frozen=True)
 class Session:
-    """One browser session: its id and its private folder (resolved, absolute)."""
+    """One visitor's session: the secret that opens it, its public owner id and its private
+    folder (resolved, absolute).
 
-    id: str
+    ``id`` is the credential: the random secret only the visitor's own browser (or API client)
+    holds, presented as the ``session`` of every call. It is never written into a path, a URL,
+    a file, the store or a log (it is left out of ``repr``). ``owner`` is its public name, a
+    one-way hash of the secret: session folders, store rows and run paths carry only this, and
+    knowing it opens nothing (:func:`session_owner`)."""
+
+    id: str = field(repr=False)
     folder: Path
+    owner: str = ""
 
     @property
     def uploads(self) -> Path:
@@ -66,6 +76,12 @@ class Session:
     @property
     def outputs(self) -> Path:
         return self.folder / "outputs"
+
+
+def session_owner(secret: str) -> str:
+    """The public id of the session ``secret`` opens: a one-way hash, so a stranger who reads
+    it (in a run folder's path, in the store) cannot present it as the secret."""
+    return hashlib.sha256(b"vcstudio-session\0" + secret.encode()).hexdigest()[:32]
 
 
 def safe_path(session: Session, user_path: str | os.PathLike, must_exist: bool = False) -> Path:
@@ -213,7 +229,7 @@ class JobSpec:
 @dataclass
 class _Handle:
     id: str
-    session_id: Optional[str]
+    session_id: Optional[str]  # the session's public owner id
     kind: str
     device: str
     out: Optional[str] = None
@@ -227,6 +243,7 @@ class _Handle:
     subscribers: list = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     thread: Optional[threading.Thread] = None
+    session: Optional[Session] = None
 
 
 class _RunFolders:
@@ -268,7 +285,7 @@ class JobContext(_RunFolders):
         self._last_record = 0.0
         self._last_stage: Optional[str] = None
         self.out = handle.out
-        self.session = studio.session(handle.session_id) if handle.session_id else None
+        self.session = handle.session
         self.data_dir = studio.data_dir
 
     @property
@@ -301,6 +318,7 @@ class JobContext(_RunFolders):
 
     @property
     def session_id(self) -> Optional[str]:
+        """The session's public owner id (what the store records), not its secret."""
         return self._h.session_id
 
     def __call__(self, ev: Event) -> None:
@@ -486,25 +504,70 @@ class Studio:
         self._closing = threading.Event()
 
     # -- sessions -------------------------------------------------------------------------
-    def new_session(self) -> Session:
-        sid = secrets.token_hex(16)
-        folder = self.sessions_dir / sid
-        (folder / "uploads").mkdir(parents=True)
-        (folder / "outputs").mkdir()
-        return Session(sid, folder.resolve())
+    def new_session(self, account: Optional[str] = None) -> Session:
+        """A fresh session with a random secret; or, for a visitor signed in as ``account``,
+        that account's session (its secret derived from the studio's key: the same in every
+        browser the account signs in from, so their runs follow the account)."""
+        secret = self.account_secret(account) if account else secrets.token_hex(16)
+        owner = session_owner(secret)
+        folder = self.sessions_dir / owner
+        (folder / "uploads").mkdir(parents=True, exist_ok=True)
+        (folder / "outputs").mkdir(exist_ok=True)
+        return Session(secret, folder.resolve(), owner)
 
     def session(self, session_id: str) -> Session:
-        """The session with this id; a forged or expired id is an InputError."""
+        """The session whose secret is ``session_id``; a forged or expired one is an
+        InputError. (A session's public owner id, read from a path or the store, is not its
+        secret: presented here it opens nothing.)"""
         if not isinstance(session_id, str) or not _SESSION_ID.match(session_id):
             raise InputError("This page's session is not valid; reload the page.")
-        folder = self.sessions_dir / session_id
+        owner = session_owner(session_id)
+        folder = self.sessions_dir / owner
         if not folder.is_dir():
             raise InputError("This page's session has expired; reload the page.")
-        return Session(session_id, folder.resolve())
+        return Session(session_id, folder.resolve(), owner)
+
+    def owner(self, session_id: Optional[str]) -> Optional[str]:
+        """The public owner id of a session secret (None for none or an invalid one): what
+        the store records as a job's ``session_id``."""
+        if not isinstance(session_id, str) or not _SESSION_ID.match(session_id):
+            return None
+        return session_owner(session_id)
+
+    def account_secret(self, account: str) -> str:
+        """The session secret of a signed-in account: keyed with the studio's own random key,
+        so nobody without the key can derive it from the account's (public) name."""
+        return hmac.new(self._key(), b"account\0" + account.encode(), "sha256").hexdigest()[:32]
+
+    def _key(self) -> bytes:
+        """The studio's random key: a file in the data folder (mode 0600), which no URL serves."""
+        path = self.data_dir / "studio.key"
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32))
+        return path.read_bytes()
 
     def safe_path(self, session_id: str, user_path: str | os.PathLike,
                   must_exist: bool = False) -> Path:
-        return safe_path(self.session(session_id), user_path, must_exist)
+        """A path a page or API client names, resolved: inside the caller's session folder.
+        A desktop studio's owner owns every run, from any tab or the CLI, so there it may
+        also be a run the store records or anything under the data folder; a public studio's
+        visitor reaches only their own session's folder."""
+        sess = self.session(session_id)
+        try:
+            return safe_path(sess, user_path, must_exist)
+        except InputError:
+            raw = os.fspath(user_path)
+            if self.public or not raw or "\x00" in raw:
+                raise
+            p = Path(raw).expanduser().resolve()
+            if not (p.is_relative_to(self.data_dir.resolve())
+                    or self.store.run_by_dir(p) is not None):
+                raise
+            if must_exist and not p.exists():
+                raise InputError(f"{os.fspath(user_path)!r} does not exist (any more).") from None
+            return p
 
     def server_path(self, what: str, user_path: str) -> str:
         """A model/checkpoint path typed into the page: a desktop studio reads it; a public
@@ -606,16 +669,17 @@ class Studio:
         cfg = spec.load(cfg)
         if spec.validate is not None:
             spec.validate(cfg, self.limits)
-        if session_id is not None:
-            self.session(session_id)
+        session = self.session(session_id) if session_id is not None else None
         lock = self.device_lock(device)
         params = {"config": spec.params(cfg), "out": str(out) if out else None,
                   "device": str(device) if device is not None else None}
-        job_id = self.store.add_job(spec.store_kind, session_id, params=params)
+        # the store records the session's public owner id, never its secret
+        owner = session.owner if session is not None else None
+        job_id = self.store.add_job(spec.store_kind, owner, params=params)
         if resume_of is not None:
             self.store.mark_resumed(resume_of, job_id)
-        h = _Handle(job_id, session_id, spec.store_kind, lock.name,
-                    out=str(out) if out else None, stoppable=spec.stoppable)
+        h = _Handle(job_id, owner, spec.store_kind, lock.name,
+                    out=str(out) if out else None, stoppable=spec.stoppable, session=session)
         h.thread = threading.Thread(target=self._work, args=(h, lock, spec, cfg),
                                     name=f"vcstudio-{name}-{job_id[-8:]}", daemon=True)
         with self._mu:
@@ -779,13 +843,15 @@ class Studio:
         return False
 
     def check_owner(self, job_id: str, session_id: Optional[str]) -> None:
-        """An InputError unless job ``job_id`` was submitted by session ``session_id``."""
+        """An InputError unless job ``job_id`` was submitted by the session whose secret is
+        ``session_id`` (its owner id, which a stranger may have read, does not pass)."""
         h = self._handle(job_id)
         try:
             owner = h.session_id if h is not None else self.store.job(job_id).session_id
         except VcsError:
             owner = None
-        if not session_id or owner != session_id:
+        caller = self.owner(session_id)
+        if caller is None or owner != caller:
             raise InputError("That job belongs to another visitor (or does not exist); you can "
                              "stop and resume only your own jobs.")
 

@@ -36,6 +36,10 @@ TIERS: tuple[tuple[float, int, int, int, float], ...] = (
 )
 CPU_LIMITS = Limits(max_frames=8, max_side=256, max_steps=100, max_upload_mb=50,
                     max_long_frames=32)
+# what one visitor's request may fan out to on a public Space (every tier): a Space has one
+# device queue that all its visitors share
+PUBLIC_FANOUT = dict(max_variants=8, max_sweep_cells=16, max_windows=64, max_candidates=5,
+                     max_hub_run_mb=2048.0)
 # a long video's length on a GPU tier: this many times the frames one window tunes on
 LONG_PER_FRAME = 8
 
@@ -95,7 +99,9 @@ def safe_limits(env: Optional[Mapping[str, str]] = None, cuda: Optional[bool] = 
     """Limits for this process: tiered on a Space (visitors share it) and on CPU; a desktop
     with a GPU keeps the generous defaults (its owner sees the memory estimate instead)."""
     hw = detect(env, cuda)
-    if hw.on_space or not hw.gpu_gib:
+    if hw.on_space:
+        return replace(limits_for(hw), **PUBLIC_FANOUT)
+    if not hw.gpu_gib:
         return limits_for(hw)
     return Limits()
 

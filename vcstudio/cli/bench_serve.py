@@ -91,6 +91,7 @@ class Tally:
     jobs_seen: dict[str, float] = field(default_factory=dict)  # studio job ids seen
     gone: dict[str, float] = field(default_factory=dict)  # job id -> when its client left
     sessions: set[str] = field(default_factory=set)
+    run_dirs: set[str] = field(default_factory=set)  # run folders visitors were handed
     stops_effective: int = 0
     visits: int = 0
     in_flight: int = 0
@@ -474,6 +475,8 @@ class Visitor(threading.Thread):
         self._note(out)
         if out:
             self.run_dir = out[5]
+            with self.tally.mu:
+                self.tally.run_dirs.add(self.run_dir)
 
     def do_edit(self) -> None:
         if not self.run_dir:
@@ -964,6 +967,11 @@ def format_table(r: dict) -> str:
                  f"(other than the messages gr.Error shows): {len(r['server_exceptions'])}")
     for e in r["server_exceptions"][:10]:
         lines.append(f"  server: {e}")
+    att = r.get("attacker")
+    if att is not None:
+        lines.append(f"stranger: {att['tries']} tries on other visitors' files, jobs and runs, "
+                     f"{att['n_successes']} succeeded" + (" (FAIL)" if att["n_successes"] else ""))
+        lines += [f"  got: {s}" for s in att["successes"][:10]]
     if r["problems"]:
         lines.append("problems:")
         lines += [f"  {p}" for p in r["problems"]]
@@ -1005,12 +1013,20 @@ def run_bench_serve(visitors: int = 10, minutes: float = 10.0, public: bool = Fa
         crowd = [Visitor(i, url, deadline, tally, inputs, public, max_actions, seed * 1000 + i,
                          job_cap_s, visitors) for i in range(visitors)]
         log(f"{visitors} visitors for {minutes:g} min ...")
+        attacker = None
+        if public:  # a stranger among them, holding whatever the others were handed
+            from .bench_attack import Attacker
+
+            attacker = Attacker(url, data, tally, deadline, seed=seed)
+            attacker.start()
         for v in crowd:
             v.start()
             time.sleep(0.2)  # not all in the same millisecond
         for v in crowd:
             # each visitor stops by itself at the deadline; this is only a backstop
             v.join(max(1.0, deadline - time.monotonic()) + job_cap_s + 60)
+        if attacker is not None:
+            attacker.join(180)
         left = time.time()
         t_left = time.monotonic() - sampler.t0
         log(f"visitors left; waiting up to {grace_s:.0f} s for their jobs to end ...")
@@ -1029,6 +1045,7 @@ def run_bench_serve(visitors: int = 10, minutes: float = 10.0, public: bool = Fa
         report = summarise(tally, sampler.rows, jobs, live, probe,
                            integrity(data) if data is not None else "not checked (no data)",
                            meta, server.log_text() if server else "")
+        report["attacker"] = attacker.report() if attacker is not None else None
         return report
     finally:
         if server is not None:
@@ -1081,4 +1098,6 @@ def run_bench_serve_cli(a) -> int:
         if a.json:
             Path(a.json).write_text(text + "\n")
     t = r["totals"]
-    return 0 if (t["unhandled"] == 0 and t["leaked"] == 0 and r["integrity"] == "ok") else 1
+    att = r.get("attacker") or {}
+    return 0 if (t["unhandled"] == 0 and t["leaked"] == 0 and r["integrity"] == "ok"
+                 and not att.get("n_successes")) else 1

@@ -17,6 +17,8 @@ def add(sub) -> None:
                    "private)")
     p.add_argument("--to-folder", metavar="DIR", help="write what would be uploaded into DIR "
                    "instead of pushing")
+    p.add_argument("--overwrite", action="store_true", help="--to-folder may replace an "
+                   "existing non-empty folder (never a tuned run)")
     p.add_argument("--token", default=None, help="write token (default: the local login or "
                    "$HF_TOKEN)")
 
@@ -33,6 +35,7 @@ def run(a) -> int:
         raise InputError("Give the Hub repo to push to (--repo user/name), or --to-folder DIR.")
     res = run_job("push", PushConfig(run=run_dir, repo_id=a.repo,
                                      token=a.token or os.environ.get("HF_TOKEN", ""),
-                                     private=not a.public, to_folder=a.to_folder or ""), a)
+                                     private=not a.public, to_folder=a.to_folder or "",
+                                     overwrite=a.overwrite), a)
     print(res.url)
     return 0

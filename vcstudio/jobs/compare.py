@@ -70,14 +70,39 @@ class CompareOutcome:
     run_id: Optional[str] = None
 
 
+def _unique(values) -> list:
+    """``values`` in order, each once: a name given twice runs once."""
+    return list(dict.fromkeys(values))
+
+
+def _presets(cfg: CompareConfig) -> list:
+    """The distinct presets ``cfg.variants`` names (a preset named by id and by label once)."""
+    from ..methods.registry import find_preset
+
+    return list({p.id: p for p in map(find_preset, _unique(cfg.variants))}.values())
+
+
+def variant_count(cfg: CompareConfig) -> int:
+    """How many variants and tuned runs ``cfg`` makes (duplicates once), multiplied out
+    without building them, so a limit is checked before any work."""
+    from ..methods.registry import apply_changes, reads
+
+    seeds, clws = len(_unique(int(s) for s in cfg.seeds)), len(_unique(cfg.clws))
+    n = 0
+    for preset in _presets(cfg):
+        tc = apply_changes(TuneConfig(), preset.changes)
+        n += seeds * (clws if clws and reads(tc, "dct") else 1)
+    return n * len(control_settings(cfg)) + len(_unique(cfg.runs))
+
+
 def variants(cfg: CompareConfig) -> list[Variant]:
-    """The variants ``cfg`` names, in order: presets x CLWS (where DCT is read) x seeds."""
-    from ..methods.registry import apply_changes, find_preset, reads
+    """The variants ``cfg`` names, in order: presets x CLWS (where DCT is read) x seeds, each
+    distinct one once."""
+    from ..methods.registry import apply_changes, reads
 
     out = []
-    for key in cfg.variants:
-        preset = find_preset(key)
-        for seed in cfg.seeds:
+    for preset in _presets(cfg):
+        for seed in _unique(int(s) for s in cfg.seeds):
             base = TuneConfig(
                 model=cfg.model, data=DataConfig(video_path=cfg.video, prompt=cfg.prompt,
                                                  n_frames=cfg.frames, stride=cfg.stride,
@@ -85,7 +110,7 @@ def variants(cfg: CompareConfig) -> list[Variant]:
                 steps=cfg.steps, lr=cfg.lr, seed=int(seed), checkpoint_every=0,
                 preview_every=0)
             tc = apply_changes(base, preset.changes)
-            weightings = cfg.clws if cfg.clws and reads(tc, "dct") else [None]
+            weightings = _unique(cfg.clws) if cfg.clws and reads(tc, "dct") else [None]
             for c in weightings:
                 t = dataclasses.replace(tc, dct=dataclasses.replace(tc.dct, clws=c)) if c else tc
                 label = preset.label + (f", CLWS {c}" if c else "") + (
@@ -130,7 +155,7 @@ def estimate(cfg: CompareConfig, device="cpu", calibration_dir=None,
         hows.add(how)
         inverts = var.edit.use_inversion and var.edit.steps != var.tune.inversion_steps
         seconds += sum(edit_parts(var.edit, pass_s, inverts).values())
-    for r in cfg.runs:
+    for r in _unique(cfg.runs):
         try:
             ed = edit_estimate(EditJobConfig(run=r, edit=EditConfig(
                 prompt=cfg.edit_prompt, steps=cfg.edit_steps, guidance=cfg.guidance)),
@@ -141,7 +166,7 @@ def estimate(cfg: CompareConfig, device="cpu", calibration_dir=None,
         hows.add(ed["how"])
     how = "uncalibrated" if "uncalibrated" in hows or not hows else "calibrated"
     return {"seconds": round(seconds, 1), "gib": round(gib, 2), "how": how,
-            "tunes": len(tunes), "edits": len(vs) + len(cfg.runs)}
+            "tunes": len(tunes), "edits": len(vs) + len(_unique(cfg.runs))}
 
 
 def estimate_line(est: dict, device="cpu") -> str:
@@ -180,6 +205,17 @@ def validate(cfg: CompareConfig, limits: Limits) -> None:
 
     if not cfg.variants and not cfg.past and not cfg.runs:
         raise InputError("Pick at least one method (or a past run) to compare.")
+    asked = (len(cfg.variants) + len(cfg.seeds) + len(cfg.clws) + len(cfg.runs)
+             + len(cfg.past) + len(cfg.control))
+    if asked > 4 * limits.max_variants:  # even merged, a request this long is not a plan
+        raise InputError(f"The comparison lists {asked} methods, seeds, weightings and runs; "
+                         f"this studio compares at most {limits.max_variants} variants.")
+    if cfg.variants or cfg.runs:
+        n = variant_count(cfg) + len(_unique(cfg.past))
+        if n > limits.max_variants:
+            raise InputError(f"The comparison makes {n} variants (methods x weightings x seeds, "
+                             f"+ tuned and past runs; duplicates count once); this studio "
+                             f"compares at most {limits.max_variants}: pick fewer.")
     if cfg.variants or cfg.runs:
         v.text("edit_prompt (--edit-prompt)", cfg.edit_prompt,
                "describe what every variant's edit should show")
@@ -333,7 +369,7 @@ def run(cfg: CompareConfig, ctx) -> CompareOutcome:
     from ..progress import Event
 
     owner = ctx.session_id if ctx.public else None
-    entries = [load_entry(ctx.store, rid, owner) for rid in cfg.past]
+    entries = [load_entry(ctx.store, rid, owner) for rid in _unique(cfg.past)]
     out = ctx.run_folder("compare")
     out.mkdir(parents=True, exist_ok=True)
     vs = variants(cfg)
@@ -357,9 +393,9 @@ def run(cfg: CompareConfig, ctx) -> CompareOutcome:
         write_montage(entries, montage)
         ctx(Event(i + 1, len(vs), f"{var.label} done", stage="compare",
                   outputs={"montage": str(montage)}))
-    for j, path in enumerate(cfg.runs):
+    for j, path in enumerate(_unique(cfg.runs)):
         name = f"run {Path(path).name}"
-        ctx(Event(j, len(cfg.runs), f"tuned run {j + 1}/{len(cfg.runs)}: {name}",
+        ctx(Event(j, len(_unique(cfg.runs)), f"tuned run {j + 1}/{len(_unique(cfg.runs))}: {name}",
                   stage="compare"))
         try:
             rid = run_tuned(path, cfg, ctx, out / f"run-{j + 1:02d}-{_slug(Path(path).name)}",

@@ -135,7 +135,8 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
 
     from ..pipelines.run_source import working_copy
 
-    rf = open_run(working_copy(cfg.run, Path(ctx.data_dir) / "hub"), device=ctx.device)
+    rf = open_run(working_copy(cfg.run, Path(ctx.data_dir) / "hub",
+                               max_mb=ctx.limits.max_hub_run_mb), device=ctx.device)
     if getattr(ctx, "stage", None) == "invert":  # a GPU call of its own (ZeroGPU): cache it
         from ..pipelines.tune import inversion_latents, load_tuned
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Limits, LongConfig
+from ..errors import InputError
 from . import validate as v
 
 
@@ -28,6 +29,13 @@ def validate(cfg: LongJobConfig, limits: Limits) -> None:
     v.whole("long.frames (--frames)", c.frames, 1, limits.max_long_frames)
     v.whole("long.window (--window)", c.window, 1, c.frames, " (at most the video's frames)")
     v.whole("long.stride (--stride)", c.stride, 1, c.window, " (at most the window)")
+    from ..pipelines.windows import window_count
+
+    n = window_count(c.frames, c.window, c.stride)
+    if n > limits.max_windows:
+        raise InputError(f"{c.frames} frames in windows of {c.window} every {c.stride} make {n} "
+                         f"windows; this studio denoises at most {limits.max_windows} per video: "
+                         "raise --stride or --window, or lower --frames.")
     v.whole("long.steps (--steps)", c.steps, 1, 1000)
     v.number("long.guidance (--guidance)", c.guidance, 0, 50)
     v.seed("long.seed (--seed)", c.seed)
@@ -43,7 +51,8 @@ def validate(cfg: LongJobConfig, limits: Limits) -> None:
 
         validate_controls(c.control, "long.control (--control)")
     if c.masks or cfg.masks_only:
-        v.whole("long.mask.n_candidates (--candidates)", c.mask.n_candidates, 1, 16)
+        v.whole("long.mask.n_candidates (--candidates)", c.mask.n_candidates, 1,
+                limits.max_candidates)
         v.whole("long.mask.tune_steps (--tune-steps)", c.mask.tune_steps, 0, limits.max_steps,
                 " (0 = no combined tuning)")
 
@@ -53,7 +62,6 @@ def plan(story: str, prompts: list[str], frames: int, window: int, stride: int, 
     """The timeline and window layout of a long video, without a model: ``graph`` (the scene
     graph of a story, else None), ``segments``, ``layout`` (WindowLayout), ``table`` (one row
     per window) and ``image`` (the layout picture, uint8)."""
-    from ..errors import InputError
     from ..pipelines.windows import layout_image, layout_table, make_layout
     from ..scene import parse_story, story_segments
     from ..scene.segments import check_segments, even_segments

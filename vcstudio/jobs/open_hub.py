@@ -51,7 +51,7 @@ def run(cfg: OpenHubConfig, ctx) -> OpenHubOutcome:
     ref = cfg.ref.strip()
     ctx(Event(0, 1, f"downloading {ref}", stage="download"))
     root = (ctx.session.outputs if ctx.session is not None else Path(ctx.data_dir) / "runs")
-    folder = working_copy(ref, root / "hub", cfg.token or None)
+    folder = working_copy(ref, root / "hub", cfg.token or None, ctx.limits.max_hub_run_mb)
     rf = open_run(folder)
     meta, card, tcfg = rf.meta(), card_metadata(folder), rf.config()
     repo = ref[len("hf://"):] if ref.startswith("hf://") else ref

@@ -24,13 +24,9 @@ from typing import Optional
 
 from ..config import Limits
 from ..errors import InputError, VcsError
+from ..pipelines.runs import CARD_FILE as CARD, INVERSION_GLOB, PREVIEW_FILE as PREVIEW, RUN_FILES
 
 LIBRARY = "vcstudio"
-PREVIEW = "preview.gif"
-CARD = "README.md"
-# what an edit reads (pipelines/runs.py names them), then what a reader wants to see
-_FIXED = ("config.yaml", "meta.json", "delta.safetensors", "clip-latents.safetensors",
-          "source.mp4", "losses.json")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -41,6 +37,7 @@ class PushConfig:
     token: str = ""  # a write token (never stored); "" = the local login
     private: bool = True
     to_folder: str = ""  # write the upload into this folder instead of pushing
+    overwrite: bool = False  # to_folder may replace an existing non-empty folder (not a run)
 
 
 @dataclass
@@ -56,10 +53,40 @@ def validate(cfg: PushConfig, limits: Limits) -> None:
     if not cfg.run:
         raise InputError("Tune first: there is no delta to push yet.")
     if cfg.to_folder:
+        check_target(Path(cfg.run), Path(cfg.to_folder), cfg.overwrite)
         return
     if not cfg.repo_id or not _REPO_ID.match(cfg.repo_id.strip()):
         raise InputError(f"{cfg.repo_id or 'No repo id'!s} is not a Hub repo id; give one as "
                          "user/name.")
+
+
+def check_target(run: Path, folder: Path, overwrite: bool = False) -> None:
+    """A ``to_folder`` the upload may be written into, or a one-line InputError: never the run
+    itself or a folder inside it, never another run folder (its delta, config and inversions
+    would be lost), never a file or a system folder, and an existing non-empty folder only
+    with ``overwrite``."""
+    from ..pipelines.runs import RunFolder
+
+    try:
+        target, src = folder.expanduser().resolve(), run.expanduser().resolve()
+    except (OSError, RuntimeError) as e:
+        raise InputError(f"--to-folder {folder} cannot be used ({e}).") from None
+    if not RunFolder(src).config_path.is_file():
+        return  # not a run at all: the job says so first
+    if target == src or target.is_relative_to(src) or src.is_relative_to(target):
+        raise InputError(f"--to-folder {folder} is the run itself (or holds it); write the "
+                         "upload into a new folder.")
+    if target.is_relative_to("/proc") or target.is_relative_to("/sys") \
+            or target.is_relative_to("/dev") or target == Path(target.anchor):
+        raise InputError(f"--to-folder {folder} is a system folder; give a new folder.")
+    if target.exists() and not target.is_dir():
+        raise InputError(f"--to-folder {folder} is a file, not a folder; give a new folder.")
+    if RunFolder(target).config_path.is_file() or RunFolder(target).delta_path.is_file():
+        raise InputError(f"--to-folder {folder} is a tuned run; writing there would replace its "
+                         "delta, config and inversions. Give a new folder.")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise InputError(f"--to-folder {folder} exists and is not empty; give a new folder, or "
+                         "--overwrite to replace it.")
 
 
 def hub_base(base_model: Optional[str]) -> Optional[str]:
@@ -88,11 +115,11 @@ def upload_files(run: Path) -> dict[str, Path]:
     if not rf.delta_path.is_file():
         raise InputError(f"The run {run} has no delta.safetensors yet; tune it to the end (or "
                          "Stop it) before pushing.")
-    files = {name: rf.path / name for name in _FIXED if (rf.path / name).is_file()}
+    files = {name: rf.path / name for name in RUN_FILES if (rf.path / name).is_file()}
     if "clip-latents.safetensors" not in files:
         raise InputError(f"The run {run} lacks clip-latents.safetensors, which an edit with "
                          "inversion needs; tune it again with this version.")
-    for p in sorted(rf.path.glob("inversion-*.safetensors")):
+    for p in sorted(rf.path.glob(INVERSION_GLOB)):
         files[p.name] = p
     return files
 
@@ -203,8 +230,17 @@ def run(cfg: PushConfig, ctx) -> PushOutcome:
     run_dir = Path(cfg.run)
     repo_id = cfg.repo_id.strip() or f"user/{run_dir.name}"
     if cfg.to_folder:
+        from ..io.atomic import atomic_dir
+
         folder = Path(cfg.to_folder)
-        names = stage(run_dir, folder, repo_id)
+        check_target(run_dir, folder, cfg.overwrite)  # again: the folder may have changed
+        upload_files(run_dir)  # a run still tuning fails before the folder is touched
+        try:
+            with atomic_dir(folder, replace=True) as tmp:  # all of it, or nothing
+                names = stage(run_dir, tmp, repo_id)
+        except OSError as e:
+            raise InputError(f"Could not write the upload into {folder} ({e.strerror or e}); "
+                             "give a folder you can write to.") from None
         return PushOutcome(str(folder), repo_id, names, private=cfg.private)
     upload_files(run_dir)  # a run still tuning fails before any token or network use
     token = _token(cfg)

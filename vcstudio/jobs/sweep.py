@@ -37,6 +37,7 @@ import io
 import itertools
 import json
 import os
+import math
 import re
 import tempfile
 import time
@@ -176,8 +177,8 @@ def _put(tree: dict, dotted: str, value: Any) -> None:
     tree[parts[-1]] = value
 
 
-def expand(grid: dict) -> list[Cell]:
-    """The cells of a grid: the product of its lists, in the order the fields appear."""
+def _grid_axes(grid: dict) -> tuple[dict, list[tuple[str, list]]]:
+    """A grid's fixed values per section and its axes (dotted name, values)."""
     if not isinstance(grid, dict) or not grid.get("tune"):
         raise InputError("The grid is empty: it needs a 'tune:' mapping with TuneConfig's "
                          "fields (data: nested), any of them a list of values to sweep.")
@@ -191,6 +192,23 @@ def expand(grid: dict) -> list[Cell]:
             f, a = _axes(cls, grid[sec], f"{sec}.")
             fixed[sec] = f
             axes += a
+    return fixed, axes
+
+
+def cell_count(grid: dict) -> int:
+    """How many cells a grid makes, multiplied out from its lists' lengths: known before
+    one cell is built (a grid of five 100-value lists is 10^10 cells)."""
+    return math.prod(len(vals) for _, vals in _grid_axes(grid)[1])
+
+
+def expand(grid: dict, limit: Optional[int] = None) -> list[Cell]:
+    """The cells of a grid: the product of its lists, in the order the fields appear. With
+    ``limit``, a grid of more cells is refused before any is built."""
+    fixed, axes = _grid_axes(grid)
+    n = math.prod(len(vals) for _, vals in axes)
+    if limit is not None and n > limit:
+        raise InputError(f"The grid has {n} cells; this studio runs at most {limit} per "
+                         "sweep: shorten its lists.")
     cells = []
     for i, combo in enumerate(itertools.product(*[vals for _, vals in axes])):
         tree = json.loads(json.dumps(fixed))  # a deep copy of plain data
@@ -216,10 +234,11 @@ def validate(cfg: SweepConfig, limits: Limits) -> None:
                             or re.match(r"^[\w.-]+:\d+$", cfg.address)):
         raise InputError(f"--address {cfg.address!r} is not a Ray address; use auto, "
                          "ray://HOST:10001 or HOST:6379.")
-    cells = expand(cfg.grid)
-    if len(cells) > cfg.max_cells and not cfg.yes:
-        raise InputError(f"The grid has {len(cells)} cells (more than {cfg.max_cells}); check "
+    n = cell_count(cfg.grid)
+    if n > cfg.max_cells and not cfg.yes and n <= limits.max_sweep_cells:
+        raise InputError(f"The grid has {n} cells (more than {cfg.max_cells}); check "
                          "it, then pass --yes to run them all.")
+    cells = expand(cfg.grid, limit=limits.max_sweep_cells)
     for c in cells:
         try:
             validate_tune(c.tune, limits)

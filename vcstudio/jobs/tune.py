@@ -273,7 +273,10 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
     last = res.losses[-1] if res.losses else {}
     if "loss" in last:
         ctx.add_metrics(run_id, video={"final_loss": float(last["loss"])})
-    if res.stopped:
+    if res.stopped and res.steps == 0:
+        msg = (f"Stopped before the first of {res.total} steps: nothing was tuned, so there is "
+               "nothing to keep yet (resume it, or tune again).")
+    elif res.stopped:
         msg = (f"Stopped at step {res.steps} of {res.total}; its checkpoint is saved as a usable "
                "delta: edit from it, or resume it.")
     else:

@@ -25,8 +25,26 @@ import torch
 
 from ..config import TuneConfig, load_run_config, read_text_file, save_yaml
 from ..errors import InputError
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, write_json  # noqa: F401 (run folders' JSON writer)
 from ..paths import data_dir
+
+
+# what a pushed run holds (its upload): what an edit reads, what a reader wants to see, the
+# card and preview the push adds, and every cached inversion. Opening a run from the Hub
+# downloads these and nothing else.
+RUN_FILES = ("config.yaml", "meta.json", "delta.safetensors", "clip-latents.safetensors",
+             "source.mp4", "losses.json")
+CARD_FILE, PREVIEW_FILE = "README.md", "preview.gif"
+UPLOAD_EXTRAS = (CARD_FILE, PREVIEW_FILE)
+INVERSION_GLOB = "inversion-*.safetensors"
+
+
+def is_run_file(name: str) -> bool:
+    """Whether ``name`` (a path in a run's folder or repo) is one of a run's own files."""
+    import fnmatch
+
+    return name in RUN_FILES or name in UPLOAD_EXTRAS or (
+        "/" not in name and fnmatch.fnmatch(name, INVERSION_GLOB))
 
 
 def versions() -> dict[str, str]:
@@ -44,10 +62,6 @@ def new_run_dir(prefix: str = "run") -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{prefix}-{stamp}-", dir=root))
 
 
-def write_json(path: Path, obj: Any) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1, default=str))
-    return Path(path)
 
 
 @dataclass

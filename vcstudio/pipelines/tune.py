@@ -19,7 +19,8 @@ import torch
 
 from ..config import TuneConfig, check_prompt
 from ..device import pick_device, precision_for
-from ..errors import CancelledError, InputError, OutOfMemoryError
+from ..errors import CancelledError, DiskFullError, InputError, OutOfMemoryError
+from ..io.atomic import is_disk_full
 from ..io import clip_hash, write_mp4
 from ..methods.base import StepState, TuneMethod
 from ..models.cache import ModelCache, default_cache
@@ -251,21 +252,39 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
                    stage="tune"))
     step = start
 
-    def stop(k: int) -> TuneResult:
-        clock.record()
+    kept = {"step": start if resume else None}  # the newest checkpoint on disk
+
+    def checkpoint(k: int) -> None:
         _save_checkpoint(rf, model, opt, method, k, gen, losses)
+        kept["step"] = k
         if on_checkpoint is not None:
             on_checkpoint(rf.checkpoint_path, k)
-        model.eval()
-        save_delta(rf, model, cfg, base, frames)
-        save_tensors(rf.path / "clip-latents.safetensors", {"latents": latents0})
-        rf.update_meta(status="stopped", steps_done=k, seconds=time.time() - t0)
+
+    def finish_files(k: int, status: Optional[str]) -> None:
+        """The run's files for step ``k``: a checkpoint first, so that a disk that fills up
+        while the delta is written costs only a resume; then the delta and the clip latents
+        (each written atomically: nothing half-written stays)."""
+        try:
+            checkpoint(k)
+            model.eval()
+            rf.update_meta(method_summary=method.summary())
+            save_delta(rf, model, cfg, base, frames)
+            save_tensors(rf.path / "clip-latents.safetensors", {"latents": latents0})
+            write_json(rf.path / "losses.json", losses)
+            if status is not None:
+                rf.update_meta(status=status, steps_done=k, seconds=time.time() - t0)
+        except Exception as e:
+            if not is_disk_full(e):
+                raise
+            raise _disk_full(rf, model, latents0, kept["step"]) from None
+
+    def stop(k: int) -> TuneResult:
+        clock.record()
+        finish_files(k, "stopped")
         return TuneResult(rf.path, losses, time.time() - t0, k, frames, cfg.steps, True)
 
     def pause(k: int) -> TuneResult:
-        _save_checkpoint(rf, model, opt, method, k, gen, losses)
-        if on_checkpoint is not None:
-            on_checkpoint(rf.checkpoint_path, k)
+        checkpoint(k)
         return TuneResult(rf.path, losses, time.time() - t0, k, frames, cfg.steps, paused=True)
 
     try:
@@ -333,9 +352,7 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
                     return stop(step + 1)
             if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 \
                     and step + 1 < cfg.steps:
-                _save_checkpoint(rf, model, opt, method, step + 1, gen, losses)
-                if on_checkpoint is not None:
-                    on_checkpoint(rf.checkpoint_path, step + 1)
+                checkpoint(step + 1)
     except torch.OutOfMemoryError:
         raise OutOfMemoryError(
             f"Out of device memory tuning {frames.shape[0]} frames at {frames.shape[2]}x"
@@ -345,11 +362,7 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     if step_budget is not None:  # a budgeted call never finishes: the next call (none) does
         return pause(cfg.steps)
 
-    model.eval()
-    rf.update_meta(method_summary=method.summary())  # now with what loaded during training
-    save_delta(rf, model, cfg, base, frames)
-    save_tensors(rf.path / "clip-latents.safetensors", {"latents": latents0})
-    write_json(rf.path / "losses.json", losses)
+    finish_files(cfg.steps, None)  # method_summary now with what loaded during training
     method.finish(rf.path, losses)
     if rf.checkpoint_path.is_file():
         rf.checkpoint_path.unlink()
@@ -376,6 +389,27 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     rf.update_meta(status="done", steps_done=cfg.steps, seconds=time.time() - t0,
                    timing=clock.summary())
     return TuneResult(rf.path, losses, time.time() - t0, cfg.steps, frames, cfg.steps)
+
+
+def _disk_full(rf: RunFolder, model: VideoDenoiser, latents0: torch.Tensor,
+               kept: Optional[int]) -> DiskFullError:
+    """The one-line message of a tune whose run files did not fit on the disk: how much they
+    need (checkpoint: the trained tensors and AdamW's two moments; the delta; the latents),
+    how much is free, and what was kept to resume from."""
+    from ..io.atomic import free_bytes
+
+    trained = sum(t.numel() * t.element_size() for t in model.trainable_state().values())
+    need = 4 * trained + 2 * latents0.numel() * latents0.element_size()
+    free = free_bytes(rf.path)
+    where = f"{need / 2**20:.0f} MB" + (f", {free / 2**20:.0f} MB free there" if free >= 0
+                                       else "")
+    if kept is not None:
+        todo = (f"Tuning step {kept} is kept as a checkpoint: free some space, then resume this "
+                "tune (Resume in the app, or `vcstudio resume JOB`).")
+    else:
+        todo = "No checkpoint could be kept: free some space and tune again."
+    return DiskFullError(f"Out of disk space writing the run to {rf.path} (it needs about "
+                         f"{where}). {todo}")
 
 
 class _TuneClock:

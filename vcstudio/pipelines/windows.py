@@ -32,6 +32,13 @@ PROMPT_MODES = ("majority", "interpolate")
 
 # ----------------------------------------------------------------------------- layout
 
+def window_count(length: int, window: int, stride: int) -> int:
+    """How many windows :func:`window_starts` lays out, counted without listing them (a
+    limit checks it before anything is built): full strides, plus one for an uncovered tail."""
+    length, window, stride = int(length), int(window), int(stride)
+    return 1 + -(-(length - window) // stride) if length >= window and stride >= 1 else 0
+
+
 def window_starts(length: int, window: int, stride: int) -> list[int]:
     """Start frames of the windows (eq. 18), the last one aligned to the end of the video.
 

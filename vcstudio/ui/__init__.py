@@ -35,7 +35,7 @@ def build_app(studio=None):
 
     from ..jobs import default_studio
     from . import compare_tab, edit_tab, i2v_tab, long_tab
-    from .common import QUEUE_MAX, cancel_client_jobs, ensure_jobs, upload_guard
+    from .common import QUEUE_MAX, cancel_client_jobs, ensure_jobs, open_session, upload_guard
 
     studio = studio or default_studio()
     ensure_jobs(studio)
@@ -46,22 +46,29 @@ def build_app(studio=None):
         gr.Markdown("# vcstudio — temporally consistent video editing")
         gr.Markdown(banner, elem_classes=["vcs-banner"])
         # a hidden textbox rather than gr.State, so API clients can carry their session too;
-        # it holds only a random session id, never paths or tensors
+        # it holds only the session's random secret, never paths or tensors. The browser keeps
+        # the secret in its own storage, so every tab of it opens the same session (and its
+        # runs); nobody else is ever handed it.
         sid = gr.Textbox(value="", visible=False, label="Session")
+        kept = gr.BrowserState("", storage_key="vcstudio-session",
+                               secret=studio.account_secret("browser-state"))
         refs = edit_tab.build(studio, sid)
         long_tab.build(studio, sid, refs)
         i2v_tab.build(studio, sid, refs)
         compare_tab.build(studio, sid, refs)
 
-        def start_session(session: str) -> str:
-            return session or studio.new_session().id
+        def start_session(saved: str, request: gr.Request) -> tuple[str, str]:
+            """This browser's session: its signed-in account's, else the one its storage
+            kept (any tab opened before), else a new one."""
+            secret = open_session(studio, saved, request)
+            return secret, secret
 
         def leave(request: gr.Request) -> None:
             """The tab closed (or an API client went away): its jobs stop, freeing the
             device; its files stay until the TTL (public) or for good (desktop)."""
             cancel_client_jobs(studio, request)
 
-        demo.load(start_session, sid, sid, api_name=False)
+        demo.load(start_session, kept, [sid, kept], api_name=False)
         demo.unload(leave)
     upload_guard(studio).install(demo)
     if studio.public:
@@ -73,11 +80,21 @@ def build_app(studio=None):
     return demo
 
 
+def served_paths(studio) -> list[str]:
+    """The folders Gradio's file route may serve beside its own cache. A desktop studio: its
+    data folder (its one user's runs). A public studio: none -- its store, every visitor's
+    session folder, the uploads, deltas, calibration and its key stay unreachable by any URL;
+    what a visitor is handed is copied into the cache (ui.common.served)."""
+    return [] if studio.public else [str(studio.data_dir.resolve())]
+
+
 def launch(host: Optional[str] = None, port: Optional[int] = None, share: bool = False,
            studio=None, **kw):
-    """Start the studio. It serves files from its data folder only (Gradio's own cache, the
-    working dir and the temp dir aside): the default data folder is the platform user-data
-    dir, which Gradio does not serve unless it is named in ``allowed_paths``."""
+    """Start the studio. A desktop studio serves files from its data folder to its one user
+    (the default data folder is the platform user-data dir, which Gradio does not serve unless
+    it is named in ``allowed_paths``). A public studio (SPACE_ID set) serves only Gradio's own
+    cache: no URL reaches its data folder (the store, sessions, uploads, deltas); what a
+    visitor is handed is copied into the cache first (ui.common.served)."""
     from ..jobs import default_studio
 
     studio = studio or default_studio()
@@ -95,7 +112,7 @@ def launch(host: Optional[str] = None, port: Optional[int] = None, share: bool =
     kw.setdefault("state_session_capacity", capacity(studio.public))
     try:
         return demo.launch(server_name=host, server_port=port, share=share, css=CSS,
-                           allowed_paths=[str(studio.data_dir.resolve())],
+                           allowed_paths=served_paths(studio),
                            max_file_size=f"{int(safe_limits().max_upload_mb)}mb", **kw)
     except OSError as e:
         if "port" not in str(e).lower():

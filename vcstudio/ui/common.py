@@ -108,11 +108,13 @@ def validated(fn, check, inputs=()):
     ``HTTPStatusError`` without the message). So the event's number inputs leave their bounds
     to ``check``, which names the setting by its label ("Frames must be within 1..8; got -3.");
     the handler runs only once the validator has passed."""
+    import gradio as gr
+
     check.main = fn
     check.bounds = bounds_of(inputs)
-    for i in check.bounds:
-        comp = inputs[i]
-        comp.preprocess = functools.partial(_unbounded, comp)  # bounds: the validator
+    for comp in inputs:  # bounds and non-numbers (NaN): the validator, by label
+        if isinstance(comp, (gr.Slider, gr.Number)):
+            comp.preprocess = functools.partial(_unbounded, comp)
     return check
 
 
@@ -138,10 +140,16 @@ def check_bounds(bounds: dict, args) -> None:
 
 
 def _unbounded(comp, payload):
-    """Slider/Number preprocessing without the bounds check (Gradio's rounding kept)."""
+    """Slider/Number preprocessing without the bounds check (Gradio's rounding kept). A value
+    that is not a finite number (a raw client's NaN) is passed on as it came, for the
+    validator to name it ("Seed must be a whole number, got nan."), not failed here with a
+    bare HTTP 400."""
     from gradio.components.number import Number
 
-    return None if payload is None else Number.round_to_precision(payload, comp.precision)
+    if payload is None or not isinstance(payload, (int, float)) or isinstance(payload, bool) \
+            or not math.isfinite(payload):
+        return payload
+    return Number.round_to_precision(payload, comp.precision)
 
 
 def _check_bounds(bounds: dict, args) -> None:
@@ -177,7 +185,8 @@ def uncalibrated_scale(width: int, height: int) -> float:
 
 
 def ensure_session(studio, sid: Optional[str]) -> str:
-    """The hidden textbox holds only this id; a forged or expired one gets a fresh session."""
+    """The hidden textbox holds only the session's secret; a forged or expired one (another
+    visitor's owner id read from a path included) gets a fresh session."""
     if sid:
         try:
             studio.session(sid)
@@ -185,6 +194,42 @@ def ensure_session(studio, sid: Optional[str]) -> str:
         except VcsError:
             pass
     return studio.new_session().id
+
+
+def served(studio, path) -> Optional[str]:
+    """The path a handler returns for a file it hands its visitor (a video, a GIF, a preview,
+    a download).
+
+    A desktop studio serves its data folder to its one user (``launch`` allows it): the path
+    as it is. A public studio serves nothing under its data folder: the store, other visitors'
+    sessions, uploads, deltas and calibration must stay unreachable by any URL, and a visitor
+    is handed run folder paths that a stranger may later present. So the file is copied into
+    Gradio's own cache, in a folder named by a keyed hash of its content (the key is Gradio's
+    hash seed, a random secret of this install): only the visitor it is returned to learns
+    that link, and Gradio's cache TTL deletes it. Gradio finds the copy already cached and
+    serves it as it serves any output file."""
+    if path is None or path == "":
+        return None
+    if not studio.public:
+        return str(path)
+    from gradio import processing_utils, utils
+
+    return processing_utils.save_file_to_cache(str(path), utils.get_upload_folder())
+
+
+def account_of(request) -> Optional[str]:
+    """The Hugging Face account a visitor signed in with (Gradio's OAuth), else None."""
+    name = getattr(request, "username", None) if request is not None else None
+    return name if isinstance(name, str) and name else None
+
+
+def open_session(studio, saved: Optional[str], request=None) -> str:
+    """The session secret a page starts with: a signed-in visitor's account session (their
+    runs follow the account), else the one this browser kept, else a new one."""
+    account = account_of(request)
+    if account:
+        return studio.new_session(account=account).id
+    return ensure_session(studio, saved)
 
 
 def device_group(studio) -> str:

@@ -16,7 +16,7 @@ from ..errors import InputError, VcsError
 from ..jobs.compare import COMPARE_METRICS, best_table, load_entry
 from .common import (NO_CLIP, VIDEO_TYPES, about, as_int, bounds_of, check_bounds,
                      device_group, ensure_session, estimate_device, gr_error, gr_update,
-                     job_validator, run_job, uncalibrated_scale, upload, validated)
+                     job_validator, run_job, served, uncalibrated_scale, upload, validated)
 from .plots import StreamView, plot_update, table_update
 
 # what the Compare job computes, re-exported for the tab's callers
@@ -35,7 +35,7 @@ def variant_labels() -> list[str]:
 def _owner(studio, sid):
     """Whose past runs a page may list and load: a public studio's visitor only their own
     session's; on a desktop every past comparison (None = no filter)."""
-    return sid if studio.public else None
+    return (studio.owner(sid) or "") if studio.public else None  # "": nobody's runs
 
 
 def past_choices(store, owner=None) -> list[tuple[str, str]]:
@@ -157,7 +157,8 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
                     montage = item.outputs.get("montage")
                     if not montage:  # "variant i/n: <label>": what the next events are about
                         variant = item.message.split(": ", 1)[-1]
-                    yield (item.message, montage if montage else gr_update(), gr_update(),
+                    yield (item.message, served(studio, montage) if montage else gr_update(),
+                           gr_update(),
                            gr_update(), gr_update(), gr_update())
                     continue
                 # each variant's edit previews in the video slot while it denoises and
@@ -170,7 +171,8 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
                         s_[item.frame] = v
                 if changed:
                     yield (f"{variant}: {view.status(item)}",
-                           view.video if "video" in changed else gr_update(), gr_update(),
+                           served(studio, view.video) if "video" in changed else gr_update(),
+                           gr_update(),
                            plot_update(streamed, "frame", "run · metric")
                            if "metrics" in changed else gr_update(), gr_update(), gr_update())
         finally:
@@ -180,8 +182,9 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
         series = {f"{e['name']} · {m}": e["scores"][m]["per_frame"] for e in res.entries
                   for m in ("clip_text", "warp_error")
                   if m in e["scores"] and not e["scores"][m].get("skipped")}
-        yield ("Done: best per column marked with ★.", str(res.montage), _frame(res.table),
-               plot_update(series, "frame", "run · metric"), [str(res.csv), str(res.json)],
+        yield ("Done: best per column marked with ★.", served(studio, res.montage),
+               _frame(res.table), plot_update(series, "frame", "run · metric"),
+               [served(studio, res.csv), served(studio, res.json)],
                gr_update(choices=past_choices(studio.store, _owner(studio, sid))))
     except Exception as e:
         raise gr_error(e)

@@ -18,7 +18,7 @@ from ..methods.registry import PICKABLE
 from .common import (EXAMPLES, about, NO_CLIP, VIDEO_TYPES, Ticker, as_float, as_int,
                      device_group, ensure_session, estimate_device, frame_strip, gr_error,
                      gr_update, bounds_of, check_bounds, job_validator, last_result, run_job,
-                     uncalibrated_scale, upload, validated)
+                     served, uncalibrated_scale, upload, validated)
 from .plots import StreamView, plot_update, table_update, table_widths
 
 METHODS = list(PICKABLE)
@@ -215,11 +215,12 @@ def resumable_choices(studio, sid) -> list[tuple[str, str]]:
     """(label, job id) of the interrupted or stopped tunes this page may resume: a public
     studio's visitor their own session's; on a desktop every one (a reloaded page is a new
     session, and its owner owns them all, from the app and the CLI alike)."""
-    if studio.public and not sid:
+    owner = studio.owner(sid)
+    if studio.public and not owner:
         return []
     out = []
     for j in studio.store.resumable_jobs(kinds=("tune",)):
-        if not studio.public or j.session_id == sid:
+        if not studio.public or j.session_id == owner:
             prompt = ((j.params or {}).get("config") or {}).get("data", {}).get("prompt", "")
             out.append((f"{prompt[:40] or 'tune'} · step {j.step}/{j.total} · {j.status}", j.id))
     return out
@@ -233,7 +234,7 @@ def resume_handler(studio, sid, job_id, request=None, progress=None):
     try:
         if not job_id:
             raise InputError("Pick a stopped or interrupted tune to resume.")
-        if studio.public and studio.store.job(job_id).session_id != sid:
+        if studio.public and studio.store.job(job_id).session_id != studio.owner(sid):
             raise InputError("That tune belongs to another visitor; pick one of yours.")
         name, cfg, folder = resume_plan(studio.store, job_id)
         yield from _tune_stream(studio, sid, run_job(studio, sid, name, cfg, request, progress,
@@ -279,11 +280,11 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
                     view.video, gif = item.outputs["mp4"], item.outputs["gif"]
                     changed.add("video")
                 if changed or tick.due(item):
-                    yield (view.video, gif, view.status(item),
+                    yield (served(studio, view.video), served(studio, gif), view.status(item),
                            plot_update(view.metrics.series) if view.metrics.series
                            else gr_update(), gr_update())
             plot, table = score_view(res.scores)
-            yield str(res.mp4), str(res.gif), "Done.", plot, table
+            yield served(studio, res.mp4), served(studio, res.gif), "Done.", plot, table
         finally:
             view.close()
     except Exception as e:
@@ -573,6 +574,13 @@ def build(studio, sid_state):
                      method: str) -> str:
             """Memory and time of a tune with these settings (never waits for the device)."""
             check_bounds(est_bounds, (frames, width, height, steps))
+            try:  # the sides the tune would refuse are refused here too
+                from ..jobs import validate as v
+
+                for name, side in (("Width", width), ("Height", height)):
+                    v.side(name, as_int(name, side), studio.limits)
+            except InputError as e:
+                raise gr_error(e) from None
             return estimate_text(studio, frames, width, height, steps, method)
 
         def tune(session: str, clip: Optional[str], prompt: str, frames: float, stride: float,

@@ -12,7 +12,7 @@ import gradio as gr
 from ..errors import InputError
 from .common import (IMAGE_TYPES, NO_CLIP, VIDEO_TYPES, Ticker, about, as_float, as_int,
                      device_group, ensure_session, gr_error, gr_update, job_validator,
-                     run_job, series_frame, upload, validated)
+                     run_job, series_frame, served, upload, validated)
 
 
 def _stream(items, n_outputs: int, status_at: int):
@@ -72,14 +72,14 @@ def _check_request(studio, model: str, frames, size) -> str:
     return studio.server_path("I2V model", model.strip())
 
 
-def _ab_outputs(base_video, tuned_video, scores):
+def _ab_outputs(studio, base_video, tuned_video, scores):
     """Both videos and the plot of their per-frame VCD against the conditioning image."""
     rb, rt = scores
     plot = series_frame({"base": [float(v) for v in rb.per_frame],
                          "VCD-tuned": [float(v) for v in rt.per_frame]}, x="frame")
     note = (f"Mean VCD base {float(rb.mean):.4g} → tuned {float(rt.mean):.4g} (lower = more "
             f"consistent; encoder {rb.encoder}).")
-    return str(base_video), str(tuned_video), plot, note
+    return served(studio, base_video), served(studio, tuned_video), plot, note
 
 
 NO_LORA = "Give a tuned LoRA file, or use Reward-tune below to make one."
@@ -145,7 +145,7 @@ def generate_ab_stream(studio, sid, image, prompt, model, lora, frames, size, st
         lora_path = studio.safe_path(sid, lora, must_exist=True)
         cfg = ab_config(model, img, prompt, lora_path, frames, size, steps, seed)
         res = yield from _stream(run_job(studio, sid, "i2v_ab", cfg, request, progress), 4, 3)
-        yield _ab_outputs(res.base_video, res.video, res.scores)
+        yield _ab_outputs(studio, res.base_video, res.video, res.scores)
     except Exception as e:
         raise gr_error(e)
 
@@ -180,7 +180,7 @@ def reward_tune(studio, sid, image, prompt, model, frames, size, steps, seed, tu
                 yield (f"{item.message}", series_frame({"VCD (reward step)": curves.get("vcd", [])}),
                        None, None, None, None)
         log = res.log
-        vb, vt, plot, note = _ab_outputs(res.base_video, res.tuned_video, res.scores)
+        vb, vt, plot, note = _ab_outputs(studio, res.base_video, res.tuned_video, res.scores)
         warn = (" ⚠ " + log.warnings[-1]) if log.warnings else ""
         probes = "; ".join(f"step {p['step']}: VCD {p['vcd']:.3g}, fidelity {p['fidelity']:.3g}, "
                            f"motion {p['motion']:.3g}px" for p in log.probe)

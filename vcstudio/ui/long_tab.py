@@ -10,7 +10,7 @@ import gradio as gr
 
 from ..errors import InputError
 from .common import (Ticker, about, as_int, device_group, ensure_session, frame_strip,
-                     gr_error, gr_update, job_validator, run_job, validated)
+                     gr_error, gr_update, job_validator, run_job, served, validated)
 
 
 def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion: str):
@@ -146,7 +146,7 @@ def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusio
         gallery = (mask_gallery(res.candidates, res.candidate_masks, res.fused, res.masks)
                    if res.fused is not None else None)
         note = f" Masks by **{res.mask_method}**." if res.mask_method else ""
-        yield (str(res.mp4), f"Done in {res.seconds:.0f} s: {len(res.frames)} frames.{note}",
+        yield (served(studio, res.mp4), f"Done in {res.seconds:.0f} s: {len(res.frames)} frames.{note}",
                frame_strip(res.frames, 12), gallery)
     except Exception as e:
         raise gr_error(e)

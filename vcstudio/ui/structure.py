@@ -8,6 +8,8 @@ with :func:`control_configs` and hand them to the edit / long job.
 """
 from __future__ import annotations
 
+import math
+
 from typing import Optional, Sequence
 
 from ..config import ControlConfig
@@ -37,7 +39,7 @@ def _check_values(values) -> list:
     for i, v in enumerate(values):
         name = VALUE_NAMES[i]
         if name.startswith(("scale", "start", "end")):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise InputError(f"structure's {name} must be a number; got {v!r}.")
         elif name.startswith("video"):
             if isinstance(v, dict):  # a FileData an API client sent
@@ -116,7 +118,7 @@ def build(studio, sid_state, run_dir, frames=None, api_name: str = "control_prev
         for i in range(SLOTS):
             with gr.Row():
                 kind = gr.Dropdown(CHOICES, value=NONE, label=f"Condition {i + 1}", scale=1)
-                model = gr.Textbox(label="ControlNet or T2I-Adapter (hub id)", scale=2,
+                model = gr.Textbox(value="", label="ControlNet or T2I-Adapter (hub id)", scale=2,
                                    placeholder="lllyasviel/sd-controlnet-canny")
                 scale = gr.Slider(0, 2, value=1.0, step=0.05, label="Scale", scale=1)
             with gr.Row():
@@ -134,10 +136,12 @@ def build(studio, sid_state, run_dir, frames=None, api_name: str = "control_prev
     length = frames if frames is not None else gr.Number(value=0, visible=False)
     assert SLOTS == 2  # the named API below spells out both slots
 
-    def control_preview(session: str, run_dir: str, frames: float, kind_1: str, model_1: str,
-                        scale_1: float, start_1: float, end_1: float, video_1: Optional[str],
-                        kind_2: str, model_2: str, scale_2: float, start_2: float, end_2: float,
-                        video_2: Optional[str], depth_model: str):
+    def control_preview(session: str, run_dir: str, frames: float = 0, kind_1: str = NONE,
+                        model_1: str = "", scale_1: float = 1.0, start_1: float = 0.0,
+                        end_1: float = 1.0, video_1: Optional[str] = None, kind_2: str = NONE,
+                        model_2: str = "", scale_2: float = 1.0, start_2: float = 0.0,
+                        end_2: float = 1.0, video_2: Optional[str] = None,
+                        depth_model: str = DEFAULT_DEPTH_MODEL):
         """The condition frames each control model will see (the tuned clip's, at its size and
         crop); ``frames`` 0 = the tuned clip's length (Long: the long video's)."""
         return preview(studio, session, run_dir, frames, kind_1, model_1, scale_1, start_1,
