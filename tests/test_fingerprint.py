@@ -23,3 +23,17 @@ def test_other_weights_other_fingerprint(tiny_sd):
     after = _fingerprint(base.model_id, base.unet, base.vae, base.text_encoder)
     assert after != before and not base.matches(after)
     assert not base.matches(None)
+
+
+def test_a_base_loaded_in_fp16_matches_the_same_weights_in_fp32_by_signature(tiny_sd, tiny_sd_v):
+    """fp16 rounding hashes differently (a Tune-A-Video config's mixed_precision fp16 loads
+    the base in fp16), so a run records its base's signature too: the same weights match in
+    any precision, other weights do not."""
+    fp32 = load_base(str(tiny_sd), dtype=torch.float32, cache=ModelCache())
+    fp16 = load_base(str(tiny_sd), dtype=torch.float16, cache=ModelCache())
+    other = load_base(str(tiny_sd_v), dtype=torch.float32, cache=ModelCache())
+    assert fp16.fingerprint != fp32.fingerprint  # the hash alone told them apart
+    assert fp32.matches(fp16.fingerprint, fp16.signature)
+    assert fp16.matches(fp32.fingerprint, fp32.signature)
+    assert not other.matches(fp32.fingerprint, fp32.signature)
+    assert not fp32.matches(fp16.fingerprint)  # without a signature: the hash decides

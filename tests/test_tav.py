@@ -414,3 +414,27 @@ def test_tav_config_notes_and_wrong_kinds(tmp_path):
     bad = tav_yaml(tmp_path, learning_rate="fast")
     with pytest.raises(InputError, match="wrong kind"):
         read_tuneavideo(yaml.safe_load(bad.read_text()), bad)
+
+
+def test_a_tav_folder_converted_in_fp16_edits_in_fp32(tiny_sd, tmp_path, clip8_module, capsys):
+    """Tune-A-Video configs say mixed_precision fp16: converting on a GPU loads the folder's
+    base in fp16, editing on a CPU in fp32. The run still edits (the base is the same weights),
+    with its trained queries and temporal layers."""
+    from diffusers import UNet2DConditionModel
+
+    from vcstudio.models.cache import ModelCache
+    from vcstudio.models.loading import load_base
+    from vcstudio.pipelines.tav_folder import convert_tav
+
+    unet2d = UNet2DConditionModel.from_pretrained(tiny_sd / "unet")
+    state = _tav_state(unet2d, temporal_scale=0.2)
+    g = torch.Generator().manual_seed(3)
+    for k in state:
+        if k.endswith(("attn1.to_q.weight", "attn2.to_q.weight")):  # trained queries
+            state[k] = state[k] + 0.05 * torch.randn(state[k].shape, generator=g)
+    video = write_mp4(clip8_module, tmp_path / "circle.mp4")
+    folder = write_tav_folder(tiny_sd, tmp_path / "tav", video=str(video), state=state)
+    base16 = load_base(str(folder), dtype=torch.float16, cache=ModelCache())
+    run = convert_tav(folder, tmp_path / "run", base=base16)
+    rc = main(["edit", "--run", str(run), "--prompt", "a blue square", "--steps", "3"])
+    assert rc == 0, capsys.readouterr().err

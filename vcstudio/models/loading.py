@@ -62,12 +62,20 @@ class BaseModel:
     is_embedded: bool = False
     # fingerprints of the same weights under earlier formulas, so older runs still load
     legacy_fingerprints: tuple[str, ...] = ()
+    # a few values of the fingerprinted tensors: the same weights loaded in another precision
+    # (fp16 vs fp32 or bf16) hash differently, but these agree to rounding (see matches)
+    signature: tuple[float, ...] = ()
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
 
-    def matches(self, fingerprint: Optional[str]) -> bool:
-        """Whether a run's recorded base fingerprint names these weights."""
-        return fingerprint == self.fingerprint or fingerprint in self.legacy_fingerprints
+    def matches(self, fingerprint: Optional[str], signature=None) -> bool:
+        """Whether a run's recorded base names these weights: the same fingerprint, or (a run
+        that recorded its base's signature) the same values to the rounding of another
+        precision: a base loaded in fp16 (a Tune-A-Video config's mixed_precision) hashes
+        differently from the same weights in fp32 or bf16."""
+        if fingerprint == self.fingerprint or fingerprint in self.legacy_fingerprints:
+            return True
+        return signatures_match(signature, self.signature)
 
     @property
     def prediction_type(self) -> str:
@@ -103,6 +111,30 @@ def resolve_model(model: Optional[str]) -> tuple[str, bool]:
         "`vcstudio toyworld train`.")
 
 
+def _fingerprint_tensors(unet, vae, text_encoder) -> list[torch.Tensor]:
+    return [unet.conv_in.weight, unet.conv_out.weight, vae.decoder.conv_out.weight,
+            text_encoder.get_input_embeddings().weight[:64]]
+
+
+def signature(unet, vae, text_encoder) -> tuple[float, ...]:
+    """Per fingerprinted tensor: its mean, its mean absolute value and its first 8 values, in
+    float (rounding a value to fp16 or bf16 moves it by at most 2^-8 of itself)."""
+    out: list[float] = []
+    for t in _fingerprint_tensors(unet, vae, text_encoder):
+        t = t.detach().float().cpu().reshape(-1)
+        out += [float(t.mean()), float(t.abs().mean()), *map(float, t[:8])]
+    return tuple(round(v, 7) for v in out)
+
+
+def signatures_match(a, b, rtol: float = 1e-2, atol: float = 1e-4) -> bool:
+    """Whether two base signatures are the same weights up to precision rounding."""
+    if not a or not b or len(a) != len(b):
+        return False
+    import numpy as np
+
+    return bool(np.allclose(np.asarray(a, float), np.asarray(b, float), rtol=rtol, atol=atol))
+
+
 def _fingerprint(model_id: str, unet, vae, text_encoder, legacy: bool = False) -> str:
     """Identifies the base weights a delta was tuned on: config + a few weight tensors.
 
@@ -111,8 +143,7 @@ def _fingerprint(model_id: str, unet, vae, text_encoder, legacy: bool = False) -
     is the earlier formula (full precision of the loaded dtype), kept so older runs load."""
     h = hashlib.sha256()
     h.update(json.dumps(dict(unet.config), sort_keys=True, default=str).encode())
-    for t in (unet.conv_in.weight, unet.conv_out.weight, vae.decoder.conv_out.weight,
-              text_encoder.get_input_embeddings().weight[:64]):
+    for t in _fingerprint_tensors(unet, vae, text_encoder):
         t = t.detach().float().cpu()
         data = t.numpy() if legacy else t.to(torch.bfloat16).view(torch.int16).numpy()
         h.update(data.tobytes())
@@ -204,4 +235,5 @@ def base_from_parts(model_id: str, unet, vae, text_encoder, tokenizer, scheduler
                      fingerprint=_fingerprint(model_id, unet, vae, text_encoder),
                      legacy_fingerprints=(_fingerprint(model_id, unet, vae, text_encoder,
                                                        legacy=True),),
+                     signature=signature(unet, vae, text_encoder),
                      is_embedded=is_embedded, device=device, dtype=dtype)

@@ -139,6 +139,7 @@ def convert_tav(folder: str | Path, out: str | Path, model: Optional[str] = None
     rf.save_config(cfg)
     save_tensors(rf.delta_path, tensors,
                  {"base_fingerprint": base.fingerprint, "base_model": base.model_id,
+                  "base_signature": list(base.signature),
                   "clip_hash": meta["clip_hash"], "config": to_dict(cfg),
                   "format": "vcstudio-delta-1", "converted_from": str(folder)})
     rf.update_meta(**meta)

@@ -43,7 +43,7 @@ class TunedModel:
 def read_delta(rf: RunFolder, base: BaseModel) -> dict[str, torch.Tensor]:
     """A run's tuned tensors, refused unless they were tuned on this very base model."""
     tensors, meta = load_tensors(rf.delta_path, base.device)
-    if not base.matches(meta.get("base_fingerprint")):
+    if not base.matches(meta.get("base_fingerprint"), meta.get("base_signature")):
         raise InputError(
             f"The run {rf.path} was tuned on a different base model ({meta.get('base_model')}, "
             f"fingerprint {meta.get('base_fingerprint')}) than {base.model_id} "
@@ -82,6 +82,7 @@ def save_delta(rf: RunFolder, model: VideoDenoiser, cfg: TuneConfig, base: BaseM
     """Only the trained tensors + what identifies base and clip (DESIGN: deltas)."""
     return save_tensors(rf.delta_path, model.trainable_state(),
                         {"base_fingerprint": base.fingerprint, "base_model": base.model_id,
+                         "base_signature": list(base.signature),
                          "clip_hash": clip_hash(frames), "config": to_dict(cfg),
                          "format": "vcstudio-delta-1"})
 
