@@ -8,22 +8,30 @@ from __future__ import annotations
 import argparse
 import json
 
+from .train import ToyTrainConfig
+
 
 def add_toyworld_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="toyworld_action", required=True)
-    t = sub.add_parser("train", help="train the embedded toy model (VAE, CLIP, U-Net)")
+    t = sub.add_parser("train", help="train the embedded demo model (VAE, CLIP, U-Net) on "
+                                     "the CPU, in resumable chunks")
     t.add_argument("--out", default="assets/toy-sd", help="diffusers folder to write")
     t.add_argument("--clip-out", default="assets/toy-clip", help="toy CLIP folder to write")
+    t.add_argument("--work", default="", help="checkpoint folder (default: the data folder's "
+                                             "toyworld-train)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run the work folder holds (from its last checkpoint)")
+    t.add_argument("--chunk-minutes", type=float, default=None,
+                   help="stop (checkpointed) after this many minutes; --resume continues")
+    t.add_argument("--max-steps", type=int, default=None,
+                   help="stop (checkpointed) after this many optimizer steps (tests)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--minutes", type=float, default=8.0, help="total time budget (all phases)")
-    t.add_argument("--device", default=None, help="cuda / cpu (default: CUDA if present)")
-    t.add_argument("--batch", type=int, default=None, help="default 256 on CUDA, 16 on CPU")
-    t.add_argument("--vae-steps", type=int, default=None, help="pin the step count (else from budget)")
-    t.add_argument("--clip-steps", type=int, default=None)
-    t.add_argument("--unet-steps", type=int, default=None)
-    t.add_argument("--text-encoder", choices=["clip", "joint"], default="clip",
-                   help="clip: the toy CLIP's text tower, frozen (as SD); joint: trained with the U-Net")
-    t.add_argument("--size", type=int, default=64, help="image side (multiple of 8)")
+    t.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's choice)")
+    for phase, d in (("vae", ToyTrainConfig.vae_steps), ("clip", ToyTrainConfig.clip_steps),
+                     ("unet", ToyTrainConfig.unet_steps)):
+        t.add_argument(f"--{phase}-steps", type=int, default=d)
+    t.add_argument("--dataset", type=int, default=ToyTrainConfig.dataset,
+                   help="training scenes encoded once for the U-Net")
     t.add_argument("--tiny", action="store_true", help="tiny architecture (smoke tests)")
     e = sub.add_parser("eval", help="acceptance evaluation on held-out captions")
     e.add_argument("--model", default="assets/toy-sd")
@@ -45,19 +53,22 @@ def run_toyworld(args: argparse.Namespace) -> int:
     from ..progress import TqdmProgress
 
     if args.toyworld_action == "train":
-        from .train import ModelSizes, ToyTrainConfig, train_toyworld
+        from .train import ModelSizes, train_toyworld
 
-        sizes = ModelSizes.tiny() if args.tiny else ModelSizes()
-        if not args.tiny:
-            sizes.size = args.size
-        cfg = ToyTrainConfig(out=args.out, clip_out=args.clip_out, seed=args.seed, minutes=args.minutes,
-                             device=args.device, batch=args.batch, vae_steps=args.vae_steps,
+        cfg = ToyTrainConfig(out=args.out, clip_out=args.clip_out, work=args.work,
+                             seed=args.seed, threads=args.threads, vae_steps=args.vae_steps,
                              clip_steps=args.clip_steps, unet_steps=args.unet_steps,
-                             text_encoder=args.text_encoder, sizes=sizes)
-        log = train_toyworld(cfg, TqdmProgress())
-        log.pop("losses", None)
-        print(json.dumps({k: log[k] for k in ("steps", "seconds", "final_loss", "scaling_factor", "mb",
-                                              "rerun")}, indent=1))
+                             dataset=args.dataset,
+                             sizes=ModelSizes.tiny() if args.tiny else ModelSizes())
+        res = train_toyworld(cfg, TqdmProgress(), resume=args.resume,
+                             max_minutes=args.chunk_minutes, max_steps=args.max_steps)
+        log = res.log
+        if not res.done:
+            print(f"paused at {res.phase} step {res.step}; continue with --resume "
+                  f"(CPU so far {log.get('cpu_seconds')} s)")
+            return 0
+        print(json.dumps({k: log.get(k) for k in ("cpu_seconds", "wall_seconds", "final_loss",
+                                                  "scaling_factor", "mb", "eval")}, indent=1))
         return 0
     if args.toyworld_action == "eval":
         from .evaluate import run_evaluation

@@ -134,8 +134,9 @@ def _tables(size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     return _TABLES[key]
 
 
-def render(batch: SceneBatch, size: int = 64) -> torch.Tensor:
-    """float (B, 3, size, size) in [0, 1] on the batch's device."""
+def render(batch: SceneBatch, size: int = 64, with_alpha: bool = False):
+    """float (B, 3, size, size) in [0, 1] on the batch's device; with ``with_alpha`` also the
+    object's coverage (B, 1, size, size) in [0, 1] (training weighs the object's pixels)."""
     dev = batch.shape.device
     n = len(batch)
     rows, cols = _tables(size, dev)
@@ -182,7 +183,8 @@ def render(batch: SceneBatch, size: int = 64) -> torch.Tensor:
     obj[dm] = obj[dm] + DOT_TINT * (255.0 - obj[dm])
 
     img = img * (1 - alpha) + obj * alpha
-    return (img / 255.0).clamp(0, 1).permute(0, 3, 1, 2).contiguous()
+    out = (img / 255.0).clamp(0, 1).permute(0, 3, 1, 2).contiguous()
+    return (out, alpha.permute(0, 3, 1, 2).contiguous()) if with_alpha else out
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

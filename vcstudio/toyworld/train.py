@@ -1,265 +1,115 @@
-"""`vcstudio toyworld train`: the embedded default model, trained on the toy world.
+"""`vcstudio toyworld train`: the embedded demo model, trained on the toy world on a CPU, in
+resumable chunks.
 
-Same classes as Stable Diffusion, small configs:
-1. AutoencoderKL (4 blocks: 8x downsampling, 4 latent channels; 64x64 -> 8x8), trained on
-   reconstruction (MSE + L1) + a 1e-6 KL term as in LDM; then ``scaling_factor`` = 1 / std of
-   sampled latents (LDM sec. 4.3 / SD's 0.18215), written into the VAE config.
-2. A small transformers CLIPModel trained contrastively (InfoNCE; identical captions in a batch
-   count as positives) -> ``toy-clip``, so CLIP metrics mean something offline.
-3. UNet2DConditionModel (SD block types, epsilon prediction, DDPM schedule: 1000 steps,
-   scaled-linear betas 0.00085..0.012), 10% empty captions for classifier-free guidance, EMA
-   weights saved. Text encoder: by default the toy CLIP's text tower, frozen - the arrangement
-   of SD (a contrastively trained CLIP text encoder, frozen), which puts word meaning in the
-   embeddings before the U-Net sees them and keeps the U-Net's gradient out of a tiny encoder
-   (``text_encoder="joint"`` trains it with the U-Net instead).
-Saved as a StableDiffusionPipeline folder (DDIM scheduler config, no safety checker) in fp16
-safetensors. Reproducible from the seed and the step counts; with a time budget the step counts
-come from a speed probe and are written to ``train_log.json`` so a rerun can pin them.
+The recipe (sizes in models.py; figures and reasons in assets/toy-sd/README.md):
+
+1. ``vae``: AutoencoderKL (4x, 16x16x4 latents) on rendered scenes: L1 + L2 with the object and
+   its edge weighted x5 (the renderer gives its coverage: the object is ~10% of the pixels and
+   all that the checker reads), an L1 on image gradients (sharp edges: corners tell a square
+   from a circle) and LDM's 1e-6 KL. Being purely convolutional it trains on 32x32 crops
+   (4x the images per second) and finishes on whole images (the backgrounds' row structure).
+2. ``scale``: ``scaling_factor`` = 1 / std of sampled latents (LDM sec. 4.3, SD's 0.18215).
+3. ``clip``: a small transformers CLIPModel, contrastive (InfoNCE; identical captions in a batch
+   share the positive) -> ``toy-clip``; its text tower is the U-Net's frozen text encoder.
+4. ``encode``: a fixed set of training scenes rendered and encoded ONCE (the VAE costs as much
+   as a U-Net step per image: encoding on the fly would halve the U-Net's share of the budget);
+   their attributes are kept so captions are spoken differently each time a latent is drawn.
+5. ``unet``: UNet2DConditionModel, epsilon prediction with min-SNR-5 loss weights (Hang et al.
+   2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy": w_t = min(SNR_t, 5) /
+   SNR_t for epsilon-prediction), which moves the weight from the easy low-noise steps to the
+   high-noise ones where colour and shape are decided; SD's DDPM betas; 10% empty captions for
+   classifier-free guidance; EMA weights saved.
+6. ``save`` and ``eval``: the two folders, the log and `vcstudio toyworld eval`'s figures.
+
+Chunks: the state (weights, AdamW moments, EMA, data and RNG positions, the encoded set) is
+checkpointed into the work folder every few minutes and at the end of each phase; ``resume``
+continues exactly where it stopped, so two chunks of k steps equal one run of 2k steps. The
+log keeps, per chunk, its wall and CPU time (``resource.getrusage``: user + system of the
+training process, all threads) and what it did; ``cpu_seconds`` is their sum (a chunk killed
+between checkpoints counts up to its last checkpoint: at most ``checkpoint_minutes`` of work
+is lost, and not counted).
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
-import os
-import shutil
+import platform
+import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..device import pick_device, precision_for
 from ..errors import InputError
-from ..models.tokenizer import build_clip_tokenizer
+from ..io.atomic import write_json
 from ..progress import CancelToken, Event, ProgressFn, null_progress
-from .data import BatchSampler, CaptionPolicy, TokenCache
-from .world import vocabulary
+from .data import BatchSampler, CaptionPolicy, LatentSet, TokenCache
+from .models import (SD_BETAS, ModelSizes, build_clip, build_tokenizer, build_unet, build_vae,
+                     clip_processor, folder_mb, save_clip, save_pipeline,
+                     text_encoder_from_clip)
 
-SD_BETAS = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                beta_schedule="scaled_linear")
-
-
-@dataclass
-class ModelSizes:
-    """Architecture knobs. The default keeps the SD folder ~25 MB in fp16."""
-
-    size: int = 64
-    vae_channels: tuple[int, ...] = (32, 64, 64, 64)  # 4 blocks = 8x downsampling
-    vae_layers: int = 2
-    vae_groups: int = 32
-    unet_channels: tuple[int, ...] = (64, 128, 128)
-    unet_layers: int = 2
-    unet_heads: int = 8
-    unet_groups: int = 32
-    text_width: int = 192
-    text_layers: int = 4
-    text_heads: int = 4
-    vision_width: int = 192
-    vision_layers: int = 4
-    vision_heads: int = 4
-    patch: int = 8
-    projection_dim: int = 192
-    max_length: int = 77  # SD pads prompts to the tokenizer's model_max_length
-
-    @classmethod
-    def tiny(cls) -> "ModelSizes":
-        """For tests: seconds on a CPU."""
-        return cls(size=32, vae_channels=(8, 16, 16, 16), vae_layers=1, vae_groups=8,
-                   unet_channels=(16, 32, 32), unet_layers=1, unet_heads=2, unet_groups=8,
-                   text_width=32, text_layers=1, text_heads=2, vision_width=32, vision_layers=1,
-                   vision_heads=2, patch=8, projection_dim=32, max_length=16)
+PHASES = ("vae", "scale", "clip", "encode", "unet", "save", "eval")
 
 
 @dataclass
 class ToyTrainConfig:
     out: str = "assets/toy-sd"
     clip_out: str = "assets/toy-clip"
+    work: str = ""  # checkpoint folder ("" = <data folder>/toyworld-train)
     seed: int = 0
-    minutes: float = 8.0  # total budget when step counts are not given
-    shares: tuple[float, float, float] = (0.2, 0.12, 0.68)  # vae, clip, unet
-    vae_steps: Optional[int] = None
-    clip_steps: Optional[int] = None
-    unet_steps: Optional[int] = None
-    batch: Optional[int] = None  # None: 256 on CUDA, 16 on CPU
-    vae_lr: float = 1e-3
-    clip_lr: float = 1e-3
-    unet_lr: float = 4e-4
+    vae_steps: int = 6000
+    vae_batch: int = 32
+    vae_crop: int = 32  # train on crops of this side (0 = whole images) ...
+    vae_full_share: float = 0.15  # ... but whole images for this last share of the steps
+    vae_lr: float = 2e-3
+    vae_object_weight: float = 4.0  # extra weight of the object's pixels (+ a 1 px rim)
+    vae_edge_weight: float = 0.5  # L1 on horizontal/vertical image differences
     kl_weight: float = 1e-6
+    scale_samples: int = 2048
+    clip_steps: int = 1500
+    clip_batch: int = 64
+    clip_lr: float = 1e-3
+    dataset: int = 100_000  # scenes encoded once for the U-Net
+    unet_steps: int = 8000
+    unet_batch: int = 64
+    unet_lr: float = 5e-4
+    min_snr: float = 5.0  # 0 = plain epsilon MSE
     cfg_dropout: float = 0.1
     ema_decay: float = 0.999
-    scale_samples: int = 2048  # images whose latents set the VAE scaling factor
-    text_encoder: str = "clip"  # "clip": toy CLIP text tower, frozen; "joint": trained with the U-Net
-    device: Optional[str] = None
-    mixed_precision: str = "auto"
+    warmup: int = 200
+    checkpoint_minutes: float = 5.0
+    eval_n: int = 200
+    eval_steps: int = 50
+    eval_guidance: float = 5.0
+    threads: int = 0  # torch threads (0 = leave torch's choice)
     sizes: ModelSizes = field(default_factory=ModelSizes)
 
 
-# ----------------------------------------------------------------------------- model builders
-
-def build_tokenizer(folder):
-    """The world's CLIPTokenizer: each world word is one token."""
-    return build_clip_tokenizer(vocabulary(), folder)
-
-
-def build_vae(s: ModelSizes):
-    from diffusers import AutoencoderKL
-
-    n = len(s.vae_channels)
-    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n,
-                         up_block_types=("UpDecoderBlock2D",) * n, block_out_channels=s.vae_channels,
-                         layers_per_block=s.vae_layers, latent_channels=4, norm_num_groups=s.vae_groups,
-                         sample_size=s.size)
-
-
-def build_unet(s: ModelSizes):
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel(
-        sample_size=s.size // 8, in_channels=4, out_channels=4, block_out_channels=s.unet_channels,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        layers_per_block=s.unet_layers, cross_attention_dim=s.text_width,
-        attention_head_dim=s.unet_heads, norm_num_groups=s.unet_groups)
-
-
-def _special_ids(tok) -> dict:
-    return dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                pad_token_id=tok.pad_token_id)
-
-
-def build_clip(s: ModelSizes, tok):
-    from transformers import CLIPConfig, CLIPModel
-
-    text = dict(hidden_size=s.text_width, intermediate_size=4 * s.text_width,
-                num_hidden_layers=s.text_layers, num_attention_heads=s.text_heads,
-                max_position_embeddings=s.max_length, projection_dim=s.projection_dim, **_special_ids(tok))
-    vision = dict(hidden_size=s.vision_width, intermediate_size=4 * s.vision_width,
-                  num_hidden_layers=s.vision_layers, num_attention_heads=s.vision_heads,
-                  image_size=s.size, patch_size=s.patch, projection_dim=s.projection_dim)
-    return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=s.projection_dim))
-
-
-def text_encoder_from_clip(clip):
-    """A CLIPTextModel holding the CLIP model's text tower (what SD's text encoder is)."""
-    from transformers import CLIPTextModel
-
-    te = CLIPTextModel(clip.config.text_config)
-    te.load_state_dict(clip.text_model.state_dict())  # transformers 5: CLIPTextModel is the tower itself
-    return te
-
-
-def build_text_encoder(s: ModelSizes, tok):
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    return CLIPTextModel(CLIPTextConfig(
-        hidden_size=s.text_width, intermediate_size=4 * s.text_width, num_hidden_layers=s.text_layers,
-        num_attention_heads=s.text_heads, max_position_embeddings=s.max_length, **_special_ids(tok)))
-
-
-def clip_processor(tok, size: int):
-    """Processor for the toy CLIP: resize + centre crop to ``size``, pixels mapped to [-1, 1]."""
-    from transformers import CLIPImageProcessor, CLIPProcessor
-
-    ip = CLIPImageProcessor(do_resize=True, size={"shortest_edge": size}, do_center_crop=True,
-                            crop_size={"height": size, "width": size}, image_mean=[0.5] * 3,
-                            image_std=[0.5] * 3)
-    return CLIPProcessor(image_processor=ip, tokenizer=tok)
-
-
-# ----------------------------------------------------------------------------- the loop
-
 @dataclass
-class PhaseResult:
-    steps: int
-    seconds: float
-    losses: list[float]
+class ChunkResult:
+    done: bool  # every phase finished
+    phase: str  # where the chunk stopped
+    step: int
+    log: dict
 
 
-def _lr_lambda(total: Callable[[], int], warmup: int):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        n = max(total() - warmup, 1)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min((step - warmup) / n, 1.0)))
-    return f
+# ----------------------------------------------------------------------------- losses
 
-
-def run_phase(step_fn: Callable[[], float], params, lr: float, steps: Optional[int], budget_s: float,
-              stage: str, progress: ProgressFn, cancel: Optional[CancelToken],
-              on_step: Optional[Callable[[], None]] = None, probe: int = 20) -> PhaseResult:
-    """AdamW + warmup/cosine over ``steps``; with ``steps=None`` the count fills ``budget_s``
-    after timing the first ``probe`` steps (the count is returned so a rerun can pin it)."""
-    fused = any(p.is_cuda for p in params)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=fused or None)
-    state = {"total": steps if steps is not None else 10**9}
-    warmup = min(50, max(1, state["total"] // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(lambda: state["total"], warmup))
-    losses: list = []  # loss tensors; read back (a device sync) only every 25 steps
-    t0 = time.perf_counter()
-    step = 0
-    while step < state["total"]:
-        if cancel is not None:
-            cancel.check()
-        opt.zero_grad(set_to_none=True)
-        loss = step_fn()
-        opt.step()
-        sched.step()
-        if on_step is not None:
-            on_step()
-        losses.append(loss)
-        step += 1
-        if steps is None and step == probe:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            per = (time.perf_counter() - t0) / probe
-            state["total"] = max(probe, int(budget_s / per))
-        if step % 25 == 0 or step == state["total"]:
-            progress(Event(step, state["total"], f"{stage} step {step}", stage=stage,
-                           metrics={"loss": float(loss)}))
-    losses = [float(x) for x in losses]
-    return PhaseResult(step, time.perf_counter() - t0, losses)
-
-
-def _batch(cfg: ToyTrainConfig, dev) -> int:
-    return cfg.batch or (256 if dev.type == "cuda" else 16)
-
-
-def train_vae(vae, cfg: ToyTrainConfig, dev, prec, progress=null_progress, cancel=None) -> PhaseResult:
-    sampler = BatchSampler(cfg.seed + 1, cfg.sizes.size, dev, policy=CaptionPolicy(motion_p=0.25))
-    n = _batch(cfg, dev)
-    vae.train().requires_grad_(True)
-
-    def step():
-        x, _ = sampler(n)
-        with prec.autocast():
-            post = vae.encode(x).latent_dist
-            rec = vae.decode(post.sample()).sample
-        rec = rec.float()
-        loss = F.mse_loss(rec, x) + 0.1 * F.l1_loss(rec, x) + cfg.kl_weight * post.kl().float().mean()
-        loss.backward()
-        return loss.detach()
-
-    budget = cfg.minutes * 60 * cfg.shares[0]
-    return run_phase(step, list(vae.parameters()), cfg.vae_lr, cfg.vae_steps, budget, "vae",
-                     progress, cancel)
-
-
-@torch.no_grad()
-def latent_scaling_factor(vae, cfg: ToyTrainConfig, dev, prec, n: Optional[int] = None) -> float:
-    """1 / std of sampled latents over ``n`` fresh images (LDM's rescaling, SD's 0.18215)."""
-    sampler = BatchSampler(cfg.seed + 7, cfg.sizes.size, dev)
-    vae.eval()
-    zs = []
-    n = n or cfg.scale_samples
-    per = min(n, max(_batch(cfg, dev), 256))  # no_grad encode: big chunks are cheap
-    for _ in range(max(1, n // per)):
-        x, _ = sampler(per)
-        with prec.autocast():
-            zs.append(vae.encode(x).latent_dist.sample().float())
-    return float(1.0 / torch.cat(zs).std())
+def vae_loss(rec: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, kl: torch.Tensor,
+             cfg: ToyTrainConfig) -> torch.Tensor:
+    """Reconstruction with the object weighted (coverage ``alpha`` dilated by one pixel, so its
+    rim counts too), an L1 on image gradients, and the KL term of LDM (weight 1e-6)."""
+    w = 1 + cfg.vae_object_weight * F.max_pool2d(alpha, 3, 1, 1)
+    err = rec - x
+    loss = (w * err.abs()).mean() + (w * err.pow(2)).mean()
+    if cfg.vae_edge_weight:
+        for d in (2, 3):
+            loss = loss + cfg.vae_edge_weight * (rec.diff(dim=d) - x.diff(dim=d)).abs().mean()
+    return loss + cfg.kl_weight * kl.mean()
 
 
 def clip_loss(logits_per_image: torch.Tensor, captions: list[str]) -> torch.Tensor:
@@ -272,30 +122,21 @@ def clip_loss(logits_per_image: torch.Tensor, captions: list[str]) -> torch.Tens
     return 0.5 * (F.cross_entropy(li, target) + F.cross_entropy(li.t(), target))
 
 
-def train_clip(clip, tok, cfg: ToyTrainConfig, dev, prec, progress=null_progress, cancel=None) -> PhaseResult:
-    sampler = BatchSampler(cfg.seed + 2, cfg.sizes.size, dev)
-    tokens = TokenCache(tok)
-    n = _batch(cfg, dev)
-    clip.train().requires_grad_(True)
-
-    def step():
-        x, caps = sampler(n)
-        ids = tokens(caps, dev)
-        with prec.autocast():
-            out = clip(input_ids=ids, pixel_values=x)  # processor maps pixels to [-1, 1] too
-        loss = clip_loss(out.logits_per_image, caps)
-        loss.backward()
-        return loss.detach()
-
-    budget = cfg.minutes * 60 * cfg.shares[1]
-    return run_phase(step, list(clip.parameters()), cfg.clip_lr, cfg.clip_steps, budget, "clip",
-                     progress, cancel)
+def min_snr_weights(alpha_bar: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma weights for epsilon-prediction (Hang et al. 2023, eq. 7 with the epsilon
+    target): SNR_t = a_t / (1 - a_t), w_t = min(SNR_t, gamma) / SNR_t; gamma 0 = all ones."""
+    if not gamma:
+        return torch.ones_like(alpha_bar)
+    snr = alpha_bar / (1 - alpha_bar)
+    return snr.clamp(max=gamma) / snr
 
 
 class EMA:
     """Exponential moving average of parameters, with the usual (1+n)/(10+n) warm start."""
 
     def __init__(self, model, decay: float) -> None:
+        import copy
+
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self.decay = decay
         self.n = 0
@@ -304,187 +145,487 @@ class EMA:
     def update(self, model) -> None:
         self.n += 1
         d = min(self.decay, (1 + self.n) / (10 + self.n))
-        ema_p = list(self.model.parameters())
-        torch._foreach_lerp_(ema_p, [p.detach() for p in model.parameters()], 1 - d)
+        torch._foreach_lerp_(list(self.model.parameters()),
+                             [p.detach() for p in model.parameters()], 1 - d)
 
 
-def train_unet(unet, vae, text_encoder, tok, cfg: ToyTrainConfig, dev, prec, progress=null_progress,
-               cancel=None) -> tuple[PhaseResult, object]:
-    from diffusers import DDPMScheduler
-
-    sched = DDPMScheduler(**SD_BETAS, prediction_type="epsilon")
-    alphas = sched.alphas_cumprod.to(dev)
-    sampler = BatchSampler(cfg.seed + 3, cfg.sizes.size, dev,
-                           policy=CaptionPolicy(empty_p=cfg.cfg_dropout))
-    tokens = TokenCache(tok)
-    n = _batch(cfg, dev)
-    sf = vae.config.scaling_factor
-    vae.eval().requires_grad_(False)
-    joint = cfg.text_encoder == "joint"
-    text_encoder.train(joint).requires_grad_(joint)
-    unet.train().requires_grad_(True)
-    ema = EMA(unet, cfg.ema_decay)
-    gen = torch.Generator(dev).manual_seed(cfg.seed + 4)
-
-    def step():
-        x, caps = sampler(n)
-        ids = tokens(caps, dev)
-        with torch.no_grad(), prec.autocast():
-            lat = vae.encode(x).latent_dist.sample(generator=gen).float() * sf
-        with torch.set_grad_enabled(joint), prec.autocast():
-            emb = text_encoder(ids)[0]
-        noise = torch.randn(lat.shape, generator=gen, device=dev)
-        t = torch.randint(0, sched.config.num_train_timesteps, (lat.shape[0],), generator=gen, device=dev)
-        a = alphas[t].view(-1, 1, 1, 1)
-        noisy = a.sqrt() * lat + (1 - a).sqrt() * noise  # DDPM forward process q(x_t | x_0)
-        with prec.autocast():
-            pred = unet(noisy, t, encoder_hidden_states=emb).sample
-        loss = F.mse_loss(pred.float(), noise)
-        loss.backward()
-        return loss.detach()
-
-    params = list(unet.parameters()) + (list(text_encoder.parameters()) if joint else [])
-    budget = cfg.minutes * 60 * cfg.shares[2]
-    res = run_phase(step, params, cfg.unet_lr, cfg.unet_steps, budget, "unet", progress, cancel,
-                    on_step=lambda: ema.update(unet))
-    return res, ema.model
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up, then cosine down to 10% of the peak."""
+    if step < warmup:
+        return (step + 1) / warmup
+    frac = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
 
 
-# ----------------------------------------------------------------------------- saving
+# ----------------------------------------------------------------------------- state on disk
 
-def _atomic_dir(out: Path, write: Callable[[Path], None]) -> None:
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-
-
-def save_pipeline(out, vae, unet, text_encoder, tok, log: Optional[dict] = None) -> Path:
-    """A standard diffusers StableDiffusionPipeline folder in safetensors: U-Net and VAE in fp16
-    (diffusers loads them in the pipeline's dtype, fp32 by default), the text encoder in fp32
-    (transformers keeps a checkpoint's dtype, so an fp16 encoder would break a plain
-    ``StableDiffusionPipeline.from_pretrained(folder)`` on CPU with a Half/Float mismatch) with
-    fp16-rounded values, as the toy CLIP folder holds the same tower."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
-
-    scheduler = DDIMScheduler(**SD_BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-                              prediction_type="epsilon")
-    pipe = StableDiffusionPipeline(vae=copy.deepcopy(vae).cpu(), text_encoder=copy.deepcopy(text_encoder).cpu(),
-                                   tokenizer=tok, unet=copy.deepcopy(unet).cpu(), scheduler=scheduler,
-                                   safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
-    pipe.unet.to(torch.float16)
-    pipe.vae.to(torch.float16)
-    # fp16-rounded like save_clip's copy of the same (frozen) text tower, stored as fp32
-    pipe.text_encoder.to(torch.float16).to(torch.float32)
-    out = Path(out)
-
-    def write(d: Path) -> None:
-        pipe.save_pretrained(d, safe_serialization=True)
-        if log is not None:
-            (d / "train_log.json").write_text(json.dumps(log, indent=1))
-            (d / "README.md").write_text(_model_card(log))
-
-    _atomic_dir(out, write)
-    return out
+def _flat_optimizer(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
+    """AdamW state as tensors (safetensors; never pickle) + its scalars as JSON."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {"param_groups": sd["param_groups"], "steps": {}}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if k == "step":
+                scalars["steps"][str(pid)] = float(v)
+            else:
+                tensors[f"{prefix}/{pid}/{k}"] = v
+    return tensors, scalars
 
 
-def save_clip(out, clip, tok, size: int) -> Path:
-    out = Path(out)
-    model = copy.deepcopy(clip).cpu().to(torch.float16)
-
-    def write(d: Path) -> None:
-        model.save_pretrained(d, safe_serialization=True)
-        clip_processor(tok, size).save_pretrained(d)
-
-    _atomic_dir(out, write)
-    return out
-
-
-def _model_card(log: dict) -> str:
-    return (
-        "# vcstudio toy-sd (offline demo model)\n\n"
-        "A tiny Stable-Diffusion-architecture model (AutoencoderKL + UNet2DConditionModel + "
-        "CLIPTextModel) trained by `vcstudio toyworld train` on procedurally drawn toy scenes "
-        "(coloured shapes on simple backgrounds). It only knows the toy world's words "
-        "(see tokenizer/vocab.json). Use a real Stable Diffusion checkpoint for real images.\n\n"
-        f"Training log: seed {log.get('seed')}, steps {log.get('steps')}, device {log.get('device')}.\n"
-        + USAGE)
+def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict, scalars: dict, prefix: str) -> None:
+    state: dict = {}
+    for key, v in tensors.items():
+        if key.startswith(prefix + "/"):
+            _, pid, k = key.split("/", 2)
+            state.setdefault(int(pid), {})[k] = v
+    for pid, step in scalars["steps"].items():
+        state.setdefault(int(pid), {})["step"] = torch.tensor(step)
+    opt.load_state_dict({"state": state, "param_groups": scalars["param_groups"]})
 
 
-USAGE = """
-Load it with plain diffusers (CPU, fp32; the U-Net and VAE are stored in fp16, the text encoder
-in fp32):
+class Work:
+    """The work folder: ``state.json`` (phase, step, RNG and data positions, the log) and
+    ``state.safetensors`` (weights, optimizer moments, EMA, RNG states), written atomically
+    together; ``dataset.safetensors`` (the encoded scenes) once."""
 
-```python
-from diffusers import StableDiffusionPipeline
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
 
-pipe = StableDiffusionPipeline.from_pretrained("assets/toy-sd")
-image = pipe("a red circle on the beach", num_inference_steps=25, height=64, width=64).images[0]
-```
-"""
+    @property
+    def json_path(self) -> Path:
+        return self.folder / "state.json"
+
+    def exists(self) -> bool:
+        return self.json_path.is_file()
+
+    def load(self) -> tuple[dict, dict]:
+        from ..models.delta import load_tensors
+
+        meta = json.loads(self.json_path.read_text())
+        tensors = load_tensors(self.folder / "state.safetensors")[0] \
+            if (self.folder / "state.safetensors").is_file() else {}
+        return meta, tensors
+
+    def save(self, meta: dict, tensors: dict) -> None:
+        from ..models.delta import save_tensors
+
+        save_tensors(self.folder / "state.safetensors", tensors)  # first: json names its step
+        write_json(self.json_path, meta)
 
 
-def folder_mb(path) -> float:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
-# ----------------------------------------------------------------------------- the job
+# ----------------------------------------------------------------------------- the trainer
+
+class Trainer:
+    """Runs the phases from wherever the work folder says, until done or the chunk's budget
+    (minutes or optimizer steps) is used; checkpoints as it goes."""
+
+    def __init__(self, cfg: ToyTrainConfig, progress: ProgressFn = null_progress,
+                 cancel: Optional[CancelToken] = None) -> None:
+        if cfg.sizes.size % cfg.sizes.vae_scale:
+            raise InputError(f"The toy model's image size must be a multiple of "
+                             f"{cfg.sizes.vae_scale} (the VAE's downsampling).")
+        if cfg.vae_crop and (cfg.vae_crop > cfg.sizes.size or cfg.vae_crop % cfg.sizes.vae_scale):
+            raise InputError(f"--vae-crop must be 0 or a multiple of {cfg.sizes.vae_scale} up to "
+                             f"{cfg.sizes.size}.")
+        self.cfg, self.progress, self.cancel = cfg, progress, cancel
+        self._t0, self._cpu0 = time.monotonic(), _cpu_seconds()  # model building counts too
+        from ..paths import data_dir
+
+        self.work = Work(Path(cfg.work) if cfg.work else data_dir() / "toyworld-train")
+        self.dev = torch.device("cpu")
+        tok_dir = self.work.folder / "tokenizer"
+        self.tok = build_tokenizer(tok_dir, cfg.sizes.max_length)
+        torch.manual_seed(cfg.seed)  # the same initial weights on every start
+        s = cfg.sizes
+        self.vae, self.clip, self.unet = build_vae(s), build_clip(s, self.tok), build_unet(s)
+        self.ema: Optional[EMA] = None
+        self.text_encoder = None
+        self.data: Optional[LatentSet] = None
+        self.state = {"phase": PHASES[0], "step": 0, "chunks": [], "rng": {},
+                      "scaling_factor": None, "losses": {p: [] for p in PHASES},
+                      "config": self._config_dict(), "eval": None}
+        self.opt: Optional[torch.optim.Optimizer] = None
+        self.gens: dict[str, torch.Generator] = {}
+        self.samplers: dict = {}  # name -> object with an ``rng`` (numpy Generator)
+        self._restored: dict = {}
+        self._phase_start = 0
+
+    def _config_dict(self) -> dict:
+        d = {f.name: getattr(self.cfg, f.name) for f in fields(self.cfg) if f.name != "sizes"}
+        d["sizes"] = asdict(self.cfg.sizes)
+        return d
+
+    # -- state --------------------------------------------------------------------------
+    def _tensors(self) -> dict:
+        t = {f"vae/{k}": v for k, v in self.vae.state_dict().items()}
+        t.update({f"clip/{k}": v for k, v in self.clip.state_dict().items()})
+        t.update({f"unet/{k}": v for k, v in self.unet.state_dict().items()})
+        if self.ema is not None:
+            t.update({f"ema/{k}": v for k, v in self.ema.model.state_dict().items()})
+        for name, g in self.gens.items():
+            t[f"gen/{name}"] = g.get_state()
+        if self.opt is not None:
+            ot, os_ = _flat_optimizer(self.opt, "opt")
+            t.update(ot)
+            self.state["opt"] = os_
+        else:
+            self.state.pop("opt", None)
+        return t
+
+    def checkpoint(self) -> None:
+        self.state["rng"] = {k: s.rng.bit_generator.state for k, s in self.samplers.items()}
+        if self.ema is not None:
+            self.state["ema_n"] = self.ema.n
+        self._note_chunk()
+        self.work.save(self.state, self._tensors())
+        self._last_ckpt = time.monotonic()
+
+    def restore(self) -> bool:
+        if not self.work.exists():
+            return False
+        meta, t = self.work.load()
+        if meta.get("config", {}).get("sizes") != json.loads(json.dumps(asdict(self.cfg.sizes))):
+            raise InputError(f"The work folder {self.work.folder} holds a run with other model "
+                             "sizes; give another --work, or the same sizes.")
+        self.state = meta
+        for name, m in (("vae", self.vae), ("clip", self.clip), ("unet", self.unet)):
+            m.load_state_dict({k[len(name) + 1:]: v for k, v in t.items()
+                               if k.startswith(name + "/")})
+        self._restored = t
+        return True
+
+    def _resuming(self) -> bool:
+        """Whether the current phase continues from a checkpoint taken inside it."""
+        return self.state["step"] > 0 and bool(getattr(self, "_restored", None))
+
+    def _rng_gen(self, name: str) -> torch.Generator:
+        """A phase's torch generator: where the checkpoint left it, else seeded."""
+        g = torch.Generator().manual_seed(self.cfg.seed * 1000 + PHASES.index(name) + 1)
+        saved = self._restored.get(f"gen/{name}") if self._resuming() else None
+        if saved is not None:
+            g.set_state(saved)
+        self.gens = {name: g}
+        return g
+
+    def _numpy_rng(self, name: str, seed: int, holder) -> None:
+        """Register ``holder.rng`` (a BatchSampler's) for checkpoints; restore it if resuming."""
+        saved = self.state.get("rng", {}).get(name) if self._resuming() else None
+        if saved is not None:
+            holder.rng.bit_generator.state = saved
+        self.samplers = {name: holder}
+
+    def _sampler(self, name: str, seed: int,
+                 policy: Optional[CaptionPolicy] = None) -> BatchSampler:
+        s = BatchSampler(seed, self.cfg.sizes.size, "cpu", policy=policy)
+        self._numpy_rng(name, seed, s)
+        return s
+
+    def _optimizer(self, params, lr: float, betas=(0.9, 0.99)) -> torch.optim.Optimizer:
+        opt = torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=0.0)
+        scalars = self.state.get("opt")
+        if scalars is not None and self._resuming():
+            _load_optimizer(opt, self._restored, scalars, "opt")
+        self.opt = opt
+        return opt
+
+    def _note_chunk(self) -> None:
+        c = self.state["chunks"][-1]
+        c["wall_s"] = round(time.monotonic() - self._t0, 1)
+        c["cpu_s"] = round(_cpu_seconds() - self._cpu0, 1)
+        c["end"] = {"phase": self.state["phase"], "step": self.state["step"]}
+        self.state["cpu_seconds"] = round(sum(ch.get("cpu_s", 0) for ch in self.state["chunks"]),
+                                          1)
+        self.state["wall_seconds"] = round(sum(ch.get("wall_s", 0)
+                                               for ch in self.state["chunks"]), 1)
+
+    # -- the chunk ----------------------------------------------------------------------
+    def run(self, max_minutes: Optional[float] = None, max_steps: Optional[int] = None,
+            resume: bool = True) -> ChunkResult:
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        if resume and self.restore():
+            pass
+        elif self.work.exists() and not resume:
+            raise InputError(f"{self.work.folder} holds an earlier training run: pass --resume "
+                             "to continue it, or give a new --work folder.")
+        self._last_ckpt = time.monotonic()
+        self.state["chunks"].append({"start": {"phase": self.state["phase"],
+                                               "step": self.state["step"]},
+                                     "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                     "host": platform.node(),
+                                     "threads": torch.get_num_threads()})
+        self._budget = (self._t0 + 60 * max_minutes) if max_minutes else None
+        self._steps_left = max_steps
+        while self.state["phase"] in PHASES:
+            phase = self.state["phase"]
+            finished = getattr(self, f"_phase_{phase}")()
+            if not finished:
+                self.checkpoint()
+                return ChunkResult(False, phase, self.state["step"], self.state)
+            nxt = PHASES.index(phase) + 1
+            self.state["phase"], self.state["step"] = (PHASES[nxt] if nxt < len(PHASES)
+                                                       else "done"), 0
+            self.opt, self._restored = None, {}
+            self.checkpoint()
+        return ChunkResult(True, "done", 0, self.state)
+
+    def _out_of_budget(self) -> bool:
+        if self.cancel is not None and self.cancel.cancelled:
+            return True
+        if self._steps_left is not None and self._steps_left <= 0:
+            return True
+        return self._budget is not None and time.monotonic() >= self._budget
+
+    def _loop(self, phase: str, total: int, lr: float, params, step_fn: Callable[[], torch.Tensor],
+              after: Optional[Callable[[], None]] = None) -> bool:
+        """Optimizer steps of a phase from the saved step to ``total``; False when the chunk's
+        budget ran out first (the state is checkpointed by the caller)."""
+        opt = self._optimizer(params, lr)
+        losses = self.state["losses"][phase]
+        t_phase = time.monotonic()
+        while self.state["step"] < total:
+            if self._out_of_budget():
+                return False
+            k = self.state["step"]
+            for g in opt.param_groups:
+                g["lr"] = lr * lr_factor(k, total, min(self.cfg.warmup, max(1, total // 10)))
+            opt.zero_grad(set_to_none=True)
+            loss = step_fn()
+            opt.step()
+            if after is not None:
+                after()
+            self.state["step"] = k + 1
+            if self._steps_left is not None:
+                self._steps_left -= 1
+            losses.append([k + 1, round(float(loss), 6)])
+            if (k + 1) % 25 == 0 or k + 1 == total:
+                done = max(1, k + 1 - (self._phase_start or 0))
+                eta = (time.monotonic() - t_phase) / done * (total - k - 1)
+                self.progress(Event(k + 1, total, f"{phase} step {k + 1}", stage=phase,
+                                    metrics={"loss": float(loss)}, eta=eta))
+            if time.monotonic() - self._last_ckpt > 60 * self.cfg.checkpoint_minutes:
+                self.checkpoint()
+        return True
+
+    # -- phases ---------------------------------------------------------------------------
+    def _phase_vae(self) -> bool:
+        cfg, s = self.cfg, self.cfg.sizes
+        g = self._rng_gen("vae")
+        sampler = self._sampler("vae", cfg.seed + 1, CaptionPolicy(motion_p=0.25))
+        from .render import render
+
+        self.vae.train().requires_grad_(True)
+        full_from = int(cfg.vae_steps * (1 - cfg.vae_full_share))
+        self._phase_start = self.state["step"]
+
+        def step():
+            crop = cfg.vae_crop if cfg.vae_crop and self.state["step"] < full_from else 0
+            # a whole-image step holds as many pixels as a step of crops
+            n = cfg.vae_batch if crop else max(1, round(cfg.vae_batch
+                                                         * crop_area(cfg.vae_crop, s.size)))
+            batch, _, _ = sampler.draw(n)
+            x, a = render(batch, s.size, with_alpha=True)
+            x = x * 2 - 1
+            if crop:
+                i, j = (torch.randint(0, (s.size - crop) // s.vae_scale + 1, (2,), generator=g)
+                        * s.vae_scale).tolist()
+                x, a = x[..., i:i + crop, j:j + crop], a[..., i:i + crop, j:j + crop]
+            post = self.vae.encode(x).latent_dist
+            rec = self.vae.decode(post.sample(generator=g)).sample
+            loss = vae_loss(rec, x, a, post.kl(), cfg)
+            loss.backward()
+            return loss.detach()
+
+        return self._loop("vae", cfg.vae_steps, cfg.vae_lr, list(self.vae.parameters()), step)
+
+    def _phase_scale(self) -> bool:
+        """1 / std of sampled latents over ``scale_samples`` fresh images."""
+        cfg = self.cfg
+        sampler = BatchSampler(cfg.seed + 7, cfg.sizes.size)
+        g = torch.Generator().manual_seed(cfg.seed + 8)
+        self.vae.eval()
+        zs = []
+        with torch.no_grad():
+            for _ in range(max(1, cfg.scale_samples // 256)):
+                x, _ = sampler(min(256, cfg.scale_samples))
+                zs.append(self.vae.encode(x).latent_dist.sample(generator=g))
+        self.state["scaling_factor"] = float(1.0 / torch.cat(zs).std())
+        return True
+
+    def _phase_clip(self) -> bool:
+        cfg = self.cfg
+        self._rng_gen("clip")
+        sampler = self._sampler("clip", cfg.seed + 2)
+        tokens = TokenCache(self.tok)
+        self.clip.train().requires_grad_(True)
+        self._phase_start = self.state["step"]
+
+        def step():
+            x, caps = sampler(cfg.clip_batch)
+            out = self.clip(input_ids=tokens(caps, "cpu"), pixel_values=x)
+            loss = clip_loss(out.logits_per_image, caps)
+            loss.backward()
+            return loss.detach()
+
+        return self._loop("clip", cfg.clip_steps, cfg.clip_lr, list(self.clip.parameters()), step)
+
+    def _phase_encode(self) -> bool:
+        """Render and encode ``dataset`` training scenes once (resumable by batch)."""
+        cfg = self.cfg
+        path = self.work.folder / "dataset.safetensors"
+        self.vae.eval()
+        self.data = LatentSet.resume(path, cfg.dataset, cfg.seed + 5, cfg.sizes)
+        sf = self.state["scaling_factor"]
+        batch = 256
+        while self.data.n_done < cfg.dataset:
+            if self._out_of_budget():
+                self.data.save(path)
+                return False
+            n = self.data.encode_next(self.vae, batch, sf)
+            if self._steps_left is not None:
+                self._steps_left -= 1
+            self.state["step"] = self.data.n_done
+            self.progress(Event(self.data.n_done, cfg.dataset, "encoding the training scenes",
+                                stage="encode"))
+            if n == 0:
+                break
+            if time.monotonic() - self._last_ckpt > 60 * self.cfg.checkpoint_minutes:
+                self.data.save(path)
+                self.checkpoint()
+        self.data.save(path)
+        return True
+
+    def _unet_parts(self, data: bool = True):
+        if self.text_encoder is None:
+            self.text_encoder = text_encoder_from_clip(self.clip).eval().requires_grad_(False)
+        if data and self.data is None:
+            self.data = LatentSet.resume(self.work.folder / "dataset.safetensors",
+                                         self.cfg.dataset, self.cfg.seed + 5, self.cfg.sizes)
+
+    def _phase_unet(self) -> bool:
+        from diffusers import DDPMScheduler
+
+        cfg = self.cfg
+        self._unet_parts()
+        g = self._rng_gen("unet")
+        holder = _RngHolder(np.random.default_rng(cfg.seed + 3))
+        self._numpy_rng("unet-captions", cfg.seed + 3, holder)
+        caps = holder.rng
+        sched = DDPMScheduler(**SD_BETAS, prediction_type="epsilon")
+        alphas = sched.alphas_cumprod
+        tokens = TokenCache(self.tok)
+        emb_cache: dict[str, torch.Tensor] = {}
+        policy = CaptionPolicy(empty_p=cfg.cfg_dropout)
+        self.unet.train().requires_grad_(True)
+        self.ema = EMA(self.unet, cfg.ema_decay)
+        ema_saved = {k[4:]: v for k, v in self._restored.items() if k.startswith("ema/")}
+        if ema_saved and self._resuming():
+            self.ema.model.load_state_dict(ema_saved)
+            self.ema.n = int(self.state.get("ema_n", self.state["step"]))
+        self._phase_start = self.state["step"]
+
+        def embed(captions: list[str]) -> torch.Tensor:
+            missing = [c for c in dict.fromkeys(captions) if c not in emb_cache]
+            if missing:
+                with torch.no_grad():
+                    out = self.text_encoder(tokens(missing, "cpu"))[0]
+                emb_cache.update(zip(missing, out))
+            return torch.stack([emb_cache[c] for c in captions])
+
+        def step():
+            idx = torch.randint(0, len(self.data), (cfg.unet_batch,), generator=g)
+            lat = self.data.latents[idx].float()
+            captions = self.data.captions(idx.numpy(), caps, policy)
+            emb = embed(captions)
+            noise = torch.randn(lat.shape, generator=g)
+            t = torch.randint(0, SD_BETAS["num_train_timesteps"], (lat.shape[0],), generator=g)
+            a = alphas[t].view(-1, 1, 1, 1)
+            noisy = a.sqrt() * lat + (1 - a).sqrt() * noise  # q(x_t | x_0), DDPM eq. 4
+            pred = self.unet(noisy, t, encoder_hidden_states=emb).sample
+            w = min_snr_weights(alphas[t], cfg.min_snr)
+            loss = (w * (pred - noise).pow(2).mean(dim=(1, 2, 3))).mean()
+            loss.backward()
+            return loss.detach()
+
+        return self._loop("unet", cfg.unet_steps, cfg.unet_lr, list(self.unet.parameters()),
+                          step, after=lambda: self.ema.update(self.unet))
+
+    def _phase_save(self) -> bool:
+        self._unet_parts(data=False)
+        if self.ema is None:  # restored after the U-Net phase: its EMA is in the checkpoint
+            self.ema = EMA(self.unet, self.cfg.ema_decay)
+            self.ema.model.load_state_dict({k[4:]: v for k, v in self._restored.items()
+                                            if k.startswith("ema/")})
+        self.vae.register_to_config(scaling_factor=self.state["scaling_factor"])
+        save_pipeline(self.cfg.out, self.vae, self.ema.model, self.text_encoder, self.tok)
+        save_clip(self.cfg.clip_out, self.clip, self.tok, self.cfg.sizes.size)
+        self.state["mb"] = {"sd": round(folder_mb(self.cfg.out), 2),
+                            "clip": round(folder_mb(self.cfg.clip_out), 2)}
+        return True
+
+    def _phase_eval(self) -> bool:
+        from .evaluate import run_evaluation
+
+        cfg = self.cfg
+        res = run_evaluation(cfg.out, cfg.clip_out, cfg.out, cfg.eval_n, cfg.eval_steps,
+                             cfg.eval_guidance, 0, "cpu", self.progress)
+        # and at the sampling settings users pick (30 DDIM steps, guidance 5)
+        fast = run_evaluation(cfg.out, cfg.clip_out, None, cfg.eval_n, 30, 5.0, 0, "cpu",
+                              self.progress, clip=False)
+        res["at_30_steps"] = {k: fast[k] for k in ("colour_acc", "shape_acc", "background_acc")}
+        self.state["eval"] = res
+        return True
+
+
+class _RngHolder:
+    """Lets a bare numpy Generator be checkpointed like a BatchSampler's."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+
+def crop_area(crop: int, size: int) -> float:
+    """The share of a whole image a crop covers (a whole-image batch holds that many fewer
+    images, so each step costs about the same)."""
+    return (crop / size) ** 2 if crop else 1.0
+
+
+# ----------------------------------------------------------------------------- the command
+
+def train_log(state: dict) -> dict:
+    """The log written beside the model (assets/toy-sd/train_log.json)."""
+    return {
+        "device": "cpu", "torch": torch.__version__, "seed": state["config"]["seed"],
+        "cpu_seconds": state.get("cpu_seconds"), "wall_seconds": state.get("wall_seconds"),
+        "cpu": platform.processor() or platform.machine(),
+        "chunks": state["chunks"], "scaling_factor": state.get("scaling_factor"),
+        "final_loss": {p: (float(np.mean([v for _, v in state["losses"][p][-10:]]))
+                           if state["losses"].get(p) else None) for p in ("vae", "clip", "unet")},
+        "config": state["config"], "mb": state.get("mb"), "eval": state.get("eval"),
+        "rerun": "vcstudio toyworld train --work DIR [--resume] [--chunk-minutes M]",
+    }
+
 
 def train_toyworld(cfg: ToyTrainConfig, progress: ProgressFn = null_progress,
-                   cancel: Optional[CancelToken] = None) -> dict:
-    """Train VAE -> toy CLIP -> U-Net and save both folders. Returns the training log."""
-    if cfg.text_encoder not in ("clip", "joint"):
-        raise InputError("text_encoder must be 'clip' (frozen toy-CLIP text tower) or 'joint'.")
-    if cfg.sizes.size % 8:
-        raise InputError("The toy model's image size must be a multiple of 8 (8x VAE downsampling).")
-    dev = pick_device(cfg.device)
-    prec = precision_for(dev, cfg.mixed_precision)
-    torch.manual_seed(cfg.seed)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    t_start = time.perf_counter()
-    tok_dir = Path(cfg.out).with_name(Path(cfg.out).name + ".tokenizer")
-    tok = build_clip_tokenizer(vocabulary(), tok_dir, model_max_length=cfg.sizes.max_length)
-    shutil.rmtree(tok_dir, ignore_errors=True)
+                   cancel: Optional[CancelToken] = None, resume: bool = True,
+                   max_minutes: Optional[float] = None,
+                   max_steps: Optional[int] = None) -> ChunkResult:
+    """One chunk of training (all of it without limits). When every phase is done, the log
+    goes into ``cfg.out/train_log.json`` and the evaluation into ``cfg.out/eval.json``."""
+    tr = Trainer(cfg, progress, cancel)
+    res = tr.run(max_minutes, max_steps, resume)
+    if res.done:
+        log = train_log(res.log)
+        write_json(Path(cfg.out) / "train_log.json", log)
+        res.log = log
+    return res
 
-    vae = build_vae(cfg.sizes).to(dev)
-    r_vae = train_vae(vae, cfg, dev, prec, progress, cancel)
-    sf = latent_scaling_factor(vae, cfg, dev, prec)
-    vae.register_to_config(scaling_factor=sf)
 
-    clip = build_clip(cfg.sizes, tok).to(dev)
-    r_clip = train_clip(clip, tok, cfg, dev, prec, progress, cancel)
-    clip.eval().requires_grad_(False)
-
-    if cfg.text_encoder == "clip":
-        text_encoder = text_encoder_from_clip(clip).to(dev)
-    else:
-        text_encoder = build_text_encoder(cfg.sizes, tok).to(dev)
-    unet = build_unet(cfg.sizes).to(dev)
-    r_unet, ema_unet = train_unet(unet, vae, text_encoder, tok, cfg, dev, prec, progress, cancel)
-
-    def tail(r: PhaseResult) -> float:
-        vals = [x for x in r.losses[-50:] if math.isfinite(x)]
-        return float(sum(vals) / max(len(vals), 1))
-
-    log = {
-        "seed": cfg.seed, "device": str(dev), "torch": torch.__version__,
-        "steps": {"vae": r_vae.steps, "clip": r_clip.steps, "unet": r_unet.steps},
-        "seconds": {"vae": r_vae.seconds, "clip": r_clip.seconds, "unet": r_unet.seconds,
-                    "total": time.perf_counter() - t_start},
-        "final_loss": {"vae": tail(r_vae), "clip": tail(r_clip), "unet": tail(r_unet)},
-        "scaling_factor": sf, "batch": _batch(cfg, dev),
-        "config": {k: v for k, v in asdict(cfg).items() if k != "sizes"}, "sizes": asdict(cfg.sizes),
-        "rerun": (f"vcstudio toyworld train --seed {cfg.seed} --vae-steps {r_vae.steps} "
-                  f"--clip-steps {r_clip.steps} --unet-steps {r_unet.steps} --batch {_batch(cfg, dev)}"),
-    }
-    save_pipeline(cfg.out, vae, ema_unet, text_encoder, tok, log)
-    save_clip(cfg.clip_out, clip, tok, cfg.sizes.size)
-    log["mb"] = {"sd": folder_mb(cfg.out), "clip": folder_mb(cfg.clip_out)}
-    (Path(cfg.out) / "train_log.json").write_text(json.dumps(log, indent=1))
-    log["losses"] = {"vae": r_vae.losses, "clip": r_clip.losses, "unet": r_unet.losses}
-    return log
+__all__ = ["ModelSizes", "ToyTrainConfig", "Trainer", "clip_loss", "clip_processor",
+           "min_snr_weights", "train_toyworld", "vae_loss"]
