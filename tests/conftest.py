@@ -69,3 +69,30 @@ def clip8():
 @pytest.fixture(autouse=True)
 def _data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("VCSTUDIO_DATA", str(tmp_path / "data"))
+
+
+@pytest.fixture
+def hub_double(monkeypatch, tmp_path):
+    """The Hugging Face Hub's HTTP API as a test double on loopback (tests/doubles/hub_server:
+    an outside service), with huggingface_hub and vcstudio pointed at it: online, and a fresh
+    Hub cache."""
+    import sys
+    from pathlib import Path
+
+    import huggingface_hub.constants as hc
+
+    doubles = str(Path(__file__).parent / "doubles")
+    sys.path.insert(0, doubles)
+    from hub_server import HubDouble
+
+    server = HubDouble()
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hc, "ENDPOINT", server.url)
+    monkeypatch.setattr(hc, "HUGGINGFACE_CO_URL_TEMPLATE",
+                        server.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    yield server
+    server.close()
+    sys.path.remove(doubles)

@@ -536,3 +536,63 @@ def test_bad_job_inputs_are_refused_before_the_device_queue(app, wide_clip):
     job.cancel()
     assert studio.wait(jid, 60).finished
     assert not studio.device_lock().locked()
+
+
+def _api_md_defaults() -> dict[str, dict[str, str]]:
+    """{endpoint: {parameter: the default cell of API.md's table}}."""
+    text = (ROOT / "API.md").read_text()
+    out, name = {}, None
+    for line in text.splitlines():
+        m = re.match(r"### `(/\w+)`", line)
+        if m:
+            name = m.group(1)
+            out[name] = {}
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith(
+            "| ") else []
+        if name and len(cells) >= 3 and cells[0] != "param" and not cells[0].startswith("-"):
+            out[name][cells[0]] = cells[-1]
+    return out
+
+
+def _literal(cell: str):
+    """API.md's default cell as a value: "x", 3, 1.5, True/False/None, [] (the words after it
+    explain it); *tier* a / b -> a (the tests run on the demo / CPU tier); else None."""
+    import ast
+
+    cell = re.sub(r"^\*tier\* ", "", cell)
+    m = re.match(r'^("[^"]*"|\[\]|-?\d+(?:\.\d+)?(?:e-?\d+)?|True|False|None|true|false)\b',
+                 cell)
+    if not m:
+        return ("skip",)
+    tok = {"true": "True", "false": "False"}.get(m.group(1), m.group(1))
+    return ast.literal_eval(tok)
+
+
+def test_the_api_schema_matches_api_md(app):
+    """No parameter is a list of choices frozen at start (runs, job ids, sweep ids are
+    strings checked when called), and every default API.md gives is view_api's."""
+    from gradio_client import Client
+
+    info = Client(app["url"], verbose=False).view_api(return_format="dict", print_info=False)
+    named = info["named_endpoints"]
+    for api, params in named.items():
+        for p in params["parameters"]:
+            if p["parameter_name"] in ("runs", "job_id", "sweep_id", "past_runs", "run_dir"):
+                assert "Literal" not in p["python_type"]["type"], (api, p)
+    docs = _api_md_defaults()
+    wrong = []
+    for api, params in named.items():
+        for p in params["parameters"]:
+            cell = docs.get(api, {}).get(p["parameter_name"])
+            if cell is None:
+                continue
+            if cell.startswith("required"):  # the caller must give it (an empty one is
+                continue                         # refused with a message): no default to match
+            if not p["parameter_has_default"]:
+                wrong.append((api, p["parameter_name"], f"required, API.md: {cell}"))
+                continue
+            want = _literal(cell)
+            if want != ("skip",) and p["parameter_default"] != want:
+                wrong.append((api, p["parameter_name"], p["parameter_default"], cell))
+    assert not wrong, wrong

@@ -141,3 +141,25 @@ def test_preview_is_exactly_what_tune_trains_on(tiny_sd, tmp_path, cache, one_th
     # and the position matters: the right half is the mirrored clip, not what was tuned on
     right = preview_clip(DataConfig(**{**data.__dict__, "crop": "right"}))
     assert not np.array_equal(right, shown)
+
+
+def test_the_cli_keeps_the_clips_aspect_like_the_app(tiny_sd, tmp_path, capsys, one_thread):
+    """`vcstudio tune --size 64` on a 2:1 clip tunes 64x32 frames, as the app sizes it (its
+    clip_size: the same default_size); exact --width/--height that crop say so."""
+    from vcstudio.cli import main
+    from vcstudio.io import read_video, write_mp4
+    from vcstudio.pipelines.runs import RunFolder
+
+    clip = moving_shape_clip(4, 64, dx=3.0)
+    wide = write_mp4(np.concatenate([clip, clip[:, :, ::-1]], axis=2), tmp_path / "wide.mp4")
+    assert default_size((64, 128), 64) == (64, 32)  # what the app's upload sets
+    common = ["tune", "--video", str(wide), "--prompt", "a red circle", "--model", str(tiny_sd),
+              "--frames", "4", "--stride", "1", "--steps", "2", "--inversion-steps", "2"]
+    assert main([*common, "--size", "64", "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert read_video(RunFolder(tmp_path / "a").source_path).shape == (4, 32, 64, 3)
+    assert "cropped" not in err
+    assert main([*common, "--width", "64", "--height", "64", "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert read_video(RunFolder(tmp_path / "b").source_path).shape == (4, 64, 64, 3)
+    assert "note: the clip (128x64) is cropped to 64x64 (center)" in err

@@ -140,9 +140,9 @@ def test_upload_preview_tune_stop_edit(app_py, wide_clip):
             pg.wait_for_timeout(500)
             tab.get_by_role("button", name="Generate edit", exact=True).click()
             pg.locator("#edit-estatus").get_by_text("Done.").first.wait_for(timeout=180000)
-            video = tab.locator("video").first
+            video = tab.locator("#edit-video video").first
             video.wait_for(timeout=30000)
-            pg.wait_for_function("() => { const v = document.querySelector('#edit-tab video');"
+            pg.wait_for_function("() => { const v = document.querySelector('#edit-video video');"
                                  " return v && v.videoWidth > 0; }", timeout=30000)
             vw, vh = video.evaluate("v => [v.videoWidth, v.videoHeight]")
             assert (vw, vh) == (64, 32)

@@ -13,7 +13,8 @@ def parse(*argv):
 
 def test_defaults_and_prompts():
     a = parse("--prompts", "a cat", "a dog", "a bird")
-    assert (a.window, a.stride, a.fusion, a.steps, a.guidance, a.seed) == (16, 8, "uniform", 50, 12.5, 33)
+    # the fusion is the app's and the API's (LongConfig's), one default everywhere
+    assert (a.window, a.stride, a.fusion, a.steps, a.guidance, a.seed) == (16, 8, "pyramid", 50, 12.5, 33)
     segs = parse_timeline(a)
     assert a.frames == 120
     assert segs == [Segment("a cat", 0, 40), Segment("a dog", 40, 80), Segment("a bird", 80, 120)]

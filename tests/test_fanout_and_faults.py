@@ -170,31 +170,9 @@ def test_a_full_disk_ends_a_tune_with_one_line_and_a_checkpoint_to_resume(
 
 # ----------------------------------------------------------------------------- /open_hub
 
-@pytest.fixture
-def hub(monkeypatch, tmp_path):
-    """The Hub double on loopback, with huggingface_hub pointed at it (online, a fresh cache)."""
-    import sys
-
-    import huggingface_hub.constants as hc
-
-    sys.path.insert(0, str(Path(__file__).parent / "doubles"))
-    from hub_server import HubDouble
-
-    server = HubDouble()
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(hc, "ENDPOINT", server.url)
-    monkeypatch.setattr(hc, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/"
-                        "{revision}/{filename}")
-    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    yield server
-    server.close()
-    sys.path.remove(str(Path(__file__).parent / "doubles"))
-
-
 def test_open_hub_lists_first_refuses_non_runs_and_big_runs_and_fetches_only_a_run(
-        runs, hub, tmp_path):
+        runs, hub_double, tmp_path):
+    hub = hub_double
     from vcstudio.config import Limits
     from vcstudio.jobs import studio as make_studio
     from vcstudio.jobs.open_hub import OpenHubConfig

@@ -122,7 +122,8 @@ class _FakeApi:
 
 
 @pytest.fixture
-def fake_api(monkeypatch):
+def fake_api(monkeypatch, hub_double):
+    """HfApi's writes doubled (the Hub double answers the online check)."""
     import huggingface_hub
 
     _FakeApi.log, _FakeApi.fail = [], None
@@ -288,3 +289,18 @@ def test_sign_in_is_offered_only_where_gradio_can_start_it(monkeypatch):
     assert not _oauth_available()
     monkeypatch.setenv("OAUTH_CLIENT_ID", "space-client-id")
     assert _oauth_available()
+
+
+def test_push_offline_answers_within_two_seconds(tuned, tmp_path, monkeypatch, capsys):
+    import socket
+    import time
+
+    with socket.socket() as sock:  # a port nothing listens on: the Hub is unreachable
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    t0 = time.perf_counter()
+    err = _one_line_error(capsys, ["push", str(tuned), "--repo", "me/run", "--token", "t"])
+    assert "Cannot reach the Hugging Face Hub" in err and "--to-folder" in err
+    assert time.perf_counter() - t0 < 2.5

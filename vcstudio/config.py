@@ -93,6 +93,10 @@ class DataConfig:
     stride: int = 2
     width: int = 512
     height: int = 512
+    # the long side when width and/or height are 0: the other side follows the clip's aspect,
+    # rounded to the model's multiple (the app's rule: a 480x240 clip at 64 -> 64x32); 0 with
+    # width and height 0 = the model's native size as the long side
+    size: int = 0
     resize: str = "crop"  # "crop" (cut the excess) or "pad" (letterbox); never stretch
     crop: str = "center"  # center | top | bottom | left | right: the part kept (crop), or where
     #                       the frame sits (pad); see vcstudio/io/resize.py
@@ -337,7 +341,7 @@ class LongConfig:
     frames: int = 120
     window: int = 16
     stride: int = 8
-    fusion: str = "uniform"  # uniform | pyramid | gaussian
+    fusion: str = "pyramid"  # uniform | pyramid | gaussian (CLI, API and app alike)
     fusion_sigma: Optional[float] = None
     prompt_mode: str = "majority"  # majority | interpolate (blend embeddings at seams)
     steps: int = 50

@@ -37,7 +37,8 @@ def add(sub) -> None:
     p.add_argument("--seeds", default="33", help="comma-separated seeds (each variant x each)")
     p.add_argument("--frames", type=int, default=None, help="tuning frames (default 8)")
     p.add_argument("--stride", type=int, default=1)
-    p.add_argument("--size", type=int, default=0, help="square size (0 = the model's native)")
+    p.add_argument("--size", type=int, default=0, help="the long side; the other follows the clip's aspect "
+                   "(0 = the model's native size)")
     p.add_argument("--steps", type=int, default=300, help="tuning steps")
     p.add_argument("--lr", type=float, default=3e-5)
     p.add_argument("--edit-steps", type=int, default=50, help="sampling steps")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from ..config import LongConfig
 from ..errors import InputError
 from ..pipelines.windows import FUSIONS, PROMPT_MODES, format_table, layout_table, make_layout
 from ..scene.parser import story_segments
@@ -52,7 +53,7 @@ def add_long_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     win = parser.add_argument_group("temporal co-denoising")
     win.add_argument("--window", type=int, default=16, help="window length K in frames")
     win.add_argument("--stride", type=int, default=8, help="stride S between windows (<= K)")
-    win.add_argument("--fusion", choices=FUSIONS, default="uniform",
+    win.add_argument("--fusion", choices=FUSIONS, default=LongConfig.fusion,
                      help="per-position weights for fusing overlapping windows")
     win.add_argument("--fusion-sigma", type=float, default=None,
                      help="sigma of gaussian fusion in frames (default window/4)")
@@ -237,6 +238,9 @@ def run(args: argparse.Namespace) -> int:
     segments = parse_timeline(args)
     cfg = LongJobConfig(run=args.run, long=long_config_from_args(args, segments))
     REGISTRY["long"].validate(cfg, Limits())  # before the table: --frames 100000000 is an error
+    from ..pipelines.run_source import check_run_ref
+
+    check_run_ref(cfg.run)  # ... and so is a run that is not there
     print(describe_timeline(args, segments), flush=True)
     if args.show_timeline:
         return 0

@@ -20,8 +20,10 @@ def add(sub) -> None:
     p.add_argument("--frames", type=int)
     p.add_argument("--stride", type=int)
     p.add_argument("--start", type=int)
-    p.add_argument("--size", type=int, help="square size (default: the model's native size)")
-    p.add_argument("--width", type=int)
+    p.add_argument("--size", type=int, help="the long side; the other follows the clip's "
+                   "aspect, as in the app (default: the model's native size)")
+    p.add_argument("--width", type=int, help="exact width (with --height: the clip is cropped "
+                   "or padded to it, and the CLI says so)")
     p.add_argument("--height", type=int)
     p.add_argument("--resize", choices=["crop", "pad"])
     p.add_argument("--crop", choices=["center", "top", "bottom", "left", "right"],
@@ -137,8 +139,10 @@ def _config_and_import(a):
     d = dataclasses.replace(
         d, video_path=a.video or d.video_path, prompt=_given(a.prompt, d.prompt),
         n_frames=_given(a.frames, frames_default), stride=_given(a.stride, stride_default),
-        start=_given(a.start, d.start), width=_given(a.width, a.size, d.width),
-        height=_given(a.height, a.size, d.height), resize=a.resize or d.resize,
+        start=_given(a.start, d.start),
+        width=_given(a.width, 0 if a.size is not None else None, d.width),
+        height=_given(a.height, 0 if a.size is not None else None, d.height),
+        size=_given(a.size, d.size), resize=a.resize or d.resize,
         crop=a.crop or d.crop)
     upd = {k: v for k, v in dict(model=a.model, steps=a.steps, lr=a.lr, seed=a.seed,
                                  method=a.method, checkpoint_every=a.checkpoint_every,
@@ -168,6 +172,8 @@ def _config_and_import(a):
 def report(res, out=None) -> int:
     """The tune outcome on stderr, the run folder LAST on stdout; 130 when it was stopped."""
     out = out or sys.stderr
+    for note in getattr(res, "notes", []):
+        print(f"note: {note}", file=out)
     if res.stopped:
         print(res.message, file=out)
     else:

@@ -39,7 +39,7 @@ class CompareConfig:
     model: str = ""
     frames: int = 8
     stride: int = 1
-    size: int = 0  # 0 = the model's native size
+    size: int = 0  # the long side, the clip's aspect kept (as the Edit tab); 0 = the model's
     steps: int = 300  # tuning steps
     lr: float = 3e-5
     edit_steps: int = 50  # sampling steps
@@ -95,18 +95,37 @@ def variant_count(cfg: CompareConfig) -> int:
     return n * len(control_settings(cfg)) + len(_unique(cfg.runs))
 
 
+def clip_sides(cfg: CompareConfig) -> tuple[int, int]:
+    """(width, height) every variant tunes at: ``size`` as the long side with the clip's
+    aspect kept, the Edit tab's rule; (0, 0) = decided by the model's native size at tuning
+    (also when the clip cannot be read here: the tune reports that). Without a clip yet (an
+    estimate before the upload) a square of ``size`` stands in."""
+    if not cfg.size:
+        return 0, 0
+    if not cfg.video:
+        return cfg.size, cfg.size
+    from ..io import default_size, read_video
+
+    try:
+        first = read_video(cfg.video, 0, 1, 1)
+    except (VcsError, OSError):
+        return 0, 0
+    return default_size(first.shape[1:3], cfg.size)
+
+
 def variants(cfg: CompareConfig) -> list[Variant]:
     """The variants ``cfg`` names, in order: presets x CLWS (where DCT is read) x seeds, each
     distinct one once."""
     from ..methods.registry import apply_changes, reads
 
+    width, height = clip_sides(cfg)
     out = []
     for preset in _presets(cfg):
         for seed in _unique(int(s) for s in cfg.seeds):
             base = TuneConfig(
                 model=cfg.model, data=DataConfig(video_path=cfg.video, prompt=cfg.prompt,
                                                  n_frames=cfg.frames, stride=cfg.stride,
-                                                 width=cfg.size, height=cfg.size),
+                                                 width=width, height=height, size=cfg.size),
                 steps=cfg.steps, lr=cfg.lr, seed=int(seed), checkpoint_every=0,
                 preview_every=0)
             tc = apply_changes(base, preset.changes)
@@ -274,7 +293,15 @@ def best_table(entries: list[dict], metrics: Optional[list[str]] = None) -> list
             cell = f"{e['scores'][m]['value']:.4g}" if ok(e, m) else "–"
             row.append(("★ " + cell) if best.get(m) == i else cell)
         rows.append(row)
-    return [["method"] + names] + rows
+
+    def header(m: str) -> str:
+        """A score by the demo model's toy CLIP says so: it is not comparable with CLIP's."""
+        from ..models.clip import TOY_CLIP_NAME
+
+        toy = any(ok(e, m) and e["scores"][m].get("model") == TOY_CLIP_NAME for e in entries)
+        return f"{m} (toy CLIP)" if toy else m
+
+    return [["method"] + [header(m) for m in names]] + rows
 
 
 def format_table(rows: list[list]) -> str:

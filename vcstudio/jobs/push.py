@@ -244,6 +244,12 @@ def run(cfg: PushConfig, ctx) -> PushOutcome:
         return PushOutcome(str(folder), repo_id, names, private=cfg.private)
     upload_files(run_dir)  # a run still tuning fails before any token or network use
     token = _token(cfg)
+    from ..models.hub_access import hub_online
+
+    if not hub_online():  # at once, not after the client's retries
+        raise VcsError("Cannot reach the Hugging Face Hub (no network); push later, or write "
+                       "the upload with --to-folder DIR (the app: Push when online) and upload "
+                       "DIR with `hf upload`.")
     with tempfile.TemporaryDirectory(prefix="vcstudio-push-") as tmp:
         names = stage(run_dir, Path(tmp), repo_id)
         ctx(Event(0, 1, f"uploading {len(names)} files to {repo_id} in one commit",

@@ -45,6 +45,7 @@ class TuneOutcome:
     stopped: bool = False
     message: str = ""
     paused: bool = False  # a ZeroGPU call's step budget ended it; the next call continues
+    notes: list[str] = field(default_factory=list)  # e.g. "the clip ... is cropped to ..."
 
 
 def check_inversion_prompt(value) -> None:
@@ -70,8 +71,9 @@ def validate(cfg: TuneConfig, limits: Limits) -> None:
     v.whole("data.n_frames (--frames)", d.n_frames, 1, limits.max_frames)
     v.whole("data.stride (--stride)", d.stride, 1, limits.max_source_frames)
     v.whole("data.start (--start)", d.start, 0, limits.max_source_frames - 1)
-    v.side("data.width (--width/--size)", d.width, limits, "the model's native size")
-    v.side("data.height (--height/--size)", d.height, limits, "the model's native size")
+    v.side("data.width (--width)", d.width, limits, "from --size and the clip's aspect")
+    v.side("data.height (--height)", d.height, limits, "from --size and the clip's aspect")
+    v.side("data.size (--size)", d.size, limits, "the model's native size")
     v.whole("steps (--steps)", cfg.steps, 1, limits.max_steps)
     v.number("lr (--lr)", cfg.lr, 0, 1, open_lo=True, open_hi=True)
     v.seed("seed (--seed)", cfg.seed)
@@ -282,8 +284,11 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
     else:
         ctx.finish_run(run_id)
         msg = f"Tuned {res.steps} steps in {res.seconds:.0f} s."
+    from ..pipelines.runs import RunFolder
+
     return TuneOutcome(run_id, res.run_dir, res.steps, res.total or cfg.steps, res.seconds,
-                       res.losses, res.stopped, msg)
+                       res.losses, res.stopped, msg,
+                       notes=list(RunFolder(res.run_dir).meta().get("notes") or []))
 
 
 def run(cfg: TuneConfig, ctx) -> TuneOutcome:

@@ -51,6 +51,8 @@ def add_eval_args(parser: argparse.ArgumentParser) -> None:
 
 
 def format_table(results: dict[str, MetricResult]) -> str:
+    from ..models.clip import TOY_CLIP_NAME
+
     rows = [("metric", "value", "better", "model / note")]
     for name, r in results.items():
         if r.skipped:
@@ -59,6 +61,8 @@ def format_table(results: dict[str, MetricResult]) -> str:
         better = {True: "higher", False: "lower", None: ""}[r.higher_is_better]
         note = r.model + (f" (flow from {r.extra['flow_from']})" if "flow_from" in r.extra else "")
         note += f" [{r.label}]" if r.label else ""
+        if r.model == TOY_CLIP_NAME:
+            note += " -- not comparable with CLIP scores of real models"
         rows.append((name, f"{r.value:.5g}", better, note))
     w = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join(f"{a:<{w[0]}}  {b:>{w[1]}}  {c:<{w[2]}}  {d}" for a, b, c, d in rows)

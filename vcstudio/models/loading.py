@@ -189,6 +189,14 @@ def _from_pipeline(model: str, dtype: torch.dtype):
         return StableDiffusionPipeline.from_pretrained(model, local_files_only=True, **kw)
     except Exception:
         pass
+    from .hub_access import hub_online
+
+    if not hub_online():  # at once, not after the client's retries
+        raise ModelNotFoundError(
+            f"{model!r} is not in the local Hugging Face cache and the Hub cannot be reached "
+            f"(no network, or HF_HUB_OFFLINE is set). Download it where there is network "
+            f"(`hf download {model} --local-dir DIR`) and pass --model DIR, or run without "
+            "--model to use the embedded demo model.")
     try:
         return StableDiffusionPipeline.from_pretrained(model, **kw)
     except Exception as e:

@@ -38,6 +38,15 @@ def is_hub_ref(ref: str | Path) -> bool:
     return _hub_ref(str(ref)) is not None
 
 
+def check_run_ref(ref: str | Path, what: str = "run (--run)") -> None:
+    """A run reference a job can open: an existing folder or a Hub repo id; else a one-line
+    InputError, before the job prints or loads anything."""
+    if is_hub_ref(ref) or Path(ref).is_dir():
+        return
+    raise InputError(f"{what}: no run folder at {ref}; give the folder `vcstudio tune` printed "
+                     "(or a Hub repo, hf://user/name).")
+
+
 def hub_run_files(repo: str, revision: Optional[str], sub: str, token: Optional[str],
                   max_mb: Optional[float] = None) -> tuple[str, dict[str, int]]:
     """(commit, {path in the repo: bytes}) of the run a Hub repo holds, read from its file

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..config import TuneConfig, load_run_config, read_text_file, save_yaml
+from ..config import TuneConfig, load_run_config, read_text_file, save_yaml, to_dict
 from ..errors import InputError
 from ..io.atomic import atomic_path, write_json  # noqa: F401 (run folders' JSON writer)
 from ..paths import data_dir
@@ -37,6 +37,20 @@ RUN_FILES = ("config.yaml", "meta.json", "delta.safetensors", "clip-latents.safe
 CARD_FILE, PREVIEW_FILE = "README.md", "preview.gif"
 UPLOAD_EXTRAS = (CARD_FILE, PREVIEW_FILE)
 INVERSION_GLOB = "inversion-*.safetensors"
+
+
+# the settings that shape a tuned model: config.yaml may not change them after tuning
+TUNED_SHAPE_KEYS = ("data.n_frames", "data.width", "data.height", "method", "temporal",
+                    "groupnorm", "frame_positions", "trainable", "dct.adapter",
+                    "dct.adapter_ratios", "apla.vgt", "apla.vgt_preset", "apla.vgt_dim")
+
+
+def _dig(d: dict, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return None
+        d = d[part]
+    return d
 
 
 def is_run_file(name: str) -> bool:
@@ -134,16 +148,44 @@ class RunFolder:
 
     def config(self) -> TuneConfig:
         """The run's TuneConfig; a damaged config.yaml is a one-line InputError that says the
-        delta holds the config it was tuned with."""
+        delta holds the config it was tuned with, and so is a config.yaml edited to describe
+        another model than the delta's (frames, size, method, temporal layers: an edit would
+        build one the tuned tensors do not fit, or sample a clip it was not tuned on)."""
         if not self.config_path.is_file():
             raise InputError(f"{self.path} is not a vcstudio run folder (no config.yaml).")
+        keep = (" (delta.safetensors keeps a copy of the config it was tuned with: "
+                "RunFolder.restore_config() writes it back)")
         try:
-            return load_run_config(self.config_path)
+            cfg = load_run_config(self.config_path)
         except InputError as e:
-            keep = (" (delta.safetensors keeps a copy of the config it was tuned with: "
-                    "RunFolder.restore_config() writes it back)" if self.delta_path.is_file()
-                    else "")
-            raise InputError(f"{str(e).rstrip('.')}{keep}.") from None
+            raise InputError(f"{str(e).rstrip('.')}"
+                             f"{keep if self.delta_path.is_file() else ''}.") from None
+        changed = self._differs_from_delta(cfg)
+        if changed:
+            raise InputError(f"config.yaml in {self.path} was edited after tuning ({changed}); "
+                             f"its delta was tuned with the other value{keep}.")
+        return cfg
+
+    def _differs_from_delta(self, cfg: TuneConfig) -> str:
+        """'data.n_frames 4 -> 400' for the first setting that shapes the tuned model and that
+        config.yaml changed from the config saved in the delta ('' when they agree)."""
+        if not self.delta_path.is_file():
+            return ""
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(self.delta_path), framework="pt") as f:
+                saved = json.loads((f.metadata() or {}).get("config", "null"))
+        except Exception:  # a damaged delta is reported where it is loaded
+            return ""
+        if not isinstance(saved, dict):
+            return ""
+        now = to_dict(cfg)
+        for key in TUNED_SHAPE_KEYS:
+            a, b = _dig(saved, key), _dig(now, key)
+            if a is not None and b is not None and a != b:
+                return f"{key} {a} -> {b}"
+        return ""
 
     def restore_config(self) -> Path:
         """Rewrite config.yaml from the copy in the delta's metadata; a damaged config.yaml is

@@ -53,13 +53,36 @@ class TuneResult:
     paused: bool = False  # ``step_budget`` used up: only the checkpoint of ``steps`` is saved
 
 
-def _resolve_size(cfg: TuneConfig, base: BaseModel) -> TuneConfig:
+def resolve_size(cfg: TuneConfig, native_size: int, clip_hw: tuple[int, int]) -> TuneConfig:
+    """Width and height given: as they are. Otherwise the clip's aspect decides (the app's
+    rule, the CLI's --size): the long side is ``data.size`` (0: the model's native size), the
+    other the nearest multiple of 8 keeping the aspect; one side given: the other follows it."""
+    from ..io import default_size
+
     d = cfg.data
-    if d.width <= 0 or d.height <= 0:
-        n = base.native_size
-        d = dataclasses.replace(d, width=d.width if d.width > 0 else n,
-                                height=d.height if d.height > 0 else n)
+    if d.width > 0 and d.height > 0:
+        return cfg
+    h, w = clip_hw
+    if d.width > 0:  # the height follows the given width
+        size = d.width if w >= h else int(round(d.width * h / w))
+    elif d.height > 0:
+        size = d.height if h >= w else int(round(d.height * w / h))
+    else:
+        size = d.size or native_size
+    width, height = default_size((h, w), size)
+    d = dataclasses.replace(d, width=d.width or width, height=d.height or height)
     return dataclasses.replace(cfg, data=d)
+
+
+def fit_note(clip_hw: tuple[int, int], d) -> Optional[str]:
+    """What fitting the clip to width x height does to it, when it is not a plain resize (the
+    aspects differ by over 2%): cropped or padded, and where."""
+    h, w = clip_hw
+    if abs((w / h) / (d.width / d.height) - 1) <= 0.02:
+        return None
+    how = "cropped" if d.resize == "crop" else "padded"
+    return (f"the clip ({w}x{h}) is {how} to {d.width}x{d.height} ({d.crop}); give --size "
+            "alone to keep its aspect")
 
 
 def load_clip_frames(raw: np.ndarray, width: int, height: int, resize: str,
@@ -186,7 +209,15 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     progress(Event(0, 1, "loading the model", stage="load"))
     if base is None:
         base = load_base(cfg.model or None, device, prec.frozen_dtype, cache)
-    cfg = _resolve_size(cfg, base)
+    notes = []
+    if frames is None:
+        cfg = resolve_size(cfg, base.native_size, raw.shape[1:3])
+        note = fit_note(raw.shape[1:3], cfg.data)
+        if note:
+            notes.append(note)
+            progress(Event(0, 1, note, stage="load"))
+    else:
+        cfg = resolve_size(cfg, base.native_size, frames.shape[1:3])
     check_tune_memory(cfg, base, device)
     if frames is None:
         d = cfg.data
@@ -209,7 +240,8 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
                    versions=versions(), device=str(device), seed=cfg.seed, status="running",
                    n_frames=int(frames.shape[0]), height=int(frames.shape[1]),
                    width=int(frames.shape[2]), method=cfg.method)
-    rf.update_meta(inversion_prompt=cfg.inversion_prompt)  # "" = empty (TAV), "source", text
+    rf.update_meta(inversion_prompt=cfg.inversion_prompt,  # "" = empty (TAV), "source", text
+                   notes=notes)  # e.g. the clip was cropped to another aspect
 
     torch.manual_seed(cfg.seed)
     model, method, names = build_video_model(base, cfg, prec)

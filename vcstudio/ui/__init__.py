@@ -5,7 +5,10 @@ import os
 import sys
 from typing import Optional
 
-CSS = ".vcs-banner {padding: 8px 12px; border-radius: 6px; background: #fff4d6; color: #5c4400}"
+CSS = (".vcs-banner {padding: 8px 12px; border-radius: 6px; background: #fff4d6; color: #5c4400}"
+       # table headers wrap between words, never inside one ("metho d")
+       " .vcs-table th, .vcs-table th * {word-break: normal !important;"
+       " overflow-wrap: normal !important; hyphens: none !important}")
 
 
 def _model_notice() -> tuple[str, bool, str]:

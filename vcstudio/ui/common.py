@@ -26,14 +26,52 @@ NO_CLIP = "Upload a clip first (or pick one of the examples)."
 QUEUE_MAX = 64  # events waiting in Gradio's queue at most (a visitor past that is told so)
 
 
+# the settings the jobs' messages name (config key, CLI flag) as the page labels them
+UI_LABELS = {
+    "data.n_frames": "Frames", "data.stride": "Stride", "data.start": "Start frame",
+    "data.width": "Width", "data.height": "Height", "data.size": "Size",
+    "data.video_path": "Clip", "steps": "Tuning steps", "lr": "Learning rate", "seed": "Seed",
+    "edit.steps": "Sampling steps", "edit.guidance": "Guidance", "edit.seed": "Seed",
+    "edit.eta": "eta", "guidance": "Guidance", "edit_steps": "Sampling steps",
+    "edit_prompt": "Edit prompt", "seeds": "Seeds", "runs": "Tuned runs", "run": "Run folder",
+    "size": "Size", "frames": "Frames", "long.frames": "Frames", "long.window": "Window K",
+    "long.stride": "Stride S", "long.steps": "Sampling steps", "long.seed": "Seed",
+    "long.guidance": "Guidance", "long.size": "Size", "long.fps": "fps",
+    "long.mask.n_candidates": "Candidates", "long.mask.tune_steps": "Combined tuning steps",
+    "tune.steps": "Reward steps", "tune.lr": "Learning rate", "tune.lora_rank": "LoRA rank",
+    "tune.inference_steps": "Sampling steps", "tune.seed": "Seed", "image": "Image",
+    "images": "Image", "checkpoint_every": "Checkpoint every",
+}
+
+
+def ui_words(msg: str) -> str:
+    """A job's message in the page's words: the settings it names by config key and CLI flag
+    ("data.n_frames (--frames)") by their labels ("Frames"); the CLI keeps the flags."""
+    import re
+
+    def cond(m: re.Match) -> str:
+        return f"Structure condition {int(m.group(1)) + 1}"
+
+    msg = re.sub(r"(?:[a-z_]+\.)?control \(--control\)\[(\d+)\]", cond, msg)
+    msg = msg.replace("(--control-model ID)", "(the Structure panel's model box)")
+    msg = msg.replace("--control-video PATH", "the Structure panel's video")
+
+    def setting(m: re.Match) -> str:
+        key = m.group(1)
+        return UI_LABELS.get(key, key.rsplit(".", 1)[-1].replace("_", " ").capitalize())
+
+    return re.sub(r"\b([a-z_]+(?:\.[a-z_]+)*) \(--[a-z-]+(?:/--[a-z-]+)*\)", setting, msg)
+
+
 def gr_error(e: BaseException):
-    """A user error becomes a message in the page; the session keeps working."""
+    """A user error becomes a message in the page (in its own words); the session keeps
+    working."""
     import gradio as gr
 
     if isinstance(e, gr.Error):
         return e
     if isinstance(e, VcsError):
-        return gr.Error(str(e))
+        return gr.Error(ui_words(str(e)))
     return gr.Error(f"Something went wrong ({type(e).__name__}: {e}). The studio is still "
                     "running; try again with smaller settings.")
 
@@ -68,7 +106,8 @@ def job_validator(studio, job: str, build):
             at = (e.index if isinstance(e, _BoundError) else
                   names.index(setting) if setting in names[:len(args)] else
                   _named_input(msg, names[:len(args)], default=min(1, len(args) - 1)))
-            return [gr.validate(i != at, msg if i == at else "") for i in range(len(args))]
+            return [gr.validate(i != at, ui_words(msg) if i == at else "")
+                    for i in range(len(args))]
         except Exception:  # the handler's own path reports it (with its context)
             pass
         return [gr.validate(True, "") for _ in args]
@@ -217,6 +256,24 @@ def served(studio, path) -> Optional[str]:
     return processing_utils.save_file_to_cache(str(path), utils.get_upload_folder())
 
 
+def any_string(component):
+    """A choice list that changes while the app runs (runs, job ids, sweep ids): API clients
+    send a plain string (or a list of strings), which the handler checks when it is called
+    (does it exist, is it the caller's). Gradio would otherwise type the parameter as a
+    Literal of the choices the page was built with -- frozen at start, and naming one
+    visitor's runs to everyone -- and refuse any other value with a bare error."""
+    import gradio as gr
+
+    many = isinstance(component, gr.CheckboxGroup) or getattr(component, "multiselect", False)
+    info = {"type": "array", "items": {"type": "string"}} if many else {"type": "string"}
+    component.api_info = lambda: info
+    if isinstance(component, gr.CheckboxGroup):
+        component.preprocess = lambda payload: [str(v) for v in (payload or [])]
+    else:
+        component.allow_custom_value = True
+    return component
+
+
 def account_of(request) -> Optional[str]:
     """The Hugging Face account a visitor signed in with (Gradio's OAuth), else None."""
     name = getattr(request, "username", None) if request is not None else None
@@ -230,6 +287,12 @@ def open_session(studio, saved: Optional[str], request=None) -> str:
     if account:
         return studio.new_session(account=account).id
     return ensure_session(studio, saved)
+
+
+def demo_tier(studio) -> bool:
+    """The demo tier: the embedded demo model, or a CPU-sized Space. Its defaults are small
+    (frames, size, steps, guidance) so a job finishes in minutes; every tab asks here."""
+    return bool(studio.embedded) or studio.limits.max_frames <= 8
 
 
 def device_group(studio) -> str:

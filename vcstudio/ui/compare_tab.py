@@ -16,7 +16,8 @@ from ..errors import InputError, VcsError
 from ..jobs.compare import COMPARE_METRICS, best_table, load_entry
 from .common import (NO_CLIP, VIDEO_TYPES, about, as_int, bounds_of, check_bounds,
                      device_group, ensure_session, estimate_device, gr_error, gr_update,
-                     job_validator, run_job, served, uncalibrated_scale, upload, validated)
+                     job_validator, run_job, served, uncalibrated_scale, upload, validated,
+                     any_string, demo_tier)
 from .plots import StreamView, plot_update, table_update
 
 # what the Compare job computes, re-exported for the tab's callers
@@ -99,7 +100,7 @@ def compare_config(studio, path, prompt, edit_prompt, names, past, frames, size,
                          seeds=[as_int("Seed", seed)],
                          model=studio.model or "", frames=as_int("Frames", frames),
                          size=as_int("Size", size), steps=as_int("Tuning steps", steps),
-                         guidance=5.0 if studio.embedded else 12.5)
+                         guidance=5.0 if demo_tier(studio) else 12.5)
 
 
 def compare_estimate_text(studio, names, runs, frames, size, steps) -> str:
@@ -231,13 +232,13 @@ def _frame(rows: list[list]):
 
 def build(studio, sid_state, edit_refs):
     from ..jobs.sweep import finished_sweeps
-    from .edit_tab import _examples
+    from .edit_tab import _examples, example_labels
 
     # the demo model, or a CPU-sized Space: small defaults that finish in minutes
-    small = studio.embedded or studio.limits.max_frames <= 8
+    small = demo_tier(studio)
     lim = studio.limits
     group = device_group(studio)
-    with gr.Tab("Compare Methods", elem_id="compare-tab"):
+    with gr.Tab("Compare Methods", elem_id="compare-tab") as tab:
         gr.Markdown("Run several methods on the **same clip, prompt and seed**, then compare "
                     "the edits and their scores. Each method tunes once, so this takes "
                     "a while. Past comparisons stay in the run store: tick them to add them "
@@ -250,27 +251,27 @@ def build(studio, sid_state, edit_refs):
                 edit_prompt = gr.Textbox(value="", label="Edit prompt")
                 if _examples():
                     gr.Examples(_examples(), inputs=[video, prompt, edit_prompt],
-                                label="Examples")
+                                label="Examples", example_labels=example_labels())
                 labels = variant_labels()
                 names = gr.CheckboxGroup(labels, value=labels[:2], label="Methods")
                 with gr.Row():
-                    past = gr.CheckboxGroup([] if studio.public else past_choices(studio.store),
-                                            label="Past runs",
-                                            scale=4)
+                    past = any_string(gr.CheckboxGroup([], label="Past runs", scale=4))
                     refresh = gr.Button("↻", scale=0, min_width=40)
-                runs = gr.Dropdown(
-                    [] if studio.public else tuned_choices(studio, None), value=[],
+                runs = any_string(gr.Dropdown(
+                    [], value=[],
                     # a custom value is a run_dir an API client sends (the job checks whose
                     # it is): Gradio's own choice check would answer it with a bare HTTP 400
                     multiselect=True, allow_custom_value=True,
                     label="Tuned runs to edit beside them (this session's tunes"
                           + ("" if studio.public else "; or type a run folder or a "
-                             "Tune-A-Video output folder") + ")")
+                             "Tune-A-Video output folder") + ")"))
                 with gr.Row():
                     frames = gr.Slider(2, max(2, lim.max_frames), value=min(8, lim.max_frames),
                                        step=1, label="Frames")
                     size = gr.Slider(64, max(64, lim.max_side), value=64 if small else 512,
-                                     step=8, label="Size")
+                                     step=8, label="Size (long side)",
+                                     info="the other side follows the clip's aspect, as in "
+                                          "the Edit tab")
                     steps = gr.Slider(10, max(10, lim.max_steps), value=60 if small else 300,
                                       step=10, label="Tuning steps")
                     seed = gr.Number(value=33, precision=0, label="Seed")
@@ -279,9 +280,8 @@ def build(studio, sid_state, edit_refs):
                     60 if small else 300), elem_id="compare-estimate", label="Estimate")
                 btn = gr.Button("Compare", variant="primary")
                 with gr.Row():
-                    sweeps = gr.Dropdown([] if studio.public else finished_sweeps(studio.store),
-                                         label="Sweeps (vcstudio sweep)", scale=4,
-                                         allow_custom_value=True)
+                    sweeps = any_string(gr.Dropdown([], label="Sweeps (vcstudio sweep)",
+                                                    scale=4))
                     sweep_refresh = gr.Button("↻", scale=0, min_width=40)
                     sweep_btn = gr.Button("Open sweep", scale=1)
                 status = gr.Markdown(label="Status")
@@ -289,6 +289,7 @@ def build(studio, sid_state, edit_refs):
                 montage = gr.Video(label="Edits side by side (in sync)", height=260,
                                    autoplay=True, loop=True)
                 table = gr.Dataframe(label="Metrics (★ = best)", interactive=False, wrap=True,
+                                     elem_classes=["vcs-table"],
                                      headers=["method", *COMPARE_METRICS])  # not "1 2 3"
         with gr.Row():
             plot = gr.LinePlot(x="frame", y="value", color="series",
@@ -306,10 +307,11 @@ def build(studio, sid_state, edit_refs):
             """A finished sweep's cells side by side (desktop only)."""
             return open_sweep_handler(studio, session, sweep_id)
 
-        def compare(session: str, clip: Optional[str], prompt: str, edit_prompt: str,
-                    methods: list[str], past_runs: list[str], runs: list[str], frames: float,
-                    size: float, steps: float, seed: float, request: gr.Request,
-                    progress=gr.Progress()):
+        def compare(session: str = "", clip: Optional[str] = None, prompt: str = "",
+                    edit_prompt: str = "", methods: Optional[list[str]] = None,
+                    past_runs: Optional[list[str]] = None, runs: Optional[list[str]] = None,
+                    frames: float = 8, size: float = 64, steps: float = 60, seed: float = 33,
+                    request: gr.Request = None, progress=gr.Progress()):
             """Several methods on the same clip, prompt and seed, and tuned runs edited with
             the same prompt and seed; metrics table and plots."""
             yield from compare_handler(studio, session, clip, prompt, edit_prompt, methods,
@@ -332,14 +334,19 @@ def build(studio, sid_state, edit_refs):
             c.change(compare_estimate, est_inputs, est, api_name=False,
                      concurrency_id="preview", trigger_mode="always_last")
         refresh.click(refresh_past, sid_state, [past, runs], api_name=False)
+        # opening the tab lists what this session (a desktop: the store) has now
+        tab.select(refresh_past, sid_state, [past, runs], api_name=False,
+                   show_progress="hidden").then(refresh_sweeps, None, sweeps, api_name=False,
+                                                show_progress="hidden")
         # opening the list shows this session's newest tunes (made in the Edit tab meanwhile)
         runs.focus(lambda session: gr_update(choices=tuned_choices(studio, session)),
                    sid_state, runs, api_name=False, show_progress="hidden")
         sweep_refresh.click(refresh_sweeps, None, sweeps, api_name=False)
         sweep_btn.click(open_sweep, [sid_state, sweeps], [status, montage, table, plot, files],
-                        api_name="open_sweep", concurrency_id="control")
+                        api_name="open_sweep", concurrency_id="control",
+                        show_progress_on=[status])
         compare_inputs = [sid_state, video, prompt, edit_prompt, names, past, runs, frames,
                           size, steps, seed]
         btn.click(compare, compare_inputs, [status, montage, table, plot, files, past],
                   api_name="compare", concurrency_id=group, concurrency_limit=1,
-                  validator=validated(compare, compare_check(studio), compare_inputs))
+                  show_progress_on=[status], validator=validated(compare, compare_check(studio), compare_inputs))

@@ -18,7 +18,7 @@ from ..methods.registry import PICKABLE
 from .common import (EXAMPLES, about, NO_CLIP, VIDEO_TYPES, Ticker, as_float, as_int,
                      device_group, ensure_session, estimate_device, frame_strip, gr_error,
                      gr_update, bounds_of, check_bounds, job_validator, last_result, run_job,
-                     served, uncalibrated_scale, upload, validated)
+                     served, uncalibrated_scale, upload, validated, any_string, demo_tier)
 from .plots import StreamView, plot_update, table_update, table_widths
 
 METHODS = list(PICKABLE)
@@ -64,7 +64,7 @@ def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, w
 def default_long_side(studio) -> int:
     """The longest side a new clip is fitted to: the largest this tier allows, at most the
     model's own size (512 for SD; the embedded demo model is a 64 px model)."""
-    small = studio.embedded or studio.limits.max_frames <= 8
+    small = demo_tier(studio)
     return min(studio.limits.max_side, 64 if small else 512)
 
 
@@ -82,6 +82,26 @@ def clip_size(studio, sid, video) -> tuple[str, int, int]:
         return sid, w, h
     except Exception as e:
         raise gr_error(e)
+
+
+def clip_player(studio, sid, video):
+    """The uploaded clip as a player (the upload box shows only a file name; a gif or a zip
+    of images plays too): its first frames as an mp4 in the session's folder, served."""
+    from ..io import read_video, resize_frames, write_mp4
+
+    if not video:
+        return None
+    try:
+        sid = ensure_session(studio, sid)
+        frames = read_video(upload(studio, sid, video), 0, 1, 48, limits=studio.limits)
+        h, w = frames.shape[1:3]
+        scale = min(1.0, 320 / max(h, w))
+        frames = resize_frames(frames, max(16, int(w * scale) // 8 * 8),
+                               max(16, int(h * scale) // 8 * 8), "pad")
+        out = studio.session(sid).outputs / "previews" / f"clip-{secrets.token_hex(4)}.mp4"
+        return served(studio, write_mp4(frames, out))
+    except Exception:  # the preview's own message says what is wrong with the clip
+        return None
 
 
 def preview_frames(studio, sid, video, frames, stride, start, width, height, resize,
@@ -311,12 +331,13 @@ def edit_check(studio):
               inversion_prompt="run", *rest):
         if not run_dir:
             raise about("run_dir", "Tune on a clip first (the Tune button above).")
+        controls = []
         if rest:
             from .structure import check_structure
 
-            check_structure(rest[0])
+            controls = check_structure(rest[0])
         return edit_job_config(run_dir, prompt, negative, steps, guidance, seed, inversion,
-                               inversion_prompt)
+                               inversion_prompt, controls)
     return job_validator(studio, "edit", build)
 
 
@@ -419,6 +440,12 @@ def _oauth_available() -> bool:
             and bool(os.environ.get("OAUTH_CLIENT_ID")))
 
 
+def example_labels() -> list[str]:
+    """One readable line per example ("a red circle ... -> a blue square ..."): the examples
+    table's columns cut the prompts."""
+    return [f"{p} → {e}" for _, p, e in _examples()]
+
+
 def _examples() -> list[list]:
     path = EXAMPLES / "prompts.json"
     if not path.is_file():
@@ -432,7 +459,7 @@ def build(studio, sid_state):
 
     lim = studio.limits
     # the demo model, or a CPU-sized Space: small defaults that finish in minutes
-    small = studio.embedded or studio.limits.max_frames <= 8
+    small = demo_tier(studio)
     side0 = default_long_side(studio)
     lo_side = -(-lim.min_side // 8) * 8
     group = device_group(studio)
@@ -445,6 +472,8 @@ def build(studio, sid_state):
                 video = gr.File(label="Clip (mp4, webm, mov, avi, gif, or a zip of images)",
                                 file_types=VIDEO_TYPES, type="filepath", height=120,
                                 elem_id="edit-clip")
+                player = gr.Video(label="The clip", height=160, interactive=False,
+                                  autoplay=True, loop=True, elem_id="edit-player")
                 prompt = gr.Textbox(value="", label="Source prompt: what the clip shows",
                                     placeholder="a red circle moving right on the beach")
                 with gr.Row():
@@ -491,8 +520,8 @@ def build(studio, sid_state):
                     tune_btn = gr.Button("Tune", variant="primary")
                     stop_btn = gr.Button("Stop", variant="stop")
                 with gr.Row():
-                    resumable = gr.Dropdown([], label="Your stopped or interrupted tunes",
-                                            scale=4, allow_custom_value=True)
+                    resumable = any_string(gr.Dropdown([], label="Your stopped or interrupted "
+                                                           "tunes", scale=4))
                     resume_refresh = gr.Button("↻", scale=0, min_width=40)
                     resume_btn = gr.Button("Resume", scale=1)
                 status = gr.Markdown("Ready.", elem_id="edit-status", label="Status")
@@ -529,12 +558,14 @@ def build(studio, sid_state):
                 edit_btn = gr.Button("Generate edit", variant="primary")
                 estatus = gr.Markdown(elem_id="edit-estatus", label="Edit status")
             with gr.Column(scale=1):
-                out_video = gr.Video(label="Edited video", height=240, autoplay=True, loop=True)
+                out_video = gr.Video(label="Edited video", height=240, autoplay=True, loop=True,
+                                     elem_id="edit-video")
                 out_gif = gr.File(label="GIF")
         with gr.Row():
             metric_plot = gr.LinePlot(x="frame", y="value", color="series",
                                       label="Per-frame metrics", elem_id="edit-metric-plot")
             metric_table = gr.Dataframe(headers=SCORE_HEADERS, label="Per-video metrics",
+                                        elem_classes=["vcs-table"],
                                         interactive=False, wrap=True,
                                         column_widths=table_widths(SCORE_HEADERS))
         oauth = studio.public and _oauth_available()
@@ -552,8 +583,10 @@ def build(studio, sid_state):
                 hub_ref = gr.Textbox(value="", label="Open from Hub",
                                      placeholder="hf://user/my-run", scale=4)
                 open_btn = gr.Button("Open", scale=1)
+            hub_status = gr.Markdown(label="Open status")
         if _examples():
-            gr.Examples(_examples(), inputs=[video, prompt, eprompt], label="Examples")
+            gr.Examples(_examples(), inputs=[video, prompt, eprompt], label="Examples",
+                        example_labels=example_labels())
 
         # -- the named API (API.md): real functions, their parameter names are the API's
         def preview(session: str, clip: Optional[str], frames: float, stride: float,
@@ -628,8 +661,12 @@ def build(studio, sid_state):
             """A Tune-A-Video output folder on this machine as a run of this session."""
             return open_tav_handler(studio, session, folder)
 
-        def refresh_resumable(session: str):
-            return gr_update(choices=resumable_choices(studio, session))
+        def refresh_resumable(session: str, picked: Optional[str] = None):
+            """The list anew; the pick kept only while it is still in it (a job id left
+            over would show as a bare id instead of its label)."""
+            choices = resumable_choices(studio, session)
+            ids = [job for _, job in choices]
+            return gr_update(choices=choices, value=picked if picked in ids else None)
 
         fit_inputs = [sid_state, video, frames, stride, start, width, height, resize, position]
         fit_outputs = [sid_state, strip, strip_info]
@@ -638,7 +675,13 @@ def build(studio, sid_state):
         video.change(clip_dims, [sid_state, video], [sid_state, width, height],
                      api_name="clip_size",
                      concurrency_id="preview", concurrency_limit=4).then(
-            preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview")
+            preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview").then(
+            lambda session, clip: clip_player(studio, session, clip), [sid_state, video],
+            player, api_name=False, concurrency_id="preview", show_progress="hidden")
+        # a page's session is set when it loads: list the tunes it may resume (any tab's, on
+        # a desktop; this browser's own on a public Space)
+        sid_state.change(refresh_resumable, [sid_state, resumable], resumable, api_name=False,
+                         show_progress="hidden")
         for c in (frames, stride, start, width, height, resize, position):
             c.input(preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview",
                     trigger_mode="always_last")
@@ -660,26 +703,31 @@ def build(studio, sid_state):
         tune_ev = tune_btn.click(
             tune, tune_inputs,
             [sid_state, job_id, status, loss_plot, tune_preview, run_dir], api_name="tune",
-            concurrency_id=group, concurrency_limit=1,
+            concurrency_id=group, concurrency_limit=1, show_progress_on=[status],
             validator=validated(tune, tune_check(studio), tune_inputs))
-        tune_ev.then(refresh_resumable, sid_state, resumable, api_name=False)
+        tune_ev.then(refresh_resumable, [sid_state, resumable], resumable, api_name=False)
         stop_btn.click(stop, [sid_state, job_id], status, api_name="stop",
                        concurrency_id="control", concurrency_limit=None)
         resume_btn.click(resume, [sid_state, resumable],
                          [sid_state, job_id, status, loss_plot, tune_preview, run_dir],
-                         api_name="resume", concurrency_id=group, concurrency_limit=1).then(
-            refresh_resumable, sid_state, resumable, api_name=False)
-        resume_refresh.click(refresh_resumable, sid_state, resumable, api_name=False)
+                         api_name="resume", concurrency_id=group, concurrency_limit=1,
+                         show_progress_on=[status]).then(
+            refresh_resumable, [sid_state, resumable], resumable, api_name=False)
+        resume_refresh.click(refresh_resumable, [sid_state, resumable], resumable,
+                             api_name=False)
         edit_inputs = [sid_state, run_dir, eprompt, negative, esteps, guidance, eseed,
                        inversion, inv_prompt, control]
         edit_btn.click(edit, edit_inputs, [out_video, out_gif, estatus, metric_plot,
                                            metric_table],
                        api_name="edit", concurrency_id=group, concurrency_limit=1,
+                       show_progress_on=[estatus],
                        validator=validated(edit, edit_check(studio), edit_inputs))
         tav_btn.click(open_tav, [sid_state, tav_folder], [sid_state, tav_status, run_dir],
-                      api_name="open_tav", concurrency_id=group, concurrency_limit=1)
+                      api_name="open_tav", concurrency_id=group, concurrency_limit=1,
+                      show_progress_on=[tav_status])
         push_btn.click(push, [sid_state, run_dir, repo, token, public], push_status,
                        api_name="push", concurrency_id="control")
-        open_btn.click(open_hub, [sid_state, hub_ref], [sid_state, push_status, run_dir],
-                       api_name="open_hub", concurrency_id="control")
+        open_btn.click(open_hub, [sid_state, hub_ref], [sid_state, hub_status, run_dir],
+                       api_name="open_hub", concurrency_id="control",
+                       show_progress_on=[hub_status])
     return {"run_dir": run_dir, "video": video, "prompt": prompt}

@@ -244,8 +244,8 @@ def build(studio, sid_state, edit_refs):
                 ab_plot = gr.LinePlot(x="frame", y="value", color="series",
                                       label="Per-frame VCD: base vs tuned")
         # -- the named API (API.md)
-        def score_vcd_api(session: str, video: Optional[str], image: Optional[str],
-                          request: gr.Request, progress=gr.Progress()):
+        def score_vcd_api(session: str, video: Optional[str], image: Optional[str] = None,
+                          request: gr.Request = None, progress=gr.Progress()):
             """Per-frame VCD of the video against the image (default: its first frame)."""
             yield from score_vcd_stream(studio, session, video, image, request, progress)
 
@@ -265,13 +265,15 @@ def build(studio, sid_state, edit_refs):
                                    seed, reward_steps, lr, rank, request, progress)
 
         score_btn.click(score_vcd_api, [sid_state, video, image], [plot, summary],
-                        api_name="score_vcd", concurrency_id=group, concurrency_limit=1)
+                        api_name="score_vcd", concurrency_id=group, concurrency_limit=1,
+                        show_progress_on=[summary])
         ab_inputs = [sid_state, cond, iprompt, model, lora, frames, size, steps, seed]
         gen.click(i2v, ab_inputs, [base_v, tuned_v, ab_plot, tstatus], api_name="i2v",
-                  concurrency_id=group, concurrency_limit=1,
+                  concurrency_id=group, concurrency_limit=1, show_progress_on=[tstatus],
                   validator=validated(i2v, i2v_check(studio), ab_inputs))
         reward_inputs = [sid_state, cond, iprompt, model, frames, size, steps, seed,
                          tune_steps, lr, rank]
         tune_btn.click(i2v_tune, reward_inputs, [tstatus, curve, base_v, tuned_v, ab_plot, lora],
                        api_name="i2v_tune", concurrency_id=group, concurrency_limit=1,
+                       show_progress_on=[tstatus],
                        validator=validated(i2v_tune, i2v_check(studio, True), reward_inputs))

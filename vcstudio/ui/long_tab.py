@@ -8,9 +8,11 @@ from typing import Optional
 
 import gradio as gr
 
+from ..config import LongConfig
 from ..errors import InputError
 from .common import (Ticker, about, as_int, device_group, ensure_session, frame_strip,
-                     gr_error, gr_update, job_validator, run_job, served, validated)
+                     gr_error, gr_update, job_validator, run_job, served, validated,
+                     demo_tier)
 
 
 def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion: str):
@@ -29,7 +31,7 @@ def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion
 def long_config(story, prompts, frames, window, stride, fusion, steps, seed, use_masks=False,
                 mask_method="grabcut", sam_checkpoint="", candidates=5, tune_steps=0):
     """The UI's controls -> LongConfig (masks: SAM, or GrabCut labelled as the fallback)."""
-    from ..config import LongConfig, MaskConfig
+    from ..config import MaskConfig
 
     lines = [p.strip() for p in (prompts or "").splitlines() if p.strip()]
     if mask_method not in ("sam", "grabcut"):
@@ -68,13 +70,13 @@ def long_check(studio, masks_only: bool = False):
             use_masks, tune_steps = True, 0
         else:
             use_masks, mask_method, sam, candidates, tune_steps = rest[:5]
-            if len(rest) > 5:
-                from .structure import check_structure
-
-                check_structure(rest[5])
         cfg = long_config(story, prompts, frames, window, stride, fusion, steps, seed,
                           use_masks, mask_method, studio.server_path("SAM checkpoint", sam),
                           candidates, tune_steps)
+        if not masks_only and len(rest) > 5:
+            from .structure import check_structure
+
+            cfg.control = check_structure(rest[5])  # a condition without a model: refused now
         return LongJobConfig(str(run_dir), cfg, masks_only=masks_only)
     return job_validator(studio, "long", build)
 
@@ -171,7 +173,7 @@ def build(studio, sid_state, edit_refs):
                                        label="Frames")
                     window = gr.Slider(2, 32, value=8, step=1, label="Window K")
                     stride = gr.Slider(1, 32, value=4, step=1, label="Stride S")
-                fusion = gr.Radio(["uniform", "pyramid", "gaussian"], value="pyramid",
+                fusion = gr.Radio(["uniform", "pyramid", "gaussian"], value=LongConfig.fusion,
                                   label="Blend weights")
                 with gr.Row():
                     steps = gr.Slider(5, 100, value=30, step=1, label="Sampling steps")
@@ -187,7 +189,7 @@ def build(studio, sid_state, edit_refs):
                     sam_ckpt = gr.Textbox(value="",
                                           label="SAM checkpoint (.pth; empty = the cache folder; "
                                                 "missing = GrabCut)")
-                    tune_steps = gr.Slider(0, 500, value=0 if studio.embedded else 250, step=10,
+                    tune_steps = gr.Slider(0, 500, value=0 if demo_tier(studio) else 250, step=10,
                                            label="Combined tuning steps (paper: 250; 0 = off)")
                     mask_btn = gr.Button("Preview masks")
                 from .structure import build as structure_panel
@@ -201,6 +203,7 @@ def build(studio, sid_state, edit_refs):
                 layout = gr.Image(label="Windows (rows) over frames, and per-frame weights",
                                   interactive=False)
                 segs = gr.Dataframe(headers=["prompt", "first frame", "last frame"],
+                                    elem_classes=["vcs-table"],
                                     label="Timeline", interactive=False)
                 graph = gr.JSON(label="Scene graph")
                 video = gr.Video(label="Long video", height=240, autoplay=True, loop=True)
@@ -250,9 +253,10 @@ def build(studio, sid_state, edit_refs):
         long_inputs = common + [use_masks, mask_method, sam_ckpt, candidates, tune_steps,
                                 control]
         gen_btn.click(long, long_inputs, [video, status, so_far, masks_view], api_name="long",
-                      concurrency_id=group, concurrency_limit=1,
+                      concurrency_id=group, concurrency_limit=1, show_progress_on=[status],
                       validator=validated(long, long_check(studio), long_inputs))
         mask_inputs = common + [mask_method, sam_ckpt, candidates]
         mask_btn.click(mask_preview, mask_inputs, [masks_view, status],
                        api_name="mask_preview", concurrency_id=group, concurrency_limit=1,
+                       show_progress_on=[status],
                        validator=validated(mask_preview, long_check(studio, True), mask_inputs))

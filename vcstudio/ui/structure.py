@@ -51,18 +51,20 @@ def _check_values(values) -> list:
     return values
 
 
-def check_structure(values) -> None:
-    """The validators' check of the ``structure`` input (its message on that input)."""
+def check_structure(values) -> list[ControlConfig]:
+    """The validators' check of the ``structure`` input (its message on that input): the
+    conditions it sets, as ControlConfigs a job's validate checks (uploads are not copied
+    here: a given video stands as its name)."""
     try:
-        _check_values(values if values is not None else [])
+        values = _check_values(values if values is not None else [])
     except InputError as e:
         raise about("structure", str(e)) from None
+    return _configs(values, lambda video: str(video), lambda what, model: model)
 
 
-def control_configs(studio, sid: str, values: Sequence) -> list[ControlConfig]:
-    """The panel's flat values (PER_SLOT per slot, then the depth model) -> ControlConfigs.
-    Uploads are copied into the session; a public studio takes control models as hub ids only."""
-    values = _check_values(values if values is not None else [])
+def _configs(values: list, video_path, server_path) -> list[ControlConfig]:
+    """The panel's flat values (PER_SLOT per slot, then the depth model) -> ControlConfigs;
+    ``video_path`` and ``server_path`` resolve its files and model names."""
     if not values:
         return []
     depth_model = (values[SLOTS * PER_SLOT] if len(values) > SLOTS * PER_SLOT else "") or ""
@@ -71,12 +73,19 @@ def control_configs(studio, sid: str, values: Sequence) -> list[ControlConfig]:
         kind, model, scale, start, end, video = values[i * PER_SLOT:(i + 1) * PER_SLOT]
         if not kind or kind == NONE:
             continue
-        path = str(upload(studio, sid, video)) if video else ""
         out.append(ControlConfig(
-            kind=kind, model=studio.server_path("control model", (model or "").strip()),
-            scale=float(scale), start=float(start), end=float(end), video=path,
-            depth_model=studio.server_path("depth model", depth_model.strip())))
+            kind=kind, model=server_path("control model", (model or "").strip()),
+            scale=float(scale), start=float(start), end=float(end),
+            video=video_path(video) if video else "",
+            depth_model=server_path("depth model", depth_model.strip())))
     return out
+
+
+def control_configs(studio, sid: str, values: Sequence) -> list[ControlConfig]:
+    """The panel's flat values (PER_SLOT per slot, then the depth model) -> ControlConfigs.
+    Uploads are copied into the session; a public studio takes control models as hub ids only."""
+    values = _check_values(values if values is not None else [])
+    return _configs(values, lambda video: str(upload(studio, sid, video)), studio.server_path)
 
 
 def preview(studio, sid, run_dir, frames, *values):
