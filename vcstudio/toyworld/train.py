@@ -294,6 +294,9 @@ class Trainer:
             raise InputError(f"The work folder {self.work.folder} holds a run with other model "
                              "sizes; give another --work, or the same sizes.")
         self.state = meta
+        # the recipe in effect from now on (a later chunk may set the step counts of phases
+        # not started yet); each chunk records the counts it ran with
+        self.state["config"] = self._config_dict()
         for name, m in (("vae", self.vae), ("clip", self.clip), ("unet", self.unet)):
             m.load_state_dict({k[len(name) + 1:]: v for k, v in t.items()
                                if k.startswith(name + "/")})
@@ -359,7 +362,9 @@ class Trainer:
                                                "step": self.state["step"]},
                                      "when": time.strftime("%Y-%m-%d %H:%M:%S"),
                                      "host": platform.node(),
-                                     "threads": torch.get_num_threads()})
+                                     "threads": torch.get_num_threads(),
+                                     "steps": {p: getattr(self.cfg, f"{p}_steps")
+                                               for p in ("vae", "clip", "unet")}})
         self._budget = (self._t0 + 60 * max_minutes) if max_minutes else None
         self._steps_left = max_steps
         while self.state["phase"] in PHASES:
