@@ -40,8 +40,7 @@ import torch
 
 from ..device import Precision, precision_for
 from ..errors import InputError
-from ..models.wan import normalize
-from ..models.wan.latents import denormalize
+from ..models.wan.latents import decode_frames, encode_video
 from ..models.wan.rules import check_frames, check_size
 from ..models.wan.step_cache import StepCache
 from ..models.wan.text import MAX_SEQUENCE_LENGTH, PromptEmbeddings
@@ -159,11 +158,9 @@ class WanI2VBackbone:
         image_embeds = enc(pixel_values=self._clip_pixels(img),
                            output_hidden_states=True).hidden_states[-2]
         # The condition video: the image, then black frames; the VAE's posterior mode.
-        vae = self.parts.vae
         video = torch.cat([(img * 2 - 1).unsqueeze(2), img.new_zeros(1, 3, n - 1, height, width)],
                           dim=2)
-        lat = vae.encode(video.to(vae.dtype)).latent_dist.mode().float()
-        lat = normalize(lat, vae)
+        lat = encode_video(self.parts.vae, video)
         f, h, w = lat.shape[2:]
         mask = torch.zeros(1, self.r_t, f, h, w, device=self.device)
         mask[:, :, 0] = 1  # the first pixel frame is known; its latent frame packs r_t copies
@@ -228,32 +225,13 @@ class WanI2VBackbone:
         return self.parts.scheduler.step(v, t, x, return_dict=False)[0].float()
 
     # ---- decoding
-    def latent_prefix(self, frames: Sequence[int], latent_frames_: int) -> int:
-        """The last latent frame the causal decode needs for 0-based pixel ``frames``."""
-        n = (latent_frames_ - 1) * self.r_t + 1
-        bad = [i for i in frames if not 0 <= i < n]
-        if bad:
-            raise InputError(f"Frames must be within 0..{n - 1}; got {list(frames)}.")
-        return -(-max(frames) // self.r_t)
-
     def decode(self, latents: torch.Tensor, frames: Optional[Sequence[int]] = None,
                chunk: int = 8, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """(1, C, F_lat, h, w) normalised latents -> (K, 3, H, W) in [0, 1] for 0-based pixel
         ``frames`` (all if None); exact for any subset (the causal prefix, module docstring),
         differentiable w.r.t. the latents. ``chunk`` and ``generator`` are unused (the Wan VAE
         decodes latent frame by latent frame itself; it adds no noise)."""
-        vae = self.parts.vae
-        z = denormalize(latents.float(), vae)
-        pick = None
-        if frames is not None:
-            pick = list(frames)
-            z = z[:, :, :self.latent_prefix(pick, z.shape[2]) + 1]
-        with self.precision.autocast():
-            video = vae.decode(z.to(vae.dtype), return_dict=False)[0].float()
-        video = video[0].permute(1, 0, 2, 3)  # (F, 3, H, W)
-        if pick is not None:
-            video = video[pick]
-        return (video / 2 + 0.5).clamp(0, 1)
+        return decode_frames(self.parts.vae, latents, frames, self.precision.autocast())
 
 
 def _digest(t: torch.Tensor) -> str:
