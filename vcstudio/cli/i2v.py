@@ -8,7 +8,6 @@ User errors surface as :class:`~vcstudio.errors.VcsError` for the CLI to print.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

@@ -149,7 +149,8 @@ def run(cfg: I2VEvalConfig, ctx) -> I2VEvalOutcome:
     skipped = {k: why for vs in videos for k, why in vs.skipped.items()}
     write_json(out / "eval.json", _finite({
         "model": cfg.model, "lora": cfg.lora, "backbone": bb.name, "seeds": list(cfg.seeds),
-        "steps": cfg.steps, "vcd_encoder": enc_name, "vcd": vcd_fn.params, "interval": "95% Student-t over videos",
+        "steps": cfg.steps, "vcd_encoder": enc_name, "vcd": vcd_fn.params,
+        "interval": "95% Student-t over videos",
         "columns": [{"key": k, "label": lab, "higher_is_better": up} for k, lab, up in E.COLUMNS],
         "skipped": skipped, "summary": summary, "plot": plot,
         "videos": [{"image": vs.image, "seed": vs.seed, "arm": vs.arm, **vs.scores}

@@ -4,9 +4,10 @@ Three backbones share the :class:`~vcstudio.pipelines.i2v_base.I2VBackbone` inte
 Video Diffusion (``i2v_svd.py``), LTX-Video (``i2v_ltx.py``, text + image conditioned, temporally
 compressed latents) and Wan2.1 I2V (``i2v_wan.py``, the VCD paper's own backbone; CLIP image
 states + UMT5 text, a causal 4x temporal VAE, a switchable step cache); each reproduces its
-diffusers pipeline's sampling and the tests check it against diffusers itself. :data:`REGISTRY` maps a backbone kind to the diffusers pipeline class
-it reads, its loader and its class; ``build_backbone`` picks one from the model folder's pipeline
-class or an explicit choice. The backbones import only ``i2v_base``, never this module.
+diffusers pipeline's sampling and the tests check it against diffusers itself. :data:`REGISTRY`
+maps a backbone kind to the diffusers pipeline class it reads, its loader and its class;
+``build_backbone`` picks one from the model folder's pipeline class or an explicit choice. The
+backbones import only ``i2v_base``, never this module.
 """
 from __future__ import annotations
 
@@ -130,7 +131,7 @@ def sample_i2v(backbone: I2VBackbone, image, num_frames: Optional[int] = None,
         return to_uint8(backbone.decode(lat, generator=g))
 
 
-__all__ = ["BACKBONES", "OWN_SIZES", "REGISTRY", "I2VBackbone", "I2VCond", "LTXBackbone", "SVDBackbone",
-           "WanI2VBackbone",
+__all__ = ["BACKBONES", "OWN_SIZES", "REGISTRY", "I2VBackbone", "I2VCond", "LTXBackbone",
+           "SVDBackbone", "WanI2VBackbone",
            "backbone_kind", "build_backbone", "check_i2v_memory", "image_to_tensor", "sample_i2v",
            "to_uint8", "truncated_loop"]

@@ -91,7 +91,8 @@ class WanI2VBackbone:
         self.r_t = parts.vae.config.scale_factor_temporal
         self.r_s = parts.vae.config.scale_factor_spatial
         self.multiple = self.r_s * parts.transformer.config.patch_size[1]
-        offload = self.device.type == "cuda" if offload_text_encoder is None else offload_text_encoder
+        offload = (self.device.type == "cuda" if offload_text_encoder is None
+                   else offload_text_encoder)
         self.prompts = PromptEmbeddings(parts.tokenizer, parts.text_encoder, self.device,
                                         max_sequence_length, offload)
         self.cache: Optional[StepCache] = None

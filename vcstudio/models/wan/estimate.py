@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 GIB = 2**30
 # sustained dense bf16 TFLOP/s assumed per GPU (~40% of the datasheet peak), fp32 on a CPU

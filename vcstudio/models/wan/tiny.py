@@ -147,9 +147,24 @@ def full_size_wan(i2v: bool = True, device: torch.device | str = "cpu",
                      kind="i2v" if i2v else "t2v", image_encoder=enc, image_processor=proc)
     mods = [m for m in (transformer, vae, te, enc) if m is not None]
     for m in mods:
-        m.to(dtype=dtype)
+        _cast(m, dtype)
     freeze(device, *mods)
     return parts
+
+
+def _cast(module: torch.nn.Module, dtype: torch.dtype) -> None:
+    """``module`` to ``dtype`` except what its class keeps in fp32 (``_keep_in_fp32_modules``:
+    Wan's rope, time embedder, modulation tables and norms), as from_pretrained(dtype=) does."""
+    keep = tuple(getattr(module, "_keep_in_fp32_modules", None) or ())
+    for name, sub in module.named_modules():
+        parts = name.split(".")
+        fp32 = any(k in parts for k in keep)
+        for pname, p in sub.named_parameters(recurse=False):
+            wanted = torch.float32 if fp32 or pname in keep else dtype
+            p.data = p.data.to(wanted)
+        for bname, b in sub.named_buffers(recurse=False):
+            if b.is_floating_point():
+                sub._buffers[bname] = b.to(torch.float32 if fp32 else dtype)
 
 
 def copy_tiny(src: Path, dst: Path) -> Path:
