@@ -26,6 +26,22 @@ def tiny_sd_v(tmp_path_factory):
                          prediction_type="v_prediction")
 
 
+@pytest.fixture(scope="session")
+def tiny_wan_t2v(tmp_path_factory):
+    """A tiny random WanPipeline folder (models/wan/tiny.py)."""
+    from vcstudio.models.wan import build_tiny_wan_t2v
+
+    return build_tiny_wan_t2v(tmp_path_factory.mktemp("tiny-wan-t2v"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_wan_i2v(tmp_path_factory):
+    """A tiny random WanImageToVideoPipeline folder (in_channels 36, CLIP vision encoder)."""
+    from vcstudio.models.wan import build_tiny_wan_i2v
+
+    return build_tiny_wan_i2v(tmp_path_factory.mktemp("tiny-wan-i2v"), seed=0)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models on the shared 2-core machine run ~10x faster single-threaded; a module opts

@@ -38,6 +38,7 @@ from .paths import data_dir
 from .errors import InputError
 
 JOB_KINDS = ("tune", "edit", "long", "i2v", "compare", "eval", "sweep", "i2v_tune", "i2v_ab",
+             "i2v_eval",
              "push", "convert_tav", "open_hub", "control_preview")
 # stopped: a tune the user stopped, its last checkpoint saved as a usable delta (resumable);
 # expired: its session's folder was deleted after the public studio's TTL (the record stays)

@@ -19,7 +19,8 @@ from ..errors import VcsError
 # one module
 COMMANDS = ("tune", "edit", "long", "compare", "sweep", "eval", "push", "runs", "resume", "i2v",
             "toyworld", "bench", "app", "convert-tav")
-_I2V = {"i2v": "run_i2v", "i2v-tune": "run_i2v_tune", "eval-vcd": "run_eval_vcd"}
+_I2V = {"i2v": "run_i2v", "i2v-tune": "run_i2v_tune", "i2v-eval": "run_i2v_eval",
+        "eval-vcd": "run_eval_vcd"}
 
 
 def tune_config_from_args(a):
@@ -36,8 +37,11 @@ def _module(name: str):
 def _add_i2v(sub) -> None:
     from . import i2v
 
-    i2v.add_i2v_args(sub.add_parser("i2v", help="image-to-video generation (SVD or LTX-Video)"))
+    i2v.add_i2v_args(sub.add_parser("i2v", help="image-to-video generation (SVD, LTX-Video, "
+                                                 "Wan2.1 I2V)"))
     i2v.add_i2v_tune_args(sub.add_parser("i2v-tune", help="VCD reward LoRA tuning"))
+    i2v.add_i2v_eval_args(sub.add_parser("i2v-eval", help="base vs VCD-tuned over seeds: "
+                                         "VBench-I2V columns, VCD, CLIP, 95%% intervals"))
     i2v.add_eval_vcd_args(sub.add_parser("eval-vcd", help="Video Consistency Distance"))
 
 

@@ -1,6 +1,6 @@
-"""The I2V job: a video from one image with an image-to-video model (Stable Video Diffusion or
-LTX-Video), and with a VCD-tuned LoRA the A/B: base and tuned from the same image and seed, both
-scored with VCD against the image (VCD paper).
+"""The I2V job: a video from one image with an image-to-video model (Stable Video Diffusion,
+LTX-Video or Wan2.1 I2V), and with a VCD-tuned LoRA the A/B: base and tuned from the same image
+and seed, both scored with VCD against the image (VCD paper).
 
 Config: :class:`I2VABConfig`. Writes ``NAME`` (and ``NAME_base`` for the A/B) into the run
 folder and records an ``i2v_ab`` run with the mean VCD of each.
@@ -16,18 +16,18 @@ import numpy as np
 from ..config import Limits
 from . import validate as v
 
-BACKBONES = ("auto", "svd", "ltx")
+BACKBONES = ("auto", "svd", "ltx", "wan")
 
 
 @dataclass
 class I2VABConfig:
     model: str = ""  # hub id or diffusers folder
     image: str = ""  # the conditioning image
-    prompt: str = ""  # LTX-Video reads it; SVD is conditioned on the image alone
+    prompt: str = ""  # LTX-Video and Wan read it; SVD is conditioned on the image alone
     lora: str = ""  # a tuned LoRA (.safetensors); "" = the base model only
     ab: bool = True  # with a LoRA: also the base video from the same seed, both VCD-scored
     backbone: str = "auto"
-    frames: int = 0  # 0 = the model's own (SVD 14, LTX-Video 121)
+    frames: int = 0  # 0 = the model's own (SVD 14, LTX-Video 121, Wan 25: the VCD paper's)
     size: int = 0  # square size; 0 = the model's own (height/width override it)
     height: int = 0
     width: int = 0
@@ -36,6 +36,7 @@ class I2VABConfig:
     fps: float = 7.0
     encoder: str = "auto"  # VCD encoder (A/B scores)
     name: str = "i2v.mp4"  # file name of the (tuned) video in the run folder
+    step_cache: Optional[float] = None  # Wan: the step cache's threshold (None = off)
 
 
 @dataclass
@@ -47,6 +48,7 @@ class I2VOutcome:
     base_frames: Optional[np.ndarray] = None
     scores: Optional[tuple] = None  # (VCDResult base, VCDResult tuned)
     backbone: str = ""
+    note: str = ""  # what was done to the image (aspect_note), "" if nothing
 
 
 def check_model(model: str) -> str:
@@ -54,8 +56,9 @@ def check_model(model: str) -> str:
 
     if not model or not model.strip():
         raise InputError("Give an image-to-video model: a Hub id such as "
-                         "stabilityai/stable-video-diffusion-img2vid or Lightricks/LTX-Video, "
-                         "or a local folder. None ships offline.")
+                         "stabilityai/stable-video-diffusion-img2vid, Lightricks/LTX-Video or "
+                         "weizhou03/Wan2.1-Fun-1.3B-InP-Diffusers, or a local folder. None "
+                         "ships offline.")
     return model.strip()
 
 
@@ -70,6 +73,89 @@ def validate(cfg: I2VABConfig, limits: Limits) -> None:
     v.whole("steps (--steps)", cfg.steps, 1, 1000)
     v.seed("seed (--seed)", cfg.seed)
     v.number("fps (--fps)", cfg.fps, 0, 240, open_lo=True)
+    check_step_cache(cfg.step_cache)
+
+
+def check_step_cache(value) -> None:
+    if value is not None:
+        v.number("step_cache (--step-cache)", value, 0, 10)
+
+
+def open_backbone(cfg, ctx):
+    """The job's backbone on its device (a fresh model cache: LoRA goes into the denoiser in
+    place and must not leak into other jobs), a hub model downloaded first with progress."""
+    import torch
+
+    from ..models.cache import ModelCache
+    from ..models.catalog import download
+    from ..pipelines.i2v import build_backbone
+
+    download(cfg.model, ctx)
+    return build_backbone(cfg.model, torch.device(ctx.device), cache=ModelCache(),
+                          backbone=cfg.backbone, step_cache=cfg.step_cache)
+
+
+def load_image_for(bb, path: str, n, h, w):
+    """(uint8 image, note): the image and what fitting it to the video's size does to it."""
+    from ..io import read_image
+    from ..pipelines.i2v_base import aspect_note
+
+    image = read_image(path)
+    h0, w0 = bb.default_size()
+    return image, aspect_note(image.shape[:2], h or h0, w or w0)
+
+
+# denoiser parameters of the full-size SVD U-Net and LTX-Video transformer (the rough figures
+# below scale the per-device SD-1.x constants by them; Wan is counted from its architecture)
+_FAMILY_PARAMS = {"svd": 1.52e9, "ltx": 1.92e9}
+
+
+def figures(model: str, backbone: str, frames: Optional[int], height: Optional[int],
+            width: Optional[int], steps: int, device="cpu", tune=None) -> dict:
+    """Seconds and peak GiB of one sample (and with ``tune``, an I2VTuneConfig, of one VCD
+    reward step) from the backbone's own figures: Wan's FLOPs and counted activations
+    (models/wan/estimate.py); SVD / LTX-Video the SD-1.x per-frame constants scaled by the
+    denoiser's size (rough). The step cache's savings are not counted (an upper bound).
+    Returns {"sample_s", "sample_gib", "step_s", "step_gib", "how", "frames", "height",
+    "width"} (the step_* keys only with ``tune``)."""
+    from .. import memory
+    from ..pipelines.i2v import OWN_SIZES, backbone_kind
+
+    kind = backbone_kind(model, backbone)
+    f0, h0, w0 = OWN_SIZES[kind]
+    n, h, w = int(frames or f0), int(height or h0), int(width or w0)
+    out: dict = {"frames": n, "height": h, "width": w}
+    if kind == "wan":
+        from ..models.wan import estimate as we
+
+        tc = we.transformer_config(model)
+        s = we.sample(tc, n, h, w, steps, device)
+        out.update(sample_s=s.seconds, sample_gib=s.peak_gib, how=s.how)
+        if tune is not None:
+            r = we.reward_step(tc, n, h, w, tune.inference_steps, tune.grad_steps,
+                               tune.decode_frames, device,
+                               checkpointing=tune.gradient_checkpointing)
+            out.update(step_s=r.seconds, step_gib=r.peak_gib)
+        return out
+    from .tune import uncalibrated_pass_s
+
+    scale = _FAMILY_PARAMS[kind] / memory.SD_UNET_PARAMS
+    pass_s = uncalibrated_pass_s(n, w, h, device, scale)
+    out.update(sample_s=2 * steps * pass_s, sample_gib=memory.sample_gib(n, h, w, scale),
+               how="uncalibrated: SD-1.x per-frame constants scaled by the denoiser's size")
+    if tune is not None:
+        out.update(step_s=2 * (tune.inference_steps + 3 * tune.grad_steps) * pass_s,
+                   step_gib=memory.tune_gib(n, h, w, 0.0, True, scale))
+    return out
+
+
+def estimate(cfg: I2VABConfig, device="cpu") -> dict:
+    """Seconds of this job (one sample, two for the A/B) and its peak (``figures``)."""
+    n, h, w = sizes(cfg)
+    f = figures(cfg.model, cfg.backbone, n, h, w, cfg.steps, device)
+    k = 2 if cfg.lora and cfg.ab else 1
+    return {"seconds": round(k * f["sample_s"], 1), "peak_gib": round(f["sample_gib"], 1),
+            "how": f["how"]}
 
 
 def sizes(cfg) -> tuple[Optional[int], Optional[int], Optional[int]]:
@@ -80,28 +166,26 @@ def sizes(cfg) -> tuple[Optional[int], Optional[int], Optional[int]]:
 def run(cfg: I2VABConfig, ctx) -> I2VOutcome:
     import torch
 
-    from ..io import read_image, write_mp4
+    from ..io import write_mp4
     from ..methods.vcd import VCD
-    from ..models.cache import ModelCache
-    from ..pipelines.i2v import build_backbone, check_i2v_memory, sample_i2v
+    from ..pipelines.i2v import check_i2v_memory, sample_i2v
     from ..pipelines.i2v_tune import ab_sample
     from .eval import vcd_encoder
 
-    image = read_image(cfg.image)
-    # a fresh cache: LoRA goes into the denoiser in place and must not leak into other jobs
-    bb = build_backbone(cfg.model, torch.device(ctx.device), cache=ModelCache(),
-                        backbone=cfg.backbone)
+    bb = open_backbone(cfg, ctx)
     n, h, w = sizes(cfg)
-    check_i2v_memory(bb, n, h, w)  # before a run is recorded: a refusal leaves nothing
+    bb.check(n, h, w)  # before a run is recorded: a refusal leaves nothing
+    image, note = load_image_for(bb, cfg.image, n, h, w)
+    check_i2v_memory(bb, n, h, w)
+    if cfg.lora:  # a delta of another backbone is refused before a run is recorded
+        from ..models.lora import load_lora
+
+        load_lora(cfg.lora, bb.denoiser, backbone=bb.name)
     folder = ctx.run_folder("i2v")
     run_id = ctx.open_run("i2v_ab", folder, cfg, seed=cfg.seed, label=cfg.prompt[:80])
     kw = dict(num_frames=n, height=h, width=w, steps=cfg.steps, prompt=cfg.prompt or None)
     out = folder / cfg.name
-    res = I2VOutcome(run_id, out, np.zeros((0,), np.uint8), backbone=bb.name)
-    if cfg.lora:
-        from ..models.lora import load_lora
-
-        load_lora(cfg.lora, bb.denoiser)
+    res = I2VOutcome(run_id, out, np.zeros((0,), np.uint8), backbone=bb.name, note=note)
     if cfg.lora and cfg.ab:
         base, tuned = ab_sample(bb, image, cfg.seed, cfg.steps, n, h, w, prompt=cfg.prompt or None)
         _, enc = vcd_encoder(cfg.encoder, ctx.cache, torch.device(ctx.device))

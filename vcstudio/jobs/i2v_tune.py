@@ -15,7 +15,7 @@ from typing import Optional
 from ..config import Limits
 from ..pipelines.i2v_tune import I2VTuneConfig
 from . import validate as v
-from .i2v_ab import BACKBONES, check_model
+from .i2v_ab import BACKBONES, check_model, check_step_cache, figures, open_backbone
 
 
 @dataclass
@@ -26,6 +26,10 @@ class I2VTuneJobConfig:
     backbone: str = "auto"
     tune: I2VTuneConfig = field(default_factory=I2VTuneConfig)
     fps: float = 7.0
+    # "paper": the backbone's setting in the VCD paper (Wan: 25 frames at 368x272, 30 steps,
+    # gradients through the last step, AdamW 2e-4); "" = the fields as given
+    preset: str = ""
+    step_cache: Optional[float] = None  # Wan: the step cache's threshold (None = off)
 
 
 @dataclass
@@ -39,6 +43,7 @@ class I2VTuneOutcome:
     base_video: Path
     tuned_video: Path
     scores: tuple  # (VCDResult base, VCDResult tuned)
+    note: str = ""  # what was done to the first image (aspect_note), "" if nothing
 
 
 def validate(cfg: I2VTuneJobConfig, limits: Limits) -> None:
@@ -57,12 +62,57 @@ def validate(cfg: I2VTuneJobConfig, limits: Limits) -> None:
             " (at most the inference steps)")
     v.whole("tune.decode_frames (--decode-frames)", t.decode_frames, 1, None)
     v.whole("tune.eval_every (--eval-every)", t.eval_every, 0, None)
+    v.whole("tune.vcd_size (--vcd-size)", t.vcd_size, 32, 1024)
+    v.whole("tune.vcd_num_proj (--vcd-num-proj)", t.vcd_num_proj, 1, 4096)
     for name in ("num_frames", "height", "width"):
         val = getattr(t, name)
         if val is not None:
             hi = limits.max_frames if name == "num_frames" else limits.max_side
             v.whole(f"tune.{name}", val, 1, hi)
     v.seed("tune.seed (--seed)", t.seed)
+    v.choice("preset (--preset)", cfg.preset, PRESETS)
+    check_step_cache(cfg.step_cache)
+
+
+PRESETS = ("", "paper")
+
+
+def estimate(cfg: I2VTuneJobConfig, device="cpu") -> dict:
+    """Seconds and peak of the tune from the backbone's figures (i2v_ab.figures): its reward
+    steps, the probe samples (at the start, every ``eval_every`` steps and at the end) and the
+    A/B's two samples; ``seconds_per_step`` / ``peak_gib`` are one reward step's."""
+    t = cfg.tune
+    if cfg.preset == "paper":
+        from ..pipelines.i2v import backbone_kind
+
+        if backbone_kind(cfg.model, cfg.backbone) == "wan":
+            import dataclasses
+
+            from ..pipelines.i2v_wan import PAPER
+
+            t = dataclasses.replace(t, **PAPER)
+    f = figures(cfg.model, cfg.backbone, t.num_frames, t.height, t.width, t.inference_steps,
+                device, tune=t)
+    probes = 2 + (t.steps // t.eval_every if t.eval_every else 0)
+    secs = t.steps * f["step_s"] + (probes + 2) * f["sample_s"]
+    return {"seconds": round(secs, 1), "step_seconds": round(f["step_s"], 2),
+            "peak_gib": round(max(f["step_gib"], f["sample_gib"]), 1), "how": f["how"],
+            "frames": f["frames"], "height": f["height"], "width": f["width"]}
+
+
+def with_preset(cfg: I2VTuneJobConfig, bb) -> I2VTuneJobConfig:
+    """The config with the backbone's paper setting applied (``preset="paper"``)."""
+    import dataclasses
+
+    from ..errors import InputError
+
+    if cfg.preset != "paper":
+        return cfg
+    paper = getattr(bb, "paper", None)
+    if not paper:
+        raise InputError(f"The VCD paper tuned Open-Sora and Wan2.1 only; there is no paper "
+                         f"preset for {bb.name}. Drop --preset or use a Wan2.1 I2V model.")
+    return dataclasses.replace(cfg, tune=dataclasses.replace(cfg.tune, **paper))
 
 
 def run(cfg: I2VTuneJobConfig, ctx) -> I2VTuneOutcome:
@@ -72,16 +122,19 @@ def run(cfg: I2VTuneJobConfig, ctx) -> I2VTuneOutcome:
 
     from ..io import read_image, write_mp4
     from ..methods.vcd import VCD
-    from ..models.cache import ModelCache
-    from ..pipelines.i2v import build_backbone, check_i2v_memory
+    from ..pipelines.i2v import check_i2v_memory
+    from ..pipelines.i2v_base import aspect_note
     from ..pipelines.i2v_tune import ab_sample, tune_i2v
     from .eval import vcd_encoder
 
-    images = [read_image(p) for p in cfg.images]
-    t = cfg.tune
     device = torch.device(ctx.device)
-    bb = build_backbone(cfg.model, device, cache=ModelCache(), backbone=cfg.backbone)
+    bb = open_backbone(cfg, ctx)
+    cfg = with_preset(cfg, bb)
+    t = cfg.tune
     # before a run is recorded: a refusal leaves nothing
+    n, h, w = bb.check(t.num_frames, t.height, t.width)
+    images = [read_image(p) for p in cfg.images]
+    note = aspect_note(images[0].shape[:2], h, w)
     check_i2v_memory(bb, t.num_frames, t.height, t.width, tune=True)
     out = ctx.run_folder("i2v-tune")
     out.mkdir(parents=True, exist_ok=True)
@@ -107,4 +160,4 @@ def run(cfg: I2VTuneJobConfig, ctx) -> I2VTuneOutcome:
                                    "vcd_tuned": float(scores[1].mean)})
     ctx.finish_run(run_id)
     return I2VTuneOutcome(run_id, out, out / "lora.safetensors", log, base, tuned, vb, vt,
-                          scores)
+                          scores, note)

@@ -21,6 +21,7 @@ _JOBS: dict[str, tuple[str, str, dict]] = {
     "sweep": ("sweep", "SweepConfig", {"stoppable": True}),  # its cells run on Ray workers
     "i2v_tune": ("i2v_tune", "I2VTuneJobConfig", {"gpu": True}),
     "i2v_ab": ("i2v_ab", "I2VABConfig", {"gpu": True}),
+    "i2v_eval": ("i2v_eval", "I2VEvalConfig", {"gpu": True}),
     "eval": ("eval", "EvalConfig", {"gpu": True}),
     "push": ("push", "PushConfig", {"secrets": ("token",)}),
     "open_hub": ("open_hub", "OpenHubConfig", {"secrets": ("token",)}),

@@ -121,6 +121,11 @@ def _dynamic(ctx: VideoContext) -> MetricResult:
                         label=vbench.DYN_LABEL, extra={"threshold_px": 6.0 * min(h, w) / 256.0})
 
 
+@register("motion_smoothness", default=False, description=vbench.SMOOTH_DEF)
+def _smoothness(ctx: VideoContext) -> MetricResult:
+    return vbench.motion_smoothness(ctx.frames, ctx.flow_method)
+
+
 # --- flow --------------------------------------------------------------------------------------
 
 FLOW_DEF = "mean forward optical-flow magnitude per pair, pixels/frame (how much motion)"

@@ -7,6 +7,10 @@ function over uint8 frames.
 - dynamic_degree (stand-in): VBench uses RAFT; here classical flow. Per pair, the mean of the top
   5% flow magnitudes; a video is dynamic (1.0) once round(4 n / 16) of its n pairs exceed
   6 * min(H, W) / 256.
+- motion_smoothness (stand-in): VBench drops the odd frames, re-creates each from its two
+  neighbours with the AMT interpolation network and scores (255 - mean |real - interpolated|)
+  / 255; here the interpolation is classical: each neighbour warped half-way along its optical
+  flow to the other, averaged (labelled a stand-in).
 - i2v_subject (DINO) / i2v_background (CLIP; VBench-I2V uses DreamSim, not bundled here):
   w_max * max_t max(0, cos(image, f_t)) + w_mean * mean + w_min * min of the consecutive
   similarities max(0, cos(f_{t-1}, f_t)). Weights default to (0.4, 0.3, 0.3); some VBench
@@ -100,6 +104,50 @@ def dynamic_degree(frames: np.ndarray, flows: Optional[FlowCache] = None) -> Met
     return MetricResult("dynamic_degree", dynamic_degree_from_pairs(mags, h, w),
                         pad_front(mags, n), flows.model, DYN_DEF, None, label=DYN_LABEL,
                         extra={"threshold_px": 6.0 * min(h, w) / 256.0})
+
+
+SMOOTH_DEF = ("motion smoothness, STAND-IN for VBench's AMT version: odd frames re-created "
+              "from their neighbours by half-way flow warping (OpenCV DIS), score (255 - mean "
+              "|real - interpolated|) / 255")
+SMOOTH_LABEL = "stand-in: flow interpolation instead of AMT"
+
+
+def interpolate_midpoint(a: np.ndarray, c: np.ndarray, method: str = "dis") -> np.ndarray:
+    """The frame half-way between uint8 frames ``a`` and ``c``: each warped half-way along its
+    flow to the other (backward warping with the flow at the target pixel, a small-motion
+    approximation), averaged -> float (H, W, 3) on the 0..255 scale."""
+    import cv2
+
+    from .flow import compute_flow
+
+    h, w = a.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+
+    def half(src, dst):
+        f = compute_flow(src, dst, method)
+        return cv2.remap(src, gx - 0.5 * f[..., 0], gy - 0.5 * f[..., 1], cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
+
+    return (half(a, c) + half(c, a)) / 2
+
+
+def smoothness_errors(frames: np.ndarray, method: str = "dis") -> np.ndarray:
+    """Mean |real - interpolated| (0..255) of each odd frame t = 1, 3, ... with both neighbours."""
+    f = np.asarray(frames)
+    return np.array([np.abs(interpolate_midpoint(f[t - 1], f[t + 1], method) - f[t]).mean()
+                     for t in range(1, len(f) - 1, 2)], np.float64)
+
+
+def motion_smoothness(frames: np.ndarray, method: str = "dis") -> MetricResult:
+    n = len(frames)
+    if n < 3:
+        return MetricResult.too_few("motion_smoothness", 3, SMOOTH_DEF)
+    err = smoothness_errors(frames, method)
+    per = [math.nan] * n
+    for k, t in enumerate(range(1, n - 1, 2)):
+        per[t] = float((255.0 - err[k]) / 255.0)
+    return MetricResult("motion_smoothness", float((255.0 - err.mean()) / 255.0), per,
+                        f"OpenCV {method.upper()} flow", SMOOTH_DEF, True, label=SMOOTH_LABEL)
 
 
 def _consistency(name: str, emb, model: str, definition: str) -> MetricResult:

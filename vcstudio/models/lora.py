@@ -29,9 +29,11 @@ import torch
 from ..errors import InputError, ModelNotFoundError
 
 ATTN_PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
-# Per I2V backbone (its ``name``): SVD's U-Net and LTX-Video's transformer both name their
-# attention projections diffusers' way (LTX: attn1 = self, attn2 = cross in every block).
-LORA_TARGETS = {"stable-video-diffusion": ATTN_PROJECTIONS, "ltx-video": ATTN_PROJECTIONS}
+# Per backbone (its ``name``): SVD's U-Net, LTX-Video's and Wan2.1's transformers all name their
+# attention projections diffusers' way (attn1 = self, attn2 = cross in every block; Wan I2V's
+# image cross-attention keys/values, add_k_proj / add_v_proj, stay frozen).
+LORA_TARGETS = {"stable-video-diffusion": ATTN_PROJECTIONS, "ltx-video": ATTN_PROJECTIONS,
+                "wan2.1-i2v": ATTN_PROJECTIONS, "wan2.1-t2v": ATTN_PROJECTIONS}
 
 
 def lora_targets_for(backbone_name: str) -> tuple[str, ...]:
@@ -140,11 +142,17 @@ def read_lora(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, dict]:
     return tensors, json.loads(meta.get("lora", "{}")), json.loads(meta.get("config", "{}"))
 
 
-def load_lora(path: str | Path, module: torch.nn.Module) -> dict:
-    """Inject LoRA as saved and load its tensors; returns the saved run config."""
+def load_lora(path: str | Path, module: torch.nn.Module, backbone: Optional[str] = None) -> dict:
+    """Inject LoRA as saved and load its tensors; returns the saved run config. With
+    ``backbone`` (the model's backbone name), a delta tuned on another backbone is refused
+    in one line before anything is injected."""
     from peft import set_peft_model_state_dict
 
     tensors, lcfg, run_cfg = read_lora(path)
+    was = run_cfg.get("backbone")
+    if backbone and was and was != backbone:
+        raise InputError(f"The LoRA in {Path(path).name} was tuned on {was}; this model is "
+                         f"{backbone}. Use a LoRA tuned on the same backbone.")
     if not hasattr(module, "_vcs_lora_config"):
         add_lora(module, lcfg.get("rank", 16), lcfg.get("alpha"), lcfg.get("targets", ATTN_PROJECTIONS))
     res = set_peft_model_state_dict(module, tensors)

@@ -1,7 +1,9 @@
 """What every image-to-video backbone shares: the interface, the truncated-backprop loop and the
 image/frame conversions at its edges.
 
-An :class:`I2VBackbone` does three things the reward tuning (VCD paper eq. 3) needs:
+An :class:`I2VBackbone` does three things the reward tuning (VCD paper eq. 3) needs (and
+``check(num_frames, height, width)`` resolves the model's own sizes and refuses ones it cannot
+take before anything runs):
 
 * ``encode(image, ...)``: conditioning from one image (computed once, no grad);
 * ``denoise(cond, ..., grad_steps=k)``: the full sampling loop where only the LAST ``k`` steps
@@ -11,8 +13,8 @@ An :class:`I2VBackbone` does three things the reward tuning (VCD paper eq. 3) ne
 
 ``denoiser`` is the module LoRA goes into; ``denoiser_name`` is its component name in the diffusers
 pipeline (``unet`` / ``transformer``), which prefixes the keys of a saved LoRA (diffusers' layout).
-The backbones live in ``i2v_svd.py`` and ``i2v_ltx.py``; ``i2v.py`` picks one. Both import this
-module and nothing of each other.
+The backbones live in ``i2v_svd.py``, ``i2v_ltx.py`` and ``i2v_wan.py``; ``i2v.py`` picks one.
+Each imports this module and nothing of the others.
 """
 from __future__ import annotations
 
@@ -34,6 +36,9 @@ class I2VBackbone(Protocol):
     name: str
     denoiser: torch.nn.Module
     denoiser_name: str
+
+    def check(self, num_frames: Optional[int] = None, height: Optional[int] = None,
+              width: Optional[int] = None) -> tuple[int, int, int]: ...
 
     def encode(self, image, num_frames: int, height: int, width: int,
                generator: torch.Generator, prompt: Optional[str] = None): ...
@@ -80,10 +85,21 @@ def image_to_tensor(image, height: int, width: int) -> torch.Tensor:
     return t.float()
 
 
+def aspect_note(image_hw: tuple[int, int], height: int, width: int) -> str:
+    """What :func:`image_to_tensor` does to an image of another size, in one line ("" when it
+    only scales or not at all): it covers height x width keeping its aspect, then crops."""
+    ih, iw = int(image_hw[0]), int(image_hw[1])
+    if ih * width == iw * height:
+        return ""
+    return (f"The image is {iw}x{ih}; it was resized keeping its aspect to cover {width}x"
+            f"{height} and centre-cropped (give --width/--height of its aspect to keep all of "
+            "it).")
+
+
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
     """float (F, 3, H, W) in [0, 1] -> uint8 (F, H, W, 3): the one exit to the io edge."""
     return (frames.detach().float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 
-__all__ = ["I2VBackbone", "image_to_tensor", "to_uint8", "truncated_loop"]
+__all__ = ["I2VBackbone", "aspect_note", "image_to_tensor", "to_uint8", "truncated_loop"]

@@ -108,6 +108,23 @@ class LTXBackbone:
     def default_size(self) -> tuple[int, int]:
         return 512, 704
 
+    def check(self, num_frames: Optional[int] = None, height: Optional[int] = None,
+              width: Optional[int] = None) -> tuple[int, int, int]:
+        """(frames, height, width) with the model's own for None; sizes it cannot take are a
+        one-line InputError (before anything runs)."""
+        h0, w0 = self.default_size()
+        height, width = height or h0, width or w0
+        step = max(32, self.r_s * self.p)
+        if height % step or width % step:
+            raise InputError(f"LTX-Video needs height and width that are multiples of {step}; "
+                             f"got {height}x{width}.")
+        n = num_frames or self.default_frames
+        if n < self.r_t + 1 or (n - 1) % self.r_t:
+            k = max(1, round((n - 1) / self.r_t))
+            raise InputError(f"LTX-Video makes {self.r_t}k + 1 frames (its VAE packs {self.r_t} "
+                             f"frames per latent); got {n}, try {self.r_t * k + 1}.")
+        return n, height, width
+
     # ---- conditioning
     @torch.no_grad()
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -133,17 +150,7 @@ class LTXBackbone:
     def encode(self, image, num_frames: Optional[int] = None, height: Optional[int] = None,
                width: Optional[int] = None, generator: Optional[torch.Generator] = None,
                prompt: Optional[str] = None) -> LTXCond:
-        h0, w0 = self.default_size()
-        height, width = height or h0, width or w0
-        step = max(32, self.r_s * self.p)
-        if height % step or width % step:
-            raise InputError(f"LTX-Video needs height and width that are multiples of {step}; "
-                             f"got {height}x{width}.")
-        n = num_frames or self.default_frames
-        if n < self.r_t + 1 or (n - 1) % self.r_t:
-            k = max(1, round((n - 1) / self.r_t))
-            raise InputError(f"LTX-Video makes {self.r_t}k + 1 frames (its VAE packs {self.r_t} "
-                             f"frames per latent); got {n}, try {self.r_t * k + 1}.")
+        n, height, width = self.check(num_frames, height, width)
         img = image_to_tensor(image, height, width).to(self.device)
         vae = self.parts.vae
         # Draw 1 of the seed: a posterior sample of the image latent (as the pipeline does).

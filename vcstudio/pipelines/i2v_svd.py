@@ -60,6 +60,19 @@ class SVDBackbone:
             return s * self.vae_scale, s * self.vae_scale
         return 576, 1024
 
+    def check(self, num_frames: Optional[int] = None, height: Optional[int] = None,
+              width: Optional[int] = None) -> tuple[int, int, int]:
+        """(frames, height, width) with the model's own for None; sizes it cannot take are a
+        one-line InputError (before anything runs)."""
+        h0, w0 = self.default_size()
+        height, width = height or h0, width or w0
+        if height % 8 or width % 8:
+            raise InputError(f"Height and width must be multiples of 8; got {height}x{width}.")
+        n = num_frames or self.default_frames
+        if n < 2:
+            raise InputError("An image-to-video sample needs at least 2 frames.")
+        return n, height, width
+
     # ---- conditioning
     @torch.no_grad()
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -81,13 +94,7 @@ class SVDBackbone:
                width: Optional[int] = None, generator: Optional[torch.Generator] = None,
                prompt: Optional[str] = None) -> I2VCond:
         """``prompt`` is accepted for the common interface; SVD is conditioned on the image only."""
-        h0, w0 = self.default_size()
-        height, width = height or h0, width or w0
-        if height % 8 or width % 8:
-            raise InputError(f"Height and width must be multiples of 8; got {height}x{width}.")
-        n = num_frames or self.default_frames
-        if n < 2:
-            raise InputError("An image-to-video sample needs at least 2 frames.")
+        n, height, width = self.check(num_frames, height, width)
         img = image_to_tensor(image, height, width).to(self.device)
         cfg = self.max_guidance > 1
         emb = self.embed_images(img)[:, None]  # (1, 1, D)

@@ -1,0 +1,149 @@
+"""One-shot LoRA tuning of a flow-matching video model (Wan2.1 T2V) on one clip: the pieces a
+tune job drives (DESIGN "Video DiTs": LoRA on the transformer's attention, saved in diffusers'
+layout).
+
+The loss is rectified flow's (the model's own training objective) on the clip's cached latents:
+
+    x_s = (1 - s) x0 + s eps,   L = || v_theta(x_s, s, c) - (eps - x0) ||^2
+
+with s drawn as the backbone's scheduler shifts its sigmas (``backbone.train_sigmas``). The clip
+and the prompt are encoded once; the text encoder is freed after (``free_text_encoder``).
+Precision follows the device policy through the backbone (bf16 autocast on CUDA, fp32 on the
+CPU; LoRA parameters in fp32); AdamW (fused on CUDA), gradient clipping, gradient checkpointing
+switchable. A method's extra terms (DCT / APLA on a DiT: methods/dit.py) plug in through
+``extra``, which sees each step's :class:`FlowStep`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..progress import CancelToken, Event, ProgressFn, null_progress
+
+
+@dataclass
+class FlowTuneConfig:
+    steps: int = 300
+    lr: float = 1e-4
+    lora_rank: int = 16
+    lora_alpha: Optional[float] = None  # None = rank (scale 1)
+    lora_targets: Optional[tuple[str, ...]] = None  # None = q, k, v, out of every attention
+    weight_decay: float = 1e-2
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = True
+    free_text_encoder: bool = True  # drop UMT5 once the prompt is encoded
+    seed: int = 0
+
+
+@dataclass
+class FlowStep:
+    """One training step's tensors (for a method's extra terms)."""
+
+    step: int
+    latents: torch.Tensor  # x0 (1, C, f, h, w), the clip's normalised latents
+    noise: torch.Tensor
+    sigma: torch.Tensor  # (1,)
+    noisy: torch.Tensor  # x_s
+    velocity: torch.Tensor  # v_theta(x_s, s, c), on the graph
+    embeds: torch.Tensor
+
+
+@dataclass
+class FlowTuneResult:
+    losses: list[dict] = field(default_factory=list)  # {"step", "loss", "sigma", ...extras}
+    latents: Optional[torch.Tensor] = None  # the clip's latents (cached once)
+    embeds: Optional[torch.Tensor] = None  # the prompt's embeddings
+    lora: Optional[Path] = None
+    seconds: float = 0.0
+
+
+def flow_loss(backbone, latents: torch.Tensor, embeds: torch.Tensor, sigma: torch.Tensor,
+              noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rectified-flow MSE, x_s, v) at noise levels ``sigma`` (B,) for clean ``latents``."""
+    x_s = backbone.add_noise(latents, noise, sigma)
+    v = backbone.predict(x_s, sigma, embeds)
+    return torch.nn.functional.mse_loss(v, backbone.target(latents, noise)), x_s, v
+
+
+@torch.no_grad()
+def held_out_loss(backbone, latents: torch.Tensor, embeds: torch.Tensor, draws: int = 8,
+                  seed: int = 1234) -> float:
+    """The loss averaged over ``draws`` fixed (noise, sigma) pairs: a deterministic measure of
+    how well the model fits the clip, comparable before and after tuning."""
+    g = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for _ in range(draws):
+        s = backbone.train_sigmas(1, g)
+        eps = torch.randn(latents.shape, generator=g).to(latents)
+        total += float(flow_loss(backbone, latents, embeds, s, eps)[0])
+    return total / draws
+
+
+def tune_lora(backbone, frames: np.ndarray, prompt: str, cfg: FlowTuneConfig,
+              progress: ProgressFn = null_progress, cancel: Optional[CancelToken] = None,
+              out: Optional[str | Path] = None,
+              extra: Optional[Callable[[FlowStep], dict[str, torch.Tensor]]] = None,
+              latents: Optional[torch.Tensor] = None) -> FlowTuneResult:
+    """LoRA-tune ``backbone`` on uint8 ``frames`` (F, H, W, 3) under ``prompt``.
+
+    ``extra(step) -> {name: weighted loss}`` adds a method's terms (each logged). With ``out``
+    the LoRA is written to ``out/lora.safetensors`` (diffusers' layout). ``latents`` skips
+    encoding (a clip encoded before). Cancelling ends after the current step; the result holds
+    the steps done.
+    """
+    if cfg.steps < 1:
+        raise InputError("Tuning needs at least 1 step.")
+    if not 0 < cfg.lr < 1:
+        raise InputError(f"Learning rate {cfg.lr} is out of range (0, 1).")
+    if not prompt or not prompt.strip():
+        raise InputError("Give the prompt that describes the clip.")
+    t0 = time.time()
+    res = FlowTuneResult()
+    res.latents = backbone.encode_clip(frames) if latents is None else latents
+    res.embeds = backbone.encode_prompts([prompt])
+    if cfg.free_text_encoder:
+        backbone.free_text_encoder()
+    params = backbone.add_lora(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)
+    backbone.gradient_checkpointing(cfg.gradient_checkpointing)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            fused=backbone.device.type == "cuda")
+    gen = torch.Generator().manual_seed(int(cfg.seed))
+    x0 = res.latents
+    for step in range(1, cfg.steps + 1):
+        if cancel is not None and cancel.cancelled:
+            break
+        sigma = backbone.train_sigmas(1, gen)
+        noise = torch.randn(x0.shape, generator=gen).to(x0)
+        with backbone.training():
+            loss, x_s, v = flow_loss(backbone, x0, res.embeds, sigma, noise)
+            logs = {"step": step, "loss": float(loss.detach()), "sigma": float(sigma)}
+            total = loss
+            if extra is not None:
+                for k, term in extra(FlowStep(step, x0, noise, sigma, x_s, v, res.embeds)).items():
+                    total = total + term
+                    logs[k] = float(term.detach())
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            if cfg.max_grad_norm:
+                logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
+            opt.step()
+        res.losses.append(logs)
+        progress(Event(step, cfg.steps, f"LoRA step {step}/{cfg.steps}", stage="tune",
+                       metrics={k: v for k, v in logs.items() if k != "step"}))
+    res.seconds = time.time() - t0
+    if out is not None:
+        res.lora = backbone.save_lora(Path(out) / "lora.safetensors",
+                                      {"tune": asdict(cfg), "prompt": prompt,
+                                       "clip_shape": None if frames is None else
+                                       list(np.asarray(frames).shape)})
+    return res
+
+
+__all__ = ["FlowStep", "FlowTuneConfig", "FlowTuneResult", "flow_loss", "held_out_loss",
+           "tune_lora"]
