@@ -66,9 +66,9 @@ def test_cli_tune_and_edits_are_runs_in_the_store(tiny_sd, clip_file, tmp_path, 
     (["--frames", "-3"], "data.n_frames (--frames) must be within 1..128; got -3."),
     (["--frames", "0"], "data.n_frames (--frames) must be within 1..128; got 0."),
     (["--frames", "500"], "data.n_frames (--frames) must be within 1..128; got 500."),
-    (["--size", "-64"], "data.width (--width/--size) must be within 0..1024 (0 = the model's "
+    (["--size", "-64"], "data.size (--size) must be within 0..1024 (0 = the model's "
                         "native size); got -64."),
-    (["--size", "36"], "data.width (--width/--size) must be a multiple of 8"),
+    (["--size", "36"], "data.size (--size) must be a multiple of 8 (the VAE's scale); got 36."),
     (["--steps", "0"], "steps (--steps) must be within 1..5000; got 0."),
     (["--lr", "2"], "lr (--lr) must be within (0, 1); got 2.0."),
 ])
