@@ -122,7 +122,7 @@ def tune_config_from_args(a):
 
 
 def _config_and_import(a):
-    from ..config import DataConfig, TuneConfig
+    from ..config import DataConfig, TuneConfig, tier_defaults
     from .common import is_embedded
 
     if a.config:
@@ -130,10 +130,11 @@ def _config_and_import(a):
     else:
         cfg, imp = TuneConfig(data=DataConfig(width=0, height=0)), None
     d = cfg.data
-    small = not a.config and is_embedded(a.model)
-    # defaults: Tune-A-Video's 24 frames / stride 2 (from --config: its own); 8 / 1 for the demo
-    frames_default = d.n_frames if a.config else (8 if small else 24)
-    stride_default = d.stride if a.config else (1 if small else 2)
+    # defaults: the tier's (Tune-A-Video's 24 frames / stride 2; 8 / 1 for the demo model);
+    # from --config: its own
+    tier = tier_defaults(is_embedded(a.model))
+    frames_default = d.n_frames if a.config else tier.frames
+    stride_default = d.stride if a.config else tier.stride
     d = dataclasses.replace(
         d, video_path=a.video or d.video_path, prompt=_given(a.prompt, d.prompt),
         n_frames=_given(a.frames, frames_default), stride=_given(a.stride, stride_default),

@@ -16,7 +16,7 @@ from ..errors import InputError, VcsError
 from ..jobs.compare import COMPARE_METRICS, best_table, load_entry
 from .common import (NO_CLIP, VIDEO_TYPES, about, as_int, bounds_of, check_bounds,
                      device_group, ensure_session, estimate_device, gr_error, gr_update,
-                     job_validator, run_job, uncalibrated_scale, upload, validated)
+                     job_validator, run_job, ui_tier, uncalibrated_scale, upload, validated)
 from .plots import StreamView, plot_update, table_update
 
 # what the Compare job computes, re-exported for the tab's callers
@@ -91,6 +91,7 @@ def _check_choice(names, past, prompt, edit_prompt, runs=()) -> None:
 def compare_config(studio, path, prompt, edit_prompt, names, past, frames, size, steps, seed,
                    runs=()):
     """The compare job's config from the tab's inputs (the clip already resolved)."""
+    from ..config import tier_defaults
     from ..jobs.compare import CompareConfig
 
     return CompareConfig(video=str(path or ""), prompt=prompt or "",
@@ -99,7 +100,7 @@ def compare_config(studio, path, prompt, edit_prompt, names, past, frames, size,
                          seeds=[as_int("Seed", seed)],
                          model=studio.model or "", frames=as_int("Frames", frames),
                          size=as_int("Size", size), steps=as_int("Tuning steps", steps),
-                         guidance=5.0 if studio.embedded else 12.5)
+                         guidance=tier_defaults(studio.embedded).guidance)
 
 
 def compare_estimate_text(studio, names, runs, frames, size, steps) -> str:
@@ -232,6 +233,7 @@ def build(studio, sid_state, edit_refs):
 
     # the demo model, or a CPU-sized Space: small defaults that finish in minutes
     small = studio.embedded or studio.limits.max_frames <= 8
+    tier = ui_tier(studio)
     lim = studio.limits
     group = device_group(studio)
     with gr.Tab("Compare Methods", elem_id="compare-tab"):
@@ -266,13 +268,13 @@ def build(studio, sid_state, edit_refs):
                 with gr.Row():
                     frames = gr.Slider(2, max(2, lim.max_frames), value=min(8, lim.max_frames),
                                        step=1, label="Frames")
-                    size = gr.Slider(64, max(64, lim.max_side), value=64 if small else 512,
-                                     step=8, label="Size")
+                    size = gr.Slider(64, max(64, lim.max_side), value=tier.side, step=8,
+                                     label="Size")
                     steps = gr.Slider(10, max(10, lim.max_steps), value=60 if small else 300,
                                       step=10, label="Tuning steps")
-                    seed = gr.Number(value=33, precision=0, label="Seed")
+                    seed = gr.Number(value=tier.seed, precision=0, label="Seed")
                 est = gr.Markdown(compare_estimate_text(
-                    studio, labels[:2], [], min(8, lim.max_frames), 64 if small else 512,
+                    studio, labels[:2], [], min(8, lim.max_frames), tier.side,
                     60 if small else 300), elem_id="compare-estimate", label="Estimate")
                 btn = gr.Button("Compare", variant="primary")
                 with gr.Row():

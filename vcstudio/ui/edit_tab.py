@@ -18,7 +18,7 @@ from ..methods.registry import PICKABLE
 from .common import (EXAMPLES, about, NO_CLIP, VIDEO_TYPES, Ticker, as_float, as_int,
                      device_group, ensure_session, estimate_device, frame_strip, gr_error,
                      gr_update, bounds_of, check_bounds, job_validator, last_result, run_job,
-                     uncalibrated_scale, upload, validated)
+                     ui_tier, uncalibrated_scale, upload, validated)
 from .plots import StreamView, plot_update, table_update, table_widths
 
 METHODS = list(PICKABLE)
@@ -64,8 +64,7 @@ def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, w
 def default_long_side(studio) -> int:
     """The longest side a new clip is fitted to: the largest this tier allows, at most the
     model's own size (512 for SD; the embedded demo model is a 64 px model)."""
-    small = studio.embedded or studio.limits.max_frames <= 8
-    return min(studio.limits.max_side, 64 if small else 512)
+    return min(studio.limits.max_side, ui_tier(studio).side)
 
 
 def clip_size(studio, sid, video) -> tuple[str, int, int]:
@@ -431,7 +430,7 @@ def build(studio, sid_state):
 
     lim = studio.limits
     # the demo model, or a CPU-sized Space: small defaults that finish in minutes
-    small = studio.embedded or studio.limits.max_frames <= 8
+    tier = ui_tier(studio)
     side0 = default_long_side(studio)
     lo_side = -(-lim.min_side // 8) * 8
     group = device_group(studio)
@@ -447,9 +446,9 @@ def build(studio, sid_state):
                 prompt = gr.Textbox(value="", label="Source prompt: what the clip shows",
                                     placeholder="a red circle moving right on the beach")
                 with gr.Row():
-                    frames = gr.Slider(1, lim.max_frames, value=8 if small else 24, step=1,
+                    frames = gr.Slider(1, lim.max_frames, value=tier.frames, step=1,
                                        label="Frames")
-                    stride = gr.Slider(1, 8, value=1 if small else 2, step=1, label="Stride")
+                    stride = gr.Slider(1, 8, value=tier.stride, step=1, label="Stride")
                     start = gr.Number(value=0, precision=0, label="Start frame", minimum=0)
                 with gr.Row():
                     width = gr.Slider(lo_side, lim.max_side, value=side0, step=8,
@@ -480,12 +479,12 @@ def build(studio, sid_state):
                         disc = gr.Checkbox(True, label="Discriminator")
                         hyper = gr.Checkbox(True, label="Hyper-loss")
                 with gr.Row():
-                    steps = gr.Slider(10, lim.max_steps, value=100 if small else 500, step=10,
+                    steps = gr.Slider(10, lim.max_steps, value=tier.steps, step=10,
                                       label="Tuning steps")
-                    lr = gr.Number(value=3e-5, label="Learning rate")
-                    seed = gr.Number(value=33, precision=0, label="Seed")
-                est = gr.Markdown(estimate_text(studio, 8 if small else 24, side0, side0,
-                                                100 if small else 500), label="Estimate")
+                    lr = gr.Number(value=tier.lr, label="Learning rate")
+                    seed = gr.Number(value=tier.seed, precision=0, label="Seed")
+                est = gr.Markdown(estimate_text(studio, tier.frames, side0, side0, tier.steps),
+                                  label="Estimate")
                 with gr.Row():
                     tune_btn = gr.Button("Tune", variant="primary")
                     stop_btn = gr.Button("Stop", variant="stop")
@@ -514,10 +513,11 @@ def build(studio, sid_state):
                                      placeholder="a blue square moving right on the beach")
                 negative = gr.Textbox(value="", label="Negative prompt (optional)")
                 with gr.Row():
-                    esteps = gr.Slider(5, 100, value=50, step=1, label="Sampling steps")
-                    guidance = gr.Slider(1, 20, value=5.0 if small else 12.5, step=0.5,
+                    esteps = gr.Slider(5, 100, value=tier.edit_steps, step=1,
+                                       label="Sampling steps")
+                    guidance = gr.Slider(1, 20, value=tier.guidance, step=0.5,
                                          label="Guidance")
-                    eseed = gr.Number(value=33, precision=0, label="Seed")
+                    eseed = gr.Number(value=tier.seed, precision=0, label="Seed")
                 inversion = gr.Checkbox(True, label="Start from the inverted clip (keeps its "
                                                     "motion)")
                 inv_prompt = gr.Dropdown(INVERSION_PROMPTS, value="run",
