@@ -57,10 +57,14 @@ def add(sub) -> None:
 def run(a) -> int:
     from ..config import tier_defaults
     from ..jobs.compare import COMPARE_METRICS, CompareConfig, format_table
+    from ..jobs.tune import real_footage_notice
     from .common import control_from_args, is_embedded, notice_if_embedded, run_job
 
     notice_if_embedded(a.model or None)
     small = is_embedded(a.model or None)
+    note = real_footage_notice(a.video, small)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     cfg = CompareConfig(
         video=a.video, prompt=a.prompt, edit_prompt=a.edit_prompt,
         variants=_list(a.methods) if a.methods is not None or a.runs else ["baseline", "dct"],

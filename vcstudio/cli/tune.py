@@ -217,7 +217,8 @@ def _reason(e: Exception) -> str:
 
 def run(a) -> int:
     from ..errors import ModelNotFoundError
-    from .common import notice_if_embedded, run_job
+    from ..jobs.tune import real_footage_notice
+    from .common import is_embedded, notice_if_embedded, run_job
 
     cfg, imp = _config_and_import(a)
     out = a.out
@@ -227,6 +228,9 @@ def run(a) -> int:
         _check_tav_inputs(cfg, imp, a)
         out = out or imp.output_dir or None  # Tune-A-Video's output_dir is the run folder
     notice_if_embedded(cfg.model or None)
+    note = real_footage_notice(cfg.data.video_path, is_embedded(cfg.model or None))
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     try:
         return report(run_job("tune", cfg, a, out=out))
     except ModelNotFoundError as e:

@@ -83,6 +83,22 @@ def clip_size(studio, sid, video) -> tuple[str, int, int]:
         raise gr_error(e)
 
 
+def footage_notice(studio, sid, video) -> str:
+    """The notice a new clip gets before any tune: the demo-model warning
+    (:func:`vcstudio.jobs.tune.real_footage_notice`) when this studio's model is the embedded
+    demo model and the clip's first frame is no toy scene; "" otherwise, and for no clip or
+    one that cannot be read (the preview says what is wrong with it)."""
+    from ..jobs.tune import real_footage_notice
+
+    if not video or not studio.embedded:
+        return ""
+    try:
+        path = upload(studio, ensure_session(studio, sid), video)
+    except Exception:
+        return ""
+    return real_footage_notice(path, True, studio.limits) or ""
+
+
 def preview_frames(studio, sid, video, frames, stride, start, width, height, resize,
                    position="center"):
     """Frame-strip preview of exactly what tuning will see: the same DataConfig the tune
@@ -443,6 +459,9 @@ def build(studio, sid_state):
                 video = gr.File(label="Clip (mp4, webm, mov, avi, gif, or a zip of images)",
                                 file_types=VIDEO_TYPES, type="filepath", height=120,
                                 elem_id="edit-clip")
+                # the demo model on real footage: said on upload, before any tune (one may go on)
+                notice = gr.Markdown(visible=False, elem_id="edit-footage-notice",
+                                     elem_classes=["vcs-banner"])
                 prompt = gr.Textbox(value="", label="Source prompt: what the clip shows",
                                     placeholder="a red circle moving right on the beach")
                 with gr.Row():
@@ -563,6 +582,14 @@ def build(studio, sid_state):
             return preview_frames(studio, session, clip, frames, stride, start, width, height,
                                   fit, position)
 
+        def clip_notice(session: str, clip: Optional[str]):
+            """A warning toast and a notice under the clip when the demo model meets real
+            footage (the user may still tune)."""
+            text = footage_notice(studio, session, clip)
+            if text:
+                gr.Warning(text)
+            return gr_update(value=f"⚠️ {text}" if text else "", visible=bool(text))
+
         def clip_dims(session: str, clip: Optional[str]):
             """The clip's aspect at the largest size this tier allows."""
             if not clip:
@@ -627,10 +654,12 @@ def build(studio, sid_state):
         fit_outputs = [sid_state, strip, strip_info]
         # a new clip: size the sliders to its aspect, then preview; user edits of a setting
         # preview again (``input``: not the sliders' programmatic updates, so one preview)
-        video.change(clip_dims, [sid_state, video], [sid_state, width, height],
-                     api_name="clip_size",
-                     concurrency_id="preview", concurrency_limit=4).then(
-            preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview")
+        sized = video.change(clip_dims, [sid_state, video], [sid_state, width, height],
+                             api_name="clip_size", concurrency_id="preview",
+                             concurrency_limit=4)
+        sized.then(preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview")
+        sized.then(clip_notice, [sid_state, video], notice, api_name=False,
+                   concurrency_id="preview")
         for c in (frames, stride, start, width, height, resize, position):
             c.input(preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview",
                     trigger_mode="always_last")
