@@ -69,6 +69,20 @@ def test_session_imports_no_job():
     assert not any(d.startswith("vcstudio.jobs") for d in deps)
 
 
+def test_bench_calls_jobs_and_nothing_above_and_jobs_never_import_bench():
+    """vcstudio/bench (the `vcstudio bench` commands' code) sits under the CLI: it may call
+    the jobs, never the CLI or the UI; the jobs, the session and the UI never import it."""
+    graph = _graph()
+    up = {m: sorted(i for i in deps if i.startswith(("vcstudio.cli", "vcstudio.ui")))
+          for m, deps in graph.items() if m.startswith("vcstudio.bench")}
+    assert {m: d for m, d in up.items() if d} == {}
+    assert any(i.startswith("vcstudio.jobs") for i in graph["vcstudio.bench.toy_edit"])
+    down = {m: sorted(i for i in deps if i.startswith("vcstudio.bench"))
+            for m, deps in graph.items()
+            if m.startswith(("vcstudio.jobs", "vcstudio.session", "vcstudio.ui"))}
+    assert {m: d for m, d in down.items() if d} == {}
+
+
 def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
     """Strongly connected components of more than one module (Tarjan)."""
     index, low, stack, on, out = {}, {}, [], set(), []

@@ -294,6 +294,37 @@ class EditConfig:
     inversion_prompt: Optional[str] = None
 
 
+@dataclass(frozen=True)
+class TierDefaults:
+    """The settings a new tune and its edits start from on one tier: ``DEMO_TIER`` (the
+    embedded demo model, or a CPU-sized Space: a 64 px model and settings that finish in
+    minutes on a CPU) or ``FULL_TIER`` (Stable Diffusion: Tune-A-Video's 24 frames at stride 2,
+    512 px, 500 steps, guidance 12.5). The Edit tab's widgets, the CLI's tune/compare defaults
+    and ``vcstudio bench toy-edit`` read them from here. The clip is inverted at
+    ``TuneConfig.inversion_steps`` (50) = ``edit_steps``, so a first edit reuses the tune's
+    inversion; inversion under the empty prompt (``TuneConfig.inversion_prompt``)."""
+
+    frames: int
+    stride: int
+    side: int  # the long side a clip is fitted to (the model's own size)
+    steps: int  # tuning steps
+    lr: float
+    seed: int
+    edit_steps: int  # sampling steps of an edit
+    guidance: float  # an edit's classifier-free guidance
+
+
+DEMO_TIER = TierDefaults(frames=8, stride=1, side=64, steps=100, lr=3e-5, seed=33,
+                         edit_steps=50, guidance=5.0)
+FULL_TIER = TierDefaults(frames=24, stride=2, side=512, steps=500, lr=3e-5, seed=33,
+                         edit_steps=50, guidance=12.5)
+
+
+def tier_defaults(demo: bool) -> TierDefaults:
+    """``DEMO_TIER`` if ``demo`` else ``FULL_TIER``."""
+    return DEMO_TIER if demo else FULL_TIER
+
+
 @dataclass
 class MaskConfig:
     """Masks + average fusion at step k (consistency-tuning paper, secs. 3.1-3.2) and combined

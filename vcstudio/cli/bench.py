@@ -1,9 +1,11 @@
 """``vcstudio bench tune|sample|all|metrics|long|i2v|serve``: full-size architectures with random
-weights (speed does not depend on values); prints a table. Benchmarks are commands, not jobs:
-nothing is recorded in the run store."""
+weights (speed does not depend on values); prints a table. ``vcstudio bench toy-edit``: methods
+scored against the toy world's ground truth (vcstudio/bench/toy_edit.py; its flags and output
+here). Benchmarks are commands, not jobs: nothing is recorded in the run store."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from .common import add_temporal_args, temporal_overrides
 
@@ -97,11 +99,75 @@ def _bench_serve_run(a) -> int:
     return run_bench_serve_cli(a)
 
 
+def _toy_edit_add(p) -> None:
+    from ..bench.toy_edit import TIERS
+    from .common import add_json_arg
+
+    p.add_argument("--methods", default="baseline",
+                   help="comma-separated method names or presets, as compare takes them "
+                   "(default baseline; e.g. baseline,dct,apla)")
+    p.add_argument("--n", type=int, default=20, help="edit cases (default 20)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="picks the cases and seeds each tune and edit (default: the tier's, 33)")
+    p.add_argument("--model", default="",
+                   help="hub id, diffusers folder or .safetensors (default: the embedded demo "
+                   "model, assets/toy-sd)")
+    p.add_argument("--tier", choices=TIERS, default="demo",
+                   help="whose defaults each method tunes and edits with: demo (the Edit tab's "
+                   "with the demo model: 8 frames, 64 px, 100 steps, guidance 5) or full")
+    p.add_argument("--steps", type=int, default=0, help="tuning steps (default: the tier's)")
+    p.add_argument("--edit-steps", type=int, default=0,
+                   help="sampling and inversion steps (default: the tier's)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: a new one under the data folder's bench/)")
+    p.add_argument("--report", action="store_true",
+                   help="end with a line checking issue 29's targets for the demo model "
+                   "(baseline, demo tier, N >= 20): pass/FAIL each")
+    p.add_argument("--device")
+    add_json_arg(p, "the rows")
+
+
+def _toy_edit_run(a) -> int:
+    """A progress bar on stderr; the table (and the report line), the files, the output folder
+    LAST on stdout. Exit 1 when a method failed on a case."""
+    import time
+    from pathlib import Path
+
+    from ..bench.toy_edit import ToyEditConfig, report_line, run_toy_edit, validate
+    from ..jobs.compare import format_table
+    from ..paths import data_dir
+    from ..progress import TqdmProgress
+    from .common import text_out, write_json
+
+    cfg = ToyEditConfig(methods=[m.strip() for m in a.methods.split(",") if m.strip()],
+                        n=a.n, seed=a.seed, model=a.model or "", tier=a.tier, steps=a.steps,
+                        edit_steps=a.edit_steps, device=a.device or "")
+    validate(cfg)
+    out = (Path(a.out) if a.out else
+           data_dir() / "bench" / time.strftime("toy-edit-%Y%m%d-%H%M%S"))
+    bar = TqdmProgress(stream=sys.stderr)
+    try:
+        res = run_toy_edit(cfg, out, progress=bar)
+    finally:
+        bar.close()
+    txt = text_out(a)
+    print(format_table(res.table), file=txt)
+    for f in res.failed:
+        print(f"failed: {f['method']} on case {f['case']}: {f['message']}", file=sys.stderr)
+    if a.report:
+        print(report_line(res.rows, res.settings), file=txt)
+    write_json(a.json, {"rows": res.rows})
+    print(f"wrote {res.csv.name}, cases.csv, {res.json.name}", file=sys.stderr)
+    print(res.out_dir, file=txt)
+    return 1 if res.failed else 0
+
+
 # other layers' benchmarks: name -> (add_args, run); serve is the load and fault test of the
-# running app (cli/bench_serve.py)
+# running app (cli/bench_serve.py); toy-edit scores methods against the toy world's answers
 BENCH_EXTRA: dict = {"i2v": (_bench_i2v_add, _bench_i2v_run),
                      "long": (_bench_long_add, _bench_long_run),
-                     "serve": (_bench_serve_add, _bench_serve_run)}
+                     "serve": (_bench_serve_add, _bench_serve_run),
+                     "toy-edit": (_toy_edit_add, _toy_edit_run)}
 
 
 def run(a) -> int:

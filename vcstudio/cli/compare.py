@@ -56,11 +56,16 @@ def add(sub) -> None:
 
 
 def run(a) -> int:
+    from ..config import tier_defaults
     from ..jobs.compare import COMPARE_METRICS, CompareConfig, format_table
+    from ..jobs.tune import real_footage_notice
     from .common import control_from_args, is_embedded, notice_if_embedded, run_job
 
     notice_if_embedded(a.model or None)
     small = is_embedded(a.model or None)
+    note = real_footage_notice(a.video, small)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     cfg = CompareConfig(
         video=a.video, prompt=a.prompt, edit_prompt=a.edit_prompt,
         variants=_list(a.methods) if a.methods is not None or a.runs else ["baseline", "dct"],
@@ -68,7 +73,7 @@ def run(a) -> int:
         clws=_list(a.clws), seeds=_list(a.seeds, int), model=a.model,
         frames=a.frames if a.frames is not None else 8, stride=a.stride, size=a.size,
         steps=a.steps, lr=a.lr, edit_steps=a.edit_steps,
-        guidance=a.guidance if a.guidance is not None else (5.0 if small else 12.5),
+        guidance=a.guidance if a.guidance is not None else tier_defaults(small).guidance,
         metrics=_list(a.metrics) or list(COMPARE_METRICS))
     control = control_from_args(a)
     if control:  # the comparison a creator asks for: the same edit without and with structure

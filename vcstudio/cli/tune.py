@@ -124,7 +124,7 @@ def tune_config_from_args(a):
 
 
 def _config_and_import(a):
-    from ..config import DataConfig, TuneConfig
+    from ..config import DataConfig, TuneConfig, tier_defaults
     from .common import is_embedded
 
     if a.config:
@@ -132,10 +132,11 @@ def _config_and_import(a):
     else:
         cfg, imp = TuneConfig(data=DataConfig(width=0, height=0)), None
     d = cfg.data
-    small = not a.config and is_embedded(a.model)
-    # defaults: Tune-A-Video's 24 frames / stride 2 (from --config: its own); 8 / 1 for the demo
-    frames_default = d.n_frames if a.config else (8 if small else 24)
-    stride_default = d.stride if a.config else (1 if small else 2)
+    # defaults: the tier's (Tune-A-Video's 24 frames / stride 2; 8 / 1 for the demo model);
+    # from --config: its own
+    tier = tier_defaults(is_embedded(a.model))
+    frames_default = d.n_frames if a.config else tier.frames
+    stride_default = d.stride if a.config else tier.stride
     d = dataclasses.replace(
         d, video_path=a.video or d.video_path, prompt=_given(a.prompt, d.prompt),
         n_frames=_given(a.frames, frames_default), stride=_given(a.stride, stride_default),
@@ -222,7 +223,8 @@ def _reason(e: Exception) -> str:
 
 def run(a) -> int:
     from ..errors import ModelNotFoundError
-    from .common import notice_if_embedded, run_job
+    from ..jobs.tune import real_footage_notice
+    from .common import is_embedded, notice_if_embedded, run_job
 
     cfg, imp = _config_and_import(a)
     out = a.out
@@ -232,6 +234,9 @@ def run(a) -> int:
         _check_tav_inputs(cfg, imp, a)
         out = out or imp.output_dir or None  # Tune-A-Video's output_dir is the run folder
     notice_if_embedded(cfg.model or None)
+    note = real_footage_notice(cfg.data.video_path, is_embedded(cfg.model or None))
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     try:
         return report(run_job("tune", cfg, a, out=out))
     except ModelNotFoundError as e:

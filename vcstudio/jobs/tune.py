@@ -243,6 +243,25 @@ def estimate_edit(edit, n_frames: int, width: int, height: int, device: Any = "c
             "control_seconds": round(extra, 1)}
 
 
+def real_footage_notice(video, embedded: bool, limits: Optional[Limits] = None) -> Optional[str]:
+    """What to say before tuning ``video`` (:data:`~vcstudio.models.loading.REAL_FOOTAGE_NOTICE`)
+    when the model is the embedded demo model (``embedded``) and the clip's first frame does not
+    look like a toy scene (:func:`vcstudio.toyworld.checker.looks_like_toy_scene`); None
+    otherwise, and for a clip that cannot be read (the tune itself says what is wrong)."""
+    from ..errors import VcsError
+    from ..io import read_video
+    from ..models.loading import REAL_FOOTAGE_NOTICE
+    from ..toyworld.checker import looks_like_toy_scene
+
+    if not embedded or not video:
+        return None
+    try:
+        first = read_video(video, 0, 1, 1, limits=limits or Limits())[0]
+    except (VcsError, OSError, ValueError):
+        return None
+    return None if looks_like_toy_scene(first) else REAL_FOOTAGE_NOTICE
+
+
 def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | None = None,
              label: str = "") -> TuneOutcome:
     """Tune into ``run_dir`` (default ``ctx.run_folder``), recording the run and its

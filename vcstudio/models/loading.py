@@ -27,6 +27,15 @@ EMBEDDED_NOTICE = ("Using the embedded offline demo model (a tiny model trained 
                    "world of shapes, 64x64). For real footage pass --model with a Stable Diffusion "
                    "hub id (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5), a local diffusers "
                    "folder or a .safetensors file, or set VCSTUDIO_MODEL.")
+# said before a tune when the model is the demo model and the clip is no toy scene
+# (jobs/tune.py real_footage_notice: the CLI's tune and the Edit tab show it; one may go on)
+REAL_FOOTAGE_NOTICE = ("This clip does not look like a toy-world scene, and the model in use is "
+                       "the embedded demo model, which only knows the toy world (coloured shapes "
+                       "on plain backgrounds, 64x64): tuned on real footage it edits into "
+                       "blobs. Real footage needs a real Stable Diffusion 1.x/2.x model: pass "
+                       "--model with a hub id (e.g. stable-diffusion-v1-5/stable-diffusion-v1-5),"
+                       " a local diffusers folder or a .safetensors file, or set VCSTUDIO_MODEL "
+                       "to one before starting the app. You may still go on with the demo model.")
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 # the files that tell DEFAULT_MODEL was downloaded (README.md's preload_from_hub lists these,

@@ -10,7 +10,7 @@
    convex shapes; circularity 4 pi A / P^2, polygon vertices and extent (area / axis-aligned box)
    separate circle, triangle, square and diamond.
 It judges the model's samples, so it assumes nothing beyond what a viewer would: no masks from
-the renderer.
+the renderer. :func:`looks_like_toy_scene` tells a toy frame from real footage with steps 1-2.
 """
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ from .world import BACKGROUNDS, COLOURS, STRIPE_SHADE, background_rows
 BORDER = 3  # px of each side read as pure background
 DIFF_THRESHOLD = 45.0  # RGB distance from the row background that counts as object
 MIN_AREA = 0.004  # share of the image below which "no object" is reported
+# looks_like_toy_scene: rendered toy frames (also after H.264) stay within ~5 of a background
+# profile, photos are 25+ away; the largest toy object (a large grown shape) covers ~0.3
+TOY_BACKGROUND_MAX_DIST = 15.0
+TOY_OBJECT_MAX_AREA = 0.4
 
 
 @dataclass
@@ -48,11 +52,14 @@ def _row_background(img: np.ndarray) -> np.ndarray:
     return np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
 
 
+def _background_distances(rows: np.ndarray) -> np.ndarray:
+    """Mean RGB distance over the rows of a (H, 3) row estimate from each world background."""
+    return np.linalg.norm(background_rows(len(rows)) - rows[None], axis=2).mean(1)
+
+
 def classify_background(img: np.ndarray, rows: Optional[np.ndarray] = None) -> str:
     rows = _row_background(img) if rows is None else rows
-    templates = background_rows(img.shape[0])
-    dist = np.linalg.norm(templates - rows[None], axis=2).mean(1)
-    return list(BACKGROUNDS)[int(np.argmin(dist))]
+    return list(BACKGROUNDS)[int(np.argmin(_background_distances(rows)))]
 
 
 def _palette() -> tuple[np.ndarray, list[str]]:
@@ -150,6 +157,24 @@ def detect(img: np.ndarray) -> Detection:
     ys, xs = np.nonzero(mask)
     centre = ((xs.mean() + 0.5) / w, (ys.mean() + 0.5) / h)
     return Detection(True, bg, classify_shape(f), colour_name(img[mask]), centre, area, f)
+
+
+def looks_like_toy_scene(frame: np.ndarray) -> bool:
+    """Whether one uint8 (H, W, 3) RGB frame reads as a toy-world scene. The rule: (1) its
+    border strips, read per row (step 1), lie within ``TOY_BACKGROUND_MAX_DIST`` (mean RGB
+    distance over the rows) of one world background profile: real footage has borders that
+    vary along the row, and no toy background's colours; (2) one object is found on it
+    (step 2, at least ``MIN_AREA`` of the image) and (3) covers at most
+    ``TOY_OBJECT_MAX_AREA`` of it (a photo behind uniform letterbox bars is all "object").
+    A real photo of one object on a plain backdrop of a toy background's colour can pass."""
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError("looks_like_toy_scene() takes one uint8 (H, W, 3) RGB image")
+    rows = _row_background(frame)
+    if _background_distances(rows).min() > TOY_BACKGROUND_MAX_DIST:
+        return False
+    mask = object_mask(frame, rows)
+    area = float(mask.mean())
+    return MIN_AREA <= area <= TOY_OBJECT_MAX_AREA
 
 
 def detect_clip(frames: np.ndarray) -> list[Detection]:

@@ -223,6 +223,15 @@ def uncalibrated_scale(width: int, height: int) -> float:
     return 1.0 if max(int(width or 0), int(height or 0)) > 128 else 0.02
 
 
+def ui_tier(studio):
+    """The settings tier the tabs start from (:class:`vcstudio.config.TierDefaults`): the demo
+    tier with the embedded demo model or on a CPU-sized Space (at most 8 frames), else the
+    full tier."""
+    from ..config import tier_defaults
+
+    return tier_defaults(demo_tier(studio))
+
+
 def ensure_session(studio, sid: Optional[str]) -> str:
     """The hidden textbox holds only the session's secret; a forged or expired one (another
     visitor's owner id read from a path included) gets a fresh session."""

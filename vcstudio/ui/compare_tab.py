@@ -16,8 +16,8 @@ from ..errors import InputError, VcsError
 from ..jobs.compare import COMPARE_METRICS, best_table, load_entry
 from .common import (NO_CLIP, VIDEO_TYPES, about, as_int, bounds_of, check_bounds,
                      device_group, ensure_session, estimate_device, gr_error, gr_update,
-                     job_validator, run_job, served, uncalibrated_scale, upload, validated,
-                     any_string, demo_tier)
+                     job_validator, run_job, served, ui_tier, uncalibrated_scale, upload,
+                     validated, any_string, demo_tier)
 from .plots import StreamView, plot_update, table_update
 
 # what the Compare job computes, re-exported for the tab's callers
@@ -100,7 +100,7 @@ def compare_config(studio, path, prompt, edit_prompt, names, past, frames, size,
                          seeds=[as_int("Seed", seed)],
                          model=studio.model or "", frames=as_int("Frames", frames),
                          size=as_int("Size", size), steps=as_int("Tuning steps", steps),
-                         guidance=5.0 if demo_tier(studio) else 12.5)
+                         guidance=ui_tier(studio).guidance)
 
 
 def compare_estimate_text(studio, names, runs, frames, size, steps) -> str:
@@ -236,6 +236,7 @@ def build(studio, sid_state, edit_refs):
 
     # the demo model, or a CPU-sized Space: small defaults that finish in minutes
     small = demo_tier(studio)
+    tier = ui_tier(studio)
     lim = studio.limits
     group = device_group(studio)
     with gr.Tab("Compare Methods", elem_id="compare-tab") as tab:
@@ -268,15 +269,15 @@ def build(studio, sid_state, edit_refs):
                 with gr.Row():
                     frames = gr.Slider(2, max(2, lim.max_frames), value=min(8, lim.max_frames),
                                        step=1, label="Frames")
-                    size = gr.Slider(64, max(64, lim.max_side), value=64 if small else 512,
+                    size = gr.Slider(64, max(64, lim.max_side), value=tier.side,
                                      step=8, label="Size (long side)",
                                      info="the other side follows the clip's aspect, as in "
                                           "the Edit tab")
                     steps = gr.Slider(10, max(10, lim.max_steps), value=60 if small else 300,
                                       step=10, label="Tuning steps")
-                    seed = gr.Number(value=33, precision=0, label="Seed")
+                    seed = gr.Number(value=tier.seed, precision=0, label="Seed")
                 est = gr.Markdown(compare_estimate_text(
-                    studio, labels[:2], [], min(8, lim.max_frames), 64 if small else 512,
+                    studio, labels[:2], [], min(8, lim.max_frames), tier.side,
                     60 if small else 300), elem_id="compare-estimate", label="Estimate")
                 btn = gr.Button("Compare", variant="primary")
                 with gr.Row():

@@ -18,7 +18,7 @@ from ..methods.registry import PICKABLE
 from .common import (EXAMPLES, about, NO_CLIP, VIDEO_TYPES, Ticker, as_float, as_int,
                      device_group, ensure_session, estimate_device, frame_strip, gr_error,
                      gr_update, bounds_of, check_bounds, job_validator, last_result, run_job,
-                     served, uncalibrated_scale, upload, validated, any_string, demo_tier)
+                     served, ui_tier, uncalibrated_scale, upload, validated, any_string)
 from .plots import StreamView, plot_update, table_update, table_widths
 
 METHODS = list(PICKABLE)
@@ -64,8 +64,7 @@ def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, w
 def default_long_side(studio) -> int:
     """The longest side a new clip is fitted to: the largest this tier allows, at most the
     model's own size (512 for SD; the embedded demo model is a 64 px model)."""
-    small = demo_tier(studio)
-    return min(studio.limits.max_side, 64 if small else 512)
+    return min(studio.limits.max_side, ui_tier(studio).side)
 
 
 def clip_size(studio, sid, video) -> tuple[str, int, int]:
@@ -102,6 +101,20 @@ def clip_player(studio, sid, video):
         return served(studio, write_mp4(frames, out))
     except Exception:  # the preview's own message says what is wrong with the clip
         return None
+def footage_notice(studio, sid, video) -> str:
+    """The notice a new clip gets before any tune: the demo-model warning
+    (:func:`vcstudio.jobs.tune.real_footage_notice`) when this studio's model is the embedded
+    demo model and the clip's first frame is no toy scene; "" otherwise, and for no clip or
+    one that cannot be read (the preview says what is wrong with it)."""
+    from ..jobs.tune import real_footage_notice
+
+    if not video or not studio.embedded:
+        return ""
+    try:
+        path = upload(studio, ensure_session(studio, sid), video)
+    except Exception:
+        return ""
+    return real_footage_notice(path, True, studio.limits) or ""
 
 
 def preview_frames(studio, sid, video, frames, stride, start, width, height, resize,
@@ -459,7 +472,7 @@ def build(studio, sid_state):
 
     lim = studio.limits
     # the demo model, or a CPU-sized Space: small defaults that finish in minutes
-    small = demo_tier(studio)
+    tier = ui_tier(studio)
     side0 = default_long_side(studio)
     lo_side = -(-lim.min_side // 8) * 8
     group = device_group(studio)
@@ -474,12 +487,15 @@ def build(studio, sid_state):
                                 elem_id="edit-clip")
                 player = gr.Video(label="The clip", height=160, interactive=False,
                                   autoplay=True, loop=True, elem_id="edit-player")
+                # the demo model on real footage: said on upload, before any tune (one may go on)
+                notice = gr.Markdown(visible=False, elem_id="edit-footage-notice",
+                                     elem_classes=["vcs-banner"])
                 prompt = gr.Textbox(value="", label="Source prompt: what the clip shows",
                                     placeholder="a red circle moving right on the beach")
                 with gr.Row():
-                    frames = gr.Slider(1, lim.max_frames, value=8 if small else 24, step=1,
+                    frames = gr.Slider(1, lim.max_frames, value=tier.frames, step=1,
                                        label="Frames")
-                    stride = gr.Slider(1, 8, value=1 if small else 2, step=1, label="Stride")
+                    stride = gr.Slider(1, 8, value=tier.stride, step=1, label="Stride")
                     start = gr.Number(value=0, precision=0, label="Start frame", minimum=0)
                 with gr.Row():
                     width = gr.Slider(lo_side, lim.max_side, value=side0, step=8,
@@ -510,12 +526,12 @@ def build(studio, sid_state):
                         disc = gr.Checkbox(True, label="Discriminator")
                         hyper = gr.Checkbox(True, label="Hyper-loss")
                 with gr.Row():
-                    steps = gr.Slider(10, lim.max_steps, value=100 if small else 500, step=10,
+                    steps = gr.Slider(10, lim.max_steps, value=tier.steps, step=10,
                                       label="Tuning steps")
-                    lr = gr.Number(value=3e-5, label="Learning rate")
-                    seed = gr.Number(value=33, precision=0, label="Seed")
-                est = gr.Markdown(estimate_text(studio, 8 if small else 24, side0, side0,
-                                                100 if small else 500), label="Estimate")
+                    lr = gr.Number(value=tier.lr, label="Learning rate")
+                    seed = gr.Number(value=tier.seed, precision=0, label="Seed")
+                est = gr.Markdown(estimate_text(studio, tier.frames, side0, side0, tier.steps),
+                                  label="Estimate")
                 with gr.Row():
                     tune_btn = gr.Button("Tune", variant="primary")
                     stop_btn = gr.Button("Stop", variant="stop")
@@ -544,10 +560,11 @@ def build(studio, sid_state):
                                      placeholder="a blue square moving right on the beach")
                 negative = gr.Textbox(value="", label="Negative prompt (optional)")
                 with gr.Row():
-                    esteps = gr.Slider(5, 100, value=50, step=1, label="Sampling steps")
-                    guidance = gr.Slider(1, 20, value=5.0 if small else 12.5, step=0.5,
+                    esteps = gr.Slider(5, 100, value=tier.edit_steps, step=1,
+                                       label="Sampling steps")
+                    guidance = gr.Slider(1, 20, value=tier.guidance, step=0.5,
                                          label="Guidance")
-                    eseed = gr.Number(value=33, precision=0, label="Seed")
+                    eseed = gr.Number(value=tier.seed, precision=0, label="Seed")
                 inversion = gr.Checkbox(True, label="Start from the inverted clip (keeps its "
                                                     "motion)")
                 inv_prompt = gr.Dropdown(INVERSION_PROMPTS, value="run",
@@ -596,6 +613,14 @@ def build(studio, sid_state):
                 return session, None, ""
             return preview_frames(studio, session, clip, frames, stride, start, width, height,
                                   fit, position)
+
+        def clip_notice(session: str, clip: Optional[str]):
+            """A warning toast and a notice under the clip when the demo model meets real
+            footage (the user may still tune)."""
+            text = footage_notice(studio, session, clip)
+            if text:
+                gr.Warning(text)
+            return gr_update(value=f"⚠️ {text}" if text else "", visible=bool(text))
 
         def clip_dims(session: str, clip: Optional[str]):
             """The clip's aspect at the largest size this tier allows."""
@@ -672,12 +697,14 @@ def build(studio, sid_state):
         fit_outputs = [sid_state, strip, strip_info]
         # a new clip: size the sliders to its aspect, then preview; user edits of a setting
         # preview again (``input``: not the sliders' programmatic updates, so one preview)
-        video.change(clip_dims, [sid_state, video], [sid_state, width, height],
-                     api_name="clip_size",
-                     concurrency_id="preview", concurrency_limit=4).then(
-            preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview").then(
-            lambda session, clip: clip_player(studio, session, clip), [sid_state, video],
-            player, api_name=False, concurrency_id="preview", show_progress="hidden")
+        sized = video.change(clip_dims, [sid_state, video], [sid_state, width, height],
+                             api_name="clip_size", concurrency_id="preview",
+                             concurrency_limit=4)
+        sized.then(preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview")
+        sized.then(lambda session, clip: clip_player(studio, session, clip), [sid_state, video],
+                   player, api_name=False, concurrency_id="preview", show_progress="hidden")
+        sized.then(clip_notice, [sid_state, video], notice, api_name=False,
+                   concurrency_id="preview")
         # a page's session is set when it loads: list the tunes it may resume (any tab's, on
         # a desktop; this browser's own on a public Space)
         sid_state.change(refresh_resumable, [sid_state, resumable], resumable, api_name=False,
