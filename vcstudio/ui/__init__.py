@@ -5,7 +5,9 @@ import os
 import sys
 from typing import Optional
 
-CSS = ".vcs-banner {padding: 8px 12px; border-radius: 6px; background: #fff4d6; color: #5c4400}"
+CSS = (".vcs-banner {padding: 8px 12px; border-radius: 6px; background: #fff4d6; color: #5c4400}"
+       # a figure fits its column (drawn ~640 px wide), never overflows it
+       " .vcs-figure img {max-width: 100%; height: auto}")
 
 
 def _model_notice() -> tuple[str, bool, str]:
