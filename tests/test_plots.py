@@ -145,3 +145,22 @@ def test_each_method_declares_the_terms_its_loss_plot_draws_and_their_axes():
     assert list(both)[0] == "loss" and set(both) == set(dct) | set(apla)
     assert len(set(both.values())) == 6
     assert set(plotted_terms()) >= set(both) | {"l", "l_fg", "l_bg"}  # every method's
+
+
+def test_the_compare_figure_has_a_panel_per_metric_and_a_line_per_run():
+    from vcstudio.ui.compare_tab import _rows, compare_figure
+
+    series = {"baseline · clip_text": [30.0, 31.0, 29.0], "dct · clip_text": [32.0, 33.0, 31.5],
+              "baseline · warp_error": [None, 2e-3, 1e-3], "dct · warp_error": [None, 1e-3, 5e-4]}
+    rows = _rows(series)
+    assert set(rows["value"]["axis"]) == {"CLIP text alignment (100 x cos)",
+                                          "warp error (MSE of RGB in 0-1)"}
+    fig = compare_figure(rows["value"])
+    panels = [a for a in fig.axes if a.get_visible()]
+    assert [a.get_title() for a in panels] == ["CLIP text alignment (100 x cos)",
+                                               "warp error (MSE of RGB in 0-1)"]
+    for ax, metric in zip(panels, ("clip_text", "warp_error")):
+        lines = {ln.get_label(): list(ln.get_ydata()) for ln in ax.get_lines()}
+        assert lines == {run: [v for v in series[f"{run} · {metric}"] if v is not None]
+                         for run in ("baseline", "dct")}
+    assert compare_figure(None) is None
