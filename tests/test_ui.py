@@ -70,8 +70,25 @@ def test_tune_then_edit_through_the_api(app_url, clip_file):
     assert estatus == "Done." and Path(video["video"] if isinstance(video, dict) else video).exists()
     names = [r[0] for r in table["data"]]
     assert "warp_error" in names and "consistency_adjacent" in names
-    # the per-frame plot reaches a client as API.md says: its settings + "value" (the rows)
-    assert {"frame", "value", "raw", "series"} <= set(plot["value"]["columns"])
+    # the per-frame plot reaches a client as API.md says: its settings + "value" (the rows),
+    # real values each with its metric's axis and unit (nothing normalised to 0-1)
+    cols = plot["value"]["columns"]
+    assert {"frame", "value", "raw", "series", "axis"} <= set(cols)
+    rows = [dict(zip(cols, r)) for r in plot["value"]["data"]]
+    clip = [r for r in rows if r["series"] == "clip_text"]
+    assert clip and all(r["axis"] == "CLIP text alignment (100 x cos)" for r in clip)
+    assert all(r["value"] == r["raw"] for r in rows)
+    mean = float(next(r[1] for r in table["data"] if r[0] == "clip_text"))
+    assert sum(r["value"] for r in clip) / len(clip) == pytest.approx(mean, abs=1e-3)
+    assert {r["axis"] for r in rows if r["series"] == "warp_error"} == {
+        "warp error (MSE of RGB in 0-1)"}
+    # the loss rows: every step's real loss, on the denoising-loss axis
+    lcols = loss["value"]["columns"]
+    lrows = [dict(zip(lcols, r)) for r in loss["value"]["data"]]
+    assert [r["step"] for r in lrows if r["series"] == "loss"] == list(range(1, 11))
+    assert {r["axis"] for r in lrows} == {"denoising loss"} and not any(r["earlier"]
+                                                                        for r in lrows)
+    assert preview is not None  # 10 steps: previews at step 2 and at the last step
 
 
 def test_bad_input_is_a_message_and_the_app_keeps_working(app_url, clip_file):

@@ -153,6 +153,39 @@ def prior_preview_s(preview_steps: int, step_s: float) -> float:
     return step_s * (2 * PRIOR_SAMPLE_STEP_SHARE * preview_steps + 1.0)
 
 
+def first_preview(start: int, every: int, steps: int) -> int | None:
+    """The step of a tune's first preview: the first multiple of ``every`` after ``start``
+    (a resumed tune's checkpoint step), whatever previews cost -- a short tune shows one
+    within its first fifth at the tab's every = steps // 5 --; None when there is none
+    before the last step (whose preview is always made) or none are asked for (every 0)."""
+    if every <= 0:
+        return None
+    k = (start // every + 1) * every
+    return k if k < steps else None
+
+
+def next_preview(after: int, every: int, cadence: int, steps: int) -> int | None:
+    """The preview after the one at step ``after``: ``cadence`` steps on (preview_cadence:
+    at most ~10% of the tuning time on previews), rounded up to the ``every`` grid; None
+    unless it leaves ``cadence`` steps before the last step's own preview, so the previews
+    after the first stay within the budget."""
+    if every <= 0 or cadence <= 0:
+        return None
+    k = -(-(after + cadence) // every) * every
+    return k if k + cadence <= steps else None
+
+
+def previews_left(step: int, next_at: int | None, every: int, cadence: int,
+                  steps: int) -> int:
+    """How many previews a tune at ``step`` still makes: from ``next_at`` on at ``cadence``
+    (:func:`next_preview`), plus the last step's."""
+    n, k = 0, next_at
+    while k is not None and k < steps:
+        n += 1
+        k = next_preview(k, every, cadence, steps)
+    return n + (1 if step < steps and every > 0 else 0)
+
+
 def previews_in(steps: int, start: int, cadence: int) -> int:
     """How many previews a tune from ``start`` to ``steps`` makes at ``cadence``."""
     if cadence <= 0:

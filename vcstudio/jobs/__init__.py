@@ -74,3 +74,11 @@ def resume_plan(store, job_id: str) -> tuple[str, Any, Optional[str]]:
     if not folder:
         raise InputError(f"Job {job_id} recorded no run folder to continue; tune again.")
     return job.kind, spec.load(config), folder
+
+
+def resumed_losses(folder) -> list[dict]:
+    """The per-step logs a tune resumed in run folder ``folder`` starts from (its losses.json,
+    written with every checkpoint): a resumed tune's loss plot draws them before its own."""
+    from ..pipelines.runs import RunFolder
+
+    return RunFolder(Path(folder)).losses() if folder else []

@@ -60,10 +60,12 @@ def validate(cfg: LongJobConfig, limits: Limits) -> None:
 def plan(story: str, prompts: list[str], frames: int, window: int, stride: int, fusion: str,
          prompt_mode: str = "majority") -> dict:
     """The timeline and window layout of a long video, without a model: ``graph`` (the scene
-    graph of a story, else None), ``segments``, ``layout`` (WindowLayout), ``table`` (one row
-    per window) and ``image`` (the layout picture, uint8)."""
-    from ..pipelines.windows import layout_image, layout_table, make_layout
-    from ..scene import parse_story, story_segments
+    graph, however the prompts came: a story's parse, or the prompts given one per segment,
+    each read as one main event; with its ``timeline``: each segment's prompt and frames),
+    ``segments``, ``layout`` (WindowLayout), ``prompts`` (per window its (segment, weight)
+    pairs), ``table`` (one row per window)."""
+    from ..pipelines.windows import layout_table, make_layout, window_prompts
+    from ..scene import parse_prompts, parse_story
     from ..scene.segments import check_segments, even_segments
 
     frames, window, stride = int(frames), int(window), int(stride)
@@ -71,20 +73,24 @@ def plan(story: str, prompts: list[str], frames: int, window: int, stride: int, 
         raise InputError(f"The window ({window}) is longer than the video ({frames}).")
     if stride > window:
         raise InputError(f"The stride ({stride}) must not exceed the window ({window}).")
-    graph = None
     if story and story.strip():
-        graph = parse_story(story).to_dict()
-        segs = story_segments(story, frames)
+        g = parse_story(story)
+        segs, source = g.segments(frames), "story"
     else:
         lines = [p.strip() for p in prompts if p and p.strip()]
         if not lines:
             raise InputError("Write a story, or one prompt per line.")
-        segs = even_segments(lines, frames)
+        g = parse_prompts(lines)
+        segs, source = even_segments(lines, frames), "prompts (one per segment)"
     segs = check_segments(segs, frames)
+    graph = {"source": source,
+             "timeline": [{"segment": i, "prompt": s.prompt, "first_frame": s.start,
+                           "last_frame": s.end - 1} for i, s in enumerate(segs)],
+             **g.to_dict()}
     layout = make_layout(frames, window, stride, fusion)
     return {"graph": graph, "segments": segs, "layout": layout,
-            "table": layout_table(layout, segs, prompt_mode),
-            "image": layout_image(layout, segs)}
+            "prompts": window_prompts(layout, segs, prompt_mode),
+            "table": layout_table(layout, segs, prompt_mode)}
 
 
 def estimate(cfg: LongJobConfig, device="cpu", calibration_dir=None) -> dict:

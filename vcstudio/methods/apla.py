@@ -26,7 +26,7 @@ from ..config import APLAConfig
 from ..errors import InputError
 from ..models.diffusion_math import x0_and_eps
 from ..models.vgt import VideoGenerationTransformer, build_vgt
-from .base import Cost, Preset, StepState, TuneMethod
+from .base import TOTAL, Cost, Plotted, Preset, StepState, TuneMethod
 from .discriminator import AdversarialTrainer, NoiseDiscriminator
 from .hyper_loss import HyperLoss, perceptual_encoder
 
@@ -114,6 +114,17 @@ class APLAMethod(TuneMethod):
     # --steps uses it. Compare presets keep the comparison's own step count (a fair comparison
     # at equal steps), except apla-1500.
     paper_defaults = {"steps": APLA_STEPS}
+    # "loss" is the hyper-loss alpha MSE + beta L1 + gamma perceptual (eq. 18) when it is on
+    plotted = (TOTAL,
+               Plotted("mse", "APLA hyper-loss parts (unweighted)", "MSE"),
+               Plotted("l1", "APLA hyper-loss parts (unweighted)", "L1"),
+               Plotted("perceptual", "APLA hyper-loss parts (unweighted)", "perceptual"),
+               Plotted("adv_g", "APLA adversarial losses", "adv_g: generator (x lambda)"),
+               Plotted("disc_loss", "APLA adversarial losses", "disc_loss: discriminator"),
+               Plotted("disc_acc", "APLA ratios: discriminator accuracy, |VGT| / |U-Net|",
+                       "disc_acc"),
+               Plotted("vgt_ratio", "APLA ratios: discriminator accuracy, |VGT| / |U-Net|",
+                       "|VGT| / |U-Net| (Fig. 5b)"))
 
     @classmethod
     def cost(cls, cfg) -> Cost:

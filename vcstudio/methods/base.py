@@ -6,7 +6,8 @@ the denoising loss, add loss terms, and run its own update after each step (a di
 What the rest of vcstudio needs to know about a method lives on its class, so no code outside
 methods/ tests a method's name: its named presets (the papers' ablation rows), its share of the
 memory/time estimate, whether it replaces the denoising loss, the method underneath it (combined
-tuning keeps the tuned run's method), its paper defaults and its benchmark settings.
+tuning keeps the tuned run's method), its paper defaults, its benchmark settings and the logged
+terms the loss plots draw (``plotted``: each on an axis of its own scale and unit).
 """
 from __future__ import annotations
 
@@ -61,6 +62,23 @@ class Preset:
 
 
 @dataclass(frozen=True)
+class Plotted:
+    """A logged term the loss plots draw: ``term`` is its key in the step's logs, ``axis``
+    the small multiple it is drawn on (terms of one scale and unit share one; the text is
+    the axis' label), ``label`` what the legend says about it."""
+
+    term: str
+    axis: str
+    label: str = ""
+
+
+# the axis every method's denoising loss is drawn on; a method that adds weighted terms
+# draws their sum ``TOTAL`` beside it
+LOSS_AXIS = "denoising loss"
+TOTAL = Plotted("total", LOSS_AXIS, "total: loss + the weighted terms")
+
+
+@dataclass(frozen=True)
 class Cost:
     """A method's share of a tuning estimate, at Stable-Diffusion-1.x scale: extra GiB (its
     modules, feature nets, graphs) and the factor on a baseline training step's time."""
@@ -85,6 +103,8 @@ class TuneMethod:
     # the TuneConfig sections this method reads (a Compare over CLWS weightings varies
     # ``dct.clws`` only for the variants that read ``dct``)
     sections: tuple[str, ...] = ()
+    # the logged terms the loss plots draw, each on its axis (methods/registry.plotted_terms)
+    plotted: tuple[Plotted, ...] = (Plotted("loss", LOSS_AXIS, "loss"),)
 
     def __init__(self, cfg=None) -> None:
         self.cfg = cfg

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError, ModelNotFoundError
 from ..models.adapter import ADAPTER_PATTERN, SITES, install_ms_adapters
-from .base import Cost, Preset, StepState, TuneMethod
+from .base import TOTAL, Cost, Plotted, Preset, StepState, TuneMethod
 from .clws import CLWS_NAMES, make_clws
 from .freq_loss import feature_loss
 
@@ -139,12 +139,22 @@ def _effnet_layers(layers) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+# DCT's consistency losses share one axis (the same frequency-domain feature distance, eq. 10)
+CONS_AXIS = "DCT consistency losses (frequency-domain feature distance)"
+
+
 class DCTMethod(TuneMethod):
     """MS-Adapter + CLIP semantic + VGG texture frequency-domain consistency + CLWS."""
 
     name = "dct"
     sections = ("dct",)
     presets = _presets()
+    plotted = (TOTAL,
+               Plotted("l_sem", CONS_AXIS, "l_sem: semantic (CLIP)"),
+               Plotted("l_tex", CONS_AXIS, "l_tex: texture (VGG)"),
+               Plotted("l_cons", CONS_AXIS, "l_cons: CLWS-weighted (eq. 11)"),
+               Plotted("alpha", "DCT CLWS weight alpha (semantic share, 0-1)",
+                       "alpha (w_sem)"))
 
     @classmethod
     def cost(cls, cfg) -> Cost:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from .base import Cost, StepState, TuneMethod
+from .base import LOSS_AXIS, Cost, Plotted, StepState, TuneMethod
 from .fgbg import FgBgWeights, fgbg_losses, latent_mask
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,10 @@ class FgBgMethod(TuneMethod):
     replaces_denoise_loss = True
     presets = ()
     paper_defaults = {"lr": 2e-6, "steps": 250}  # consistency-tuning paper, sec. 4
+    # "loss" is eq. 20's l1 L + l2 L_fg + l3 L_bg; its parts on the same (MSE) scale
+    plotted = (Plotted("l", LOSS_AXIS, "L: whole frame"),
+               Plotted("l_fg", LOSS_AXIS, "L_fg: foreground"),
+               Plotted("l_bg", LOSS_AXIS, "L_bg: background"))
 
     @classmethod
     def underlying(cls, cfg) -> str:

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from ..errors import InputError
-from .base import Cost, Preset, TuneMethod
+from .base import Cost, Plotted, Preset, TuneMethod
 
 
 def _dct() -> type[TuneMethod]:
@@ -119,6 +119,20 @@ def bench_config(cfg, **opts):
         if label:
             labels.append(label)
     return cfg, "; ".join(labels)
+
+
+def plotted_terms(cfg=None) -> dict[str, Plotted]:
+    """The logged terms a loss plot draws, by log key, in drawing order (the denoising loss
+    first): what the methods of a run tuned with ``cfg`` declare in their ``plotted`` (every
+    method's when ``cfg`` is None). A term no part declares (grad_norm, the weighted copies,
+    the baseline's total, which is its loss) is not drawn."""
+    classes = [TuneMethod, *part_classes(cfg)] if cfg is not None else [
+        TuneMethod, _dct(), _apla(), _fgbg()]
+    out: dict[str, Plotted] = {}
+    for cls in classes:
+        for p in cls.plotted:
+            out.setdefault(p.term, p)
+    return out
 
 
 def presets() -> dict[str, Preset]:

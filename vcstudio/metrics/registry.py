@@ -29,6 +29,7 @@ class MetricSpec:
     needs: tuple[str, ...] = ()  # "prompt", "source", "image"
     default: bool = True
     description: str = ""
+    axis: str = ""  # what a per-frame value is, with its unit: a plot's axis label
 
 
 REGISTRY: dict[str, MetricSpec] = {}
@@ -39,29 +40,40 @@ ALIASES = {"consistency": ("consistency_adjacent", "consistency_all_pairs"),
 _NEED_FLAG = {"prompt": "--prompt", "source": "--source", "image": "--image"}
 
 
-def register(name: str, needs: Iterable[str] = (), default: bool = True, description: str = ""):
+def register(name: str, needs: Iterable[str] = (), default: bool = True, description: str = "",
+             axis: str = ""):
     def deco(fn):
-        REGISTRY[name] = MetricSpec(name, fn, tuple(needs), default, description)
+        REGISTRY[name] = MetricSpec(name, fn, tuple(needs), default, description, axis)
         return fn
     return deco
 
 
+def axis_label(name: str) -> str:
+    """The axis a metric's per-frame values are read on: what it measures and its unit
+    ("warp error (MSE of RGB in 0-1)"); the name itself for a metric that declares none."""
+    spec = REGISTRY.get(name)
+    return spec.axis if spec is not None and spec.axis else name
+
+
 # --- CLIP --------------------------------------------------------------------------------------
 
-@register("clip_text", needs=("prompt",), description=clip_scores.ALIGN_DEF)
+@register("clip_text", needs=("prompt",), description=clip_scores.ALIGN_DEF,
+          axis="CLIP text alignment (100 x cos)")
 def _clip_text(ctx: VideoContext) -> MetricResult:
     vals = clip_scores.text_alignment_from_embeddings(ctx.embeddings("clip"), ctx.text_embedding())
     return MetricResult("clip_text", float(vals.mean()), list(vals), ctx.clip_encoder().name,
                         clip_scores.ALIGN_DEF, True)
 
 
-@register("consistency_adjacent", description=clip_scores.ADJ_DEF)
+@register("consistency_adjacent", description=clip_scores.ADJ_DEF,
+          axis="CLIP consistency with the previous frame (100 x cos)")
 def _cons_adj(ctx: VideoContext) -> MetricResult:
     return clip_scores.frame_consistency(None, "adjacent", ctx.clip_encoder(),
                                          ctx.embeddings("clip"))
 
 
-@register("consistency_all_pairs", description=clip_scores.ALL_DEF)
+@register("consistency_all_pairs", description=clip_scores.ALL_DEF,
+          axis="CLIP consistency, all pairs (100 x cos)")
 def _cons_all(ctx: VideoContext) -> MetricResult:
     return clip_scores.frame_consistency(None, "all_pairs", ctx.clip_encoder(),
                                          ctx.embeddings("clip"))
@@ -69,24 +81,28 @@ def _cons_all(ctx: VideoContext) -> MetricResult:
 
 # --- VBench ------------------------------------------------------------------------------------
 
-@register("subject_consistency", description=vbench.SUBJ_DEF)
+@register("subject_consistency", description=vbench.SUBJ_DEF,
+          axis="subject consistency (DINO, 0-1)")
 def _subject(ctx: VideoContext) -> MetricResult:
     return vbench.subject_consistency(None, ctx.dino_encoder(), ctx.embeddings("dino"))
 
 
-@register("background_consistency", description=vbench.BG_DEF)
+@register("background_consistency", description=vbench.BG_DEF,
+          axis="background consistency (CLIP, 0-1)")
 def _background(ctx: VideoContext) -> MetricResult:
     return vbench.background_consistency(None, ctx.clip_encoder(), ctx.embeddings("clip"))
 
 
-@register("i2v_subject", needs=("image",), description="VBench-I2V i2v_subject (DINO)")
+@register("i2v_subject", needs=("image",), description="VBench-I2V i2v_subject (DINO)",
+          axis="i2v subject (DINO cos to the image, 0-1)")
 def _i2v_subject(ctx: VideoContext) -> MetricResult:
     return vbench.i2v_consistency("i2v_subject", ctx.embeddings("dino"),
                                   ctx.image_embedding("dino"), ctx.dino_encoder().name)
 
 
 @register("i2v_background", needs=("image",),
-          description="VBench-I2V i2v_background with CLIP standing in for DreamSim")
+          description="VBench-I2V i2v_background with CLIP standing in for DreamSim",
+          axis="i2v background (CLIP cos to the image, 0-1)")
 def _i2v_background(ctx: VideoContext) -> MetricResult:
     return vbench.i2v_consistency("i2v_background", ctx.embeddings("clip"),
                                   ctx.image_embedding("clip"), ctx.clip_encoder().name)
@@ -98,7 +114,7 @@ def _pairs_needed(ctx: VideoContext, name: str, definition: str, k: int = 2):
     return None
 
 
-@register("flicker", description=vbench.FLICKER_DEF)
+@register("flicker", description=vbench.FLICKER_DEF, axis="flicker score (1 = no change, 0-1)")
 def _flicker(ctx: VideoContext) -> MetricResult:
     if (r := _pairs_needed(ctx, "flicker", vbench.FLICKER_DEF)):
         return r
@@ -109,7 +125,7 @@ def _flicker(ctx: VideoContext) -> MetricResult:
                         vbench.FLICKER_DEF, True)
 
 
-@register("dynamic_degree", description=vbench.DYN_DEF)
+@register("dynamic_degree", description=vbench.DYN_DEF, axis="top-5% flow magnitude (px / frame)")
 def _dynamic(ctx: VideoContext) -> MetricResult:
     if (r := _pairs_needed(ctx, "dynamic_degree", vbench.DYN_DEF)):
         return r
@@ -131,7 +147,7 @@ def _smoothness(ctx: VideoContext) -> MetricResult:
 FLOW_DEF = "mean forward optical-flow magnitude per pair, pixels/frame (how much motion)"
 
 
-@register("flow", description=FLOW_DEF)
+@register("flow", description=FLOW_DEF, axis="optical flow magnitude (px / frame)")
 def _flow(ctx: VideoContext) -> MetricResult:
     if (r := _pairs_needed(ctx, "flow", FLOW_DEF)):
         return r
@@ -142,7 +158,7 @@ def _flow(ctx: VideoContext) -> MetricResult:
                         FLOW_DEF, None)
 
 
-@register("warp_error", description=warp_mod.DEFINITION)
+@register("warp_error", description=warp_mod.DEFINITION, axis="warp error (MSE of RGB in 0-1)")
 def _warp(ctx: VideoContext) -> MetricResult:
     if (r := _pairs_needed(ctx, "warp_error", warp_mod.DEFINITION)):
         return r
@@ -160,7 +176,7 @@ def _warp(ctx: VideoContext) -> MetricResult:
                         extra={"flow_from": which})
 
 
-@register("fci", description=fci_mod.DEFINITION)
+@register("fci", description=fci_mod.DEFINITION, axis="flow change (px)")
 def _fci(ctx: VideoContext) -> MetricResult:
     if (r := _pairs_needed(ctx, "fci", fci_mod.DEFINITION, 3)):
         return r
@@ -174,14 +190,14 @@ def _fci(ctx: VideoContext) -> MetricResult:
 
 # --- reconstruction ----------------------------------------------------------------------------
 
-@register("psnr", needs=("source",), description=recon.PSNR_DEF)
+@register("psnr", needs=("source",), description=recon.PSNR_DEF, axis="PSNR to the source (dB)")
 def _psnr(ctx: VideoContext) -> MetricResult:
     f, s = ctx.frames, ctx.matched_source()
     vals = ctx.memo_each("psnr", ctx.n, lambda t: recon.psnr_frames(f[t:t + 1], s[t:t + 1])[0])
     return MetricResult("psnr", float(np.mean(vals)), vals, "pixels", recon.PSNR_DEF, True)
 
 
-@register("ssim", needs=("source",), description=recon.SSIM_DEF)
+@register("ssim", needs=("source",), description=recon.SSIM_DEF, axis="SSIM to the source (0-1)")
 def _ssim(ctx: VideoContext) -> MetricResult:
     f, s = ctx.frames, ctx.matched_source()
     vals = ctx.memo_each("ssim", ctx.n, lambda t: recon.ssim_frames(f[t:t + 1], s[t:t + 1],
@@ -189,7 +205,8 @@ def _ssim(ctx: VideoContext) -> MetricResult:
     return MetricResult("ssim", float(np.mean(vals)), vals, "pixels", recon.SSIM_DEF, True)
 
 
-@register("lpips", needs=("source",), description=recon.LPIPS_DEF)
+@register("lpips", needs=("source",), description=recon.LPIPS_DEF,
+          axis="LPIPS to the source (AlexNet)")
 def _lpips(ctx: VideoContext) -> MetricResult:
     model = ctx.cache.get(("lpips", str(ctx.lpips_weights), str(ctx.lpips_alexnet)),
                           lambda: recon.build_lpips(ctx.lpips_weights, ctx.lpips_alexnet))
@@ -206,7 +223,7 @@ VCD_DEF = ("VCD (Video Consistency Distance): SWD of DFT amplitude/phase of VGG1
            "between the conditioning image and frames 2..N, weights (N-i+1)/N; lower is better")
 
 
-@register("vcd", needs=("image",), description=VCD_DEF)
+@register("vcd", needs=("image",), description=VCD_DEF, axis="VCD to the image (SWD)")
 def _vcd(ctx: VideoContext) -> MetricResult:
     try:
         from ..methods.vcd import vcd  # lazily: the I2V work provides it

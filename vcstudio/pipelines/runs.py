@@ -140,6 +140,16 @@ class RunFolder:
                              "aside to go on without the run's record.")
         return m
 
+    def losses(self) -> list[dict]:
+        """losses.json: the per-step logs ({"step": k, "loss": ..., ...}) of the steps done,
+        written with every checkpoint and at the end; [] without (or with a damaged) file."""
+        p = self.path / "losses.json"
+        try:
+            rows = json.loads(p.read_text()) if p.is_file() else []
+        except (OSError, ValueError):
+            return []
+        return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
     def update_meta(self, **kw) -> dict:
         m = self.meta()
         m.update(kw)

@@ -8,7 +8,6 @@ clipping, resumable checkpoints, previews and cancellation between steps.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,11 +143,8 @@ def _load_checkpoint(rf: RunFolder, model: VideoDenoiser, opt, method: TuneMetho
             opt.state[p] = st
     method.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("method/")})
     gen.set_state(tensors["rng"])
-    losses = []
-    lp = rf.path / "losses.json"
-    if lp.is_file():
-        losses = json.loads(lp.read_text())
-    return int(meta["step"]), losses
+    step = int(meta["step"])
+    return step, [r for r in rf.losses() if r.get("step", 0) <= step]
 
 
 def check_tune_memory(cfg: TuneConfig, base: BaseModel, device) -> None:
@@ -461,10 +457,10 @@ class _TuneClock:
         known = cal.lookup(folder, device, cfg.model, cfg.method, self.frames, self.width,
                            self.height).speed
         self.known = known
-        # before anything is measured here: the calibrated preview cost, else the prior
+        # the first preview: the first multiple of preview_every after ``start`` (a resumed
+        # tune too), never pushed out by the cost rule; the last step always has one
         self.cadence = cfg.preview_every
-        self.next_preview = start + cfg.preview_every if cfg.preview_every else None
-        self._first_cadence_set = False
+        self.next_preview = cal.first_preview(start, cfg.preview_every, cfg.steps)
 
     @property
     def step_s(self) -> float:
@@ -483,19 +479,25 @@ class _TuneClock:
         return self.cal.prior_preview_s(self.cfg.preview_steps, self.step_s)
 
     def _replan(self, after: int) -> None:
+        """After a preview at ``after``: the next one far enough on that the previews after
+        the first cost at most ~10% of the tuning time (measured preview and step times),
+        on the preview_every grid, and only where it leaves that many steps before the last
+        step's own preview (which is always made)."""
         self.cadence = self.cal.preview_cadence(self.cfg.preview_every, self.preview_s,
                                                 self.step_s)
-        self.next_preview = after + self.cadence if self.cadence else None
+        self.next_preview = self.cal.next_preview(after, self.cfg.preview_every, self.cadence,
+                                                  self.cfg.steps)
 
     def step_done(self, seconds: float) -> None:
         self.step_times.append(seconds)
-        if not self._first_cadence_set and self.cfg.preview_every:
-            self._first_cadence_set = True  # one step measured: space the first preview out
-            self._replan(self.start)
 
     def preview_due(self, step: int) -> bool:
-        return self.next_preview is not None and step >= self.next_preview \
-            and step < self.cfg.steps
+        """A preview after ``step``: the first one (at preview_every), the budgeted ones
+        between, and the last step's, whenever previews are asked for."""
+        if not self.cfg.preview_every:
+            return False
+        return step >= self.cfg.steps or (self.next_preview is not None
+                                          and step >= self.next_preview)
 
     def preview_done(self, step: int, seconds: float) -> None:
         self.preview_times.append(seconds)
@@ -508,9 +510,9 @@ class _TuneClock:
     def eta(self, step: int) -> float:
         left = self.cfg.steps - step
         n_prev = 0
-        if self.next_preview is not None and self.cadence:
-            n_prev = max(0, (self.cfg.steps - 1 - self.next_preview) // self.cadence + 1) \
-                if self.next_preview < self.cfg.steps else 0
+        if self.cfg.preview_every and step < self.cfg.steps:
+            n_prev = self.cal.previews_left(step, self.next_preview, self.cfg.preview_every,
+                                            self.cadence, self.cfg.steps)
         inv = self.inv_step_s or (self.known.sample_step_s if self.known and
                                   self.known.sample_step_s else
                                   self.cal.PRIOR_SAMPLE_STEP_SHARE * self.step_s)

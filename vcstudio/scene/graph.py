@@ -55,6 +55,7 @@ class Event:
     cue: str = ""  # the connective that introduced it ("then", "while", "" ...)
     attached_to: Optional[str] = None
     anchor: str = ""  # "first" | "final" | ""
+    prompt: str = ""  # a timeline's prompt as written (parse_prompts): the segment prompt
 
 
 @dataclass
@@ -115,8 +116,11 @@ class SceneGraph:
         return out
 
     def segment_prompt(self, eid: str) -> str:
-        """The main event's clause plus every clause attached to it ("... while the sun sets")."""
+        """The main event's clause plus every clause attached to it ("... while the sun sets");
+        a timeline prompt's event: the prompt as written."""
         main = self.event(eid)
+        if main.prompt:  # a timeline's own prompt, as the user wrote it
+            return main.prompt
         text = main.text
         for e in self.events:
             if e.attached_to != eid:

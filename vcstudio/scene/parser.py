@@ -455,102 +455,156 @@ def _sentences(story: str) -> list[list[str]]:
 
 # ---------------------------------------------------------------------------- top level
 
+class _Story:
+    """The parse of a story (or of a timeline's prompts) as it goes: the parser and the main
+    event the next clause follows."""
+
+    def __init__(self, text: str) -> None:
+        self.p = _Parser(text)
+        self.g = self.p.g
+        self.prev_main: Optional[Event] = None
+        self.pos = 0
+
+    def link(self, a: Optional[Event], b: Event, cue: str) -> None:
+        if a is not None and a.id != b.id:
+            self.g.temporal.append(TemporalLink("before", a.id, b.id, cue))
+
+    def attach(self, e: Event, m: Event, cue: str) -> None:
+        e.attached_to = m.attached_to or m.id
+        self.g.temporal.append(TemporalLink("during", e.id, e.attached_to, cue))
+
+    def group(self, m: Optional[Event]) -> list[str]:
+        if m is None:
+            return []
+        ids = list(m.subjects)
+        for e in self.g.events:
+            if e.attached_to == m.id:
+                ids += [s for s in e.subjects if s not in ids]
+        return ids
+
+    def read(self, text: str) -> None:
+        """Every sentence of ``text``: its clauses become events, linked in time."""
+        p, link, attach, group = self.p, self.link, self.attach, self.group
+        for sent in _sentences(text):
+            frags = _split_sentence(sent)
+            k = 0
+            while k < len(frags):
+                f = frags[k]
+                kind, cue = f["kind"], f["cue"]
+                prev_main, pos = self.prev_main, self.pos
+                if kind.startswith("sub:") and k == 0 and len(frags) > 1 and not frags[1]["cue"]:
+                    # leading subordinate clause: "After Y, X" / "Before Y, X" / "While Y, X"
+                    rel = kind[4:]
+                    sub = p.clause(f["tokens"], pos, cue, main=(rel != "during"),
+                                   group_subjects=group(prev_main))
+                    m = p.clause(frags[1]["tokens"], pos + 1, "", main=True,
+                                 group_subjects=group(prev_main))
+                    self.pos += 2
+                    if rel == "during":
+                        attach(sub, m, cue)
+                        link(prev_main, m, "")
+                    elif rel == "after":
+                        link(prev_main, sub, "")
+                        link(sub, m, cue)
+                    else:  # before: the main clause happens first
+                        link(prev_main, m, "")
+                        link(m, sub, cue)
+                    self.prev_main = m
+                    k += 2
+                    continue
+                if kind.startswith("sub:") and prev_main is not None:
+                    rel = kind[4:]
+                    e = p.clause(f["tokens"], pos, cue, main=False,
+                                 group_subjects=group(prev_main))
+                    if rel == "during":
+                        attach(e, prev_main, cue)
+                    elif rel == "after":
+                        link(e, prev_main, cue)
+                    else:
+                        link(prev_main, e, cue)
+                    # "X after Y, then Z": Z follows the main clause X, which stays prev_main
+                    self.pos += 1
+                    k += 1
+                    continue
+                if kind == "during" and prev_main is not None:
+                    e = p.clause(f["tokens"], pos, cue, main=False,
+                                 group_subjects=group(prev_main))
+                    attach(e, prev_main, cue)
+                    self.pos += 1
+                    k += 1
+                    continue
+                e = p.clause(f["tokens"], pos, cue, main=True, group_subjects=group(prev_main))
+                if kind == "final":
+                    e.anchor = "final"
+                elif kind == "first":
+                    e.anchor = "first"
+                link(prev_main, e, cue or ("," if f.get("comma") else ""))
+                self.prev_main = e
+                self.pos += 1
+                k += 1
+
+    def anchor(self) -> None:
+        """"first" / "finally" clauses before / after every other main event."""
+        g = self.g
+        mains = g.main_events()
+        for e in mains:
+            for o in mains:
+                if o.id == e.id or o.anchor == e.anchor:
+                    continue
+                if e.anchor == "first":
+                    g.temporal.append(TemporalLink("before", e.id, o.id, "first"))
+                if e.anchor == "final":
+                    g.temporal.append(TemporalLink("before", o.id, e.id, "finally"))
+        # links that contradict an anchor ("Finally X. Y." has the implicit X -> Y) are dropped
+        anchor = {e.id: e.anchor for e in mains}
+        g.temporal = [t for t in g.temporal if t.type != "before"
+                      or t.cue in ("first", "finally")
+                      or not ((anchor.get(t.a) == "final" and anchor.get(t.b) != "final")
+                              or (anchor.get(t.b) == "first" and anchor.get(t.a) != "first"))]
+
+
 def parse_story(story: str) -> SceneGraph:
     """Story prompt -> scene graph with entities, actions, relations and temporal links."""
     if not story or not story.strip():
         raise InputError("The story is empty; describe what happens, e.g. "
                          "'a corgi runs on the beach, then jumps into the sea'.")
-    p = _Parser(story.strip())
-    g = p.g
-    prev_main: Optional[Event] = None
-    pos = 0
+    st = _Story(story.strip())
+    st.read(story)
+    st.anchor()
+    return st.g
 
-    def link(a: Optional[Event], b: Event, cue: str) -> None:
-        if a is not None and a.id != b.id:
-            g.temporal.append(TemporalLink("before", a.id, b.id, cue))
 
-    def attach(e: Event, m: Event, cue: str) -> None:
-        e.attached_to = m.attached_to or m.id
-        g.temporal.append(TemporalLink("during", e.id, e.attached_to, cue))
-
-    def group(m: Optional[Event]) -> list[str]:
-        if m is None:
-            return []
-        ids = list(m.subjects)
-        for e in g.events:
-            if e.attached_to == m.id:
-                ids += [s for s in e.subjects if s not in ids]
-        return ids
-
-    for sent in _sentences(story):
-        frags = _split_sentence(sent)
-        k = 0
-        while k < len(frags):
-            f = frags[k]
-            kind, cue = f["kind"], f["cue"]
-            if kind.startswith("sub:") and k == 0 and len(frags) > 1 and not frags[1]["cue"]:
-                # leading subordinate clause: "After Y, X" / "Before Y, X" / "While Y, X"
-                rel = kind[4:]
-                sub = p.clause(f["tokens"], pos, cue, main=(rel != "during"),
-                               group_subjects=group(prev_main))
-                m = p.clause(frags[1]["tokens"], pos + 1, "", main=True,
-                             group_subjects=group(prev_main))
-                pos += 2
-                if rel == "during":
-                    attach(sub, m, cue)
-                    link(prev_main, m, "")
-                elif rel == "after":
-                    link(prev_main, sub, "")
-                    link(sub, m, cue)
-                else:  # before: the main clause happens first
-                    link(prev_main, m, "")
-                    link(m, sub, cue)
-                prev_main = m
-                k += 2
-                continue
-            if kind.startswith("sub:") and prev_main is not None:
-                rel = kind[4:]
-                e = p.clause(f["tokens"], pos, cue, main=False, group_subjects=group(prev_main))
-                if rel == "during":
-                    attach(e, prev_main, cue)
-                elif rel == "after":
-                    link(e, prev_main, cue)
-                else:
-                    link(prev_main, e, cue)
-                # "X after Y, then Z": Z follows the main clause X, which stays prev_main
-                pos += 1
-                k += 1
-                continue
-            if kind == "during" and prev_main is not None:
-                e = p.clause(f["tokens"], pos, cue, main=False, group_subjects=group(prev_main))
-                attach(e, prev_main, cue)
-                pos += 1
-                k += 1
-                continue
-            e = p.clause(f["tokens"], pos, cue, main=True, group_subjects=group(prev_main))
-            if kind == "final":
-                e.anchor = "final"
-            elif kind == "first":
-                e.anchor = "first"
-            link(prev_main, e, cue or ("," if f.get("comma") else ""))
-            prev_main = e
-            pos += 1
-            k += 1
-
-    mains = g.main_events()
-    for e in mains:
-        for o in mains:
-            if o.id == e.id or o.anchor == e.anchor:
-                continue
-            if e.anchor == "first":
-                g.temporal.append(TemporalLink("before", e.id, o.id, "first"))
-            if e.anchor == "final":
-                g.temporal.append(TemporalLink("before", o.id, e.id, "finally"))
-    # links that contradict an anchor ("Finally X. Y." has the implicit X -> Y) are dropped
-    anchor = {e.id: e.anchor for e in mains}
-    g.temporal = [t for t in g.temporal if t.type != "before" or t.cue in ("first", "finally")
-                  or not ((anchor.get(t.a) == "final" and anchor.get(t.b) != "final")
-                          or (anchor.get(t.b) == "first" and anchor.get(t.a) != "first"))]
+def parse_prompts(prompts) -> SceneGraph:
+    """A timeline given as one prompt per segment -> its scene graph: each prompt is read like
+    a story's sentence (entities shared and pronouns resolved across prompts: "a dog runs" /
+    "it jumps" is one dog), and is ONE main event, in the given order, whose segment prompt
+    is the prompt as written; a prompt's further clauses ("..., then ...", "... while ...")
+    happen during it. The graph's ``segments`` are then the timeline's prompts."""
+    lines = [str(p).strip() for p in prompts if p and str(p).strip()]
+    if not lines:
+        raise InputError("Give at least one prompt.")
+    st = _Story("\n".join(lines))
+    g = st.g
+    heads: list[Event] = []
+    for line in lines:
+        before = len(g.events)
+        st.read(line)
+        new = g.events[before:]
+        mains = [e for e in new if e.attached_to is None]
+        head = mains[0] if mains else new[0]
+        head.attached_to, head.anchor, head.prompt = None, "", line
+        ids = {e.id for e in new}
+        for e in new:
+            if e is not head:
+                e.attached_to = head.id
+        # within a prompt nothing is ordered against the timeline: its clauses are "during"
+        g.temporal = [t for t in g.temporal if not (t.a in ids or t.b in ids)]
+        g.temporal += [TemporalLink("during", e.id, head.id, "same prompt") for e in new
+                       if e is not head]
+        if heads:
+            g.temporal.append(TemporalLink("before", heads[-1].id, head.id, "next prompt"))
+        heads.append(head)
+        st.prev_main = head
     return g
 
 

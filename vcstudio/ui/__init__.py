@@ -8,7 +8,9 @@ from typing import Optional
 CSS = (".vcs-banner {padding: 8px 12px; border-radius: 6px; background: #fff4d6; color: #5c4400}"
        # table headers wrap between words, never inside one ("metho d")
        " .vcs-table th, .vcs-table th * {word-break: normal !important;"
-       " overflow-wrap: normal !important; hyphens: none !important}")
+       " overflow-wrap: normal !important; hyphens: none !important}"
+       # a figure fits its column (drawn ~640 px wide), never overflows it
+       " .vcs-figure img {max-width: 100%; height: auto}")
 
 
 def _model_notice() -> tuple[str, bool, str]:

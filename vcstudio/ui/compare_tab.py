@@ -18,7 +18,8 @@ from .common import (NO_CLIP, VIDEO_TYPES, about, as_int, bounds_of, check_bound
                      device_group, ensure_session, estimate_device, gr_error, gr_update,
                      job_validator, run_job, served, ui_tier, uncalibrated_scale, upload,
                      validated, any_string, demo_tier)
-from .plots import StreamView, plot_update, table_update
+from .plots import (StreamView, figure_of, metric_axis, plot_update, rows_frame,
+                    table_update)
 
 # what the Compare job computes, re-exported for the tab's callers
 __all__ = ["COMPARE_METRICS", "best_table", "load_entry", "past_choices", "compare_handler",
@@ -174,8 +175,8 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
                     yield (f"{variant}: {view.status(item)}",
                            served(studio, view.video) if "video" in changed else gr_update(),
                            gr_update(),
-                           plot_update(streamed, "frame", "run · metric")
-                           if "metrics" in changed else gr_update(), gr_update(), gr_update())
+                           _rows(streamed) if "metrics" in changed else gr_update(),
+                           gr_update(), gr_update())
         finally:
             view.close()
         for name, msg in res.failed:  # one failing variant does not sink the comparison
@@ -184,11 +185,26 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
                   for m in ("clip_text", "warp_error")
                   if m in e["scores"] and not e["scores"][m].get("skipped")}
         yield ("Done: best per column marked with ★.", served(studio, res.montage),
-               _frame(res.table), plot_update(series, "frame", "run · metric"),
+               _frame(res.table), _rows(series),
                [served(studio, res.csv), served(studio, res.json)],
                gr_update(choices=past_choices(studio.store, _owner(studio, sid))))
     except Exception as e:
         raise gr_error(e)
+
+
+def _rows(series: dict):
+    """The per-frame rows of ``{"run · metric": values}`` (API clients read them): the real
+    values, each with its metric's axis."""
+    return plot_update(series, "frame", "run · metric", metric_axis)
+
+
+def compare_figure(rows):
+    """The page's figure of the per-frame rows: one panel per metric (its own axis and
+    unit), one line per run."""
+    df = rows_frame(rows)
+    return None if df is None else figure_of(
+        df, {name: name.rsplit(" · ", 1)[0] for name in df["series"]},
+        title="Per-frame CLIP alignment and warp error, by run")
 
 
 def open_sweep_handler(studio, sid, sweep_id):
@@ -293,8 +309,14 @@ def build(studio, sid_state, edit_refs):
                                      elem_classes=["vcs-table"],
                                      headers=["method", *COMPARE_METRICS])  # not "1 2 3"
         with gr.Row():
+            # the page shows the figure of the rows API clients read (API.md: plot) in the
+            # visually hidden LinePlot
+            figure = gr.Plot(label="Per-frame CLIP alignment and warp error, by run",
+                             show_label=False, format="png", elem_id="compare-figure",
+                             elem_classes=["vcs-figure"])  # titled in the figure
             plot = gr.LinePlot(x="frame", y="value", color="series",
-                               label="Per-frame CLIP alignment and warp error")
+                               label="Per-frame CLIP alignment and warp error",
+                               visible="hidden")
             files = gr.File(label="Export (CSV, JSON)", file_count="multiple")
         # -- the named API (API.md)
         def refresh_past(session: str):
@@ -346,6 +368,8 @@ def build(studio, sid_state, edit_refs):
         sweep_btn.click(open_sweep, [sid_state, sweeps], [status, montage, table, plot, files],
                         api_name="open_sweep", concurrency_id="control",
                         show_progress_on=[status])
+        plot.change(compare_figure, plot, figure, api_name=False, concurrency_id="figure",
+                    concurrency_limit=2, trigger_mode="always_last", show_progress="hidden")
         compare_inputs = [sid_state, video, prompt, edit_prompt, names, past, runs, frames,
                           size, steps, seed]
         btn.click(compare, compare_inputs, [status, montage, table, plot, files, past],

@@ -14,25 +14,22 @@ import gradio as gr
 
 from ..config import DataConfig, DCTConfig, APLAConfig, EditConfig, TuneConfig
 from ..errors import InputError
-from ..methods.registry import PICKABLE
+from ..methods.registry import PICKABLE, plotted_terms
 from .common import (EXAMPLES, about, NO_CLIP, VIDEO_TYPES, Ticker, as_float, as_int,
                      device_group, ensure_session, estimate_device, frame_strip, gr_error,
                      gr_update, bounds_of, check_bounds, job_validator, last_result, run_job,
                      served, ui_tier, uncalibrated_scale, upload, validated, any_string)
-from .plots import StreamView, plot_update, table_update, table_widths
+from .plots import (StepSeries, StreamView, figure_of, metric_axis, plot_update,
+                    rows_update, table_update, table_widths)
 
 METHODS = list(PICKABLE)
 CLWS = ["mul-fourier", "fourier", "exponential", "gaussian", "linear", "constant"]
 
-# logged terms drawn on the live loss plot: the denoising loss, DCT's (l_sem, l_tex, l_cons,
-# alpha) and APLA's (hyper-loss parts, adversarial terms, ||VGT|| / ||U-Net||)
-PLOTTED = ("loss", "l_sem", "l_tex", "l_cons", "alpha", "perceptual", "adv_g", "disc_loss",
-           "disc_acc", "vgt_ratio")
-
 
 def _previews(steps: int) -> dict:
-    """The tab's preview request (the tune spaces them to cost at most ~10% of tuning)."""
-    return {"preview_every": max(10, int(steps) // 5), "preview_steps": 10}
+    """The tab's preview request: every fifth of the tune (the tune always shows the first of
+    them and its last step, and spaces the others so they cost at most ~10% of tuning)."""
+    return {"preview_every": max(1, int(steps) // 5), "preview_steps": 10}
 
 
 def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, width: int,
@@ -158,10 +155,32 @@ def estimate_text(studio, frames, width, height, steps, method: str = "baseline"
     return estimate_line(est, dev)
 
 
-def _tune_stream(studio, sid, items):
-    """Render a tune job's events: (session, job id, status, loss plot, preview, run dir). A
-    stopped tune ends like a finished one, with its loss curve, preview and run folder kept."""
-    losses: dict[str, list] = {}
+def loss_rows(losses: StepSeries, terms: dict):
+    """The LinePlot update of a tune's logged terms: rows (step, value, raw, series = the
+    term, axis, earlier) API clients read, each term on the axis its method declares
+    (methods/registry.plotted_terms); a resumed tune's earlier steps first."""
+    return rows_update(losses.rows({k: p.axis for k, p in terms.items()}), "step", "loss term")
+
+
+def loss_figure(rows):
+    """The page's figure of the loss rows: one panel per axis, real values, each term's
+    legend text from its method; a dashed line where a resumed tune went on."""
+    return figure_of(rows, {k: p.label for k, p in plotted_terms().items()},
+                     title="Loss terms by step: real values, one panel per axis")
+
+
+def metric_figure(rows):
+    """The page's figure of per-frame metric rows: one panel per metric, its own unit."""
+    return figure_of(rows, title="Per-frame metrics of the edit: one panel per metric")
+
+
+def _tune_stream(studio, sid, items, terms: dict, earlier=()):
+    """Render a tune job's events: (session, job id, status, loss rows, preview, run dir).
+    ``terms``: the logged terms drawn ({key: Plotted}); ``earlier``: a resumed tune's logs
+    before its checkpoint, drawn first. A stopped tune ends like a finished one, with its
+    loss curves, preview and run folder kept."""
+    losses = StepSeries(list(terms))
+    losses.extend(earlier)
     preview = None
     tick = Ticker()
     jid = None
@@ -169,27 +188,22 @@ def _tune_stream(studio, sid, items):
         if isinstance(item, tuple):
             if item[0] == "job":
                 jid = item[1]
-                yield sid, jid, "Queued…", None, None, None
+                yield sid, jid, "Queued…", loss_rows(losses, terms), None, None
             else:
                 res = item[1]
                 msg = (f"{res.message}" if res.stopped else
                        f"Tuned {res.steps} steps in {res.seconds:.0f} s. Now type an edit "
                        "prompt below.")
-                yield sid, jid, msg, plot_update(losses, "step", "loss term"), preview, \
-                    str(res.run_dir)
+                yield sid, jid, msg, loss_rows(losses, terms), preview, str(res.run_dir)
             continue
         ev = item
         if ev.stage == "tune":
-            for k in PLOTTED:
-                if k in ev.metrics:  # None-padded: terms that skip steps (DCT's stepwise
-                    s = losses.setdefault(k, [])  # schedule) stay at their own step
-                    s.extend([None] * (ev.step - 1 - len(s)))
-                    s.append(ev.metrics[k])
+            losses.add(ev.step, ev.metrics)
         if ev.preview is not None:
             preview = frame_strip(ev.preview)
         if tick.due(ev):
             msg = f"{ev.stage}: {ev.message or f'{ev.step}/{ev.total}'}"
-            yield sid, jid, msg, plot_update(losses, "step", "loss term"), preview, None
+            yield sid, jid, msg, loss_rows(losses, terms), preview, None
 
 
 def tune_job_config(studio, path, prompt, *settings) -> TuneConfig:
@@ -218,7 +232,7 @@ def _path_of(video) -> str:
 def tune_handler(studio, sid, video, prompt, frames, stride, start, width, height, resize,
                  position, method, steps, lr, seed, adapter, semantic, texture, clws, vgt, disc,
                  hyper, request=None, progress=None):
-    """Generator: (session, job id, status, loss plot, preview, run dir)."""
+    """Generator: (session, job id, status, loss rows, preview, run dir)."""
     sid = ensure_session(studio, sid)
     try:
         path = upload(studio, sid, video)
@@ -226,7 +240,7 @@ def tune_handler(studio, sid, video, prompt, frames, stride, start, width, heigh
                               resize, position, method, steps, lr, seed, adapter, semantic,
                               texture, clws, vgt, disc, hyper)
         yield from _tune_stream(studio, sid, run_job(studio, sid, "tune", cfg, request,
-                                                     progress))
+                                                     progress), plotted_terms(cfg))
     except Exception as e:
         raise gr_error(e)
 
@@ -260,8 +274,9 @@ def resumable_choices(studio, sid) -> list[tuple[str, str]]:
 
 
 def resume_handler(studio, sid, job_id, request=None, progress=None):
-    """Generator: continue this visitor's interrupted or stopped tune from its checkpoint."""
-    from ..jobs import resume_plan
+    """Generator: continue this visitor's interrupted or stopped tune from its checkpoint; its
+    loss plot starts with the steps tuned before (the run folder's losses.json)."""
+    from ..jobs import resume_plan, resumed_losses
 
     sid = ensure_session(studio, sid)
     try:
@@ -270,8 +285,10 @@ def resume_handler(studio, sid, job_id, request=None, progress=None):
         if studio.public and studio.store.job(job_id).session_id != studio.owner(sid):
             raise InputError("That tune belongs to another visitor; pick one of yours.")
         name, cfg, folder = resume_plan(studio.store, job_id)
+        earlier = resumed_losses(folder)
         yield from _tune_stream(studio, sid, run_job(studio, sid, name, cfg, request, progress,
-                                                     out=folder, resume_of=job_id))
+                                                     out=folder, resume_of=job_id),
+                                plotted_terms(cfg), earlier)
     except Exception as e:
         raise gr_error(e)
 
@@ -283,8 +300,8 @@ INVERSION_PROMPTS = [("the run's setting", "run"), ("the empty prompt (Tune-A-Vi
 
 def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, inversion,
                  inversion_prompt="run", request=None, progress=None, control=None):
-    """Generator: (video, gif, status, per-frame metric plot, metric table). ``control``: the
-    Structure panel's values (ui/structure.py)."""
+    """Generator: (video, gif, status, per-frame metric rows, metric table). ``control``: the
+    Structure panel's values (ui/structure.py). The page draws the rows' figure."""
     from .structure import control_configs
 
     sid = ensure_session(studio, sid)
@@ -314,8 +331,8 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
                     changed.add("video")
                 if changed or tick.due(item):
                     yield (served(studio, view.video), served(studio, gif), view.status(item),
-                           plot_update(view.metrics.series) if view.metrics.series
-                           else gr_update(), gr_update())
+                           plot_update(view.metrics.series, "frame", "metric", metric_axis)
+                           if "metrics" in changed else gr_update(), gr_update())
             plot, table = score_view(res.scores)
             yield served(studio, res.mp4), served(studio, res.gif), "Done.", plot, table
         finally:
@@ -396,12 +413,14 @@ SCORE_HEADERS = ["metric", "value", "model", "skipped"]
 
 
 def score_view(results: dict):
-    """Per-frame plot (named, normalised series; integer frames) and per-video table of an
-    edit's scores."""
+    """(per-frame rows, per-video table) of an edit's scores: each metric's real values by
+    frame, with its own axis and unit (metrics/registry.axis_label); the page draws the rows
+    as small multiples (:func:`vcstudio.ui.plots.figure_of`)."""
     series = {name: r.per_frame for name, r in results.items() if not r.skipped}
     rows = [[name, None if r.skipped else round(float(r.value), 4), r.model or "",
              r.skipped or ""] for name, r in results.items()]
-    return plot_update(series, "frame", "metric"), table_update(rows, SCORE_HEADERS)
+    return (plot_update(series, "frame", "metric", metric_axis),
+            table_update(rows, SCORE_HEADERS))
 
 
 def push_handler(studio, sid, run_dir, repo_id, token, public=False, oauth_token=None):
@@ -541,10 +560,15 @@ def build(studio, sid_state):
                     resume_refresh = gr.Button("↻", scale=0, min_width=40)
                     resume_btn = gr.Button("Resume", scale=1)
                 status = gr.Markdown("Ready.", elem_id="edit-status", label="Status")
+                # the page shows the figure (one panel per axis, real values), drawn from
+                # the rows API clients get (API.md: loss) in the visually hidden LinePlot
+                loss_fig = gr.Plot(label="Loss terms by step (each on its own axis)",
+                                   show_label=False, format="png", elem_id="edit-loss-figure",
+                                   elem_classes=["vcs-figure"])  # titled in the figure
                 loss_plot = gr.LinePlot(x="step", y="value", color="series", label="Loss",
-                                        elem_id="edit-loss-plot")
+                                        elem_id="edit-loss-plot", visible="hidden")
                 tune_preview = gr.Image(label="Preview while tuning", height=110,
-                                        interactive=False)
+                                        interactive=False, elem_id="edit-tune-preview")
         run_dir = gr.Textbox(value="", label="Run folder (this session's)", interactive=False)
         with gr.Accordion("Open a Tune-A-Video folder", open=False):
             with gr.Row():
@@ -579,8 +603,12 @@ def build(studio, sid_state):
                                      elem_id="edit-video")
                 out_gif = gr.File(label="GIF")
         with gr.Row():
+            metric_fig = gr.Plot(label="Per-frame metrics (each on its own axis)",
+                                 show_label=False, format="png", elem_id="edit-metric-figure",
+                                 elem_classes=["vcs-figure"])  # titled in the figure
             metric_plot = gr.LinePlot(x="frame", y="value", color="series",
-                                      label="Per-frame metrics", elem_id="edit-metric-plot")
+                                      label="Per-frame metrics", elem_id="edit-metric-plot",
+                                      visible="hidden")
             metric_table = gr.Dataframe(headers=SCORE_HEADERS, label="Per-video metrics",
                                         elem_classes=["vcs-table"],
                                         interactive=False, wrap=True,
@@ -727,17 +755,16 @@ def build(studio, sid_state):
         tune_inputs = [sid_state, video, prompt, frames, stride, start, width, height, resize,
                        position, method, steps, lr, seed, adapter, semantic, texture, clws, vgt,
                        disc, hyper]
+        tune_outputs = [sid_state, job_id, status, loss_plot, tune_preview, run_dir]
         tune_ev = tune_btn.click(
-            tune, tune_inputs,
-            [sid_state, job_id, status, loss_plot, tune_preview, run_dir], api_name="tune",
+            tune, tune_inputs, tune_outputs, api_name="tune",
             concurrency_id=group, concurrency_limit=1, show_progress_on=[status],
             validator=validated(tune, tune_check(studio), tune_inputs))
         tune_ev.then(refresh_resumable, [sid_state, resumable], resumable, api_name=False)
         stop_btn.click(stop, [sid_state, job_id], status, api_name="stop",
                        concurrency_id="control", concurrency_limit=None)
-        resume_btn.click(resume, [sid_state, resumable],
-                         [sid_state, job_id, status, loss_plot, tune_preview, run_dir],
-                         api_name="resume", concurrency_id=group, concurrency_limit=1,
+        resume_btn.click(resume, [sid_state, resumable], tune_outputs, api_name="resume",
+                         concurrency_id=group, concurrency_limit=1,
                          show_progress_on=[status]).then(
             refresh_resumable, [sid_state, resumable], resumable, api_name=False)
         resume_refresh.click(refresh_resumable, [sid_state, resumable], resumable,
@@ -749,6 +776,13 @@ def build(studio, sid_state):
                        api_name="edit", concurrency_id=group, concurrency_limit=1,
                        show_progress_on=[estatus],
                        validator=validated(edit, edit_check(studio), edit_inputs))
+        # the figures the page shows, drawn from the rows the plots hold (the newest only)
+        loss_plot.change(loss_figure, loss_plot, loss_fig, api_name=False,
+                         concurrency_id="figure", concurrency_limit=2,
+                         trigger_mode="always_last", show_progress="hidden")
+        metric_plot.change(metric_figure, metric_plot, metric_fig, api_name=False,
+                           concurrency_id="figure", trigger_mode="always_last",
+                           show_progress="hidden")
         tav_btn.click(open_tav, [sid_state, tav_folder], [sid_state, tav_status, run_dir],
                       api_name="open_tav", concurrency_id=group, concurrency_limit=1,
                       show_progress_on=[tav_status])

@@ -16,14 +16,17 @@ from .common import (Ticker, about, as_int, device_group, ensure_session, frame_
 
 
 def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion: str):
-    """-> (scene graph JSON, segments table, layout picture, window table). Pure and fast."""
+    """-> (scene graph JSON, segments table, plan picture, window table). Pure and fast. The
+    picture: the timeline figure (ui/figures.plan_timeline) as an image."""
     from ..jobs.long import plan as long_plan
+    from .figures import figure_image, plan_timeline
 
     try:
         p = long_plan(story, (prompts or "").splitlines(), as_int("Frames", frames),
                       as_int("Window K", window), as_int("Stride S", stride), fusion)
         rows = [[s.prompt, s.start, s.end - 1] for s in p["segments"]]
-        return p["graph"], rows, p["image"], p["table"]
+        image = figure_image(plan_timeline(p["layout"], p["segments"], p["prompts"]))
+        return p["graph"], rows, image, p["table"]
     except Exception as e:
         raise gr_error(e)
 
@@ -200,8 +203,6 @@ def build(studio, sid_state, edit_refs):
                 gen_btn = gr.Button("Generate long video", variant="primary")
                 status = gr.Markdown(label="Status")
             with gr.Column():
-                layout = gr.Image(label="Windows (rows) over frames, and per-frame weights",
-                                  interactive=False)
                 segs = gr.Dataframe(headers=["prompt", "first frame", "last frame"],
                                     elem_classes=["vcs-table"],
                                     label="Timeline", interactive=False)
@@ -211,6 +212,10 @@ def build(studio, sid_state, edit_refs):
                                   height=90)
                 masks_view = gr.Gallery(label="Mask stage: candidates and the fused clip",
                                         columns=1, height=260)
+        # full width, its own title (the figure's): a readable timeline, no label over it
+        layout = gr.Image(label="Plan: prompts and windows over the frames", show_label=False,
+                          interactive=False, elem_id="long-plan", buttons=["download",
+                                                                           "fullscreen"])
         windows = gr.JSON(label="Windows and their prompts")
         # -- the named API (API.md)
         def long_plan(story: str, prompts: str, frames: float, window: float, stride: float,

@@ -1,10 +1,12 @@
 """Plots and tables of the tabs, and the streamed view of a generating job.
 
-Plots: named series with a legend headed by what the series are (never an empty heading), one
-y axis per unit made comparable by normalising each series to 0..1 over what has been drawn so
-far, with the raw value in the tooltip (a CLIP score of ~30 and a warp error of ~0.0001 on one
-raw axis leave one of them flat), and whole-number x ticks (frames and steps are integers).
-Tables wrap their text and get column widths, so no column is cut off.
+Plots carry real numbers. Each series is drawn on an axis of its own quantity and unit (a CLIP
+score of ~30 and a warp error of ~0.0001 never share one): the browser shows a figure of small
+multiples (:mod:`vcstudio.ui.figures`), one panel per axis, drawn from the rows API clients
+get: a (visually hidden) gr.LinePlot's value with columns x (whole frames from 0 / steps from 1),
+``value`` (the real value), ``raw`` (the same number; kept for clients from when ``value`` was
+normalised), ``series`` (the term or metric) and ``axis`` (what the value measures, with its
+unit). Tables wrap their text and get column widths, so no column is cut off.
 
 :class:`StreamView` turns an Edit / Long / Compare job's events into what the page shows while
 it runs: the predicted-x0 previews and then the frames as they decode, each as a small video in
@@ -16,11 +18,14 @@ from __future__ import annotations
 import math
 import shutil
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from ..progress import Event
+
+# which axis a series is drawn on: a {series: axis} mapping or a function of the series' name
+Axes = Union[Mapping[str, str], Callable[[str], str], None]
 
 
 def _finite(v) -> bool:
@@ -32,35 +37,39 @@ def _finite(v) -> bool:
 
 def unit_of(name: str) -> str:
     """The quantity a series measures: "baseline · clip_text" -> "clip_text" (the runs of one
-    metric share a scale, so they stay comparable with each other)."""
+    metric share its axis, so they stay comparable with each other)."""
     return name.rsplit(" · ", 1)[-1]
 
 
-def plot_frame(series: dict[str, Sequence], x: str = "frame", normalise: bool = True,
+def metric_axis(name: str) -> str:
+    """The axis of a per-frame metric series ("dct · warp_error" too): the metric's own label
+    and unit from the metrics registry."""
+    from ..metrics.registry import axis_label
+
+    return axis_label(unit_of(name))
+
+
+def _axis(axes: Axes, name: str) -> str:
+    if axes is None:
+        return unit_of(name)
+    if callable(axes):
+        return axes(name)
+    return axes.get(name, unit_of(name))
+
+
+def plot_frame(series: dict[str, Sequence], x: str = "frame", axes: Axes = None,
                start: Optional[int] = None):
     """{name: values by index} -> long DataFrame with columns ``x`` (int: frame index from 0,
-    step from 1), ``value`` (normalised 0..1 per quantity -- :func:`unit_of`: a metric over
-    every run it is drawn for --, or the raw value), ``raw`` and ``series``; None while there
-    is nothing to draw (a placeholder series would fix the browser's colour scale to it). A
-    quantity with one distinct value sits at 0.5."""
+    step from 1), ``value`` and ``raw`` (the real value), ``series`` and ``axis`` (the
+    quantity and unit it is read on: ``axes``, default the series' :func:`unit_of`); None
+    while there is nothing to draw (a placeholder series would fix the browser's colour scale
+    to it). Missing and non-finite values are left out."""
     import pandas as pd
 
     first = (1 if x == "step" else 0) if start is None else start
-    points = {name: [(i + first, float(v)) for i, v in enumerate(vals) if _finite(v)]
-              for name, vals in series.items()}
-    span: dict[str, tuple[float, float]] = {}
-    for name, pts in points.items():
-        for _, v in pts:
-            lo, hi = span.get(unit_of(name), (v, v))
-            span[unit_of(name)] = (min(lo, v), max(hi, v))
-    rows = []
-    for name, pts in points.items():
-        if not pts:
-            continue
-        lo, hi = span[unit_of(name)]
-        for i, v in pts:
-            y = (0.5 if hi == lo else (v - lo) / (hi - lo)) if normalise else v
-            rows.append({x: int(i), "value": y, "raw": v, "series": name})
+    rows = [{x: int(i + first), "value": float(v), "raw": float(v), "series": name,
+             "axis": _axis(axes, name)}
+            for name, vals in series.items() for i, v in enumerate(vals) if _finite(v)]
     if not rows:
         return None
     df = pd.DataFrame(rows)
@@ -69,17 +78,109 @@ def plot_frame(series: dict[str, Sequence], x: str = "frame", normalise: bool = 
 
 
 def plot_update(series: dict[str, Sequence], x: str = "frame", what: str = "metric",
-                normalise: bool = True):
-    """A gr.LinePlot update for ``series``: legend titled ``what`` listing the series drawn,
-    integer x ticks, normalised y with the raw value in the tooltip."""
+                axes: Axes = None):
+    """A gr.LinePlot update with ``series``' rows (:func:`plot_frame`): see
+    :func:`rows_update`."""
+    return rows_update(plot_frame(series, x, axes), x, what)
+
+
+def rows_update(df, x: str = "frame", what: str = "metric"):
+    """A gr.LinePlot update with the rows ``df``: legend titled ``what`` listing the series
+    drawn, integer x ticks, the real value and its axis in the tooltip. The tabs keep this
+    plot in the page, visually hidden, for API clients (its value is the rows), and its
+    change draws the figure of the same rows (:func:`figure_of`)."""
     import gradio as gr
 
-    df = plot_frame(series, x, normalise)
     names = [] if df is None else list(dict.fromkeys(df["series"]))
     return gr.update(value=df, x=x, y="value", color="series", color_title=what,
                      colors_in_legend=names or None, x_axis_format="d",
-                     y_title="normalised per series (0-1; hover: raw)" if normalise else "value",
-                     tooltip=["raw"])
+                     y_title="value (each series on its own axis: see the axis column)",
+                     tooltip=["series", "value", "axis"])
+
+
+def rows_frame(value):
+    """A plot's rows back as a DataFrame: what a gr.LinePlot hands an event (its PlotData,
+    or the dict API clients see: ``{"columns", "data"}``), or a DataFrame; None if empty."""
+    import pandas as pd
+
+    if isinstance(value, Mapping) and "columns" not in value and "value" in value:
+        return rows_frame(value["value"])  # a whole update: its "value" holds the rows
+    if value is None:
+        return None
+    if isinstance(value, pd.DataFrame):
+        return value if len(value) else None
+    if not isinstance(value, Mapping):
+        value = value.model_dump() if hasattr(value, "model_dump") else vars(value)
+    cols, data = value.get("columns"), value.get("data")
+    return pd.DataFrame(data, columns=cols) if cols and data else None
+
+
+def figure_of(value, labels: Optional[Mapping[str, str]] = None,
+              marks: Optional[Mapping[int, str]] = None, title: str = ""):
+    """The page's figure of a plot's rows (:func:`plot_frame`, or what a LinePlot hands an
+    event: :func:`rows_frame`): small multiples, one panel per ``axis``, real values
+    (:func:`vcstudio.ui.figures.small_multiples`); x is "step" or "frame", whichever the
+    rows have; loss rows with an ``earlier`` column (a resumed tune's steps from before its
+    checkpoint) get a dashed line where the tune went on. None while there is nothing to
+    draw."""
+    from .figures import small_multiples
+
+    df = rows_frame(value)
+    if df is None or "axis" not in df.columns:
+        return None
+    x = "step" if "step" in df.columns else "frame"
+    if marks is None and "earlier" in df.columns and df["earlier"].astype(bool).any():
+        k = int(df.loc[df["earlier"].astype(bool), x].max())  # a resumed tune went on here
+        marks = {k: f"resumed from step {k}"}
+    return small_multiples(df, x, labels=labels, marks=marks, title=title)
+
+
+def set_point(series: dict[str, list], name: str, index: int, value) -> None:
+    """``series[name][index] = value``, None-padded: terms that skip steps (DCT's stepwise
+    schedule) and frames scored out of order stay at their own index."""
+    s = series.setdefault(name, [])
+    s.extend([None] * (index + 1 - len(s)))
+    s[index] = float(value) if _finite(value) else None
+
+
+class StepSeries:
+    """A tune's logged terms by step ({term: [value of step 1, step 2, ...]}) for the loss
+    plots: only the ``terms`` drawn (methods/registry.plotted_terms), earlier steps first
+    (a resumed tune's from its run folder), each step's values replacing what was there."""
+
+    def __init__(self, terms: Sequence[str]) -> None:
+        self.terms = tuple(terms)
+        self.series: dict[str, list] = {}
+        self.resumed_at = 0  # the steps tuned before a resume (:meth:`extend`): 0 = none
+
+    def add(self, step: int, metrics: Mapping[str, float]) -> bool:
+        hit = False
+        for k in self.terms:
+            if k in metrics and step >= 1:
+                set_point(self.series, k, step - 1, metrics[k])
+                hit = True
+        return hit
+
+    def extend(self, logs: Sequence[Mapping]) -> None:
+        """A resumed tune's earlier per-step logs (its losses.json rows: {"step": k, term:
+        value, ...}), before the steps it goes on with."""
+        for row in logs:
+            if isinstance(row, Mapping) and isinstance(row.get("step"), int):
+                self.add(row["step"], row)
+                self.resumed_at = max(self.resumed_at, row["step"])
+
+    def rows(self, axes: Axes = None):
+        """:func:`plot_frame`'s rows (x = "step") with a column ``earlier``: True for the
+        steps tuned before a resume."""
+        ordered = {k: self.series[k] for k in self.terms if k in self.series}  # terms' order
+        df = plot_frame(ordered, "step", axes)
+        if df is not None:
+            df["earlier"] = df["step"] <= self.resumed_at
+        return df
+
+    @property
+    def steps(self) -> int:
+        return max((len(v) for v in self.series.values()), default=0)
 
 
 def table_widths(headers: list[str]) -> list[str]:
@@ -111,9 +212,7 @@ class FrameSeries:
         if ev.stage != "frame-metrics" or ev.frame is None:
             return False
         for name, v in ev.metrics.items():
-            s = self.series.setdefault(name, [])
-            s.extend([None] * (ev.frame + 1 - len(s)))
-            s[ev.frame] = float(v)
+            set_point(self.series, name, ev.frame, v)
         return True
 
 
