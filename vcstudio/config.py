@@ -273,6 +273,13 @@ class TuneConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 
 
+def guided_passes(guidance: float) -> int:
+    """U-Net passes per sampling step at this guidance scale: classifier-free guidance (two
+    passes, conditional and unconditional) runs whenever the scale is not 1 (0 too) -- the
+    rule the samplers follow (pipelines/sample.py, VideoEditPipeline) and the estimates count."""
+    return 1 if float(guidance) == 1.0 else 2
+
+
 @dataclass
 class EditConfig:
     """Sampling an edit from a tuned run (Tune-A-Video ``validation_data``)."""

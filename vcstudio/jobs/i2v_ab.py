@@ -77,6 +77,64 @@ def sizes(cfg) -> tuple[Optional[int], Optional[int], Optional[int]]:
     return (cfg.frames or None, cfg.height or cfg.size or None, cfg.width or cfg.size or None)
 
 
+def step_unit(model: str, backbone: str) -> str:
+    """The calibration unit of one image-to-video denoising step (encode and decode shared out)."""
+    return f"i2v:{backbone}:{model}"
+
+
+def estimate(cfg: I2VABConfig, device="cpu", calibration_dir=None, probe=None,
+             rate: Optional[float] = None) -> dict:
+    """Seconds of this image-to-video job: each video (two for the A/B) = ``steps`` denoising
+    steps of the backbone at these frames and size (seconds per step measured by an earlier
+    generation on this device, with its encode and decode shared out; vcstudio/calibration.py
+    units, scaled by the machine's load now: ``rate``), plus the VCD scoring of both A/B videos
+    (jobs/eval.py's per-frame figure). Nothing is guessed before a first generation measures
+    the model (``seconds`` None; the job's events carry an ETA from its own first steps).
+    ``probe`` (a tune's) does not apply. Returns {"seconds", "low", "high", "how", "load",
+    "parts", "videos"}."""
+    from .. import calibration as cal
+    from .estimates import finish, rate_now
+
+    rate = rate_now(device, rate)
+    n, h, w = sizes(cfg)
+    videos = 2 if cfg.lora and cfg.ab else 1
+    per, how, load = cal.lookup_unit(calibration_dir, device, step_unit(cfg.model, cfg.backbone),
+                                     (n or 0, w or 0, h or 0), rate)
+    if per is None:
+        return {"seconds": None, "how": "uncalibrated", "load": 1.0, "parts": {},
+                "videos": videos}
+    parts = {"sample_s": videos * cfg.steps * per}
+    if videos == 2:
+        from .eval import PRIOR_VCD_FRAME_S, vcd_unit
+
+        vcd, _, _ = cal.lookup_unit(calibration_dir, device, vcd_unit(cfg.encoder), (224,), rate)
+        parts["vcd_s"] = 2 * (n or 14) * (vcd or PRIOR_VCD_FRAME_S.get(cfg.encoder, 0.5))
+    return finish(parts, how, load, videos=videos)
+
+
+def estimate_line(est: dict, device="cpu") -> str:
+    """The I2V panel's ``Estimate: ...`` line (jobs/estimates.py ``line``)."""
+    from .estimates import line
+
+    v = est.get("videos", 1)
+    counts = [f"{v} video{'s' * (v != 1)}"] + (["VCD of both"] if v == 2 else [])
+    return line(est, device, counts)
+
+
+def record_step(ctx, cfg, n_frames, height, width, steps: int, seconds: float) -> None:
+    """Record the seconds per denoising step of a generation that took ``seconds``."""
+    from .. import calibration as cal
+    from .. import loadfactor
+    from .estimates import calibration_dir
+
+    try:
+        cal.record_unit(calibration_dir(ctx), ctx.device, step_unit(cfg.model, cfg.backbone),
+                        (n_frames or 0, width or 0, height or 0), seconds / max(1, steps),
+                        loadfactor.rate(ctx.device))
+    except OSError:
+        pass
+
+
 def run(cfg: I2VABConfig, ctx) -> I2VOutcome:
     import torch
 
@@ -87,6 +145,11 @@ def run(cfg: I2VABConfig, ctx) -> I2VOutcome:
     from ..pipelines.i2v_tune import ab_sample
     from .eval import vcd_encoder
 
+    import time
+
+    from .estimates import announce
+
+    announce(ctx, estimate, estimate_line, cfg)
     image = read_image(cfg.image)
     # a fresh cache: LoRA goes into the denoiser in place and must not leak into other jobs
     bb = build_backbone(cfg.model, torch.device(ctx.device), cache=ModelCache(),
@@ -102,8 +165,10 @@ def run(cfg: I2VABConfig, ctx) -> I2VOutcome:
         from ..models.lora import load_lora
 
         load_lora(cfg.lora, bb.denoiser)
+    t0 = time.perf_counter()
     if cfg.lora and cfg.ab:
         base, tuned = ab_sample(bb, image, cfg.seed, cfg.steps, n, h, w, prompt=cfg.prompt or None)
+        record_step(ctx, cfg, n, h, w, 2 * cfg.steps, time.perf_counter() - t0)
         _, enc = vcd_encoder(cfg.encoder, ctx.cache, torch.device(ctx.device))
         vcd_fn = VCD(enc)
         with torch.no_grad():
@@ -115,6 +180,7 @@ def run(cfg: I2VABConfig, ctx) -> I2VOutcome:
                                        "vcd_tuned": float(res.scores[1].mean)})
     else:
         tuned = sample_i2v(bb, image, seed=cfg.seed, progress=ctx, cancel=ctx.cancel, **kw)
+        record_step(ctx, cfg, n, h, w, cfg.steps, time.perf_counter() - t0)
     res.frames = tuned
     write_mp4(tuned, out, cfg.fps)
     ctx.add_artifact(run_id, "mp4", out)

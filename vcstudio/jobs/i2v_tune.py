@@ -65,6 +65,41 @@ def validate(cfg: I2VTuneJobConfig, limits: Limits) -> None:
     v.seed("tune.seed (--seed)", t.seed)
 
 
+def estimate(cfg: I2VTuneJobConfig, device="cpu", calibration_dir=None, probe=None,
+              rate: Optional[float] = None) -> dict:
+    """Seconds of a VCD reward tune: ``steps`` reward steps (``inference_steps`` denoising
+    steps each, the last ``grad_steps`` with gradients, a decode of ``decode_frames`` frames
+    and VCD, measured per reward step by an earlier reward tune of this model on this device),
+    the probe samples (every ``eval_every`` steps and at the start and end: ``inference_steps``
+    denoising steps each) and the A/B (two videos + their VCD), from the per-step speeds of
+    jobs/i2v_ab.py, scaled by the machine's load now (``rate``). ``seconds`` None before a
+    first run measured the model. Returns {"seconds", "low", "high", "how", "load",
+    "parts"}."""
+    from .. import calibration as cal
+    from .estimates import finish, rate_now, worst
+    from .i2v_ab import step_unit
+
+    rate = rate_now(device, rate)
+    t = cfg.tune
+    shape = (t.num_frames or 0, t.width or 0, t.height or 0)
+    reward, how_r, load = cal.lookup_unit(calibration_dir, device,
+                                          f"i2v-reward:{cfg.backbone}:{cfg.model}", shape, rate)
+    step, how_s, _ = cal.lookup_unit(calibration_dir, device,
+                                     step_unit(cfg.model, cfg.backbone), shape, rate)
+    if reward is None:
+        return {"seconds": None, "how": "uncalibrated", "load": 1.0, "parts": {}}
+    probes = (t.steps // t.eval_every if t.eval_every else 0) + 2
+    sample = t.inference_steps * (step or reward / max(1, t.inference_steps))
+    parts = {"reward_s": t.steps * reward, "probes_s": probes * sample, "ab_s": 2 * sample}
+    return finish(parts, worst([how_r, how_s if step is not None else how_r]), load)
+
+
+def estimate_line(est: dict, device="cpu") -> str:
+    from .estimates import line
+
+    return line(est, device, ["reward steps", "probe samples", "A/B"])
+
+
 def run(cfg: I2VTuneJobConfig, ctx) -> I2VTuneOutcome:
     import dataclasses
 
@@ -77,6 +112,9 @@ def run(cfg: I2VTuneJobConfig, ctx) -> I2VTuneOutcome:
     from ..pipelines.i2v_tune import ab_sample, tune_i2v
     from .eval import vcd_encoder
 
+    from .estimates import announce
+
+    announce(ctx, estimate, estimate_line, cfg)
     images = [read_image(p) for p in cfg.images]
     t = cfg.tune
     device = torch.device(ctx.device)
@@ -91,6 +129,7 @@ def run(cfg: I2VTuneJobConfig, ctx) -> I2VTuneOutcome:
     vcd_fn = VCD(enc, size=t.vcd_size, num_proj=t.vcd_num_proj)
     log = tune_i2v(bb, images, t, prompts=cfg.prompts or None, vcd_fn=vcd_fn, progress=ctx,
                    cancel=ctx.cancel, out=out)
+    _record_reward(ctx, cfg, log)
     prompt: Optional[str] = cfg.prompts[0] if cfg.prompts else None
     base, tuned = ab_sample(bb, images[0], seed=t.seed, steps=t.inference_steps,
                             num_frames=t.num_frames, height=t.height, width=t.width,
@@ -108,3 +147,20 @@ def run(cfg: I2VTuneJobConfig, ctx) -> I2VTuneOutcome:
     ctx.finish_run(run_id)
     return I2VTuneOutcome(run_id, out, out / "lora.safetensors", log, base, tuned, vb, vt,
                           scores)
+
+
+def _record_reward(ctx, cfg: I2VTuneJobConfig, log) -> None:
+    """Seconds per reward step of this tune (its probe samples shared out), for the estimate."""
+    from .. import calibration as cal
+    from .. import loadfactor
+    from .estimates import calibration_dir
+
+    t = cfg.tune
+    if not log.step or not log.seconds:
+        return
+    try:
+        cal.record_unit(calibration_dir(ctx), ctx.device, f"i2v-reward:{cfg.backbone}:{cfg.model}",
+                        (t.num_frames or 0, t.width or 0, t.height or 0),
+                        log.seconds / len(log.step), loadfactor.rate(ctx.device))
+    except OSError:
+        pass
