@@ -16,7 +16,8 @@ from ..config import DataConfig, DCTConfig, APLAConfig, EditConfig, TuneConfig
 from ..errors import InputError
 from ..methods.registry import PICKABLE
 from .common import (EXAMPLES, about, NO_CLIP, VIDEO_TYPES, Ticker, as_float, as_int,
-                     device_group, ensure_session, estimate_device, frame_strip, gr_error,
+                     device_group, ensure_session, estimate_device, event_status, frame_strip,
+                     gr_error,
                      gr_update, bounds_of, check_bounds, job_validator, last_result, run_job,
                      served, uncalibrated_scale, upload, validated)
 from .plots import StreamView, plot_update, table_update, table_widths
@@ -30,6 +31,24 @@ PLOTTED = ("loss", "l_sem", "l_tex", "l_cons", "alpha", "perceptual", "adv_g", "
            "disc_acc", "vgt_ratio")
 
 
+# the demo tier's DDIM inversion steps, and its edits' default sampling steps (equal, so an edit
+# reuses the inversion the tune made): a tune + edit of a bundled example at the demo tier's
+# defaults takes under ~2 minutes on a 2-core CPU that is not too busy (README); the full tier
+# keeps Tune-A-Video's 50
+DEMO_INVERSION_STEPS = 20
+FULL_INVERSION_STEPS = 50
+
+
+def small_tier(studio) -> bool:
+    """The demo model, or a CPU-sized Space: small defaults that finish in minutes."""
+    return studio.embedded or studio.limits.max_frames <= 8
+
+
+def inversion_steps(studio) -> int:
+    """The tier's inversion steps (= its edits' default sampling steps)."""
+    return DEMO_INVERSION_STEPS if small_tier(studio) else FULL_INVERSION_STEPS
+
+
 def _previews(steps: int) -> dict:
     """The tab's preview request (the tune spaces them to cost at most ~10% of tuning)."""
     return {"preview_every": max(10, int(steps) // 5), "preview_steps": 10}
@@ -39,7 +58,8 @@ def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, w
                 height: int, resize: str, position: str, method: str, steps: int, lr: float,
                 seed: int, adapter: bool = True, semantic: bool = True, texture: bool = True,
                 clws: str = "mul-fourier", vgt: str = "pure", disc: bool = True,
-                hyper: bool = True, model: str = "") -> TuneConfig:
+                hyper: bool = True, model: str = "",
+                inversion_steps: int = FULL_INVERSION_STEPS) -> TuneConfig:
     """The UI's controls -> the same TuneConfig the CLI builds. Numbers must be whole where
     the setting counts something (a fraction is an error, not rounded away); the ranges are
     the job's own validate step (Studio.submit)."""
@@ -55,6 +75,7 @@ def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, w
         method=method, steps=steps, lr=as_float("Learning rate", lr),
         seed=as_int("Seed", seed),
         checkpoint_every=max(25, steps // 4), **_previews(steps),
+        inversion_steps=int(inversion_steps),
         dct=dataclasses.replace(DCTConfig(), adapter=bool(adapter), semantic=bool(semantic),
                                 texture=bool(texture), clws=clws),
         apla=dataclasses.replace(APLAConfig(), vgt=vgt, discriminator=bool(disc),
@@ -64,8 +85,7 @@ def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, w
 def default_long_side(studio) -> int:
     """The longest side a new clip is fitted to: the largest this tier allows, at most the
     model's own size (512 for SD; the embedded demo model is a 64 px model)."""
-    small = studio.embedded or studio.limits.max_frames <= 8
-    return min(studio.limits.max_side, 64 if small else 512)
+    return min(studio.limits.max_side, 64 if small_tier(studio) else 512)
 
 
 def clip_size(studio, sid, video) -> tuple[str, int, int]:
@@ -116,7 +136,8 @@ def estimate_text(studio, frames, width, height, steps, method: str = "baseline"
                          data=DataConfig(n_frames=as_int("Frames", frames),
                                          width=as_int("Width", width),
                                          height=as_int("Height", height)),
-                         steps=steps, method=method or "baseline", **_previews(steps))
+                         steps=steps, method=method or "baseline", **_previews(steps),
+                         inversion_steps=inversion_steps(studio))
         dev = estimate_device(studio)
         scale = uncalibrated_scale(cfg.data.width, cfg.data.height)
         est = estimate(cfg, dev, model_scale=scale, calibration_dir=studio.data_dir)
@@ -155,8 +176,8 @@ def _tune_stream(studio, sid, items):
         if ev.preview is not None:
             preview = frame_strip(ev.preview)
         if tick.due(ev):
-            msg = f"{ev.stage}: {ev.message or f'{ev.step}/{ev.total}'}"
-            yield sid, jid, msg, plot_update(losses, "step", "loss term"), preview, None
+            yield sid, jid, event_status(ev), plot_update(losses, "step", "loss term"), \
+                preview, None
 
 
 def tune_job_config(studio, path, prompt, *settings) -> TuneConfig:
@@ -165,7 +186,8 @@ def tune_job_config(studio, path, prompt, *settings) -> TuneConfig:
     if not prompt or not prompt.strip():
         raise about("prompt", "Describe the clip in the source prompt, e.g. 'a red circle "
                     "moving right on the beach'.")
-    return tune_config(path, prompt, *settings, model=studio.model or "")
+    return tune_config(path, prompt, *settings, model=studio.model or "",
+                       inversion_steps=inversion_steps(studio))
 
 
 def tune_check(studio):
@@ -280,7 +302,9 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
                     view.video, gif = item.outputs["mp4"], item.outputs["gif"]
                     changed.add("video")
                 if changed or tick.due(item):
-                    yield (served(studio, view.video), served(studio, gif), view.status(item),
+                    status = (event_status(item) if item.stage == "estimate"
+                              else event_status(item, view.status(item)))
+                    yield (served(studio, view.video), served(studio, gif), status,
                            plot_update(view.metrics.series) if view.metrics.series
                            else gr_update(), gr_update())
             plot, table = score_view(res.scores)
@@ -321,18 +345,16 @@ def edit_check(studio):
 
 
 def edit_estimate_text(studio, cfg) -> str:
-    """"Queued… ~12 s (inversion cached; calibrated)" from the run's calibrated speeds."""
-    from ..calibration import format_seconds
-    from ..jobs.edit import estimate
+    """"Queued… Estimate: ~12 s on cpu (inversion cached, ...; calibrated)" from the speeds
+    measured at the run's shape (jobs/edit.py ``estimate``; never waits for the device)."""
+    from ..jobs.edit import estimate, estimate_line
 
     try:
         dev = estimate_device(studio)
         est = estimate(cfg, dev, calibration_dir=studio.data_dir)
     except Exception:  # an estimate must never block the edit
         return "Queued…"
-    inv = "a new inversion at this step count" if est["inversion"] else "inversion cached"
-    how = est["how"] if est["how"] != "uncalibrated" else "uncalibrated: a first tune calibrates it"
-    return f"Queued… ~{format_seconds(est['seconds'])} ({inv}; {how})"
+    return f"Queued… {estimate_line(est, dev)}"
 
 
 def open_tav_handler(studio, sid, folder):
@@ -431,8 +453,7 @@ def build(studio, sid_state):
     from ..io import POSITIONS
 
     lim = studio.limits
-    # the demo model, or a CPU-sized Space: small defaults that finish in minutes
-    small = studio.embedded or studio.limits.max_frames <= 8
+    small = small_tier(studio)  # the demo model, or a CPU-sized Space
     side0 = default_long_side(studio)
     lo_side = -(-lim.min_side // 8) * 8
     group = device_group(studio)
@@ -515,7 +536,8 @@ def build(studio, sid_state):
                                      placeholder="a blue square moving right on the beach")
                 negative = gr.Textbox(value="", label="Negative prompt (optional)")
                 with gr.Row():
-                    esteps = gr.Slider(5, 100, value=50, step=1, label="Sampling steps")
+                    esteps = gr.Slider(5, 100, value=inversion_steps(studio), step=1,
+                                       label="Sampling steps")
                     guidance = gr.Slider(1, 20, value=5.0 if small else 12.5, step=0.5,
                                          label="Guidance")
                     eseed = gr.Number(value=33, precision=0, label="Seed")

@@ -11,8 +11,9 @@ import gradio as gr
 
 from ..errors import InputError
 from .common import (IMAGE_TYPES, NO_CLIP, VIDEO_TYPES, Ticker, about, as_float, as_int,
-                     device_group, ensure_session, gr_error, gr_update, job_validator,
-                     run_job, series_frame, served, upload, validated)
+                     device_group, ensure_session, estimate_device, event_status, gr_error,
+                     gr_update, job_validator, run_job, series_frame, served, upload,
+                     validated)
 
 
 def _stream(items, n_outputs: int, status_at: int):
@@ -25,7 +26,7 @@ def _stream(items, n_outputs: int, status_at: int):
             continue
         if tick.due(item):
             out = [gr_update()] * n_outputs
-            out[status_at] = f"{item.stage}: {item.message or f'{item.step}/{item.total}'}"
+            out[status_at] = event_status(item)
             yield tuple(out)
     return res
 
@@ -55,6 +56,44 @@ def score_vcd(studio, sid, video, image):
     for out in score_vcd_stream(studio, sid, video, image):
         pass
     return out
+
+
+def vcd_estimate_text(studio, sid, video) -> str:
+    """The Score VCD panel's ``Estimate: ...`` line: the video's frames through the feature net
+    (jobs/eval.py ``estimate``); never waits for the device, never fails the page."""
+    from ..jobs.eval import EvalConfig, estimate, estimate_line
+
+    if not video:
+        return "Pick a video to see what scoring it takes."
+    try:
+        sid = ensure_session(studio, sid)
+        path = upload(studio, sid, video)
+        dev = estimate_device(studio)
+        est = estimate(EvalConfig(video=str(path), what="vcd"), dev,
+                       calibration_dir=studio.data_dir)
+    except Exception as e:  # an estimate must never block the page
+        return f"(no estimate: {e})"
+    return estimate_line(est, dev)
+
+
+def i2v_estimate_text(studio, model, lora, frames, size, steps, seed, tune_steps) -> str:
+    """The I2V panel's lines: the A/B from a LoRA (two videos + their VCD) and the reward tune
+    (jobs/i2v_ab.py, jobs/i2v_tune.py ``estimate``: from an earlier run's measured steps)."""
+    from ..jobs import i2v_ab, i2v_tune
+
+    if not model:
+        return "Give an image-to-video model to see what it takes."
+    try:
+        dev = estimate_device(studio)
+        ab = ab_config(model.strip(), "", "", lora or "x", frames, size, steps, seed)
+        rt = reward_config(model.strip(), "", "", frames, size, steps, seed, tune_steps, 2e-4,
+                           16)
+        a = i2v_ab.estimate_line(i2v_ab.estimate(ab, dev, calibration_dir=studio.data_dir), dev)
+        b = i2v_tune.estimate_line(i2v_tune.estimate(rt, dev, calibration_dir=studio.data_dir),
+                                   dev)
+    except Exception as e:  # an estimate must never block the page
+        return f"(no estimate: {e})"
+    return f"Base vs tuned — {a}\n\nReward-tune — {b}"
 
 
 def _check_request(studio, model: str, frames, size) -> str:
@@ -207,6 +246,8 @@ def build(studio, sid_state, edit_refs):
                 # studio reads only a visitor's own uploads), not a converted copy
                 image = gr.Image(label="Conditioning image (optional: default first frame)",
                                  type="filepath", height=200, image_mode=None)
+                vcd_est = gr.Markdown(vcd_estimate_text(studio, None, None),
+                                      elem_id="vcd-estimate", label="Estimate")
                 score_btn = gr.Button("Score VCD", variant="primary")
                 summary = gr.Markdown(label="Summary")
             plot = gr.LinePlot(x="frame", y="value", color="series", label="Per-frame VCD")
@@ -230,6 +271,8 @@ def build(studio, sid_state, edit_refs):
                     tune_steps = gr.Slider(1, 500, value=50, step=1, label="Reward steps")
                     lr = gr.Number(value=2e-4, label="Learning rate (paper: 2e-4)")
                     rank = gr.Slider(1, 64, value=16, step=1, label="LoRA rank")
+                i2v_est = gr.Markdown(i2v_estimate_text(studio, "", "", 0, 0, 25, 0, 50),
+                                      elem_id="i2v-estimate", label="Estimate")
                 tune_btn = gr.Button("Reward-tune, then compare", variant="primary")
                 lora = gr.Textbox(value="", label="Tuned LoRA (written by tuning, or from "
                                         "`vcstudio i2v-tune`)")
@@ -264,6 +307,29 @@ def build(studio, sid_state, edit_refs):
             yield from reward_tune(studio, session, image, prompt, model, frames, size, steps,
                                    seed, reward_steps, lr, rank, request, progress)
 
+        def score_vcd_estimate(session: str, video: Optional[str]) -> str:
+            """Time of scoring the video's VCD (never waits for the device)."""
+            return vcd_estimate_text(studio, session, video)
+
+        def i2v_estimate(model: str, lora: str, frames: float, size: float, steps: float,
+                         seed: float, reward_steps: float) -> str:
+            """Time of the A/B and of the reward tune with these settings (from an earlier
+            run's measured steps; never waits for the device)."""
+            return i2v_estimate_text(studio, model, lora, frames, size, steps, seed,
+                                     reward_steps)
+
+        vcd_btn = gr.Button(visible=False)  # the API's /score_vcd_estimate (one public name)
+        vcd_btn.click(score_vcd_estimate, [sid_state, video], vcd_est,
+                      api_name="score_vcd_estimate", concurrency_id="preview")
+        video.change(score_vcd_estimate, [sid_state, video], vcd_est, api_name=False,
+                     concurrency_id="preview", trigger_mode="always_last")
+        i2v_inputs = [model, lora, frames, size, steps, seed, tune_steps]
+        i2v_btn = gr.Button(visible=False)  # the API's /i2v_estimate (one public name)
+        i2v_btn.click(i2v_estimate, i2v_inputs, i2v_est, api_name="i2v_estimate",
+                      concurrency_id="preview")
+        for c in i2v_inputs:
+            c.change(i2v_estimate, i2v_inputs, i2v_est, api_name=False,
+                     concurrency_id="preview", trigger_mode="always_last")
         score_btn.click(score_vcd_api, [sid_state, video, image], [plot, summary],
                         api_name="score_vcd", concurrency_id=group, concurrency_limit=1)
         ab_inputs = [sid_state, cond, iprompt, model, lora, frames, size, steps, seed]
