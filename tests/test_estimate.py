@@ -169,3 +169,141 @@ def test_edit_estimate_counts_the_inversion_only_when_it_is_not_cached(tiny_sd, 
                          "cpu", tmp_path / "cal")
     assert long["how"].startswith("scaled") or long["how"] == "calibrated"
     assert long["seconds"] > 0
+
+
+# -- estimates you can plan by: measured speeds, a probe where there are none, the load factor
+
+def _recorded(folder, cfg, train_s, pass_s, rate, **kw):
+    d = cfg.data
+    cal.record(folder, "cpu", cfg.model, cfg.method,
+               cal.Speed(d.n_frames, d.width, d.height, train_s, pass_s, rate=rate, **kw))
+
+
+def test_the_estimate_follows_the_measured_speed_and_the_load_factor(tmp_path):
+    """Every stage is the measured speed x its count, and every measured time is scaled by the
+    load factor (rate when measured / rate now): half the machine's rate now, twice the
+    seconds, and the line says how much busier it is."""
+    cfg = TuneConfig(model="m", data=DataConfig(n_frames=8, width=64, height=64), steps=100,
+                     inversion_steps=20)
+    _recorded(tmp_path, cfg, 0.5, 0.2, rate=100.0, overhead_s=3.0, decode_s=0.4)
+    same = estimate(cfg, "cpu", calibration_dir=tmp_path, rate=100.0)
+    p = same["parts"]
+    assert same["how"] == "calibrated" and same["load"] == 1.0
+    assert p["tune_s"] == pytest.approx(100 * 0.5) and p["inversion_s"] == pytest.approx(20 * 0.2)
+    assert same["seconds"] == pytest.approx(3.0 + 50 + 4, abs=0.1)
+    assert same["low"] == same["high"] == pytest.approx(same["seconds"], abs=0.1)
+    busy = estimate(cfg, "cpu", calibration_dir=tmp_path, rate=50.0)
+    assert busy["load"] == pytest.approx(2.0)
+    assert busy["seconds"] == pytest.approx(2 * same["seconds"], abs=0.2)
+    assert "x2.0 vs when measured" in estimate_line(busy, "cpu")
+    idle = estimate(cfg, "cpu", calibration_dir=tmp_path, rate=400.0)
+    assert idle["seconds"] == pytest.approx(same["seconds"] / 4, abs=0.1)
+    # a second measurement at half the rate with twice the time is the same speed: the mean
+    # of the two, brought to one rate, stays put
+    _recorded(tmp_path, cfg, 1.0, 0.4, rate=50.0, overhead_s=6.0, decode_s=0.8)
+    again = estimate(cfg, "cpu", calibration_dir=tmp_path, rate=100.0)
+    assert again["seconds"] == pytest.approx(same["seconds"], rel=0.01)
+    # a GPU's speed does not follow the host's load
+    gpu = TuneConfig(model="m", data=cfg.data, steps=100, inversion_steps=20)
+    cal.record(tmp_path, "cuda", "m", "baseline", cal.Speed(8, 64, 64, 0.1, 0.05, rate=0.0))
+    assert estimate(gpu, "cuda", calibration_dir=tmp_path)["load"] == 1.0
+
+
+def test_a_probe_measures_a_shape_nothing_was_measured_at(tmp_path):
+    """No speed for this shape: the estimate asks the probe once (it records what it measured,
+    as a tune would), then follows the probe's figures; without a probe it scales the nearest
+    measured shape by frames x pixels and says so with a range."""
+    cfg = TuneConfig(model="m", data=DataConfig(n_frames=8, width=64, height=64), steps=10,
+                     inversion_steps=10)
+    asked = []
+
+    def probe(c):
+        asked.append((c.data.n_frames, c.data.width, c.data.height))
+        _recorded(tmp_path, c, 0.3, 0.1, rate=100.0, source="probe")
+
+    before = estimate(cfg, "cpu", calibration_dir=tmp_path, rate=100.0)
+    assert before["how"] == "uncalibrated" and before["high"] >= 4 * before["seconds"] * 0.99
+    est = estimate(cfg, "cpu", calibration_dir=tmp_path, probe=probe, rate=100.0)
+    assert asked == [(8, 64, 64)] and est["how"] == "probed"
+    assert est["parts"]["tune_s"] == pytest.approx(10 * 0.3)
+    assert est["parts"]["inversion_s"] == pytest.approx(10 * 0.1)
+    assert est["low"] < est["seconds"] < est["high"]  # two timed steps: a range
+    estimate(cfg, "cpu", calibration_dir=tmp_path, probe=probe, rate=100.0)
+    assert len(asked) == 1  # measured once
+    # twice the frames, no probe: scaled from 8x64x64, a rough range
+    wide = TuneConfig(model="m", data=DataConfig(n_frames=16, width=64, height=64), steps=10,
+                      inversion_steps=10)
+    sc = estimate(wide, "cpu", calibration_dir=tmp_path, rate=100.0)
+    assert sc["how"] == "scaled from 8x64x64"
+    assert sc["parts"]["tune_s"] == pytest.approx(2 * est["parts"]["tune_s"])
+    text = estimate_line(sc, "cpu")
+    assert "rough" in text and "–" in text, text
+    # a tune at that shape replaces the probe's figures
+    _recorded(tmp_path, cfg, 0.6, 0.2, rate=100.0)
+    assert estimate(cfg, "cpu", calibration_dir=tmp_path, rate=100.0)["parts"]["tune_s"] \
+        == pytest.approx(6.0)
+
+
+def test_the_edit_estimate_counts_passes_by_the_samplers_guidance_rule(tmp_path):
+    """Two U-Net passes a step whenever guidance is not 1 (the sampler's rule, 0 included)."""
+    from vcstudio.config import guided_passes
+    from vcstudio.jobs.edit import edit_parts
+
+    assert [guided_passes(g) for g in (0.0, 0.5, 1.0, 7.5)] == [2, 2, 1, 2]
+    sp = cal.Speed(8, 64, 64, 1.0, 0.25, decode_s=0.5)
+    one = edit_parts(EditConfig(prompt="x", steps=10, guidance=1.0), sp, inverts=True)
+    two = edit_parts(EditConfig(prompt="x", steps=10, guidance=0.5), sp, inverts=False)
+    assert one["sample_s"] == pytest.approx(2.5) and one["inversion_s"] == pytest.approx(2.5)
+    assert two["sample_s"] == pytest.approx(5.0) and two["inversion_s"] == 0
+    assert one["decode_s"] == two["decode_s"] == 0.5
+
+
+def test_the_load_reader_and_the_etas_follow_their_clocks():
+    """The rate is rounds over the window of a (here fake) clock; a job's ETA rescales the
+    estimate of what is left by how the work so far compared with its estimate; a sampling
+    loop's ETA is its mean step time (warm-up left out) x the steps left."""
+    from vcstudio import loadfactor
+    from vcstudio.jobs.estimates import EtaClock
+    from vcstudio.progress import StepTimer
+
+    ticks = iter(i * 0.1 for i in range(100))
+    assert loadfactor._measure(0.25, lambda: next(ticks)) == pytest.approx(10.0)
+    t = [0.0]
+    clock = EtaClock(100.0, clock=lambda: t[0])
+    assert clock.eta() == 100.0
+    t[0] = 40.0
+    clock.done(20.0)  # 20 s of estimated work took 40 s: what is left takes twice as long
+    assert clock.eta() == pytest.approx(160.0)
+    now = [0.0]
+    timer = StepTimer(10, clock=lambda: now[0])
+    etas = []
+    for dt in (5.0, 1.0, 1.0, 1.0):
+        now[0] += dt
+        etas.append(timer.tick())
+    assert etas[-1] == pytest.approx(6 * 1.0)  # the 5 s warm-up step is left out
+
+
+def test_tune_and_compare_print_the_estimate_line_before_they_start(tiny_sd, tmp_path,
+                                                                   capsys):
+    """The CLI prints the app's ``Estimate: ...`` line (a probe measured this shape first:
+    nothing was calibrated in this data folder) before the tune's first step and before the
+    comparison's first variant."""
+    from vcstudio.cli import main
+    from vcstudio.io import write_mp4
+    from vcstudio.io.synthetic import moving_shape_clip
+
+    clip = write_mp4(moving_shape_clip(4, 32, dx=3.0), tmp_path / "c.mp4")
+    assert main(["tune", "--video", str(clip), "--prompt", "a red circle", "--model",
+                 str(tiny_sd), "--frames", "4", "--stride", "1", "--size", "32", "--steps", "3",
+                 "--inversion-steps", "2", "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert "Estimate: ~" in err and "probed" in err, err
+    assert err.index("Estimate: ~") < err.index("tune:") < err.index("tuned 3 steps"), err
+    assert main(["compare", "--video", str(clip), "--prompt", "a red circle", "--edit-prompt",
+                 "a blue square", "--model", str(tiny_sd), "--methods", "baseline",
+                 "--frames", "4", "--size", "32", "--steps", "2", "--edit-steps", "2",
+                 "--metrics", "consistency_adjacent", "--out", str(tmp_path / "cmp")]) == 0
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if "Estimate: ~" in ln)
+    assert "1 tune, 1 edit" in line and "uncalibrated" not in line, line  # measured above
+    assert err.index("Estimate: ~") < err.index("variant 1/1"), err

@@ -277,6 +277,13 @@ class TuneConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 
 
+def guided_passes(guidance: float) -> int:
+    """U-Net passes per sampling step at this guidance scale: classifier-free guidance (two
+    passes, conditional and unconditional) runs whenever the scale is not 1 (0 too) -- the
+    rule the samplers follow (pipelines/sample.py, VideoEditPipeline) and the estimates count."""
+    return 1 if float(guidance) == 1.0 else 2
+
+
 @dataclass
 class EditConfig:
     """Sampling an edit from a tuned run (Tune-A-Video ``validation_data``)."""
@@ -300,9 +307,10 @@ class TierDefaults:
     embedded demo model, or a CPU-sized Space: a 64 px model and settings that finish in
     minutes on a CPU) or ``FULL_TIER`` (Stable Diffusion: Tune-A-Video's 24 frames at stride 2,
     512 px, 500 steps, guidance 12.5). The Edit tab's widgets, the CLI's tune/compare defaults
-    and ``vcstudio bench toy-edit`` read them from here. The clip is inverted at
-    ``TuneConfig.inversion_steps`` (50) = ``edit_steps``, so a first edit reuses the tune's
-    inversion; inversion under the empty prompt (``TuneConfig.inversion_prompt``)."""
+    and ``vcstudio bench toy-edit`` read them from here. The tab inverts the clip at
+    ``edit_steps`` DDIM steps, so a first edit reuses the tune's inversion (the demo tier's 20:
+    a tune + edit of a bundled example in ~2 minutes on a 2-core CPU); inversion under the
+    empty prompt (``TuneConfig.inversion_prompt``)."""
 
     frames: int
     stride: int
@@ -315,7 +323,7 @@ class TierDefaults:
 
 
 DEMO_TIER = TierDefaults(frames=8, stride=1, side=64, steps=100, lr=3e-5, seed=33,
-                         edit_steps=50, guidance=5.0)
+                         edit_steps=20, guidance=5.0)
 FULL_TIER = TierDefaults(frames=24, stride=2, side=512, steps=500, lr=3e-5, seed=33,
                          edit_steps=50, guidance=12.5)
 

@@ -4,6 +4,7 @@ A job calls ``progress(Event(...))``; a cancel token is polled between steps.
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,25 @@ def null_progress(event: Event) -> None:  # noqa: D401 - the do-nothing callback
     return None
 
 
+class StepTimer:
+    """The ETA of a loop of ``total`` like steps, re-estimated from the steps timed so far
+    (the first step, which warms kernels and allocators up, is left out once three are
+    timed): what a sampling loop puts in its events' ``eta``."""
+
+    def __init__(self, total: int, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.total, self.clock = int(total), clock
+        self.last = clock()
+        self.times: list[float] = []
+
+    def tick(self) -> float:
+        """One step done -> seconds the remaining steps should take."""
+        now = self.clock()
+        self.times.append(now - self.last)
+        self.last = now
+        ts = self.times[1:] if len(self.times) >= 3 else self.times
+        return max(0, self.total - len(self.times)) * sum(ts) / len(ts)
+
+
 class CancelToken:
     """Thread-safe flag a UI Stop button sets; jobs call ``check()`` between steps."""
 
@@ -70,21 +90,28 @@ class TqdmProgress:
     def __call__(self, ev: Event) -> None:
         from tqdm.auto import tqdm
 
+        if ev.stage == "estimate":  # the job's ``Estimate: ...`` line, printed as it is
+            self.close()
+            print(ev.message, file=self._stream if self._stream is not None else sys.stderr,
+                  flush=True)
+            return
         if self._bar is None or ev.stage != self._stage or ev.total != self._bar.total:
             self.close()
             self._bar = tqdm(total=ev.total, desc=ev.stage or "working", file=self._stream,
                              dynamic_ncols=True)
             self._stage = ev.stage
         self._bar.n = ev.step
+        from .calibration import format_seconds
+
         if ev.metrics:
             post = {k: f"{v:.4g}" for k, v in ev.metrics.items()}
             if ev.eta is not None:  # the job's own ETA (counts previews and inversion to come)
-                from .calibration import format_seconds
-
                 post["eta"] = format_seconds(ev.eta)
             self._bar.set_postfix(post, refresh=False)
         elif ev.message:
-            self._bar.set_postfix_str(ev.message[-70:], refresh=False)
+            eta = f", ETA {format_seconds(ev.eta)}" if ev.eta is not None and \
+                "ETA" not in ev.message else ""
+            self._bar.set_postfix_str(ev.message[-70:] + eta, refresh=False)
         self._bar.refresh()
         if ev.step >= ev.total:
             self.close()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..calibration import format_seconds
 from ..config import DataConfig, EditConfig, Limits, TuneConfig
 from ..errors import CancelledError, InputError, VcsError
 from . import validate as v
@@ -143,58 +144,87 @@ def variants(cfg: CompareConfig) -> list[Variant]:
     return out
 
 
-def estimate(cfg: CompareConfig, device="cpu", calibration_dir=None,
-             model_scale: float = 1.0) -> dict:
-    """Seconds and peak memory of a comparison, without the device. Each distinct tune once
-    (:func:`vcstudio.jobs.tune.estimate`: steps, previews, inversion), then each variant's edit:
-    ``edit_steps`` sampling steps (two U-Net passes under CFG), an inversion when the edit's
-    step count differs from the one the tune cached, and a decode, at the speed the tune's
-    calibration measured for one pass; each tuned run of ``runs`` as
-    :func:`vcstudio.jobs.edit.estimate`. The per-frame scoring is not counted. Memory is the
-    largest tune's (the parts run one after another).
+# seconds to write one frame-pixel of the side-by-side montage (mp4 encode), rewritten after
+# each variant with every entry so far: small beside the rest, a constant
+MONTAGE_S_PER_PIXEL = 4e-8
 
-    Returns {"seconds", "gib", "how", "tunes", "edits"}; ``how`` is "uncalibrated" if any part
-    had no measured speed."""
-    from .edit import EditJobConfig, edit_parts, pass_seconds
+
+def estimate(cfg: CompareConfig, device="cpu", calibration_dir=None,
+             model_scale: float = 1.0, probe=None, rate: Optional[float] = None) -> dict:
+    """Seconds and peak memory of a comparison, without the device. Each distinct tune once
+    (:func:`vcstudio.jobs.tune.estimate`: steps, previews, inversion; ``probe`` measures a
+    method's speed at this shape first where none was measured), then each variant's edit
+    (:func:`vcstudio.jobs.edit.edit_parts`: ``edit_steps`` sampling steps, two U-Net passes
+    under CFG, an inversion when the edit's step count differs from the one the tune cached,
+    a decode), the scoring of its frames with ``cfg.metrics`` (jobs/scoring.py) and the
+    montage rewritten after it; each tuned run of ``runs`` as
+    :func:`vcstudio.jobs.edit.estimate` + its scoring. All at the machine's load now (``rate``,
+    vcstudio/loadfactor.py). Memory is the largest tune's (the parts run one after another).
+
+    Returns {"seconds", "low", "high", "gib", "how", "load", "tunes", "edits", "parts",
+    "per_variant"} (``per_variant``: each variant's seconds, in order, for the job's ETA)."""
+    from . import scoring
+    from .edit import EditJobConfig, edit_parts, run_speed
     from .edit import estimate as edit_estimate
+    from .estimates import finish, rate_now, worst
     from .tune import estimate as tune_estimate
 
-    seconds, gib, hows, tunes = 0.0, 0.0, set(), set()
+    rate = rate_now(device, rate)
+    gib, hows, tunes, loads = 0.0, [], set(), [1.0]
+    parts = {"tunes_s": 0.0, "edits_s": 0.0, "scoring_s": 0.0, "montage_s": 0.0}
+    per_variant = []
     vs = variants(cfg)
+    pixels, entries = 0, len(_unique(cfg.past))
     for var in vs:
+        seconds = 0.0
         key = repr(dataclasses.asdict(var.tune))
         if key not in tunes:
             tunes.add(key)
-            t = tune_estimate(var.tune, device, model_scale, calibration_dir)
-            seconds, gib = seconds + t["seconds"], max(gib, t["gib"])
-            hows.add(t["how"])
+            t = tune_estimate(var.tune, device, model_scale, calibration_dir, probe, rate)
+            parts["tunes_s"] += t["seconds"]
+            seconds += t["seconds"]
+            gib = max(gib, t["gib"])
+            hows.append(t["how"])
+            loads.append(t["load"])
         d = var.tune.data
-        pass_s, how = pass_seconds(calibration_dir, device, var.tune, d.n_frames, d.width,
-                                   d.height, model_scale)
-        hows.add(how)
+        speed, how, load = run_speed(calibration_dir, device, var.tune, d.n_frames, d.width,
+                                     d.height, probe, rate, model_scale)
+        hows.append(how)
         inverts = var.edit.use_inversion and var.edit.steps != var.tune.inversion_steps
-        seconds += sum(edit_parts(var.edit, pass_s, inverts).values())
+        edit_s = sum(edit_parts(var.edit, speed, inverts).values())
+        score_s, _, _ = scoring.estimate(cfg.metrics, d.n_frames, d.width, d.height, device,
+                                         calibration_dir, rate)
+        entries += 1
+        pixels = d.n_frames * d.width * d.height
+        montage_s = entries * pixels * MONTAGE_S_PER_PIXEL
+        parts["edits_s"] += edit_s
+        parts["scoring_s"] += score_s
+        parts["montage_s"] += montage_s
+        per_variant.append(round(seconds + edit_s + score_s + montage_s, 2))
     for r in _unique(cfg.runs):
         try:
             ed = edit_estimate(EditJobConfig(run=r, edit=EditConfig(
-                prompt=cfg.edit_prompt, steps=cfg.edit_steps, guidance=cfg.guidance)),
-                device, calibration_dir)
+                prompt=cfg.edit_prompt, steps=cfg.edit_steps, guidance=cfg.guidance),
+                metrics=tuple(cfg.metrics)), device, calibration_dir, probe, rate)
         except (VcsError, OSError):  # not a run (yet): the job itself will say so
             continue
-        seconds += ed["seconds"]
-        hows.add(ed["how"])
-    how = "uncalibrated" if "uncalibrated" in hows or not hows else "calibrated"
-    return {"seconds": round(seconds, 1), "gib": round(gib, 2), "how": how,
-            "tunes": len(tunes), "edits": len(vs) + len(_unique(cfg.runs))}
+        parts["edits_s"] += ed["seconds"]
+        hows.append(ed["how"])
+        loads.append(ed["load"])
+        per_variant.append(ed["seconds"])
+    load = max(loads, key=lambda f: abs(f - 1.0))
+    n_edits = len(vs) + len(_unique(cfg.runs))
+    return finish(parts, worst(hows), load, gib=round(gib, 2), tunes=len(tunes),
+                  edits=n_edits, per_variant=per_variant)
 
 
 def estimate_line(est: dict, device="cpu") -> str:
     """The Compare tab's line: what the comparison will take and what it counts."""
-    from .tune import estimate_line as line
+    from .estimates import line
 
     n, m = est["tunes"], est["edits"]
     return line(est, device, [f"{n} tune{'s' * (n != 1)}", f"{m} edit{'s' * (m != 1)}",
-                              "scoring not counted"])
+                              "scoring", "montage"])
 
 
 def control_settings(cfg: CompareConfig) -> list[list]:
@@ -394,7 +424,20 @@ def run_tuned(path: str, cfg: CompareConfig, ctx, folder: Path, session: Optiona
 
 def run(cfg: CompareConfig, ctx) -> CompareOutcome:
     from ..progress import Event
+    from .estimates import EtaClock, announce, base_of
 
+    try:  # the model's own size where none is given, as each variant's tune resolves it
+        from ..memory import model_scale
+
+        base = base_of(cfg.model, ctx) if cfg.variants else None
+        sized = cfg if cfg.size or base is None else dataclasses.replace(
+            cfg, size=base.native_size)
+        est = announce(ctx, estimate, estimate_line, sized,
+                       **({"model_scale": model_scale(base.unet)} if base else {})) or {}
+    except Exception:  # noqa: BLE001 - the variants report a model they cannot load
+        est = {}
+    per_variant = list(est.get("per_variant") or [])
+    clock = EtaClock(est.get("seconds") or 0.0)
     owner = ctx.session_id if ctx.public else None
     entries = [load_entry(ctx.store, rid, owner) for rid in _unique(cfg.past)]
     out = ctx.run_folder("compare")
@@ -404,7 +447,8 @@ def run(cfg: CompareConfig, ctx) -> CompareOutcome:
     montage = out / "compare.mp4"
     tunes: dict[str, tuple[Path, str]] = {}  # one tune per distinct TuneConfig
     for i, var in enumerate(vs):
-        ctx(Event(i, len(vs), f"variant {i + 1}/{len(vs)}: {var.label}", stage="compare"))
+        ctx(Event(i, len(vs), f"variant {i + 1}/{len(vs)}: {var.label}", stage="compare",
+                  eta=clock.eta()))
         folder = out / f"{i + 1:02d}-{_slug(var.label)}"
         key = repr(dataclasses.asdict(var.tune))
         try:
@@ -416,14 +460,18 @@ def run(cfg: CompareConfig, ctx) -> CompareOutcome:
         except VcsError as e:  # one failing variant does not sink the comparison
             failed.append((var.label, str(e)))
             continue
+        finally:
+            clock.done(per_variant[i] if i < len(per_variant) else 0.0)
         entries.append(load_entry(ctx.store, rid))
         write_montage(entries, montage)
-        ctx(Event(i + 1, len(vs), f"{var.label} done", stage="compare",
-                  outputs={"montage": str(montage)}))
+        eta = clock.eta()
+        ctx(Event(i + 1, len(vs), f"{var.label} done"
+                  + (f", ETA {format_seconds(eta)}" if eta is not None else ""),
+                  stage="compare", outputs={"montage": str(montage)}, eta=eta))
     for j, path in enumerate(_unique(cfg.runs)):
         name = f"run {Path(path).name}"
         ctx(Event(j, len(_unique(cfg.runs)), f"tuned run {j + 1}/{len(_unique(cfg.runs))}: {name}",
-                  stage="compare"))
+                  stage="compare", eta=clock.eta()))
         try:
             rid = run_tuned(path, cfg, ctx, out / f"run-{j + 1:02d}-{_slug(Path(path).name)}",
                             ctx.session_id)
@@ -432,6 +480,9 @@ def run(cfg: CompareConfig, ctx) -> CompareOutcome:
         except VcsError as e:
             failed.append((name, str(e)))
             continue
+        finally:
+            k = len(vs) + j
+            clock.done(per_variant[k] if k < len(per_variant) else 0.0)
         entries.append(load_entry(ctx.store, rid))
         write_montage(entries, montage)
     if not entries:

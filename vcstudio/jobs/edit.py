@@ -74,53 +74,105 @@ def inversion_cached(rf, e: EditConfig) -> bool:
     return rf.inversion_path(e.steps, inversion_text(rf.config(), e.inversion_prompt)).is_file()
 
 
+def run_speed(calibration_dir, device, run_cfg, frames: int, width: int, height: int,
+              probe=None, rate: float = 0.0, model_scale: float = 1.0):
+    """(Speed, how, load factor) of ``run_cfg``'s model and method over ``frames`` frames at
+    this size, at the machine's load now: what a tune or probe measured on this device
+    (vcstudio/calibration.py), measured first by ``probe`` where this shape was not
+    (vcstudio/pipelines/probe.py), else scaled from the nearest shape, else the tune
+    estimate's per-device constants at ``model_scale`` ("uncalibrated")."""
+    import dataclasses
+
+    from .. import calibration as cal
+    from .tune import uncalibrated_pass_s
+
+    found = cal.lookup(calibration_dir, device, run_cfg.model, run_cfg.method, frames, width,
+                       height, rate)
+    if not found.exact and probe is not None:
+        probe(dataclasses.replace(run_cfg, data=dataclasses.replace(
+            run_cfg.data, n_frames=frames, width=width, height=height)))
+        found = cal.lookup(calibration_dir, device, run_cfg.model, run_cfg.method, frames,
+                           width, height, rate)
+    if found.speed is not None:
+        return found.speed, found.how, found.load
+    pass_s = uncalibrated_pass_s(frames, width, height, device, model_scale)
+    return (cal.Speed(frames, width, height, pass_s / cal.PRIOR_SAMPLE_STEP_SHARE, pass_s),
+            "uncalibrated", 1.0)
+
+
 def pass_seconds(calibration_dir, device, run_cfg, frames: int, width: int, height: int,
                  model_scale: float = 1.0) -> tuple[float, str]:
     """(seconds of one U-Net forward pass without CFG over ``frames`` frames at this size,
-    how): from the speeds the tune of ``run_cfg`` measured (vcstudio/calibration.py), else the
-    tune estimate's per-device constants at ``model_scale`` ("uncalibrated")."""
-    from ..calibration import sample_speed
-    from .tune import uncalibrated_pass_s
-
-    pass_s, how = sample_speed(calibration_dir, device, run_cfg, frames, width, height)
-    if pass_s is None:
-        pass_s = uncalibrated_pass_s(frames, width, height, device, model_scale)
-    return pass_s, how
+    how): :func:`run_speed`'s pass."""
+    sp, how, _ = run_speed(calibration_dir, device, run_cfg, frames, width, height,
+                           model_scale=model_scale)
+    return sp.pass_s(), how
 
 
-def edit_parts(edit: EditConfig, pass_s: float, inverts: bool) -> dict:
-    """Seconds of an edit's stages at ``pass_s`` a forward pass: sampling (``steps`` x two
-    passes under classifier-free guidance), the inversion when one is made (``steps`` x one
-    pass) and the decode (~one pass)."""
-    cfg_passes = 2 if edit.guidance > 1 else 1  # classifier-free guidance doubles a step
-    return {"sample_s": edit.steps * cfg_passes * pass_s,
-            "inversion_s": edit.steps * pass_s if inverts else 0.0, "decode_s": pass_s}
+def edit_parts(edit: EditConfig, speed, inverts: bool) -> dict:
+    """Seconds of an edit's stages at ``speed`` (a calibration.Speed, or the seconds of one
+    forward pass): sampling (``steps`` x one pass, two under classifier-free guidance:
+    config.guided_passes), its structure conditions (a ControlNet ~ a share of a U-Net pass
+    per call), the inversion when one is made (``steps`` x one pass) and the decode."""
+    from ..config import guided_passes
+    from ..control import control_cost
+
+    if isinstance(speed, (int, float)):
+        pass_s, decode_s = float(speed), float(speed)
+    else:
+        pass_s, decode_s = speed.pass_s(), speed.decode_or_prior()
+    sample = edit.steps * guided_passes(edit.guidance) * pass_s
+    return {"sample_s": sample, "control_s": sample * control_cost(edit.control)["unet_share"],
+            "inversion_s": edit.steps * pass_s if inverts else 0.0, "decode_s": decode_s}
 
 
-def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None) -> dict:
-    """Seconds of this edit, without the device: sampling (steps x a CFG forward pass = 2
-    passes), the inversion when the run has none at this step count (steps x 1 pass), and a
-    decode (~1 pass), from the speeds the run's tune measured (vcstudio/calibration.py; scaled
-    to the run's frames and size). ``how`` says "uncalibrated" when none was measured (then
-    ``seconds`` is the per-device constants' figure for a SD-1.x-size model). With a new
-    inversion, ``stages`` splits the seconds into invert + sample (a time-limited GPU, ZeroGPU,
-    runs them as two calls; the inversion is cached in the run folder between them).
-    Returns {"seconds", "how", "inversion", "parts"[, "stages"]}."""
+def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None, probe=None,
+             rate: Optional[float] = None) -> dict:
+    """Seconds of this edit, without the device: loading the tuned model (the tune's measured
+    overhead), sampling (steps x one forward pass, two under CFG), the inversion when the run
+    has none at this step count (steps x 1 pass), a decode and the scoring of every frame with
+    ``cfg.metrics`` (jobs/scoring.py), from the speeds measured at the run's frames and size
+    on this device (a probe first where there are none: ``probe``; vcstudio/calibration.py),
+    scaled by the machine's load now (``rate``, vcstudio/loadfactor.py). ``how`` says
+    "uncalibrated" when nothing was measured (then the per-device constants' figure for a
+    SD-1.x-size model). With a new inversion, ``stages`` splits the seconds into invert +
+    sample (a time-limited GPU, ZeroGPU, runs them as two calls; the inversion is cached in
+    the run folder between them).
+    Returns {"seconds", "low", "high", "how", "load", "inversion", "parts"[, "stages"]}."""
     from ..pipelines.run_open import open_run
+    from . import scoring
+    from .estimates import finish, rate_now, worst
 
     rf = open_run(cfg.run)
     run_cfg, meta = rf.config(), rf.meta()
     f = int(meta.get("n_frames", run_cfg.data.n_frames))
     h, w = int(meta.get("height", run_cfg.data.height)), int(meta.get("width", run_cfg.data.width))
     inv = cfg.edit.use_inversion and not inversion_cached(rf, cfg.edit)
-    pass_s, how = pass_seconds(calibration_dir, device, run_cfg, f, w, h)
-    parts = edit_parts(cfg.edit, pass_s, inv)
-    est = {"seconds": round(sum(parts.values()), 2), "how": how, "inversion": inv,
-           "parts": {k: round(v, 3) for k, v in parts.items()}}
+    rate = rate_now(device, rate)
+    speed, how, load = run_speed(calibration_dir, device, run_cfg, f, w, h, probe, rate)
+    parts = {"load_s": speed.overhead_s, **edit_parts(cfg.edit, speed, inv)}
+    hows = [how]
+    if cfg.metrics:
+        parts["score_s"], score_how, _ = scoring.estimate(cfg.metrics, f, w, h, device,
+                                                          calibration_dir, rate)
+        if parts["score_s"] > 0.2 * sum(parts.values()):  # a guess that matters
+            hows.append(score_how)
+    est = finish(parts, worst(hows), load, inversion=inv)
     if inv:
         est["stages"] = {"invert": round(parts["inversion_s"], 1),
-                         "sample": round(parts["sample_s"] + parts["decode_s"], 1)}
+                         "sample": round(est["seconds"] - parts["inversion_s"], 1)}
     return est
+
+
+def estimate_line(est: dict, device="cpu") -> str:
+    """The edit's ``Estimate: ...`` line (jobs/estimates.py ``line``)."""
+    from .estimates import line
+
+    counts = ["a new inversion at this step count" if est.get("inversion")
+              else "inversion cached", "sampling", "decode"]
+    if est.get("parts", {}).get("score_s"):
+        counts.append("scoring")
+    return line(est, device, counts)
 
 
 def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
@@ -175,4 +227,8 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
 
 
 def run(cfg: EditJobConfig, ctx) -> EditOutcome:
+    from .estimates import announce
+
+    if getattr(ctx, "stage", None) != "invert":
+        announce(ctx, estimate, estimate_line, cfg)
     return run_edit(cfg, ctx, out_dir=Path(ctx.out) if ctx.out else None)

@@ -7,8 +7,11 @@ the per-frame and per-video values in the store.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Optional
+
+import numpy as np
 
 from ..config import Limits
 from . import validate as v
@@ -72,6 +75,95 @@ def vcd_encoder(name: str = "auto", cache=None, device="cpu"):
                                                   cache=cache)
 
 
+# seconds of one VCD frame (decode, resize, encoder, DFT + SWD) at 224 px on the CPU before one
+# was measured here (a guess, "uncalibrated"; a GPU ~20x faster); the job probes the encoder on
+# two frames when it starts and records every scoring's real figure
+PRIOR_VCD_FRAME_S = {"vgg19": 0.5, "efficientnet-lite0": 0.1, "auto": 0.5}
+
+
+def vcd_unit(encoder: str) -> str:
+    return f"vcd:{encoder}"
+
+
+def estimate(cfg: EvalConfig, device="cpu", calibration_dir=None, probe=None,
+             rate: Optional[float] = None) -> dict:
+    """Seconds of scoring ``cfg.video`` (its frame count from the container, io.frame_count):
+    VCD = every frame through the feature net at ``size`` (seconds per frame measured on this
+    device with this encoder, vcstudio/calibration.py units, scaled by the machine's load now:
+    ``rate``; a guess before the first), metrics = jobs/scoring.py's estimate. ``probe`` (a
+    tune's) does not apply: the VCD job measures its encoder itself when it starts. Returns
+    {"seconds", "low", "high", "how", "load", "parts", "frames"}; ``seconds`` None where the
+    clip's length cannot be told."""
+    from .. import calibration as cal
+    from ..io.video import frame_count
+    from . import scoring
+    from .estimates import finish, rate_now
+
+    rate = rate_now(device, rate)
+    n = frame_count(cfg.video)
+    if not n:
+        return {"seconds": None, "how": "uncalibrated", "load": 1.0, "parts": {}, "frames": None}
+    if cfg.what == "vcd":
+        per, how, load = cal.lookup_unit(calibration_dir, device, vcd_unit(cfg.encoder),
+                                         (cfg.size,), rate)
+        if per is None:
+            gpu = 1.0 if cal.device_kind(device) == "cpu" else 0.05
+            per = PRIOR_VCD_FRAME_S.get(cfg.encoder, 0.5) * gpu * (cfg.size / 224) ** 2
+        return finish({"vcd_s": per * n}, how, load, frames=n)
+    from ..io import read_video
+
+    try:
+        h, w = read_video(cfg.video, 0, 1, 1).shape[1:3]
+    except Exception:  # noqa: BLE001 - the job itself says what is wrong with the file
+        return {"seconds": None, "how": "uncalibrated", "load": 1.0, "parts": {}, "frames": n}
+    secs, how, load = scoring.estimate(cfg.metrics or ["default"], n, w, h, device,
+                                       calibration_dir, rate)
+    return finish({"metrics_s": secs}, how, load, frames=n)
+
+
+def estimate_line(est: dict, device="cpu") -> str:
+    """The scoring's ``Estimate: ...`` line (jobs/estimates.py ``line``)."""
+    from .estimates import line
+
+    n = est.get("frames")
+    what = "VCD" if "vcd_s" in est.get("parts", {}) else "metrics"
+    return line(est, device, [f"{what} of {n} frames" if n else f"{what}"])
+
+
+def _probe_vcd(m, cfg: EvalConfig, ctx) -> None:
+    """Two frames through the VCD scorer when no speed was measured for this encoder and size
+    (a few seconds: the encoder is loaded already), recorded for the estimate."""
+    import time
+
+    from .. import calibration as cal
+    from .. import loadfactor
+    from .estimates import calibration_dir
+
+    rate = loadfactor.rate(ctx.device)
+    if cal.lookup_unit(calibration_dir(ctx), ctx.device, vcd_unit(cfg.encoder), (cfg.size,),
+                       rate)[1] == "calibrated":
+        return
+    frames = np.random.default_rng(0).integers(0, 256, (3, cfg.size, cfg.size, 3), np.uint8)
+    import torch
+
+    with torch.no_grad():
+        m.score_stream(iter([frames[:2]]), image=None)  # warm-up (allocations)
+        t = time.perf_counter()
+        m.score_stream(iter([frames]), image=None)
+    _record_vcd(ctx, cfg, (time.perf_counter() - t) / len(frames), rate)
+
+
+def _record_vcd(ctx, cfg: EvalConfig, per_frame: float, rate: float) -> None:
+    from .. import calibration as cal
+    from .estimates import calibration_dir
+
+    try:
+        cal.record_unit(calibration_dir(ctx), ctx.device, vcd_unit(cfg.encoder), (cfg.size,),
+                        per_frame, rate)
+    except OSError:
+        pass
+
+
 def run(cfg: EvalConfig, ctx) -> EvalOutcome:
     import torch
 
@@ -91,6 +183,15 @@ def run(cfg: EvalConfig, ctx) -> EvalOutcome:
         out.encoder, enc = vcd_encoder(cfg.encoder, ctx.cache, torch.device(ctx.device))
         m = build_vcd(enc, size=cfg.size, device=torch.device(ctx.device), fit=cfg.fit,
                       batch=cfg.batch)
+        from .. import loadfactor
+        from .estimates import announce
+
+        try:
+            _probe_vcd(m, cfg, ctx)
+        except Exception:  # noqa: BLE001 - a probe never fails the job
+            pass
+        announce(ctx, estimate, estimate_line, cfg)
+        t_vcd = time.perf_counter()
 
         def stream():  # frames are decoded, resized and encoded cfg.batch at a time
             yield first
@@ -101,6 +202,8 @@ def run(cfg: EvalConfig, ctx) -> EvalOutcome:
 
         with torch.no_grad():
             res = m.score_stream(stream(), image=image, progress=ctx)
+        _record_vcd(ctx, cfg, (time.perf_counter() - t_vcd) / max(1, res.n_frames),
+                    loadfactor.rate(ctx.device))
         out.frames_shape = (res.n_frames, *first.shape[1:])
         out.vcd = res
         d = res.to_dict()
@@ -110,18 +213,24 @@ def run(cfg: EvalConfig, ctx) -> EvalOutcome:
     else:
         from ..metrics import evaluate
         from ..metrics.registry import results_to_json
+        from .estimates import announce
 
+        announce(ctx, estimate, estimate_line, cfg)
         frames = read_video(cfg.video)
         folder = ctx.run_folder("eval")
         run_id = ctx.open_run("eval", folder, cfg, label=str(cfg.video)[-80:])
         out = EvalOutcome(run_id, tuple(frames.shape))
         source = read_video(cfg.source) if cfg.source else None
+        t_eval = time.perf_counter()
         out.results = evaluate(
             frames, prompt=cfg.prompt or None, source=source, image=image,
             metrics=cfg.metrics or None, cache=ctx.cache, clip=cfg.clip or None,
             dino=cfg.dino or None, device=ctx.device, flow_method=cfg.flow_method,
             warp_flow=cfg.warp_flow, lpips_weights=cfg.lpips_weights or None,
             lpips_alexnet=cfg.lpips_alexnet or None, progress=ctx, cancel=ctx.cancel)
+        from .scoring import record_speed
+
+        record_speed(ctx, cfg.metrics or ["default"], frames, time.perf_counter() - t_eval)
         ok = {k: r for k, r in out.results.items() if not r.skipped}
         ctx.add_metrics(run_id, video={k: r.value for k, r in ok.items()},
                         frames={k: r.per_frame for k, r in ok.items()})

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import time
+
 import numpy as np
 
 from ..config import Limits
@@ -149,18 +151,68 @@ def figures(model: str, backbone: str, frames: Optional[int], height: Optional[i
     return out
 
 
-def estimate(cfg: I2VABConfig, device="cpu") -> dict:
-    """Seconds of this job (one sample, two for the A/B) and its peak (``figures``)."""
-    n, h, w = sizes(cfg)
-    f = figures(cfg.model, cfg.backbone, n, h, w, cfg.steps, device)
-    k = 2 if cfg.lora and cfg.ab else 1
-    return {"seconds": round(k * f["sample_s"], 1), "peak_gib": round(f["sample_gib"], 1),
-            "how": f["how"]}
-
-
 def sizes(cfg) -> tuple[Optional[int], Optional[int], Optional[int]]:
     """(frames, height, width), None where the model's own is meant."""
     return (cfg.frames or None, cfg.height or cfg.size or None, cfg.width or cfg.size or None)
+
+
+def step_unit(model: str, backbone: str) -> str:
+    """The calibration unit of one image-to-video denoising step (encode and decode shared out)."""
+    return f"i2v:{backbone}:{model}"
+
+
+def estimate(cfg: I2VABConfig, device="cpu", calibration_dir=None, probe=None,
+             rate: Optional[float] = None) -> dict:
+    """Seconds of this image-to-video job: each video (two for the A/B) = ``steps`` denoising
+    steps of the backbone at these frames and size (seconds per step measured by an earlier
+    generation on this device, with its encode and decode shared out; vcstudio/calibration.py
+    units, scaled by the machine's load now: ``rate``), plus the VCD scoring of both A/B videos
+    (jobs/eval.py's per-frame figure). Nothing is guessed before a first generation measures
+    the model: until then the backbone's own figures (:func:`figures`, labelled uncalibrated;
+    the job's events carry an ETA from its own first steps). ``probe`` (a tune's) does not
+    apply. Returns {"seconds", "low", "high", "how", "load", "parts", "videos", "peak_gib"}."""
+    from .. import calibration as cal
+    from .estimates import finish, rate_now
+
+    rate = rate_now(device, rate)
+    n, h, w = sizes(cfg)
+    videos = 2 if cfg.lora and cfg.ab else 1
+    per, how, load = cal.lookup_unit(calibration_dir, device, step_unit(cfg.model, cfg.backbone),
+                                     (n or 0, w or 0, h or 0), rate)
+    f = figures(cfg.model, cfg.backbone, n, h, w, cfg.steps, device)
+    if per is None:
+        parts, how = {"sample_s": videos * f["sample_s"]}, f["how"]
+    else:
+        parts = {"sample_s": videos * cfg.steps * per}
+    if videos == 2:
+        from .eval import PRIOR_VCD_FRAME_S, vcd_unit
+
+        vcd, _, _ = cal.lookup_unit(calibration_dir, device, vcd_unit(cfg.encoder), (224,), rate)
+        parts["vcd_s"] = 2 * (n or 14) * (vcd or PRIOR_VCD_FRAME_S.get(cfg.encoder, 0.5))
+    return finish(parts, how, load, videos=videos, peak_gib=round(f["sample_gib"], 1))
+
+
+def estimate_line(est: dict, device="cpu") -> str:
+    """The I2V panel's ``Estimate: ...`` line (jobs/estimates.py ``line``)."""
+    from .estimates import line
+
+    v = est.get("videos", 1)
+    counts = [f"{v} video{'s' * (v != 1)}"] + (["VCD of both"] if v == 2 else [])
+    return line(est, device, counts)
+
+
+def record_step(ctx, cfg, n_frames, height, width, steps: int, seconds: float) -> None:
+    """Record the seconds per denoising step of a generation that took ``seconds``."""
+    from .. import calibration as cal
+    from .. import loadfactor
+    from .estimates import calibration_dir
+
+    try:
+        cal.record_unit(calibration_dir(ctx), ctx.device, step_unit(cfg.model, cfg.backbone),
+                        (n_frames or 0, width or 0, height or 0), seconds / max(1, steps),
+                        loadfactor.rate(ctx.device))
+    except OSError:
+        pass
 
 
 def run(cfg: I2VABConfig, ctx) -> I2VOutcome:
@@ -170,8 +222,10 @@ def run(cfg: I2VABConfig, ctx) -> I2VOutcome:
     from ..methods.vcd import VCD
     from ..pipelines.i2v import check_i2v_memory, sample_i2v
     from ..pipelines.i2v_tune import ab_sample
+    from .estimates import announce
     from .eval import vcd_encoder
 
+    announce(ctx, estimate, estimate_line, cfg)
     bb = open_backbone(cfg, ctx)
     n, h, w = sizes(cfg)
     bb.check(n, h, w)  # before a run is recorded: a refusal leaves nothing
@@ -186,8 +240,10 @@ def run(cfg: I2VABConfig, ctx) -> I2VOutcome:
     kw = dict(num_frames=n, height=h, width=w, steps=cfg.steps, prompt=cfg.prompt or None)
     out = folder / cfg.name
     res = I2VOutcome(run_id, out, np.zeros((0,), np.uint8), backbone=bb.name, note=note)
+    t0 = time.perf_counter()
     if cfg.lora and cfg.ab:
         base, tuned = ab_sample(bb, image, cfg.seed, cfg.steps, n, h, w, prompt=cfg.prompt or None)
+        record_step(ctx, cfg, n, h, w, 2 * cfg.steps, time.perf_counter() - t0)
         _, enc = vcd_encoder(cfg.encoder, ctx.cache, torch.device(ctx.device))
         vcd_fn = VCD(enc)
         with torch.no_grad():
@@ -199,6 +255,7 @@ def run(cfg: I2VABConfig, ctx) -> I2VOutcome:
                                        "vcd_tuned": float(res.scores[1].mean)})
     else:
         tuned = sample_i2v(bb, image, seed=cfg.seed, progress=ctx, cancel=ctx.cancel, **kw)
+        record_step(ctx, cfg, n, h, w, cfg.steps, time.perf_counter() - t0)
     res.frames = tuned
     write_mp4(tuned, out, cfg.fps)
     ctx.add_artifact(run_id, "mp4", out)

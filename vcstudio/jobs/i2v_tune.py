@@ -77,29 +77,6 @@ def validate(cfg: I2VTuneJobConfig, limits: Limits) -> None:
 PRESETS = ("", "paper")
 
 
-def estimate(cfg: I2VTuneJobConfig, device="cpu") -> dict:
-    """Seconds and peak of the tune from the backbone's figures (i2v_ab.figures): its reward
-    steps, the probe samples (at the start, every ``eval_every`` steps and at the end) and the
-    A/B's two samples; ``seconds_per_step`` / ``peak_gib`` are one reward step's."""
-    t = cfg.tune
-    if cfg.preset == "paper":
-        from ..pipelines.i2v import backbone_kind
-
-        if backbone_kind(cfg.model, cfg.backbone) == "wan":
-            import dataclasses
-
-            from ..pipelines.i2v_wan import PAPER
-
-            t = dataclasses.replace(t, **PAPER)
-    f = figures(cfg.model, cfg.backbone, t.num_frames, t.height, t.width, t.inference_steps,
-                device, tune=t)
-    probes = 2 + (t.steps // t.eval_every if t.eval_every else 0)
-    secs = t.steps * f["step_s"] + (probes + 2) * f["sample_s"]
-    return {"seconds": round(secs, 1), "step_seconds": round(f["step_s"], 2),
-            "peak_gib": round(max(f["step_gib"], f["sample_gib"]), 1), "how": f["how"],
-            "frames": f["frames"], "height": f["height"], "width": f["width"]}
-
-
 def with_preset(cfg: I2VTuneJobConfig, bb) -> I2VTuneJobConfig:
     """The config with the backbone's paper setting applied (``preset="paper"``)."""
     import dataclasses
@@ -115,6 +92,64 @@ def with_preset(cfg: I2VTuneJobConfig, bb) -> I2VTuneJobConfig:
     return dataclasses.replace(cfg, tune=dataclasses.replace(cfg.tune, **paper))
 
 
+def paper_tune(cfg: I2VTuneJobConfig):
+    """The tune settings in effect: the paper's Wan setting under ``preset="paper"``."""
+    t = cfg.tune
+    if cfg.preset == "paper":
+        from ..pipelines.i2v import backbone_kind
+
+        if backbone_kind(cfg.model, cfg.backbone) == "wan":
+            import dataclasses
+
+            from ..pipelines.i2v_wan import PAPER
+
+            t = dataclasses.replace(t, **PAPER)
+    return t
+
+
+def estimate(cfg: I2VTuneJobConfig, device="cpu", calibration_dir=None, probe=None,
+             rate: Optional[float] = None) -> dict:
+    """Seconds of a VCD reward tune: ``steps`` reward steps (``inference_steps`` denoising
+    steps each, the last ``grad_steps`` with gradients, a decode of ``decode_frames`` frames
+    and VCD, measured per reward step by an earlier reward tune of this model on this device),
+    the probe samples (every ``eval_every`` steps and at the start and end: ``inference_steps``
+    denoising steps each) and the A/B (two videos + their VCD), from the per-step speeds of
+    jobs/i2v_ab.py, scaled by the machine's load now (``rate``). Before a first run measured
+    the model: the backbone's own figures (i2v_ab.figures: Wan's FLOPs and counted
+    activations; labelled uncalibrated). Returns {"seconds", "low", "high", "how", "load",
+    "parts", "step_seconds", "peak_gib", "frames", "height", "width"}."""
+    from .. import calibration as cal
+    from .estimates import finish, rate_now, worst
+    from .i2v_ab import step_unit
+
+    rate = rate_now(device, rate)
+    t = paper_tune(cfg)
+    f = figures(cfg.model, cfg.backbone, t.num_frames, t.height, t.width, t.inference_steps,
+                device, tune=t)
+    extra = {"peak_gib": round(max(f["step_gib"], f["sample_gib"]), 1), "frames": f["frames"],
+             "height": f["height"], "width": f["width"]}
+    shape = (t.num_frames or 0, t.width or 0, t.height or 0)
+    reward, how_r, load = cal.lookup_unit(calibration_dir, device,
+                                          f"i2v-reward:{cfg.backbone}:{cfg.model}", shape, rate)
+    step, how_s, _ = cal.lookup_unit(calibration_dir, device,
+                                     step_unit(cfg.model, cfg.backbone), shape, rate)
+    probes = (t.steps // t.eval_every if t.eval_every else 0) + 2
+    if reward is None:  # nothing measured yet: the backbone's figures
+        parts = {"reward_s": t.steps * f["step_s"], "probes_s": probes * f["sample_s"],
+                 "ab_s": 2 * f["sample_s"]}
+        return finish(parts, f["how"], 1.0, step_seconds=round(f["step_s"], 2), **extra)
+    sample = t.inference_steps * (step or reward / max(1, t.inference_steps))
+    parts = {"reward_s": t.steps * reward, "probes_s": probes * sample, "ab_s": 2 * sample}
+    return finish(parts, worst([how_r, how_s if step is not None else how_r]), load,
+                  step_seconds=round(reward, 2), **extra)
+
+
+def estimate_line(est: dict, device="cpu") -> str:
+    from .estimates import line
+
+    return line(est, device, ["reward steps", "probe samples", "A/B"])
+
+
 def run(cfg: I2VTuneJobConfig, ctx) -> I2VTuneOutcome:
     import dataclasses
 
@@ -127,6 +162,9 @@ def run(cfg: I2VTuneJobConfig, ctx) -> I2VTuneOutcome:
     from ..pipelines.i2v_tune import ab_sample, tune_i2v
     from .eval import vcd_encoder
 
+    from .estimates import announce
+
+    announce(ctx, estimate, estimate_line, cfg)
     device = torch.device(ctx.device)
     bb = open_backbone(cfg, ctx)
     cfg = with_preset(cfg, bb)
@@ -144,6 +182,7 @@ def run(cfg: I2VTuneJobConfig, ctx) -> I2VTuneOutcome:
     vcd_fn = VCD(enc, size=t.vcd_size, num_proj=t.vcd_num_proj)
     log = tune_i2v(bb, images, t, prompts=cfg.prompts or None, vcd_fn=vcd_fn, progress=ctx,
                    cancel=ctx.cancel, out=out)
+    _record_reward(ctx, cfg, log)
     prompt: Optional[str] = cfg.prompts[0] if cfg.prompts else None
     base, tuned = ab_sample(bb, images[0], seed=t.seed, steps=t.inference_steps,
                             num_frames=t.num_frames, height=t.height, width=t.width,
@@ -161,3 +200,20 @@ def run(cfg: I2VTuneJobConfig, ctx) -> I2VTuneOutcome:
     ctx.finish_run(run_id)
     return I2VTuneOutcome(run_id, out, out / "lora.safetensors", log, base, tuned, vb, vt,
                           scores, note)
+
+
+def _record_reward(ctx, cfg: I2VTuneJobConfig, log) -> None:
+    """Seconds per reward step of this tune (its probe samples shared out), for the estimate."""
+    from .. import calibration as cal
+    from .. import loadfactor
+    from .estimates import calibration_dir
+
+    t = cfg.tune
+    if not log.step or not log.seconds:
+        return
+    try:
+        cal.record_unit(calibration_dir(ctx), ctx.device, f"i2v-reward:{cfg.backbone}:{cfg.model}",
+                        (t.num_frames or 0, t.width or 0, t.height or 0),
+                        log.seconds / len(log.step), loadfactor.rate(ctx.device))
+    except OSError:
+        pass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from ..config import Limits, LongConfig
 from ..errors import InputError
@@ -93,14 +94,39 @@ def plan(story: str, prompts: list[str], frames: int, window: int, stride: int, 
             "table": layout_table(layout, segs, prompt_mode)}
 
 
-def estimate(cfg: LongJobConfig, device="cpu", calibration_dir=None) -> dict:
+# seconds to mask one 512x512 frame on the CPU (scaled by pixels; a GPU ~20x faster): GrabCut
+# (OpenCV) and SAM ViT-H; constants, not measured (the mask stage is a small part of a long video
+# except with SAM on a CPU)
+MASK_FRAME_S = {"grabcut": 0.5, "sam": 8.0}
+
+
+def _fusion_index(steps: int, k: int, train_steps: int = 1000, offset: int = 1) -> int:
+    """The step index of the mask stage's step k (maskfusion.fusion_index) on DDIM's "leading"
+    schedule (timesteps (steps-1-i) x 1000 // steps + 1), without building a scheduler."""
+    ratio = train_steps // max(1, steps)
+    for i in range(steps):
+        if (steps - 1 - i) * ratio + offset <= k:
+            return i
+    return steps - 1
+
+
+def estimate(cfg: LongJobConfig, device="cpu", calibration_dir=None, probe=None,
+             rate: Optional[float] = None) -> dict:
     """Seconds of this long video, without the device: every denoising step runs each window
-    through the U-Net with CFG (2 passes of ``window`` frames), per refinement stage too, plus
-    a decode; from the speeds the tuned run measured (scaled to the window and size), else
-    ``how`` = "uncalibrated" and ``seconds`` None. Returns {"seconds", "how", "parts"}."""
-    from ..calibration import sample_speed
+    through the U-Net (``window`` frames; two passes under CFG: config.guided_passes), per
+    refinement stage too (its steps x the refinement strength); with ``masks`` the mask stage
+    (n candidates sampled to step k, each decoded and masked, the fused clip denoised to the
+    end, decoded and masked, and ``tune_steps`` of combined tuning at the window's shape); a
+    decode of every frame; structure conditions as a share of a U-Net pass. From the speeds
+    measured at the window's shape on this device (a probe first where there are none:
+    ``probe``; vcstudio/calibration.py), scaled by the machine's load now (``rate``). Returns
+    {"seconds", "low", "high", "how", "load", "parts"}."""
+    from ..config import guided_passes
+    from ..control import control_cost
     from ..pipelines.run_open import open_run
     from ..pipelines.windows import make_layout
+    from .edit import run_speed
+    from .estimates import finish, rate_now, worst
 
     c = cfg.long
     rf = open_run(cfg.run)
@@ -109,16 +135,48 @@ def estimate(cfg: LongJobConfig, device="cpu", calibration_dir=None) -> dict:
              [(int(meta.get("height", run_cfg.data.height)),
                int(meta.get("width", run_cfg.data.width)))])
     n_win = make_layout(c.frames, c.window, c.stride, c.fusion).n_windows
-    parts, how = {}, "uncalibrated"
+    rate = rate_now(device, rate)
+    passes = guided_passes(c.guidance)
+    ctl = 1.0 + control_cost(c.control)["unet_share"]
+    parts, hows, loads = {}, [], []
+    speed = None
     for i, (h, w) in enumerate(sizes):
-        pass_s, how = sample_speed(calibration_dir, device, run_cfg, c.window, w, h)
-        if pass_s is None:
-            return {"seconds": None, "how": how, "parts": {}}
+        sp, how, load = run_speed(calibration_dir, device, run_cfg, c.window, w, h,
+                                  probe if i == 0 else None, rate)
+        hows.append(how)
+        loads.append(load)
+        speed = speed or sp
         steps = c.steps if i == 0 else max(1, round(c.steps * c.refine_strength))
-        parts[f"{w}x{h}_s"] = steps * n_win * 2 * pass_s
-    parts["decode_s"] = pass_s * c.frames / max(1, c.window)
-    return {"seconds": round(sum(parts.values()), 2), "how": how,
-            "parts": {k: round(v, 3) for k, v in parts.items()}}
+        parts[f"{w}x{h}_s"] = steps * n_win * passes * sp.pass_s() * ctl
+    (h, w), sp = sizes[0], speed
+    parts["load_s"] = sp.overhead_s
+    if c.masks:
+        n, j = c.mask.n_candidates, _fusion_index(c.steps, c.mask.k_step)
+        step_s = passes * sp.pass_s()
+        mask_s = MASK_FRAME_S.get(c.mask.method, MASK_FRAME_S["sam"]) * h * w / (512 * 512) \
+            * (1.0 if str(device).split(":")[0] == "cpu" else 0.05) * c.window
+        parts["masks_s"] = (n * (j * step_s + step_s + sp.decode_or_prior() + mask_s)
+                            + (c.steps - j) * step_s + sp.decode_or_prior() + mask_s)
+        if c.mask.tune_steps > 0:
+            parts["combined_tune_s"] = c.mask.tune_steps * sp.train_step_s
+    parts["decode_s"] = sp.decode_or_prior() * c.frames / max(1, c.window)
+    load = max(loads or [1.0], key=lambda f: abs(f - 1.0))
+    return finish(parts, worst(hows), load)
+
+
+def estimate_line(est: dict, device="cpu") -> str:
+    """The Long Video tab's ``Estimate: ...`` line (jobs/estimates.py ``line``)."""
+    from .estimates import line
+
+    p = est.get("parts", {})
+    counts = [k[:-2].replace("x", "×") + " co-denoising" for k in p
+              if k[0].isdigit() and k.endswith("_s")]
+    if p.get("masks_s"):
+        counts.append("mask stage")
+    if p.get("combined_tune_s"):
+        counts.append("combined tuning")
+    counts.append("decode")
+    return line(est, device, counts)
 
 
 def dim_background(frames, masks):
@@ -135,6 +193,10 @@ def run(cfg: LongJobConfig, ctx):
     from ..pipelines.longvideo import long_segments, long_video, mask_preview, output_path
     from ..pipelines.run_open import open_run
 
+    from .estimates import announce
+
+    if not cfg.masks_only:
+        announce(ctx, estimate, estimate_line, cfg)
     rf = open_run(cfg.run, device=ctx.device)
     device = torch.device(ctx.device)
     if cfg.masks_only:

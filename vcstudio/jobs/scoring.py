@@ -3,6 +3,7 @@ sweep jobs (per-frame and per-video values into the store, the full results as J
 from __future__ import annotations
 
 import math
+import time
 from typing import Optional, Sequence
 
 import numpy as np
@@ -21,6 +22,7 @@ def score(frames: np.ndarray, ctx, run_id: Optional[str], metrics: Sequence[str]
     if not metrics:
         return {}
     check_scoring_memory(frames, metrics, source, ctx.device)
+    t0 = time.perf_counter()
     if stream:
         from ..metrics import resolve_names
 
@@ -40,6 +42,7 @@ def score(frames: np.ndarray, ctx, run_id: Optional[str], metrics: Sequence[str]
 
         results = evaluate(frames, prompt=prompt, source=source, metrics=list(metrics),
                            cache=ctx.cache, progress=ctx, cancel=ctx.cancel)
+    record_speed(ctx, metrics, frames, time.perf_counter() - t0)
     if run_id is not None:
         ok = {k: r for k, r in results.items() if not r.skipped}
         ctx.add_metrics(run_id, video={k: float(r.value) for k, r in ok.items()
@@ -91,3 +94,50 @@ def check_scoring_memory(frames: np.ndarray, metrics: Sequence[str], source, dev
                              f"({', '.join(sorted(FLOW_METRICS & set(metrics)))})"
                              if FLOW_METRICS & set(metrics) else "the frames or the size"),
                  "cpu")
+
+
+# seconds to score one frame before anything was measured (CPU, 512x512; scaled by pixels):
+# a guess, labelled "uncalibrated"; the first scoring on the device records the real figure
+PRIOR_FRAME_S = {"cpu": 1.0, "cuda": 0.05, "mps": 0.3}
+
+
+def unit_name(metrics: Sequence[str]) -> str:
+    """The calibration unit of scoring one frame with this set of metrics."""
+    return "score:" + ",".join(sorted(set(metrics)))
+
+
+def record_speed(ctx, metrics, frames: np.ndarray, seconds: float) -> None:
+    """Record (after scoring ``frames`` in ``seconds``) the seconds per scored frame (model
+    loads included: a new process loads them again) with the machine's rate, for the
+    estimates (vcstudio/calibration.py units)."""
+    from .. import calibration as cal
+    from .. import loadfactor
+
+    from .estimates import calibration_dir
+
+    n, h, w = frames.shape[:3]
+    if n <= 0:
+        return
+    try:
+        cal.record_unit(calibration_dir(ctx), ctx.device, unit_name(metrics), (w, h), seconds / n,
+                        loadfactor.rate(ctx.device))
+    except OSError:  # a read-only data folder: the estimate stays a guess
+        pass
+
+
+def estimate(metrics: Sequence[str], n_frames: int, width: int, height: int, device="cpu",
+             calibration_dir=None, rate: float = 0.0) -> tuple[float, str, float]:
+    """(seconds, how, load factor) of scoring ``n_frames`` frames at this size with
+    ``metrics``: the seconds per frame an earlier scoring with the same metrics measured on
+    this device (scaled by pixels from the nearest size, and by the load factor), else a
+    per-device guess (:data:`PRIOR_FRAME_S`, "uncalibrated")."""
+    from .. import calibration as cal
+
+    if not metrics or n_frames <= 0:
+        return 0.0, "calibrated", 1.0
+    per, how, load = cal.lookup_unit(calibration_dir, device, unit_name(metrics),
+                                     (width, height), rate)
+    if per is None:
+        kind = cal.device_kind(device)
+        per = PRIOR_FRAME_S.get(kind, PRIOR_FRAME_S["cpu"]) * width * height / (512 * 512)
+    return per * n_frames, how, load

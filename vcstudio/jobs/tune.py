@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ..config import Limits, TuneConfig
 from ..errors import InputError
@@ -21,7 +21,8 @@ from ..memory import tune_gib
 from . import validate as v
 
 # Rough constants for a Stable-Diffusion-1.x-size U-Net (860 M parameters), per 512x512 frame,
-# used only until a tune on this device calibrates the estimate (vcstudio/calibration.py). A training step is forward +
+# used only until a tune or a probe on this device measures the speed (vcstudio/calibration.py,
+# vcstudio/pipelines/probe.py). A training step is forward +
 # backward with gradient checkpointing; a sampling/inversion step is forward only (x2 for CFG).
 # What a method adds on top (its modules, feature nets, decode graph, time) is the method's own
 # (methods: ``cost``).
@@ -105,26 +106,34 @@ def validate(cfg: TuneConfig, limits: Limits) -> None:
 
 
 def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
-             calibration_dir: Any = None) -> dict:
-    """Memory and time of tuning + its previews + the DDIM inversion, without the device (an
-    estimate never waits for the device lock).
+             calibration_dir: Any = None, probe: Optional[Callable] = None,
+             rate: Optional[float] = None) -> dict:
+    """Memory and time of tuning + its previews + the DDIM inversion + its validation
+    samples, without waiting for the device (an estimate never waits for the device lock).
 
-    Time: from the speeds earlier tunes measured on this device, model and method
+    Time: from the speeds measured on this device, model and method at this shape
     (:mod:`vcstudio.calibration`, in ``calibration_dir``, default the data folder): overhead +
-    steps x step time + previews (at the cadence that keeps them under ~10% of tuning) x preview
-    time + inversion steps x inversion step time; scaled by frames x pixels from the nearest
-    measured size. Without a measurement: per-device constants for a Stable-Diffusion-1.x-size
-    U-Net (``model_scale`` scales them, e.g. ~0.02 for the embedded model), labelled
-    "uncalibrated". Memory: frozen weights + trainables with AdamW + activations per frame, plus
+    steps x step time + previews (at the cadence that keeps them under ~10% of tuning) x
+    preview time + inversion steps x inversion step time + validation samples (steps x one
+    pass, two under CFG, + a decode each). Where nothing was measured at this shape, ``probe``
+    (vcstudio/pipelines/probe.py's ``prober``: a few seconds of real steps) measures it first;
+    without one (or where it cannot run) the nearest measured shape is scaled by frames x
+    pixels ("scaled from FxWxH", a range), else per-device constants for a
+    Stable-Diffusion-1.x-size U-Net (``model_scale`` scales them, e.g. ~0.02 for the embedded
+    model), labelled "uncalibrated". On the CPU every measured time is scaled by the load
+    factor (rate then / rate now, vcstudio/loadfactor.py; ``rate`` = the rate now, read when
+    not given). Memory: frozen weights + trainables with AdamW + activations per frame, plus
     what the method's parts cost (methods: ``cost``).
 
-    Returns ``{"gib", "seconds", "device_gib", "fits", "how", "parts"}``: ``how`` is
-    "calibrated", "scaled from FxWxH" or "uncalibrated"; ``parts`` the seconds of each stage and
-    the preview count; ``device_gib`` / ``fits`` are ``None`` where the device memory is
-    unknown (CPU). ``seconds_per_step`` (a step with its share of previews) and
-    ``seconds_inversion`` let a time-limited GPU (ZeroGPU) split the tune into calls."""
+    Returns ``{"gib", "seconds", "low", "high", "device_gib", "fits", "how", "load",
+    "parts"}`` (jobs/estimates.py): ``how`` is "calibrated", "probed", "scaled from FxWxH" or
+    "uncalibrated"; ``parts`` the seconds of each stage and the preview count; ``device_gib`` /
+    ``fits`` are ``None`` where the device memory is unknown (CPU). ``seconds_per_step`` (a
+    step with its share of previews) and ``seconds_inversion`` let a time-limited GPU
+    (ZeroGPU) split the tune into calls."""
     from .. import calibration as cal
     from ..methods.registry import cost
+    from .estimates import finish, rate_now
 
     dtype = str(device).split(":")[0]
     d = cfg.data
@@ -137,15 +146,19 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
     gib = (tune_gib(d.n_frames, d.height, d.width, c.gib, cfg.gradient_checkpointing,
                     model_scale)
            + model_scale * (ctl["gib"] + units * _SAMPLE_ACT_GIB_PER_FRAME * ctl["unet_share"]))
+    rate = rate_now(device, rate)
     found = cal.lookup(calibration_dir, device, cfg.model, cfg.method, d.n_frames, d.width,
-                       d.height)
+                       d.height, rate)
+    if not found.exact and probe is not None and d.width > 0 and d.height > 0:
+        probe(cfg)  # measures and records this shape (or the nearest it can afford)
+        found = cal.lookup(calibration_dir, device, cfg.model, cfg.method, d.n_frames,
+                           d.width, d.height, rate)
     sp = found.speed
+    decode_s = 0.0
     if sp is not None:
-        step_s, inv_s, overhead = sp.train_step_s, sp.sample_step_s, sp.overhead_s
-        if not inv_s:
-            inv_s = cal.PRIOR_SAMPLE_STEP_SHARE * step_s
-        preview_s = (sp.preview_s if sp.preview_s and sp.preview_steps == cfg.preview_steps
-                     else cal.prior_preview_s(cfg.preview_steps, step_s))
+        step_s, inv_s, overhead = sp.train_step_s, sp.pass_s(), sp.overhead_s
+        preview_s = cal.preview_seconds(sp, cfg.preview_steps)
+        decode_s = sp.decode_or_prior()
     else:
         spf = _SEC_PER_FRAME_STEP.get(dtype, _SEC_PER_FRAME_STEP["cpu"]) * model_scale
         step_s = units * spf * c.time_factor
@@ -155,13 +168,11 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
     step_s += inv_s * ctl["unet_share"]  # an inversion step ~ one U-Net forward pass
     every = cal.preview_cadence(cfg.preview_every, preview_s, step_s)
     n_prev = len(range(every, cfg.steps, every)) if every else 0  # none at the last step
-    n_val, val_s = validation_cost(cfg, inv_s)
+    n_val, val_s = validation_cost(cfg, inv_s, decode_s)
     parts = {"overhead_s": overhead, "tune_s": cfg.steps * step_s, "previews": n_prev,
              "preview_every": every, "previews_s": n_prev * preview_s,
              "inversion_s": cfg.inversion_steps * inv_s, "validation_samples": n_val,
              "validation_s": val_s}
-    seconds = (overhead + parts["tune_s"] + parts["previews_s"] + parts["inversion_s"]
-               + val_s)
     device_gib = fits = None
     if dtype == "cuda":
         import torch
@@ -171,11 +182,12 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
             device_gib = torch.cuda.get_device_properties(idx).total_memory / 2**30
             fits = gib <= 0.92 * device_gib  # leave room for the CUDA context and fragmentation
     per_step = step_s + ((parts["previews_s"] + val_s) / cfg.steps if cfg.steps else 0.0)
-    return {"gib": round(gib, 2), "seconds": round(seconds, 1), "seconds_per_step": per_step,
-            "seconds_inversion": parts["inversion_s"] + overhead,
-            "device_gib": device_gib, "fits": fits,
-            "how": found.how if sp is not None else "uncalibrated",
-            "parts": {k: round(v, 2) if isinstance(v, float) else v for k, v in parts.items()}}
+    est = finish(parts, found.how if sp is not None else "uncalibrated", found.load,
+                 gib=round(gib, 2), seconds_per_step=per_step,
+                 seconds_inversion=parts["inversion_s"] + overhead, device_gib=device_gib,
+                 fits=fits)
+    est["seconds"] = round(est["seconds"], 1)
+    return est
 
 
 def uncalibrated_pass_s(frames: int, width: int, height: int, device: Any = "cpu",
@@ -187,22 +199,27 @@ def uncalibrated_pass_s(frames: int, width: int, height: int, device: Any = "cpu
     return frames * (width * height) / (512 * 512) * spf * model_scale * _SAMPLE_STEP_SHARE
 
 
-def validation_cost(cfg: TuneConfig, sample_step_s: float) -> tuple[int, float]:
+def validation_cost(cfg: TuneConfig, sample_step_s: float,
+                    decode_s: float = 0.0) -> tuple[int, float]:
     """(samples, seconds) of the tune's validation samples (Tune-A-Video's
     ``validation_steps``: every ``validation.every`` steps and at the end, one per prompt):
-    each ``validation.steps`` sampling steps of one U-Net pass, two under CFG."""
+    each ``validation.steps`` sampling steps of one U-Net pass (two under CFG:
+    config.guided_passes) and a decode (``decode_s``)."""
+    from ..config import guided_passes
+
     v = cfg.validation
     if not v.prompts:
         return 0, 0.0
     rounds = (len(range(v.every, cfg.steps, v.every)) if v.every > 0 else 0) + 1
     n = rounds * len(v.prompts)
-    return n, n * v.steps * sample_step_s * (2 if v.guidance > 1 else 1)
+    return n, n * (v.steps * sample_step_s * guided_passes(v.guidance) + decode_s)
 
 
 def estimate_line(est: dict, device: Any = "cpu", counts: Optional[list[str]] = None) -> str:
-    """One line for the page: memory, time, what it counts (``counts``; default a tune's
-    parts) and whether it is measured."""
+    """The tune's ``Estimate: ...`` line (jobs/estimates.py ``line``): memory, time, what it
+    counts (``counts``; default the tune's parts), how it was measured and the load."""
     from ..calibration import format_seconds
+    from .estimates import line
 
     if counts is None:
         p = est.get("parts", {})
@@ -214,12 +231,7 @@ def estimate_line(est: dict, device: Any = "cpu", counts: Optional[list[str]] = 
         if p.get("validation_samples"):
             n = p["validation_samples"]
             counts.append(f"{n} validation sample{'s' if n > 1 else ''}")
-    how = est.get("how", "uncalibrated")
-    how = ("uncalibrated: a first tune on this device calibrates it" if how == "uncalibrated"
-           else how)
-    fits = "" if est.get("fits") in (None, True) else " — may NOT fit this GPU: lower frames/size"
-    return (f"Estimate: ~{est['gib']:.1f} GiB, ~{format_seconds(est['seconds'])} on "
-            f"{str(device).split(':')[0]} ({', '.join(counts)}; {how}){fits}.")
+    return line(est, device, counts)
 
 
 def estimate_edit(edit, n_frames: int, width: int, height: int, device: Any = "cpu",
@@ -232,7 +244,9 @@ def estimate_edit(edit, n_frames: int, width: int, height: int, device: Any = "c
 
     units = n_frames * (width * height) / (512 * 512)
     ctl = control_cost(edit.control)
-    calls = 1 if edit.guidance == 1.0 else 2
+    from ..config import guided_passes
+
+    calls = guided_passes(edit.guidance)
     pass_s = uncalibrated_pass_s(n_frames, width, height, device, model_scale)
     sample = edit.steps * pass_s * calls
     inv = edit.steps * pass_s if edit.use_inversion else 0.0
@@ -311,4 +325,18 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
 
 
 def run(cfg: TuneConfig, ctx) -> TuneOutcome:
+    import dataclasses
+
+    from ..memory import model_scale
+    from .estimates import announce, base_of
+
+    try:  # the model's own size where none is given, as the tune resolves it
+        base, d = base_of(cfg.model, ctx, cfg.mixed_precision), cfg.data
+        side = base.native_size
+        d = dataclasses.replace(d, width=d.width if d.width > 0 else side,
+                                height=d.height if d.height > 0 else side)
+        announce(ctx, estimate, estimate_line, dataclasses.replace(cfg, data=d),
+                 model_scale=model_scale(base.unet))
+    except Exception:  # noqa: BLE001 - the tune itself reports a model it cannot load
+        pass
     return run_tune(cfg, ctx)

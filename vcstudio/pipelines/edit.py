@@ -133,6 +133,9 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
                               device=device)
 
     every = x0_preview_every(cfg.steps) if preview_every is None else int(preview_every)
+    from ..progress import StepTimer
+
+    timer = StepTimer(cfg.steps)
 
     def on_step(pipe, i, t, tensors):
         if cancel is not None:
@@ -142,7 +145,8 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
         strip = None
         if every and x0 is not None and (i + 1) % every == 0 and i + 1 < n:
             strip = preview_strip(base, x0)
-        progress(Event(i + 1, n, f"denoising step {i + 1}/{n}", preview=strip, stage="sample"))
+        progress(Event(i + 1, n, f"denoising step {i + 1}/{n}", preview=strip, stage="sample",
+                       eta=timer.tick()))
         return {}
 
     if cancel is not None:

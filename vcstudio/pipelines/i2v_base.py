@@ -58,13 +58,17 @@ def truncated_loop(step: Callable[[torch.Tensor, Any], torch.Tensor], x: torch.T
                    cancel: Optional[CancelToken] = None) -> torch.Tensor:
     """The denoising loop where only the last ``grad_steps`` steps keep the autograd graph
     (VCD paper's truncated backprop; 0 = plain sampling)."""
+    from ..progress import StepTimer
+
     n = len(timesteps)
+    timer = StepTimer(n)
     for i, t in enumerate(timesteps):
         if cancel is not None:
             cancel.check()
         with torch.set_grad_enabled(i >= n - grad_steps and torch.is_grad_enabled()):
             x = step(x, t)
-        progress(Event(i + 1, n, f"denoising step {i + 1}/{n}", stage="sample"))
+        progress(Event(i + 1, n, f"denoising step {i + 1}/{n}", stage="sample",
+                       eta=timer.tick()))
     return x
 
 

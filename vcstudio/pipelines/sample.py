@@ -26,8 +26,10 @@ def ddim_scheduler(scheduler_config: dict, steps: int, device):
 def guided_prediction(model, latents: torch.Tensor, t, cond: torch.Tensor,
                       uncond: Optional[torch.Tensor], guidance: float) -> torch.Tensor:
     """eps_u + g (eps_c - eps_u), both branches in one batch (Ho & Salimans' CFG)."""
+    from ..config import guided_passes
+
     b = latents.shape[0]
-    if uncond is None or guidance == 1.0:
+    if uncond is None or guided_passes(guidance) == 1:
         return model(latents, t, cond.expand(b, -1, -1)).float()
     x = torch.cat([latents, latents])
     e = torch.cat([uncond.expand(b, -1, -1), cond.expand(b, -1, -1)])
@@ -50,10 +52,13 @@ def run_steps(scheduler, timesteps, latents: torch.Tensor,
     ``on_x0(i, x0)`` is handed the scheduler's predicted clean latents of each step (its
     ``pred_original_sample``, where the scheduler reports one): the streamed previews.
     """
+    from ..progress import StepTimer
+
     ac = autocast or contextlib.nullcontext()
     kw = step_kwargs or {}
     x = latents.float()
     n = len(timesteps)
+    timer = StepTimer(n)
     for i, t in enumerate(timesteps):
         if cancel is not None:
             cancel.check()
@@ -67,7 +72,7 @@ def run_steps(scheduler, timesteps, latents: torch.Tensor,
             on_x0(i, res.pred_original_sample)
         if on_step_end is not None:
             x = on_step_end(i, t, x)
-        progress(Event(i + 1, n, f"denoising step {i + 1}/{n}", stage=stage))
+        progress(Event(i + 1, n, f"denoising step {i + 1}/{n}", stage=stage, eta=timer.tick()))
     return x
 
 

@@ -162,6 +162,51 @@ def check_tune_memory(cfg: TuneConfig, base: BaseModel, device) -> None:
                  device)
 
 
+def train_step(model: VideoDenoiser, method: TuneMethod, base: BaseModel, cfg: TuneConfig,
+               prec, opt, scaler, params, latents0: torch.Tensor, text_emb: torch.Tensor,
+               real: torch.Tensor, ac: torch.Tensor, gen: torch.Generator, step: int) -> dict:
+    """One optimisation step of the one-shot tune (Tune-A-Video Sec. 4.1 + the method's
+    losses): DDPM noise at a random timestep, the denoising loss plus what the method adds,
+    backward, clipping, the optimizer step. Returns the step's logs (the tune loop's, and the
+    probe's timed steps: vcstudio/pipelines/probe.py)."""
+    device = latents0.device
+    b = cfg.batch_size
+    x0 = latents0.expand(b, -1, -1, -1, -1)
+    noise = torch.randn(x0.shape, generator=gen, device=device)
+    t = torch.randint(0, ac.shape[0], (b,), generator=gen, device=device)
+    a = ac[t]
+    noisy = add_noise(x0, noise, a)
+    with prec.autocast():
+        pred = model(noisy, t, text_emb.expand(b, -1, -1))
+    s = StepState(step=step, total=cfg.steps, model=model, base=base, latents=x0,
+                  noise=noise, noisy=noisy, timesteps=t, alpha_bar=a, text_emb=text_emb,
+                  pred=pred, target=training_target(base.prediction_type, x0, noise, a),
+                  frames=real, prediction_type=base.prediction_type, generator=gen)
+    loss = method.denoise_loss(s)
+    logs = {"loss": float(loss.detach())}
+    total = loss
+    for k, v in method.extra_losses(s).items():
+        total = total + v
+        logs[k] = float(v.detach())
+    if scaler is not None:
+        scaler.scale(total).backward()
+        scaler.unscale_(opt)
+    else:
+        total.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    logs.update(method.after_step(s))
+    logs["total"] = float(total.detach())
+    logs["grad_norm"] = float(gnorm)
+    logs["t"] = int(t[0])
+    return logs
+
+
 def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressFn = null_progress,
          cancel: Optional[CancelToken] = None, cache: ModelCache = default_cache,
          device: Optional[torch.device] = None, frames: Optional[np.ndarray] = None,
@@ -255,7 +300,6 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     text_emb = encode_prompts(base, [cfg.data.prompt])
     real = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 255.0
     ac = alphas_cumprod(base.scheduler_config).to(device)
-    n_train = ac.shape[0]
     gen = torch.Generator(device).manual_seed(cfg.seed)
 
     control = None
@@ -322,40 +366,8 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
             if step_budget is not None and step - start >= step_budget:
                 return pause(step)
             t_step = time.perf_counter()
-            b = cfg.batch_size
-            x0 = latents0.expand(b, -1, -1, -1, -1)
-            noise = torch.randn(x0.shape, generator=gen, device=device)
-            t = torch.randint(0, n_train, (b,), generator=gen, device=device)
-            a = ac[t]
-            noisy = add_noise(x0, noise, a)
-            with prec.autocast():
-                pred = model(noisy, t, text_emb.expand(b, -1, -1))
-            s = StepState(step=step, total=cfg.steps, model=model, base=base, latents=x0,
-                          noise=noise, noisy=noisy, timesteps=t, alpha_bar=a, text_emb=text_emb,
-                          pred=pred, target=training_target(base.prediction_type, x0, noise, a),
-                          frames=real, prediction_type=base.prediction_type, generator=gen)
-            loss = method.denoise_loss(s)
-            logs = {"loss": float(loss.detach())}
-            total = loss
-            for k, v in method.extra_losses(s).items():
-                total = total + v
-                logs[k] = float(v.detach())
-            if scaler is not None:
-                scaler.scale(total).backward()
-                scaler.unscale_(opt)
-            else:
-                total.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            opt.zero_grad(set_to_none=True)
-            logs.update(method.after_step(s))
-            logs["total"] = float(total.detach())
-            logs["grad_norm"] = float(gnorm)
-            logs["t"] = int(t[0])
+            logs = train_step(model, method, base, cfg, prec, opt, scaler, params, latents0,
+                              text_emb, real, ac, gen, step)
             losses.append({"step": step + 1, **logs})
             clock.step_done(time.perf_counter() - t_step)
             preview = None
@@ -442,25 +454,44 @@ def _disk_full(rf: RunFolder, model: VideoDenoiser, latents0: torch.Tensor,
 
 class _TuneClock:
     """Measures a tune as it runs: the ETA of every progress event, the preview cadence (at
-    most ~10% of the tuning time on previews) and, at the end, the calibration record."""
+    most ~10% of the tuning time on previews) and, at the end, the calibration record (with the
+    machine's rate while it ran: vcstudio/loadfactor.py, read at the start, about once a
+    minute between steps and at the end)."""
+
+    RATE_EVERY_S = 60.0
 
     def __init__(self, cfg: TuneConfig, folder, device, start: int, shape, overhead_s: float):
         from .. import calibration as cal
+        from .. import loadfactor
 
         self.cal, self.cfg, self.folder, self.device = cal, cfg, folder, device
+        self.lf = loadfactor
         self.frames, self.height, self.width = int(shape[0]), int(shape[1]), int(shape[2])
         self.overhead_s = overhead_s
         self.start = start
         self.step_times: list[float] = []
         self.preview_times: list[float] = []
         self.inv_step_s = 0.0
+        self.rates = [r for r in [loadfactor.rate(device)] if r > 0]
+        self._rate_at = time.monotonic()
         known = cal.lookup(folder, device, cfg.model, cfg.method, self.frames, self.width,
-                           self.height).speed
+                           self.height, self.rate).speed
         self.known = known
         # the first preview: the first multiple of preview_every after ``start`` (a resumed
         # tune too), never pushed out by the cost rule; the last step always has one
         self.cadence = cfg.preview_every
         self.next_preview = cal.first_preview(start, cfg.preview_every, cfg.steps)
+
+    @property
+    def rate(self) -> float:
+        """The machine's mean rate while this tune ran (0 = does not apply: a GPU)."""
+        return sum(self.rates) / len(self.rates) if self.rates else 0.0
+
+    def _read_rate(self, fresh: bool = True) -> None:
+        r = self.lf.rate(self.device, fresh=fresh)
+        if r > 0:
+            self.rates.append(r)
+        self._rate_at = time.monotonic()
 
     @property
     def step_s(self) -> float:
@@ -473,9 +504,8 @@ class _TuneClock:
     def preview_s(self) -> float:
         if self.preview_times:
             return sum(self.preview_times) / len(self.preview_times)
-        if self.known and self.known.preview_s and \
-                self.known.preview_steps == self.cfg.preview_steps:
-            return self.known.preview_s
+        if self.known:
+            return self.cal.preview_seconds(self.known, self.cfg.preview_steps)
         return self.cal.prior_preview_s(self.cfg.preview_steps, self.step_s)
 
     def _replan(self, after: int) -> None:
@@ -490,6 +520,8 @@ class _TuneClock:
 
     def step_done(self, seconds: float) -> None:
         self.step_times.append(seconds)
+        if self.rates and time.monotonic() - self._rate_at >= self.RATE_EVERY_S:
+            self._read_rate()
 
     def preview_due(self, step: int) -> bool:
         """A preview after ``step``: the first one (at preview_every), the budgeted ones
@@ -522,11 +554,14 @@ class _TuneClock:
         return {"train_step_s": round(self.step_s, 6), "overhead_s": round(self.overhead_s, 3),
                 "previews": len(self.preview_times),
                 "preview_s": round(self.preview_s, 6) if self.preview_times else None,
-                "preview_every": self.cadence, "inversion_step_s": round(self.inv_step_s, 6)}
+                "preview_every": self.cadence, "inversion_step_s": round(self.inv_step_s, 6),
+                "rate": round(self.rate, 2)}
 
     def record(self) -> None:
         if not self.step_times:
             return
+        if self.rates:
+            self._read_rate(fresh=False)  # the last reading if it is recent
         try:
             self.cal.record(self.folder, self.device, self.cfg.model, self.cfg.method,
                             self.cal.Speed(
@@ -534,7 +569,7 @@ class _TuneClock:
                                 self.inv_step_s, (sum(self.preview_times) / len(
                                     self.preview_times)) if self.preview_times else 0.0,
                                 self.cfg.preview_steps if self.preview_times else 0,
-                                self.overhead_s))
+                                self.overhead_s, rate=self.rate))
         except OSError:  # a read-only data folder: estimates stay uncalibrated
             pass
 

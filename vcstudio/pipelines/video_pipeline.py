@@ -258,7 +258,9 @@ class VideoEditPipeline(DiffusionPipeline):
 
     @property
     def do_classifier_free_guidance(self) -> bool:
-        return self._guidance_scale != 1.0
+        from ..config import guided_passes
+
+        return guided_passes(self._guidance_scale) == 2
 
     @property
     def num_timesteps(self) -> int:

@@ -565,7 +565,21 @@ class Ticker:
 
     def due(self, ev: Event) -> bool:
         now = time.time()
-        if ev.preview is not None or ev.step >= ev.total or now - self.t >= self.every:
+        if ev.preview is not None or ev.step >= ev.total or now - self.t >= self.every \
+                or ev.stage == "estimate":  # a job's estimate line is always shown
             self.t = now
             return True
         return False
+
+
+def event_status(ev: Event, text: Optional[str] = None) -> str:
+    """A job's event as a status line: a job's ``Estimate: ...`` line as it is, else ``text``
+    (default "stage: message") with the event's ETA where it has one."""
+    if ev.stage == "estimate":
+        return ev.message
+    text = text if text is not None else f"{ev.stage}: {ev.message or f'{ev.step}/{ev.total}'}"
+    if ev.eta is not None and "ETA" not in text:
+        from ..calibration import format_seconds
+
+        text += f" (ETA {format_seconds(ev.eta)})"
+    return text

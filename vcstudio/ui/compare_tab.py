@@ -15,9 +15,9 @@ import gradio as gr
 from ..errors import InputError, VcsError
 from ..jobs.compare import COMPARE_METRICS, best_table, load_entry
 from .common import (NO_CLIP, VIDEO_TYPES, about, as_int, bounds_of, check_bounds,
-                     device_group, ensure_session, estimate_device, gr_error, gr_update,
-                     job_validator, run_job, served, ui_tier, uncalibrated_scale, upload,
-                     validated, any_string, demo_tier)
+                     device_group, ensure_session, estimate_device, event_status, gr_error,
+                     gr_update, job_validator, run_job, served, ui_tier, uncalibrated_scale,
+                     upload, validated, any_string, demo_tier)
 from .plots import (StreamView, figure_of, metric_axis, plot_update, rows_frame,
                     table_update)
 
@@ -155,11 +155,16 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
                 if isinstance(item, tuple):
                     res = item[1] if item[0] == "result" else res
                     continue
+                if item.stage == "estimate":  # the comparison's estimate, measured at its start
+                    yield (item.message, gr_update(), gr_update(), gr_update(), gr_update(),
+                           gr_update())
+                    continue
                 if item.stage == "compare":
                     montage = item.outputs.get("montage")
                     if not montage:  # "variant i/n: <label>": what the next events are about
                         variant = item.message.split(": ", 1)[-1]
-                    yield (item.message, served(studio, montage) if montage else gr_update(),
+                    yield (event_status(item, item.message),
+                           served(studio, montage) if montage else gr_update(),
                            gr_update(),
                            gr_update(), gr_update(), gr_update())
                     continue

@@ -16,7 +16,8 @@ from ..config import DataConfig, DCTConfig, APLAConfig, EditConfig, TuneConfig
 from ..errors import InputError
 from ..methods.registry import PICKABLE, plotted_terms
 from .common import (EXAMPLES, about, NO_CLIP, VIDEO_TYPES, Ticker, as_float, as_int,
-                     device_group, ensure_session, estimate_device, frame_strip, gr_error,
+                     device_group, ensure_session, estimate_device, event_status, frame_strip,
+                     gr_error,
                      gr_update, bounds_of, check_bounds, job_validator, last_result, run_job,
                      served, ui_tier, uncalibrated_scale, upload, validated, any_string)
 from .plots import (StepSeries, StreamView, figure_of, metric_axis, plot_update,
@@ -24,6 +25,12 @@ from .plots import (StepSeries, StreamView, figure_of, metric_axis, plot_update,
 
 METHODS = list(PICKABLE)
 CLWS = ["mul-fourier", "fourier", "exponential", "gaussian", "linear", "constant"]
+
+
+def inversion_steps(studio) -> int:
+    """The tier's inversion steps = its edits' default sampling steps (config.TierDefaults),
+    so a first edit reuses the tune's inversion."""
+    return ui_tier(studio).edit_steps
 
 
 def _previews(steps: int) -> dict:
@@ -36,7 +43,8 @@ def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, w
                 height: int, resize: str, position: str, method: str, steps: int, lr: float,
                 seed: int, adapter: bool = True, semantic: bool = True, texture: bool = True,
                 clws: str = "mul-fourier", vgt: str = "pure", disc: bool = True,
-                hyper: bool = True, model: str = "") -> TuneConfig:
+                hyper: bool = True, model: str = "",
+                inversion_steps: int = 50) -> TuneConfig:
     """The UI's controls -> the same TuneConfig the CLI builds. Numbers must be whole where
     the setting counts something (a fraction is an error, not rounded away); the ranges are
     the job's own validate step (Studio.submit)."""
@@ -52,6 +60,7 @@ def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, w
         method=method, steps=steps, lr=as_float("Learning rate", lr),
         seed=as_int("Seed", seed),
         checkpoint_every=max(25, steps // 4), **_previews(steps),
+        inversion_steps=int(inversion_steps),
         dct=dataclasses.replace(DCTConfig(), adapter=bool(adapter), semantic=bool(semantic),
                                 texture=bool(texture), clws=clws),
         apla=dataclasses.replace(APLAConfig(), vgt=vgt, discriminator=bool(disc),
@@ -146,7 +155,8 @@ def estimate_text(studio, frames, width, height, steps, method: str = "baseline"
                          data=DataConfig(n_frames=as_int("Frames", frames),
                                          width=as_int("Width", width),
                                          height=as_int("Height", height)),
-                         steps=steps, method=method or "baseline", **_previews(steps))
+                         steps=steps, method=method or "baseline", **_previews(steps),
+                         inversion_steps=inversion_steps(studio))
         dev = estimate_device(studio)
         scale = uncalibrated_scale(cfg.data.width, cfg.data.height)
         est = estimate(cfg, dev, model_scale=scale, calibration_dir=studio.data_dir)
@@ -202,7 +212,7 @@ def _tune_stream(studio, sid, items, terms: dict, earlier=()):
         if ev.preview is not None:
             preview = frame_strip(ev.preview)
         if tick.due(ev):
-            msg = f"{ev.stage}: {ev.message or f'{ev.step}/{ev.total}'}"
+            msg = event_status(ev)
             yield sid, jid, msg, loss_rows(losses, terms), preview, None
 
 
@@ -212,7 +222,8 @@ def tune_job_config(studio, path, prompt, *settings) -> TuneConfig:
     if not prompt or not prompt.strip():
         raise about("prompt", "Describe the clip in the source prompt, e.g. 'a red circle "
                     "moving right on the beach'.")
-    return tune_config(path, prompt, *settings, model=studio.model or "")
+    return tune_config(path, prompt, *settings, model=studio.model or "",
+                       inversion_steps=inversion_steps(studio))
 
 
 def tune_check(studio):
@@ -330,7 +341,9 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
                     view.video, gif = item.outputs["mp4"], item.outputs["gif"]
                     changed.add("video")
                 if changed or tick.due(item):
-                    yield (served(studio, view.video), served(studio, gif), view.status(item),
+                    status = (event_status(item) if item.stage == "estimate"
+                              else event_status(item, view.status(item)))
+                    yield (served(studio, view.video), served(studio, gif), status,
                            plot_update(view.metrics.series, "frame", "metric", metric_axis)
                            if "metrics" in changed else gr_update(), gr_update())
             plot, table = score_view(res.scores)
@@ -372,18 +385,16 @@ def edit_check(studio):
 
 
 def edit_estimate_text(studio, cfg) -> str:
-    """"Queued… ~12 s (inversion cached; calibrated)" from the run's calibrated speeds."""
-    from ..calibration import format_seconds
-    from ..jobs.edit import estimate
+    """"Queued… Estimate: ~12 s on cpu (inversion cached, ...; calibrated)" from the speeds
+    measured at the run's shape (jobs/edit.py ``estimate``; never waits for the device)."""
+    from ..jobs.edit import estimate, estimate_line
 
     try:
         dev = estimate_device(studio)
         est = estimate(cfg, dev, calibration_dir=studio.data_dir)
     except Exception:  # an estimate must never block the edit
         return "Queued…"
-    inv = "a new inversion at this step count" if est["inversion"] else "inversion cached"
-    how = est["how"] if est["how"] != "uncalibrated" else "uncalibrated: a first tune calibrates it"
-    return f"Queued… ~{format_seconds(est['seconds'])} ({inv}; {how})"
+    return f"Queued… {estimate_line(est, dev)}"
 
 
 def open_tav_handler(studio, sid, folder):

@@ -10,9 +10,9 @@ import gradio as gr
 
 from ..config import LongConfig
 from ..errors import InputError
-from .common import (Ticker, about, as_int, device_group, ensure_session, frame_strip,
-                     gr_error, gr_update, job_validator, run_job, served, validated,
-                     demo_tier)
+from .common import (Ticker, about, as_int, demo_tier, device_group, ensure_session,
+                     estimate_device, event_status, frame_strip, gr_error, gr_update,
+                     job_validator, run_job, served, validated)
 
 
 def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion: str):
@@ -57,6 +57,27 @@ def _run(studio, sid, run_dir):
     if not run_dir:
         raise InputError(NO_RUN)
     return studio.safe_path(sid, run_dir, must_exist=True)
+
+
+def long_estimate_text(studio, sid, run_dir, frames, window, stride, fusion, steps,
+                       use_masks=False, mask_method="grabcut", candidates=5,
+                       tune_steps=0) -> str:
+    """The Long tab's ``Estimate: ...`` line (jobs/long.py ``estimate``: windows x steps x
+    passes, the mask stage, the decode, from the tuned run's measured speed); never waits for
+    the device, never fails the page."""
+    from ..jobs.long import LongJobConfig, estimate, estimate_line
+
+    if not run_dir or not sid:
+        return "Tune a clip first: the estimate reads the speed its tune measured."
+    try:
+        run = studio.safe_path(sid, run_dir, must_exist=True)
+        cfg = long_config("", "estimate", frames, window, stride, fusion, steps, 0, use_masks,
+                          mask_method, "", candidates, tune_steps)
+        dev = estimate_device(studio)
+        est = estimate(LongJobConfig(str(run), cfg), dev, calibration_dir=studio.data_dir)
+    except Exception as e:  # an estimate must never block the page
+        return f"(no estimate: {e})"
+    return estimate_line(est, dev)
 
 
 def long_check(studio, masks_only: bool = False):
@@ -146,7 +167,7 @@ def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusio
                 continue
             strip = frame_strip(item.preview, 12) if item.preview is not None else None
             if strip is not None or tick.due(item):
-                yield (None, f"{item.stage}: {item.step}/{item.total}",
+                yield (None, event_status(item, f"{item.stage}: {item.step}/{item.total}"),
                        strip if strip is not None else gr_update(), gr_update())
         gallery = (mask_gallery(res.candidates, res.candidate_masks, res.fused, res.masks)
                    if res.fused is not None else None)
@@ -200,6 +221,8 @@ def build(studio, sid_state, edit_refs):
                 control = structure_panel(studio, sid_state, edit_refs["run_dir"], frames,
                                           api_name="long_control_preview")
                 plan_btn = gr.Button("Plan")
+                est = gr.Markdown(long_estimate_text(studio, None, "", 0, 0, 0, "", 0),
+                                  elem_id="long-estimate", label="Estimate")
                 gen_btn = gr.Button("Generate long video", variant="primary")
                 status = gr.Markdown(label="Status")
             with gr.Column():
@@ -249,6 +272,22 @@ def build(studio, sid_state, edit_refs):
                                      stride, fusion, steps, seed, mask_method, sam_checkpoint,
                                      candidates, request, progress)
 
+        def long_estimate(session: str, run_dir: str, frames: float, window: float,
+                          stride: float, fusion: str, steps: float, use_masks: bool,
+                          mask_method: str, candidates: float, tune_steps: float) -> str:
+            """Time of a long video with these settings from the tuned run (never waits for
+            the device)."""
+            return long_estimate_text(studio, session, run_dir, frames, window, stride, fusion,
+                                      steps, use_masks, mask_method, candidates, tune_steps)
+
+        est_inputs = [sid_state, edit_refs["run_dir"], frames, window, stride, fusion, steps,
+                      use_masks, mask_method, candidates, tune_steps]
+        est_btn = gr.Button(visible=False)  # the API's /long_estimate (one public name)
+        est_btn.click(long_estimate, est_inputs, est, api_name="long_estimate",
+                      concurrency_id="preview")
+        for c in est_inputs[1:]:
+            c.change(long_estimate, est_inputs, est, api_name=False, concurrency_id="preview",
+                     trigger_mode="always_last")
         frames_in, window_in, stride_in = frames, window, stride
         plan_btn.click(long_plan, [story, prompts, frames, window, stride, fusion],
                        [graph, segs, layout, windows], api_name="long_plan",
