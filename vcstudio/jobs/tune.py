@@ -331,11 +331,13 @@ def run(cfg: TuneConfig, ctx) -> TuneOutcome:
     from .estimates import announce, base_of
 
     try:  # the model's own size where none is given, as the tune resolves it
-        base, d = base_of(cfg.model, ctx, cfg.mixed_precision), cfg.data
-        side = base.native_size
-        d = dataclasses.replace(d, width=d.width if d.width > 0 else side,
-                                height=d.height if d.height > 0 else side)
-        announce(ctx, estimate, estimate_line, dataclasses.replace(cfg, data=d),
+        from ..io import read_video
+        from ..pipelines.tune import resolve_size
+
+        base = base_of(cfg.model, ctx, cfg.mixed_precision)
+        first = read_video(cfg.data.video_path, 0, 1, 1)  # the clip's aspect, as the tune's
+        announce(ctx, estimate, estimate_line, resolve_size(cfg, base.native_size,
+                                                            first.shape[1:3]),
                  model_scale=model_scale(base.unet))
     except Exception:  # noqa: BLE001 - the tune itself reports a model it cannot load
         pass

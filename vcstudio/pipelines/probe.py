@@ -59,7 +59,7 @@ def probe_speed(cfg: TuneConfig, device: Any, cache, calibration_dir=None,
     from ..models.diffusion_math import alphas_cumprod
     from ..models.loading import load_base
     from .encode import decode_latents, encode_prompts, encode_video
-    from .tune import _optimizer, _resolve_size, train_step
+    from .tune import _optimizer, resolve_size, train_step
     from .video_model import build_video_model
 
     device = torch.device(device)
@@ -68,7 +68,9 @@ def probe_speed(cfg: TuneConfig, device: Any, cache, calibration_dir=None,
                    stage="probe"))
     base = load_base(cfg.model or None, device, prec.frozen_dtype, cache)
     t0 = time.perf_counter()  # the job loads the same base through the same cache: not counted
-    cfg = _resolve_size(cfg, base)
+    d = cfg.data  # the job resolves the clip's sides first; a square at the model's own size else
+    cfg = resolve_size(cfg, base.native_size, (d.height or d.size or base.native_size,
+                                               d.width or d.size or base.native_size))
     # what the probe times is the U-Net with the method's parts; structure conditions are
     # counted by the estimate itself, and nothing initialises from another run
     cfg = dataclasses.replace(cfg, control=[], init_from="", validation=ValidationConfig())
