@@ -429,9 +429,13 @@ def run(cfg: CompareConfig, ctx) -> CompareOutcome:
     try:  # the model's own size where none is given, as each variant's tune resolves it
         from ..memory import model_scale
 
+        from .scoring import warm_up
+
         base = base_of(cfg.model, ctx) if cfg.variants else None
         sized = cfg if cfg.size or base is None else dataclasses.replace(
             cfg, size=base.native_size)
+        if sized.size:  # the scoring models loaded before the estimate, as the base is
+            warm_up(cfg.metrics, sized.size, sized.size, ctx, cfg.edit_prompt)
         est = announce(ctx, estimate, estimate_line, sized,
                        **({"model_scale": model_scale(base.unet)} if base else {})) or {}
     except Exception:  # noqa: BLE001 - the variants report a model they cannot load

@@ -128,9 +128,10 @@ def edit_parts(edit: EditConfig, speed, inverts: bool) -> dict:
 
 def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None, probe=None,
              rate: Optional[float] = None) -> dict:
-    """Seconds of this edit, without the device: loading the tuned model (the tune's measured
-    overhead), sampling (steps x one forward pass, two under CFG), the inversion when the run
-    has none at this step count (steps x 1 pass), a decode and the scoring of every frame with
+    """Seconds of this edit, without the device, its models loaded (the job loads them before
+    it says its estimate: :func:`prepare`): sampling (steps x one forward pass, two under
+    CFG), the inversion when the run has none at this step count (steps x 1 pass), a decode
+    and the scoring of every frame with
     ``cfg.metrics`` (jobs/scoring.py), from the speeds measured at the run's frames and size
     on this device (a probe first where there are none: ``probe``; vcstudio/calibration.py),
     scaled by the machine's load now (``rate``, vcstudio/loadfactor.py). ``how`` says
@@ -150,7 +151,7 @@ def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None, probe=None,
     inv = cfg.edit.use_inversion and not inversion_cached(rf, cfg.edit)
     rate = rate_now(device, rate)
     speed, how, load = run_speed(calibration_dir, device, run_cfg, f, w, h, probe, rate)
-    parts = {"load_s": speed.overhead_s, **edit_parts(cfg.edit, speed, inv)}
+    parts = edit_parts(cfg.edit, speed, inv)
     hows = [how]
     if cfg.metrics:
         parts["score_s"], score_how, _ = scoring.estimate(cfg.metrics, f, w, h, device,
@@ -226,9 +227,30 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
                        results)
 
 
+def prepare(cfg: EditJobConfig, ctx) -> None:
+    """Before the edit's estimate: the tuned model and the scoring models loaded through the
+    job's cache (the edit then finds them; the estimate counts the work from there on).
+    Never raises: the edit itself reports what it cannot load."""
+    import torch
+
+    from ..pipelines.run_open import open_run
+    from ..pipelines.tuned import load_tuned
+    from .scoring import warm_up
+
+    try:
+        rf = open_run(cfg.run)
+        load_tuned(rf.path, ctx.cache, torch.device(ctx.device), model=cfg.model or None)
+        meta, d = rf.meta(), rf.config().data
+        warm_up(cfg.metrics, int(meta.get("width", d.width)), int(meta.get("height", d.height)),
+                ctx, cfg.edit.prompt, with_source=rf.source_path.is_file())
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def run(cfg: EditJobConfig, ctx) -> EditOutcome:
     from .estimates import announce
 
-    if getattr(ctx, "stage", None) != "invert":
+    if getattr(ctx, "stage", None) != "invert" and getattr(ctx, "store", None) is not None:
+        prepare(cfg, ctx)
         announce(ctx, estimate, estimate_line, cfg)
     return run_edit(cfg, ctx, out_dir=Path(ctx.out) if ctx.out else None)

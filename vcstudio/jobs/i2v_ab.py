@@ -210,7 +210,7 @@ def record_step(ctx, cfg, n_frames, height, width, steps: int, seconds: float) -
     try:
         cal.record_unit(calibration_dir(ctx), ctx.device, step_unit(cfg.model, cfg.backbone),
                         (n_frames or 0, width or 0, height or 0), seconds / max(1, steps),
-                        loadfactor.rate(ctx.device))
+                        loadfactor.rate(ctx.device, busy_s=seconds))
     except OSError:
         pass
 

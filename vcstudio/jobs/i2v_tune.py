@@ -214,6 +214,7 @@ def _record_reward(ctx, cfg: I2VTuneJobConfig, log) -> None:
     try:
         cal.record_unit(calibration_dir(ctx), ctx.device, f"i2v-reward:{cfg.backbone}:{cfg.model}",
                         (t.num_frames or 0, t.width or 0, t.height or 0),
-                        log.seconds / len(log.step), loadfactor.rate(ctx.device))
+                        log.seconds / len(log.step),
+                        loadfactor.rate(ctx.device, busy_s=log.seconds))
     except OSError:
         pass

@@ -149,7 +149,6 @@ def estimate(cfg: LongJobConfig, device="cpu", calibration_dir=None, probe=None,
         steps = c.steps if i == 0 else max(1, round(c.steps * c.refine_strength))
         parts[f"{w}x{h}_s"] = steps * n_win * passes * sp.pass_s() * ctl
     (h, w), sp = sizes[0], speed
-    parts["load_s"] = sp.overhead_s
     if c.masks:
         n, j = c.mask.n_candidates, _fusion_index(c.steps, c.mask.k_step)
         step_s = passes * sp.pass_s()
@@ -192,10 +191,15 @@ def run(cfg: LongJobConfig, ctx):
 
     from ..pipelines.longvideo import long_segments, long_video, mask_preview, output_path
     from ..pipelines.run_open import open_run
-
     from .estimates import announce
 
-    if not cfg.masks_only:
+    if not cfg.masks_only and getattr(ctx, "store", None) is not None:
+        try:  # loaded before its estimate (the job finds it in the cache)
+            from ..pipelines.tuned import load_tuned
+
+            load_tuned(open_run(cfg.run).path, ctx.cache, torch.device(ctx.device))
+        except Exception:  # noqa: BLE001 - the job itself reports it
+            pass
         announce(ctx, estimate, estimate_line, cfg)
     rf = open_run(cfg.run, device=ctx.device)
     device = torch.device(ctx.device)

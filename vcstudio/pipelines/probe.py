@@ -27,7 +27,7 @@ import torch
 from ..config import TuneConfig, ValidationConfig
 from ..progress import Event, ProgressFn, null_progress
 
-BUDGET_S = 8.0  # seconds the timed steps may take (the model load is the job's anyway)
+BUDGET_S = 15.0  # seconds the timed steps may take (the model load is the job's anyway)
 TIMED_STEPS = 2  # training steps timed (after one warm-up step at the probe's shape)
 TIMED_PASSES = 2  # forward passes without gradients timed (after one warm-up pass)
 SEED_FRAMES, SEED_SIDE = 2, 64
@@ -105,7 +105,7 @@ def probe_speed(cfg: TuneConfig, device: Any, cache, calibration_dir=None,
     sf, sh, sw = min(d.n_frames, SEED_FRAMES), min(d.height, SEED_SIDE), min(d.width, SEED_SIDE)
     lat, real = inputs(sf, sh, sw)
     setup_s = time.perf_counter() - t0  # inflating, the method's parts, encoding
-    rates = [r for r in [loadfactor.rate(device, fresh=True)] if r > 0]
+    window = loadfactor.Window(device)  # the machine's load while the probe runs
     seed_s = steps(1, lat, real)  # also the warm-up of kernels and allocator
     f, h, w = _shape(d.n_frames, d.height, d.width, seed_s, sf * sh * sw, budget_s, multiple)
     if seed_s > budget_s / 2 or (f, h, w) == (sf, sh, sw):
@@ -131,9 +131,8 @@ def probe_speed(cfg: TuneConfig, device: Any, cache, calibration_dir=None,
         decode_latents(base, lat)
         _sync(device)
         decode_s = time.perf_counter() - td
-    rates += [r for r in [loadfactor.rate(device, fresh=True)] if r > 0]
     speed = cal.Speed(f, w, h, train_s, pass_s, overhead_s=setup_s, decode_s=decode_s,
-                      rate=sum(rates) / len(rates) if rates else 0.0, source="probe")
+                      rate=window.rate(), source="probe")
     try:
         cal.record(calibration_dir, device, cfg.model, cfg.method, speed)
     except OSError:  # a read-only data folder: this estimate uses it, the next probes again
