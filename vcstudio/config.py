@@ -47,6 +47,10 @@ class Limits:
     max_hub_run_mb: float = 8192.0  # open_hub: a pushed run's download
 
 
+# the most sampling / inversion / preview steps any sampler takes: the training schedule's
+# length (SD's and Wan's num_train_timesteps), past which DDIM / flow steps stop being distinct
+TRAIN_TIMESTEPS = 1000
+MAX_SAMPLING_STEPS = TRAIN_TIMESTEPS
 MAX_PROMPT_CHARS = 10000  # far past CLIP's 77 tokens; bounds what a client can send
 
 

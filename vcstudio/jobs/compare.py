@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..config import DataConfig, EditConfig, Limits, MAX_SAMPLING_STEPS, TuneConfig
 from ..calibration import format_seconds
-from ..config import DataConfig, EditConfig, Limits, TuneConfig
 from ..errors import CancelledError, InputError, VcsError
 from . import validate as v
 
@@ -270,7 +270,7 @@ def validate(cfg: CompareConfig, limits: Limits) -> None:
                "describe what every variant's edit should show")
         if not cfg.seeds:
             raise InputError("seeds (--seeds) is empty: give at least one seed.")
-        v.whole("edit_steps (--edit-steps)", cfg.edit_steps, 1, 1000)
+        v.whole("edit_steps (--edit-steps)", cfg.edit_steps, 1, MAX_SAMPLING_STEPS)
         v.number("guidance (--guidance)", cfg.guidance, 0, 50)
     from ..control import validate_controls
 

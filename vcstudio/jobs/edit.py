@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..config import EditConfig, Limits
+from ..config import EditConfig, Limits, MAX_SAMPLING_STEPS
 from . import validate as v
 
 # what the Edit tab scores each edit with (per frame, streamed in the plot)
@@ -45,7 +45,7 @@ def validate_edit(e: EditConfig, prefix: str = "") -> None:
 
     check_prompt(e.prompt, "edit prompt")  # empty, not UTF-8, too long: one line each
     check_prompt(e.negative, "negative prompt", required=False)
-    v.whole(f"{prefix}steps (--steps)", e.steps, 1, 1000)
+    v.whole(f"{prefix}steps (--steps)", e.steps, 1, MAX_SAMPLING_STEPS)
     v.number(f"{prefix}guidance (--guidance)", e.guidance, 0, 50)
     v.seed(f"{prefix}seed (--seed)", e.seed)
     v.number(f"{prefix}eta", e.eta, 0, 1)

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from ..config import Limits
+from ..config import Limits, MAX_SAMPLING_STEPS
 from . import validate as v
 
 BACKBONES = ("auto", "svd", "ltx", "wan")
@@ -72,7 +72,7 @@ def validate(cfg: I2VABConfig, limits: Limits) -> None:
     for name in ("size", "height", "width"):
         v.whole(f"{name} (--{name})", getattr(cfg, name), 0, limits.max_side,
                 " (0 = the model's own)")
-    v.whole("steps (--steps)", cfg.steps, 1, 1000)
+    v.whole("steps (--steps)", cfg.steps, 1, MAX_SAMPLING_STEPS)
     v.seed("seed (--seed)", cfg.seed)
     v.number("fps (--fps)", cfg.fps, 0, 240, open_lo=True)
     check_step_cache(cfg.step_cache)

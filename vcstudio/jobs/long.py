@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..config import Limits, LongConfig
+from ..config import Limits, LongConfig, MAX_SAMPLING_STEPS, TRAIN_TIMESTEPS
 from ..errors import InputError
 from . import validate as v
 
@@ -37,7 +37,7 @@ def validate(cfg: LongJobConfig, limits: Limits) -> None:
         raise InputError(f"{c.frames} frames in windows of {c.window} every {c.stride} make {n} "
                          f"windows; this studio denoises at most {limits.max_windows} per video: "
                          "raise --stride or --window, or lower --frames.")
-    v.whole("long.steps (--steps)", c.steps, 1, 1000)
+    v.whole("long.steps (--steps)", c.steps, 1, MAX_SAMPLING_STEPS)
     v.number("long.guidance (--guidance)", c.guidance, 0, 50)
     v.seed("long.seed (--seed)", c.seed)
     v.whole("long.batch_windows (--window-batch)", c.batch_windows, 0, None,
@@ -100,9 +100,9 @@ def plan(story: str, prompts: list[str], frames: int, window: int, stride: int, 
 MASK_FRAME_S = {"grabcut": 0.5, "sam": 8.0}
 
 
-def _fusion_index(steps: int, k: int, train_steps: int = 1000, offset: int = 1) -> int:
+def _fusion_index(steps: int, k: int, train_steps: int = TRAIN_TIMESTEPS, offset: int = 1) -> int:
     """The step index of the mask stage's step k (maskfusion.fusion_index) on DDIM's "leading"
-    schedule (timesteps (steps-1-i) x 1000 // steps + 1), without building a scheduler."""
+    schedule (timesteps (steps-1-i) x T // steps + 1, T = the training timesteps), without building a scheduler."""
     ratio = train_steps // max(1, steps)
     for i in range(steps):
         if (steps - 1 - i) * ratio + offset <= k:

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..config import EditConfig, check_prompt
+from ..config import check_prompt, EditConfig, MAX_SAMPLING_STEPS
 from ..errors import InputError, OutOfMemoryError
 from ..io import write_gif, write_mp4
 from ..models.cache import ModelCache, default_cache
@@ -52,8 +52,9 @@ def edit_stem(cfg: EditConfig) -> str:
 def validate_edit(cfg: EditConfig) -> None:
     check_prompt(cfg.prompt, "edit prompt")
     check_prompt(cfg.negative, "negative prompt", required=False)
-    if not 1 <= cfg.steps <= 1000:
-        raise InputError(f"Sampling steps must be within 1..1000, got {cfg.steps}.")
+    if not 1 <= cfg.steps <= MAX_SAMPLING_STEPS:
+        raise InputError(f"Sampling steps must be within 1..{MAX_SAMPLING_STEPS}, got "
+                         f"{cfg.steps}.")
     if not 0 <= cfg.guidance <= 50:
         raise InputError(f"Guidance scale must be within 0..50, got {cfg.guidance}.")
     if cfg.control:

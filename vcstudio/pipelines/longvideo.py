@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..config import LongConfig, to_dict
+from ..config import LongConfig, MAX_SAMPLING_STEPS, to_dict
 from ..errors import InputError, OutOfMemoryError
 from ..io import resize_frames, write_mp4
 from ..models.cache import ModelCache, default_cache
@@ -74,8 +74,9 @@ def long_segments(cfg: LongConfig) -> list[Segment]:
 
 
 def validate_long(cfg: LongConfig) -> None:
-    if not 1 <= cfg.steps <= 1000:
-        raise InputError(f"Sampling steps must be within 1..1000, got {cfg.steps}.")
+    if not 1 <= cfg.steps <= MAX_SAMPLING_STEPS:
+        raise InputError(f"Sampling steps must be within 1..{MAX_SAMPLING_STEPS}, got "
+                         f"{cfg.steps}.")
     if not 0 <= cfg.guidance <= 50:
         raise InputError(f"Guidance scale must be within 0..50, got {cfg.guidance}.")
     if cfg.refine_mode not in ("latent", "pixel"):

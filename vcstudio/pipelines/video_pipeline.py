@@ -38,6 +38,7 @@ import torch.nn as nn
 from diffusers import DDIMScheduler, DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from ..config import MAX_SAMPLING_STEPS
 from ..errors import InputError
 from ..models.inflate import VideoDenoiser
 from ..models.loading import BaseModel
@@ -299,8 +300,9 @@ class VideoEditPipeline(DiffusionPipeline):
             texts = [prompt] if isinstance(prompt, str) else list(prompt)
             if not texts or any(not isinstance(p, str) or not p.strip() for p in texts):
                 raise InputError("The prompt is empty: describe what the video should show.")
-        if not 1 <= int(steps) <= 1000:
-            raise InputError(f"num_inference_steps must be within 1..1000, got {steps}.")
+        if not 1 <= int(steps) <= MAX_SAMPLING_STEPS:
+            raise InputError(f"num_inference_steps must be within 1..{MAX_SAMPLING_STEPS}, "
+                             f"got {steps}.")
         if not 0 <= guidance <= 50:
             raise InputError(f"guidance_scale must be within 0..50, got {guidance}.")
         if eta < 0:
