@@ -8,7 +8,6 @@ import argparse
 import csv
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -71,10 +70,9 @@ def format_table(results: dict[str, MetricResult]) -> str:
 def write_csv(results: dict[str, MetricResult], path: str | Path, n_frames: int) -> None:
     """One row per frame, one column per metric that ran, and a final 'video' row."""
     names = [n for n, r in results.items() if not r.skipped]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "w", newline="") as fh:
+    from ..io.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["frame"] + names)
 
@@ -85,7 +83,6 @@ def write_csv(results: dict[str, MetricResult], path: str | Path, n_frames: int)
             pf = [results[n].per_frame for n in names]
             w.writerow([t] + [cell(p[t]) if t < len(p) else "" for p in pf])
         w.writerow(["video"] + [cell(results[n].value) for n in names])
-    os.replace(tmp, path)
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -115,11 +112,10 @@ def run_eval(args: argparse.Namespace) -> int:
         doc = results_to_json(results, video=str(args.video), n_frames=int(len(frames)),
                               width=int(frames.shape[2]), height=int(frames.shape[1]),
                               prompt=args.prompt, source=args.source, image=args.image)
-        p = Path(args.json)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".tmp-{p.name}")
-        tmp.write_text(json.dumps(doc, indent=2))
-        os.replace(tmp, p)
+        from ..io.atomic import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(doc, indent=2))
     if args.csv:
         write_csv(results, args.csv, len(frames))
     return 0
