@@ -279,7 +279,7 @@ def add_bench_long_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run_bench_long(args: argparse.Namespace) -> int:
     import torch
 
-    from ..pipelines.bench import bench_long, print_table
+    from ..bench.pipelines import bench_long, print_table
 
     try:
         lengths = [int(v) for v in str(args.frames).split(",") if v.strip()]

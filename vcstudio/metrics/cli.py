@@ -140,7 +140,7 @@ def add_bench_metrics_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bench_metrics(args: argparse.Namespace) -> int:
-    from .bench import bench_metrics
+    from ..bench.metrics import bench_metrics
 
     names = [m.strip() for m in (args.metrics or "").split(",") if m.strip()]
     want_vcd = not names or "vcd" in names  # VCD has its own row: a long clip, streamed
@@ -161,7 +161,7 @@ def run_bench_metrics(args: argparse.Namespace) -> int:
         tot = rows["shared_total"]
         print(f"{'all (shared features)':24s} {tot:9.3f} {args.frames / tot:9.1f}")
     if want_vcd:
-        from .bench import bench_vcd
+        from ..bench.metrics import bench_vcd
 
         v = bench_vcd(args.vcd_frames, args.vcd_size, args.vcd_batch, args.vcd_encoder,
                       device=str(args.device or "cpu"))
