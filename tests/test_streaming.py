@@ -110,7 +110,10 @@ def test_edit_tab_shows_previews_in_the_video_slot_until_the_final_video(tuned_r
         shutil.copytree(run, mine)
         outs = list(edit_tab.edit_handler(studio, sid, str(mine), "a blue square", "", 12, 5.0,
                                           3, True))
-    videos = [o[0] for o in outs[:-1] if o[0]]
+    # until this edit has frames, the slot keeps what it showed (an update that changes nothing)
+    kept = [o[0] for o in outs[:-1] if not isinstance(o[0], str)]
+    assert kept and all(k == {"__type__": "update"} for k in kept), kept[:2]
+    videos = [o[0] for o in outs[:-1] if isinstance(o[0], str)]
     previews = list(dict.fromkeys(v for v in videos if Path(v).name.startswith("preview-")))
     assert len(previews) >= 3  # x0 previews, then the frames as they decoded
     assert outs[-1][2] == "Done." and Path(outs[-1][0]).is_file()
