@@ -98,7 +98,11 @@ def clip_player(studio, sid, video):
         return None
     try:
         sid = ensure_session(studio, sid)
-        frames = read_video(upload(studio, sid, video), 0, 1, 48, limits=studio.limits)
+        path = upload(studio, sid, video)
+        try:  # its first 48 frames ...
+            frames = read_video(path, 0, 1, 48, limits=studio.limits)
+        except InputError:  # ... or all of a shorter clip
+            frames = read_video(path, 0, 1, None, limits=studio.limits)
         h, w = frames.shape[1:3]
         scale = min(1.0, 320 / max(h, w))
         frames = resize_frames(frames, max(16, int(w * scale) // 8 * 8),
