@@ -118,7 +118,7 @@ def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: f
     """``control="canny"``: the same sampling with a ControlNet (diffusers' ControlNetModel
     from the U-Net, as ControlNet trains it) on canny conditions of random frames, every U-Net
     call adding its residuals (vcstudio/control)."""
-    from ..pipelines.encode import decode_latents, encode_prompts
+    from ..models.encode import decode_latents, encode_prompts
     from ..pipelines.sample import denoise
     from ..pipelines.video_model import build_video_model
 
@@ -173,7 +173,7 @@ def bench_long(frames: int = 120, window: int = 16, stride: int = 8, steps: int 
     """
     from ..scene.segments import even_segments
     from ..pipelines.codenoise import CoDenoiser
-    from ..pipelines.encode import decode_to_frames, encode_prompts
+    from ..models.encode import decode_to_frames, encode_prompts
     from ..pipelines.longvideo import auto_batch
     from ..pipelines.sample import denoise
     from ..pipelines.video_model import build_video_model

@@ -15,7 +15,7 @@ from ..errors import InputError, OutOfMemoryError
 from ..io import write_gif, write_mp4
 from ..models.cache import ModelCache, default_cache
 from ..progress import CancelToken, Event, ProgressFn, null_progress
-from .encode import decode_to_frames, preview_strip
+from ..models.encode import decode_to_frames, preview_strip
 from .tuned import TunedModel, inversion_latents, load_tuned
 
 
@@ -97,7 +97,7 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
 
     Streams what it makes: every ``preview_every`` denoising steps (default ~6 per edit; 0 =
     none) an Event (stage "sample") whose ``preview`` is a low-resolution strip of the
-    scheduler's predicted x0 (:func:`~vcstudio.pipelines.encode.preview_strip`: a few frames,
+    scheduler's predicted x0 (:func:`~vcstudio.models.encode.preview_strip`: a few frames,
     downscaled latents, ~1-2% of a full decode), then the frames as each chunk of
     ``decode_chunk`` frames decodes (stage "decode"; the chunking also bounds the decoder's
     memory).

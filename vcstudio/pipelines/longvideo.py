@@ -28,7 +28,7 @@ from ..progress import CancelToken, Event, ProgressFn, null_progress
 from ..scene.parser import story_segments
 from ..scene.segments import Segment, check_segments, even_segments
 from .codenoise import CoDenoiser
-from .encode import decode_to_frames, encode_prompts, encode_video
+from ..models.encode import decode_to_frames, encode_prompts, encode_video
 from .refine import parse_scales, partial_timesteps, renoise, upsample_latents
 from .runs import write_json
 from .sample import ddim_scheduler, denoise
@@ -237,7 +237,7 @@ def _x0_previews(base, steps: int, progress: ProgressFn, stage: str, n_previews:
     """``on_x0`` for :func:`~vcstudio.pipelines.sample.denoise`: every few steps an Event whose
     preview is a low-resolution strip of the predicted x0 of the whole long video (a few
     evenly picked frames, downscaled latents: a small fraction of one decode)."""
-    from .encode import preview_strip
+    from ..models.encode import preview_strip
 
     every = max(1, int(steps) // n_previews)
 

@@ -27,7 +27,7 @@ from ..methods.masks import MaskResult, find_sam_checkpoint, foreground_masks
 from ..models.cache import ModelCache, default_cache
 from ..models.diffusion_math import alphas_cumprod, x0_and_eps
 from ..progress import CancelToken, Event, ProgressFn, null_progress
-from .encode import decode_to_frames
+from ..models.encode import decode_to_frames
 from .sample import ddim_scheduler, denoise, guided_prediction
 
 # the refinement candidates' noise seeds sit this far from the sampling seed (distinct draws)

@@ -58,7 +58,7 @@ def probe_speed(cfg: TuneConfig, device: Any, cache, calibration_dir=None,
     from ..device import precision_for
     from ..models.diffusion_math import alphas_cumprod
     from ..models.loading import load_base
-    from .encode import decode_latents, encode_prompts, encode_video
+    from ..models.encode import decode_latents, encode_prompts, encode_video
     from .tune import _optimizer, resolve_size, train_step
     from .video_model import build_video_model
 

@@ -88,7 +88,7 @@ def convert_tav(folder: str | Path, out: str | Path, model: Optional[str] = None
     from ..device import pick_device, precision_for
     from ..io import clip_hash, fit_frames, read_video, write_mp4
     from ..models.loading import load_base
-    from .encode import encode_video
+    from ..models.encode import encode_video
     from .video_model import build_video_model
 
     folder = Path(folder).resolve()

@@ -29,7 +29,7 @@ from ..models.inflate import VideoDenoiser
 from ..models.loading import BaseModel, load_base
 from ..calibration import format_seconds
 from ..progress import CancelToken, Event, ProgressFn, null_progress
-from .encode import decode_latents, encode_prompts, encode_video, tensor_to_frames
+from ..models.encode import decode_latents, encode_prompts, encode_video, tensor_to_frames
 from .runs import RunFolder, new_run_dir, versions, write_json
 from .sample import denoise
 from .validation import validation_due, write_validation_samples

@@ -374,7 +374,7 @@ class VideoEditPipeline(DiffusionPipeline):
         from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
         from ..device import precision_for
-        from .encode import decode_latents, encode_prompts
+        from ..models.encode import decode_latents, encode_prompts
         from .sample import run_steps
 
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
