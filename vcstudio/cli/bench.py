@@ -45,7 +45,7 @@ def _bench_overrides(a) -> dict:
 
 
 def add(sub) -> None:
-    from ..metrics.cli import add_bench_metrics_args
+    from .metrics import add_bench_metrics_args
 
     p = sub.add_parser("bench", help="benchmarks on full-size architectures (random weights)")
     bs = p.add_subparsers(dest="what", required=True)
@@ -176,7 +176,7 @@ def run(a) -> int:
     from ..bench.pipelines import ANCHOR, bench_sample, bench_tune, print_table
 
     if a.what == "metrics":
-        from ..metrics.cli import run_bench_metrics
+        from .metrics import run_bench_metrics
 
         return run_bench_metrics(a)
     if a.what in BENCH_EXTRA:

@@ -11,7 +11,7 @@ import math
 import sys
 from pathlib import Path
 
-from .result import MetricResult
+from ..metrics.result import MetricResult
 
 
 def _common_model_args(p: argparse.ArgumentParser) -> None:
@@ -87,7 +87,7 @@ def write_csv(results: dict[str, MetricResult], path: str | Path, n_frames: int)
 
 def run_eval(args: argparse.Namespace) -> int:
     from ..io import read_image, read_video
-    from .registry import REGISTRY, ALIASES, evaluate, results_to_json
+    from ..metrics.registry import REGISTRY, ALIASES, evaluate, results_to_json
 
     if getattr(args, "list_metrics", False):
         for name, spec in REGISTRY.items():
