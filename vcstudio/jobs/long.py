@@ -67,23 +67,21 @@ def plan(story: str, prompts: list[str], frames: int, window: int, stride: int, 
     pairs), ``table`` (one row per window)."""
     from ..pipelines.windows import layout_table, make_layout, window_prompts
     from ..scene import parse_prompts, parse_story
-    from ..scene.segments import check_segments, even_segments
+    from ..scene.segments import timeline
 
     frames, window, stride = int(frames), int(window), int(stride)
     if window > frames:
         raise InputError(f"The window ({window}) is longer than the video ({frames}).")
     if stride > window:
         raise InputError(f"The stride ({stride}) must not exceed the window ({window}).")
+    lines = [p.strip() for p in prompts if p and p.strip()]
     if story and story.strip():
-        g = parse_story(story)
-        segs, source = g.segments(frames), "story"
+        g, source, lines = parse_story(story), "story", []
+    elif lines:
+        g, source = parse_prompts(lines), "prompts (one per segment)"
     else:
-        lines = [p.strip() for p in prompts if p and p.strip()]
-        if not lines:
-            raise InputError("Write a story, or one prompt per line.")
-        g = parse_prompts(lines)
-        segs, source = even_segments(lines, frames), "prompts (one per segment)"
-    segs = check_segments(segs, frames)
+        raise InputError("Write a story, or one prompt per line.")
+    segs = timeline(frames, story=story if source == "story" else "", prompts=lines)
     graph = {"source": source,
              "timeline": [{"segment": i, "prompt": s.prompt, "first_frame": s.start,
                            "last_frame": s.end - 1} for i, s in enumerate(segs)],

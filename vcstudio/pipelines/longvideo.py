@@ -25,8 +25,7 @@ from ..errors import InputError, OutOfMemoryError
 from ..io import resize_frames, write_mp4
 from ..models.cache import ModelCache, default_cache
 from ..progress import CancelToken, Event, ProgressFn, null_progress
-from ..scene.parser import story_segments
-from ..scene.segments import Segment, check_segments, even_segments
+from ..scene.segments import Segment, timeline
 from .codenoise import CoDenoiser
 from ..models.encode import decode_to_frames, encode_prompts, encode_video
 from .refine import parse_scales, partial_timesteps, renoise, upsample_latents
@@ -56,21 +55,9 @@ class LongResult:
 # ----------------------------------------------------------------------------- inputs
 
 def long_segments(cfg: LongConfig) -> list[Segment]:
-    """The timeline: explicit ``segments``, else the ``story`` (scene parser), else ``prompts``."""
-    if cfg.segments:
-        try:
-            segs = [Segment(str(d["prompt"]), int(d["start"]), int(d["end"]))
-                    for d in cfg.segments]
-        except (KeyError, TypeError, ValueError):
-            raise InputError("Every timeline segment needs prompt, start and end (end "
-                             "exclusive).") from None
-    elif cfg.story and cfg.story.strip():
-        segs = story_segments(cfg.story, cfg.frames)
-    elif cfg.prompts:
-        segs = even_segments(cfg.prompts, cfg.frames)
-    else:
-        raise InputError("Give the long video some prompts: a story, or one prompt per segment.")
-    return check_segments(segs, cfg.frames)
+    """The timeline: explicit ``segments``, else the ``story`` (scene parser), else ``prompts``
+    (scene/segments.timeline)."""
+    return timeline(cfg.frames, cfg.segments, cfg.story, cfg.prompts)
 
 
 def validate_long(cfg: LongConfig) -> None:
