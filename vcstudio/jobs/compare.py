@@ -392,7 +392,7 @@ def run_tuned(path: str, cfg: CompareConfig, ctx, folder: Path, session: Optiona
     """A run tuned before (a vcstudio run or a Tune-A-Video output folder): edit with the
     comparison's prompt, first seed and sampling settings, score; record its compare run."""
     from ..io import read_video
-    from ..pipelines.run_open import open_run
+    from ..pipelines.run_open import prepare_run
     from ..pipelines.runs import write_json
     from .edit import EditJobConfig, run_edit
     from .scoring import score, scores_json
@@ -403,7 +403,7 @@ def run_tuned(path: str, cfg: CompareConfig, ctx, folder: Path, session: Optiona
         if ctx.session is None:
             raise InputError("A public studio compares tuned runs of your own session only.")
         path = str(safe_path(ctx.session, path, must_exist=True))
-    rf = open_run(path, device=ctx.device)  # a Tune-A-Video folder: its converted run
+    rf = prepare_run(path, device=ctx.device)  # a Tune-A-Video folder: its converted run
     label = f"run {Path(path).name}"
     ec = EditConfig(prompt=cfg.edit_prompt, steps=cfg.edit_steps, guidance=cfg.guidance,
                     seed=int(cfg.seeds[0]) if cfg.seeds else 33)

@@ -183,13 +183,13 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     import torch
 
     from ..pipelines.edit import edit
-    from ..pipelines.run_open import open_run
+    from ..pipelines.run_open import prepare_run
     from ..progress import Event
 
     from ..pipelines.run_source import working_copy
 
-    rf = open_run(working_copy(cfg.run, Path(ctx.data_dir) / "hub",
-                               max_mb=ctx.limits.max_hub_run_mb), device=ctx.device)
+    rf = prepare_run(working_copy(cfg.run, Path(ctx.data_dir) / "hub",
+                                  max_mb=ctx.limits.max_hub_run_mb), device=ctx.device)
     if getattr(ctx, "stage", None) == "invert":  # a GPU call of its own (ZeroGPU): cache it
         from ..pipelines.tune import inversion_latents, load_tuned
 
@@ -233,12 +233,12 @@ def prepare(cfg: EditJobConfig, ctx) -> None:
     Never raises: the edit itself reports what it cannot load."""
     import torch
 
-    from ..pipelines.run_open import open_run
+    from ..pipelines.run_open import prepare_run
     from ..pipelines.tuned import load_tuned
     from .scoring import warm_up
 
     try:
-        rf = open_run(cfg.run)
+        rf = prepare_run(cfg.run, device=ctx.device)  # a Tune-A-Video folder: converted
         load_tuned(rf.path, ctx.cache, torch.device(ctx.device), model=cfg.model or None)
         meta, d = rf.meta(), rf.config().data
         warm_up(cfg.metrics, int(meta.get("width", d.width)), int(meta.get("height", d.height)),

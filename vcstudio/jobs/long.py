@@ -188,19 +188,19 @@ def run(cfg: LongJobConfig, ctx):
     import torch
 
     from ..pipelines.longvideo import long_segments, long_video, mask_preview, output_path
-    from ..pipelines.run_open import open_run
+    from ..pipelines.run_open import prepare_run
     from .estimates import announce
 
+    rf = prepare_run(cfg.run, device=ctx.device)  # a Tune-A-Video folder: converted first
+    device = torch.device(ctx.device)
     if not cfg.masks_only and getattr(ctx, "store", None) is not None:
         try:  # loaded before its estimate (the job finds it in the cache)
             from ..pipelines.tuned import load_tuned
 
-            load_tuned(open_run(cfg.run).path, ctx.cache, torch.device(ctx.device))
+            load_tuned(rf.path, ctx.cache, device)
         except Exception:  # noqa: BLE001 - the job itself reports it
             pass
         announce(ctx, estimate, estimate_line, cfg)
-    rf = open_run(cfg.run, device=ctx.device)
-    device = torch.device(ctx.device)
     if cfg.masks_only:
         return mask_preview(rf.path, cfg.long, ctx.cache, device, ctx, ctx.cancel)
     segments = long_segments(cfg.long)

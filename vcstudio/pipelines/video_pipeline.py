@@ -221,13 +221,13 @@ class VideoEditPipeline(DiffusionPipeline):
         with huggingface_hub's snapshot_download). Its base fingerprint must match this base."""
         from ..device import precision_for
         from .run_source import resolve_run
-        from .run_open import open_run
+        from .run_open import prepare_run
         from .tuned import tuned_on_base
 
         if self._base is None:
             raise InputError("This pipeline has no base model to load a run onto; build it with "
                              "VideoEditPipeline.from_pretrained(base).")
-        rf = open_run(resolve_run(run))
+        rf = prepare_run(resolve_run(run), base=self._base)
         offloaded = bool(getattr(self, "_all_hooks", None))
         device = self._execution_device
         if offloaded:
