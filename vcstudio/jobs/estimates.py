@@ -132,7 +132,8 @@ def announce(ctx, estimate_fn, line_fn, cfg, **kw) -> Optional[dict]:
         from ..pipelines.probe import prober
 
         folder = calibration_dir(ctx)
-        probe = prober(ctx.cache, ctx.device, folder, progress=ctx)
+        probe = prober(ctx.cache, ctx.device, folder, progress=ctx,
+                       cancel=getattr(ctx, "cancel", None))
         est = estimate_fn(cfg, ctx.device, calibration_dir=folder, probe=probe, **kw)
         text = line_fn(est, ctx.device)
     except Exception:  # noqa: BLE001 - an estimate must never fail the job it describes

@@ -50,9 +50,12 @@ def _shape(f: int, h: int, w: int, seed_s: float, seed_units: float, budget_s: f
 
 
 def probe_speed(cfg: TuneConfig, device: Any, cache, calibration_dir=None,
-                budget_s: float = BUDGET_S, progress: ProgressFn = null_progress):
+                budget_s: float = BUDGET_S, progress: ProgressFn = null_progress,
+                cancel=None):
     """Measure ``cfg``'s model and method at ``cfg.data``'s shape (see the module doc) and
-    record it in ``calibration_dir`` -> the recorded :class:`~vcstudio.calibration.Speed`."""
+    record it in ``calibration_dir`` -> the recorded :class:`~vcstudio.calibration.Speed`.
+    ``cancel`` (the job's CancelToken) is checked before every step: a job stopped while it
+    probes stops there."""
     from .. import calibration as cal
     from .. import loadfactor
     from ..device import precision_for
@@ -95,6 +98,8 @@ def probe_speed(cfg: TuneConfig, device: Any, cache, calibration_dir=None,
     def steps(n: int, lat, real) -> float:
         t = time.perf_counter()
         for i in range(n):
+            if cancel is not None:
+                cancel.check()
             train_step(model, method, base, cfg, prec, opt, scaler, params, lat, text_emb, real,
                        ac, gen, i)
         _sync(device)
@@ -148,16 +153,19 @@ def _sync(device: torch.device) -> None:
 
 
 def prober(cache, device: Any, calibration_dir=None, budget_s: float = BUDGET_S,
-           progress: ProgressFn = null_progress) -> Callable[[TuneConfig], Optional[Any]]:
+           progress: ProgressFn = null_progress,
+           cancel=None) -> Callable[[TuneConfig], Optional[Any]]:
     """``probe(cfg)`` for the estimates (``jobs.*.estimate(..., probe=)``): measures and records
     ``cfg``'s speed, or returns None where the model cannot be probed here (missing weights, a
     method that needs inputs the probe does not have, out of memory): the estimate then says
     what it has."""
-    from ..errors import VcsError
+    from ..errors import CancelledError, VcsError
 
     def probe(cfg: TuneConfig):
         try:
-            return probe_speed(cfg, device, cache, calibration_dir, budget_s, progress)
+            return probe_speed(cfg, device, cache, calibration_dir, budget_s, progress, cancel)
+        except CancelledError:
+            raise
         except (VcsError, torch.OutOfMemoryError, OSError, ValueError, RuntimeError):
             return None
     return probe
