@@ -229,7 +229,8 @@ def _bench_control(kind: str, base: BaseModel, frames: int, size: int, device, p
     from diffusers import ControlNetModel
 
     from ..control.conditions import extract
-    from ..control.models import StructureControl, Unit, frames_to_tensor
+    from ..control.models import StructureControl, Unit
+    from ..models.encode import frames_to_unit
 
     if kind != "canny":
         raise ValueError(f"bench control {kind!r}: only canny (works offline)")
@@ -242,7 +243,7 @@ def _bench_control(kind: str, base: BaseModel, frames: int, size: int, device, p
         net = net.to(prec.frozen_dtype)
     clip = np.random.default_rng(0).integers(0, 256, (frames, size, size, 3), dtype=np.uint8)
     return StructureControl([Unit("controlnet", net.requires_grad_(False),
-                                  frames_to_tensor(extract(kind, clip), device))])
+                                  frames_to_unit(extract(kind, clip), device))])
 
 
 def control_row(plain: dict, controlled: dict) -> dict:

@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ..models.encode import frames_to_unit
 from ..errors import InputError, ModelNotFoundError
 
 CONTROLNET, ADAPTER = "controlnet", "adapter"
@@ -105,13 +106,6 @@ def check_compatible(kind: str, model, unet_config, source: str = "") -> None:
         if chans != want:
             raise InputError(f"The T2I-Adapter {name} has feature widths {list(chans)}, the base "
                              f"U-Net's blocks {list(want)}: use an adapter made for this base.")
-
-
-def frames_to_tensor(frames: np.ndarray, device=None) -> torch.Tensor:
-    """uint8 (F, H, W, 3) -> float (F, 3, H, W) in [0, 1]: what diffusers' ControlNet and
-    adapter pipelines feed their models (no normalisation to [-1, 1])."""
-    t = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
-    return t.to(device or "cpu")
 
 
 @dataclass
@@ -235,6 +229,6 @@ def build_units(specs, conditions: Sequence[np.ndarray], unet_config, device=Non
             if loaded is not None:
                 loaded[spec.model] = (kind, model)
         check_compatible(kind, model, unet_config, spec.model)
-        units.append(Unit(kind, model, frames_to_tensor(cond, device), float(spec.scale),
+        units.append(Unit(kind, model, frames_to_unit(cond, device or "cpu"), float(spec.scale),
                           float(spec.start), float(spec.end), f"{spec.kind}:{spec.model}"))
     return units

@@ -96,8 +96,9 @@ def _ssim_cv2(x: np.ndarray, y: np.ndarray, g: np.ndarray) -> float:
 
 def _ssim_torch(a, b, g: torch.Tensor, device) -> np.ndarray:
     # [0, 1] scale keeps float32 variances (E[x^2] - E[x]^2) accurate
-    x = torch.from_numpy(np.ascontiguousarray(a)).to(device).permute(0, 3, 1, 2).float() / 255
-    y = torch.from_numpy(np.ascontiguousarray(b)).to(device).permute(0, 3, 1, 2).float() / 255
+    from ..models.encode import frames_to_unit
+
+    x, y = frames_to_unit(a, device), frames_to_unit(b, device)
     c = x.shape[1]
     g = g.to(device, torch.float32)
     k = g.numel()

@@ -20,6 +20,13 @@ def frames_to_tensor(frames: np.ndarray, device=None) -> torch.Tensor:
     return (x.permute(3, 0, 1, 2).float() / 127.5 - 1.0).unsqueeze(0)
 
 
+def frames_to_unit(frames: np.ndarray, device=None) -> torch.Tensor:
+    """uint8 (F, H, W, 3) -> float (F, 3, H, W) in [0, 1] (the frames as feature nets and the
+    consistency losses take them)."""
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    return x.permute(0, 3, 1, 2).float() / 255.0
+
+
 def tensor_to_frames(x: torch.Tensor) -> np.ndarray:
     """float (1, 3, F, H, W) or (3, F, H, W) in [-1, 1] -> uint8 (F, H, W, 3)."""
     if x.ndim == 5:

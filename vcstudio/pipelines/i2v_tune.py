@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ..models.encode import frames_to_unit
 from ..errors import InputError
 from ..methods.vcd import VCD, build_vcd, reward_projection_seed
 from ..metrics.motion import motion_amount
@@ -84,7 +85,7 @@ def probe_metrics(backbone: I2VBackbone, image: np.ndarray, vcd_fn: VCD, steps: 
         img_t = image_to_tensor(image, frames.shape[1], frames.shape[2])
         res = vcd_fn(frames, image=img_t)
         e_img = backbone.embed_images(img_t)
-        e_frm = backbone.embed_images(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255)
+        e_frm = backbone.embed_images(frames_to_unit(frames))
         fid = torch.nn.functional.cosine_similarity(e_frm, e_img.expand_as(e_frm)).mean()
     return {"vcd": float(res.mean), "fidelity": float(fid), "motion": motion_amount(frames)}, frames
 

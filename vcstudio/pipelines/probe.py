@@ -61,7 +61,7 @@ def probe_speed(cfg: TuneConfig, device: Any, cache, calibration_dir=None,
     from ..device import precision_for
     from ..models.diffusion_math import alphas_cumprod
     from ..models.loading import load_base
-    from ..models.encode import decode_latents, encode_prompts, encode_video
+    from ..models.encode import decode_latents, encode_prompts, encode_video, frames_to_unit
     from .tune import _optimizer, resolve_size, train_step
     from .video_model import build_video_model
 
@@ -92,7 +92,7 @@ def probe_speed(cfg: TuneConfig, device: Any, cache, calibration_dir=None,
 
     def inputs(f: int, h: int, w: int):
         frames = rng.integers(0, 256, (f, h, w, 3), dtype=np.uint8)
-        real = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 255.0
+        real = frames_to_unit(frames, device)
         return encode_video(base, frames), real
 
     def steps(n: int, lat, real) -> float:

@@ -29,7 +29,8 @@ from ..models.inflate import VideoDenoiser
 from ..models.loading import BaseModel, load_base
 from ..calibration import format_seconds
 from ..progress import CancelToken, Event, ProgressFn, null_progress
-from ..models.encode import decode_latents, encode_prompts, encode_video, tensor_to_frames
+from ..models.encode import (decode_latents, encode_prompts, encode_video, frames_to_unit,
+                             tensor_to_frames)
 from .runs import RunFolder, new_run_dir, versions, write_json
 from .sample import denoise
 from .validation import validation_due, write_validation_samples
@@ -238,10 +239,37 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     """
     _validate(cfg)
     device = device or pick_device()
-    prec = precision_for(device, cfg.mixed_precision)
     t0 = time.time()
+    cfg, frames, base, notes = _clip_and_base(cfg, frames, base, cache, device, progress)
+    run = _Tuning(cfg, frames, base, notes, run_dir, device, cache, progress, cancel,
+                  save_source, on_checkpoint, calibration_dir, t0)
+    try:
+        for step in range(run.start, cfg.steps):
+            if cancel is not None and cancel.cancelled:
+                return run.stop(step)
+            if step_budget is not None and step - run.start >= step_budget:
+                return run.pause(step)
+            if run.step(step):  # stopped during a validation sample
+                return run.stop(step + 1)
+    except torch.OutOfMemoryError:
+        raise OutOfMemoryError(
+            f"Out of device memory tuning {frames.shape[0]} frames at {frames.shape[2]}x"
+            f"{frames.shape[1]}. Use fewer frames (--frames) or a smaller --size.") from None
+    finally:
+        run.model.control = None
+    if step_budget is not None:  # a budgeted call never finishes: the next call (none) does
+        return run.pause(cfg.steps)
+    return run.finish(invert)
+
+
+def _clip_and_base(cfg: TuneConfig, frames: Optional[np.ndarray], base: Optional[BaseModel],
+                   cache: ModelCache, device: torch.device, progress: ProgressFn):
+    """The tune's set-up before its run folder: the clip read and checked before the (slow)
+    model load (fail fast), the base loaded, the sides resolved from the clip's aspect, memory
+    checked, the clip fitted -> (cfg, frames, base, notes)."""
+    prec = precision_for(device, cfg.mixed_precision)
     d = cfg.data
-    if frames is None:  # read + validate the clip before the (slow) model load: fail fast
+    if frames is None:
         if not d.video_path:
             raise InputError("No video given: pass --video PATH.")
         from ..io import read_video
@@ -263,172 +291,198 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     if frames is None:
         d = cfg.data
         frames = load_clip_frames(raw, d.width, d.height, d.resize, d.crop)
-    rf = RunFolder(Path(run_dir) if run_dir else new_run_dir())
-    rf.path.mkdir(parents=True, exist_ok=True)
-    resume = rf.checkpoint_path.is_file()
-    if resume and rf.meta().get("clip_hash") not in (None, clip_hash(frames)):
-        raise InputError(f"{rf.path} holds a checkpoint for a different clip; use a new --out.")
-    if resume and rf.config_path.is_file():
-        # a checkpoint continues with the architecture it was tuned with (a run from before
-        # these options has per-frame GroupNorm and frame positions)
-        was = rf.config()
-        cfg = dataclasses.replace(cfg, groupnorm=was.groupnorm, frame_positions=was.frame_positions)
-    rf.save_config(cfg)
-    if save_source:  # a viewable copy; the exact clip is kept as latents
-        write_mp4(frames, rf.source_path)
-    rf.update_meta(clip_hash=clip_hash(frames), base_model=base.model_id,
-                   base_fingerprint=base.fingerprint, embedded_model=base.is_embedded,
-                   versions=versions(), device=str(device), seed=cfg.seed, status="running",
-                   n_frames=int(frames.shape[0]), height=int(frames.shape[1]),
-                   width=int(frames.shape[2]), method=cfg.method)
-    rf.update_meta(inversion_prompt=cfg.inversion_prompt,  # "" = empty (TAV), "source", text
-                   notes=notes)  # e.g. the clip was cropped to another aspect
+    return cfg, frames, base, notes
 
-    torch.manual_seed(cfg.seed)
-    model, method, names = build_video_model(base, cfg, prec)
-    if cfg.init_from and not resume:
-        init_from_run(model, cfg.init_from, base)
-    if cfg.gradient_checkpointing:
-        model.unet.enable_gradient_checkpointing()
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = _optimizer(params, cfg, device)
-    scaler = torch.amp.GradScaler("cuda") if prec.use_grad_scaler else None
 
-    # cached once: the clip latents, the prompt embedding and the real frames in [0, 1]
-    latents0 = encode_video(base, frames)
-    text_emb = encode_prompts(base, [cfg.data.prompt])
-    real = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).float() / 255.0
-    ac = alphas_cumprod(base.scheduler_config).to(device)
-    gen = torch.Generator(device).manual_seed(cfg.seed)
+class _Tuning:
+    """One tune's state between its set-up (the run folder, the model with the method's
+    parts, the optimizer, the cached clip latents and prompt, a checkpoint resumed), its steps
+    (:meth:`step`) and its end (:meth:`finish`, or :meth:`stop` / :meth:`pause`)."""
 
-    control = None
-    if cfg.control:  # frozen conditions of the tuned clip while tuning (seed 001: T2I-Adapter)
-        from .structure import build_control
+    def __init__(self, cfg: TuneConfig, frames: np.ndarray, base: BaseModel, notes: list,
+                 run_dir, device: torch.device, cache: ModelCache, progress: ProgressFn,
+                 cancel: Optional[CancelToken], save_source: bool,
+                 on_checkpoint: Optional[Callable[[Path, int], None]], calibration_dir,
+                 t0: float) -> None:
+        self.frames, self.base, self.progress, self.cancel = frames, base, progress, cancel
+        self.on_checkpoint, self.t0 = on_checkpoint, t0
+        self.prec = prec = precision_for(device, cfg.mixed_precision)
+        self.rf = rf = RunFolder(Path(run_dir) if run_dir else new_run_dir())
+        rf.path.mkdir(parents=True, exist_ok=True)
+        resume = rf.checkpoint_path.is_file()
+        if resume and rf.meta().get("clip_hash") not in (None, clip_hash(frames)):
+            raise InputError(f"{rf.path} holds a checkpoint for a different clip; use a new "
+                             "--out.")
+        if resume and rf.config_path.is_file():
+            # a checkpoint continues with the architecture it was tuned with (a run from before
+            # these options has per-frame GroupNorm and frame positions)
+            was = rf.config()
+            cfg = dataclasses.replace(cfg, groupnorm=was.groupnorm,
+                                      frame_positions=was.frame_positions)
+        self.cfg = cfg
+        rf.save_config(cfg)
+        if save_source:  # a viewable copy; the exact clip is kept as latents
+            write_mp4(frames, rf.source_path)
+        rf.update_meta(clip_hash=clip_hash(frames), base_model=base.model_id,
+                       base_fingerprint=base.fingerprint, embedded_model=base.is_embedded,
+                       versions=versions(), device=str(device), seed=cfg.seed, status="running",
+                       n_frames=int(frames.shape[0]), height=int(frames.shape[1]),
+                       width=int(frames.shape[2]), method=cfg.method)
+        rf.update_meta(inversion_prompt=cfg.inversion_prompt,  # "" = empty (TAV), "source", text
+                       notes=notes)  # e.g. the clip was cropped to another aspect
 
-        progress(Event(0, 1, "structure conditions", stage="control"))
-        control = build_control(TunedModel(base, model, method, cfg, prec, rf), cfg.control,
-                                int(frames.shape[0]), int(frames.shape[2]), int(frames.shape[1]),
-                                clip=frames, cache=cache)
-        model.control = control  # removed below, before the model is saved or handed on
-    start, losses = 0, []
-    if resume:
-        start, losses = _load_checkpoint(rf, model, opt, method, gen)
-    clock = _TuneClock(cfg, calibration_dir, device, start, frames.shape, time.time() - t0)
-    info = method.summary()
-    if info:
-        rf.update_meta(method_summary=info)
-    n_params = sum(p.numel() for p in params)
-    progress(Event(start, cfg.steps, f"tuning {len(names)} tensors ({n_params / 1e6:.2f}M values)"
-                   + "".join(f"; {k} {v}" for k, v in info.items() if k.endswith("_params")),
-                   stage="tune"))
-    step = start
+        torch.manual_seed(cfg.seed)
+        self.model, self.method, names = model, method, _ = build_video_model(base, cfg, prec)
+        if cfg.init_from and not resume:
+            init_from_run(model, cfg.init_from, base)
+        if cfg.gradient_checkpointing:
+            model.unet.enable_gradient_checkpointing()
+        model.train()
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.opt = _optimizer(self.params, cfg, device)
+        self.scaler = torch.amp.GradScaler("cuda") if prec.use_grad_scaler else None
+        # cached once: the clip latents, the prompt embedding and the real frames in [0, 1]
+        self.latents0 = encode_video(base, frames)
+        self.text_emb = encode_prompts(base, [cfg.data.prompt])
+        self.real = frames_to_unit(frames, device)
+        self.ac = alphas_cumprod(base.scheduler_config).to(device)
+        self.gen = torch.Generator(device).manual_seed(cfg.seed)
+        if cfg.control:  # frozen conditions of the tuned clip while tuning (seed 001: T2I-Adapter)
+            from .structure import build_control
 
-    kept = {"step": start if resume else None}  # the newest checkpoint on disk
+            progress(Event(0, 1, "structure conditions", stage="control"))
+            model.control = build_control(TunedModel(base, model, method, cfg, prec, rf),
+                                          cfg.control, int(frames.shape[0]),
+                                          int(frames.shape[2]), int(frames.shape[1]),
+                                          clip=frames, cache=cache)
+            # removed (tune's finally) before the model is saved or handed on
+        self.start, self.losses = 0, []
+        if resume:
+            self.start, self.losses = _load_checkpoint(rf, model, self.opt, method, self.gen)
+        self.kept = self.start if resume else None  # the newest checkpoint on disk
+        self.clock = _TuneClock(cfg, calibration_dir, device, self.start, frames.shape,
+                                time.time() - t0)
+        info = method.summary()
+        if info:
+            rf.update_meta(method_summary=info)
+        n_params = sum(p.numel() for p in self.params)
+        progress(Event(self.start, cfg.steps,
+                       f"tuning {len(names)} tensors ({n_params / 1e6:.2f}M values)"
+                       + "".join(f"; {k} {v}" for k, v in info.items()
+                                 if k.endswith("_params")), stage="tune"))
 
-    def checkpoint(k: int) -> None:
-        _save_checkpoint(rf, model, opt, method, k, gen, losses)
-        kept["step"] = k
-        if on_checkpoint is not None:
-            on_checkpoint(rf.checkpoint_path, k)
+    def tuned(self) -> "TunedModel":
+        return TunedModel(self.base, self.model, self.method, self.cfg, self.prec, self.rf)
 
-    def finish_files(k: int, status: Optional[str]) -> None:
+    def step(self, step: int) -> bool:
+        """Training step ``step`` (its preview, event, validation samples and checkpoint when
+        due); True when it was stopped during its validation samples."""
+        cfg, clock = self.cfg, self.clock
+        t_step = time.perf_counter()
+        logs = train_step(self.model, self.method, self.base, cfg, self.prec, self.opt,
+                          self.scaler, self.params, self.latents0, self.text_emb, self.real,
+                          self.ac, self.gen, step)
+        self.losses.append({"step": step + 1, **logs})
+        clock.step_done(time.perf_counter() - t_step)
+        preview = None
+        if clock.preview_due(step + 1):
+            t_prev = time.perf_counter()
+            preview = _preview(self.model, self.base, cfg, self.text_emb, self.prec)
+            self.model.train()
+            clock.preview_done(step + 1, time.perf_counter() - t_prev)
+        eta = clock.eta(step + 1)
+        self.progress(Event(step + 1, cfg.steps,
+                            f"step {step + 1}/{cfg.steps}, ETA {format_seconds(eta)}",
+                            preview=preview, eta=eta,
+                            metrics={"loss": logs["loss"], **{k: v for k, v in logs.items()
+                                                              if k not in ("step", "t")}},
+                            stage="tune"))
+        if step + 1 < cfg.steps and validation_due(cfg, step + 1):
+            try:  # Tune-A-Video's validation_steps: samples with the current weights
+                with torch.no_grad():
+                    write_validation_samples(self.tuned(), step + 1, self.progress, self.cancel,
+                                             self.latents0)
+            except CancelledError:
+                return True
+        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 \
+                and step + 1 < cfg.steps:
+            self.checkpoint(step + 1)
+        return False
+
+    def checkpoint(self, k: int) -> None:
+        _save_checkpoint(self.rf, self.model, self.opt, self.method, k, self.gen, self.losses)
+        self.kept = k
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self.rf.checkpoint_path, k)
+
+    def finish_files(self, k: int, status: Optional[str]) -> None:
         """The run's files for step ``k``: a checkpoint first, so that a disk that fills up
         while the delta is written costs only a resume; then the delta and the clip latents
         (each written atomically: nothing half-written stays)."""
+        rf = self.rf
         try:
-            checkpoint(k)
-            model.eval()
-            rf.update_meta(method_summary=method.summary())
-            save_delta(rf, model, cfg, base, frames)
-            save_tensors(rf.path / "clip-latents.safetensors", {"latents": latents0})
-            write_json(rf.path / "losses.json", losses)
+            self.checkpoint(k)
+            self.model.eval()
+            rf.update_meta(method_summary=self.method.summary())
+            save_delta(rf, self.model, self.cfg, self.base, self.frames)
+            save_tensors(rf.path / "clip-latents.safetensors", {"latents": self.latents0})
+            write_json(rf.path / "losses.json", self.losses)
             if status is not None:
-                rf.update_meta(status=status, steps_done=k, seconds=time.time() - t0)
+                rf.update_meta(status=status, steps_done=k, seconds=time.time() - self.t0)
         except Exception as e:
             if not is_disk_full(e):
                 raise
-            raise _disk_full(rf, model, latents0, kept["step"]) from None
+            raise _disk_full(rf, self.model, self.latents0, self.kept) from None
 
-    def stop(k: int) -> TuneResult:
-        clock.record()
-        finish_files(k, "stopped")
-        return TuneResult(rf.path, losses, time.time() - t0, k, frames, cfg.steps, True)
+    def result(self, k: int, **kw) -> TuneResult:
+        return TuneResult(self.rf.path, self.losses, time.time() - self.t0, k, self.frames,
+                          self.cfg.steps, **kw)
 
-    def pause(k: int) -> TuneResult:
-        checkpoint(k)
-        return TuneResult(rf.path, losses, time.time() - t0, k, frames, cfg.steps, paused=True)
+    def stop(self, k: int) -> TuneResult:
+        self.clock.record()
+        self.finish_files(k, "stopped")
+        return self.result(k, stopped=True)
 
-    try:
-        for step in range(start, cfg.steps):
-            if cancel is not None and cancel.cancelled:
-                return stop(step)
-            if step_budget is not None and step - start >= step_budget:
-                return pause(step)
-            t_step = time.perf_counter()
-            logs = train_step(model, method, base, cfg, prec, opt, scaler, params, latents0,
-                              text_emb, real, ac, gen, step)
-            losses.append({"step": step + 1, **logs})
-            clock.step_done(time.perf_counter() - t_step)
-            preview = None
-            if clock.preview_due(step + 1):
-                t_prev = time.perf_counter()
-                preview = _preview(model, base, cfg, text_emb, prec)
-                model.train()
-                clock.preview_done(step + 1, time.perf_counter() - t_prev)
-            eta = clock.eta(step + 1)
-            progress(Event(step + 1, cfg.steps,
-                           f"step {step + 1}/{cfg.steps}, ETA {format_seconds(eta)}",
-                           preview=preview, eta=eta,
-                           metrics={"loss": logs["loss"], **{k: v for k, v in logs.items()
-                                                             if k not in ("step", "t")}},
-                           stage="tune"))
-            if step + 1 < cfg.steps and validation_due(cfg, step + 1):
-                try:  # Tune-A-Video's validation_steps: samples with the current weights
-                    with torch.no_grad():
-                        write_validation_samples(TunedModel(base, model, method, cfg, prec, rf),
-                                                 step + 1, progress, cancel, latents0)
-                except CancelledError:
-                    return stop(step + 1)
-            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 \
-                    and step + 1 < cfg.steps:
-                checkpoint(step + 1)
-    except torch.OutOfMemoryError:
-        raise OutOfMemoryError(
-            f"Out of device memory tuning {frames.shape[0]} frames at {frames.shape[2]}x"
-            f"{frames.shape[1]}. Use fewer frames (--frames) or a smaller --size.") from None
-    finally:
-        model.control = None
-    if step_budget is not None:  # a budgeted call never finishes: the next call (none) does
-        return pause(cfg.steps)
+    def pause(self, k: int) -> TuneResult:
+        self.checkpoint(k)
+        return self.result(k, paused=True)
 
-    finish_files(cfg.steps, None)  # method_summary now with what loaded during training
-    method.finish(rf.path, losses)
-    if rf.checkpoint_path.is_file():
-        rf.checkpoint_path.unlink()
-    tuned = TunedModel(base, model, method, cfg, prec, rf)
-    if invert:
-        try:
-            t_inv = time.perf_counter()
-            inversion_latents(tuned, cfg.inversion_steps, progress, cancel, latents0=latents0)
-            clock.inversion_done(time.perf_counter() - t_inv, cfg.inversion_steps)
-        except CancelledError:  # tuned in full; the first edit makes the inversion
-            clock.record()
-            rf.update_meta(status="stopped", steps_done=cfg.steps, seconds=time.time() - t0)
-            return TuneResult(rf.path, losses, time.time() - t0, cfg.steps, frames, cfg.steps,
-                              True)
-    clock.record()
-    if validation_due(cfg, cfg.steps):
-        try:
-            with torch.no_grad():
-                write_validation_samples(tuned, cfg.steps, progress, cancel, latents0, final=True)
-        except CancelledError:  # tuned in full: the samples are what is missing
-            rf.update_meta(status="stopped", steps_done=cfg.steps, seconds=time.time() - t0)
-            return TuneResult(rf.path, losses, time.time() - t0, cfg.steps, frames, cfg.steps,
-                              True)
-    rf.update_meta(status="done", steps_done=cfg.steps, seconds=time.time() - t0,
-                   timing=clock.summary())
-    return TuneResult(rf.path, losses, time.time() - t0, cfg.steps, frames, cfg.steps)
+    def _stopped_after_tuning(self) -> TuneResult:
+        """Tuned in full, stopped in the inversion or the final samples (the first edit makes
+        the inversion)."""
+        self.rf.update_meta(status="stopped", steps_done=self.cfg.steps,
+                            seconds=time.time() - self.t0)
+        return self.result(self.cfg.steps, stopped=True)
+
+    def finish(self, invert: bool) -> TuneResult:
+        """The delta and the clip latents, the method's end, the inversion and the final
+        validation samples; meta.json says done."""
+        cfg, rf = self.cfg, self.rf
+        self.finish_files(cfg.steps, None)  # method_summary now with what loaded in training
+        self.method.finish(rf.path, self.losses)
+        if rf.checkpoint_path.is_file():
+            rf.checkpoint_path.unlink()
+        tuned = self.tuned()
+        if invert:
+            try:
+                t_inv = time.perf_counter()
+                inversion_latents(tuned, cfg.inversion_steps, self.progress, self.cancel,
+                                  latents0=self.latents0)
+                self.clock.inversion_done(time.perf_counter() - t_inv, cfg.inversion_steps)
+            except CancelledError:
+                self.clock.record()
+                return self._stopped_after_tuning()
+        self.clock.record()
+        if validation_due(cfg, cfg.steps):
+            try:
+                with torch.no_grad():
+                    write_validation_samples(tuned, cfg.steps, self.progress, self.cancel,
+                                             self.latents0, final=True)
+            except CancelledError:
+                return self._stopped_after_tuning()
+        rf.update_meta(status="done", steps_done=cfg.steps, seconds=time.time() - self.t0,
+                       timing=self.clock.summary())
+        return self.result(cfg.steps)
 
 
 def _disk_full(rf: RunFolder, model: VideoDenoiser, latents0: torch.Tensor,
