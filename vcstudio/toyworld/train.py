@@ -294,8 +294,9 @@ class Trainer:
             raise InputError(f"The work folder {self.work.folder} holds a run with other model "
                              "sizes; give another --work, or the same sizes.")
         self.state = meta
-        # the recipe in effect from now on (a later chunk may set the step counts of phases
-        # not started yet); each chunk records the counts it ran with
+        # the recipe in effect from now on: a later chunk may set the step counts (of a phase
+        # under way too: its cosine then runs to the new total from where it is, a small jump
+        # once past the warm-up); each chunk records the counts it ran with
         self.state["config"] = self._config_dict()
         for name, m in (("vae", self.vae), ("clip", self.clip), ("unet", self.unet)):
             m.load_state_dict({k[len(name) + 1:]: v for k, v in t.items()
