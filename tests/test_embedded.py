@@ -40,7 +40,8 @@ def test_embedded_model_draws_the_asked_background():
     cond = encode_prompts(base, prompts)
     uncond = encode_prompts(base, [""])
     g = torch.Generator().manual_seed(0)
-    lat = torch.randn((4, 4, 1, 8, 8), generator=g)
+    side = base.native_size // base.vae_scale  # the model's own latent side
+    lat = torch.randn((4, base.unet.config.in_channels, 1, side, side), generator=g)
     lat = denoise(model, base.scheduler_config, lat, cond, uncond, 5.0, 25)
     frames = tensor_to_frames(decode_latents(base, lat).transpose(0, 2)[0])
     got = [detect(f).background for f in frames]
