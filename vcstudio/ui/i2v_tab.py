@@ -197,17 +197,23 @@ def eval_check(studio):
     return job_validator(studio, "i2v_eval", build)
 
 
+def _lora_request(studio, sid, model, frames, size, image, lora):
+    """(model, uploaded image, LoRA path) of a base-vs-tuned request: the model and sizes
+    within limits, a LoRA given and inside the visitor's session."""
+    model = _check_request(studio, model, frames, size)
+    if not lora:
+        raise InputError(NO_LORA)
+    img = upload(studio, sid, image, IMAGE_TYPES)
+    return model, img, studio.safe_path(sid, lora, must_exist=True)
+
+
 def generate_ab_stream(studio, sid, image, prompt, model, lora, frames, size, steps, seed,
                        backbone="auto", step_cache=0, request=None, progress=None):
     """Generator: base vs tuned (a LoRA from `vcstudio i2v-tune` or the tuning below) videos
     from one image, same seed."""
     sid = ensure_session(studio, sid)
     try:
-        model = _check_request(studio, model, frames, size)
-        if not lora:
-            raise InputError(NO_LORA)
-        img = upload(studio, sid, image, IMAGE_TYPES)
-        lora_path = studio.safe_path(sid, lora, must_exist=True)
+        model, img, lora_path = _lora_request(studio, sid, model, frames, size, image, lora)
         cfg = ab_config(model, img, prompt, lora_path, frames, size, steps, seed, backbone,
                         step_cache)
         res = yield from _stream(run_job(studio, sid, "i2v_ab", cfg, request, progress), 4, 3)
@@ -267,11 +273,7 @@ def evaluate_stream(studio, sid, image, prompt, model, lora, frames, size, steps
     and 95% interval per column, consistency against dynamic degree per image, the files."""
     sid = ensure_session(studio, sid)
     try:
-        model = _check_request(studio, model, frames, size)
-        if not lora:
-            raise InputError(NO_LORA)
-        img = upload(studio, sid, image, IMAGE_TYPES)
-        lora_path = studio.safe_path(sid, lora, must_exist=True)
+        model, img, lora_path = _lora_request(studio, sid, model, frames, size, image, lora)
         cfg = eval_config(model, img, prompt, lora_path, frames, size, steps, seeds, backbone,
                           step_cache)
         res = yield from _stream(run_job(studio, sid, "i2v_eval", cfg, request, progress), 5, 0)
