@@ -89,13 +89,16 @@ def tune_lora(backbone, frames: np.ndarray, prompt: str, cfg: FlowTuneConfig,
               progress: ProgressFn = null_progress, cancel: Optional[CancelToken] = None,
               out: Optional[str | Path] = None,
               extra: Optional[Callable[[FlowStep], dict[str, torch.Tensor]]] = None,
-              latents: Optional[torch.Tensor] = None) -> FlowTuneResult:
+              latents: Optional[torch.Tensor] = None,
+              after_step: Optional[Callable[[int, FlowTuneResult], None]] = None
+              ) -> FlowTuneResult:
     """LoRA-tune ``backbone`` on uint8 ``frames`` (F, H, W, 3) under ``prompt``.
 
     ``extra(step) -> {name: weighted loss}`` adds a method's terms (each logged). With ``out``
     the LoRA is written to ``out/lora.safetensors`` (diffusers' layout). ``latents`` skips
-    encoding (a clip encoded before). Cancelling ends after the current step; the result holds
-    the steps done.
+    encoding (a clip encoded before). ``after_step(step, result)`` runs after each step's
+    progress event (a job writes its checkpoints there). Cancelling ends after the current step;
+    the result holds the steps done.
     """
     if cfg.steps < 1:
         raise InputError("Tuning needs at least 1 step.")
@@ -136,6 +139,8 @@ def tune_lora(backbone, frames: np.ndarray, prompt: str, cfg: FlowTuneConfig,
         res.losses.append(logs)
         progress(Event(step, cfg.steps, f"LoRA step {step}/{cfg.steps}", stage="tune",
                        metrics={k: v for k, v in logs.items() if k != "step"}))
+        if after_step is not None:
+            after_step(step, res)
     res.seconds = time.time() - t0
     if out is not None:
         res.lora = backbone.save_lora(Path(out) / "lora.safetensors",

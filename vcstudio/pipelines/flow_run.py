@@ -1,0 +1,157 @@
+"""One-shot LoRA tuning of a flow-matching video DiT (Wan2.1 T2V) on a clip, written to a run
+folder as the SD tune writes one (pipelines/runs.py), and that run opened again for an edit.
+
+The run folder: ``config.yaml`` (the TuneConfig, with the frames and size actually used),
+``meta.json`` (``backbone: wan``, the base model and its fingerprint, the clip hash, versions,
+device, seed, status, notes), ``source.mp4``, ``clip-latents.safetensors`` (the clip's
+normalised VAE latents), ``losses.json`` and ``delta.safetensors``: the LoRA alone in diffusers'
+LoRA layout (``transformer.`` keys + ``lora_adapter_metadata``), so
+``WanPipeline.load_lora_weights(RUN/delta.safetensors)`` loads it. The loss, the sigma sampling
+and the optimizer are pipelines/flow_tune.py's (rectified flow: || v(x_s, s) - (eps - x0) ||^2).
+
+Checkpoints: every ``checkpoint_every`` steps the delta of that step is written (a usable delta:
+an edit can start from it), and always at the end. Stop (cancel) ends after the current step,
+its delta written, status ``stopped``. Resuming continues nowhere on this backbone yet: a
+stopped run edits from the steps it made; tune again for more.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..config import TuneConfig, check_prompt, to_dict
+from ..errors import InputError
+from ..progress import CancelToken, Event, ProgressFn, null_progress
+from .runs import RunFolder, new_run_dir, versions, write_json
+
+CLIP_LATENTS = "clip-latents.safetensors"
+
+
+def _delta_config(cfg: TuneConfig, fingerprint: str) -> dict:
+    """The run config the delta carries (RunFolder checks config.yaml against it)."""
+    return {**to_dict(cfg), "base_fingerprint": fingerprint}
+
+
+def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
+              progress: ProgressFn = null_progress, cancel: Optional[CancelToken] = None,
+              device: Optional[torch.device] = None, frames: Optional[np.ndarray] = None,
+              on_checkpoint: Optional[Callable[[Path, int], None]] = None, limits=None):
+    """LoRA-tune ``cfg.model`` (a Wan2.1 T2V folder or hub id) on ``cfg.data``'s clip into a run
+    folder -> pipelines.tune.TuneResult. ``frames`` (uint8 F, H, W, 3, already 4k + 1 and of a
+    valid size) replaces reading the clip."""
+    from ..io import clip_hash, write_mp4
+    from ..models.delta import save_tensors
+    from ..models.family import backbone_family, flow_fingerprint, load_flow_backbone, rules
+    from .flow_clip import prepare_clip, read_flow_clip
+    from .flow_tune import FlowTuneConfig, tune_lora
+    from .tune import TuneResult
+
+    check_prompt(cfg.data.prompt, "source prompt", hint="describe the clip, e.g. 'a man is skiing'")
+    if cfg.steps < 1:
+        raise InputError(f"Steps must be >= 1, got {cfg.steps}.")
+    if not 0 < cfg.lr < 1:
+        raise InputError(f"Learning rate {cfg.lr} is out of range (0, 1).")
+    t0 = time.time()
+    r = rules(backbone_family(cfg.model))
+    if frames is None:  # read and fit the clip before the (slow) model load: fail fast
+        frames, data, notes = read_flow_clip(cfg.data, r, limits)
+    else:
+        frames, data, notes = prepare_clip(np.asarray(frames), cfg.data, r)
+    cfg = dataclasses.replace(cfg, data=data)
+    for n in notes:
+        progress(Event(0, 1, n, stage="load"))
+    progress(Event(0, 1, "loading the model", stage="load"))
+    bb = load_flow_backbone(cfg.model, device, cfg.mixed_precision)
+    fingerprint = flow_fingerprint(bb)
+    rf = RunFolder(Path(run_dir) if run_dir else new_run_dir())
+    rf.path.mkdir(parents=True, exist_ok=True)
+    if rf.checkpoint_path.is_file() or rf.delta_path.is_file():
+        raise InputError(f"{rf.path} already holds a tuned run; tune into a new --out (a Wan "
+                         "tune does not resume yet).")
+    rf.save_config(cfg)
+    write_mp4(frames, rf.source_path)
+    rf.update_meta(clip_hash=clip_hash(frames), base_model=cfg.model, base_fingerprint=fingerprint,
+                   embedded_model=False, backbone=r.name, backbone_name=bb.name,
+                   versions=versions(), device=str(bb.device), seed=cfg.seed, status="running",
+                   n_frames=int(frames.shape[0]), height=int(frames.shape[1]),
+                   width=int(frames.shape[2]), method=cfg.method,
+                   inversion_prompt=cfg.inversion_prompt, notes=notes)
+    fcfg = FlowTuneConfig(steps=cfg.steps, lr=cfg.lr, lora_rank=cfg.lora_rank,
+                          weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+                          gradient_checkpointing=cfg.gradient_checkpointing, seed=cfg.seed)
+    progress(Event(0, 1, "encoding the clip and the prompt", stage="load"))
+    latents = bb.encode_clip(frames)
+    save_tensors(rf.path / CLIP_LATENTS, {"latents": latents})
+    meta_cfg = _delta_config(cfg, fingerprint)
+
+    def write_delta(res, step: int) -> None:
+        bb.save_lora(rf.delta_path, meta_cfg)
+        write_json(rf.path / "losses.json", res.losses)
+        rf.update_meta(steps_done=step)
+        if on_checkpoint is not None:
+            on_checkpoint(rf.delta_path, step)
+
+    def after_step(step: int, res) -> None:
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            write_delta(res, step)
+
+    try:
+        res = tune_lora(bb, frames, cfg.data.prompt, fcfg, progress, cancel, latents=latents,
+                        after_step=after_step)
+    except torch.OutOfMemoryError:
+        from ..errors import OutOfMemoryError
+
+        raise OutOfMemoryError(
+            f"Out of device memory tuning {frames.shape[0]} frames at {frames.shape[2]}x"
+            f"{frames.shape[1]}. Use fewer frames (--frames) or a smaller --size.") from None
+    done = len(res.losses)
+    stopped = done < cfg.steps
+    if done:
+        write_delta(res, done)
+    write_json(rf.path / "losses.json", res.losses)
+    rf.update_meta(status="stopped" if stopped else "done", steps_done=done,
+                   seconds=time.time() - t0)
+    return TuneResult(rf.path, res.losses, time.time() - t0, done, frames, cfg.steps, stopped)
+
+
+@dataclasses.dataclass
+class FlowRun:
+    """A tuned flow run opened for editing: the backbone with the run's LoRA, its config,
+    meta and clip latents."""
+
+    run: RunFolder
+    cfg: TuneConfig
+    meta: dict
+    backbone: object
+    latents: torch.Tensor
+
+
+def load_flow_run(run_dir: str | Path, device=None, model: Optional[str] = None) -> FlowRun:
+    """Open a tuned flow run: its base (``model`` overrides the recorded one; the weights'
+    fingerprint must match), the LoRA delta loaded, the clip latents."""
+    from ..models.delta import load_tensors
+    from ..models.family import flow_fingerprint, load_flow_backbone
+
+    rf = RunFolder(Path(run_dir))
+    cfg, meta = rf.config(), rf.meta()
+    if not rf.delta_path.is_file():
+        raise InputError(f"The run {rf.path} has no delta.safetensors (stopped before its first "
+                         "step?); tune again.")
+    base = model or meta.get("base_model") or cfg.model
+    bb = load_flow_backbone(base, device, cfg.mixed_precision)
+    was = meta.get("base_fingerprint")
+    if was and flow_fingerprint(bb) != was:
+        raise InputError(f"The run {rf.path.name} was tuned on other weights than {base} "
+                         "(fingerprints differ); edit it on the base it was tuned on "
+                         f"({meta.get('base_model')}).")
+    bb.load_lora(rf.delta_path)
+    latents = load_tensors(rf.path / CLIP_LATENTS, bb.device)[0]["latents"]
+    return FlowRun(rf, cfg, meta, bb, latents)
+
+
+__all__ = ["CLIP_LATENTS", "FlowRun", "load_flow_run", "tune_flow"]
