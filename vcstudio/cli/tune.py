@@ -10,7 +10,7 @@ from .common import add_temporal_args, temporal_overrides
 
 
 def add(sub) -> None:
-    from ..methods.registry import method_names
+    from ..methods.registry import all_method_names
 
     p = sub.add_parser("tune", help="one-shot tune a text-to-image model on a clip")
     p.add_argument("--video", help="clip: mp4/webm/mov/avi/gif or a folder of frames")
@@ -31,7 +31,7 @@ def add(sub) -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
-    p.add_argument("--method", choices=method_names(),
+    p.add_argument("--method", choices=all_method_names(),
                    help="fgbg = combined tuning (eq. 20) on --fg-masks, usually with --init-from "
                    "a tuned run; its defaults are the paper's lr 2e-6 and 250 steps")
     p.add_argument("--checkpoint-every", type=int)

@@ -1,0 +1,246 @@
+"""Wan2.1 end to end through the jobs (issue 27): the backbone family read from
+model_index.json, `vcstudio tune` / `vcstudio edit` on a tiny WanPipeline folder, the delta in
+diffusers' LoRA layout, the training-free flowedit job, and the one-line refusals (frames,
+sizes, methods on the wrong base, unknown pipeline classes)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from vcstudio.cli import main
+from vcstudio.errors import InputError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+W, H = 48, 32  # the clip's size: aspect 3:2
+
+
+@pytest.fixture(scope="module")
+def wan_clip(tmp_path_factory):
+    from vcstudio.io import write_mp4
+    from vcstudio.io.synthetic import moving_shape_clip
+
+    frames = moving_shape_clip(11, W, dx=2.0)[:, :H]  # 11 frames of 48x32
+    return write_mp4(frames, tmp_path_factory.mktemp("wanclip") / "c.mp4")
+
+
+@pytest.fixture(scope="module")
+def wan_run(tiny_wan_t2v, wan_clip, tmp_path_factory):
+    """A CLI tune on the tiny Wan folder (11 frames read -> 9, --size 40 -> 48x32)."""
+    out = tmp_path_factory.mktemp("wanrun") / "run"
+    rc = main(["tune", "--video", str(wan_clip), "--prompt", "a red circle moving right",
+               "--model", str(tiny_wan_t2v), "--frames", "11", "--stride", "1", "--size", "40",
+               "--steps", "6", "--lr", "5e-3", "--lora-rank", "4", "--out", str(out)])
+    assert rc == 0
+    return out
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    return err[-1]
+
+
+def test_the_family_is_read_from_model_index(tiny_wan_t2v, tiny_wan_i2v, tiny_sd, tmp_path):
+    from vcstudio.models.family import backbone_family, rules
+    from vcstudio.models.loading import EMBEDDED_MODEL
+
+    assert backbone_family(str(tiny_wan_t2v)) == "wan"
+    assert backbone_family(str(tiny_sd)) == "sd"
+    assert backbone_family(str(EMBEDDED_MODEL)) == "sd"
+    assert (rules("wan").temporal, rules("wan").multiple) == (4, 16)
+    with pytest.raises(InputError, match="image-to-video model: use `vcstudio i2v`"):
+        backbone_family(str(tiny_wan_i2v))
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    with pytest.raises(InputError) as e:
+        backbone_family(str(odd))
+    msg = str(e.value)
+    assert "\n" not in msg and "FluxPipeline" in msg
+    assert "WanPipeline" in msg and "StableDiffusionPipeline" in msg  # says what is supported
+
+
+def test_cli_refuses_an_unknown_pipeline_class_in_one_line(tiny_wan_t2v, wan_clip, tmp_path,
+                                                            capsys):
+    odd = shutil.copytree(tiny_wan_t2v, tmp_path / "odd")
+    idx = json.loads((odd / "model_index.json").read_text())
+    (odd / "model_index.json").write_text(json.dumps({**idx, "_class_name": "MysteryPipeline"}))
+    assert main(["tune", "--video", str(wan_clip), "--prompt", "x", "--model", str(odd),
+                 "--steps", "1"]) == 2
+    line = _one_line(capsys)
+    assert line.startswith("error: ") and "MysteryPipeline" in line and "WanPipeline" in line
+
+
+def test_clip_frames_follow_4k_plus_1_and_sides_16():
+    from vcstudio.config import DataConfig
+    from vcstudio.models.family import rules
+    from vcstudio.pipelines.flow_clip import flow_size, prepare_clip, resample_frames
+
+    raw = np.arange(11)[:, None, None, None] * np.ones((11, 32, 48, 3), np.uint8)
+    frames, note = resample_frames(raw, 4)
+    # 11 -> 9, evenly over the same span: first and last frame kept
+    assert len(frames) == 9 and frames[0, 0, 0, 0] == 0 and frames[-1, 0, 0, 0] == 10
+    assert "11 frames are resampled to 9" in note
+    assert resample_frames(raw[:9], 4)[1] is None
+    with pytest.raises(InputError, match="at least 5 frames"):
+        resample_frames(raw[:4], 4)
+    r = rules("wan")
+    assert flow_size(0, 0, 40, (32, 48), r) == (48, 32)  # 40 -> 48 long side, 3:2 kept
+    assert flow_size(0, 0, 0, (480, 832), r) == (832, 480)  # the 1.3B model's native size
+    assert flow_size(64, 0, 0, (32, 48), r) == (64, 48)  # one side given: the other follows
+    with pytest.raises(InputError, match=r"multiples of 16 .* got 40x32: use 48x32\.$"):
+        flow_size(40, 32, 0, (32, 48), r)
+    frames, d, notes = prepare_clip(raw, DataConfig(size=40, width=0, height=0), r)
+    assert frames.shape == (9, 32, 48, 3) and (d.n_frames, d.width, d.height) == (9, 48, 32)
+    assert len(notes) == 1
+
+
+def test_cli_tune_on_wan_writes_a_run_with_backbone_and_a_diffusers_lora(tiny_wan_t2v,
+                                                                         wan_run, tmp_path):
+    from diffusers import WanPipeline
+
+    from vcstudio.pipelines.runs import RunFolder
+
+    rf = RunFolder(wan_run)
+    meta, cfg = rf.meta(), rf.config()
+    assert meta["backbone"] == "wan" and meta["status"] == "done" and meta["steps_done"] == 6
+    assert (meta["n_frames"], meta["width"], meta["height"]) == (9, 48, 32)
+    assert any("resampled to 9" in n for n in meta["notes"])
+    assert (cfg.data.n_frames, cfg.data.width, cfg.data.height, cfg.lora_rank) == (9, 48, 32, 4)
+    losses = rf.losses()
+    assert [r["step"] for r in losses] == list(range(1, 7)) and all("loss" in r for r in losses)
+    for name in ("delta.safetensors", "clip-latents.safetensors", "source.mp4", "config.yaml"):
+        assert (wan_run / name).is_file(), name
+    # the delta is diffusers' LoRA layout: WanPipeline loads it, and it changes the output
+    pipe = WanPipeline.from_pretrained(tiny_wan_t2v)
+    pipe.set_progress_bar_config(disable=True)
+    kw = dict(prompt="a red circle moving right", height=H, width=W, num_frames=9,
+              num_inference_steps=2, output_type="np")
+    base = pipe(generator=torch.Generator().manual_seed(0), **kw).frames[0]
+    pipe.load_lora_weights(str(rf.delta_path))
+    tuned = pipe(generator=torch.Generator().manual_seed(0), **kw).frames[0]
+    assert np.abs(tuned - base).max() > 1e-3
+
+
+def test_cli_edit_of_a_wan_run_writes_mp4_and_gif_and_streams_previews(wan_run, capsys):
+    from vcstudio.config import EditConfig
+    from vcstudio.io import read_video
+    from vcstudio.pipelines.flow_editing import edit_flow_run
+
+    assert main(["edit", "--run", str(wan_run), "--prompt", "a blue square moving right",
+                 "--steps", "4"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    mp4 = lines[-1]
+    assert mp4.endswith(".mp4") and lines[-2].endswith(".gif")
+    frames = read_video(mp4)
+    assert frames.shape == (9, H, W, 3)
+    assert (wan_run / "inversion-4-empty.safetensors").is_file()  # cached for the next edit
+    events = []
+    res = edit_flow_run(wan_run, EditConfig(prompt="a blue square moving right", steps=4,
+                                            guidance=5.0), progress=events.append,
+                        preview_every=2)
+    previews = [e for e in events if e.stage == "sample" and e.preview is not None]
+    assert len(previews) == 2 and previews[0].preview.shape == (1, H, W, 3)
+    assert [e.stage for e in events].count("invert") == 0  # the inversion came from the cache
+    assert res.frames.shape == (9, H, W, 3)
+    # the run's store record: a tune and an edit, the edit's parent the tune
+    assert main(["runs", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert any(r["kind"] == "edit" for r in runs)
+
+
+def test_flow_tune_events_cancel_and_checkpoints(tiny_wan_t2v, wan_clip, tmp_path):
+    from vcstudio.config import DataConfig, TuneConfig
+    from vcstudio.pipelines.flow_run import tune_flow
+    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.progress import CancelToken
+
+    cancel = CancelToken()
+    events = []
+
+    def progress(e):
+        events.append(e)
+        if e.stage == "tune" and e.step == 3:
+            cancel.cancel()
+
+    cfg = TuneConfig(model=str(tiny_wan_t2v), steps=8, lr=1e-3, lora_rank=2,
+                     checkpoint_every=2, data=DataConfig(video_path=str(wan_clip),
+                                                         prompt="a red circle", n_frames=9,
+                                                         stride=1, width=32, height=32))
+    res = tune_flow(cfg, tmp_path / "run", progress=progress, cancel=cancel)
+    assert res.stopped and res.steps == 3 and res.total == 8
+    losses = [e.metrics["loss"] for e in events if e.stage == "tune"]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    meta = RunFolder(res.run_dir).meta()
+    assert meta["status"] == "stopped" and meta["steps_done"] == 3
+    assert (res.run_dir / "delta.safetensors").is_file()  # the stop's delta: editable
+    with pytest.raises(InputError, match="already holds a tuned run"):
+        tune_flow(cfg, tmp_path / "run")
+
+
+def test_flowedit_with_the_source_prompt_returns_the_clip(tiny_wan_t2v, wan_clip, tmp_path,
+                                                           capsys):
+    from vcstudio.config import DataConfig, FlowEditConfig
+    from vcstudio.io import read_video
+    from vcstudio.models.family import load_flow_backbone
+    from vcstudio.pipelines.flow_editing import flowedit_clip
+
+    data = DataConfig(video_path=str(wan_clip), prompt="a red circle moving right", n_frames=9,
+                      stride=1, width=0, height=0, size=48)
+    same = FlowEditConfig(model=str(tiny_wan_t2v), data=data, prompt=data.prompt, steps=6,
+                          source_guidance=3.5, target_guidance=3.5)
+    events = []
+    res = flowedit_clip(same, progress=events.append, out_dir=tmp_path / "same")
+    assert res.frames.shape == (9, 32, 48, 3)
+    bb = load_flow_backbone(str(tiny_wan_t2v))
+    with torch.no_grad():
+        z = bb.encode_clip(res.source)
+        from vcstudio.pipelines.i2v_base import to_uint8
+
+        back = to_uint8(bb.decode(z))
+    # the velocity difference is zero: FlowEdit gives back the clip's latents, so its decode
+    assert np.abs(res.frames.astype(int) - back.astype(int)).max() <= 1
+    assert [e.stage for e in events].count("flowedit") == 4  # 2/3 of 6 steps taken
+    # the CLI: a target prompt edits, written as mp4 + gif
+    out = tmp_path / "cli"
+    assert main(["edit", "--video", str(wan_clip), "--model", str(tiny_wan_t2v), "--method",
+                 "flowedit", "--source-prompt", data.prompt, "--prompt",
+                 "a blue square moving right", "--frames", "9", "--size", "48", "--steps", "6",
+                 "--out", str(out)]) == 0
+    mp4 = capsys.readouterr().out.strip().splitlines()[-1]
+    edited = read_video(mp4)
+    assert edited.shape == (9, 32, 48, 3) and (out / "source.mp4").is_file()
+    assert np.abs(edited.astype(int) - back.astype(int)).mean() > 0.5
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--width", "40", "--height", "32"], r"multiples of 16 .*got 40x32: use 48x32\."),
+    (["--method", "dct"], r"Method dct runs on Stable Diffusion base models, not on Wan2.1"),
+    (["--frames", "3"], r"at least 5 frames"),
+])
+def test_bad_wan_tune_input_is_one_line(tiny_wan_t2v, wan_clip, tmp_path, capsys, argv,
+                                        message):
+    rc = main(["tune", "--video", str(wan_clip), "--prompt", "a red circle", "--model",
+               str(tiny_wan_t2v), "--stride", "1", "--steps", "1", "--out",
+               str(tmp_path / "r"), *argv])
+    assert rc == 2
+    line = _one_line(capsys)
+    assert line.startswith("error: ")
+    import re
+
+    assert re.search(message, line), line
+
+
+def test_flowedit_refuses_an_sd_base_in_one_line(tiny_sd, wan_clip, capsys):
+    assert main(["edit", "--video", str(wan_clip), "--model", str(tiny_sd), "--method",
+                 "flowedit", "--source-prompt", "a red circle", "--prompt", "a blue square",
+                 "--steps", "2"]) == 2
+    line = _one_line(capsys)
+    assert "Method flowedit runs on Wan2.1 base models, not on Stable Diffusion" in line
+    assert main(["tune", "--video", str(wan_clip), "--prompt", "x", "--model", str(tiny_sd),
+                 "--method", "flowedit"]) != 0
+    assert "needs no tuning" in capsys.readouterr().err
