@@ -244,3 +244,46 @@ def test_flowedit_refuses_an_sd_base_in_one_line(tiny_sd, wan_clip, capsys):
     assert main(["tune", "--video", str(wan_clip), "--prompt", "x", "--model", str(tiny_sd),
                  "--method", "flowedit"]) != 0
     assert "needs no tuning" in capsys.readouterr().err
+
+
+def test_variant_models_after_at_resolve_aliases_and_label_the_row(tiny_sd):
+    from vcstudio.jobs.compare import CompareConfig, split_variant, variant_count, variants
+
+    assert split_variant("baseline@wan-1.3b") == ("baseline", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers")
+    assert split_variant("dct@sd15")[1] == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    assert split_variant("dct") == ("dct", "")
+    with pytest.raises(InputError, match="names no base model after '@'"):
+        split_variant("dct@")
+    cfg = CompareConfig(video="", prompt="a", edit_prompt="b", model=str(tiny_sd), size=32,
+                        variants=["baseline", "baseline@wan-1.3b", "flowedit@wan", "dct"])
+    vs = variants(cfg)
+    assert variant_count(cfg) == len(vs) == 4
+    assert [v.tune.model if v.tune else v.flowedit.model for v in vs] == [
+        str(tiny_sd), "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+        str(tiny_sd)]
+    assert vs[1].label.endswith("@ wan-1.3b") and vs[2].tune is None
+    assert (vs[1].tune.data.width, vs[1].tune.data.size) == (0, 32)  # the DiT fits it itself
+
+
+def test_compare_with_an_sd_and_wan_variants_gives_one_row_each(tiny_sd, tiny_wan_t2v,
+                                                                 wan_clip, tmp_path, capsys):
+    import csv
+
+    from vcstudio.io import read_video
+
+    out = tmp_path / "cmp"
+    rc = main(["compare", "--video", str(wan_clip), "--prompt", "a red circle moving right",
+               "--edit-prompt", "a blue square moving right", "--methods",
+               f"baseline,baseline@{tiny_wan_t2v},flowedit@{tiny_wan_t2v}", "--model",
+               str(tiny_sd), "--frames", "5", "--size", "48", "--steps", "2", "--lr", "1e-3",
+               "--edit-steps", "3", "--metrics", "warp_error,psnr", "--out", str(out)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0 and lines[-1] == str(out)
+    assert lines[0].split()[:3] == ["method", "warp_error", "psnr"]
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert len(rows) == 3
+    assert [r["method"] for r in rows] == ["baseline", "baseline", "flowedit"]
+    assert all(r["psnr"] and r["warp_error"] for r in rows)  # the same metric columns filled
+    assert rows[1]["label"].endswith(f"@ {tiny_wan_t2v.name}")
+    montage = read_video(out / "compare.mp4")
+    assert montage.shape[0] == 5 and montage.shape[2] > 3 * 48  # three clips side by side

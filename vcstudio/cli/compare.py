@@ -27,7 +27,10 @@ def add(sub) -> None:
     p.add_argument("--edit-prompt", required=True, help="what every variant's edit shows")
     p.add_argument("--methods", default=None,
                    help="comma-separated method names or presets (default baseline,dct; none "
-                   "with --runs): " + ", ".join(presets()))
+                   "with --runs), each optionally @MODEL (a hub id, folder or alias: "
+                   "sd15, sd21, wan-1.3b; without @ the --model), e.g. "
+                   "dct@sd15,baseline@wan-1.3b,flowedit@wan-1.3b; flowedit edits without "
+                   "tuning: " + ", ".join(presets()))
     p.add_argument("--runs", default=None, help="comma-separated runs tuned before (vcstudio "
                    "run folders or Tune-A-Video output folders) to edit and score beside them")
     p.add_argument("--model", default="", help="hub id, folder or .safetensors (default: "
