@@ -287,3 +287,38 @@ def test_compare_with_an_sd_and_wan_variants_gives_one_row_each(tiny_sd, tiny_wa
     assert rows[1]["label"].endswith(f"@ {tiny_wan_t2v.name}")
     montage = read_video(out / "compare.mp4")
     assert montage.shape[0] == 5 and montage.shape[2] > 3 * 48  # three clips side by side
+
+
+def test_a_wan_run_on_other_weights_is_refused_by_fingerprint(wan_run, tmp_path, capsys):
+    from vcstudio.models.wan import build_tiny_wan_t2v
+
+    other = build_tiny_wan_t2v(tmp_path / "other", seed=1)  # same architecture, other weights
+    assert main(["edit", "--run", str(wan_run), "--model", str(other), "--prompt", "x",
+                 "--steps", "2"]) == 2
+    line = _one_line(capsys)
+    assert "tuned on other weights" in line and "fingerprints differ" in line
+
+
+def test_wan_estimates_come_from_the_architecture_labelled_uncalibrated(tiny_wan_t2v,
+                                                                         wan_clip, wan_run):
+    from vcstudio.config import DataConfig, TuneConfig
+    from vcstudio.jobs import edit as edit_job
+    from vcstudio.jobs import tune as tune_job
+    from vcstudio.jobs.edit import EditJobConfig
+    from vcstudio.config import EditConfig
+
+    def tune_est(frames, model=str(tiny_wan_t2v), device="cpu", w=0, h=0):
+        return tune_job.estimate(TuneConfig(model=model, steps=300, data=DataConfig(
+            video_path=str(wan_clip), n_frames=frames, width=w, height=h, size=48)), device)
+
+    small, big = tune_est(9), tune_est(21)
+    assert small["how"] == "uncalibrated" and "TFLOP/s assumed on CPU" in small["basis"]
+    assert small["parts"]["frames"] == 9 and tune_est(11)["parts"]["frames"] == 9  # 4k + 1
+    assert big["seconds"] > small["seconds"]
+    # the full-size 1.3B architecture on an H100: 49 frames at 480x832, 300 LoRA steps
+    full = tune_est(49, "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "cuda:H100", 832, 480)
+    assert 0.5 < full["seconds_per_step"] < 2.0 and full["gib"] < 24
+    e = edit_job.estimate(EditJobConfig(run=str(wan_run), edit=EditConfig(prompt="x", steps=8,
+                                                                          guidance=5.0)))
+    assert e["how"] == "uncalibrated" and e["parts"]["sample_s"] > 0
+    assert "uncalibrated" in edit_job.estimate_line(e)
