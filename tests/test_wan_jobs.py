@@ -322,3 +322,10 @@ def test_wan_estimates_come_from_the_architecture_labelled_uncalibrated(tiny_wan
                                                                           guidance=5.0)))
     assert e["how"] == "uncalibrated" and e["parts"]["sample_s"] > 0
     assert "uncalibrated" in edit_job.estimate_line(e)
+
+
+def test_long_video_refuses_a_wan_run_in_one_line(wan_run, capsys):
+    assert main(["long", "--run", str(wan_run), "--prompts", "a red circle", "--frames", "20",
+                 "--window", "9", "--stride", "4"]) == 2
+    line = _one_line(capsys)
+    assert "Long Video runs on Stable Diffusion runs" in line and "Wan2.1" in line
