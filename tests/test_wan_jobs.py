@@ -175,6 +175,8 @@ def test_flow_tune_events_cancel_and_checkpoints(tiny_wan_t2v, wan_clip, tmp_pat
     assert res.stopped and res.steps == 3 and res.total == 8
     losses = [e.metrics["loss"] for e in events if e.stage == "tune"]
     assert len(losses) == 3 and all(np.isfinite(losses))
+    etas = [e.eta for e in events if e.stage == "tune"]
+    assert all(e is not None and e > 0 for e in etas)  # steps left x the measured step time
     meta = RunFolder(res.run_dir).meta()
     assert meta["status"] == "stopped" and meta["steps_done"] == 3
     assert (res.run_dir / "delta.safetensors").is_file()  # the stop's delta: editable

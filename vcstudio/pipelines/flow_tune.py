@@ -118,9 +118,11 @@ def tune_lora(backbone, frames: np.ndarray, prompt: str, cfg: FlowTuneConfig,
                             fused=backbone.device.type == "cuda")
     gen = torch.Generator().manual_seed(int(cfg.seed))
     x0 = res.latents
+    times: list[float] = []
     for step in range(1, cfg.steps + 1):
         if cancel is not None and cancel.cancelled:
             break
+        t_step = time.perf_counter()
         sigma = backbone.train_sigmas(1, gen)
         noise = torch.randn(x0.shape, generator=gen).to(x0)
         with backbone.training():
@@ -137,8 +139,11 @@ def tune_lora(backbone, frames: np.ndarray, prompt: str, cfg: FlowTuneConfig,
                 logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
             opt.step()
         res.losses.append(logs)
+        times.append(time.perf_counter() - t_step)
+        recent = times[1:] if len(times) > 3 else times  # the first step warms up kernels
         progress(Event(step, cfg.steps, f"LoRA step {step}/{cfg.steps}", stage="tune",
-                       metrics={k: v for k, v in logs.items() if k != "step"}))
+                       metrics={k: v for k, v in logs.items() if k != "step"},
+                       eta=(cfg.steps - step) * sum(recent) / len(recent)))
         if after_step is not None:
             after_step(step, res)
     res.seconds = time.time() - t0
