@@ -180,8 +180,25 @@ def test_flow_tune_events_cancel_and_checkpoints(tiny_wan_t2v, wan_clip, tmp_pat
     meta = RunFolder(res.run_dir).meta()
     assert meta["status"] == "stopped" and meta["steps_done"] == 3
     assert (res.run_dir / "delta.safetensors").is_file()  # the stop's delta: editable
+    assert (res.run_dir / "checkpoint.safetensors").is_file()  # and its state: resumable
+    # tuning again into the folder resumes: a time-limited call first (2 steps), then the rest
+    part = tune_flow(cfg, tmp_path / "run", step_budget=2)
+    assert part.paused and part.steps == 5
+    whole = tune_flow(cfg, tmp_path / "run")
+    assert not whole.stopped and whole.steps == 8
+    assert [r["step"] for r in RunFolder(whole.run_dir).losses()] == list(range(1, 9))
+    assert not (whole.run_dir / "checkpoint.safetensors").is_file()
     with pytest.raises(InputError, match="already holds a tuned run"):
         tune_flow(cfg, tmp_path / "run")
+    # the same steps as an uninterrupted tune: the same LoRA and losses
+    straight = tune_flow(cfg, tmp_path / "straight")
+    assert [round(r["loss"], 5) for r in straight.losses] == [
+        round(r["loss"], 5) for r in RunFolder(whole.run_dir).losses()]
+    from vcstudio.models.lora import read_lora
+
+    a, b = read_lora(whole.run_dir / "delta.safetensors")[0], read_lora(
+        straight.run_dir / "delta.safetensors")[0]
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
 def test_flowedit_with_the_source_prompt_returns_the_clip(tiny_wan_t2v, wan_clip, tmp_path,

@@ -320,7 +320,9 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
         from ..pipelines.flow_run import tune_flow
 
         res = tune_flow(cfg, run_dir, progress=ctx, cancel=ctx.cancel,
-                        device=torch.device(ctx.device), limits=ctx.limits)
+                        device=torch.device(ctx.device), limits=ctx.limits,
+                        on_checkpoint=lambda path, step: ctx.set_checkpoint(path, step),
+                        step_budget=getattr(ctx, "step_budget", None))
     else:
         res = tune(cfg, run_dir, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
                    device=torch.device(ctx.device),

@@ -9,10 +9,12 @@ LoRA layout (``transformer.`` keys + ``lora_adapter_metadata``), so
 ``WanPipeline.load_lora_weights(RUN/delta.safetensors)`` loads it. The loss, the sigma sampling
 and the optimizer are pipelines/flow_tune.py's (rectified flow: || v(x_s, s) - (eps - x0) ||^2).
 
-Checkpoints: every ``checkpoint_every`` steps the delta of that step is written (a usable delta:
-an edit can start from it), and always at the end. Stop (cancel) ends after the current step,
-its delta written, status ``stopped``. Resuming continues nowhere on this backbone yet: a
-stopped run edits from the steps it made; tune again for more.
+Checkpoints: every ``checkpoint_every`` steps ``checkpoint.safetensors`` (the LoRA, AdamW's
+moments, the noise generator: pipelines/flow_tune.py ``training_state``) and the delta of that
+step (a usable delta: an edit can start from it). Stop (cancel) ends after the current step with
+both written, status ``stopped``. Tuning again into a folder that holds a checkpoint resumes from
+it (``vcstudio resume JOB``, a restarted app, the next call of a time-limited GPU:
+``step_budget``), the same steps as an uninterrupted tune; a finished tune removes it.
 """
 from __future__ import annotations
 
@@ -40,12 +42,13 @@ def _delta_config(cfg: TuneConfig, fingerprint: str) -> dict:
 def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
               progress: ProgressFn = null_progress, cancel: Optional[CancelToken] = None,
               device: Optional[torch.device] = None, frames: Optional[np.ndarray] = None,
-              on_checkpoint: Optional[Callable[[Path, int], None]] = None, limits=None):
+              on_checkpoint: Optional[Callable[[Path, int], None]] = None, limits=None,
+              step_budget: Optional[int] = None):
     """LoRA-tune ``cfg.model`` (a Wan2.1 T2V folder or hub id) on ``cfg.data``'s clip into a run
     folder -> pipelines.tune.TuneResult. ``frames`` (uint8 F, H, W, 3, already 4k + 1 and of a
     valid size) replaces reading the clip."""
     from ..io import clip_hash, write_mp4
-    from ..models.delta import save_tensors
+    from ..models.delta import load_tensors, save_tensors
     from ..models.family import backbone_family, flow_fingerprint, load_flow_backbone, rules
     from .flow_clip import prepare_clip, read_flow_clip
     from .flow_tune import FlowTuneConfig, tune_lora
@@ -70,9 +73,14 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
     fingerprint = flow_fingerprint(bb)
     rf = RunFolder(Path(run_dir) if run_dir else new_run_dir())
     rf.path.mkdir(parents=True, exist_ok=True)
-    if rf.checkpoint_path.is_file() or rf.delta_path.is_file():
-        raise InputError(f"{rf.path} already holds a tuned run; tune into a new --out (a Wan "
-                         "tune does not resume yet).")
+    resume = None
+    if rf.checkpoint_path.is_file():
+        if rf.meta().get("clip_hash") not in (None, clip_hash(frames)):
+            raise InputError(f"{rf.path} holds a checkpoint for a different clip; use a new "
+                             "--out.")
+        resume = load_tensors(rf.checkpoint_path)[0]
+    elif rf.delta_path.is_file():
+        raise InputError(f"{rf.path} already holds a tuned run; tune into a new --out.")
     rf.save_config(cfg)
     write_mp4(frames, rf.source_path)
     rf.update_meta(clip_hash=clip_hash(frames), base_model=cfg.model, base_fingerprint=fingerprint,
@@ -89,30 +97,44 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
     save_tensors(rf.path / CLIP_LATENTS, {"latents": latents})
     meta_cfg = _delta_config(cfg, fingerprint)
 
-    def write_delta(res, step: int) -> None:
-        bb.save_lora(rf.delta_path, meta_cfg)
+    def checkpoint(res, step: int, delta: bool = True) -> None:
+        """The resume state of ``step`` first, then its delta and the losses."""
+        save_tensors(rf.checkpoint_path, res.state(), {"step": step})
+        if delta:
+            bb.save_lora(rf.delta_path, meta_cfg)
         write_json(rf.path / "losses.json", res.losses)
         rf.update_meta(steps_done=step)
         if on_checkpoint is not None:
-            on_checkpoint(rf.delta_path, step)
+            on_checkpoint(rf.checkpoint_path, step)
 
     def after_step(step: int, res) -> None:
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
-            write_delta(res, step)
+            checkpoint(res, step)
 
+    start = int(resume["step"]) if resume is not None else 0
+    if resume is not None:
+        progress(Event(start, cfg.steps, f"resuming from step {start}", stage="tune"))
     try:
         res = tune_lora(bb, frames, cfg.data.prompt, fcfg, progress, cancel, latents=latents,
-                        after_step=after_step)
+                        after_step=after_step, resume=resume, losses=rf.losses(),
+                        step_budget=step_budget)
     except torch.OutOfMemoryError:
         from ..errors import OutOfMemoryError
 
         raise OutOfMemoryError(
             f"Out of device memory tuning {frames.shape[0]} frames at {frames.shape[2]}x"
             f"{frames.shape[1]}. Use fewer frames (--frames) or a smaller --size.") from None
-    done = len(res.losses)
+    done = res.losses[-1]["step"] if res.losses else 0
+    if res.paused:  # a time-limited call ended: the next call resumes from the checkpoint
+        checkpoint(res, done, delta=False)
+        return TuneResult(rf.path, res.losses, time.time() - t0, done, frames, cfg.steps,
+                          paused=True)
     stopped = done < cfg.steps
-    if done:
-        write_delta(res, done)
+    if stopped and done > start:  # the stop's state: resumable, and its delta editable
+        checkpoint(res, done)
+    elif not stopped:
+        bb.save_lora(rf.delta_path, meta_cfg)
+        rf.checkpoint_path.unlink(missing_ok=True)
     write_json(rf.path / "losses.json", res.losses)
     rf.update_meta(status="stopped" if stopped else "done", steps_done=done,
                    seconds=time.time() - t0)
