@@ -348,3 +348,29 @@ def test_long_video_refuses_a_wan_run_in_one_line(wan_run, capsys):
                  "--window", "9", "--stride", "4"]) == 2
     line = _one_line(capsys)
     assert "Long Video runs on Stable Diffusion runs" in line and "Wan2.1" in line
+
+
+def test_a_wan_default_model_runs_through_the_studio(tiny_wan_t2v, wan_clip, tmp_path,
+                                                      monkeypatch):
+    """$VCSTUDIO_MODEL names the app's default model: a Wan folder there is what a tune and an
+    edit submitted without a model (the app's tabs, the API) run on."""
+    from vcstudio import jobs
+    from vcstudio.config import DataConfig, EditConfig, Limits, TuneConfig
+    from vcstudio.jobs.edit import EditJobConfig
+    from vcstudio.pipelines.runs import RunFolder
+
+    monkeypatch.setenv("VCSTUDIO_MODEL", str(tiny_wan_t2v))
+    studio = jobs.studio(tmp_path / "data", limits=Limits(), device="cpu")
+    try:
+        events = []
+        res = studio.run("tune", TuneConfig(steps=2, lr=1e-3, lora_rank=2, data=DataConfig(
+            video_path=str(wan_clip), prompt="a red circle", n_frames=9, stride=1, width=48,
+            height=32)), progress=events.append)
+        meta = RunFolder(res.run_dir).meta()
+        assert meta["backbone"] == "wan" and meta["base_model"] == str(tiny_wan_t2v)
+        assert any(e.stage == "estimate" and "uncalibrated" in e.message for e in events)
+        out = studio.run("edit", EditJobConfig(run=str(res.run_dir), edit=EditConfig(
+            prompt="a blue square", steps=2, guidance=5.0)))
+        assert out.mp4.is_file() and out.frames.shape == (9, 32, 48, 3)
+    finally:
+        studio.close()

@@ -35,6 +35,12 @@ def clip_shape(data, model: str) -> tuple[int, int, int]:
     return frames, h, w
 
 
+def _resolved(model: str) -> str:
+    from ..models.family import resolved
+
+    return resolved(model)
+
+
 def _finish(parts: dict, how: str, gib: float, **extra) -> dict:
     from .estimates import finish
 
@@ -68,7 +74,7 @@ def tune_estimate(cfg, device: Any = "cpu") -> dict:
     from ..models.wan import estimate as est
 
     f, h, w = clip_shape(cfg.data, cfg.model)
-    tc = est.transformer_config(cfg.model)
+    tc = est.transformer_config(_resolved(cfg.model))
     step = est.train_step(tc, f, h, w, str(device), cfg.gradient_checkpointing)
     parts = {"tune_s": cfg.steps * step.seconds, "frames": f, "height": h, "width": w}
     return _finish(parts, step.how, step.peak_gib, seconds_per_step=step.seconds,
@@ -82,7 +88,7 @@ def sample_estimate(model: str, frames: int, height: int, width: int, steps: int
     from ..config import guided_passes
     from ..models.wan import estimate as est
 
-    tc = est.transformer_config(model)
+    tc = est.transformer_config(_resolved(model))
     s = est.sample(tc, frames, height, width, steps, str(device), guided_passes(guidance))
     inv = est.sample(tc, frames, height, width, inversion_steps, str(device), 1) \
         if inversion_steps else None
@@ -98,7 +104,7 @@ def flowedit_estimate(cfg, device: Any = "cpu") -> dict:
     from ..pipelines.flow_editing import n_max_of
 
     f, h, w = clip_shape(cfg.data, cfg.model)
-    tc = est.transformer_config(cfg.model)
+    tc = est.transformer_config(_resolved(cfg.model))
     passes = (2 if cfg.source_guidance != 1 else 1) + (2 if cfg.target_guidance != 1 else 1)
     s = est.sample(tc, f, h, w, n_max_of(cfg) * cfg.n_avg, str(device), passes)
     return _finish({"flowedit_s": s.parts["denoise_s"], "decode_s": s.parts["decode_s"]},

@@ -114,6 +114,14 @@ def backbone_family(model: Optional[str]) -> str:
     return WAN if "wan" in model_id.lower() else SD
 
 
+def resolved(model: Optional[str]) -> str:
+    """The model id or path ``model`` names: "" / None is the default model
+    (loading.resolve_model: $VCSTUDIO_MODEL, SD 1.5 when cached, the embedded demo model)."""
+    from .loading import resolve_model
+
+    return resolve_model(model or None)[0]
+
+
 def rules(family: str) -> FamilyRules:
     if family not in RULES:
         raise InputError(f"Unknown backbone family {family!r}; choose {', '.join(FAMILIES)}.")
@@ -132,6 +140,7 @@ def load_flow_backbone(model: str, device=None, mixed_precision: str = "auto"):
     shared with other jobs must not see."""
     from ..device import pick_device, precision_for
 
+    model = resolved(model)
     family = backbone_family(model)
     if rules(family).parameterization != "flow":
         raise InputError(f"{model} is a {rules(family).label} model, not a flow-matching one; "
@@ -162,5 +171,5 @@ def flow_fingerprint(backbone) -> str:
 
 
 __all__ = ["FAMILIES", "FamilyRules", "RULES", "SD", "WAN", "backbone_family",
-           "family_of_index", "flow_fingerprint", "load_flow_backbone", "rules", "run_family",
-           "supported"]
+           "family_of_index", "flow_fingerprint", "load_flow_backbone", "resolved", "rules",
+           "run_family", "supported"]

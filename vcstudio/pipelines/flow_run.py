@@ -49,7 +49,8 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
     valid size) replaces reading the clip."""
     from ..io import clip_hash, write_mp4
     from ..models.delta import load_tensors, save_tensors
-    from ..models.family import backbone_family, flow_fingerprint, load_flow_backbone, rules
+    from ..models.family import (backbone_family, flow_fingerprint, load_flow_backbone,
+                                 resolved, rules)
     from .flow_clip import prepare_clip, read_flow_clip
     from .flow_tune import FlowTuneConfig, tune_lora
     from .tune import TuneResult
@@ -83,7 +84,8 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
         raise InputError(f"{rf.path} already holds a tuned run; tune into a new --out.")
     rf.save_config(cfg)
     write_mp4(frames, rf.source_path)
-    rf.update_meta(clip_hash=clip_hash(frames), base_model=cfg.model, base_fingerprint=fingerprint,
+    rf.update_meta(clip_hash=clip_hash(frames), base_model=resolved(cfg.model),
+                   base_fingerprint=fingerprint,
                    embedded_model=False, backbone=r.name, backbone_name=bb.name,
                    versions=versions(), device=str(bb.device), seed=cfg.seed, status="running",
                    n_frames=int(frames.shape[0]), height=int(frames.shape[1]),
