@@ -374,3 +374,14 @@ def test_a_wan_default_model_runs_through_the_studio(tiny_wan_t2v, wan_clip, tmp
         assert out.mp4.is_file() and out.frames.shape == (9, 32, 48, 3)
     finally:
         studio.close()
+
+
+def test_a_pushed_wan_run_says_it_is_a_diffusers_lora_and_edits(wan_run, tmp_path, capsys):
+    folder = tmp_path / "pushed"
+    assert main(["push", str(wan_run), "--to-folder", str(folder)]) == 0
+    card = (folder / "README.md").read_text()
+    assert "backbone-wan" in card and "tune-a-video" not in card
+    assert 'WanPipeline.from_pretrained(BASE).load_lora_weights("delta.safetensors")' in card
+    capsys.readouterr()
+    assert main(["edit", "--run", str(folder), "--prompt", "a cat", "--steps", "2"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].endswith(".mp4")

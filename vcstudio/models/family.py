@@ -55,13 +55,16 @@ class FamilyRules:
     steps: Optional[int]  # the default tuning steps (None: TuneConfig's own)
     guidance: float  # the default edit guidance
     parameterization: str  # "ddpm" | "flow"
+    pipeline: str  # the diffusers pipeline class of its base models
+    lora_delta: bool  # a run's delta.safetensors is a LoRA in diffusers' layout
 
 
 RULES = {
-    SD: FamilyRules(SD, "Stable Diffusion", 1, 8, 0, None, None, 12.5, "ddpm"),
+    SD: FamilyRules(SD, "Stable Diffusion", 1, 8, 0, None, None, 12.5, "ddpm",
+                    "StableDiffusionPipeline", False),
     # Wan2.1: 4x temporal causal VAE (4k + 1 frames), 8x VAE x 2x2 patches (sides of 16), 832x480
     # native (the 1.3B model's), LoRA at 1e-4 for 300 steps, CFG 5 (WanPipeline's default)
-    WAN: FamilyRules(WAN, "Wan2.1", 4, 16, 832, 1e-4, 300, 5.0, "flow"),
+    WAN: FamilyRules(WAN, "Wan2.1", 4, 16, 832, 1e-4, 300, 5.0, "flow", "WanPipeline", True),
 }
 
 
