@@ -168,14 +168,16 @@ def test_flow_tune_events_cancel_and_checkpoints(tiny_wan_t2v, wan_clip, tmp_pat
             cancel.cancel()
 
     cfg = TuneConfig(model=str(tiny_wan_t2v), steps=8, lr=1e-3, lora_rank=2,
-                     checkpoint_every=2, data=DataConfig(video_path=str(wan_clip),
+                     checkpoint_every=2, preview_every=2, preview_steps=2, data=DataConfig(video_path=str(wan_clip),
                                                          prompt="a red circle", n_frames=9,
                                                          stride=1, width=32, height=32))
     res = tune_flow(cfg, tmp_path / "run", progress=progress, cancel=cancel)
     assert res.stopped and res.steps == 3 and res.total == 8
-    losses = [e.metrics["loss"] for e in events if e.stage == "tune"]
+    losses = [e.metrics["loss"] for e in events if e.stage == "tune" and e.metrics]
     assert len(losses) == 3 and all(np.isfinite(losses))
-    etas = [e.eta for e in events if e.stage == "tune"]
+    previews = [e for e in events if e.preview is not None]
+    assert [e.step for e in previews] == [2] and previews[0].preview.shape == (9, 32, 32, 3)
+    etas = [e.eta for e in events if e.stage == "tune" and e.metrics]
     assert all(e is not None and e > 0 for e in etas)  # steps left x the measured step time
     meta = RunFolder(res.run_dir).meta()
     assert meta["status"] == "stopped" and meta["steps_done"] == 3

@@ -109,7 +109,16 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
         if on_checkpoint is not None:
             on_checkpoint(rf.checkpoint_path, step)
 
+    # the preview's prompts, encoded before the tune frees the text encoder (then cached)
+    cond, uncond = bb.encode_prompts([cfg.data.prompt, ""]).split(1)
+    preview_noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(
+        int(cfg.seed))).to(latents)
+
     def after_step(step: int, res) -> None:
+        if cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
+            progress(Event(step, cfg.steps, f"preview at step {step}", stage="tune",
+                           preview=preview(bb, preview_noise, cond, uncond, cfg.preview_steps,
+                                           r.guidance)))
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
             checkpoint(res, step)
 
@@ -141,6 +150,19 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
     rf.update_meta(status="stopped" if stopped else "done", steps_done=done,
                    seconds=time.time() - t0)
     return TuneResult(rf.path, res.losses, time.time() - t0, done, frames, cfg.steps, stopped)
+
+
+@torch.no_grad()
+def preview(backbone, noise: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
+            steps: int, guidance: float) -> np.ndarray:
+    """What the LoRA makes of the tuning prompt so far: ``steps`` Euler steps from fixed noise
+    with classifier-free guidance (pipelines/flow.py ``sample``), every frame decoded -> uint8
+    (F, H, W, 3)."""
+    from .flow import sample
+    from .i2v_base import to_uint8
+
+    z = sample(backbone, noise, cond, max(1, int(steps)), uncond=uncond, guidance=guidance)
+    return to_uint8(backbone.decode(z))
 
 
 @dataclasses.dataclass
