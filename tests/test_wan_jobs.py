@@ -374,6 +374,12 @@ def test_a_wan_default_model_runs_through_the_studio(tiny_wan_t2v, wan_clip, tmp
         out = studio.run("edit", EditJobConfig(run=str(res.run_dir), edit=EditConfig(
             prompt="a blue square", steps=2, guidance=5.0)))
         assert out.mp4.is_file() and out.frames.shape == (9, 32, 48, 3)
+        # the session's model cache holds the frozen Wan parts once: the tune's LoRA went
+        # into its own copy of the transformer, and the text encoder is still there
+        wan = [studio.cache.get(k, None) for k in studio.cache.keys()
+               if k[0] == "wan" and k[2] == str(tiny_wan_t2v)]
+        assert len(wan) == 1 and wan[0].text_encoder is not None
+        assert not any("lora_" in n for n, _ in wan[0].transformer.named_parameters())
     finally:
         studio.close()
 

@@ -207,7 +207,8 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
         from ..pipelines.flow_run import load_flow_run
         from ..pipelines.flow_editing import flow_inversion
 
-        flow_inversion(load_flow_run(rf.path, torch.device(ctx.device), cfg.model or None),
+        flow_inversion(load_flow_run(rf.path, torch.device(ctx.device), cfg.model or None,
+                                     ctx.cache),
                        cfg.edit.steps, cfg.edit.inversion_prompt, ctx, ctx.cancel)
         return None
     if getattr(ctx, "stage", None) == "invert":  # a GPU call of its own (ZeroGPU): cache it
@@ -227,7 +228,7 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
 
         res = edit_flow_run(rf.path, cfg.edit, progress=ctx, cancel=ctx.cancel,
                             device=torch.device(ctx.device), out_dir=out, fps=cfg.fps,
-                            model=cfg.model or None)
+                            model=cfg.model or None, cache=ctx.cache)
     else:
         res = edit(rf.path, cfg.edit, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
                    device=torch.device(ctx.device), out_dir=out, fps=cfg.fps,

@@ -80,7 +80,7 @@ def run_flowedit(cfg: FlowEditConfig, ctx, out_dir: Path | None = None,
     run_id = ctx.open_run("edit", out, cfg, seed=cfg.seed, parent=parent,
                           label=label or cfg.prompt[:80], reuse=False)
     res = flowedit_clip(cfg, progress=ctx, cancel=ctx.cancel, device=torch.device(ctx.device),
-                        out_dir=out, limits=ctx.limits)
+                        out_dir=out, limits=ctx.limits, cache=ctx.cache)
     ctx.add_artifact(run_id, "mp4", res.mp4)
     ctx.add_artifact(run_id, "gif", res.gif)
     ctx(Event(1, 1, "edit written", stage="write",

@@ -322,7 +322,7 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
         res = tune_flow(cfg, run_dir, progress=ctx, cancel=ctx.cancel,
                         device=torch.device(ctx.device), limits=ctx.limits,
                         on_checkpoint=lambda path, step: ctx.set_checkpoint(path, step),
-                        step_budget=getattr(ctx, "step_budget", None))
+                        step_budget=getattr(ctx, "step_budget", None), cache=ctx.cache)
     else:
         res = tune(cfg, run_dir, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
                    device=torch.device(ctx.device),

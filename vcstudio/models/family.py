@@ -136,11 +136,12 @@ def run_family(meta: dict) -> str:
     return str((meta or {}).get("backbone") or SD)
 
 
-def load_flow_backbone(model: str, device=None, mixed_precision: str = "auto"):
-    """A fresh flow-matching backbone for ``model`` (Wan2.1 T2V: models/wan/t2v.py) on
-    ``device``, its parts in the device policy's precision. Loaded without the model cache:
-    tuning injects LoRA into the transformer and frees the text encoder, which a cached copy
-    shared with other jobs must not see."""
+def load_flow_backbone(model: str, device=None, mixed_precision: str = "auto", cache=None):
+    """A flow-matching backbone for ``model`` (Wan2.1 T2V: models/wan/t2v.py) on ``device``,
+    its parts in the device policy's precision. With a model ``cache`` the frozen parts are the
+    cached ones (the UMT5 encoder, ~11 GB, loads once per session) and the backbone gets its
+    own copy of the transformer: tuning injects LoRA into it and the job frees its reference
+    to the text encoder, neither of which the cached parts see. Without one, a fresh load."""
     from ..device import pick_device, precision_for
 
     model = resolved(model)
@@ -153,7 +154,13 @@ def load_flow_backbone(model: str, device=None, mixed_precision: str = "auto"):
     from .wan.loading import load_wan
     from .wan.t2v import WanT2VBackbone
 
-    return WanT2VBackbone(load_wan(model, "t2v", dev, prec.frozen_dtype, cache=None), prec)
+    parts = load_wan(model, "t2v", dev, prec.frozen_dtype, cache=cache)
+    if cache is not None:
+        import copy
+        import dataclasses
+
+        parts = dataclasses.replace(parts, transformer=copy.deepcopy(parts.transformer))
+    return WanT2VBackbone(parts, prec)
 
 
 def flow_fingerprint(backbone) -> str:

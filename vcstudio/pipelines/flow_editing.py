@@ -75,7 +75,8 @@ def flow_inversion(run, steps: int, prompt: Optional[str], progress: ProgressFn 
 def edit_flow_run(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = null_progress,
                   cancel: Optional[CancelToken] = None, device=None,
                   out_dir: str | Path | None = None, fps: float = 8.0,
-                  model: Optional[str] = None, preview_every: Optional[int] = None):
+                  model: Optional[str] = None, preview_every: Optional[int] = None,
+                  cache=None):
     """Sample an edit of a tuned flow run (module docstring) and write it -> pipelines.edit's
     EditResult."""
     from .edit import EditResult, edit_stem, validate_edit, x0_preview_every
@@ -87,7 +88,7 @@ def edit_flow_run(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = n
         raise InputError("Structure conditions (--control) run on Stable Diffusion only; edit "
                          "this Wan run without them.")
     progress(Event(0, 1, "loading the tuned model", stage="load"))
-    run = load_flow_run(run_dir, device, model)
+    run = load_flow_run(run_dir, device, model, cache)
     bb = run.backbone
     cond, uncond = bb.encode_prompts([cfg.prompt, cfg.negative or ""]).split(1)
     try:
@@ -145,7 +146,8 @@ def validate_flowedit(cfg: FlowEditConfig) -> None:
 def flowedit_clip(cfg: FlowEditConfig, progress: ProgressFn = null_progress,
                   cancel: Optional[CancelToken] = None, device=None,
                   out_dir: str | Path = ".", frames: Optional[np.ndarray] = None,
-                  preview_every: Optional[int] = None, limits=None) -> FlowEditResult:
+                  preview_every: Optional[int] = None, limits=None,
+                  cache=None) -> FlowEditResult:
     """FlowEdit of ``cfg.data``'s clip (or ``frames``) from ``cfg.data.prompt`` to
     ``cfg.prompt`` on ``cfg.model``; writes the edit (mp4 + gif) and the clip as edited
     (``source.mp4``) into ``out_dir``."""
@@ -168,7 +170,7 @@ def flowedit_clip(cfg: FlowEditConfig, progress: ProgressFn = null_progress,
     for n in notes:
         progress(Event(0, 1, n, stage="load"))
     progress(Event(0, 1, "loading the model", stage="load"))
-    bb = load_flow_backbone(cfg.model, device)
+    bb = load_flow_backbone(cfg.model, device, cache=cache)
     z = bb.encode_clip(clip)
     src, tgt, neg = bb.encode_prompts([cfg.data.prompt, cfg.prompt, cfg.negative or ""]).split(1)
     bb.free_text_encoder()

@@ -43,7 +43,7 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
               progress: ProgressFn = null_progress, cancel: Optional[CancelToken] = None,
               device: Optional[torch.device] = None, frames: Optional[np.ndarray] = None,
               on_checkpoint: Optional[Callable[[Path, int], None]] = None, limits=None,
-              step_budget: Optional[int] = None):
+              step_budget: Optional[int] = None, cache=None):
     """LoRA-tune ``cfg.model`` (a Wan2.1 T2V folder or hub id) on ``cfg.data``'s clip into a run
     folder -> pipelines.tune.TuneResult. ``frames`` (uint8 F, H, W, 3, already 4k + 1 and of a
     valid size) replaces reading the clip."""
@@ -70,7 +70,7 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
     for n in notes:
         progress(Event(0, 1, n, stage="load"))
     progress(Event(0, 1, "loading the model", stage="load"))
-    bb = load_flow_backbone(cfg.model, device, cfg.mixed_precision)
+    bb = load_flow_backbone(cfg.model, device, cfg.mixed_precision, cache)
     fingerprint = flow_fingerprint(bb)
     rf = RunFolder(Path(run_dir) if run_dir else new_run_dir())
     rf.path.mkdir(parents=True, exist_ok=True)
@@ -177,7 +177,8 @@ class FlowRun:
     latents: torch.Tensor
 
 
-def load_flow_run(run_dir: str | Path, device=None, model: Optional[str] = None) -> FlowRun:
+def load_flow_run(run_dir: str | Path, device=None, model: Optional[str] = None,
+                  cache=None) -> FlowRun:
     """Open a tuned flow run: its base (``model`` overrides the recorded one; the weights'
     fingerprint must match), the LoRA delta loaded, the clip latents."""
     from ..models.delta import load_tensors
@@ -189,7 +190,7 @@ def load_flow_run(run_dir: str | Path, device=None, model: Optional[str] = None)
         raise InputError(f"The run {rf.path} has no delta.safetensors (stopped before its first "
                          "step?); tune again.")
     base = model or meta.get("base_model") or cfg.model
-    bb = load_flow_backbone(base, device, cfg.mixed_precision)
+    bb = load_flow_backbone(base, device, cfg.mixed_precision, cache)
     was = meta.get("base_fingerprint")
     if was and flow_fingerprint(bb) != was:
         raise InputError(f"The run {rf.path.name} was tuned on other weights than {base} "
