@@ -4,6 +4,7 @@ diffusers' LoRA layout, the training-free flowedit job, and the one-line refusal
 sizes, methods on the wrong base, unknown pipeline classes)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -276,13 +277,17 @@ def test_variant_models_after_at_resolve_aliases_and_label_the_row(tiny_sd):
     with pytest.raises(InputError, match="names no base model after '@'"):
         split_variant("dct@")
     cfg = CompareConfig(video="", prompt="a", edit_prompt="b", model=str(tiny_sd), size=32,
-                        variants=["baseline", "baseline@wan-1.3b", "flowedit@wan", "dct"])
+                        variants=["baseline", "baseline@wan-1.3b", "flowedit@wan", "dct"],
+                        guidance=None)
     vs = variants(cfg)
     assert variant_count(cfg) == len(vs) == 4
     assert [v.tune.model if v.tune else v.flowedit.model for v in vs] == [
         str(tiny_sd), "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
         str(tiny_sd)]
     assert vs[1].label.endswith("@ wan-1.3b") and vs[2].tune is None
+    # no --guidance: each variant's base model's own (the tiny SD: the full tier's 12.5)
+    assert [v.edit.guidance for v in vs] == [12.5, 5.0, 5.0, 12.5]
+    assert {v.edit.guidance for v in variants(dataclasses.replace(cfg, guidance=7.0))} == {7.0}
     assert (vs[1].tune.data.width, vs[1].tune.data.size) == (0, 32)  # the DiT fits it itself
 
 

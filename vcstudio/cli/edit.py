@@ -104,12 +104,14 @@ def _guidance(a) -> float:
     from ..models.family import rules, run_family
     from pathlib import Path
 
+    from ..config import EditConfig
     from ..pipelines.runs import RunFolder
 
     try:
-        return rules(run_family(RunFolder(Path(a.run)).meta())).guidance
+        g = rules(run_family(RunFolder(Path(a.run)).meta())).guidance
     except (VcsError, OSError):  # a hub run or a Tune-A-Video folder: SD's
-        return rules("sd").guidance
+        g = None
+    return g if g is not None else EditConfig().guidance
 
 
 def run(a) -> int:

@@ -44,7 +44,7 @@ class CompareConfig:
     steps: int = 300  # tuning steps
     lr: float = 3e-5
     edit_steps: int = 50  # sampling steps
-    guidance: float = 12.5
+    guidance: Optional[float] = 12.5  # None: each variant's base model's own (5 on Wan2.1)
     metrics: list[str] = field(default_factory=lambda: list(COMPARE_METRICS))
     past: list[str] = field(default_factory=list)  # finished compare runs to add to the table
     # structure settings to compare (each a list of ControlConfig or their mappings; [] = none)
@@ -154,7 +154,7 @@ def variants(cfg: CompareConfig) -> list[Variant]:
     distinct one once."""
     from ..io.resize import SIZE_MULTIPLE
     from ..methods.registry import apply_changes, is_training_free, reads
-    from ..models.family import backbone_family, rules
+    from ..models.family import backbone_family, default_guidance, rules
 
     out = []
     for preset, vmodel in _presets(cfg):
@@ -168,8 +168,9 @@ def variants(cfg: CompareConfig) -> list[Variant]:
                           stride=cfg.stride, width=width, height=height, size=cfg.size)
         for seed in _unique(int(s) for s in cfg.seeds):
             seed_label = f", seed {seed}" if len(cfg.seeds) > 1 else ""
-            edit = EditConfig(prompt=cfg.edit_prompt, steps=cfg.edit_steps,
-                              guidance=cfg.guidance, seed=int(seed))
+            guidance = cfg.guidance if cfg.guidance is not None else default_guidance(model)
+            edit = EditConfig(prompt=cfg.edit_prompt, steps=cfg.edit_steps, guidance=guidance,
+                              seed=int(seed))
             if is_training_free(preset.id):
                 fe = FlowEditConfig(model=model, data=data, prompt=cfg.edit_prompt,
                                     steps=cfg.edit_steps, seed=int(seed))
@@ -183,7 +184,7 @@ def variants(cfg: CompareConfig) -> list[Variant]:
                 t = dataclasses.replace(tc, dct=dataclasses.replace(tc.dct, clws=c)) if c else tc
                 label = preset.label + at + (f", CLWS {c}" if c else "") + seed_label
                 edit = apply_changes(EditConfig(prompt=cfg.edit_prompt, steps=cfg.edit_steps,
-                                                 guidance=cfg.guidance, seed=int(seed)),
+                                                 guidance=guidance, seed=int(seed)),
                                      preset.edit)
                 for ctl in control_settings(cfg):
                     out.append(Variant(label + _control_label(ctl, cfg), t,
@@ -259,7 +260,8 @@ def estimate(cfg: CompareConfig, device="cpu", calibration_dir=None,
     for r in _unique(cfg.runs):
         try:
             ed = edit_estimate(EditJobConfig(run=r, edit=EditConfig(
-                prompt=cfg.edit_prompt, steps=cfg.edit_steps, guidance=cfg.guidance),
+                prompt=cfg.edit_prompt, steps=cfg.edit_steps,
+                guidance=12.5 if cfg.guidance is None else cfg.guidance),
                 metrics=tuple(cfg.metrics)), device, calibration_dir, probe, rate)
         except (VcsError, OSError):  # not a run (yet): the job itself will say so
             continue
@@ -347,7 +349,8 @@ def validate(cfg: CompareConfig, limits: Limits) -> None:
         if not cfg.seeds:
             raise InputError("seeds (--seeds) is empty: give at least one seed.")
         v.whole("edit_steps (--edit-steps)", cfg.edit_steps, 1, 1000)
-        v.number("guidance (--guidance)", cfg.guidance, 0, 50)
+        if cfg.guidance is not None:  # None: each variant's model's own
+            v.number("guidance (--guidance)", cfg.guidance, 0, 50)
     from ..control import validate_controls
 
     for var in variants(cfg):
@@ -523,7 +526,12 @@ def run_tuned(path: str, cfg: CompareConfig, ctx, folder: Path, session: Optiona
         path = str(safe_path(ctx.session, path, must_exist=True))
     rf = open_run(path, device=ctx.device)  # a Tune-A-Video folder: its converted run
     label = f"run {Path(path).name}"
-    ec = EditConfig(prompt=cfg.edit_prompt, steps=cfg.edit_steps, guidance=cfg.guidance,
+    guidance = cfg.guidance
+    if guidance is None:  # the run's base model's own
+        from ..models.family import default_guidance
+
+        guidance = default_guidance(rf.meta().get("base_model") or rf.config().model)
+    ec = EditConfig(prompt=cfg.edit_prompt, steps=cfg.edit_steps, guidance=guidance,
                     seed=int(cfg.seeds[0]) if cfg.seeds else 33)
     folder.mkdir(parents=True, exist_ok=True)
     edited = run_edit(EditJobConfig(run=str(rf.path), edit=ec), ctx, out_dir=folder)

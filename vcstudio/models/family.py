@@ -53,14 +53,14 @@ class FamilyRules:
     native_side: int  # the long side when none is given (0: the model's own, read on load)
     lr: Optional[float]  # the default learning rate of a tune (None: TuneConfig's own)
     steps: Optional[int]  # the default tuning steps (None: TuneConfig's own)
-    guidance: float  # the default edit guidance
+    guidance: Optional[float]  # the default edit guidance (None: the tier's, config.TierDefaults)
     parameterization: str  # "ddpm" | "flow"
     pipeline: str  # the diffusers pipeline class of its base models
     lora_delta: bool  # a run's delta.safetensors is a LoRA in diffusers' layout
 
 
 RULES = {
-    SD: FamilyRules(SD, "Stable Diffusion", 1, 8, 0, None, None, 12.5, "ddpm",
+    SD: FamilyRules(SD, "Stable Diffusion", 1, 8, 0, None, None, None, "ddpm",
                     "StableDiffusionPipeline", False),
     # Wan2.1: 4x temporal causal VAE (4k + 1 frames), 8x VAE x 2x2 patches (sides of 16), 832x480
     # native (the 1.3B model's), LoRA at 1e-4 for 300 steps, CFG 5 (WanPipeline's default)
@@ -125,6 +125,18 @@ def resolved(model: Optional[str]) -> str:
     return resolve_model(model or None)[0]
 
 
+def default_guidance(model: Optional[str]) -> float:
+    """The edit guidance a base model's edits use unless told: its family's (5 on Wan2.1, as
+    WanPipeline), else its tier's (config.TierDefaults: 12.5 on Stable Diffusion, 5 on the
+    embedded demo model)."""
+    from ..config import tier_defaults
+    from .loading import resolve_model
+
+    model_id, embedded = resolve_model(model or None)
+    g = rules(backbone_family(model_id)).guidance
+    return g if g is not None else tier_defaults(embedded).guidance
+
+
 def rules(family: str) -> FamilyRules:
     if family not in RULES:
         raise InputError(f"Unknown backbone family {family!r}; choose {', '.join(FAMILIES)}.")
@@ -181,5 +193,5 @@ def flow_fingerprint(backbone) -> str:
 
 
 __all__ = ["FAMILIES", "FamilyRules", "RULES", "SD", "WAN", "backbone_family",
-           "family_of_index", "flow_fingerprint", "load_flow_backbone", "resolved", "rules",
+           "default_guidance", "family_of_index", "flow_fingerprint", "load_flow_backbone", "resolved", "rules",
            "run_family", "supported"]
