@@ -9,7 +9,7 @@ import torch
 
 from vcstudio.device import precision_for
 from vcstudio.models.inflate import VideoDenoiser
-from vcstudio.pipelines.bench import random_base
+from vcstudio.bench.pipelines import random_base
 
 
 def timeit(fn, n=5, warm=2):

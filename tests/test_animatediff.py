@@ -135,7 +135,7 @@ def test_tuning_lowers_loss_changes_only_trainables_and_round_trips(tiny_sd, bas
                                                                     clip8, tmp_path):
     from vcstudio.models.diffusion_math import add_noise, alphas_cumprod
     from vcstudio.pipelines.edit import edit_frames
-    from vcstudio.pipelines.encode import encode_prompts, encode_video
+    from vcstudio.models.encode import encode_prompts, encode_video
 
     def fixed_loss(model, n=12):
         g = torch.Generator().manual_seed(123)

@@ -72,7 +72,7 @@ def moved(before, model):
 # ----------------------------------------------------------------------------------- VGT
 
 def test_fresh_vgt_leaves_sampled_frames_unchanged(base):
-    from vcstudio.pipelines.encode import decode_latents, encode_prompts
+    from vcstudio.models.encode import decode_latents, encode_prompts
     from vcstudio.pipelines.sample import denoise
 
     model, method, _ = build(base, apla_cfg(vgt="hyper"))

@@ -4,7 +4,7 @@ started as a public Space) that must end with nothing unhandled, nothing leaked 
 store. The memory and TTL claims belong to the long run (10 visitors, 10 minutes)."""
 import pytest
 
-from vcstudio.cli import bench_serve as bs
+from vcstudio.bench import serve as bs
 
 
 def test_answers_are_classified_by_what_the_visitor_would_see():

@@ -156,7 +156,7 @@ def _one_step_ours(base, unet2d, control, prompt_embeds, neg, latents):
 
 
 def _inputs(base):
-    from vcstudio.pipelines.encode import encode_prompts
+    from vcstudio.models.encode import encode_prompts
 
     g = torch.Generator().manual_seed(3)
     latents = torch.randn((1, 4, 8, 8), generator=g)

@@ -198,7 +198,7 @@ def _step_state(tiny_sd, cache, cfg, clip, t=300):
     """Build as tune() does and run one training forward at timestep t."""
     from vcstudio.methods.base import StepState
     from vcstudio.models.diffusion_math import add_noise, alphas_cumprod, training_target
-    from vcstudio.pipelines.encode import encode_prompts, encode_video
+    from vcstudio.models.encode import encode_prompts, encode_video
 
     base, model, method = _build(tiny_sd, cache, cfg)
     lat = encode_video(base, clip)

@@ -29,7 +29,7 @@ def test_cli_says_the_demo_model_is_in_use(tmp_path):
 def test_embedded_model_draws_the_asked_background():
     """Real (if small) generation, not noise: the checker reads the captioned background."""
     from vcstudio.models.inflate import VideoDenoiser
-    from vcstudio.pipelines.encode import decode_latents, encode_prompts, tensor_to_frames
+    from vcstudio.models.encode import decode_latents, encode_prompts, tensor_to_frames
     from vcstudio.pipelines.sample import denoise
     from vcstudio.toyworld.checker import detect
 

@@ -258,16 +258,69 @@ def test_the_edit_estimate_counts_passes_by_the_samplers_guidance_rule(tmp_path)
     assert one["decode_s"] == two["decode_s"] == 0.5
 
 
-def test_the_load_reader_and_the_etas_follow_their_clocks():
-    """The rate is rounds over the window of a (here fake) clock; a job's ETA rescales the
-    estimate of what is left by how the work so far compared with its estimate; a sampling
-    loop's ETA is its mean step time (warm-up left out) x the steps left."""
+def test_the_load_factor_follows_the_load_average_less_the_jobs_own_share(monkeypatch):
+    """rate = 1 / max(1, (others + threads) / cpus), others = the load average less this
+    process's share of it (a job busy for t seconds: threads x (1 - e^(-t/60))); a speed
+    measured inside a job at one load, estimated outside a job at another, scales by the
+    ratio of the two."""
+    import math
+
     from vcstudio import loadfactor
+
+    monkeypatch.setattr(loadfactor, "cpus", lambda: 2)
+    monkeypatch.setattr(loadfactor, "threads", lambda: 2)
+    monkeypatch.setattr(loadfactor, "_own_running", lambda **kw: 0)
+
+    def at(load, **kw):
+        return loadfactor.rate("cpu", loadavg=lambda: (load, 0.0, 0.0), **kw)
+
+    assert at(0.0) == 1.0 and at(1.0) == pytest.approx(2 / 3)  # idle; one other thread
+    assert at(6.0) == pytest.approx(1 / 4)  # (6 + 2) / 2
+    own = 2 * (1 - math.exp(-1))  # a job busy for 60 s is this much of the load average
+    inside = at(6.0 + own, busy_s=60.0)
+    assert inside == pytest.approx(1 / 4)  # the same machine, read from inside the job
+    assert loadfactor.rate("cuda:0", loadavg=lambda: (6.0, 0, 0)) == 0.0  # does not apply
+    # measured inside a job at load 6 (others), estimated when the others are 14: x2
+    sp = cal.Speed(8, 64, 64, 1.0, 0.3, rate=inside)
+    assert sp.at_rate(at(14.0)).train_step_s == pytest.approx(2.0)
+    assert sp.at_rate(at(7.0)).train_step_s == 1.0  # within the model's noise: unchanged
+
+
+def test_the_sampled_run_queue_gives_the_rate_now_and_over_a_job(monkeypatch):
+    """With the background sampler's figures (a stand-in here, no thread, no clock): "now" is
+    its weighted mean of other runnable threads, a job's rate the mean of the samples taken
+    while it ran."""
+    import threading
+
+    from vcstudio import loadfactor
+
+    class Samples:
+        lock = threading.Lock()
+        total, n, mean = 0.0, 0, 2.0
+
+        def now(self):
+            return self.mean
+
+    stub = Samples()
+    monkeypatch.setattr(loadfactor, "_SAMPLER", stub)
+    monkeypatch.setattr(loadfactor, "cpus", lambda: 2)
+    monkeypatch.setattr(loadfactor, "threads", lambda: 2)
+    assert loadfactor.rate("cpu") == pytest.approx(1 / 2)  # (2 + 2) / 2
+    job = loadfactor.Window("cpu")
+    stub.total, stub.n = stub.total + 10 * 6.0, stub.n + 10  # 6 others while the job ran
+    assert job.rate() == pytest.approx(1 / 4)
+    stub.mean = 14.0  # busier now: a speed measured during that job takes twice as long
+    sp = cal.Speed(8, 64, 64, 1.0, 0.3, rate=job.rate())
+    assert sp.at_rate(loadfactor.rate("cpu")).train_step_s == pytest.approx(2.0)
+
+
+def test_the_etas_follow_their_clocks():
+    """A job's ETA rescales the estimate of what is left by how the work so far compared
+    with its estimate; a sampling loop's ETA is its mean step time (warm-up left out) x the
+    steps left."""
     from vcstudio.jobs.estimates import EtaClock
     from vcstudio.progress import StepTimer
 
-    ticks = iter(i * 0.1 for i in range(100))
-    assert loadfactor._measure(0.25, lambda: next(ticks)) == pytest.approx(10.0)
     t = [0.0]
     clock = EtaClock(100.0, clock=lambda: t[0])
     assert clock.eta() == 100.0
@@ -297,13 +350,13 @@ def test_tune_and_compare_print_the_estimate_line_before_they_start(tiny_sd, tmp
                  str(tiny_sd), "--frames", "4", "--stride", "1", "--size", "32", "--steps", "3",
                  "--inversion-steps", "2", "--out", str(tmp_path / "run")]) == 0
     err = capsys.readouterr().err
-    assert "Estimate: ~" in err and "probed" in err, err
-    assert err.index("Estimate: ~") < err.index("tune:") < err.index("tuned 3 steps"), err
+    assert "Estimate: " in err and "probed" in err, err
+    assert err.index("Estimate: ") < err.index("tune:") < err.index("tuned 3 steps"), err
     assert main(["compare", "--video", str(clip), "--prompt", "a red circle", "--edit-prompt",
                  "a blue square", "--model", str(tiny_sd), "--methods", "baseline",
                  "--frames", "4", "--size", "32", "--steps", "2", "--edit-steps", "2",
                  "--metrics", "consistency_adjacent", "--out", str(tmp_path / "cmp")]) == 0
     err = capsys.readouterr().err
-    line = next(ln for ln in err.splitlines() if "Estimate: ~" in ln)
+    line = next(ln for ln in err.splitlines() if "Estimate: " in ln)
     assert "1 tune, 1 edit" in line and "uncalibrated" not in line, line  # measured above
-    assert err.index("Estimate: ~") < err.index("variant 1/1"), err
+    assert err.index("Estimate: ") < err.index("variant 1/1"), err

@@ -184,7 +184,7 @@ def test_unknown_fusion_mode_is_a_user_error():
 def demo():
     from vcstudio.models.inflate import VideoDenoiser
     from vcstudio.models.loading import EMBEDDED_MODEL, load_base
-    from vcstudio.pipelines.encode import encode_prompts
+    from vcstudio.models.encode import encode_prompts
 
     base = load_base(str(EMBEDDED_MODEL))
     return base, VideoDenoiser(base.unet).eval(), encode_prompts(base, [""])
@@ -196,7 +196,7 @@ def test_fused_latent_samples_like_an_unfused_one_on_the_demo_model(demo):
     a vertical foreground edge; sampling from the fused latent ends within 5% of an unfused
     sample's final latent std (the literal formula: 11% low, measured), and in the decoded frames
     the gradient across the mask edge is no larger than inside the regions (no seam)."""
-    from vcstudio.pipelines.encode import decode_latents
+    from vcstudio.models.encode import decode_latents
     from vcstudio.pipelines.sample import denoise
 
     base, model, cond = demo

@@ -10,7 +10,7 @@ from vcstudio.config import DataConfig, EditConfig, TuneConfig
 from vcstudio.errors import InputError
 from vcstudio.models.cache import ModelCache
 from vcstudio.models.delta import load_tensors
-from vcstudio.pipelines.encode import encode_prompts
+from vcstudio.models.encode import encode_prompts
 from vcstudio.pipelines.tune import inversion_latents, load_tuned, tune
 
 pytestmark = pytest.mark.usefixtures("one_thread")

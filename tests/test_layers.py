@@ -175,3 +175,23 @@ def test_estimate_scales_with_frames_size_steps_and_method_parts():
     assert both["seconds"] > max(dct["seconds"], apla["seconds"])
     cpu = estimate(base, "cpu")
     assert cpu["seconds"] > 100 * e["seconds"] and cpu["fits"] is None
+
+
+LOWER = ("vcstudio.methods", "vcstudio.metrics", "vcstudio.models", "vcstudio.io",
+         "vcstudio.control", "vcstudio.scene")
+
+
+@pytest.mark.parametrize("layer, never", [
+    (LOWER, ("vcstudio.pipelines", "vcstudio.jobs", "vcstudio.bench")),
+    (("vcstudio.pipelines",), ("vcstudio.jobs", "vcstudio.bench", "vcstudio.session")),
+    (LOWER + ("vcstudio.pipelines", "vcstudio.jobs", "vcstudio.bench", "vcstudio.session",
+              "vcstudio.store", "vcstudio.toyworld"), ("vcstudio.ui", "vcstudio.cli")),
+])
+def test_every_layer_imports_only_below_itself(layer, never):
+    """DESIGN.md's layers: methods, metrics and models (and io, control, scene) import no
+    pipelines, jobs or benchmarks; pipelines import no jobs; nothing but the UI and the CLI
+    imports the UI or the CLI (VAE encoding and the uint8 <-> tensor conversion live in
+    models/encode.py for that reason: methods/dct.py needs them)."""
+    bad = {m: sorted(i for i in deps if i.startswith(never))
+           for m, deps in _graph().items() if m.startswith(layer)}
+    assert {m: d for m, d in bad.items() if d} == {}

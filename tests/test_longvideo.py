@@ -14,7 +14,7 @@ from vcstudio.methods.masks import GRABCUT_LABEL
 from vcstudio.models.cache import ModelCache
 from vcstudio.pipelines import codenoise
 from vcstudio.pipelines.codenoise import CoDenoiser
-from vcstudio.pipelines.encode import encode_prompts
+from vcstudio.models.encode import encode_prompts
 from vcstudio.pipelines.sample import denoise
 from vcstudio.pipelines.windows import make_layout, mix_embeddings, window_prompts
 from vcstudio.scene.segments import Segment

@@ -166,7 +166,7 @@ def test_stream_matches_batch(models):
 
 def test_cli_eval_writes_json_and_csv(models, tmp_path, capsys):
     from vcstudio.io import write_frames
-    from vcstudio.metrics.cli import add_eval_args, run_eval
+    from vcstudio.cli.metrics import add_eval_args, run_eval
 
     folder = write_frames(_clip(), tmp_path / "frames")
     p = argparse.ArgumentParser()
@@ -189,7 +189,7 @@ def test_cli_eval_writes_json_and_csv(models, tmp_path, capsys):
 
 
 def test_bench_runs_small(models, capsys):
-    from vcstudio.metrics.cli import add_bench_metrics_args, run_bench_metrics
+    from vcstudio.cli.metrics import add_bench_metrics_args, run_bench_metrics
 
     p = argparse.ArgumentParser()
     add_bench_metrics_args(p)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from app_launch import launch
-from vcstudio.cli.bench_attack import fetched, file_routes
+from vcstudio.bench.attack import fetched, file_routes
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT / "assets" / "examples" / "red_circle_right_beach.mp4"

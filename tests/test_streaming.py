@@ -110,7 +110,10 @@ def test_edit_tab_shows_previews_in_the_video_slot_until_the_final_video(tuned_r
         shutil.copytree(run, mine)
         outs = list(edit_tab.edit_handler(studio, sid, str(mine), "a blue square", "", 12, 5.0,
                                           3, True))
-    videos = [o[0] for o in outs[:-1] if o[0]]
+    # until this edit has frames, the slot keeps what it showed (an update that changes nothing)
+    kept = [o[0] for o in outs[:-1] if not isinstance(o[0], str)]
+    assert kept and all(k == {"__type__": "update"} for k in kept), kept[:2]
+    videos = [o[0] for o in outs[:-1] if isinstance(o[0], str)]
     previews = list(dict.fromkeys(v for v in videos if Path(v).name.startswith("preview-")))
     assert len(previews) >= 3  # x0 previews, then the frames as they decoded
     assert outs[-1][2] == "Done." and Path(outs[-1][0]).is_file()
@@ -118,3 +121,20 @@ def test_edit_tab_shows_previews_in_the_video_slot_until_the_final_video(tuned_r
     plots = [o[3] for o in outs[:-1] if isinstance(o[3], dict) and o[3].get("value") is not None]
     assert [len(set(p["value"]["frame"])) for p in plots][:3] == [1, 2, 3]  # frame by frame
     assert not any(Path(p).exists() for p in previews)  # preview files cleaned up
+
+
+def test_the_uploaded_clip_plays_whole_even_when_shorter_than_the_players_48_frames(tmp_path):
+    """The Edit tab's player (clip_player): an 8-frame bundled example becomes an 8-frame mp4
+    in the visitor's session (served), not nothing."""
+    from pathlib import Path
+
+    from vcstudio.io import read_video
+    from vcstudio.ui.edit_tab import clip_player
+
+    example = Path(__file__).resolve().parents[1] / "assets/examples/red_circle_right_beach.mp4"
+    with make_studio(tmp_path / "data", device="cpu") as studio:
+        sid = studio.new_session().id
+        out = clip_player(studio, sid, str(example))
+        assert out and Path(out).is_file()
+        assert Path(out).resolve().is_relative_to(studio.session(sid).outputs.resolve())
+        assert len(read_video(out)) == len(read_video(example)) == 8

@@ -438,3 +438,21 @@ def test_a_tav_folder_converted_in_fp16_edits_in_fp32(tiny_sd, tmp_path, clip8_m
     run = convert_tav(folder, tmp_path / "run", base=base16)
     rc = main(["edit", "--run", str(run), "--prompt", "a blue square", "--steps", "3"])
     assert rc == 0, capsys.readouterr().err
+
+
+def test_opening_a_tav_folder_reads_files_only_and_a_job_converts_it(tav_dir, monkeypatch):
+    """open_run (estimates, argument parsing) never loads a model: an unconverted Tune-A-Video
+    folder is a one-line error; prepare_run (a job's start) converts it, loading its base once,
+    and open_run then finds the converted run without loading anything."""
+    from vcstudio.errors import InputError
+    from vcstudio.models import loading
+    from vcstudio.pipelines.run_open import open_run, prepare_run
+
+    loads, real = [], loading.load_base
+    monkeypatch.setattr(loading, "load_base", lambda *a, **k: loads.append(a) or real(*a, **k))
+    with pytest.raises(InputError, match="not converted yet") as e:
+        open_run(tav_dir)
+    assert "\n" not in str(e.value) and loads == []
+    rf = prepare_run(tav_dir, device="cpu")
+    assert len(loads) == 1 and rf.delta_path.is_file()
+    assert open_run(tav_dir).path == rf.path and len(loads) == 1

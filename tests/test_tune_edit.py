@@ -12,7 +12,7 @@ from vcstudio.errors import InputError
 from vcstudio.io import read_video, write_mp4
 from vcstudio.models.cache import ModelCache
 from vcstudio.pipelines.edit import edit, edit_frames
-from vcstudio.pipelines.encode import encode_prompts, encode_video
+from vcstudio.models.encode import encode_prompts, encode_video
 from vcstudio.pipelines.invert import ddim_invert
 from vcstudio.pipelines.sample import denoise
 from vcstudio.pipelines.tune import load_tuned, tune

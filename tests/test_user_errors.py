@@ -63,7 +63,7 @@ def test_edit_and_tune_validation_use_it():
 
 def test_encode_prompts_is_the_backstop(tiny_sd, cache):
     from vcstudio.models.loading import load_base
-    from vcstudio.pipelines.encode import encode_prompts
+    from vcstudio.models.encode import encode_prompts
 
     base = load_base(str(tiny_sd), torch.device("cpu"), torch.float32, cache)
     with pytest.raises(InputError, match="not valid UTF-8"):

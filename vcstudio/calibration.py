@@ -64,9 +64,9 @@ class Speed:
                        preview_s=self.preview_s * r, decode_s=self.decode_s * r)
 
     def at_rate(self, rate_now: float) -> "Speed":
-        """These times at the machine's rate now: x ``rate / rate_now`` (loadfactor.factor;
-        unchanged where either rate is unknown)."""
-        f = load_factor(self.rate, rate_now)
+        """These times at the machine's rate now: x ``rate / rate_now`` (:func:`load_factor`;
+        unchanged where either rate is unknown or they differ by less than LOAD_NOISE)."""
+        f = load_factor(self.rate, rate_now, LOAD_NOISE)
         if f == 1.0:
             return self
         return replace(self, train_step_s=self.train_step_s * f,
@@ -84,12 +84,20 @@ class Speed:
         return self.decode_s or self.pass_s()
 
 
-def load_factor(then: float, now: float) -> float:
+# the load model (vcstudio/loadfactor.py) is good to about +-30% (the load average lags a
+# minute, and priorities are not seen): an estimate takes a change within that as no change
+LOAD_NOISE = 1.3
+
+
+def load_factor(then: float, now: float, noise: float = 1.0) -> float:
     """How many times longer work measured at rate ``then`` takes at rate ``now`` (1.0 where
-    either is unknown): the formula of vcstudio/loadfactor.py, here without torch."""
+    either is unknown): the formula of vcstudio/loadfactor.py, here without torch. With
+    ``noise`` (> 1) a factor within 1/noise .. noise is taken as 1 (a reading's noise, not a
+    change of load)."""
     if not then or not now or then <= 0 or now <= 0:
         return 1.0
-    return then / now
+    f = then / now
+    return 1.0 if 1 / noise < f < noise else f
 
 
 def device_kind(device) -> str:
@@ -117,10 +125,10 @@ def _read(path: Path) -> dict:
 
 
 def _write(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    from .io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
 
 
 _COUNTS = ("frames", "width", "height", "preview_steps", "samples", "rate", "source")
@@ -186,7 +194,7 @@ def lookup(folder, device, model: str, method: str, frames: int, width: int,
     best = min(speeds, key=lambda s: ((s.frames, s.width, s.height) != (frames, width, height),
                                       abs(s.width * s.height - width * height),
                                       abs(s.units - want)))
-    f = load_factor(best.rate, rate)
+    f = load_factor(best.rate, rate, LOAD_NOISE)
     if (best.frames, best.width, best.height) == (frames, width, height):
         how = "probed" if best.source == "probe" else "calibrated"
         return Lookup(best.at_rate(rate), how, load=f)
@@ -243,7 +251,7 @@ def lookup_unit(folder, device, name: str, shape: tuple[int, ...],
             best, best_size, best_key = v, size, k
     if best is None:
         return None, "uncalibrated", 1.0
-    f = load_factor(float(best.get("rate", 0.0) or 0.0), rate)
+    f = load_factor(float(best.get("rate", 0.0) or 0.0), rate, LOAD_NOISE)
     secs = float(best["seconds"]) * f
     if best_size == want:
         return secs, "calibrated", f

@@ -47,6 +47,10 @@ class Limits:
     max_hub_run_mb: float = 8192.0  # open_hub: a pushed run's download
 
 
+# the most sampling / inversion / preview steps any sampler takes: the training schedule's
+# length (SD's and Wan's num_train_timesteps), past which DDIM / flow steps stop being distinct
+TRAIN_TIMESTEPS = 1000
+MAX_SAMPLING_STEPS = TRAIN_TIMESTEPS
 MAX_PROMPT_CHARS = 10000  # far past CLIP's 77 tokens; bounds what a client can send
 
 
@@ -511,16 +515,27 @@ def read_text_file(path: str | Path, what: str = "file") -> str:
                          f"offset {e.start}); save it as UTF-8.") from None
 
 
-def _read_yaml(path: str | Path) -> dict:
-    text = read_text_file(path, "config file")
+def read_yaml(path: str | Path, what: str = "config file",
+              expect: str = "a mapping of keys to values", lists: bool = False):
+    """The one YAML reader: the file's mapping (or, with ``lists``, a list too); a missing,
+    unreadable, non-UTF-8 or malformed file, or one holding something else, is a one-line
+    InputError naming the ``what`` and the line at fault (config files, sweep grids, long-video
+    timelines)."""
+    try:
+        text = read_text_file(path, what)
+    except OSError as e:
+        raise InputError(f"The {what} {path} cannot be read ({type(e).__name__}).") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise InputError(f"Config file {path} is not valid YAML ({_yaml_problem(e)}); fix that "
+        raise InputError(f"The {what} {path} is not valid YAML ({_yaml_problem(e)}); fix that "
                          "line.") from None
-    if not isinstance(data, dict):
-        raise InputError(f"Config file {path} must hold a mapping of keys to values.")
+    if not isinstance(data, dict) and not (lists and isinstance(data, list)):
+        raise InputError(f"The {what} {path} must hold {expect}.")
     return data
+
+
+_read_yaml = read_yaml
 
 
 # the local folders Tune-A-Video's README downloads base models into -> the hub ids they are

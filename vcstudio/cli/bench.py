@@ -45,7 +45,7 @@ def _bench_overrides(a) -> dict:
 
 
 def add(sub) -> None:
-    from ..metrics.cli import add_bench_metrics_args
+    from .metrics import add_bench_metrics_args
 
     p = sub.add_parser("bench", help="benchmarks on full-size architectures (random weights)")
     bs = p.add_subparsers(dest="what", required=True)
@@ -88,13 +88,13 @@ def _bench_long_run(a) -> int:
 
 
 def _bench_serve_add(p) -> None:
-    from .bench_serve import add_bench_serve_args
+    from ..bench.serve import add_bench_serve_args
 
     add_bench_serve_args(p)
 
 
 def _bench_serve_run(a) -> int:
-    from .bench_serve import run_bench_serve_cli
+    from ..bench.serve import run_bench_serve_cli
 
     return run_bench_serve_cli(a)
 
@@ -163,7 +163,7 @@ def _toy_edit_run(a) -> int:
 
 
 # other layers' benchmarks: name -> (add_args, run); serve is the load and fault test of the
-# running app (cli/bench_serve.py); toy-edit scores methods against the toy world's answers
+# running app (bench/serve.py); toy-edit scores methods against the toy world's answers
 BENCH_EXTRA: dict = {"i2v": (_bench_i2v_add, _bench_i2v_run),
                      "long": (_bench_long_add, _bench_long_run),
                      "serve": (_bench_serve_add, _bench_serve_run),
@@ -173,10 +173,10 @@ BENCH_EXTRA: dict = {"i2v": (_bench_i2v_add, _bench_i2v_run),
 def run(a) -> int:
     import torch
 
-    from ..pipelines.bench import ANCHOR, bench_sample, bench_tune, print_table
+    from ..bench.pipelines import ANCHOR, bench_sample, bench_tune, print_table
 
     if a.what == "metrics":
-        from ..metrics.cli import run_bench_metrics
+        from .metrics import run_bench_metrics
 
         return run_bench_metrics(a)
     if a.what in BENCH_EXTRA:
@@ -196,7 +196,7 @@ def run(a) -> int:
                                  method=m, compile=a.compile, cfg_overrides=_bench_overrides(a))
             rows.append(plain)
             if getattr(a, "control", ""):
-                from ..pipelines.bench import control_row
+                from ..bench.pipelines import control_row
 
                 ctl = bench_sample(a.frames, a.size, a.steps or 50, arch=a.arch, device=device,
                                    method=m, compile=a.compile,

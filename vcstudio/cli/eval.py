@@ -4,14 +4,14 @@ from __future__ import annotations
 
 
 def add(sub) -> None:
-    from ..metrics.cli import add_eval_args
+    from .metrics import add_eval_args
 
     add_eval_args(sub.add_parser("eval", help="score a video: consistency, alignment, flow, ..."))
 
 
 def run(a) -> int:
     from ..jobs.eval import EvalConfig
-    from ..metrics.cli import format_table, run_eval, write_csv
+    from .metrics import format_table, run_eval, write_csv
     from ..metrics.registry import results_to_json
     from .common import run_job, text_out, write_json
 

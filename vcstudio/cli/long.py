@@ -19,15 +19,12 @@ A bare list at the top level is read as ``segments``.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import yaml
 
 from ..config import LongConfig
 from ..errors import InputError
 from ..pipelines.windows import FUSIONS, PROMPT_MODES, format_table, layout_table, make_layout
-from ..scene.parser import story_segments
-from ..scene.segments import Segment, check_segments, even_segments
+from ..scene.segments import Segment, check_segments, segments_from, timeline
 
 DEFAULT_FRAMES = 120
 
@@ -128,39 +125,23 @@ def parse_pair_list(text: str | None, n: int, what: str) -> tuple[float, ...] | 
 
 
 def _segments_from_yaml(path: str, n_frames: int | None) -> tuple[list[Segment], int]:
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise InputError(f"Timeline file not found: {path}") from None
-    except yaml.YAMLError as e:
-        raise InputError(f"Timeline file {path} is not valid YAML: {e}") from None
+    from ..config import read_yaml
+
+    data = read_yaml(path, "timeline file", "'segments:' (a list) or 'story:'", lists=True)
     if isinstance(data, list):
         data = {"segments": data}
-    if not isinstance(data, dict):
-        raise InputError(f"Timeline file {path} must hold 'segments:' (a list) or 'story:'.")
     if n_frames is None and data.get("frames") is not None:
         n_frames = int(data["frames"])
     if data.get("story"):
         n = n_frames or DEFAULT_FRAMES
-        return story_segments(str(data["story"]), n), n
+        return timeline(n, story=str(data["story"])), n
     items = data.get("segments")
     if not isinstance(items, list) or not items:
         raise InputError(f"Timeline file {path} has no segments; list them under 'segments:'.")
     if all(isinstance(it, str) for it in items):
         n = n_frames or DEFAULT_FRAMES
-        return even_segments(items, n), n
-    if not all(isinstance(it, dict) and "prompt" in it for it in items):
-        raise InputError(f"Every segment in {path} needs a 'prompt' (and start/end or frames).")
-    if all("start" in it and "end" in it for it in items):
-        segs = [Segment(str(it["prompt"]), int(it["start"]), int(it["end"])) for it in items]
-    elif all("frames" in it for it in items):
-        segs, t = [], 0
-        for it in items:
-            segs.append(Segment(str(it["prompt"]), t, t + int(it["frames"])))
-            t += int(it["frames"])
-    else:
-        raise InputError(f"Segments in {path} must all give start/end, or all give frames.")
+        return timeline(n, prompts=items), n
+    segs = segments_from(items, str(path))
     n = n_frames or max(s.end for s in segs)
     return segs, n
 
@@ -175,16 +156,14 @@ def parse_timeline(args: argparse.Namespace) -> list[Segment]:
     frames = getattr(args, "frames", None)
     if frames is not None and frames < 1:
         raise InputError(f"--frames must be at least 1 (got {frames}).")
-    if args.prompts:
+    if args.prompts or args.story:
         n = frames or DEFAULT_FRAMES
-        segs = even_segments(args.prompts, n)
-    elif args.story:
-        n = frames or DEFAULT_FRAMES
-        segs = story_segments(args.story, n)
+        segs = timeline(n, story=args.story or "", prompts=args.prompts or ())
     else:
         segs, n = _segments_from_yaml(args.timeline, frames)
+        segs = check_segments(segs, n)
     args.frames = n
-    return check_segments(segs, n)
+    return segs
 
 
 def describe_timeline(args: argparse.Namespace, segments: list[Segment]) -> str:
@@ -279,7 +258,7 @@ def add_bench_long_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run_bench_long(args: argparse.Namespace) -> int:
     import torch
 
-    from ..pipelines.bench import bench_long, print_table
+    from ..bench.pipelines import bench_long, print_table
 
     try:
         lengths = [int(v) for v in str(args.frames).split(",") if v.strip()]

@@ -25,13 +25,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         if not tmp.is_file():
             raise OSError(f"the writer left no file at {tmp.name}")
-        with open(tmp, "rb") as f:  # data on disk before the name points at it
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        move_into_place(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def move_into_place(tmp: str | Path, path: str | Path) -> Path:
+    """Rename a complete file written beside ``path`` onto it, durably (its data fsynced before
+    the name points at it, the folder entry after): the one place files are renamed into place
+    (the writer may only learn ``path`` once the data is written: a content-addressed upload)."""
+    tmp, path = Path(tmp), Path(path)
+    with open(tmp, "rb") as f:  # data on disk before the name points at it
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return path
 
 
 @contextlib.contextmanager

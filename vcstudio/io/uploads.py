@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from ..errors import InputError
-from .atomic import _fsync_dir
+from .atomic import move_into_place
 from .frames import shown
 
 CHUNK = 1 << 20
@@ -98,9 +98,7 @@ def store_upload(src: str | os.PathLike | bytes, folder: str | os.PathLike, limi
                 return old
         home.mkdir(exist_ok=True)
         dest = home / clean_name(name, suffix)
-        os.replace(tmp, dest)  # atomic: a reader sees the whole file or none
-        _fsync_dir(home)
-        return dest
+        return move_into_place(tmp, dest)  # atomic: a reader sees the whole file or none
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

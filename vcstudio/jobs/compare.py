@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from ..config import (DataConfig, EditConfig, FlowEditConfig, Limits, MAX_SAMPLING_STEPS,
+                      TuneConfig)
 from ..calibration import format_seconds
-from ..config import DataConfig, EditConfig, FlowEditConfig, Limits, TuneConfig
 from ..errors import CancelledError, InputError, VcsError
 from . import validate as v
 
@@ -348,7 +349,7 @@ def validate(cfg: CompareConfig, limits: Limits) -> None:
                "describe what every variant's edit should show")
         if not cfg.seeds:
             raise InputError("seeds (--seeds) is empty: give at least one seed.")
-        v.whole("edit_steps (--edit-steps)", cfg.edit_steps, 1, 1000)
+        v.whole("edit_steps (--edit-steps)", cfg.edit_steps, 1, MAX_SAMPLING_STEPS)
         if cfg.guidance is not None:  # None: each variant's model's own
             v.number("guidance (--guidance)", cfg.guidance, 0, 50)
     from ..control import validate_controls
@@ -513,7 +514,7 @@ def run_tuned(path: str, cfg: CompareConfig, ctx, folder: Path, session: Optiona
     """A run tuned before (a vcstudio run or a Tune-A-Video output folder): edit with the
     comparison's prompt, first seed and sampling settings, score; record its compare run."""
     from ..io import read_video
-    from ..pipelines.run_open import open_run
+    from ..pipelines.run_open import prepare_run
     from ..pipelines.runs import write_json
     from .edit import EditJobConfig, run_edit
     from .scoring import score, scores_json
@@ -524,7 +525,7 @@ def run_tuned(path: str, cfg: CompareConfig, ctx, folder: Path, session: Optiona
         if ctx.session is None:
             raise InputError("A public studio compares tuned runs of your own session only.")
         path = str(safe_path(ctx.session, path, must_exist=True))
-    rf = open_run(path, device=ctx.device)  # a Tune-A-Video folder: its converted run
+    rf = prepare_run(path, device=ctx.device)  # a Tune-A-Video folder: its converted run
     label = f"run {Path(path).name}"
     guidance = cfg.guidance
     if guidance is None:  # the run's base model's own
@@ -555,9 +556,13 @@ def run(cfg: CompareConfig, ctx) -> CompareOutcome:
     try:  # the model's own size where none is given, as each variant's tune resolves it
         from ..memory import model_scale
 
+        from .scoring import warm_up
+
         base = base_of(cfg.model, ctx) if cfg.variants and not _is_flow(cfg.model) else None
         sized = cfg if cfg.size or base is None else dataclasses.replace(
             cfg, size=base.native_size)
+        if sized.size:  # the scoring models loaded before the estimate, as the base is
+            warm_up(cfg.metrics, sized.size, sized.size, ctx, cfg.edit_prompt)
         est = announce(ctx, estimate, estimate_line, sized,
                        **({"model_scale": model_scale(base.unet)} if base else {})) or {}
     except Exception:  # noqa: BLE001 - the variants report a model they cannot load

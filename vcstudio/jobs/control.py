@@ -42,11 +42,11 @@ def validate(cfg: ControlPreviewConfig, limits: Limits) -> None:
 
 def run(cfg: ControlPreviewConfig, ctx) -> ControlPreview:
     from ..control.conditions import LABELS
-    from ..pipelines.run_open import open_run
+    from ..pipelines.run_open import prepare_run
     from ..pipelines.structure import clip_conditions, run_clip
     from ..progress import Event
 
-    rf = open_run(cfg.run)
+    rf = prepare_run(cfg.run, device=ctx.device)
     data = rf.config().data
     meta = rf.meta()
     n = int(cfg.frames or meta.get("n_frames", data.n_frames))

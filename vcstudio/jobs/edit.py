@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..config import EditConfig, Limits
+from ..config import EditConfig, Limits, MAX_SAMPLING_STEPS
 from . import validate as v
 
 # what the Edit tab scores each edit with (per frame, streamed in the plot)
@@ -45,7 +45,7 @@ def validate_edit(e: EditConfig, prefix: str = "") -> None:
 
     check_prompt(e.prompt, "edit prompt")  # empty, not UTF-8, too long: one line each
     check_prompt(e.negative, "negative prompt", required=False)
-    v.whole(f"{prefix}steps (--steps)", e.steps, 1, 1000)
+    v.whole(f"{prefix}steps (--steps)", e.steps, 1, MAX_SAMPLING_STEPS)
     v.number(f"{prefix}guidance (--guidance)", e.guidance, 0, 50)
     v.seed(f"{prefix}seed (--seed)", e.seed)
     v.number(f"{prefix}eta", e.eta, 0, 1)
@@ -128,9 +128,10 @@ def edit_parts(edit: EditConfig, speed, inverts: bool) -> dict:
 
 def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None, probe=None,
              rate: Optional[float] = None) -> dict:
-    """Seconds of this edit, without the device: loading the tuned model (the tune's measured
-    overhead), sampling (steps x one forward pass, two under CFG), the inversion when the run
-    has none at this step count (steps x 1 pass), a decode and the scoring of every frame with
+    """Seconds of this edit, without the device, its models loaded (the job loads them before
+    it says its estimate: :func:`prepare`): sampling (steps x one forward pass, two under
+    CFG), the inversion when the run has none at this step count (steps x 1 pass), a decode
+    and the scoring of every frame with
     ``cfg.metrics`` (jobs/scoring.py), from the speeds measured at the run's frames and size
     on this device (a probe first where there are none: ``probe``; vcstudio/calibration.py),
     scaled by the machine's load now (``rate``, vcstudio/loadfactor.py). ``how`` says
@@ -157,7 +158,7 @@ def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None, probe=None,
                                cfg.edit.guidance, device, cfg.edit.steps if inv else 0)
     rate = rate_now(device, rate)
     speed, how, load = run_speed(calibration_dir, device, run_cfg, f, w, h, probe, rate)
-    parts = {"load_s": speed.overhead_s, **edit_parts(cfg.edit, speed, inv)}
+    parts = edit_parts(cfg.edit, speed, inv)
     hows = [how]
     if cfg.metrics:
         parts["score_s"], score_how, _ = scoring.estimate(cfg.metrics, f, w, h, device,
@@ -193,15 +194,15 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     import torch
 
     from ..pipelines.edit import edit
-    from ..pipelines.run_open import open_run
+    from ..pipelines.run_open import prepare_run
     from ..progress import Event
 
     from ..pipelines.run_source import working_copy
 
     from ..models.family import run_family
 
-    rf = open_run(working_copy(cfg.run, Path(ctx.data_dir) / "hub",
-                               max_mb=ctx.limits.max_hub_run_mb), device=ctx.device)
+    rf = prepare_run(working_copy(cfg.run, Path(ctx.data_dir) / "hub",
+                                  max_mb=ctx.limits.max_hub_run_mb), device=ctx.device)
     flow = run_family(rf.meta()) == "wan"  # a video DiT's run: flow inversion + sampling
     if getattr(ctx, "stage", None) == "invert" and flow:
         from ..pipelines.flow_run import load_flow_run
@@ -255,9 +256,33 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
                        results)
 
 
+def prepare(cfg: EditJobConfig, ctx) -> None:
+    """Before the edit's estimate: the tuned model and the scoring models loaded through the
+    job's cache (the edit then finds them; the estimate counts the work from there on).
+    Never raises: the edit itself reports what it cannot load."""
+    import torch
+
+    from ..pipelines.run_open import prepare_run
+    from ..pipelines.tuned import load_tuned
+    from .scoring import warm_up
+
+    from ..models.family import run_family
+
+    try:
+        rf = prepare_run(cfg.run, device=ctx.device)  # a Tune-A-Video folder: converted
+        if run_family(rf.meta()) != "wan":  # a Wan edit's estimate is the architecture's
+            load_tuned(rf.path, ctx.cache, torch.device(ctx.device), model=cfg.model or None)
+        meta, d = rf.meta(), rf.config().data
+        warm_up(cfg.metrics, int(meta.get("width", d.width)), int(meta.get("height", d.height)),
+                ctx, cfg.edit.prompt, with_source=rf.source_path.is_file())
+    except Exception:  # noqa: BLE001
+        pass
+
+
 def run(cfg: EditJobConfig, ctx) -> EditOutcome:
     from .estimates import announce
 
-    if getattr(ctx, "stage", None) != "invert":
+    if getattr(ctx, "stage", None) != "invert" and getattr(ctx, "store", None) is not None:
+        prepare(cfg, ctx)
         announce(ctx, estimate, estimate_line, cfg)
     return run_edit(cfg, ctx, out_dir=Path(ctx.out) if ctx.out else None)

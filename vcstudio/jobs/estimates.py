@@ -93,7 +93,8 @@ def line(est: dict, device: Any = "cpu", counts: Iterable[str] = ()) -> str:
     """The one ``Estimate: ...`` line (UI and CLI): memory where estimated, the time (a range
     where uncertain), the device, what it counts, how it was measured and the machine's load."""
     dev = str(device).split(":")[0]
-    mem = f"~{est['gib']:.1f} GiB, " if est.get("gib") is not None else ""
+    gib = est.get("gib")
+    mem = "" if gib is None else "<0.1 GiB, " if gib < 0.05 else f"~{gib:.1f} GiB, "
     secs = est.get("seconds")
     if secs is None:
         when = "time not known yet"
@@ -131,7 +132,8 @@ def announce(ctx, estimate_fn, line_fn, cfg, **kw) -> Optional[dict]:
         from ..pipelines.probe import prober
 
         folder = calibration_dir(ctx)
-        probe = prober(ctx.cache, ctx.device, folder, progress=ctx)
+        probe = prober(ctx.cache, ctx.device, folder, progress=ctx,
+                       cancel=getattr(ctx, "cancel", None))
         est = estimate_fn(cfg, ctx.device, calibration_dir=folder, probe=probe, **kw)
         text = line_fn(est, ctx.device)
     except Exception:  # noqa: BLE001 - an estimate must never fail the job it describes

@@ -202,8 +202,9 @@ def run(cfg: EvalConfig, ctx) -> EvalOutcome:
 
         with torch.no_grad():
             res = m.score_stream(stream(), image=image, progress=ctx)
-        _record_vcd(ctx, cfg, (time.perf_counter() - t_vcd) / max(1, res.n_frames),
-                    loadfactor.rate(ctx.device))
+        t_vcd = time.perf_counter() - t_vcd
+        _record_vcd(ctx, cfg, t_vcd / max(1, res.n_frames),
+                    loadfactor.rate(ctx.device, busy_s=t_vcd))
         out.frames_shape = (res.n_frames, *first.shape[1:])
         out.vcd = res
         d = res.to_dict()

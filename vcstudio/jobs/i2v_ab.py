@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from ..config import Limits
+from ..config import Limits, MAX_SAMPLING_STEPS
 from . import validate as v
 
 BACKBONES = ("auto", "svd", "ltx", "wan")
@@ -72,7 +72,7 @@ def validate(cfg: I2VABConfig, limits: Limits) -> None:
     for name in ("size", "height", "width"):
         v.whole(f"{name} (--{name})", getattr(cfg, name), 0, limits.max_side,
                 " (0 = the model's own)")
-    v.whole("steps (--steps)", cfg.steps, 1, 1000)
+    v.whole("steps (--steps)", cfg.steps, 1, MAX_SAMPLING_STEPS)
     v.seed("seed (--seed)", cfg.seed)
     v.number("fps (--fps)", cfg.fps, 0, 240, open_lo=True)
     check_step_cache(cfg.step_cache)
@@ -210,7 +210,7 @@ def record_step(ctx, cfg, n_frames, height, width, steps: int, seconds: float) -
     try:
         cal.record_unit(calibration_dir(ctx), ctx.device, step_unit(cfg.model, cfg.backbone),
                         (n_frames or 0, width or 0, height or 0), seconds / max(1, steps),
-                        loadfactor.rate(ctx.device))
+                        loadfactor.rate(ctx.device, busy_s=seconds))
     except OSError:
         pass
 

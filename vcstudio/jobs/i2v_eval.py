@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..config import Limits
+from ..config import Limits, MAX_SAMPLING_STEPS
 from . import validate as v
 from .i2v_ab import (BACKBONES, check_model, check_step_cache, figures, load_image_for,
                      open_backbone)
@@ -72,7 +72,7 @@ def validate(cfg: I2VEvalConfig, limits: Limits) -> None:
     for name in ("height", "width"):
         v.whole(f"{name} (--{name})", getattr(cfg, name), 0, limits.max_side,
                 " (0 = the model's own)")
-    v.whole("steps (--steps)", cfg.steps, 1, 1000)
+    v.whole("steps (--steps)", cfg.steps, 1, MAX_SAMPLING_STEPS)
     v.whole("vcd_size (--vcd-size)", cfg.vcd_size, 32, 1024)
     v.whole("vcd_num_proj (--vcd-num-proj)", cfg.vcd_num_proj, 1, 4096)
     check_step_cache(cfg.step_cache)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..config import Limits
+from ..config import Limits, MAX_SAMPLING_STEPS
 from ..pipelines.i2v_tune import I2VTuneConfig
 from . import validate as v
 from .i2v_ab import BACKBONES, check_model, check_step_cache, figures, open_backbone
@@ -57,7 +57,7 @@ def validate(cfg: I2VTuneJobConfig, limits: Limits) -> None:
     v.whole("tune.steps (--steps)", t.steps, 1, limits.max_steps)
     v.whole("tune.lora_rank (--lora-rank)", t.lora_rank, 1, 512)
     v.number("tune.lr (--lr)", t.lr, 0, 1, open_lo=True, open_hi=True)
-    v.whole("tune.inference_steps (--inference-steps)", t.inference_steps, 1, 1000)
+    v.whole("tune.inference_steps (--inference-steps)", t.inference_steps, 1, MAX_SAMPLING_STEPS)
     v.whole("tune.grad_steps (--grad-steps)", t.grad_steps, 1, t.inference_steps,
             " (at most the inference steps)")
     v.whole("tune.decode_frames (--decode-frames)", t.decode_frames, 1, None)
@@ -214,6 +214,7 @@ def _record_reward(ctx, cfg: I2VTuneJobConfig, log) -> None:
     try:
         cal.record_unit(calibration_dir(ctx), ctx.device, f"i2v-reward:{cfg.backbone}:{cfg.model}",
                         (t.num_frames or 0, t.width or 0, t.height or 0),
-                        log.seconds / len(log.step), loadfactor.rate(ctx.device))
+                        log.seconds / len(log.step),
+                        loadfactor.rate(ctx.device, busy_s=log.seconds))
     except OSError:
         pass

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..config import Limits, LongConfig
+from ..config import Limits, LongConfig, MAX_SAMPLING_STEPS, TRAIN_TIMESTEPS
 from ..errors import InputError
 from . import validate as v
 
@@ -37,7 +37,7 @@ def validate(cfg: LongJobConfig, limits: Limits) -> None:
         raise InputError(f"{c.frames} frames in windows of {c.window} every {c.stride} make {n} "
                          f"windows; this studio denoises at most {limits.max_windows} per video: "
                          "raise --stride or --window, or lower --frames.")
-    v.whole("long.steps (--steps)", c.steps, 1, 1000)
+    v.whole("long.steps (--steps)", c.steps, 1, MAX_SAMPLING_STEPS)
     v.number("long.guidance (--guidance)", c.guidance, 0, 50)
     v.seed("long.seed (--seed)", c.seed)
     v.whole("long.batch_windows (--window-batch)", c.batch_windows, 0, None,
@@ -67,23 +67,21 @@ def plan(story: str, prompts: list[str], frames: int, window: int, stride: int, 
     pairs), ``table`` (one row per window)."""
     from ..pipelines.windows import layout_table, make_layout, window_prompts
     from ..scene import parse_prompts, parse_story
-    from ..scene.segments import check_segments, even_segments
+    from ..scene.segments import timeline
 
     frames, window, stride = int(frames), int(window), int(stride)
     if window > frames:
         raise InputError(f"The window ({window}) is longer than the video ({frames}).")
     if stride > window:
         raise InputError(f"The stride ({stride}) must not exceed the window ({window}).")
+    lines = [p.strip() for p in prompts if p and p.strip()]
     if story and story.strip():
-        g = parse_story(story)
-        segs, source = g.segments(frames), "story"
+        g, source, lines = parse_story(story), "story", []
+    elif lines:
+        g, source = parse_prompts(lines), "prompts (one per segment)"
     else:
-        lines = [p.strip() for p in prompts if p and p.strip()]
-        if not lines:
-            raise InputError("Write a story, or one prompt per line.")
-        g = parse_prompts(lines)
-        segs, source = even_segments(lines, frames), "prompts (one per segment)"
-    segs = check_segments(segs, frames)
+        raise InputError("Write a story, or one prompt per line.")
+    segs = timeline(frames, story=story if source == "story" else "", prompts=lines)
     graph = {"source": source,
              "timeline": [{"segment": i, "prompt": s.prompt, "first_frame": s.start,
                            "last_frame": s.end - 1} for i, s in enumerate(segs)],
@@ -100,9 +98,9 @@ def plan(story: str, prompts: list[str], frames: int, window: int, stride: int, 
 MASK_FRAME_S = {"grabcut": 0.5, "sam": 8.0}
 
 
-def _fusion_index(steps: int, k: int, train_steps: int = 1000, offset: int = 1) -> int:
+def _fusion_index(steps: int, k: int, train_steps: int = TRAIN_TIMESTEPS, offset: int = 1) -> int:
     """The step index of the mask stage's step k (maskfusion.fusion_index) on DDIM's "leading"
-    schedule (timesteps (steps-1-i) x 1000 // steps + 1), without building a scheduler."""
+    schedule (timesteps (steps-1-i) x T // steps + 1, T = the training timesteps), without building a scheduler."""
     ratio = train_steps // max(1, steps)
     for i in range(steps):
         if (steps - 1 - i) * ratio + offset <= k:
@@ -149,7 +147,6 @@ def estimate(cfg: LongJobConfig, device="cpu", calibration_dir=None, probe=None,
         steps = c.steps if i == 0 else max(1, round(c.steps * c.refine_strength))
         parts[f"{w}x{h}_s"] = steps * n_win * passes * sp.pass_s() * ctl
     (h, w), sp = sizes[0], speed
-    parts["load_s"] = sp.overhead_s
     if c.masks:
         n, j = c.mask.n_candidates, _fusion_index(c.steps, c.mask.k_step)
         step_s = passes * sp.pass_s()
@@ -203,15 +200,20 @@ def run(cfg: LongJobConfig, ctx):
     import torch
 
     from ..pipelines.longvideo import long_segments, long_video, mask_preview, output_path
-    from ..pipelines.run_open import open_run
-
+    from ..pipelines.run_open import prepare_run
     from .estimates import announce
 
-    rf = open_run(cfg.run, device=ctx.device)
+    rf = prepare_run(cfg.run, device=ctx.device)  # a Tune-A-Video folder: converted first
     _check_family(rf)
-    if not cfg.masks_only:
-        announce(ctx, estimate, estimate_line, cfg)
     device = torch.device(ctx.device)
+    if not cfg.masks_only and getattr(ctx, "store", None) is not None:
+        try:  # loaded before its estimate (the job finds it in the cache)
+            from ..pipelines.tuned import load_tuned
+
+            load_tuned(rf.path, ctx.cache, device)
+        except Exception:  # noqa: BLE001 - the job itself reports it
+            pass
+        announce(ctx, estimate, estimate_line, cfg)
     if cfg.masks_only:
         return mask_preview(rf.path, cfg.long, ctx.cache, device, ctx, ctx.cancel)
     segments = long_segments(cfg.long)

@@ -11,13 +11,14 @@ import numpy as np
 
 def score(frames: np.ndarray, ctx, run_id: Optional[str], metrics: Sequence[str],
           prompt: Optional[str] = None, source: Optional[np.ndarray] = None,
-          stream: bool = True) -> dict:
+          stream: bool = True, record: bool = True) -> dict:
     """name -> MetricResult for ``metrics`` (skipped ones say why), recorded on ``run_id``.
 
     ``stream``: the frames are scored one at a time (metrics.MetricStream: only the new frame's
     features and pairs are computed each time, and a finished stream equals the batch
     evaluation), and each frame's values go out at once as an Event (stage "frame-metrics",
     ``frame`` = its index, ``metrics`` = {name: value}), so a page plots them as they come.
+    ``record``: the seconds per frame are recorded for the estimates (:func:`estimate`).
     """
     if not metrics:
         return {}
@@ -42,7 +43,8 @@ def score(frames: np.ndarray, ctx, run_id: Optional[str], metrics: Sequence[str]
 
         results = evaluate(frames, prompt=prompt, source=source, metrics=list(metrics),
                            cache=ctx.cache, progress=ctx, cancel=ctx.cancel)
-    record_speed(ctx, metrics, frames, time.perf_counter() - t0)
+    if record:
+        record_speed(ctx, metrics, frames, time.perf_counter() - t0)
     if run_id is not None:
         ok = {k: r for k, r in results.items() if not r.skipped}
         ctx.add_metrics(run_id, video={k: float(r.value) for k, r in ok.items()
@@ -120,7 +122,7 @@ def record_speed(ctx, metrics, frames: np.ndarray, seconds: float) -> None:
         return
     try:
         cal.record_unit(calibration_dir(ctx), ctx.device, unit_name(metrics), (w, h), seconds / n,
-                        loadfactor.rate(ctx.device))
+                        loadfactor.rate(ctx.device, busy_s=seconds))
     except OSError:  # a read-only data folder: the estimate stays a guess
         pass
 
@@ -141,3 +143,44 @@ def estimate(metrics: Sequence[str], n_frames: int, width: int, height: int, dev
         kind = cal.device_kind(device)
         per = PRIOR_FRAME_S.get(kind, PRIOR_FRAME_S["cpu"]) * width * height / (512 * 512)
     return per * n_frames, how, load
+
+
+class _Quiet:
+    """The job's context for a warm-up: its models, device and cancel token, no events."""
+
+    def __init__(self, ctx) -> None:
+        self.cache, self.device, self.cancel = ctx.cache, ctx.device, ctx.cancel
+
+    def __call__(self, ev) -> None:
+        pass
+
+
+def warm_up(metrics: Sequence[str], width: int, height: int, ctx, prompt: Optional[str] = None,
+            with_source: bool = True) -> None:
+    """Before a job's estimate: load the scoring models of ``metrics`` through the job's cache
+    (the job's scoring then finds them), and where no speed was measured for this metric set
+    and size, time three synthetic frames and record the seconds per frame. Never raises."""
+    from .. import calibration as cal
+    from .. import loadfactor
+    from .estimates import calibration_dir
+
+    if not metrics:
+        return
+    try:
+        rate = loadfactor.rate(ctx.device)
+        folder = calibration_dir(ctx)
+        known = cal.lookup_unit(folder, ctx.device, unit_name(metrics), (width, height),
+                                rate)[1] == "calibrated"
+        frames = np.random.default_rng(0).integers(0, 256, (3, height, width, 3), np.uint8)
+        quiet, src = _Quiet(ctx), (frames if with_source else None)
+        score(frames[:2], quiet, None, metrics, prompt=prompt or "a video", source=src[:2]
+              if src is not None else None, record=False)  # loads the models
+        if known:
+            return
+        t = time.perf_counter()
+        score(frames, quiet, None, metrics, prompt=prompt or "a video", source=src,
+              record=False)
+        cal.record_unit(folder, ctx.device, unit_name(metrics), (width, height),
+                        (time.perf_counter() - t) / len(frames), rate)
+    except Exception:  # noqa: BLE001 - a warm-up never fails the job
+        pass

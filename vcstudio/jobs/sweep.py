@@ -119,23 +119,9 @@ def _hash(obj: Any, n: int = 12) -> str:
 
 def load_grid(path: str | Path) -> dict:
     """A grid file -> its mapping (one-line errors for a missing or malformed file)."""
-    import yaml
+    from ..config import read_yaml
 
-    from ..config import yaml_problem
-
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise InputError(f"Grid file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"Grid file {path} cannot be read ({type(e).__name__}).") from None
-    except yaml.YAMLError as e:
-        raise InputError(f"Grid file {path} is not valid YAML ({yaml_problem(e)}); fix that "
-                         "line.") from None
-    if not isinstance(data, dict):
-        raise InputError(f"Grid file {path} must hold a 'tune:' mapping (and optionally "
-                         "'edit:').")
+    data = read_yaml(path, "grid file", "a 'tune:' mapping (and optionally 'edit:')")
     return data
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..config import Limits, TuneConfig
+from ..config import Limits, MAX_SAMPLING_STEPS, TuneConfig
 from ..errors import InputError
 from ..memory import tune_gib
 from . import validate as v
@@ -82,8 +82,8 @@ def validate(cfg: TuneConfig, limits: Limits) -> None:
     v.whole("checkpoint_every (--checkpoint-every)", cfg.checkpoint_every, 0, None,
             " (0 = no checkpoints)")
     v.whole("preview_every", cfg.preview_every, 0, None, " (0 = no previews)")
-    v.whole("preview_steps", cfg.preview_steps, 1, 1000)
-    v.whole("inversion_steps", cfg.inversion_steps, 1, 1000)
+    v.whole("preview_steps", cfg.preview_steps, 1, MAX_SAMPLING_STEPS)
+    v.whole("inversion_steps", cfg.inversion_steps, 1, MAX_SAMPLING_STEPS)
     check_inversion_prompt(cfg.inversion_prompt)
     v.number("max_grad_norm", cfg.max_grad_norm, 0, math.inf, open_lo=True)
     check_name(cfg.method)
@@ -96,7 +96,7 @@ def validate(cfg: TuneConfig, limits: Limits) -> None:
     for i, prompt in enumerate(val.prompts):
         check_prompt(prompt, f"validation prompt {i + 1}", hint="give the edit to sample")
     v.whole("validation.every (validation_steps)", val.every, 0, None, " (0 = at the end only)")
-    v.whole("validation.steps (num_inference_steps)", val.steps, 1, 1000)
+    v.whole("validation.steps (num_inference_steps)", val.steps, 1, MAX_SAMPLING_STEPS)
     v.number("validation.guidance (guidance_scale)", val.guidance, 0, 50)
     from ..config import GROUPNORM_MODES
 

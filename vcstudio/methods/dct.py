@@ -263,7 +263,7 @@ class DCTMethod(TuneMethod):
 
     def decode(self, base, lat: torch.Tensor, grad: bool) -> torch.Tensor:
         """Latents (B, 4, n, h, w) -> images (B*n, 3, H, W) in [0, 1] at the decode size."""
-        from ..pipelines.encode import decode_latents
+        from ..models.encode import decode_latents
 
         b, c, n, h, w = lat.shape
         hh, ww = self.decoded_size(h, w, base.vae_scale)

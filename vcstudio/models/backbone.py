@@ -3,7 +3,7 @@ against (DESIGN: "backbones ... behind one interface"), so a job never asks whic
 
 A backbone wraps one family's frozen diffusers parts on one device. What a clip job needs from
 it, and how each family answers (Wan2.1 T2V is implemented: ``models/wan/t2v.py``; the
-Stable-Diffusion column is what the inflated-U-Net path would map to -- ``pipelines/encode.py``,
+Stable-Diffusion column is what the inflated-U-Net path would map to -- ``models/encode.py``,
 ``models/diffusion_math.py``, ``pipelines/tune.py`` / ``invert.py`` / ``sample.py`` hold it
 today):
 

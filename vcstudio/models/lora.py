@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -110,9 +109,10 @@ def save_lora(path: str | Path, module: torch.nn.Module, config: Optional[dict] 
             LORA_ADAPTER_METADATA_KEY: json.dumps(diffusers_adapter_metadata(module, prefix),
                                                   indent=2, sort_keys=True)}
     tensors = {f"{prefix}.{k}": v for k, v in lora_state_dict(module).items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    from ..io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 

@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..config import guided_passes
 from ..errors import InputError
 from .windows import WindowAccumulator, WindowLayout, window_slice
 
@@ -32,7 +33,7 @@ def guided_windows(model, x: torch.Tensor, t, cond: torch.Tensor, uncond: Option
     ``x``: (n, C, K, h, w); ``cond``: (n, 77, D); ``uncond``: (1, 77, D) or None.
     Returns eps_u + g (eps_c - eps_u), both branches in one U-Net call.
     """
-    if uncond is None or guidance == 1.0:
+    if uncond is None or guided_passes(guidance) == 1:
         return model(x, t, cond).float()
     n = x.shape[0]
     e = torch.cat([uncond.expand(n, -1, -1).to(cond.dtype), cond])

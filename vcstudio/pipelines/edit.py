@@ -10,12 +10,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..config import EditConfig, check_prompt
+from ..config import check_prompt, EditConfig, MAX_SAMPLING_STEPS
 from ..errors import InputError, OutOfMemoryError
 from ..io import write_gif, write_mp4
 from ..models.cache import ModelCache, default_cache
 from ..progress import CancelToken, Event, ProgressFn, null_progress
-from .encode import decode_to_frames, preview_strip
+from ..models.encode import decode_to_frames, preview_strip
 from .tuned import TunedModel, inversion_latents, load_tuned
 
 
@@ -52,8 +52,9 @@ def edit_stem(cfg: EditConfig) -> str:
 def validate_edit(cfg: EditConfig) -> None:
     check_prompt(cfg.prompt, "edit prompt")
     check_prompt(cfg.negative, "negative prompt", required=False)
-    if not 1 <= cfg.steps <= 1000:
-        raise InputError(f"Sampling steps must be within 1..1000, got {cfg.steps}.")
+    if not 1 <= cfg.steps <= MAX_SAMPLING_STEPS:
+        raise InputError(f"Sampling steps must be within 1..{MAX_SAMPLING_STEPS}, got "
+                         f"{cfg.steps}.")
     if not 0 <= cfg.guidance <= 50:
         raise InputError(f"Guidance scale must be within 0..50, got {cfg.guidance}.")
     if cfg.control:
@@ -96,7 +97,7 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
 
     Streams what it makes: every ``preview_every`` denoising steps (default ~6 per edit; 0 =
     none) an Event (stage "sample") whose ``preview`` is a low-resolution strip of the
-    scheduler's predicted x0 (:func:`~vcstudio.pipelines.encode.preview_strip`: a few frames,
+    scheduler's predicted x0 (:func:`~vcstudio.models.encode.preview_strip`: a few frames,
     downscaled latents, ~1-2% of a full decode), then the frames as each chunk of
     ``decode_chunk`` frames decodes (stage "decode"; the chunking also bounds the decoder's
     memory).

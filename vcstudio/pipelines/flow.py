@@ -33,6 +33,7 @@ from typing import Optional
 
 import torch
 
+from ..config import guided_passes
 from ..errors import InputError
 from ..progress import CancelToken, Event, ProgressFn, null_progress
 from .i2v_base import to_uint8
@@ -45,7 +46,7 @@ def guided_velocity(backbone, x: torch.Tensor, sigma, cond: torch.Tensor,
                     uncond: Optional[torch.Tensor] = None, guidance: float = 1.0) -> torch.Tensor:
     """v_c, or v_u + g (v_c - v_u) with a negative/empty ``uncond`` and ``guidance`` != 1."""
     v = backbone.predict(x, sigma, cond)
-    if uncond is not None and guidance != 1.0:
+    if uncond is not None and guided_passes(guidance) == 2:
         vu = backbone.predict(x, sigma, uncond)
         v = vu + guidance * (v - vu)
     return v

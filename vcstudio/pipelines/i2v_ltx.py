@@ -29,6 +29,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ..config import guided_passes
 from ..device import Precision, precision_for
 from ..errors import InputError
 from ..progress import CancelToken, ProgressFn, null_progress
@@ -161,7 +162,7 @@ class LTXBackbone:
         lat = (lat - mean) / std  # the pipeline normalises with scaling factor 1 here
         prompt = prompt or ""
         emb, mask = self.encode_prompt(prompt)
-        cfg = self.guidance > 1
+        cfg = guided_passes(self.guidance) == 2
         if cfg:
             nemb, nmask = self.encode_prompt(self.negative_prompt)
             emb, mask = torch.cat([nemb, emb]), torch.cat([nmask, mask])

@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..config import guided_passes
 from ..device import Precision, precision_for
 from ..errors import InputError
 from ..progress import CancelToken, ProgressFn, null_progress
@@ -96,7 +97,7 @@ class SVDBackbone:
         """``prompt`` is accepted for the common interface; SVD is conditioned on the image only."""
         n, height, width = self.check(num_frames, height, width)
         img = image_to_tensor(image, height, width).to(self.device)
-        cfg = self.max_guidance > 1
+        cfg = guided_passes(self.max_guidance) == 2
         emb = self.embed_images(img)[:, None]  # (1, 1, D)
         # The same draw order as the diffusers pipeline: first the image noise augmentation ...
         noise = torch.randn(img.shape, generator=generator, device=generator.device

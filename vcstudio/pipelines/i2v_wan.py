@@ -38,6 +38,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..config import guided_passes
 from ..device import Precision, precision_for
 from ..errors import InputError
 from ..models.wan.latents import decode_frames, encode_video
@@ -167,7 +168,7 @@ class WanI2VBackbone:
         mask[:, :, 0] = 1  # the first pixel frame is known; its latent frame packs r_t copies
         prompt = prompt or ""
         emb = self.prompts(prompt)
-        cfg = self.guidance > 1
+        cfg = guided_passes(self.guidance) == 2
         neg = self.prompts(self.negative_prompt) if cfg else None
         return WanCond(image=img, condition=torch.cat([mask, lat], 1), image_embeds=image_embeds,
                        embeds=emb, negative=neg, num_frames=n, latent_frames=f, height=height,

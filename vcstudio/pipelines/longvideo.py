@@ -20,15 +20,14 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..config import LongConfig, to_dict
+from ..config import LongConfig, MAX_SAMPLING_STEPS, to_dict
 from ..errors import InputError, OutOfMemoryError
 from ..io import resize_frames, write_mp4
 from ..models.cache import ModelCache, default_cache
 from ..progress import CancelToken, Event, ProgressFn, null_progress
-from ..scene.parser import story_segments
-from ..scene.segments import Segment, check_segments, even_segments
+from ..scene.segments import Segment, timeline
 from .codenoise import CoDenoiser
-from .encode import decode_to_frames, encode_prompts, encode_video
+from ..models.encode import decode_to_frames, encode_prompts, encode_video
 from .refine import parse_scales, partial_timesteps, renoise, upsample_latents
 from .runs import write_json
 from .sample import ddim_scheduler, denoise
@@ -56,26 +55,15 @@ class LongResult:
 # ----------------------------------------------------------------------------- inputs
 
 def long_segments(cfg: LongConfig) -> list[Segment]:
-    """The timeline: explicit ``segments``, else the ``story`` (scene parser), else ``prompts``."""
-    if cfg.segments:
-        try:
-            segs = [Segment(str(d["prompt"]), int(d["start"]), int(d["end"]))
-                    for d in cfg.segments]
-        except (KeyError, TypeError, ValueError):
-            raise InputError("Every timeline segment needs prompt, start and end (end "
-                             "exclusive).") from None
-    elif cfg.story and cfg.story.strip():
-        segs = story_segments(cfg.story, cfg.frames)
-    elif cfg.prompts:
-        segs = even_segments(cfg.prompts, cfg.frames)
-    else:
-        raise InputError("Give the long video some prompts: a story, or one prompt per segment.")
-    return check_segments(segs, cfg.frames)
+    """The timeline: explicit ``segments``, else the ``story`` (scene parser), else ``prompts``
+    (scene/segments.timeline)."""
+    return timeline(cfg.frames, cfg.segments, cfg.story, cfg.prompts)
 
 
 def validate_long(cfg: LongConfig) -> None:
-    if not 1 <= cfg.steps <= 1000:
-        raise InputError(f"Sampling steps must be within 1..1000, got {cfg.steps}.")
+    if not 1 <= cfg.steps <= MAX_SAMPLING_STEPS:
+        raise InputError(f"Sampling steps must be within 1..{MAX_SAMPLING_STEPS}, got "
+                         f"{cfg.steps}.")
     if not 0 <= cfg.guidance <= 50:
         raise InputError(f"Guidance scale must be within 0..50, got {cfg.guidance}.")
     if cfg.refine_mode not in ("latent", "pixel"):
@@ -236,7 +224,7 @@ def _x0_previews(base, steps: int, progress: ProgressFn, stage: str, n_previews:
     """``on_x0`` for :func:`~vcstudio.pipelines.sample.denoise`: every few steps an Event whose
     preview is a low-resolution strip of the predicted x0 of the whole long video (a few
     evenly picked frames, downscaled latents: a small fraction of one decode)."""
-    from .encode import preview_strip
+    from ..models.encode import preview_strip
 
     every = max(1, int(steps) // n_previews)
 

@@ -27,8 +27,11 @@ from ..methods.masks import MaskResult, find_sam_checkpoint, foreground_masks
 from ..models.cache import ModelCache, default_cache
 from ..models.diffusion_math import alphas_cumprod, x0_and_eps
 from ..progress import CancelToken, Event, ProgressFn, null_progress
-from .encode import decode_to_frames
+from ..models.encode import decode_to_frames
 from .sample import ddim_scheduler, denoise, guided_prediction
+
+# the refinement candidates' noise seeds sit this far from the sampling seed (distinct draws)
+REFINE_SEED_OFFSET = 1000
 
 
 @dataclass
@@ -104,7 +107,7 @@ def average_fusion_clip(tuned, cond: torch.Tensor, uncond: Optional[torch.Tensor
     for i in range(n):
         if cancel is not None:
             cancel.check()
-        g = torch.Generator(device).manual_seed(seed + 1000 + i)
+        g = torch.Generator(device).manual_seed(seed + REFINE_SEED_OFFSET + i)
         x = torch.randn((1, 4, n_frames, h, w), generator=g, device=device)
         if j > 0:  # separate tuning's sampling down to step k (eq. 7)
             x = denoise(model, base.scheduler_config, x, cond, uncond, guidance, steps, eta=eta,

@@ -27,7 +27,7 @@ import torch
 from ..config import TuneConfig, ValidationConfig
 from ..progress import Event, ProgressFn, null_progress
 
-BUDGET_S = 8.0  # seconds the timed steps may take (the model load is the job's anyway)
+BUDGET_S = 15.0  # seconds the timed steps may take (the model load is the job's anyway)
 TIMED_STEPS = 2  # training steps timed (after one warm-up step at the probe's shape)
 TIMED_PASSES = 2  # forward passes without gradients timed (after one warm-up pass)
 SEED_FRAMES, SEED_SIDE = 2, 64
@@ -50,15 +50,18 @@ def _shape(f: int, h: int, w: int, seed_s: float, seed_units: float, budget_s: f
 
 
 def probe_speed(cfg: TuneConfig, device: Any, cache, calibration_dir=None,
-                budget_s: float = BUDGET_S, progress: ProgressFn = null_progress):
+                budget_s: float = BUDGET_S, progress: ProgressFn = null_progress,
+                cancel=None):
     """Measure ``cfg``'s model and method at ``cfg.data``'s shape (see the module doc) and
-    record it in ``calibration_dir`` -> the recorded :class:`~vcstudio.calibration.Speed`."""
+    record it in ``calibration_dir`` -> the recorded :class:`~vcstudio.calibration.Speed`.
+    ``cancel`` (the job's CancelToken) is checked before every step: a job stopped while it
+    probes stops there."""
     from .. import calibration as cal
     from .. import loadfactor
     from ..device import precision_for
     from ..models.diffusion_math import alphas_cumprod
     from ..models.loading import load_base
-    from .encode import decode_latents, encode_prompts, encode_video
+    from ..models.encode import decode_latents, encode_prompts, encode_video
     from .tune import _optimizer, resolve_size, train_step
     from .video_model import build_video_model
 
@@ -95,6 +98,8 @@ def probe_speed(cfg: TuneConfig, device: Any, cache, calibration_dir=None,
     def steps(n: int, lat, real) -> float:
         t = time.perf_counter()
         for i in range(n):
+            if cancel is not None:
+                cancel.check()
             train_step(model, method, base, cfg, prec, opt, scaler, params, lat, text_emb, real,
                        ac, gen, i)
         _sync(device)
@@ -105,7 +110,7 @@ def probe_speed(cfg: TuneConfig, device: Any, cache, calibration_dir=None,
     sf, sh, sw = min(d.n_frames, SEED_FRAMES), min(d.height, SEED_SIDE), min(d.width, SEED_SIDE)
     lat, real = inputs(sf, sh, sw)
     setup_s = time.perf_counter() - t0  # inflating, the method's parts, encoding
-    rates = [r for r in [loadfactor.rate(device, fresh=True)] if r > 0]
+    window = loadfactor.Window(device)  # the machine's load while the probe runs
     seed_s = steps(1, lat, real)  # also the warm-up of kernels and allocator
     f, h, w = _shape(d.n_frames, d.height, d.width, seed_s, sf * sh * sw, budget_s, multiple)
     if seed_s > budget_s / 2 or (f, h, w) == (sf, sh, sw):
@@ -131,9 +136,8 @@ def probe_speed(cfg: TuneConfig, device: Any, cache, calibration_dir=None,
         decode_latents(base, lat)
         _sync(device)
         decode_s = time.perf_counter() - td
-    rates += [r for r in [loadfactor.rate(device, fresh=True)] if r > 0]
     speed = cal.Speed(f, w, h, train_s, pass_s, overhead_s=setup_s, decode_s=decode_s,
-                      rate=sum(rates) / len(rates) if rates else 0.0, source="probe")
+                      rate=window.rate(), source="probe")
     try:
         cal.record(calibration_dir, device, cfg.model, cfg.method, speed)
     except OSError:  # a read-only data folder: this estimate uses it, the next probes again
@@ -149,16 +153,19 @@ def _sync(device: torch.device) -> None:
 
 
 def prober(cache, device: Any, calibration_dir=None, budget_s: float = BUDGET_S,
-           progress: ProgressFn = null_progress) -> Callable[[TuneConfig], Optional[Any]]:
+           progress: ProgressFn = null_progress,
+           cancel=None) -> Callable[[TuneConfig], Optional[Any]]:
     """``probe(cfg)`` for the estimates (``jobs.*.estimate(..., probe=)``): measures and records
     ``cfg``'s speed, or returns None where the model cannot be probed here (missing weights, a
     method that needs inputs the probe does not have, out of memory): the estimate then says
     what it has."""
-    from ..errors import VcsError
+    from ..errors import CancelledError, VcsError
 
     def probe(cfg: TuneConfig):
         try:
-            return probe_speed(cfg, device, cache, calibration_dir, budget_s, progress)
+            return probe_speed(cfg, device, cache, calibration_dir, budget_s, progress, cancel)
+        except CancelledError:
+            raise
         except (VcsError, torch.OutOfMemoryError, OSError, ValueError, RuntimeError):
             return None
     return probe

@@ -1,6 +1,7 @@
-"""Open a run folder for a job: a vcstudio run, or a Tune-A-Video output folder recognised
-first and converted once (pipelines/tav_folder.py). Its own module so that runs.py, which
-tav_folder builds on, does not import it back."""
+"""Open a run folder: a vcstudio run, or a Tune-A-Video output folder's converted run.
+Opening is pure file reading (:func:`open_run`); converting a Tune-A-Video folder loads its base
+model and is the separate step a job takes when it starts (:func:`prepare_run`). Its own
+module so that runs.py, which tav_folder builds on, does not import it back."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,18 +10,21 @@ from ..errors import InputError
 from .runs import RunFolder
 
 
-def open_run(path: str | Path, must_be_finished: bool = True, device=None) -> RunFolder:
-    """A finished run folder; a Tune-A-Video output folder is recognised first and opens as
-    its converted run (pipelines/tav_folder.py; ``device``: where the job will load it, so the
-    conversion's base is the one the job then finds in the model cache)."""
+def open_run(path: str | Path, must_be_finished: bool = True) -> RunFolder:
+    """A finished run folder, by reading files only (estimates and argument parsing use it): a
+    Tune-A-Video output folder opens as its converted run once a job has converted it
+    (:func:`prepare_run`); before that it is a one-line error that says so."""
     from ..models.tav import is_tav_folder
 
     if is_tav_folder(path):
-        import torch
+        from .tav_folder import converted_tav_run
 
-        from .tav_folder import tav_run
-
-        return RunFolder(tav_run(path, torch.device(device) if device is not None else None))
+        done = converted_tav_run(path)
+        if done is None:
+            raise InputError(f"{path} is a Tune-A-Video output folder not converted yet: a job "
+                             "that uses it (edit, long video, compare) converts it when it "
+                             f"starts, or run `vcstudio convert-tav {path} --out RUN` first.")
+        return RunFolder(done)
     rf = RunFolder(Path(path))
     if not rf.path.is_dir() or not rf.config_path.is_file():
         raise InputError(f"{path} is not a vcstudio run folder (no config.yaml), nor a "
@@ -30,3 +34,20 @@ def open_run(path: str | Path, must_be_finished: bool = True, device=None) -> Ru
         raise InputError(f"The run {path} has not finished tuning (no delta.safetensors). Run "
                          "`vcstudio tune --out` on it again to resume.")
     return rf
+
+
+def prepare_run(path: str | Path, must_be_finished: bool = True, device=None,
+                base=None) -> RunFolder:
+    """:func:`open_run`, after converting a Tune-A-Video folder into a run once
+    (pipelines/tav_folder.py: that loads its base model, onto ``base`` when given, on
+    ``device``): the explicit step a job takes when it starts."""
+    from ..models.tav import is_tav_folder
+
+    if is_tav_folder(path):
+        import torch
+
+        from .tav_folder import tav_run
+
+        return RunFolder(tav_run(path, torch.device(device) if device is not None else None,
+                                 base=base))
+    return open_run(path, must_be_finished)

@@ -88,7 +88,7 @@ def convert_tav(folder: str | Path, out: str | Path, model: Optional[str] = None
     from ..device import pick_device, precision_for
     from ..io import clip_hash, fit_frames, read_video, write_mp4
     from ..models.loading import load_base
-    from .encode import encode_video
+    from ..models.encode import encode_video
     from .video_model import build_video_model
 
     folder = Path(folder).resolve()
@@ -157,6 +157,25 @@ def _stamp(folder: Path) -> str:
     return h.hexdigest()[:12]
 
 
+def _run_name(folder: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.name)[:40] or "tav"
+
+
+def converted_tav_run(folder: str | Path) -> Optional[Path]:
+    """The run a Tune-A-Video folder's current weights were converted into (any base), by
+    reading the data folder only; None before a job converted it."""
+    from ..paths import data_dir
+
+    folder = Path(folder).resolve()
+    found = sorted((data_dir() / "tav-runs").glob(f"{_run_name(folder)}-{_stamp(folder)}-*"),
+                   key=lambda p: p.stat().st_mtime, reverse=True)
+    for out in found:
+        rf = RunFolder(out)
+        if rf.delta_path.is_file() and rf.meta().get("status") == "done":
+            return out
+    return None
+
+
 def tav_run(folder: str | Path, device: Optional[torch.device] = None,
             cache: ModelCache = default_cache, base=None) -> Path:
     """The vcstudio run of a Tune-A-Video folder, converted on first use into the data folder
@@ -171,8 +190,7 @@ def tav_run(folder: str | Path, device: Optional[torch.device] = None,
         cfg, _ = tav_config(folder)
         base = load_base(str(folder), device, precision_for(device, cfg.mixed_precision)
                          .frozen_dtype, cache)
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.name)[:40] or "tav"
-    out = data_dir() / "tav-runs" / f"{name}-{_stamp(folder)}-{base.fingerprint[:8]}"
+    out = data_dir() / "tav-runs" / f"{_run_name(folder)}-{_stamp(folder)}-{base.fingerprint[:8]}"
     rf = RunFolder(out)
     if rf.delta_path.is_file() and rf.meta().get("status") == "done":
         return out

@@ -30,7 +30,7 @@ from ..models.inflate import VideoDenoiser
 from ..models.loading import BaseModel, load_base
 from ..calibration import format_seconds
 from ..progress import CancelToken, Event, ProgressFn, null_progress
-from .encode import decode_latents, encode_prompts, encode_video, tensor_to_frames
+from ..models.encode import decode_latents, encode_prompts, encode_video, tensor_to_frames
 from .runs import RunFolder, new_run_dir, versions, write_json
 from .sample import denoise
 from .validation import validation_due, write_validation_samples
@@ -457,10 +457,7 @@ def _disk_full(rf: RunFolder, model: VideoDenoiser, latents0: torch.Tensor,
 class _TuneClock:
     """Measures a tune as it runs: the ETA of every progress event, the preview cadence (at
     most ~10% of the tuning time on previews) and, at the end, the calibration record (with the
-    machine's rate while it ran: vcstudio/loadfactor.py, read at the start, about once a
-    minute between steps and at the end)."""
-
-    RATE_EVERY_S = 60.0
+    machine's mean rate while it ran: vcstudio/loadfactor.py)."""
 
     def __init__(self, cfg: TuneConfig, folder, device, start: int, shape, overhead_s: float):
         from .. import calibration as cal
@@ -474,10 +471,9 @@ class _TuneClock:
         self.step_times: list[float] = []
         self.preview_times: list[float] = []
         self.inv_step_s = 0.0
-        self.rates = [r for r in [loadfactor.rate(device)] if r > 0]
-        self._rate_at = time.monotonic()
+        self.window = loadfactor.Window(device)  # the machine's load while this tune runs
         known = cal.lookup(folder, device, cfg.model, cfg.method, self.frames, self.width,
-                           self.height, self.rate).speed
+                           self.height, loadfactor.rate(device, busy_s=overhead_s)).speed
         self.known = known
         # the first preview: the first multiple of preview_every after ``start`` (a resumed
         # tune too), never pushed out by the cost rule; the last step always has one
@@ -487,13 +483,7 @@ class _TuneClock:
     @property
     def rate(self) -> float:
         """The machine's mean rate while this tune ran (0 = does not apply: a GPU)."""
-        return sum(self.rates) / len(self.rates) if self.rates else 0.0
-
-    def _read_rate(self, fresh: bool = True) -> None:
-        r = self.lf.rate(self.device, fresh=fresh)
-        if r > 0:
-            self.rates.append(r)
-        self._rate_at = time.monotonic()
+        return self.window.rate()
 
     @property
     def step_s(self) -> float:
@@ -522,8 +512,6 @@ class _TuneClock:
 
     def step_done(self, seconds: float) -> None:
         self.step_times.append(seconds)
-        if self.rates and time.monotonic() - self._rate_at >= self.RATE_EVERY_S:
-            self._read_rate()
 
     def preview_due(self, step: int) -> bool:
         """A preview after ``step``: the first one (at preview_every), the budgeted ones
@@ -562,8 +550,6 @@ class _TuneClock:
     def record(self) -> None:
         if not self.step_times:
             return
-        if self.rates:
-            self._read_rate(fresh=False)  # the last reading if it is recent
         try:
             self.cal.record(self.folder, self.device, self.cfg.model, self.cfg.method,
                             self.cal.Speed(

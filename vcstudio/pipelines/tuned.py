@@ -21,7 +21,7 @@ from ..models.delta import load_tensors, save_tensors
 from ..models.inflate import VideoDenoiser
 from ..models.loading import BaseModel, load_base
 from ..progress import CancelToken, ProgressFn, null_progress
-from .encode import encode_prompts
+from ..models.encode import encode_prompts
 from .invert import ddim_invert
 from .runs import RunFolder
 from .video_model import build_video_model

@@ -38,6 +38,7 @@ import torch.nn as nn
 from diffusers import DDIMScheduler, DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from ..config import MAX_SAMPLING_STEPS
 from ..errors import InputError
 from ..models.inflate import VideoDenoiser
 from ..models.loading import BaseModel
@@ -220,13 +221,13 @@ class VideoEditPipeline(DiffusionPipeline):
         with huggingface_hub's snapshot_download). Its base fingerprint must match this base."""
         from ..device import precision_for
         from .run_source import resolve_run
-        from .run_open import open_run
+        from .run_open import prepare_run
         from .tuned import tuned_on_base
 
         if self._base is None:
             raise InputError("This pipeline has no base model to load a run onto; build it with "
                              "VideoEditPipeline.from_pretrained(base).")
-        rf = open_run(resolve_run(run))
+        rf = prepare_run(resolve_run(run), base=self._base)
         offloaded = bool(getattr(self, "_all_hooks", None))
         device = self._execution_device
         if offloaded:
@@ -299,8 +300,9 @@ class VideoEditPipeline(DiffusionPipeline):
             texts = [prompt] if isinstance(prompt, str) else list(prompt)
             if not texts or any(not isinstance(p, str) or not p.strip() for p in texts):
                 raise InputError("The prompt is empty: describe what the video should show.")
-        if not 1 <= int(steps) <= 1000:
-            raise InputError(f"num_inference_steps must be within 1..1000, got {steps}.")
+        if not 1 <= int(steps) <= MAX_SAMPLING_STEPS:
+            raise InputError(f"num_inference_steps must be within 1..{MAX_SAMPLING_STEPS}, "
+                             f"got {steps}.")
         if not 0 <= guidance <= 50:
             raise InputError(f"guidance_scale must be within 0..50, got {guidance}.")
         if eta < 0:
@@ -372,7 +374,7 @@ class VideoEditPipeline(DiffusionPipeline):
         from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
         from ..device import precision_for
-        from .encode import decode_latents, encode_prompts
+        from ..models.encode import decode_latents, encode_prompts
         from .sample import run_steps
 
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):

@@ -47,6 +47,44 @@ def even_segments(prompts: Sequence[str], n_frames: int) -> list[Segment]:
     return [Segment(p, a, b) for p, (a, b) in zip(prompts, split_evenly(len(prompts), n_frames))]
 
 
+def segments_from(items: Sequence, what: str = "the timeline") -> list[Segment]:
+    """Segments written out: each item a mapping with ``prompt`` and either ``start`` / ``end``
+    (end exclusive), or ``frames`` (consecutive, in order) -- all items the same way."""
+    if not all(isinstance(it, dict) and "prompt" in it for it in items):
+        raise InputError(f"Every segment in {what} needs a 'prompt' (and start/end or frames).")
+    try:
+        if all("start" in it and "end" in it for it in items):
+            return [Segment(str(it["prompt"]), int(it["start"]), int(it["end"])) for it in items]
+        if all("frames" in it for it in items):
+            segs, t = [], 0
+            for it in items:
+                segs.append(Segment(str(it["prompt"]), t, t + int(it["frames"])))
+                t += int(it["frames"])
+            return segs
+    except (TypeError, ValueError):
+        raise InputError(f"A segment's start, end or frames in {what} is not a whole "
+                         "number.") from None
+    raise InputError(f"Segments in {what} must all give start/end, or all give frames.")
+
+
+def timeline(n_frames: int, segments: Sequence = (), story: str = "",
+             prompts: Sequence[str] = ()) -> list[Segment]:
+    """The one timeline parser (the long job, its plan, the CLI's flags and YAML files): the
+    ``segments`` written out (:func:`segments_from`), else the ``story`` read by the scene
+    parser, else ``prompts`` split evenly; checked against ``n_frames``."""
+    if segments:
+        segs = segments_from(list(segments))
+    elif story and story.strip():
+        from .parser import story_segments
+
+        segs = story_segments(story, n_frames)
+    elif prompts:
+        segs = even_segments(list(prompts), n_frames)
+    else:
+        raise InputError("Give the long video some prompts: a story, or one prompt per segment.")
+    return check_segments(segs, n_frames)
+
+
 def check_segments(segments: Iterable[Segment], n_frames: int) -> list[Segment]:
     """Validate a timeline: ranges inside ``[0, n_frames)``, non-empty prompts, every frame covered.
 

@@ -98,7 +98,11 @@ def clip_player(studio, sid, video):
         return None
     try:
         sid = ensure_session(studio, sid)
-        frames = read_video(upload(studio, sid, video), 0, 1, 48, limits=studio.limits)
+        path = upload(studio, sid, video)
+        try:  # its first 48 frames ...
+            frames = read_video(path, 0, 1, 48, limits=studio.limits)
+        except InputError:  # ... or all of a shorter clip
+            frames = read_video(path, 0, 1, None, limits=studio.limits)
         h, w = frames.shape[1:3]
         scale = min(1.0, 320 / max(h, w))
         frames = resize_frames(frames, max(16, int(w * scale) // 8 * 8),
@@ -333,8 +337,10 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
                 if isinstance(item, tuple):
                     if item[0] == "result":
                         res = item[1]
-                    else:  # queued: say what it will take (never waits for the device)
-                        yield None, None, queued, None, None  # a new edit: clear the last
+                    else:  # queued: say what it will take (never waits for the device);
+                        # the last edit stays on screen until this one has frames to show,
+                        # so an edit that fails early leaves it in place
+                        yield gr_update(), gr_update(), queued, gr_update(), gr_update()
                     continue
                 changed = view.update(item)
                 if "mp4" in item.outputs:  # the video is written; its frames are being scored
@@ -343,7 +349,9 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
                 if changed or tick.due(item):
                     status = (event_status(item) if item.stage == "estimate"
                               else event_status(item, view.status(item)))
-                    yield (served(studio, view.video), served(studio, gif), status,
+                    shown = view.video is not None  # frames of this edit, else keep the last
+                    yield (served(studio, view.video) if shown else gr_update(),
+                           served(studio, gif) if gif else gr_update(), status,
                            plot_update(view.metrics.series, "frame", "metric", metric_axis)
                            if "metrics" in changed else gr_update(), gr_update())
             plot, table = score_view(res.scores)

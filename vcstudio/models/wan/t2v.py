@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ...config import TRAIN_TIMESTEPS
 from ...device import Precision, precision_for
 from ...errors import InputError
 from ..lora import ATTN_PROJECTIONS, lora_targets_for
@@ -67,7 +68,7 @@ class WanT2VBackbone:
         self.r_t = parts.vae.config.scale_factor_temporal
         self.r_s = parts.vae.config.scale_factor_spatial
         self.multiple = self.r_s * parts.transformer.config.patch_size[1]
-        self.num_train_timesteps = int(parts.scheduler.config.get("num_train_timesteps", 1000))
+        self.num_train_timesteps = int(parts.scheduler.config.get("num_train_timesteps", TRAIN_TIMESTEPS))
         self.shift = flow_shift(parts.scheduler)
         offload = (self.device.type == "cuda" if offload_text_encoder is None
                    else offload_text_encoder)

@@ -22,8 +22,8 @@ def bench_metrics(n_frames: int = 24, size: int = 512, metrics: Optional[str] = 
 
     from ..device import pick_device
     from ..io.synthetic import moving_shape_clip
-    from .context import VideoContext
-    from .registry import resolve_names, run_metric
+    from ..metrics.context import VideoContext
+    from ..metrics.registry import resolve_names, run_metric
 
     device = pick_device(device)
     frames = moving_shape_clip(n_frames, size, dx=4.0, dy=1.0, seed=0)
@@ -94,7 +94,7 @@ def bench_vcd(n_frames: int = 150, size: int = 718, batch: int = 8, encoder: str
         path = Path(d) / "clip.mp4"
         write_mp4(moving_shape_clip(n_frames, size, dx=4.0, dy=1.0, seed=0), path)
         args = json.dumps([str(path), batch, encoder, vcd_size, str(device)])
-        code = f"from vcstudio.metrics.bench import _vcd_child; _vcd_child(*{args})"
+        code = f"from vcstudio.bench.metrics import _vcd_child; _vcd_child(*{args})"
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"VCD bench failed: {r.stderr.strip().splitlines()[-1:]}")

@@ -17,7 +17,7 @@ import torch
 from ..config import DataConfig, TuneConfig
 from ..device import peak_memory_gib, pick_device, precision_for, reset_peak
 from ..models.loading import BaseModel
-from .runs import RunFolder
+from ..pipelines.runs import RunFolder
 from ..progress import Event
 
 # Tune-A-Video's own code on an H100 (the issue's anchor): s/step, s/50 steps, GiB.
@@ -62,7 +62,7 @@ def bench_tune(frames: int = 24, size: int = 512, steps: int = 5, warmup: int = 
     """``dct``: DCT's bench flags (frames_per_step, decode_size, every_step); each method part
     applies its own benchmark settings (methods: ``bench_config``)."""
     from ..methods.registry import bench_config
-    from .tune import tune
+    from ..pipelines.tune import tune
 
     device = device or pick_device()
     prec = precision_for(device)
@@ -118,9 +118,9 @@ def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: f
     """``control="canny"``: the same sampling with a ControlNet (diffusers' ControlNetModel
     from the U-Net, as ControlNet trains it) on canny conditions of random frames, every U-Net
     call adding its residuals (vcstudio/control)."""
-    from .encode import decode_latents, encode_prompts
-    from .sample import denoise
-    from .video_model import build_video_model
+    from ..models.encode import decode_latents, encode_prompts
+    from ..pipelines.sample import denoise
+    from ..pipelines.video_model import build_video_model
 
     device = device or pick_device()
     prec = precision_for(device)
@@ -140,7 +140,7 @@ def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: f
         t = time.perf_counter()
         with model.controlled(ctrl):
             if ctrl is not None:
-                from .sample import ddim_scheduler
+                from ..pipelines.sample import ddim_scheduler
 
                 ctrl.set_timesteps(ddim_scheduler(base.scheduler_config, n, device).timesteps)
             out = denoise(model, base.scheduler_config, lat, cond, uncond, guidance, n,
@@ -172,12 +172,12 @@ def bench_long(frames: int = 120, window: int = 16, stride: int = 8, steps: int 
     show what grows with the video. A window longer than the video is shortened to it.
     """
     from ..scene.segments import even_segments
-    from .codenoise import CoDenoiser
-    from .encode import decode_to_frames, encode_prompts
-    from .longvideo import auto_batch
-    from .sample import denoise
-    from .video_model import build_video_model
-    from .windows import make_layout, mix_embeddings, window_prompts
+    from ..pipelines.codenoise import CoDenoiser
+    from ..models.encode import decode_to_frames, encode_prompts
+    from ..pipelines.longvideo import auto_batch
+    from ..pipelines.sample import denoise
+    from ..pipelines.video_model import build_video_model
+    from ..pipelines.windows import make_layout, mix_embeddings, window_prompts
 
     window = min(window, frames)
     stride = min(stride, window)

@@ -8,11 +8,10 @@ import argparse
 import csv
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
-from .result import MetricResult
+from ..metrics.result import MetricResult
 
 
 def _common_model_args(p: argparse.ArgumentParser) -> None:
@@ -71,10 +70,9 @@ def format_table(results: dict[str, MetricResult]) -> str:
 def write_csv(results: dict[str, MetricResult], path: str | Path, n_frames: int) -> None:
     """One row per frame, one column per metric that ran, and a final 'video' row."""
     names = [n for n, r in results.items() if not r.skipped]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    with open(tmp, "w", newline="") as fh:
+    from ..io.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["frame"] + names)
 
@@ -85,12 +83,11 @@ def write_csv(results: dict[str, MetricResult], path: str | Path, n_frames: int)
             pf = [results[n].per_frame for n in names]
             w.writerow([t] + [cell(p[t]) if t < len(p) else "" for p in pf])
         w.writerow(["video"] + [cell(results[n].value) for n in names])
-    os.replace(tmp, path)
 
 
 def run_eval(args: argparse.Namespace) -> int:
     from ..io import read_image, read_video
-    from .registry import REGISTRY, ALIASES, evaluate, results_to_json
+    from ..metrics.registry import REGISTRY, ALIASES, evaluate, results_to_json
 
     if getattr(args, "list_metrics", False):
         for name, spec in REGISTRY.items():
@@ -115,11 +112,10 @@ def run_eval(args: argparse.Namespace) -> int:
         doc = results_to_json(results, video=str(args.video), n_frames=int(len(frames)),
                               width=int(frames.shape[2]), height=int(frames.shape[1]),
                               prompt=args.prompt, source=args.source, image=args.image)
-        p = Path(args.json)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".tmp-{p.name}")
-        tmp.write_text(json.dumps(doc, indent=2))
-        os.replace(tmp, p)
+        from ..io.atomic import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(doc, indent=2))
     if args.csv:
         write_csv(results, args.csv, len(frames))
     return 0
@@ -144,7 +140,7 @@ def add_bench_metrics_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bench_metrics(args: argparse.Namespace) -> int:
-    from .bench import bench_metrics
+    from ..bench.metrics import bench_metrics
 
     names = [m.strip() for m in (args.metrics or "").split(",") if m.strip()]
     want_vcd = not names or "vcd" in names  # VCD has its own row: a long clip, streamed
@@ -165,7 +161,7 @@ def run_bench_metrics(args: argparse.Namespace) -> int:
         tot = rows["shared_total"]
         print(f"{'all (shared features)':24s} {tot:9.3f} {args.frames / tot:9.1f}")
     if want_vcd:
-        from .bench import bench_vcd
+        from ..bench.metrics import bench_vcd
 
         v = bench_vcd(args.vcd_frames, args.vcd_size, args.vcd_batch, args.vcd_encoder,
                       device=str(args.device or "cpu"))

@@ -1015,7 +1015,7 @@ def run_bench_serve(visitors: int = 10, minutes: float = 10.0, public: bool = Fa
         log(f"{visitors} visitors for {minutes:g} min ...")
         attacker = None
         if public:  # a stranger among them, holding whatever the others were handed
-            from .bench_attack import Attacker
+            from .attack import Attacker
 
             attacker = Attacker(url, data, tally, deadline, seed=seed)
             attacker.start()

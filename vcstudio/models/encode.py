@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..config import check_prompt
-from ..models.loading import BaseModel
+from .loading import BaseModel
 
 
 def frames_to_tensor(frames: np.ndarray, device=None) -> torch.Tensor:
