@@ -105,7 +105,9 @@ def flowedit_estimate(cfg, device: Any = "cpu") -> dict:
 
     f, h, w = clip_shape(cfg.data, cfg.model)
     tc = est.transformer_config(_resolved(cfg.model))
-    passes = (2 if cfg.source_guidance != 1 else 1) + (2 if cfg.target_guidance != 1 else 1)
+    from ..config import guided_passes
+
+    passes = guided_passes(cfg.source_guidance) + guided_passes(cfg.target_guidance)
     s = est.sample(tc, f, h, w, n_max_of(cfg) * cfg.n_avg, str(device), passes)
     return _finish({"flowedit_s": s.parts["denoise_s"], "decode_s": s.parts["decode_s"]},
                    s.how, s.peak_gib)

@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..config import EditConfig, FlowEditConfig, check_prompt
+from ..config import MAX_SAMPLING_STEPS, EditConfig, FlowEditConfig, check_prompt
 from ..errors import InputError, OutOfMemoryError
 from ..progress import CancelToken, Event, ProgressFn, null_progress
 
@@ -130,8 +130,9 @@ def validate_flowedit(cfg: FlowEditConfig) -> None:
     check_prompt(cfg.data.prompt, "source prompt", hint="describe what the clip shows")
     check_prompt(cfg.prompt, "edit prompt")
     check_prompt(cfg.negative, "negative prompt", required=False)
-    if not 1 <= cfg.steps <= 1000:
-        raise InputError(f"steps (--steps) must be within 1..1000, got {cfg.steps}.")
+    if not 1 <= cfg.steps <= MAX_SAMPLING_STEPS:
+        raise InputError(f"steps (--steps) must be within 1..{MAX_SAMPLING_STEPS}, got "
+                         f"{cfg.steps}.")
     n_max = n_max_of(cfg)
     if not 0 <= cfg.n_min <= n_max <= cfg.steps:
         raise InputError(f"FlowEdit needs 0 <= n_min <= n_max <= steps; got n_min {cfg.n_min}, "
