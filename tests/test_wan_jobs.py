@@ -53,6 +53,11 @@ def test_the_family_is_read_from_model_index(tiny_wan_t2v, tiny_wan_i2v, tiny_sd
     assert backbone_family(str(tiny_sd)) == "sd"
     assert backbone_family(str(EMBEDDED_MODEL)) == "sd"
     assert (rules("wan").temporal, rules("wan").multiple) == (4, 16)
+    # hub ids not downloaded: the catalogue, else a "wan" word in the name
+    assert backbone_family("Wan-AI/Wan2.1-T2V-1.3B-Diffusers") == "wan"
+    assert backbone_family("Wan-AI/Wan2.1-T2V-14B-Diffusers") == "wan"
+    assert backbone_family("someone/swan-diffusion") == "sd"
+    assert backbone_family(str(tiny_sd / "unet" / "diffusion_pytorch_model.safetensors")) == "sd"
     with pytest.raises(InputError, match="image-to-video model: use `vcstudio i2v`"):
         backbone_family(str(tiny_wan_i2v))
     odd = tmp_path / "odd"

@@ -14,8 +14,8 @@ Families the clip jobs (tune, edit, compare) run:
 The family is the model_index.json's ``_class_name`` (a local folder, or a hub id's file in the
 local Hugging Face cache: no network); a class no clip job runs is a one-line error that says
 which ones are supported. Without an index at hand (a hub id not downloaded yet) the picker's
-catalogue (models/catalog.py) answers for the ids it knows, else the id's name ("wan" in it:
-Wan), else SD -- the loader then says in one line what is missing.
+catalogue (models/catalog.py) answers for the ids it knows, else the id's name (a "wan" word
+in it: Wan), else SD -- the loader then says in one line what is missing.
 
 Jobs dispatch on the family string returned here; everything else a family decides (its frame
 and size rules, its default learning rate, the backbone object) is answered by this module, so
@@ -114,7 +114,15 @@ def backbone_family(model: Optional[str]) -> str:
             raise InputError(f"{model_id} is {ELSEWHERE['WanImageToVideoPipeline']}; tune and "
                              f"edit run {supported()}.")
         return known.family
-    return WAN if "wan" in model_id.lower() else SD
+    return WAN if looks_like_wan(model_id) else SD
+
+
+def looks_like_wan(model_id: str) -> bool:
+    """A hub id whose name says Wan ("Wan-AI/Wan2.1-...", ".../wan2.1-t2v"), not merely holds
+    the letters ("someone/swan-diffusion")."""
+    import re
+
+    return re.search(r"(?:^|[/_.\-])wan(?:[\d._\-]|$)", model_id.lower()) is not None
 
 
 def resolved(model: Optional[str]) -> str:
