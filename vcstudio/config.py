@@ -275,6 +275,9 @@ class TuneConfig:
     apla: APLAConfig = field(default_factory=APLAConfig)
     fgbg: FgBgConfig = field(default_factory=FgBgConfig)
     init_from: str = ""  # a run folder whose delta initialises the trainable tensors
+    # a video DiT (Wan2.1) tunes LoRA on its attention (q, k, v, out) instead of the U-Net's
+    # trainables above: its rank (alpha = rank); unused on Stable Diffusion
+    lora_rank: int = 16
     # structure conditions while tuning (seed 001 tunes with a T2I-Adapter fed pose frames);
     # frozen, they only shape what the trainable tensors learn
     control: list[ControlConfig] = field(default_factory=list)
@@ -303,6 +306,29 @@ class EditConfig:
     # the inversion's prompt for this edit ("", "source" or text, as TuneConfig.inversion_prompt);
     # None = the run's own setting
     inversion_prompt: Optional[str] = None
+
+
+@dataclass
+class FlowEditConfig:
+    """FlowEdit of a clip on a flow-matching model (Kulikov et al. 2024, "FlowEdit:
+    Inversion-Free Text-Based Editing Using Pre-Trained Flow Models", Alg. 1): no inversion, no
+    tuning. ``data`` picks the frames and size as a tune does (``data.prompt`` is the SOURCE
+    prompt: what the clip shows); ``prompt`` is the target."""
+
+    model: str = ""  # a Wan2.1 T2V folder or hub id
+    data: DataConfig = field(default_factory=lambda: DataConfig(n_frames=17, stride=1, width=0,
+                                                                height=0))
+    prompt: str = ""  # the target: what the edit should show
+    negative: str = ""
+    steps: int = 50  # N
+    n_max: int = 0  # steps taken, from the N-th noise level down; 0 = 2/3 of N (paper: 33/50)
+    n_min: int = 0  # the last n_min steps sample plainly under the target
+    n_avg: int = 1  # noises averaged per step
+    source_guidance: float = 3.5
+    target_guidance: float = 7.0
+    seed: int = 33
+    fps: float = 8.0
+    metrics: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,10 @@ def add(sub) -> None:
     p.add_argument("--edit-prompt", required=True, help="what every variant's edit shows")
     p.add_argument("--methods", default=None,
                    help="comma-separated method names or presets (default baseline,dct; none "
-                   "with --runs): " + ", ".join(presets()))
+                   "with --runs), each optionally @MODEL (a hub id, folder or alias: "
+                   "sd15, sd21, wan-1.3b; without @ the --model), e.g. "
+                   "dct@sd15,baseline@wan-1.3b,flowedit@wan-1.3b; flowedit edits without "
+                   "tuning: " + ", ".join(presets()))
     p.add_argument("--runs", default=None, help="comma-separated runs tuned before (vcstudio "
                    "run folders or Tune-A-Video output folders) to edit and score beside them")
     p.add_argument("--model", default="", help="hub id, folder or .safetensors (default: "
@@ -43,7 +46,8 @@ def add(sub) -> None:
     p.add_argument("--lr", type=float, default=3e-5)
     p.add_argument("--edit-steps", type=int, default=50, help="sampling steps")
     p.add_argument("--guidance", type=float, default=None,
-                   help="default 12.5 (5 with the embedded demo model)")
+                   help="every variant's edit guidance (default: each variant's base model's "
+                   "own: 12.5 on Stable Diffusion, 5 on the embedded demo model and on Wan2.1)")
     p.add_argument("--metrics", default=None, help="comma-separated (default: the Compare "
                    "tab's)")
     p.add_argument("--out", default=None, help="output folder (default: under the data folder)")
@@ -56,7 +60,6 @@ def add(sub) -> None:
 
 
 def run(a) -> int:
-    from ..config import tier_defaults
     from ..jobs.compare import COMPARE_METRICS, CompareConfig, format_table
     from ..jobs.tune import real_footage_notice
     from .common import control_from_args, is_embedded, notice_if_embedded, run_job
@@ -73,7 +76,7 @@ def run(a) -> int:
         clws=_list(a.clws), seeds=_list(a.seeds, int), model=a.model,
         frames=a.frames if a.frames is not None else 8, stride=a.stride, size=a.size,
         steps=a.steps, lr=a.lr, edit_steps=a.edit_steps,
-        guidance=a.guidance if a.guidance is not None else tier_defaults(small).guidance,
+        guidance=a.guidance,  # None: each variant's base model's own (jobs/compare.py)
         metrics=_list(a.metrics) or list(COMPARE_METRICS))
     control = control_from_args(a)
     if control:  # the comparison a creator asks for: the same edit without and with structure

@@ -10,7 +10,7 @@ from .common import add_temporal_args, temporal_overrides
 
 
 def add(sub) -> None:
-    from ..methods.registry import method_names
+    from ..methods.registry import all_method_names
 
     p = sub.add_parser("tune", help="one-shot tune a text-to-image model on a clip")
     p.add_argument("--video", help="clip: mp4/webm/mov/avi/gif or a folder of frames")
@@ -31,7 +31,7 @@ def add(sub) -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
-    p.add_argument("--method", choices=method_names(),
+    p.add_argument("--method", choices=all_method_names(),
                    help="fgbg = combined tuning (eq. 20) on --fg-masks, usually with --init-from "
                    "a tuned run; its defaults are the paper's lr 2e-6 and 250 steps")
     p.add_argument("--checkpoint-every", type=int)
@@ -43,6 +43,8 @@ def add(sub) -> None:
                    'prompt, as Tune-A-Video inverts; "source" = the tuning prompt; other text '
                    "= that text")
     p.add_argument("--no-checkpointing", action="store_true", help="no gradient checkpointing")
+    p.add_argument("--lora-rank", type=int, help="Wan2.1: the LoRA's rank on the transformer's "
+                   "attention (default 16)")
     add_temporal_args(p)
     # DCT switches (DCT paper, Table 3 / Table 2)
     p.add_argument("--no-adapter", action="store_true")
@@ -150,7 +152,11 @@ def _config_and_import(a):
                                  inversion_steps=a.inversion_steps,
                                  inversion_prompt=a.inversion_prompt).items()
            if v is not None}
+    if getattr(a, "lora_rank", None) is not None:
+        upd["lora_rank"] = a.lora_rank
     upd.update(temporal_overrides(a))
+    if not a.config:  # the base model's family's defaults for what the user left unset
+        upd.update(_family_defaults(a))
     cfg = dataclasses.replace(cfg, data=d, **upd)
     if a.no_checkpointing:
         cfg = dataclasses.replace(cfg, gradient_checkpointing=False)
@@ -168,6 +174,21 @@ def _config_and_import(a):
                                hyper_loss=not a.no_hyper_loss and cfg.apla.hyper_loss,
                                vgt_preset=a.vgt_preset or cfg.apla.vgt_preset)
     return _fgbg_args(dataclasses.replace(cfg, dct=dct, apla=apla), a), imp
+
+
+def _family_defaults(a) -> dict:
+    """The learning rate and steps of the model's family (models/family.py: LoRA on Wan2.1
+    at 1e-4 for 300 steps) where the flags leave them unset; {} on Stable Diffusion (the
+    TuneConfig's own) and for a model whose family cannot be read (the tune says why)."""
+    from ..errors import VcsError
+    from ..models.family import backbone_family, rules
+
+    try:
+        r = rules(backbone_family(a.model))
+    except VcsError:
+        return {}
+    return {k: v for k, v in (("lr", r.lr), ("steps", r.steps))
+            if v is not None and getattr(a, k, None) is None}
 
 
 def report(res, out=None) -> int:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..config import DataConfig, EditConfig, Limits, MAX_SAMPLING_STEPS, TuneConfig
+from ..config import (DataConfig, EditConfig, FlowEditConfig, Limits, MAX_SAMPLING_STEPS,
+                      TuneConfig)
 from ..calibration import format_seconds
 from ..errors import CancelledError, InputError, VcsError
 from . import validate as v
@@ -44,7 +45,7 @@ class CompareConfig:
     steps: int = 300  # tuning steps
     lr: float = 3e-5
     edit_steps: int = 50  # sampling steps
-    guidance: float = 12.5
+    guidance: Optional[float] = 12.5  # None: each variant's base model's own (5 on Wan2.1)
     metrics: list[str] = field(default_factory=lambda: list(COMPARE_METRICS))
     past: list[str] = field(default_factory=list)  # finished compare runs to add to the table
     # structure settings to compare (each a list of ControlConfig or their mappings; [] = none)
@@ -55,8 +56,9 @@ class CompareConfig:
 @dataclass
 class Variant:
     label: str
-    tune: TuneConfig
+    tune: Optional[TuneConfig]  # None: a training-free variant (``flowedit``)
     edit: EditConfig
+    flowedit: Optional[FlowEditConfig] = None  # the training-free edit (FlowEdit)
 
 
 @dataclass
@@ -76,24 +78,58 @@ def _unique(values) -> list:
     return list(dict.fromkeys(values))
 
 
-def _presets(cfg: CompareConfig) -> list:
-    """The distinct presets ``cfg.variants`` names (a preset named by id and by label once)."""
-    from ..methods.registry import find_preset
+def split_variant(text: str) -> tuple[str, str]:
+    """``"dct@sd15"`` -> ("dct", the hub id of the alias sd15); after ``@`` a hub id, a folder or
+    a picker alias (models/catalog.py ``ALIASES``); without ``@`` the model is "" (the
+    comparison's ``model``)."""
+    from ..models.catalog import resolve_alias
 
-    return list({p.id: p for p in map(find_preset, _unique(cfg.variants))}.values())
+    name, at, model = str(text).partition("@")
+    if at and not model.strip():
+        raise InputError(f"Variant {text!r} names no base model after '@'; write e.g. "
+                         "baseline@wan-1.3b, or leave '@' out for --model.")
+    return name.strip(), resolve_alias(model) if at else ""
+
+
+def _presets(cfg: CompareConfig) -> list:
+    """The distinct (preset, model) pairs ``cfg.variants`` names (a preset named by id and by
+    label once per model); a training-free method (FlowEdit) is a preset of its own name."""
+    from ..methods.base import Preset
+    from ..methods.registry import TRAINING_FREE, find_preset, is_training_free
+
+    out = {}
+    for text in _unique(cfg.variants):
+        name, model = split_variant(text)
+        p = (Preset(name, f"{name} ({TRAINING_FREE[name][1].split(':')[0]})", {})
+             if is_training_free(name) else find_preset(name))
+        out.setdefault((p.id, model), (p, model))
+    return list(out.values())
+
+
+def _model_label(model: str) -> str:
+    """A short name of a variant's model for its label: the alias, else the last path part."""
+    from pathlib import PurePath
+
+    from ..models.catalog import ALIASES
+
+    alias = next((k for k, v in ALIASES.items() if v == model), None)
+    return alias or PurePath(model).name or model
 
 
 def variant_count(cfg: CompareConfig) -> int:
     """How many variants and tuned runs ``cfg`` makes (duplicates once), multiplied out
     without building them, so a limit is checked before any work."""
-    from ..methods.registry import apply_changes, reads
+    from ..methods.registry import apply_changes, is_training_free, reads
 
     seeds, clws = len(_unique(int(s) for s in cfg.seeds)), len(_unique(cfg.clws))
-    n = 0
-    for preset in _presets(cfg):
+    n = free = 0
+    for preset, _model in _presets(cfg):
+        if is_training_free(preset.id):  # no tune, no structure control: once per seed
+            free += seeds
+            continue
         tc = apply_changes(TuneConfig(), preset.changes)
         n += seeds * (clws if clws and reads(tc, "dct") else 1)
-    return n * len(control_settings(cfg)) + len(_unique(cfg.runs))
+    return n * len(control_settings(cfg)) + free + len(_unique(cfg.runs))
 
 
 def clip_sides(cfg: CompareConfig) -> tuple[int, int]:
@@ -117,26 +153,39 @@ def clip_sides(cfg: CompareConfig) -> tuple[int, int]:
 def variants(cfg: CompareConfig) -> list[Variant]:
     """The variants ``cfg`` names, in order: presets x CLWS (where DCT is read) x seeds, each
     distinct one once."""
-    from ..methods.registry import apply_changes, reads
+    from ..io.resize import SIZE_MULTIPLE
+    from ..methods.registry import apply_changes, is_training_free, reads
+    from ..models.family import backbone_family, default_guidance, rules
 
-    width, height = clip_sides(cfg)
     out = []
-    for preset in _presets(cfg):
+    for preset, vmodel in _presets(cfg):
+        model = vmodel or cfg.model
+        at = f" @ {_model_label(vmodel)}" if vmodel else ""
+        # a DiT's sides are multiples of 16: its tune fits the clip to --size itself
+        # (pipelines/flow_clip.py); SD's are the Edit tab's rule here
+        own_size = rules(backbone_family(model)).multiple != SIZE_MULTIPLE
+        width, height = (0, 0) if own_size else clip_sides(cfg)
+        data = DataConfig(video_path=cfg.video, prompt=cfg.prompt, n_frames=cfg.frames,
+                          stride=cfg.stride, width=width, height=height, size=cfg.size)
         for seed in _unique(int(s) for s in cfg.seeds):
-            base = TuneConfig(
-                model=cfg.model, data=DataConfig(video_path=cfg.video, prompt=cfg.prompt,
-                                                 n_frames=cfg.frames, stride=cfg.stride,
-                                                 width=width, height=height, size=cfg.size),
-                steps=cfg.steps, lr=cfg.lr, seed=int(seed), checkpoint_every=0,
-                preview_every=0)
+            seed_label = f", seed {seed}" if len(cfg.seeds) > 1 else ""
+            guidance = cfg.guidance if cfg.guidance is not None else default_guidance(model)
+            edit = EditConfig(prompt=cfg.edit_prompt, steps=cfg.edit_steps, guidance=guidance,
+                              seed=int(seed))
+            if is_training_free(preset.id):
+                fe = FlowEditConfig(model=model, data=data, prompt=cfg.edit_prompt,
+                                    steps=cfg.edit_steps, seed=int(seed))
+                out.append(Variant(preset.label + at + seed_label, None, edit, flowedit=fe))
+                continue
+            base = TuneConfig(model=model, data=data, steps=cfg.steps, lr=cfg.lr,
+                              seed=int(seed), checkpoint_every=0, preview_every=0)
             tc = apply_changes(base, preset.changes)
             weightings = _unique(cfg.clws) if cfg.clws and reads(tc, "dct") else [None]
             for c in weightings:
                 t = dataclasses.replace(tc, dct=dataclasses.replace(tc.dct, clws=c)) if c else tc
-                label = preset.label + (f", CLWS {c}" if c else "") + (
-                    f", seed {seed}" if len(cfg.seeds) > 1 else "")
+                label = preset.label + at + (f", CLWS {c}" if c else "") + seed_label
                 edit = apply_changes(EditConfig(prompt=cfg.edit_prompt, steps=cfg.edit_steps,
-                                                 guidance=cfg.guidance, seed=int(seed)),
+                                                 guidance=guidance, seed=int(seed)),
                                      preset.edit)
                 for ctl in control_settings(cfg):
                     out.append(Variant(label + _control_label(ctl, cfg), t,
@@ -177,6 +226,14 @@ def estimate(cfg: CompareConfig, device="cpu", calibration_dir=None,
     pixels, entries = 0, len(_unique(cfg.past))
     for var in vs:
         seconds = 0.0
+        if var.flowedit is not None or _is_flow(var.tune.model):  # a video DiT's figures
+            e = _flow_estimate(var, device)
+            parts["tunes_s"] += e["tune_s"]
+            parts["edits_s"] += e["edit_s"]
+            gib = max(gib, e["gib"])
+            hows.append("uncalibrated")
+            per_variant.append(round(e["tune_s"] + e["edit_s"], 2))
+            continue
         key = repr(dataclasses.asdict(var.tune))
         if key not in tunes:
             tunes.add(key)
@@ -204,7 +261,8 @@ def estimate(cfg: CompareConfig, device="cpu", calibration_dir=None,
     for r in _unique(cfg.runs):
         try:
             ed = edit_estimate(EditJobConfig(run=r, edit=EditConfig(
-                prompt=cfg.edit_prompt, steps=cfg.edit_steps, guidance=cfg.guidance),
+                prompt=cfg.edit_prompt, steps=cfg.edit_steps,
+                guidance=12.5 if cfg.guidance is None else cfg.guidance),
                 metrics=tuple(cfg.metrics)), device, calibration_dir, probe, rate)
         except (VcsError, OSError):  # not a run (yet): the job itself will say so
             continue
@@ -216,6 +274,27 @@ def estimate(cfg: CompareConfig, device="cpu", calibration_dir=None,
     n_edits = len(vs) + len(_unique(cfg.runs))
     return finish(parts, worst(hows), load, gib=round(gib, 2), tunes=len(tunes),
                   edits=n_edits, per_variant=per_variant)
+
+
+def _is_flow(model: str) -> bool:
+    """Whether ``model``'s family samples by rectified flow (a video DiT: Wan2.1)."""
+    from ..models.family import backbone_family, rules
+
+    return rules(backbone_family(model)).parameterization == "flow"
+
+
+def _flow_estimate(var: Variant, device) -> dict:
+    """{"tune_s", "edit_s", "gib"} of a Wan variant (jobs/flow_estimates.py)."""
+    from .flow_estimates import clip_shape, flowedit_estimate, sample_estimate, tune_estimate
+
+    if var.flowedit is not None:
+        e = flowedit_estimate(var.flowedit, device)
+        return {"tune_s": 0.0, "edit_s": e["seconds"], "gib": e["gib"]}
+    t = tune_estimate(var.tune, device)
+    f, h, w = clip_shape(var.tune.data, var.tune.model)
+    e = sample_estimate(var.tune.model, f, h, w, var.edit.steps, var.edit.guidance, device,
+                        var.edit.steps if var.edit.use_inversion else 0)
+    return {"tune_s": t["seconds"], "edit_s": e["seconds"], "gib": max(t["gib"], e["gib"])}
 
 
 def estimate_line(est: dict, device="cpu") -> str:
@@ -271,10 +350,16 @@ def validate(cfg: CompareConfig, limits: Limits) -> None:
         if not cfg.seeds:
             raise InputError("seeds (--seeds) is empty: give at least one seed.")
         v.whole("edit_steps (--edit-steps)", cfg.edit_steps, 1, MAX_SAMPLING_STEPS)
-        v.number("guidance (--guidance)", cfg.guidance, 0, 50)
+        if cfg.guidance is not None:  # None: each variant's model's own
+            v.number("guidance (--guidance)", cfg.guidance, 0, 50)
     from ..control import validate_controls
 
     for var in variants(cfg):
+        if var.flowedit is not None:
+            from .flowedit import validate as validate_flowedit
+
+            validate_flowedit(var.flowedit, limits)
+            continue
         validate_tune(var.tune, limits)
         validate_controls(var.edit.control, "control (--control)")
     for r in cfg.runs:
@@ -340,13 +425,25 @@ def format_table(rows: list[list]) -> str:
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows)
 
 
+def common_length(videos: list) -> list:
+    """Each video resampled in time (evenly, first and last frame kept) to the longest's frame
+    count: variants on different backbones make different counts (Wan2.1's 4k + 1)."""
+    import numpy as np
+
+    n = max(len(v) for v in videos)
+    return [v if len(v) == n else v[np.round(np.linspace(0, len(v) - 1, n)).astype(int)]
+            for v in videos]
+
+
 def write_montage(entries: list[dict], path: Path) -> Path:
+    """The side-by-side video: every clip at one height (io.montage) and one frame count (the
+    montage only: the scores are each variant's own frames')."""
     from ..io import write_mp4
     from ..io.montage import side_by_side
 
     shown = [e for e in entries if e.get("frames") is not None]
-    return write_mp4(side_by_side([e["frames"] for e in shown], [e["name"] for e in shown]),
-                     path)
+    return write_mp4(side_by_side(common_length([e["frames"] for e in shown]),
+                                  [e["name"] for e in shown]), path)
 
 
 def _slug(text: str) -> str:
@@ -364,6 +461,8 @@ def run_variant(var: Variant, ctx, folder: Path, metrics, session: Optional[str]
     from .scoring import score, scores_json
     from .tune import run_tune
 
+    if var.flowedit is not None:
+        return run_training_free(var, ctx, folder, metrics, session)
     if tuned_in is None:
         tuned = run_tune(var.tune, ctx, run_dir=folder, label=var.label)
         if tuned.stopped:
@@ -388,6 +487,29 @@ def run_variant(var: Variant, ctx, folder: Path, metrics, session: Optional[str]
     return rid
 
 
+def run_training_free(var: Variant, ctx, folder: Path, metrics, session: Optional[str]) -> str:
+    """A training-free variant (FlowEdit on a flow model: jobs/flowedit.py): edit the clip,
+    score as the tuned variants are scored; record its compare run -> its id."""
+    from ..io import read_video
+    from ..pipelines.runs import write_json
+    from .flowedit import run_flowedit
+    from .scoring import score, scores_json
+
+    edited = run_flowedit(var.flowedit, ctx, out_dir=folder, label=var.label)
+    config = {"flowedit": dataclasses.asdict(var.flowedit), "edit": dataclasses.asdict(var.edit),
+              "variant": var.label, "method": "flowedit", "session": session}
+    rid = ctx.open_run("compare", folder, config, seed=var.flowedit.seed, label=var.label,
+                       parent=edited.run_id)
+    results = score(edited.frames, ctx, rid, metrics, prompt=var.flowedit.prompt,
+                    source=read_video(edited.source))
+    ctx.add_artifact(rid, "mp4", edited.mp4)
+    js = write_json(folder / "scores.json", scores_json(results, prompt=var.flowedit.prompt,
+                                                        label=var.label))
+    ctx.add_artifact(rid, "json", js)
+    ctx.finish_run(rid)
+    return rid
+
+
 def run_tuned(path: str, cfg: CompareConfig, ctx, folder: Path, session: Optional[str]) -> str:
     """A run tuned before (a vcstudio run or a Tune-A-Video output folder): edit with the
     comparison's prompt, first seed and sampling settings, score; record its compare run."""
@@ -405,7 +527,12 @@ def run_tuned(path: str, cfg: CompareConfig, ctx, folder: Path, session: Optiona
         path = str(safe_path(ctx.session, path, must_exist=True))
     rf = prepare_run(path, device=ctx.device)  # a Tune-A-Video folder: its converted run
     label = f"run {Path(path).name}"
-    ec = EditConfig(prompt=cfg.edit_prompt, steps=cfg.edit_steps, guidance=cfg.guidance,
+    guidance = cfg.guidance
+    if guidance is None:  # the run's base model's own
+        from ..models.family import default_guidance
+
+        guidance = default_guidance(rf.meta().get("base_model") or rf.config().model)
+    ec = EditConfig(prompt=cfg.edit_prompt, steps=cfg.edit_steps, guidance=guidance,
                     seed=int(cfg.seeds[0]) if cfg.seeds else 33)
     folder.mkdir(parents=True, exist_ok=True)
     edited = run_edit(EditJobConfig(run=str(rf.path), edit=ec), ctx, out_dir=folder)
@@ -431,7 +558,7 @@ def run(cfg: CompareConfig, ctx) -> CompareOutcome:
 
         from .scoring import warm_up
 
-        base = base_of(cfg.model, ctx) if cfg.variants else None
+        base = base_of(cfg.model, ctx) if cfg.variants and not _is_flow(cfg.model) else None
         sized = cfg if cfg.size or base is None else dataclasses.replace(
             cfg, size=base.native_size)
         if sized.size:  # the scoring models loaded before the estimate, as the base is
@@ -454,10 +581,10 @@ def run(cfg: CompareConfig, ctx) -> CompareOutcome:
         ctx(Event(i, len(vs), f"variant {i + 1}/{len(vs)}: {var.label}", stage="compare",
                   eta=clock.eta()))
         folder = out / f"{i + 1:02d}-{_slug(var.label)}"
-        key = repr(dataclasses.asdict(var.tune))
+        key = repr(dataclasses.asdict(var.tune)) if var.tune is not None else None
         try:
             rid = run_variant(var, ctx, folder, cfg.metrics, ctx.session_id, tunes.get(key))
-            if key not in tunes:
+            if key is not None and key not in tunes:
                 tunes[key] = (folder, ctx.store.run(rid).parent_run)
         except CancelledError:
             raise

@@ -144,11 +144,18 @@ def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None, probe=None,
     from . import scoring
     from .estimates import finish, rate_now, worst
 
+    from ..models.family import run_family
+
     rf = open_run(cfg.run)
     run_cfg, meta = rf.config(), rf.meta()
     f = int(meta.get("n_frames", run_cfg.data.n_frames))
     h, w = int(meta.get("height", run_cfg.data.height)), int(meta.get("width", run_cfg.data.width))
     inv = cfg.edit.use_inversion and not inversion_cached(rf, cfg.edit)
+    if run_family(meta) == "wan":  # a video DiT: its architecture's figures
+        from .flow_estimates import sample_estimate
+
+        return sample_estimate(meta.get("base_model") or run_cfg.model, f, h, w, cfg.edit.steps,
+                               cfg.edit.guidance, device, cfg.edit.steps if inv else 0)
     rate = rate_now(device, rate)
     speed, how, load = run_speed(calibration_dir, device, run_cfg, f, w, h, probe, rate)
     parts = edit_parts(cfg.edit, speed, inv)
@@ -173,6 +180,10 @@ def estimate_line(est: dict, device="cpu") -> str:
               else "inversion cached", "sampling", "decode"]
     if est.get("parts", {}).get("score_s"):
         counts.append("scoring")
+    if est.get("basis"):  # a video DiT's figures (jobs/flow_estimates.py)
+        from .flow_estimates import line as flow_line
+
+        return flow_line(est, device, counts)
     return line(est, device, counts)
 
 
@@ -188,8 +199,19 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
 
     from ..pipelines.run_source import working_copy
 
+    from ..models.family import run_family
+
     rf = prepare_run(working_copy(cfg.run, Path(ctx.data_dir) / "hub",
                                   max_mb=ctx.limits.max_hub_run_mb), device=ctx.device)
+    flow = run_family(rf.meta()) == "wan"  # a video DiT's run: flow inversion + sampling
+    if getattr(ctx, "stage", None) == "invert" and flow:
+        from ..pipelines.flow_run import load_flow_run
+        from ..pipelines.flow_editing import flow_inversion
+
+        flow_inversion(load_flow_run(rf.path, torch.device(ctx.device), cfg.model or None,
+                                     ctx.cache),
+                       cfg.edit.steps, cfg.edit.inversion_prompt, ctx, ctx.cancel)
+        return None
     if getattr(ctx, "stage", None) == "invert":  # a GPU call of its own (ZeroGPU): cache it
         from ..pipelines.tune import inversion_latents, load_tuned
 
@@ -202,9 +224,16 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     out = Path(out_dir) if out_dir is not None else rf.edits
     run_id = ctx.open_run("edit", out, cfg, seed=cfg.edit.seed, parent=parent,
                           label=cfg.edit.prompt[:80], reuse=False)
-    res = edit(rf.path, cfg.edit, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
-               device=torch.device(ctx.device), out_dir=out, fps=cfg.fps,
-               model=cfg.model or None)
+    if flow:
+        from ..pipelines.flow_editing import edit_flow_run
+
+        res = edit_flow_run(rf.path, cfg.edit, progress=ctx, cancel=ctx.cancel,
+                            device=torch.device(ctx.device), out_dir=out, fps=cfg.fps,
+                            model=cfg.model or None, cache=ctx.cache)
+    else:
+        res = edit(rf.path, cfg.edit, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
+                   device=torch.device(ctx.device), out_dir=out, fps=cfg.fps,
+                   model=cfg.model or None)
     ctx.add_artifact(run_id, "mp4", res.mp4)
     ctx.add_artifact(run_id, "gif", res.gif)
     ctx(Event(1, 1, "edit written", stage="write",
@@ -237,9 +266,12 @@ def prepare(cfg: EditJobConfig, ctx) -> None:
     from ..pipelines.tuned import load_tuned
     from .scoring import warm_up
 
+    from ..models.family import run_family
+
     try:
         rf = prepare_run(cfg.run, device=ctx.device)  # a Tune-A-Video folder: converted
-        load_tuned(rf.path, ctx.cache, torch.device(ctx.device), model=cfg.model or None)
+        if run_family(rf.meta()) != "wan":  # a Wan edit's estimate is the architecture's
+            load_tuned(rf.path, ctx.cache, torch.device(ctx.device), model=cfg.model or None)
         meta, d = rf.meta(), rf.config().data
         warm_up(cfg.metrics, int(meta.get("width", d.width)), int(meta.get("height", d.height)),
                 ctx, cfg.edit.prompt, with_source=rf.source_path.is_file())

@@ -183,6 +183,18 @@ def dim_background(frames, masks):
     return dim(frames, masks)
 
 
+def _check_family(rf) -> None:
+    """Long Video co-denoises DDIM windows of a Stable Diffusion run; a run tuned on a video DiT
+    (Wan2.1, meta.json ``backbone``) is refused in one line."""
+    from ..models.family import rules, run_family
+
+    fam = rules(run_family(rf.meta()))
+    if fam.parameterization != "ddpm":
+        raise InputError(f"Long Video runs on Stable Diffusion runs; {rf.path.name} was tuned on "
+                         f"{fam.label}, which Long Video does not support yet: edit it with "
+                         "`vcstudio edit --run` instead.")
+
+
 def run(cfg: LongJobConfig, ctx):
     """-> pipelines.longvideo.LongResult (or a maskfusion.FusionResult with ``masks_only``)."""
     import torch
@@ -192,6 +204,7 @@ def run(cfg: LongJobConfig, ctx):
     from .estimates import announce
 
     rf = prepare_run(cfg.run, device=ctx.device)  # a Tune-A-Video folder: converted first
+    _check_family(rf)
     device = torch.device(ctx.device)
     if not cfg.masks_only and getattr(ctx, "store", None) is not None:
         try:  # loaded before its estimate (the job finds it in the cache)

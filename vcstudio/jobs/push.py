@@ -143,8 +143,11 @@ def model_card(run: Path, repo_id: str, files: list[str]):
 
     from ..pipelines.runs import RunFolder
 
+    from ..models.family import rules, run_family
+
     rf = RunFolder(Path(run))
     meta, cfg = rf.meta(), rf.config()
+    fam = rules(run_family(meta))
     base = hub_base(meta.get("base_model"))
     prompt, method = cfg.data.prompt, meta.get("method", cfg.method)
     steps = int(meta.get("steps_done", cfg.steps))
@@ -153,10 +156,13 @@ def model_card(run: Path, repo_id: str, files: list[str]):
              "vcstudio_temporal": cfg.temporal, "vcstudio_frames": meta.get("n_frames"),
              "vcstudio_size": [meta.get("width"), meta.get("height")],
              "vcstudio_seed": cfg.seed, "vcstudio_clip_hash": meta.get("clip_hash"),
-             "vcstudio_status": meta.get("status")}
-    data = ModelCardData(library_name=LIBRARY, pipeline_tag="text-to-video",
-                         tags=["vcstudio", "video-editing", "one-shot-tuning", "tune-a-video",
-                               f"method-{method.replace('+', '-')}"],
+             "vcstudio_status": meta.get("status"), "vcstudio_backbone": fam.name}
+    if fam.lora_delta:  # a DiT's LoRA: no temporal layers of ours
+        extra.pop("vcstudio_temporal")
+    tags = ["vcstudio", "video-editing", "one-shot-tuning",
+            *(["lora", f"backbone-{fam.name}"] if fam.lora_delta else ["tune-a-video"]),
+            f"method-{method.replace('+', '-')}"]
+    data = ModelCardData(library_name=LIBRARY, pipeline_tag="text-to-video", tags=tags,
                          **({"base_model": base} if base else {}), **extra)
     where = (f"[{base}](https://huggingface.co/{base})" if base else
              f"a local base model (`{Path(str(meta.get('base_model'))).name}`, fingerprint "
@@ -170,8 +176,12 @@ def model_card(run: Path, repo_id: str, files: list[str]):
         "## Edit from it", "", "```bash",
         f"vcstudio edit --run hf://{repo_id} --prompt \"...\"", "```", "",
         "The repo holds what an edit needs: the delta (trained tensors only), the clip latents "
-        "and DDIM inversions, config.yaml and meta.json. The edit checks that the base model "
-        "it loads has the fingerprint above.", "",
+        f"and {'flow' if fam.parameterization == 'flow' else 'DDIM'} inversions, config.yaml "
+        "and meta.json. The edit checks that the base model it loads has the fingerprint "
+        "above.", "",
+        *([f"`delta.safetensors` is a LoRA in diffusers' layout over {fam.label}: "
+           f"`{fam.pipeline}.from_pretrained(BASE).load_lora_weights(\"delta.safetensors\")` "
+           "loads it.", ""] if fam.lora_delta else []),
         "## Files", "", *[f"- `{f}`" for f in files], ""])
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{text}")
 

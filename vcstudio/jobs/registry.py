@@ -16,6 +16,8 @@ from ..session import JobSpec
 _JOBS: dict[str, tuple[str, str, dict]] = {
     "tune": ("tune", "TuneConfig", {"stoppable": True, "resumable": True, "gpu": True}),
     "edit": ("edit", "EditJobConfig", {"gpu": True}),
+    # training-free FlowEdit of a clip on a flow model (recorded as an edit run)
+    "flowedit": ("flowedit", "FlowEditConfig", {"gpu": True, "kind": "edit"}),
     "long": ("long", "LongJobConfig", {"gpu": True}),
     "compare": ("compare", "CompareConfig", {"gpu": True}),
     "sweep": ("sweep", "SweepConfig", {"stoppable": True}),  # its cells run on Ray workers

@@ -87,6 +87,7 @@ def validate(cfg: TuneConfig, limits: Limits) -> None:
     check_inversion_prompt(cfg.inversion_prompt)
     v.number("max_grad_norm", cfg.max_grad_norm, 0, math.inf, open_lo=True)
     check_name(cfg.method)
+    check_family(cfg)
     if cfg.control:
         from ..control import validate_controls
 
@@ -103,6 +104,27 @@ def validate(cfg: TuneConfig, limits: Limits) -> None:
         raise InputError(f"groupnorm must be one of {', '.join(GROUPNORM_MODES)} (clip = "
                          f"statistics over the clip's frames, as Tune-A-Video), got "
                          f"{cfg.groupnorm!r}.")
+
+
+def check_family(cfg: TuneConfig) -> None:
+    """The base model's family (models/family.py: its model_index.json) runs this method, and
+    an explicit width/height is on the family's multiple (16 on Wan2.1): one-line errors."""
+    from ..methods.registry import check_backbone
+    from ..models.family import backbone_family, rules
+
+    family = backbone_family(cfg.model)
+    check_backbone(cfg.method, family)
+    r = rules(family)
+    if r.parameterization == "flow":
+        from ..pipelines.flow_clip import flow_size
+
+        d = cfg.data
+        if d.width > 0 or d.height > 0:
+            flow_size(d.width, d.height, d.size, (max(d.height, 1), max(d.width, 1)), r)
+        if cfg.control:
+            raise InputError(f"Structure conditions (--control) run on Stable Diffusion only; "
+                             f"tune this {r.label} model without them.")
+        v.whole("lora_rank (--lora-rank)", cfg.lora_rank, 1, 1024)
 
 
 def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
@@ -133,8 +155,13 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
     (ZeroGPU) split the tune into calls."""
     from .. import calibration as cal
     from ..methods.registry import cost
+    from ..models.family import backbone_family
     from .estimates import finish, rate_now
 
+    if backbone_family(cfg.model) == "wan":  # a video DiT: its architecture's figures
+        from .flow_estimates import tune_estimate
+
+        return tune_estimate(cfg, device)
     dtype = str(device).split(":")[0]
     d = cfg.data
     units = d.n_frames * (d.width * d.height) / (512 * 512)  # 512^2-frame equivalents
@@ -284,14 +311,24 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
 
     from ..pipelines.tune import tune
 
+    from ..models.family import backbone_family
+
     run_dir = Path(run_dir) if run_dir is not None else ctx.run_folder("tune")
     run_id = ctx.open_run("tune", run_dir, cfg, seed=cfg.seed, parent=parent, label=label)
     store = getattr(ctx, "store", None)  # a sweep cell's detached context has none
-    res = tune(cfg, run_dir, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
-               device=torch.device(ctx.device),
-               on_checkpoint=lambda path, step: ctx.set_checkpoint(path, step),
-               calibration_dir=store.data_dir if store is not None else None,
-               step_budget=getattr(ctx, "step_budget", None))
+    if backbone_family(cfg.model) == "wan":  # a video DiT: LoRA with the rectified-flow loss
+        from ..pipelines.flow_run import tune_flow
+
+        res = tune_flow(cfg, run_dir, progress=ctx, cancel=ctx.cancel,
+                        device=torch.device(ctx.device), limits=ctx.limits,
+                        on_checkpoint=lambda path, step: ctx.set_checkpoint(path, step),
+                        step_budget=getattr(ctx, "step_budget", None), cache=ctx.cache)
+    else:
+        res = tune(cfg, run_dir, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
+                   device=torch.device(ctx.device),
+                   on_checkpoint=lambda path, step: ctx.set_checkpoint(path, step),
+                   calibration_dir=store.data_dir if store is not None else None,
+                   step_budget=getattr(ctx, "step_budget", None))
     if res.paused:  # a ZeroGPU call ended; the next call resumes from the checkpoint
         return TuneOutcome(run_id, res.run_dir, res.steps, res.total or cfg.steps, res.seconds,
                            res.losses, message=f"Paused at step {res.steps} of {res.total}.",
@@ -328,8 +365,14 @@ def run(cfg: TuneConfig, ctx) -> TuneOutcome:
     import dataclasses
 
     from ..memory import model_scale
+    from ..models.family import backbone_family
     from .estimates import announce, base_of
 
+    if backbone_family(cfg.model) == "wan":
+        from .flow_estimates import tune_estimate, tune_line
+
+        announce(ctx, lambda c, device, **kw: tune_estimate(c, device), tune_line, cfg)
+        return run_tune(cfg, ctx)
     try:  # the model's own size where none is given, as the tune resolves it
         from ..io import read_video
         from ..pipelines.tune import resolve_size

@@ -38,6 +38,45 @@ COMBINABLE = ("dct", "apla")  # parts that stack in one run (see methods/compose
 PICKABLE = ("baseline", "dct", "apla", "apla+dct")
 
 
+# the backbone families (models/family.py) each method runs on. On a video DiT (Wan2.1) the
+# baseline is one-shot LoRA tuning with the rectified-flow loss (pipelines/flow_run.py); DCT's
+# and APLA's DiT terms exist as parts (methods/dit.py) but no Wan tune drives them yet
+BACKBONES = {"baseline": ("sd", "wan"), "dct": ("sd",), "apla": ("sd",), "fgbg": ("sd",)}
+# methods that edit a clip without tuning: name -> (families, what it is)
+TRAINING_FREE = {"flowedit": (("wan",), "FlowEdit (Kulikov et al. 2024): inversion-free, no "
+                              "tuning, on a flow-matching model")}
+_FAMILY_LABEL = {"sd": "Stable Diffusion", "wan": "Wan2.1"}
+
+
+def is_training_free(name: str) -> bool:
+    """Whether ``name`` edits without tuning (FlowEdit): no tune job runs for it."""
+    return str(name).strip() in TRAINING_FREE
+
+
+def all_method_names() -> tuple[str, ...]:
+    """Every name a method picker offers: the tuned methods and the training-free ones."""
+    return method_names() + tuple(TRAINING_FREE)
+
+
+def check_backbone(name: str, family: str) -> str:
+    """``name`` if it runs on a ``family`` base model, else a one-line InputError saying what
+    runs there."""
+    if is_training_free(name):
+        fams = TRAINING_FREE[str(name).strip()][0]
+    else:
+        fams = tuple(set.intersection(*(set(BACKBONES.get(n, ("sd",))) for n in
+                                        _split(check_name(name)))))
+    if family in fams:
+        return name
+    label = _FAMILY_LABEL.get(family, family)
+    here = [n for n in all_method_names() if family in
+            (TRAINING_FREE[n][0] if n in TRAINING_FREE else
+             set.intersection(*(set(BACKBONES.get(p, ("sd",))) for p in _split(n))))]
+    where = " or ".join(_FAMILY_LABEL.get(f, f) for f in fams)
+    raise InputError(f"Method {name} runs on {where} base models, not on {label}; on {label} "
+                     f"pick {', '.join(here)}.")
+
+
 def method_names(include_wrappers: bool = True) -> tuple[str, ...]:
     """Every name ``TuneConfig.method`` accepts (combinations as written, e.g. apla+dct)."""
     return PICKABLE + (("fgbg",) if include_wrappers else ())
@@ -58,6 +97,9 @@ def check_name(name: str) -> str:
             raise InputError(f"Cannot combine {name!r}: only {' and '.join(COMBINABLE)} "
                              "stack, each once (e.g. apla+dct).")
         return name
+    if names[0] in TRAINING_FREE:
+        raise InputError(f"{name} needs no tuning: edit with it directly (`vcstudio edit --video "
+                         f"CLIP --model WAN --method {name} --source-prompt ... --prompt ...`).")
     if names[0] not in _CLASSES:
         raise InputError(f"Unknown method {name!r}; choose {', '.join(method_names())}.")
     return name

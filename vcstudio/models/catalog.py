@@ -62,6 +62,24 @@ KNOWN: tuple[KnownModel, ...] = (
 )
 
 
+# short names a picker, a Compare variant (``dct@sd15``) or a sweep may use for a base model
+ALIASES = {"sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+           "sd21": "stabilityai/stable-diffusion-2-1",
+           "wan-1.3b": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+           "wan": "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"}
+
+
+def resolve_alias(name: str) -> str:
+    """The hub id of an alias (:data:`ALIASES`; "demo" = the embedded demo model's folder); any
+    other text (a hub id, a folder) as it is."""
+    key = (name or "").strip()
+    if key.lower() == "demo":
+        from .loading import EMBEDDED_MODEL
+
+        return str(EMBEDDED_MODEL)
+    return ALIASES.get(key.lower(), key)
+
+
 def known(task: Optional[str] = None) -> list[KnownModel]:
     return [m for m in KNOWN if task is None or m.task == task]
 

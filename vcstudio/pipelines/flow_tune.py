@@ -61,6 +61,48 @@ class FlowTuneResult:
     embeds: Optional[torch.Tensor] = None  # the prompt's embeddings
     lora: Optional[Path] = None
     seconds: float = 0.0
+    paused: bool = False  # ``step_budget`` used up before the last step
+    # () -> the training state after the last step done (:func:`training_state`): what a
+    # checkpoint holds to resume from
+    state: Optional[Callable[[], dict]] = None
+
+
+def training_state(backbone, opt: torch.optim.Optimizer, gen: torch.Generator,
+                   step: int) -> dict[str, torch.Tensor]:
+    """Everything a resumed tune needs, as tensors (a safetensors checkpoint): the LoRA
+    (``lora/<peft key>``), AdamW's moments and step per parameter (``opt/<i>/...``), the noise
+    generator's state and the step."""
+    from ..models.lora import lora_state_dict
+
+    out = {f"lora/{k}": v for k, v in lora_state_dict(backbone.denoiser).items()}
+    for i, p in enumerate(opt.param_groups[0]["params"]):
+        for k, v in opt.state.get(p, {}).items():
+            out[f"opt/{i}/{k}"] = torch.as_tensor(v).detach().float().cpu().contiguous()
+    out["rng"] = gen.get_state()
+    out["step"] = torch.tensor(int(step))
+    return out
+
+
+def restore_state(backbone, params: list, opt: torch.optim.Optimizer, gen: torch.Generator,
+                  state: dict[str, torch.Tensor]) -> int:
+    """Load a :func:`training_state` into a freshly LoRA-injected backbone, its optimizer and
+    generator -> the step it was saved at."""
+    from peft import set_peft_model_state_dict
+
+    set_peft_model_state_dict(backbone.denoiser, {k[5:]: v for k, v in state.items()
+                                                  if k.startswith("lora/")})
+    fused = bool(opt.defaults.get("fused"))
+    for i, p in enumerate(params):
+        st = {}
+        for k in ("exp_avg", "exp_avg_sq"):
+            if f"opt/{i}/{k}" in state:
+                st[k] = state[f"opt/{i}/{k}"].to(p)
+        if f"opt/{i}/step" in state:
+            st["step"] = state[f"opt/{i}/step"].float().to(p.device if fused else "cpu")
+        if st:
+            opt.state[p] = st
+    gen.set_state(state["rng"])
+    return int(state["step"])
 
 
 def flow_loss(backbone, latents: torch.Tensor, embeds: torch.Tensor, sigma: torch.Tensor,
@@ -89,13 +131,20 @@ def tune_lora(backbone, frames: np.ndarray, prompt: str, cfg: FlowTuneConfig,
               progress: ProgressFn = null_progress, cancel: Optional[CancelToken] = None,
               out: Optional[str | Path] = None,
               extra: Optional[Callable[[FlowStep], dict[str, torch.Tensor]]] = None,
-              latents: Optional[torch.Tensor] = None) -> FlowTuneResult:
+              latents: Optional[torch.Tensor] = None,
+              after_step: Optional[Callable[[int, FlowTuneResult], None]] = None,
+              resume: Optional[dict] = None, losses: Optional[list] = None,
+              step_budget: Optional[int] = None) -> FlowTuneResult:
     """LoRA-tune ``backbone`` on uint8 ``frames`` (F, H, W, 3) under ``prompt``.
 
     ``extra(step) -> {name: weighted loss}`` adds a method's terms (each logged). With ``out``
     the LoRA is written to ``out/lora.safetensors`` (diffusers' layout). ``latents`` skips
-    encoding (a clip encoded before). Cancelling ends after the current step; the result holds
-    the steps done.
+    encoding (a clip encoded before). ``after_step(step, result)`` runs after each step's
+    progress event (a job writes its checkpoints there: ``result.state()``). ``resume`` (a
+    :func:`training_state`) continues from its step, with ``losses`` the logs of the steps
+    before it: the same noise, sigmas and AdamW state as an uninterrupted tune. ``step_budget``
+    ends after at most that many steps (``paused``). Cancelling ends after the current step;
+    the result holds the steps done.
     """
     if cfg.steps < 1:
         raise InputError("Tuning needs at least 1 step.")
@@ -109,15 +158,26 @@ def tune_lora(backbone, frames: np.ndarray, prompt: str, cfg: FlowTuneConfig,
     res.embeds = backbone.encode_prompts([prompt])
     if cfg.free_text_encoder:
         backbone.free_text_encoder()
-    params = backbone.add_lora(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)
+    with torch.random.fork_rng(devices=[]):  # LoRA's A matrices start random: from the seed
+        torch.manual_seed(int(cfg.seed))
+        params = backbone.add_lora(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)
     backbone.gradient_checkpointing(cfg.gradient_checkpointing)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=backbone.device.type == "cuda")
     gen = torch.Generator().manual_seed(int(cfg.seed))
+    start = restore_state(backbone, params, opt, gen, resume) if resume is not None else 0
+    res.losses = [r for r in (losses or []) if r.get("step", 0) <= start]
+    done = [start]  # the last step done
+    res.state = lambda: training_state(backbone, opt, gen, done[0])
     x0 = res.latents
-    for step in range(1, cfg.steps + 1):
+    times: list[float] = []
+    for step in range(start + 1, cfg.steps + 1):
         if cancel is not None and cancel.cancelled:
             break
+        if step_budget is not None and step - start > step_budget:
+            res.paused = True
+            break
+        t_step = time.perf_counter()
         sigma = backbone.train_sigmas(1, gen)
         noise = torch.randn(x0.shape, generator=gen).to(x0)
         with backbone.training():
@@ -134,8 +194,14 @@ def tune_lora(backbone, frames: np.ndarray, prompt: str, cfg: FlowTuneConfig,
                 logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
             opt.step()
         res.losses.append(logs)
+        done[0] = step
+        times.append(time.perf_counter() - t_step)
+        recent = times[1:] if len(times) > 3 else times  # the first step warms up kernels
         progress(Event(step, cfg.steps, f"LoRA step {step}/{cfg.steps}", stage="tune",
-                       metrics={k: v for k, v in logs.items() if k != "step"}))
+                       metrics={k: v for k, v in logs.items() if k != "step"},
+                       eta=(cfg.steps - step) * sum(recent) / len(recent)))
+        if after_step is not None:
+            after_step(step, res)
     res.seconds = time.time() - t0
     if out is not None:
         res.lora = backbone.save_lora(Path(out) / "lora.safetensors",
@@ -146,4 +212,4 @@ def tune_lora(backbone, frames: np.ndarray, prompt: str, cfg: FlowTuneConfig,
 
 
 __all__ = ["FlowStep", "FlowTuneConfig", "FlowTuneResult", "flow_loss", "held_out_loss",
-           "tune_lora"]
+           "restore_state", "training_state", "tune_lora"]

@@ -25,6 +25,7 @@ from ..methods.base import StepState, TuneMethod
 from ..models.cache import ModelCache, default_cache
 from ..models.delta import load_tensors, save_tensors
 from ..models.diffusion_math import add_noise, alphas_cumprod, training_target
+from ..models.family import backbone_family
 from ..models.inflate import VideoDenoiser
 from ..models.loading import BaseModel, load_base
 from ..calibration import format_seconds
@@ -327,7 +328,8 @@ class _Tuning:
                        base_fingerprint=base.fingerprint, embedded_model=base.is_embedded,
                        versions=versions(), device=str(device), seed=cfg.seed, status="running",
                        n_frames=int(frames.shape[0]), height=int(frames.shape[1]),
-                       width=int(frames.shape[2]), method=cfg.method)
+                       width=int(frames.shape[2]), method=cfg.method,
+                       backbone=backbone_family(base.model_id))
         rf.update_meta(inversion_prompt=cfg.inversion_prompt,  # "" = empty (TAV), "source", text
                        notes=notes)  # e.g. the clip was cropped to another aspect
 

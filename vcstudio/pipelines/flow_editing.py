@@ -1,0 +1,197 @@
+"""Edits on a flow-matching video DiT (Wan2.1 T2V), written as mp4 + gif like the SD edit:
+
+* :func:`edit_flow_run` -- a tuned run's edit: the clip's latents integrated backwards along
+  the probability-flow ODE of rectified flow (pipelines/flow.py ``invert``, with the tuned
+  LoRA, under the run's inversion prompt: the empty prompt by default, as Tune-A-Video inverts),
+  cached in the run folder per step count and prompt, then sampled under the edit prompt with
+  classifier-free guidance (``sample``). With ``use_inversion`` off it samples from noise.
+* :func:`flowedit_clip` -- FlowEdit (Kulikov et al. 2024, "FlowEdit: Inversion-Free Text-Based
+  Editing Using Pre-Trained Flow Models", Alg. 1; ``flow.flow_edit``) of a clip on the base
+  model: no inversion, no tuning; frames and size taken from the clip as a tune takes them
+  (pipelines/flow_clip.py).
+
+Both stream previews (stage "sample" / "flowedit": the predicted x0's first frame) and decode
+with the causal Wan VAE once at the end.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..config import MAX_SAMPLING_STEPS, EditConfig, FlowEditConfig, check_prompt
+from ..errors import InputError, OutOfMemoryError
+from ..progress import CancelToken, Event, ProgressFn, null_progress
+
+
+@dataclass
+class FlowEditResult:
+    frames: np.ndarray  # uint8 (F, H, W, 3)
+    mp4: Path
+    gif: Path
+    source: np.ndarray  # the clip's frames as edited (uint8)
+    notes: list
+
+
+def _decode(backbone, latents: torch.Tensor, progress: ProgressFn) -> np.ndarray:
+    from .i2v_base import to_uint8
+
+    progress(Event(0, 1, "decoding frames", stage="decode"))
+    with torch.no_grad():
+        frames = to_uint8(backbone.decode(latents))
+    progress(Event(1, 1, f"decoded {len(frames)} frames", preview=frames, stage="decode"))
+    return frames
+
+
+def _write(frames: np.ndarray, out: Path, stem: str, fps: float) -> tuple[Path, Path]:
+    from ..io import write_gif, write_mp4
+
+    out.mkdir(parents=True, exist_ok=True)
+    return write_mp4(frames, out / f"{stem}.mp4", fps), write_gif(frames, out / f"{stem}.gif", fps)
+
+
+def flow_inversion(run, steps: int, prompt: Optional[str], progress: ProgressFn = null_progress,
+                   cancel: Optional[CancelToken] = None) -> torch.Tensor:
+    """The run's clip latents inverted to noise (s ~ 1) in ``steps`` steps under the inversion
+    ``prompt`` setting (None = the run's; "" empty, "source" the tuning prompt), cached in the
+    run folder (pipelines/runs.py ``inversion_path``)."""
+    from ..models.delta import load_tensors, save_tensors
+    from .flow import invert
+    from .tuned import inversion_text
+
+    text = inversion_text(run.cfg, prompt)
+    path = run.run.inversion_path(steps, text)
+    if path.is_file():
+        return load_tensors(path, run.backbone.device)[0]["latents"]
+    emb = run.backbone.encode_prompts([run.cfg.data.prompt if text is None else text])
+    x = invert(run.backbone, run.latents, emb, steps, progress, cancel)
+    save_tensors(path, {"latents": x}, {"steps": steps, "prompt": text})
+    return x
+
+
+def edit_flow_run(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = null_progress,
+                  cancel: Optional[CancelToken] = None, device=None,
+                  out_dir: str | Path | None = None, fps: float = 8.0,
+                  model: Optional[str] = None, preview_every: Optional[int] = None,
+                  cache=None):
+    """Sample an edit of a tuned flow run (module docstring) and write it -> pipelines.edit's
+    EditResult."""
+    from .edit import EditResult, edit_stem, validate_edit, x0_preview_every
+    from .flow import sample
+    from .flow_run import load_flow_run
+
+    validate_edit(cfg)
+    if cfg.control:
+        raise InputError("Structure conditions (--control) run on Stable Diffusion only; edit "
+                         "this Wan run without them.")
+    progress(Event(0, 1, "loading the tuned model", stage="load"))
+    run = load_flow_run(run_dir, device, model, cache)
+    bb = run.backbone
+    cond, uncond = bb.encode_prompts([cfg.prompt, cfg.negative or ""]).split(1)
+    try:
+        if cfg.use_inversion:
+            x = flow_inversion(run, cfg.steps, cfg.inversion_prompt, progress, cancel)
+        else:
+            g = torch.Generator().manual_seed(int(cfg.seed))
+            x = torch.randn(run.latents.shape, generator=g).to(run.latents)
+        every = x0_preview_every(cfg.steps) if preview_every is None else int(preview_every)
+        lat = sample(bb, x, cond, cfg.steps, uncond=uncond, guidance=cfg.guidance,
+                     progress=progress, cancel=cancel, preview_every=every)
+        frames = _decode(bb, lat, progress)
+    except torch.OutOfMemoryError:
+        raise OutOfMemoryError("Out of device memory while sampling; tune on fewer frames or a "
+                               "smaller size.") from None
+    mp4, gif = _write(frames, Path(out_dir) if out_dir else run.run.edits, edit_stem(cfg), fps)
+    return EditResult(frames, mp4, gif, cfg.prompt, cfg.seed)
+
+
+def n_max_of(cfg: FlowEditConfig) -> int:
+    """The steps FlowEdit takes: ``n_max``, or 2/3 of ``steps`` (the paper's 33 of 50)."""
+    return int(cfg.n_max) if cfg.n_max else max(1, round(cfg.steps * 33 / 50))
+
+
+def flowedit_stem(cfg: FlowEditConfig) -> str:
+    """File name stem: the target prompt's slug + a hash of the whole config."""
+    import hashlib
+    import json
+
+    from ..config import to_dict
+    from .edit import _slug
+
+    key = json.dumps(to_dict(cfg), sort_keys=True, ensure_ascii=False, default=str)
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"flowedit-{_slug(cfg.prompt)[:40]}-s{cfg.seed}-{digest}"
+
+
+def validate_flowedit(cfg: FlowEditConfig) -> None:
+    check_prompt(cfg.data.prompt, "source prompt", hint="describe what the clip shows")
+    check_prompt(cfg.prompt, "edit prompt")
+    check_prompt(cfg.negative, "negative prompt", required=False)
+    if not 1 <= cfg.steps <= MAX_SAMPLING_STEPS:
+        raise InputError(f"steps (--steps) must be within 1..{MAX_SAMPLING_STEPS}, got "
+                         f"{cfg.steps}.")
+    n_max = n_max_of(cfg)
+    if not 0 <= cfg.n_min <= n_max <= cfg.steps:
+        raise InputError(f"FlowEdit needs 0 <= n_min <= n_max <= steps; got n_min {cfg.n_min}, "
+                         f"n_max {n_max}, steps {cfg.steps}.")
+    if not 1 <= cfg.n_avg <= 16:
+        raise InputError(f"n_avg must be within 1..16, got {cfg.n_avg}.")
+    for name in ("source_guidance", "target_guidance"):
+        if not 0 <= getattr(cfg, name) <= 50:
+            raise InputError(f"{name} must be within 0..50, got {getattr(cfg, name)}.")
+
+
+def flowedit_clip(cfg: FlowEditConfig, progress: ProgressFn = null_progress,
+                  cancel: Optional[CancelToken] = None, device=None,
+                  out_dir: str | Path = ".", frames: Optional[np.ndarray] = None,
+                  preview_every: Optional[int] = None, limits=None,
+                  cache=None) -> FlowEditResult:
+    """FlowEdit of ``cfg.data``'s clip (or ``frames``) from ``cfg.data.prompt`` to
+    ``cfg.prompt`` on ``cfg.model``; writes the edit (mp4 + gif) and the clip as edited
+    (``source.mp4``) into ``out_dir``."""
+    from ..io import write_mp4
+    from ..models.family import backbone_family, load_flow_backbone, rules
+    from .edit import x0_preview_every
+    from .flow import flow_edit
+    from .flow_clip import prepare_clip, read_flow_clip
+
+    validate_flowedit(cfg)
+    r = rules(backbone_family(cfg.model))
+    if r.parameterization != "flow":
+        raise InputError(f"FlowEdit runs on a flow-matching model (Wan2.1, WanPipeline); "
+                         f"{cfg.model or 'the default model'} is {r.label}. Pass --model a Wan2.1 "
+                         "T2V folder or hub id, or pick a tuned method.")
+    if frames is None:
+        clip, data, notes = read_flow_clip(cfg.data, r, limits)
+    else:
+        clip, data, notes = prepare_clip(np.asarray(frames), cfg.data, r)
+    for n in notes:
+        progress(Event(0, 1, n, stage="load"))
+    progress(Event(0, 1, "loading the model", stage="load"))
+    bb = load_flow_backbone(cfg.model, device, cache=cache)
+    z = bb.encode_clip(clip)
+    src, tgt, neg = bb.encode_prompts([cfg.data.prompt, cfg.prompt, cfg.negative or ""]).split(1)
+    bb.free_text_encoder()
+    every = x0_preview_every(n_max_of(cfg)) if preview_every is None else int(preview_every)
+    try:
+        lat = flow_edit(bb, z, src, tgt, neg, steps=cfg.steps, n_max=n_max_of(cfg),
+                        n_min=cfg.n_min, n_avg=cfg.n_avg, source_guidance=cfg.source_guidance,
+                        target_guidance=cfg.target_guidance,
+                        generator=torch.Generator().manual_seed(int(cfg.seed)),
+                        progress=progress, cancel=cancel, preview_every=every)
+        out_frames = _decode(bb, lat, progress)
+    except torch.OutOfMemoryError:
+        raise OutOfMemoryError(f"Out of device memory in FlowEdit of {len(clip)} frames at "
+                               f"{clip.shape[2]}x{clip.shape[1]}; use fewer --frames or a "
+                               "smaller --size.") from None
+    out = Path(out_dir)
+    mp4, gif = _write(out_frames, out, flowedit_stem(cfg), cfg.fps)
+    write_mp4(clip, out / "source.mp4", cfg.fps)
+    return FlowEditResult(out_frames, mp4, gif, clip, notes)
+
+
+__all__ = ["FlowEditResult", "edit_flow_run", "flow_inversion", "flowedit_clip",
+           "flowedit_stem", "n_max_of", "validate_flowedit"]

@@ -1,0 +1,204 @@
+"""One-shot LoRA tuning of a flow-matching video DiT (Wan2.1 T2V) on a clip, written to a run
+folder as the SD tune writes one (pipelines/runs.py), and that run opened again for an edit.
+
+The run folder: ``config.yaml`` (the TuneConfig, with the frames and size actually used),
+``meta.json`` (``backbone: wan``, the base model and its fingerprint, the clip hash, versions,
+device, seed, status, notes), ``source.mp4``, ``clip-latents.safetensors`` (the clip's
+normalised VAE latents), ``losses.json`` and ``delta.safetensors``: the LoRA alone in diffusers'
+LoRA layout (``transformer.`` keys + ``lora_adapter_metadata``), so
+``WanPipeline.load_lora_weights(RUN/delta.safetensors)`` loads it. The loss, the sigma sampling
+and the optimizer are pipelines/flow_tune.py's (rectified flow: || v(x_s, s) - (eps - x0) ||^2).
+
+Checkpoints: every ``checkpoint_every`` steps ``checkpoint.safetensors`` (the LoRA, AdamW's
+moments, the noise generator: pipelines/flow_tune.py ``training_state``) and the delta of that
+step (a usable delta: an edit can start from it). Stop (cancel) ends after the current step with
+both written, status ``stopped``. Tuning again into a folder that holds a checkpoint resumes from
+it (``vcstudio resume JOB``, a restarted app, the next call of a time-limited GPU:
+``step_budget``), the same steps as an uninterrupted tune; a finished tune removes it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..config import TuneConfig, check_prompt, to_dict
+from ..errors import InputError
+from ..progress import CancelToken, Event, ProgressFn, null_progress
+from .runs import RunFolder, new_run_dir, versions, write_json
+
+CLIP_LATENTS = "clip-latents.safetensors"
+
+
+def _delta_config(cfg: TuneConfig, fingerprint: str) -> dict:
+    """The run config the delta carries (RunFolder checks config.yaml against it)."""
+    return {**to_dict(cfg), "base_fingerprint": fingerprint}
+
+
+def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
+              progress: ProgressFn = null_progress, cancel: Optional[CancelToken] = None,
+              device: Optional[torch.device] = None, frames: Optional[np.ndarray] = None,
+              on_checkpoint: Optional[Callable[[Path, int], None]] = None, limits=None,
+              step_budget: Optional[int] = None, cache=None):
+    """LoRA-tune ``cfg.model`` (a Wan2.1 T2V folder or hub id) on ``cfg.data``'s clip into a run
+    folder -> pipelines.tune.TuneResult. ``frames`` (uint8 F, H, W, 3, already 4k + 1 and of a
+    valid size) replaces reading the clip."""
+    from ..io import clip_hash, write_mp4
+    from ..models.delta import load_tensors, save_tensors
+    from ..models.family import (backbone_family, flow_fingerprint, load_flow_backbone,
+                                 resolved, rules)
+    from .flow_clip import prepare_clip, read_flow_clip
+    from .flow_tune import FlowTuneConfig, tune_lora
+    from .tune import TuneResult
+
+    check_prompt(cfg.data.prompt, "source prompt", hint="describe the clip, e.g. 'a man is skiing'")
+    if cfg.steps < 1:
+        raise InputError(f"Steps must be >= 1, got {cfg.steps}.")
+    if not 0 < cfg.lr < 1:
+        raise InputError(f"Learning rate {cfg.lr} is out of range (0, 1).")
+    t0 = time.time()
+    r = rules(backbone_family(cfg.model))
+    if frames is None:  # read and fit the clip before the (slow) model load: fail fast
+        frames, data, notes = read_flow_clip(cfg.data, r, limits)
+    else:
+        frames, data, notes = prepare_clip(np.asarray(frames), cfg.data, r)
+    cfg = dataclasses.replace(cfg, data=data)
+    for n in notes:
+        progress(Event(0, 1, n, stage="load"))
+    progress(Event(0, 1, "loading the model", stage="load"))
+    bb = load_flow_backbone(cfg.model, device, cfg.mixed_precision, cache)
+    fingerprint = flow_fingerprint(bb)
+    rf = RunFolder(Path(run_dir) if run_dir else new_run_dir())
+    rf.path.mkdir(parents=True, exist_ok=True)
+    resume = None
+    if rf.checkpoint_path.is_file():
+        if rf.meta().get("clip_hash") not in (None, clip_hash(frames)):
+            raise InputError(f"{rf.path} holds a checkpoint for a different clip; use a new "
+                             "--out.")
+        resume = load_tensors(rf.checkpoint_path)[0]
+    elif rf.delta_path.is_file():
+        raise InputError(f"{rf.path} already holds a tuned run; tune into a new --out.")
+    rf.save_config(cfg)
+    write_mp4(frames, rf.source_path)
+    rf.update_meta(clip_hash=clip_hash(frames), base_model=resolved(cfg.model),
+                   base_fingerprint=fingerprint,
+                   embedded_model=False, backbone=r.name, backbone_name=bb.name,
+                   versions=versions(), device=str(bb.device), seed=cfg.seed, status="running",
+                   n_frames=int(frames.shape[0]), height=int(frames.shape[1]),
+                   width=int(frames.shape[2]), method=cfg.method,
+                   inversion_prompt=cfg.inversion_prompt, notes=notes)
+    fcfg = FlowTuneConfig(steps=cfg.steps, lr=cfg.lr, lora_rank=cfg.lora_rank,
+                          weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+                          gradient_checkpointing=cfg.gradient_checkpointing, seed=cfg.seed)
+    progress(Event(0, 1, "encoding the clip and the prompt", stage="load"))
+    latents = bb.encode_clip(frames)
+    save_tensors(rf.path / CLIP_LATENTS, {"latents": latents})
+    meta_cfg = _delta_config(cfg, fingerprint)
+
+    def checkpoint(res, step: int, delta: bool = True) -> None:
+        """The resume state of ``step`` first, then its delta and the losses."""
+        save_tensors(rf.checkpoint_path, res.state(), {"step": step})
+        if delta:
+            bb.save_lora(rf.delta_path, meta_cfg)
+        write_json(rf.path / "losses.json", res.losses)
+        rf.update_meta(steps_done=step)
+        if on_checkpoint is not None:
+            on_checkpoint(rf.checkpoint_path, step)
+
+    # the preview's prompts, encoded before the tune frees the text encoder (then cached)
+    cond, uncond = bb.encode_prompts([cfg.data.prompt, ""]).split(1)
+    preview_noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(
+        int(cfg.seed))).to(latents)
+
+    def after_step(step: int, res) -> None:
+        if cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
+            progress(Event(step, cfg.steps, f"preview at step {step}", stage="tune",
+                           preview=preview(bb, preview_noise, cond, uncond, cfg.preview_steps,
+                                           r.guidance)))
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            checkpoint(res, step)
+
+    start = int(resume["step"]) if resume is not None else 0
+    if resume is not None:
+        progress(Event(start, cfg.steps, f"resuming from step {start}", stage="tune"))
+    try:
+        res = tune_lora(bb, frames, cfg.data.prompt, fcfg, progress, cancel, latents=latents,
+                        after_step=after_step, resume=resume, losses=rf.losses(),
+                        step_budget=step_budget)
+    except torch.OutOfMemoryError:
+        from ..errors import OutOfMemoryError
+
+        raise OutOfMemoryError(
+            f"Out of device memory tuning {frames.shape[0]} frames at {frames.shape[2]}x"
+            f"{frames.shape[1]}. Use fewer frames (--frames) or a smaller --size.") from None
+    done = res.losses[-1]["step"] if res.losses else 0
+    if res.paused:  # a time-limited call ended: the next call resumes from the checkpoint
+        checkpoint(res, done, delta=False)
+        return TuneResult(rf.path, res.losses, time.time() - t0, done, frames, cfg.steps,
+                          paused=True)
+    stopped = done < cfg.steps
+    if stopped and done > start:  # the stop's state: resumable, and its delta editable
+        checkpoint(res, done)
+    elif not stopped:
+        bb.save_lora(rf.delta_path, meta_cfg)
+        rf.checkpoint_path.unlink(missing_ok=True)
+    write_json(rf.path / "losses.json", res.losses)
+    rf.update_meta(status="stopped" if stopped else "done", steps_done=done,
+                   seconds=time.time() - t0)
+    return TuneResult(rf.path, res.losses, time.time() - t0, done, frames, cfg.steps, stopped)
+
+
+@torch.no_grad()
+def preview(backbone, noise: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
+            steps: int, guidance: float) -> np.ndarray:
+    """What the LoRA makes of the tuning prompt so far: ``steps`` Euler steps from fixed noise
+    with classifier-free guidance (pipelines/flow.py ``sample``), every frame decoded -> uint8
+    (F, H, W, 3)."""
+    from .flow import sample
+    from .i2v_base import to_uint8
+
+    z = sample(backbone, noise, cond, max(1, int(steps)), uncond=uncond, guidance=guidance)
+    return to_uint8(backbone.decode(z))
+
+
+@dataclasses.dataclass
+class FlowRun:
+    """A tuned flow run opened for editing: the backbone with the run's LoRA, its config,
+    meta and clip latents."""
+
+    run: RunFolder
+    cfg: TuneConfig
+    meta: dict
+    backbone: object
+    latents: torch.Tensor
+
+
+def load_flow_run(run_dir: str | Path, device=None, model: Optional[str] = None,
+                  cache=None) -> FlowRun:
+    """Open a tuned flow run: its base (``model`` overrides the recorded one; the weights'
+    fingerprint must match), the LoRA delta loaded, the clip latents."""
+    from ..models.delta import load_tensors
+    from ..models.family import flow_fingerprint, load_flow_backbone
+
+    rf = RunFolder(Path(run_dir))
+    cfg, meta = rf.config(), rf.meta()
+    if not rf.delta_path.is_file():
+        raise InputError(f"The run {rf.path} has no delta.safetensors (stopped before its first "
+                         "step?); tune again.")
+    base = model or meta.get("base_model") or cfg.model
+    bb = load_flow_backbone(base, device, cfg.mixed_precision, cache)
+    was = meta.get("base_fingerprint")
+    if was and flow_fingerprint(bb) != was:
+        raise InputError(f"The run {rf.path.name} was tuned on other weights than {base} "
+                         "(fingerprints differ); edit it on the base it was tuned on "
+                         f"({meta.get('base_model')}).")
+    bb.load_lora(rf.delta_path)
+    latents = load_tensors(rf.path / CLIP_LATENTS, bb.device)[0]["latents"]
+    return FlowRun(rf, cfg, meta, bb, latents)
+
+
+__all__ = ["CLIP_LATENTS", "FlowRun", "load_flow_run", "tune_flow"]
