@@ -108,6 +108,13 @@ def test_upload_preview_tune_stop_edit(app_py, wide_clip):
             info.get_by_text("6 frames at 64x32 will be tuned on").first.wait_for(timeout=60000)
             pg.screenshot(path=str(SHOTS / "1-preview.png"), full_page=True)
             _no_error_on_screen(pg, "preview")
+            # at 128x64 a step takes ~4x as long: Stop lands mid-tune on a fast idle machine
+            # too (at 64x32 an idle 2-core machine tunes all 100 steps in ~20 s)
+            for label, value in (("Width (px)", "128"), ("Height (px)", "64")):
+                side = tab.get_by_label(label).first
+                side.fill(value)
+                side.press("Enter")
+            info.get_by_text("6 frames at 128x64 will be tuned on").first.wait_for(timeout=60000)
 
             # 2. tune, then Stop once it has taken a few steps
             tab.get_by_label("Source prompt: what the clip shows").fill("a red circle")
@@ -149,7 +156,7 @@ def test_upload_preview_tune_stop_edit(app_py, wide_clip):
             pg.wait_for_function("() => { const v = document.querySelector('#edit-video video');"
                                  " return v && v.videoWidth > 0; }", timeout=30000)
             vw, vh = video.evaluate("v => [v.videoWidth, v.videoHeight]")
-            assert (vw, vh) == (64, 32)
+            assert (vw, vh) == (128, 64)
             pg.screenshot(path=str(SHOTS / "4-edit.png"), full_page=True)
             _no_error_on_screen(pg, "edit")
             # a panel per metric (3): two rows of them
