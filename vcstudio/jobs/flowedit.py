@@ -12,23 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..config import FlowEditConfig, Limits
 from . import validate as v
+from .edit import EditOutcome
 
 __all__ = ["FlowEditConfig", "FlowEditOutcome", "estimate", "run", "run_flowedit", "validate"]
 
 
 @dataclass
-class FlowEditOutcome:
-    run_id: str
-    mp4: Path
-    gif: Path
-    frames: np.ndarray
-    prompt: str
-    seed: int
-    scores: dict = field(default_factory=dict)
+class FlowEditOutcome(EditOutcome):
+    """An edit's outcome (jobs/edit.py) with FlowEdit's notes and the clip it edited."""
+
     notes: list = field(default_factory=list)
     source: Path = Path()
 
