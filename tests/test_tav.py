@@ -396,12 +396,12 @@ def test_edit_tab_opens_a_tav_folder_and_edits_it(tav_dir, tmp_path):
 def test_tav_config_notes_and_wrong_kinds(tmp_path):
     import yaml
 
-    from vcstudio.config import _read_yaml, read_tuneavideo
+    from vcstudio.config import read_yaml, read_tuneavideo
     from vcstudio.errors import InputError
 
     p = tav_yaml(tmp_path, adam_epsilon="1e-08", resume_from_checkpoint=None,
                  lr_scheduler="cosine", consistency_weight=0.1)
-    imp = read_tuneavideo(_read_yaml(p), p)
+    imp = read_tuneavideo(read_yaml(p), p)
     text = "\n".join(imp.notes)
     assert "adam_epsilon" not in text and "resume_from_checkpoint" not in text  # defaults
     assert "lr_scheduler: 'cosine' is not used" in text
@@ -410,7 +410,7 @@ def test_tav_config_notes_and_wrong_kinds(tmp_path):
     for name, hub in (("stable-diffusion-v1-5", "stable-diffusion-v1-5/stable-diffusion-v1-5"),
                       ("stable-diffusion-2-1", "stabilityai/stable-diffusion-2-1")):
         q = tav_yaml(tmp_path, pretrained_model_path=f"./checkpoints/{name}")
-        assert read_tuneavideo(_read_yaml(q), q).cfg.model == hub
+        assert read_tuneavideo(read_yaml(q), q).cfg.model == hub
     bad = tav_yaml(tmp_path, learning_rate="fast")
     with pytest.raises(InputError, match="wrong kind"):
         read_tuneavideo(yaml.safe_load(bad.read_text()), bad)

@@ -497,9 +497,6 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     return " ".join(f"{where}{what}".split())
 
 
-yaml_problem = _yaml_problem  # public: grid files (jobs/sweep.py) report the same way
-
-
 def read_text_file(path: str | Path, what: str = "file") -> str:
     """A UTF-8 text file's content; a missing or non-UTF-8 file is a one-line InputError."""
     try:
@@ -534,8 +531,6 @@ def read_yaml(path: str | Path, what: str = "config file",
         raise InputError(f"The {what} {path} must hold {expect}.")
     return data
 
-
-_read_yaml = read_yaml
 
 
 # the local folders Tune-A-Video's README downloads base models into -> the hub ids they are
@@ -714,7 +709,7 @@ def is_tuneavideo_config(d: dict) -> bool:
 
 def load_tune_config(path: str | Path) -> TuneConfig:
     """Load our YAML or a Tune-A-Video YAML (detected by its ``train_data`` key)."""
-    d = _read_yaml(path)
+    d = read_yaml(path)
     if is_tuneavideo_config(d):
         return _from_tuneavideo(d)[0]
     return from_dict(TuneConfig, d)
@@ -732,7 +727,7 @@ def run_config_from_dict(d: dict) -> TuneConfig:
 
 def load_run_config(path: str | Path) -> TuneConfig:
     """A run folder's config.yaml (see :func:`run_config_from_dict`)."""
-    d = _read_yaml(path)
+    d = read_yaml(path)
     if is_tuneavideo_config(d):
         return _from_tuneavideo(d)[0]
     return run_config_from_dict(d)

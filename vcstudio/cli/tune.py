@@ -110,9 +110,9 @@ def _fgbg_args(cfg, a):
 
 def read_config(path):
     """(TuneConfig, TuneAVideoImport or None) of ``--config``: our YAML or Tune-A-Video's."""
-    from ..config import _read_yaml, from_dict, is_tuneavideo_config, read_tuneavideo, TuneConfig
+    from ..config import read_yaml, from_dict, is_tuneavideo_config, read_tuneavideo, TuneConfig
 
-    d = _read_yaml(path)
+    d = read_yaml(path)
     if is_tuneavideo_config(d):
         imp = read_tuneavideo(d, path)
         return imp.cfg, imp

@@ -37,11 +37,11 @@ def default_studio():
 def load_config(name: str, source: Any):
     """Job ``name``'s config from a YAML file, a dict or an instance."""
     if isinstance(source, (str, Path)):
-        from ..config import _read_yaml, load_tune_config
+        from ..config import read_yaml, load_tune_config
 
         if name == "tune":  # our YAML or Tune-A-Video's
             return load_tune_config(source)
-        source = _read_yaml(source)
+        source = read_yaml(source)
     return REGISTRY[name].load(source)
 
 

@@ -23,7 +23,7 @@ from typing import Optional
 
 import torch
 
-from ..config import (TuneConfig, _read_yaml, is_tuneavideo_config, read_tuneavideo,
+from ..config import (TuneConfig, read_yaml, is_tuneavideo_config, read_tuneavideo,
                       to_dict)
 from ..errors import InputError, VcsError
 from ..models.cache import ModelCache, default_cache
@@ -39,7 +39,7 @@ def tav_config(folder: Path) -> tuple[TuneConfig, list[str]]:
     yml = folder / "config.yaml"
     if yml.is_file():
         try:
-            d = _read_yaml(yml)
+            d = read_yaml(yml)
         except VcsError:
             d = {}
         if is_tuneavideo_config(d):
