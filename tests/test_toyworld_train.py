@@ -210,3 +210,27 @@ def test_default_architecture_fits_30_mb(tmp_path):
     sd_mb = 2 * (n(build_vae(s)) + n(build_unet(s)) + n(text_encoder_from_clip(clip))) / 2**20
     assert sd_mb < 30, sd_mb
     assert 2 * n(clip) / 2**20 < 10
+
+
+def test_a_finished_run_given_more_unet_steps_trains_them(trained, tmp_path):
+    """--unet-steps above what a finished run trained re-enters the U-Net phase from its
+    weights (a warm restart), saves the longer-trained model and evaluates it again."""
+    import shutil
+
+    from diffusers import UNet2DConditionModel
+
+    cfg, _ = trained
+    work = tmp_path / "work"
+    shutil.copytree(cfg.work, work)
+    more = _cfg(tmp_path, work=str(work), unet_steps=20)
+    res = train_toyworld(more, resume=True)
+    assert res.done
+    state, _ = Work(work).load()
+    steps = [k for k, _ in state["losses"]["unet"]]
+    assert steps[-9:] == list(range(12, 21))[-9:] and steps[-1] == 20
+    assert state["unet_restart"] == 12 and res.log["eval"] is not None
+    a = UNet2DConditionModel.from_pretrained(cfg.out, subfolder="unet").state_dict()
+    b = UNet2DConditionModel.from_pretrained(more.out, subfolder="unet").state_dict()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) > 1e-4
+    again = train_toyworld(more, resume=True)  # nothing more to do: not trained again
+    assert again.done and len(Work(work).load()[0]["losses"]["unet"]) == len(steps)

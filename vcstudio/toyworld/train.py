@@ -302,7 +302,21 @@ class Trainer:
             m.load_state_dict({k[len(name) + 1:]: v for k, v in t.items()
                                if k.startswith(name + "/")})
         self._restored = t
+        self._extend_unet()
         return True
+
+    def _extend_unet(self) -> None:
+        """A finished run given more U-Net steps goes back to the U-Net phase from its weights,
+        EMA and data position. AdamW's moments were dropped when the phase ended, so the added
+        steps are a warm restart (SGDR, Loshchilov & Hutter 2017): a new warm-up, then a cosine
+        over the added steps only (``unet_restart`` records where they begin)."""
+        done = self.state["losses"].get("unet") or []
+        trained = done[-1][0] if done else 0
+        after_unet = self.state["phase"] in PHASES[PHASES.index("unet") + 1:] + ("done",)
+        if after_unet and self.cfg.unet_steps > trained > 0:
+            self.state["phase"], self.state["step"] = "unet", trained
+            self.state["unet_restart"] = trained
+            self.state.pop("eval", None)
 
     def _resuming(self) -> bool:
         """Whether the current phase continues from a checkpoint taken inside it."""
@@ -395,12 +409,14 @@ class Trainer:
         opt = self._optimizer(params, lr)
         losses = self.state["losses"][phase]
         t_phase = time.monotonic()
+        start = self.state.get("unet_restart", 0) if phase == "unet" else 0
         while self.state["step"] < total:
             if self._out_of_budget():
                 return False
             k = self.state["step"]
+            span = total - start
             for g in opt.param_groups:
-                g["lr"] = lr * lr_factor(k, total, min(self.cfg.warmup, max(1, total // 10)))
+                g["lr"] = lr * lr_factor(k - start, span, min(self.cfg.warmup, max(1, span // 10)))
             opt.zero_grad(set_to_none=True)
             loss = step_fn()
             opt.step()
