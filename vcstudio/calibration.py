@@ -350,3 +350,29 @@ def sample_speed(folder, device, run_cfg, frames: int, width: int, height: int,
     if found.speed is None:
         return None, "uncalibrated"
     return found.speed.pass_s(), found.how
+
+
+# A flow DiT's (Wan2.1's) measured stages beside its tunes' speeds: one forward pass of the
+# transformer without gradients (a sampling, inversion or FlowEdit pass; CFG counts two) and
+# one VAE decode of the clip, per model, recorded as units at (frames, width, height) by every
+# tune preview, edit and FlowEdit (pipelines/flow_run.py, flow_editing.py) and read by the Wan
+# estimates (jobs/flow_estimates.py).
+FLOW_PASS, FLOW_DECODE = "flow-pass", "flow-decode"
+
+
+def flow_unit(kind: str, model: str) -> str:
+    """The unit name of ``kind`` (FLOW_PASS | FLOW_DECODE) for ``model``."""
+    return f"{kind}:{model or 'default'}"
+
+
+def record_flow(folder, device, model: str, shape: tuple[int, int, int], pass_s: float = 0.0,
+                decode_s: float = 0.0, rate: float = 0.0) -> None:
+    """Record a flow model's measured pass and decode at ``shape`` (frames, width, height);
+    a zero is not a measurement. A read-only data folder leaves estimates uncalibrated."""
+    try:
+        if pass_s > 0:
+            record_unit(folder, device, flow_unit(FLOW_PASS, model), shape, pass_s, rate)
+        if decode_s > 0:
+            record_unit(folder, device, flow_unit(FLOW_DECODE, model), shape, decode_s, rate)
+    except OSError:
+        pass

@@ -45,3 +45,9 @@ def peak_memory_gib(device: torch.device) -> float:
 def reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a timer's end on CUDA); nothing elsewhere."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)

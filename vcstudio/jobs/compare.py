@@ -227,11 +227,12 @@ def estimate(cfg: CompareConfig, device="cpu", calibration_dir=None,
     for var in vs:
         seconds = 0.0
         if var.flowedit is not None or _is_flow(var.tune.model):  # a video DiT's figures
-            e = _flow_estimate(var, device)
+            e = _flow_estimate(var, device, calibration_dir, rate)
             parts["tunes_s"] += e["tune_s"]
             parts["edits_s"] += e["edit_s"]
             gib = max(gib, e["gib"])
-            hows.append("uncalibrated")
+            hows.append(e["how"])
+            loads.append(e["load"])
             per_variant.append(round(e["tune_s"] + e["edit_s"], 2))
             continue
         key = repr(dataclasses.asdict(var.tune))
@@ -283,18 +284,22 @@ def _is_flow(model: str) -> bool:
     return rules(backbone_family(model)).parameterization == "flow"
 
 
-def _flow_estimate(var: Variant, device) -> dict:
-    """{"tune_s", "edit_s", "gib"} of a Wan variant (jobs/flow_estimates.py)."""
+def _flow_estimate(var: Variant, device, calibration_dir=None, rate=None) -> dict:
+    """{"tune_s", "edit_s", "gib", "how", "load"} of a Wan variant (jobs/flow_estimates.py:
+    calibrated by this device's earlier Wan runs where there are)."""
+    from .estimates import worst
     from .flow_estimates import clip_shape, flowedit_estimate, sample_estimate, tune_estimate
 
     if var.flowedit is not None:
-        e = flowedit_estimate(var.flowedit, device)
-        return {"tune_s": 0.0, "edit_s": e["seconds"], "gib": e["gib"]}
-    t = tune_estimate(var.tune, device)
+        e = flowedit_estimate(var.flowedit, device, calibration_dir, rate)
+        return {"tune_s": 0.0, "edit_s": e["seconds"], "gib": e["gib"], "how": e["how"],
+                "load": e["load"]}
+    t = tune_estimate(var.tune, device, calibration_dir, rate)
     f, h, w = clip_shape(var.tune.data, var.tune.model)
     e = sample_estimate(var.tune.model, f, h, w, var.edit.steps, var.edit.guidance, device,
-                        var.edit.steps if var.edit.use_inversion else 0)
-    return {"tune_s": t["seconds"], "edit_s": e["seconds"], "gib": max(t["gib"], e["gib"])}
+                        var.edit.steps if var.edit.use_inversion else 0, calibration_dir, rate)
+    return {"tune_s": t["seconds"], "edit_s": e["seconds"], "gib": max(t["gib"], e["gib"]),
+            "how": worst([t["how"], e["how"]]), "load": t["load"]}
 
 
 def estimate_line(est: dict, device="cpu") -> str:

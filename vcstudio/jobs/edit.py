@@ -155,7 +155,8 @@ def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None, probe=None,
         from .flow_estimates import sample_estimate
 
         return sample_estimate(meta.get("base_model") or run_cfg.model, f, h, w, cfg.edit.steps,
-                               cfg.edit.guidance, device, cfg.edit.steps if inv else 0)
+                               cfg.edit.guidance, device, cfg.edit.steps if inv else 0,
+                               calibration_dir, rate)
     rate = rate_now(device, rate)
     speed, how, load = run_speed(calibration_dir, device, run_cfg, f, w, h, probe, rate)
     parts = edit_parts(cfg.edit, speed, inv)
@@ -227,9 +228,12 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     if flow:
         from ..pipelines.flow_editing import edit_flow_run
 
+        from .estimates import calibration_dir
+
         res = edit_flow_run(rf.path, cfg.edit, progress=ctx, cancel=ctx.cancel,
                             device=torch.device(ctx.device), out_dir=out, fps=cfg.fps,
-                            model=cfg.model or None, cache=ctx.cache)
+                            model=cfg.model or None, cache=ctx.cache,
+                            calibration_dir=calibration_dir(ctx))
     else:
         res = edit(rf.path, cfg.edit, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
                    device=torch.device(ctx.device), out_dir=out, fps=cfg.fps,

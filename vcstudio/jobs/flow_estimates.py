@@ -1,7 +1,19 @@
-"""Seconds and peak memory of the Wan2.1 T2V jobs (tune, edit, FlowEdit), before the device:
-the architecture's figures (models/wan/estimate.py: FLOPs of the transformer at the clip's
-token count over an assumed throughput per device), labelled "uncalibrated" since no Wan run
-measures its speed into the calibration store yet.
+"""Seconds and peak memory of the Wan2.1 T2V jobs (tune, edit, FlowEdit), before the device,
+calibrated as the Stable Diffusion estimates are (vcstudio/calibration.py: the speeds earlier
+runs measured on this device and model, at the machine's load now):
+
+* a tune: the training step a tune of this model and method measured at this shape
+  ("calibrated"), else at the nearest shape ("scaled from FxWxH"); a method not yet measured
+  takes the baseline's step of this model times its share from the architecture ("scaled from
+  the baseline"); previews and the overhead before the first step as measured;
+* an edit / FlowEdit: one transformer pass and one decode of this model at this shape, which
+  every tune preview, edit and FlowEdit of it measures (``calibration.record_flow``);
+* where nothing was measured: the architecture's figures (models/wan/estimate.py: FLOPs of the
+  transformer at the clip's token count over an assumed throughput per device), labelled
+  "uncalibrated" with that assumption as ``basis``.
+
+A method's share of a tune (DCT's decodes and feature nets, APLA's VGT: methods/dit.py
+``flow_cost``) is added in FLOPs and GiB to the baseline's figures.
 
 The clip's frames and size are the ones the job will use (pipelines/flow_clip.py: resampled to
 4k + 1, the long side on multiples of 16), read from the clip's first frame where it can be read
@@ -10,7 +22,7 @@ offloaded) before the denoising steps: not counted in the peak.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 UNCALIBRATED = "uncalibrated"
 
@@ -41,19 +53,25 @@ def _resolved(model: str) -> str:
     return resolved(model)
 
 
-def _finish(parts: dict, how: str, gib: float, **extra) -> dict:
+def _finish(parts: dict, how: str, gib: float, basis: str, load: float = 1.0,
+            **extra) -> dict:
     from .estimates import finish
 
-    est = finish(parts, UNCALIBRATED, 1.0, gib=round(gib, 2), basis=how, **extra)
+    est = finish(parts, how, load, gib=round(gib, 2), basis=basis, **extra)
     est["seconds"] = round(est["seconds"], 1)
     return est
 
 
 def line(est: dict, device: Any = "cpu", counts=()) -> str:
-    """The ``Estimate: ...`` line of a Wan job: memory, time range, what it counts and the
-    basis (the architecture's FLOPs at an assumed throughput: uncalibrated)."""
+    """The ``Estimate: ...`` line of a Wan job: memory, time range, what it counts and how it
+    was measured: calibrated as every job's line says it (jobs/estimates.py ``line``), or the
+    architecture's FLOPs at an assumed throughput (uncalibrated)."""
     from ..calibration import format_seconds
+    from .estimates import kind_of
+    from .estimates import line as measured_line
 
+    if kind_of(est.get("how", UNCALIBRATED)) != UNCALIBRATED:
+        return measured_line(est, device, counts)
     dev = str(device).split(":")[0]
     what = ", ".join(counts)
     return (f"Estimate: ~{est['gib']:.1f} GiB, ~{format_seconds(est['seconds'])} "
@@ -62,55 +80,130 @@ def line(est: dict, device: Any = "cpu", counts=()) -> str:
             "architecture's FLOPs).")
 
 
+def _units(folder, device, model: str, frames: int, height: int, width: int, rate: float):
+    """(pass_s, decode_s, how, load) measured for ``model`` (calibration.record_flow), or
+    (None, None, "uncalibrated", 1.0)."""
+    from .. import calibration as cal
+
+    shape = (frames, width, height)
+    p, how, load = cal.lookup_unit(folder, device, cal.flow_unit(cal.FLOW_PASS, model), shape,
+                                   rate)
+    if p is None:
+        return None, None, UNCALIBRATED, 1.0
+    d, _, _ = cal.lookup_unit(folder, device, cal.flow_unit(cal.FLOW_DECODE, model), shape, rate)
+    return p, d, how, load
+
+
 def tune_line(est: dict, device: Any = "cpu") -> str:
     p = est.get("parts", {})
     return line(est, device, [f"{p.get('frames')} frames at {p.get('width')}x{p.get('height')}",
                               "LoRA tuning"])
 
 
-def tune_estimate(cfg, device: Any = "cpu") -> dict:
-    """A Wan LoRA tune: ``steps`` training steps (forward + backward, + the recomputed forward
-    with gradient checkpointing) at the clip's shape."""
+def tune_estimate(cfg, device: Any = "cpu", calibration_dir=None, rate: Optional[float] = None,
+                  **_) -> dict:
+    """A Wan LoRA tune: the overhead before the first step, ``steps`` training steps (forward +
+    backward, + the recomputed forward with gradient checkpointing, + the method's terms) and
+    its previews (every ``preview_every`` steps and the last: ``preview_steps`` CFG steps and
+    a decode) at the clip's shape, calibrated where measured (module docstring)."""
+    from .. import calibration as cal
+    from ..config import guided_passes
+    from ..methods.registry import flow_cost
+    from ..models.family import backbone_family, rules
     from ..models.wan import estimate as est
+    from .estimates import rate_now, worst
 
     f, h, w = clip_shape(cfg.data, cfg.model)
-    tc = est.transformer_config(_resolved(cfg.model))
-    step = est.train_step(tc, f, h, w, str(device), cfg.gradient_checkpointing)
-    parts = {"tune_s": cfg.steps * step.seconds, "frames": f, "height": h, "width": w}
-    return _finish(parts, step.how, step.peak_gib, seconds_per_step=step.seconds,
-                   seconds_inversion=0.0)
+    model = _resolved(cfg.model)
+    tc = est.transformer_config(model)
+    arch = est.train_step(tc, f, h, w, str(device), cfg.gradient_checkpointing)
+    tflops, _ = est.device_tflops(str(device))
+    extra_flops, extra_gib = flow_cost(cfg, f, h, w)
+    share = 1.0 + extra_flops / (arch.seconds * tflops * 1e12)  # the method's, architecture
+    rate = rate_now(device, rate)
+    found = cal.lookup(calibration_dir, device, cfg.model, cfg.method, f, w, h, rate)
+    overhead, how, load = 0.0, UNCALIBRATED, 1.0
+    if found.speed is not None:
+        step_s, overhead, how, load = (found.speed.train_step_s, found.speed.overhead_s,
+                                       found.how, found.load)
+    else:
+        base = (cal.lookup(calibration_dir, device, cfg.model, "baseline", f, w, h, rate)
+                if share > 1.0 or cfg.method != "baseline" else cal.Lookup(None))
+        if base.speed is not None:
+            step_s, overhead, load = (base.speed.train_step_s * share, base.speed.overhead_s,
+                                      base.load)
+            how = f"scaled from the baseline's speed{'' if base.exact else ' ' + base.how}"
+        else:
+            step_s = arch.seconds * share
+    # previews: a pass and a decode as measured for this model, else the architecture's
+    n_prev = (cfg.steps // cfg.preview_every + (1 if cfg.steps % cfg.preview_every else 0)
+              if cfg.preview_every else 0)
+    guide = rules(backbone_family(cfg.model)).guidance  # as the tune's previews sample
+    pass_s, decode_s, p_how, _ = _units(calibration_dir, device, model, f, h, w, rate)
+    if pass_s is None:
+        smp = est.sample(tc, f, h, w, max(1, cfg.preview_steps), str(device),
+                         guided_passes(guide))
+        preview_s = smp.seconds
+    else:
+        preview_s = max(1, cfg.preview_steps) * guided_passes(guide) * pass_s + (decode_s or 0)
+    hows = [how] + ([p_how] if n_prev else [])
+    parts = {"overhead_s": overhead, "tune_s": cfg.steps * step_s, "previews": n_prev,
+             "previews_s": n_prev * preview_s, "frames": f, "height": h, "width": w}
+    per_step = step_s + (parts["previews_s"] / cfg.steps if cfg.steps else 0.0)
+    return _finish(parts, worst(hows) if how != UNCALIBRATED else UNCALIBRATED,
+                   arch.peak_gib + extra_gib, arch.how, load, seconds_per_step=per_step,
+                   seconds_inversion=overhead, method_share=round(share, 3))
 
 
 def sample_estimate(model: str, frames: int, height: int, width: int, steps: int,
-                    guidance: float, device: Any = "cpu", inversion_steps: int = 0) -> dict:
+                    guidance: float, device: Any = "cpu", inversion_steps: int = 0,
+                    calibration_dir=None, rate: Optional[float] = None) -> dict:
     """A Wan edit: ``steps`` sampling steps (two passes under CFG) + the decode, and an
-    inversion of ``inversion_steps`` single passes where one is made."""
+    inversion of ``inversion_steps`` single passes where one is made; from this model's
+    measured pass and decode at this shape where there are (module docstring)."""
     from ..config import guided_passes
     from ..models.wan import estimate as est
+    from .estimates import rate_now
 
-    tc = est.transformer_config(_resolved(model))
+    model = _resolved(model)
+    tc = est.transformer_config(model)
     s = est.sample(tc, frames, height, width, steps, str(device), guided_passes(guidance))
-    inv = est.sample(tc, frames, height, width, inversion_steps, str(device), 1) \
-        if inversion_steps else None
-    parts = {"sample_s": s.parts["denoise_s"], "decode_s": s.parts["decode_s"],
-             "inversion_s": inv.parts["denoise_s"] if inv else 0.0}
-    return _finish(parts, s.how, s.peak_gib, inversion=bool(inversion_steps))
+    pass_s, decode_s, how, load = _units(calibration_dir, device, model, frames, height, width,
+                                         rate_now(device, rate))
+    if pass_s is not None:
+        parts = {"sample_s": steps * guided_passes(guidance) * pass_s,
+                 "decode_s": decode_s if decode_s is not None else s.parts["decode_s"],
+                 "inversion_s": inversion_steps * pass_s}
+    else:
+        inv = est.sample(tc, frames, height, width, inversion_steps, str(device), 1) \
+            if inversion_steps else None
+        parts = {"sample_s": s.parts["denoise_s"], "decode_s": s.parts["decode_s"],
+                 "inversion_s": inv.parts["denoise_s"] if inv else 0.0}
+    return _finish(parts, how, s.peak_gib, s.how, load, inversion=bool(inversion_steps))
 
 
-def flowedit_estimate(cfg, device: Any = "cpu") -> dict:
-    """FlowEdit: per step taken, n_avg x (a target and a source velocity, each two passes under
-    CFG), + the decode."""
+def flowedit_estimate(cfg, device: Any = "cpu", calibration_dir=None,
+                      rate: Optional[float] = None) -> dict:
+    """FlowEdit: its transformer passes (pipelines/flow_editing.py ``flowedit_passes``: per
+    edit step n_avg x a target and a source velocity, each two passes under CFG) + the decode,
+    from this model's measured pass and decode where there are."""
     from ..models.wan import estimate as est
-    from ..pipelines.flow_editing import n_max_of
+    from ..pipelines.flow_editing import flowedit_passes
+    from .estimates import rate_now
 
     f, h, w = clip_shape(cfg.data, cfg.model)
-    tc = est.transformer_config(_resolved(cfg.model))
-    from ..config import guided_passes
-
-    passes = guided_passes(cfg.source_guidance) + guided_passes(cfg.target_guidance)
-    s = est.sample(tc, f, h, w, n_max_of(cfg) * cfg.n_avg, str(device), passes)
-    return _finish({"flowedit_s": s.parts["denoise_s"], "decode_s": s.parts["decode_s"]},
-                   s.how, s.peak_gib)
+    model = _resolved(cfg.model)
+    tc = est.transformer_config(model)
+    n = flowedit_passes(cfg)
+    s = est.sample(tc, f, h, w, n, str(device), 1)
+    pass_s, decode_s, how, load = _units(calibration_dir, device, model, f, h, w,
+                                         rate_now(device, rate))
+    if pass_s is not None:
+        parts = {"flowedit_s": n * pass_s,
+                 "decode_s": decode_s if decode_s is not None else s.parts["decode_s"]}
+    else:
+        parts = {"flowedit_s": s.parts["denoise_s"], "decode_s": s.parts["decode_s"]}
+    return _finish(parts, how, s.peak_gib, s.how, load)
 
 
 __all__ = ["clip_shape", "flowedit_estimate", "line", "sample_estimate", "tune_estimate",

@@ -48,10 +48,10 @@ def validate(cfg: FlowEditConfig, limits: Limits) -> None:
         flow_size(d.width, d.height, d.size, (max(d.height, 1), max(d.width, 1)), rules(family))
 
 
-def estimate(cfg: FlowEditConfig, device="cpu", **_) -> dict:
+def estimate(cfg: FlowEditConfig, device="cpu", calibration_dir=None, rate=None, **_) -> dict:
     from .flow_estimates import flowedit_estimate
 
-    return flowedit_estimate(cfg, device)
+    return flowedit_estimate(cfg, device, calibration_dir, rate)
 
 
 def estimate_line(est: dict, device="cpu") -> str:
@@ -73,8 +73,11 @@ def run_flowedit(cfg: FlowEditConfig, ctx, out_dir: Path | None = None,
     out.mkdir(parents=True, exist_ok=True)
     run_id = ctx.open_run("edit", out, cfg, seed=cfg.seed, parent=parent,
                           label=label or cfg.prompt[:80], reuse=False)
+    from .estimates import calibration_dir
+
     res = flowedit_clip(cfg, progress=ctx, cancel=ctx.cancel, device=torch.device(ctx.device),
-                        out_dir=out, limits=ctx.limits, cache=ctx.cache)
+                        out_dir=out, limits=ctx.limits, cache=ctx.cache,
+                        calibration_dir=calibration_dir(ctx))
     ctx.add_artifact(run_id, "mp4", res.mp4)
     ctx.add_artifact(run_id, "gif", res.gif)
     ctx(Event(1, 1, "edit written", stage="write",

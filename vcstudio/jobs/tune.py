@@ -158,10 +158,10 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
     from ..models.family import backbone_family
     from .estimates import finish, rate_now
 
-    if backbone_family(cfg.model) == "wan":  # a video DiT: its architecture's figures
+    if backbone_family(cfg.model) == "wan":  # a video DiT: calibrated, else its architecture
         from .flow_estimates import tune_estimate
 
-        return tune_estimate(cfg, device)
+        return tune_estimate(cfg, device, calibration_dir, rate)
     dtype = str(device).split(":")[0]
     d = cfg.data
     units = d.n_frames * (d.width * d.height) / (512 * 512)  # 512^2-frame equivalents
@@ -322,7 +322,8 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
         res = tune_flow(cfg, run_dir, progress=ctx, cancel=ctx.cancel,
                         device=torch.device(ctx.device), limits=ctx.limits,
                         on_checkpoint=lambda path, step: ctx.set_checkpoint(path, step),
-                        step_budget=getattr(ctx, "step_budget", None), cache=ctx.cache)
+                        step_budget=getattr(ctx, "step_budget", None), cache=ctx.cache,
+                        calibration_dir=store.data_dir if store is not None else None)
     else:
         res = tune(cfg, run_dir, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
                    device=torch.device(ctx.device),
@@ -371,7 +372,7 @@ def run(cfg: TuneConfig, ctx) -> TuneOutcome:
     if backbone_family(cfg.model) == "wan":
         from .flow_estimates import tune_estimate, tune_line
 
-        announce(ctx, lambda c, device, **kw: tune_estimate(c, device), tune_line, cfg)
+        announce(ctx, tune_estimate, tune_line, cfg)
         return run_tune(cfg, ctx)
     try:  # the model's own size where none is given, as the tune resolves it
         from ..io import read_video

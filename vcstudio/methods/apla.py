@@ -12,7 +12,7 @@ Parts, each switchable (``APLAConfig``; Table 3's ablations are :data:`TABLE3`):
 
 The optimisation objective is min_theta (L_hyper + lambda L_g) + max_D L_g (eq. 20).
 
-Every part lives in its own module and exposes plain calls (``install_vgt``, ``HyperLoss``,
+Every part lives in its own module and exposes plain calls (``vgt_from_config``, ``HyperLoss``,
 ``AdversarialTrainer``), so another method (e.g. DCT with a VGT, or DCT's consistency losses on
 top of APLA's hyper-loss) can reuse them without inheriting from this class.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from ..config import APLAConfig
 from ..errors import InputError
@@ -82,13 +83,6 @@ def vgt_from_config(acfg: APLAConfig, channels: int) -> VideoGenerationTransform
         raise InputError(f"Bad VGT settings: {e}.") from None
 
 
-def install_vgt(model, acfg: APLAConfig) -> VideoGenerationTransformer:
-    """Add the VGT to ``model.perturb`` (its output is added to the noise prediction, eq. 4)."""
-    vgt = vgt_from_config(acfg, model.config.out_channels)
-    model.perturb["vgt"] = vgt
-    return vgt
-
-
 def predicted_noise(s: StepState, detach: bool = False) -> torch.Tensor:
     """eps_hat from the model output (= the output for an epsilon model; derived for v)."""
     pred = s.pred.detach() if detach else s.pred
@@ -144,18 +138,27 @@ class APLAMethod(TuneMethod):
         self._model = None
         self._logs: dict[str, float] = {}
 
-    def setup(self, model, base, device: torch.device) -> None:
+    def build(self, channels: int, device: torch.device) -> None:
+        """The parts the switches ask for, for a denoiser of ``channels`` output channels: the
+        VGT (hooked to keep its output for the |VGT| / |U-Net| log) and the discriminator with
+        its trainer. Where they are installed is the caller's: a U-Net's ``perturb`` / ``aux``
+        (:meth:`setup`), a DiT's velocity (methods/dit.py)."""
         a = self.acfg
-        self._model = model
         if a.vgt != "none":
-            self.vgt = install_vgt(model, a)
+            self.vgt = vgt_from_config(a, channels)
             self.vgt.register_forward_hook(self._keep_vgt_out)
         if a.discriminator:
-            disc = NoiseDiscriminator(model.config.out_channels)
-            model.aux["discriminator"] = disc
-            self.adv = AdversarialTrainer(disc, a.disc_lr, a.disc_betas)
+            self.adv = AdversarialTrainer(NoiseDiscriminator(channels), a.disc_lr, a.disc_betas)
         self._device = device  # the hyper-loss (and its perceptual net) is built on first use:
         # sampling from a tuned run (load_tuned -> setup) never needs it
+
+    def setup(self, model, base, device: torch.device) -> None:
+        self._model = model
+        self.build(model.config.out_channels, device)
+        if self.vgt is not None:
+            model.perturb["vgt"] = self.vgt  # eq. 4: added to the noise prediction
+        if self.adv is not None:
+            model.aux["discriminator"] = self.adv.disc
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"vgt": self.acfg.vgt, "discriminator": self.adv is not None,
@@ -182,23 +185,40 @@ class APLAMethod(TuneMethod):
         return self.hyper
 
     def denoise_loss(self, s: StepState) -> torch.Tensor:
+        return self.hyper_terms(s.pred, s.target)
+
+    def extra_losses(self, s: StepState) -> dict[str, torch.Tensor]:
+        return self.adversarial_terms(predicted_noise(s)) if self.adv is not None else {}
+
+    def after_step(self, s: StepState) -> dict[str, float]:
+        return self.step_logs(s.noise, predicted_noise(s, detach=True) if self.adv is not None
+                              else None, s.pred)
+
+    # the terms on plain tensors: a U-Net's noise (above) or a DiT's velocity (methods/dit.py)
+    def hyper_terms(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The denoising loss: the hyper-loss of the prediction vs its target (eq. 18; its
+        parts logged), or plain MSE with the hyper-loss off (eq. 6)."""
         hyper = self.hyper_loss()
         if hyper is None:
-            return super().denoise_loss(s)
-        loss, parts = hyper(s.pred, s.target)
+            return F.mse_loss(pred.float(), target.float())
+        loss, parts = hyper(pred, target)
         self._logs.update(parts)
         return loss
 
-    def extra_losses(self, s: StepState) -> dict[str, torch.Tensor]:
+    def adversarial_terms(self, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """lambda L_g (eq. 20) of the predicted quantity the discriminator judges."""
         if self.adv is None:
             return {}
-        return {"adv_g": self.acfg.lam * self.adv.generator_loss(predicted_noise(s))}
+        return {"adv_g": self.acfg.lam * self.adv.generator_loss(fake)}
 
-    def after_step(self, s: StepState) -> dict[str, float]:
+    def step_logs(self, real: torch.Tensor, fake: torch.Tensor | None,
+                  pred: torch.Tensor) -> dict[str, float]:
+        """After the main step: the discriminator's own update on (true, detached predicted),
+        the step's logged parts and |VGT| / |prediction| (``pred``: the summed prediction)."""
         logs, self._logs = self._logs, {}
-        if self.adv is not None:
-            logs.update(self.adv.update(s.noise, predicted_noise(s, detach=True)))
-        ratio = vgt_ratio(self._vgt_out, s.pred)
+        if self.adv is not None and fake is not None:
+            logs.update(self.adv.update(real, fake))
+        ratio = vgt_ratio(self._vgt_out, pred)
         if ratio is not None:
             logs["vgt_ratio"] = ratio
         self._vgt_out = None  # do not keep the step's tensors alive

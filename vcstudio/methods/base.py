@@ -133,6 +133,20 @@ class TuneMethod:
     def trainable_patterns(self) -> tuple[str, ...]:
         return ()
 
+    def trainables(self) -> list[torch.nn.Parameter]:
+        """Parameters of modules the method trains outside the denoiser's own names (a DiT's
+        VGT: methods/dit.py); a U-Net's are found by ``trainable_patterns``."""
+        return []
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """Trained modules a DiT run saves beside its LoRA delta (``method.safetensors``:
+        APLA's VGT and discriminator), by name; a U-Net's live in its delta."""
+        return {}
+
+    def notes(self) -> list[str]:
+        """One-line notes for the run (e.g. a part that does not apply on this backbone)."""
+        return []
+
     def summary(self) -> dict[str, Any]:
         """What the method set up (switches, parameter counts as ``*_params``, which feature
         nets answered), for meta.json's ``method_summary``, the log and the bench table."""

@@ -40,6 +40,15 @@ class ComposedMethod(TuneMethod):
     def trainable_patterns(self) -> tuple[str, ...]:
         return tuple(p for m in self.parts for p in m.trainable_patterns())
 
+    def trainables(self) -> list[torch.nn.Parameter]:
+        return [p for m in self.parts for p in m.trainables()]
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {k: v for m in self.parts for k, v in m.modules().items()}
+
+    def notes(self) -> list[str]:
+        return [n for m in self.parts for n in m.notes()]
+
     def summary(self) -> dict[str, Any]:
         return {k: v for m in self.parts for k, v in m.summary().items()}
 

@@ -139,6 +139,18 @@ def _effnet_layers(layers) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def resize_latents(lat: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Latents (B, C, n, h, w) resized per frame to ``size`` (bilinear, antialiased) before a
+    decode at reduced size: the decode's memory and time grow with its pixels, and resizing
+    the 4- or 16-channel latents costs next to nothing."""
+    b, c, n, h, w = lat.shape
+    if tuple(size) == (h, w):
+        return lat
+    z = lat.permute(0, 2, 1, 3, 4).reshape(b * n, c, h, w)
+    z = F.interpolate(z, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    return z.reshape(b, n, c, *size).permute(0, 2, 1, 3, 4)
+
+
 # DCT's consistency losses share one axis (the same frequency-domain feature distance, eq. 10)
 CONS_AXIS = "DCT consistency losses (frequency-domain feature distance)"
 
@@ -238,11 +250,16 @@ class DCTMethod(TuneMethod):
             "warmup": self.d.warmup, "t_max": self.d.t_max}
 
     # ------------------------------------------------------------------ the consistency terms
+    def warm(self, step: int, total: int) -> bool:
+        """Whether the consistency terms run at all at ``step`` of ``total`` (switches, lam and
+        the warm-up of the stepwise schedule); the noise level is the caller's test
+        (``t < t_max``; on a flow DiT t = sigma (T - 1): methods/dit.py)."""
+        return bool(self.consistency_on and self.d.lam != 0
+                    and step >= math.ceil(self.d.warmup * total))
+
     def active(self, s: StepState) -> torch.Tensor | None:
         """Batch indices whose consistency terms run this step (stepwise schedule), or None."""
-        if not self.consistency_on or self.d.lam == 0:
-            return None
-        if s.step < math.ceil(self.d.warmup * s.total):
+        if not self.warm(s.step, s.total):
             return None
         keep = (s.timesteps < self.d.t_max).nonzero().flatten()
         return keep if keep.numel() else None
@@ -266,12 +283,7 @@ class DCTMethod(TuneMethod):
         from ..models.encode import decode_latents
 
         b, c, n, h, w = lat.shape
-        hh, ww = self.decoded_size(h, w, base.vae_scale)
-        if (hh, ww) != (h, w):
-            z = lat.permute(0, 2, 1, 3, 4).reshape(b * n, c, h, w)
-            z = F.interpolate(z, size=(hh, ww), mode="bilinear", align_corners=False,
-                              antialias=True)
-            lat = z.reshape(b, n, c, hh, ww).permute(0, 2, 1, 3, 4)
+        lat = resize_latents(lat, self.decoded_size(h, w, base.vae_scale))
         x = decode_latents(base, lat, grad=grad)  # (B, 3, n, H, W) in [-1, 1]
         x = x.permute(0, 2, 1, 3, 4).reshape(b * n, 3, x.shape[-2], x.shape[-1])
         return ((x + 1) / 2).clamp(0, 1)
@@ -318,27 +330,37 @@ class DCTMethod(TuneMethod):
         b = x0.shape[0]
         idx = self.pick_frames(x0.shape[2])
         pred_img = self.decode(s.base, x0[:, :, idx], grad=True)
-        pf = self.features(pred_img)
         tf = self.targets(s, idx, tuple(pred_img.shape[-2:]))
-        rep = lambda maps: [m.repeat(b, 1, 1, 1) for m in maps]  # noqa: E731 - same clip per b
+        t = float(s.timesteps[keep].float().mean())
+        l_cons, self._logs = self.consistency(pred_img, tf, s.step, t, repeat=b)
+        return {"cons": self.d.lam * l_cons}
+
+    def consistency(self, pred_img: torch.Tensor, tf: dict[str, list[torch.Tensor]], step: int,
+                    t: float, repeat: int = 1) -> tuple[torch.Tensor, dict[str, float]]:
+        """L_consistency (eq. 11) of decoded predicted frames ``pred_img`` (N, 3, H, W) in
+        [0, 1] against the real frames' features ``tf`` (repeated ``repeat`` times: the same
+        clip for every batch item), the CLWS weight at step ``step`` and DDPM-scale timestep
+        ``t`` -> (L_cons, logs ``alpha``, ``l_cons``, ``l_sem``, ``l_tex``). The one home of the
+        term: the U-Net path above and the DiT path (methods/dit.py) both call it."""
+        pf = self.features(pred_img)
+        rep = lambda maps: [m.repeat(repeat, 1, 1, 1) for m in maps]  # noqa: E731
         l_sem = feature_loss(pf["sem"], rep(tf["sem"]), self.d.phase_weight) if "sem" in pf \
             else None
         l_tex = feature_loss(pf["tex"], rep(tf["tex"]), self.d.phase_weight) if "tex" in pf \
             else None
-        t = float(s.timesteps[keep].float().mean())
         if l_sem is not None and l_tex is not None:
-            w_sem, w_tex = self.clws.weights(s.step, t, {k: [m.detach() for m in v]
-                                                         for k, v in pf.items()})
+            w_sem, w_tex = self.clws.weights(step, t, {k: [m.detach() for m in v]
+                                                       for k, v in pf.items()})
             l_cons = w_sem * l_sem + w_tex * l_tex  # eq. 11
         else:  # one term switched off (Table 3 "S" / "T"): the other takes the whole weight
             w_sem = 1.0 if l_sem is not None else 0.0
             l_cons = l_sem if l_sem is not None else l_tex
-        self._logs = {"alpha": float(w_sem), "l_cons": float(l_cons.detach())}
+        logs = {"alpha": float(w_sem), "l_cons": float(l_cons.detach())}
         if l_sem is not None:
-            self._logs["l_sem"] = float(l_sem.detach())
+            logs["l_sem"] = float(l_sem.detach())
         if l_tex is not None:
-            self._logs["l_tex"] = float(l_tex.detach())
-        return {"cons": self.d.lam * l_cons}
+            logs["l_tex"] = float(l_tex.detach())
+        return l_cons, logs
 
     def after_step(self, s: StepState) -> dict[str, float]:
         logs, self._logs = self._logs, {}

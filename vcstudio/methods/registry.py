@@ -39,9 +39,26 @@ PICKABLE = ("baseline", "dct", "apla", "apla+dct")
 
 
 # the backbone families (models/family.py) each method runs on. On a video DiT (Wan2.1) the
-# baseline is one-shot LoRA tuning with the rectified-flow loss (pipelines/flow_run.py); DCT's
-# and APLA's DiT terms exist as parts (methods/dit.py) but no Wan tune drives them yet
-BACKBONES = {"baseline": ("sd", "wan"), "dct": ("sd",), "apla": ("sd",), "fgbg": ("sd",)}
+# baseline is one-shot LoRA tuning with the rectified-flow loss (pipelines/flow_run.py), and
+# DCT / APLA add their terms to it (methods/dit.py; the MS-Adapter is off there)
+BACKBONES = {"baseline": ("sd", "wan"), "dct": ("sd", "wan"), "apla": ("sd", "wan"),
+             "fgbg": ("sd",)}
+
+
+def _dit_dct() -> type[TuneMethod]:
+    from .dit import DCTOnDiT
+
+    return DCTOnDiT
+
+
+def _dit_apla() -> type[TuneMethod]:
+    from .dit import APLAOnDiT
+
+    return APLAOnDiT
+
+
+# each method's variant on a flow DiT (methods/dit.py); the baseline needs none (LoRA + MSE)
+_DIT_CLASSES = {"baseline": lambda: TuneMethod, "dct": _dit_dct, "apla": _dit_apla}
 # methods that edit a clip without tuning: name -> (families, what it is)
 TRAINING_FREE = {"flowedit": (("wan",), "FlowEdit (Kulikov et al. 2024): inversion-free, no "
                               "tuning, on a flow-matching model")}
@@ -235,6 +252,34 @@ def get_method(cfg) -> TuneMethod:
         return cls(cfg)
     # a wrapper (combined tuning) over the run's own method, built first and handed in
     return cls(cfg, inner=get_method(dataclasses.replace(cfg, method=inner)))
+
+
+def get_flow_method(cfg) -> TuneMethod:
+    """The method of ``cfg`` for a flow DiT's LoRA tune (methods/dit.py): its parts' DiT
+    variants, composed as on SD (``apla+dct``); a method with no DiT variant is an
+    InputError saying what runs there."""
+    names = _split(check_name(cfg.method))
+    bad = [n for n in names if n not in _DIT_CLASSES]
+    if bad:
+        check_backbone(cfg.method, "wan")  # the one-line refusal naming what runs on Wan2.1
+    if len(names) > 1:
+        from .compose import ComposedMethod
+
+        return ComposedMethod(cfg, [get_flow_method(dataclasses.replace(cfg, method=n))
+                                    for n in names])
+    return _DIT_CLASSES[names[0]]()(cfg)
+
+
+def flow_cost(cfg, frames: int, height: int, width: int) -> tuple[float, float]:
+    """(extra FLOPs per training step, extra GiB) of ``cfg``'s parts on a flow DiT at this clip
+    shape (each DiT variant's ``flow_cost``; 0 for the baseline)."""
+    flops = gib = 0.0
+    for n in _split(check_name(cfg.method)):
+        cls = _DIT_CLASSES.get(n, lambda: TuneMethod)()
+        f, g = cls.flow_cost(cfg, frames, height, width) if hasattr(cls, "flow_cost") \
+            else (0.0, 0.0)
+        flops, gib = flops + f, gib + g
+    return flops, gib
 
 
 def _inner(cls: type[TuneMethod], cfg) -> str | None:

@@ -15,6 +15,7 @@ with the causal Wan VAE once at the end.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -22,7 +23,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..config import MAX_SAMPLING_STEPS, EditConfig, FlowEditConfig, check_prompt
+from ..config import MAX_SAMPLING_STEPS, EditConfig, FlowEditConfig, check_prompt, guided_passes
 from ..errors import InputError, OutOfMemoryError
 from ..progress import CancelToken, Event, ProgressFn, null_progress
 
@@ -44,6 +45,44 @@ def _decode(backbone, latents: torch.Tensor, progress: ProgressFn) -> np.ndarray
         frames = to_uint8(backbone.decode(latents))
     progress(Event(1, 1, f"decoded {len(frames)} frames", preview=frames, stage="decode"))
     return frames
+
+
+class _Timer:
+    """Measures an edit's transformer passes and decode for the calibration (one pass and one
+    decode per model at the clip's shape: vcstudio/calibration.py ``record_flow``), with the
+    machine's mean load over the work (vcstudio/loadfactor.py)."""
+
+    def __init__(self, device) -> None:
+        from .. import loadfactor
+
+        self.device = device
+        self.window = loadfactor.Window(device)
+        self.t = time.perf_counter()
+        self.pass_s = self.decode_s = 0.0
+
+    def lap(self) -> float:
+        from ..device import synchronize
+
+        synchronize(self.device)
+        now = time.perf_counter()
+        dt, self.t = now - self.t, now
+        return dt
+
+    def passes(self, n: int) -> None:
+        """The work since the last lap was ``n`` transformer passes."""
+        dt = self.lap()
+        if n > 0:
+            self.pass_s = dt / n
+
+    def decoded(self) -> None:
+        self.decode_s = self.lap()
+
+    def record(self, folder, model: str, shape) -> None:
+        from .. import calibration as cal
+
+        f, h, w = int(shape[0]), int(shape[1]), int(shape[2])
+        cal.record_flow(folder, self.device, model, (f, w, h), self.pass_s, self.decode_s,
+                        self.window.rate())
 
 
 def _write(frames: np.ndarray, out: Path, stem: str, fps: float) -> tuple[Path, Path]:
@@ -76,9 +115,10 @@ def edit_flow_run(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = n
                   cancel: Optional[CancelToken] = None, device=None,
                   out_dir: str | Path | None = None, fps: float = 8.0,
                   model: Optional[str] = None, preview_every: Optional[int] = None,
-                  cache=None):
+                  cache=None, calibration_dir=None):
     """Sample an edit of a tuned flow run (module docstring) and write it -> pipelines.edit's
-    EditResult."""
+    EditResult. Its measured pass and decode go to ``calibration_dir`` (default: the data
+    folder)."""
     from .edit import EditResult, edit_stem, validate_edit, x0_preview_every
     from .flow import sample
     from .flow_run import load_flow_run
@@ -98,12 +138,17 @@ def edit_flow_run(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = n
             g = torch.Generator().manual_seed(int(cfg.seed))
             x = torch.randn(run.latents.shape, generator=g).to(run.latents)
         every = x0_preview_every(cfg.steps) if preview_every is None else int(preview_every)
+        timer = _Timer(bb.device)
         lat = sample(bb, x, cond, cfg.steps, uncond=uncond, guidance=cfg.guidance,
                      progress=progress, cancel=cancel, preview_every=every)
+        done = cancel is None or not cancel.cancelled
+        timer.passes(cfg.steps * guided_passes(cfg.guidance) if done else 0)
         frames = _decode(bb, lat, progress)
+        timer.decoded()
     except torch.OutOfMemoryError:
         raise OutOfMemoryError("Out of device memory while sampling; tune on fewer frames or a "
                                "smaller size.") from None
+    timer.record(calibration_dir, run.meta.get("base_model") or run.cfg.model, frames.shape)
     mp4, gif = _write(frames, Path(out_dir) if out_dir else run.run.edits, edit_stem(cfg), fps)
     return EditResult(frames, mp4, gif, cfg.prompt, cfg.seed)
 
@@ -111,6 +156,16 @@ def edit_flow_run(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = n
 def n_max_of(cfg: FlowEditConfig) -> int:
     """The steps FlowEdit takes: ``n_max``, or 2/3 of ``steps`` (the paper's 33 of 50)."""
     return int(cfg.n_max) if cfg.n_max else max(1, round(cfg.steps * 33 / 50))
+
+
+def flowedit_passes(cfg: FlowEditConfig) -> int:
+    """Transformer passes of a FlowEdit: n_max - n_min edit steps, each n_avg x (a source and
+    a target velocity, two passes each under CFG), then n_min plain steps under the target."""
+    from ..config import guided_passes
+
+    edit = (n_max_of(cfg) - cfg.n_min) * cfg.n_avg * (guided_passes(cfg.source_guidance)
+                                                       + guided_passes(cfg.target_guidance))
+    return edit + cfg.n_min * guided_passes(cfg.target_guidance)
 
 
 def flowedit_stem(cfg: FlowEditConfig) -> str:
@@ -148,12 +203,13 @@ def flowedit_clip(cfg: FlowEditConfig, progress: ProgressFn = null_progress,
                   cancel: Optional[CancelToken] = None, device=None,
                   out_dir: str | Path = ".", frames: Optional[np.ndarray] = None,
                   preview_every: Optional[int] = None, limits=None,
-                  cache=None) -> FlowEditResult:
+                  cache=None, calibration_dir=None) -> FlowEditResult:
     """FlowEdit of ``cfg.data``'s clip (or ``frames``) from ``cfg.data.prompt`` to
     ``cfg.prompt`` on ``cfg.model``; writes the edit (mp4 + gif) and the clip as edited
-    (``source.mp4``) into ``out_dir``."""
+    (``source.mp4``) into ``out_dir``. Its measured pass and decode go to
+    ``calibration_dir`` (default: the data folder)."""
     from ..io import write_mp4
-    from ..models.family import backbone_family, load_flow_backbone, rules
+    from ..models.family import backbone_family, load_flow_backbone, resolved, rules
     from .edit import x0_preview_every
     from .flow import flow_edit
     from .flow_clip import prepare_clip, read_flow_clip
@@ -176,17 +232,22 @@ def flowedit_clip(cfg: FlowEditConfig, progress: ProgressFn = null_progress,
     src, tgt, neg = bb.encode_prompts([cfg.data.prompt, cfg.prompt, cfg.negative or ""]).split(1)
     bb.free_text_encoder()
     every = x0_preview_every(n_max_of(cfg)) if preview_every is None else int(preview_every)
+    timer = _Timer(bb.device)
     try:
         lat = flow_edit(bb, z, src, tgt, neg, steps=cfg.steps, n_max=n_max_of(cfg),
                         n_min=cfg.n_min, n_avg=cfg.n_avg, source_guidance=cfg.source_guidance,
                         target_guidance=cfg.target_guidance,
                         generator=torch.Generator().manual_seed(int(cfg.seed)),
                         progress=progress, cancel=cancel, preview_every=every)
+        done = cancel is None or not cancel.cancelled
+        timer.passes(flowedit_passes(cfg) if done else 0)
         out_frames = _decode(bb, lat, progress)
+        timer.decoded()
     except torch.OutOfMemoryError:
         raise OutOfMemoryError(f"Out of device memory in FlowEdit of {len(clip)} frames at "
                                f"{clip.shape[2]}x{clip.shape[1]}; use fewer --frames or a "
                                "smaller --size.") from None
+    timer.record(calibration_dir, resolved(cfg.model), out_frames.shape)
     out = Path(out_dir)
     mp4, gif = _write(out_frames, out, flowedit_stem(cfg), cfg.fps)
     write_mp4(clip, out / "source.mp4", cfg.fps)
@@ -194,4 +255,4 @@ def flowedit_clip(cfg: FlowEditConfig, progress: ProgressFn = null_progress,
 
 
 __all__ = ["FlowEditResult", "edit_flow_run", "flow_inversion", "flowedit_clip",
-           "flowedit_stem", "n_max_of", "validate_flowedit"]
+           "flowedit_passes", "flowedit_stem", "n_max_of", "validate_flowedit"]

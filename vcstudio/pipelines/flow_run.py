@@ -8,6 +8,14 @@ normalised VAE latents), ``losses.json`` and ``delta.safetensors``: the LoRA alo
 LoRA layout (``transformer.`` keys + ``lora_adapter_metadata``), so
 ``WanPipeline.load_lora_weights(RUN/delta.safetensors)`` loads it. The loss, the sigma sampling
 and the optimizer are pipelines/flow_tune.py's (rectified flow: || v(x_s, s) - (eps - x0) ||^2).
+``cfg.method`` adds its DiT terms (methods/dit.py: DCT's consistency losses, APLA's VGT,
+hyper-loss and discriminator); a method with modules of its own (APLA) saves them as
+``method.safetensors`` beside the delta, and :func:`load_flow_run` installs them again, so the
+VGT perturbs every sampling step of an edit as it did in tuning.
+
+The tune measures itself (vcstudio/calibration.py): seconds per training step, the fixed cost
+before the first, and from its previews one transformer pass and one decode, keyed by device,
+model and method, so the next estimate of this model is calibrated (jobs/flow_estimates.py).
 
 Checkpoints: every ``checkpoint_every`` steps ``checkpoint.safetensors`` (the LoRA, AdamW's
 moments, the noise generator: pipelines/flow_tune.py ``training_state``) and the delta of that
@@ -32,6 +40,7 @@ from ..progress import CancelToken, Event, ProgressFn, null_progress
 from .runs import RunFolder, new_run_dir, versions, write_json
 
 CLIP_LATENTS = "clip-latents.safetensors"
+METHOD_MODULES = "method.safetensors"  # a method's own trained modules (APLA's VGT)
 
 
 def _delta_config(cfg: TuneConfig, fingerprint: str) -> dict:
@@ -43,11 +52,15 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
               progress: ProgressFn = null_progress, cancel: Optional[CancelToken] = None,
               device: Optional[torch.device] = None, frames: Optional[np.ndarray] = None,
               on_checkpoint: Optional[Callable[[Path, int], None]] = None, limits=None,
-              step_budget: Optional[int] = None, cache=None):
+              step_budget: Optional[int] = None, cache=None, calibration_dir=None):
     """LoRA-tune ``cfg.model`` (a Wan2.1 T2V folder or hub id) on ``cfg.data``'s clip into a run
     folder -> pipelines.tune.TuneResult. ``frames`` (uint8 F, H, W, 3, already 4k + 1 and of a
-    valid size) replaces reading the clip."""
+    valid size) replaces reading the clip. The measured speeds go to ``calibration_dir``
+    (default: the data folder)."""
+    from .. import loadfactor
     from ..io import clip_hash, write_mp4
+    from ..methods.registry import get_flow_method
+    from ..methods.dit import module_tensors
     from ..models.delta import load_tensors, save_tensors
     from ..models.family import (backbone_family, flow_fingerprint, load_flow_backbone,
                                  resolved, rules)
@@ -67,10 +80,13 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
     else:
         frames, data, notes = prepare_clip(np.asarray(frames), cfg.data, r)
     cfg = dataclasses.replace(cfg, data=data)
+    method = get_flow_method(cfg)  # its settings checked before the (slow) model load
+    notes = list(notes) + method.notes()
     for n in notes:
         progress(Event(0, 1, n, stage="load"))
     progress(Event(0, 1, "loading the model", stage="load"))
     bb = load_flow_backbone(cfg.model, device, cfg.mixed_precision, cache)
+    window = loadfactor.Window(bb.device)  # the machine's load while this tune runs
     fingerprint = flow_fingerprint(bb)
     rf = RunFolder(Path(run_dir) if run_dir else new_run_dir())
     rf.path.mkdir(parents=True, exist_ok=True)
@@ -90,7 +106,8 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
                    versions=versions(), device=str(bb.device), seed=cfg.seed, status="running",
                    n_frames=int(frames.shape[0]), height=int(frames.shape[1]),
                    width=int(frames.shape[2]), method=cfg.method,
-                   inversion_prompt=cfg.inversion_prompt, notes=notes)
+                   inversion_prompt=cfg.inversion_prompt, notes=notes,
+                   method_summary=method.summary())
     fcfg = FlowTuneConfig(steps=cfg.steps, lr=cfg.lr, lora_rank=cfg.lora_rank,
                           weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
                           gradient_checkpointing=cfg.gradient_checkpointing, seed=cfg.seed)
@@ -99,11 +116,18 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
     save_tensors(rf.path / CLIP_LATENTS, {"latents": latents})
     meta_cfg = _delta_config(cfg, fingerprint)
 
+    def save_delta() -> None:
+        """The LoRA (diffusers' layout) and the method's own modules beside it."""
+        bb.save_lora(rf.delta_path, meta_cfg)
+        mods = module_tensors(method)
+        if mods:
+            save_tensors(rf.path / METHOD_MODULES, mods, {"method": cfg.method})
+
     def checkpoint(res, step: int, delta: bool = True) -> None:
         """The resume state of ``step`` first, then its delta and the losses."""
         save_tensors(rf.checkpoint_path, res.state(), {"step": step})
         if delta:
-            bb.save_lora(rf.delta_path, meta_cfg)
+            save_delta()
         write_json(rf.path / "losses.json", res.losses)
         rf.update_meta(steps_done=step)
         if on_checkpoint is not None:
@@ -114,21 +138,24 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
     preview_noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(
         int(cfg.seed))).to(latents)
 
+    timed: dict[str, list[float]] = {"pass": [], "decode": []}
+
     def after_step(step: int, res) -> None:
         if cfg.preview_every and (step % cfg.preview_every == 0 or step == cfg.steps):
             progress(Event(step, cfg.steps, f"preview at step {step}", stage="tune",
                            preview=preview(bb, preview_noise, cond, uncond, cfg.preview_steps,
-                                           r.guidance)))
+                                           r.guidance, timed)))
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
             checkpoint(res, step)
 
     start = int(resume["step"]) if resume is not None else 0
     if resume is not None:
         progress(Event(start, cfg.steps, f"resuming from step {start}", stage="tune"))
+    overhead_s = time.time() - t0
     try:
         res = tune_lora(bb, frames, cfg.data.prompt, fcfg, progress, cancel, latents=latents,
                         after_step=after_step, resume=resume, losses=rf.losses(),
-                        step_budget=step_budget)
+                        step_budget=step_budget, method=method)
     except torch.OutOfMemoryError:
         from ..errors import OutOfMemoryError
 
@@ -136,6 +163,8 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
             f"Out of device memory tuning {frames.shape[0]} frames at {frames.shape[2]}x"
             f"{frames.shape[1]}. Use fewer frames (--frames) or a smaller --size.") from None
     done = res.losses[-1]["step"] if res.losses else 0
+    _record_speeds(calibration_dir, bb.device, cfg, frames.shape, res.step_times, overhead_s,
+                   timed, window.rate())
     if res.paused:  # a time-limited call ended: the next call resumes from the checkpoint
         checkpoint(res, done, delta=False)
         return TuneResult(rf.path, res.losses, time.time() - t0, done, frames, cfg.steps,
@@ -144,25 +173,63 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
     if stopped and done > start:  # the stop's state: resumable, and its delta editable
         checkpoint(res, done)
     elif not stopped:
-        bb.save_lora(rf.delta_path, meta_cfg)
+        save_delta()
         rf.checkpoint_path.unlink(missing_ok=True)
     write_json(rf.path / "losses.json", res.losses)
+    method.finish(rf.path, res.losses)  # e.g. DCT's clws_alpha.png
     rf.update_meta(status="stopped" if stopped else "done", steps_done=done,
-                   seconds=time.time() - t0)
+                   seconds=time.time() - t0, method_summary=method.summary())
     return TuneResult(rf.path, res.losses, time.time() - t0, done, frames, cfg.steps, stopped)
 
 
 @torch.no_grad()
 def preview(backbone, noise: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
-            steps: int, guidance: float) -> np.ndarray:
+            steps: int, guidance: float, timed: Optional[dict] = None) -> np.ndarray:
     """What the LoRA makes of the tuning prompt so far: ``steps`` Euler steps from fixed noise
     with classifier-free guidance (pipelines/flow.py ``sample``), every frame decoded -> uint8
-    (F, H, W, 3)."""
+    (F, H, W, 3). ``timed`` collects the seconds of one transformer pass ("pass") and of the
+    decode ("decode")."""
+    from ..config import guided_passes
+    from ..device import synchronize
     from .flow import sample
     from .i2v_base import to_uint8
 
-    z = sample(backbone, noise, cond, max(1, int(steps)), uncond=uncond, guidance=guidance)
-    return to_uint8(backbone.decode(z))
+    steps = max(1, int(steps))
+    t = time.perf_counter()
+    z = sample(backbone, noise, cond, steps, uncond=uncond, guidance=guidance)
+    synchronize(backbone.device)
+    t_sample = time.perf_counter() - t
+    frames = to_uint8(backbone.decode(z))
+    synchronize(backbone.device)
+    if timed is not None:
+        timed["pass"].append(t_sample / (steps * guided_passes(guidance)))
+        timed["decode"].append(time.perf_counter() - t - t_sample)
+    return frames
+
+
+def _record_speeds(folder, device, cfg: TuneConfig, shape, step_times: list[float],
+                   overhead_s: float, timed: dict, rate: float) -> None:
+    """A tune's speeds into the calibration (vcstudio/calibration.py): the training step
+    (the first one, which warms kernels up, left out after three), the overhead before it, one
+    pass and one decode from the previews, keyed by device, model and method at the clip's
+    frames and size."""
+    from .. import calibration as cal
+
+    if not step_times:
+        return
+    ts = step_times[1:] if len(step_times) > 3 else step_times
+    mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
+    f, h, w = int(shape[0]), int(shape[1]), int(shape[2])
+    pass_s, decode_s = mean(timed["pass"]), mean(timed["decode"])
+    try:
+        cal.record(folder, device, cfg.model, cfg.method, cal.Speed(
+            f, w, h, mean(ts), sample_step_s=pass_s, overhead_s=overhead_s, decode_s=decode_s,
+            rate=rate))
+    except OSError:  # a read-only data folder: estimates stay uncalibrated
+        return
+    from ..models.family import resolved
+
+    cal.record_flow(folder, device, resolved(cfg.model), (f, w, h), pass_s, decode_s, rate)
 
 
 @dataclasses.dataclass
@@ -197,6 +264,14 @@ def load_flow_run(run_dir: str | Path, device=None, model: Optional[str] = None,
                          "(fingerprints differ); edit it on the base it was tuned on "
                          f"({meta.get('base_model')}).")
     bb.load_lora(rf.delta_path)
+    if (rf.path / METHOD_MODULES).is_file():  # APLA's VGT: it perturbs every sampling step
+        from ..methods.dit import load_module_tensors
+        from ..methods.registry import get_flow_method
+
+        method = get_flow_method(cfg)
+        with torch.random.fork_rng(devices=[]):  # its init is overwritten: keep the RNG
+            method.setup(bb, None, bb.device)
+        load_module_tensors(method, load_tensors(rf.path / METHOD_MODULES, bb.device)[0])
     latents = load_tensors(rf.path / CLIP_LATENTS, bb.device)[0]["latents"]
     return FlowRun(rf, cfg, meta, bb, latents)
 

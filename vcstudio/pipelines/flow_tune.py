@@ -10,8 +10,11 @@ with s drawn as the backbone's scheduler shifts its sigmas (``backbone.train_sig
 and the prompt are encoded once; the text encoder is freed after (``free_text_encoder``).
 Precision follows the device policy through the backbone (bf16 autocast on CUDA, fp32 on the
 CPU; LoRA parameters in fp32); AdamW (fused on CUDA), gradient clipping, gradient checkpointing
-switchable. A method's extra terms (DCT / APLA on a DiT: methods/dit.py) plug in through
-``extra``, which sees each step's :class:`FlowStep`.
+switchable. A tuning method (DCT / APLA on a DiT: methods/dit.py, composed as on SD) plugs in
+through ``method``: its modules and trainables at set-up, its denoising loss (APLA's
+hyper-loss), its weighted extra terms (DCT's consistency, APLA's adversarial term) and its
+after-step update (APLA's discriminator), each seeing the step's :class:`FlowStep`; its
+modules and state go into the checkpoint, so a resumed tune is the same tune.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from ..device import synchronize
 from ..errors import InputError
 from ..progress import CancelToken, Event, ProgressFn, null_progress
 
@@ -43,15 +47,23 @@ class FlowTuneConfig:
 
 @dataclass
 class FlowStep:
-    """One training step's tensors (for a method's extra terms)."""
+    """One training step's tensors (for a method's terms; ``pred`` / ``target`` as a U-Net
+    step names them)."""
 
-    step: int
+    step: int  # 1-based
     latents: torch.Tensor  # x0 (1, C, f, h, w), the clip's normalised latents
     noise: torch.Tensor
     sigma: torch.Tensor  # (1,)
     noisy: torch.Tensor  # x_s
-    velocity: torch.Tensor  # v_theta(x_s, s, c), on the graph
+    velocity: torch.Tensor  # v_theta(x_s, s, c) (+ a method's perturbation), on the graph
     embeds: torch.Tensor
+    total: int = 0  # the tune's steps
+    target: Optional[torch.Tensor] = None  # eps - x0
+    frames: Optional[torch.Tensor] = None  # the clip's frames (F, 3, H, W) in [0, 1], on CPU
+
+    @property
+    def pred(self) -> torch.Tensor:
+        return self.velocity
 
 
 @dataclass
@@ -61,6 +73,7 @@ class FlowTuneResult:
     embeds: Optional[torch.Tensor] = None  # the prompt's embeddings
     lora: Optional[Path] = None
     seconds: float = 0.0
+    step_times: list[float] = field(default_factory=list)  # each step's seconds (this call)
     paused: bool = False  # ``step_budget`` used up before the last step
     # () -> the training state after the last step done (:func:`training_state`): what a
     # checkpoint holds to resume from
@@ -68,13 +81,19 @@ class FlowTuneResult:
 
 
 def training_state(backbone, opt: torch.optim.Optimizer, gen: torch.Generator,
-                   step: int) -> dict[str, torch.Tensor]:
+                   step: int, method=None) -> dict[str, torch.Tensor]:
     """Everything a resumed tune needs, as tensors (a safetensors checkpoint): the LoRA
-    (``lora/<peft key>``), AdamW's moments and step per parameter (``opt/<i>/...``), the noise
-    generator's state and the step."""
+    (``lora/<peft key>``), a method's modules (``module/...``) and state (``method/...``: its
+    discriminator's Adam, its frame generator), AdamW's moments and step per parameter
+    (``opt/<i>/...``), the noise generator's state and the step."""
+    from ..methods.dit import module_tensors
     from ..models.lora import lora_state_dict
 
     out = {f"lora/{k}": v for k, v in lora_state_dict(backbone.denoiser).items()}
+    if method is not None:
+        out.update({f"module/{k}": v for k, v in module_tensors(method).items()})
+        out.update({f"method/{k}": torch.as_tensor(v).detach().cpu().contiguous()
+                    for k, v in method.state_dict().items()})
     for i, p in enumerate(opt.param_groups[0]["params"]):
         for k, v in opt.state.get(p, {}).items():
             out[f"opt/{i}/{k}"] = torch.as_tensor(v).detach().float().cpu().contiguous()
@@ -84,13 +103,19 @@ def training_state(backbone, opt: torch.optim.Optimizer, gen: torch.Generator,
 
 
 def restore_state(backbone, params: list, opt: torch.optim.Optimizer, gen: torch.Generator,
-                  state: dict[str, torch.Tensor]) -> int:
-    """Load a :func:`training_state` into a freshly LoRA-injected backbone, its optimizer and
-    generator -> the step it was saved at."""
+                  state: dict[str, torch.Tensor], method=None) -> int:
+    """Load a :func:`training_state` into a freshly LoRA-injected backbone (and set-up
+    ``method``), its optimizer and generator -> the step it was saved at."""
     from peft import set_peft_model_state_dict
 
     set_peft_model_state_dict(backbone.denoiser, {k[5:]: v for k, v in state.items()
                                                   if k.startswith("lora/")})
+    if method is not None:
+        from ..methods.dit import load_module_tensors
+
+        load_module_tensors(method, {k[7:]: v for k, v in state.items()
+                                     if k.startswith("module/")})
+        method.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("method/")})
     fused = bool(opt.defaults.get("fused"))
     for i, p in enumerate(params):
         st = {}
@@ -134,10 +159,13 @@ def tune_lora(backbone, frames: np.ndarray, prompt: str, cfg: FlowTuneConfig,
               latents: Optional[torch.Tensor] = None,
               after_step: Optional[Callable[[int, FlowTuneResult], None]] = None,
               resume: Optional[dict] = None, losses: Optional[list] = None,
-              step_budget: Optional[int] = None) -> FlowTuneResult:
+              step_budget: Optional[int] = None, method=None) -> FlowTuneResult:
     """LoRA-tune ``backbone`` on uint8 ``frames`` (F, H, W, 3) under ``prompt``.
 
-    ``extra(step) -> {name: weighted loss}`` adds a method's terms (each logged). With ``out``
+    ``method`` (methods/registry.py ``get_flow_method``: DCT / APLA on a DiT) is set up on the
+    backbone after the LoRA (its trainables join the optimiser) and drives the step (module
+    docstring); ``extra(step) -> {name: weighted loss}`` adds further terms (each logged). With
+    ``out``
     the LoRA is written to ``out/lora.safetensors`` (diffusers' layout). ``latents`` skips
     encoding (a clip encoded before). ``after_step(step, result)`` runs after each step's
     progress event (a job writes its checkpoints there: ``result.state()``). ``resume`` (a
@@ -161,40 +189,64 @@ def tune_lora(backbone, frames: np.ndarray, prompt: str, cfg: FlowTuneConfig,
     with torch.random.fork_rng(devices=[]):  # LoRA's A matrices start random: from the seed
         torch.manual_seed(int(cfg.seed))
         params = backbone.add_lora(cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets)
+        if method is not None:  # its modules start from the seed too (a VGT's own init)
+            method.setup(backbone, None, backbone.device)
+            for p in method.trainables():
+                params.append(p.requires_grad_(True))
     backbone.gradient_checkpointing(cfg.gradient_checkpointing)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=backbone.device.type == "cuda")
     gen = torch.Generator().manual_seed(int(cfg.seed))
-    start = restore_state(backbone, params, opt, gen, resume) if resume is not None else 0
+    start = (restore_state(backbone, params, opt, gen, resume, method) if resume is not None
+             else 0)
     res.losses = [r for r in (losses or []) if r.get("step", 0) <= start]
     done = [start]  # the last step done
-    res.state = lambda: training_state(backbone, opt, gen, done[0])
+    res.state = lambda: training_state(backbone, opt, gen, done[0], method)
     x0 = res.latents
-    times: list[float] = []
+    real = None
+    if method is not None and frames is not None:  # DCT's "frames" target (on the CPU)
+        from ..models.preprocess import frames_to_unit
+
+        real = frames_to_unit(np.asarray(frames))
+    times = res.step_times
     for step in range(start + 1, cfg.steps + 1):
         if cancel is not None and cancel.cancelled:
             break
         if step_budget is not None and step - start > step_budget:
             res.paused = True
             break
+        synchronize(backbone.device)
         t_step = time.perf_counter()
         sigma = backbone.train_sigmas(1, gen)
         noise = torch.randn(x0.shape, generator=gen).to(x0)
         with backbone.training():
             loss, x_s, v = flow_loss(backbone, x0, res.embeds, sigma, noise)
+            fs = FlowStep(step, x0, noise, sigma, x_s, v, res.embeds, cfg.steps,
+                          backbone.target(x0, noise), real)
+            if method is not None and method.replaces_denoise_loss:
+                loss = method.denoise_loss(fs)  # APLA's hyper-loss (eq. 18)
             logs = {"step": step, "loss": float(loss.detach()), "sigma": float(sigma)}
             total = loss
+            terms = dict(method.extra_losses(fs)) if method is not None else {}
             if extra is not None:
-                for k, term in extra(FlowStep(step, x0, noise, sigma, x_s, v, res.embeds)).items():
-                    total = total + term
-                    logs[k] = float(term.detach())
+                terms.update(extra(fs))
+            for k, term in terms.items():
+                total = total + term
+                logs[k] = float(term.detach())
+            if terms:
+                logs["total"] = float(total.detach())
+            if method is not None:  # the DDPM-scale timestep (DCT's alpha plot colours by it)
+                logs["t"] = int(float(sigma) * backbone.num_train_timesteps)
             opt.zero_grad(set_to_none=True)
             total.backward()
             if cfg.max_grad_norm:
                 logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
             opt.step()
+            if method is not None:  # e.g. the discriminator's own step (after the main one)
+                logs.update(method.after_step(fs))
         res.losses.append(logs)
         done[0] = step
+        synchronize(backbone.device)
         times.append(time.perf_counter() - t_step)
         recent = times[1:] if len(times) > 3 else times  # the first step warms up kernels
         progress(Event(step, cfg.steps, f"LoRA step {step}/{cfg.steps}", stage="tune",

@@ -76,3 +76,25 @@ def decode_frames(vae, latents: torch.Tensor, frames: Optional[Sequence[int]] = 
     if pick is not None:
         video = video[pick]
     return (video / 2 + 0.5).clamp(0, 1)
+
+
+def decode_each(vae, latents: torch.Tensor, latent_frames: Sequence[int],
+                autocast=None) -> torch.Tensor:
+    """Normalised latents (1, C, F_lat, h, w) -> (K, 3, H, W) in [0, 1]: each of
+    ``latent_frames`` decoded ON ITS OWN, as the causal VAE decodes a first frame (one pixel
+    frame per latent frame, the K frames in one batch), differentiable w.r.t. the latents.
+
+    Not the clip's exact pixel frames past latent frame 0 (those need the causal prefix:
+    :func:`decode_frames`), but the cost of one pixel frame each wherever the frame sits, which
+    a loss comparing the decode of a prediction with the same decode of the clip's own latents
+    can use (DCT on a DiT: methods/dit.py)."""
+    idx = list(latent_frames)
+    bad = [i for i in idx if not 0 <= i < latents.shape[2]]
+    if bad or not idx or latents.shape[0] != 1:
+        raise InputError(f"Latent frames must be within 0..{latents.shape[2] - 1} of one clip; "
+                         f"got {idx}.")
+    z = denormalize(latents[:, :, idx].float(), vae)  # (1, C, K, h, w)
+    z = z[0].permute(1, 0, 2, 3).unsqueeze(2)  # (K, C, 1, h, w): K one-frame clips
+    with autocast or contextlib.nullcontext():
+        video = vae.decode(z.to(vae.dtype), return_dict=False)[0].float()
+    return (video[:, :, 0] / 2 + 0.5).clamp(0, 1)

@@ -29,7 +29,7 @@ from ...device import Precision, precision_for
 from ...errors import InputError
 from ..lora import ATTN_PROJECTIONS, lora_targets_for
 from . import estimate as est
-from .latents import decode_frames, encode_video
+from .latents import decode_each, decode_frames, encode_video
 from .rules import check_frames, check_size
 from .text import MAX_SEQUENCE_LENGTH, PromptEmbeddings
 
@@ -74,6 +74,10 @@ class WanT2VBackbone:
                    else offload_text_encoder)
         self.prompts = PromptEmbeddings(parts.tokenizer, parts.text_encoder, self.device,
                                         max_sequence_length, offload)
+        # what a tuning method adds to the velocity, each ``f(x_s, sigma, v) -> v`` in order,
+        # at every training AND sampling step (APLA's VGT on a DiT: methods/dit.py); an
+        # nn.Module among them follows :meth:`training`
+        self.perturb: dict = {}
 
     # ---- sizes
     def check(self, num_frames: int, height: int, width: int) -> tuple[int, int, int]:
@@ -101,6 +105,12 @@ class WanT2VBackbone:
         None); exact for a subset (causal VAE), differentiable w.r.t. the latents."""
         return decode_frames(self.parts.vae, latents, frames, self.precision.autocast())
 
+    def decode_latent_frames(self, latents: torch.Tensor, idx: Sequence[int]) -> torch.Tensor:
+        """Latent frames ``idx`` each decoded on its own (one pixel frame each, one batch) ->
+        (K, 3, H, W) in [0, 1], differentiable: a loss's cheap decode (models/wan/latents.py
+        ``decode_each``)."""
+        return decode_each(self.parts.vae, latents, idx, self.precision.autocast())
+
     # ---- prompts
     def encode_prompts(self, prompts: Sequence[str] | str) -> torch.Tensor:
         """(N, 512, D) UMT5 states, each prompt encoded once (cached)."""
@@ -124,9 +134,11 @@ class WanT2VBackbone:
         b = x.shape[0]
         emb = embeds.expand(b, -1, -1) if embeds.shape[0] == 1 else embeds
         with self.precision.autocast():
-            out = tr(hidden_states=x.to(tr.dtype), timestep=self.timestep(sigma, b),
-                     encoder_hidden_states=emb.to(tr.dtype), return_dict=False)[0]
-        return out.float()
+            v = tr(hidden_states=x.to(tr.dtype), timestep=self.timestep(sigma, b),
+                   encoder_hidden_states=emb.to(tr.dtype), return_dict=False)[0].float()
+            for add in self.perturb.values():
+                v = add(x, sigma, v)
+        return v.float()
 
     velocity = predict
 
@@ -202,12 +214,17 @@ class WanT2VBackbone:
 
     @contextlib.contextmanager
     def training(self):
-        """Train mode for the denoiser inside (dropout-free in Wan; for hooks that ask)."""
-        self.denoiser.train()
+        """Train mode for the denoiser and the perturbation modules inside (dropout-free in
+        Wan; for hooks that ask, e.g. APLA's log of the VGT's share)."""
+        mods = [self.denoiser] + [m for m in self.perturb.values()
+                                  if isinstance(m, torch.nn.Module)]
+        for m in mods:
+            m.train()
         try:
             yield
         finally:
-            self.denoiser.eval()
+            for m in mods:
+                m.eval()
 
     # ---- estimates
     def estimate(self, num_frames: int, height: int, width: int, what: str = "train",
