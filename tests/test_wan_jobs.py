@@ -246,7 +246,9 @@ def test_flowedit_with_the_source_prompt_returns_the_clip(tiny_wan_t2v, wan_clip
 
 @pytest.mark.parametrize("argv, message", [
     (["--width", "40", "--height", "32"], r"multiples of 16 .*got 40x32: use 48x32\."),
-    (["--method", "dct"], r"Method dct runs on Stable Diffusion base models, not on Wan2.1"),
+    # DCT and APLA run on Wan2.1 (tests/test_wan_methods.py); combined fg/bg tuning does not
+    (["--method", "fgbg"], r"Method fgbg runs on Stable Diffusion base models, not on "
+                           r"Wan2.1; on Wan2.1 pick baseline, dct, apla, apla\+dct"),
     (["--frames", "3"], r"at least 5 frames"),
 ])
 def test_bad_wan_tune_input_is_one_line(tiny_wan_t2v, wan_clip, tmp_path, capsys, argv,
