@@ -11,8 +11,15 @@ from .common import add_temporal_args, temporal_overrides
 
 
 def _bench_common(p) -> None:
-    p.add_argument("--frames", type=int, default=24)
-    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--backbone", choices=["sd", "wan"], default="sd",
+                   help="sd: the inflated SD-1.5 U-Net (--arch); wan: Wan2.1-T2V-1.3B's "
+                   "transformer (random weights, GPU; --tiny on a CPU)")
+    p.add_argument("--tiny", action="store_true",
+                   help="--backbone wan: the tiny test architecture (a CPU smoke test)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="default 24 (sd), 49 (wan)")
+    p.add_argument("--size", type=int, default=None,
+                   help="default 512 (sd, square); wan: the long side, 832 (480x832)")
     p.add_argument("--steps", type=int, default=None, help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps (compilation happens here)")
     p.add_argument("--method", default="baseline",
@@ -162,6 +169,31 @@ def _toy_edit_run(a) -> int:
     return 1 if res.failed else 0
 
 
+def _run_wan(a, device) -> int:
+    """``--backbone wan``: the 1.3B's LoRA tune per method (+ DCT's share of a step) and/or an
+    edit's 50 CFG steps and FlowEdit (vcstudio/bench/wan.py); one table, then the targets."""
+    from ..bench.pipelines import print_table
+    from ..bench.wan import bench_sample, bench_tune, dct_share_row, targets_line
+
+    rows = []
+    if a.what in ("tune", "all"):
+        for m in a.method.split(","):
+            rows.append(bench_tune(m.strip(), a.tiny, a.frames, a.size, a.steps or 3,
+                                   a.warmup, not a.no_checkpointing, device,
+                                   dct=dict(frames_per_step=a.dct_frames,
+                                            decode_size=a.dct_size,
+                                            every_step=not a.dct_stepwise),
+                                   cfg_overrides=_bench_overrides(a)))
+        share = dct_share_row(rows)
+        if share is not None:
+            rows.append(share)
+    if a.what in ("sample", "all"):
+        rows += bench_sample(a.tiny, a.frames, a.size, a.steps or 50, device=device)
+    print(print_table(rows))
+    print(targets_line())
+    return 0
+
+
 # other layers' benchmarks: name -> (add_args, run); serve is the load and fault test of the
 # running app (bench/serve.py); toy-edit scores methods against the toy world's answers
 BENCH_EXTRA: dict = {"i2v": (_bench_i2v_add, _bench_i2v_run),
@@ -182,6 +214,9 @@ def run(a) -> int:
     if a.what in BENCH_EXTRA:
         return BENCH_EXTRA[a.what][1](a)
     device = torch.device(a.device) if a.device else None
+    if a.backbone == "wan":
+        return _run_wan(a, device)
+    a.frames, a.size = a.frames or 24, a.size or 512
     rows = []
     for m in a.method.split(","):
         if a.what in ("tune", "all"):
