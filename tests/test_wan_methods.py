@@ -340,3 +340,40 @@ def test_method_shares_on_the_full_size_wan_tune():
         dct["method_share"] + apla["method_share"] - 1, rel=1e-3)
     assert dct["seconds"] == pytest.approx(base["seconds"] * dct["method_share"], rel=1e-2)
     assert 0.6 < dct["gib"] - base["gib"] < 4.0 and base["gib"] < 24
+
+
+# ---------------------------------------------------------------------------------- bench
+
+def test_bench_wan_refuses_the_full_size_on_a_cpu_and_runs_tiny(capsys):
+    """`vcstudio bench tune|sample --backbone wan`: the 1.3B needs a GPU (one line); --tiny
+    runs the same code paths on the tests' architecture: LoRA steps per method with DCT's
+    share of a step, an edit's CFG steps and FlowEdit, one table and the targets."""
+    assert main(["bench", "tune", "--backbone", "wan", "--device", "cpu"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "needs a GPU" in line and "--tiny" in line
+    assert main(["bench", "tune", "--backbone", "wan", "--tiny", "--method", "baseline,apla",
+                 "--steps", "1", "--warmup", "1", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    rows = {ln.split("|")[0].strip(): ln for ln in out.splitlines() if "|" in ln}
+    assert "wan tune/baseline" in rows and "wan tune/apla" in rows
+    assert " 9 " in rows["wan tune/baseline"] and "48x32" in rows["wan tune/baseline"]
+    assert "targets (issue 27" in out
+    assert main(["bench", "sample", "--backbone", "wan", "--tiny", "--steps", "3", "--device",
+                 "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "wan edit (3 CFG steps + decode)" in out and "wan FlowEdit (2 of 3 steps" in out
+
+
+def test_the_dct_share_row_compares_the_step_times():
+    from vcstudio.bench.wan import dct_share_row, shape
+
+    rows = [{"what": "wan tune/baseline", "frames": 49, "size": "832x480", "s_per_step": 1.0,
+             "device": "H100"},
+            {"what": "wan tune/dct (2 fr @ 256 px, every step)", "s_per_step": 1.3}]
+    row = dct_share_row(rows)
+    assert row["share"] == "+30%" and row["ok"] == "yes"
+    rows[1]["s_per_step"] = 1.6
+    assert dct_share_row(rows)["ok"] == "NO"
+    assert dct_share_row(rows[:1]) is None
+    assert shape(False) == (49, 480, 832) and shape(False, 33, 832) == (33, 480, 832)
+    assert shape(True) == (9, 32, 48) and shape(False, 50) == (49, 480, 832)

@@ -21,7 +21,10 @@ member                    Wan2.1 T2V (flow matching, DiT)          Stable Diffus
                           VAE: the prefix up to the last frame
 ``encode_prompts(ps)``    UMT5 states (N,512,4096), cached         CLIP states (N,77,D)
 ``free_text_encoder()``   drops UMT5 (~11 GB); cached ones answer  optional (small)
-``predict(x, s, emb)``    v at noise level s (timestep 1000 s)     eps or v at timestep t
+``predict(x, s, emb)``    v at noise level s (timestep 1000 s),    eps or v at timestep t
+                          + each ``perturb`` (APLA's VGT)          (+ VideoDenoiser.perturb)
+``decode_latent_frames``  latent frames decoded each on its own    per-frame VAE decode
+                          (one pixel frame each; DCT's cheap path)
 ``x0(x, s, out)``         x - s v                                  diffusion_math.x0_and_eps
 ``sigmas(steps)``         the scheduler's shifted flow sigmas,     alpha-bar at the DDIM timesteps
                           1 -> 0 (steps + 1 values)

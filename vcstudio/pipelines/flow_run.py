@@ -40,7 +40,7 @@ from ..progress import CancelToken, Event, ProgressFn, null_progress
 from .runs import RunFolder, new_run_dir, versions, write_json
 
 CLIP_LATENTS = "clip-latents.safetensors"
-METHOD_MODULES = "method.safetensors"  # a method's own trained modules (APLA's VGT)
+METHOD_MODULES = "method.safetensors"  # a method's own trained modules (APLA's VGT): runs.py
 
 
 def _delta_config(cfg: TuneConfig, fingerprint: str) -> dict:

@@ -4,6 +4,8 @@
     meta.json                clip hash, base model + fingerprint, versions, device, seed, status
     source.mp4               the exact frames tuned on
     delta.safetensors        trained tensors only (+ metadata: fingerprint, clip hash, config)
+    method.safetensors       on a DiT (Wan): a method's own trained modules beside the LoRA
+                             delta (APLA's VGT and discriminator; methods/dit.py)
     inversion-<N>[-<key>].safetensors DDIM-inverted clip latents for N steps under a prompt
                              (no key: the source prompt, as runs before inversion_prompt made
                              them; "-empty": the empty prompt; else a hash of the prompt)
@@ -33,7 +35,7 @@ from ..paths import data_dir
 # card and preview the push adds, and every cached inversion. Opening a run from the Hub
 # downloads these and nothing else.
 RUN_FILES = ("config.yaml", "meta.json", "delta.safetensors", "clip-latents.safetensors",
-             "source.mp4", "losses.json")
+             "source.mp4", "losses.json", "method.safetensors")
 CARD_FILE, PREVIEW_FILE = "README.md", "preview.gif"
 UPLOAD_EXTRAS = (CARD_FILE, PREVIEW_FILE)
 INVERSION_GLOB = "inversion-*.safetensors"
