@@ -88,10 +88,11 @@ def predicted_frames(backbone, x_s: torch.Tensor, sigma, v: torch.Tensor,
     (DCT's gradient path; module docstring)."""
     from .dct import resize_latents
 
-    x0 = backbone.x0(x_s, sigma, v)
+    idx = list(frames)
+    x0 = backbone.x0(x_s, sigma, v)[:, :, idx]  # only the frames decoded are resized
     if size is not None:
         x0 = resize_latents(x0, size)
-    return backbone.decode_latent_frames(x0, list(frames))
+    return backbone.decode_latent_frames(x0, list(range(len(idx))))
 
 
 def dct_consistency(method, backbone, x_s: torch.Tensor, sigma, v: torch.Tensor,
@@ -130,8 +131,8 @@ def _targets(method, backbone, idx: list[int], size, pixels, real, clip_latents,
     missing = [i for i in idx if i not in cache]
     if missing:
         if decoded:
-            imgs = backbone.decode_latent_frames(resize_latents(clip_latents.float(), size),
-                                                 missing)
+            z = resize_latents(clip_latents[:, :, missing].float(), size)
+            imgs = backbone.decode_latent_frames(z, list(range(len(missing))))
         else:
             if real is None:
                 raise ValueError("DCT's 'frames' target needs the clip's frames")
@@ -313,7 +314,8 @@ class APLAOnDiT(TuneMethod):
         a = cfg.apla
         flops = 0.0
         if a.vgt != "none":
-            n = vgt_from_config(a, 16).param_count()
+            with torch.device("meta"):  # its size without building its weights
+                n = vgt_from_config(a, 16).param_count()
             tokens = ((frames - 1) // 4 + 1) * (height // 8) * (width // 8) / (a.vgt_patch ** 2)
             flops = 6.0 * n * tokens
         return flops, _APLA_GIB
