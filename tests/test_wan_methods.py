@@ -108,6 +108,31 @@ def test_dct_on_wan_moves_the_lora_and_logs_each_term(tiny_wan_t2v, clip, tiny_c
     assert not (res.run_dir / "method.safetensors").is_file()  # DCT adds no module on a DiT
 
 
+def test_dct_on_wan_is_zero_at_the_true_x0_and_decodes_lone_latent_frames(tiny_wan_t2v, clip,
+                                                                         tiny_clip_name):
+    """The "decoded" target is the clip's own latents through the same lone-frame decode: the
+    consistency loss vanishes when the velocity is the true one (x0 exact), and not otherwise;
+    each latent frame decodes to one pixel frame at the decode size."""
+    from vcstudio.io import read_video
+    from vcstudio.methods.dct import DCTMethod
+    from vcstudio.methods.dit import dct_consistency, predicted_frames
+    from vcstudio.models.family import load_flow_backbone
+
+    bb = load_flow_backbone(str(tiny_wan_t2v))
+    z = bb.encode_clip(read_video(str(clip)))  # (1, 16, 3, 4, 6)
+    m = DCTMethod(cfg_for(tiny_wan_t2v, clip, "dct", dct=dct_settings(tiny_clip_name,
+                                                                      frames_per_step=3)))
+    noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.4])
+    x_s = bb.add_noise(z, noise, sigma)
+    exact, logs = dct_consistency(m, bb, x_s, sigma, noise - z, step=0, clip_latents=z)
+    assert logs["frames"] == [0, 1, 2] and float(exact) < 1e-6
+    off, _ = dct_consistency(m, bb, x_s, sigma, noise - z + 0.5, step=0, clip_latents=z)
+    assert float(off) > 1e-3
+    assert predicted_frames(bb, x_s, sigma, noise - z, [2, 0]).shape == (2, 3, H, W)
+    assert predicted_frames(bb, x_s, sigma, noise - z, [1], (2, 3)).shape == (1, 3, 16, 24)
+
+
 @pytest.mark.parametrize("off, gone, kept", [
     ({"semantic": False}, "l_sem", "l_tex"),
     ({"texture": False}, "l_tex", "l_sem"),
