@@ -36,7 +36,9 @@ class FlowEditResult:
     notes: list
 
 
-def _decode(backbone, latents: torch.Tensor, progress: ProgressFn) -> np.ndarray:
+def decode_clip(backbone, latents: torch.Tensor, progress: ProgressFn) -> np.ndarray:
+    """Every frame of normalised latents, decoded once by the causal VAE -> uint8 (F, H, W, 3),
+    shown as it ends (stage "decode")."""
     from .i2v_base import to_uint8
 
     progress(Event(0, 1, "decoding frames", stage="decode"))
@@ -100,7 +102,7 @@ def edit_flow_run(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = n
         every = x0_preview_every(cfg.steps) if preview_every is None else int(preview_every)
         lat = sample(bb, x, cond, cfg.steps, uncond=uncond, guidance=cfg.guidance,
                      progress=progress, cancel=cancel, preview_every=every)
-        frames = _decode(bb, lat, progress)
+        frames = decode_clip(bb, lat, progress)
     except torch.OutOfMemoryError:
         raise OutOfMemoryError("Out of device memory while sampling; tune on fewer frames or a "
                                "smaller size.") from None
@@ -182,7 +184,7 @@ def flowedit_clip(cfg: FlowEditConfig, progress: ProgressFn = null_progress,
                         target_guidance=cfg.target_guidance,
                         generator=torch.Generator().manual_seed(int(cfg.seed)),
                         progress=progress, cancel=cancel, preview_every=every)
-        out_frames = _decode(bb, lat, progress)
+        out_frames = decode_clip(bb, lat, progress)
     except torch.OutOfMemoryError:
         raise OutOfMemoryError(f"Out of device memory in FlowEdit of {len(clip)} frames at "
                                f"{clip.shape[2]}x{clip.shape[1]}; use fewer --frames or a "
@@ -193,5 +195,5 @@ def flowedit_clip(cfg: FlowEditConfig, progress: ProgressFn = null_progress,
     return FlowEditResult(out_frames, mp4, gif, clip, notes)
 
 
-__all__ = ["FlowEditResult", "edit_flow_run", "flow_inversion", "flowedit_clip",
+__all__ = ["FlowEditResult", "decode_clip", "edit_flow_run", "flow_inversion", "flowedit_clip",
            "flowedit_stem", "n_max_of", "validate_flowedit"]

@@ -76,3 +76,17 @@ def decode_frames(vae, latents: torch.Tensor, frames: Optional[Sequence[int]] = 
     if pick is not None:
         video = video[pick]
     return (video / 2 + 0.5).clamp(0, 1)
+
+
+@torch.no_grad()
+def glimpse(vae, latents: torch.Tensor, picks: Sequence[int], autocast=None) -> torch.Tensor:
+    """A cheap look at latent frames ``picks`` of normalised latents (1, C, F_lat, h, w), e.g. a
+    long video's predicted x0 while it is denoised -> (K, 3, H, W) in [0, 1], one picture per
+    picked latent frame. Each is decoded on its own, as the causal VAE decodes a first frame:
+    one image decode each instead of the prefix up to it (an approximation of that moment of
+    the video, not its exact frames; the final decode is :func:`decode_frames`)."""
+    z = denormalize(latents[:, :, list(picks)].float(), vae)  # (1, C, K, h, w)
+    z = z[0].permute(1, 0, 2, 3).unsqueeze(2)  # (K, C, 1, h, w): a batch of one-frame videos
+    with autocast or contextlib.nullcontext():
+        video = vae.decode(z.to(vae.dtype), return_dict=False)[0].float()
+    return (video[:, :, 0] / 2 + 0.5).clamp(0, 1)

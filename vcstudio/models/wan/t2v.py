@@ -101,6 +101,15 @@ class WanT2VBackbone:
         None); exact for a subset (causal VAE), differentiable w.r.t. the latents."""
         return decode_frames(self.parts.vae, latents, frames, self.precision.autocast())
 
+    def glimpse(self, latents: torch.Tensor, n: int = 6) -> torch.Tensor:
+        """(K, 3, H, W) in [0, 1]: at most ``n`` evenly picked latent frames, each decoded on its
+        own (latents.glimpse: a preview, one image decode each)."""
+        from .latents import glimpse
+
+        f = latents.shape[2]
+        picks = sorted({round(i * (f - 1) / max(1, n - 1)) for i in range(min(n, f))})
+        return glimpse(self.parts.vae, latents, picks, self.precision.autocast())
+
     # ---- prompts
     def encode_prompts(self, prompts: Sequence[str] | str) -> torch.Tensor:
         """(N, 512, D) UMT5 states, each prompt encoded once (cached)."""
