@@ -13,7 +13,13 @@ once, so fusing is a plain weighted sum. Unlike eq. 18 taken literally (and a pu
 implementation that left tail frames at zero when (L-K) % S != 0), the last window is aligned to
 the end of the video so that every frame is covered.
 
-Everything here is pure: numbers in, numbers out; the sampler (pipelines.longvideo) calls it.
+On a VAE that compresses time (Wan2.1: 4 frames per latent frame after the first) the layout's
+units are latent frames: :func:`latent_grid` turns the frames, window and stride a user gives in
+video frames into latent ones (and says what it rounded), :func:`latent_segments` puts the
+timeline on them, :func:`grid_table` says the windows in video frames again.
+
+Everything here is pure: numbers in, numbers out; the samplers (pipelines.longvideo,
+pipelines.flow_long) call it.
 """
 from __future__ import annotations
 
