@@ -357,11 +357,12 @@ def test_wan_estimates_come_from_the_architecture_labelled_uncalibrated(tiny_wan
     assert "uncalibrated" in edit_job.estimate_line(e)
 
 
-def test_long_video_refuses_a_wan_run_in_one_line(wan_run, capsys):
+def test_long_video_refuses_the_sd_only_stages_on_a_wan_run_in_one_line(wan_run, capsys):
+    """Long Video runs on a Wan run (tests/test_wan_long.py); its mask stage does not."""
     assert main(["long", "--run", str(wan_run), "--prompts", "a red circle", "--frames", "20",
-                 "--window", "9", "--stride", "4"]) == 2
+                 "--window", "9", "--stride", "4", "--masks"]) == 2
     line = _one_line(capsys)
-    assert "Long Video runs on Stable Diffusion runs" in line and "Wan2.1" in line
+    assert "--masks" in line and "runs on Stable Diffusion runs only" in line and "Wan2.1" in line
 
 
 def test_a_wan_default_model_runs_through_the_studio(tiny_wan_t2v, wan_clip, tmp_path,

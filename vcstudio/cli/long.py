@@ -1,6 +1,6 @@
 """Arguments of ``vcstudio long`` and the prompt timeline they describe.
 
-``vcstudio long --run RUN (--prompts p1 p2 ... | --story "..." | --timeline file.yaml)
+``vcstudio long (--run RUN | --model WAN) (--prompts p1 p2 ... | --story "..." | --timeline file.yaml)
   --frames 120 --window 16 --stride 8 [--fusion uniform|pyramid|gaussian] [--masks]
   [--refine 256,512] [--steps 50 --guidance 12.5 --seed 33]``
 
@@ -23,10 +23,19 @@ import argparse
 
 from ..config import LongConfig
 from ..errors import InputError
-from ..pipelines.windows import FUSIONS, PROMPT_MODES, format_table, layout_table, make_layout
+from ..pipelines.windows import (FUSIONS, PROMPT_MODES, format_table, grid_table, latent_grid,
+                                 latent_segments, layout_table, make_layout)
 from ..scene.segments import Segment, check_segments, segments_from, timeline
 
 DEFAULT_FRAMES = 120
+
+
+class _Unset(float):
+    """A default that knows it was not given (it compares as its number): --guidance left out
+    takes the model's own scale where it has one (Wan2.1's 5), else this one."""
+
+
+DEFAULT_GUIDANCE = _Unset(LongConfig.guidance)
 
 
 def add(sub) -> None:
@@ -36,7 +45,10 @@ def add(sub) -> None:
 
 def add_long_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``vcstudio long`` options to ``parser`` (a subcommand parser)."""
-    parser.add_argument("--run", required=True, help="tuned run (id or folder) to generate from")
+    parser.add_argument("--run", default="", help="tuned run (folder or hf://user/name) to "
+                        "generate from")
+    parser.add_argument("--model", default="", help="a Wan2.1 base model (folder or hub id) to "
+                        "generate from without a run; with --run, the base to load it onto")
     src = parser.add_argument_group("prompts (give one)")
     src.add_argument("--prompts", nargs="+", metavar="PROMPT",
                      help="segment prompts, split evenly over the frames in order")
@@ -48,8 +60,10 @@ def add_long_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help=f"length of the video in frames (default {DEFAULT_FRAMES}, or the "
                         f"timeline file's)")
     win = parser.add_argument_group("temporal co-denoising")
-    win.add_argument("--window", type=int, default=16, help="window length K in frames")
-    win.add_argument("--stride", type=int, default=8, help="stride S between windows (<= K)")
+    win.add_argument("--window", type=int, default=16, help="window length K in frames (Wan2.1: "
+                     "rounded up to 4k + 1, laid out in latent frames)")
+    win.add_argument("--stride", type=int, default=8, help="stride S between windows (<= K; "
+                     "Wan2.1: a multiple of 4)")
     win.add_argument("--fusion", choices=FUSIONS, default=LongConfig.fusion,
                      help="per-position weights for fusing overlapping windows")
     win.add_argument("--fusion-sigma", type=float, default=None,
@@ -94,12 +108,15 @@ def add_long_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                      help="upsample the latents, or decode-resize-encode the frames")
     smp = parser.add_argument_group("sampling")
     smp.add_argument("--steps", type=int, default=50)
-    smp.add_argument("--guidance", type=float, default=12.5)
+    smp.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
+                     help="CFG scale (default: the model's: 12.5 on Stable Diffusion, 5 on Wan2.1)")
     smp.add_argument("--seed", type=int, default=33)
     smp.add_argument("--negative", default="", help="negative prompt")
     smp.add_argument("--fps", type=float, default=8.0)
     smp.add_argument("--size", type=int, default=0,
-                     help="square size to generate at (default: the tuned clip's; --refine wins)")
+                     help="square size to generate at (default: the tuned clip's; --refine wins); "
+                     "Wan2.1: the long side, the tuned clip's aspect kept (832x480 without a "
+                     "run), on multiples of 16")
     smp.add_argument("--out", default=None, help="output mp4 path (default: inside the run folder)")
     smp.add_argument("--device", default=None)
     smp.add_argument("--show-timeline", action="store_true",
@@ -166,13 +183,25 @@ def parse_timeline(args: argparse.Namespace) -> list[Segment]:
     return segs
 
 
-def describe_timeline(args: argparse.Namespace, segments: list[Segment]) -> str:
-    """The window -> prompt table for ``args`` (what --show-timeline prints)."""
-    layout = make_layout(args.frames, args.window, args.stride, args.fusion, args.fusion_sigma)
+def describe_timeline(args: argparse.Namespace, segments: list[Segment],
+                      temporal: int = 1) -> str:
+    """The window -> prompt table for ``args`` (what --show-timeline prints); on a VAE that
+    packs ``temporal`` frames per latent (Wan2.1: 4) the windows are laid out in latent frames
+    and the table says them in video frames, after a line on what was rounded."""
+    grid = latent_grid(args.frames, args.window, args.stride, temporal)
+    sigma = None if args.fusion_sigma is None else args.fusion_sigma / temporal
+    layout = make_layout(grid.latent_frames, grid.latent_window, grid.latent_stride, args.fusion,
+                         sigma)
+    lat = latent_segments(segments, grid)
+    unit = "" if temporal == 1 else (f" ({grid.latent_window} latent frames every "
+                                     f"{grid.latent_stride} of {grid.latent_frames})")
     head = [f"{len(segments)} segments over {args.frames} frames; {layout.n_windows} windows of "
-            f"{args.window} (stride {args.stride}, {args.fusion} fusion):"]
+            f"{grid.window_frames} (stride {grid.stride_frames}, {args.fusion} fusion){unit}:"]
     head += [f"  [{s.start:>4}-{s.end - 1:>4}] {s.prompt}" for s in segments]
-    return "\n".join(head) + "\n" + format_table(layout_table(layout, segments, args.prompt_mode))
+    if grid.note:
+        head.insert(0, f"note: {grid.note}")
+    rows = grid_table(layout_table(layout, lat, args.prompt_mode), grid)
+    return "\n".join(head) + "\n" + format_table(rows)
 
 
 def long_config_from_args(args: argparse.Namespace, segments: list[Segment]):
@@ -192,7 +221,8 @@ def long_config_from_args(args: argparse.Namespace, segments: list[Segment]):
     return LongConfig(
         segments=[s.to_dict() for s in segments], frames=args.frames, window=args.window,
         stride=args.stride, fusion=args.fusion, fusion_sigma=args.fusion_sigma,
-        prompt_mode=args.prompt_mode, steps=args.steps, guidance=args.guidance, seed=args.seed,
+        prompt_mode=args.prompt_mode, steps=args.steps,
+        guidance=float(args.guidance), seed=args.seed,
         negative=args.negative, batch_windows=args.window_batch, size=args.size,
         masks=args.masks, mask=mask,
         refine=tuple(parse_scales(args.refine)) if args.refine else (),
@@ -215,16 +245,28 @@ def run(args: argparse.Namespace) -> int:
     if args.frames is not None:  # before the timeline is laid out frame by frame
         v.whole("long.frames (--frames)", args.frames, 1, Limits().max_long_frames)
     segments = parse_timeline(args)
-    cfg = LongJobConfig(run=args.run, long=long_config_from_args(args, segments))
-    REGISTRY["long"].validate(cfg, Limits())  # before the table: --frames 100000000 is an error
-    from ..pipelines.run_source import check_run_ref
+    cfg = LongJobConfig(run=args.run, long=long_config_from_args(args, segments),
+                        model=args.model or "")
+    from ..jobs.long import family
+    from ..models.family import rules
 
-    check_run_ref(cfg.run)  # ... and so is a run that is not there
-    print(describe_timeline(args, segments), flush=True)
+    r = rules(family(cfg))
+    if isinstance(args.guidance, _Unset) and r.guidance is not None:  # the model's own scale
+        cfg.long.guidance = r.guidance
+    REGISTRY["long"].validate(cfg, Limits())  # before the table: --frames 100000000 is an error
+    if cfg.run:
+        from ..pipelines.run_source import check_run_ref
+
+        check_run_ref(cfg.run)  # ... and so is a run that is not there
+    table = describe_timeline(args, segments, r.temporal)
+    print(table, flush=True)
     if args.show_timeline:
         return 0
     res = run_job("long", cfg, args)
     f, h, w = res.frames.shape[:3]
+    for note in getattr(res, "notes", []):  # what the job rounded, unless the table said it
+        if note not in table:
+            print(f"note: {note}", file=sys.stderr)
     if cfg.long.masks:
         print(f"masks: {res.mask_method}; fused clip and masks in {res.mp4.stem}-masks/"
               + (f"; combined-tuned run {res.combined_run}" if res.combined_run else ""),

@@ -206,5 +206,45 @@ def flowedit_estimate(cfg, device: Any = "cpu", calibration_dir=None,
     return _finish(parts, how, s.peak_gib, s.how, load)
 
 
-__all__ = ["clip_shape", "flowedit_estimate", "line", "sample_estimate", "tune_estimate",
+def long_estimate(model: str, long, clip_hw, device: Any = "cpu") -> dict:
+    """A Wan long video (pipelines/flow_long.py): every one of ``steps`` steps runs each window
+    of the latent grid through the transformer (the Wan sampling estimate's per-step cost at the
+    window's frames and size, two passes under CFG), + one decode of every frame made. The peak
+    is one call's: ``batch_windows`` windows (all of them on a GPU, 2 on a CPU, as the
+    co-denoiser starts) x the CFG passes. ``clip_hw``: the tuned clip's (height, width), None for
+    a base model (its native frame)."""
+    from ..config import guided_passes
+    from ..models.family import backbone_family, rules
+    from ..models.wan import estimate as est
+    from ..pipelines.flow_long import flow_grid, long_size
+
+    r = rules(backbone_family(model))
+    grid, layout = flow_grid(long, r.temporal)
+    (h, w), _ = long_size(long, clip_hw, r)
+    tc = est.transformer_config(_resolved(model))
+    passes = guided_passes(long.guidance)
+    dev = str(device)
+    per_window = est.sample(tc, grid.window_frames, h, w, long.steps, dev, passes)
+    decode = est.sample(tc, grid.made, h, w, 0, dev, 1)
+    n = layout.n_windows
+    batch = long.batch_windows or (n if dev.startswith("cuda") else min(2, n))
+    # the peak's activations grow with the tokens of one call: batch x passes windows of
+    # latent_window frames (est.sample counts a clip's tokens from its pixel frames)
+    lat = min(n, batch) * passes * grid.latent_window
+    call = est.sample(tc, r.temporal * (lat - 1) + 1, h, w, 1, dev, 1)
+    parts = {"co_denoise_s": n * per_window.parts["denoise_s"],
+             "decode_s": decode.parts["decode_s"], "frames": grid.made, "height": h,
+             "width": w, "windows": n, "window_frames": grid.window_frames}
+    return _finish(parts, per_window.how, max(call.peak_gib, decode.peak_gib),
+                   seconds_per_window_step=per_window.parts["denoise_s"] / max(1, long.steps))
+
+
+def long_line(est: dict, device: Any = "cpu") -> str:
+    p = est.get("parts", {})
+    return line(est, device, [f"{p.get('windows')} windows of {p.get('window_frames')} frames "
+                              f"at {p.get('width')}x{p.get('height')}", "co-denoising",
+                              "decode"])
+
+
+__all__ = ["clip_shape", "flowedit_estimate", "long_estimate", "long_line", "line", "sample_estimate", "tune_estimate",
            "tune_line"]

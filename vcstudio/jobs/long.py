@@ -3,11 +3,15 @@ overlapping windows, optional masks + average fusion + combined tuning, progress
 
 Config: :class:`LongJobConfig` = the tuned run + :class:`~vcstudio.config.LongConfig`;
 ``masks_only`` runs only the mask stage (the Long Video tab's preview). Records a ``long`` run
-(parent: the tuned run). :func:`plan` is the instant, model-free timeline + window layout the
+(parent: the tuned run). On Wan2.1 (a tuned run's LoRA, or the base model alone: ``model``)
+the windows are laid out in latent frames and denoised by the flow sampler
+(pipelines/flow_long.py); the SD-only stages (masks, refinement, control) are refused.
+:func:`plan` is the instant, model-free timeline + window layout the
 tab and ``--show-timeline`` show before generating.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -22,17 +26,54 @@ class LongJobConfig:
     run: str = ""  # the tuned run folder
     long: LongConfig = field(default_factory=LongConfig)
     masks_only: bool = False  # only the mask stage (candidates, masks, fused clip)
+    # the base model: with a run, the one to load it onto (default: the one it was tuned on);
+    # without a run, a flow model (Wan2.1) generates untuned (Stable Diffusion needs a run)
+    model: str = ""
+
+
+def family(cfg: LongJobConfig) -> str:
+    """The backbone family the job runs on, without loading anything: a local run's meta.json
+    (a Hub run not fetched yet: Stable Diffusion's counting, the job checks again), else the
+    base model's model_index.json."""
+    from ..models.family import SD, backbone_family, run_family
+
+    if (cfg.run or "").strip():
+        meta = Path(cfg.run).expanduser() / "meta.json"
+        if meta.is_file():
+            from ..pipelines.runs import RunFolder
+
+            return run_family(RunFolder(meta.parent).meta())
+        return SD
+    return backbone_family(cfg.model)
 
 
 def validate(cfg: LongJobConfig, limits: Limits) -> None:
     c = cfg.long
-    v.text("run (--run)", cfg.run, "tune a clip first and give its run folder")
+    if not (cfg.model or "").strip():
+        v.text("run (--run)", cfg.run, "tune a clip first and give its run folder (a Wan2.1 "
+               "base model, --model, generates without one)")
+    from ..models.family import rules
+
+    r = rules(family(cfg))
+    if not (cfg.run or "").strip() and r.parameterization != "flow":
+        raise InputError(f"Long Video on {r.label} generates from a tuned run: tune a clip "
+                         "first and give its run folder (--run); a Wan2.1 base model (--model) "
+                         "generates without one.")
     v.whole("long.frames (--frames)", c.frames, 1, limits.max_long_frames)
     v.whole("long.window (--window)", c.window, 1, c.frames, " (at most the video's frames)")
     v.whole("long.stride (--stride)", c.stride, 1, c.window, " (at most the window)")
-    from ..pipelines.windows import window_count
+    from ..pipelines.windows import latent_grid, window_count
 
-    n = window_count(c.frames, c.window, c.stride)
+    if r.parameterization == "flow":  # its SD-only parts refused before anything loads
+        from ..pipelines.flow_long import validate_flow_long
+
+        if cfg.masks_only:
+            raise InputError(f"The mask stage runs on Stable Diffusion runs only; {r.label} "
+                             "long videos have none.")
+        validate_flow_long(c, r.label)
+    # windows are counted where they are laid out: in latent frames on Wan2.1 (4k + 1)
+    g = latent_grid(c.frames, c.window, c.stride, r.temporal)
+    n = window_count(g.latent_frames, g.latent_window, g.latent_stride)
     if n > limits.max_windows:
         raise InputError(f"{c.frames} frames in windows of {c.window} every {c.stride} make {n} "
                          f"windows; this studio denoises at most {limits.max_windows} per video: "
@@ -59,13 +100,16 @@ def validate(cfg: LongJobConfig, limits: Limits) -> None:
 
 
 def plan(story: str, prompts: list[str], frames: int, window: int, stride: int, fusion: str,
-         prompt_mode: str = "majority") -> dict:
+         prompt_mode: str = "majority", temporal: int = 1) -> dict:
     """The timeline and window layout of a long video, without a model: ``graph`` (the scene
     graph, however the prompts came: a story's parse, or the prompts given one per segment,
     each read as one main event; with its ``timeline``: each segment's prompt and frames),
-    ``segments``, ``layout`` (WindowLayout), ``prompts`` (per window its (segment, weight)
-    pairs), ``table`` (one row per window)."""
-    from ..pipelines.windows import layout_table, make_layout, window_prompts
+    ``segments``, ``layout`` (WindowLayout, in latent frames where the VAE packs ``temporal``
+    frames per latent: Wan2.1's 4), ``grid`` (windows.LatentGrid: what was rounded, its
+    ``note``), ``prompts`` (per window its (segment, weight) pairs), ``table`` (one row per
+    window, in video frames)."""
+    from ..pipelines.windows import (grid_table, latent_grid, latent_segments, layout_table,
+                                     make_layout, window_prompts)
     from ..scene import parse_prompts, parse_story
     from ..scene.segments import timeline
 
@@ -86,10 +130,12 @@ def plan(story: str, prompts: list[str], frames: int, window: int, stride: int, 
              "timeline": [{"segment": i, "prompt": s.prompt, "first_frame": s.start,
                            "last_frame": s.end - 1} for i, s in enumerate(segs)],
              **g.to_dict()}
-    layout = make_layout(frames, window, stride, fusion)
-    return {"graph": graph, "segments": segs, "layout": layout,
-            "prompts": window_prompts(layout, segs, prompt_mode),
-            "table": layout_table(layout, segs, prompt_mode)}
+    grid = latent_grid(frames, window, stride, temporal)
+    layout = make_layout(grid.latent_frames, grid.latent_window, grid.latent_stride, fusion)
+    lat = latent_segments(segs, grid)
+    return {"graph": graph, "segments": segs, "layout": layout, "grid": grid,
+            "prompts": window_prompts(layout, lat, prompt_mode),
+            "table": grid_table(layout_table(layout, lat, prompt_mode), grid)}
 
 
 # seconds to mask one 512x512 frame on the CPU (scaled by pixels; a GPU ~20x faster): GrabCut
@@ -127,6 +173,18 @@ def estimate(cfg: LongJobConfig, device="cpu", calibration_dir=None, probe=None,
     from .estimates import finish, rate_now, worst
 
     c = cfg.long
+    from ..models.family import rules
+
+    if rules(family(cfg)).parameterization == "flow":  # a video DiT: its architecture's figures
+        from .flow_estimates import long_estimate
+
+        if not (cfg.run or "").strip():
+            return long_estimate(cfg.model, c, None, device)
+        rf = open_run(cfg.run)
+        meta, run_cfg = rf.meta(), rf.config()
+        return long_estimate(cfg.model or meta.get("base_model") or run_cfg.model, c,
+                             (int(meta.get("height", run_cfg.data.height)),
+                              int(meta.get("width", run_cfg.data.width))), device)
     rf = open_run(cfg.run)
     run_cfg, meta = rf.config(), rf.meta()
     sizes = ([(s, s) for s in c.refine] if c.refine else [(c.size, c.size)] if c.size else
@@ -165,6 +223,10 @@ def estimate_line(est: dict, device="cpu") -> str:
     """The Long Video tab's ``Estimate: ...`` line (jobs/estimates.py ``line``)."""
     from .estimates import line
 
+    if est.get("basis"):  # a video DiT's figures (jobs/flow_estimates.py)
+        from .flow_estimates import long_line
+
+        return long_line(est, device)
     p = est.get("parts", {})
     counts = [k[:-2].replace("x", "×") + " co-denoising" for k in p
               if k[0].isdigit() and k.endswith("_s")]
@@ -183,28 +245,20 @@ def dim_background(frames, masks):
     return dim(frames, masks)
 
 
-def _check_family(rf) -> None:
-    """Long Video co-denoises DDIM windows of a Stable Diffusion run; a run tuned on a video DiT
-    (Wan2.1, meta.json ``backbone``) is refused in one line."""
-    from ..models.family import rules, run_family
-
-    fam = rules(run_family(rf.meta()))
-    if fam.parameterization != "ddpm":
-        raise InputError(f"Long Video runs on Stable Diffusion runs; {rf.path.name} was tuned on "
-                         f"{fam.label}, which Long Video does not support yet: edit it with "
-                         "`vcstudio edit --run` instead.")
-
-
 def run(cfg: LongJobConfig, ctx):
-    """-> pipelines.longvideo.LongResult (or a maskfusion.FusionResult with ``masks_only``)."""
+    """-> pipelines.longvideo.LongResult (or a maskfusion.FusionResult with ``masks_only``).
+    A Wan2.1 run or base model: pipelines/flow_long.py."""
     import torch
 
     from ..pipelines.longvideo import long_segments, long_video, mask_preview, output_path
     from ..pipelines.run_open import prepare_run
     from .estimates import announce
 
-    rf = prepare_run(cfg.run, device=ctx.device)  # a Tune-A-Video folder: converted first
-    _check_family(rf)
+    from ..models.family import rules, run_family
+
+    rf = prepare_run(cfg.run, device=ctx.device) if (cfg.run or "").strip() else None
+    if rf is None or rules(run_family(rf.meta())).parameterization == "flow":
+        return _run_flow(cfg, ctx, rf)
     device = torch.device(ctx.device)
     if not cfg.masks_only and getattr(ctx, "store", None) is not None:
         try:  # loaded before its estimate (the job finds it in the cache)
@@ -222,6 +276,34 @@ def run(cfg: LongJobConfig, ctx):
                           parent=ctx.find_run(rf.path, "tune"), reuse=False,
                           label=segments[0].prompt[:80])
     res = long_video(rf.path, cfg.long, ctx.cache, device, ctx, ctx.cancel)
+    return _record(ctx, run_id, res)
+
+
+def _run_flow(cfg: LongJobConfig, ctx, rf):
+    """A long video on a flow model: a tuned Wan run's LoRA (``rf``) or the base (``cfg.model``)."""
+    import torch
+
+    from ..pipelines.flow_long import flow_long_video
+    from ..pipelines.longvideo import long_segments, output_path
+    from .estimates import announce
+
+    if rf is not None:  # a Hub run fetched just now: its counting checked again
+        validate(dataclasses.replace(cfg, run=str(rf.path)), ctx.limits)
+    if getattr(ctx, "store", None) is not None:
+        announce(ctx, estimate, estimate_line, cfg)
+    segments = long_segments(cfg.long)
+    root = rf.path if rf is not None else (Path(cfg.long.out).parent if cfg.long.out
+                                           else ctx.run_folder("long"))
+    mp4 = output_path(cfg.long, root, segments)
+    run_id = ctx.open_run("long", mp4.parent, cfg, seed=cfg.long.seed,
+                          parent=ctx.find_run(rf.path, "tune") if rf is not None else None,
+                          reuse=False, label=segments[0].prompt[:80])
+    res = flow_long_video(cfg.long, rf.path if rf is not None else None, cfg.model or None,
+                          root, ctx.cache, torch.device(ctx.device), ctx, ctx.cancel)
+    return _record(ctx, run_id, res)
+
+
+def _record(ctx, run_id, res):
     ctx.add_artifact(run_id, "mp4", res.mp4)
     if Path(res.mp4).with_suffix(".json").is_file():
         ctx.add_artifact(run_id, "json", Path(res.mp4).with_suffix(".json"))

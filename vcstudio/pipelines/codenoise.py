@@ -13,6 +13,10 @@ a DDIM step is affine in the predicted noise, x_{t-1} = a_t x_t + b_t eps. With 
 prediction equals fusing the per-window x_{t-1} (the minimiser of eq. 19). With eta > 0 the
 sampler's noise is drawn once for the whole video, so this stays exact.
 
+The same co-denoiser drives Wan2.1's flow sampler (pipelines/flow_long.py): ``model`` is then the
+backbone's ``predict(x, sigma, embeds)``, the windows are in latent frames, and the fused output
+is the velocity (an Euler step is affine in it, so the argument above holds as it is).
+
 Memory: one latent-sized accumulator plus one batch of window outputs; no list of all windows.
 """
 from __future__ import annotations

@@ -29,7 +29,7 @@ x0's first frame (uint8) for a page to stream.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -72,9 +72,15 @@ def _check_flow(backbone) -> None:
 def sample(backbone, x: torch.Tensor, cond: torch.Tensor, steps: int,
            uncond: Optional[torch.Tensor] = None, guidance: float = 1.0, start: int = 0,
            progress: ProgressFn = null_progress, cancel: Optional[CancelToken] = None,
-           preview_every: int = 0) -> torch.Tensor:
+           preview_every: int = 0, predict: Optional[Callable] = None,
+           on_x0: Optional[Callable[[int, torch.Tensor], None]] = None) -> torch.Tensor:
     """Euler sampling of ``steps`` steps from ``x`` at noise level ``sigmas[start]`` (noise for
-    start 0, an inversion's result, a partly noised clip) down to s = 0 -> normalised latents."""
+    start 0, an inversion's result, a partly noised clip) down to s = 0 -> normalised latents.
+
+    ``predict(x, sigma) -> v`` replaces the guided velocity (a long video's co-denoiser fuses
+    its windows' guided velocities: pipelines/codenoise.py; an Euler step is affine in v, so
+    stepping the fused velocity is fusing the windows' steps). ``on_x0(k, x0)`` sees every
+    step's predicted x0 (a long video's preview strip)."""
     _check_flow(backbone)
     sig = backbone.sigmas(steps)
     x = x.float()
@@ -82,9 +88,12 @@ def sample(backbone, x: torch.Tensor, cond: torch.Tensor, steps: int,
     for k, i in enumerate(range(start, steps)):
         if cancel is not None:
             cancel.check()
-        v = guided_velocity(backbone, x, sig[i], cond, uncond, guidance)
-        progress(_event(k, n, "sampling", "sample", sig[i], preview_every, backbone,
-                        backbone.x0(x, sig[i], v)))
+        v = (guided_velocity(backbone, x, sig[i], cond, uncond, guidance) if predict is None
+             else predict(x, sig[i]))
+        x0 = backbone.x0(x, sig[i], v)
+        progress(_event(k, n, "sampling", "sample", sig[i], preview_every, backbone, x0))
+        if on_x0 is not None:
+            on_x0(k, x0)
         x = x + (sig[i + 1] - sig[i]) * v
     return x
 

@@ -37,7 +37,9 @@ class FlowEditResult:
     notes: list
 
 
-def _decode(backbone, latents: torch.Tensor, progress: ProgressFn) -> np.ndarray:
+def decode_clip(backbone, latents: torch.Tensor, progress: ProgressFn) -> np.ndarray:
+    """Every frame of normalised latents, decoded once by the causal VAE -> uint8 (F, H, W, 3),
+    shown as it ends (stage "decode")."""
     from .i2v_base import to_uint8
 
     progress(Event(0, 1, "decoding frames", stage="decode"))
@@ -143,7 +145,7 @@ def edit_flow_run(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = n
                      progress=progress, cancel=cancel, preview_every=every)
         done = cancel is None or not cancel.cancelled
         timer.passes(cfg.steps * guided_passes(cfg.guidance) if done else 0)
-        frames = _decode(bb, lat, progress)
+        frames = decode_clip(bb, lat, progress)
         timer.decoded()
     except torch.OutOfMemoryError:
         raise OutOfMemoryError("Out of device memory while sampling; tune on fewer frames or a "
@@ -241,7 +243,7 @@ def flowedit_clip(cfg: FlowEditConfig, progress: ProgressFn = null_progress,
                         progress=progress, cancel=cancel, preview_every=every)
         done = cancel is None or not cancel.cancelled
         timer.passes(flowedit_passes(cfg) if done else 0)
-        out_frames = _decode(bb, lat, progress)
+        out_frames = decode_clip(bb, lat, progress)
         timer.decoded()
     except torch.OutOfMemoryError:
         raise OutOfMemoryError(f"Out of device memory in FlowEdit of {len(clip)} frames at "
@@ -254,5 +256,5 @@ def flowedit_clip(cfg: FlowEditConfig, progress: ProgressFn = null_progress,
     return FlowEditResult(out_frames, mp4, gif, clip, notes)
 
 
-__all__ = ["FlowEditResult", "edit_flow_run", "flow_inversion", "flowedit_clip",
+__all__ = ["FlowEditResult", "decode_clip", "edit_flow_run", "flow_inversion", "flowedit_clip",
            "flowedit_passes", "flowedit_stem", "n_max_of", "validate_flowedit"]

@@ -50,6 +50,8 @@ class LongResult:
     candidates: Optional[np.ndarray] = None  # uint8 (n, K, H, W, 3): x0 at step k
     candidate_masks: Optional[np.ndarray] = None  # bool (n, K, H, W)
     combined_run: Optional[Path] = None  # D' when combined tuning ran
+    notes: list[str] = field(default_factory=list)  # what the job rounded (a Wan long video)
+    latents: Optional[torch.Tensor] = field(default=None, repr=False)  # the final latent video
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -60,12 +62,17 @@ def long_segments(cfg: LongConfig) -> list[Segment]:
     return timeline(cfg.frames, cfg.segments, cfg.story, cfg.prompts)
 
 
-def validate_long(cfg: LongConfig) -> None:
+def check_sampling(cfg: LongConfig) -> None:
+    """The sampler's ranges, whatever the backbone."""
     if not 1 <= cfg.steps <= MAX_SAMPLING_STEPS:
         raise InputError(f"Sampling steps must be within 1..{MAX_SAMPLING_STEPS}, got "
                          f"{cfg.steps}.")
     if not 0 <= cfg.guidance <= 50:
         raise InputError(f"Guidance scale must be within 0..50, got {cfg.guidance}.")
+
+
+def validate_long(cfg: LongConfig) -> None:
+    check_sampling(cfg)
     if cfg.refine_mode not in ("latent", "pixel"):
         raise InputError(f"Refinement mode must be 'latent' or 'pixel', got {cfg.refine_mode!r}.")
     if cfg.refine:

@@ -13,7 +13,13 @@ once, so fusing is a plain weighted sum. Unlike eq. 18 taken literally (and a pu
 implementation that left tail frames at zero when (L-K) % S != 0), the last window is aligned to
 the end of the video so that every frame is covered.
 
-Everything here is pure: numbers in, numbers out; the sampler (pipelines.longvideo) calls it.
+On a VAE that compresses time (Wan2.1: 4 frames per latent frame after the first) the layout's
+units are latent frames: :func:`latent_grid` turns the frames, window and stride a user gives in
+video frames into latent ones (and says what it rounded), :func:`latent_segments` puts the
+timeline on them, :func:`grid_table` says the windows in video frames again.
+
+Everything here is pure: numbers in, numbers out; the samplers (pipelines.longvideo,
+pipelines.flow_long) call it.
 """
 from __future__ import annotations
 
@@ -143,6 +149,113 @@ def make_layout(length: int, window: int, stride: int, fusion: str = "uniform",
     raw = position_weights(window, fusion, sigma)
     return WindowLayout(int(length), int(window), int(stride), fusion, starts,
                         normalise_weights(starts, window, length, raw))
+
+
+# ----------------------------------------------------------------------------- latent frames
+
+@dataclass(frozen=True)
+class LatentGrid:
+    """A long video's frames, window and stride as a VAE that packs ``temporal`` frames into a
+    latent frame sees them (Wan2.1: 4, causally: the first frame alone, then 4 per latent
+    frame). The user counts in video frames; the windows are laid out in latent frames.
+
+    ``frames``/``window``/``stride``: what was asked (video frames). ``made``: the frames
+    generated (the next ``temporal * k + 1`` count, cut back to ``frames`` after decoding).
+    ``latent_*``: the layout's units. ``window_frames``/``stride_frames``: what the latent
+    window and stride are in video frames (a window ``temporal * (k - 1) + 1``, a stride
+    ``temporal * s``). ``note``: one line when anything was rounded, else "".
+    """
+
+    temporal: int
+    frames: int
+    window: int
+    stride: int
+    made: int
+    latent_frames: int
+    latent_window: int
+    latent_stride: int
+
+    @property
+    def window_frames(self) -> int:
+        return self.temporal * (self.latent_window - 1) + 1
+
+    @property
+    def stride_frames(self) -> int:
+        return self.temporal * self.latent_stride
+
+    def latent_of(self, frame: int) -> int:
+        """The latent frame that holds video frame ``frame`` (0 alone, then ``temporal`` each)."""
+        return 0 if frame <= 0 else (int(frame) - 1) // self.temporal + 1
+
+    def video_span(self, start: int, end: int) -> tuple[int, int]:
+        """Video frames [a, b) of latent frames [start, end) (of the ``made`` frames)."""
+        t = self.temporal
+        return (0 if start <= 0 else t * (start - 1) + 1), t * (end - 1) + 1
+
+    @property
+    def note(self) -> str:
+        if self.temporal == 1:
+            return ""
+        said = []
+        if self.made != self.frames:
+            said.append(f"{self.frames} frames are made as {self.made} and cut back to "
+                        f"{self.frames}")
+        if self.window_frames != self.window:
+            said.append(f"window {self.window} -> {self.window_frames} frames")
+        if self.stride_frames != self.stride:
+            said.append(f"stride {self.stride} -> {self.stride_frames} frames")
+        if not said:
+            return ""
+        t = self.temporal
+        return (f"{'; '.join(said)} (windows are counted in latent frames, the VAE packs {t} "
+                f"frames per latent after the first: {self.latent_frames} latent frames, windows "
+                f"of {self.latent_window} every {self.latent_stride})")
+
+
+def latent_grid(frames: int, window: int, stride: int, temporal: int = 1) -> LatentGrid:
+    """The layout units of a long video on a VAE with ``temporal`` compression (1: frames are
+    latent frames, nothing changes). The video is made at the next ``temporal * k + 1`` count
+    (k >= 1), so it can be cut back to exactly ``frames``; the window is rounded UP to the
+    ``temporal * k + 1`` grid (a window never sees less than asked, and a window as long as the
+    video stays one window), clamped to the latent video; the stride to the nearest multiple of
+    ``temporal`` (halves up, at least one latent frame), at most the window."""
+    frames, window, stride, t = int(frames), int(window), int(stride), max(1, int(temporal))
+    if frames < 1 or window < 1 or stride < 1:
+        raise InputError(f"Frames, window and stride must be at least 1 (got {frames}, {window}, "
+                         f"{stride}).")
+    if t == 1:
+        return LatentGrid(1, frames, window, stride, frames, frames, window, stride)
+    made = t * max(1, -(-(frames - 1) // t)) + 1
+    n_lat = (made - 1) // t + 1
+    k_lat = min(n_lat, -(-(window - 1) // t) + 1)
+    s_lat = min(k_lat, max(1, int(stride / t + 0.5)))
+    return LatentGrid(t, frames, window, stride, made, n_lat, k_lat, s_lat)
+
+
+def latent_segments(segments: Sequence[Segment], grid: LatentGrid) -> list[Segment]:
+    """The timeline's segments (video frames) on the latent frames that hold them; the last
+    segment reaches the last latent frame (the frames made beyond ``grid.frames`` are its)."""
+    if grid.temporal == 1:
+        return list(segments)
+    out = [Segment(s.prompt, grid.latent_of(s.start), grid.latent_of(s.end - 1) + 1)
+           for s in segments]
+    last = max(range(len(out)), key=lambda i: out[i].end)
+    out[last] = Segment(out[last].prompt, out[last].start, grid.latent_frames)
+    return out
+
+
+def grid_table(rows: list[dict], grid: LatentGrid) -> list[dict]:
+    """:func:`layout_table` rows of a latent layout, in video frames (the latent ones kept as
+    ``latent_frames``): what the user counts in."""
+    if grid.temporal == 1:
+        return rows
+    out = []
+    for r in rows:
+        a, b = grid.video_span(r["start"], r["end"])
+        b = min(b, grid.frames)
+        out.append({**r, "latent_frames": r["frames"], "start": a, "end": b,
+                    "frames": f"{a}-{b - 1}"})
+    return out
 
 
 # ----------------------------------------------------------------------------- fusion (eq. 19)

@@ -98,3 +98,12 @@ def decode_each(vae, latents: torch.Tensor, latent_frames: Sequence[int],
     with autocast or contextlib.nullcontext():
         video = vae.decode(z.to(vae.dtype), return_dict=False)[0].float()
     return (video[:, :, 0] / 2 + 0.5).clamp(0, 1)
+
+
+@torch.no_grad()
+def glimpse(vae, latents: torch.Tensor, picks: Sequence[int], autocast=None) -> torch.Tensor:
+    """A cheap look at latent frames ``picks`` of normalised latents (1, C, F_lat, h, w), e.g. a
+    long video's predicted x0 while it is denoised -> (K, 3, H, W) in [0, 1]: :func:`decode_each`
+    without gradients (an approximation of that moment of the video, not its exact frames; the
+    final decode is :func:`decode_frames`)."""
+    return decode_each(vae, latents, picks, autocast)

@@ -29,7 +29,7 @@ from ...device import Precision, precision_for
 from ...errors import InputError
 from ..lora import ATTN_PROJECTIONS, lora_targets_for
 from . import estimate as est
-from .latents import decode_each, decode_frames, encode_video
+from .latents import decode_each, decode_frames, encode_video, glimpse
 from .rules import check_frames, check_size
 from .text import MAX_SEQUENCE_LENGTH, PromptEmbeddings
 
@@ -110,6 +110,13 @@ class WanT2VBackbone:
         (K, 3, H, W) in [0, 1], differentiable: a loss's cheap decode (models/wan/latents.py
         ``decode_each``)."""
         return decode_each(self.parts.vae, latents, idx, self.precision.autocast())
+
+    def glimpse(self, latents: torch.Tensor, n: int = 6) -> torch.Tensor:
+        """(K, 3, H, W) in [0, 1]: at most ``n`` evenly picked latent frames, each decoded on its
+        own (latents.glimpse: a preview, one image decode each)."""
+        f = latents.shape[2]
+        picks = sorted({round(i * (f - 1) / max(1, n - 1)) for i in range(min(n, f))})
+        return glimpse(self.parts.vae, latents, picks, self.precision.autocast())
 
     # ---- prompts
     def encode_prompts(self, prompts: Sequence[str] | str) -> torch.Tensor:
