@@ -171,7 +171,7 @@ def test_a_tuned_wan_run_generates_through_the_job_with_its_lora(tiny_wan_t2v, w
     assert res.mp4.is_file() and res.mp4.parent == wan_run / "long"
     assert res.frames.shape == (21, H, W, 3)  # the tuned clip's size
     assert res.layout.n_windows == 4  # 6 latent frames, windows of 3 every 1
-    assert any(e.stage == "estimate" and "uncalibrated" in e.message for e in events)
+    assert any(e.stage == "estimate" and "calibrated" in e.message for e in events)
     assert rec.kind == "long" and rec.parent_run == tune.id  # recorded under the tuned run
     base = flow_long_video(_long(frames=21, window=9, stride=4, size=48), model=str(tiny_wan_t2v),
                            out_root=tmp_path / "base")

@@ -206,22 +206,26 @@ def flowedit_estimate(cfg, device: Any = "cpu", calibration_dir=None,
     return _finish(parts, how, s.peak_gib, s.how, load)
 
 
-def long_estimate(model: str, long, clip_hw, device: Any = "cpu") -> dict:
+def long_estimate(model: str, long, clip_hw, device: Any = "cpu", calibration_dir=None,
+                  rate: Optional[float] = None) -> dict:
     """A Wan long video (pipelines/flow_long.py): every one of ``steps`` steps runs each window
-    of the latent grid through the transformer (the Wan sampling estimate's per-step cost at the
-    window's frames and size, two passes under CFG), + one decode of every frame made. The peak
-    is one call's: ``batch_windows`` windows (all of them on a GPU, 2 on a CPU, as the
-    co-denoiser starts) x the CFG passes. ``clip_hw``: the tuned clip's (height, width), None for
-    a base model (its native frame)."""
+    of the latent grid through the transformer (two passes under CFG), + one decode of every
+    frame made; from this model's measured pass at the window's shape and decode at the video's
+    where there are (module docstring), else the architecture's FLOPs (the Wan sampling
+    estimate's per-step cost). The peak is one call's: ``batch_windows`` windows (all of them on
+    a GPU, 2 on a CPU, as the co-denoiser starts) x the CFG passes. ``clip_hw``: the tuned
+    clip's (height, width), None for a base model (its native frame)."""
     from ..config import guided_passes
     from ..models.family import backbone_family, rules
     from ..models.wan import estimate as est
     from ..pipelines.flow_long import flow_grid, long_size
+    from .estimates import rate_now
 
     r = rules(backbone_family(model))
     grid, layout = flow_grid(long, r.temporal)
     (h, w), _ = long_size(long, clip_hw, r)
-    tc = est.transformer_config(_resolved(model))
+    model = _resolved(model)
+    tc = est.transformer_config(model)
     passes = guided_passes(long.guidance)
     dev = str(device)
     per_window = est.sample(tc, grid.window_frames, h, w, long.steps, dev, passes)
@@ -232,11 +236,17 @@ def long_estimate(model: str, long, clip_hw, device: Any = "cpu") -> dict:
     # latent_window frames (est.sample counts a clip's tokens from its pixel frames)
     lat = min(n, batch) * passes * grid.latent_window
     call = est.sample(tc, r.temporal * (lat - 1) + 1, h, w, 1, dev, 1)
-    parts = {"co_denoise_s": n * per_window.parts["denoise_s"],
-             "decode_s": decode.parts["decode_s"], "frames": grid.made, "height": h,
-             "width": w, "windows": n, "window_frames": grid.window_frames}
-    return _finish(parts, per_window.how, max(call.peak_gib, decode.peak_gib),
-                   seconds_per_window_step=per_window.parts["denoise_s"] / max(1, long.steps))
+    now = rate_now(device, rate)
+    pass_s, _, how, load = _units(calibration_dir, device, model, grid.window_frames, h, w, now)
+    _, decode_s, _, _ = _units(calibration_dir, device, model, grid.made, h, w, now)
+    window_step_s = (passes * pass_s if pass_s is not None
+                     else per_window.parts["denoise_s"] / max(1, long.steps))
+    parts = {"co_denoise_s": n * long.steps * window_step_s,
+             "decode_s": decode_s if decode_s is not None else decode.parts["decode_s"],
+             "frames": grid.made, "height": h, "width": w, "windows": n,
+             "window_frames": grid.window_frames}
+    return _finish(parts, how, max(call.peak_gib, decode.peak_gib), per_window.how, load,
+                   seconds_per_window_step=window_step_s)
 
 
 def long_line(est: dict, device: Any = "cpu") -> str:

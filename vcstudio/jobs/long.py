@@ -179,12 +179,13 @@ def estimate(cfg: LongJobConfig, device="cpu", calibration_dir=None, probe=None,
         from .flow_estimates import long_estimate
 
         if not (cfg.run or "").strip():
-            return long_estimate(cfg.model, c, None, device)
+            return long_estimate(cfg.model, c, None, device, calibration_dir, rate)
         rf = open_run(cfg.run)
         meta, run_cfg = rf.meta(), rf.config()
         return long_estimate(cfg.model or meta.get("base_model") or run_cfg.model, c,
                              (int(meta.get("height", run_cfg.data.height)),
-                              int(meta.get("width", run_cfg.data.width))), device)
+                              int(meta.get("width", run_cfg.data.width))), device,
+                             calibration_dir, rate)
     rf = open_run(cfg.run)
     run_cfg, meta = rf.config(), rf.meta()
     sizes = ([(s, s) for s in c.refine] if c.refine else [(c.size, c.size)] if c.size else
