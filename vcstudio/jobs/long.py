@@ -22,6 +22,7 @@ class LongJobConfig:
     run: str = ""  # the tuned run folder
     long: LongConfig = field(default_factory=LongConfig)
     masks_only: bool = False  # only the mask stage (candidates, masks, fused clip)
+    model: str = ""  # the base model to load the run onto ("" = the one it was tuned on)
 
 
 def validate(cfg: LongJobConfig, limits: Limits) -> None:
@@ -203,25 +204,30 @@ def run(cfg: LongJobConfig, ctx):
     from ..pipelines.run_open import prepare_run
     from .estimates import announce
 
+    from ..models.catalog import fetch
+
     rf = prepare_run(cfg.run, device=ctx.device)  # a Tune-A-Video folder: converted first
     _check_family(rf)
     device = torch.device(ctx.device)
+    model = cfg.model or None
+    if model:  # another base than the run's own: downloaded first where it is missing
+        fetch(model, ctx, cancel=getattr(ctx, "cancel", None))
     if not cfg.masks_only and getattr(ctx, "store", None) is not None:
         try:  # loaded before its estimate (the job finds it in the cache)
             from ..pipelines.tuned import load_tuned
 
-            load_tuned(rf.path, ctx.cache, device)
+            load_tuned(rf.path, ctx.cache, device, model=model)
         except Exception:  # noqa: BLE001 - the job itself reports it
             pass
         announce(ctx, estimate, estimate_line, cfg)
     if cfg.masks_only:
-        return mask_preview(rf.path, cfg.long, ctx.cache, device, ctx, ctx.cancel)
+        return mask_preview(rf.path, cfg.long, ctx.cache, device, ctx, ctx.cancel, model=model)
     segments = long_segments(cfg.long)
     mp4 = output_path(cfg.long, rf.path, segments)
     run_id = ctx.open_run("long", mp4.parent, cfg, seed=cfg.long.seed,
                           parent=ctx.find_run(rf.path, "tune"), reuse=False,
                           label=segments[0].prompt[:80])
-    res = long_video(rf.path, cfg.long, ctx.cache, device, ctx, ctx.cancel)
+    res = long_video(rf.path, cfg.long, ctx.cache, device, ctx, ctx.cancel, model=model)
     ctx.add_artifact(run_id, "mp4", res.mp4)
     if Path(res.mp4).with_suffix(".json").is_file():
         ctx.add_artifact(run_id, "json", Path(res.mp4).with_suffix(".json"))
