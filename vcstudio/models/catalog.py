@@ -124,10 +124,10 @@ class ModelStatus:
         if self.local_folder:
             return f"{self.id}: a local folder."
         if self.cached:
-            return f"{what}: cached ({self.bytes_on_disk / 1e9:.1f} GB on disk)."
+            return f"{what}: cached ({_size(self.bytes_on_disk, 1)} on disk)."
         size = (f"~{k.download_gb:g} GB download on first use ({k.size_source})" if k
                 else "not in the local cache; downloaded on first use (size unknown)")
-        part = (f"; {self.bytes_on_disk / 1e9:.1f} GB of it cached" if self.bytes_on_disk
+        part = (f"; {_size(self.bytes_on_disk, 1)} of it cached" if self.bytes_on_disk
                 else "")
         return f"{what}: {size}{part}."
 
@@ -299,5 +299,6 @@ class ByteMeter:
         return Event(done // 10**6, max(1, total // 10**6), text, stage="download", eta=eta)
 
 
-def _size(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+def _size(n: int, digits: int = 2) -> str:
+    """Bytes as GB (MB below one GB) with ``digits`` decimals."""
+    return f"{n / 1e9:.{digits}f} GB" if n >= 1e9 else f"{n / 1e6:.{digits}f} MB"
