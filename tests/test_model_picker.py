@@ -312,3 +312,17 @@ def test_the_api_model_reaches_the_jobs_and_the_run_records_it(app, tiny_sd, tin
     except AppError:
         pass  # its one variant could not load: the comparison may end in that message
     assert _configs(studio, "compare")[-1]["model"] == "someone/not-here"
+
+
+def test_the_cli_model_flag_takes_the_pickers_aliases(tiny_sd):
+    from vcstudio.cli import parse
+    from vcstudio.models.loading import EMBEDDED_MODEL
+
+    tune = ["tune", "--video", "clip.mp4", "--prompt", "a red circle", "--model"]
+    assert parse(tune + ["sd21"]).model == SD21
+    assert parse(tune + ["wan-1.3b"]).model == "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+    assert parse(tune + ["demo"]).model == str(EMBEDDED_MODEL)
+    assert parse(tune + [str(tiny_sd)]).model == str(tiny_sd)
+    assert parse(["edit", "--run", "r", "--prompt", "p", "--model", "sd15"]).model == SD15
+    assert parse(["app", "--model", "sd15"]).model == SD15
+    assert parse(tune[:-1]).model is None

@@ -19,10 +19,8 @@ def run(a) -> int:
 
     from ..ui import launch
 
-    if a.model:
-        from ..models.catalog import resolve_alias
-
-        os.environ["VCSTUDIO_MODEL"] = resolve_alias(a.model)
+    if a.model:  # an alias is resolved already (cli.parse)
+        os.environ["VCSTUDIO_MODEL"] = a.model
 
     launch(host=a.host, port=a.port, share=a.share)
     return 0
