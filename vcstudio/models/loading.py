@@ -5,8 +5,9 @@ The default model (no ``--model``) is the first of: ``$VCSTUDIO_MODEL``; Stable 
 them through README.md's ``preload_from_hub``; a desktop has them after one download); the
 embedded offline demo model in ``assets/toy-sd``. Choosing it reads the cache only: no network
 probe. The studio's default adds one case (:func:`default_base`: a GPU and the Hub at hand also
-mean SD 1.5), probed once when the app starts. Loading never trusts remote code and never unpickles (single
-.ckpt files go through diffusers, which loads them with ``weights_only=True``).
+mean SD 1.5), probed once when the app starts. Loading never trusts remote code and never
+unpickles (single .ckpt files go through diffusers, which loads them with
+``weights_only=True``).
 """
 from __future__ import annotations
 
