@@ -248,7 +248,7 @@ def test_a_client_that_disconnects_mid_tune_frees_the_device(app, wide_clip):
     path = _upload(url, wide_clip)
     sh = "disconnect" + os.urandom(4).hex()
     data = ["", _file(path), "a red circle", 4, 1, 0, 64, 32, "crop", "center", "baseline",
-            100, 1e-3, 33, True, True, True, "mul-fourier", "pure", True, True]
+            100, 1e-3, 33, True, True, True, "mul-fourier", "pure", True, True, ""]
     r = httpx.post(url + "gradio_api/queue/join",
                    json={"data": data, "fn_index": _fn_index(url, "tune"), "session_hash": sh,
                          "event_data": None, "trigger_id": None})

@@ -43,6 +43,13 @@ class HubDouble:
     def add_folder(self, repo: str, folder: Path) -> None:
         self.repos[repo] = {p.name: p.read_bytes() for p in Path(folder).iterdir() if p.is_file()}
 
+    def add_tree(self, repo: str, folder: Path) -> None:
+        """A repo holding every file under ``folder``, by its relative path (a diffusers
+        folder's ``unet/config.json``)."""
+        root = Path(folder)
+        self.repos[repo] = {p.relative_to(root).as_posix(): p.read_bytes()
+                            for p in sorted(root.rglob("*")) if p.is_file()}
+
     def add_sizes(self, repo: str, sizes: dict[str, int]) -> None:
         """A repo whose files the server only claims (a listing without bytes)."""
         self.repos[repo] = dict(sizes)

@@ -62,9 +62,20 @@ def _handler(command: str):
     return _module(command).run
 
 
+def parse(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The parsed command line; ``--model`` takes the app's picker aliases too (sd15, sd21,
+    wan-1.3b, demo: models/catalog.py ``resolve_alias``), so every command sees a hub id or a
+    path."""
+    a = build_parser().parse_args(argv)
+    if isinstance(getattr(a, "model", None), str) and a.model:
+        from ..models.catalog import resolve_alias
+
+        a.model = resolve_alias(a.model)
+    return a
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    a = parser.parse_args(argv)
+    a = parse(argv)
     try:
         return _handler(a.command)(a)
     except VcsError as e:

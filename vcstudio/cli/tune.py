@@ -15,7 +15,9 @@ def add(sub) -> None:
     p = sub.add_parser("tune", help="one-shot tune a text-to-image model on a clip")
     p.add_argument("--video", help="clip: mp4/webm/mov/avi/gif or a folder of frames")
     p.add_argument("--prompt", help="what the clip shows, e.g. 'a man is skiing'")
-    p.add_argument("--model", help="hub id, diffusers folder or .safetensors (default: embedded)")
+    p.add_argument("--model", help="hub id, diffusers folder or .safetensors, or an alias: sd15, "
+                   "sd21, wan-1.3b, demo (default: $VCSTUDIO_MODEL, else SD 1.5 when cached, "
+                   "else the embedded demo model)")
     p.add_argument("--config", help="our YAML or a Tune-A-Video YAML config")
     p.add_argument("--frames", type=int)
     p.add_argument("--stride", type=int)

@@ -40,6 +40,15 @@ class EditOutcome:
     scores: dict = field(default_factory=dict)  # name -> MetricResult
 
 
+def run_base(run: str | Path) -> str:
+    """The base model a tuned run records (meta.json ``base_model``, else its config's
+    ``model``): what its edits load it onto unless told otherwise. Reads files only."""
+    from ..pipelines.run_open import open_run
+
+    rf = open_run(run, must_be_finished=False)
+    return str(rf.meta().get("base_model") or rf.config().model or "")
+
+
 def validate_edit(e: EditConfig, prefix: str = "") -> None:
     from ..config import check_prompt
 
@@ -284,7 +293,11 @@ def prepare(cfg: EditJobConfig, ctx) -> None:
 
 
 def run(cfg: EditJobConfig, ctx) -> EditOutcome:
+    from ..models.catalog import fetch
     from .estimates import announce
+
+    if cfg.model:  # another base than the run's own: downloaded first where it is missing
+        fetch(cfg.model, ctx, cancel=getattr(ctx, "cancel", None))
 
     if getattr(ctx, "stage", None) != "invert" and getattr(ctx, "store", None) is not None:
         prepare(cfg, ctx)

@@ -66,9 +66,11 @@ def run_flowedit(cfg: FlowEditConfig, ctx, out_dir: Path | None = None,
     this too."""
     import torch
 
+    from ..models.catalog import fetch
     from ..pipelines.flow_editing import flowedit_clip
     from ..progress import Event
 
+    fetch(cfg.model, ctx, cancel=getattr(ctx, "cancel", None))  # downloaded first if missing
     out = Path(out_dir) if out_dir is not None else ctx.run_folder("flowedit")
     out.mkdir(parents=True, exist_ok=True)
     run_id = ctx.open_run("edit", out, cfg, seed=cfg.seed, parent=parent,

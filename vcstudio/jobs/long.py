@@ -255,28 +255,32 @@ def run(cfg: LongJobConfig, ctx):
     from ..pipelines.run_open import prepare_run
     from .estimates import announce
 
+    from ..models.catalog import fetch
     from ..models.family import rules, run_family
 
     rf = prepare_run(cfg.run, device=ctx.device) if (cfg.run or "").strip() else None
     if rf is None or rules(run_family(rf.meta())).parameterization == "flow":
         return _run_flow(cfg, ctx, rf)
     device = torch.device(ctx.device)
+    model = cfg.model or None
+    if model:  # another base than the run's own: downloaded first where it is missing
+        fetch(model, ctx, cancel=getattr(ctx, "cancel", None))
     if not cfg.masks_only and getattr(ctx, "store", None) is not None:
         try:  # loaded before its estimate (the job finds it in the cache)
             from ..pipelines.tuned import load_tuned
 
-            load_tuned(rf.path, ctx.cache, device)
+            load_tuned(rf.path, ctx.cache, device, model=model)
         except Exception:  # noqa: BLE001 - the job itself reports it
             pass
         announce(ctx, estimate, estimate_line, cfg)
     if cfg.masks_only:
-        return mask_preview(rf.path, cfg.long, ctx.cache, device, ctx, ctx.cancel)
+        return mask_preview(rf.path, cfg.long, ctx.cache, device, ctx, ctx.cancel, model=model)
     segments = long_segments(cfg.long)
     mp4 = output_path(cfg.long, rf.path, segments)
     run_id = ctx.open_run("long", mp4.parent, cfg, seed=cfg.long.seed,
                           parent=ctx.find_run(rf.path, "tune"), reuse=False,
                           label=segments[0].prompt[:80])
-    res = long_video(rf.path, cfg.long, ctx.cache, device, ctx, ctx.cancel)
+    res = long_video(rf.path, cfg.long, ctx.cache, device, ctx, ctx.cancel, model=model)
     return _record(ctx, run_id, res)
 
 
@@ -290,6 +294,10 @@ def _run_flow(cfg: LongJobConfig, ctx, rf):
 
     if rf is not None:  # a Hub run fetched just now: its counting checked again
         validate(dataclasses.replace(cfg, run=str(rf.path)), ctx.limits)
+    if cfg.model:  # a base not cached yet: downloaded first, with bytes and ETA
+        from ..models.catalog import fetch
+
+        fetch(cfg.model, ctx, cancel=getattr(ctx, "cancel", None))
     if getattr(ctx, "store", None) is not None:
         announce(ctx, estimate, estimate_line, cfg)
     segments = long_segments(cfg.long)

@@ -311,8 +311,11 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
 
     from ..pipelines.tune import tune
 
+    from ..models.catalog import fetch
     from ..models.family import backbone_family
 
+    # a hub model not cached yet: downloaded now, its bytes and ETA as progress events
+    fetch(cfg.model, ctx, cancel=getattr(ctx, "cancel", None))
     run_dir = Path(run_dir) if run_dir is not None else ctx.run_folder("tune")
     run_id = ctx.open_run("tune", run_dir, cfg, seed=cfg.seed, parent=parent, label=label)
     store = getattr(ctx, "store", None)  # a sweep cell's detached context has none
@@ -366,9 +369,11 @@ def run(cfg: TuneConfig, ctx) -> TuneOutcome:
     import dataclasses
 
     from ..memory import model_scale
+    from ..models.catalog import fetch
     from ..models.family import backbone_family
     from .estimates import announce, base_of
 
+    fetch(cfg.model, ctx, cancel=getattr(ctx, "cancel", None))  # before the estimate loads it
     if backbone_family(cfg.model) == "wan":
         from .flow_estimates import tune_estimate, tune_line
 

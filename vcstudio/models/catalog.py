@@ -1,6 +1,7 @@
 """The models vcstudio knows by name, for the model pickers: family, task, download size, and
 whether each is in the local Hugging Face cache (``huggingface_hub.scan_cache_dir``: cache reads
-only, no network), plus a download with progress events for one that is not.
+only, no network), plus a download with progress events (bytes, rate, ETA) for one that is
+not, which a job runs before it loads a model (:func:`fetch`).
 
 Download sizes are what ``from_pretrained`` fetches (the safetensors of each component, not the
 repos' extra files). Where the figure comes from is on each entry: the Hub's file listing as
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..errors import ModelNotFoundError
+from ..errors import CancelledError, ModelNotFoundError
 from ..progress import Event, ProgressFn, null_progress
 
 # the files a diffusers pipeline loads: its index, every component's config and safetensors,
@@ -59,6 +60,10 @@ KNOWN: tuple[KnownModel, ...] = (
     KnownModel("stable-diffusion-v1-5/stable-diffusion-v1-5", "sd", "t2i",
                "Stable Diffusion 1.5", 4.3,
                "estimate: U-Net 0.86B + CLIP text 0.12B + VAE 0.08B parameters in fp32"),
+    # the 768 px v-prediction model; its text encoder is OpenCLIP ViT-H/14's text tower with
+    # its last layer dropped (23 layers of width 1024: 0.34B parameters)
+    KnownModel("stabilityai/stable-diffusion-2-1", "sd", "t2i", "Stable Diffusion 2.1", 5.2,
+               "estimate: U-Net 0.87B + OpenCLIP-H text 0.34B + VAE 0.08B parameters in fp32"),
 )
 
 
@@ -119,24 +124,29 @@ class ModelStatus:
         if self.local_folder:
             return f"{self.id}: a local folder."
         if self.cached:
-            return f"{what}: cached ({self.bytes_on_disk / 1e9:.1f} GB on disk)."
+            return f"{what}: cached ({_size(self.bytes_on_disk, 1)} on disk)."
         size = (f"~{k.download_gb:g} GB download on first use ({k.size_source})" if k
                 else "not in the local cache; downloaded on first use (size unknown)")
-        part = (f"; {self.bytes_on_disk / 1e9:.1f} GB of it cached" if self.bytes_on_disk
+        part = (f"; {_size(self.bytes_on_disk, 1)} of it cached" if self.bytes_on_disk
                 else "")
         return f"{what}: {size}{part}."
 
 
 def status(model_id: str, sizes: Optional[dict[str, int]] = None) -> ModelStatus:
-    """Whether ``model_id`` is at hand (a folder, or cached: for a known model at least 90% of
-    its download on disk, else its model_index.json cached) -- cache reads only."""
+    """Whether ``model_id`` is at hand (a folder, or cached: a known Stable Diffusion model's
+    index, configs and weights, which loading.py reads; another known model at least 90% of its
+    download on disk; else its model_index.json) -- cache reads only."""
     model_id = (model_id or "").strip()
     k = find(model_id)
     if model_id and Path(model_id).expanduser().is_dir():
         return ModelStatus(model_id, True, 0, k, local_folder=True)
     sizes = cached_sizes() if sizes is None else sizes
     on_disk = sizes.get(model_id, 0)
-    if k is not None:
+    if k is not None and k.family == "sd":  # the files the SD loader reads (same names on 1.x/2.x)
+        from .loading import default_model_cached
+
+        ok = default_model_cached(model_id)
+    elif k is not None:
         ok = on_disk >= 0.9 * k.download_gb * 1e9
     else:
         from .hub_access import hub_file_cached
@@ -160,10 +170,24 @@ def choices(task: str = "i2v") -> list[tuple[str, str]]:
     return out
 
 
-def download(model_id: str, progress: ProgressFn = null_progress, token=None) -> Optional[Path]:
+def fetch(model_id: str, progress: ProgressFn = null_progress, token=None,
+          cancel=None) -> Optional[Path]:
+    """What a job calls before it loads a base model: :func:`download` where the model is a
+    hub id not at hand yet (cache reads decide; a cached model costs no network call)."""
+    model_id = resolve_alias(model_id or "")
+    if not model_id or "/" not in model_id or status(model_id).cached:
+        return None
+    return download(model_id, progress, token, cancel)
+
+
+def download(model_id: str, progress: ProgressFn = null_progress, token=None,
+             cancel=None) -> Optional[Path]:
     """Fetch a hub model's pipeline files into the local cache (only the missing ones), with
-    ``download`` progress events (files). Nothing for a local folder, and nothing offline: the
-    loader then answers from the cache, or says in one line what to download."""
+    ``download`` progress events: bytes (MB as step/total, the message "1.2 / 4.3 GB at
+    35 MB/s, ETA 1 min 30 s", ``eta`` in seconds) from huggingface_hub's byte bars, or files
+    where only its files bar moves. Nothing for a local folder, and nothing offline: the loader
+    then answers from the cache, or says in one line what to download. ``cancel`` (a
+    CancelToken) stops it at the next progress report; the files fetched so far stay cached."""
     st = status(model_id)
     if st.local_folder or not model_id or "/" not in model_id:
         return None
@@ -174,9 +198,10 @@ def download(model_id: str, progress: ProgressFn = null_progress, token=None) ->
     if not hub_online():
         return None
     gb = f" (~{st.known.download_gb:g} GB in all)" if st.known else ""
+    meter = ByteMeter(model_id, progress, _missing_bytes(model_id, token), gb, cancel=cancel)
     from tqdm.auto import tqdm
 
-    class Bar(tqdm):  # the files bar huggingface_hub drives, reported as progress events
+    class Bar(tqdm):  # every bar huggingface_hub drives (bytes and files), as progress events
         def __init__(self, *a, **kw):
             import io
 
@@ -185,17 +210,95 @@ def download(model_id: str, progress: ProgressFn = null_progress, token=None) ->
             super().__init__(*a, **kw)
 
         def display(self, msg=None, pos=None):
-            total = int(self.total or 0)
-            progress(Event(min(int(self.n), total) if total else int(self.n), total,
-                           f"downloading {model_id}: {int(self.n)}/{total} files{gb}",
-                           stage="download"))
+            meter.report(self)
             return True
 
     progress(Event(0, 1, f"downloading {model_id}{gb}", stage="download"))
     try:
         return Path(snapshot_download(model_id, allow_patterns=DIFFUSERS_FILES, tqdm_class=Bar,
                                       token=token))
+    except CancelledError:
+        raise
     except Exception as e:
+        if cancel is not None and cancel.cancelled:  # a worker thread's stop, re-wrapped
+            cancel.check()
         raise ModelNotFoundError(f"Downloading {model_id} failed ({type(e).__name__}: "
                                  f"{str(e).splitlines()[0][:160]}); check the id and network.") \
             from None
+
+
+def _missing_bytes(model_id: str, token=None) -> Optional[int]:
+    """Bytes the download will fetch (huggingface_hub's dry run over the same files: the ones
+    not cached yet), or None where the listing cannot be had (the byte bars' own totals, which
+    grow as files start, stand in)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        files = snapshot_download(model_id, allow_patterns=DIFFUSERS_FILES, token=token,
+                                  dry_run=True)
+        return sum(int(f.file_size or 0) for f in files if f.will_download)
+    except Exception:  # an older client, or the listing failed: the download says why
+        return None
+
+
+class ByteMeter:
+    """huggingface_hub's progress bars as one stream of download events. Its byte bars
+    (``unit="B"``: bytes received and bytes written) give the bytes done, the largest of them;
+    the total is the dry run's (else the bars' own); the rate and ETA are measured from the
+    first byte. Its files bar is reported only while no byte has been counted."""
+
+    def __init__(self, model_id: str, progress: ProgressFn, total: Optional[int] = None,
+                 note: str = "", clock=None, cancel=None) -> None:
+        import time
+
+        self.model_id, self.progress, self.total, self.note = model_id, progress, total, note
+        self.cancel = cancel
+        self.clock = clock or time.monotonic
+        self.bars: list = []
+        self.t0: Optional[float] = None
+        self.first = 0
+        import threading
+
+        self.lock = threading.Lock()  # the bars move from huggingface_hub's worker threads
+
+    def report(self, bar) -> None:
+        if self.cancel is not None:
+            self.cancel.check()
+        with self.lock:
+            self._report(bar)
+
+    def _report(self, bar) -> None:
+        if not any(b is bar for b in self.bars):  # tqdm's == compares bar positions
+            self.bars.append(bar)
+        byte_bars = [b for b in self.bars if getattr(b, "unit", "") == "B"]
+        done = max([int(b.n or 0) for b in byte_bars], default=0)
+        if done <= 0:
+            if getattr(bar, "unit", "") != "B":
+                total = int(bar.total or 0)
+                n = int(bar.n)
+                self.progress(Event(min(n, total) if total else n, total,
+                                    f"downloading {self.model_id}: {n}/{total} files{self.note}",
+                                    stage="download"))
+            return
+        now = self.clock()
+        if self.t0 is None:  # the first bytes seen: the rate counts from here
+            self.t0, self.first = now, done
+        total = max(self.total or max(int(b.total or 0) for b in byte_bars), done)
+        self.progress(self.event(done, total, done - self.first, now - self.t0))
+
+    def event(self, done: int, total: int, moved: int, seconds: float) -> Event:
+        """The event of ``done`` of ``total`` bytes, ``moved`` of them in the last
+        ``seconds``."""
+        from ..calibration import format_seconds
+
+        rate = moved / seconds if seconds > 0 and moved > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else None
+        text = f"downloading {self.model_id}: {_size(done)} / {_size(total)}"
+        if eta is not None:
+            text += f" at {rate / 1e6:.1f} MB/s, ETA {format_seconds(eta)}"
+        return Event(done // 10**6, max(1, total // 10**6), text, stage="download", eta=eta)
+
+
+def _size(n: int, digits: int = 2) -> str:
+    """Bytes as GB (MB below one GB) with ``digits`` decimals."""
+    return f"{n / 1e9:.{digits}f} GB" if n >= 1e9 else f"{n / 1e6:.{digits}f} MB"

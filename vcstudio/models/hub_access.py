@@ -18,11 +18,17 @@ def hub_endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
 
 
+def offline_mode() -> bool:
+    """Whether this process was told to stay off the Hub (``HF_HUB_OFFLINE``): known without
+    any network probe."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false")
+
+
 def hub_online(host: Optional[str] = None, timeout: float = 2.0) -> bool:
     """Whether the Hub answers a TCP connection within ``timeout`` seconds (``host`` default:
     the endpoint's), so an offline machine hears so at once instead of after the client's
     retries."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false"):
+    if offline_mode():
         return False
     url = urlparse(hub_endpoint())
     port = url.port or (443 if url.scheme == "https" else 80)

@@ -4,8 +4,10 @@ The default model (no ``--model``) is the first of: ``$VCSTUDIO_MODEL``; Stable 
 (:data:`DEFAULT_MODEL`) when its weights are in the local Hugging Face cache (a Space preloads
 them through README.md's ``preload_from_hub``; a desktop has them after one download); the
 embedded offline demo model in ``assets/toy-sd``. Choosing it reads the cache only: no network
-probe at start. Loading never trusts remote code and never unpickles (single
-.ckpt files go through diffusers, which loads them with ``weights_only=True``).
+probe. The studio's default adds one case (:func:`default_base`: a GPU and the Hub at hand also
+mean SD 1.5), probed once when the app starts. Loading never trusts remote code and never
+unpickles (single .ckpt files go through diffusers, which loads them with
+``weights_only=True``).
 """
 from __future__ import annotations
 
@@ -103,21 +105,65 @@ class BaseModel:
         return int(self.unet.config.sample_size) * self.vae_scale
 
 
+@dataclass(frozen=True)
+class DefaultBase:
+    """The base model a studio starts on when none is named, and why (the banner says both)."""
+
+    model: str
+    embedded: bool
+    why: str
+
+
+def default_base(gpu: bool, online: bool, sd15_cached: bool,
+                 demo_present: bool = True) -> DefaultBase:
+    """The default base model (DESIGN "Models and weights"), from what the machine has:
+    Stable Diffusion 1.5 (:data:`DEFAULT_MODEL`) when its weights are in the local Hugging Face
+    cache, or when a GPU and the Hub are both at hand (it is downloaded by the first job that
+    needs it); else the embedded demo model. A pure function of its inputs; callers probe them
+    (:func:`probed_default_base`) or pass what they know."""
+    if sd15_cached:
+        return DefaultBase(DEFAULT_MODEL, False, "Stable Diffusion 1.5 is in the local Hugging "
+                                                 "Face cache")
+    if gpu and online:
+        return DefaultBase(DEFAULT_MODEL, False, "a GPU and the Hugging Face Hub are at hand "
+                                                 "(the first job downloads it)")
+    if not demo_present:
+        raise ModelNotFoundError(
+            "No model given and the embedded demo model is missing from assets/toy-sd. Pass "
+            "--model with a Stable Diffusion hub id or local folder, or train the demo model "
+            "with `vcstudio toyworld train`.")
+    why = ("there is no GPU and Stable Diffusion 1.5 is not in the local cache" if not gpu else
+           "the Hugging Face Hub cannot be reached and Stable Diffusion 1.5 is not in the "
+           "local cache")
+    return DefaultBase(str(EMBEDDED_MODEL), True, why)
+
+
+def probed_default_base() -> DefaultBase:
+    """:func:`default_base` on this machine: the cache read first; the Hub is probed (at most
+    ~2 s, at once under HF_HUB_OFFLINE) only on a GPU machine without SD 1.5 cached, so a
+    CPU machine or an offline one starts without waiting."""
+    cached = default_model_cached()
+    gpu = torch.cuda.is_available()
+    online = False
+    if gpu and not cached:
+        from .hub_access import hub_online
+
+        online = hub_online()
+    return default_base(gpu, online, cached, (EMBEDDED_MODEL / "model_index.json").is_file())
+
+
 def resolve_model(model: Optional[str]) -> tuple[str, bool]:
-    """-> (model id or path, is_embedded)."""
+    """-> (model id or path, is_embedded). No model: ``$VCSTUDIO_MODEL``, else
+    :func:`default_base` from the cache alone (no GPU or network probe: the CLI and every
+    job's "" read it; a studio probes once at start and passes its pick on)."""
     if model:
         return model, Path(model).resolve() == EMBEDDED_MODEL.resolve()
     env = os.environ.get("VCSTUDIO_MODEL")
     if env:
         return env, False
-    if default_model_cached():
-        return DEFAULT_MODEL, False
-    if (EMBEDDED_MODEL / "model_index.json").is_file():
-        return str(EMBEDDED_MODEL), True
-    raise ModelNotFoundError(
-        "No model given and the embedded demo model is missing from assets/toy-sd. Pass --model "
-        "with a Stable Diffusion hub id or local folder, or train the demo model with "
-        "`vcstudio toyworld train`.")
+    d = default_base(False, False, default_model_cached(),
+                     (EMBEDDED_MODEL / "model_index.json").is_file())
+    return d.model, d.embedded
 
 
 def _fingerprint_tensors(unet, vae, text_encoder) -> list[torch.Tensor]:

@@ -139,10 +139,12 @@ def check_long_memory(cfg: LongConfig, tuned, sizes, n_windows: int) -> None:
 
 def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cache,
                device: Optional[torch.device] = None, progress: ProgressFn = null_progress,
-               cancel: Optional[CancelToken] = None, sam_builder=None) -> LongResult:
+               cancel: Optional[CancelToken] = None, sam_builder=None,
+               model: Optional[str] = None) -> LongResult:
     """Generate the long video of ``cfg`` from the tuned run ``run`` and write it as mp4.
 
-    ``sam_builder`` replaces SAM's registry architecture (tests build a tiny SAM with it).
+    ``sam_builder`` replaces SAM's registry architecture (tests build a tiny SAM with it);
+    ``model`` the base to load the run onto (None: the one it was tuned on).
     """
     from .tuned import load_tuned
 
@@ -156,7 +158,7 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
 
         check_mask_source(cfg.mask)  # fail before loading anything
     progress(Event(0, 1, "loading the tuned model", stage="load"))
-    tuned = load_tuned(run, cache, device)
+    tuned = load_tuned(run, cache, device, model=model)
     base = tuned.base
     sizes = _sizes(cfg, tuned)
     check_long_memory(cfg, tuned, sizes, layout.n_windows)
@@ -284,7 +286,8 @@ def _fusion_clip(tuned, cfg: LongConfig, prompt: str, size, uncond, progress, ca
 
 def mask_preview(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cache,
                  device: Optional[torch.device] = None, progress: ProgressFn = null_progress,
-                 cancel: Optional[CancelToken] = None, sam_builder=None):
+                 cancel: Optional[CancelToken] = None, sam_builder=None,
+                 model: Optional[str] = None):
     """Only the mask stage (secs. 3.1-3.2) of ``long_video`` with the same settings: the
     candidates, their masks and the fused clip, to check them before the expensive steps
     (combined tuning and the long video). Returns a maskfusion.FusionResult."""
@@ -295,7 +298,7 @@ def mask_preview(run: str | Path, cfg: LongConfig, cache: ModelCache = default_c
     check_mask_source(cfg.mask)
     segments = long_segments(cfg)
     progress(Event(0, 1, "loading the tuned model", stage="load"))
-    tuned = load_tuned(run, cache, device)
+    tuned = load_tuned(run, cache, device, model=model)
     uncond = encode_prompts(tuned.base, [cfg.negative or ""])
     return _fusion_clip(tuned, cfg, segments[0].prompt, _sizes(cfg, tuned)[0], uncond, progress,
                         cancel, cache, sam_builder)
@@ -326,5 +329,5 @@ def _masks_and_combined(tuned, cfg: LongConfig, segments, size, uncond, res: Lon
     run_dir = combined_tune(tuned, fr.frames, fr.masks, prompt, cfg.mask, side, progress,
                             cancel, cache)
     res.combined_run = run_dir
-    return load_tuned(run_dir, cache, base.device)
+    return load_tuned(run_dir, cache, base.device, model=base.model_id)
 

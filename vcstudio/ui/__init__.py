@@ -14,17 +14,29 @@ CSS = (".vcs-banner {padding: 8px 12px; border-radius: 6px; background: #fff4d6;
 
 
 def _model_notice() -> tuple[str, bool, str]:
-    """(model id, is embedded, banner markdown)."""
+    """(model id, is embedded, banner markdown): the studio's default base model and why --
+    ``$VCSTUDIO_MODEL`` (``vcstudio app --model``) when set, else the machine's default
+    (models/loading.py ``default_base``: SD 1.5 where its weights are cached or a GPU and the
+    Hub are at hand, the embedded demo model otherwise)."""
     from ..errors import VcsError
-    from ..models.loading import EMBEDDED_NOTICE, resolve_model
+    from ..models.loading import EMBEDDED_NOTICE, probed_default_base, resolve_model
 
+    from ..models.catalog import resolve_alias
+
+    env = resolve_alias(os.environ.get("VCSTUDIO_MODEL") or "") or None
     try:
-        model, embedded = resolve_model(os.environ.get("VCSTUDIO_MODEL") or None)
+        if env:
+            (model, embedded), why = resolve_model(env), "set by VCSTUDIO_MODEL / --model"
+        else:
+            d = probed_default_base()
+            model, embedded, why = d.model, d.embedded, d.why
     except VcsError as e:
         return "", False, f"⚠️ {e}"
     if embedded:
-        return model, True, f"ℹ️ **Offline demo model in use.** {EMBEDDED_NOTICE}"
-    return model, False, f"Model: `{model}`"
+        return model, True, (f"ℹ️ **Offline demo model in use** ({why}). {EMBEDDED_NOTICE} "
+                             "Each tab's *Base model* picker offers the others.")
+    return model, False, (f"Base model: `{model}` ({why}). Each tab's *Base model* picker "
+                          "offers the others.")
 
 
 # a public studio forgets a visitor's files after this long idle (Gradio's cache and the
@@ -104,8 +116,7 @@ def launch(host: Optional[str] = None, port: Optional[int] = None, share: bool =
 
     studio = studio or default_studio()
     demo = build_app(studio)
-    model, embedded, _ = _model_notice()
-    if embedded:  # say it where the newcomer typed the command, too
+    if studio.embedded:  # say it where the newcomer typed the command, too
         from ..models.loading import EMBEDDED_NOTICE
 
         print(f"vcstudio: offline demo model in use. {EMBEDDED_NOTICE}", file=sys.stderr)

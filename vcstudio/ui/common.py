@@ -44,6 +44,18 @@ UI_LABELS = {
 }
 
 
+# the loaders' advice on the base model (models/loading.py, pipelines/tuned.py) in the page's
+# words: the CLI's --model is the tabs' Base model picker (ui/model_picker.py)
+MODEL_WORDS = (
+    ("and pass --model DIR, or run without --model to use the embedded demo model",
+     "and type DIR into the Base model picker, or pick the embedded demo model"),
+    ("Use it with --model pointing at that model", "Pick that model in the Base model picker"),
+    ("pass --model with a copy of it", "type a copy of it into the Base model picker"),
+    ("pass --model a local folder", "type a local folder into the Base model picker"),
+    ("pass the local folder with --model", "type the local folder into the Base model picker"),
+)
+
+
 def ui_words(msg: str) -> str:
     """A job's message in the page's words: the settings it names by config key and CLI flag
     ("data.n_frames (--frames)") by their labels ("Frames"); the CLI keeps the flags."""
@@ -55,6 +67,8 @@ def ui_words(msg: str) -> str:
     msg = re.sub(r"(?:[a-z_]+\.)?control \(--control\)\[(\d+)\]", cond, msg)
     msg = msg.replace("(--control-model ID)", "(the Structure panel's model box)")
     msg = msg.replace("--control-video PATH", "the Structure panel's video")
+    for cli, page in MODEL_WORDS:  # the base model's flag is the Base model picker here
+        msg = msg.replace(cli, page)
 
     def setting(m: re.Match) -> str:
         key = m.group(1)

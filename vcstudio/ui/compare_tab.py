@@ -18,6 +18,7 @@ from .common import (NO_CLIP, VIDEO_TYPES, about, as_int, bounds_of, check_bound
                      device_group, ensure_session, estimate_device, event_status, gr_error,
                      gr_update, job_validator, run_job, served, ui_tier, uncalibrated_scale,
                      upload, validated, any_string, demo_tier)
+from . import model_picker
 from .plots import (StreamView, figure_of, metric_axis, plot_update, rows_frame,
                     table_update)
 
@@ -91,15 +92,17 @@ def _check_choice(names, past, prompt, edit_prompt, runs=()) -> None:
 
 
 def compare_config(studio, path, prompt, edit_prompt, names, past, frames, size, steps, seed,
-                   runs=()):
-    """The compare job's config from the tab's inputs (the clip already resolved)."""
+                   runs=(), model: str = ""):
+    """The compare job's config from the tab's inputs (the clip already resolved; ``model``:
+    the picked base of the variants that name none after ``@``, "" = the studio's default)."""
     from ..jobs.compare import CompareConfig
 
     return CompareConfig(video=str(path or ""), prompt=prompt or "",
                          edit_prompt=edit_prompt or "", variants=list(names or []),
                          past=list(past or []), runs=[str(r) for r in runs or []],
                          seeds=[as_int("Seed", seed)],
-                         model=studio.model or "", frames=as_int("Frames", frames),
+                         model=model_picker.job_model(studio, model),
+                         frames=as_int("Frames", frames),
                          size=as_int("Size", size), steps=as_int("Tuning steps", steps),
                          guidance=ui_tier(studio).guidance)
 
@@ -126,19 +129,20 @@ def compare_check(studio):
     """The Compare event's validator (common.job_validator): the methods, the prompts, the
     clip and every variant's tune settings, before the device queue (a past run's owner: the
     handler, in the session)."""
-    def build(sid, video, prompt, edit_prompt, names, past, runs, frames, size, steps, seed):
+    def build(sid, video, prompt, edit_prompt, names, past, runs, frames, size, steps, seed,
+              model=""):
         names, past, runs = list(names or []), list(past or []), list(runs or [])
         _check_choice(names, past, prompt, edit_prompt, runs)
         if names and not video:
             raise about("clip", NO_CLIP)
         path = (video.get("path") if isinstance(video, dict) else video) if names else None
         return compare_config(studio, path, prompt, edit_prompt, names, past, frames, size,
-                              steps, seed, runs)
+                              steps, seed, runs, model)
     return job_validator(studio, "compare", build)
 
 
 def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames, size, steps,
-                    seed, request=None, progress=None, runs=()):
+                    seed, request=None, progress=None, runs=(), model: str = ""):
     """``runs``: tuned run folders (or Tune-A-Video folders, on a desktop) edited beside the
     methods with the same edit prompt and seed."""
     sid = ensure_session(studio, sid)
@@ -147,7 +151,7 @@ def compare_handler(studio, sid, video, prompt, edit_prompt, names, past, frames
         _check_choice(names, past, prompt, edit_prompt, runs)
         path = upload(studio, sid, video) if names else None
         cfg = compare_config(studio, path, prompt, edit_prompt, names, past, frames, size,
-                             steps, seed, runs)
+                             steps, seed, runs, model)
         res, variant, streamed = None, "", {}
         view = StreamView(studio.session(sid).outputs / "previews" / secrets.token_hex(4))
         try:
@@ -267,6 +271,7 @@ def build(studio, sid_state, edit_refs):
                     "to the table.")
         with gr.Row():
             with gr.Column():
+                model = model_picker.build(studio)  # a variant's "@model" names its own
                 video = gr.File(label="Clip (mp4, webm, mov, avi, gif, or a zip of images)",
                                 file_types=VIDEO_TYPES, type="filepath", height=120)
                 prompt = gr.Textbox(value="", label="Source prompt")
@@ -339,12 +344,13 @@ def build(studio, sid_state, edit_refs):
                     edit_prompt: str = "", methods: Optional[list[str]] = None,
                     past_runs: Optional[list[str]] = None, runs: Optional[list[str]] = None,
                     frames: float = 8, size: float = 64, steps: float = 60, seed: float = 33,
-                    request: gr.Request = None, progress=gr.Progress()):
+                    model: str = "", request: gr.Request = None, progress=gr.Progress()):
             """Several methods on the same clip, prompt and seed, and tuned runs edited with
-            the same prompt and seed; metrics table and plots."""
+            the same prompt and seed; metrics table and plots. ``model``: the base the methods
+            tune (a variant "dct@sd21" names its own; "" = the studio's default)."""
             yield from compare_handler(studio, session, clip, prompt, edit_prompt, methods,
                                        past_runs, frames, size, steps, seed, request, progress,
-                                       runs)
+                                       runs, model)
 
         def compare_estimate(methods: list[str], runs: list[str], frames: float, size: float,
                              steps: float) -> str:
@@ -376,7 +382,7 @@ def build(studio, sid_state, edit_refs):
         plot.change(compare_figure, plot, figure, api_name=False, concurrency_id="figure",
                     concurrency_limit=2, trigger_mode="always_last", show_progress="hidden")
         compare_inputs = [sid_state, video, prompt, edit_prompt, names, past, runs, frames,
-                          size, steps, seed]
+                          size, steps, seed, model]
         btn.click(compare, compare_inputs, [status, montage, table, plot, files, past],
                   api_name="compare", concurrency_id=group, concurrency_limit=1,
                   show_progress_on=[status], validator=validated(compare, compare_check(studio), compare_inputs))

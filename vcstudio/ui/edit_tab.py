@@ -20,6 +20,7 @@ from .common import (EXAMPLES, about, NO_CLIP, VIDEO_TYPES, Ticker, as_float, as
                      gr_error,
                      gr_update, bounds_of, check_bounds, job_validator, last_result, run_job,
                      served, ui_tier, uncalibrated_scale, upload, validated, any_string)
+from . import model_picker
 from .plots import (StepSeries, StreamView, figure_of, metric_axis, plot_update,
                     rows_update, table_update, table_widths)
 
@@ -111,14 +112,15 @@ def clip_player(studio, sid, video):
         return served(studio, write_mp4(frames, out))
     except Exception:  # the preview's own message says what is wrong with the clip
         return None
-def footage_notice(studio, sid, video) -> str:
+def footage_notice(studio, sid, video, model: str = "") -> str:
     """The notice a new clip gets before any tune: the demo-model warning
-    (:func:`vcstudio.jobs.tune.real_footage_notice`) when this studio's model is the embedded
-    demo model and the clip's first frame is no toy scene; "" otherwise, and for no clip or
-    one that cannot be read (the preview says what is wrong with it)."""
+    (:func:`vcstudio.jobs.tune.real_footage_notice`) when the picked base ``model`` (default:
+    this studio's) is the embedded demo model and the clip's first frame is no toy scene; ""
+    otherwise, and for no clip or one that cannot be read (the preview says what is wrong)."""
     from ..jobs.tune import real_footage_notice
 
-    if not video or not studio.embedded:
+    pick = model_picker.value_of(model) if (model or "").strip() else ""
+    if not video or (pick != model_picker.DEMO if pick else not studio.embedded):
         return ""
     try:
         path = upload(studio, ensure_session(studio, sid), video)
@@ -220,23 +222,25 @@ def _tune_stream(studio, sid, items, terms: dict, earlier=()):
             yield sid, jid, msg, loss_rows(losses, terms), preview, None
 
 
-def tune_job_config(studio, path, prompt, *settings) -> TuneConfig:
+def tune_job_config(studio, path, prompt, *settings, model: str = "") -> TuneConfig:
     """The tune job's config from the tab's inputs (``settings``: tune_config's, from frames
-    on): what the handler submits and the validator checks."""
+    on; ``model``: the visitor's pick, ui/model_picker.py): what the handler submits and the
+    validator checks."""
     if not prompt or not prompt.strip():
         raise about("prompt", "Describe the clip in the source prompt, e.g. 'a red circle "
                     "moving right on the beach'.")
-    return tune_config(path, prompt, *settings, model=studio.model or "",
+    return tune_config(path, prompt, *settings, model=model_picker.job_model(studio, model),
                        inversion_steps=inversion_steps(studio))
 
 
 def tune_check(studio):
     """The Tune event's validator (common.job_validator): the clip, the prompt and every
     setting's range, answered before the event waits for the device."""
-    def build(sid, video, prompt, *settings):
+    def build(sid, video, prompt, *rest):
+        *settings, model = rest  # the picker is the event's last input
         if not video:
             raise about("clip", NO_CLIP)
-        return tune_job_config(studio, _path_of(video), prompt, *settings)
+        return tune_job_config(studio, _path_of(video), prompt, *settings, model=model)
     return job_validator(studio, "tune", build)
 
 
@@ -246,14 +250,15 @@ def _path_of(video) -> str:
 
 def tune_handler(studio, sid, video, prompt, frames, stride, start, width, height, resize,
                  position, method, steps, lr, seed, adapter, semantic, texture, clws, vgt, disc,
-                 hyper, request=None, progress=None):
-    """Generator: (session, job id, status, loss rows, preview, run dir)."""
+                 hyper, request=None, progress=None, model: str = ""):
+    """Generator: (session, job id, status, loss rows, preview, run dir). ``model``: the
+    picked base model ("" = the studio's default)."""
     sid = ensure_session(studio, sid)
     try:
         path = upload(studio, sid, video)
         cfg = tune_job_config(studio, path, prompt, frames, stride, start, width, height,
                               resize, position, method, steps, lr, seed, adapter, semantic,
-                              texture, clws, vgt, disc, hyper)
+                              texture, clws, vgt, disc, hyper, model=model)
         yield from _tune_stream(studio, sid, run_job(studio, sid, "tune", cfg, request,
                                                      progress), plotted_terms(cfg))
     except Exception as e:
@@ -314,9 +319,11 @@ INVERSION_PROMPTS = [("the run's setting", "run"), ("the empty prompt (Tune-A-Vi
 
 
 def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, inversion,
-                 inversion_prompt="run", request=None, progress=None, control=None):
+                 inversion_prompt="run", request=None, progress=None, control=None,
+                 model: str = ""):
     """Generator: (video, gif, status, per-frame metric rows, metric table). ``control``: the
-    Structure panel's values (ui/structure.py). The page draws the rows' figure."""
+    Structure panel's values (ui/structure.py); ``model``: the base to load the run onto ("" =
+    the one it was tuned on). The page draws the rows' figure."""
     from .structure import control_configs
 
     sid = ensure_session(studio, sid)
@@ -325,7 +332,8 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
             raise InputError("Tune on a clip first (the Tune button above).")
         run = studio.safe_path(sid, run_dir, must_exist=True)
         cfg = edit_job_config(run, prompt, negative, steps, guidance, seed, inversion,
-                              inversion_prompt, control_configs(studio, sid, control or []))
+                              inversion_prompt, control_configs(studio, sid, control or []),
+                              model_picker.run_model(studio, model))
         # streamed: x0 previews, then the frames as they decode, in the video's slot (the
         # final video replaces them); per-frame metrics as each frame is scored
         view = StreamView(studio.session(sid).outputs / "previews" / secrets.token_hex(4))
@@ -363,11 +371,12 @@ def edit_handler(studio, sid, run_dir, prompt, negative, steps, guidance, seed, 
 
 
 def edit_job_config(run, prompt, negative, steps, guidance, seed, inversion,
-                    inversion_prompt="run", control=()):
-    """The edit job's config from the tab's inputs (``control``: built ControlConfigs)."""
+                    inversion_prompt="run", control=(), model: str = ""):
+    """The edit job's config from the tab's inputs (``control``: built ControlConfigs;
+    ``model``: model_picker.run_model's)."""
     from ..jobs.edit import STREAM_METRICS, EditJobConfig
 
-    return EditJobConfig(run=str(run), metrics=STREAM_METRICS, edit=EditConfig(
+    return EditJobConfig(run=str(run), metrics=STREAM_METRICS, model=model, edit=EditConfig(
         prompt=prompt, negative=negative or "", steps=as_int("Sampling steps", steps),
         guidance=as_float("Guidance", guidance), seed=as_int("Seed", seed),
         use_inversion=bool(inversion),
@@ -387,8 +396,9 @@ def edit_check(studio):
             from .structure import check_structure
 
             controls = check_structure(rest[0])
+        model = model_picker.run_model(studio, rest[1]) if len(rest) > 1 else ""
         return edit_job_config(run_dir, prompt, negative, steps, guidance, seed, inversion,
-                               inversion_prompt, controls)
+                               inversion_prompt, controls, model)
     return job_validator(studio, "edit", build)
 
 
@@ -548,6 +558,7 @@ def build(studio, sid_state):
                                  interactive=False, elem_id="edit-strip")
                 strip_info = gr.Markdown(elem_id="edit-strip-info", label="Preview info")
             with gr.Column(scale=1):
+                model = model_picker.build(studio)
                 method = gr.Radio(METHODS, value="baseline", label="Method",
                                   info="baseline = Tune-A-Video; DCT = + adapter and "
                                        "CLIP/VGG consistency; APLA = + VGT perturbation; "
@@ -596,6 +607,7 @@ def build(studio, sid_state):
                 tav_btn = gr.Button("Open", scale=1)
             tav_status = gr.Markdown(label="Open status")
         job_id = gr.Textbox(value="", visible=False, label="Job id")
+        model_picker.follow(studio, sid_state, run_dir, model)  # edits load the run's base
         gr.Markdown("### Edit")
         with gr.Row():
             with gr.Column(scale=1):
@@ -661,10 +673,10 @@ def build(studio, sid_state):
             return preview_frames(studio, session, clip, frames, stride, start, width, height,
                                   fit, position)
 
-        def clip_notice(session: str, clip: Optional[str]):
+        def clip_notice(session: str, clip: Optional[str], model: str = ""):
             """A warning toast and a notice under the clip when the demo model meets real
             footage (the user may still tune)."""
-            text = footage_notice(studio, session, clip)
+            text = footage_notice(studio, session, clip, model)
             if text:
                 gr.Warning(text)
             return gr_update(value=f"⚠️ {text}" if text else "", visible=bool(text))
@@ -692,12 +704,14 @@ def build(studio, sid_state):
                  start: float, width: float, height: float, fit: str, position: str,
                  method: str, steps: float, lr: float, seed: float, adapter: bool,
                  semantic: bool, texture: bool, clws: str, vgt: str, discriminator: bool,
-                 hyper_loss: bool, request: gr.Request, progress=gr.Progress()):
-            """One-shot tune on the clip; streams status, loss curve and previews."""
+                 hyper_loss: bool, model: str = "", request: gr.Request = None,
+                 progress=gr.Progress()):
+            """One-shot tune on the clip; streams status, loss curve and previews. ``model``:
+            the base model (a listed one, an alias such as sd15, a Hub id; "" = default)."""
             yield from tune_handler(studio, session, clip, prompt, frames, stride, start, width,
                                     height, fit, position, method, steps, lr, seed, adapter,
                                     semantic, texture, clws, vgt, discriminator, hyper_loss,
-                                    request, progress)
+                                    request, progress, model)
 
         def stop(session: str, job_id: str) -> str:
             """Stop this session's job at its next step (a tune keeps its checkpoint)."""
@@ -709,12 +723,14 @@ def build(studio, sid_state):
 
         def edit(session: str, run_dir: str, prompt: str, negative: str, steps: float,
                  guidance: float, seed: float, inversion: bool, inversion_prompt: str,
-                 structure: Optional[list], request: gr.Request, progress=gr.Progress()):
+                 structure: Optional[list], model: str = "", request: gr.Request = None,
+                 progress=gr.Progress()):
             """An edit of the tuned run; streams status, then video, gif and scores.
-            ``inversion_prompt``: "run" (the run's setting), "empty" or "source"."""
+            ``inversion_prompt``: "run" (the run's setting), "empty" or "source"; ``model``:
+            the base to load the run onto ("" = the one it was tuned on)."""
             yield from edit_handler(studio, session, run_dir, prompt, negative, steps, guidance,
                                     seed, inversion, inversion_prompt, request, progress,
-                                    structure)
+                                    structure, model)
 
         def push(session: str, run_dir: str, repo_id: str, token: str, public: bool = False,
                  oauth_token=None) -> str:
@@ -750,7 +766,7 @@ def build(studio, sid_state):
         sized.then(preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview")
         sized.then(lambda session, clip: clip_player(studio, session, clip), [sid_state, video],
                    player, api_name=False, concurrency_id="preview", show_progress="hidden")
-        sized.then(clip_notice, [sid_state, video], notice, api_name=False,
+        sized.then(clip_notice, [sid_state, video, model], notice, api_name=False,
                    concurrency_id="preview")
         # a page's session is set when it loads: list the tunes it may resume (any tab's, on
         # a desktop; this browser's own on a public Space)
@@ -773,7 +789,7 @@ def build(studio, sid_state):
                      concurrency_id="preview", trigger_mode="always_last")
         tune_inputs = [sid_state, video, prompt, frames, stride, start, width, height, resize,
                        position, method, steps, lr, seed, adapter, semantic, texture, clws, vgt,
-                       disc, hyper]
+                       disc, hyper, model]
         tune_outputs = [sid_state, job_id, status, loss_plot, tune_preview, run_dir]
         tune_ev = tune_btn.click(
             tune, tune_inputs, tune_outputs, api_name="tune",
@@ -789,7 +805,7 @@ def build(studio, sid_state):
         resume_refresh.click(refresh_resumable, [sid_state, resumable], resumable,
                              api_name=False)
         edit_inputs = [sid_state, run_dir, eprompt, negative, esteps, guidance, eseed,
-                       inversion, inv_prompt, control]
+                       inversion, inv_prompt, control, model]
         edit_btn.click(edit, edit_inputs, [out_video, out_gif, estatus, metric_plot,
                                            metric_table],
                        api_name="edit", concurrency_id=group, concurrency_limit=1,

@@ -10,6 +10,7 @@ import gradio as gr
 
 from ..config import LongConfig
 from ..errors import InputError
+from . import model_picker
 from .common import (Ticker, about, as_int, demo_tier, device_group, ensure_session,
                      estimate_device, event_status, frame_strip, gr_error, gr_update,
                      job_validator, run_job, served, validated)
@@ -89,6 +90,7 @@ def long_check(studio, masks_only: bool = False):
     def build(sid, run_dir, story, prompts, frames, window, stride, fusion, steps, seed, *rest):
         if not run_dir:
             raise about("run_dir", NO_RUN)
+        *rest, model = rest  # the picker is the event's last input
         if masks_only:
             mask_method, sam, candidates = rest[:3]
             use_masks, tune_steps = True, 0
@@ -101,7 +103,8 @@ def long_check(studio, masks_only: bool = False):
             from .structure import check_structure
 
             cfg.control = check_structure(rest[5])  # a condition without a model: refused now
-        return LongJobConfig(str(run_dir), cfg, masks_only=masks_only)
+        return LongJobConfig(str(run_dir), cfg, masks_only=masks_only,
+                             model=model_picker.run_model(studio, model))
     return job_validator(studio, "long", build)
 
 
@@ -119,8 +122,10 @@ def mask_gallery(candidates, candidate_masks, fused, masks) -> list:
 
 
 def preview_masks(studio, sid, run_dir, story, prompts, frames, window, stride, fusion, steps,
-                  seed, mask_method, sam_checkpoint, candidates, request=None, progress=None):
-    """Generator: the mask stage alone, so the masks are checked before the expensive steps."""
+                  seed, mask_method, sam_checkpoint, candidates, request=None, progress=None,
+                  model: str = ""):
+    """Generator: the mask stage alone, so the masks are checked before the expensive steps.
+    ``model``: the base to load the run onto ("" = the one it was tuned on)."""
     from ..jobs.long import LongJobConfig
 
     sid = ensure_session(studio, sid)
@@ -130,8 +135,9 @@ def preview_masks(studio, sid, run_dir, story, prompts, frames, window, stride, 
                           mask_method, studio.server_path("SAM checkpoint", sam_checkpoint),
                           candidates)
         res = None
-        for item in run_job(studio, sid, "long", LongJobConfig(str(run), cfg, masks_only=True),
-                            request, progress):
+        job = LongJobConfig(str(run), cfg, masks_only=True,
+                            model=model_picker.run_model(studio, model))
+        for item in run_job(studio, sid, "long", job, request, progress):
             if isinstance(item, tuple):
                 res = item[1] if item[0] == "result" else res
                 continue
@@ -145,9 +151,10 @@ def preview_masks(studio, sid, run_dir, story, prompts, frames, window, stride, 
 
 def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusion, steps, seed,
              use_masks=False, mask_method="grabcut", sam_checkpoint="", candidates=5,
-             tune_steps=0, request=None, progress=None, control=None):
+             tune_steps=0, request=None, progress=None, control=None, model: str = ""):
     """Generator: (video, status, frames so far, mask gallery). ``control``: the Structure
-    panel's values (ui/structure.py); each window takes its frames' conditions."""
+    panel's values (ui/structure.py); each window takes its frames' conditions. ``model``: the
+    base to load the run onto ("" = the one it was tuned on)."""
     from .structure import control_configs
 
     from ..jobs.long import LongJobConfig
@@ -160,8 +167,8 @@ def generate(studio, sid, run_dir, story, prompts, frames, window, stride, fusio
                           candidates, tune_steps)
         cfg.control = control_configs(studio, sid, control or [])
         res, tick = None, Ticker()
-        for item in run_job(studio, sid, "long", LongJobConfig(str(run), cfg), request,
-                            progress):
+        job = LongJobConfig(str(run), cfg, model=model_picker.run_model(studio, model))
+        for item in run_job(studio, sid, "long", job, request, progress):
             if isinstance(item, tuple):
                 res = item[1] if item[0] == "result" else res
                 continue
@@ -187,6 +194,7 @@ def build(studio, sid_state, edit_refs):
                     "clip in the first tab, then plan and generate here.")
         with gr.Row():
             with gr.Column():
+                model = model_picker.build(studio, of_run=True)  # "": the run's own base
                 story = gr.Textbox(value="", label="Story (parsed into timed segments)", lines=2,
                                    placeholder="a red circle moves right on the beach, then a "
                                                "blue square moves left on the snow")
@@ -255,22 +263,24 @@ def build(studio, sid_state, edit_refs):
         def long(session: str, run_dir: str, story: str, prompts: str, frames: float,
                  window: float, stride: float, fusion: str, steps: float, seed: float,
                  use_masks: bool, mask_method: str, sam_checkpoint: str, candidates: float,
-                 tune_steps: float, structure: Optional[list], request: gr.Request,
-                 progress=gr.Progress()):
-            """A long video from the tuned run; streams frames as they decode."""
+                 tune_steps: float, structure: Optional[list], model: str = "",
+                 request: gr.Request = None, progress=gr.Progress()):
+            """A long video from the tuned run; streams frames as they decode. ``model``: the
+            base to load the run onto ("" = the one it was tuned on)."""
             yield from generate(studio, session, run_dir, story, prompts, frames, window,
                                 stride, fusion, steps, seed, use_masks, mask_method,
                                 sam_checkpoint, candidates, tune_steps, request, progress,
-                                structure)
+                                structure, model)
 
         def mask_preview(session: str, run_dir: str, story: str, prompts: str, frames: float,
                          window: float, stride: float, fusion: str, steps: float, seed: float,
                          mask_method: str, sam_checkpoint: str, candidates: float,
-                         request: gr.Request, progress=gr.Progress()):
+                         model: str = "", request: gr.Request = None,
+                         progress=gr.Progress()):
             """The mask stage alone: candidates, masks and the fused clip."""
             yield from preview_masks(studio, session, run_dir, story, prompts, frames, window,
                                      stride, fusion, steps, seed, mask_method, sam_checkpoint,
-                                     candidates, request, progress)
+                                     candidates, request, progress, model)
 
         def long_estimate(session: str, run_dir: str, frames: float, window: float,
                           stride: float, fusion: str, steps: float, use_masks: bool,
@@ -295,11 +305,11 @@ def build(studio, sid_state, edit_refs):
         common = [sid_state, edit_refs["run_dir"], story, prompts, frames, window, stride,
                   fusion, steps, seed]
         long_inputs = common + [use_masks, mask_method, sam_ckpt, candidates, tune_steps,
-                                control]
+                                control, model]
         gen_btn.click(long, long_inputs, [video, status, so_far, masks_view], api_name="long",
                       concurrency_id=group, concurrency_limit=1, show_progress_on=[status],
                       validator=validated(long, long_check(studio), long_inputs))
-        mask_inputs = common + [mask_method, sam_ckpt, candidates]
+        mask_inputs = common + [mask_method, sam_ckpt, candidates, model]
         mask_btn.click(mask_preview, mask_inputs, [masks_view, status],
                        api_name="mask_preview", concurrency_id=group, concurrency_limit=1,
                        show_progress_on=[status],
