@@ -95,7 +95,7 @@ def test_run_recorded_before_the_setting_inverts_under_its_source_prompt(run_dir
 
     import yaml
 
-    from vcstudio.pipelines.run_open import open_run
+    from vcstudio.runs.open import open_run
 
     old = tmp_path / "old"
     shutil.copytree(run_dir, old)

@@ -75,7 +75,7 @@ def test_tuneavideo_config_runs_end_to_end_with_samples_in_its_layout(tiny_sd, t
     meta = json.loads((run / "meta.json").read_text())
     listed = {(e["step"], e["prompt"]) for e in meta["samples"]}
     assert listed == {(s, p) for s in (2, 3) for p in PROMPTS}
-    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.runs.folder import RunFolder
 
     rc_cfg = RunFolder(run).config()
     assert rc_cfg.validation.prompts == tuple(PROMPTS) and rc_cfg.validation.every == 2
@@ -284,7 +284,7 @@ def test_convert_tav_writes_a_run_with_the_trainables_and_temporal_layers(tav_di
     from vcstudio.models.delta import load_tensors
     from vcstudio.models.loading import load_base
     from vcstudio.models.cache import ModelCache
-    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.runs.folder import RunFolder
 
     run = tmp_path / "run"
     rc = main(["convert-tav", str(tav_dir), "--out", str(run)])
@@ -424,7 +424,7 @@ def test_a_tav_folder_converted_in_fp16_edits_in_fp32(tiny_sd, tmp_path, clip8_m
 
     from vcstudio.models.cache import ModelCache
     from vcstudio.models.loading import load_base
-    from vcstudio.pipelines.tav_folder import convert_tav
+    from vcstudio.runs.tav_folder import convert_tav
 
     unet2d = UNet2DConditionModel.from_pretrained(tiny_sd / "unet")
     state = _tav_state(unet2d, temporal_scale=0.2)
@@ -446,7 +446,7 @@ def test_opening_a_tav_folder_reads_files_only_and_a_job_converts_it(tav_dir, mo
     and open_run then finds the converted run without loading anything."""
     from vcstudio.errors import InputError
     from vcstudio.models import loading
-    from vcstudio.pipelines.run_open import open_run, prepare_run
+    from vcstudio.runs.open import open_run, prepare_run
 
     loads, real = [], loading.load_base
     monkeypatch.setattr(loading, "load_base", lambda *a, **k: loads.append(a) or real(*a, **k))

@@ -15,7 +15,7 @@ from vcstudio.errors import InputError
 from vcstudio.io import write_mp4
 from vcstudio.io.synthetic import moving_shape_clip
 from vcstudio.models.delta import load_tensors, save_tensors
-from vcstudio.pipelines.runs import RunFolder
+from vcstudio.runs.folder import RunFolder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

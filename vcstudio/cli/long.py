@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
     segments = parse_timeline(args)
     cfg = LongJobConfig(run=args.run, long=long_config_from_args(args, segments))
     REGISTRY["long"].validate(cfg, Limits())  # before the table: --frames 100000000 is an error
-    from ..pipelines.run_source import check_run_ref
+    from ..runs.source import check_run_ref
 
     check_run_ref(cfg.run)  # ... and so is a run that is not there
     print(describe_timeline(args, segments), flush=True)

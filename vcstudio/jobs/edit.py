@@ -140,7 +140,7 @@ def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None, probe=None,
     sample (a time-limited GPU, ZeroGPU, runs them as two calls; the inversion is cached in
     the run folder between them).
     Returns {"seconds", "low", "high", "how", "load", "inversion", "parts"[, "stages"]}."""
-    from ..pipelines.run_open import open_run
+    from ..runs.open import open_run
     from . import scoring
     from .estimates import finish, rate_now, worst
 
@@ -194,10 +194,10 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     import torch
 
     from ..pipelines.edit import edit
-    from ..pipelines.run_open import prepare_run
+    from ..runs.open import prepare_run
     from ..progress import Event
 
-    from ..pipelines.run_source import working_copy
+    from ..runs.source import working_copy
 
     from ..models.family import run_family
 
@@ -243,7 +243,7 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
         from ..io import read_video
 
         source = read_video(rf.source_path) if rf.source_path.is_file() else None
-        from ..pipelines.runs import write_json
+        from ..io.atomic import write_json
         from .scoring import score, scores_json
 
         results = score(res.frames, ctx, run_id, cfg.metrics, prompt=cfg.edit.prompt,
@@ -262,7 +262,7 @@ def prepare(cfg: EditJobConfig, ctx) -> None:
     Never raises: the edit itself reports what it cannot load."""
     import torch
 
-    from ..pipelines.run_open import prepare_run
+    from ..runs.open import prepare_run
     from ..pipelines.tuned import load_tuned
     from .scoring import warm_up
 

@@ -81,7 +81,7 @@ def run_flowedit(cfg: FlowEditConfig, ctx, out_dir: Path | None = None,
               outputs={"mp4": str(res.mp4), "gif": str(res.gif)}))
     results = {}
     if cfg.metrics:
-        from ..pipelines.runs import write_json
+        from ..io.atomic import write_json
         from .scoring import score, scores_json
 
         results = score(res.frames, ctx, run_id, cfg.metrics, prompt=cfg.prompt,

@@ -98,7 +98,7 @@ def run(cfg: I2VEvalConfig, ctx) -> I2VEvalOutcome:
     from ..models.lora import load_lora
     from ..pipelines import i2v_eval as E
     from ..pipelines.i2v import check_i2v_memory
-    from ..pipelines.runs import write_json
+    from ..io.atomic import write_json
     from .eval import vcd_encoder
 
     device = torch.device(ctx.device)

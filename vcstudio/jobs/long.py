@@ -121,7 +121,7 @@ def estimate(cfg: LongJobConfig, device="cpu", calibration_dir=None, probe=None,
     {"seconds", "low", "high", "how", "load", "parts"}."""
     from ..config import guided_passes
     from ..control import control_cost
-    from ..pipelines.run_open import open_run
+    from ..runs.open import open_run
     from ..pipelines.windows import make_layout
     from .edit import run_speed
     from .estimates import finish, rate_now, worst
@@ -200,7 +200,7 @@ def run(cfg: LongJobConfig, ctx):
     import torch
 
     from ..pipelines.longvideo import long_segments, long_video, mask_preview, output_path
-    from ..pipelines.run_open import prepare_run
+    from ..runs.open import prepare_run
     from .estimates import announce
 
     rf = prepare_run(cfg.run, device=ctx.device)  # a Tune-A-Video folder: converted first

@@ -284,7 +284,7 @@ def run_cell(payload: dict, report: Optional[Callable[[int, Any], None]] = None,
            "metrics": metrics, "higher_is_better": {"final_loss": False, **directions},
            "seconds": time.time() - t0, "device": device, "host": os.uname().nodename,
            "pid": os.getpid(), "warm": warm}
-    from ..pipelines.runs import write_json
+    from ..io.atomic import write_json
 
     write_json(folder / "cell.json", doc)
     return doc

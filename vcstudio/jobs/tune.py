@@ -354,7 +354,7 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
     else:
         ctx.finish_run(run_id)
         msg = f"Tuned {res.steps} steps in {res.seconds:.0f} s."
-    from ..pipelines.runs import RunFolder
+    from ..runs.folder import RunFolder
 
     return TuneOutcome(run_id, res.run_dir, res.steps, res.total or cfg.steps, res.seconds,
                        res.losses, res.stopped, msg,

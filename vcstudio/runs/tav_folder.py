@@ -30,7 +30,7 @@ from ..models.cache import ModelCache, default_cache
 from ..models.delta import save_tensors
 from ..models.tav import (inversion_file, is_tav_folder, map_state, ours, read_latents,
                           read_unet_state, split_2d)
-from .runs import RunFolder, versions
+from .folder import RunFolder, versions
 
 def tav_config(folder: Path) -> tuple[TuneConfig, list[str]]:
     """The TuneConfig a Tune-A-Video folder was tuned with (its own config.yaml), set to compute
@@ -89,7 +89,7 @@ def convert_tav(folder: str | Path, out: str | Path, model: Optional[str] = None
     from ..io import clip_hash, fit_frames, read_video, write_mp4
     from ..models.loading import load_base
     from ..models.encode import encode_video
-    from .video_model import build_video_model
+    from ..pipelines.video_model import build_video_model
 
     folder = Path(folder).resolve()
     if not is_tav_folder(folder):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from .runs import RunFolder
+from .folder import RunFolder
 
 
 def open_run(path: str | Path, must_be_finished: bool = True) -> RunFolder:
@@ -39,7 +39,7 @@ def open_run(path: str | Path, must_be_finished: bool = True) -> RunFolder:
 def prepare_run(path: str | Path, must_be_finished: bool = True, device=None,
                 base=None) -> RunFolder:
     """:func:`open_run`, after converting a Tune-A-Video folder into a run once
-    (pipelines/tav_folder.py: that loads its base model, onto ``base`` when given, on
+    (runs/tav_folder.py: that loads its base model, onto ``base`` when given, on
     ``device``): the explicit step a job takes when it starts."""
     from ..models.tav import is_tav_folder
 
