@@ -514,7 +514,7 @@ def run_tuned(path: str, cfg: CompareConfig, ctx, folder: Path, session: Optiona
     """A run tuned before (a vcstudio run or a Tune-A-Video output folder): edit with the
     comparison's prompt, first seed and sampling settings, score; record its compare run."""
     from ..io import read_video
-    from ..runs.open import prepare_run
+    from ..runs.convert import prepare_run
     from ..io.atomic import write_json
     from .edit import EditJobConfig, run_edit
     from .scoring import score, scores_json

@@ -42,7 +42,7 @@ def validate(cfg: ControlPreviewConfig, limits: Limits) -> None:
 
 def run(cfg: ControlPreviewConfig, ctx) -> ControlPreview:
     from ..control.conditions import LABELS
-    from ..runs.open import prepare_run
+    from ..runs.convert import prepare_run
     from ..pipelines.structure import clip_conditions, run_clip
     from ..progress import Event
 

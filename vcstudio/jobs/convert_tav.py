@@ -1,6 +1,6 @@
 """The convert-tav job: a Tune-A-Video output folder written as a vcstudio run (the delta of its
 trainable set and temporal layers, its inversion, clip latents, config and meta with the base
-fingerprint: runs/tav_folder.py), recorded as a ``tune`` run so it edits, pushes and
+fingerprint: runs/convert.py), recorded as a ``tune`` run so it edits, pushes and
 compares like one. ``vcstudio convert-tav`` and the Edit tab's "Open a Tune-A-Video folder"
 submit it."""
 from __future__ import annotations
@@ -33,7 +33,7 @@ def run(cfg: ConvertTavConfig, ctx) -> ConvertTavOutcome:
     import torch
 
     from ..runs.folder import RunFolder
-    from ..runs.tav_folder import convert_tav
+    from ..runs.convert import convert_tav
     from ..progress import Event
 
     out = ctx.run_folder("tav")

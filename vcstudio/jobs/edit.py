@@ -194,7 +194,7 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     import torch
 
     from ..pipelines.edit import edit
-    from ..runs.open import prepare_run
+    from ..runs.convert import prepare_run
     from ..progress import Event
 
     from ..runs.source import working_copy
@@ -262,7 +262,7 @@ def prepare(cfg: EditJobConfig, ctx) -> None:
     Never raises: the edit itself reports what it cannot load."""
     import torch
 
-    from ..runs.open import prepare_run
+    from ..runs.convert import prepare_run
     from ..pipelines.tuned import load_tuned
     from .scoring import warm_up
 

@@ -200,7 +200,7 @@ def run(cfg: LongJobConfig, ctx):
     import torch
 
     from ..pipelines.longvideo import long_segments, long_video, mask_preview, output_path
-    from ..runs.open import prepare_run
+    from ..runs.convert import prepare_run
     from .estimates import announce
 
     rf = prepare_run(cfg.run, device=ctx.device)  # a Tune-A-Video folder: converted first
