@@ -109,8 +109,8 @@ def test_cli_flags_and_bad_values(tmp_path):
     import argparse
 
     from vcstudio.cli import edit as cli_edit, tune as cli_tune
-    from vcstudio.jobs.edit import validate_edit
-    from vcstudio.jobs.tune import check_inversion_prompt
+    from vcstudio.pipelines.edit import validate_edit
+    from vcstudio.validate import check_inversion_prompt
 
     p = argparse.ArgumentParser()
     sub = p.add_subparsers()

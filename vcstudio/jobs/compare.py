@@ -24,7 +24,7 @@ from ..config import (DataConfig, EditConfig, FlowEditConfig, Limits, MAX_SAMPLI
                       TuneConfig)
 from ..calibration import format_seconds
 from ..errors import CancelledError, InputError, VcsError
-from . import validate as v
+from .. import validate as v
 
 COMPARE_METRICS = ("clip_text", "consistency_adjacent", "warp_error", "fci", "flicker", "psnr",
                    "vcd")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import ControlConfig, Limits
-from . import validate as v
+from .. import validate as v
 
 
 @dataclass

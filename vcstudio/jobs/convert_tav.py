@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Limits
-from . import validate as v
+from .. import validate as v
 
 
 @dataclass

@@ -13,8 +13,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..config import EditConfig, Limits, MAX_SAMPLING_STEPS
-from . import validate as v
+from ..config import EditConfig, Limits
+from .. import validate as v
 
 # what the Edit tab scores each edit with (per frame, streamed in the plot)
 STREAM_METRICS = ("clip_text", "consistency_adjacent", "warp_error")
@@ -40,26 +40,9 @@ class EditOutcome:
     scores: dict = field(default_factory=dict)  # name -> MetricResult
 
 
-def validate_edit(e: EditConfig, prefix: str = "") -> None:
-    from ..config import check_prompt
-
-    check_prompt(e.prompt, "edit prompt")  # empty, not UTF-8, too long: one line each
-    check_prompt(e.negative, "negative prompt", required=False)
-    v.whole(f"{prefix}steps (--steps)", e.steps, 1, MAX_SAMPLING_STEPS)
-    v.number(f"{prefix}guidance (--guidance)", e.guidance, 0, 50)
-    v.seed(f"{prefix}seed (--seed)", e.seed)
-    v.number(f"{prefix}eta", e.eta, 0, 1)
-    if e.control:
-        from ..control import validate_controls
-
-        validate_controls(e.control, f"{prefix}control (--control)")
-    if e.inversion_prompt is not None:
-        from .tune import check_inversion_prompt
-
-        check_inversion_prompt(e.inversion_prompt)
-
-
 def validate(cfg: EditJobConfig, limits: Limits) -> None:
+    from ..pipelines.edit import validate_edit
+
     v.text("run (--run)", cfg.run, "give the run folder `vcstudio tune` printed")
     validate_edit(cfg.edit, "edit.")
     v.number("fps (--fps)", cfg.fps, 0, 240, open_lo=True)

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from ..config import Limits
-from . import validate as v
+from .. import validate as v
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import FlowEditConfig, Limits
-from . import validate as v
+from .. import validate as v
 from .edit import EditOutcome
 
 __all__ = ["FlowEditConfig", "FlowEditOutcome", "estimate", "run", "run_flowedit", "validate"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import Limits, MAX_SAMPLING_STEPS
-from . import validate as v
+from .. import validate as v
 from .i2v_ab import (BACKBONES, check_model, check_step_cache, figures, load_image_for,
                      open_backbone)
 

@@ -14,7 +14,7 @@ from typing import Optional
 
 from ..config import Limits, LongConfig, MAX_SAMPLING_STEPS, TRAIN_TIMESTEPS
 from ..errors import InputError
-from . import validate as v
+from .. import validate as v
 
 
 @dataclass

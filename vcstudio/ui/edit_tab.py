@@ -680,7 +680,7 @@ def build(studio, sid_state):
             """Memory and time of a tune with these settings (never waits for the device)."""
             check_bounds(est_bounds, (frames, width, height, steps))
             try:  # the sides the tune would refuse are refused here too
-                from ..jobs import validate as v
+                from .. import validate as v
 
                 for name, side in (("Width", width), ("Height", height)):
                     v.side(name, as_int(name, side), studio.limits)
