@@ -223,3 +223,22 @@ def test_reading_a_run_reaches_no_loader_and_no_pipeline(module):
                  or m in ("vcstudio.models.loading", "vcstudio.runs.convert"))
     assert bad == []
     assert "vcstudio.models.loading" in _reaches(graph, "vcstudio.runs.convert")  # it can fail
+
+
+MAX_FUNCTION_LINES = 120  # issue 26: a function a reader can hold
+
+
+def test_no_function_in_the_ui_or_the_pipelines_is_over_120_lines():
+    """Tabs are built from panels, pipelines from steps: no function (nested ones included,
+    counted from its ``def`` to its last line) in vcstudio/ui or vcstudio/pipelines is longer
+    than MAX_FUNCTION_LINES."""
+    long_ones, seen = {}, 0
+    for folder in ("ui", "pipelines"):
+        for path in sorted((PKG / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    seen += 1
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > MAX_FUNCTION_LINES:
+                        long_ones[f"{path.relative_to(PKG)}:{node.name}"] = lines
+    assert seen > 200 and long_ones == {}
