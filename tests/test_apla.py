@@ -290,7 +290,7 @@ def test_tune_saves_vgt_and_discriminator_and_editing_applies_the_vgt(tiny_sd, c
     from vcstudio.models.cache import ModelCache
     from vcstudio.models.delta import load_tensors
     from vcstudio.pipelines.edit import edit_frames
-    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.runs.folder import RunFolder
     from vcstudio.pipelines.tune import load_tuned, tune
 
     cache = ModelCache()
@@ -328,7 +328,7 @@ def test_resume_restores_the_discriminator_and_its_optimiser(tiny_sd, clip8, tmp
     and saves the same delta as an uninterrupted run."""
     from vcstudio.errors import CancelledError
     from vcstudio.models.delta import load_tensors
-    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.runs.folder import RunFolder
     from vcstudio.pipelines.tune import tune
     from vcstudio.progress import CancelToken
 

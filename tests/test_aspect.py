@@ -148,7 +148,7 @@ def test_the_cli_keeps_the_clips_aspect_like_the_app(tiny_sd, tmp_path, capsys, 
     clip_size: the same default_size); exact --width/--height that crop say so."""
     from vcstudio.cli import main
     from vcstudio.io import read_video, write_mp4
-    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.runs.folder import RunFolder
 
     clip = moving_shape_clip(4, 64, dx=3.0)
     wide = write_mp4(np.concatenate([clip, clip[:, :, ::-1]], axis=2), tmp_path / "wide.mp4")

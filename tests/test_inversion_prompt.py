@@ -95,7 +95,7 @@ def test_run_recorded_before_the_setting_inverts_under_its_source_prompt(run_dir
 
     import yaml
 
-    from vcstudio.pipelines.run_open import open_run
+    from vcstudio.runs.open import open_run
 
     old = tmp_path / "old"
     shutil.copytree(run_dir, old)
@@ -109,8 +109,8 @@ def test_cli_flags_and_bad_values(tmp_path):
     import argparse
 
     from vcstudio.cli import edit as cli_edit, tune as cli_tune
-    from vcstudio.jobs.edit import validate_edit
-    from vcstudio.jobs.tune import check_inversion_prompt
+    from vcstudio.pipelines.edit import validate_edit
+    from vcstudio.validate import check_inversion_prompt
 
     p = argparse.ArgumentParser()
     sub = p.add_subparsers()

@@ -1,5 +1,5 @@
 """Layering rules of DESIGN.md checked on the source: the UI imports no pipelines, the session
-imports no job, and methods/, jobs/, the session, the store and the CLI sit in no import cycle.
+imports no job, reading a run folder reaches no model loader, and methods/, jobs/, the session, the store and the CLI sit in no import cycle.
 Methods own what the rest asks about them (presets, cost, loss ownership, the wrapped method)."""
 from __future__ import annotations
 
@@ -182,16 +182,63 @@ LOWER = ("vcstudio.methods", "vcstudio.metrics", "vcstudio.models", "vcstudio.io
 
 
 @pytest.mark.parametrize("layer, never", [
-    (LOWER, ("vcstudio.pipelines", "vcstudio.jobs", "vcstudio.bench")),
+    (LOWER, ("vcstudio.pipelines", "vcstudio.jobs", "vcstudio.bench", "vcstudio.runs")),
     (("vcstudio.pipelines",), ("vcstudio.jobs", "vcstudio.bench", "vcstudio.session")),
-    (LOWER + ("vcstudio.pipelines", "vcstudio.jobs", "vcstudio.bench", "vcstudio.session",
-              "vcstudio.store", "vcstudio.toyworld"), ("vcstudio.ui", "vcstudio.cli")),
+    (("vcstudio.runs", "vcstudio.store"), ("vcstudio.jobs", "vcstudio.bench",
+                                           "vcstudio.session")),
+    (LOWER + ("vcstudio.pipelines", "vcstudio.runs", "vcstudio.jobs", "vcstudio.bench",
+              "vcstudio.session", "vcstudio.store", "vcstudio.toyworld"),
+     ("vcstudio.ui", "vcstudio.cli")),
 ])
 def test_every_layer_imports_only_below_itself(layer, never):
     """DESIGN.md's layers: methods, metrics and models (and io, control, scene) import no
     pipelines, jobs or benchmarks; pipelines import no jobs; nothing but the UI and the CLI
-    imports the UI or the CLI (VAE encoding and the uint8 <-> tensor conversion live in
+    imports the UI or the CLI; run folders (vcstudio/runs/) and the store sit under the jobs and
+    the session (VAE encoding and the uint8 <-> tensor conversion live in
     models/encode.py for that reason: methods/dct.py needs them)."""
     bad = {m: sorted(i for i in deps if i.startswith(never))
            for m, deps in _graph().items() if m.startswith(layer)}
     assert {m: d for m, d in bad.items() if d} == {}
+
+
+def _reaches(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for dep in graph.get(todo.pop(), ()):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+@pytest.mark.parametrize("module", ["vcstudio.runs.open", "vcstudio.runs.folder",
+                                    "vcstudio.runs.source", "vcstudio.runs.tav_folder"])
+def test_reading_a_run_reaches_no_loader_and_no_pipeline(module):
+    """Opening a run is file reading (issue 26): what estimates and argument parsing call
+    reaches, import by import, neither the model loader, a method, a pipeline nor the
+    Tune-A-Video conversion (runs/convert.py, the explicit step a job takes when it starts)."""
+    graph = _graph()
+    bad = sorted(m for m in _reaches(graph, module)
+                 if m.startswith(("vcstudio.pipelines", "vcstudio.methods", "vcstudio.jobs"))
+                 or m in ("vcstudio.models.loading", "vcstudio.runs.convert"))
+    assert bad == []
+    assert "vcstudio.models.loading" in _reaches(graph, "vcstudio.runs.convert")  # it can fail
+
+
+MAX_FUNCTION_LINES = 120  # issue 26: a function a reader can hold
+
+
+def test_no_function_in_the_ui_or_the_pipelines_is_over_120_lines():
+    """Tabs are built from panels, pipelines from steps: no function (nested ones included,
+    counted from its ``def`` to its last line) in vcstudio/ui or vcstudio/pipelines is longer
+    than MAX_FUNCTION_LINES."""
+    long_ones, seen = {}, 0
+    for folder in ("ui", "pipelines"):
+        for path in sorted((PKG / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    seen += 1
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > MAX_FUNCTION_LINES:
+                        long_ones[f"{path.relative_to(PKG)}:{node.name}"] = lines
+    assert seen > 200 and long_ones == {}

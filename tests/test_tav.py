@@ -75,7 +75,7 @@ def test_tuneavideo_config_runs_end_to_end_with_samples_in_its_layout(tiny_sd, t
     meta = json.loads((run / "meta.json").read_text())
     listed = {(e["step"], e["prompt"]) for e in meta["samples"]}
     assert listed == {(s, p) for s in (2, 3) for p in PROMPTS}
-    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.runs.folder import RunFolder
 
     rc_cfg = RunFolder(run).config()
     assert rc_cfg.validation.prompts == tuple(PROMPTS) and rc_cfg.validation.every == 2
@@ -284,7 +284,7 @@ def test_convert_tav_writes_a_run_with_the_trainables_and_temporal_layers(tav_di
     from vcstudio.models.delta import load_tensors
     from vcstudio.models.loading import load_base
     from vcstudio.models.cache import ModelCache
-    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.runs.folder import RunFolder
 
     run = tmp_path / "run"
     rc = main(["convert-tav", str(tav_dir), "--out", str(run)])
@@ -424,7 +424,7 @@ def test_a_tav_folder_converted_in_fp16_edits_in_fp32(tiny_sd, tmp_path, clip8_m
 
     from vcstudio.models.cache import ModelCache
     from vcstudio.models.loading import load_base
-    from vcstudio.pipelines.tav_folder import convert_tav
+    from vcstudio.runs.convert import convert_tav
 
     unet2d = UNet2DConditionModel.from_pretrained(tiny_sd / "unet")
     state = _tav_state(unet2d, temporal_scale=0.2)
@@ -446,7 +446,8 @@ def test_opening_a_tav_folder_reads_files_only_and_a_job_converts_it(tav_dir, mo
     and open_run then finds the converted run without loading anything."""
     from vcstudio.errors import InputError
     from vcstudio.models import loading
-    from vcstudio.pipelines.run_open import open_run, prepare_run
+    from vcstudio.runs.open import open_run
+    from vcstudio.runs.convert import prepare_run
 
     loads, real = [], loading.load_base
     monkeypatch.setattr(loading, "load_base", lambda *a, **k: loads.append(a) or real(*a, **k))
@@ -456,3 +457,54 @@ def test_opening_a_tav_folder_reads_files_only_and_a_job_converts_it(tav_dir, mo
     rf = prepare_run(tav_dir, device="cpu")
     assert len(loads) == 1 and rf.delta_path.is_file()
     assert open_run(tav_dir).path == rf.path and len(loads) == 1
+
+
+def test_estimates_and_argument_parsing_on_a_tav_folder_load_no_model(tiny_sd, tmp_path,
+                                                                      clip8_module):
+    """The edit and long-video estimates, ``edit``'s guidance default, ``long``'s run check and
+    ``open_run`` read a Tune-A-Video folder without loading a model (every diffusers
+    from_pretrained and our load_base raise here): before it is converted they say so in one
+    line, after prepare_run (a job's start, with the real loader) they read the converted run."""
+    import argparse
+
+    from diffusers import DiffusionPipeline, ModelMixin
+
+    from vcstudio.cli.edit import _guidance
+    from vcstudio.config import EditConfig, LongConfig
+    from vcstudio.errors import InputError
+    from vcstudio.jobs import edit as edit_job, long as long_job
+    from vcstudio.models import loading
+    from vcstudio.runs.convert import prepare_run
+    from vcstudio.runs.open import open_run
+    from vcstudio.runs.source import check_run_ref
+
+    folder = write_tav_folder(tiny_sd, tmp_path / "fresh",
+                              video=str(write_mp4(clip8_module, tmp_path / "c.mp4")))
+
+    def forbid(*a, **k):
+        raise AssertionError("a model was loaded while reading a run")
+
+    def no_loading(mp):
+        mp.setattr(loading, "load_base", forbid)
+        mp.setattr(ModelMixin, "from_pretrained", classmethod(forbid))
+        mp.setattr(DiffusionPipeline, "from_pretrained", classmethod(forbid))
+
+    edit_cfg = edit_job.EditJobConfig(run=str(folder), edit=EditConfig(prompt="x", steps=3))
+    long_cfg = long_job.LongJobConfig(run=str(folder), long=LongConfig(frames=8, window=4,
+                                                                       stride=2, steps=3))
+    with pytest.MonkeyPatch.context() as mp:
+        no_loading(mp)
+        for estimate, cfg in ((edit_job.estimate, edit_cfg), (long_job.estimate, long_cfg)):
+            with pytest.raises(InputError, match="not converted yet"):
+                estimate(cfg, "cpu")
+        guidance = _guidance(argparse.Namespace(guidance=None, run=str(folder)))
+        assert guidance == EditConfig().guidance
+        check_run_ref(str(folder))  # the CLI's check that the run is there: it is
+        with pytest.raises(InputError, match="not converted yet"):
+            open_run(folder)
+    prepare_run(folder, device="cpu")  # the real loader: the job's explicit step
+    with pytest.MonkeyPatch.context() as mp:
+        no_loading(mp)
+        assert open_run(folder).delta_path.is_file()
+        assert edit_job.estimate(edit_cfg, "cpu")["seconds"] > 0
+        assert long_job.estimate(long_cfg, "cpu")["seconds"] > 0

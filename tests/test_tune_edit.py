@@ -137,7 +137,7 @@ def test_delta_reload_reproduces_frames(tiny_sd, clip8, tmp_path):
 
 def test_delta_refuses_other_base(tiny_sd, tiny_sd_v, clip8, tmp_path, cache):
     res = tune(cfg_for(tiny_sd, steps=2), tmp_path / "run", frames=clip8, cache=cache)
-    from vcstudio.pipelines.run_open import open_run
+    from vcstudio.runs.open import open_run
     rf = open_run(res.run_dir)
     cfg = rf.config()
     import dataclasses

@@ -27,7 +27,7 @@ def test_previews_come_at_a_fifth_and_at_the_last_step_also_when_resumed(tiny_sd
                                                                          cache):
     from vcstudio.config import DataConfig, TuneConfig
     from vcstudio.io.synthetic import moving_shape_clip
-    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.runs.folder import RunFolder
     from vcstudio.pipelines.tune import tune
     from vcstudio.ui.edit_tab import _previews
 
@@ -70,7 +70,7 @@ def test_the_tabs_tune_shows_a_preview_early_and_resume_continues_the_loss_plot(
     stopped tune resumed draws the earlier steps first and goes on from the checkpoint."""
     from vcstudio.config import Limits
     from vcstudio.jobs import studio as make_studio
-    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.runs.folder import RunFolder
     from vcstudio.ui import edit_tab
 
     studio = make_studio(tmp_path / "data", limits=Limits(), upload_roots=[clip_file.parent])

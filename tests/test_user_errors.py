@@ -15,7 +15,7 @@ from vcstudio.errors import InputError
 from vcstudio.io import write_mp4
 from vcstudio.io.synthetic import moving_shape_clip
 from vcstudio.models.delta import load_tensors, save_tensors
-from vcstudio.pipelines.runs import RunFolder
+from vcstudio.runs.folder import RunFolder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -59,6 +59,26 @@ def test_edit_and_tune_validation_use_it():
         validate_edit(EditConfig(prompt="a car", negative="\udcfe"))
     with pytest.raises(InputError, match="source prompt is not valid UTF-8"):
         _validate(TuneConfig(data=DataConfig(prompt="\udcff")))
+
+
+def test_an_edit_is_checked_in_one_place_the_job_and_the_pipeline_alike(tmp_path):
+    """One validate_edit (pipelines/edit.py): the edit job's validate step names the settings
+    under ``edit.``; the pipeline's own input check says the same without it."""
+    from vcstudio.config import Limits
+    from vcstudio.jobs import edit as edit_job
+    from vcstudio.pipelines.edit import validate_edit
+
+    assert not hasattr(edit_job, "validate_edit")
+    for bad, pattern in ((dict(steps=0), r"steps \(--steps\) must be within 1\.\.\d+; got 0"),
+                         (dict(guidance=51.0), r"guidance \(--guidance\) must be within \[0, 50\]"),
+                         (dict(seed=-1), r"seed \(--seed\) must be within 0\.\."),
+                         (dict(eta=2.0), r"eta must be within \[0, 1\]")):
+        e = EditConfig(prompt="a car", **bad)
+        with pytest.raises(InputError, match="^" + pattern):
+            validate_edit(e)
+        with pytest.raises(InputError, match="^edit\\." + pattern):
+            edit_job.validate(edit_job.EditJobConfig(run=str(tmp_path), edit=e), Limits())
+    validate_edit(EditConfig(prompt="a car", steps=1, guidance=0.0, eta=1.0))
 
 
 def test_encode_prompts_is_the_backstop(tiny_sd, cache):

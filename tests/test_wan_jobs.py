@@ -109,7 +109,7 @@ def test_cli_tune_on_wan_writes_a_run_with_backbone_and_a_diffusers_lora(tiny_wa
                                                                          wan_run, tmp_path):
     from diffusers import WanPipeline
 
-    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.runs.folder import RunFolder
 
     rf = RunFolder(wan_run)
     meta, cfg = rf.meta(), rf.config()
@@ -162,7 +162,7 @@ def test_cli_edit_of_a_wan_run_writes_mp4_and_gif_and_streams_previews(wan_run, 
 def test_flow_tune_events_cancel_and_checkpoints(tiny_wan_t2v, wan_clip, tmp_path):
     from vcstudio.config import DataConfig, TuneConfig
     from vcstudio.pipelines.flow_run import tune_flow
-    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.runs.folder import RunFolder
     from vcstudio.progress import CancelToken
 
     cancel = CancelToken()
@@ -372,7 +372,7 @@ def test_a_wan_default_model_runs_through_the_studio(tiny_wan_t2v, wan_clip, tmp
     from vcstudio import jobs
     from vcstudio.config import DataConfig, EditConfig, Limits, TuneConfig
     from vcstudio.jobs.edit import EditJobConfig
-    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.runs.folder import RunFolder
 
     monkeypatch.setenv("VCSTUDIO_MODEL", str(tiny_wan_t2v))
     studio = jobs.studio(tmp_path / "data", limits=Limits(), device="cpu")

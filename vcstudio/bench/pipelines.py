@@ -17,7 +17,7 @@ import torch
 from ..config import DataConfig, TuneConfig
 from ..device import peak_memory_gib, pick_device, precision_for, reset_peak
 from ..models.loading import BaseModel
-from ..pipelines.runs import RunFolder
+from ..runs.folder import RunFolder
 from ..progress import Event
 
 # Tune-A-Video's own code on an H100 (the anchor): s/step, s/50 steps, GiB.

@@ -84,7 +84,7 @@ def settings_of(cfg: ToyEditConfig) -> dict:
 def validate(cfg: ToyEditConfig) -> None:
     """One-line errors before anything loads: the counts, the tier, every method's name."""
     from ..errors import InputError
-    from ..jobs import validate as v
+    from .. import validate as v
     from ..methods.registry import find_preset
 
     v.whole("n (--n)", cfg.n, 1, 10000)
@@ -227,7 +227,8 @@ def run_toy_edit(cfg: ToyEditConfig, out_dir, progress: ProgressFn = null_progre
     from ..device import pick_device
     from ..io import write_frames, write_mp4
     from ..io.atomic import atomic_path
-    from ..jobs.edit import EditJobConfig, run_edit, validate_edit
+    from ..jobs.edit import EditJobConfig, run_edit
+    from ..pipelines.edit import validate_edit
     from ..jobs.tune import run_tune
     from ..jobs.tune import validate as validate_tune
     from ..methods.registry import find_preset

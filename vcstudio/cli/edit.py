@@ -105,7 +105,7 @@ def _guidance(a) -> float:
     from pathlib import Path
 
     from ..config import EditConfig
-    from ..pipelines.runs import RunFolder
+    from ..runs.folder import RunFolder
 
     try:
         g = rules(run_family(RunFolder(Path(a.run)).meta())).guidance

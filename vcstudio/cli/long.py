@@ -240,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
     from ..jobs.long import LongJobConfig
     from .common import run_job
 
-    from ..jobs import validate as v
+    from .. import validate as v
 
     if args.frames is not None:  # before the timeline is laid out frame by frame
         v.whole("long.frames (--frames)", args.frames, 1, Limits().max_long_frames)

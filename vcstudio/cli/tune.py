@@ -102,7 +102,7 @@ def _fgbg_args(cfg, a):
                 upd[k] = v
     cfg = dataclasses.replace(cfg, **upd)
     if upd.get("init_from") and cfg.method != underlying(cfg) and fg.base_method == "baseline":
-        from ..pipelines.run_open import open_run
+        from ..runs.open import open_run
 
         src = open_run(upd["init_from"]).config()  # keep the tuned run's own method under it
         cfg = dataclasses.replace(cfg, fgbg=dataclasses.replace(fg,
@@ -211,7 +211,7 @@ def report(res, out=None) -> int:
 
 def print_method_summary(run_dir) -> None:
     """The method's module sizes (e.g. APLA's VGT parameter count) from meta.json."""
-    from ..pipelines.runs import RunFolder
+    from ..runs.folder import RunFolder
 
     info = RunFolder(run_dir).meta().get("method_summary") or {}
     counts = [f"{k[:-len('_params')]} {v:,}" for k, v in info.items() if k.endswith("_params")]

@@ -79,6 +79,6 @@ def resume_plan(store, job_id: str) -> tuple[str, Any, Optional[str]]:
 def resumed_losses(folder) -> list[dict]:
     """The per-step logs a tune resumed in run folder ``folder`` starts from (its losses.json,
     written with every checkpoint): a resumed tune's loss plot draws them before its own."""
-    from ..pipelines.runs import RunFolder
+    from ..runs.folder import RunFolder
 
     return RunFolder(Path(folder)).losses() if folder else []

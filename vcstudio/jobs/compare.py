@@ -24,7 +24,7 @@ from ..config import (DataConfig, EditConfig, FlowEditConfig, Limits, MAX_SAMPLI
                       TuneConfig)
 from ..calibration import format_seconds
 from ..errors import CancelledError, InputError, VcsError
-from . import validate as v
+from .. import validate as v
 
 COMPARE_METRICS = ("clip_text", "consistency_adjacent", "warp_error", "fci", "flicker", "psnr",
                    "vcd")
@@ -461,7 +461,7 @@ def run_variant(var: Variant, ctx, folder: Path, metrics, session: Optional[str]
     ``tuned_in``: (run folder, tune run id) of the same tune made for an earlier variant: only
     the edit runs (into ``folder``)."""
     from ..io import read_video
-    from ..pipelines.runs import write_json
+    from ..io.atomic import write_json
     from .edit import EditJobConfig, run_edit
     from .scoring import score, scores_json
     from .tune import run_tune
@@ -496,7 +496,7 @@ def run_training_free(var: Variant, ctx, folder: Path, metrics, session: Optiona
     """A training-free variant (FlowEdit on a flow model: jobs/flowedit.py): edit the clip,
     score as the tuned variants are scored; record its compare run -> its id."""
     from ..io import read_video
-    from ..pipelines.runs import write_json
+    from ..io.atomic import write_json
     from .flowedit import run_flowedit
     from .scoring import score, scores_json
 
@@ -519,8 +519,8 @@ def run_tuned(path: str, cfg: CompareConfig, ctx, folder: Path, session: Optiona
     """A run tuned before (a vcstudio run or a Tune-A-Video output folder): edit with the
     comparison's prompt, first seed and sampling settings, score; record its compare run."""
     from ..io import read_video
-    from ..pipelines.run_open import prepare_run
-    from ..pipelines.runs import write_json
+    from ..runs.convert import prepare_run
+    from ..io.atomic import write_json
     from .edit import EditJobConfig, run_edit
     from .scoring import score, scores_json
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import ControlConfig, Limits
-from . import validate as v
+from .. import validate as v
 
 
 @dataclass
@@ -42,7 +42,7 @@ def validate(cfg: ControlPreviewConfig, limits: Limits) -> None:
 
 def run(cfg: ControlPreviewConfig, ctx) -> ControlPreview:
     from ..control.conditions import LABELS
-    from ..pipelines.run_open import prepare_run
+    from ..runs.convert import prepare_run
     from ..pipelines.structure import clip_conditions, run_clip
     from ..progress import Event
 

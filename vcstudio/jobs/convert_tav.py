@@ -1,6 +1,6 @@
 """The convert-tav job: a Tune-A-Video output folder written as a vcstudio run (the delta of its
 trainable set and temporal layers, its inversion, clip latents, config and meta with the base
-fingerprint: pipelines/tav_folder.py), recorded as a ``tune`` run so it edits, pushes and
+fingerprint: runs/convert.py), recorded as a ``tune`` run so it edits, pushes and
 compares like one. ``vcstudio convert-tav`` and the Edit tab's "Open a Tune-A-Video folder"
 submit it."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Limits
-from . import validate as v
+from .. import validate as v
 
 
 @dataclass
@@ -32,8 +32,8 @@ def validate(cfg: ConvertTavConfig, limits: Limits) -> None:
 def run(cfg: ConvertTavConfig, ctx) -> ConvertTavOutcome:
     import torch
 
-    from ..pipelines.runs import RunFolder
-    from ..pipelines.tav_folder import convert_tav
+    from ..runs.folder import RunFolder
+    from ..runs.convert import convert_tav
     from ..progress import Event
 
     out = ctx.run_folder("tav")

@@ -13,8 +13,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..config import EditConfig, Limits, MAX_SAMPLING_STEPS
-from . import validate as v
+from ..config import EditConfig, Limits
+from .. import validate as v
 
 # what the Edit tab scores each edit with (per frame, streamed in the plot)
 STREAM_METRICS = ("clip_text", "consistency_adjacent", "warp_error")
@@ -43,32 +43,15 @@ class EditOutcome:
 def run_base(run: str | Path) -> str:
     """The base model a tuned run records (meta.json ``base_model``, else its config's
     ``model``): what its edits load it onto unless told otherwise. Reads files only."""
-    from ..pipelines.run_open import open_run
+    from ..runs.open import open_run
 
     rf = open_run(run, must_be_finished=False)
     return str(rf.meta().get("base_model") or rf.config().model or "")
 
 
-def validate_edit(e: EditConfig, prefix: str = "") -> None:
-    from ..config import check_prompt
-
-    check_prompt(e.prompt, "edit prompt")  # empty, not UTF-8, too long: one line each
-    check_prompt(e.negative, "negative prompt", required=False)
-    v.whole(f"{prefix}steps (--steps)", e.steps, 1, MAX_SAMPLING_STEPS)
-    v.number(f"{prefix}guidance (--guidance)", e.guidance, 0, 50)
-    v.seed(f"{prefix}seed (--seed)", e.seed)
-    v.number(f"{prefix}eta", e.eta, 0, 1)
-    if e.control:
-        from ..control import validate_controls
-
-        validate_controls(e.control, f"{prefix}control (--control)")
-    if e.inversion_prompt is not None:
-        from .tune import check_inversion_prompt
-
-        check_inversion_prompt(e.inversion_prompt)
-
-
 def validate(cfg: EditJobConfig, limits: Limits) -> None:
+    from ..pipelines.edit import validate_edit
+
     v.text("run (--run)", cfg.run, "give the run folder `vcstudio tune` printed")
     validate_edit(cfg.edit, "edit.")
     v.number("fps (--fps)", cfg.fps, 0, 240, open_lo=True)
@@ -149,7 +132,7 @@ def estimate(cfg: EditJobConfig, device="cpu", calibration_dir=None, probe=None,
     sample (a time-limited GPU, ZeroGPU, runs them as two calls; the inversion is cached in
     the run folder between them).
     Returns {"seconds", "low", "high", "how", "load", "inversion", "parts"[, "stages"]}."""
-    from ..pipelines.run_open import open_run
+    from ..runs.open import open_run
     from . import scoring
     from .estimates import finish, rate_now, worst
 
@@ -204,10 +187,10 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     import torch
 
     from ..pipelines.edit import edit
-    from ..pipelines.run_open import prepare_run
+    from ..runs.convert import prepare_run
     from ..progress import Event
 
-    from ..pipelines.run_source import working_copy
+    from ..runs.source import working_copy
 
     from ..models.family import run_family
 
@@ -256,7 +239,7 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
         from ..io import read_video
 
         source = read_video(rf.source_path) if rf.source_path.is_file() else None
-        from ..pipelines.runs import write_json
+        from ..io.atomic import write_json
         from .scoring import score, scores_json
 
         results = score(res.frames, ctx, run_id, cfg.metrics, prompt=cfg.edit.prompt,
@@ -275,7 +258,7 @@ def prepare(cfg: EditJobConfig, ctx) -> None:
     Never raises: the edit itself reports what it cannot load."""
     import torch
 
-    from ..pipelines.run_open import prepare_run
+    from ..runs.convert import prepare_run
     from ..pipelines.tuned import load_tuned
     from .scoring import warm_up
 

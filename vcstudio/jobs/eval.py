@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from ..config import Limits
-from . import validate as v
+from .. import validate as v
 
 
 @dataclass
@@ -168,7 +168,7 @@ def run(cfg: EvalConfig, ctx) -> EvalOutcome:
     import torch
 
     from ..io import read_image, read_video
-    from ..pipelines.runs import write_json
+    from ..io.atomic import write_json
 
     image = read_image(cfg.image) if cfg.image else None
     if cfg.what == "vcd":

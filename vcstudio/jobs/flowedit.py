@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import FlowEditConfig, Limits
-from . import validate as v
+from .. import validate as v
 from .edit import EditOutcome
 
 __all__ = ["FlowEditConfig", "FlowEditOutcome", "estimate", "run", "run_flowedit", "validate"]
@@ -86,7 +86,7 @@ def run_flowedit(cfg: FlowEditConfig, ctx, out_dir: Path | None = None,
               outputs={"mp4": str(res.mp4), "gif": str(res.gif)}))
     results = {}
     if cfg.metrics:
-        from ..pipelines.runs import write_json
+        from ..io.atomic import write_json
         from .scoring import score, scores_json
 
         results = score(res.frames, ctx, run_id, cfg.metrics, prompt=cfg.prompt,

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from ..config import Limits, MAX_SAMPLING_STEPS
-from . import validate as v
+from .. import validate as v
 
 BACKBONES = ("auto", "svd", "ltx", "wan")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import Limits, MAX_SAMPLING_STEPS
-from . import validate as v
+from .. import validate as v
 from .i2v_ab import (BACKBONES, check_model, check_step_cache, figures, load_image_for,
                      open_backbone)
 
@@ -98,7 +98,7 @@ def run(cfg: I2VEvalConfig, ctx) -> I2VEvalOutcome:
     from ..models.lora import load_lora
     from ..pipelines import i2v_eval as E
     from ..pipelines.i2v import check_i2v_memory
-    from ..pipelines.runs import write_json
+    from ..io.atomic import write_json
     from .eval import vcd_encoder
 
     device = torch.device(ctx.device)

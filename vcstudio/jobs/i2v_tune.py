@@ -14,7 +14,7 @@ from typing import Optional
 
 from ..config import Limits, MAX_SAMPLING_STEPS
 from ..pipelines.i2v_tune import I2VTuneConfig
-from . import validate as v
+from .. import validate as v
 from .i2v_ab import BACKBONES, check_model, check_step_cache, figures, open_backbone
 
 

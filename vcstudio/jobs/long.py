@@ -18,7 +18,7 @@ from typing import Optional
 
 from ..config import Limits, LongConfig, MAX_SAMPLING_STEPS, TRAIN_TIMESTEPS
 from ..errors import InputError
-from . import validate as v
+from .. import validate as v
 
 
 @dataclass
@@ -167,7 +167,7 @@ def estimate(cfg: LongJobConfig, device="cpu", calibration_dir=None, probe=None,
     {"seconds", "low", "high", "how", "load", "parts"}."""
     from ..config import guided_passes
     from ..control import control_cost
-    from ..pipelines.run_open import open_run
+    from ..runs.open import open_run
     from ..pipelines.windows import make_layout
     from .edit import run_speed
     from .estimates import finish, rate_now, worst
@@ -252,7 +252,7 @@ def run(cfg: LongJobConfig, ctx):
     import torch
 
     from ..pipelines.longvideo import long_segments, long_video, mask_preview, output_path
-    from ..pipelines.run_open import prepare_run
+    from ..runs.convert import prepare_run
     from .estimates import announce
 
     from ..models.catalog import fetch

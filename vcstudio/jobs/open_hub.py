@@ -32,7 +32,7 @@ class OpenHubOutcome:
 
 
 def validate(cfg: OpenHubConfig, limits: Limits) -> None:
-    from ..pipelines.run_source import is_hub_ref
+    from ..runs.source import is_hub_ref
 
     ref = (cfg.ref or "").strip()
     if not ref:
@@ -43,8 +43,8 @@ def validate(cfg: OpenHubConfig, limits: Limits) -> None:
 
 
 def run(cfg: OpenHubConfig, ctx) -> OpenHubOutcome:
-    from ..pipelines.run_source import working_copy
-    from ..pipelines.run_open import open_run
+    from ..runs.source import working_copy
+    from ..runs.open import open_run
     from ..progress import Event
     from .push import card_metadata
 

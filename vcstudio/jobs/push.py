@@ -24,7 +24,7 @@ from typing import Optional
 
 from ..config import Limits
 from ..errors import InputError, VcsError
-from ..pipelines.runs import CARD_FILE as CARD, INVERSION_GLOB, PREVIEW_FILE as PREVIEW, RUN_FILES
+from ..runs.folder import CARD_FILE as CARD, INVERSION_GLOB, PREVIEW_FILE as PREVIEW, RUN_FILES
 
 LIBRARY = "vcstudio"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -65,7 +65,7 @@ def check_target(run: Path, folder: Path, overwrite: bool = False) -> None:
     itself or a folder inside it, never another run folder (its delta, config and inversions
     would be lost), never a file or a system folder, and an existing non-empty folder only
     with ``overwrite``."""
-    from ..pipelines.runs import RunFolder
+    from ..runs.folder import RunFolder
 
     try:
         target, src = folder.expanduser().resolve(), run.expanduser().resolve()
@@ -102,7 +102,7 @@ def hub_base(base_model: Optional[str]) -> Optional[str]:
 def upload_files(run: Path) -> dict[str, Path]:
     """{path in the repo: local file} of what a run's upload holds (the card aside); a run
     that is not finished, or not a run, is a one-line error."""
-    from ..pipelines.run_open import open_run
+    from ..runs.open import open_run
 
     rf = open_run(run, must_be_finished=False)
     meta = rf.meta()
@@ -141,7 +141,7 @@ def model_card(run: Path, repo_id: str, files: list[str]):
     edit from the repo."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    from ..pipelines.runs import RunFolder
+    from ..runs.folder import RunFolder
 
     from ..models.family import rules, run_family
 

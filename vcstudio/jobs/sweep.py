@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterator, Optional
 
 from ..config import EditConfig, Limits, TuneConfig, from_dict, to_dict
 from ..errors import CancelledError, InputError, VcsError
-from . import validate as v
+from .. import validate as v
 from .compare import COMPARE_METRICS
 
 STATUSES = ("done", "failed", "cancelled", "skipped")
@@ -212,7 +212,7 @@ def expand(grid: dict, limit: Optional[int] = None) -> list[Cell]:
 def validate(cfg: SweepConfig, limits: Limits) -> None:
     """Everything checkable before a cell starts: fields, method names, ranges, cell count,
     executor. (An unreachable --address is found when connecting, also before any cell.)"""
-    from .edit import validate_edit
+    from ..pipelines.edit import validate_edit
     from .tune import validate as validate_tune
 
     v.choice("executor", cfg.executor, ("ray", "inline"))
@@ -284,7 +284,7 @@ def run_cell(payload: dict, report: Optional[Callable[[int, Any], None]] = None,
            "metrics": metrics, "higher_is_better": {"final_loss": False, **directions},
            "seconds": time.time() - t0, "device": device, "host": os.uname().nodename,
            "pid": os.getpid(), "warm": warm}
-    from ..pipelines.runs import write_json
+    from ..io.atomic import write_json
 
     write_json(folder / "cell.json", doc)
     return doc

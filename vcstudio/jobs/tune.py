@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 from ..config import Limits, MAX_SAMPLING_STEPS, TuneConfig
 from ..errors import InputError
 from ..memory import tune_gib
-from . import validate as v
+from .. import validate as v
 
 # Rough constants for a Stable-Diffusion-1.x-size U-Net (860 M parameters), per 512x512 frame,
 # used only until a tune or a probe on this device measures the speed (vcstudio/calibration.py,
@@ -49,18 +49,6 @@ class TuneOutcome:
     notes: list[str] = field(default_factory=list)  # e.g. "the clip ... is cropped to ..."
 
 
-def check_inversion_prompt(value) -> None:
-    """"" (the empty prompt), "source" or a prompt text (--inversion-prompt)."""
-    from ..config import check_prompt
-    from ..errors import InputError
-
-    if not isinstance(value, str):
-        raise InputError(f"inversion_prompt (--inversion-prompt) must be text: \"\" for the "
-                         f"empty prompt, \"source\" for the tuning prompt, got {value!r:.40}.")
-    if value not in ("", "source"):
-        check_prompt(value, "inversion prompt")
-
-
 def validate(cfg: TuneConfig, limits: Limits) -> None:
     """One-line errors naming the setting and its range (every surface; nothing starts)."""
     from ..config import check_prompt
@@ -84,7 +72,7 @@ def validate(cfg: TuneConfig, limits: Limits) -> None:
     v.whole("preview_every", cfg.preview_every, 0, None, " (0 = no previews)")
     v.whole("preview_steps", cfg.preview_steps, 1, MAX_SAMPLING_STEPS)
     v.whole("inversion_steps", cfg.inversion_steps, 1, MAX_SAMPLING_STEPS)
-    check_inversion_prompt(cfg.inversion_prompt)
+    v.check_inversion_prompt(cfg.inversion_prompt)
     v.number("max_grad_norm", cfg.max_grad_norm, 0, math.inf, open_lo=True)
     check_name(cfg.method)
     check_family(cfg)
@@ -358,7 +346,7 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
     else:
         ctx.finish_run(run_id)
         msg = f"Tuned {res.steps} steps in {res.seconds:.0f} s."
-    from ..pipelines.runs import RunFolder
+    from ..runs.folder import RunFolder
 
     return TuneOutcome(run_id, res.run_dir, res.steps, res.total or cfg.steps, res.seconds,
                        res.losses, res.stopped, msg,

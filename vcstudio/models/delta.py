@@ -18,7 +18,7 @@ from ..io.atomic import atomic_path
 
 CHECKSUM_KEY = "vcstudio_sha256"
 
-# what to do about a damaged file, by the run-folder file it is (pipelines/runs.py names them)
+# what to do about a damaged file, by the run-folder file it is (runs/folder.py names them)
 _REPAIR = {
     "delta": "tune again into a new folder (`vcstudio tune --config RUN/config.yaml --out NEW`)"
              " or fetch the run again from where it was shared",

@@ -16,7 +16,7 @@ from ..config import FgBgConfig, MaskConfig, TuneConfig
 from ..errors import InputError
 from ..models.cache import ModelCache, default_cache
 from ..progress import CancelToken, ProgressFn, null_progress
-from .runs import write_json
+from ..io.atomic import write_json
 
 
 def save_masks(masks: np.ndarray, path: Path) -> Path:

@@ -98,7 +98,7 @@ def flow_inversion(run, steps: int, prompt: Optional[str], progress: ProgressFn 
                    cancel: Optional[CancelToken] = None) -> torch.Tensor:
     """The run's clip latents inverted to noise (s ~ 1) in ``steps`` steps under the inversion
     ``prompt`` setting (None = the run's; "" empty, "source" the tuning prompt), cached in the
-    run folder (pipelines/runs.py ``inversion_path``)."""
+    run folder (runs/folder.py ``inversion_path``)."""
     from ..models.delta import load_tensors, save_tensors
     from .flow import invert
     from .tuned import inversion_text

@@ -1,5 +1,5 @@
 """One-shot LoRA tuning of a flow-matching video DiT (Wan2.1 T2V) on a clip, written to a run
-folder as the SD tune writes one (pipelines/runs.py), and that run opened again for an edit.
+folder as the SD tune writes one (runs/folder.py), and that run opened again for an edit.
 
 The run folder: ``config.yaml`` (the TuneConfig, with the frames and size actually used),
 ``meta.json`` (``backbone: wan``, the base model and its fingerprint, the clip hash, versions,
@@ -37,7 +37,8 @@ import torch
 from ..config import TuneConfig, check_prompt, to_dict
 from ..errors import InputError
 from ..progress import CancelToken, Event, ProgressFn, null_progress
-from .runs import RunFolder, new_run_dir, versions, write_json
+from ..runs.folder import RunFolder, new_run_dir, versions
+from ..io.atomic import write_json
 
 CLIP_LATENTS = "clip-latents.safetensors"
 METHOD_MODULES = "method.safetensors"  # a method's own trained modules (APLA's VGT): runs.py

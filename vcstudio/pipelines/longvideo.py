@@ -29,7 +29,7 @@ from ..scene.segments import Segment, timeline
 from .codenoise import CoDenoiser
 from ..models.encode import decode_to_frames, encode_prompts, encode_video
 from .refine import parse_scales, partial_timesteps, renoise, upsample_latents
-from .runs import write_json
+from ..io.atomic import write_json
 from .sample import ddim_scheduler, denoise
 from .structure import controlled
 from .windows import WindowLayout, layout_table, make_layout, mix_embeddings, window_prompts

@@ -32,7 +32,8 @@ from ..calibration import format_seconds
 from ..progress import CancelToken, Event, ProgressFn, null_progress
 from ..models.encode import (decode_latents, encode_prompts, encode_video, frames_to_unit,
                              tensor_to_frames)
-from .runs import RunFolder, new_run_dir, versions, write_json
+from ..runs.folder import RunFolder, new_run_dir, versions
+from ..io.atomic import write_json
 from .sample import denoise
 from .validation import validation_due, write_validation_samples
 from .tuned import (TunedModel, apply_delta, init_from_run, inversion_latents,  # noqa: F401

@@ -23,7 +23,7 @@ from ..models.loading import BaseModel, load_base
 from ..progress import CancelToken, ProgressFn, null_progress
 from ..models.encode import encode_prompts
 from .invert import ddim_invert
-from .runs import RunFolder
+from ..runs.folder import RunFolder
 from .video_model import build_video_model
 
 
@@ -69,7 +69,7 @@ def init_from_run(model: VideoDenoiser, run_dir: str | Path, base: BaseModel) ->
     """Start from another run's tuned tensors (combined tuning fine-tunes the separately tuned
     model D into D', consistency-tuning paper eq. 13). Its base fingerprint must match; returns
     the names set."""
-    from .run_open import open_run
+    from ..runs.open import open_run
 
     rf = open_run(run_dir)
     tensors = read_delta(rf, base)
@@ -109,7 +109,7 @@ def load_tuned(run_dir: str | Path, cache: ModelCache = default_cache,
 
     The base weights' fingerprint must match the one the delta was tuned on.
     """
-    from .run_open import open_run
+    from ..runs.open import open_run
 
     rf = open_run(run_dir)
     cfg = rf.config()

@@ -89,7 +89,7 @@ def write_validation_samples(tuned, step: int, progress: ProgressFn = null_progr
 
 def sample_paths(run_dir: str | Path) -> list[Path]:
     """The validation gifs meta.json lists for a run (those still on disk)."""
-    from .runs import RunFolder
+    from ..runs.folder import RunFolder
 
     rf = RunFolder(Path(run_dir))
     return [rf.path / e["path"] for e in rf.meta().get("samples", [])

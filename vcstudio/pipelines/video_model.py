@@ -1,6 +1,6 @@
 """The video model a tune trains: the base U-Net inflated along the config's temporal route,
-the method's modules installed, the trainables picked. Its own module so that what opens runs
-(pipelines/tav_folder.py) builds the same model without importing the tuning loop."""
+the method's modules installed, the trainables picked. Its own module so that what converts a
+Tune-A-Video folder (runs/convert.py) builds the same model without importing the tuning loop."""
 from __future__ import annotations
 
 from ..config import TuneConfig

@@ -154,7 +154,7 @@ class VideoEditPipeline(DiffusionPipeline):
                         cache=None) -> "VideoEditPipeline":
         """A base text-to-image model (hub id, diffusers folder, single file; ``None`` = vcstudio's
         default base, models/loading.py) inflated to video, untuned. A Tune-A-Video output
-        folder loads tuned: its own components, its UNet3D's weights (pipelines/tav_folder.py).
+        folder loads tuned: its own components, its UNet3D's weights (runs/convert.py).
 
         Loads on the CPU in fp32 unless told otherwise (move it with ``.to("cuda")`` or use
         ``enable_model_cpu_offload``). ``temporal="animatediff"`` builds the video model with
@@ -176,7 +176,7 @@ class VideoEditPipeline(DiffusionPipeline):
                          cache)
         if pretrained_model_name_or_path and is_tav_folder(pretrained_model_name_or_path):
             # a Tune-A-Video output folder: its own base, tuned (its run converted once)
-            from .tav_folder import tav_run
+            from ..runs.convert import tav_run
 
             run = tav_run(pretrained_model_name_or_path, cache=cache, base=base)
             prec = precision_for(dev, mixed_precision)
@@ -220,8 +220,8 @@ class VideoEditPipeline(DiffusionPipeline):
         """Attach a tuned run: a run folder, ``hf://user/repo`` or ``user/repo`` (downloaded
         with huggingface_hub's snapshot_download). Its base fingerprint must match this base."""
         from ..device import precision_for
-        from .run_source import resolve_run
-        from .run_open import prepare_run
+        from ..runs.source import resolve_run
+        from ..runs.convert import prepare_run
         from .tuned import tuned_on_base
 
         if self._base is None:

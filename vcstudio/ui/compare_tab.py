@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import gradio as gr
@@ -256,7 +257,6 @@ def _frame(rows: list[list]):
 
 
 def build(studio, sid_state, edit_refs):
-    from ..jobs.sweep import finished_sweeps
     from .edit_tab import _examples, example_labels
 
     # the demo model, or a CPU-sized Space: small defaults that finish in minutes
@@ -328,61 +328,74 @@ def build(studio, sid_state, edit_refs):
                                label="Per-frame CLIP alignment and warp error",
                                visible="hidden")
             files = gr.File(label="Export (CSV, JSON)", file_count="multiple")
-        # -- the named API (API.md)
-        def refresh_past(session: str):
-            return (gr_update(choices=past_choices(studio.store, _owner(studio, session))),
-                    gr_update(choices=tuned_choices(studio, session)))
+        w = SimpleNamespace(model=model, tab=tab, video=video, prompt=prompt, edit_prompt=edit_prompt,
+                            names=names, past=past, refresh=refresh, runs=runs, frames=frames,
+                            size=size, steps=steps, seed=seed, est=est, btn=btn, sweeps=sweeps,
+                            sweep_refresh=sweep_refresh, sweep_btn=sweep_btn, status=status,
+                            montage=montage, table=table, figure=figure, plot=plot, files=files)
+        _wire(studio, sid_state, group, w)
 
-        def refresh_sweeps():
-            return gr_update(choices=[] if studio.public else finished_sweeps(studio.store))
 
-        def open_sweep(session: str, sweep_id: str):
-            """A finished sweep's cells side by side (desktop only)."""
-            return open_sweep_handler(studio, session, sweep_id)
+def _wire(studio, sid_state, group, w: SimpleNamespace) -> None:
+    """The tab's events and its named API (API.md); ``w``: the tab's widgets."""
+    from ..jobs.sweep import finished_sweeps
 
-        def compare(session: str = "", clip: Optional[str] = None, prompt: str = "",
-                    edit_prompt: str = "", methods: Optional[list[str]] = None,
-                    past_runs: Optional[list[str]] = None, runs: Optional[list[str]] = None,
-                    frames: float = 8, size: float = 64, steps: float = 60, seed: float = 33,
-                    model: str = "", request: gr.Request = None, progress=gr.Progress()):
-            """Several methods on the same clip, prompt and seed, and tuned runs edited with
-            the same prompt and seed; metrics table and plots. ``model``: the base the methods
-            tune (a variant "dct@sd21" names its own; "" = the studio's default)."""
-            yield from compare_handler(studio, session, clip, prompt, edit_prompt, methods,
-                                       past_runs, frames, size, steps, seed, request, progress,
-                                       runs, model)
+    def refresh_past(session: str):
+        return (gr_update(choices=past_choices(studio.store, _owner(studio, session))),
+                gr_update(choices=tuned_choices(studio, session)))
 
-        def compare_estimate(methods: list[str], runs: list[str], frames: float, size: float,
-                             steps: float) -> str:
-            """Memory and time of a comparison with these settings (never waits for the
-            device)."""
-            check_bounds(est_bounds, (frames, size, steps))
-            return compare_estimate_text(studio, methods, runs, frames, size, steps)
+    def refresh_sweeps():
+        return gr_update(choices=[] if studio.public else finished_sweeps(studio.store))
 
-        est_bounds = bounds_of([frames, size, steps])
-        est_inputs = [names, runs, frames, size, steps]
-        est_btn = gr.Button(visible=False)  # the API's /compare_estimate (one public name)
-        est_btn.click(compare_estimate, est_inputs, est, api_name="compare_estimate",
-                      concurrency_id="preview")
-        for c in est_inputs:
-            c.change(compare_estimate, est_inputs, est, api_name=False,
-                     concurrency_id="preview", trigger_mode="always_last")
-        refresh.click(refresh_past, sid_state, [past, runs], api_name=False)
-        # opening the tab lists what this session (a desktop: the store) has now
-        tab.select(refresh_past, sid_state, [past, runs], api_name=False,
-                   show_progress="hidden").then(refresh_sweeps, None, sweeps, api_name=False,
-                                                show_progress="hidden")
-        # opening the list shows this session's newest tunes (made in the Edit tab meanwhile)
-        runs.focus(lambda session: gr_update(choices=tuned_choices(studio, session)),
-                   sid_state, runs, api_name=False, show_progress="hidden")
-        sweep_refresh.click(refresh_sweeps, None, sweeps, api_name=False)
-        sweep_btn.click(open_sweep, [sid_state, sweeps], [status, montage, table, plot, files],
-                        api_name="open_sweep", concurrency_id="control",
-                        show_progress_on=[status])
-        plot.change(compare_figure, plot, figure, api_name=False, concurrency_id="figure",
-                    concurrency_limit=2, trigger_mode="always_last", show_progress="hidden")
-        compare_inputs = [sid_state, video, prompt, edit_prompt, names, past, runs, frames,
-                          size, steps, seed, model]
-        btn.click(compare, compare_inputs, [status, montage, table, plot, files, past],
-                  api_name="compare", concurrency_id=group, concurrency_limit=1,
-                  show_progress_on=[status], validator=validated(compare, compare_check(studio), compare_inputs))
+    def open_sweep(session: str, sweep_id: str):
+        """A finished sweep's cells side by side (desktop only)."""
+        return open_sweep_handler(studio, session, sweep_id)
+
+    def compare(session: str = "", clip: Optional[str] = None, prompt: str = "",
+                edit_prompt: str = "", methods: Optional[list[str]] = None,
+                past_runs: Optional[list[str]] = None, runs: Optional[list[str]] = None,
+                frames: float = 8, size: float = 64, steps: float = 60, seed: float = 33,
+                model: str = "", request: gr.Request = None, progress=gr.Progress()):
+        """Several methods on the same clip, prompt and seed, and tuned runs edited with
+        the same prompt and seed; metrics table and plots. ``model``: the base the methods
+        tune (a variant "dct@sd21" names its own; "" = the studio's default)."""
+        yield from compare_handler(studio, session, clip, prompt, edit_prompt, methods,
+                                   past_runs, frames, size, steps, seed, request, progress,
+                                   runs, model)
+
+    def compare_estimate(methods: list[str], runs: list[str], frames: float, size: float,
+                         steps: float) -> str:
+        """Memory and time of a comparison with these settings (never waits for the
+        device)."""
+        check_bounds(est_bounds, (frames, size, steps))
+        return compare_estimate_text(studio, methods, runs, frames, size, steps)
+
+    est_bounds = bounds_of([w.frames, w.size, w.steps])
+    est_inputs = [w.names, w.runs, w.frames, w.size, w.steps]
+    est_btn = gr.Button(visible=False)  # the API's /compare_estimate (one public name)
+    est_btn.click(compare_estimate, est_inputs, w.est, api_name="compare_estimate",
+                  concurrency_id="preview")
+    for c in est_inputs:
+        c.change(compare_estimate, est_inputs, w.est, api_name=False,
+                 concurrency_id="preview", trigger_mode="always_last")
+    w.refresh.click(refresh_past, sid_state, [w.past, w.runs], api_name=False)
+    # opening the tab lists what this session (a desktop: the store) has now
+    w.tab.select(refresh_past, sid_state, [w.past, w.runs], api_name=False,
+                 show_progress="hidden").then(refresh_sweeps, None, w.sweeps, api_name=False,
+                                              show_progress="hidden")
+    # opening the list shows this session's newest tunes (made in the Edit tab meanwhile)
+    w.runs.focus(lambda session: gr_update(choices=tuned_choices(studio, session)),
+                 sid_state, w.runs, api_name=False, show_progress="hidden")
+    w.sweep_refresh.click(refresh_sweeps, None, w.sweeps, api_name=False)
+    w.sweep_btn.click(open_sweep, [sid_state, w.sweeps],
+                      [w.status, w.montage, w.table, w.plot, w.files],
+                      api_name="open_sweep", concurrency_id="control",
+                      show_progress_on=[w.status])
+    w.plot.change(compare_figure, w.plot, w.figure, api_name=False, concurrency_id="figure",
+                  concurrency_limit=2, trigger_mode="always_last", show_progress="hidden")
+    compare_inputs = [sid_state, w.video, w.prompt, w.edit_prompt, w.names, w.past, w.runs,
+                      w.frames, w.size, w.steps, w.seed, w.model]
+    w.btn.click(compare, compare_inputs, [w.status, w.montage, w.table, w.plot, w.files, w.past],
+                api_name="compare", concurrency_id=group, concurrency_limit=1,
+                show_progress_on=[w.status],
+                validator=validated(compare, compare_check(studio), compare_inputs))

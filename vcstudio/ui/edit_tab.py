@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import secrets
+from types import SimpleNamespace
 from typing import Optional
 
 import gradio as gr
@@ -515,7 +516,14 @@ def _examples() -> list[list]:
             for e in json.loads(path.read_text())]
 
 
-def build(studio, sid_state):
+# ----------------------------------------------------------------------------- the tab's panels
+# Each panel builds its widgets where the layout puts it and returns the ones the events need;
+# the _wire_* functions below then connect them (the named API lives there: API.md).
+
+
+def _clip_panel(studio) -> SimpleNamespace:
+    """The clip, its source prompt and what tuning sees of it (frames, size, fit), with the
+    frame strip of exactly those frames."""
     from ..io import POSITIONS
 
     lim = studio.limits
@@ -523,307 +531,391 @@ def build(studio, sid_state):
     tier = ui_tier(studio)
     side0 = default_long_side(studio)
     lo_side = -(-lim.min_side // 8) * 8
+    # a File box, not gr.Video: the browser's video picker refuses gif and zip
+    video = gr.File(label="Clip (mp4, webm, mov, avi, gif, or a zip of images)",
+                    file_types=VIDEO_TYPES, type="filepath", height=120,
+                    elem_id="edit-clip")
+    player = gr.Video(label="The clip", height=160, interactive=False,
+                      autoplay=True, loop=True, elem_id="edit-player")
+    # the demo model on real footage: said on upload, before any tune (one may go on)
+    notice = gr.Markdown(visible=False, elem_id="edit-footage-notice",
+                         elem_classes=["vcs-banner"])
+    prompt = gr.Textbox(value="", label="Source prompt: what the clip shows",
+                        placeholder="a red circle moving right on the beach")
+    with gr.Row():
+        frames = gr.Slider(1, lim.max_frames, value=tier.frames, step=1,
+                           label="Frames")
+        stride = gr.Slider(1, 8, value=tier.stride, step=1, label="Stride")
+        start = gr.Number(value=0, precision=0, label="Start frame", minimum=0)
+    with gr.Row():
+        width = gr.Slider(lo_side, lim.max_side, value=side0, step=8,
+                          label="Width (px)")
+        height = gr.Slider(lo_side, lim.max_side, value=side0, step=8,
+                           label="Height (px)")
+    with gr.Row():
+        resize = gr.Radio(["crop", "pad"], value="crop", label="Fit")
+        position = gr.Radio(list(POSITIONS), value="center",
+                            label="Keep (crop) / place (pad)")
+    strip = gr.Image(label="Frames that will be tuned on", height=110,
+                     interactive=False, elem_id="edit-strip")
+    strip_info = gr.Markdown(elem_id="edit-strip-info", label="Preview info")
+    return SimpleNamespace(video=video, player=player, notice=notice, prompt=prompt,
+                           frames=frames, stride=stride, start=start, width=width,
+                           height=height, resize=resize, position=position, strip=strip,
+                           strip_info=strip_info)
+
+
+def _tune_panel(studio) -> SimpleNamespace:
+    """The method and its switches, the tune's settings and estimate, Tune / Stop, the
+    stopped tunes to resume, and the tune's status, loss figure and preview."""
+    tier = ui_tier(studio)
+    side0 = default_long_side(studio)
+    model = model_picker.build(studio)
+    method = gr.Radio(METHODS, value="baseline", label="Method",
+                      info="baseline = Tune-A-Video; DCT = + adapter and "
+                           "CLIP/VGG consistency; APLA = + VGT perturbation; "
+                           "apla+dct = both")
+    with gr.Accordion("DCT switches", open=False):
+        with gr.Row():
+            adapter = gr.Checkbox(True, label="MS-Adapter")
+            semantic = gr.Checkbox(True, label="Semantic (CLIP)")
+            texture = gr.Checkbox(True, label="Texture (VGG)")
+        clws = gr.Dropdown(CLWS, value="mul-fourier", label="Loss weighting (CLWS)")
+    with gr.Accordion("APLA switches", open=False):
+        vgt = gr.Radio(["pure", "hyper", "none"], value="pure", label="VGT")
+        with gr.Row():
+            disc = gr.Checkbox(True, label="Discriminator")
+            hyper = gr.Checkbox(True, label="Hyper-loss")
+    with gr.Row():
+        steps = gr.Slider(10, studio.limits.max_steps, value=tier.steps, step=10,
+                          label="Tuning steps")
+        lr = gr.Number(value=tier.lr, label="Learning rate")
+        seed = gr.Number(value=tier.seed, precision=0, label="Seed")
+    est = gr.Markdown(estimate_text(studio, tier.frames, side0, side0, tier.steps),
+                      label="Estimate")
+    with gr.Row():
+        tune_btn = gr.Button("Tune", variant="primary")
+        stop_btn = gr.Button("Stop", variant="stop")
+    resume = _resume_row()
+    status = gr.Markdown("Ready.", elem_id="edit-status", label="Status")
+    # the page shows the figure (one panel per axis, real values), drawn from
+    # the rows API clients get (API.md: loss) in the visually hidden LinePlot
+    loss_fig = gr.Plot(label="Loss terms by step (each on its own axis)",
+                       show_label=False, format="png", elem_id="edit-loss-figure",
+                       elem_classes=["vcs-figure"])  # titled in the figure
+    loss_plot = gr.LinePlot(x="step", y="value", color="series", label="Loss",
+                            elem_id="edit-loss-plot", visible="hidden")
+    tune_preview = gr.Image(label="Preview while tuning", height=110,
+                            interactive=False, elem_id="edit-tune-preview")
+    return SimpleNamespace(model=model, method=method, adapter=adapter, semantic=semantic,
+                           texture=texture, clws=clws, vgt=vgt, disc=disc, hyper=hyper,
+                           steps=steps, lr=lr, seed=seed, est=est, tune_btn=tune_btn,
+                           stop_btn=stop_btn, resume=resume, status=status,
+                           loss_fig=loss_fig, loss_plot=loss_plot, tune_preview=tune_preview)
+
+
+def _resume_row() -> SimpleNamespace:
+    """The runs panel: this visitor's stopped or interrupted tunes, to resume."""
+    with gr.Row():
+        picked = any_string(gr.Dropdown([], label="Your stopped or interrupted "
+                                              "tunes", scale=4))
+        refresh = gr.Button("↻", scale=0, min_width=40)
+        button = gr.Button("Resume", scale=1)
+    return SimpleNamespace(picked=picked, refresh=refresh, button=button)
+
+
+def _tav_panel() -> SimpleNamespace:
+    """Open a Tune-A-Video output folder on this machine as a run."""
+    with gr.Accordion("Open a Tune-A-Video folder", open=False):
+        with gr.Row():
+            folder = gr.Textbox(value="", scale=4,
+                                label="Tune-A-Video output folder (its output_dir)")
+            button = gr.Button("Open", scale=1)
+        status = gr.Markdown(label="Open status")
+    return SimpleNamespace(folder=folder, button=button, status=status)
+
+
+def _edit_panel(studio, sid_state, run_dir) -> SimpleNamespace:
+    """The edit's prompts and settings, its structure conditions, Generate, the edited video
+    and the per-frame and per-video metrics."""
+    from .structure import build as structure_panel
+
+    tier = ui_tier(studio)
+    with gr.Row():
+        with gr.Column(scale=1):
+            prompt = gr.Textbox(value="", label="Edit prompt: what the video should show",
+                                placeholder="a blue square moving right on the beach")
+            negative = gr.Textbox(value="", label="Negative prompt (optional)")
+            with gr.Row():
+                steps = gr.Slider(5, 100, value=tier.edit_steps, step=1,
+                                  label="Sampling steps")
+                guidance = gr.Slider(1, 20, value=tier.guidance, step=0.5,
+                                     label="Guidance")
+                seed = gr.Number(value=tier.seed, precision=0, label="Seed")
+            inversion = gr.Checkbox(True, label="Start from the inverted clip (keeps its "
+                                                "motion)")
+            inv_prompt = gr.Dropdown(INVERSION_PROMPTS, value="run",
+                                     label="Invert the clip under")
+            control = structure_panel(studio, sid_state, run_dir)
+            button = gr.Button("Generate edit", variant="primary")
+            status = gr.Markdown(elem_id="edit-estatus", label="Edit status")
+        with gr.Column(scale=1):
+            video = gr.Video(label="Edited video", height=240, autoplay=True, loop=True,
+                             elem_id="edit-video")
+            gif = gr.File(label="GIF")
+    with gr.Row():
+        metric_fig = gr.Plot(label="Per-frame metrics (each on its own axis)",
+                             show_label=False, format="png", elem_id="edit-metric-figure",
+                             elem_classes=["vcs-figure"])  # titled in the figure
+        metric_plot = gr.LinePlot(x="frame", y="value", color="series",
+                                  label="Per-frame metrics", elem_id="edit-metric-plot",
+                                  visible="hidden")
+        metric_table = gr.Dataframe(headers=SCORE_HEADERS, label="Per-video metrics",
+                                    elem_classes=["vcs-table"],
+                                    interactive=False, wrap=True,
+                                    column_widths=table_widths(SCORE_HEADERS))
+    return SimpleNamespace(prompt=prompt, negative=negative, steps=steps, guidance=guidance,
+                           seed=seed, inversion=inversion, inv_prompt=inv_prompt,
+                           control=control, button=button, status=status, video=video,
+                           gif=gif, metric_fig=metric_fig, metric_plot=metric_plot,
+                           metric_table=metric_table)
+
+
+def _hub_panel(oauth: bool) -> SimpleNamespace:
+    """Push this run to the Hugging Face Hub, or open a pushed one."""
+    with gr.Accordion("Share on the Hugging Face Hub: push this run, or open one",
+                      open=False):
+        if oauth:  # a Space: the visitor's own login (README's hf_oauth)
+            gr.LoginButton()
+        with gr.Row():
+            repo = gr.Textbox(value="", label="Repo id (user/name)")
+            token = gr.Textbox(value="", label="Write token (or log in)", type="password")
+            public = gr.Checkbox(False, label="Public (default: private)")
+        push_btn = gr.Button("Push run (one commit)")
+        push_status = gr.Markdown(label="Push status")
+        with gr.Row():
+            ref = gr.Textbox(value="", label="Open from Hub",
+                             placeholder="hf://user/my-run", scale=4)
+            open_btn = gr.Button("Open", scale=1)
+        status = gr.Markdown(label="Open status")
+    return SimpleNamespace(repo=repo, token=token, public=public, push_btn=push_btn,
+                           push_status=push_status, ref=ref, open_btn=open_btn, status=status)
+
+
+def build(studio, sid_state):
     group = device_group(studio)
     with gr.Tab("Edit from Video", elem_id="edit-tab"):
         gr.Markdown("**1. Pick a clip** and describe it. **2. Tune** the model on it (a few "
                     "minutes). **3. Edit**: describe what the video should show instead.")
         with gr.Row():
             with gr.Column(scale=1):
-                # a File box, not gr.Video: the browser's video picker refuses gif and zip
-                video = gr.File(label="Clip (mp4, webm, mov, avi, gif, or a zip of images)",
-                                file_types=VIDEO_TYPES, type="filepath", height=120,
-                                elem_id="edit-clip")
-                player = gr.Video(label="The clip", height=160, interactive=False,
-                                  autoplay=True, loop=True, elem_id="edit-player")
-                # the demo model on real footage: said on upload, before any tune (one may go on)
-                notice = gr.Markdown(visible=False, elem_id="edit-footage-notice",
-                                     elem_classes=["vcs-banner"])
-                prompt = gr.Textbox(value="", label="Source prompt: what the clip shows",
-                                    placeholder="a red circle moving right on the beach")
-                with gr.Row():
-                    frames = gr.Slider(1, lim.max_frames, value=tier.frames, step=1,
-                                       label="Frames")
-                    stride = gr.Slider(1, 8, value=tier.stride, step=1, label="Stride")
-                    start = gr.Number(value=0, precision=0, label="Start frame", minimum=0)
-                with gr.Row():
-                    width = gr.Slider(lo_side, lim.max_side, value=side0, step=8,
-                                      label="Width (px)")
-                    height = gr.Slider(lo_side, lim.max_side, value=side0, step=8,
-                                       label="Height (px)")
-                with gr.Row():
-                    resize = gr.Radio(["crop", "pad"], value="crop", label="Fit")
-                    position = gr.Radio(list(POSITIONS), value="center",
-                                        label="Keep (crop) / place (pad)")
-                strip = gr.Image(label="Frames that will be tuned on", height=110,
-                                 interactive=False, elem_id="edit-strip")
-                strip_info = gr.Markdown(elem_id="edit-strip-info", label="Preview info")
+                clip = _clip_panel(studio)
             with gr.Column(scale=1):
-                model = model_picker.build(studio)
-                method = gr.Radio(METHODS, value="baseline", label="Method",
-                                  info="baseline = Tune-A-Video; DCT = + adapter and "
-                                       "CLIP/VGG consistency; APLA = + VGT perturbation; "
-                                       "apla+dct = both")
-                with gr.Accordion("DCT switches", open=False):
-                    with gr.Row():
-                        adapter = gr.Checkbox(True, label="MS-Adapter")
-                        semantic = gr.Checkbox(True, label="Semantic (CLIP)")
-                        texture = gr.Checkbox(True, label="Texture (VGG)")
-                    clws = gr.Dropdown(CLWS, value="mul-fourier", label="Loss weighting (CLWS)")
-                with gr.Accordion("APLA switches", open=False):
-                    vgt = gr.Radio(["pure", "hyper", "none"], value="pure", label="VGT")
-                    with gr.Row():
-                        disc = gr.Checkbox(True, label="Discriminator")
-                        hyper = gr.Checkbox(True, label="Hyper-loss")
-                with gr.Row():
-                    steps = gr.Slider(10, lim.max_steps, value=tier.steps, step=10,
-                                      label="Tuning steps")
-                    lr = gr.Number(value=tier.lr, label="Learning rate")
-                    seed = gr.Number(value=tier.seed, precision=0, label="Seed")
-                est = gr.Markdown(estimate_text(studio, tier.frames, side0, side0, tier.steps),
-                                  label="Estimate")
-                with gr.Row():
-                    tune_btn = gr.Button("Tune", variant="primary")
-                    stop_btn = gr.Button("Stop", variant="stop")
-                with gr.Row():
-                    resumable = any_string(gr.Dropdown([], label="Your stopped or interrupted "
-                                                           "tunes", scale=4))
-                    resume_refresh = gr.Button("↻", scale=0, min_width=40)
-                    resume_btn = gr.Button("Resume", scale=1)
-                status = gr.Markdown("Ready.", elem_id="edit-status", label="Status")
-                # the page shows the figure (one panel per axis, real values), drawn from
-                # the rows API clients get (API.md: loss) in the visually hidden LinePlot
-                loss_fig = gr.Plot(label="Loss terms by step (each on its own axis)",
-                                   show_label=False, format="png", elem_id="edit-loss-figure",
-                                   elem_classes=["vcs-figure"])  # titled in the figure
-                loss_plot = gr.LinePlot(x="step", y="value", color="series", label="Loss",
-                                        elem_id="edit-loss-plot", visible="hidden")
-                tune_preview = gr.Image(label="Preview while tuning", height=110,
-                                        interactive=False, elem_id="edit-tune-preview")
+                tune = _tune_panel(studio)
         run_dir = gr.Textbox(value="", label="Run folder (this session's)", interactive=False)
-        with gr.Accordion("Open a Tune-A-Video folder", open=False):
-            with gr.Row():
-                tav_folder = gr.Textbox(value="", scale=4,
-                                        label="Tune-A-Video output folder (its output_dir)")
-                tav_btn = gr.Button("Open", scale=1)
-            tav_status = gr.Markdown(label="Open status")
+        tav = _tav_panel()
         job_id = gr.Textbox(value="", visible=False, label="Job id")
-        model_picker.follow(studio, sid_state, run_dir, model)  # edits load the run's base
+        model_picker.follow(studio, sid_state, run_dir, tune.model)  # edits load the run's base
         gr.Markdown("### Edit")
-        with gr.Row():
-            with gr.Column(scale=1):
-                eprompt = gr.Textbox(value="", label="Edit prompt: what the video should show",
-                                     placeholder="a blue square moving right on the beach")
-                negative = gr.Textbox(value="", label="Negative prompt (optional)")
-                with gr.Row():
-                    esteps = gr.Slider(5, 100, value=tier.edit_steps, step=1,
-                                       label="Sampling steps")
-                    guidance = gr.Slider(1, 20, value=tier.guidance, step=0.5,
-                                         label="Guidance")
-                    eseed = gr.Number(value=tier.seed, precision=0, label="Seed")
-                inversion = gr.Checkbox(True, label="Start from the inverted clip (keeps its "
-                                                    "motion)")
-                inv_prompt = gr.Dropdown(INVERSION_PROMPTS, value="run",
-                                         label="Invert the clip under")
-                from .structure import build as structure_panel
-
-                control = structure_panel(studio, sid_state, run_dir)
-                edit_btn = gr.Button("Generate edit", variant="primary")
-                estatus = gr.Markdown(elem_id="edit-estatus", label="Edit status")
-            with gr.Column(scale=1):
-                out_video = gr.Video(label="Edited video", height=240, autoplay=True, loop=True,
-                                     elem_id="edit-video")
-                out_gif = gr.File(label="GIF")
-        with gr.Row():
-            metric_fig = gr.Plot(label="Per-frame metrics (each on its own axis)",
-                                 show_label=False, format="png", elem_id="edit-metric-figure",
-                                 elem_classes=["vcs-figure"])  # titled in the figure
-            metric_plot = gr.LinePlot(x="frame", y="value", color="series",
-                                      label="Per-frame metrics", elem_id="edit-metric-plot",
-                                      visible="hidden")
-            metric_table = gr.Dataframe(headers=SCORE_HEADERS, label="Per-video metrics",
-                                        elem_classes=["vcs-table"],
-                                        interactive=False, wrap=True,
-                                        column_widths=table_widths(SCORE_HEADERS))
+        edit = _edit_panel(studio, sid_state, run_dir)
         oauth = studio.public and _oauth_available()
-        with gr.Accordion("Share on the Hugging Face Hub: push this run, or open one",
-                          open=False):
-            if oauth:  # a Space: the visitor's own login (README's hf_oauth)
-                gr.LoginButton()
-            with gr.Row():
-                repo = gr.Textbox(value="", label="Repo id (user/name)")
-                token = gr.Textbox(value="", label="Write token (or log in)", type="password")
-                public = gr.Checkbox(False, label="Public (default: private)")
-            push_btn = gr.Button("Push run (one commit)")
-            push_status = gr.Markdown(label="Push status")
-            with gr.Row():
-                hub_ref = gr.Textbox(value="", label="Open from Hub",
-                                     placeholder="hf://user/my-run", scale=4)
-                open_btn = gr.Button("Open", scale=1)
-            hub_status = gr.Markdown(label="Open status")
+        hub = _hub_panel(oauth)
         if _examples():
-            gr.Examples(_examples(), inputs=[video, prompt, eprompt], label="Examples",
-                        example_labels=example_labels())
+            gr.Examples(_examples(), inputs=[clip.video, clip.prompt, edit.prompt],
+                        label="Examples", example_labels=example_labels())
+        _wire_clip(studio, sid_state, clip, tune)
+        _wire_tune(studio, sid_state, clip, tune, run_dir, job_id, group)
+        _wire_edit(studio, sid_state, edit, run_dir, group, tune.model)
+        _wire_tav(studio, sid_state, tav, run_dir, group)
+        _wire_hub(studio, sid_state, hub, run_dir, oauth)
+    return {"run_dir": run_dir, "video": clip.video, "prompt": clip.prompt}
 
-        # -- the named API (API.md): real functions, their parameter names are the API's
-        def preview(session: str, clip: Optional[str], frames: float, stride: float,
-                    start: float, width: float, height: float, fit: str, position: str):
-            """The frames tuning will see, as a strip (outside the device queue)."""
-            if not clip:
-                return session, None, ""
-            return preview_frames(studio, session, clip, frames, stride, start, width, height,
-                                  fit, position)
 
-        def clip_notice(session: str, clip: Optional[str], model: str = ""):
-            """A warning toast and a notice under the clip when the demo model meets real
-            footage (the user may still tune)."""
-            text = footage_notice(studio, session, clip, model)
-            if text:
-                gr.Warning(text)
-            return gr_update(value=f"⚠️ {text}" if text else "", visible=bool(text))
+# ----------------------------------------------------------------------------- events
+# The named API (API.md): real functions, their parameter names are the API's.
 
-        def clip_dims(session: str, clip: Optional[str]):
-            """The clip's aspect at the largest size this tier allows."""
-            if not clip:
-                return session, gr_update(), gr_update()
-            return clip_size(studio, session, clip)
 
-        def estimate(frames: float, width: float, height: float, steps: float,
-                     method: str) -> str:
-            """Memory and time of a tune with these settings (never waits for the device)."""
-            check_bounds(est_bounds, (frames, width, height, steps))
-            try:  # the sides the tune would refuse are refused here too
-                from ..jobs import validate as v
+def _wire_clip(studio, sid_state, c: SimpleNamespace, t: SimpleNamespace) -> None:
+    """A new clip sizes the sliders to its aspect, then previews, plays and is checked; a
+    setting the user changes previews again; the estimate follows the settings (``c``: the
+    clip panel's widgets, ``t``: the tune panel's)."""
+    def preview(session: str, clip: Optional[str], frames: float, stride: float,
+                start: float, width: float, height: float, fit: str, position: str):
+        """The frames tuning will see, as a strip (outside the device queue)."""
+        if not clip:
+            return session, None, ""
+        return preview_frames(studio, session, clip, frames, stride, start, width, height,
+                              fit, position)
 
-                for name, side in (("Width", width), ("Height", height)):
-                    v.side(name, as_int(name, side), studio.limits)
-            except InputError as e:
-                raise gr_error(e) from None
-            return estimate_text(studio, frames, width, height, steps, method)
+    def clip_notice(session: str, clip: Optional[str], model: str = ""):
+        """A warning toast and a notice under the clip when the demo model meets real
+        footage (the user may still tune)."""
+        text = footage_notice(studio, session, clip, model)
+        if text:
+            gr.Warning(text)
+        return gr_update(value=f"⚠️ {text}" if text else "", visible=bool(text))
 
-        def tune(session: str, clip: Optional[str], prompt: str, frames: float, stride: float,
-                 start: float, width: float, height: float, fit: str, position: str,
-                 method: str, steps: float, lr: float, seed: float, adapter: bool,
-                 semantic: bool, texture: bool, clws: str, vgt: str, discriminator: bool,
-                 hyper_loss: bool, model: str = "", request: gr.Request = None,
-                 progress=gr.Progress()):
-            """One-shot tune on the clip; streams status, loss curve and previews. ``model``:
-            the base model (a listed one, an alias such as sd15, a Hub id; "" = default)."""
-            yield from tune_handler(studio, session, clip, prompt, frames, stride, start, width,
-                                    height, fit, position, method, steps, lr, seed, adapter,
-                                    semantic, texture, clws, vgt, discriminator, hyper_loss,
-                                    request, progress, model)
+    def clip_dims(session: str, clip: Optional[str]):
+        """The clip's aspect at the largest size this tier allows."""
+        if not clip:
+            return session, gr_update(), gr_update()
+        return clip_size(studio, session, clip)
 
-        def stop(session: str, job_id: str) -> str:
-            """Stop this session's job at its next step (a tune keeps its checkpoint)."""
-            return stop_handler(studio, session, job_id)
+    def estimate(frames: float, width: float, height: float, steps: float,
+                 method: str) -> str:
+        """Memory and time of a tune with these settings (never waits for the device)."""
+        check_bounds(est_bounds, (frames, width, height, steps))
+        try:  # the sides the tune would refuse are refused here too
+            from .. import validate as v
 
-        def resume(session: str, job_id: str, request: gr.Request, progress=gr.Progress()):
-            """Continue a stopped or interrupted tune from its checkpoint."""
-            yield from resume_handler(studio, session, job_id, request, progress)
+            for name, side in (("Width", width), ("Height", height)):
+                v.side(name, as_int(name, side), studio.limits)
+        except InputError as e:
+            raise gr_error(e) from None
+        return estimate_text(studio, frames, width, height, steps, method)
 
-        def edit(session: str, run_dir: str, prompt: str, negative: str, steps: float,
-                 guidance: float, seed: float, inversion: bool, inversion_prompt: str,
-                 structure: Optional[list], model: str = "", request: gr.Request = None,
-                 progress=gr.Progress()):
-            """An edit of the tuned run; streams status, then video, gif and scores.
-            ``inversion_prompt``: "run" (the run's setting), "empty" or "source"; ``model``:
-            the base to load the run onto ("" = the one it was tuned on)."""
-            yield from edit_handler(studio, session, run_dir, prompt, negative, steps, guidance,
-                                    seed, inversion, inversion_prompt, request, progress,
-                                    structure, model)
+    fit_inputs = [sid_state, c.video, c.frames, c.stride, c.start, c.width, c.height, c.resize,
+                  c.position]
+    fit_outputs = [sid_state, c.strip, c.strip_info]
+    # a new clip: size the sliders to its aspect, then preview; user edits of a setting
+    # preview again (``input``: not the sliders' programmatic updates, so one preview)
+    sized = c.video.change(clip_dims, [sid_state, c.video], [sid_state, c.width, c.height],
+                           api_name="clip_size", concurrency_id="preview",
+                           concurrency_limit=4)
+    sized.then(preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview")
+    sized.then(lambda session, clip: clip_player(studio, session, clip), [sid_state, c.video],
+               c.player, api_name=False, concurrency_id="preview", show_progress="hidden")
+    sized.then(clip_notice, [sid_state, c.video, t.model], c.notice, api_name=False,
+               concurrency_id="preview")
+    for w in (c.frames, c.stride, c.start, c.width, c.height, c.resize, c.position):
+        w.input(preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview",
+                trigger_mode="always_last")
+    # the API's /preview and /estimate, on hidden buttons: the page's own preview and
+    # estimate events above are internal (one public name each)
+    strip_btn = gr.Button(visible=False)
+    strip_btn.click(preview, fit_inputs, fit_outputs, api_name="preview",
+                    concurrency_id="preview", concurrency_limit=4)
+    est_btn = gr.Button(visible=False)
+    est_inputs = [c.frames, c.width, c.height, t.steps, t.method]
+    est_bounds = bounds_of(est_inputs[:4])
+    est_btn.click(estimate, est_inputs, t.est, api_name="estimate",
+                  concurrency_id="preview")
+    for w in est_inputs:
+        w.change(estimate, est_inputs, t.est, api_name=False,
+                 concurrency_id="preview", trigger_mode="always_last")
 
-        def push(session: str, run_dir: str, repo_id: str, token: str, public: bool = False,
-                 oauth_token=None) -> str:
-            """Upload the run to the Hub in one commit (private unless ``public``): delta,
-            clip latents, inversions, config, meta, preview GIF, model card."""
-            return push_handler(studio, session, run_dir, repo_id, token, public, oauth_token)
 
-        def open_hub(session: str, ref: str, oauth_token=None):
-            """A pushed run (hf://user/name) as a run of this session, to edit."""
-            return open_hub_handler(studio, session, ref, oauth_token)
+def _wire_tune(studio, sid_state, c: SimpleNamespace, t: SimpleNamespace, run_dir, job_id,
+               group) -> None:
+    """Tune, Stop and Resume; the list of tunes to resume follows the session and each tune;
+    the loss figure is drawn from the rows the hidden plot holds."""
+    def tune(session: str, clip: Optional[str], prompt: str, frames: float, stride: float,
+             start: float, width: float, height: float, fit: str, position: str,
+             method: str, steps: float, lr: float, seed: float, adapter: bool,
+             semantic: bool, texture: bool, clws: str, vgt: str, discriminator: bool,
+             hyper_loss: bool, model: str = "", request: gr.Request = None,
+             progress=gr.Progress()):
+        """One-shot tune on the clip; streams status, loss curve and previews. ``model``:
+        the base model (a listed one, an alias such as sd15, a Hub id; "" = default)."""
+        yield from tune_handler(studio, session, clip, prompt, frames, stride, start, width,
+                                height, fit, position, method, steps, lr, seed, adapter,
+                                semantic, texture, clws, vgt, discriminator, hyper_loss,
+                                request, progress, model)
 
-        for fn in (push, open_hub) if oauth else ():  # Gradio fills OAuthToken parameters
-            fn.__annotations__["oauth_token"] = Optional[gr.OAuthToken]
+    def stop(session: str, job_id: str) -> str:
+        """Stop this session's job at its next step (a tune keeps its checkpoint)."""
+        return stop_handler(studio, session, job_id)
 
-        def open_tav(session: str, folder: str):
-            """A Tune-A-Video output folder on this machine as a run of this session."""
-            return open_tav_handler(studio, session, folder)
+    def resume(session: str, job_id: str, request: gr.Request, progress=gr.Progress()):
+        """Continue a stopped or interrupted tune from its checkpoint."""
+        yield from resume_handler(studio, session, job_id, request, progress)
 
-        def refresh_resumable(session: str, picked: Optional[str] = None):
-            """The list anew; the pick kept only while it is still in it (a job id left
-            over would show as a bare id instead of its label)."""
-            choices = resumable_choices(studio, session)
-            ids = [job for _, job in choices]
-            return gr_update(choices=choices, value=picked if picked in ids else None)
+    def refresh_resumable(session: str, picked: Optional[str] = None):
+        """The list anew; the pick kept only while it is still in it (a job id left
+        over would show as a bare id instead of its label)."""
+        choices = resumable_choices(studio, session)
+        ids = [job for _, job in choices]
+        return gr_update(choices=choices, value=picked if picked in ids else None)
 
-        fit_inputs = [sid_state, video, frames, stride, start, width, height, resize, position]
-        fit_outputs = [sid_state, strip, strip_info]
-        # a new clip: size the sliders to its aspect, then preview; user edits of a setting
-        # preview again (``input``: not the sliders' programmatic updates, so one preview)
-        sized = video.change(clip_dims, [sid_state, video], [sid_state, width, height],
-                             api_name="clip_size", concurrency_id="preview",
-                             concurrency_limit=4)
-        sized.then(preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview")
-        sized.then(lambda session, clip: clip_player(studio, session, clip), [sid_state, video],
-                   player, api_name=False, concurrency_id="preview", show_progress="hidden")
-        sized.then(clip_notice, [sid_state, video, model], notice, api_name=False,
-                   concurrency_id="preview")
-        # a page's session is set when it loads: list the tunes it may resume (any tab's, on
-        # a desktop; this browser's own on a public Space)
-        sid_state.change(refresh_resumable, [sid_state, resumable], resumable, api_name=False,
+    r = t.resume
+    listed = [sid_state, r.picked]
+    # a page's session is set when it loads: list the tunes it may resume (any tab's, on
+    # a desktop; this browser's own on a public Space)
+    sid_state.change(refresh_resumable, listed, r.picked, api_name=False,
+                     show_progress="hidden")
+    tune_inputs = [sid_state, c.video, c.prompt, c.frames, c.stride, c.start, c.width,
+                   c.height, c.resize, c.position, t.method, t.steps, t.lr, t.seed, t.adapter,
+                   t.semantic, t.texture, t.clws, t.vgt, t.disc, t.hyper, t.model]
+    tune_outputs = [sid_state, job_id, t.status, t.loss_plot, t.tune_preview, run_dir]
+    tune_ev = t.tune_btn.click(
+        tune, tune_inputs, tune_outputs, api_name="tune",
+        concurrency_id=group, concurrency_limit=1, show_progress_on=[t.status],
+        validator=validated(tune, tune_check(studio), tune_inputs))
+    tune_ev.then(refresh_resumable, listed, r.picked, api_name=False)
+    t.stop_btn.click(stop, [sid_state, job_id], t.status, api_name="stop",
+                     concurrency_id="control", concurrency_limit=None)
+    r.button.click(resume, listed, tune_outputs, api_name="resume",
+                   concurrency_id=group, concurrency_limit=1,
+                   show_progress_on=[t.status]).then(
+        refresh_resumable, listed, r.picked, api_name=False)
+    r.refresh.click(refresh_resumable, listed, r.picked, api_name=False)
+    # the figure the page shows, drawn from the rows the plot holds (the newest only)
+    t.loss_plot.change(loss_figure, t.loss_plot, t.loss_fig, api_name=False,
+                       concurrency_id="figure", concurrency_limit=2,
+                       trigger_mode="always_last", show_progress="hidden")
+
+
+def _wire_edit(studio, sid_state, e: SimpleNamespace, run_dir, group, model) -> None:
+    """Generate edit, and the metric figure drawn from the rows the hidden plot holds
+    (``model``: the picker, which follows the run's base)."""
+    def edit(session: str, run_dir: str, prompt: str, negative: str, steps: float,
+             guidance: float, seed: float, inversion: bool, inversion_prompt: str,
+             structure: Optional[list], model: str = "", request: gr.Request = None,
+             progress=gr.Progress()):
+        """An edit of the tuned run; streams status, then video, gif and scores.
+        ``inversion_prompt``: "run" (the run's setting), "empty" or "source"; ``model``:
+        the base to load the run onto ("" = the one it was tuned on)."""
+        yield from edit_handler(studio, session, run_dir, prompt, negative, steps, guidance,
+                                seed, inversion, inversion_prompt, request, progress,
+                                structure, model)
+
+    edit_inputs = [sid_state, run_dir, e.prompt, e.negative, e.steps, e.guidance, e.seed,
+                   e.inversion, e.inv_prompt, e.control, model]
+    e.button.click(edit, edit_inputs, [e.video, e.gif, e.status, e.metric_plot,
+                                          e.metric_table],
+                   api_name="edit", concurrency_id=group, concurrency_limit=1,
+                   show_progress_on=[e.status],
+                   validator=validated(edit, edit_check(studio), edit_inputs))
+    e.metric_plot.change(metric_figure, e.metric_plot, e.metric_fig, api_name=False,
+                         concurrency_id="figure", trigger_mode="always_last",
                          show_progress="hidden")
-        for c in (frames, stride, start, width, height, resize, position):
-            c.input(preview, fit_inputs, fit_outputs, api_name=False, concurrency_id="preview",
-                    trigger_mode="always_last")
-        # the API's /preview and /estimate, on hidden buttons: the page's own preview and
-        # estimate events above are internal (one public name each)
-        strip_btn = gr.Button(visible=False)
-        strip_btn.click(preview, fit_inputs, fit_outputs, api_name="preview",
-                        concurrency_id="preview", concurrency_limit=4)
-        est_btn = gr.Button(visible=False)
-        est_bounds = bounds_of([frames, width, height, steps])
-        est_btn.click(estimate, [frames, width, height, steps, method], est,
-                      api_name="estimate", concurrency_id="preview")
-        for c in (frames, width, height, steps, method):
-            c.change(estimate, [frames, width, height, steps, method], est, api_name=False,
-                     concurrency_id="preview", trigger_mode="always_last")
-        tune_inputs = [sid_state, video, prompt, frames, stride, start, width, height, resize,
-                       position, method, steps, lr, seed, adapter, semantic, texture, clws, vgt,
-                       disc, hyper, model]
-        tune_outputs = [sid_state, job_id, status, loss_plot, tune_preview, run_dir]
-        tune_ev = tune_btn.click(
-            tune, tune_inputs, tune_outputs, api_name="tune",
-            concurrency_id=group, concurrency_limit=1, show_progress_on=[status],
-            validator=validated(tune, tune_check(studio), tune_inputs))
-        tune_ev.then(refresh_resumable, [sid_state, resumable], resumable, api_name=False)
-        stop_btn.click(stop, [sid_state, job_id], status, api_name="stop",
-                       concurrency_id="control", concurrency_limit=None)
-        resume_btn.click(resume, [sid_state, resumable], tune_outputs, api_name="resume",
-                         concurrency_id=group, concurrency_limit=1,
-                         show_progress_on=[status]).then(
-            refresh_resumable, [sid_state, resumable], resumable, api_name=False)
-        resume_refresh.click(refresh_resumable, [sid_state, resumable], resumable,
-                             api_name=False)
-        edit_inputs = [sid_state, run_dir, eprompt, negative, esteps, guidance, eseed,
-                       inversion, inv_prompt, control, model]
-        edit_btn.click(edit, edit_inputs, [out_video, out_gif, estatus, metric_plot,
-                                           metric_table],
-                       api_name="edit", concurrency_id=group, concurrency_limit=1,
-                       show_progress_on=[estatus],
-                       validator=validated(edit, edit_check(studio), edit_inputs))
-        # the figures the page shows, drawn from the rows the plots hold (the newest only)
-        loss_plot.change(loss_figure, loss_plot, loss_fig, api_name=False,
-                         concurrency_id="figure", concurrency_limit=2,
-                         trigger_mode="always_last", show_progress="hidden")
-        metric_plot.change(metric_figure, metric_plot, metric_fig, api_name=False,
-                           concurrency_id="figure", trigger_mode="always_last",
-                           show_progress="hidden")
-        tav_btn.click(open_tav, [sid_state, tav_folder], [sid_state, tav_status, run_dir],
-                      api_name="open_tav", concurrency_id=group, concurrency_limit=1,
-                      show_progress_on=[tav_status])
-        push_btn.click(push, [sid_state, run_dir, repo, token, public], push_status,
-                       api_name="push", concurrency_id="control")
-        open_btn.click(open_hub, [sid_state, hub_ref], [sid_state, hub_status, run_dir],
+
+
+def _wire_tav(studio, sid_state, tav, run_dir, group) -> None:
+    def open_tav(session: str, folder: str):
+        """A Tune-A-Video output folder on this machine as a run of this session."""
+        return open_tav_handler(studio, session, folder)
+
+    tav.button.click(open_tav, [sid_state, tav.folder], [sid_state, tav.status, run_dir],
+                     api_name="open_tav", concurrency_id=group, concurrency_limit=1,
+                     show_progress_on=[tav.status])
+
+
+def _wire_hub(studio, sid_state, hub, run_dir, oauth: bool) -> None:
+    def push(session: str, run_dir: str, repo_id: str, token: str, public: bool = False,
+             oauth_token=None) -> str:
+        """Upload the run to the Hub in one commit (private unless ``public``): delta,
+        clip latents, inversions, config, meta, preview GIF, model card."""
+        return push_handler(studio, session, run_dir, repo_id, token, public, oauth_token)
+
+    def open_hub(session: str, ref: str, oauth_token=None):
+        """A pushed run (hf://user/name) as a run of this session, to edit."""
+        return open_hub_handler(studio, session, ref, oauth_token)
+
+    for fn in (push, open_hub) if oauth else ():  # Gradio fills OAuthToken parameters
+        fn.__annotations__["oauth_token"] = Optional[gr.OAuthToken]
+    hub.push_btn.click(push, [sid_state, run_dir, hub.repo, hub.token, hub.public],
+                       hub.push_status, api_name="push", concurrency_id="control")
+    hub.open_btn.click(open_hub, [sid_state, hub.ref], [sid_state, hub.status, run_dir],
                        api_name="open_hub", concurrency_id="control",
-                       show_progress_on=[hub_status])
-    return {"run_dir": run_dir, "video": video, "prompt": prompt}
+                       show_progress_on=[hub.status])

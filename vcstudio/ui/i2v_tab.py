@@ -9,6 +9,7 @@ tuning the i2v_tune job, the seed evaluation the i2v_eval job (vcstudio/jobs).""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Optional
 
 import gradio as gr
@@ -362,20 +363,7 @@ def build(studio, sid_state, edit_refs):
                     "spectrum with the conditioning image (lower is more consistent; later "
                     "frames weigh less). Offline, a pretrained EfficientNet-Lite0 stands in "
                     "for VGG19 and the score says so.")
-        with gr.Row():
-            with gr.Column():
-                video = gr.File(label="Video to score (mp4, webm, mov, avi, gif, or a zip of "
-                                      "images)", file_types=VIDEO_TYPES, type="filepath",
-                                height=120)
-                # image_mode=None: the handler gets the uploaded file itself (a public
-                # studio reads only a visitor's own uploads), not a converted copy
-                image = gr.Image(label="Conditioning image (optional: default first frame)",
-                                 type="filepath", height=200, image_mode=None)
-                vcd_est = gr.Markdown(vcd_estimate_text(studio, None, None),
-                                      elem_id="vcd-estimate", label="Estimate")
-                score_btn = gr.Button("Score VCD", variant="primary")
-                summary = gr.Markdown(label="Summary")
-            plot = gr.LinePlot(x="frame", y="value", color="series", label="Per-frame VCD")
+        vcd = _vcd_panel(studio)
         gr.Markdown("### Reward-tune an image-to-video model with VCD (VCD paper, eq. 3)\n"
                     "LoRA on the denoiser's attention, truncated backprop through the last "
                     "denoising step, VCD as the loss. Then base and tuned play side by side from "
@@ -431,103 +419,151 @@ def build(studio, sid_state, edit_refs):
                     "dynamic degree, VCD and CLIP text alignment; mean and 95% interval over "
                     "the seeds. Consistency is plotted against dynamic degree: a gain bought "
                     "with less motion shows as a tuned point left of its base.")
-        with gr.Row():
-            with gr.Column(scale=1):
-                seeds = gr.Number(value=5, precision=0, minimum=1, maximum=20,
-                                  label="Seeds (the paper: 5)")
-                eval_btn = gr.Button("Evaluate base vs tuned")
-                estatus = gr.Markdown(label="Status")
-                efiles = gr.File(label="summary.csv, videos.csv, eval.json, videos",
-                                 file_count="multiple")
-            with gr.Column(scale=2):
-                escatter = gr.ScatterPlot(x="dynamic_degree", y="consistency", color="series",
-                                          tooltip=["image", "series"],
-                                          label="Consistency vs dynamic degree, per image")
-        etable = gr.Dataframe(label="Mean ± 95% interval (↑ higher / ↓ lower is better)",
-                              interactive=False, wrap=True)
-        erows = gr.Dataframe(headers=PLOT_HEADERS, label="The plot's points",
-                             interactive=False, visible=False)
+        ev = _eval_panel()
         models_df = gr.Dataframe(headers=MODEL_HEADERS, visible=False, label="Known models")
-        # -- the named API (API.md)
-        def score_vcd_api(session: str, video: Optional[str], image: Optional[str] = None,
-                          request: gr.Request = None, progress=gr.Progress()):
-            """Per-frame VCD of the video against the image (default: its first frame)."""
-            yield from score_vcd_stream(studio, session, video, image, request, progress)
+        ab = SimpleNamespace(cond=cond, iprompt=iprompt, model=model, backbone=backbone,
+                             model_md=model_md, frames=frames, size=size, steps=steps, seed=seed,
+                             tune_steps=tune_steps, lr=lr, rank=rank, paper=paper,
+                             step_cache=step_cache, est_md=est_md, tune_btn=tune_btn, lora=lora,
+                             gen=gen, tstatus=tstatus, curve=curve, base_v=base_v,
+                             tuned_v=tuned_v, ab_plot=ab_plot, models_df=models_df)
+        _wire_vcd(studio, sid_state, group, vcd)
+        _wire_ab(studio, sid_state, group, ab, ev)
 
-        def i2v(session: str, image: Optional[str], prompt: str, model: str, lora: str,
-                frames: float, size: float, steps: float, seed: float, backbone: str,
-                step_cache: float, request: gr.Request, progress=gr.Progress()):
-            """Base vs LoRA-tuned image-to-video from one image, same seed, VCD-scored."""
-            yield from generate_ab_stream(studio, session, image, prompt, model, lora, frames,
-                                          size, steps, seed, backbone, step_cache,
-                                          request=request, progress=progress)
 
-        def i2v_tune(session: str, image: Optional[str], prompt: str, model: str,
-                     frames: float, size: float, steps: float, seed: float,
-                     reward_steps: float, lr: float, rank: float, backbone: str,
-                     step_cache: float, paper: bool, request: gr.Request,
-                     progress=gr.Progress()):
-            """VCD reward LoRA tuning, then base vs tuned."""
-            yield from reward_tune(studio, session, image, prompt, model, frames, size, steps,
-                                   seed, reward_steps, lr, rank, backbone, step_cache, paper,
+def _vcd_panel(studio) -> SimpleNamespace:
+    """Score a video's VCD against a conditioning image: the inputs, estimate and plot."""
+    with gr.Row():
+        with gr.Column():
+            video = gr.File(label="Video to score (mp4, webm, mov, avi, gif, or a zip of "
+                                  "images)", file_types=VIDEO_TYPES, type="filepath",
+                            height=120)
+            # image_mode=None: the handler gets the uploaded file itself (a public
+            # studio reads only a visitor's own uploads), not a converted copy
+            image = gr.Image(label="Conditioning image (optional: default first frame)",
+                             type="filepath", height=200, image_mode=None)
+            vcd_est = gr.Markdown(vcd_estimate_text(studio, None, None),
+                                  elem_id="vcd-estimate", label="Estimate")
+            score_btn = gr.Button("Score VCD", variant="primary")
+            summary = gr.Markdown(label="Summary")
+        plot = gr.LinePlot(x="frame", y="value", color="series", label="Per-frame VCD")
+    return SimpleNamespace(video=video, image=image, vcd_est=vcd_est, score_btn=score_btn,
+                           summary=summary, plot=plot)
+
+
+def _eval_panel() -> SimpleNamespace:
+    """Evaluate base vs tuned over seeds: the seeds, the table and the scatter plot."""
+    with gr.Row():
+        with gr.Column(scale=1):
+            seeds = gr.Number(value=5, precision=0, minimum=1, maximum=20,
+                              label="Seeds (the paper: 5)")
+            eval_btn = gr.Button("Evaluate base vs tuned")
+            estatus = gr.Markdown(label="Status")
+            efiles = gr.File(label="summary.csv, videos.csv, eval.json, videos",
+                             file_count="multiple")
+        with gr.Column(scale=2):
+            escatter = gr.ScatterPlot(x="dynamic_degree", y="consistency", color="series",
+                                      tooltip=["image", "series"],
+                                      label="Consistency vs dynamic degree, per image")
+    etable = gr.Dataframe(label="Mean ± 95% interval (↑ higher / ↓ lower is better)",
+                          interactive=False, wrap=True)
+    erows = gr.Dataframe(headers=PLOT_HEADERS, label="The plot's points",
+                         interactive=False, visible=False)
+    return SimpleNamespace(seeds=seeds, eval_btn=eval_btn, estatus=estatus, efiles=efiles,
+                           escatter=escatter, etable=etable, erows=erows)
+
+# ----------------------------------------------------------------------------- events
+# The named API (API.md): real functions, their parameter names are the API's.
+
+
+def _wire_vcd(studio, sid_state, group, v: SimpleNamespace) -> None:
+    """Score VCD and its estimate (``v``: the VCD panel's widgets)."""
+    def score_vcd_api(session: str, video: Optional[str], image: Optional[str] = None,
+                      request: gr.Request = None, progress=gr.Progress()):
+        """Per-frame VCD of the video against the image (default: its first frame)."""
+        yield from score_vcd_stream(studio, session, video, image, request, progress)
+
+    def score_vcd_estimate(session: str, video: Optional[str]) -> str:
+        """Time of scoring the video's VCD (never waits for the device)."""
+        return vcd_estimate_text(studio, session, video)
+
+    vcd_btn = gr.Button(visible=False)  # the API's /score_vcd_estimate (one public name)
+    vcd_btn.click(score_vcd_estimate, [sid_state, v.video], v.vcd_est,
+                  api_name="score_vcd_estimate", concurrency_id="preview")
+    v.video.change(score_vcd_estimate, [sid_state, v.video], v.vcd_est, api_name=False,
+                   concurrency_id="preview", trigger_mode="always_last")
+    v.score_btn.click(score_vcd_api, [sid_state, v.video, v.image], [v.plot, v.summary],
+                      api_name="score_vcd", concurrency_id=group, concurrency_limit=1,
+                      show_progress_on=[v.summary])
+
+
+def _wire_ab(studio, sid_state, group, w: SimpleNamespace, ev: SimpleNamespace) -> None:
+    """Reward-tune, base vs tuned, the evaluation over seeds, the estimate and the known
+    models (``w``: the reward panel's widgets, ``ev``: the evaluation panel's)."""
+    def i2v(session: str, image: Optional[str], prompt: str, model: str, lora: str,
+            frames: float, size: float, steps: float, seed: float, backbone: str,
+            step_cache: float, request: gr.Request, progress=gr.Progress()):
+        """Base vs LoRA-tuned image-to-video from one image, same seed, VCD-scored."""
+        yield from generate_ab_stream(studio, session, image, prompt, model, lora, frames,
+                                      size, steps, seed, backbone, step_cache,
+                                      request=request, progress=progress)
+
+    def i2v_tune(session: str, image: Optional[str], prompt: str, model: str,
+                 frames: float, size: float, steps: float, seed: float,
+                 reward_steps: float, lr: float, rank: float, backbone: str,
+                 step_cache: float, paper: bool, request: gr.Request,
+                 progress=gr.Progress()):
+        """VCD reward LoRA tuning, then base vs tuned."""
+        yield from reward_tune(studio, session, image, prompt, model, frames, size, steps,
+                               seed, reward_steps, lr, rank, backbone, step_cache, paper,
+                               request=request, progress=progress)
+
+    def i2v_eval(session: str, image: Optional[str], prompt: str, model: str, lora: str,
+                 frames: float, size: float, steps: float, seeds: float, backbone: str,
+                 step_cache: float, request: gr.Request, progress=gr.Progress()):
+        """Base vs tuned over seeds: the metrics table, consistency vs dynamic degree."""
+        yield from evaluate_stream(studio, session, image, prompt, model, lora, frames,
+                                   size, steps, seeds, backbone, step_cache,
                                    request=request, progress=progress)
 
-        def i2v_eval(session: str, image: Optional[str], prompt: str, model: str, lora: str,
-                     frames: float, size: float, steps: float, seeds: float, backbone: str,
-                     step_cache: float, request: gr.Request, progress=gr.Progress()):
-            """Base vs tuned over seeds: the metrics table, consistency vs dynamic degree."""
-            yield from evaluate_stream(studio, session, image, prompt, model, lora, frames,
-                                       size, steps, seeds, backbone, step_cache,
-                                       request=request, progress=progress)
+    def i2v_estimate_api(model: str, frames: float, size: float, steps: float,
+                         reward_steps: float, backbone: str, paper: bool) -> str:
+        """Time and peak memory of a reward step and of the tune (the backbone's figures)."""
+        return i2v_estimate(studio, model, frames, size, steps, reward_steps, backbone,
+                            paper)
 
-        def i2v_estimate_api(model: str, frames: float, size: float, steps: float,
-                             reward_steps: float, backbone: str, paper: bool) -> str:
-            """Time and peak memory of a reward step and of the tune (the backbone's figures)."""
-            return i2v_estimate(studio, model, frames, size, steps, reward_steps, backbone,
-                                paper)
+    def i2v_models() -> object:
+        """The known image-to-video models, cached or not, with their download sizes."""
+        return models_table("i2v")
 
-        def i2v_models() -> object:
-            """The known image-to-video models, cached or not, with their download sizes."""
-            return models_table("i2v")
-
-        def score_vcd_estimate(session: str, video: Optional[str]) -> str:
-            """Time of scoring the video's VCD (never waits for the device)."""
-            return vcd_estimate_text(studio, session, video)
-
-        vcd_btn = gr.Button(visible=False)  # the API's /score_vcd_estimate (one public name)
-        vcd_btn.click(score_vcd_estimate, [sid_state, video], vcd_est,
-                      api_name="score_vcd_estimate", concurrency_id="preview")
-        video.change(score_vcd_estimate, [sid_state, video], vcd_est, api_name=False,
-                     concurrency_id="preview", trigger_mode="always_last")
-        score_btn.click(score_vcd_api, [sid_state, video, image], [plot, summary],
-                        api_name="score_vcd", concurrency_id=group, concurrency_limit=1,
-                        show_progress_on=[summary])
-        ab_inputs = [sid_state, cond, iprompt, model, lora, frames, size, steps, seed,
-                     backbone, step_cache]
-        gen.click(i2v, ab_inputs, [base_v, tuned_v, ab_plot, tstatus], api_name="i2v",
-                  concurrency_id=group, concurrency_limit=1, show_progress_on=[tstatus],
-                  validator=validated(i2v, i2v_check(studio), ab_inputs))
-        eval_inputs = [sid_state, cond, iprompt, model, lora, frames, size, steps, seeds,
-                       backbone, step_cache]
-        eval_btn.click(i2v_eval, eval_inputs, [estatus, etable, escatter, efiles, erows],
-                       api_name="i2v_eval", concurrency_id=group, concurrency_limit=1,
-                       show_progress_on=[estatus],
-                       validator=validated(i2v_eval, eval_check(studio), eval_inputs))
-        model.change(model_info, model, model_md, api_name=False, show_progress="hidden")
-        est_inputs = [model, frames, size, steps, tune_steps, backbone, paper]
-        est_btn = gr.Button(visible=False)
-        est_btn.click(i2v_estimate_api, est_inputs, est_md, api_name="i2v_estimate",
-                      concurrency_id="preview")
-        for c in est_inputs:
-            c.change(i2v_estimate_api, est_inputs, est_md, api_name=False,
-                     concurrency_id="preview", trigger_mode="always_last",
-                     show_progress="hidden")
-        models_btn = gr.Button(visible=False)
-        models_btn.click(i2v_models, None, models_df, api_name="i2v_models",
-                         concurrency_id="preview")
-        reward_inputs = [sid_state, cond, iprompt, model, frames, size, steps, seed,
-                         tune_steps, lr, rank, backbone, step_cache, paper]
-        tune_btn.click(i2v_tune, reward_inputs, [tstatus, curve, base_v, tuned_v, ab_plot, lora],
-                       api_name="i2v_tune", concurrency_id=group, concurrency_limit=1,
-                       show_progress_on=[tstatus],
-                       validator=validated(i2v_tune, i2v_check(studio, True), reward_inputs))
+    ab_inputs = [sid_state, w.cond, w.iprompt, w.model, w.lora, w.frames, w.size, w.steps,
+                 w.seed, w.backbone, w.step_cache]
+    w.gen.click(i2v, ab_inputs, [w.base_v, w.tuned_v, w.ab_plot, w.tstatus], api_name="i2v",
+                concurrency_id=group, concurrency_limit=1, show_progress_on=[w.tstatus],
+                validator=validated(i2v, i2v_check(studio), ab_inputs))
+    eval_inputs = [sid_state, w.cond, w.iprompt, w.model, w.lora, w.frames, w.size, w.steps,
+                   ev.seeds, w.backbone, w.step_cache]
+    ev.eval_btn.click(i2v_eval, eval_inputs,
+                      [ev.estatus, ev.etable, ev.escatter, ev.efiles, ev.erows],
+                      api_name="i2v_eval", concurrency_id=group, concurrency_limit=1,
+                      show_progress_on=[ev.estatus],
+                      validator=validated(i2v_eval, eval_check(studio), eval_inputs))
+    w.model.change(model_info, w.model, w.model_md, api_name=False, show_progress="hidden")
+    est_inputs = [w.model, w.frames, w.size, w.steps, w.tune_steps, w.backbone, w.paper]
+    est_btn = gr.Button(visible=False)
+    est_btn.click(i2v_estimate_api, est_inputs, w.est_md, api_name="i2v_estimate",
+                  concurrency_id="preview")
+    for c in est_inputs:
+        c.change(i2v_estimate_api, est_inputs, w.est_md, api_name=False,
+                 concurrency_id="preview", trigger_mode="always_last",
+                 show_progress="hidden")
+    models_btn = gr.Button(visible=False)
+    models_btn.click(i2v_models, None, w.models_df, api_name="i2v_models",
+                     concurrency_id="preview")
+    reward_inputs = [sid_state, w.cond, w.iprompt, w.model, w.frames, w.size, w.steps, w.seed,
+                     w.tune_steps, w.lr, w.rank, w.backbone, w.step_cache, w.paper]
+    w.tune_btn.click(i2v_tune, reward_inputs,
+                     [w.tstatus, w.curve, w.base_v, w.tuned_v, w.ab_plot, w.lora],
+                     api_name="i2v_tune", concurrency_id=group, concurrency_limit=1,
+                     show_progress_on=[w.tstatus],
+                     validator=validated(i2v_tune, i2v_check(studio, True), reward_inputs))

@@ -4,6 +4,7 @@ Widgets and formatting only: Plan shows the long job's model-free plan, Preview 
 Generate submit the long job (vcstudio/jobs/long.py)."""
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Optional
 
 import gradio as gr
@@ -210,20 +211,7 @@ def build(studio, sid_state, edit_refs):
                 with gr.Row():
                     steps = gr.Slider(5, 100, value=30, step=1, label="Sampling steps")
                     seed = gr.Number(value=33, precision=0, label="Seed")
-                with gr.Accordion("Masks + average fusion (consistency-tuning paper): keep one subject across "
-                                  "segments", open=False):
-                    use_masks = gr.Checkbox(False, label="Use masks when generating")
-                    with gr.Row():
-                        mask_method = gr.Radio(["grabcut", "sam"], value="grabcut",
-                                               label="Masks by (GrabCut = classical fallback)")
-                        candidates = gr.Slider(1, 8, value=5, step=1,
-                                               label="Candidates n (paper: 5)")
-                    sam_ckpt = gr.Textbox(value="",
-                                          label="SAM checkpoint (.pth; empty = the cache folder; "
-                                                "missing = GrabCut)")
-                    tune_steps = gr.Slider(0, 500, value=0 if demo_tier(studio) else 250, step=10,
-                                           label="Combined tuning steps (paper: 250; 0 = off)")
-                    mask_btn = gr.Button("Preview masks")
+                m = _masks_panel(studio)
                 from .structure import build as structure_panel
 
                 control = structure_panel(studio, sid_state, edit_refs["run_dir"], frames,
@@ -248,69 +236,105 @@ def build(studio, sid_state, edit_refs):
                           interactive=False, elem_id="long-plan", buttons=["download",
                                                                            "fullscreen"])
         windows = gr.JSON(label="Windows and their prompts")
-        # -- the named API (API.md)
-        def long_plan(story: str, prompts: str, frames: float, window: float, stride: float,
-                      fusion: str):
-            """Timeline, scene graph and window layout (model-free, instant)."""
-            from gradio.components.number import Number
+        w = SimpleNamespace(model=model, story=story, prompts=prompts, frames=frames, window=window,
+                            stride=stride, fusion=fusion, steps=steps, seed=seed, masks=m,
+                            control=control, plan_btn=plan_btn, est=est, gen_btn=gen_btn,
+                            status=status, segs=segs, graph=graph, video=video, so_far=so_far,
+                            masks_view=masks_view, layout=layout, windows=windows)
+        _wire(studio, sid_state, edit_refs["run_dir"], group, w)
 
-            # the sliders' bounds (left to the Long event's validator, common.validated): a
-            # plan of 10^8 frames would not be instant
-            for comp, val in ((frames_in, frames), (window_in, window), (stride_in, stride)):
-                Number.raise_if_out_of_bounds(val, comp.minimum, comp.maximum)
-            return plan(story, prompts, frames, window, stride, fusion)
 
-        def long(session: str, run_dir: str, story: str, prompts: str, frames: float,
-                 window: float, stride: float, fusion: str, steps: float, seed: float,
-                 use_masks: bool, mask_method: str, sam_checkpoint: str, candidates: float,
-                 tune_steps: float, structure: Optional[list], model: str = "",
-                 request: gr.Request = None, progress=gr.Progress()):
-            """A long video from the tuned run; streams frames as they decode. ``model``: the
-            base to load the run onto ("" = the one it was tuned on)."""
-            yield from generate(studio, session, run_dir, story, prompts, frames, window,
-                                stride, fusion, steps, seed, use_masks, mask_method,
-                                sam_checkpoint, candidates, tune_steps, request, progress,
-                                structure, model)
+def _masks_panel(studio) -> SimpleNamespace:
+    """Masks + average fusion: the settings of the mask stage and its preview button."""
+    with gr.Accordion("Masks + average fusion (consistency-tuning paper): keep one subject across "
+                      "segments", open=False):
+        use_masks = gr.Checkbox(False, label="Use masks when generating")
+        with gr.Row():
+            mask_method = gr.Radio(["grabcut", "sam"], value="grabcut",
+                                   label="Masks by (GrabCut = classical fallback)")
+            candidates = gr.Slider(1, 8, value=5, step=1,
+                                   label="Candidates n (paper: 5)")
+        sam_ckpt = gr.Textbox(value="",
+                              label="SAM checkpoint (.pth; empty = the cache folder; "
+                                    "missing = GrabCut)")
+        tune_steps = gr.Slider(0, 500, value=0 if demo_tier(studio) else 250, step=10,
+                               label="Combined tuning steps (paper: 250; 0 = off)")
+        mask_btn = gr.Button("Preview masks")
+    return SimpleNamespace(use_masks=use_masks, mask_method=mask_method, candidates=candidates,
+                           sam_ckpt=sam_ckpt, tune_steps=tune_steps, mask_btn=mask_btn)
 
-        def mask_preview(session: str, run_dir: str, story: str, prompts: str, frames: float,
-                         window: float, stride: float, fusion: str, steps: float, seed: float,
-                         mask_method: str, sam_checkpoint: str, candidates: float,
-                         model: str = "", request: gr.Request = None,
-                         progress=gr.Progress()):
-            """The mask stage alone: candidates, masks and the fused clip."""
-            yield from preview_masks(studio, session, run_dir, story, prompts, frames, window,
-                                     stride, fusion, steps, seed, mask_method, sam_checkpoint,
-                                     candidates, request, progress, model)
 
-        def long_estimate(session: str, run_dir: str, frames: float, window: float,
-                          stride: float, fusion: str, steps: float, use_masks: bool,
-                          mask_method: str, candidates: float, tune_steps: float) -> str:
-            """Time of a long video with these settings from the tuned run (never waits for
-            the device)."""
-            return long_estimate_text(studio, session, run_dir, frames, window, stride, fusion,
-                                      steps, use_masks, mask_method, candidates, tune_steps)
+def _wire(studio, sid_state, run_dir, group, w: SimpleNamespace) -> None:
+    """The tab's events and its named API (API.md); ``w``: the tab's widgets."""
+    m = w.masks
+    story, prompts, frames, window, stride, fusion = (w.story, w.prompts, w.frames, w.window,
+                                                      w.stride, w.fusion)
+    steps, seed, est, status = w.steps, w.seed, w.est, w.status
+    use_masks, mask_method, candidates, sam_ckpt, tune_steps = (
+        m.use_masks, m.mask_method, m.candidates, m.sam_ckpt, m.tune_steps)
 
-        est_inputs = [sid_state, edit_refs["run_dir"], frames, window, stride, fusion, steps,
-                      use_masks, mask_method, candidates, tune_steps]
-        est_btn = gr.Button(visible=False)  # the API's /long_estimate (one public name)
-        est_btn.click(long_estimate, est_inputs, est, api_name="long_estimate",
-                      concurrency_id="preview")
-        for c in est_inputs[1:]:
-            c.change(long_estimate, est_inputs, est, api_name=False, concurrency_id="preview",
-                     trigger_mode="always_last")
-        frames_in, window_in, stride_in = frames, window, stride
-        plan_btn.click(long_plan, [story, prompts, frames, window, stride, fusion],
-                       [graph, segs, layout, windows], api_name="long_plan",
-                       concurrency_id="preview")
-        common = [sid_state, edit_refs["run_dir"], story, prompts, frames, window, stride,
-                  fusion, steps, seed]
-        long_inputs = common + [use_masks, mask_method, sam_ckpt, candidates, tune_steps,
-                                control, model]
-        gen_btn.click(long, long_inputs, [video, status, so_far, masks_view], api_name="long",
-                      concurrency_id=group, concurrency_limit=1, show_progress_on=[status],
-                      validator=validated(long, long_check(studio), long_inputs))
-        mask_inputs = common + [mask_method, sam_ckpt, candidates, model]
-        mask_btn.click(mask_preview, mask_inputs, [masks_view, status],
-                       api_name="mask_preview", concurrency_id=group, concurrency_limit=1,
-                       show_progress_on=[status],
-                       validator=validated(mask_preview, long_check(studio, True), mask_inputs))
+    def long_plan(story: str, prompts: str, frames: float, window: float, stride: float,
+                  fusion: str):
+        """Timeline, scene graph and window layout (model-free, instant)."""
+        from gradio.components.number import Number
+
+        # the sliders' bounds (left to the Long event's validator, common.validated): a
+        # plan of 10^8 frames would not be instant
+        for comp, val in ((frames_in, frames), (window_in, window), (stride_in, stride)):
+            Number.raise_if_out_of_bounds(val, comp.minimum, comp.maximum)
+        return plan(story, prompts, frames, window, stride, fusion)
+
+    def long(session: str, run_dir: str, story: str, prompts: str, frames: float,
+             window: float, stride: float, fusion: str, steps: float, seed: float,
+             use_masks: bool, mask_method: str, sam_checkpoint: str, candidates: float,
+             tune_steps: float, structure: Optional[list], model: str = "",
+             request: gr.Request = None, progress=gr.Progress()):
+        """A long video from the tuned run; streams frames as they decode. ``model``: the
+        base to load the run onto ("" = the one it was tuned on)."""
+        yield from generate(studio, session, run_dir, story, prompts, frames, window,
+                            stride, fusion, steps, seed, use_masks, mask_method,
+                            sam_checkpoint, candidates, tune_steps, request, progress,
+                            structure, model)
+
+    def mask_preview(session: str, run_dir: str, story: str, prompts: str, frames: float,
+                     window: float, stride: float, fusion: str, steps: float, seed: float,
+                     mask_method: str, sam_checkpoint: str, candidates: float,
+                     model: str = "", request: gr.Request = None,
+                     progress=gr.Progress()):
+        """The mask stage alone: candidates, masks and the fused clip."""
+        yield from preview_masks(studio, session, run_dir, story, prompts, frames, window,
+                                 stride, fusion, steps, seed, mask_method, sam_checkpoint,
+                                 candidates, request, progress, model)
+
+    def long_estimate(session: str, run_dir: str, frames: float, window: float,
+                      stride: float, fusion: str, steps: float, use_masks: bool,
+                      mask_method: str, candidates: float, tune_steps: float) -> str:
+        """Time of a long video with these settings from the tuned run (never waits for
+        the device)."""
+        return long_estimate_text(studio, session, run_dir, frames, window, stride, fusion,
+                                  steps, use_masks, mask_method, candidates, tune_steps)
+
+    est_inputs = [sid_state, run_dir, frames, window, stride, fusion, steps, use_masks,
+                  mask_method, candidates, tune_steps]
+    est_btn = gr.Button(visible=False)  # the API's /long_estimate (one public name)
+    est_btn.click(long_estimate, est_inputs, est, api_name="long_estimate",
+                  concurrency_id="preview")
+    for c in est_inputs[1:]:
+        c.change(long_estimate, est_inputs, est, api_name=False, concurrency_id="preview",
+                 trigger_mode="always_last")
+    frames_in, window_in, stride_in = frames, window, stride
+    w.plan_btn.click(long_plan, [story, prompts, frames, window, stride, fusion],
+                     [w.graph, w.segs, w.layout, w.windows], api_name="long_plan",
+                     concurrency_id="preview")
+    common = [sid_state, run_dir, story, prompts, frames, window, stride, fusion, steps, seed]
+    long_inputs = common + [use_masks, mask_method, sam_ckpt, candidates, tune_steps,
+                            w.control, w.model]
+    w.gen_btn.click(long, long_inputs, [w.video, status, w.so_far, w.masks_view],
+                    api_name="long", concurrency_id=group, concurrency_limit=1,
+                    show_progress_on=[status],
+                    validator=validated(long, long_check(studio), long_inputs))
+    mask_inputs = common + [mask_method, sam_ckpt, candidates, w.model]
+    m.mask_btn.click(mask_preview, mask_inputs, [w.masks_view, status],
+                     api_name="mask_preview", concurrency_id=group, concurrency_limit=1,
+                     show_progress_on=[status],
+                     validator=validated(mask_preview, long_check(studio, True), mask_inputs))

@@ -1,5 +1,7 @@
-"""A Tune-A-Video output folder as a vcstudio run (``vcstudio convert-tav``, and every surface
-that opens runs: ``edit --run``, ``long --run``, Compare, the Edit tab, the pipeline).
+"""Converting a Tune-A-Video output folder into a vcstudio run: the explicit step a job takes
+when it starts (``prepare_run``), and ``vcstudio convert-tav``. It loads the folder's base model
+(or ``--model``) and builds the tuned video model (pipelines/video_model.py), so nothing that
+only reads a run (runs/open.py: estimates, argument parsing) imports it.
 
 The run's base is the folder's own components with the 2-D part of its UNet3D (models/tav.py),
 or ``--model`` when it is the model the folder was tuned from (checked tensor by tensor: every
@@ -9,44 +11,24 @@ Video's ``trainable_modules`` from its config.yaml) plus every tensor the 2-D U-
 frame positions, so it computes what Tune-A-Video's U-Net does. ``inv_latents/ddim_latent-<step>
 .pt`` becomes the run's inversion at ``validation_data.num_inv_steps``; the clip (when its
 ``train_data.video_path`` can be read) becomes the run's clip latents and source.mp4.
-
-Opening a folder converts it once into the data folder (``tav-runs/``), keyed by the folder, its
-weight files' times and the base's fingerprint; later opens reuse that run.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import re
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from ..config import (TuneConfig, read_yaml, is_tuneavideo_config, read_tuneavideo,
-                      to_dict)
-from ..errors import InputError, VcsError
+from ..config import to_dict
+from ..errors import InputError
 from ..models.cache import ModelCache, default_cache
 from ..models.delta import save_tensors
 from ..models.tav import (inversion_file, is_tav_folder, map_state, ours, read_latents,
                           read_unet_state, split_2d)
-from .runs import RunFolder, versions
-
-def tav_config(folder: Path) -> tuple[TuneConfig, list[str]]:
-    """The TuneConfig a Tune-A-Video folder was tuned with (its own config.yaml), set to compute
-    what Tune-A-Video computes: its route, clip-wide GroupNorm, no frame positions."""
-    cfg, notes = TuneConfig(), []  # default trainables are Tune-A-Video's
-    yml = folder / "config.yaml"
-    if yml.is_file():
-        try:
-            d = read_yaml(yml)
-        except VcsError:
-            d = {}
-        if is_tuneavideo_config(d):
-            imp = read_tuneavideo(d, yml)
-            cfg, notes = imp.cfg, imp.notes
-    return dataclasses.replace(cfg, temporal="vcstudio", motion_adapter="", method="baseline",
-                               groupnorm="clip", frame_positions=False, init_from=""), notes
+from .folder import RunFolder, versions
+from .open import open_run
+from .tav_folder import converted_dir, tav_config
 
 
 def _check_same_base(tav_state: dict, base, trainable: set[str], folder: Path) -> None:
@@ -89,7 +71,7 @@ def convert_tav(folder: str | Path, out: str | Path, model: Optional[str] = None
     from ..io import clip_hash, fit_frames, read_video, write_mp4
     from ..models.loading import load_base
     from ..models.encode import encode_video
-    from .video_model import build_video_model
+    from ..pipelines.video_model import build_video_model
 
     folder = Path(folder).resolve()
     if not is_tav_folder(folder):
@@ -146,43 +128,12 @@ def convert_tav(folder: str | Path, out: str | Path, model: Optional[str] = None
     return rf.path
 
 
-def _stamp(folder: Path) -> str:
-    """What identifies the folder's current weights: path, and size + time of its files."""
-    h = hashlib.sha256(str(folder).encode())
-    for p in sorted([*(folder / "unet").glob("diffusion_pytorch_model.*"),
-                     *(folder / "inv_latents").glob("*.pt"), folder / "config.yaml"]):
-        if p.is_file():
-            st = p.stat()
-            h.update(f"{p.name}|{st.st_size}|{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:12]
-
-
-def _run_name(folder: Path) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.name)[:40] or "tav"
-
-
-def converted_tav_run(folder: str | Path) -> Optional[Path]:
-    """The run a Tune-A-Video folder's current weights were converted into (any base), by
-    reading the data folder only; None before a job converted it."""
-    from ..paths import data_dir
-
-    folder = Path(folder).resolve()
-    found = sorted((data_dir() / "tav-runs").glob(f"{_run_name(folder)}-{_stamp(folder)}-*"),
-                   key=lambda p: p.stat().st_mtime, reverse=True)
-    for out in found:
-        rf = RunFolder(out)
-        if rf.delta_path.is_file() and rf.meta().get("status") == "done":
-            return out
-    return None
-
-
 def tav_run(folder: str | Path, device: Optional[torch.device] = None,
             cache: ModelCache = default_cache, base=None) -> Path:
     """The vcstudio run of a Tune-A-Video folder, converted on first use into the data folder
     (``tav-runs/<name>-<key>``) and reused after; ``base``: convert onto this loaded base."""
     from ..device import pick_device, precision_for
     from ..models.loading import load_base
-    from ..paths import data_dir
 
     folder = Path(folder).resolve()
     if base is None:
@@ -190,8 +141,19 @@ def tav_run(folder: str | Path, device: Optional[torch.device] = None,
         cfg, _ = tav_config(folder)
         base = load_base(str(folder), device, precision_for(device, cfg.mixed_precision)
                          .frozen_dtype, cache)
-    out = data_dir() / "tav-runs" / f"{_run_name(folder)}-{_stamp(folder)}-{base.fingerprint[:8]}"
+    out = converted_dir(folder, base.fingerprint)
     rf = RunFolder(out)
     if rf.delta_path.is_file() and rf.meta().get("status") == "done":
         return out
     return convert_tav(folder, out, device=base.device, cache=cache, base=base)
+
+
+def prepare_run(path: str | Path, must_be_finished: bool = True, device=None,
+                base=None) -> RunFolder:
+    """:func:`open_run`, after converting a Tune-A-Video folder into a run once (that loads its
+    base model, onto ``base`` when given, on ``device``): the explicit step a job takes when it
+    starts."""
+    if is_tav_folder(path):
+        return RunFolder(tav_run(path, torch.device(device) if device is not None else None,
+                                 base=base))
+    return open_run(path, must_be_finished)

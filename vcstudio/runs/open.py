@@ -1,13 +1,13 @@
 """Open a run folder: a vcstudio run, or a Tune-A-Video output folder's converted run.
 Opening is pure file reading (:func:`open_run`); converting a Tune-A-Video folder loads its base
-model and is the separate step a job takes when it starts (:func:`prepare_run`). Its own
-module so that runs.py, which tav_folder builds on, does not import it back."""
+model and is the separate step a job takes when it starts (runs/convert.py
+:func:`prepare_run`), which nothing here imports."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..errors import InputError
-from .runs import RunFolder
+from .folder import RunFolder
 
 
 def open_run(path: str | Path, must_be_finished: bool = True) -> RunFolder:
@@ -34,20 +34,3 @@ def open_run(path: str | Path, must_be_finished: bool = True) -> RunFolder:
         raise InputError(f"The run {path} has not finished tuning (no delta.safetensors). Run "
                          "`vcstudio tune --out` on it again to resume.")
     return rf
-
-
-def prepare_run(path: str | Path, must_be_finished: bool = True, device=None,
-                base=None) -> RunFolder:
-    """:func:`open_run`, after converting a Tune-A-Video folder into a run once
-    (pipelines/tav_folder.py: that loads its base model, onto ``base`` when given, on
-    ``device``): the explicit step a job takes when it starts."""
-    from ..models.tav import is_tav_folder
-
-    if is_tav_folder(path):
-        import torch
-
-        from .tav_folder import tav_run
-
-        return RunFolder(tav_run(path, torch.device(device) if device is not None else None,
-                                 base=base))
-    return open_run(path, must_be_finished)

@@ -27,7 +27,7 @@ import torch
 
 from ..config import TuneConfig, load_run_config, read_text_file, save_yaml, to_dict
 from ..errors import InputError
-from ..io.atomic import atomic_path, write_json  # noqa: F401 (run folders' JSON writer)
+from ..io.atomic import atomic_path, write_json
 from ..paths import data_dir
 
 

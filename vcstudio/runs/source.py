@@ -52,13 +52,13 @@ def hub_run_files(repo: str, revision: Optional[str], sub: str, token: Optional[
     """(commit, {path in the repo: bytes}) of the run a Hub repo holds, read from its file
     listing (nothing is downloaded): a repo that is not a vcstudio run is refused, and so is
     a run larger than ``max_mb`` (the message says its size and the cap). Only a run's own
-    files (pipelines/runs.py) are listed: anything else in the repo is never fetched."""
+    files (runs/folder.py) are listed: anything else in the repo is never fetched."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import (GatedRepoError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
 
     from ..models.hub_access import hub_endpoint
-    from .runs import is_run_file
+    from .folder import is_run_file
 
     try:
         info = HfApi(endpoint=hub_endpoint()).model_info(repo, revision=revision,
@@ -104,7 +104,7 @@ def resolve_run(ref: str | Path, token: Optional[str] = None,
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     from ..models.hub_access import hub_endpoint, hub_online
-    from .runs import INVERSION_GLOB, RUN_FILES, UPLOAD_EXTRAS
+    from .folder import INVERSION_GLOB, RUN_FILES, UPLOAD_EXTRAS
 
     prefix = f"{sub.strip('/')}/" if sub else ""
     patterns = [prefix + n for n in (*RUN_FILES, *UPLOAD_EXTRAS, INVERSION_GLOB)]

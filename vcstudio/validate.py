@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Optional
 
-from ..errors import InputError
+from .errors import InputError
 
 MAX_SEED = 2**63 - 1
 
@@ -74,3 +74,15 @@ def side(name: str, value: Any, limits, zero_means: str = "") -> int:
 
 def seed(name: str, value: Any) -> int:
     return whole(name, value, 0, MAX_SEED)
+
+
+def check_inversion_prompt(value) -> None:
+    """"" (the empty prompt), "source" or a prompt text (--inversion-prompt; what each means:
+    pipelines/tuned.py ``inversion_text``)."""
+    from .config import check_prompt
+
+    if not isinstance(value, str):
+        raise InputError(f"inversion_prompt (--inversion-prompt) must be text: \"\" for the "
+                         f"empty prompt, \"source\" for the tuning prompt, got {value!r:.40}.")
+    if value not in ("", "source"):
+        check_prompt(value, "inversion prompt")
