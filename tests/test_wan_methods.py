@@ -81,7 +81,7 @@ def baseline(tiny_wan_t2v, clip, tmp_path_factory):
 
 def test_dct_on_wan_moves_the_lora_and_logs_each_term(tiny_wan_t2v, clip, tiny_clip_name,
                                                       baseline, tmp_path):
-    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.runs.folder import RunFolder
 
     res = tune(cfg_for(tiny_wan_t2v, clip, "dct", dct=dct_settings(tiny_clip_name)),
                tmp_path / "dct")
@@ -178,7 +178,7 @@ def apla_settings(**kw) -> APLAConfig:
 def test_apla_on_wan_moves_the_vgt_and_the_discriminator(tiny_wan_t2v, clip, tmp_path):
     from vcstudio.models.delta import load_tensors
     from vcstudio.pipelines.flow_run import load_flow_run
-    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.runs.folder import RunFolder
 
     one = tune(cfg_for(tiny_wan_t2v, clip, "apla", steps=1, apla=apla_settings()),
                tmp_path / "one")
@@ -248,7 +248,7 @@ def test_apla_tune_on_wan_resumes_to_the_same_weights(tiny_wan_t2v, clip, tmp_pa
 
 def test_cli_tune_dct_and_apla_on_wan_write_runs_that_say_so(tiny_wan_t2v, clip, tmp_path,
                                                               capsys):
-    from vcstudio.pipelines.runs import RunFolder
+    from vcstudio.runs.folder import RunFolder
 
     for method, extra in (("dct", []), ("apla", ["--vgt", "none", "--no-hyper-loss"]),
                           ("apla+dct", ["--no-hyper-loss"])):

@@ -255,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.long.guidance = r.guidance
     REGISTRY["long"].validate(cfg, Limits())  # before the table: --frames 100000000 is an error
     if cfg.run:
-        from ..pipelines.run_source import check_run_ref
+        from ..runs.source import check_run_ref
 
         check_run_ref(cfg.run)  # ... and so is a run that is not there
     table = describe_timeline(args, segments, r.temporal)

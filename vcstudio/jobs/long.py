@@ -40,7 +40,7 @@ def family(cfg: LongJobConfig) -> str:
     if (cfg.run or "").strip():
         meta = Path(cfg.run).expanduser() / "meta.json"
         if meta.is_file():
-            from ..pipelines.runs import RunFolder
+            from ..runs.folder import RunFolder
 
             return run_family(RunFolder(meta.parent).meta())
         return SD

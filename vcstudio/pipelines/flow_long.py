@@ -112,7 +112,7 @@ def flow_long_video(cfg: LongConfig, run: str | Path | None = None, model: Optio
     from ..models.family import backbone_family, load_flow_backbone, rules
     from .flow import sample
     from .flow_editing import decode_clip
-    from .runs import write_json
+    from ..io.atomic import write_json
 
     t0 = time.time()
     if run is None and not model:
