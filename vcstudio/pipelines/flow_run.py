@@ -49,6 +49,38 @@ def _delta_config(cfg: TuneConfig, fingerprint: str) -> dict:
     return {**to_dict(cfg), "base_fingerprint": fingerprint}
 
 
+def _open_flow_run(run_dir, cfg: TuneConfig, frames: np.ndarray, fingerprint: str, r, bb,
+                   notes: list, method):
+    """The tune's run folder -> (RunFolder, the resume state or None): a checkpoint of the same
+    clip resumes, a finished run is refused; the config, the source clip and meta.json are
+    written before the first step."""
+    from ..io import clip_hash, write_mp4
+    from ..models.delta import load_tensors
+    from ..models.family import resolved
+
+    rf = RunFolder(Path(run_dir) if run_dir else new_run_dir())
+    rf.path.mkdir(parents=True, exist_ok=True)
+    resume = None
+    if rf.checkpoint_path.is_file():
+        if rf.meta().get("clip_hash") not in (None, clip_hash(frames)):
+            raise InputError(f"{rf.path} holds a checkpoint for a different clip; use a new "
+                             "--out.")
+        resume = load_tensors(rf.checkpoint_path)[0]
+    elif rf.delta_path.is_file():
+        raise InputError(f"{rf.path} already holds a tuned run; tune into a new --out.")
+    rf.save_config(cfg)
+    write_mp4(frames, rf.source_path)
+    rf.update_meta(clip_hash=clip_hash(frames), base_model=resolved(cfg.model),
+                   base_fingerprint=fingerprint,
+                   embedded_model=False, backbone=r.name, backbone_name=bb.name,
+                   versions=versions(), device=str(bb.device), seed=cfg.seed, status="running",
+                   n_frames=int(frames.shape[0]), height=int(frames.shape[1]),
+                   width=int(frames.shape[2]), method=cfg.method,
+                   inversion_prompt=cfg.inversion_prompt, notes=notes,
+                   method_summary=method.summary())
+    return rf, resume
+
+
 def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
               progress: ProgressFn = null_progress, cancel: Optional[CancelToken] = None,
               device: Optional[torch.device] = None, frames: Optional[np.ndarray] = None,
@@ -59,12 +91,10 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
     valid size) replaces reading the clip. The measured speeds go to ``calibration_dir``
     (default: the data folder)."""
     from .. import loadfactor
-    from ..io import clip_hash, write_mp4
     from ..methods.registry import get_flow_method
     from ..methods.dit import module_tensors
-    from ..models.delta import load_tensors, save_tensors
-    from ..models.family import (backbone_family, flow_fingerprint, load_flow_backbone,
-                                 resolved, rules)
+    from ..models.delta import save_tensors
+    from ..models.family import backbone_family, flow_fingerprint, load_flow_backbone, rules
     from .flow_clip import prepare_clip, read_flow_clip
     from .flow_tune import FlowTuneConfig, tune_lora
     from .tune import TuneResult
@@ -89,26 +119,7 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
     bb = load_flow_backbone(cfg.model, device, cfg.mixed_precision, cache)
     window = loadfactor.Window(bb.device)  # the machine's load while this tune runs
     fingerprint = flow_fingerprint(bb)
-    rf = RunFolder(Path(run_dir) if run_dir else new_run_dir())
-    rf.path.mkdir(parents=True, exist_ok=True)
-    resume = None
-    if rf.checkpoint_path.is_file():
-        if rf.meta().get("clip_hash") not in (None, clip_hash(frames)):
-            raise InputError(f"{rf.path} holds a checkpoint for a different clip; use a new "
-                             "--out.")
-        resume = load_tensors(rf.checkpoint_path)[0]
-    elif rf.delta_path.is_file():
-        raise InputError(f"{rf.path} already holds a tuned run; tune into a new --out.")
-    rf.save_config(cfg)
-    write_mp4(frames, rf.source_path)
-    rf.update_meta(clip_hash=clip_hash(frames), base_model=resolved(cfg.model),
-                   base_fingerprint=fingerprint,
-                   embedded_model=False, backbone=r.name, backbone_name=bb.name,
-                   versions=versions(), device=str(bb.device), seed=cfg.seed, status="running",
-                   n_frames=int(frames.shape[0]), height=int(frames.shape[1]),
-                   width=int(frames.shape[2]), method=cfg.method,
-                   inversion_prompt=cfg.inversion_prompt, notes=notes,
-                   method_summary=method.summary())
+    rf, resume = _open_flow_run(run_dir, cfg, frames, fingerprint, r, bb, notes, method)
     fcfg = FlowTuneConfig(steps=cfg.steps, lr=cfg.lr, lora_rank=cfg.lora_rank,
                           weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
                           gradient_checkpointing=cfg.gradient_checkpointing, seed=cfg.seed)
