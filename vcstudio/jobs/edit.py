@@ -13,7 +13,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..config import EditConfig, Limits, MAX_SAMPLING_STEPS
+from ..config import EditConfig, Limits, fps_setting
+from ..settings import check
 from . import validate as v
 
 # what the Edit tab scores each edit with (per frame, streamed in the plot)
@@ -25,7 +26,7 @@ class EditJobConfig:
     run: str = ""  # the tuned run folder, or hf://user/name (a pushed run)
     edit: EditConfig = field(default_factory=EditConfig)
     model: str = ""  # the base model to load the run onto ("" = the one it was tuned on)
-    fps: float = 8.0
+    fps: float = fps_setting(8.0, flag="--fps")
     metrics: tuple[str, ...] = ()  # scored after writing (e.g. STREAM_METRICS); () = none
 
 
@@ -41,28 +42,16 @@ class EditOutcome:
 
 
 def validate_edit(e: EditConfig, prefix: str = "") -> None:
-    from ..config import check_prompt
+    """The edit pipeline's one check of an EditConfig (pipelines/edit.validate_edit)."""
+    from ..pipelines.edit import validate_edit as check_edit
 
-    check_prompt(e.prompt, "edit prompt")  # empty, not UTF-8, too long: one line each
-    check_prompt(e.negative, "negative prompt", required=False)
-    v.whole(f"{prefix}steps (--steps)", e.steps, 1, MAX_SAMPLING_STEPS)
-    v.number(f"{prefix}guidance (--guidance)", e.guidance, 0, 50)
-    v.seed(f"{prefix}seed (--seed)", e.seed)
-    v.number(f"{prefix}eta", e.eta, 0, 1)
-    if e.control:
-        from ..control import validate_controls
-
-        validate_controls(e.control, f"{prefix}control (--control)")
-    if e.inversion_prompt is not None:
-        from .tune import check_inversion_prompt
-
-        check_inversion_prompt(e.inversion_prompt)
+    check_edit(e, prefix)
 
 
 def validate(cfg: EditJobConfig, limits: Limits) -> None:
     v.text("run (--run)", cfg.run, "give the run folder `vcstudio tune` printed")
     validate_edit(cfg.edit, "edit.")
-    v.number("fps (--fps)", cfg.fps, 0, 240, open_lo=True)
+    check(cfg, "fps", limits)
 
 
 def inversion_cached(rf, e: EditConfig) -> bool:

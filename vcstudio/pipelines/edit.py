@@ -10,11 +10,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..config import check_prompt, EditConfig, MAX_SAMPLING_STEPS
+from ..config import check_inversion_prompt, check_prompt, EditConfig
 from ..errors import InputError, OutOfMemoryError
 from ..io import write_gif, write_mp4
 from ..models.cache import ModelCache, default_cache
 from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..settings import check
 from ..models.encode import decode_to_frames, preview_strip
 from .tuned import TunedModel, inversion_latents, load_tuned
 
@@ -49,18 +50,19 @@ def edit_stem(cfg: EditConfig) -> str:
     return f"{_slug(cfg.prompt)[:40]}-s{cfg.seed}-{digest}"
 
 
-def validate_edit(cfg: EditConfig) -> None:
-    check_prompt(cfg.prompt, "edit prompt")
+def validate_edit(cfg: EditConfig, prefix: str = "") -> None:
+    """An edit's settings, each against its declared range (the edit job's validate step and
+    the pipeline's own check before loading anything): one-line errors naming the setting."""
+    check_prompt(cfg.prompt, "edit prompt")  # empty, not UTF-8, too long: one line each
     check_prompt(cfg.negative, "negative prompt", required=False)
-    if not 1 <= cfg.steps <= MAX_SAMPLING_STEPS:
-        raise InputError(f"Sampling steps must be within 1..{MAX_SAMPLING_STEPS}, got "
-                         f"{cfg.steps}.")
-    if not 0 <= cfg.guidance <= 50:
-        raise InputError(f"Guidance scale must be within 0..50, got {cfg.guidance}.")
+    for name in ("steps", "guidance", "seed", "eta"):
+        check(cfg, name, prefix=prefix)
     if cfg.control:
         from ..control import validate_controls
 
-        validate_controls(cfg.control, "control")
+        validate_controls(cfg.control, f"{prefix}control (--control)")
+    if cfg.inversion_prompt is not None:
+        check_inversion_prompt(cfg.inversion_prompt)
 
 
 def x0_preview_every(steps: int, n_previews: int = 6) -> int:

@@ -29,6 +29,7 @@ import torch
 from ..config import TuneConfig, check_prompt, to_dict
 from ..errors import InputError
 from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..settings import check
 from .runs import RunFolder, new_run_dir, versions, write_json
 
 CLIP_LATENTS = "clip-latents.safetensors"
@@ -56,10 +57,8 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
     from .tune import TuneResult
 
     check_prompt(cfg.data.prompt, "source prompt", hint="describe the clip, e.g. 'a man is skiing'")
-    if cfg.steps < 1:
-        raise InputError(f"Steps must be >= 1, got {cfg.steps}.")
-    if not 0 < cfg.lr < 1:
-        raise InputError(f"Learning rate {cfg.lr} is out of range (0, 1).")
+    check(cfg, "steps", limits)
+    check(cfg, "lr", limits)
     t0 = time.time()
     r = rules(backbone_family(cfg.model))
     if frames is None:  # read and fit the clip before the (slow) model load: fail fast

@@ -23,7 +23,8 @@ from typing import Any, Optional
 
 import torch
 
-from ..config import TuneConfig, load_run_config, read_text_file, save_yaml, to_dict
+from ..config import TuneConfig, read_text_file, save_yaml, to_dict
+from ..runs.tav_import import load_run_config
 from ..errors import InputError
 from ..io.atomic import atomic_path, write_json  # noqa: F401 (run folders' JSON writer)
 from ..paths import data_dir

@@ -23,13 +23,13 @@ from typing import Optional
 
 import torch
 
-from ..config import (TuneConfig, read_yaml, is_tuneavideo_config, read_tuneavideo,
-                      to_dict)
+from ..config import TuneConfig, read_yaml, to_dict
 from ..errors import InputError, VcsError
 from ..models.cache import ModelCache, default_cache
 from ..models.delta import save_tensors
 from ..models.tav import (inversion_file, is_tav_folder, map_state, ours, read_latents,
                           read_unet_state, split_2d)
+from ..runs.tav_import import is_tuneavideo_config, read_tuneavideo
 from .runs import RunFolder, versions
 
 def tav_config(folder: Path) -> tuple[TuneConfig, list[str]]:
