@@ -19,7 +19,7 @@ from typing import Any, Optional
 import yaml
 
 from .errors import InputError
-from .settings import MAX_SEED, Limits, setting  # noqa: F401  (Limits: config's name for it)
+from .settings import MAX_SEED, Limits, setting  # noqa: F401  (Limits: config's name too)
 
 # Tune-A-Video's trainable modules (its trainable_modules: attn1.to_q, attn2.to_q, attn_temp): the
 # query projections of both attentions + the temporal attention, its LayerNorm (norm_temp, ours
@@ -28,7 +28,9 @@ from .settings import MAX_SEED, Limits, setting  # noqa: F401  (Limits: config's
 DEFAULT_TRAINABLE = ("attn1.to_q", "attn2.to_q", "temporal.attn")
 GROUPNORM_MODES = ("clip", "frame")
 POSITIONS = ("center", "top", "bottom", "left", "right")  # DataConfig.crop (io/resize.py)
-RESIZE_MODES = ("crop", "pad")  # DataConfig.resize  # TuneConfig.groupnorm (models/groupnorm.py)
+RESIZE_MODES = ("crop", "pad")  # DataConfig.resize
+FUSIONS = ("uniform", "pyramid", "gaussian")  # LongConfig.fusion (pipelines/windows.py)
+PROMPT_MODES = ("majority", "interpolate")  # LongConfig.prompt_mode  # TuneConfig.groupnorm (models/groupnorm.py)
 # what a run config that predates a field was tuned with (load_run_config): per-frame GroupNorm,
 # frame positions on, and inversion under the source prompt
 LEGACY_RUN_DEFAULTS = {"groupnorm": "frame", "frame_positions": True,
@@ -392,14 +394,16 @@ class MaskConfig:
     video is generated from the fine-tuned model.
     """
 
-    method: str = setting("sam", choices=("sam", "grabcut"))  # grabcut: classical, labelled so
+    method: str = setting("sam", choices=("sam", "grabcut"), flag="--mask-method",
+                          help="grabcut = classical OpenCV fallback, no weights needed")
     fallback: bool = False  # sam without a checkpoint falls back to grabcut instead of failing
     sam_model: str = "vit_b"  # vit_b | vit_l | vit_h
     sam_checkpoint: str = ""  # "" = $VCSTUDIO_SAM_DIR/<official file name>
     point: Optional[tuple[float, float]] = None  # (x, y) on the foreground object
     box: Optional[tuple[float, float, float, float]] = None  # (x0, y0, x1, y1)
     n_candidates: int = setting(5, lo=1, hi="max_candidates", flag="--candidates",
-                                label="Candidates n", ui=(1, 8, 1))
+                                label="Candidates n", ui=(1, 8, 1),
+                                help="n candidate sets for eq. 11")
     k_step: int = 995
     w1: float = 1.0  # background weight of eq. 11
     w2: float = 1.0  # foreground weight of eq. 11
@@ -409,7 +413,9 @@ class MaskConfig:
     fusion_space: str = "latent"  # latent | x0 (fuse predicted x0, re-noise to step k)
     fg_index: int = 0  # the candidate whose foreground is kept
     tune_steps: int = setting(250, lo=0, hi="max_steps", hint=" (0 = no combined tuning)",
-                              flag="--tune-steps", ui=(0, 500, 10))
+                              flag="--tune-steps", ui=(0, 500, 10),
+                              help="combined tuning steps on the fused clip (0 = skip combined "
+                              "tuning)")
     tune_lr: float = 2e-6
     lambdas: tuple[float, float, float] = (1.0, 1.0, 0.5)
 
@@ -429,28 +435,37 @@ class LongConfig:
     frames: int = setting(120, lo=1, hi="max_long_frames", flag="--frames", label="Frames")
     window: int = setting(16, lo=1, hi=lambda obj, lim: obj.frames,
                           hint=" (at most the video's frames)", flag="--window",
-                          label="Window K", ui=(2, 32, 1))
+                          label="Window K", ui=(2, 32, 1), help="window length K in frames")
     stride: int = setting(8, lo=1, hi=lambda obj, lim: obj.window, hint=" (at most the window)",
-                          flag="--stride", label="Stride S", ui=(1, 32, 1))
-    fusion: str = setting("pyramid", choices=("uniform", "pyramid", "gaussian"), flag="--fusion",
-                          label="Fusion weights")
+                          flag="--stride", label="Stride S", ui=(1, 32, 1),
+                          help="stride S between windows (<= K)")
+    fusion: str = setting("pyramid", choices=FUSIONS, flag="--fusion", label="Fusion weights",
+                          help="per-position weights for fusing overlapping windows")
     fusion_sigma: Optional[float] = None
-    prompt_mode: str = "majority"  # majority | interpolate (blend embeddings at seams)
+    # majority | interpolate (blend embeddings at seams)
+    prompt_mode: str = setting("majority", choices=PROMPT_MODES, flag="--prompt-mode",
+                               help="window prompt: the segment with most frames, or a blend of "
+                               "the overlapping segments' embeddings")
     steps: int = sampling_steps(50, flag="--steps", label="Sampling steps", ui=(5, 100, 1))
     guidance: float = guidance_scale(12.5, flag="--guidance")
     seed: int = seed_setting(33, flag="--seed", label="Seed")
     negative: str = ""
     eta: float = 0.0
     # windows per U-Net call; 0 = as many as fit (halved on OOM)
-    batch_windows: int = setting(0, lo=0, hint=" (0 = as many as fit)", flag="--window-batch")
+    batch_windows: int = setting(0, lo=0, hint=" (0 = as many as fit)", flag="--window-batch",
+                                 help="windows denoised per U-Net call (0 = as many as memory "
+                                 "allows)")
     # square generation size; 0 = the tuned clip's (ignored when refine is set)
-    size: int = setting(0, lo=0, hi="max_side", hint=" (0 = the tuned clip's)", flag="--size")
+    size: int = setting(0, lo=0, hi="max_side", hint=" (0 = the tuned clip's)", flag="--size",
+                        help="square size to generate at (default: the tuned clip's; --refine "
+                        "wins)")
     masks: bool = False
     mask: MaskConfig = field(default_factory=MaskConfig)
     refine: tuple[int, ...] = ()  # sizes low -> high, e.g. (256, 512)
     refine_strength: float = 0.5
     # latent (upsample latents) | pixel (decode-resize-encode)
-    refine_mode: str = setting("latent", choices=("latent", "pixel"))
+    refine_mode: str = setting("latent", choices=("latent", "pixel"), flag="--refine-mode",
+                               help="upsample the latents, or decode-resize-encode the frames")
     fps: float = fps_setting(8.0, flag="--fps")
     decode_chunk: int = setting(8, lo=1)  # frames per VAE decode call
     out: str = ""  # output mp4; "" = RUN/long/<prompt>-s<seed>-<frames>f.mp4

@@ -17,6 +17,14 @@ def add_json_arg(p, what: str = "the results") -> None:
                    help=f"write {what} as JSON to PATH (stdout without one)")
 
 
+def add_setting_flags(p, cls, *names: str) -> None:
+    """:func:`add_setting_flag` for each of ``names``, defaulting to the config's values."""
+    from ..settings import default_of
+
+    for name in names:
+        add_setting_flag(p, cls, name, default=default_of(cls, name))
+
+
 def add_setting_flag(p, cls, name: str, flag: str = "", **kw):
     """A flag made from a config field's declaration (vcstudio/settings.py): its flag name,
     type, choices and help. Not given, it reads None (the config's own value stays); a switch

@@ -110,7 +110,7 @@ def check_family(cfg: TuneConfig) -> None:
         if cfg.control:
             raise InputError(f"Structure conditions (--control) run on Stable Diffusion only; "
                              f"tune this {r.label} model without them.")
-        check(cfg, "lora_rank", limits)
+        check(cfg, "lora_rank")
 
 
 def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..config import check_inversion_prompt, check_prompt, EditConfig
-from ..errors import InputError, OutOfMemoryError
+from ..errors import OutOfMemoryError
 from ..io import write_gif, write_mp4
 from ..models.cache import ModelCache, default_cache
 from ..progress import CancelToken, Event, ProgressFn, null_progress
