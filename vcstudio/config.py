@@ -26,11 +26,11 @@ from .settings import MAX_SEED, Limits, setting  # noqa: F401  (Limits: config's
 # "temporal.norm") frozen as there. "temporal.attn" / "temporal" name either route's temporal
 # layers: on the AnimateDiff route they select the motion modules.
 DEFAULT_TRAINABLE = ("attn1.to_q", "attn2.to_q", "temporal.attn")
-GROUPNORM_MODES = ("clip", "frame")
+GROUPNORM_MODES = ("clip", "frame")  # TuneConfig.groupnorm (models/groupnorm.py)
 POSITIONS = ("center", "top", "bottom", "left", "right")  # DataConfig.crop (io/resize.py)
 RESIZE_MODES = ("crop", "pad")  # DataConfig.resize
 FUSIONS = ("uniform", "pyramid", "gaussian")  # LongConfig.fusion (pipelines/windows.py)
-PROMPT_MODES = ("majority", "interpolate")  # LongConfig.prompt_mode  # TuneConfig.groupnorm (models/groupnorm.py)
+PROMPT_MODES = ("majority", "interpolate")  # LongConfig.prompt_mode
 # what a run config that predates a field was tuned with (load_run_config): per-frame GroupNorm,
 # frame positions on, and inversion under the source prompt
 LEGACY_RUN_DEFAULTS = {"groupnorm": "frame", "frame_positions": True,
