@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from vcstudio.config import APLAConfig, DataConfig, DCTConfig, EditConfig, LongConfig, TuneConfig
+from vcstudio.config import DataConfig, EditConfig, LongConfig, TuneConfig
+from vcstudio.methods.apla import APLAConfig
+from vcstudio.methods.dct import DCTConfig
 from vcstudio.device import precision_for
 from vcstudio.errors import InputError, ModelNotFoundError
 from vcstudio.models.cache import ModelCache

@@ -8,8 +8,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vcstudio.config import APLAConfig, DataConfig, EditConfig, TuneConfig
+from vcstudio.config import DataConfig, EditConfig, TuneConfig
 from vcstudio.device import precision_for
+from vcstudio.methods.apla import APLAConfig
 from vcstudio.errors import InputError
 from vcstudio.methods.apla import TABLE3, APLAMethod, vgt_ratio
 from vcstudio.methods.base import StepState
@@ -356,7 +357,7 @@ def test_apla_plus_dct_stacks_both_methods_parts(base):
     """apla+dct: VGT + discriminator + MS-Adapters in one model, APLA's hyper-loss as the
     denoising loss, DCT's consistency and APLA's adversarial terms both added, both after-step
     logs, both resume states."""
-    from vcstudio.config import DCTConfig
+    from vcstudio.methods.dct import DCTConfig
     from vcstudio.methods.compose import ComposedMethod
     from vcstudio.methods.registry import get_method
 

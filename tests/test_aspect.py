@@ -3,8 +3,9 @@ clip's aspect, and a preview that is exactly what tuning sees."""
 import numpy as np
 import pytest
 
-from vcstudio.config import DataConfig, TuneConfig, load_tune_config, save_yaml
+from vcstudio.config import DataConfig, TuneConfig, save_yaml
 from vcstudio.errors import InputError
+from vcstudio.runs.tav_import import load_tune_config
 from vcstudio.io import (check_size, clip_hash, default_size, load_clip, preview_clip,
                          resize_frames, write_frames)
 from vcstudio.io.synthetic import moving_shape_clip

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from vcstudio.config import DataConfig, DCTConfig, EditConfig, TuneConfig
+from vcstudio.config import DataConfig, EditConfig, TuneConfig
 from vcstudio.methods.clws import CLWS_NAMES, make_clws
+from vcstudio.methods.dct import DCTConfig
 from vcstudio.methods.freq_loss import freq_distance, low_frequency_share
 from vcstudio.models.adapter import MSAdapter, install_ms_adapters
 

@@ -202,7 +202,8 @@ def test_frame_positions_option_and_default_trainables(base):
 def test_runs_without_the_fields_load_as_they_were_tuned(tmp_path):
     import yaml
 
-    from vcstudio.config import TuneConfig, load_run_config, load_tune_config, to_dict
+    from vcstudio.config import TuneConfig, to_dict
+    from vcstudio.runs.tav_import import load_run_config, load_tune_config
 
     d = to_dict(TuneConfig())
     assert d["groupnorm"] == "clip" and d["frame_positions"] is False

@@ -123,7 +123,8 @@ def test_no_import_cycles_through_methods_jobs_session_store_cli():
 
 
 def test_methods_own_their_presets_cost_and_loss_ownership():
-    from vcstudio.config import FgBgConfig, TuneConfig
+    from vcstudio.config import TuneConfig
+    from vcstudio.methods.fgbg_method import FgBgConfig
     from vcstudio.methods import registry
 
     presets = registry.presets()

@@ -325,7 +325,7 @@ def _step_state(base, model, masks_shape=(8, 64, 64)):
 def test_fgbg_method_all_foreground_equals_plain_loss(base, model, tmp_path):
     from PIL import Image
 
-    from vcstudio.config import FgBgConfig
+    from vcstudio.methods.fgbg_method import FgBgConfig
     from vcstudio.methods.base import TuneMethod
     from vcstudio.methods.fgbg_method import FgBgMethod, load_mask_file
     from vcstudio.methods.registry import get_method

@@ -396,7 +396,8 @@ def test_edit_tab_opens_a_tav_folder_and_edits_it(tav_dir, tmp_path):
 def test_tav_config_notes_and_wrong_kinds(tmp_path):
     import yaml
 
-    from vcstudio.config import read_yaml, read_tuneavideo
+    from vcstudio.config import read_yaml
+    from vcstudio.runs.tav_import import read_tuneavideo
     from vcstudio.errors import InputError
 
     p = tav_yaml(tmp_path, adam_epsilon="1e-08", resume_from_checkpoint=None,

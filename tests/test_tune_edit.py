@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from vcstudio.config import DataConfig, EditConfig, TuneConfig, load_tune_config
+from vcstudio.config import DataConfig, EditConfig, TuneConfig
 from vcstudio.errors import InputError
+from vcstudio.runs.tav_import import load_tune_config
 from vcstudio.io import read_video, write_mp4
 from vcstudio.models.cache import ModelCache
 from vcstudio.pipelines.edit import edit, edit_frames

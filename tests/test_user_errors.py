@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from vcstudio.config import (DataConfig, EditConfig, TuneConfig, check_prompt, load_tune_config,
-                             to_dict)
+from vcstudio.config import DataConfig, EditConfig, TuneConfig, check_prompt, to_dict
+from vcstudio.runs.tav_import import load_tune_config
 from vcstudio.errors import InputError
 from vcstudio.io import write_mp4
 from vcstudio.io.synthetic import moving_shape_clip

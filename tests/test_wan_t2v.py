@@ -148,7 +148,8 @@ def test_flowedit_same_prompt_returns_the_clip(tiny_wan_t2v, clip):
 
 
 def test_dct_and_apla_on_the_dit(tiny_wan_t2v, clip):
-    from vcstudio.config import DataConfig, DCTConfig, TuneConfig
+    from vcstudio.config import DataConfig, TuneConfig
+    from vcstudio.methods.dct import DCTConfig
     from vcstudio.methods.clws import make_clws
     from vcstudio.methods.dct import DCTMethod
     from vcstudio.methods.dit import (MS_ADAPTER_ON_DIT, clws_weights, dct_consistency,

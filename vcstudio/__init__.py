@@ -8,8 +8,7 @@ import os as _os
 # torch loads, so only where vcstudio is imported first (the CLI, the app); an explicit
 # OMP_WAIT_POLICY wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-from .config import (APLAConfig, DataConfig, DCTConfig, EditConfig, FgBgConfig, Limits,
-                     LongConfig, MaskConfig, TuneConfig)
+from .config import DataConfig, EditConfig, Limits, LongConfig, MaskConfig, TuneConfig
 from .errors import VcsError
 
 __version__ = "0.1.0"
@@ -18,7 +17,16 @@ __all__ = ["APLAConfig", "DataConfig", "DCTConfig", "EditConfig", "FgBgConfig", 
            "__version__"]
 
 
+# each method's config section is the method's own (methods/<name>.py); read when asked for
+_METHOD_CONFIGS = {"DCTConfig": "dct", "APLAConfig": "apla", "FgBgConfig": "fgbg_method"}
+
+
 def __getattr__(name: str):
+    if name in _METHOD_CONFIGS:
+        import importlib
+
+        return getattr(importlib.import_module(f".methods.{_METHOD_CONFIGS[name]}", __name__),
+                       name)
     # the diffusers pipeline loads diffusers: only when asked for, so `import vcstudio` stays light
     if name == "VideoEditPipeline":
         from .pipelines.video_pipeline import VideoEditPipeline

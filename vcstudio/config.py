@@ -1,11 +1,17 @@
 """Dataclasses for every job, loaded from / saved to YAML.
 
-Tune-A-Video's own YAML configs (pretrained_model_path, train_data, validation_data, ...) load
-as-is through :func:`load_tune_config`, which recognises their keys.
+Every setting a user sets declares its range, choices and help once, on its field
+(:func:`vcstudio.settings.setting`); the jobs' validators, the pipelines' input checks, the CLI's
+flags and the UI's widgets read them from there. Each tuning method's own section (``dct``,
+``apla``, ``fgbg``) is the method's (methods/<name>.py), registered here by the method registry
+(:func:`register_section`). Tune-A-Video's own YAML configs load through
+vcstudio/runs/tav_import.py.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import sys
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -13,38 +19,22 @@ from typing import Any, Optional
 import yaml
 
 from .errors import InputError
+from .settings import MAX_SEED, Limits, setting  # noqa: F401  (Limits: config's name too)
 
 # Tune-A-Video's trainable modules (its trainable_modules: attn1.to_q, attn2.to_q, attn_temp): the
 # query projections of both attentions + the temporal attention, its LayerNorm (norm_temp, ours
 # "temporal.norm") frozen as there. "temporal.attn" / "temporal" name either route's temporal
 # layers: on the AnimateDiff route they select the motion modules.
 DEFAULT_TRAINABLE = ("attn1.to_q", "attn2.to_q", "temporal.attn")
-# Tune-A-Video module names -> ours (its attn_temp / norm_temp are our temporal.attn / .norm)
-TAV_MODULE_NAMES = {"attn_temp": "temporal.attn", "norm_temp": "temporal.norm"}
 GROUPNORM_MODES = ("clip", "frame")  # TuneConfig.groupnorm (models/groupnorm.py)
+POSITIONS = ("center", "top", "bottom", "left", "right")  # DataConfig.crop (io/resize.py)
+RESIZE_MODES = ("crop", "pad")  # DataConfig.resize
+FUSIONS = ("uniform", "pyramid", "gaussian")  # LongConfig.fusion (pipelines/windows.py)
+PROMPT_MODES = ("majority", "interpolate")  # LongConfig.prompt_mode
 # what a run config that predates a field was tuned with (load_run_config): per-frame GroupNorm,
 # frame positions on, and inversion under the source prompt
 LEGACY_RUN_DEFAULTS = {"groupnorm": "frame", "frame_positions": True,
                        "inversion_prompt": "source"}
-
-
-@dataclass
-class Limits:
-    """Bounds on user input; a Space lowers them for its hardware."""
-
-    max_frames: int = 128
-    max_side: int = 1024
-    min_side: int = 16
-    max_source_frames: int = 20000
-    max_upload_mb: float = 200.0
-    max_steps: int = 5000
-    max_long_frames: int = 10000  # length of a long video (co-denoised windows)
-    # fan-out: how many things one request may start, checked before any of them runs
-    max_variants: int = 64  # compare: distinct variants + tuned runs (duplicates count once)
-    max_sweep_cells: int = 4096  # a sweep's grid, even with --yes (counted before it is built)
-    max_windows: int = 1000  # long video: co-denoised windows
-    max_candidates: int = 16  # long video: candidate clips at step k (masks + fusion)
-    max_hub_run_mb: float = 8192.0  # open_hub: a pushed run's download
 
 
 # the most sampling / inversion / preview steps any sampler takes: the training schedule's
@@ -52,6 +42,27 @@ class Limits:
 TRAIN_TIMESTEPS = 1000
 MAX_SAMPLING_STEPS = TRAIN_TIMESTEPS
 MAX_PROMPT_CHARS = 10000  # far past CLIP's 77 tokens; bounds what a client can send
+MAX_GUIDANCE = 50.0  # classifier-free guidance scales past this only burn the frames
+MAX_FPS = 240.0
+
+
+# the shared declarations: one range for every sampling-step count, guidance scale, seed and fps
+def sampling_steps(default: int, **kw) -> Any:
+    """Sampling / inversion steps: 1..MAX_SAMPLING_STEPS."""
+    return setting(default, lo=1, hi=MAX_SAMPLING_STEPS, **kw)
+
+
+def guidance_scale(default: float, **kw) -> Any:
+    """A classifier-free guidance scale: [0, MAX_GUIDANCE] (see :func:`guided_passes`)."""
+    return setting(default, lo=0, hi=MAX_GUIDANCE, **kw)
+
+
+def seed_setting(default: int = 33, **kw) -> Any:
+    return setting(default, lo=0, hi=MAX_SEED, **kw)
+
+
+def fps_setting(default: float = 8.0, **kw) -> Any:
+    return setting(default, lo=0, hi=MAX_FPS, open_lo=True, **kw)
 
 
 def check_prompt(text: Optional[str], what: str = "prompt", required: bool = True,
@@ -92,107 +103,24 @@ class DataConfig:
 
     video_path: str = ""
     prompt: str = ""
-    n_frames: int = 24
-    start: int = 0
-    stride: int = 2
+    n_frames: int = setting(24, lo=1, hi="max_frames", flag="--frames", label="Frames",
+                            help="frames sampled from the clip")
+    start: int = setting(0, lo=0, hi=lambda obj, lim: lim.max_source_frames - 1,
+                         flag="--start", label="Start frame", help="the clip's first frame used")
+    stride: int = setting(2, lo=1, hi="max_source_frames", flag="--stride", label="Stride",
+                          ui=(1, 8, 1), help="take every n-th frame of the clip")
     width: int = 512
     height: int = 512
     # the long side when width and/or height are 0: the other side follows the clip's aspect,
     # rounded to the model's multiple (the app's rule: a 480x240 clip at 64 -> 64x32); 0 with
     # width and height 0 = the model's native size as the long side
     size: int = 0
-    resize: str = "crop"  # "crop" (cut the excess) or "pad" (letterbox); never stretch
-    crop: str = "center"  # center | top | bottom | left | right: the part kept (crop), or where
-    #                       the frame sits (pad); see vcstudio/io/resize.py
-
-
-@dataclass
-class DCTConfig:
-    """Dual Consistency Training switches (DCT paper, Table 3 ablations; Table 2 CLWS).
-
-    The consistency losses need a gradient path (DESIGN "Method notes"): at each active step the
-    predicted clean latents x0 of ``frames_per_step`` random frames are decoded by the VAE at
-    ``decode_size`` (the latents are resized first: decode memory grows with its pixels), fed to
-    CLIP and the texture net, and compared in the frequency domain with the same features of the
-    real clip (eq. 10), weighted by CLWS (eq. 11). The defaults keep that cost small next to a
-    24-frame 512x512 step: 2 frames at 256 px decode ~1/48 of the clip's pixels.
-
-    Stepwise (the paper says the training is "stepwise"/"progressive" and gives no numbers): the
-    consistency losses start after ``warmup`` x steps (the temporal layers and adapters first
-    learn the clip by denoising alone) and only at timesteps t < ``t_max``: x0 predicted at
-    very noisy t is a blur whose decode carries little semantics or texture, and its gradient
-    through x0 = (x_t - sqrt(1 - a) eps) / sqrt(a) grows like 1/sqrt(a) (x15 at t = 999).
-    """
-
-    adapter: bool = True
-    semantic: bool = True
-    texture: bool = True
-    clws: str = "mul-fourier"  # mul-fourier | fourier | exponential | gaussian | linear | constant
-    lam: float = 0.1  # total = denoise + lam * L_consistency
-    adapter_ratios: tuple[float, float] = (0.25, 0.0625)  # bottleneck widths / block width (eq. 5)
-    adapter_sites: tuple[str, ...] = ("attn1", "ff")  # after spatial attention, beside the FF
-    clip_model: str = "ViT-B-32"  # any open_clip architecture, or a full spec (models/clip.py)
-    clip_pretrained: str = "openai"  # open_clip tag; "random" for benchmarks/tests
-    texture_model: str = "vgg19"  # or "efficientnet-lite0" (offline stand-in, labelled so)
-    vgg_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
-    random_feature_weights: bool = False  # texture net with random weights: benchmarks/tests only
-    frames_per_step: int = 2  # random subset of frames decoded per step (0 = all)
-    decode_size: int = 256  # short side the predicted frames are decoded at (0 = full size)
-    target: str = "decoded"  # "decoded": real clip latents through the same decode; "frames"
-    phase_weight: float = 1.0  # phase vs amplitude term of eq. 10 split by eq. 7 (1 = eq. 10)
-    clws_scales: tuple[int, ...] = (1, 2, 4)  # mul-fourier downsampling factors s (eq. 6)
-    clws_cutoff: float = 0.5  # low/high frequency split, share of Nyquist
-    warmup: float = 0.1  # consistency losses start after this share of steps
-    t_max: int = 600  # and only for timesteps t < t_max (1000 = all)
-
-
-@dataclass
-class APLAConfig:
-    """APLA switches (APLA paper, Table 3 ablations)."""
-
-    vgt: str = "pure"  # pure | hyper | none
-    discriminator: bool = True
-    hyper_loss: bool = True
-    alpha: float = 1.0  # MSE weight (eq. 18)
-    beta: float = 0.5  # L1 weight
-    gamma: float = 0.1  # perceptual weight
-    lam: float = 0.05  # adversarial weight lambda (eq. 20)
-    # "" = the vgt_* sizes below; "small" or "paper" (D 768, 4+4 layers, 60.5M Pure / 97.1M
-    # Hyper) replace vgt_dim, vgt_layers, vgt_temporal_layers, vgt_heads and vgt_patch
-    vgt_preset: str = ""
-    vgt_dim: int = 256
-    vgt_layers: int = 2  # spatial decoder layers (L)
-    vgt_temporal_layers: int = 2  # temporal decoder layers (M)
-    vgt_heads: int = 4
-    vgt_patch: int = 2
-    vgt_mlp_ratio: float = 4.0
-    vgt_mask: bool = True  # False = the paper's "-EN" encoder variant (no attention masks)
-    perceptual: str = "auto"  # auto (vgg19 if its weights are at hand, else efficientnet-lite0)
-    perceptual_layers: tuple[str, ...] = ()  # () = the encoder's first three taps
-    perceptual_random_weights: bool = False  # benchmarks only: speed does not depend on weights
-    disc_lr: float = 1e-4
-    disc_betas: tuple[float, float] = (0.5, 0.999)
-
-
-@dataclass
-class FgBgConfig:
-    """Combined tuning (consistency-tuning paper, sec. 3.3): the fg/bg-weighted loss of eq. 20 on
-    the fused clip.
-
-    ``masks``: a file with the clip's foreground masks, bool/uint8 (F, H, W) at frame resolution
-    (.npy, .npz with a ``masks`` array, or a folder of PNGs); they are brought to latent
-    resolution when tuning. ``base_method`` is the method whose modules and extra losses are kept
-    (the run being fine-tuned was tuned with it). The paper's lr 2e-6 / 250 steps are the
-    defaults of ``vcstudio long --masks`` and of ``vcstudio tune --method fgbg``.
-    """
-
-    masks: str = ""
-    l1: float = 1.0  # lambda_1: plain denoising loss L
-    l2: float = 1.0  # lambda_2: foreground L_fg
-    l3: float = 0.5  # lambda_3: background L_bg
-    reduction: str = "all"  # all | masked (see methods/fgbg.py)
-    threshold: Optional[float] = None  # binarise the latent masks at this value (None = soft)
-    base_method: str = "baseline"
+    resize: str = setting("crop", choices=RESIZE_MODES, flag="--resize", label="Fit",
+                          help="crop (cut the excess) or pad (letterbox); never stretch")
+    crop: str = setting("center", choices=POSITIONS,
+                        flag="--crop", label="Position",
+                        help="the part of the frame kept (crop), or where it sits (pad); see "
+                        "vcstudio/io/resize.py")
 
 
 @dataclass
@@ -230,9 +158,9 @@ class ValidationConfig:
     ``RUN/samples/sample-<step>/<prompt>.gif`` (Tune-A-Video's layout), listed in meta.json."""
 
     prompts: tuple[str, ...] = ()
-    every: int = 0
-    steps: int = 50
-    guidance: float = 12.5
+    every: int = setting(0, lo=0, hint=" (0 = at the end only)", flag="validation_steps")
+    steps: int = sampling_steps(50, flag="num_inference_steps")
+    guidance: float = guidance_scale(12.5, flag="guidance_scale")
     use_inversion: bool = True
     fps: float = 8.0
 
@@ -246,42 +174,123 @@ class TuneConfig:
     method: str = "baseline"  # baseline | dct | apla
     # "vcstudio": zero-init temporal attention after each transformer block; "animatediff":
     # diffusers' UNetMotionModel.from_unet2d with a MotionAdapter (models/motion.py)
-    temporal: str = "vcstudio"
+    temporal: str = setting("vcstudio", choices=("vcstudio", "animatediff"), flag="--temporal",
+                            help="temporal layers: vcstudio's zero-init temporal attention "
+                            "(default) or AnimateDiff's motion modules (diffusers' "
+                            "UNetMotionModel)")
     motion_adapter: str = ""  # animatediff: hub id or folder; "" = fresh (identity) motion modules
     # vcstudio route: "clip" = ResNet GroupNorm statistics over all frames of the clip, as
     # Tune-A-Video's inflated ResNets compute them; "frame" = per frame (models/groupnorm.py)
-    groupnorm: str = "clip"
+    groupnorm: str = setting("clip", choices=GROUPNORM_MODES)
     frame_positions: bool = False  # sinusoidal frame positions in temporal attention (TAV: none)
-    steps: int = 500
-    lr: float = 3e-5
-    seed: int = 33
-    batch_size: int = 1
+    steps: int = setting(500, lo=1, hi="max_steps", flag="--steps", label="Tuning steps",
+                         ui=(10, "max_steps", 10))
+    lr: float = setting(3e-5, lo=0, hi=1, open_lo=True, open_hi=True, flag="--lr",
+                        label="Learning rate")
+    seed: int = seed_setting(33, flag="--seed", label="Seed")
+    batch_size: int = setting(1, lo=1, hi=64)
     trainable: tuple[str, ...] = DEFAULT_TRAINABLE
     mixed_precision: str = "auto"  # auto | bf16 | fp16 | no
     gradient_checkpointing: bool = True
     compile: str = "auto"  # auto (CUDA only) | yes | no: torch.compile the U-Net
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = setting(1.0, lo=0, open_lo=True)
     adam_betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 1e-2
-    checkpoint_every: int = 100
-    preview_every: int = 0  # 0 = no previews
-    preview_steps: int = 20
-    inversion_steps: int = 50
+    checkpoint_every: int = setting(100, lo=0, hint=" (0 = no checkpoints)",
+                                    flag="--checkpoint-every")
+    preview_every: int = setting(0, lo=0, hint=" (0 = no previews)")
+    preview_steps: int = sampling_steps(20)
+    inversion_steps: int = sampling_steps(50, flag="--inversion-steps",
+                                          help="DDIM inversion steps after tuning (default 50; "
+                                          "edits at another step count invert again)")
     inversion_fixed_point: int = 0  # extra noise re-evaluations per inversion step (invert.py)
     # the prompt the clip is DDIM-inverted under: "" = the empty prompt (Tune-A-Video inverts
     # with prompt=""), "source" = the tuning prompt (data.prompt), any other text = that text
     inversion_prompt: str = ""
-    dct: DCTConfig = field(default_factory=DCTConfig)
-    apla: APLAConfig = field(default_factory=APLAConfig)
-    fgbg: FgBgConfig = field(default_factory=FgBgConfig)
+    # the tuning methods' own sections (cfg.dct, cfg.apla, cfg.fgbg, ...: see register_section)
+    sections: dict = field(default_factory=lambda: {n: c() for n, c in _sections().items()},
+                           repr=False)
     init_from: str = ""  # a run folder whose delta initialises the trainable tensors
     # a video DiT (Wan2.1) tunes LoRA on its attention (q, k, v, out) instead of the U-Net's
     # trainables above: its rank (alpha = rank); unused on Stable Diffusion
-    lora_rank: int = 16
+    lora_rank: int = setting(16, lo=1, hi=1024, flag="--lora-rank",
+                             help="Wan2.1: the LoRA's rank on the transformer's attention "
+                             "(default 16)")
     # structure conditions while tuning (seed 001 tunes with a T2I-Adapter fed pose frames);
     # frozen, they only shape what the trainable tensors learn
     control: list[ControlConfig] = field(default_factory=list)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+
+    # a method's section reads and writes as an attribute (cfg.dct.clws); TuneConfig(dct=...)
+    # and dataclasses.replace(cfg, dct=...) take it as a keyword (see _init_with_sections)
+    def __getattr__(self, name: str):
+        if not name.startswith("__"):
+            secs = self.__dict__.get("sections")
+            if secs is not None:
+                if name in secs:
+                    return secs[name]
+                cls = _sections().get(name)
+                if cls is not None:  # a method registered after this config was made
+                    secs[name] = cls()
+                    return secs[name]
+        raise AttributeError(f"TuneConfig has no setting or method section {name!r}")
+
+    def __setattr__(self, name: str, value) -> None:
+        if name != "sections" and name in _sections():
+            self.sections[name] = value
+        else:
+            object.__setattr__(self, name, value)
+
+
+# ----------------------------------------------------------------------------- method sections
+# Each tuning method owns its config section (DCTConfig in methods/dct.py, APLAConfig in
+# methods/apla.py, FgBgConfig in methods/fgbg_method.py, ...); the method registry
+# (methods/registry.py) registers it here under the method's name. A TuneConfig holds one of each
+# registered section and saves it as a top-level key of its YAML (``dct: {...}``), as run
+# folders always held them. config.py imports no method: the registry is found by name the first
+# time a section is asked for (as a plugin table is), and registers the built-in methods then.
+_SECTIONS: dict[str, type] = {}
+_METHOD_REGISTRY = "vcstudio.methods.registry"
+
+
+def _sections() -> dict[str, type]:
+    if _METHOD_REGISTRY not in sys.modules:
+        importlib.import_module(_METHOD_REGISTRY)
+    return _SECTIONS
+
+
+def register_section(name: str, cls: type) -> None:
+    """Make ``cls`` (a dataclass of a method's settings) the TuneConfig section ``name``."""
+    if name in {f.name for f in fields(TuneConfig)}:
+        raise ValueError(f"{name!r} is a TuneConfig setting, not a free section name")
+    _SECTIONS[name] = cls
+
+
+def unregister_section(name: str) -> None:
+    _SECTIONS.pop(name, None)
+
+
+def section_classes() -> dict[str, type]:
+    """The registered method sections by name, in registration order."""
+    return dict(_sections())
+
+
+def _init_with_sections(cls):
+    init = cls.__init__
+
+    def __init__(self, *args, **kwargs):
+        table = _sections()
+        given = {k: kwargs.pop(k) for k in list(kwargs) if k in table}
+        init(self, *args, **kwargs)
+        # a copy: dataclasses.replace hands the old config's dict in
+        object.__setattr__(self, "sections", {**self.sections, **given})
+
+    __init__.__doc__ = init.__doc__
+    cls.__init__ = __init__
+    return cls
+
+
+_init_with_sections(TuneConfig)
 
 
 def guided_passes(guidance: float) -> int:
@@ -297,11 +306,12 @@ class EditConfig:
 
     prompt: str = ""
     negative: str = ""
-    steps: int = 50
-    guidance: float = 12.5
-    seed: int = 33
+    steps: int = sampling_steps(50, flag="--steps", label="Sampling steps", ui=(5, 100, 1))
+    guidance: float = guidance_scale(12.5, flag="--guidance", label="Guidance",
+                                     ui=(1, 20, 0.5))
+    seed: int = seed_setting(33, flag="--seed", label="Seed")
     use_inversion: bool = True
-    eta: float = 0.0
+    eta: float = setting(0.0, lo=0, hi=1)
     control: list[ControlConfig] = field(default_factory=list)  # structure conditions
     # the inversion's prompt for this edit ("", "source" or text, as TuneConfig.inversion_prompt);
     # None = the run's own setting
@@ -320,14 +330,14 @@ class FlowEditConfig:
                                                                 height=0))
     prompt: str = ""  # the target: what the edit should show
     negative: str = ""
-    steps: int = 50  # N
+    steps: int = sampling_steps(50, flag="--steps")  # N
     n_max: int = 0  # steps taken, from the N-th noise level down; 0 = 2/3 of N (paper: 33/50)
     n_min: int = 0  # the last n_min steps sample plainly under the target
-    n_avg: int = 1  # noises averaged per step
-    source_guidance: float = 3.5
-    target_guidance: float = 7.0
-    seed: int = 33
-    fps: float = 8.0
+    n_avg: int = setting(1, lo=1, hi=16)  # noises averaged per step
+    source_guidance: float = guidance_scale(3.5)
+    target_guidance: float = guidance_scale(7.0)
+    seed: int = seed_setting(33, flag="--seed")
+    fps: float = fps_setting(8.0, flag="--fps")
     metrics: tuple[str, ...] = ()
 
 
@@ -375,13 +385,16 @@ class MaskConfig:
     video is generated from the fine-tuned model.
     """
 
-    method: str = "sam"  # sam | grabcut (classical fallback, labelled as such)
+    method: str = setting("sam", choices=("sam", "grabcut"), flag="--mask-method",
+                          help="grabcut = classical OpenCV fallback, no weights needed")
     fallback: bool = False  # sam without a checkpoint falls back to grabcut instead of failing
     sam_model: str = "vit_b"  # vit_b | vit_l | vit_h
     sam_checkpoint: str = ""  # "" = $VCSTUDIO_SAM_DIR/<official file name>
     point: Optional[tuple[float, float]] = None  # (x, y) on the foreground object
     box: Optional[tuple[float, float, float, float]] = None  # (x0, y0, x1, y1)
-    n_candidates: int = 5
+    n_candidates: int = setting(5, lo=1, hi="max_candidates", flag="--candidates",
+                                label="Candidates n", ui=(1, 8, 1),
+                                help="n candidate sets for eq. 11")
     k_step: int = 995
     w1: float = 1.0  # background weight of eq. 11
     w2: float = 1.0  # foreground weight of eq. 11
@@ -390,7 +403,10 @@ class MaskConfig:
     fusion_mode: str = "paper"
     fusion_space: str = "latent"  # latent | x0 (fuse predicted x0, re-noise to step k)
     fg_index: int = 0  # the candidate whose foreground is kept
-    tune_steps: int = 250
+    tune_steps: int = setting(250, lo=0, hi="max_steps", hint=" (0 = no combined tuning)",
+                              flag="--tune-steps", ui=(0, 500, 10),
+                              help="combined tuning steps on the fused clip (0 = skip combined "
+                              "tuning)")
     tune_lr: float = 2e-6
     lambdas: tuple[float, float, float] = (1.0, 1.0, 0.5)
 
@@ -407,26 +423,42 @@ class LongConfig:
     prompts: list[str] = field(default_factory=list)
     story: str = ""
     segments: list[dict] = field(default_factory=list)
-    frames: int = 120
-    window: int = 16
-    stride: int = 8
-    fusion: str = "pyramid"  # uniform | pyramid | gaussian (CLI, API and app alike)
+    frames: int = setting(120, lo=1, hi="max_long_frames", flag="--frames", label="Frames")
+    window: int = setting(16, lo=1, hi=lambda obj, lim: obj.frames,
+                          hint=" (at most the video's frames)", flag="--window",
+                          label="Window K", ui=(2, 32, 1), help="window length K in frames")
+    stride: int = setting(8, lo=1, hi=lambda obj, lim: obj.window, hint=" (at most the window)",
+                          flag="--stride", label="Stride S", ui=(1, 32, 1),
+                          help="stride S between windows (<= K)")
+    fusion: str = setting("pyramid", choices=FUSIONS, flag="--fusion", label="Fusion weights",
+                          help="per-position weights for fusing overlapping windows")
     fusion_sigma: Optional[float] = None
-    prompt_mode: str = "majority"  # majority | interpolate (blend embeddings at seams)
-    steps: int = 50
-    guidance: float = 12.5
-    seed: int = 33
+    # majority | interpolate (blend embeddings at seams)
+    prompt_mode: str = setting("majority", choices=PROMPT_MODES, flag="--prompt-mode",
+                               help="window prompt: the segment with most frames, or a blend of "
+                               "the overlapping segments' embeddings")
+    steps: int = sampling_steps(50, flag="--steps", label="Sampling steps", ui=(5, 100, 1))
+    guidance: float = guidance_scale(12.5, flag="--guidance")
+    seed: int = seed_setting(33, flag="--seed", label="Seed")
     negative: str = ""
     eta: float = 0.0
-    batch_windows: int = 0  # windows per U-Net call; 0 = as many as fit (halved on OOM)
-    size: int = 0  # square generation size; 0 = the tuned clip's (ignored when refine is set)
+    # windows per U-Net call; 0 = as many as fit (halved on OOM)
+    batch_windows: int = setting(0, lo=0, hint=" (0 = as many as fit)", flag="--window-batch",
+                                 help="windows denoised per U-Net call (0 = as many as memory "
+                                 "allows)")
+    # square generation size; 0 = the tuned clip's (ignored when refine is set)
+    size: int = setting(0, lo=0, hi="max_side", hint=" (0 = the tuned clip's)", flag="--size",
+                        help="square size to generate at (default: the tuned clip's; --refine "
+                        "wins)")
     masks: bool = False
     mask: MaskConfig = field(default_factory=MaskConfig)
     refine: tuple[int, ...] = ()  # sizes low -> high, e.g. (256, 512)
     refine_strength: float = 0.5
-    refine_mode: str = "latent"  # latent (upsample latents) | pixel (decode-resize-encode)
-    fps: float = 8.0
-    decode_chunk: int = 8  # frames per VAE decode call
+    # latent (upsample latents) | pixel (decode-resize-encode)
+    refine_mode: str = setting("latent", choices=("latent", "pixel"), flag="--refine-mode",
+                               help="upsample the latents, or decode-resize-encode the frames")
+    fps: float = fps_setting(8.0, flag="--fps")
+    decode_chunk: int = setting(8, lo=1)  # frames per VAE decode call
     out: str = ""  # output mp4; "" = RUN/long/<prompt>-s<seed>-<frames>f.mp4
     control: list[ControlConfig] = field(default_factory=list)  # over the whole long clip
 
@@ -436,12 +468,31 @@ class LongConfig:
 def to_dict(obj: Any) -> Any:
     """Dataclass -> plain dict/list tree (tuples become lists) for YAML/JSON."""
     if is_dataclass(obj):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in fields(obj)}
+        out = {}
+        for f in fields(obj):
+            if f.name == "sections" and isinstance(obj, TuneConfig):
+                out.update({k: to_dict(v) for k, v in obj.sections.items()})
+            else:
+                out[f.name] = to_dict(getattr(obj, f.name))
+        return out
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
+
+
+def field_defaults(cls) -> dict[str, Any]:
+    """A config class's keys -> their default values, as its YAML spells them (a TuneConfig's
+    method sections as keys of their own)."""
+    out = {}
+    for f in fields(cls):
+        if f.name == "sections" and cls is TuneConfig:
+            out.update({n: c() for n, c in _sections().items()})
+        else:
+            out[f.name] = (f.default_factory() if f.default_factory is not dataclasses.MISSING
+                           else f.default)
+    return out
 
 
 def from_dict(cls, data: Optional[dict]):
@@ -451,17 +502,15 @@ def from_dict(cls, data: Optional[dict]):
                          f"{type(data).__name__} {data!r}.")
     data = dict(data or {})
     kwargs = {}
-    known = {f.name: f for f in fields(cls)}
+    known = field_defaults(cls)
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise InputError(f"Unknown {cls.__name__} keys: {', '.join(unknown)}. "
                          f"Known keys: {', '.join(known)}.")
-    for name, f in known.items():
+    for name, default in known.items():
         if name not in data:
             continue
         value = data[name]
-        default = (f.default_factory() if f.default_factory is not dataclasses.MISSING
-                   else f.default)
         if is_dataclass(default):
             if not isinstance(value, dict):
                 raise InputError(f"{cls.__name__}.{name} must be a mapping of keys to values, "
@@ -532,189 +581,6 @@ def read_yaml(path: str | Path, what: str = "config file",
     return data
 
 
-
-# the local folders Tune-A-Video's README downloads base models into -> the hub ids they are
-TAV_HUB_IDS = {
-    "stable-diffusion-v1-4": "CompVis/stable-diffusion-v1-4",
-    "stable-diffusion-v1-5": "stable-diffusion-v1-5/stable-diffusion-v1-5",
-    "stable-diffusion-2-1": "stabilityai/stable-diffusion-2-1",
-    "stable-diffusion-2-1-base": "stabilityai/stable-diffusion-2-1-base",
-}
-
-# keys of Tune-A-Video's train script vcstudio has no use for -> (the value that needs no note,
-# what vcstudio does instead)
-_TAV_IGNORED = {
-    "use_8bit_adam": (False, "vcstudio tunes with torch's AdamW (fused on CUDA), not 8-bit Adam"),
-    "enable_xformers_memory_efficient_attention":
-        (False, "vcstudio's attention always runs through torch SDPA (memory-efficient kernels "
-                "where the device has them); xformers is not used"),
-    "scale_lr": (False, "vcstudio uses learning_rate as given (one process, no accumulation)"),
-    "lr_scheduler": ("constant", "vcstudio keeps the learning rate constant"),
-    "lr_warmup_steps": (0, "vcstudio has no learning-rate warm-up"),
-    "gradient_accumulation_steps": (1, "vcstudio takes one optimiser step per batch"),
-    "adam_epsilon": (1e-8, "vcstudio's AdamW uses eps 1e-8"),
-    "resume_from_checkpoint": (None, "vcstudio resumes from its own checkpoints: run the same "
-                                     "command with the same --out, or `vcstudio resume JOB`"),
-}
-_TAV_KNOWN = {"pretrained_model_path", "output_dir", "train_data", "validation_data",
-              "validation_steps", "trainable_modules", "train_batch_size", "max_train_steps",
-              "learning_rate", "adam_beta1", "adam_beta2", "adam_weight_decay", "max_grad_norm",
-              "gradient_checkpointing", "checkpointing_steps", "mixed_precision", "seed"}
-_TAV_TRAIN_DATA = {"video_path", "prompt", "n_sample_frames", "width", "height",
-                   "sample_start_idx", "sample_frame_rate"}
-_TAV_VALIDATION = {"prompts", "video_length", "width", "height", "num_inference_steps",
-                   "guidance_scale", "use_inv_latent", "num_inv_steps"}
-
-
-@dataclass
-class TuneAVideoImport:
-    """A Tune-A-Video-format config read as ours: the TuneConfig, where its run goes
-    (``output_dir``), where its base model came from, and one-line notes on what was mapped or
-    ignored."""
-
-    cfg: TuneConfig
-    notes: list[str] = field(default_factory=list)
-    output_dir: str = ""
-    model_path: str = ""  # pretrained_model_path as written
-    hub_id: str = ""  # the hub id it was mapped to ("" = used as written)
-    video_path: str = ""  # train_data.video_path as written
-
-
-def _same(value, default) -> bool:
-    """YAML reads 1e-08 as text (PyYAML wants a dot in floats): compare numbers as numbers."""
-    if isinstance(default, (int, float)) and not isinstance(default, bool):
-        try:
-            return float(value) == float(default)
-        except (TypeError, ValueError):
-            return False
-    return value == default
-
-
-def tav_hub_id(path: str) -> str:
-    """The hub id a missing local Tune-A-Video checkpoint folder stands for ("" = none)."""
-    name = Path(str(path).rstrip("/\\")).name.lower()
-    return TAV_HUB_IDS.get(name, "")
-
-
-def _find_beside(path: str, config_file: Optional[Path]) -> str:
-    """A relative path as Tune-A-Video reads it (from the current folder), else found beside
-    the config or one folder up (configs/x.yaml of a repository checkout); as written when
-    found nowhere (the tune then says it is missing)."""
-    if not path or Path(path).is_absolute() or Path(path).exists() or config_file is None:
-        return path
-    for root in (config_file.parent, config_file.parent.parent):
-        if (root / path).exists():
-            return str(root / path)
-    return path
-
-
-def read_tuneavideo(d: dict, config_file: Optional[str | Path] = None) -> TuneAVideoImport:
-    """Map a Tune-A-Video config (configs/*.yaml of its repository, also the peers' releases
-    that reuse the format, e.g. DCT's) onto ours, with a note for every key vcstudio does
-    differently or does not know."""
-    cf = Path(config_file) if config_file else None
-    notes: list[str] = []
-    cfg, _ = _from_tuneavideo(d)
-    imp = TuneAVideoImport(cfg, notes, output_dir=str(d.get("output_dir") or ""),
-                           model_path=str(d.get("pretrained_model_path") or ""))
-    if imp.model_path and not Path(imp.model_path).exists():
-        found = _find_beside(imp.model_path, cf)
-        if found != imp.model_path:
-            cfg.model = found
-        elif tav_hub_id(imp.model_path):
-            imp.hub_id = tav_hub_id(imp.model_path)
-            cfg.model = imp.hub_id
-            notes.append(f"pretrained_model_path {imp.model_path} is not here: using the model "
-                         f"it is a download of, {imp.hub_id} (--model overrides).")
-    imp.video_path = cfg.data.video_path
-    cfg.data.video_path = _find_beside(cfg.data.video_path, cf)
-    for key in sorted(d):
-        if key in _TAV_IGNORED:
-            default, what = _TAV_IGNORED[key]
-            if not _same(d[key], default):
-                notes.append(f"{key}: {d[key]!r} is not used; {what}.")
-        elif key not in _TAV_KNOWN:
-            notes.append(f"{key} is not a Tune-A-Video key vcstudio knows; ignored.")
-    for section, known in (("train_data", _TAV_TRAIN_DATA), ("validation_data", _TAV_VALIDATION)):
-        sub = d.get(section) or {}
-        if isinstance(sub, dict):
-            for key in sorted(set(sub) - known):
-                notes.append(f"{section}.{key} is not a Tune-A-Video key vcstudio knows; ignored.")
-    vd = d.get("validation_data") or {}
-    if isinstance(vd, dict):
-        td = d.get("train_data") or {}
-        for key, train in (("video_length", "n_sample_frames"), ("width", "width"),
-                           ("height", "height")):
-            if key in vd and vd[key] != td.get(train, vd[key]):
-                notes.append(f"validation_data.{key} {vd[key]} differs from train_data.{train} "
-                             f"{td.get(train)}: vcstudio samples validation videos at the tuned "
-                             "clip's frames and size.")
-    return imp
-
-
-def _from_tuneavideo(d: dict) -> tuple[TuneConfig, Optional[EditConfig]]:
-    """Map a Tune-A-Video config (configs/*.yaml of its repository) onto ours; a value of the
-    wrong kind (``learning_rate: fast``) is a one-line InputError."""
-    try:
-        return _map_tuneavideo(d)
-    except (TypeError, ValueError, AttributeError) as e:
-        raise InputError(f"The Tune-A-Video config holds a value of the wrong kind ({e}); fix "
-                         "it (numbers for steps, rates and sizes, a list for prompts).") from None
-
-
-def _map_tuneavideo(d: dict) -> tuple[TuneConfig, Optional[EditConfig]]:
-    cfg = TuneConfig()
-    cfg.model = d.get("pretrained_model_path", cfg.model) or ""
-    td = d.get("train_data", {}) or {}
-    cfg.data = DataConfig(
-        video_path=td.get("video_path", ""), prompt=td.get("prompt", ""),
-        n_frames=int(td.get("n_sample_frames", 24)), start=int(td.get("sample_start_idx", 0)),
-        stride=int(td.get("sample_frame_rate", 1)), width=int(td.get("width", 512)),
-        height=int(td.get("height", 512)))
-    cfg.lr = float(d.get("learning_rate", cfg.lr))
-    cfg.steps = int(d.get("max_train_steps", cfg.steps))
-    cfg.seed = int(d.get("seed", cfg.seed) or cfg.seed)
-    cfg.batch_size = int(d.get("train_batch_size", 1))
-    cfg.gradient_checkpointing = bool(d.get("gradient_checkpointing", True))
-    mp = d.get("mixed_precision", "auto")
-    cfg.mixed_precision = {"fp16": "fp16", "bf16": "bf16", "no": "no"}.get(str(mp), "auto")
-    if d.get("trainable_modules"):
-        # TAV names its temporal layers attn_temp / norm_temp; ours are temporal.attn / .norm
-        cfg.trainable = tuple(TAV_MODULE_NAMES.get(m, m) for m in d["trainable_modules"])
-    cfg.checkpoint_every = int(d.get("checkpointing_steps", cfg.checkpoint_every))
-    cfg.adam_betas = (float(d.get("adam_beta1", cfg.adam_betas[0])),
-                      float(d.get("adam_beta2", cfg.adam_betas[1])))
-    cfg.weight_decay = float(d.get("adam_weight_decay", cfg.weight_decay))
-    cfg.max_grad_norm = float(d.get("max_grad_norm", cfg.max_grad_norm))
-    vd = d.get("validation_data")
-    edit = None
-    if vd:
-        prompts = [str(p) for p in (vd.get("prompts") or [])]
-        steps = int(vd.get("num_inference_steps", 50))
-        guidance = float(vd.get("guidance_scale", 12.5))
-        use_inv = bool(vd.get("use_inv_latent", True))
-        edit = EditConfig(prompt=prompts[0] if prompts else "", steps=steps, guidance=guidance,
-                          use_inversion=use_inv)
-        cfg.inversion_steps = int(vd.get("num_inv_steps", cfg.inversion_steps))
-        # Tune-A-Video's default validation_steps is 100
-        cfg.validation = ValidationConfig(prompts=tuple(prompts),
-                                          every=int(d.get("validation_steps", 100) or 0),
-                                          steps=steps, guidance=guidance, use_inversion=use_inv)
-    return cfg, edit
-
-
-def is_tuneavideo_config(d: dict) -> bool:
-    return "train_data" in d or "pretrained_model_path" in d
-
-
-def load_tune_config(path: str | Path) -> TuneConfig:
-    """Load our YAML or a Tune-A-Video YAML (detected by its ``train_data`` key)."""
-    d = read_yaml(path)
-    if is_tuneavideo_config(d):
-        return _from_tuneavideo(d)[0]
-    return from_dict(TuneConfig, d)
-
-
 def run_config_from_dict(d: dict) -> TuneConfig:
     """A run's recorded TuneConfig: a field the record lacks gets the behaviour the run was
     tuned with before the field existed (:data:`LEGACY_RUN_DEFAULTS`: per-frame GroupNorm, frame
@@ -723,11 +589,3 @@ def run_config_from_dict(d: dict) -> TuneConfig:
     for k, v in LEGACY_RUN_DEFAULTS.items():
         d.setdefault(k, v)
     return from_dict(TuneConfig, d)
-
-
-def load_run_config(path: str | Path) -> TuneConfig:
-    """A run folder's config.yaml (see :func:`run_config_from_dict`)."""
-    d = read_yaml(path)
-    if is_tuneavideo_config(d):
-        return _from_tuneavideo(d)[0]
-    return run_config_from_dict(d)

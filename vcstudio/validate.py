@@ -8,48 +8,12 @@ A setting is named by its config key and, where the CLI has one, its flag:
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from .errors import InputError
-
-MAX_SEED = 2**63 - 1
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def whole(name: str, value: Any, lo: int, hi: Optional[int] = None, hint: str = "") -> int:
-    """``value`` as an int within ``lo..hi`` (``hi`` None: no upper bound)."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not _is_int(value):
-        raise InputError(f"{name} must be a whole number, got {value!r}.")
-    if value < lo or (hi is not None and value > hi):
-        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        raise InputError(f"{name} must be within {rng}{hint}; got {value}.")
-    return value
-
-
-def number(name: str, value: Any, lo: float, hi: float, *, open_lo: bool = False,
-           open_hi: bool = False, hint: str = "") -> float:
-    """``value`` as a finite float within [lo, hi] (ends opened as asked)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{name} must be a number, got {value!r}.")
-    v = float(value)
-    ok = math.isfinite(v) and (v > lo if open_lo else v >= lo) and (v < hi if open_hi else v <= hi)
-    if not ok:
-        rng = f"{'(' if open_lo else '['}{lo:g}, {hi:g}{')' if open_hi else ']'}"
-        raise InputError(f"{name} must be within {rng}{hint}; got {value}.")
-    return v
-
-
-def choice(name: str, value: Any, choices: Iterable[str]) -> str:
-    choices = tuple(choices)
-    if value not in choices:
-        raise InputError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}.")
-    return value
+# the range checks themselves are the settings' (vcstudio/settings.py: a config field declares
+# its range once; these are what it is checked with); jobs use them as ``v.whole`` etc.
+from .settings import MAX_SEED, choice, number, whole  # noqa: F401
 
 
 def text(name: str, value: Any, what: str) -> str:

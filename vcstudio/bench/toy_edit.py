@@ -83,6 +83,7 @@ def settings_of(cfg: ToyEditConfig) -> dict:
 
 def validate(cfg: ToyEditConfig) -> None:
     """One-line errors before anything loads: the counts, the tier, every method's name."""
+    from ..config import MAX_SAMPLING_STEPS
     from ..errors import InputError
     from .. import validate as v
     from ..methods.registry import find_preset
@@ -90,7 +91,8 @@ def validate(cfg: ToyEditConfig) -> None:
     v.whole("n (--n)", cfg.n, 1, 10000)
     v.choice("tier (--tier)", cfg.tier, TIERS)
     v.whole("steps (--steps)", cfg.steps, 0, None, " (0 = the tier's)")
-    v.whole("edit_steps (--edit-steps)", cfg.edit_steps, 0, 1000, " (0 = the tier's)")
+    v.whole("edit_steps (--edit-steps)", cfg.edit_steps, 0, MAX_SAMPLING_STEPS,
+            " (0 = the tier's)")
     if cfg.seed is not None:
         v.seed("seed (--seed)", cfg.seed)
     if not cfg.methods:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from .common import add_temporal_args, temporal_overrides
+from .common import add_setting_flag, add_temporal_args, temporal_overrides
 
 
 def _bench_common(p) -> None:
@@ -27,8 +27,10 @@ def _bench_common(p) -> None:
     p.add_argument("--arch", default="sd15", choices=["sd15", "tiny"])
     p.add_argument("--no-checkpointing", action="store_true")
     p.add_argument("--compile", default="auto", choices=["auto", "yes", "no"])
-    p.add_argument("--vgt", choices=["pure", "hyper", "none"], help="APLA's VGT variant")
-    p.add_argument("--vgt-preset", choices=["small", "paper"], help="APLA's VGT size")
+    from ..methods.apla import APLAConfig
+
+    add_setting_flag(p, APLAConfig, "vgt", help="APLA's VGT variant")
+    add_setting_flag(p, APLAConfig, "vgt_preset", help="APLA's VGT size")
     p.add_argument("--dct-frames", type=int, default=None,
                    help="DCT: frames decoded per step (default: the config's)")
     p.add_argument("--dct-size", type=int, default=None,
@@ -41,7 +43,7 @@ def _bench_common(p) -> None:
 
 
 def _bench_overrides(a) -> dict:
-    from ..config import APLAConfig
+    from ..methods.apla import APLAConfig
 
     over = {"compile": a.compile, **temporal_overrides(a)}
     if a.vgt or a.vgt_preset:

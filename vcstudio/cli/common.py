@@ -17,11 +17,79 @@ def add_json_arg(p, what: str = "the results") -> None:
                    help=f"write {what} as JSON to PATH (stdout without one)")
 
 
+def add_setting_flags(p, cls, *names: str) -> None:
+    """:func:`add_setting_flag` for each of ``names``, defaulting to the config's values."""
+    from ..settings import default_of
+
+    for name in names:
+        add_setting_flag(p, cls, name, default=default_of(cls, name))
+
+
+def add_setting_flag(p, cls, name: str, flag: str = "", **kw):
+    """A flag made from a config field's declaration (vcstudio/settings.py): its flag name,
+    type, choices and help. Not given, it reads None (the config's own value stays); a switch
+    that is on by default is a ``--no-...`` flag that turns it off, one off by default a flag
+    that turns it on. A range is the job's to check (one message on every surface)."""
+    from ..settings import choices_of, declared, default_of, kind_of
+
+    s = declared(cls, name)
+    flag = flag or s.flag or "--" + name.replace("_", "-")
+    kind = kind_of(cls, name)
+    opts: dict = {"default": None, "help": s.help or None}
+    if kind == "bool":
+        opts.update(action="store_const", const=not default_of(cls, name))
+    else:
+        choices = [c for c in choices_of(cls, name) if c != ""]
+        if choices:
+            opts["choices"] = choices
+        else:
+            opts["metavar"] = name.split("_")[-1].upper()
+            if kind in ("int", "float"):
+                opts["type"] = int if kind == "int" else float
+    opts.update(kw)
+    return p.add_argument(flag, **opts)
+
+
+def add_method_flags(p) -> None:
+    """Every registered method's switches as flags (methods/<name>.py declares them), one
+    argument group per method; :func:`method_overrides` applies what was given."""
+    from ..methods.registry import registered
+
+    for name, cls in registered().items():
+        if cls.config is None or not cls.switches:
+            continue
+        g = p.add_argument_group(f"{name} switches")
+        for f in cls.switches:
+            add_setting_flag(g, cls.config, f, _method_flag(name, cls.config, f),
+                             dest=f"method__{name}__{f}")
+
+
+def _method_flag(method: str, cls, field: str) -> str:
+    from ..settings import declared
+
+    return declared(cls, field).flag or f"--{method}-{field.replace('_', '-')}"
+
+
+def method_overrides(cfg, a):
+    """``cfg`` with the method switches given on the command line set in their sections."""
+    import dataclasses
+
+    from ..methods.registry import registered
+
+    for name, cls in registered().items():
+        given = {f: getattr(a, f"method__{name}__{f}", None) for f in cls.switches}
+        given = {f: v for f, v in given.items() if v is not None}
+        if given:
+            cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name),
+                                                                        **given)})
+    return cfg
+
+
 def add_temporal_args(p) -> None:
     """--temporal/--motion-adapter (tune and bench): the two temporal-layer routes."""
-    p.add_argument("--temporal", choices=["vcstudio", "animatediff"],
-                   help="temporal layers: vcstudio's zero-init temporal attention (default) or "
-                   "AnimateDiff's motion modules (diffusers' UNetMotionModel)")
+    from ..config import TuneConfig
+
+    add_setting_flag(p, TuneConfig, "temporal")
     p.add_argument("--motion-adapter", metavar="ID_OR_FOLDER",
                    help="with --temporal animatediff: a diffusers MotionAdapter (hub id or "
                    "folder) to start from; default: fresh motion modules")

@@ -8,7 +8,10 @@ import sys
 
 
 def add(sub) -> None:
+    from ..config import EditConfig
+    from ..jobs.edit import EditJobConfig
     from ..methods.registry import all_method_names
+    from .common import add_setting_flag, add_setting_flags
 
     p = sub.add_parser("edit", help="generate an edit from a tuned run, or FlowEdit a clip")
     p.add_argument("--run", help="the run folder `vcstudio tune` printed, a folder `vcstudio "
@@ -18,10 +21,10 @@ def add(sub) -> None:
                    "the base model to edit on (FlowEdit: a Wan2.1 T2V folder or hub id)")
     p.add_argument("--prompt", required=True, help="what the edit should show")
     p.add_argument("--negative", default="")
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--guidance", type=float, default=None,
-                   help="classifier-free guidance (default: 12.5 on Stable Diffusion, 5 on Wan2.1)")
-    p.add_argument("--seed", type=int, default=33)
+    add_setting_flags(p, EditConfig, "steps")
+    add_setting_flag(p, EditConfig, "guidance", help="classifier-free guidance (default: 12.5 "
+                     "on Stable Diffusion, 5 on Wan2.1)")
+    add_setting_flags(p, EditConfig, "seed")
     p.add_argument("--no-inversion", action="store_true", help="start from noise, not the clip")
     p.add_argument("--inversion-prompt", metavar="TEXT",
                    help='invert the clip under this prompt: "" = the empty prompt (Tune-A-Video), '
@@ -30,7 +33,7 @@ def add(sub) -> None:
     p.add_argument("--metrics", default="", help="comma-separated metrics to score the edit "
                    "with (e.g. clip_text,warp_error); recorded in the run store")
     p.add_argument("--out", help="output folder (default RUN/edits; with --video a new folder)")
-    p.add_argument("--fps", type=float, default=8.0)
+    add_setting_flags(p, EditJobConfig, "fps")
     p.add_argument("--device")
     g = p.add_argument_group("training-free edit of a clip (no tuned run)")
     g.add_argument("--video", help="the clip to edit (with --method flowedit)")

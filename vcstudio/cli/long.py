@@ -21,11 +21,12 @@ from __future__ import annotations
 import argparse
 
 
-from ..config import LongConfig
+from ..config import FUSIONS, LongConfig, MaskConfig
 from ..errors import InputError
-from ..pipelines.windows import (FUSIONS, PROMPT_MODES, format_table, grid_table, latent_grid,
-                                 latent_segments, layout_table, make_layout)
+from ..pipelines.windows import (format_table, grid_table, latent_grid, latent_segments,
+                                 layout_table, make_layout)
 from ..scene.segments import Segment, check_segments, segments_from, timeline
+from .common import add_setting_flag, add_setting_flags
 
 DEFAULT_FRAMES = 120
 
@@ -60,25 +61,20 @@ def add_long_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help=f"length of the video in frames (default {DEFAULT_FRAMES}, or the "
                         f"timeline file's)")
     win = parser.add_argument_group("temporal co-denoising")
-    win.add_argument("--window", type=int, default=16, help="window length K in frames (Wan2.1: "
-                     "rounded up to 4k + 1, laid out in latent frames)")
-    win.add_argument("--stride", type=int, default=8, help="stride S between windows (<= K; "
-                     "Wan2.1: a multiple of 4)")
-    win.add_argument("--fusion", choices=FUSIONS, default=LongConfig.fusion,
-                     help="per-position weights for fusing overlapping windows")
+    add_setting_flag(win, LongConfig, "window", default=LongConfig.window,
+                     help="window length K in frames (Wan2.1: rounded up to 4k + 1, laid out in "
+                     "latent frames)")
+    add_setting_flag(win, LongConfig, "stride", default=LongConfig.stride,
+                     help="stride S between windows (<= K; Wan2.1: a multiple of 4)")
+    add_setting_flags(win, LongConfig, "fusion")
     win.add_argument("--fusion-sigma", type=float, default=None,
                      help="sigma of gaussian fusion in frames (default window/4)")
-    win.add_argument("--prompt-mode", choices=PROMPT_MODES, default="majority",
-                     help="window prompt: the segment with most frames, or a blend of the "
-                     "overlapping segments' embeddings")
-    win.add_argument("--window-batch", type=int, default=0,
-                     help="windows denoised per U-Net call (0 = as many as memory allows)")
+    add_setting_flags(win, LongConfig, "prompt_mode", "batch_windows")
     msk = parser.add_argument_group("masks, average fusion and combined tuning")
     msk.add_argument("--masks", action="store_true",
                      help="SAM foreground/background masks + average fusion at step k + "
                      "combined fg/bg tuning before generating")
-    msk.add_argument("--mask-method", choices=("sam", "grabcut"), default="sam",
-                     help="grabcut = classical OpenCV fallback, no weights needed")
+    add_setting_flags(msk, MaskConfig, "method")
     msk.add_argument("--sam-model", choices=("vit_b", "vit_l", "vit_h"), default="vit_b")
     msk.add_argument("--sam-checkpoint", default=None, help="path to the SAM checkpoint file")
     msk.add_argument("--sam-fallback", action="store_true",
@@ -87,15 +83,14 @@ def add_long_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                      help="pixel on the foreground object (default: automatic, largest salient)")
     msk.add_argument("--mask-box", default=None, metavar="X0,Y0,X1,Y1",
                      help="box around the foreground object")
-    msk.add_argument("--candidates", type=int, default=5, help="n candidate sets for eq. 11")
+    add_setting_flags(msk, MaskConfig, "n_candidates")
     msk.add_argument("--fusion-step", type=int, default=995, help="timestep k of the fusion")
     msk.add_argument("--fusion-mode", choices=("paper", "normalised", "literal"), default="paper",
                      help="eq. 11's region rule; paper and normalised keep the step-k latent's "
                      "unit variance, literal is the formula as printed (shrinks the noise)")
     msk.add_argument("--fusion-space", choices=("latent", "x0"), default="latent",
                      help="fuse the step-k latents, or the predicted x0 re-noised to step k")
-    msk.add_argument("--tune-steps", type=int, default=250,
-                     help="combined tuning steps on the fused clip (0 = skip combined tuning)")
+    add_setting_flags(msk, MaskConfig, "tune_steps")
     msk.add_argument("--tune-lr", type=float, default=2e-6, help="combined tuning learning rate")
     msk.add_argument("--lambdas", default="1,1,0.5", metavar="L1,L2,L3",
                      help="weights of L, L_fg, L_bg (eq. 20)")
@@ -104,19 +99,17 @@ def add_long_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                      help="sizes to generate at, low to high; later ones partially re-denoise")
     ref.add_argument("--refine-strength", type=float, default=0.5,
                      help="share of the schedule re-run at each higher size (0-1]")
-    ref.add_argument("--refine-mode", choices=("latent", "pixel"), default="latent",
-                     help="upsample the latents, or decode-resize-encode the frames")
+    add_setting_flags(ref, LongConfig, "refine_mode")
     smp = parser.add_argument_group("sampling")
-    smp.add_argument("--steps", type=int, default=50)
+    add_setting_flags(smp, LongConfig, "steps", "seed")
     smp.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE,
                      help="CFG scale (default: the model's: 12.5 on Stable Diffusion, 5 on Wan2.1)")
-    smp.add_argument("--seed", type=int, default=33)
     smp.add_argument("--negative", default="", help="negative prompt")
-    smp.add_argument("--fps", type=float, default=8.0)
-    smp.add_argument("--size", type=int, default=0,
-                     help="square size to generate at (default: the tuned clip's; --refine wins); "
-                     "Wan2.1: the long side, the tuned clip's aspect kept (832x480 without a "
-                     "run), on multiples of 16")
+    add_setting_flags(smp, LongConfig, "fps")
+    add_setting_flag(smp, LongConfig, "size", default=LongConfig.size,
+                     help="square size to generate at (default: the tuned clip's; --refine "
+                     "wins); Wan2.1: the long side, the tuned clip's aspect kept (832x480 "
+                     "without a run), on multiples of 16")
     smp.add_argument("--out", default=None, help="output mp4 path (default: inside the run folder)")
     smp.add_argument("--device", default=None)
     smp.add_argument("--show-timeline", action="store_true",

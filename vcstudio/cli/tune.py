@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from .common import add_temporal_args, temporal_overrides
+from .common import (add_method_flags, add_setting_flag, add_temporal_args, method_overrides,
+                     temporal_overrides)
 
 
 def add(sub) -> None:
+    from ..config import DataConfig, TuneConfig
     from ..methods.registry import all_method_names
 
     p = sub.add_parser("tune", help="one-shot tune a text-to-image model on a clip")
@@ -19,51 +21,32 @@ def add(sub) -> None:
                    "sd21, wan-1.3b, demo (default: $VCSTUDIO_MODEL, else SD 1.5 when cached, "
                    "else the embedded demo model)")
     p.add_argument("--config", help="our YAML or a Tune-A-Video YAML config")
-    p.add_argument("--frames", type=int)
-    p.add_argument("--stride", type=int)
-    p.add_argument("--start", type=int)
+    for name in ("n_frames", "stride", "start"):
+        add_setting_flag(p, DataConfig, name)
     p.add_argument("--size", type=int, help="the long side; the other follows the clip's "
                    "aspect, as in the app (default: the model's native size)")
     p.add_argument("--width", type=int, help="exact width (with --height: the clip is cropped "
                    "or padded to it, and the CLI says so)")
     p.add_argument("--height", type=int)
-    p.add_argument("--resize", choices=["crop", "pad"])
-    p.add_argument("--crop", choices=["center", "top", "bottom", "left", "right"],
-                   help="the part of the frame kept (crop), or where it sits (pad)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
+    add_setting_flag(p, DataConfig, "resize")
+    add_setting_flag(p, DataConfig, "crop")
+    for name in ("steps", "lr", "seed"):
+        add_setting_flag(p, TuneConfig, name)
     p.add_argument("--method", choices=all_method_names(),
                    help="fgbg = combined tuning (eq. 20) on --fg-masks, usually with --init-from "
                    "a tuned run; its defaults are the paper's lr 2e-6 and 250 steps")
-    p.add_argument("--checkpoint-every", type=int)
-    p.add_argument("--inversion-steps", type=int,
-                   help="DDIM inversion steps after tuning (default 50; edits at another "
-                   "step count invert again)")
+    add_setting_flag(p, TuneConfig, "checkpoint_every")
+    add_setting_flag(p, TuneConfig, "inversion_steps")
     p.add_argument("--inversion-prompt", metavar="TEXT",
                    help='the prompt the clip is DDIM-inverted under: "" (default) = the empty '
                    'prompt, as Tune-A-Video inverts; "source" = the tuning prompt; other text '
                    "= that text")
     p.add_argument("--no-checkpointing", action="store_true", help="no gradient checkpointing")
-    p.add_argument("--lora-rank", type=int, help="Wan2.1: the LoRA's rank on the transformer's "
-                   "attention (default 16)")
+    add_setting_flag(p, TuneConfig, "lora_rank")
     add_temporal_args(p)
-    # DCT switches (DCT paper, Table 3 / Table 2)
-    p.add_argument("--no-adapter", action="store_true")
-    p.add_argument("--no-semantic", action="store_true")
-    p.add_argument("--no-texture", action="store_true")
-    p.add_argument("--clws", choices=["mul-fourier", "fourier", "exponential", "gaussian",
-                                      "linear", "constant"])
-    # APLA switches (APLA paper, Table 3)
-    p.add_argument("--vgt", choices=["pure", "hyper", "none"])
-    p.add_argument("--no-discriminator", action="store_true")
-    p.add_argument("--no-hyper-loss", action="store_true")
-    p.add_argument("--vgt-preset", choices=["small", "paper"],
-                   help="VGT size: paper = D 768, 4+4 layers (60.5M Pure, 97.1M Hyper)")
-    # combined tuning (consistency-tuning paper, eq. 20)
-    p.add_argument("--fg-masks", metavar="FILE|DIR",
-                   help="foreground masks of the clip's frames: .npy/.npz (frames, H, W) or a "
-                   "folder of one PNG per frame (method fgbg)")
+    # each method's switches, from its declaration (DCT: Table 3 / Table 2; APLA: Table 3;
+    # combined tuning: its masks)
+    add_method_flags(p)
     p.add_argument("--lambdas", metavar="L1,L2,L3", help="weights of L, L_fg, L_bg (eq. 20)")
     p.add_argument("--init-from", metavar="RUN", help="start from this run's tuned tensors")
     p.add_argument("--out", help="run folder (default: a new folder under the data folder)")
@@ -88,8 +71,6 @@ def _fgbg_args(cfg, a):
     from .long import parse_pair_list
 
     fg = cfg.fgbg
-    if a.fg_masks:
-        fg = dataclasses.replace(fg, masks=a.fg_masks)
     lam = parse_pair_list(getattr(a, "lambdas", None), 3, "--lambdas")
     if lam:
         fg = dataclasses.replace(fg, l1=lam[0], l2=lam[1], l3=lam[2])
@@ -112,7 +93,8 @@ def _fgbg_args(cfg, a):
 
 def read_config(path):
     """(TuneConfig, TuneAVideoImport or None) of ``--config``: our YAML or Tune-A-Video's."""
-    from ..config import read_yaml, from_dict, is_tuneavideo_config, read_tuneavideo, TuneConfig
+    from ..config import read_yaml, from_dict, TuneConfig
+    from ..runs.tav_import import is_tuneavideo_config, read_tuneavideo
 
     d = read_yaml(path)
     if is_tuneavideo_config(d):
@@ -167,15 +149,7 @@ def _config_and_import(a):
     control = control_from_args(a)
     if control:
         cfg = dataclasses.replace(cfg, control=control)
-    dct = dataclasses.replace(cfg.dct, adapter=not a.no_adapter and cfg.dct.adapter,
-                              semantic=not a.no_semantic and cfg.dct.semantic,
-                              texture=not a.no_texture and cfg.dct.texture,
-                              clws=a.clws or cfg.dct.clws)
-    apla = dataclasses.replace(cfg.apla, vgt=a.vgt or cfg.apla.vgt,
-                               discriminator=not a.no_discriminator and cfg.apla.discriminator,
-                               hyper_loss=not a.no_hyper_loss and cfg.apla.hyper_loss,
-                               vgt_preset=a.vgt_preset or cfg.apla.vgt_preset)
-    return _fgbg_args(dataclasses.replace(cfg, dct=dct, apla=apla), a), imp
+    return _fgbg_args(method_overrides(cfg, a), a), imp
 
 
 def _family_defaults(a) -> dict:

@@ -9,14 +9,13 @@ import numbers
 
 import numpy as np
 
-from ..config import Limits
+# POSITIONS: which part of the frame is kept (crop) or where the frame sits on the canvas
+# (pad); top/bottom place the vertical axis, left/right the horizontal one, the other axis is
+# centred. RESIZE_MODES: crop | pad. Both are DataConfig's declared choices.
+from ..config import POSITIONS, RESIZE_MODES, Limits  # noqa: F401
 from ..errors import InputError
 
 SIZE_MULTIPLE = 8
-RESIZE_MODES = ("crop", "pad")
-# which part of the frame is kept (crop) or where the frame sits on the canvas (pad);
-# top/bottom place the vertical axis, left/right the horizontal one, the other axis is centred
-POSITIONS = ("center", "top", "bottom", "left", "right")
 
 
 def _is_int(v) -> bool:

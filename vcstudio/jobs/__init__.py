@@ -37,7 +37,8 @@ def default_studio():
 def load_config(name: str, source: Any):
     """Job ``name``'s config from a YAML file, a dict or an instance."""
     if isinstance(source, (str, Path)):
-        from ..config import read_yaml, load_tune_config
+        from ..config import read_yaml
+        from ..runs.tav_import import load_tune_config
 
         if name == "tune":  # our YAML or Tune-A-Video's
             return load_tune_config(source)

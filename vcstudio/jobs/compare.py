@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..config import (DataConfig, EditConfig, FlowEditConfig, Limits, MAX_SAMPLING_STEPS,
-                      TuneConfig)
+from ..config import (DataConfig, EditConfig, FlowEditConfig, Limits, TuneConfig,
+                      guidance_scale, sampling_steps, to_dict)
 from ..calibration import format_seconds
 from ..errors import CancelledError, InputError, VcsError
+from ..settings import check
 from .. import validate as v
 
 COMPARE_METRICS = ("clip_text", "consistency_adjacent", "warp_error", "fci", "flicker", "psnr",
@@ -44,8 +45,9 @@ class CompareConfig:
     size: int = 0  # the long side, the clip's aspect kept (as the Edit tab); 0 = the model's
     steps: int = 300  # tuning steps
     lr: float = 3e-5
-    edit_steps: int = 50  # sampling steps
-    guidance: Optional[float] = 12.5  # None: each variant's base model's own (5 on Wan2.1)
+    edit_steps: int = sampling_steps(50, flag="--edit-steps")  # sampling steps
+    # None: each variant's base model's own (5 on Wan2.1)
+    guidance: Optional[float] = guidance_scale(12.5, flag="--guidance")
     metrics: list[str] = field(default_factory=lambda: list(COMPARE_METRICS))
     past: list[str] = field(default_factory=list)  # finished compare runs to add to the table
     # structure settings to compare (each a list of ControlConfig or their mappings; [] = none)
@@ -235,7 +237,7 @@ def estimate(cfg: CompareConfig, device="cpu", calibration_dir=None,
             loads.append(e["load"])
             per_variant.append(round(e["tune_s"] + e["edit_s"], 2))
             continue
-        key = repr(dataclasses.asdict(var.tune))
+        key = repr(to_dict(var.tune))
         if key not in tunes:
             tunes.add(key)
             t = tune_estimate(var.tune, device, model_scale, calibration_dir, probe, rate)
@@ -349,14 +351,16 @@ def validate(cfg: CompareConfig, limits: Limits) -> None:
             raise InputError(f"The comparison makes {n} variants (methods x weightings x seeds, "
                              f"+ tuned and past runs; duplicates count once); this studio "
                              f"compares at most {limits.max_variants}: pick fewer.")
+    for c in cfg.clws:  # DCT's weightings, as its section declares them
+        check(TuneConfig().dct, "clws", label="clws (--clws)", value=c)
     if cfg.variants or cfg.runs:
         v.text("edit_prompt (--edit-prompt)", cfg.edit_prompt,
                "describe what every variant's edit should show")
         if not cfg.seeds:
             raise InputError("seeds (--seeds) is empty: give at least one seed.")
-        v.whole("edit_steps (--edit-steps)", cfg.edit_steps, 1, MAX_SAMPLING_STEPS)
+        check(cfg, "edit_steps", limits)
         if cfg.guidance is not None:  # None: each variant's model's own
-            v.number("guidance (--guidance)", cfg.guidance, 0, 50)
+            check(cfg, "guidance", limits)
     from ..control import validate_controls
 
     for var in variants(cfg):
@@ -478,7 +482,7 @@ def run_variant(var: Variant, ctx, folder: Path, metrics, session: Optional[str]
         folder.mkdir(parents=True, exist_ok=True)
     edited = run_edit(EditJobConfig(run=str(run_dir), edit=var.edit), ctx,
                       parent=tune_id, out_dir=None if tuned_in is None else folder)
-    config = {"tune": dataclasses.asdict(var.tune), "edit": dataclasses.asdict(var.edit),
+    config = {"tune": to_dict(var.tune), "edit": dataclasses.asdict(var.edit),
               "variant": var.label, "method": var.tune.method, "session": session}
     rid = ctx.open_run("compare", folder, config, seed=var.tune.seed, label=var.label,
                        parent=tune_id)
@@ -586,7 +590,7 @@ def run(cfg: CompareConfig, ctx) -> CompareOutcome:
         ctx(Event(i, len(vs), f"variant {i + 1}/{len(vs)}: {var.label}", stage="compare",
                   eta=clock.eta()))
         folder = out / f"{i + 1:02d}-{_slug(var.label)}"
-        key = repr(dataclasses.asdict(var.tune)) if var.tune is not None else None
+        key = repr(to_dict(var.tune)) if var.tune is not None else None
         try:
             rid = run_variant(var, ctx, folder, cfg.metrics, ctx.session_id, tunes.get(key))
             if key is not None and key not in tunes:

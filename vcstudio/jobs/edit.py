@@ -13,7 +13,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..config import EditConfig, Limits
+from ..config import EditConfig, Limits, fps_setting
+from ..settings import check
 from .. import validate as v
 
 # what the Edit tab scores each edit with (per frame, streamed in the plot)
@@ -25,7 +26,7 @@ class EditJobConfig:
     run: str = ""  # the tuned run folder, or hf://user/name (a pushed run)
     edit: EditConfig = field(default_factory=EditConfig)
     model: str = ""  # the base model to load the run onto ("" = the one it was tuned on)
-    fps: float = 8.0
+    fps: float = fps_setting(8.0, flag="--fps")
     metrics: tuple[str, ...] = ()  # scored after writing (e.g. STREAM_METRICS); () = none
 
 
@@ -54,7 +55,7 @@ def validate(cfg: EditJobConfig, limits: Limits) -> None:
 
     v.text("run (--run)", cfg.run, "give the run folder `vcstudio tune` printed")
     validate_edit(cfg.edit, "edit.")
-    v.number("fps (--fps)", cfg.fps, 0, 240, open_lo=True)
+    check(cfg, "fps", limits)
 
 
 def inversion_cached(rf, e: EditConfig) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import FlowEditConfig, Limits
+from ..settings import check
 from .. import validate as v
 from .edit import EditOutcome
 
@@ -36,12 +37,11 @@ def validate(cfg: FlowEditConfig, limits: Limits) -> None:
     d = cfg.data
     v.text("data.video_path (--video)", d.video_path, "give the clip to edit")
     validate_flowedit(cfg)
-    v.whole("data.n_frames (--frames)", d.n_frames, 1, limits.max_frames)
-    v.whole("data.stride (--stride)", d.stride, 1, limits.max_source_frames)
-    v.whole("data.start (--start)", d.start, 0, limits.max_source_frames - 1)
+    for name in ("n_frames", "stride", "start"):
+        check(d, name, limits, "data.")
     v.side("data.size (--size)", d.size, limits, "the model's native size")
-    v.seed("seed (--seed)", cfg.seed)
-    v.number("fps (--fps)", cfg.fps, 0, 240, open_lo=True)
+    check(cfg, "seed", limits)
+    check(cfg, "fps", limits)
     family = backbone_family(cfg.model)
     check_backbone("flowedit", family)
     if d.width > 0 or d.height > 0:

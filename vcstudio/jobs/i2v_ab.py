@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from ..config import Limits, MAX_SAMPLING_STEPS
+from ..config import Limits, fps_setting, sampling_steps
+from ..settings import check
 from .. import validate as v
 
 BACKBONES = ("auto", "svd", "ltx", "wan")
@@ -33,9 +34,9 @@ class I2VABConfig:
     size: int = 0  # square size; 0 = the model's own (height/width override it)
     height: int = 0
     width: int = 0
-    steps: int = 25  # denoising steps
+    steps: int = sampling_steps(25, flag="--steps")  # denoising steps
     seed: int = 0
-    fps: float = 7.0
+    fps: float = fps_setting(7.0, flag="--fps")
     encoder: str = "auto"  # VCD encoder (A/B scores)
     name: str = "i2v.mp4"  # file name of the (tuned) video in the run folder
     step_cache: Optional[float] = None  # Wan: the step cache's threshold (None = off)
@@ -72,9 +73,9 @@ def validate(cfg: I2VABConfig, limits: Limits) -> None:
     for name in ("size", "height", "width"):
         v.whole(f"{name} (--{name})", getattr(cfg, name), 0, limits.max_side,
                 " (0 = the model's own)")
-    v.whole("steps (--steps)", cfg.steps, 1, MAX_SAMPLING_STEPS)
+    check(cfg, "steps", limits)
     v.seed("seed (--seed)", cfg.seed)
-    v.number("fps (--fps)", cfg.fps, 0, 240, open_lo=True)
+    check(cfg, "fps", limits)
     check_step_cache(cfg.step_cache)
 
 

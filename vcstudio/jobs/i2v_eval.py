@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..config import Limits, MAX_SAMPLING_STEPS
+from ..config import Limits, sampling_steps
+from ..settings import check
 from .. import validate as v
 from .i2v_ab import (BACKBONES, check_model, check_step_cache, figures, load_image_for,
                      open_backbone)
@@ -31,7 +32,7 @@ class I2VEvalConfig:
     frames: int = 0  # 0 = the model's own (Wan: the paper's 25)
     height: int = 0
     width: int = 0
-    steps: int = 30  # the paper's denoising steps
+    steps: int = sampling_steps(30, flag="--steps")  # the paper's denoising steps
     encoder: str = "auto"  # VCD encoder
     vcd_size: int = 224  # VCD's frame size (the paper's); scores compare only at one size
     vcd_num_proj: int = 256  # VCD's sliced-Wasserstein projections (FDL's)
@@ -72,7 +73,7 @@ def validate(cfg: I2VEvalConfig, limits: Limits) -> None:
     for name in ("height", "width"):
         v.whole(f"{name} (--{name})", getattr(cfg, name), 0, limits.max_side,
                 " (0 = the model's own)")
-    v.whole("steps (--steps)", cfg.steps, 1, MAX_SAMPLING_STEPS)
+    check(cfg, "steps", limits)
     v.whole("vcd_size (--vcd-size)", cfg.vcd_size, 32, 1024)
     v.whole("vcd_num_proj (--vcd-num-proj)", cfg.vcd_num_proj, 1, 4096)
     check_step_cache(cfg.step_cache)

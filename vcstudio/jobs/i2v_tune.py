@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..config import Limits, MAX_SAMPLING_STEPS
+from ..config import Limits
+from ..settings import check
 from ..pipelines.i2v_tune import I2VTuneConfig
 from .. import validate as v
 from .i2v_ab import BACKBONES, check_model, check_step_cache, figures, open_backbone
@@ -57,7 +58,7 @@ def validate(cfg: I2VTuneJobConfig, limits: Limits) -> None:
     v.whole("tune.steps (--steps)", t.steps, 1, limits.max_steps)
     v.whole("tune.lora_rank (--lora-rank)", t.lora_rank, 1, 512)
     v.number("tune.lr (--lr)", t.lr, 0, 1, open_lo=True, open_hi=True)
-    v.whole("tune.inference_steps (--inference-steps)", t.inference_steps, 1, MAX_SAMPLING_STEPS)
+    check(t, "inference_steps", limits, "tune.")
     v.whole("tune.grad_steps (--grad-steps)", t.grad_steps, 1, t.inference_steps,
             " (at most the inference steps)")
     v.whole("tune.decode_frames (--decode-frames)", t.decode_frames, 1, None)

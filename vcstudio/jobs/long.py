@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..config import Limits, LongConfig, MAX_SAMPLING_STEPS, TRAIN_TIMESTEPS
+from ..config import Limits, LongConfig, TRAIN_TIMESTEPS
 from ..errors import InputError
+from ..settings import check
 from .. import validate as v
 
 
@@ -59,9 +60,8 @@ def validate(cfg: LongJobConfig, limits: Limits) -> None:
         raise InputError(f"Long Video on {r.label} generates from a tuned run: tune a clip "
                          "first and give its run folder (--run); a Wan2.1 base model (--model) "
                          "generates without one.")
-    v.whole("long.frames (--frames)", c.frames, 1, limits.max_long_frames)
-    v.whole("long.window (--window)", c.window, 1, c.frames, " (at most the video's frames)")
-    v.whole("long.stride (--stride)", c.stride, 1, c.window, " (at most the window)")
+    for name in ("frames", "window", "stride"):
+        check(c, name, limits, "long.")
     from ..pipelines.windows import latent_grid, window_count
 
     if r.parameterization == "flow":  # its SD-only parts refused before anything loads
@@ -78,14 +78,8 @@ def validate(cfg: LongJobConfig, limits: Limits) -> None:
         raise InputError(f"{c.frames} frames in windows of {c.window} every {c.stride} make {n} "
                          f"windows; this studio denoises at most {limits.max_windows} per video: "
                          "raise --stride or --window, or lower --frames.")
-    v.whole("long.steps (--steps)", c.steps, 1, MAX_SAMPLING_STEPS)
-    v.number("long.guidance (--guidance)", c.guidance, 0, 50)
-    v.seed("long.seed (--seed)", c.seed)
-    v.whole("long.batch_windows (--window-batch)", c.batch_windows, 0, None,
-            " (0 = as many as fit)")
-    v.whole("long.decode_chunk", c.decode_chunk, 1, None)
-    v.number("long.fps (--fps)", c.fps, 0, 240, open_lo=True)
-    v.whole("long.size (--size)", c.size, 0, limits.max_side, " (0 = the tuned clip's)")
+    for name in ("steps", "guidance", "seed", "batch_windows", "decode_chunk", "fps", "size"):
+        check(c, name, limits, "long.")
     for s in c.refine:
         v.whole("long.refine (--refine)", s, 64, limits.max_side)
     if c.control:
@@ -93,10 +87,8 @@ def validate(cfg: LongJobConfig, limits: Limits) -> None:
 
         validate_controls(c.control, "long.control (--control)")
     if c.masks or cfg.masks_only:
-        v.whole("long.mask.n_candidates (--candidates)", c.mask.n_candidates, 1,
-                limits.max_candidates)
-        v.whole("long.mask.tune_steps (--tune-steps)", c.mask.tune_steps, 0, limits.max_steps,
-                " (0 = no combined tuning)")
+        check(c.mask, "n_candidates", limits, "long.mask.")
+        check(c.mask, "tune_steps", limits, "long.mask.")
 
 
 def plan(story: str, prompts: list[str], frames: int, window: int, stride: int, fusion: str,

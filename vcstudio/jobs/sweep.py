@@ -130,16 +130,16 @@ def _axes(cls, data: Any, prefix: str) -> tuple[dict, list[tuple[str, list]]]:
     if not isinstance(data, dict):
         raise InputError(f"Grid section {prefix.rstrip('.') or cls.__name__} must be a mapping "
                          f"of {cls.__name__} fields, got {_short(data)}.")
-    known = {f.name: f for f in dataclasses.fields(cls)}
+    from ..config import field_defaults
+
+    known = field_defaults(cls)
     fixed: dict = {}
     axes: list[tuple[str, list]] = []
     for key, value in data.items():
         if key not in known:
             raise InputError(f"Unknown grid field {prefix}{key}; {cls.__name__} has "
                              f"{', '.join(known)}.")
-        f = known[key]
-        default = (f.default_factory() if f.default_factory is not dataclasses.MISSING
-                   else f.default)
+        default = known[key]
         name = f"{prefix}{key}"
         if dataclasses.is_dataclass(default):
             sub_fixed, sub_axes = _axes(type(default), value, name + ".")

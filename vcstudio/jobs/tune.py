@@ -10,14 +10,14 @@ usable delta (edit from it, resume it), status ``stopped``.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..config import Limits, MAX_SAMPLING_STEPS, TuneConfig
+from ..config import Limits, TuneConfig
 from ..errors import InputError
 from ..memory import tune_gib
+from ..settings import check
 from .. import validate as v
 
 # Rough constants for a Stable-Diffusion-1.x-size U-Net (860 M parameters), per 512x512 frame,
@@ -57,25 +57,24 @@ def validate(cfg: TuneConfig, limits: Limits) -> None:
     d = cfg.data
     v.text("data.video_path (--video)", d.video_path, "give the clip to tune on")
     check_prompt(d.prompt, "source prompt", hint="describe the clip, e.g. 'a man is skiing'")
-    v.whole("data.n_frames (--frames)", d.n_frames, 1, limits.max_frames)
-    v.whole("data.stride (--stride)", d.stride, 1, limits.max_source_frames)
-    v.whole("data.start (--start)", d.start, 0, limits.max_source_frames - 1)
+    for name in ("n_frames", "stride", "start"):
+        check(d, name, limits, "data.")
     v.side("data.width (--width)", d.width, limits, "from --size and the clip's aspect")
     v.side("data.height (--height)", d.height, limits, "from --size and the clip's aspect")
     v.side("data.size (--size)", d.size, limits, "the model's native size")
-    v.whole("steps (--steps)", cfg.steps, 1, limits.max_steps)
-    v.number("lr (--lr)", cfg.lr, 0, 1, open_lo=True, open_hi=True)
-    v.seed("seed (--seed)", cfg.seed)
-    v.whole("batch_size", cfg.batch_size, 1, 64)
-    v.whole("checkpoint_every (--checkpoint-every)", cfg.checkpoint_every, 0, None,
-            " (0 = no checkpoints)")
-    v.whole("preview_every", cfg.preview_every, 0, None, " (0 = no previews)")
-    v.whole("preview_steps", cfg.preview_steps, 1, MAX_SAMPLING_STEPS)
-    v.whole("inversion_steps", cfg.inversion_steps, 1, MAX_SAMPLING_STEPS)
+    for name in ("steps", "lr", "seed", "batch_size", "checkpoint_every", "preview_every",
+                 "preview_steps"):
+        check(cfg, name, limits)
+    check(cfg, "inversion_steps", limits, label="inversion_steps")
     v.check_inversion_prompt(cfg.inversion_prompt)
-    v.number("max_grad_norm", cfg.max_grad_norm, 0, math.inf, open_lo=True)
+    check(cfg, "max_grad_norm", limits)
     check_name(cfg.method)
     check_family(cfg)
+    from ..methods.registry import part_classes
+
+    for cls in part_classes(cfg):  # each method's switches, as its section declares them
+        for name in cls.switches if cls.config is not None else ():
+            check(getattr(cfg, cls.name), name, limits, f"{cls.name}.")
     if cfg.control:
         from ..control import validate_controls
 
@@ -83,14 +82,13 @@ def validate(cfg: TuneConfig, limits: Limits) -> None:
     val = cfg.validation
     for i, prompt in enumerate(val.prompts):
         check_prompt(prompt, f"validation prompt {i + 1}", hint="give the edit to sample")
-    v.whole("validation.every (validation_steps)", val.every, 0, None, " (0 = at the end only)")
-    v.whole("validation.steps (num_inference_steps)", val.steps, 1, MAX_SAMPLING_STEPS)
-    v.number("validation.guidance (guidance_scale)", val.guidance, 0, 50)
-    from ..config import GROUPNORM_MODES
+    for name in ("every", "steps", "guidance"):
+        check(val, name, limits, "validation.")
+    from ..settings import choices_of
 
-    if cfg.groupnorm not in GROUPNORM_MODES:
-        raise InputError(f"groupnorm must be one of {', '.join(GROUPNORM_MODES)} (clip = "
-                         f"statistics over the clip's frames, as Tune-A-Video), got "
+    if cfg.groupnorm not in choices_of(cfg, "groupnorm"):
+        raise InputError(f"groupnorm must be one of {', '.join(choices_of(cfg, 'groupnorm'))} "
+                         "(clip = statistics over the clip's frames, as Tune-A-Video), got "
                          f"{cfg.groupnorm!r}.")
 
 
@@ -112,7 +110,7 @@ def check_family(cfg: TuneConfig) -> None:
         if cfg.control:
             raise InputError(f"Structure conditions (--control) run on Stable Diffusion only; "
                              f"tune this {r.label} model without them.")
-        v.whole("lora_rank (--lora-rank)", cfg.lora_rank, 1, 1024)
+        check(cfg, "lora_rank")
 
 
 def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
@@ -354,8 +352,6 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
 
 
 def run(cfg: TuneConfig, ctx) -> TuneOutcome:
-    import dataclasses
-
     from ..memory import model_scale
     from ..models.catalog import fetch
     from ..models.family import backbone_family

@@ -18,18 +18,57 @@ top of APLA's hyper-loss) can reuse them without inheriting from this class.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..config import APLAConfig
 from ..errors import InputError
 from ..models.diffusion_math import x0_and_eps
-from ..models.vgt import VideoGenerationTransformer, build_vgt
+from ..models.vgt import VGT_PRESETS, VideoGenerationTransformer, build_vgt
+from ..settings import setting
 from .base import TOTAL, Cost, Plotted, Preset, StepState, TuneMethod
 from .discriminator import AdversarialTrainer, NoiseDiscriminator
 from .hyper_loss import HyperLoss, perceptual_encoder
+
+VGT_KINDS = ("pure", "hyper", "none")  # VGT-Pure, VGT-Hyper (Table 1), no VGT
+
+
+@dataclass
+class APLAConfig:
+    """APLA switches (APLA paper, Table 3 ablations)."""
+
+    vgt: str = setting("pure", choices=VGT_KINDS, flag="--vgt", label="VGT",
+                       help="the video generation transformer added to the noise prediction "
+                       "(eq. 4): Pure, Hyper or none")
+    discriminator: bool = setting(True, flag="--no-discriminator", label="Discriminator",
+                                  help="the 1x1 discriminator's adversarial loss (eq. 20)")
+    hyper_loss: bool = setting(True, flag="--no-hyper-loss", label="Hyper-loss",
+                               help="alpha MSE + beta L1 + gamma perceptual (eq. 18); off: MSE")
+    alpha: float = 1.0  # MSE weight (eq. 18)
+    beta: float = 0.5  # L1 weight
+    gamma: float = 0.1  # perceptual weight
+    lam: float = 0.05  # adversarial weight lambda (eq. 20)
+    # "" = the vgt_* sizes below; "small" or "paper" (D 768, 4+4 layers, 60.5M Pure / 97.1M
+    # Hyper) replace vgt_dim, vgt_layers, vgt_temporal_layers, vgt_heads and vgt_patch
+    vgt_preset: str = setting("", choices=("",) + tuple(VGT_PRESETS), flag="--vgt-preset",
+                              help="VGT size: paper = D 768, 4+4 layers (60.5M Pure, 97.1M "
+                              "Hyper)", panel=False)
+    vgt_dim: int = 256
+    vgt_layers: int = 2  # spatial decoder layers (L)
+    vgt_temporal_layers: int = 2  # temporal decoder layers (M)
+    vgt_heads: int = 4
+    vgt_patch: int = 2
+    vgt_mlp_ratio: float = 4.0
+    vgt_mask: bool = True  # False = the paper's "-EN" encoder variant (no attention masks)
+    perceptual: str = "auto"  # auto (vgg19 if its weights are at hand, else efficientnet-lite0)
+    perceptual_layers: tuple[str, ...] = ()  # () = the encoder's first three taps
+    perceptual_random_weights: bool = False  # benchmarks only: speed does not depend on weights
+    disc_lr: float = 1e-4
+    disc_betas: tuple[float, float] = (0.5, 0.999)
+
+
 
 # Table 3's rows -> (vgt, discriminator, hyper_loss); VGT-Pure is what the paper ran.
 TABLE3 = {
@@ -102,6 +141,8 @@ def vgt_ratio(vgt_out: torch.Tensor | None, pred: torch.Tensor) -> float | None:
 class APLAMethod(TuneMethod):
     name = "apla"
     sections = ("apla",)
+    config = APLAConfig
+    switches = ("vgt", "discriminator", "hyper_loss", "vgt_preset")
     replaces_denoise_loss = True  # the hyper-loss (eq. 18); an instance without it keeps MSE
     presets = _presets()
     # the paper tunes 750 steps (Tune-A-Video / DCT: 500); `vcstudio tune --method apla` without
@@ -127,7 +168,7 @@ class APLAMethod(TuneMethod):
     def __init__(self, cfg=None) -> None:
         super().__init__(cfg)
         self.acfg: APLAConfig = cfg.apla if cfg is not None else APLAConfig()
-        if self.acfg.vgt not in ("pure", "hyper", "none"):
+        if self.acfg.vgt not in VGT_KINDS:
             raise InputError(f"Unknown VGT variant {self.acfg.vgt!r}; choose pure, hyper or none.")
         self.replaces_denoise_loss = bool(self.acfg.hyper_loss)
         self._vgt_out: torch.Tensor | None = None  # the VGT's output of the last training step

@@ -6,8 +6,12 @@ the denoising loss, add loss terms, and run its own update after each step (a di
 What the rest of vcstudio needs to know about a method lives on its class, so no code outside
 methods/ tests a method's name: its named presets (the papers' ablation rows), its share of the
 memory/time estimate, whether it replaces the denoising loss, the method underneath it (combined
-tuning keeps the tuned run's method), its paper defaults, its benchmark settings and the logged
-terms the loss plots draw (``plotted``: each on an axis of its own scale and unit).
+tuning keeps the tuned run's method), its paper defaults, its benchmark settings, the logged
+terms the loss plots draw (``plotted``: each on an axis of its own scale and unit), its config
+section (``config``: a dataclass whose fields declare their ranges, choices and help with
+vcstudio.settings.setting; a TuneConfig holds it as ``cfg.<name>``) and the fields of it a user
+switches (``switches``: the CLI's flags and the UI's method panel are made from them). A new
+method is one module with such a class plus ``methods.registry.register(cls)``.
 """
 from __future__ import annotations
 
@@ -105,6 +109,10 @@ class TuneMethod:
     sections: tuple[str, ...] = ()
     # the logged terms the loss plots draw, each on its axis (methods/registry.plotted_terms)
     plotted: tuple[Plotted, ...] = (Plotted("loss", LOSS_AXIS, "loss"),)
+    # the method's own settings: a dataclass, held by a TuneConfig as cfg.<name> (None: none)
+    config: Optional[type] = None
+    # the fields of ``config`` a user switches (CLI flags, the UI's method panel), in order
+    switches: tuple[str, ...] = ()
 
     def __init__(self, cfg=None) -> None:
         self.cfg = cfg

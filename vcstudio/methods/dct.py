@@ -23,17 +23,66 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 
+from ..config import TRAIN_TIMESTEPS
 from ..errors import InputError, ModelNotFoundError
 from ..models.adapter import ADAPTER_PATTERN, SITES, install_ms_adapters
 from .base import TOTAL, Cost, Plotted, Preset, StepState, TuneMethod
 from .clws import CLWS_NAMES, make_clws
+from ..settings import setting
 from .freq_loss import feature_loss
+
+@dataclass
+class DCTConfig:
+    """Dual Consistency Training switches (DCT paper, Table 3 ablations; Table 2 CLWS).
+
+    The consistency losses need a gradient path (DESIGN "Method notes"): at each active step the
+    predicted clean latents x0 of ``frames_per_step`` random frames are decoded by the VAE at
+    ``decode_size`` (the latents are resized first: decode memory grows with its pixels), fed to
+    CLIP and the texture net, and compared in the frequency domain with the same features of the
+    real clip (eq. 10), weighted by CLWS (eq. 11). The defaults keep that cost small next to a
+    24-frame 512x512 step: 2 frames at 256 px decode ~1/48 of the clip's pixels.
+
+    Stepwise (the paper says the training is "stepwise"/"progressive" and gives no numbers): the
+    consistency losses start after ``warmup`` x steps (the temporal layers and adapters first
+    learn the clip by denoising alone) and only at timesteps t < ``t_max``: x0 predicted at
+    very noisy t is a blur whose decode carries little semantics or texture, and its gradient
+    through x0 = (x_t - sqrt(1 - a) eps) / sqrt(a) grows like 1/sqrt(a) (x15 at t = 999).
+    """
+
+    adapter: bool = setting(True, flag="--no-adapter", label="MS-Adapter",
+                            help="the MS-Adapter in every transformer block (eq. 5)")
+    semantic: bool = setting(True, flag="--no-semantic", label="Semantic (CLIP)",
+                             help="the semantic (CLIP) consistency loss")
+    texture: bool = setting(True, flag="--no-texture", label="Texture (VGG)",
+                            help="the texture (VGG) consistency loss")
+    clws: str = setting("mul-fourier", choices=CLWS_NAMES, flag="--clws",
+                        label="Loss weighting (CLWS)",
+                        help="how alpha weighs the semantic vs texture loss over t (Table 2)")
+    lam: float = 0.1  # total = denoise + lam * L_consistency
+    adapter_ratios: tuple[float, float] = (0.25, 0.0625)  # bottleneck widths / block width (eq. 5)
+    adapter_sites: tuple[str, ...] = ("attn1", "ff")  # after spatial attention, beside the FF
+    clip_model: str = "ViT-B-32"  # any open_clip architecture, or a full spec (models/clip.py)
+    clip_pretrained: str = "openai"  # open_clip tag; "random" for benchmarks/tests
+    texture_model: str = "vgg19"  # or "efficientnet-lite0" (offline stand-in, labelled so)
+    vgg_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+    random_feature_weights: bool = False  # texture net with random weights: benchmarks/tests only
+    frames_per_step: int = 2  # random subset of frames decoded per step (0 = all)
+    decode_size: int = 256  # short side the predicted frames are decoded at (0 = full size)
+    target: str = "decoded"  # "decoded": real clip latents through the same decode; "frames"
+    phase_weight: float = 1.0  # phase vs amplitude term of eq. 10 split by eq. 7 (1 = eq. 10)
+    clws_scales: tuple[int, ...] = (1, 2, 4)  # mul-fourier downsampling factors s (eq. 6)
+    clws_cutoff: float = 0.5  # low/high frequency split, share of Nyquist
+    warmup: float = 0.1  # consistency losses start after this share of steps
+    t_max: int = 600  # and only for timesteps t < t_max (TRAIN_TIMESTEPS = all)
+
+
 
 # VGG19 relu{k}_1 -> the EfficientNet-Lite0 tap at the same stride (models/vgg.py)
 _VGG_TO_EFFNET = {"relu1": "stem", "relu2": "stage2", "relu3": "stage3", "relu4": "stage5",
@@ -81,8 +130,6 @@ def bench_dct_config(frames_per_step: Optional[int] = None, decode_size: Optiona
     depend on weight values). ``every_step``: the consistency terms run on every step (no
     warm-up, all t) -- the worst case; otherwise the default stepwise schedule."""
     import dataclasses
-
-    from ..config import DCTConfig
 
     d = DCTConfig(clip_pretrained="random", random_feature_weights=True)
     if frames_per_step is not None:
@@ -160,6 +207,8 @@ class DCTMethod(TuneMethod):
 
     name = "dct"
     sections = ("dct",)
+    config = DCTConfig
+    switches = ("adapter", "semantic", "texture", "clws")
     presets = _presets()
     plotted = (TOTAL,
                Plotted("l_sem", CONS_AXIS, "l_sem: semantic (CLIP)"),
@@ -186,7 +235,7 @@ class DCTMethod(TuneMethod):
         d = bench_dct_config(frames_per_step, decode_size, every_step)
         n, size = cfg.data.n_frames, cfg.data.width
         label = (f"{min(d.frames_per_step or n, n)} fr @ {min(d.decode_size or size, size)} px, "
-                 f"{'every step' if d.warmup == 0 and d.t_max > 1000 else 'stepwise'}")
+                 f"{'every step' if d.warmup == 0 and d.t_max > TRAIN_TIMESTEPS else 'stepwise'}")
         return dataclasses.replace(cfg, dct=d), label
 
     def __init__(self, cfg) -> None:

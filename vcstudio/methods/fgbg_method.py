@@ -11,6 +11,7 @@ does not need the mask file any more.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
@@ -18,10 +19,35 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..settings import setting
 from .base import LOSS_AXIS, Cost, Plotted, StepState, TuneMethod
 from .fgbg import FgBgWeights, fgbg_losses, latent_mask
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class FgBgConfig:
+    """Combined tuning (consistency-tuning paper, sec. 3.3): the fg/bg-weighted loss of eq. 20 on
+    the fused clip.
+
+    ``masks``: a file with the clip's foreground masks, bool/uint8 (F, H, W) at frame resolution
+    (.npy, .npz with a ``masks`` array, or a folder of PNGs); they are brought to latent
+    resolution when tuning. ``base_method`` is the method whose modules and extra losses are kept
+    (the run being fine-tuned was tuned with it). The paper's lr 2e-6 / 250 steps are the
+    defaults of ``vcstudio long --masks`` and of ``vcstudio tune --method fgbg``.
+    """
+
+    masks: str = setting("", flag="--fg-masks",
+                         help="foreground masks of the clip's frames: .npy/.npz (frames, H, W) "
+                         "or a folder of one PNG per frame (method fgbg)")
+    l1: float = 1.0  # lambda_1: plain denoising loss L
+    l2: float = 1.0  # lambda_2: foreground L_fg
+    l3: float = 0.5  # lambda_3: background L_bg
+    reduction: str = "all"  # all | masked (see methods/fgbg.py)
+    threshold: Optional[float] = None  # binarise the latent masks at this value (None = soft)
+    base_method: str = "baseline"
+
 
 
 def load_mask_file(path: Union[str, Path]) -> np.ndarray:
@@ -69,6 +95,8 @@ class FgBgMethod(TuneMethod):
 
     name = "fgbg"
     sections = ("fgbg",)
+    config = FgBgConfig
+    switches = ("masks",)
     replaces_denoise_loss = True
     presets = ()
     paper_defaults = {"lr": 2e-6, "steps": 250}  # consistency-tuning paper, sec. 4

@@ -1,7 +1,9 @@
 """Method name -> TuneMethod class and instance; ``a+b`` composes methods (methods/compose.py).
 
 Everything outside methods/ asks this module about methods (names, presets, the parts a config
-tunes, their cost, paper defaults, benchmark settings) instead of testing a method's name.
+tunes, their cost, paper defaults, benchmark settings, their config sections and switches)
+instead of testing a method's name. The built-in methods register themselves below with
+:func:`register`, as a new method does (one module + one ``register`` call).
 Imports point one way: the method modules never import this registry (combined tuning gets
 its base method's instance handed in), so there is no import cycle here.
 """
@@ -12,37 +14,6 @@ from typing import Any, Mapping
 
 from ..errors import InputError
 from .base import Cost, Plotted, Preset, TuneMethod
-
-
-def _dct() -> type[TuneMethod]:
-    from .dct import DCTMethod  # DCT paper
-
-    return DCTMethod
-
-
-def _apla() -> type[TuneMethod]:
-    from .apla import APLAMethod  # APLA paper
-
-    return APLAMethod
-
-
-def _fgbg() -> type[TuneMethod]:
-    from .fgbg_method import FgBgMethod  # combined tuning, consistency-tuning paper eq. 20
-
-    return FgBgMethod
-
-
-_CLASSES = {"baseline": lambda: TuneMethod, "dct": _dct, "apla": _apla, "fgbg": _fgbg}
-COMBINABLE = ("dct", "apla")  # parts that stack in one run (see methods/compose.py)
-# what the method pickers offer, in order (fgbg needs masks: the CLI and Long Video offer it)
-PICKABLE = ("baseline", "dct", "apla", "apla+dct")
-
-
-# the backbone families (models/family.py) each method runs on. On a video DiT (Wan2.1) the
-# baseline is one-shot LoRA tuning with the rectified-flow loss (pipelines/flow_run.py), and
-# DCT / APLA add their terms to it (methods/dit.py; the MS-Adapter is off there)
-BACKBONES = {"baseline": ("sd", "wan"), "dct": ("sd", "wan"), "apla": ("sd", "wan"),
-             "fgbg": ("sd",)}
 
 
 def _dit_dct() -> type[TuneMethod]:
@@ -62,6 +33,82 @@ _DIT_CLASSES = {"baseline": lambda: TuneMethod, "dct": _dit_dct, "apla": _dit_ap
 # methods that edit a clip without tuning: name -> (families, what it is)
 TRAINING_FREE = {"flowedit": (("wan",), "FlowEdit (Kulikov et al. 2024): inversion-free, no "
                               "tuning, on a flow-matching model")}
+_CLASSES: dict[str, type[TuneMethod]] = {}
+_PICKABLE: list[str] = []  # what the method pickers offer, in order
+_COMBINABLE: list[str] = []  # parts that stack in one run (see methods/compose.py)
+# the backbone families (models/family.py) each method runs on
+BACKBONES: dict[str, tuple[str, ...]] = {}
+
+
+def register(cls: type[TuneMethod], *, pickable: bool = True, combinable: bool = False,
+             backbones: tuple[str, ...] = ("sd",)) -> type[TuneMethod]:
+    """Make ``cls`` a method named ``cls.name``: its config section joins TuneConfig
+    (``cfg.<name>``), its switches the CLI's flags and the UI's method panel, its presets
+    Compare's variants. ``pickable``: the method pickers offer it (a wrapper needing extra
+    inputs, as combined tuning's masks, is left to the surfaces that give them);
+    ``combinable``: it stacks with the others (``apla+dct``)."""
+    from ..config import register_section
+
+    name = cls.name
+    if name in TRAINING_FREE or "+" in name or not name.strip():
+        raise ValueError(f"{name!r} cannot name a tuning method")
+    _CLASSES[name] = cls
+    BACKBONES[name] = tuple(backbones)
+    if cls.config is not None:
+        register_section(name, cls.config)
+    if pickable and name not in _PICKABLE:
+        combo = [i for i, n in enumerate(_PICKABLE) if "+" in n]  # combinations stay last
+        _PICKABLE.insert(combo[0] if combo else len(_PICKABLE), name)
+    if combinable and name not in _COMBINABLE:
+        _COMBINABLE.append(name)
+    return cls
+
+
+def unregister(name: str) -> None:
+    """Forget a method :func:`register` added (a test's toy method)."""
+    from ..config import unregister_section
+
+    _CLASSES.pop(name, None)
+    BACKBONES.pop(name, None)
+    unregister_section(name)
+    for table in (_PICKABLE, _COMBINABLE):
+        if name in table:
+            table.remove(name)
+
+
+def _register_builtins() -> None:
+    from .apla import APLAMethod  # APLA paper
+    from .dct import DCTMethod  # DCT paper
+    from .fgbg_method import FgBgMethod  # combined tuning, consistency-tuning paper eq. 20
+
+    # On a video DiT (Wan2.1) the baseline is one-shot LoRA tuning with the rectified-flow loss
+    # (pipelines/flow_run.py); DCT's and APLA's DiT terms exist as parts (methods/dit.py) but no
+    # Wan tune drives them yet
+    register(TuneMethod, backbones=("sd", "wan"))
+    # on a video DiT (Wan2.1) the baseline is one-shot LoRA tuning with the rectified-flow
+    # loss (pipelines/flow_run.py), and DCT / APLA add their terms to it (methods/dit.py; the
+    # MS-Adapter is off there); fg/bg stays Stable-Diffusion-only
+    register(DCTMethod, combinable=True, backbones=("sd", "wan"))
+    register(APLAMethod, combinable=True, backbones=("sd", "wan"))
+    _PICKABLE.append("apla+dct")
+    # fgbg needs masks: the CLI and Long Video offer it
+    register(FgBgMethod, pickable=False)
+
+
+def pickable() -> tuple[str, ...]:
+    """What the method pickers offer, in order (the combination last)."""
+    return tuple(_PICKABLE)
+
+
+def combinable() -> tuple[str, ...]:
+    return tuple(_COMBINABLE)
+
+
+def registered() -> dict[str, type[TuneMethod]]:
+    """Every tuning method by name, in registration order."""
+    return dict(_CLASSES)
+
+
 _FAMILY_LABEL = {"sd": "Stable Diffusion", "wan": "Wan2.1"}
 
 
@@ -95,8 +142,10 @@ def check_backbone(name: str, family: str) -> str:
 
 
 def method_names(include_wrappers: bool = True) -> tuple[str, ...]:
-    """Every name ``TuneConfig.method`` accepts (combinations as written, e.g. apla+dct)."""
-    return PICKABLE + (("fgbg",) if include_wrappers else ())
+    """Every name ``TuneConfig.method`` accepts (combinations as written, e.g. apla+dct);
+    ``include_wrappers``: the ones the pickers leave out too (fgbg)."""
+    rest = tuple(n for n in _CLASSES if n not in _PICKABLE) if include_wrappers else ()
+    return pickable() + rest
 
 
 def _split(name: str) -> list[str]:
@@ -108,10 +157,10 @@ def check_name(name: str) -> str:
     choices."""
     names = _split(name)
     if len(names) > 1:
-        bad = [n for n in names if n not in COMBINABLE] or (
+        bad = [n for n in names if n not in combinable()] or (
             [names[0]] if len(set(names)) < len(names) else [])
         if bad:
-            raise InputError(f"Cannot combine {name!r}: only {' and '.join(COMBINABLE)} "
+            raise InputError(f"Cannot combine {name!r}: only {' and '.join(combinable())} "
                              "stack, each once (e.g. apla+dct).")
         return name
     if names[0] in TRAINING_FREE:
@@ -127,7 +176,7 @@ def method_class(name: str) -> type[TuneMethod]:
     check_name(name)
     if "+" in str(name):
         raise InputError(f"{name!r} is a combination; ask for its parts.")
-    return _CLASSES[_split(name)[0]]()
+    return _CLASSES[_split(name)[0]]
 
 
 def part_classes(cfg) -> list[type[TuneMethod]]:
@@ -186,7 +235,7 @@ def plotted_terms(cfg=None) -> dict[str, Plotted]:
     method's when ``cfg`` is None). A term no part declares (grad_norm, the weighted copies,
     the baseline's total, which is its loss) is not drawn."""
     classes = [TuneMethod, *part_classes(cfg)] if cfg is not None else [
-        TuneMethod, _dct(), _apla(), _fgbg()]
+        TuneMethod, *_CLASSES.values()]
     out: dict[str, Plotted] = {}
     for cls in classes:
         for p in cls.plotted:
@@ -200,8 +249,13 @@ def presets() -> dict[str, Preset]:
     from .compose import ComposedMethod
 
     out: dict[str, Preset] = {}
-    for cls in (TuneMethod, _dct(), _apla(), ComposedMethod):
-        for p in cls.presets:
+    for name, cls in [*_CLASSES.items(), ("", ComposedMethod)]:
+        if name and name not in _PICKABLE:
+            continue
+        # a method that declares no presets of its own is its own preset (the baseline's
+        # would otherwise be inherited)
+        own = cls.__dict__.get("presets")
+        for p in own if own is not None else (Preset(name, name, {"method": name}),):
             out[p.id] = p
     return out
 
@@ -230,7 +284,7 @@ def apply_changes(cfg, changes: Mapping[str, Any]):
 
 
 def _set(obj, path: list[str], value):
-    names = {f.name for f in dataclasses.fields(obj)}
+    names = {f.name for f in dataclasses.fields(obj)} | set(getattr(obj, "sections", {}))
     if path[0] not in names:
         raise InputError(f"Unknown setting {'.'.join(path)!r} in {type(obj).__name__}.")
     if len(path) == 1:
@@ -290,6 +344,9 @@ def _inner(cls: type[TuneMethod], cfg) -> str | None:
         return None
     if inner == cls.name:
         raise InputError(f"{cls.name}.base_method must be the run's own method "
-                         f"({', '.join(PICKABLE)}).")
+                         f"({', '.join(pickable())}).")
     check_name(inner)
     return inner
+
+
+_register_builtins()

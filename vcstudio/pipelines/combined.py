@@ -12,7 +12,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..config import FgBgConfig, MaskConfig, TuneConfig
+from ..config import MaskConfig, TuneConfig
+from ..methods.fgbg_method import FgBgConfig
 from ..errors import InputError
 from ..models.cache import ModelCache, default_cache
 from ..progress import CancelToken, ProgressFn, null_progress

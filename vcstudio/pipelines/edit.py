@@ -10,11 +10,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..config import check_prompt, EditConfig, MAX_SAMPLING_STEPS
+from ..config import check_prompt, EditConfig
 from ..errors import OutOfMemoryError
 from ..io import write_gif, write_mp4
 from ..models.cache import ModelCache, default_cache
 from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..settings import check
 from ..models.encode import decode_to_frames, preview_strip
 from .tuned import TunedModel, inversion_latents, load_tuned
 
@@ -49,24 +50,21 @@ def edit_stem(cfg: EditConfig) -> str:
     return f"{_slug(cfg.prompt)[:40]}-s{cfg.seed}-{digest}"
 
 
-def validate_edit(e: EditConfig, prefix: str = "") -> None:
-    """An edit's settings, checked before anything loads (the edit job's validate step, the
-    sweep and this pipeline call it): one-line errors naming the setting (``prefix`` + its
-    config key, and its flag) and its range."""
-    from .. import validate as v
-
-    check_prompt(e.prompt, "edit prompt")  # empty, not UTF-8, too long: one line each
-    check_prompt(e.negative, "negative prompt", required=False)
-    v.whole(f"{prefix}steps (--steps)", e.steps, 1, MAX_SAMPLING_STEPS)
-    v.number(f"{prefix}guidance (--guidance)", e.guidance, 0, 50)
-    v.seed(f"{prefix}seed (--seed)", e.seed)
-    v.number(f"{prefix}eta", e.eta, 0, 1)
-    if e.control:
+def validate_edit(cfg: EditConfig, prefix: str = "") -> None:
+    """An edit's settings, each against its declared range (the edit job's validate step and
+    the pipeline's own check before loading anything): one-line errors naming the setting."""
+    check_prompt(cfg.prompt, "edit prompt")  # empty, not UTF-8, too long: one line each
+    check_prompt(cfg.negative, "negative prompt", required=False)
+    for name in ("steps", "guidance", "seed", "eta"):
+        check(cfg, name, prefix=prefix)
+    if cfg.control:
         from ..control import validate_controls
 
-        validate_controls(e.control, f"{prefix}control (--control)")
-    if e.inversion_prompt is not None:
-        v.check_inversion_prompt(e.inversion_prompt)
+        validate_controls(cfg.control, f"{prefix}control (--control)")
+    if cfg.inversion_prompt is not None:
+        from .. import validate as v
+
+        v.check_inversion_prompt(cfg.inversion_prompt)
 
 
 def x0_preview_every(steps: int, n_previews: int = 6) -> int:

@@ -23,9 +23,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..config import MAX_SAMPLING_STEPS, EditConfig, FlowEditConfig, check_prompt, guided_passes
+from ..config import EditConfig, FlowEditConfig, check_prompt, guided_passes
 from ..errors import InputError, OutOfMemoryError
 from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..settings import check
 
 
 @dataclass
@@ -187,18 +188,13 @@ def validate_flowedit(cfg: FlowEditConfig) -> None:
     check_prompt(cfg.data.prompt, "source prompt", hint="describe what the clip shows")
     check_prompt(cfg.prompt, "edit prompt")
     check_prompt(cfg.negative, "negative prompt", required=False)
-    if not 1 <= cfg.steps <= MAX_SAMPLING_STEPS:
-        raise InputError(f"steps (--steps) must be within 1..{MAX_SAMPLING_STEPS}, got "
-                         f"{cfg.steps}.")
+    check(cfg, "steps")
     n_max = n_max_of(cfg)
     if not 0 <= cfg.n_min <= n_max <= cfg.steps:
         raise InputError(f"FlowEdit needs 0 <= n_min <= n_max <= steps; got n_min {cfg.n_min}, "
                          f"n_max {n_max}, steps {cfg.steps}.")
-    if not 1 <= cfg.n_avg <= 16:
-        raise InputError(f"n_avg must be within 1..16, got {cfg.n_avg}.")
-    for name in ("source_guidance", "target_guidance"):
-        if not 0 <= getattr(cfg, name) <= 50:
-            raise InputError(f"{name} must be within 0..50, got {getattr(cfg, name)}.")
+    for name in ("n_avg", "source_guidance", "target_guidance"):
+        check(cfg, name)
 
 
 def flowedit_clip(cfg: FlowEditConfig, progress: ProgressFn = null_progress,

@@ -39,6 +39,7 @@ from ..errors import InputError
 from ..progress import CancelToken, Event, ProgressFn, null_progress
 from ..runs.folder import RunFolder, new_run_dir, versions
 from ..io.atomic import write_json
+from ..settings import check
 
 CLIP_LATENTS = "clip-latents.safetensors"
 METHOD_MODULES = "method.safetensors"  # a method's own trained modules (APLA's VGT): runs.py
@@ -100,10 +101,8 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
     from .tune import TuneResult
 
     check_prompt(cfg.data.prompt, "source prompt", hint="describe the clip, e.g. 'a man is skiing'")
-    if cfg.steps < 1:
-        raise InputError(f"Steps must be >= 1, got {cfg.steps}.")
-    if not 0 < cfg.lr < 1:
-        raise InputError(f"Learning rate {cfg.lr} is out of range (0, 1).")
+    check(cfg, "steps", limits)
+    check(cfg, "lr", limits)
     t0 = time.time()
     r = rules(backbone_family(cfg.model))
     if frames is None:  # read and fit the clip before the (slow) model load: fail fast

@@ -29,12 +29,13 @@ import torch
 from ..device import synchronize
 from ..errors import InputError
 from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..settings import check, setting
 
 
 @dataclass
 class FlowTuneConfig:
-    steps: int = 300
-    lr: float = 1e-4
+    steps: int = setting(300, lo=1, flag="--steps")
+    lr: float = setting(1e-4, lo=0, hi=1, open_lo=True, open_hi=True, flag="--lr")
     lora_rank: int = 16
     lora_alpha: Optional[float] = None  # None = rank (scale 1)
     lora_targets: Optional[tuple[str, ...]] = None  # None = q, k, v, out of every attention
@@ -174,10 +175,8 @@ def tune_lora(backbone, frames: np.ndarray, prompt: str, cfg: FlowTuneConfig,
     ends after at most that many steps (``paused``). Cancelling ends after the current step;
     the result holds the steps done.
     """
-    if cfg.steps < 1:
-        raise InputError("Tuning needs at least 1 step.")
-    if not 0 < cfg.lr < 1:
-        raise InputError(f"Learning rate {cfg.lr} is out of range (0, 1).")
+    check(cfg, "steps")
+    check(cfg, "lr")
     if not prompt or not prompt.strip():
         raise InputError("Give the prompt that describes the clip.")
     t0 = time.time()

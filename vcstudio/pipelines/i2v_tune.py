@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..models.encode import frames_to_unit
+from ..config import sampling_steps
 from ..errors import InputError
 from ..methods.vcd import VCD, build_vcd, reward_projection_seed
 from ..metrics.motion import motion_amount
@@ -46,7 +47,8 @@ class I2VTuneConfig:
     num_frames: Optional[int] = None  # None = the model's own (SVD: 14, LTX: 121)
     height: Optional[int] = None
     width: Optional[int] = None
-    inference_steps: int = 25  # paper: 30 for its backbones
+    # paper: 30 for its backbones
+    inference_steps: int = sampling_steps(25, flag="--inference-steps")
     grad_steps: int = 1  # truncated backprop through the last k denoising steps (paper: 1)
     decode_frames: int = 2  # random subset of frames 2..N decoded per step
     encoder: str = "vgg19"  # VCD encoder; "efficientnet-lite0" works offline

@@ -20,11 +20,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..config import LongConfig, MAX_SAMPLING_STEPS, to_dict
+from ..config import LongConfig, to_dict
 from ..errors import InputError, OutOfMemoryError
 from ..io import resize_frames, write_mp4
 from ..models.cache import ModelCache, default_cache
 from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..settings import check
 from ..scene.segments import Segment, timeline
 from .codenoise import CoDenoiser
 from ..models.encode import decode_to_frames, encode_prompts, encode_video
@@ -63,18 +64,14 @@ def long_segments(cfg: LongConfig) -> list[Segment]:
 
 
 def check_sampling(cfg: LongConfig) -> None:
-    """The sampler's ranges, whatever the backbone."""
-    if not 1 <= cfg.steps <= MAX_SAMPLING_STEPS:
-        raise InputError(f"Sampling steps must be within 1..{MAX_SAMPLING_STEPS}, got "
-                         f"{cfg.steps}.")
-    if not 0 <= cfg.guidance <= 50:
-        raise InputError(f"Guidance scale must be within 0..50, got {cfg.guidance}.")
+    """The sampler's ranges, whatever the backbone (as LongConfig declares them)."""
+    for name in ("steps", "guidance"):
+        check(cfg, name)
 
 
 def validate_long(cfg: LongConfig) -> None:
     check_sampling(cfg)
-    if cfg.refine_mode not in ("latent", "pixel"):
-        raise InputError(f"Refinement mode must be 'latent' or 'pixel', got {cfg.refine_mode!r}.")
+    check(cfg, "refine_mode")
     if cfg.refine:
         parse_scales(list(cfg.refine))
         partial_timesteps(list(range(cfg.steps)), cfg.refine_strength)

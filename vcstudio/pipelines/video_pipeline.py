@@ -38,10 +38,11 @@ import torch.nn as nn
 from diffusers import DDIMScheduler, DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from ..config import MAX_SAMPLING_STEPS
+from ..config import EditConfig
 from ..errors import InputError
 from ..models.inflate import VideoDenoiser
 from ..models.loading import BaseModel
+from ..settings import check
 
 DEFAULT_FRAMES = 24  # Tune-A-Video's clip length; a tuned run defaults to its own clip
 
@@ -300,11 +301,9 @@ class VideoEditPipeline(DiffusionPipeline):
             texts = [prompt] if isinstance(prompt, str) else list(prompt)
             if not texts or any(not isinstance(p, str) or not p.strip() for p in texts):
                 raise InputError("The prompt is empty: describe what the video should show.")
-        if not 1 <= int(steps) <= MAX_SAMPLING_STEPS:
-            raise InputError(f"num_inference_steps must be within 1..{MAX_SAMPLING_STEPS}, "
-                             f"got {steps}.")
-        if not 0 <= guidance <= 50:
-            raise InputError(f"guidance_scale must be within 0..50, got {guidance}.")
+        # an edit's own ranges (config.EditConfig), named as diffusers' arguments are
+        check(EditConfig, "steps", label="num_inference_steps", value=steps)
+        check(EditConfig, "guidance", label="guidance_scale", value=guidance)
         if eta < 0:
             raise InputError(f"eta must be >= 0, got {eta}.")
         bad = [k for k in tensor_inputs if k not in self._callback_tensor_inputs]

@@ -29,11 +29,9 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..config import FUSIONS, PROMPT_MODES  # LongConfig's declared choices
 from ..errors import InputError
 from ..scene.segments import Segment
-
-FUSIONS = ("uniform", "pyramid", "gaussian")
-PROMPT_MODES = ("majority", "interpolate")
 
 
 # ----------------------------------------------------------------------------- layout

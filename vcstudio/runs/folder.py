@@ -21,11 +21,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 
-from ..config import TuneConfig, load_run_config, read_text_file, save_yaml, to_dict
+from ..config import TuneConfig, read_text_file, save_yaml, to_dict
+from ..runs.tav_import import load_run_config
 from ..errors import InputError
 from ..io.atomic import atomic_path, write_json
 from ..paths import data_dir

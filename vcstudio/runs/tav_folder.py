@@ -13,9 +13,10 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from ..config import TuneConfig, read_yaml, is_tuneavideo_config, read_tuneavideo
+from ..config import TuneConfig, read_yaml
 from ..errors import VcsError
 from .folder import RunFolder
+from .tav_import import is_tuneavideo_config, read_tuneavideo
 
 
 def tav_config(folder: Path) -> tuple[TuneConfig, list[str]]:

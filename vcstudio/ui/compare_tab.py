@@ -15,6 +15,8 @@ import gradio as gr
 
 from ..errors import InputError, VcsError
 from ..jobs.compare import COMPARE_METRICS, best_table, load_entry
+from ..config import TuneConfig
+from .settings_widgets import number, slider
 from .common import (NO_CLIP, VIDEO_TYPES, about, as_int, bounds_of, check_bounds,
                      device_group, ensure_session, estimate_device, event_status, gr_error,
                      gr_update, job_validator, run_job, served, ui_tier, uncalibrated_scale,
@@ -299,9 +301,8 @@ def build(studio, sid_state, edit_refs):
                                      step=8, label="Size (long side)",
                                      info="the other side follows the clip's aspect, as in "
                                           "the Edit tab")
-                    steps = gr.Slider(10, max(10, lim.max_steps), value=60 if small else 300,
-                                      step=10, label="Tuning steps")
-                    seed = gr.Number(value=tier.seed, precision=0, label="Seed")
+                    steps = slider(TuneConfig, "steps", 60 if small else 300, lim)
+                    seed = number(TuneConfig, "seed", tier.seed, precision=0)
                 est = gr.Markdown(compare_estimate_text(
                     studio, labels[:2], [], min(8, lim.max_frames), tier.side,
                     60 if small else 300), elem_id="compare-estimate", label="Estimate")

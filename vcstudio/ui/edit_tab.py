@@ -13,20 +13,19 @@ from typing import Optional
 
 import gradio as gr
 
-from ..config import DataConfig, DCTConfig, APLAConfig, EditConfig, TuneConfig
+from ..config import DataConfig, EditConfig, TuneConfig
 from ..errors import InputError
-from ..methods.registry import PICKABLE, plotted_terms
+from ..methods.registry import pickable, plotted_terms
 from .common import (EXAMPLES, about, NO_CLIP, VIDEO_TYPES, Ticker, as_float, as_int,
                      device_group, ensure_session, estimate_device, event_status, frame_strip,
                      gr_error,
                      gr_update, bounds_of, check_bounds, job_validator, last_result, run_job,
                      served, ui_tier, uncalibrated_scale, upload, validated, any_string)
 from . import model_picker
+from .settings_widgets import method_panel, number, radio, slider
 from .plots import (StepSeries, StreamView, figure_of, metric_axis, plot_update,
                     rows_update, table_update, table_widths)
 
-METHODS = list(PICKABLE)
-CLWS = ["mul-fourier", "fourier", "exponential", "gaussian", "linear", "constant"]
 
 
 def inversion_steps(studio) -> int:
@@ -63,9 +62,9 @@ def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, w
         seed=as_int("Seed", seed),
         checkpoint_every=max(25, steps // 4), **_previews(steps),
         inversion_steps=int(inversion_steps),
-        dct=dataclasses.replace(DCTConfig(), adapter=bool(adapter), semantic=bool(semantic),
+        dct=dataclasses.replace(TuneConfig().dct, adapter=bool(adapter), semantic=bool(semantic),
                                 texture=bool(texture), clws=clws),
-        apla=dataclasses.replace(APLAConfig(), vgt=vgt, discriminator=bool(disc),
+        apla=dataclasses.replace(TuneConfig().apla, vgt=vgt, discriminator=bool(disc),
                                  hyper_loss=bool(hyper)))
 
 
@@ -524,8 +523,6 @@ def _examples() -> list[list]:
 def _clip_panel(studio) -> SimpleNamespace:
     """The clip, its source prompt and what tuning sees of it (frames, size, fit), with the
     frame strip of exactly those frames."""
-    from ..io import POSITIONS
-
     lim = studio.limits
     # the demo model, or a CPU-sized Space: small defaults that finish in minutes
     tier = ui_tier(studio)
@@ -543,19 +540,17 @@ def _clip_panel(studio) -> SimpleNamespace:
     prompt = gr.Textbox(value="", label="Source prompt: what the clip shows",
                         placeholder="a red circle moving right on the beach")
     with gr.Row():
-        frames = gr.Slider(1, lim.max_frames, value=tier.frames, step=1,
-                           label="Frames")
-        stride = gr.Slider(1, 8, value=tier.stride, step=1, label="Stride")
-        start = gr.Number(value=0, precision=0, label="Start frame", minimum=0)
+        frames = slider(DataConfig, "n_frames", tier.frames, lim)
+        stride = slider(DataConfig, "stride", tier.stride, lim)
+        start = number(DataConfig, "start", 0, precision=0, minimum=0)
     with gr.Row():
         width = gr.Slider(lo_side, lim.max_side, value=side0, step=8,
                           label="Width (px)")
         height = gr.Slider(lo_side, lim.max_side, value=side0, step=8,
                            label="Height (px)")
     with gr.Row():
-        resize = gr.Radio(["crop", "pad"], value="crop", label="Fit")
-        position = gr.Radio(list(POSITIONS), value="center",
-                            label="Keep (crop) / place (pad)")
+        resize = radio(DataConfig, "resize")
+        position = radio(DataConfig, "crop", label="Keep (crop) / place (pad)")
     strip = gr.Image(label="Frames that will be tuned on", height=110,
                      interactive=False, elem_id="edit-strip")
     strip_info = gr.Markdown(elem_id="edit-strip-info", label="Preview info")
@@ -571,26 +566,17 @@ def _tune_panel(studio) -> SimpleNamespace:
     tier = ui_tier(studio)
     side0 = default_long_side(studio)
     model = model_picker.build(studio)
-    method = gr.Radio(METHODS, value="baseline", label="Method",
+    method = gr.Radio(list(pickable()), value="baseline", label="Method",
                       info="baseline = Tune-A-Video; DCT = + adapter and "
                            "CLIP/VGG consistency; APLA = + VGT perturbation; "
                            "apla+dct = both")
-    with gr.Accordion("DCT switches", open=False):
-        with gr.Row():
-            adapter = gr.Checkbox(True, label="MS-Adapter")
-            semantic = gr.Checkbox(True, label="Semantic (CLIP)")
-            texture = gr.Checkbox(True, label="Texture (VGG)")
-        clws = gr.Dropdown(CLWS, value="mul-fourier", label="Loss weighting (CLWS)")
-    with gr.Accordion("APLA switches", open=False):
-        vgt = gr.Radio(["pure", "hyper", "none"], value="pure", label="VGT")
-        with gr.Row():
-            disc = gr.Checkbox(True, label="Discriminator")
-            hyper = gr.Checkbox(True, label="Hyper-loss")
+    switches = method_panel(("dct", "apla"))  # from the methods' declarations
+    adapter, semantic, texture, clws = switches["dct"].values()
+    vgt, disc, hyper = switches["apla"].values()
     with gr.Row():
-        steps = gr.Slider(10, studio.limits.max_steps, value=tier.steps, step=10,
-                          label="Tuning steps")
-        lr = gr.Number(value=tier.lr, label="Learning rate")
-        seed = gr.Number(value=tier.seed, precision=0, label="Seed")
+        steps = slider(TuneConfig, "steps", tier.steps, studio.limits)
+        lr = number(TuneConfig, "lr", tier.lr)
+        seed = number(TuneConfig, "seed", tier.seed, precision=0)
     est = gr.Markdown(estimate_text(studio, tier.frames, side0, side0, tier.steps),
                       label="Estimate")
     with gr.Row():
@@ -647,11 +633,9 @@ def _edit_panel(studio, sid_state, run_dir) -> SimpleNamespace:
                                 placeholder="a blue square moving right on the beach")
             negative = gr.Textbox(value="", label="Negative prompt (optional)")
             with gr.Row():
-                steps = gr.Slider(5, 100, value=tier.edit_steps, step=1,
-                                  label="Sampling steps")
-                guidance = gr.Slider(1, 20, value=tier.guidance, step=0.5,
-                                     label="Guidance")
-                seed = gr.Number(value=tier.seed, precision=0, label="Seed")
+                steps = slider(EditConfig, "steps", tier.edit_steps)
+                guidance = slider(EditConfig, "guidance", tier.guidance)
+                seed = number(EditConfig, "seed", tier.seed, precision=0)
             inversion = gr.Checkbox(True, label="Start from the inverted clip (keeps its "
                                                 "motion)")
             inv_prompt = gr.Dropdown(INVERSION_PROMPTS, value="run",

@@ -9,9 +9,10 @@ from typing import Optional
 
 import gradio as gr
 
-from ..config import LongConfig
+from ..config import LongConfig, MaskConfig
 from ..errors import InputError
 from . import model_picker
+from .settings_widgets import number, radio, slider
 from .common import (Ticker, about, as_int, demo_tier, device_group, ensure_session,
                      estimate_device, event_status, frame_strip, gr_error, gr_update,
                      job_validator, run_job, served, validated)
@@ -204,13 +205,12 @@ def build(studio, sid_state, edit_refs):
                 with gr.Row():
                     frames = gr.Slider(8, long_max, value=min(32, long_max), step=1,
                                        label="Frames")
-                    window = gr.Slider(2, 32, value=8, step=1, label="Window K")
-                    stride = gr.Slider(1, 32, value=4, step=1, label="Stride S")
-                fusion = gr.Radio(["uniform", "pyramid", "gaussian"], value=LongConfig.fusion,
-                                  label="Blend weights")
+                    window = slider(LongConfig, "window", 8)
+                    stride = slider(LongConfig, "stride", 4)
+                fusion = radio(LongConfig, "fusion", label="Blend weights")
                 with gr.Row():
-                    steps = gr.Slider(5, 100, value=30, step=1, label="Sampling steps")
-                    seed = gr.Number(value=33, precision=0, label="Seed")
+                    steps = slider(LongConfig, "steps", 30)
+                    seed = number(LongConfig, "seed", precision=0)
                 m = _masks_panel(studio)
                 from .structure import build as structure_panel
 
@@ -250,15 +250,14 @@ def _masks_panel(studio) -> SimpleNamespace:
                       "segments", open=False):
         use_masks = gr.Checkbox(False, label="Use masks when generating")
         with gr.Row():
-            mask_method = gr.Radio(["grabcut", "sam"], value="grabcut",
-                                   label="Masks by (GrabCut = classical fallback)")
-            candidates = gr.Slider(1, 8, value=5, step=1,
-                                   label="Candidates n (paper: 5)")
+            mask_method = radio(MaskConfig, "method", "grabcut",
+                                label="Masks by (GrabCut = classical fallback)")
+            candidates = slider(MaskConfig, "n_candidates", label="Candidates n (paper: 5)")
         sam_ckpt = gr.Textbox(value="",
                               label="SAM checkpoint (.pth; empty = the cache folder; "
                                     "missing = GrabCut)")
-        tune_steps = gr.Slider(0, 500, value=0 if demo_tier(studio) else 250, step=10,
-                               label="Combined tuning steps (paper: 250; 0 = off)")
+        tune_steps = slider(MaskConfig, "tune_steps", 0 if demo_tier(studio) else 250,
+                            label="Combined tuning steps (paper: 250; 0 = off)")
         mask_btn = gr.Button("Preview masks")
     return SimpleNamespace(use_masks=use_masks, mask_method=mask_method, candidates=candidates,
                            sam_ckpt=sam_ckpt, tune_steps=tune_steps, mask_btn=mask_btn)
