@@ -14,7 +14,9 @@ import pytest
 import torch
 
 from vcstudio.cli import main
-from vcstudio.config import APLAConfig, DataConfig, DCTConfig, TuneConfig
+from vcstudio.config import DataConfig, TuneConfig
+from vcstudio.methods.apla import APLAConfig
+from vcstudio.methods.dct import DCTConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
