@@ -19,6 +19,7 @@ from vcstudio.models.cache import ModelCache
 from vcstudio.models.inflate import VideoDenoiser
 from vcstudio.models.loading import load_base
 from vcstudio.pipelines.tune import build_video_model, load_tuned, tune
+from vcstudio.run_context import RunContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CPU = torch.device("cpu")
@@ -158,7 +159,7 @@ def test_tuning_lowers_loss_changes_only_trainables_and_round_trips(tiny_sd, bas
     before = {n: p.detach().clone() for n, p in before_model.named_parameters()}
     loss0 = fixed_loss(before_model.eval())
     c = ModelCache()
-    res = tune(cfg, tmp_path / "run", frames=clip, cache=c)
+    res = tune(cfg, tmp_path / "run", frames=clip, run=RunContext(cache=c))
     tuned = load_tuned(res.run_dir, c)
     assert fixed_loss(tuned.model) < 0.9 * loss0
     trained = {n for n, p in tuned.model.named_parameters() if p.requires_grad}
@@ -176,7 +177,7 @@ def test_tuning_lowers_loss_changes_only_trainables_and_round_trips(tiny_sd, bas
     from vcstudio.pipelines.longvideo import long_video
 
     out = long_video(res.run_dir, LongConfig(prompts=["a blue square"], frames=6, window=4,
-                                             stride=2, steps=2), cache=c)
+                                             stride=2, steps=2), run=RunContext(cache=c))
     assert out.frames.shape == (6, 64, 64, 3)
 
 
@@ -207,7 +208,8 @@ def test_one_dct_step_trains_spatial_adapters_beside_the_motion_modules(base, cl
     assert len(adapters) == 2 * len(spatial)  # attn1 + ff of each spatial block, as in 2-D
     assert not any("motion_modules" in n for n, m in model.named_modules()
                    if isinstance(m, MSAdapter))
-    res = tune(cfg, tmp_path / "run", frames=clip8[:4, :32, :32], cache=ModelCache(), invert=False)
+    res = tune(cfg, tmp_path / "run", frames=clip8[:4, :32, :32],
+               run=RunContext(cache=ModelCache()), invert=False)
     assert {"l_cons", "loss"} <= set(res.losses[-1])
     tensors, _ = load_tensors(res.run_dir / "delta.safetensors")
     assert any("ms_adapter" in k and ".up." in k and float(v.abs().sum()) > 0
@@ -222,7 +224,7 @@ def test_one_apla_step_trains_the_vgt_on_the_motion_unet(base, clip8, tmp_path):
                                vgt_heads=2, vgt_patch=2)
     cfg = ad_cfg(base.model_id, "", steps=2, method="apla", apla=apla)
     c = ModelCache()
-    res = tune(cfg, tmp_path / "run", frames=clip8[:4], cache=c, invert=False)
+    res = tune(cfg, tmp_path / "run", frames=clip8[:4], run=RunContext(cache=c), invert=False)
     assert {"disc_loss", "vgt_ratio"} <= set(res.losses[-1]) and res.losses[-1]["vgt_ratio"] > 0
     tensors, _ = load_tensors(res.run_dir / "delta.safetensors")
     assert float(tensors["perturb.vgt.head.3.weight"].abs().max()) > 0

@@ -18,6 +18,7 @@ from vcstudio.methods.discriminator import AdversarialTrainer, NoiseDiscriminato
 from vcstudio.methods.hyper_loss import HyperLoss, perceptual_encoder
 from vcstudio.models.diffusion_math import add_noise, alphas_cumprod, training_target
 from vcstudio.models.vgt import build_vgt, preset_param_counts
+from vcstudio.run_context import RunContext
 
 CPU = torch.device("cpu")
 TINY_VGT = dict(vgt_dim=32, vgt_layers=1, vgt_temporal_layers=1, vgt_heads=2, vgt_patch=2)
@@ -296,7 +297,7 @@ def test_tune_saves_vgt_and_discriminator_and_editing_applies_the_vgt(tiny_sd, c
 
     cache = ModelCache()
     res = tune(apla_cfg(tiny_sd, steps=4, lr=1e-2), tmp_path / "run", frames=clip8[:4],
-               cache=cache, device=CPU, invert=False)
+               run=RunContext(cache=cache, device=CPU), invert=False)
     assert {"disc_loss", "disc_acc", "vgt_ratio", "adv_g", "mse", "l1", "perceptual"} <= \
         set(res.losses[-1])
     assert res.losses[-1]["vgt_ratio"] > 0  # the VGT has left zero
@@ -335,15 +336,17 @@ def test_resume_restores_the_discriminator_and_its_optimiser(tiny_sd, clip8, tmp
 
     cfg = apla_cfg(tiny_sd, steps=4, lr=1e-2, gamma=0.0, disc_lr=1e-2)
     frames = clip8[:4]
-    full = tune(cfg, tmp_path / "a", frames=frames, cache=cache, device=CPU, invert=False)
+    full = tune(cfg, tmp_path / "a", frames=frames,
+                run=RunContext(cache=cache, device=CPU), invert=False)
     token = CancelToken()
     prog = lambda ev: token.cancel() if ev.stage == "tune" and ev.step == 2 else None  # noqa
     with pytest.raises(CancelledError):
-        tune(cfg, tmp_path / "b", frames=frames, cache=cache, device=CPU, invert=False,
-             progress=prog, cancel=token)
+        tune(cfg, tmp_path / "b", frames=frames,
+             run=RunContext(progress=prog, cancel=token, cache=cache, device=CPU), invert=False)
     ck, _ = load_tensors(RunFolder(tmp_path / "b").checkpoint_path)
     assert any(k.startswith("method/disc_opt/") for k in ck)
-    resumed = tune(cfg, tmp_path / "b", frames=frames, cache=cache, device=CPU, invert=False)
+    resumed = tune(cfg, tmp_path / "b", frames=frames,
+                   run=RunContext(cache=cache, device=CPU), invert=False)
     for key in ("loss", "adv_g", "disc_loss", "vgt_ratio"):
         assert [r[key] for r in resumed.losses] == pytest.approx([r[key] for r in full.losses],
                                                                  rel=1e-5), key

@@ -9,6 +9,7 @@ from vcstudio.runs.tav_import import load_tune_config
 from vcstudio.io import (check_size, clip_hash, default_size, load_clip, preview_clip,
                          resize_frames, write_frames)
 from vcstudio.io.synthetic import moving_shape_clip
+from vcstudio.run_context import RunContext
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -134,7 +135,7 @@ def test_preview_is_exactly_what_tune_trains_on(tiny_sd, tmp_path, cache, one_th
                       width=48, height=32, resize="crop", crop="left")
     shown = preview_clip(data)
     res = tune(TuneConfig(model=str(tiny_sd), data=data, steps=1, checkpoint_every=0),
-               tmp_path / "run", cache=cache, invert=False)
+               tmp_path / "run", run=RunContext(cache=cache), invert=False)
     assert shown.shape == (4, 32, 48, 3)
     assert np.array_equal(res.frames, shown)
     import json

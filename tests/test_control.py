@@ -13,6 +13,7 @@ import torch
 from vcstudio.config import ControlConfig, DataConfig, EditConfig, LongConfig, TuneConfig
 from vcstudio.errors import InputError, ModelNotFoundError
 from vcstudio.models.cache import ModelCache
+from vcstudio.run_context import RunContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 PROMPT = "a red circle moving right"
@@ -90,7 +91,7 @@ def run(tiny_sd, source, tmp_path_factory, mcache):
     cfg = TuneConfig(model=str(tiny_sd), data=DataConfig(
         video_path=source[1], prompt=PROMPT, n_frames=8, stride=1, width=64, height=64,
         crop="right"), steps=2, lr=1e-3, checkpoint_every=0, inversion_steps=3)
-    res = tune(cfg, tmp_path_factory.mktemp("run") / "run", cache=mcache)
+    res = tune(cfg, tmp_path_factory.mktemp("run") / "run", run=RunContext(cache=mcache))
     return load_tuned(res.run_dir, mcache)
 
 
@@ -200,7 +201,7 @@ def _edit(run, mcache, control, steps=3):
     from vcstudio.pipelines.edit import edit_frames
 
     return edit_frames(run, EditConfig(prompt="a blue square", steps=steps, guidance=7.5,
-                                       control=control), cache=mcache)
+                                       control=control), run=RunContext(cache=mcache))
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +290,7 @@ def test_long_video_windows_take_their_own_frames_conditions(run, mcache, nets, 
         cfg = LongConfig(prompts=["a red circle", "a blue square"], frames=16, window=8,
                          stride=8, steps=2, guidance=7.5, out=str(tmp_path / out),
                          control=[ControlConfig("video", nets["cn"], video=video, **kw)])
-        return long_video(run.run.path, cfg, cache=mcache).frames
+        return long_video(run.run.path, cfg, run=RunContext(cache=mcache)).frames
 
     fa, fb = gen(va, "a.mp4"), gen(vb, "b.mp4")
     assert np.array_equal(fa[:8], fb[:8])  # window 0 saw frames 0-7 of either video
@@ -309,7 +310,7 @@ def test_long_video_windows_take_their_own_frames_conditions(run, mcache, nets, 
         cfg = LongConfig(prompts=["a red circle"], frames=14, window=8, stride=4, steps=1,
                          guidance=7.5, batch_windows=1, out=str(tmp_path / "c.mp4"),
                          control=[ControlConfig("video", nets["cn"], video=va)])
-        long_video(run.run.path, cfg, cache=mcache)
+        long_video(run.run.path, cfg, run=RunContext(cache=mcache))
     finally:
         StructureControl.__call__ = orig
     assert [c[0].tolist() for c in calls] == [list(range(s, s + 8)) for s in (0, 4, 6)]
@@ -337,7 +338,7 @@ def test_long_video_segment_with_blank_conditions_stays_uncontrolled(run, mcache
         cfg = LongConfig(prompts=["a red circle", "a blue square"], frames=16, window=8,
                          stride=8, steps=2, guidance=7.5, out=str(tmp_path / out),
                          control=control)
-        return long_video(run.run.path, cfg, cache=mcache).frames
+        return long_video(run.run.path, cfg, run=RunContext(cache=mcache)).frames
 
     plain = gen([], "p.mp4")
     ctl = gen([ControlConfig("video", str(tmp_path / "ad"), video=video)], "x.mp4")
@@ -410,7 +411,7 @@ def test_tuning_with_a_t2i_adapter_changes_what_is_learnt(tiny_sd, source, nets,
         cfg = TuneConfig(model=str(tiny_sd), data=DataConfig(
             video_path=source[1], prompt=PROMPT, n_frames=8, stride=1, width=64, height=64),
             steps=2, lr=1e-2, checkpoint_every=0, control=control)
-        res = tune(cfg, tmp_path / out, cache=mcache, invert=False)
+        res = tune(cfg, tmp_path / out, run=RunContext(cache=mcache), invert=False)
         return load_tensors(res.run_dir / "delta.safetensors")[0]
 
     plain = delta([], "plain")
@@ -519,7 +520,8 @@ def test_structure_panel_previews_conditions_and_steers_edit_and_long(tiny_sd, s
         run = studio.session(sid).outputs / "run"
         tune(TuneConfig(model=str(tiny_sd), data=DataConfig(
             video_path=source[1], prompt=PROMPT, n_frames=8, stride=1, width=64, height=64),
-            steps=1, checkpoint_every=0, inversion_steps=2), run, cache=studio.cache)
+            steps=1, checkpoint_every=0, inversion_steps=2), run,
+            run=RunContext(cache=studio.cache))
         slot = ["canny", nets["cn"], 0.8, 0.0, 1.0, None]
         off = ["none", "", 1.0, 0.0, 1.0, None]
         values = slot + off + [""]

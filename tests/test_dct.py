@@ -18,6 +18,7 @@ from vcstudio.methods.clws import CLWS_NAMES, make_clws
 from vcstudio.methods.dct import DCTConfig
 from vcstudio.methods.freq_loss import freq_distance, low_frequency_share
 from vcstudio.models.adapter import MSAdapter, install_ms_adapters
+from vcstudio.run_context import RunContext
 
 TINY_CLIP = {"embed_dim": 16,
              "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8,
@@ -377,8 +378,9 @@ def test_tune_dct_saves_adapters_and_edits(tiny_sd, cache, tiny_clip_name, tmp_p
     clip = moving_shape_clip(4, 32, dx=3.0)
     cfg = dct_cfg(tiny_sd, tiny_clip_name, steps=3, frames_per_step=2)
     seen = []
-    res = tune(cfg, tmp_path / "run", frames=clip, cache=cache,
-               progress=lambda ev: seen.append(ev.metrics or {}) if ev.stage == "tune" else None)
+    res = tune(cfg, tmp_path / "run", frames=clip, run=RunContext(
+        progress=lambda ev: seen.append(ev.metrics or {}) if ev.stage == "tune" else None,
+        cache=cache))
     assert any({"l_sem", "l_tex", "alpha", "l_cons", "loss"} <= set(m) for m in seen)
     losses = json.loads((res.run_dir / "losses.json").read_text())
     assert len(losses) == 3

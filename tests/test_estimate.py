@@ -9,6 +9,7 @@ from vcstudio import calibration as cal
 from vcstudio.config import DataConfig, EditConfig, TuneConfig
 from vcstudio.jobs import studio as make_studio
 from vcstudio.jobs.tune import estimate, estimate_line
+from vcstudio.run_context import RunContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -102,7 +103,7 @@ def test_tune_previews_cost_at_most_about_a_tenth_and_the_estimate_counts_them(
                      steps=40, lr=1e-3, checkpoint_every=0, inversion_steps=4,
                      preview_every=1, preview_steps=2)
     evs = []
-    tune(cfg, tmp_path / "run", frames=clip8, cache=cache, progress=evs.append,
+    tune(cfg, tmp_path / "run", frames=clip8, run=RunContext(progress=evs.append, cache=cache),
          calibration_dir=tmp_path)
     timing = json.loads((tmp_path / "run" / "meta.json").read_text())["timing"]
     shown = [e for e in evs if e.stage == "tune" and e.preview is not None]
@@ -128,12 +129,12 @@ def test_edits_reuse_the_tunes_inversion_and_cache_another_step_count(tiny_sd, c
         return sum(1 for e in evs if e.stage == "invert" and e.step == 1)
 
     evs = []
-    tune(cfg, tmp_path / "run", frames=clip8[:4], cache=cache, progress=evs.append)
+    tune(cfg, tmp_path / "run", frames=clip8[:4], run=RunContext(progress=evs.append, cache=cache))
     assert inversions(evs) == 1  # the tune inverts at its inversion_steps
     for steps, expected in ((6, 0), (6, 0), (4, 1), (4, 0)):
         evs = []
         edit(tmp_path / "run", EditConfig(prompt="a blue square", steps=steps, seed=1),
-             progress=evs.append, cache=cache)
+             run=RunContext(progress=evs.append, cache=cache))
         assert inversions(evs) == expected, (steps, expected)
     assert len(list((tmp_path / "run").glob("inversion-*.safetensors"))) == 2
 
@@ -153,7 +154,7 @@ def test_edit_estimate_counts_the_inversion_only_when_it_is_not_cached(tiny_sd, 
                      steps=6, lr=1e-3, checkpoint_every=0, inversion_steps=20)
     run = tmp_path / "run"
     job = EditJobConfig(run=str(run), edit=EditConfig(prompt="a blue square", steps=20, seed=1))
-    tune(cfg, run, frames=clip8, cache=cache, calibration_dir=tmp_path / "cal")
+    tune(cfg, run, frames=clip8, run=RunContext(cache=cache), calibration_dir=tmp_path / "cal")
     assert edit_estimate(job, "cpu", tmp_path / "elsewhere")["how"] == "uncalibrated"
     est = edit_estimate(job, "cpu", tmp_path / "cal")
     assert est["how"] == "calibrated" and est["inversion"] is False  # the tune's, reused
@@ -161,7 +162,7 @@ def test_edit_estimate_counts_the_inversion_only_when_it_is_not_cached(tiny_sd, 
                           "cpu", tmp_path / "cal")
     assert other["inversion"] is True and other["parts"]["inversion_s"] > 0
     t = time.perf_counter()
-    edit(run, job.edit, cache=cache)
+    edit(run, job.edit, run=RunContext(cache=cache))
     real = time.perf_counter() - t
     assert real / 2.5 <= est["seconds"] <= 2.5 * real, (est, real)
     long = long_estimate(LongJobConfig(str(run), LongConfig(prompts=["a"], frames=16, window=8,

@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+from vcstudio.run_context import RunContext
+
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -29,6 +31,7 @@ def test_compiled_tuning_runs_and_lowers_loss(tiny_sd, clip8, tmp_path, cache):
     cfg = TuneConfig(model=str(tiny_sd), data=DataConfig(prompt="a red circle", n_frames=8,
                                                          width=64, height=64),
                      steps=40, lr=1e-3, checkpoint_every=0, compile="yes")
-    res = tune(cfg, tmp_path / "run", frames=clip8, cache=cache, invert=False,
-               device=torch.device("cuda"), save_source=False)
+    res = tune(cfg, tmp_path / "run", frames=clip8,
+               run=RunContext(cache=cache, device=torch.device("cuda")),
+               invert=False, save_source=False)
     assert len(res.losses) == 40 and all(r["loss"] == r["loss"] for r in res.losses)

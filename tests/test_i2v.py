@@ -15,6 +15,7 @@ from vcstudio.models.svd import build_tiny_svd, load_svd
 from vcstudio.models.vgg import load_encoder
 from vcstudio.pipelines.i2v import SVDBackbone, sample_i2v
 from vcstudio.pipelines.i2v_tune import I2VTuneConfig, ab_sample, tune_i2v
+from vcstudio.run_context import RunContext
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -92,7 +93,7 @@ def test_tuning_changes_only_lora_lowers_vcd_and_round_trips(svd_dir, image, sma
                         decode_frames=3, resample_noise=False, eval_every=0, motion_collapse=1e6)
     events = []
     tlog = tune_i2v(bb, [image], cfg, prompts=["a test"], vcd_fn=small_vcd,
-                    progress=events.append, out=tmp_path)
+                    run=RunContext(progress=events.append), out=tmp_path)
     assert tlog.vcd[-1] < tlog.vcd[0], tlog.vcd
     assert [e.step for e in events] == [1, 2, 3] and "vcd" in events[0].metrics
     assert {"fidelity", "motion", "probe_vcd"} <= set(events[-1].metrics)

@@ -12,6 +12,7 @@ from vcstudio.models.cache import ModelCache
 from vcstudio.models.delta import load_tensors
 from vcstudio.models.encode import encode_prompts
 from vcstudio.pipelines.tune import inversion_latents, load_tuned, tune
+from vcstudio.run_context import RunContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 PROMPT = "a red circle moving right"
@@ -26,7 +27,7 @@ def run_dir(tiny_sd, tmp_path_factory):
                                                          height=64),
                      steps=2, lr=1e-3, checkpoint_every=0, inversion_steps=STEPS)
     return tune(cfg, tmp_path_factory.mktemp("inv") / "run", frames=moving_shape_clip(4, 64),
-                cache=ModelCache()).run_dir
+                run=RunContext(cache=ModelCache())).run_dir
 
 
 def tav_next_step_inversion(model, scheduler_config, latent, cond, steps):

@@ -17,6 +17,7 @@ from vcstudio.pipelines.codenoise import CoDenoiser
 from vcstudio.models.encode import encode_prompts
 from vcstudio.pipelines.sample import denoise
 from vcstudio.pipelines.windows import make_layout, mix_embeddings, window_prompts
+from vcstudio.run_context import RunContext
 from vcstudio.scene.segments import Segment
 
 PROMPT = "a red circle moving right"
@@ -44,7 +45,7 @@ def run_dir(tiny_sd, tmp_path_factory, mcache):
                                                          height=64),
                      steps=2, lr=1e-3, checkpoint_every=0)
     return tune(cfg, tmp_path_factory.mktemp("lv") / "run", frames=moving_shape_clip(8, 64),
-                cache=mcache, invert=False).run_dir
+                run=RunContext(cache=mcache), invert=False).run_dir
 
 
 def _cond(base, prompts):
@@ -194,7 +195,7 @@ def test_long_video_is_seeded_and_refines_to_higher_scales(run_dir, mcache):
     events = []
     cfg = LongConfig(prompts=["a red circle", "a blue square"], frames=10, window=8, stride=2,
                      steps=2, seed=5, refine=(64, 128), refine_strength=0.5)
-    res = long_video(run_dir, cfg, cache=mcache, progress=events.append)
+    res = long_video(run_dir, cfg, run=RunContext(progress=events.append, cache=mcache))
     assert res.frames.shape == (10, 128, 128, 3)
     assert [s["size"] for s in res.stages] == [[64, 64], [128, 128]]
     stages = {e.stage for e in events}
@@ -202,13 +203,13 @@ def test_long_video_is_seeded_and_refines_to_higher_scales(run_dir, mcache):
     assert len(res.table) == 2 and res.table[1]["frames"] == "2-9"
     again = long_video(run_dir, dataclasses.replace(cfg, refine_mode="pixel",
                                                     out=str(res.mp4.with_name("px.mp4"))),
-                       cache=mcache)
+                       run=RunContext(cache=mcache))
     assert again.frames.shape == res.frames.shape
     small = dataclasses.replace(cfg, refine=(), frames=8, steps=1)
     same = long_video(run_dir, dataclasses.replace(small, out=str(res.mp4.with_name("a.mp4"))),
-                      cache=mcache)
+                      run=RunContext(cache=mcache))
     twin = long_video(run_dir, dataclasses.replace(small, out=str(res.mp4.with_name("b.mp4"))),
-                      cache=mcache)
+                      run=RunContext(cache=mcache))
     np.testing.assert_array_equal(same.frames, twin.frames)
 
 
@@ -225,7 +226,7 @@ def test_long_video_cancels(run_dir, mcache):
 
     with pytest.raises(CancelledError):
         long_video(run_dir, LongConfig(prompts=["a red circle"], frames=8, window=8, steps=5),
-                   cache=mcache, progress=stop_at_first_step, cancel=tok)
+                   run=RunContext(progress=stop_at_first_step, cancel=tok, cache=mcache))
 
 
 # ----------------------------------------------------------------------------- masks + fusion
@@ -243,7 +244,7 @@ def test_masks_path_with_tiny_sam_and_combined_tuning(run_dir, tmp_path, mcache)
                       n_candidates=2, tune_steps=2)  # the paper's lr 2e-6
     cfg = LongConfig(prompts=["a red circle", "a blue square"], frames=10, window=8, stride=2,
                      steps=2, masks=True, mask=mask)
-    res = long_video(run_dir, cfg, cache=mcache, sam_builder=tiny_sam)
+    res = long_video(run_dir, cfg, run=RunContext(cache=mcache), sam_builder=tiny_sam)
     assert res.mask_method == "sam-box"
     assert res.candidates.shape == (2, 8, 64, 64, 3)
     assert res.candidate_masks.shape == (2, 8, 64, 64) and res.candidate_masks.dtype == bool
@@ -269,20 +270,23 @@ def test_fusion_with_one_candidate_is_plain_sampling_and_weights_matter(run_dir,
     tuned = load_tuned(run_dir, mcache)
     cond, uncond = _cond(tuned.base, ["a red circle"])
     mc = MaskConfig(method="grabcut", n_candidates=1, k_step=600, tune_steps=0)
-    fr = average_fusion_clip(tuned, cond, uncond, mc, 8, (64, 64), 3, 7.5, seed=7, cache=mcache)
+    fr = average_fusion_clip(tuned, cond, uncond, mc, 8, (64, 64), 3, 7.5, seed=7,
+                             run=RunContext(cache=mcache))
     assert fr.k_index == 1 and fr.method == GRABCUT_LABEL
     g = torch.Generator().manual_seed(7 + 1000)
     x = torch.randn((1, 4, 8, 8, 8), generator=g)
     plain = denoise(tuned.model, tuned.base.scheduler_config, x, cond, uncond, 7.5, 3)
     torch.testing.assert_close(fr.latents, plain, atol=1e-4, rtol=1e-4)
     half = average_fusion_clip(tuned, cond, uncond, dataclasses.replace(mc, w1=0.5, w2=0.5), 8,
-                               (64, 64), 3, 7.5, seed=7, cache=mcache)
+                               (64, 64), 3, 7.5, seed=7, run=RunContext(cache=mcache))
     torch.testing.assert_close(half.latents, plain, atol=1e-4, rtol=1e-4)
     lit = dataclasses.replace(mc, w1=0.5, w2=0.5, fusion_mode="literal")
-    half = average_fusion_clip(tuned, cond, uncond, lit, 8, (64, 64), 3, 7.5, seed=7, cache=mcache)
+    half = average_fusion_clip(tuned, cond, uncond, lit, 8, (64, 64), 3, 7.5, seed=7,
+                               run=RunContext(cache=mcache))
     assert (half.latents - plain).abs().max() > 1e-2
     x0 = average_fusion_clip(tuned, cond, uncond, dataclasses.replace(mc, fusion_space="x0"), 8,
-                             (64, 64), 3, 7.5, seed=7, cache=mcache)  # one candidate: r_k again
+                             (64, 64), 3, 7.5, seed=7,
+                             run=RunContext(cache=mcache))  # one candidate: r_k again
     torch.testing.assert_close(x0.latents, plain, atol=1e-3, rtol=1e-3)
 
 
@@ -295,10 +299,11 @@ def test_grabcut_fallback_is_labelled_and_missing_sam_fails_first(run_dir, tmp_p
                      masks=True, mask=MaskConfig(n_candidates=2, box=(8, 8, 56, 56),
                                                  tune_steps=0))
     with pytest.raises(ModelNotFoundError) as e:
-        long_video(run_dir, cfg, cache=mcache, progress=lambda ev: pytest.fail("started"))
+        long_video(run_dir, cfg,
+                   run=RunContext(progress=lambda ev: pytest.fail("started"), cache=mcache))
     assert "sam_vit_b_01ec64.pth" in str(e.value) and "grabcut" in str(e.value).lower()
     cfg = dataclasses.replace(cfg, mask=dataclasses.replace(cfg.mask, fallback=True))
-    res = long_video(run_dir, cfg, cache=mcache)
+    res = long_video(run_dir, cfg, run=RunContext(cache=mcache))
     assert res.mask_method == GRABCUT_LABEL and res.combined_run is None
     assert res.masks.shape == (8, 64, 64) and res.masks.dtype == bool
 
@@ -372,7 +377,7 @@ def test_ui_long_tab_generates(tiny_sd, tmp_path):
         tune(TuneConfig(model=str(tiny_sd), data=DataConfig(prompt=PROMPT, n_frames=8, width=64,
                                                             height=64),
                         steps=1, checkpoint_every=0), run, frames=moving_shape_clip(8, 64),
-             cache=studio.cache, invert=False)
+             run=RunContext(cache=studio.cache), invert=False)
         out = list(generate(studio, sid, str(run), "", "a red circle\na blue square", 12, 8, 4,
                             "pyramid", 2, 5))
         mp4, status, strip, gallery = out[-1]

@@ -8,6 +8,7 @@ import pytest
 from vcstudio import memory
 from vcstudio.config import DataConfig, LongConfig, TuneConfig
 from vcstudio.errors import OutOfMemoryError
+from vcstudio.run_context import RunContext
 from vcstudio.session import JobSpec, Studio
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -51,7 +52,7 @@ def test_a_tune_and_a_long_video_that_do_not_fit_are_refused_before_they_start(
     cfg = TuneConfig(model=str(tiny_sd), data=DataConfig(prompt="a red circle", n_frames=8,
                                                          width=64, height=64),
                      steps=2, lr=1e-3, checkpoint_every=0, inversion_steps=2)
-    res = tune(cfg, tmp_path / "run", frames=clip8, cache=cache)
+    res = tune(cfg, tmp_path / "run", frames=clip8, run=RunContext(cache=cache))
     # a machine with 1 GiB available (a kernel's meminfo, written here)
     (tmp_path / "meminfo").write_text("MemAvailable: 1048576 kB\n")
     monkeypatch.setattr(memory, "MEMINFO", str(tmp_path / "meminfo"))
@@ -60,14 +61,15 @@ def test_a_tune_and_a_long_video_that_do_not_fit_are_refused_before_they_start(
     long = LongConfig(prompts=["a red circle"], frames=2000, window=8, stride=4, steps=2,
                       size=256)
     with pytest.raises(OutOfMemoryError, match=r"(?i)a long video of 2000 frames .* lower long\.frames \(--frames\)"):
-        long_video(res.run_dir, long, cache)
+        long_video(res.run_dir, long, run=RunContext(cache=cache))
     assert not (res.run_dir / "long").exists()  # nothing written
     big = TuneConfig(model=str(tiny_sd), data=DataConfig(prompt="a red circle", n_frames=8,
                                                          width=4096, height=4096), steps=2)
     import numpy as np
 
     with pytest.raises(OutOfMemoryError, match=r"(?i)tuning 8 frames at 4096x4096 .* lower data\.n_frames \(--frames\)"):
-        tune(big, tmp_path / "big", frames=np.zeros((8, 4096, 4096, 3), np.uint8), cache=cache)
+        tune(big, tmp_path / "big", frames=np.zeros((8, 4096, 4096, 3), np.uint8),
+             run=RunContext(cache=cache))
     assert not (tmp_path / "big" / "delta.safetensors").exists()
 
 

@@ -6,6 +6,7 @@ import pytest
 from vcstudio.config import DataConfig, EditConfig, TuneConfig
 from vcstudio.pipelines.tune import tune
 from vcstudio.jobs import studio as make_studio
+from vcstudio.run_context import RunContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -20,7 +21,7 @@ def tuned_run(tiny_sd, tmp_path_factory):
                                                          n_frames=6, width=64, height=64),
                      steps=4, lr=1e-3, checkpoint_every=0, inversion_steps=12)
     run = tmp_path_factory.mktemp("stream") / "run"
-    tune(cfg, run, frames=moving_shape_clip(6, 64, dx=3.0), cache=cache)
+    tune(cfg, run, frames=moving_shape_clip(6, 64, dx=3.0), run=RunContext(cache=cache))
     return run, cache
 
 
@@ -68,7 +69,7 @@ def test_long_video_streams_x0_previews_then_its_frames_as_they_decode(tuned_run
     evs = []
     cfg = LongConfig(prompts=["a red circle", "a blue square"], frames=10, window=6, stride=4,
                      steps=12, guidance=5.0, decode_chunk=4, out=str(tmp_path / "long.mp4"))
-    res = long_video(run, cfg, cache, progress=evs.append)
+    res = long_video(run, cfg, run=RunContext(progress=evs.append, cache=cache))
     shown = [(e.stage, e.step, e.preview) for e in evs if e.preview is not None]
     first_decode = next(i for i, s in enumerate(shown) if s[0] == "decode")
     x0 = [p for st, _, p in shown[:first_decode] if st.startswith("co-denoise")]

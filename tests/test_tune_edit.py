@@ -18,6 +18,7 @@ from vcstudio.pipelines.invert import ddim_invert
 from vcstudio.pipelines.sample import denoise
 from vcstudio.pipelines.tune import load_tuned, tune
 from vcstudio.progress import CancelToken
+from vcstudio.run_context import RunContext
 
 
 def cfg_for(model, steps=30, lr=1e-3, **kw):
@@ -49,7 +50,8 @@ def test_tuning_lowers_loss_and_changes_only_trainables(tiny_sd, clip8, tmp_path
     lat = encode_video(base, clip8)
     cond = encode_prompts(base, ["a red circle moving right"])
     before = fixed_eval_loss(VideoDenoiser(base.unet).eval(), base, lat, cond)
-    res = tune(cfg_for(tiny_sd, steps=60, lr=3e-3), tmp_path / "run", frames=clip8, cache=cache)
+    res = tune(cfg_for(tiny_sd, steps=60, lr=3e-3), tmp_path / "run", frames=clip8,
+               run=RunContext(cache=cache))
     tuned = load_tuned(res.run_dir, cache)
     after = fixed_eval_loss(tuned.model, base, lat, cond)
     assert after < 0.9 * before, (before, after)
@@ -115,14 +117,16 @@ def test_fixed_point_inversion_tightens_round_trip(tiny_sd, clip8, cache):
 
 
 def test_v_prediction_model_tunes_and_edits(tiny_sd_v, clip8, tmp_path, cache):
-    res = tune(cfg_for(tiny_sd_v, steps=5), tmp_path / "run", frames=clip8, cache=cache)
-    out = edit(res.run_dir, EditConfig(prompt="a blue square", steps=5), cache=cache)
+    res = tune(cfg_for(tiny_sd_v, steps=5), tmp_path / "run", frames=clip8,
+               run=RunContext(cache=cache))
+    out = edit(res.run_dir, EditConfig(prompt="a blue square", steps=5),
+               run=RunContext(cache=cache))
     assert out.frames.shape == clip8.shape
 
 
 def test_delta_reload_reproduces_frames(tiny_sd, clip8, tmp_path):
     c1 = ModelCache()
-    res = tune(cfg_for(tiny_sd, steps=10), tmp_path / "run", frames=clip8, cache=c1)
+    res = tune(cfg_for(tiny_sd, steps=10), tmp_path / "run", frames=clip8, run=RunContext(cache=c1))
     ec = EditConfig(prompt="a blue square moving right", steps=10, seed=5)
     a = edit_frames(load_tuned(res.run_dir, c1), ec)
     c2 = ModelCache()  # a fresh process: base from disk + delta
@@ -137,7 +141,8 @@ def test_delta_reload_reproduces_frames(tiny_sd, clip8, tmp_path):
 
 
 def test_delta_refuses_other_base(tiny_sd, tiny_sd_v, clip8, tmp_path, cache):
-    res = tune(cfg_for(tiny_sd, steps=2), tmp_path / "run", frames=clip8, cache=cache)
+    res = tune(cfg_for(tiny_sd, steps=2), tmp_path / "run", frames=clip8,
+               run=RunContext(cache=cache))
     from vcstudio.runs.open import open_run
     rf = open_run(res.run_dir)
     cfg = rf.config()
@@ -159,26 +164,29 @@ def test_stop_keeps_a_usable_delta_and_resume_finishes(tiny_sd, clip8, tmp_path,
                 token.cancel()
 
     run = tmp_path / "run"
-    stopped = tune(cfg_for(tiny_sd, steps=10), run, frames=clip8, cache=cache,
-                   progress=progress, cancel=token)
+    stopped = tune(cfg_for(tiny_sd, steps=10), run, frames=clip8,
+                   run=RunContext(progress=progress, cancel=token, cache=cache))
     assert stopped.stopped and stopped.steps == 4 and stopped.total == 10
     assert (run / "checkpoint.safetensors").is_file()
     assert json.loads((run / "meta.json").read_text())["status"] == "stopped"
-    out = edit(run, EditConfig(prompt="a blue square", steps=3), cache=cache)  # usable delta
+    out = edit(run, EditConfig(prompt="a blue square", steps=3),
+               run=RunContext(cache=cache))  # usable delta
     assert out.frames.shape == clip8.shape
-    res = tune(cfg_for(tiny_sd, steps=10), run, frames=clip8, cache=cache)
+    res = tune(cfg_for(tiny_sd, steps=10), run, frames=clip8, run=RunContext(cache=cache))
     assert [r["step"] for r in res.losses] == list(range(1, 11))
     assert not (run / "checkpoint.safetensors").exists()
 
 
 def test_resume_matches_uninterrupted_run(tiny_sd, clip8, tmp_path, cache):
-    full = tune(cfg_for(tiny_sd, steps=6), tmp_path / "a", frames=clip8, cache=cache, invert=False)
+    full = tune(cfg_for(tiny_sd, steps=6), tmp_path / "a", frames=clip8,
+                run=RunContext(cache=cache), invert=False)
     token = CancelToken()
     prog = lambda ev: token.cancel() if ev.stage == "tune" and ev.step == 3 else None  # noqa
-    assert tune(cfg_for(tiny_sd, steps=6), tmp_path / "b", frames=clip8, cache=cache,
-                invert=False, progress=prog, cancel=token).stopped
-    resumed = tune(cfg_for(tiny_sd, steps=6), tmp_path / "b", frames=clip8, cache=cache,
-                   invert=False)
+    assert tune(cfg_for(tiny_sd, steps=6), tmp_path / "b", frames=clip8,
+                run=RunContext(progress=prog, cancel=token, cache=cache),
+                invert=False).stopped
+    resumed = tune(cfg_for(tiny_sd, steps=6), tmp_path / "b", frames=clip8,
+                   run=RunContext(cache=cache), invert=False)
     assert [r["loss"] for r in resumed.losses] == pytest.approx([r["loss"] for r in full.losses],
                                                                 rel=1e-5)
 
@@ -188,8 +196,9 @@ def test_bad_settings_are_input_errors(tiny_sd, clip8, tmp_path, cache):
         tune(cfg_for(tiny_sd).__class__(model=str(tiny_sd)), tmp_path / "r", frames=clip8)
     with pytest.raises(InputError, match="No parameter matches"):
         tune(cfg_for(tiny_sd, trainable=("nothing_like_this",)), tmp_path / "r2", frames=clip8,
-             cache=cache)
-    res = tune(cfg_for(tiny_sd, steps=1), tmp_path / "r3", frames=clip8, cache=cache)
+             run=RunContext(cache=cache))
+    res = tune(cfg_for(tiny_sd, steps=1), tmp_path / "r3", frames=clip8,
+               run=RunContext(cache=cache))
     with pytest.raises(InputError, match="prompt is empty"):
         edit(res.run_dir, EditConfig(prompt="  "))
     with pytest.raises(InputError, match="not a vcstudio run"):

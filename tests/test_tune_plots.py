@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from vcstudio.run_context import RunContext
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -37,7 +39,7 @@ def test_previews_come_at_a_fifth_and_at_the_last_step_also_when_resumed(tiny_sd
                      steps=20, lr=1e-3, checkpoint_every=0, inversion_steps=2, **_previews(20))
     assert cfg.preview_every == 4
     evs = []
-    tune(cfg, tmp_path / "whole", frames=frames, cache=cache, progress=evs.append,
+    tune(cfg, tmp_path / "whole", frames=frames, run=RunContext(progress=evs.append, cache=cache),
          calibration_dir=tmp_path, invert=False)
     # a preview costs ~8 steps here (10 sampling steps): the cost rule leaves the first one
     # (step 4 = 20% of the steps) and the last step's
@@ -47,11 +49,12 @@ def test_previews_come_at_a_fifth_and_at_the_last_step_also_when_resumed(tiny_sd
 
     # paused at step 6 (a checkpoint), then resumed: the next multiple of 4 and the last step
     evs = []
-    first = tune(cfg, tmp_path / "resumed", frames=frames, cache=cache, progress=evs.append,
+    first = tune(cfg, tmp_path / "resumed", frames=frames,
+                 run=RunContext(progress=evs.append, cache=cache),
                  calibration_dir=tmp_path, invert=False, step_budget=6)
     assert first.paused and first.steps == 6 and _preview_steps(evs) == [4]
     evs = []
-    tune(cfg, tmp_path / "resumed", frames=frames, cache=cache, progress=evs.append,
+    tune(cfg, tmp_path / "resumed", frames=frames, run=RunContext(progress=evs.append, cache=cache),
          calibration_dir=tmp_path, invert=False)
     assert _preview_steps(evs) == [8, 20]
     assert [r["step"] for r in RunFolder(tmp_path / "resumed").losses()] == list(range(1, 21))
@@ -59,7 +62,7 @@ def test_previews_come_at_a_fifth_and_at_the_last_step_also_when_resumed(tiny_sd
     # previews off stay off, the last step included
     evs = []
     tune(TuneConfig(**{**cfg.__dict__, "preview_every": 0, "steps": 3}), tmp_path / "none",
-         frames=frames, cache=cache, progress=evs.append, invert=False)
+         frames=frames, run=RunContext(progress=evs.append, cache=cache), invert=False)
     assert _preview_steps(evs) == []
 
 

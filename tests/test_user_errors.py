@@ -15,6 +15,7 @@ from vcstudio.errors import InputError
 from vcstudio.io import write_mp4
 from vcstudio.io.synthetic import moving_shape_clip
 from vcstudio.models.delta import load_tensors, save_tensors
+from vcstudio.run_context import RunContext
 from vcstudio.runs.folder import RunFolder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -231,7 +232,7 @@ def test_edit_refuses_damaged_meta(tuned_run, tmp_path, cache):
 
     run = damaged_copy(tuned_run, tmp_path, "meta")
     with pytest.raises(InputError, match="meta.json in .* is damaged"):
-        edit(run, EditConfig(prompt="a blue disc", steps=2), cache=cache)
+        edit(run, EditConfig(prompt="a blue disc", steps=2), run=RunContext(cache=cache))
     assert not any((run / "edits").glob("*.mp4"))
 
 

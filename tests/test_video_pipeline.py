@@ -18,6 +18,7 @@ from vcstudio.models.cache import ModelCache
 from vcstudio.pipelines.edit import edit_frames
 from vcstudio.pipelines.tune import load_tuned, tune
 from vcstudio.pipelines.video_pipeline import VideoEditPipeline
+from vcstudio.run_context import RunContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REFERENCE = Path(__file__).parent / "data" / "edit_reference.npz"
@@ -31,7 +32,8 @@ def make_run(model_dir, out: Path) -> Path:
     cfg = TuneConfig(model=str(model_dir), data=DataConfig(prompt="a red circle moving right",
                                                            n_frames=8, width=64, height=64),
                      steps=4, lr=1e-3, checkpoint_every=0, inversion_steps=8)
-    return tune(cfg, out, frames=moving_shape_clip(8, 64, dx=3.0), cache=ModelCache()).run_dir
+    return tune(cfg, out, frames=moving_shape_clip(8, 64, dx=3.0),
+                run=RunContext(cache=ModelCache())).run_dir
 
 
 def reference_edits(run_dir) -> dict[str, np.ndarray]:

@@ -14,6 +14,7 @@ import torch
 
 from vcstudio.cli import main
 from vcstudio.errors import InputError
+from vcstudio.run_context import RunContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -147,7 +148,7 @@ def test_cli_edit_of_a_wan_run_writes_mp4_and_gif_and_streams_previews(wan_run, 
     assert (wan_run / "inversion-4-empty.safetensors").is_file()  # cached for the next edit
     events = []
     res = edit_flow_run(wan_run, EditConfig(prompt="a blue square moving right", steps=4,
-                                            guidance=5.0), progress=events.append,
+                                            guidance=5.0), run=RunContext(progress=events.append),
                         preview_every=2)
     previews = [e for e in events if e.stage == "sample" and e.preview is not None]
     assert len(previews) == 2 and previews[0].preview.shape == (1, H, W, 3)
@@ -177,7 +178,7 @@ def test_flow_tune_events_cancel_and_checkpoints(tiny_wan_t2v, wan_clip, tmp_pat
                      checkpoint_every=2, preview_every=2, preview_steps=2, data=DataConfig(video_path=str(wan_clip),
                                                          prompt="a red circle", n_frames=9,
                                                          stride=1, width=32, height=32))
-    res = tune_flow(cfg, tmp_path / "run", progress=progress, cancel=cancel)
+    res = tune_flow(cfg, tmp_path / "run", run=RunContext(progress=progress, cancel=cancel))
     assert res.stopped and res.steps == 3 and res.total == 8
     losses = [e.metrics["loss"] for e in events if e.stage == "tune" and e.metrics]
     assert len(losses) == 3 and all(np.isfinite(losses))
@@ -221,7 +222,7 @@ def test_flowedit_with_the_source_prompt_returns_the_clip(tiny_wan_t2v, wan_clip
     same = FlowEditConfig(model=str(tiny_wan_t2v), data=data, prompt=data.prompt, steps=6,
                           source_guidance=3.5, target_guidance=3.5)
     events = []
-    res = flowedit_clip(same, progress=events.append, out_dir=tmp_path / "same")
+    res = flowedit_clip(same, run=RunContext(progress=events.append), out_dir=tmp_path / "same")
     assert res.frames.shape == (9, 32, 48, 3)
     bb = load_flow_backbone(str(tiny_wan_t2v))
     with torch.no_grad():

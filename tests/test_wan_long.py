@@ -13,6 +13,7 @@ import torch
 from vcstudio.cli import main
 from vcstudio.config import LongConfig
 from vcstudio.errors import InputError
+from vcstudio.run_context import RunContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -137,7 +138,7 @@ def test_windows_with_other_prompts_come_out_other(tiny_wan_t2v, tmp_path):
 
     events = []
     two = flow_long_video(_long(steps=6), model=str(tiny_wan_t2v), out_root=tmp_path / "a",
-                          progress=events.append)
+                          run=RunContext(progress=events.append))
     same = flow_long_video(_long(steps=6, prompts=[PROMPTS[0], PROMPTS[0]]),
                            model=str(tiny_wan_t2v), out_root=tmp_path / "b")
     assert [r["prompt"] for r in two.table] == [PROMPTS[0], PROMPTS[0], PROMPTS[1]]

@@ -63,6 +63,7 @@ def bench_tune(frames: int = 24, size: int = 512, steps: int = 5, warmup: int = 
     applies its own benchmark settings (methods: ``bench_config``)."""
     from ..methods.registry import bench_config
     from ..pipelines.tune import tune
+    from ..run_context import RunContext
 
     device = device or pick_device()
     prec = precision_for(device)
@@ -90,8 +91,8 @@ def bench_tune(frames: int = 24, size: int = 512, steps: int = 5, warmup: int = 
 
     with tempfile.TemporaryDirectory() as d:
         reset_peak(device)
-        tune(cfg, d, progress=progress, frames=clip, invert=False, base=base, device=device,
-             save_source=False)
+        tune(cfg, d, run=RunContext(progress=progress, device=device), frames=clip,
+             invert=False, base=base, save_source=False)
         info = RunFolder(Path(d)).meta().get("method_summary", {})
     per_step = (stamps[-1] - stamps[warmup - 1]) / steps if warmup >= 1 else float("nan")
     return {"what": what, "frames": frames, "size": size, "s_per_step": per_step,

@@ -190,6 +190,7 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     from ..pipelines.edit import edit
     from ..runs.convert import prepare_run
     from ..progress import Event
+    from ..run_context import RunContext
 
     from ..runs.source import working_copy
 
@@ -204,7 +205,7 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
 
         flow_inversion(load_flow_run(rf.path, torch.device(ctx.device), cfg.model or None,
                                      ctx.cache),
-                       cfg.edit.steps, cfg.edit.inversion_prompt, ctx, ctx.cancel)
+                       cfg.edit.steps, cfg.edit.inversion_prompt, run=RunContext.of(ctx))
         return None
     if getattr(ctx, "stage", None) == "invert":  # a GPU call of its own (ZeroGPU): cache it
         from ..pipelines.tune import inversion_latents, load_tuned
@@ -223,13 +224,10 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
 
         from .estimates import calibration_dir
 
-        res = edit_flow_run(rf.path, cfg.edit, progress=ctx, cancel=ctx.cancel,
-                            device=torch.device(ctx.device), out_dir=out, fps=cfg.fps,
-                            model=cfg.model or None, cache=ctx.cache,
-                            calibration_dir=calibration_dir(ctx))
+        res = edit_flow_run(rf.path, cfg.edit, run=RunContext.of(ctx), out_dir=out, fps=cfg.fps,
+                            model=cfg.model or None, calibration_dir=calibration_dir(ctx))
     else:
-        res = edit(rf.path, cfg.edit, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
-                   device=torch.device(ctx.device), out_dir=out, fps=cfg.fps,
+        res = edit(rf.path, cfg.edit, run=RunContext.of(ctx), out_dir=out, fps=cfg.fps,
                    model=cfg.model or None)
     ctx.add_artifact(run_id, "mp4", res.mp4)
     ctx.add_artifact(run_id, "gif", res.gif)

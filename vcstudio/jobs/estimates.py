@@ -130,10 +130,10 @@ def announce(ctx, estimate_fn, line_fn, cfg, **kw) -> Optional[dict]:
         return None
     try:
         from ..pipelines.probe import prober
+        from ..run_context import RunContext
 
         folder = calibration_dir(ctx)
-        probe = prober(ctx.cache, ctx.device, folder, progress=ctx,
-                       cancel=getattr(ctx, "cancel", None))
+        probe = prober(run=RunContext.of(ctx), calibration_dir=folder)
         est = estimate_fn(cfg, ctx.device, calibration_dir=folder, probe=probe, **kw)
         text = line_fn(est, ctx.device)
     except Exception:  # noqa: BLE001 - an estimate must never fail the job it describes

@@ -64,8 +64,6 @@ def run_flowedit(cfg: FlowEditConfig, ctx, out_dir: Path | None = None,
                  parent: str | None = None, label: str = "") -> FlowEditOutcome:
     """FlowEdit into ``out_dir`` (default ``ctx.run_folder``), record, score. Compare calls
     this too."""
-    import torch
-
     from ..models.catalog import fetch
     from ..pipelines.flow_editing import flowedit_clip
     from ..progress import Event
@@ -77,8 +75,9 @@ def run_flowedit(cfg: FlowEditConfig, ctx, out_dir: Path | None = None,
                           label=label or cfg.prompt[:80], reuse=False)
     from .estimates import calibration_dir
 
-    res = flowedit_clip(cfg, progress=ctx, cancel=ctx.cancel, device=torch.device(ctx.device),
-                        out_dir=out, limits=ctx.limits, cache=ctx.cache,
+    from ..run_context import RunContext
+
+    res = flowedit_clip(cfg, run=RunContext.of(ctx), out_dir=out, limits=ctx.limits,
                         calibration_dir=calibration_dir(ctx))
     ctx.add_artifact(run_id, "mp4", res.mp4)
     ctx.add_artifact(run_id, "gif", res.gif)

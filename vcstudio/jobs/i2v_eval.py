@@ -98,6 +98,7 @@ def run(cfg: I2VEvalConfig, ctx) -> I2VEvalOutcome:
     from ..methods.vcd import VCD
     from ..models.lora import load_lora
     from ..pipelines import i2v_eval as E
+    from ..run_context import RunContext
     from ..pipelines.i2v import check_i2v_memory
     from ..io.atomic import write_json
     from .eval import vcd_encoder
@@ -132,8 +133,7 @@ def run(cfg: I2VEvalConfig, ctx) -> I2VEvalOutcome:
 
     videos = E.evaluate_ab(bb, images, prompts, cfg.seeds,
                            lambda f, img, p: E.score_video(f, img, p, vcd_fn, **metric_kw),
-                           cfg.steps, n, h, w, progress=ctx, cancel=ctx.cancel,
-                           on_video=on_video)
+                           cfg.steps, n, h, w, run=RunContext.of(ctx), on_video=on_video)
     summary = E.summarize(videos)
     tab, plot = E.table(summary), E.plot_rows(summary)
     with open(out / "videos.csv", "w", newline="") as f:

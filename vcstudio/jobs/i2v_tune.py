@@ -161,6 +161,7 @@ def run(cfg: I2VTuneJobConfig, ctx) -> I2VTuneOutcome:
     from ..pipelines.i2v import check_i2v_memory
     from ..pipelines.i2v_base import aspect_note
     from ..pipelines.i2v_tune import ab_sample, tune_i2v
+    from ..run_context import RunContext
     from .eval import vcd_encoder
 
     from .estimates import announce
@@ -181,8 +182,8 @@ def run(cfg: I2VTuneJobConfig, ctx) -> I2VTuneOutcome:
     t = dataclasses.replace(t, encoder=enc_name)
     run_id = ctx.open_run("i2v_tune", out, dataclasses.replace(cfg, tune=t), seed=t.seed)
     vcd_fn = VCD(enc, size=t.vcd_size, num_proj=t.vcd_num_proj)
-    log = tune_i2v(bb, images, t, prompts=cfg.prompts or None, vcd_fn=vcd_fn, progress=ctx,
-                   cancel=ctx.cancel, out=out)
+    log = tune_i2v(bb, images, t, prompts=cfg.prompts or None, vcd_fn=vcd_fn,
+                   run=RunContext.of(ctx), out=out)
     _record_reward(ctx, cfg, log)
     prompt: Optional[str] = cfg.prompts[0] if cfg.prompts else None
     base, tuned = ab_sample(bb, images[0], seed=t.seed, steps=t.inference_steps,

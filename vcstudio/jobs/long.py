@@ -244,6 +244,7 @@ def run(cfg: LongJobConfig, ctx):
     import torch
 
     from ..pipelines.longvideo import long_segments, long_video, mask_preview, output_path
+    from ..run_context import RunContext
     from ..runs.convert import prepare_run
     from .estimates import announce
 
@@ -266,22 +267,21 @@ def run(cfg: LongJobConfig, ctx):
             pass
         announce(ctx, estimate, estimate_line, cfg)
     if cfg.masks_only:
-        return mask_preview(rf.path, cfg.long, ctx.cache, device, ctx, ctx.cancel, model=model)
+        return mask_preview(rf.path, cfg.long, run=RunContext.of(ctx), model=model)
     segments = long_segments(cfg.long)
     mp4 = output_path(cfg.long, rf.path, segments)
     run_id = ctx.open_run("long", mp4.parent, cfg, seed=cfg.long.seed,
                           parent=ctx.find_run(rf.path, "tune"), reuse=False,
                           label=segments[0].prompt[:80])
-    res = long_video(rf.path, cfg.long, ctx.cache, device, ctx, ctx.cancel, model=model)
+    res = long_video(rf.path, cfg.long, run=RunContext.of(ctx), model=model)
     return _record(ctx, run_id, res)
 
 
 def _run_flow(cfg: LongJobConfig, ctx, rf):
     """A long video on a flow model: a tuned Wan run's LoRA (``rf``) or the base (``cfg.model``)."""
-    import torch
-
     from ..pipelines.flow_long import flow_long_video
     from ..pipelines.longvideo import long_segments, output_path
+    from ..run_context import RunContext
     from .estimates import announce
 
     if rf is not None:  # a Hub run fetched just now: its counting checked again
@@ -300,7 +300,7 @@ def _run_flow(cfg: LongJobConfig, ctx, rf):
                           parent=ctx.find_run(rf.path, "tune") if rf is not None else None,
                           reuse=False, label=segments[0].prompt[:80])
     res = flow_long_video(cfg.long, rf.path if rf is not None else None, cfg.model or None,
-                          root, ctx.cache, torch.device(ctx.device), ctx, ctx.cancel)
+                          root, run=RunContext.of(ctx))
     return _record(ctx, run_id, res)
 
 

@@ -293,9 +293,8 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
              label: str = "") -> TuneOutcome:
     """Tune into ``run_dir`` (default ``ctx.run_folder``), recording the run and its
     checkpoints through ``ctx``. Other jobs (compare, a sweep cell) call this too."""
-    import torch
-
     from ..pipelines.tune import tune
+    from ..run_context import RunContext
 
     from ..models.catalog import fetch
     from ..models.family import backbone_family
@@ -305,17 +304,16 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
     run_dir = Path(run_dir) if run_dir is not None else ctx.run_folder("tune")
     run_id = ctx.open_run("tune", run_dir, cfg, seed=cfg.seed, parent=parent, label=label)
     store = getattr(ctx, "store", None)  # a sweep cell's detached context has none
+    run = RunContext.of(ctx)  # progress, cancel, cache and device, handed on as one
     if backbone_family(cfg.model) == "wan":  # a video DiT: LoRA with the rectified-flow loss
         from ..pipelines.flow_run import tune_flow
 
-        res = tune_flow(cfg, run_dir, progress=ctx, cancel=ctx.cancel,
-                        device=torch.device(ctx.device), limits=ctx.limits,
+        res = tune_flow(cfg, run_dir, run=run, limits=ctx.limits,
                         on_checkpoint=lambda path, step: ctx.set_checkpoint(path, step),
-                        step_budget=getattr(ctx, "step_budget", None), cache=ctx.cache,
+                        step_budget=getattr(ctx, "step_budget", None),
                         calibration_dir=store.data_dir if store is not None else None)
     else:
-        res = tune(cfg, run_dir, progress=ctx, cancel=ctx.cancel, cache=ctx.cache,
-                   device=torch.device(ctx.device),
+        res = tune(cfg, run_dir, run=run,
                    on_checkpoint=lambda path, step: ctx.set_checkpoint(path, step),
                    calibration_dir=store.data_dir if store is not None else None,
                    step_budget=getattr(ctx, "step_budget", None))

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
 from ..config import MaskConfig, TuneConfig
 from ..methods.fgbg_method import FgBgConfig
 from ..errors import InputError
-from ..models.cache import ModelCache, default_cache
-from ..progress import CancelToken, ProgressFn, null_progress
+from ..run_context import RunContext
 from ..io.atomic import write_json
 
 
@@ -47,9 +45,9 @@ def combined_config(tuned_cfg: TuneConfig, run_dir: Path, prompt: str, frames: n
 
 
 def combined_tune(tuned, frames: np.ndarray, masks: np.ndarray, prompt: str, mcfg: MaskConfig,
-                  out_dir: Path, progress: ProgressFn = null_progress,
-                  cancel: Optional[CancelToken] = None, cache: ModelCache = default_cache) -> Path:
-    """Eq. 13 on the fused clip; returns the new run folder (D')."""
+                  out_dir: Path, run: RunContext = RunContext()) -> Path:
+    """Eq. 13 on the fused clip; returns the new run folder (D'). ``run``'s progress, cancel
+    token and cache serve the nested tune; it runs on the tuned model's device."""
     from .tune import tune
 
     if tuned.run is None:
@@ -59,7 +57,7 @@ def combined_tune(tuned, frames: np.ndarray, masks: np.ndarray, prompt: str, mcf
     out_dir.mkdir(parents=True, exist_ok=True)
     masks_path = save_masks(masks, out_dir / "fused-masks.npz")
     cfg = combined_config(tuned.cfg, tuned.run.path, prompt, frames, masks_path, mcfg)
-    res = tune(cfg, out_dir / "combined-run", progress=progress, cancel=cancel, cache=cache,
-               device=tuned.base.device, frames=frames, invert=False, base=tuned.base)
+    res = tune(cfg, out_dir / "combined-run", run=run.with_(device=tuned.base.device),
+               frames=frames, invert=False, base=tuned.base)
     write_json(out_dir / "combined-losses.json", res.losses)
     return res.run_dir

@@ -13,8 +13,8 @@ import torch
 from ..config import check_prompt, EditConfig
 from ..errors import OutOfMemoryError
 from ..io import write_gif, write_mp4
-from ..models.cache import ModelCache, default_cache
-from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..progress import Event
+from ..run_context import RunContext
 from ..settings import check
 from ..models.encode import decode_to_frames, preview_strip
 from .tuned import TunedModel, inversion_latents, load_tuned
@@ -89,15 +89,16 @@ def check_edit_memory(tuned: TunedModel, meta: dict, decode_chunk: int) -> None:
                  tuned.base.device)
 
 
-def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_progress,
-                cancel: Optional[CancelToken] = None, cache: ModelCache = default_cache,
+def edit_frames(tuned: TunedModel, cfg: EditConfig, *, run: RunContext = RunContext(),
                 conditions: Optional[list] = None,
                 latents: Optional[torch.Tensor] = None, preview_every: Optional[int] = None,
                 decode_chunk: int = 4) -> np.ndarray:
     """-> uint8 frames of the same count and size as the tuned clip, sampled through
     :class:`~vcstudio.pipelines.video_pipeline.VideoEditPipeline` (DDIM, Tune-A-Video's).
     ``latents``: start from these (validation samples pass an inversion made at another step
-    count than the sampling's).
+    count than the sampling's). ``run``: its progress gets the sampling and decoding events,
+    its cancel token is checked every step, its cache serves the structure conditions (the
+    device is the tuned model's).
 
     Streams what it makes: every ``preview_every`` denoising steps (default ~6 per edit; 0 =
     none) an Event (stage "sample") whose ``preview`` is a low-resolution strip of the
@@ -112,6 +113,7 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
     from .video_pipeline import VideoEditPipeline
 
     validate_edit(cfg)
+    progress, cancel = run.progress, run.cancel
     base, meta = tuned.base, tuned.run.meta() if tuned.run else {}
     device = base.device
     check_edit_memory(tuned, meta, decode_chunk)
@@ -123,7 +125,7 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
         progress(Event(0, 1, "structure conditions", stage="control"))
         control = build_control(tuned, cfg.control, int(meta.get("n_frames", d.n_frames)),
                                 int(meta.get("width", d.width)), int(meta.get("height", d.height)),
-                                cache=cache, conditions=conditions)
+                                cache=run.cache, conditions=conditions)
     if latents is not None:
         pass
     elif cfg.use_inversion:
@@ -176,16 +178,16 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, progress: ProgressFn = null_
     return frames
 
 
-def edit(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = null_progress,
-         cancel: Optional[CancelToken] = None, cache: ModelCache = default_cache,
-         device: Optional[torch.device] = None, out_dir: str | Path | None = None,
-         fps: float = 8.0, model: Optional[str] = None) -> EditResult:
+def edit(run_dir: str | Path, cfg: EditConfig, *, run: RunContext = RunContext(),
+         out_dir: str | Path | None = None, fps: float = 8.0,
+         model: Optional[str] = None) -> EditResult:
     """Sample an edit and write it as mp4 + gif into ``out_dir`` (default: RUN/edits).
     ``model`` loads the run onto that base instead of the one its config names (its
-    fingerprint must still match)."""
+    fingerprint must still match). ``run``: progress, cancel token, the model cache the run
+    loads through and the device it loads onto (None: CUDA where present)."""
     validate_edit(cfg)  # before loading anything: fail fast
-    tuned = load_tuned(run_dir, cache, device, model=model)
-    frames = edit_frames(tuned, cfg, progress, cancel, cache)
+    tuned = load_tuned(run_dir, run.cache, run.torch_device(), model=model)
+    frames = edit_frames(tuned, cfg, run=run)
     out = Path(out_dir) if out_dir else tuned.run.edits
     out.mkdir(parents=True, exist_ok=True)
     stem = edit_stem(cfg)

@@ -25,7 +25,8 @@ import torch
 
 from ..config import EditConfig, FlowEditConfig, check_prompt, guided_passes
 from ..errors import InputError, OutOfMemoryError
-from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..progress import Event, ProgressFn
+from ..run_context import RunContext
 from ..settings import check
 
 
@@ -95,33 +96,34 @@ def _write(frames: np.ndarray, out: Path, stem: str, fps: float) -> tuple[Path, 
     return write_mp4(frames, out / f"{stem}.mp4", fps), write_gif(frames, out / f"{stem}.gif", fps)
 
 
-def flow_inversion(run, steps: int, prompt: Optional[str], progress: ProgressFn = null_progress,
-                   cancel: Optional[CancelToken] = None) -> torch.Tensor:
-    """The run's clip latents inverted to noise (s ~ 1) in ``steps`` steps under the inversion
-    ``prompt`` setting (None = the run's; "" empty, "source" the tuning prompt), cached in the
-    run folder (runs/folder.py ``inversion_path``)."""
+def flow_inversion(tuned, steps: int, prompt: Optional[str], *,
+                   run: RunContext = RunContext()) -> torch.Tensor:
+    """The clip latents of ``tuned`` (a flow_run.FlowRun) inverted to noise (s ~ 1) in
+    ``steps`` steps under the inversion ``prompt`` setting (None = the run's; "" empty,
+    "source" the tuning prompt), cached in the run folder (runs/folder.py ``inversion_path``).
+    ``run``: the progress and cancel token of the inversion's steps."""
     from ..models.delta import load_tensors, save_tensors
     from .flow import invert
     from .tuned import inversion_text
 
-    text = inversion_text(run.cfg, prompt)
-    path = run.run.inversion_path(steps, text)
+    text = inversion_text(tuned.cfg, prompt)
+    path = tuned.run.inversion_path(steps, text)
     if path.is_file():
-        return load_tensors(path, run.backbone.device)[0]["latents"]
-    emb = run.backbone.encode_prompts([run.cfg.data.prompt if text is None else text])
-    x = invert(run.backbone, run.latents, emb, steps, progress, cancel)
+        return load_tensors(path, tuned.backbone.device)[0]["latents"]
+    emb = tuned.backbone.encode_prompts([tuned.cfg.data.prompt if text is None else text])
+    x = invert(tuned.backbone, tuned.latents, emb, steps, run.progress, run.cancel)
     save_tensors(path, {"latents": x}, {"steps": steps, "prompt": text})
     return x
 
 
-def edit_flow_run(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = null_progress,
-                  cancel: Optional[CancelToken] = None, device=None,
+def edit_flow_run(run_dir: str | Path, cfg: EditConfig, *, run: RunContext = RunContext(),
                   out_dir: str | Path | None = None, fps: float = 8.0,
                   model: Optional[str] = None, preview_every: Optional[int] = None,
-                  cache=None, calibration_dir=None):
+                  calibration_dir=None):
     """Sample an edit of a tuned flow run (module docstring) and write it -> pipelines.edit's
-    EditResult. Its measured pass and decode go to ``calibration_dir`` (default: the data
-    folder)."""
+    EditResult. ``run``: progress, cancel token, the model cache the run loads through and the
+    device (None: CUDA where present). Its measured pass and decode go to
+    ``calibration_dir`` (default: the data folder)."""
     from .edit import EditResult, edit_stem, validate_edit, x0_preview_every
     from .flow import sample
     from .flow_run import load_flow_run
@@ -130,16 +132,17 @@ def edit_flow_run(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = n
     if cfg.control:
         raise InputError("Structure conditions (--control) run on Stable Diffusion only; edit "
                          "this Wan run without them.")
+    progress, cancel = run.progress, run.cancel
     progress(Event(0, 1, "loading the tuned model", stage="load"))
-    run = load_flow_run(run_dir, device, model, cache)
-    bb = run.backbone
+    tuned = load_flow_run(run_dir, run.device, model, run.cache)
+    bb = tuned.backbone
     cond, uncond = bb.encode_prompts([cfg.prompt, cfg.negative or ""]).split(1)
     try:
         if cfg.use_inversion:
-            x = flow_inversion(run, cfg.steps, cfg.inversion_prompt, progress, cancel)
+            x = flow_inversion(tuned, cfg.steps, cfg.inversion_prompt, run=run)
         else:
             g = torch.Generator().manual_seed(int(cfg.seed))
-            x = torch.randn(run.latents.shape, generator=g).to(run.latents)
+            x = torch.randn(tuned.latents.shape, generator=g).to(tuned.latents)
         every = x0_preview_every(cfg.steps) if preview_every is None else int(preview_every)
         timer = _Timer(bb.device)
         lat = sample(bb, x, cond, cfg.steps, uncond=uncond, guidance=cfg.guidance,
@@ -151,8 +154,8 @@ def edit_flow_run(run_dir: str | Path, cfg: EditConfig, progress: ProgressFn = n
     except torch.OutOfMemoryError:
         raise OutOfMemoryError("Out of device memory while sampling; tune on fewer frames or a "
                                "smaller size.") from None
-    timer.record(calibration_dir, run.meta.get("base_model") or run.cfg.model, frames.shape)
-    mp4, gif = _write(frames, Path(out_dir) if out_dir else run.run.edits, edit_stem(cfg), fps)
+    timer.record(calibration_dir, tuned.meta.get("base_model") or tuned.cfg.model, frames.shape)
+    mp4, gif = _write(frames, Path(out_dir) if out_dir else tuned.run.edits, edit_stem(cfg), fps)
     return EditResult(frames, mp4, gif, cfg.prompt, cfg.seed)
 
 
@@ -197,15 +200,15 @@ def validate_flowedit(cfg: FlowEditConfig) -> None:
         check(cfg, name)
 
 
-def flowedit_clip(cfg: FlowEditConfig, progress: ProgressFn = null_progress,
-                  cancel: Optional[CancelToken] = None, device=None,
+def flowedit_clip(cfg: FlowEditConfig, *, run: RunContext = RunContext(),
                   out_dir: str | Path = ".", frames: Optional[np.ndarray] = None,
                   preview_every: Optional[int] = None, limits=None,
-                  cache=None, calibration_dir=None) -> FlowEditResult:
+                  calibration_dir=None) -> FlowEditResult:
     """FlowEdit of ``cfg.data``'s clip (or ``frames``) from ``cfg.data.prompt`` to
     ``cfg.prompt`` on ``cfg.model``; writes the edit (mp4 + gif) and the clip as edited
-    (``source.mp4``) into ``out_dir``. Its measured pass and decode go to
-    ``calibration_dir`` (default: the data folder)."""
+    (``source.mp4``) into ``out_dir``. ``run``: progress, cancel token, the model cache the
+    base loads through and the device (None: CUDA where present). Its measured pass and
+    decode go to ``calibration_dir`` (default: the data folder)."""
     from ..io import write_mp4
     from ..models.family import backbone_family, load_flow_backbone, resolved, rules
     from .edit import x0_preview_every
@@ -213,6 +216,7 @@ def flowedit_clip(cfg: FlowEditConfig, progress: ProgressFn = null_progress,
     from .flow_clip import prepare_clip, read_flow_clip
 
     validate_flowedit(cfg)
+    progress, cancel = run.progress, run.cancel
     r = rules(backbone_family(cfg.model))
     if r.parameterization != "flow":
         raise InputError(f"FlowEdit runs on a flow-matching model (Wan2.1, WanPipeline); "
@@ -225,7 +229,7 @@ def flowedit_clip(cfg: FlowEditConfig, progress: ProgressFn = null_progress,
     for n in notes:
         progress(Event(0, 1, n, stage="load"))
     progress(Event(0, 1, "loading the model", stage="load"))
-    bb = load_flow_backbone(cfg.model, device, cache=cache)
+    bb = load_flow_backbone(cfg.model, run.device, cache=run.cache)
     z = bb.encode_clip(clip)
     src, tgt, neg = bb.encode_prompts([cfg.data.prompt, cfg.prompt, cfg.negative or ""]).split(1)
     bb.free_text_encoder()

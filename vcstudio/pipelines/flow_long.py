@@ -34,7 +34,8 @@ import torch
 
 from ..config import LongConfig, to_dict
 from ..errors import InputError, OutOfMemoryError
-from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..progress import Event, ProgressFn
+from ..run_context import RunContext
 from .codenoise import CoDenoiser
 from .longvideo import LongResult, auto_batch, check_sampling, long_segments, output_path
 from .windows import (LatentGrid, WindowLayout, grid_table, latent_grid, latent_segments,
@@ -101,29 +102,30 @@ def _previews(backbone, steps: int, progress: ProgressFn, stage: str, n_previews
     return on_x0
 
 
-def flow_long_video(cfg: LongConfig, run: str | Path | None = None, model: Optional[str] = None,
-                    out_root: str | Path | None = None, cache=None, device=None,
-                    progress: ProgressFn = null_progress,
-                    cancel: Optional[CancelToken] = None) -> LongResult:
-    """The long video of ``cfg`` on a tuned flow run's LoRA (``run``; ``model`` overrides its
-    base) or on a flow base model (``model``, no run), written as mp4 (``cfg.out``, else under
-    the run folder or ``out_root``) with a JSON beside it. Returns a longvideo.LongResult."""
+def flow_long_video(cfg: LongConfig, run_dir: str | Path | None = None,
+                    model: Optional[str] = None, out_root: str | Path | None = None, *,
+                    run: RunContext = RunContext()) -> LongResult:
+    """The long video of ``cfg`` on a tuned flow run's LoRA (``run_dir``; ``model`` overrides
+    its base) or on a flow base model (``model``, no run), written as mp4 (``cfg.out``, else
+    under the run folder or ``out_root``) with a JSON beside it. ``run``: progress, cancel
+    token, the model cache the parts load through and the device (None: CUDA where present).
+    Returns a longvideo.LongResult."""
     from ..io import write_mp4
     from ..models.family import backbone_family, load_flow_backbone, rules
     from .flow import sample
     from .flow_editing import decode_clip
     from ..io.atomic import write_json
 
-    t0 = time.time()
-    if run is None and not model:
+    t0, progress, cancel = time.time(), run.progress, run.cancel
+    if run_dir is None and not model:
         raise InputError("A long video needs a tuned run (--run) or a base model (--model).")
     notes: list[str] = []
     segments = long_segments(cfg)
     progress(Event(0, 1, "loading the model", stage="load"))
-    if run is not None:
+    if run_dir is not None:
         from .flow_run import load_flow_run
 
-        fr = load_flow_run(run, device, model, cache)
+        fr = load_flow_run(run_dir, run.device, model, run.cache)
         bb, meta = fr.backbone, fr.meta
         r = rules(str(meta.get("backbone") or "wan"))
         clip_hw = (int(meta.get("height", fr.cfg.data.height)),
@@ -131,7 +133,7 @@ def flow_long_video(cfg: LongConfig, run: str | Path | None = None, model: Optio
         root = fr.run.path
     else:
         r = rules(backbone_family(model))
-        bb = load_flow_backbone(model, device, cache=cache)
+        bb = load_flow_backbone(model, run.device, cache=run.cache)
         clip_hw, root = None, Path(out_root or ".")
     validate_flow_long(cfg, r.label)
     grid, layout = flow_grid(cfg, bb.r_t)
@@ -174,7 +176,7 @@ def flow_long_video(cfg: LongConfig, run: str | Path | None = None, model: Optio
     res.mp4 = write_mp4(frames, mp4, cfg.fps)
     res.seconds = time.time() - t0
     write_json(mp4.with_suffix(".json"), {
-        "config": to_dict(cfg), "run": str(run) if run is not None else None,
+        "config": to_dict(cfg), "run": str(run_dir) if run_dir is not None else None,
         "model": str(getattr(bb.parts, "source", model)), "backbone": r.name,
         "latent": {"frames": grid.latent_frames, "window": grid.latent_window,
                    "stride": grid.latent_stride, "made_frames": grid.made},

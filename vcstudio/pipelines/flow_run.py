@@ -36,7 +36,8 @@ import torch
 
 from ..config import TuneConfig, check_prompt, to_dict
 from ..errors import InputError
-from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..progress import Event
+from ..run_context import RunContext
 from ..runs.folder import RunFolder, new_run_dir, versions
 from ..io.atomic import write_json
 from ..settings import check
@@ -82,15 +83,16 @@ def _open_flow_run(run_dir, cfg: TuneConfig, frames: np.ndarray, fingerprint: st
     return rf, resume
 
 
-def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
-              progress: ProgressFn = null_progress, cancel: Optional[CancelToken] = None,
-              device: Optional[torch.device] = None, frames: Optional[np.ndarray] = None,
+def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None, *,
+              run: RunContext = RunContext(), frames: Optional[np.ndarray] = None,
               on_checkpoint: Optional[Callable[[Path, int], None]] = None, limits=None,
-              step_budget: Optional[int] = None, cache=None, calibration_dir=None):
+              step_budget: Optional[int] = None, calibration_dir=None):
     """LoRA-tune ``cfg.model`` (a Wan2.1 T2V folder or hub id) on ``cfg.data``'s clip into a run
-    folder -> pipelines.tune.TuneResult. ``frames`` (uint8 F, H, W, 3, already 4k + 1 and of a
-    valid size) replaces reading the clip. The measured speeds go to ``calibration_dir``
-    (default: the data folder)."""
+    folder -> pipelines.tune.TuneResult. ``run``: progress, the cancel token polled between
+    steps, the model cache the frozen parts load through and the device (None: CUDA where
+    present). ``frames`` (uint8 F, H, W, 3, already 4k + 1 and of a valid size) replaces
+    reading the clip. The measured speeds go to ``calibration_dir`` (default: the data
+    folder)."""
     from .. import loadfactor
     from ..methods.registry import get_flow_method
     from ..methods.dit import module_tensors
@@ -103,7 +105,7 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
     check_prompt(cfg.data.prompt, "source prompt", hint="describe the clip, e.g. 'a man is skiing'")
     check(cfg, "steps", limits)
     check(cfg, "lr", limits)
-    t0 = time.time()
+    t0, progress, cancel = time.time(), run.progress, run.cancel
     r = rules(backbone_family(cfg.model))
     if frames is None:  # read and fit the clip before the (slow) model load: fail fast
         frames, data, notes = read_flow_clip(cfg.data, r, limits)
@@ -115,7 +117,7 @@ def tune_flow(cfg: TuneConfig, run_dir: str | Path | None = None,
     for n in notes:
         progress(Event(0, 1, n, stage="load"))
     progress(Event(0, 1, "loading the model", stage="load"))
-    bb = load_flow_backbone(cfg.model, device, cfg.mixed_precision, cache)
+    bb = load_flow_backbone(cfg.model, run.device, cfg.mixed_precision, run.cache)
     window = loadfactor.Window(bb.device)  # the machine's load while this tune runs
     fingerprint = flow_fingerprint(bb)
     rf, resume = _open_flow_run(run_dir, cfg, frames, fingerprint, r, bb, notes, method)

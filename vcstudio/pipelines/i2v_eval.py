@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from ..metrics.summary import mean_ci
-from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..progress import Event
+from ..run_context import RunContext
 
 # (key, label, higher is better)
 COLUMNS: tuple[tuple[str, str, bool], ...] = (
@@ -73,12 +74,15 @@ def evaluate_ab(backbone, images: Sequence[tuple[str, np.ndarray]],
                 prompts: Sequence[Optional[str]], seeds: Sequence[int],
                 score: Callable[[np.ndarray, np.ndarray, Optional[str]], tuple[dict, dict]],
                 steps: int = 30, num_frames=None, height=None, width=None,
-                progress: ProgressFn = null_progress, cancel: Optional[CancelToken] = None,
+                *, run: RunContext = RunContext(),
                 on_video: Optional[Callable[[str, int, np.ndarray, np.ndarray], None]] = None
                 ) -> list[VideoScore]:
     """Base (LoRA off) and tuned (LoRA on) from every (name, image) x seed, scored by
     ``score(frames, image, prompt)``. ``prompts``: one per image (None where the backbone
-    reads none). ``on_video(name, seed, base, tuned)`` sees each pair (to write videos)."""
+    reads none). ``on_video(name, seed, base, tuned)`` sees each pair (to write videos).
+    ``run``: the progress callback (an event per scored pair) and the cancel token checked
+    before every pair (the backbone is built already, on its cache and device)."""
+    progress, cancel = run.progress, run.cancel
     from .i2v_tune import ab_sample
 
     out: list[VideoScore] = []

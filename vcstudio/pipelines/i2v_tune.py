@@ -29,7 +29,8 @@ from ..errors import InputError
 from ..methods.vcd import VCD, build_vcd, reward_projection_seed
 from ..metrics.motion import motion_amount
 from ..models.lora import add_lora, lora_disabled, lora_targets_for, save_lora
-from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..progress import Event
+from ..run_context import RunContext
 from .i2v import sample_i2v
 from .i2v_base import I2VBackbone, image_to_tensor, to_uint8
 
@@ -94,9 +95,10 @@ def probe_metrics(backbone: I2VBackbone, image: np.ndarray, vcd_fn: VCD, steps: 
 
 def tune_i2v(backbone: I2VBackbone, images: Sequence[np.ndarray], config: I2VTuneConfig,
              prompts: Optional[Sequence[str]] = None, vcd_fn: Optional[VCD] = None,
-             progress: ProgressFn = null_progress, cancel: Optional[CancelToken] = None,
-             out: Optional[str | Path] = None) -> TuneLog:
+             *, run: RunContext = RunContext(), out: Optional[str | Path] = None) -> TuneLog:
     """Reward-tune LoRA weights of ``backbone.denoiser`` with VCD (eq. 3). Returns the log.
+    ``run``: the progress callback (a "VCD reward" event per step) and the cancel token
+    checked before every step (the backbone is built already, on its cache and device).
 
     ``images``: uint8 (H, W, 3) conditioning images, cycled over steps. ``prompts`` (one per
     image, or one for all) condition text-conditioned backbones (LTX-Video) and are recorded
@@ -147,8 +149,8 @@ def tune_i2v(backbone: I2VBackbone, images: Sequence[np.ndarray], config: I2VTun
             log.warning(msg)
 
     for step in range(1, c.steps + 1):
-        if cancel is not None:
-            cancel.check()
+        if run.cancel is not None:
+            run.cancel.check()
         k = (step - 1) % len(images)
         noise_seed = c.seed + (step if c.resample_noise else 0)
         g = torch.Generator().manual_seed(noise_seed)
@@ -184,7 +186,7 @@ def tune_i2v(backbone: I2VBackbone, images: Sequence[np.ndarray], config: I2VTun
             tlog.probe.append({"step": step, **m})
             metrics.update({"probe_vcd": m["vcd"], "fidelity": m["fidelity"], "motion": m["motion"]})
             check_motion(step, m)
-        progress(Event(step, c.steps, f"VCD reward step {step}/{c.steps}", preview=preview,
+        run.progress(Event(step, c.steps, f"VCD reward step {step}/{c.steps}", preview=preview,
                        metrics=metrics, stage="i2v-tune"))
 
     tlog.seconds = time.time() - t0

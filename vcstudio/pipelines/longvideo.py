@@ -23,8 +23,8 @@ import torch
 from ..config import LongConfig, to_dict
 from ..errors import InputError, OutOfMemoryError
 from ..io import resize_frames, write_mp4
-from ..models.cache import ModelCache, default_cache
-from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..progress import Event, ProgressFn
+from ..run_context import RunContext
 from ..settings import check
 from ..scene.segments import Segment, timeline
 from .codenoise import CoDenoiser
@@ -134,16 +134,19 @@ def check_long_memory(cfg: LongConfig, tuned, sizes, n_windows: int) -> None:
                              "(--window-batch)"), base.device)
 
 
-def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cache,
-               device: Optional[torch.device] = None, progress: ProgressFn = null_progress,
-               cancel: Optional[CancelToken] = None, sam_builder=None,
-               model: Optional[str] = None) -> LongResult:
-    """Generate the long video of ``cfg`` from the tuned run ``run`` and write it as mp4.
+def long_video(run_dir: str | Path, cfg: LongConfig, *, run: RunContext = RunContext(),
+               sam_builder=None, model: Optional[str] = None) -> LongResult:
+    """Generate the long video of ``cfg`` from the tuned run ``run_dir`` and write it as mp4.
 
+    ``run`` carries the progress callback (load, masks, co-denoising and decode events), the
+    cancel token checked between steps, the model cache the run (and SAM, structure
+    conditions) load through and the device (None: CUDA where present).
     ``sam_builder`` replaces SAM's registry architecture (tests build a tiny SAM with it);
     ``model`` the base to load the run onto (None: the one it was tuned on).
     """
     from .tuned import load_tuned
+
+    progress, cancel, cache = run.progress, run.cancel, run.cache
 
     t0 = time.time()
     validate_long(cfg)
@@ -155,7 +158,7 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
 
         check_mask_source(cfg.mask)  # fail before loading anything
     progress(Event(0, 1, "loading the tuned model", stage="load"))
-    tuned = load_tuned(run, cache, device, model=model)
+    tuned = load_tuned(run_dir, cache, run.torch_device(), model=model)
     base = tuned.base
     sizes = _sizes(cfg, tuned)
     check_long_memory(cfg, tuned, sizes, layout.n_windows)
@@ -165,8 +168,8 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
 
     try:
         if cfg.masks:
-            tuned = _masks_and_combined(tuned, cfg, segments, sizes[0], uncond, res, mp4,
-                                        progress, cancel, cache, sam_builder)
+            tuned = _masks_and_combined(tuned, cfg, segments, sizes[0], uncond, res, mp4, run,
+                                        sam_builder)
         if cancel is not None:
             cancel.check()
         seg_emb = encode_prompts(base, [s.prompt for s in segments])
@@ -178,7 +181,7 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
         latents = torch.randn((1, 4, cfg.frames, h, w), generator=g, device=base.device)
         ac = tuned.precision.autocast
         stage = f"co-denoise {sizes[0][1]}x{sizes[0][0]}"
-        control = _long_control(tuned, cfg, sizes[0], codenoiser, cache, progress)
+        control = _long_control(tuned, cfg, sizes[0], codenoiser, run)
         with controlled(tuned.model, control):
             lat = denoise(tuned.model, base.scheduler_config, latents, window_cond[:1], uncond,
                           cfg.guidance, cfg.steps, eta=cfg.eta, generator=g, progress=progress,
@@ -192,7 +195,7 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
             sched = ddim_scheduler(base.scheduler_config, cfg.steps, base.device)
             run_ts, start = partial_timesteps(sched.timesteps, cfg.refine_strength)
             lat = renoise(sched, lat, run_ts[0], g)
-            control = _long_control(tuned, cfg, size, codenoiser, cache, progress)
+            control = _long_control(tuned, cfg, size, codenoiser, run)
             with controlled(tuned.model, control):
                 lat = denoise(tuned.model, base.scheduler_config, lat, window_cond[:1], uncond,
                               cfg.guidance, cfg.steps, eta=cfg.eta, generator=g,
@@ -218,7 +221,7 @@ def long_video(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cac
     res.mp4 = write_mp4(frames, mp4, cfg.fps)
     res.seconds = time.time() - t0
     write_json(mp4.with_suffix(".json"), {
-        "config": to_dict(cfg), "run": str(tuned.run.path if tuned.run else run),
+        "config": to_dict(cfg), "run": str(tuned.run.path if tuned.run else run_dir),
         "segments": [s.to_dict() for s in segments], "windows": table, "stages": res.stages,
         "mask_method": res.mask_method, "seconds": res.seconds,
         "combined_run": str(res.combined_run) if res.combined_run else None})
@@ -242,7 +245,7 @@ def _x0_previews(base, steps: int, progress: ProgressFn, stage: str, n_previews:
 
 
 def _long_control(tuned, cfg: LongConfig, size: tuple[int, int], codenoiser: CoDenoiser,
-                  cache: ModelCache, progress: ProgressFn):
+                  run: RunContext):
     """The structure control of a long video at one stage's size (None without conditions):
     conditions over all ``cfg.frames`` frames (each condition's own video, resampled to the
     length, or the tuned clip when the video is as long as it); the co-denoiser hands each
@@ -252,10 +255,10 @@ def _long_control(tuned, cfg: LongConfig, size: tuple[int, int], codenoiser: CoD
         return None
     from .structure import build_control
 
-    progress(Event(0, 1, f"structure conditions at {size[1]}x{size[0]}", stage="control"))
+    run.progress(Event(0, 1, f"structure conditions at {size[1]}x{size[0]}", stage="control"))
     timesteps = ddim_scheduler(tuned.base.scheduler_config, cfg.steps, tuned.base.device).timesteps
     control = build_control(tuned, cfg.control, cfg.frames, size[1], size[0],
-                            timesteps=timesteps, cache=cache)
+                            timesteps=timesteps, cache=run.cache)
     codenoiser.control = control
     return control
 
@@ -270,39 +273,38 @@ def _upscale(base, lat: torch.Tensor, size: tuple[int, int], cfg: LongConfig,
     return encode_video(base, resize_frames(frames, size[1], size[0], "crop"), cfg.decode_chunk)
 
 
-def _fusion_clip(tuned, cfg: LongConfig, prompt: str, size, uncond, progress, cancel, cache,
+def _fusion_clip(tuned, cfg: LongConfig, prompt: str, size, uncond, run: RunContext,
                  sam_builder):
     """Secs. 3.1-3.2 on a window-length clip of ``prompt``: candidates, masks, eq. 11, eq. 12."""
     from .maskfusion import average_fusion_clip
 
     cond = encode_prompts(tuned.base, [prompt])
     return average_fusion_clip(tuned, cond, uncond, cfg.mask, cfg.window, size, cfg.steps,
-                               cfg.guidance, cfg.seed, cfg.eta, cfg.decode_chunk, progress,
-                               cancel, cache, sam_builder)
+                               cfg.guidance, cfg.seed, cfg.eta, cfg.decode_chunk, run,
+                               sam_builder)
 
 
-def mask_preview(run: str | Path, cfg: LongConfig, cache: ModelCache = default_cache,
-                 device: Optional[torch.device] = None, progress: ProgressFn = null_progress,
-                 cancel: Optional[CancelToken] = None, sam_builder=None,
-                 model: Optional[str] = None):
-    """Only the mask stage (secs. 3.1-3.2) of ``long_video`` with the same settings: the
-    candidates, their masks and the fused clip, to check them before the expensive steps
-    (combined tuning and the long video). Returns a maskfusion.FusionResult."""
+def mask_preview(run_dir: str | Path, cfg: LongConfig, *, run: RunContext = RunContext(),
+                 sam_builder=None, model: Optional[str] = None):
+    """Only the mask stage (secs. 3.1-3.2) of ``long_video`` with the same settings (and the
+    same ``run`` context: progress, cancel token, cache, device): the candidates, their masks
+    and the fused clip, to check them before the expensive steps (combined tuning and the long
+    video). Returns a maskfusion.FusionResult."""
     from .maskfusion import check_mask_source
     from .tuned import load_tuned
 
     validate_long(cfg)
     check_mask_source(cfg.mask)
     segments = long_segments(cfg)
-    progress(Event(0, 1, "loading the tuned model", stage="load"))
-    tuned = load_tuned(run, cache, device, model=model)
+    run.progress(Event(0, 1, "loading the tuned model", stage="load"))
+    tuned = load_tuned(run_dir, run.cache, run.torch_device(), model=model)
     uncond = encode_prompts(tuned.base, [cfg.negative or ""])
-    return _fusion_clip(tuned, cfg, segments[0].prompt, _sizes(cfg, tuned)[0], uncond, progress,
-                        cancel, cache, sam_builder)
+    return _fusion_clip(tuned, cfg, segments[0].prompt, _sizes(cfg, tuned)[0], uncond, run,
+                        sam_builder)
 
 
 def _masks_and_combined(tuned, cfg: LongConfig, segments, size, uncond, res: LongResult,
-                        mp4: Path, progress, cancel, cache, sam_builder):
+                        mp4: Path, run: RunContext, sam_builder):
     """Secs. 3.1-3.3 on a window-length clip of the first segment's prompt; returns D' (or D when
     combined tuning is off)."""
     from ..io import write_gif
@@ -312,7 +314,7 @@ def _masks_and_combined(tuned, cfg: LongConfig, segments, size, uncond, res: Lon
 
     base = tuned.base
     prompt = segments[0].prompt
-    fr = _fusion_clip(tuned, cfg, prompt, size, uncond, progress, cancel, cache, sam_builder)
+    fr = _fusion_clip(tuned, cfg, prompt, size, uncond, run, sam_builder)
     res.masks, res.mask_method, res.fused = fr.masks, fr.method, fr.frames
     res.candidates, res.candidate_masks = fr.candidates, fr.candidate_masks
     side = mp4.parent / f"{mp4.stem}-masks"
@@ -321,10 +323,9 @@ def _masks_and_combined(tuned, cfg: LongConfig, segments, size, uncond, res: Lon
     write_gif(dim_background(fr.frames, fr.masks), side / "fused-masks.gif", cfg.fps)
     if cfg.mask.tune_steps <= 0:
         return tuned
-    if cancel is not None:
-        cancel.check()
-    run_dir = combined_tune(tuned, fr.frames, fr.masks, prompt, cfg.mask, side, progress,
-                            cancel, cache)
+    if run.cancel is not None:
+        run.cancel.check()
+    run_dir = combined_tune(tuned, fr.frames, fr.masks, prompt, cfg.mask, side, run)
     res.combined_run = run_dir
-    return load_tuned(run_dir, cache, base.device, model=base.model_id)
+    return load_tuned(run_dir, run.cache, base.device, model=base.model_id)
 

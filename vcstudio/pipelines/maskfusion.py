@@ -24,9 +24,9 @@ from ..errors import InputError
 from ..methods.fgbg import latent_mask
 from ..methods.fusion import MODES as FUSION_MODES, fuse_candidates, fuse_x0_renoise
 from ..methods.masks import MaskResult, find_sam_checkpoint, foreground_masks
-from ..models.cache import ModelCache, default_cache
 from ..models.diffusion_math import alphas_cumprod, x0_and_eps
-from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..progress import Event
+from ..run_context import RunContext
 from ..models.encode import decode_to_frames
 from .sample import ddim_scheduler, denoise, guided_prediction
 
@@ -91,10 +91,12 @@ def _masks(frames: np.ndarray, mcfg: MaskConfig, device, cache, builder) -> Mask
 def average_fusion_clip(tuned, cond: torch.Tensor, uncond: Optional[torch.Tensor],
                         mcfg: MaskConfig, n_frames: int, size: tuple[int, int], steps: int,
                         guidance: float, seed: int, eta: float = 0.0, decode_chunk: int = 8,
-                        progress: ProgressFn = null_progress, cancel: Optional[CancelToken] = None,
-                        cache: ModelCache = default_cache, sam_builder=None) -> FusionResult:
-    """Secs. 3.1-3.2: n candidates to step k, x0 -> masks, eq. 11, eq. 12. ``size`` = (H, W)."""
+                        run: RunContext = RunContext(), sam_builder=None) -> FusionResult:
+    """Secs. 3.1-3.2: n candidates to step k, x0 -> masks, eq. 11, eq. 12. ``size`` = (H, W).
+    ``run``: progress (a "masks" event per candidate), cancel token, and the cache SAM loads
+    through (on the tuned model's device)."""
     check_mask_source(mcfg)
+    progress, cancel, cache = run.progress, run.cancel, run.cache
     base, model = tuned.base, tuned.model
     device, ac_ctx = base.device, tuned.precision.autocast
     h, w = size[0] // base.vae_scale, size[1] // base.vae_scale

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from ..config import TuneConfig, ValidationConfig
-from ..progress import Event, ProgressFn, null_progress
+from ..progress import Event
+from ..run_context import RunContext
 
 BUDGET_S = 15.0  # seconds the timed steps may take (the model load is the job's anyway)
 TIMED_STEPS = 2  # training steps timed (after one warm-up step at the probe's shape)
@@ -49,27 +50,27 @@ def _shape(f: int, h: int, w: int, seed_s: float, seed_units: float, budget_s: f
     return 1, h, w
 
 
-def probe_speed(cfg: TuneConfig, device: Any, cache, calibration_dir=None,
-                budget_s: float = BUDGET_S, progress: ProgressFn = null_progress,
-                cancel=None):
+def probe_speed(cfg: TuneConfig, *, run: RunContext = RunContext(), calibration_dir=None,
+                budget_s: float = BUDGET_S):
     """Measure ``cfg``'s model and method at ``cfg.data``'s shape (see the module doc) and
     record it in ``calibration_dir`` -> the recorded :class:`~vcstudio.calibration.Speed`.
-    ``cancel`` (the job's CancelToken) is checked before every step: a job stopped while it
-    probes stops there."""
+    ``run``: the job's context: the base loads through its cache onto its device (None: CUDA
+    where present), its progress hears the probe start and end, and its cancel token is
+    checked before every step: a job stopped while it probes stops there."""
     from .. import calibration as cal
     from .. import loadfactor
-    from ..device import precision_for
+    from ..device import pick_device, precision_for
     from ..models.diffusion_math import alphas_cumprod
     from ..models.loading import load_base
     from ..models.encode import decode_latents, encode_prompts, encode_video, frames_to_unit
     from .tune import _optimizer, resolve_size, train_step
     from .video_model import build_video_model
 
-    device = torch.device(device)
+    device, progress, cancel = run.torch_device() or pick_device(), run.progress, run.cancel
     prec = precision_for(device, cfg.mixed_precision)
     progress(Event(0, 1, "measuring this model's speed at this shape (a short probe)",
                    stage="probe"))
-    base = load_base(cfg.model or None, device, prec.frozen_dtype, cache)
+    base = load_base(cfg.model or None, device, prec.frozen_dtype, run.cache)
     t0 = time.perf_counter()  # the job loads the same base through the same cache: not counted
     d = cfg.data  # the job resolves the clip's sides first; a square at the model's own size else
     cfg = resolve_size(cfg, base.native_size, (d.height or d.size or base.native_size,
@@ -152,18 +153,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def prober(cache, device: Any, calibration_dir=None, budget_s: float = BUDGET_S,
-           progress: ProgressFn = null_progress,
-           cancel=None) -> Callable[[TuneConfig], Optional[Any]]:
+def prober(*, run: RunContext = RunContext(), calibration_dir=None,
+           budget_s: float = BUDGET_S) -> Callable[[TuneConfig], Optional[Any]]:
     """``probe(cfg)`` for the estimates (``jobs.*.estimate(..., probe=)``): measures and records
-    ``cfg``'s speed, or returns None where the model cannot be probed here (missing weights, a
-    method that needs inputs the probe does not have, out of memory): the estimate then says
-    what it has."""
+    ``cfg``'s speed in ``run`` (:func:`probe_speed`), or returns None where the model cannot
+    be probed here (missing weights, a method that needs inputs the probe does not have, out
+    of memory): the estimate then says what it has."""
     from ..errors import CancelledError, VcsError
 
     def probe(cfg: TuneConfig):
         try:
-            return probe_speed(cfg, device, cache, calibration_dir, budget_s, progress, cancel)
+            return probe_speed(cfg, run=run, calibration_dir=calibration_dir, budget_s=budget_s)
         except CancelledError:
             raise
         except (VcsError, torch.OutOfMemoryError, OSError, ValueError, RuntimeError):

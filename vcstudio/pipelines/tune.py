@@ -22,14 +22,14 @@ from ..errors import CancelledError, DiskFullError, InputError, OutOfMemoryError
 from ..io.atomic import is_disk_full
 from ..io import clip_hash, write_mp4
 from ..methods.base import StepState, TuneMethod
-from ..models.cache import ModelCache, default_cache
 from ..models.delta import load_tensors, save_tensors
 from ..models.diffusion_math import add_noise, alphas_cumprod, training_target
 from ..models.family import backbone_family
 from ..models.inflate import VideoDenoiser
 from ..models.loading import BaseModel, load_base
 from ..calibration import format_seconds
-from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..progress import Event
+from ..run_context import RunContext
 from ..models.encode import (decode_latents, encode_prompts, encode_video, frames_to_unit,
                              tensor_to_frames)
 from ..runs.folder import RunFolder, new_run_dir, versions
@@ -210,15 +210,18 @@ def train_step(model: VideoDenoiser, method: TuneMethod, base: BaseModel, cfg: T
     return logs
 
 
-def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressFn = null_progress,
-         cancel: Optional[CancelToken] = None, cache: ModelCache = default_cache,
-         device: Optional[torch.device] = None, frames: Optional[np.ndarray] = None,
-         invert: bool = True, base: Optional[BaseModel] = None,
+def tune(cfg: TuneConfig, run_dir: str | Path | None = None, *, run: RunContext = RunContext(),
+         frames: Optional[np.ndarray] = None, invert: bool = True,
+         base: Optional[BaseModel] = None,
          save_source: bool = True,
          on_checkpoint: Optional[Callable[[Path, int], None]] = None,
          calibration_dir: Optional[str | Path] = None,
          step_budget: Optional[int] = None) -> TuneResult:
     """Tune, save the delta and the DDIM inversion into a run folder, return its path.
+
+    ``run`` carries the progress callback (load, tune and inversion events), the cancel token
+    polled between steps, the model cache the base loads through and the device (None: CUDA
+    where present).
 
     ``frames`` (uint8 F,H,W,3) replaces reading ``cfg.data.video_path``. Re-running on a folder
     with ``checkpoint.safetensors`` resumes from it. ``base`` skips loading (benchmarks).
@@ -240,35 +243,36 @@ def tune(cfg: TuneConfig, run_dir: str | Path | None = None, progress: ProgressF
     ``stopped=True, steps=k``.
     """
     _validate(cfg)
-    device = device or pick_device()
+    run = run.with_(device=run.torch_device() or pick_device())
     t0 = time.time()
-    cfg, frames, base, notes = _clip_and_base(cfg, frames, base, cache, device, progress)
-    run = _Tuning(cfg, frames, base, notes, run_dir, device, cache, progress, cancel,
-                  save_source, on_checkpoint, calibration_dir, t0)
+    cfg, frames, base, notes = _clip_and_base(cfg, frames, base, run)
+    tuning = _Tuning(cfg, frames, base, notes, run_dir, run, save_source, on_checkpoint,
+                     calibration_dir, t0)
     try:
-        for step in range(run.start, cfg.steps):
-            if cancel is not None and cancel.cancelled:
-                return run.stop(step)
-            if step_budget is not None and step - run.start >= step_budget:
-                return run.pause(step)
-            if run.step(step):  # stopped during a validation sample
-                return run.stop(step + 1)
+        for step in range(tuning.start, cfg.steps):
+            if run.cancel is not None and run.cancel.cancelled:
+                return tuning.stop(step)
+            if step_budget is not None and step - tuning.start >= step_budget:
+                return tuning.pause(step)
+            if tuning.step(step):  # stopped during a validation sample
+                return tuning.stop(step + 1)
     except torch.OutOfMemoryError:
         raise OutOfMemoryError(
             f"Out of device memory tuning {frames.shape[0]} frames at {frames.shape[2]}x"
             f"{frames.shape[1]}. Use fewer frames (--frames) or a smaller --size.") from None
     finally:
-        run.model.control = None
+        tuning.model.control = None
     if step_budget is not None:  # a budgeted call never finishes: the next call (none) does
-        return run.pause(cfg.steps)
-    return run.finish(invert)
+        return tuning.pause(cfg.steps)
+    return tuning.finish(invert)
 
 
 def _clip_and_base(cfg: TuneConfig, frames: Optional[np.ndarray], base: Optional[BaseModel],
-                   cache: ModelCache, device: torch.device, progress: ProgressFn):
+                   run: RunContext):
     """The tune's set-up before its run folder: the clip read and checked before the (slow)
     model load (fail fast), the base loaded, the sides resolved from the clip's aspect, memory
-    checked, the clip fitted -> (cfg, frames, base, notes)."""
+    checked, the clip fitted -> (cfg, frames, base, notes). ``run.device`` is resolved."""
+    progress, device = run.progress, run.device
     prec = precision_for(device, cfg.mixed_precision)
     d = cfg.data
     if frames is None:
@@ -279,7 +283,7 @@ def _clip_and_base(cfg: TuneConfig, frames: Optional[np.ndarray], base: Optional
         raw = read_video(d.video_path, d.start, d.stride, d.n_frames)
     progress(Event(0, 1, "loading the model", stage="load"))
     if base is None:
-        base = load_base(cfg.model or None, device, prec.frozen_dtype, cache)
+        base = load_base(cfg.model or None, device, prec.frozen_dtype, run.cache)
     notes = []
     if frames is None:
         cfg = resolve_size(cfg, base.native_size, raw.shape[1:3])
@@ -302,11 +306,13 @@ class _Tuning:
     (:meth:`step`) and its end (:meth:`finish`, or :meth:`stop` / :meth:`pause`)."""
 
     def __init__(self, cfg: TuneConfig, frames: np.ndarray, base: BaseModel, notes: list,
-                 run_dir, device: torch.device, cache: ModelCache, progress: ProgressFn,
-                 cancel: Optional[CancelToken], save_source: bool,
+                 run_dir, run: RunContext, save_source: bool,
                  on_checkpoint: Optional[Callable[[Path, int], None]], calibration_dir,
                  t0: float) -> None:
-        self.frames, self.base, self.progress, self.cancel = frames, base, progress, cancel
+        # ``run.device`` is resolved (tune picked it)
+        progress, device = run.progress, run.device
+        self.frames, self.base, self.run = frames, base, run
+        self.progress, self.cancel = run.progress, run.cancel
         self.on_checkpoint, self.t0 = on_checkpoint, t0
         self.prec = prec = precision_for(device, cfg.mixed_precision)
         self.rf = rf = RunFolder(Path(run_dir) if run_dir else new_run_dir())
@@ -357,7 +363,7 @@ class _Tuning:
             model.control = build_control(TunedModel(base, model, method, cfg, prec, rf),
                                           cfg.control, int(frames.shape[0]),
                                           int(frames.shape[2]), int(frames.shape[1]),
-                                          clip=frames, cache=cache)
+                                          clip=frames, cache=run.cache)
             # removed (tune's finally) before the model is saved or handed on
         self.start, self.losses = 0, []
         if resume:
@@ -403,8 +409,7 @@ class _Tuning:
         if step + 1 < cfg.steps and validation_due(cfg, step + 1):
             try:  # Tune-A-Video's validation_steps: samples with the current weights
                 with torch.no_grad():
-                    write_validation_samples(self.tuned(), step + 1, self.progress, self.cancel,
-                                             self.latents0)
+                    write_validation_samples(self.tuned(), step + 1, self.run, self.latents0)
             except CancelledError:
                 return True
         if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 \
@@ -479,8 +484,8 @@ class _Tuning:
         if validation_due(cfg, cfg.steps):
             try:
                 with torch.no_grad():
-                    write_validation_samples(tuned, cfg.steps, self.progress, self.cancel,
-                                             self.latents0, final=True)
+                    write_validation_samples(tuned, cfg.steps, self.run, self.latents0,
+                                             final=True)
             except CancelledError:
                 return self._stopped_after_tuning()
         rf.update_meta(status="done", steps_done=cfg.steps, seconds=time.time() - self.t0,

@@ -18,7 +18,8 @@ from typing import Optional
 import torch
 
 from ..config import EditConfig, TuneConfig
-from ..progress import CancelToken, Event, ProgressFn, null_progress
+from ..progress import Event, null_progress
+from ..run_context import RunContext
 
 
 def validation_due(cfg: TuneConfig, step: int) -> bool:
@@ -36,12 +37,13 @@ def sample_file_name(prompt: str) -> str:
     return (name or "sample") + ".gif"
 
 
-def write_validation_samples(tuned, step: int, progress: ProgressFn = null_progress,
-                             cancel: Optional[CancelToken] = None,
+def write_validation_samples(tuned, step: int, run: RunContext = RunContext(),
                              latents0: Optional[torch.Tensor] = None,
                              final: bool = False) -> list[dict]:
     """Sample every validation prompt with the model as it is after ``step`` steps into
     ``RUN/samples/sample-<step>/``; returns the meta entries ({step, prompt, path}).
+    ``run``: the tune's context (its progress gets one "validate" event per prompt, its cancel
+    token stops the samples, its cache serves structure conditions).
 
     During tuning the inversion is made with the current weights and not cached (the run's
     ``inversion-<N>`` file holds the final model's); ``final`` reuses the run's own."""
@@ -49,6 +51,7 @@ def write_validation_samples(tuned, step: int, progress: ProgressFn = null_progr
     from .edit import edit_frames
     from .tuned import inversion_latents
 
+    progress, cancel = run.progress, run.cancel
     cfg, rf = tuned.cfg, tuned.run
     v = cfg.validation
     folder = rf.path / "samples" / f"sample-{step}"
@@ -75,8 +78,9 @@ def write_validation_samples(tuned, step: int, progress: ProgressFn = null_progr
                            stage="validate"))
             ec = EditConfig(prompt=prompt, steps=v.steps, guidance=v.guidance, seed=cfg.seed,
                             use_inversion=v.use_inversion)
-            frames = edit_frames(dataclasses.replace(tuned, run=rf), ec, cancel=cancel,
-                                 latents=latents)
+            # the samples' own steps are not streamed: the "validate" events above stand
+            frames = edit_frames(dataclasses.replace(tuned, run=rf), ec,
+                                 run=run.with_(progress=null_progress), latents=latents)
             path = write_gif(frames, folder / sample_file_name(prompt), v.fps)
             entries.append({"step": step, "prompt": prompt,
                             "path": str(path.relative_to(rf.path))})
