@@ -18,7 +18,7 @@ from vcstudio.errors import InputError, ModelNotFoundError
 from vcstudio.models.cache import ModelCache
 from vcstudio.models.inflate import VideoDenoiser
 from vcstudio.models.loading import load_base
-from vcstudio.pipelines.tune import build_video_model, load_tuned, tune
+from vcstudio.pipelines.tune.loop import build_video_model, load_tuned, tune
 from vcstudio.run_context import RunContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -137,7 +137,7 @@ def test_adapter_of_another_layout_is_a_one_line_error(base, tmp_path):
 def test_tuning_lowers_loss_changes_only_trainables_and_round_trips(tiny_sd, base, adapter_dir,
                                                                     clip8, tmp_path):
     from vcstudio.models.diffusion_math import add_noise, alphas_cumprod
-    from vcstudio.pipelines.edit import edit_frames
+    from vcstudio.pipelines.edit.edits import edit_frames
     from vcstudio.models.encode import encode_prompts, encode_video
 
     def fixed_loss(model, n=12):
@@ -174,7 +174,7 @@ def test_tuning_lowers_loss_changes_only_trainables_and_round_trips(tiny_sd, bas
     a = edit_frames(tuned, ec)
     assert a.shape == clip.shape and np.array_equal(a, edit_frames(again, ec))
     # long video: windows of 4 over 6 frames, co-denoised by the same model
-    from vcstudio.pipelines.longvideo import long_video
+    from vcstudio.pipelines.long.video import long_video
 
     out = long_video(res.run_dir, LongConfig(prompts=["a blue square"], frames=6, window=4,
                                              stride=2, steps=2), run=RunContext(cache=c))
@@ -235,7 +235,7 @@ def test_one_apla_step_trains_the_vgt_on_the_motion_unet(base, clip8, tmp_path):
 
 
 def test_pipeline_from_pretrained_on_the_animatediff_route(tiny_sd, adapter_dir):
-    from vcstudio.pipelines.video_pipeline import VideoEditPipeline
+    from vcstudio.pipelines.edit.video_pipeline import VideoEditPipeline
 
     pipe = VideoEditPipeline.from_pretrained(str(tiny_sd), temporal="animatediff",
                                              motion_adapter=str(adapter_dir))

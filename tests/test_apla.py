@@ -40,7 +40,7 @@ def base(tiny_sd, cache):
 
 
 def build(base, cfg):
-    from vcstudio.pipelines.tune import build_video_model
+    from vcstudio.pipelines.tune.loop import build_video_model
 
     torch.manual_seed(0)
     return build_video_model(base, cfg, precision_for(CPU, "no"))
@@ -75,7 +75,7 @@ def moved(before, model):
 
 def test_fresh_vgt_leaves_sampled_frames_unchanged(base):
     from vcstudio.models.encode import decode_latents, encode_prompts
-    from vcstudio.pipelines.sample import denoise
+    from vcstudio.pipelines.edit.sample import denoise
 
     model, method, _ = build(base, apla_cfg(vgt="hyper"))
     model.eval()
@@ -199,7 +199,7 @@ def test_discriminator_optimiser_state_resumes_exactly():
 
 
 def test_generator_and_discriminator_losses_move_only_their_own_parameters(base):
-    from vcstudio.pipelines.tune import _optimizer
+    from vcstudio.pipelines.tune.loop import _optimizer
 
     cfg = apla_cfg(hyper_loss=False)
     model, method, names = build(base, cfg)
@@ -291,9 +291,9 @@ def test_unknown_vgt_variant_is_a_user_error():
 def test_tune_saves_vgt_and_discriminator_and_editing_applies_the_vgt(tiny_sd, clip8, tmp_path):
     from vcstudio.models.cache import ModelCache
     from vcstudio.models.delta import load_tensors
-    from vcstudio.pipelines.edit import edit_frames
+    from vcstudio.pipelines.edit.edits import edit_frames
     from vcstudio.runs.folder import RunFolder
-    from vcstudio.pipelines.tune import load_tuned, tune
+    from vcstudio.pipelines.tune.loop import load_tuned, tune
 
     cache = ModelCache()
     res = tune(apla_cfg(tiny_sd, steps=4, lr=1e-2), tmp_path / "run", frames=clip8[:4],
@@ -331,7 +331,7 @@ def test_resume_restores_the_discriminator_and_its_optimiser(tiny_sd, clip8, tmp
     from vcstudio.errors import CancelledError
     from vcstudio.models.delta import load_tensors
     from vcstudio.runs.folder import RunFolder
-    from vcstudio.pipelines.tune import tune
+    from vcstudio.pipelines.tune.loop import tune
     from vcstudio.progress import CancelToken
 
     cfg = apla_cfg(tiny_sd, steps=4, lr=1e-2, gamma=0.0, disc_lr=1e-2)

@@ -126,7 +126,7 @@ def test_load_clip_checks_settings_before_reading(tmp_path):
 
 
 def test_preview_is_exactly_what_tune_trains_on(tiny_sd, tmp_path, cache, one_thread):
-    from vcstudio.pipelines.tune import tune
+    from vcstudio.pipelines.tune.loop import tune
 
     clip = moving_shape_clip(6, 64, dx=4)
     wide = np.concatenate([clip, clip[:, :, ::-1]], axis=2)  # 128 x 64: 2:1

@@ -86,7 +86,7 @@ def source(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(tiny_sd, source, tmp_path_factory, mcache):
-    from vcstudio.pipelines.tune import load_tuned, tune
+    from vcstudio.pipelines.tune.loop import load_tuned, tune
 
     cfg = TuneConfig(model=str(tiny_sd), data=DataConfig(
         video_path=source[1], prompt=PROMPT, n_frames=8, stride=1, width=64, height=64,
@@ -113,7 +113,7 @@ def test_canny_matches_opencv_frame_by_frame_at_the_tuned_crop(run, source):
     import cv2
 
     from vcstudio.io import fit_frames
-    from vcstudio.pipelines.structure import clip_conditions, tuned_clip
+    from vcstudio.pipelines.edit.structure import clip_conditions, tuned_clip
 
     raw = source[0]
     clip = tuned_clip(run)
@@ -145,7 +145,7 @@ def test_uploaded_condition_video_is_resampled_to_the_clip(tmp_path):
 def _one_step_ours(base, unet2d, control, prompt_embeds, neg, latents):
     from diffusers import DDIMScheduler
 
-    from vcstudio.pipelines.video_pipeline import VideoEditPipeline
+    from vcstudio.pipelines.edit.video_pipeline import VideoEditPipeline
 
     pipe = VideoEditPipeline(vae=base.vae, text_encoder=base.text_encoder,
                              tokenizer=base.tokenizer, unet=unet2d,
@@ -198,7 +198,7 @@ def test_one_frame_with_a_control_model_equals_its_diffusers_pipeline(base, nets
 
 # ----------------------------------------------------------------------------- edits
 def _edit(run, mcache, control, steps=3):
-    from vcstudio.pipelines.edit import edit_frames
+    from vcstudio.pipelines.edit.edits import edit_frames
 
     return edit_frames(run, EditConfig(prompt="a blue square", steps=steps, guidance=7.5,
                                        control=control), run=RunContext(cache=mcache))
@@ -234,7 +234,7 @@ def test_condition_video_changes_the_edit_and_scale_zero_restores_it(run, mcache
 
 def test_two_controlnets_and_an_adapter_together(run, mcache, nets, plain_edit, tmp_path):
     from vcstudio.control.models import StructureControl, build_units
-    from vcstudio.pipelines.structure import tuned_clip
+    from vcstudio.pipelines.edit.structure import tuned_clip
 
     va = _cond_video(_blobs(1), tmp_path / "a")
     both = [ControlConfig("video", nets["cn"], video=va), ControlConfig("canny", nets["cn2"])]
@@ -279,7 +279,7 @@ def test_long_video_windows_take_their_own_frames_conditions(run, mcache, nets, 
     """Windows of 8 with stride 8 over 16 frames: a condition video that differs only in the
     second segment changes only the second segment's frames; with overlapping windows each
     ControlNet call gets exactly its window's frames (the tail window included)."""
-    from vcstudio.pipelines.longvideo import long_video
+    from vcstudio.pipelines.long.video import long_video
 
     a = _blobs(1, 16)
     b = a.copy()
@@ -322,7 +322,7 @@ def test_long_video_segment_with_blank_conditions_stays_uncontrolled(run, mcache
     carry no bias, so a segment whose conditions are blank is left uncontrolled."""
     from diffusers import T2IAdapter
 
-    from vcstudio.pipelines.longvideo import long_video
+    from vcstudio.pipelines.long.video import long_video
 
     torch.manual_seed(0)
     ad = T2IAdapter(in_channels=3, channels=[32, 64], num_res_blocks=1, downscale_factor=8)
@@ -404,7 +404,7 @@ def test_tuning_with_a_t2i_adapter_changes_what_is_learnt(tiny_sd, source, nets,
     the tuned delta differs from the same tuning without them; the adapter is not in the delta
     and the CLI flags reach the config."""
     from vcstudio.cli.tune import add, tune_config_from_args
-    from vcstudio.pipelines.tune import tune
+    from vcstudio.pipelines.tune.loop import tune
     from vcstudio.models.delta import load_tensors
 
     def delta(control, out):
@@ -508,7 +508,7 @@ def test_structure_panel_previews_conditions_and_steers_edit_and_long(tiny_sd, s
                                                                       tmp_path):
     from vcstudio.config import Limits
     from vcstudio.io import read_video
-    from vcstudio.pipelines.tune import tune
+    from vcstudio.pipelines.tune.loop import tune
     from vcstudio.session import Studio
     from vcstudio.ui import structure
     from vcstudio.ui.edit_tab import edit_handler

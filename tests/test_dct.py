@@ -188,7 +188,7 @@ def _build(tiny_sd, cache, cfg):
     """The model + method exactly as tune() builds them."""
     from vcstudio.device import precision_for
     from vcstudio.models.loading import load_base
-    from vcstudio.pipelines.tune import build_video_model
+    from vcstudio.pipelines.tune.loop import build_video_model
 
     base = load_base(str(tiny_sd), cache=cache)
     torch.manual_seed(0)
@@ -372,8 +372,8 @@ def test_cli_flags_map_onto_the_dct_config():
 def test_tune_dct_saves_adapters_and_edits(tiny_sd, cache, tiny_clip_name, tmp_path):
     from vcstudio.io.synthetic import moving_shape_clip
     from vcstudio.models.delta import load_tensors
-    from vcstudio.pipelines.edit import edit_frames
-    from vcstudio.pipelines.tune import load_tuned, tune
+    from vcstudio.pipelines.edit.edits import edit_frames
+    from vcstudio.pipelines.tune.loop import load_tuned, tune
 
     clip = moving_shape_clip(4, 32, dx=3.0)
     cfg = dct_cfg(tiny_sd, tiny_clip_name, steps=3, frames_per_step=2)

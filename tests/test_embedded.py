@@ -30,7 +30,7 @@ def test_embedded_model_draws_the_asked_background():
     """Real (if small) generation, not noise: the checker reads the captioned background."""
     from vcstudio.models.inflate import VideoDenoiser
     from vcstudio.models.encode import decode_latents, encode_prompts, tensor_to_frames
-    from vcstudio.pipelines.sample import denoise
+    from vcstudio.pipelines.edit.sample import denoise
     from vcstudio.toyworld.checker import detect
 
     base = load_base(str(EMBEDDED_MODEL))
@@ -74,8 +74,8 @@ def test_plain_diffusers_pipeline_loads_and_generates_on_cpu():
 def test_tune_red_circle_edit_blue_square_follows_motion(tmp_path):
     """Issue 3 acceptance case, fixed seeds: colour and motion must hold."""
     from vcstudio.config import DataConfig, EditConfig, TuneConfig
-    from vcstudio.pipelines.edit import edit
-    from vcstudio.pipelines.tune import tune
+    from vcstudio.pipelines.edit.edits import edit
+    from vcstudio.pipelines.tune.loop import tune
     from vcstudio.toyworld.checker import detect_clip, track, track_correlation
     from vcstudio.toyworld.examples import test_clip
 

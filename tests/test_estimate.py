@@ -96,7 +96,7 @@ def test_the_estimate_counts_the_validation_samples(tiny_sd, clip_file, tmp_path
 
 def test_tune_previews_cost_at_most_about_a_tenth_and_the_estimate_counts_them(
         tiny_sd, clip8, tmp_path, cache):
-    from vcstudio.pipelines.tune import tune
+    from vcstudio.pipelines.tune.loop import tune
 
     cfg = TuneConfig(model=str(tiny_sd), data=DataConfig(prompt="a red circle", n_frames=8,
                                                          width=64, height=64),
@@ -118,8 +118,8 @@ def test_tune_previews_cost_at_most_about_a_tenth_and_the_estimate_counts_them(
 
 def test_edits_reuse_the_tunes_inversion_and_cache_another_step_count(tiny_sd, clip8,
                                                                        tmp_path, cache):
-    from vcstudio.pipelines.edit import edit
-    from vcstudio.pipelines.tune import tune
+    from vcstudio.pipelines.edit.edits import edit
+    from vcstudio.pipelines.tune.loop import tune
 
     cfg = TuneConfig(model=str(tiny_sd), data=DataConfig(prompt="a red circle", n_frames=4,
                                                          width=64, height=64),
@@ -146,8 +146,8 @@ def test_edit_estimate_counts_the_inversion_only_when_it_is_not_cached(tiny_sd, 
     from vcstudio.jobs.long import LongJobConfig
     from vcstudio.jobs.long import estimate as long_estimate
     from vcstudio.config import LongConfig
-    from vcstudio.pipelines.edit import edit
-    from vcstudio.pipelines.tune import tune
+    from vcstudio.pipelines.edit.edits import edit
+    from vcstudio.pipelines.tune.loop import tune
 
     cfg = TuneConfig(model=str(tiny_sd), data=DataConfig(prompt="a red circle", n_frames=8,
                                                          width=64, height=64),

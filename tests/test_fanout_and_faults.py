@@ -94,7 +94,7 @@ def test_compare_fan_out_is_capped_on_the_public_tier_and_duplicates_run_once():
 def test_long_video_windows_and_candidates_are_capped():
     from vcstudio.config import Limits, LongConfig
     from vcstudio.jobs.long import LongJobConfig, validate
-    from vcstudio.pipelines.windows import window_count, window_starts
+    from vcstudio.pipelines.long.windows import window_count, window_starts
 
     for frames, window, stride in ((32, 8, 4), (33, 8, 4), (8, 8, 8), (100, 16, 5)):
         assert window_count(frames, window, stride) == len(window_starts(frames, window, stride))

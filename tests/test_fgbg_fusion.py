@@ -197,7 +197,7 @@ def test_fused_latent_samples_like_an_unfused_one_on_the_demo_model(demo):
     sample's final latent std (the literal formula: 11% low, measured), and in the decoded frames
     the gradient across the mask edge is no larger than inside the regions (no seam)."""
     from vcstudio.models.encode import decode_latents
-    from vcstudio.pipelines.sample import denoise
+    from vcstudio.pipelines.edit.sample import denoise
 
     base, model, cond = demo
     b, w = 128, 8

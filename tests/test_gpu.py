@@ -26,7 +26,7 @@ def test_inflated_one_frame_matches_2d_in_bf16(tiny_sd, cache):
 
 def test_compiled_tuning_runs_and_lowers_loss(tiny_sd, clip8, tmp_path, cache):
     from vcstudio.config import DataConfig, TuneConfig
-    from vcstudio.pipelines.tune import tune
+    from vcstudio.pipelines.tune.loop import tune
 
     cfg = TuneConfig(model=str(tiny_sd), data=DataConfig(prompt="a red circle", n_frames=8,
                                                          width=64, height=64),

@@ -13,8 +13,8 @@ from vcstudio.metrics.motion import flow_magnitudes, motion_amount
 from vcstudio.models.lora import load_lora, read_lora
 from vcstudio.models.svd import build_tiny_svd, load_svd
 from vcstudio.models.vgg import load_encoder
-from vcstudio.pipelines.i2v import SVDBackbone, sample_i2v
-from vcstudio.pipelines.i2v_tune import I2VTuneConfig, ab_sample, tune_i2v
+from vcstudio.pipelines.i2v.backbones import SVDBackbone, sample_i2v
+from vcstudio.pipelines.i2v.tune import I2VTuneConfig, ab_sample, tune_i2v
 from vcstudio.run_context import RunContext
 
 

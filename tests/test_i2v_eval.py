@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vcstudio.metrics.summary import mean_ci
-from vcstudio.pipelines import i2v_eval as E
+from vcstudio.pipelines.i2v import eval as E
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 N, S = 5, 32

@@ -14,9 +14,9 @@ from vcstudio.metrics.motion import motion_amount
 from vcstudio.models.lora import add_lora, load_lora, lora_targets_for, read_lora
 from vcstudio.models.ltx import build_tiny_ltx, load_ltx
 from vcstudio.models.vgg import load_encoder
-from vcstudio.pipelines.i2v import backbone_kind, build_backbone, sample_i2v
-from vcstudio.pipelines.i2v_ltx import LTXBackbone
-from vcstudio.pipelines.i2v_tune import I2VTuneConfig, ab_sample, tune_i2v
+from vcstudio.pipelines.i2v.backbones import backbone_kind, build_backbone, sample_i2v
+from vcstudio.pipelines.i2v.ltx import LTXBackbone
+from vcstudio.pipelines.i2v.tune import I2VTuneConfig, ab_sample, tune_i2v
 
 N, S = 9, 32  # tiny LTX: 4x temporal / 4x spatial VAE -> 3 x 8 x 8 latents
 

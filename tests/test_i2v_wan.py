@@ -14,8 +14,8 @@ from vcstudio.methods.vcd import VCD
 from vcstudio.models.lora import add_lora, lora_targets_for
 from vcstudio.models.vgg import load_encoder
 from vcstudio.models.wan import load_wan
-from vcstudio.pipelines.i2v import backbone_kind, build_backbone, sample_i2v
-from vcstudio.pipelines.i2v_wan import WanI2VBackbone
+from vcstudio.pipelines.i2v.backbones import backbone_kind, build_backbone, sample_i2v
+from vcstudio.pipelines.i2v.wan import WanI2VBackbone
 
 N, S = 9, 32  # tiny Wan: 4x temporal / 8x spatial VAE, patch 2 -> 3 x 4 x 4 latents
 

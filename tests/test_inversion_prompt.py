@@ -11,7 +11,7 @@ from vcstudio.errors import InputError
 from vcstudio.models.cache import ModelCache
 from vcstudio.models.delta import load_tensors
 from vcstudio.models.encode import encode_prompts
-from vcstudio.pipelines.tune import inversion_latents, load_tuned, tune
+from vcstudio.pipelines.tune.loop import inversion_latents, load_tuned, tune
 from vcstudio.run_context import RunContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -79,7 +79,7 @@ def test_default_inversion_is_tune_a_videos_empty_prompt_loop(run_dir):
 
 
 def test_edit_inverts_under_its_own_setting(run_dir):
-    from vcstudio.pipelines.edit import edit_frames
+    from vcstudio.pipelines.edit.edits import edit_frames
 
     tuned = load_tuned(run_dir, ModelCache())
     e = EditConfig(prompt="a blue square moving right", steps=STEPS, guidance=4.0, seed=3)
@@ -110,7 +110,7 @@ def test_cli_flags_and_bad_values(tmp_path):
     import argparse
 
     from vcstudio.cli import edit as cli_edit, tune as cli_tune
-    from vcstudio.pipelines.edit import validate_edit
+    from vcstudio.pipelines.edit.edits import validate_edit
     from vcstudio.validate import check_inversion_prompt
 
     p = argparse.ArgumentParser()

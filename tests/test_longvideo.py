@@ -12,11 +12,11 @@ from vcstudio.errors import ModelNotFoundError
 from vcstudio.io import read_video
 from vcstudio.methods.masks import GRABCUT_LABEL
 from vcstudio.models.cache import ModelCache
-from vcstudio.pipelines import codenoise
-from vcstudio.pipelines.codenoise import CoDenoiser
+from vcstudio.pipelines.long import codenoise
+from vcstudio.pipelines.long.codenoise import CoDenoiser
 from vcstudio.models.encode import encode_prompts
-from vcstudio.pipelines.sample import denoise
-from vcstudio.pipelines.windows import make_layout, mix_embeddings, window_prompts
+from vcstudio.pipelines.edit.sample import denoise
+from vcstudio.pipelines.long.windows import make_layout, mix_embeddings, window_prompts
 from vcstudio.run_context import RunContext
 from vcstudio.scene.segments import Segment
 
@@ -39,7 +39,7 @@ def model(base):
 @pytest.fixture(scope="module")
 def run_dir(tiny_sd, tmp_path_factory, mcache):
     from vcstudio.io.synthetic import moving_shape_clip
-    from vcstudio.pipelines.tune import tune
+    from vcstudio.pipelines.tune.loop import tune
 
     cfg = TuneConfig(model=str(tiny_sd), data=DataConfig(prompt=PROMPT, n_frames=8, width=64,
                                                          height=64),
@@ -190,7 +190,7 @@ def test_long_video_writes_mp4_and_cli_prints_its_path_last(run_dir, tmp_path, c
 
 
 def test_long_video_is_seeded_and_refines_to_higher_scales(run_dir, mcache):
-    from vcstudio.pipelines.longvideo import long_video
+    from vcstudio.pipelines.long.video import long_video
 
     events = []
     cfg = LongConfig(prompts=["a red circle", "a blue square"], frames=10, window=8, stride=2,
@@ -215,7 +215,7 @@ def test_long_video_is_seeded_and_refines_to_higher_scales(run_dir, mcache):
 
 def test_long_video_cancels(run_dir, mcache):
     from vcstudio.errors import CancelledError
-    from vcstudio.pipelines.longvideo import long_video
+    from vcstudio.pipelines.long.video import long_video
     from vcstudio.progress import CancelToken
 
     tok = CancelToken()
@@ -236,7 +236,7 @@ def test_masks_path_with_tiny_sam_and_combined_tuning(run_dir, tmp_path, mcache)
     from test_masks import tiny_sam
 
     from vcstudio.models.delta import load_tensors
-    from vcstudio.pipelines.longvideo import long_video
+    from vcstudio.pipelines.long.video import long_video
 
     sam_path = tmp_path / "tiny_sam.safetensors"
     save_file({k: v.contiguous() for k, v in tiny_sam().state_dict().items()}, str(sam_path))
@@ -264,8 +264,8 @@ def test_fusion_with_one_candidate_is_plain_sampling_and_weights_matter(run_dir,
     """Eq. 11 with n = 1, w1 = w2 = 1 and binary masks gives r'_k = r_k, so eq. 12 continues the
     candidate unchanged. With the default (unit variance kept) w1 = w2 = 0.5 still gives r_k (only
     their ratio matters); the literal formula halves r'_k and changes the result."""
-    from vcstudio.pipelines.maskfusion import average_fusion_clip
-    from vcstudio.pipelines.tune import load_tuned
+    from vcstudio.pipelines.long.maskfusion import average_fusion_clip
+    from vcstudio.pipelines.tune.loop import load_tuned
 
     tuned = load_tuned(run_dir, mcache)
     cond, uncond = _cond(tuned.base, ["a red circle"])
@@ -292,7 +292,7 @@ def test_fusion_with_one_candidate_is_plain_sampling_and_weights_matter(run_dir,
 
 def test_grabcut_fallback_is_labelled_and_missing_sam_fails_first(run_dir, tmp_path,
                                                                   monkeypatch, mcache):
-    from vcstudio.pipelines.longvideo import long_video
+    from vcstudio.pipelines.long.video import long_video
 
     monkeypatch.setenv("VCSTUDIO_SAM_DIR", str(tmp_path / "nosam"))
     cfg = LongConfig(prompts=["a red circle"], frames=8, window=8, stride=4, steps=2,
@@ -366,7 +366,7 @@ def test_fgbg_method_all_foreground_equals_plain_loss(base, model, tmp_path):
 def test_ui_long_tab_generates(tiny_sd, tmp_path):
     from vcstudio.config import Limits
     from vcstudio.io.synthetic import moving_shape_clip
-    from vcstudio.pipelines.tune import tune
+    from vcstudio.pipelines.tune.loop import tune
     from vcstudio.session import Studio
     from vcstudio.ui.long_tab import generate, preview_masks
 

@@ -12,9 +12,9 @@ import torch
 from vcstudio.models.lora import add_lora, load_lora, lora_state_dict, read_lora, save_lora
 from vcstudio.models.ltx import build_tiny_ltx, load_ltx
 from vcstudio.models.svd import build_tiny_svd, load_svd
-from vcstudio.pipelines.i2v import sample_i2v
-from vcstudio.pipelines.i2v_ltx import LTXBackbone
-from vcstudio.pipelines.i2v_svd import SVDBackbone
+from vcstudio.pipelines.i2v.backbones import sample_i2v
+from vcstudio.pipelines.i2v.ltx import LTXBackbone
+from vcstudio.pipelines.i2v.svd import SVDBackbone
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -46,8 +46,8 @@ def test_host_memory_reads_meminfo_and_a_container_limit(tmp_path, monkeypatch):
 
 def test_a_tune_and_a_long_video_that_do_not_fit_are_refused_before_they_start(
         tiny_sd, clip8, tmp_path, cache, monkeypatch):
-    from vcstudio.pipelines.longvideo import long_video
-    from vcstudio.pipelines.tune import tune
+    from vcstudio.pipelines.long.video import long_video
+    from vcstudio.pipelines.tune.loop import tune
 
     cfg = TuneConfig(model=str(tiny_sd), data=DataConfig(prompt="a red circle", n_frames=8,
                                                          width=64, height=64),
@@ -149,7 +149,7 @@ def test_image_to_video_jobs_that_do_not_fit_are_refused_before_a_run_is_recorde
     from vcstudio.jobs.i2v_tune import I2VTuneJobConfig
     from vcstudio.jobs.registry import REGISTRY
     from vcstudio.models.svd import build_tiny_svd
-    from vcstudio.pipelines.i2v_tune import I2VTuneConfig
+    from vcstudio.pipelines.i2v.tune import I2VTuneConfig
 
     svd = build_tiny_svd(tmp_path / "svd", frames=4)
     img = tmp_path / "image.png"

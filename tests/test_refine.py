@@ -3,8 +3,8 @@ import torch
 from diffusers import DDIMScheduler
 
 from vcstudio.errors import InputError
-from vcstudio.pipelines.refine import (parse_scales, partial_timesteps, refine_plan,
-                                       refine_timesteps, renoise, upsample_latents)
+from vcstudio.pipelines.long.refine import (parse_scales, partial_timesteps, refine_plan,
+                                            refine_timesteps, renoise, upsample_latents)
 
 
 def test_parse_scales():

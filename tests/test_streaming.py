@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from vcstudio.config import DataConfig, EditConfig, TuneConfig
-from vcstudio.pipelines.tune import tune
+from vcstudio.pipelines.tune.loop import tune
 from vcstudio.jobs import studio as make_studio
 from vcstudio.run_context import RunContext
 
@@ -63,7 +63,7 @@ def test_edit_streams_x0_previews_then_frames_then_per_frame_metrics(tuned_run, 
 
 def test_long_video_streams_x0_previews_then_its_frames_as_they_decode(tuned_run, tmp_path):
     from vcstudio.config import LongConfig
-    from vcstudio.pipelines.longvideo import long_video
+    from vcstudio.pipelines.long.video import long_video
 
     run, cache = tuned_run
     evs = []

@@ -215,7 +215,7 @@ def _module_by_tav_name(unet, key: str):
 
 
 def test_tav_folder_opens_in_the_pipeline_tensor_by_tensor(tav_dir):
-    from vcstudio.pipelines.video_pipeline import VideoEditPipeline
+    from vcstudio.pipelines.edit.video_pipeline import VideoEditPipeline
 
     pipe = VideoEditPipeline.from_pretrained(str(tav_dir))
     pipe.set_progress_bar_config(disable=True)
@@ -245,7 +245,7 @@ def test_tav_folder_opens_in_the_pipeline_tensor_by_tensor(tav_dir):
 def test_zero_temporal_one_frame_equals_the_2d_unet(tiny_sd, tmp_path):
     from diffusers import UNet2DConditionModel
 
-    from vcstudio.pipelines.video_pipeline import VideoEditPipeline
+    from vcstudio.pipelines.edit.video_pipeline import VideoEditPipeline
 
     u2 = UNet2DConditionModel.from_pretrained(tiny_sd / "unet").eval()
     sd = _tav_state(u2, temporal_scale=0.0)

@@ -12,11 +12,11 @@ from vcstudio.errors import InputError
 from vcstudio.runs.tav_import import load_tune_config
 from vcstudio.io import read_video, write_mp4
 from vcstudio.models.cache import ModelCache
-from vcstudio.pipelines.edit import edit, edit_frames
+from vcstudio.pipelines.edit.edits import edit, edit_frames
 from vcstudio.models.encode import encode_prompts, encode_video
-from vcstudio.pipelines.invert import ddim_invert
-from vcstudio.pipelines.sample import denoise
-from vcstudio.pipelines.tune import load_tuned, tune
+from vcstudio.pipelines.edit.invert import ddim_invert
+from vcstudio.pipelines.edit.sample import denoise
+from vcstudio.pipelines.tune.loop import load_tuned, tune
 from vcstudio.progress import CancelToken
 from vcstudio.run_context import RunContext
 

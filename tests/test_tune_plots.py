@@ -30,7 +30,7 @@ def test_previews_come_at_a_fifth_and_at_the_last_step_also_when_resumed(tiny_sd
     from vcstudio.config import DataConfig, TuneConfig
     from vcstudio.io.synthetic import moving_shape_clip
     from vcstudio.runs.folder import RunFolder
-    from vcstudio.pipelines.tune import tune
+    from vcstudio.pipelines.tune.loop import tune
     from vcstudio.ui.edit_tab import _previews
 
     frames = moving_shape_clip(4, 32)

@@ -51,8 +51,8 @@ def test_check_prompt_accepts_unicode_and_optional_empty():
 
 
 def test_edit_and_tune_validation_use_it():
-    from vcstudio.pipelines.edit import validate_edit
-    from vcstudio.pipelines.tune import _validate
+    from vcstudio.pipelines.edit.edits import validate_edit
+    from vcstudio.pipelines.tune.loop import _validate
 
     with pytest.raises(InputError, match="edit prompt is not valid UTF-8"):
         validate_edit(EditConfig(prompt="\udcff"))
@@ -63,11 +63,11 @@ def test_edit_and_tune_validation_use_it():
 
 
 def test_an_edit_is_checked_in_one_place_the_job_and_the_pipeline_alike(tmp_path):
-    """One validate_edit (pipelines/edit.py): the edit job's validate step names the settings
+    """One validate_edit (pipelines/edit/edits.py): the edit job's validate step names the settings
     under ``edit.``; the pipeline's own input check says the same without it."""
     from vcstudio.config import Limits
     from vcstudio.jobs import edit as edit_job
-    from vcstudio.pipelines.edit import validate_edit
+    from vcstudio.pipelines.edit.edits import validate_edit
 
     assert not hasattr(edit_job, "validate_edit")
     for bad, pattern in ((dict(steps=0), r"steps \(--steps\) must be within 1\.\.\d+; got 0"),
@@ -194,7 +194,7 @@ def test_config_yaml_errors_are_one_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def tuned_run(tiny_sd, tmp_path_factory):
-    from vcstudio.pipelines.tune import tune
+    from vcstudio.pipelines.tune.loop import tune
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("run") / "run"
@@ -219,7 +219,7 @@ def damaged_copy(run, tmp_path, what: str):
 
 def test_load_tuned_refuses_cut_short_delta(tuned_run, tmp_path, cache):
     # the lowest public function under edit and long
-    from vcstudio.pipelines.tune import load_tuned
+    from vcstudio.pipelines.tune.loop import load_tuned
 
     run = damaged_copy(tuned_run, tmp_path, "delta")
     with pytest.raises(InputError, match="delta.safetensors in .* is damaged"):
@@ -228,7 +228,7 @@ def test_load_tuned_refuses_cut_short_delta(tuned_run, tmp_path, cache):
 
 
 def test_edit_refuses_damaged_meta(tuned_run, tmp_path, cache):
-    from vcstudio.pipelines.edit import edit
+    from vcstudio.pipelines.edit.edits import edit
 
     run = damaged_copy(tuned_run, tmp_path, "meta")
     with pytest.raises(InputError, match="meta.json in .* is damaged"):

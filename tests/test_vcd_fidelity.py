@@ -54,8 +54,8 @@ def test_reward_steps_draw_different_projections(effnet):
 
 def test_reward_tuning_redraws_projections_every_step_by_default(tmp_path):
     from vcstudio.models.svd import build_tiny_svd, load_svd
-    from vcstudio.pipelines.i2v import SVDBackbone
-    from vcstudio.pipelines.i2v_tune import I2VTuneConfig, tune_i2v
+    from vcstudio.pipelines.i2v.backbones import SVDBackbone
+    from vcstudio.pipelines.i2v.tune import I2VTuneConfig, tune_i2v
 
     bb = SVDBackbone(load_svd(build_tiny_svd(tmp_path / "svd", seed=0, frames=4), cache=None))
     image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)

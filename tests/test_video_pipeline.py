@@ -15,9 +15,9 @@ import torch
 from vcstudio.config import DataConfig, EditConfig, TuneConfig
 from vcstudio.errors import InputError, ModelNotFoundError
 from vcstudio.models.cache import ModelCache
-from vcstudio.pipelines.edit import edit_frames
-from vcstudio.pipelines.tune import load_tuned, tune
-from vcstudio.pipelines.video_pipeline import VideoEditPipeline
+from vcstudio.pipelines.edit.edits import edit_frames
+from vcstudio.pipelines.tune.loop import load_tuned, tune
+from vcstudio.pipelines.edit.video_pipeline import VideoEditPipeline
 from vcstudio.run_context import RunContext
 
 pytestmark = pytest.mark.usefixtures("one_thread")

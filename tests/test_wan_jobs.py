@@ -85,7 +85,7 @@ def test_cli_refuses_an_unknown_pipeline_class_in_one_line(tiny_wan_t2v, wan_cli
 def test_clip_frames_follow_4k_plus_1_and_sides_16():
     from vcstudio.config import DataConfig
     from vcstudio.models.family import rules
-    from vcstudio.pipelines.flow_clip import flow_size, prepare_clip, resample_frames
+    from vcstudio.pipelines.flow.clip import flow_size, prepare_clip, resample_frames
 
     raw = np.arange(11)[:, None, None, None] * np.ones((11, 32, 48, 3), np.uint8)
     frames, note = resample_frames(raw, 4)
@@ -136,7 +136,7 @@ def test_cli_tune_on_wan_writes_a_run_with_backbone_and_a_diffusers_lora(tiny_wa
 def test_cli_edit_of_a_wan_run_writes_mp4_and_gif_and_streams_previews(wan_run, capsys):
     from vcstudio.config import EditConfig
     from vcstudio.io import read_video
-    from vcstudio.pipelines.flow_editing import edit_flow_run
+    from vcstudio.pipelines.flow.edit import edit_flow_run
 
     assert main(["edit", "--run", str(wan_run), "--prompt", "a blue square moving right",
                  "--steps", "4"]) == 0
@@ -162,7 +162,7 @@ def test_cli_edit_of_a_wan_run_writes_mp4_and_gif_and_streams_previews(wan_run, 
 
 def test_flow_tune_events_cancel_and_checkpoints(tiny_wan_t2v, wan_clip, tmp_path):
     from vcstudio.config import DataConfig, TuneConfig
-    from vcstudio.pipelines.flow_run import tune_flow
+    from vcstudio.pipelines.flow.run import tune_flow
     from vcstudio.runs.folder import RunFolder
     from vcstudio.progress import CancelToken
 
@@ -215,7 +215,7 @@ def test_flowedit_with_the_source_prompt_returns_the_clip(tiny_wan_t2v, wan_clip
     from vcstudio.config import DataConfig, FlowEditConfig
     from vcstudio.io import read_video
     from vcstudio.models.family import load_flow_backbone
-    from vcstudio.pipelines.flow_editing import flowedit_clip
+    from vcstudio.pipelines.flow.edit import flowedit_clip
 
     data = DataConfig(video_path=str(wan_clip), prompt="a red circle moving right", n_frames=9,
                       stride=1, width=0, height=0, size=48)
@@ -227,7 +227,7 @@ def test_flowedit_with_the_source_prompt_returns_the_clip(tiny_wan_t2v, wan_clip
     bb = load_flow_backbone(str(tiny_wan_t2v))
     with torch.no_grad():
         z = bb.encode_clip(res.source)
-        from vcstudio.pipelines.i2v_base import to_uint8
+        from vcstudio.pipelines.i2v.base import to_uint8
 
         back = to_uint8(bb.decode(z))
     # the velocity difference is zero: FlowEdit gives back the clip's latents, so its decode

@@ -55,7 +55,7 @@ def wan_run(tiny_wan_t2v, studio_data, tmp_path_factory):
 
 
 def test_windows_are_counted_in_latent_frames():
-    from vcstudio.pipelines.windows import latent_grid, latent_segments, window_count
+    from vcstudio.pipelines.long.windows import latent_grid, latent_segments, window_count
     from vcstudio.scene.segments import Segment
 
     g = latent_grid(33, 17, 8, 4)  # the brief's example: 9 latent frames, windows of 5 every 2
@@ -110,11 +110,11 @@ def test_cli_long_on_the_wan_base_writes_the_asked_frames_with_a_prompt_per_wind
 
 def test_a_single_window_equals_plain_wan_sampling(tiny_wan_t2v, tmp_path):
     from vcstudio.models.family import load_flow_backbone
-    from vcstudio.pipelines.codenoise import CoDenoiser
-    from vcstudio.pipelines.flow import sample
-    from vcstudio.pipelines.flow_long import flow_long_video
-    from vcstudio.pipelines.i2v_base import to_uint8
-    from vcstudio.pipelines.windows import make_layout
+    from vcstudio.pipelines.long.codenoise import CoDenoiser
+    from vcstudio.pipelines.flow.ode import sample
+    from vcstudio.pipelines.flow.long import flow_long_video
+    from vcstudio.pipelines.i2v.base import to_uint8
+    from vcstudio.pipelines.long.windows import make_layout
 
     cfg = _long(prompts=[PROMPTS[0]], frames=17, window=17, stride=8)
     res = flow_long_video(cfg, model=str(tiny_wan_t2v), out_root=tmp_path)
@@ -134,7 +134,7 @@ def test_a_single_window_equals_plain_wan_sampling(tiny_wan_t2v, tmp_path):
 
 
 def test_windows_with_other_prompts_come_out_other(tiny_wan_t2v, tmp_path):
-    from vcstudio.pipelines.flow_long import flow_long_video
+    from vcstudio.pipelines.flow.long import flow_long_video
 
     events = []
     two = flow_long_video(_long(steps=6), model=str(tiny_wan_t2v), out_root=tmp_path / "a",
@@ -158,7 +158,7 @@ def test_a_tuned_wan_run_generates_through_the_job_with_its_lora(tiny_wan_t2v, w
     from vcstudio import jobs
     from vcstudio.config import Limits
     from vcstudio.jobs.long import LongJobConfig
-    from vcstudio.pipelines.flow_long import flow_long_video
+    from vcstudio.pipelines.flow.long import flow_long_video
 
     studio = jobs.studio(studio_data, limits=Limits(), device="cpu")
     try:

@@ -65,7 +65,7 @@ def dct_settings(name, **kw) -> DCTConfig:
 
 
 def tune(cfg, out):
-    from vcstudio.pipelines.flow_run import tune_flow
+    from vcstudio.pipelines.flow.run import tune_flow
 
     return tune_flow(cfg, out)
 
@@ -179,7 +179,7 @@ def apla_settings(**kw) -> APLAConfig:
 
 def test_apla_on_wan_moves_the_vgt_and_the_discriminator(tiny_wan_t2v, clip, tmp_path):
     from vcstudio.models.delta import load_tensors
-    from vcstudio.pipelines.flow_run import load_flow_run
+    from vcstudio.pipelines.flow.run import load_flow_run
     from vcstudio.runs.folder import RunFolder
 
     one = tune(cfg_for(tiny_wan_t2v, clip, "apla", steps=1, apla=apla_settings()),
@@ -234,7 +234,7 @@ def test_apla_tune_on_wan_resumes_to_the_same_weights(tiny_wan_t2v, clip, tmp_pa
     """The VGT, the discriminator and its Adam are in the checkpoint: stopped after 2 steps and
     resumed, the run ends where an uninterrupted one does."""
     from vcstudio.models.delta import load_tensors
-    from vcstudio.pipelines.flow_run import tune_flow
+    from vcstudio.pipelines.flow.run import tune_flow
 
     cfg = dataclasses.replace(cfg_for(tiny_wan_t2v, clip, "apla", steps=4,
                                       apla=apla_settings(gamma=0.0)), checkpoint_every=1)
@@ -301,8 +301,8 @@ def test_a_second_wan_tune_and_edit_are_estimated_from_the_first(tiny_wan_t2v, c
     from vcstudio.jobs import flowedit as flowedit_job
     from vcstudio.jobs.flow_estimates import (flowedit_estimate, sample_estimate, tune_estimate,
                                               tune_line)
-    from vcstudio.pipelines.flow_editing import edit_flow_run
-    from vcstudio.pipelines.flow_run import tune_flow
+    from vcstudio.pipelines.flow.edit import edit_flow_run
+    from vcstudio.pipelines.flow.run import tune_flow
 
     folder = tmp_path / "cal"
     cfg = dataclasses.replace(cfg_for(tiny_wan_t2v, clip, steps=4), preview_every=2,

@@ -10,8 +10,8 @@ import torch
 from vcstudio.errors import InputError
 from vcstudio.models.wan import load_wan
 from vcstudio.models.wan.t2v import WanT2VBackbone, shift_sigma
-from vcstudio.pipelines import flow
-from vcstudio.pipelines.flow_tune import FlowTuneConfig, held_out_loss, tune_lora
+from vcstudio.pipelines.flow import ode as flow
+from vcstudio.pipelines.flow.tune import FlowTuneConfig, held_out_loss, tune_lora
 
 N, S = 9, 32  # 3 latent frames of 4 x 4
 

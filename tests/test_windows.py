@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from vcstudio.errors import InputError
-from vcstudio.pipelines.windows import (
-    WindowAccumulator, fuse, layout_image, layout_table, make_layout, mix_embeddings,
-    position_weights, window_prompts, window_slice, window_starts)
+from vcstudio.pipelines.long.windows import (WindowAccumulator, fuse, layout_image, layout_table,
+                                             make_layout, mix_embeddings, position_weights,
+                                             window_prompts, window_slice, window_starts)
 from vcstudio.scene.segments import Segment
 
 GRID = [(L, K, S) for L in range(1, 33) for K in range(1, L + 1) for S in range(1, K + 1)]

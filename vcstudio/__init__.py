@@ -29,7 +29,7 @@ def __getattr__(name: str):
                        name)
     # the diffusers pipeline loads diffusers: only when asked for, so `import vcstudio` stays light
     if name == "VideoEditPipeline":
-        from .pipelines.video_pipeline import VideoEditPipeline
+        from .pipelines.edit.video_pipeline import VideoEditPipeline
 
         return VideoEditPipeline
     raise AttributeError(f"module 'vcstudio' has no attribute {name!r}")

@@ -3,7 +3,7 @@
 A tune measures itself as it runs (seconds per training step, per preview, per inversion step,
 and the fixed cost of loading and encoding) and records them here, keyed by device kind, base
 model and method, per frame size. Where nothing was measured at a job's shape yet, a short
-**probe** (vcstudio/pipelines/probe.py: a couple of real training steps, forward passes and a
+**probe** (vcstudio/pipelines/tune/probe.py: a couple of real training steps, forward passes and a
 decode of that model and method at that shape, seconds long) measures it first and is recorded
 the same way (``source`` "probe"). ``jobs.tune.estimate`` and the edit / long / compare
 estimates read them without touching the device (an estimate never waits for the device lock).
@@ -355,7 +355,7 @@ def sample_speed(folder, device, run_cfg, frames: int, width: int, height: int,
 # A flow DiT's (Wan2.1's) measured stages beside its tunes' speeds: one forward pass of the
 # transformer without gradients (a sampling, inversion or FlowEdit pass; CFG counts two) and
 # one VAE decode of the clip, per model, recorded as units at (frames, width, height) by every
-# tune preview, edit and FlowEdit (pipelines/flow_run.py, flow_editing.py) and read by the Wan
+# tune preview, edit and FlowEdit (pipelines/flow/run.py, flow/edit.py) and read by the Wan
 # estimates (jobs/flow_estimates.py).
 FLOW_PASS, FLOW_DECODE = "flow-pass", "flow-decode"
 

@@ -29,7 +29,7 @@ DEFAULT_TRAINABLE = ("attn1.to_q", "attn2.to_q", "temporal.attn")
 GROUPNORM_MODES = ("clip", "frame")  # TuneConfig.groupnorm (models/groupnorm.py)
 POSITIONS = ("center", "top", "bottom", "left", "right")  # DataConfig.crop (io/resize.py)
 RESIZE_MODES = ("crop", "pad")  # DataConfig.resize
-FUSIONS = ("uniform", "pyramid", "gaussian")  # LongConfig.fusion (pipelines/windows.py)
+FUSIONS = ("uniform", "pyramid", "gaussian")  # LongConfig.fusion (pipelines/long/windows.py)
 PROMPT_MODES = ("majority", "interpolate")  # LongConfig.prompt_mode
 # what a run config that predates a field was tuned with (load_run_config): per-frame GroupNorm,
 # frame positions on, and inversion under the source prompt
@@ -203,7 +203,7 @@ class TuneConfig:
     inversion_steps: int = sampling_steps(50, flag="--inversion-steps",
                                           help="DDIM inversion steps after tuning (default 50; "
                                           "edits at another step count invert again)")
-    inversion_fixed_point: int = 0  # extra noise re-evaluations per inversion step (invert.py)
+    inversion_fixed_point: int = 0  # extra noise re-evaluations per inversion step (edit/invert.py)
     # the prompt the clip is DDIM-inverted under: "" = the empty prompt (Tune-A-Video inverts
     # with prompt=""), "source" = the tuning prompt (data.prompt), any other text = that text
     inversion_prompt: str = ""
@@ -296,7 +296,7 @@ _init_with_sections(TuneConfig)
 def guided_passes(guidance: float) -> int:
     """U-Net passes per sampling step at this guidance scale: classifier-free guidance (two
     passes, conditional and unconditional) runs whenever the scale is not 1 (0 too) -- the
-    rule the samplers follow (pipelines/sample.py, VideoEditPipeline) and the estimates count."""
+    rule the samplers follow (pipelines/edit/sample.py, VideoEditPipeline) and the estimates count."""
     return 1 if float(guidance) == 1.0 else 2
 
 

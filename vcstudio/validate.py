@@ -42,7 +42,7 @@ def seed(name: str, value: Any) -> int:
 
 def check_inversion_prompt(value) -> None:
     """"" (the empty prompt), "source" or a prompt text (--inversion-prompt; what each means:
-    pipelines/tuned.py ``inversion_text``)."""
+    pipelines/edit/tuned.py ``inversion_text``)."""
     from .config import check_prompt
 
     if not isinstance(value, str):

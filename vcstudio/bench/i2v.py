@@ -10,7 +10,7 @@ import numpy as np
 
 def _bench_backbone(args, dev, prec):
     if args.backbone == "wan":
-        from ..pipelines.i2v_wan import WanI2VBackbone
+        from ..pipelines.i2v.wan import WanI2VBackbone
 
         if args.tiny:
             import tempfile
@@ -27,11 +27,11 @@ def _bench_backbone(args, dev, prec):
         return WanI2VBackbone(parts, precision=prec)
     if args.backbone == "ltx":
         from ..models.ltx import full_size_ltx
-        from ..pipelines.i2v_ltx import LTXBackbone
+        from ..pipelines.i2v.ltx import LTXBackbone
 
         return LTXBackbone(full_size_ltx(device=dev, dtype=prec.frozen_dtype), precision=prec)
     from ..models.svd import full_size_svd
-    from ..pipelines.i2v import SVDBackbone
+    from ..pipelines.i2v.backbones import SVDBackbone
 
     return SVDBackbone(full_size_svd(args.frames, device=dev, dtype=prec.frozen_dtype),
                        precision=prec)
@@ -81,7 +81,7 @@ def bench_i2v(args) -> dict:
     from ..methods.vcd import VCD
     from ..models.lora import add_lora, lora_targets_for
     from ..models.vgg import VGG19Features
-    from ..pipelines.i2v import OWN_SIZES
+    from ..pipelines.i2v.backbones import OWN_SIZES
 
     dev = pick_device(args.device)
     prec = precision_for(dev)

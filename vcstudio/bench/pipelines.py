@@ -62,7 +62,7 @@ def bench_tune(frames: int = 24, size: int = 512, steps: int = 5, warmup: int = 
     """``dct``: DCT's bench flags (frames_per_step, decode_size, every_step); each method part
     applies its own benchmark settings (methods: ``bench_config``)."""
     from ..methods.registry import bench_config
-    from ..pipelines.tune import tune
+    from ..pipelines.tune.loop import tune
     from ..run_context import RunContext
 
     device = device or pick_device()
@@ -120,8 +120,8 @@ def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: f
     from the U-Net, as ControlNet trains it) on canny conditions of random frames, every U-Net
     call adding its residuals (vcstudio/control)."""
     from ..models.encode import decode_latents, encode_prompts
-    from ..pipelines.sample import denoise
-    from ..pipelines.video_model import build_video_model
+    from ..pipelines.edit.sample import denoise
+    from ..pipelines.edit.video_model import build_video_model
 
     device = device or pick_device()
     prec = precision_for(device)
@@ -141,7 +141,7 @@ def bench_sample(frames: int = 24, size: int = 512, steps: int = 50, guidance: f
         t = time.perf_counter()
         with model.controlled(ctrl):
             if ctrl is not None:
-                from ..pipelines.sample import ddim_scheduler
+                from ..pipelines.edit.sample import ddim_scheduler
 
                 ctrl.set_timesteps(ddim_scheduler(base.scheduler_config, n, device).timesteps)
             out = denoise(model, base.scheduler_config, lat, cond, uncond, guidance, n,
@@ -173,12 +173,12 @@ def bench_long(frames: int = 120, window: int = 16, stride: int = 8, steps: int 
     show what grows with the video. A window longer than the video is shortened to it.
     """
     from ..scene.segments import even_segments
-    from ..pipelines.codenoise import CoDenoiser
+    from ..pipelines.long.codenoise import CoDenoiser
     from ..models.encode import decode_to_frames, encode_prompts
-    from ..pipelines.longvideo import auto_batch
-    from ..pipelines.sample import denoise
-    from ..pipelines.video_model import build_video_model
-    from ..pipelines.windows import make_layout, mix_embeddings, window_prompts
+    from ..pipelines.long.video import auto_batch
+    from ..pipelines.edit.sample import denoise
+    from ..pipelines.edit.video_model import build_video_model
+    from ..pipelines.long.windows import make_layout, mix_embeddings, window_prompts
 
     window = min(window, frames)
     stride = min(stride, window)

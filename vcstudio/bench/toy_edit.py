@@ -230,7 +230,7 @@ def run_toy_edit(cfg: ToyEditConfig, out_dir, progress: ProgressFn = null_progre
     from ..io import write_frames, write_mp4
     from ..io.atomic import atomic_path
     from ..jobs.edit import EditJobConfig, run_edit
-    from ..pipelines.edit import validate_edit
+    from ..pipelines.edit.edits import validate_edit
     from ..jobs.tune import run_tune
     from ..jobs.tune import validate as validate_tune
     from ..methods.registry import find_preset

@@ -1,9 +1,9 @@
 """``vcstudio bench tune|sample --backbone wan``: Wan2.1-T2V-1.3B's full-size architecture with
 random weights (speed does not depend on values; models/wan/tiny.py ``full_size_wan``: 30 blocks,
 12 heads x 128, FFN 8960, text dim 4096, patch 1x2x2, 16 channels in and out, Wan2.1's VAE),
-timed through the real code paths: the one-shot LoRA tune (pipelines/flow_tune.py, bf16,
+timed through the real code paths: the one-shot LoRA tune (pipelines/flow/tune.py, bf16,
 gradient checkpointing; a method's DiT terms as ``vcstudio tune`` adds them), an edit's 50 CFG
-steps + decode (pipelines/flow.py ``sample``) and FlowEdit (``flow_edit``), at 49 frames
+steps + decode (pipelines/flow/ode.py ``sample``) and FlowEdit (``flow_edit``), at 49 frames
 480x832 by default. Prints the issue's targets beside the measured rows (issue 27: a tuning
 step <= 2 s and <= 24 GiB, an edit <= 60 s, FlowEdit <= 90 s, DCT's terms <= 50% of a step).
 
@@ -79,7 +79,7 @@ def bench_tune(method: str = "baseline", tiny: bool = False, frames: Optional[in
     ``method``'s DiT terms (their bench settings: DCT's random CLIP / VGG on every step,
     methods: ``bench_config``)."""
     from ..methods.registry import bench_config, get_flow_method
-    from ..pipelines.flow_tune import FlowTuneConfig, tune_lora
+    from ..pipelines.flow.tune import FlowTuneConfig, tune_lora
 
     device = device or pick_device()
     f, h, w = shape(tiny, frames, size)
@@ -133,7 +133,7 @@ def bench_sample(tiny: bool = False, frames: Optional[int] = None, size: Optiona
     """An edit's ``steps`` CFG steps + decode, and FlowEdit (its defaults scaled to ``steps``:
     n_max = 2/3 of them, two CFG velocities per step) + decode: seconds and peak memory."""
     from ..config import guided_passes
-    from ..pipelines.flow import FLOWEDIT_DEFAULTS, flow_edit, sample
+    from ..pipelines.flow.ode import FLOWEDIT_DEFAULTS, flow_edit, sample
     from .pipelines import _device_name
 
     device = device or pick_device()

@@ -138,7 +138,7 @@ def _collect_images(items) -> list[Path]:
 
 def run_i2v_tune(args) -> int:
     from ..jobs.i2v_tune import I2VTuneJobConfig
-    from ..pipelines.i2v_tune import I2VTuneConfig
+    from ..pipelines.i2v.tune import I2VTuneConfig
     from .common import run_job
 
     cfg = I2VTuneJobConfig(

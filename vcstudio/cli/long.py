@@ -23,8 +23,8 @@ import argparse
 
 from ..config import FUSIONS, LongConfig, MaskConfig
 from ..errors import InputError
-from ..pipelines.windows import (format_table, grid_table, latent_grid, latent_segments,
-                                 layout_table, make_layout)
+from ..pipelines.long.windows import (format_table, grid_table, latent_grid, latent_segments,
+                                      layout_table, make_layout)
 from ..scene.segments import Segment, check_segments, segments_from, timeline
 from .common import add_setting_flag, add_setting_flags
 
@@ -200,7 +200,7 @@ def describe_timeline(args: argparse.Namespace, segments: list[Segment],
 def long_config_from_args(args: argparse.Namespace, segments: list[Segment]):
     """The LongConfig of parsed ``vcstudio long`` arguments (timeline already parsed)."""
     from ..config import LongConfig, MaskConfig
-    from ..pipelines.refine import parse_scales
+    from ..pipelines.long.refine import parse_scales
     from .common import control_from_args
 
     lambdas = parse_pair_list(args.lambdas, 3, "--lambdas")

@@ -164,7 +164,7 @@ def variants(cfg: CompareConfig) -> list[Variant]:
         model = vmodel or cfg.model
         at = f" @ {_model_label(vmodel)}" if vmodel else ""
         # a DiT's sides are multiples of 16: its tune fits the clip to --size itself
-        # (pipelines/flow_clip.py); SD's are the Edit tab's rule here
+        # (pipelines/flow/clip.py); SD's are the Edit tab's rule here
         own_size = rules(backbone_family(model)).multiple != SIZE_MULTIPLE
         width, height = (0, 0) if own_size else clip_sides(cfg)
         data = DataConfig(video_path=cfg.video, prompt=cfg.prompt, n_frames=cfg.frames,

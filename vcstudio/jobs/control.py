@@ -43,7 +43,7 @@ def validate(cfg: ControlPreviewConfig, limits: Limits) -> None:
 def run(cfg: ControlPreviewConfig, ctx) -> ControlPreview:
     from ..control.conditions import LABELS
     from ..runs.convert import prepare_run
-    from ..pipelines.structure import clip_conditions, run_clip
+    from ..pipelines.edit.structure import clip_conditions, run_clip
     from ..progress import Event
 
     rf = prepare_run(cfg.run, device=ctx.device)

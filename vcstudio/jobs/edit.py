@@ -51,7 +51,7 @@ def run_base(run: str | Path) -> str:
 
 
 def validate(cfg: EditJobConfig, limits: Limits) -> None:
-    from ..pipelines.edit import validate_edit
+    from ..pipelines.edit.edits import validate_edit
 
     v.text("run (--run)", cfg.run, "give the run folder `vcstudio tune` printed")
     validate_edit(cfg.edit, "edit.")
@@ -62,7 +62,7 @@ def inversion_cached(rf, e: EditConfig) -> bool:
     """Whether the run folder already holds the inversion this edit starts from (the tune
     makes the one at its inversion_steps; each other step count is made once, then cached),
     under the inversion prompt this edit uses (the run's own unless the edit names one)."""
-    from ..pipelines.tune import inversion_text
+    from ..pipelines.tune.loop import inversion_text
 
     return rf.inversion_path(e.steps, inversion_text(rf.config(), e.inversion_prompt)).is_file()
 
@@ -72,7 +72,7 @@ def run_speed(calibration_dir, device, run_cfg, frames: int, width: int, height:
     """(Speed, how, load factor) of ``run_cfg``'s model and method over ``frames`` frames at
     this size, at the machine's load now: what a tune or probe measured on this device
     (vcstudio/calibration.py), measured first by ``probe`` where this shape was not
-    (vcstudio/pipelines/probe.py), else scaled from the nearest shape, else the tune
+    (vcstudio/pipelines/tune/probe.py), else scaled from the nearest shape, else the tune
     estimate's per-device constants at ``model_scale`` ("uncalibrated")."""
     import dataclasses
 
@@ -187,7 +187,7 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     (compare, a sweep cell) call this too."""
     import torch
 
-    from ..pipelines.edit import edit
+    from ..pipelines.edit.edits import edit
     from ..runs.convert import prepare_run
     from ..progress import Event
     from ..run_context import RunContext
@@ -200,15 +200,15 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
                                   max_mb=ctx.limits.max_hub_run_mb), device=ctx.device)
     flow = run_family(rf.meta()) == "wan"  # a video DiT's run: flow inversion + sampling
     if getattr(ctx, "stage", None) == "invert" and flow:
-        from ..pipelines.flow_run import load_flow_run
-        from ..pipelines.flow_editing import flow_inversion
+        from ..pipelines.flow.run import load_flow_run
+        from ..pipelines.flow.edit import flow_inversion
 
         flow_inversion(load_flow_run(rf.path, torch.device(ctx.device), cfg.model or None,
                                      ctx.cache),
                        cfg.edit.steps, cfg.edit.inversion_prompt, run=RunContext.of(ctx))
         return None
     if getattr(ctx, "stage", None) == "invert":  # a GPU call of its own (ZeroGPU): cache it
-        from ..pipelines.tune import inversion_latents, load_tuned
+        from ..pipelines.tune.loop import inversion_latents, load_tuned
 
         tuned = load_tuned(rf.path, ctx.cache, torch.device(ctx.device), model=cfg.model or None)
         inversion_latents(tuned, cfg.edit.steps, ctx, ctx.cancel,
@@ -220,7 +220,7 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
     run_id = ctx.open_run("edit", out, cfg, seed=cfg.edit.seed, parent=parent,
                           label=cfg.edit.prompt[:80], reuse=False)
     if flow:
-        from ..pipelines.flow_editing import edit_flow_run
+        from ..pipelines.flow.edit import edit_flow_run
 
         from .estimates import calibration_dir
 
@@ -258,7 +258,7 @@ def prepare(cfg: EditJobConfig, ctx) -> None:
     import torch
 
     from ..runs.convert import prepare_run
-    from ..pipelines.tuned import load_tuned
+    from ..pipelines.edit.tuned import load_tuned
     from .scoring import warm_up
 
     from ..models.family import run_family

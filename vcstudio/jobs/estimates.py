@@ -119,7 +119,7 @@ def calibration_dir(ctx):
 
 def announce(ctx, estimate_fn, line_fn, cfg, **kw) -> Optional[dict]:
     """At a job's start: its estimate (probing the model where nothing was measured at this
-    shape: vcstudio/pipelines/probe.py, through the job's model cache) as an Event (stage
+    shape: vcstudio/pipelines/tune/probe.py, through the job's model cache) as an Event (stage
     "estimate", ``eta`` = its seconds) before any other work; the CLI prints it, the UI shows
     it. None (nothing said) where it cannot be made: an estimate never fails a job. A context
     without a store (a sweep cell, a ZeroGPU call's time-limited body, planned by its caller)
@@ -129,7 +129,7 @@ def announce(ctx, estimate_fn, line_fn, cfg, **kw) -> Optional[dict]:
     if getattr(ctx, "store", None) is None:
         return None
     try:
-        from ..pipelines.probe import prober
+        from ..pipelines.tune.probe import prober
         from ..run_context import RunContext
 
         folder = calibration_dir(ctx)

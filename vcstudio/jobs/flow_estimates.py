@@ -15,7 +15,7 @@ runs measured on this device and model, at the machine's load now):
 A method's share of a tune (DCT's decodes and feature nets, APLA's VGT: methods/dit.py
 ``flow_cost``) is added in FLOPs and GiB to the baseline's figures.
 
-The clip's frames and size are the ones the job will use (pipelines/flow_clip.py: resampled to
+The clip's frames and size are the ones the job will use (pipelines/flow/clip.py: resampled to
 4k + 1, the long side on multiples of 16), read from the clip's first frame where it can be read
 (a square of the size otherwise). The UMT5 text encoder runs once per prompt and is freed (or
 offloaded) before the denoising steps: not counted in the peak.
@@ -30,7 +30,7 @@ UNCALIBRATED = "uncalibrated"
 def clip_shape(data, model: str) -> tuple[int, int, int]:
     """(frames, height, width) a flow job will run ``data``'s clip at."""
     from ..models.family import backbone_family, rules
-    from ..pipelines.flow_clip import flow_size
+    from ..pipelines.flow.clip import flow_size
 
     r = rules(backbone_family(model))
     k = max(1, (int(data.n_frames) - 1) // r.temporal)
@@ -184,11 +184,11 @@ def sample_estimate(model: str, frames: int, height: int, width: int, steps: int
 
 def flowedit_estimate(cfg, device: Any = "cpu", calibration_dir=None,
                       rate: Optional[float] = None) -> dict:
-    """FlowEdit: its transformer passes (pipelines/flow_editing.py ``flowedit_passes``: per
+    """FlowEdit: its transformer passes (pipelines/flow/edit.py ``flowedit_passes``: per
     edit step n_avg x a target and a source velocity, each two passes under CFG) + the decode,
     from this model's measured pass and decode where there are."""
     from ..models.wan import estimate as est
-    from ..pipelines.flow_editing import flowedit_passes
+    from ..pipelines.flow.edit import flowedit_passes
     from .estimates import rate_now
 
     f, h, w = clip_shape(cfg.data, cfg.model)
@@ -208,7 +208,7 @@ def flowedit_estimate(cfg, device: Any = "cpu", calibration_dir=None,
 
 def long_estimate(model: str, long, clip_hw, device: Any = "cpu", calibration_dir=None,
                   rate: Optional[float] = None) -> dict:
-    """A Wan long video (pipelines/flow_long.py): every one of ``steps`` steps runs each window
+    """A Wan long video (pipelines/flow/long.py): every one of ``steps`` steps runs each window
     of the latent grid through the transformer (two passes under CFG), + one decode of every
     frame made; from this model's measured pass at the window's shape and decode at the video's
     where there are (module docstring), else the architecture's FLOPs (the Wan sampling
@@ -218,7 +218,7 @@ def long_estimate(model: str, long, clip_hw, device: Any = "cpu", calibration_di
     from ..config import guided_passes
     from ..models.family import backbone_family, rules
     from ..models.wan import estimate as est
-    from ..pipelines.flow_long import flow_grid, long_size
+    from ..pipelines.flow.long import flow_grid, long_size
     from .estimates import rate_now
 
     r = rules(backbone_family(model))

@@ -1,6 +1,6 @@
 """The FlowEdit job: a training-free edit of a clip on a flow-matching video DiT (Wan2.1 T2V):
 Kulikov et al. 2024, "FlowEdit: Inversion-Free Text-Based Editing Using Pre-Trained Flow
-Models" (pipelines/flow.py ``flow_edit``, pipelines/flow_editing.py ``flowedit_clip``).
+Models" (pipelines/flow/ode.py ``flow_edit``, pipelines/flow/edit.py ``flowedit_clip``).
 
 Config: :class:`~vcstudio.config.FlowEditConfig` (``data.prompt`` the source prompt, ``prompt``
 the target, frames and size from the clip as a tune takes them). Writes the edit as mp4 + gif and
@@ -31,8 +31,8 @@ class FlowEditOutcome(EditOutcome):
 def validate(cfg: FlowEditConfig, limits: Limits) -> None:
     from ..methods.registry import check_backbone
     from ..models.family import backbone_family, rules
-    from ..pipelines.flow_clip import flow_size
-    from ..pipelines.flow_editing import validate_flowedit
+    from ..pipelines.flow.clip import flow_size
+    from ..pipelines.flow.edit import validate_flowedit
 
     d = cfg.data
     v.text("data.video_path (--video)", d.video_path, "give the clip to edit")
@@ -65,7 +65,7 @@ def run_flowedit(cfg: FlowEditConfig, ctx, out_dir: Path | None = None,
     """FlowEdit into ``out_dir`` (default ``ctx.run_folder``), record, score. Compare calls
     this too."""
     from ..models.catalog import fetch
-    from ..pipelines.flow_editing import flowedit_clip
+    from ..pipelines.flow.edit import flowedit_clip
     from ..progress import Event
 
     fetch(cfg.model, ctx, cancel=getattr(ctx, "cancel", None))  # downloaded first if missing

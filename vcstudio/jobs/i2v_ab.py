@@ -91,7 +91,7 @@ def open_backbone(cfg, ctx):
 
     from ..models.cache import ModelCache
     from ..models.catalog import download
-    from ..pipelines.i2v import build_backbone
+    from ..pipelines.i2v.backbones import build_backbone
 
     download(cfg.model, ctx)
     return build_backbone(cfg.model, torch.device(ctx.device), cache=ModelCache(),
@@ -101,7 +101,7 @@ def open_backbone(cfg, ctx):
 def load_image_for(bb, path: str, n, h, w):
     """(uint8 image, note): the image and what fitting it to the video's size does to it."""
     from ..io import read_image
-    from ..pipelines.i2v_base import aspect_note
+    from ..pipelines.i2v.base import aspect_note
 
     image = read_image(path)
     h0, w0 = bb.default_size()
@@ -122,7 +122,7 @@ def figures(model: str, backbone: str, frames: Optional[int], height: Optional[i
     Returns {"sample_s", "sample_gib", "step_s", "step_gib", "how", "frames", "height",
     "width"} (the step_* keys only with ``tune``)."""
     from .. import memory
-    from ..pipelines.i2v import OWN_SIZES, backbone_kind
+    from ..pipelines.i2v.backbones import OWN_SIZES, backbone_kind
 
     kind = backbone_kind(model, backbone)
     f0, h0, w0 = OWN_SIZES[kind]
@@ -221,8 +221,8 @@ def run(cfg: I2VABConfig, ctx) -> I2VOutcome:
 
     from ..io import write_mp4
     from ..methods.vcd import VCD
-    from ..pipelines.i2v import check_i2v_memory, sample_i2v
-    from ..pipelines.i2v_tune import ab_sample
+    from ..pipelines.i2v.backbones import check_i2v_memory, sample_i2v
+    from ..pipelines.i2v.tune import ab_sample
     from .estimates import announce
     from .eval import vcd_encoder
 

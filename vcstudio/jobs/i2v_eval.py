@@ -1,6 +1,6 @@
 """The I2V evaluation job: base vs VCD-tuned on the same images and seeds, every video scored
 (VBench-I2V / VBench columns, VCD, CLIP text alignment), mean and 95% interval over the seeds,
-as the VCD paper's Table 2 reports its five runs (pipelines/i2v_eval.py).
+as the VCD paper's Table 2 reports its five runs (pipelines/i2v/eval.py).
 
 Config: :class:`I2VEvalConfig`. Writes ``videos.csv`` (a row per video), ``summary.csv`` (a row
 per image x arm and per arm over all images: mean and interval per column), ``eval.json``
@@ -46,7 +46,7 @@ class I2VEvalConfig:
 class I2VEvalOutcome:
     run_id: str
     out: Path
-    videos: list  # pipelines.i2v_eval.VideoScore
+    videos: list  # pipelines.i2v.eval.VideoScore
     summary: list[dict]
     table: dict  # {"headers", "data"}
     plot: list[dict]  # consistency vs dynamic degree rows
@@ -97,9 +97,9 @@ def run(cfg: I2VEvalConfig, ctx) -> I2VEvalOutcome:
     from ..io import write_mp4
     from ..methods.vcd import VCD
     from ..models.lora import load_lora
-    from ..pipelines import i2v_eval as E
+    from ..pipelines.i2v import eval as E
     from ..run_context import RunContext
-    from ..pipelines.i2v import check_i2v_memory
+    from ..pipelines.i2v.backbones import check_i2v_memory
     from ..io.atomic import write_json
     from .eval import vcd_encoder
 

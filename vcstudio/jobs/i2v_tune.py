@@ -14,7 +14,7 @@ from typing import Optional
 
 from ..config import Limits
 from ..settings import check
-from ..pipelines.i2v_tune import I2VTuneConfig
+from ..pipelines.i2v.tune import I2VTuneConfig
 from .. import validate as v
 from .i2v_ab import BACKBONES, check_model, check_step_cache, figures, open_backbone
 
@@ -38,7 +38,7 @@ class I2VTuneOutcome:
     run_id: str
     out: Path
     lora: Path
-    log: object  # pipelines.i2v_tune.TuneLog
+    log: object  # pipelines.i2v.tune.TuneLog
     base: object  # uint8 frames
     tuned: object
     base_video: Path
@@ -97,12 +97,12 @@ def paper_tune(cfg: I2VTuneJobConfig):
     """The tune settings in effect: the paper's Wan setting under ``preset="paper"``."""
     t = cfg.tune
     if cfg.preset == "paper":
-        from ..pipelines.i2v import backbone_kind
+        from ..pipelines.i2v.backbones import backbone_kind
 
         if backbone_kind(cfg.model, cfg.backbone) == "wan":
             import dataclasses
 
-            from ..pipelines.i2v_wan import PAPER
+            from ..pipelines.i2v.wan import PAPER
 
             t = dataclasses.replace(t, **PAPER)
     return t
@@ -158,9 +158,9 @@ def run(cfg: I2VTuneJobConfig, ctx) -> I2VTuneOutcome:
 
     from ..io import read_image, write_mp4
     from ..methods.vcd import VCD
-    from ..pipelines.i2v import check_i2v_memory
-    from ..pipelines.i2v_base import aspect_note
-    from ..pipelines.i2v_tune import ab_sample, tune_i2v
+    from ..pipelines.i2v.backbones import check_i2v_memory
+    from ..pipelines.i2v.base import aspect_note
+    from ..pipelines.i2v.tune import ab_sample, tune_i2v
     from ..run_context import RunContext
     from .eval import vcd_encoder
 

@@ -5,7 +5,7 @@ Config: :class:`LongJobConfig` = the tuned run + :class:`~vcstudio.config.LongCo
 ``masks_only`` runs only the mask stage (the Long Video tab's preview). Records a ``long`` run
 (parent: the tuned run). On Wan2.1 (a tuned run's LoRA, or the base model alone: ``model``)
 the windows are laid out in latent frames and denoised by the flow sampler
-(pipelines/flow_long.py); the SD-only stages (masks, refinement, control) are refused.
+(pipelines/flow/long.py); the SD-only stages (masks, refinement, control) are refused.
 :func:`plan` is the instant, model-free timeline + window layout the
 tab and ``--show-timeline`` show before generating.
 """
@@ -62,10 +62,10 @@ def validate(cfg: LongJobConfig, limits: Limits) -> None:
                          "generates without one.")
     for name in ("frames", "window", "stride"):
         check(c, name, limits, "long.")
-    from ..pipelines.windows import latent_grid, window_count
+    from ..pipelines.long.windows import latent_grid, window_count
 
     if r.parameterization == "flow":  # its SD-only parts refused before anything loads
-        from ..pipelines.flow_long import validate_flow_long
+        from ..pipelines.flow.long import validate_flow_long
 
         if cfg.masks_only:
             raise InputError(f"The mask stage runs on Stable Diffusion runs only; {r.label} "
@@ -100,8 +100,8 @@ def plan(story: str, prompts: list[str], frames: int, window: int, stride: int, 
     frames per latent: Wan2.1's 4), ``grid`` (windows.LatentGrid: what was rounded, its
     ``note``), ``prompts`` (per window its (segment, weight) pairs), ``table`` (one row per
     window, in video frames)."""
-    from ..pipelines.windows import (grid_table, latent_grid, latent_segments, layout_table,
-                                     make_layout, window_prompts)
+    from ..pipelines.long.windows import (grid_table, latent_grid, latent_segments, layout_table,
+                                          make_layout, window_prompts)
     from ..scene import parse_prompts, parse_story
     from ..scene.segments import timeline
 
@@ -160,7 +160,7 @@ def estimate(cfg: LongJobConfig, device="cpu", calibration_dir=None, probe=None,
     from ..config import guided_passes
     from ..control import control_cost
     from ..runs.open import open_run
-    from ..pipelines.windows import make_layout
+    from ..pipelines.long.windows import make_layout
     from .edit import run_speed
     from .estimates import finish, rate_now, worst
 
@@ -233,17 +233,17 @@ def estimate_line(est: dict, device="cpu") -> str:
 
 def dim_background(frames, masks):
     """Frames with the background dimmed by ``masks`` (the mask gallery's pictures)."""
-    from ..pipelines.maskfusion import dim_background as dim
+    from ..pipelines.long.maskfusion import dim_background as dim
 
     return dim(frames, masks)
 
 
 def run(cfg: LongJobConfig, ctx):
-    """-> pipelines.longvideo.LongResult (or a maskfusion.FusionResult with ``masks_only``).
-    A Wan2.1 run or base model: pipelines/flow_long.py."""
+    """-> pipelines.long.video.LongResult (or a maskfusion.FusionResult with ``masks_only``).
+    A Wan2.1 run or base model: pipelines/flow/long.py."""
     import torch
 
-    from ..pipelines.longvideo import long_segments, long_video, mask_preview, output_path
+    from ..pipelines.long.video import long_segments, long_video, mask_preview, output_path
     from ..run_context import RunContext
     from ..runs.convert import prepare_run
     from .estimates import announce
@@ -260,7 +260,7 @@ def run(cfg: LongJobConfig, ctx):
         fetch(model, ctx, cancel=getattr(ctx, "cancel", None))
     if not cfg.masks_only and getattr(ctx, "store", None) is not None:
         try:  # loaded before its estimate (the job finds it in the cache)
-            from ..pipelines.tuned import load_tuned
+            from ..pipelines.edit.tuned import load_tuned
 
             load_tuned(rf.path, ctx.cache, device, model=model)
         except Exception:  # noqa: BLE001 - the job itself reports it
@@ -279,8 +279,8 @@ def run(cfg: LongJobConfig, ctx):
 
 def _run_flow(cfg: LongJobConfig, ctx, rf):
     """A long video on a flow model: a tuned Wan run's LoRA (``rf``) or the base (``cfg.model``)."""
-    from ..pipelines.flow_long import flow_long_video
-    from ..pipelines.longvideo import long_segments, output_path
+    from ..pipelines.flow.long import flow_long_video
+    from ..pipelines.long.video import long_segments, output_path
     from ..run_context import RunContext
     from .estimates import announce
 

@@ -212,7 +212,7 @@ def expand(grid: dict, limit: Optional[int] = None) -> list[Cell]:
 def validate(cfg: SweepConfig, limits: Limits) -> None:
     """Everything checkable before a cell starts: fields, method names, ranges, cell count,
     executor. (An unreachable --address is found when connecting, also before any cell.)"""
-    from ..pipelines.edit import validate_edit
+    from ..pipelines.edit.edits import validate_edit
     from .tune import validate as validate_tune
 
     v.choice("executor", cfg.executor, ("ray", "inline"))

@@ -22,7 +22,7 @@ from .. import validate as v
 
 # Rough constants for a Stable-Diffusion-1.x-size U-Net (860 M parameters), per 512x512 frame,
 # used only until a tune or a probe on this device measures the speed (vcstudio/calibration.py,
-# vcstudio/pipelines/probe.py). A training step is forward +
+# vcstudio/pipelines/tune/probe.py). A training step is forward +
 # backward with gradient checkpointing; a sampling/inversion step is forward only (x2 for CFG).
 # What a method adds on top (its modules, feature nets, decode graph, time) is the method's own
 # (methods: ``cost``).
@@ -102,7 +102,7 @@ def check_family(cfg: TuneConfig) -> None:
     check_backbone(cfg.method, family)
     r = rules(family)
     if r.parameterization == "flow":
-        from ..pipelines.flow_clip import flow_size
+        from ..pipelines.flow.clip import flow_size
 
         d = cfg.data
         if d.width > 0 or d.height > 0:
@@ -124,7 +124,7 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
     steps x step time + previews (at the cadence that keeps them under ~10% of tuning) x
     preview time + inversion steps x inversion step time + validation samples (steps x one
     pass, two under CFG, + a decode each). Where nothing was measured at this shape, ``probe``
-    (vcstudio/pipelines/probe.py's ``prober``: a few seconds of real steps) measures it first;
+    (vcstudio/pipelines/tune/probe.py's ``prober``: a few seconds of real steps) measures it first;
     without one (or where it cannot run) the nearest measured shape is scaled by frames x
     pixels ("scaled from FxWxH", a range), else per-device constants for a
     Stable-Diffusion-1.x-size U-Net (``model_scale`` scales them, e.g. ~0.02 for the embedded
@@ -293,7 +293,7 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
              label: str = "") -> TuneOutcome:
     """Tune into ``run_dir`` (default ``ctx.run_folder``), recording the run and its
     checkpoints through ``ctx``. Other jobs (compare, a sweep cell) call this too."""
-    from ..pipelines.tune import tune
+    from ..pipelines.tune.loop import tune
     from ..run_context import RunContext
 
     from ..models.catalog import fetch
@@ -306,7 +306,7 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
     store = getattr(ctx, "store", None)  # a sweep cell's detached context has none
     run = RunContext.of(ctx)  # progress, cancel, cache and device, handed on as one
     if backbone_family(cfg.model) == "wan":  # a video DiT: LoRA with the rectified-flow loss
-        from ..pipelines.flow_run import tune_flow
+        from ..pipelines.flow.run import tune_flow
 
         res = tune_flow(cfg, run_dir, run=run, limits=ctx.limits,
                         on_checkpoint=lambda path, step: ctx.set_checkpoint(path, step),
@@ -326,7 +326,7 @@ def run_tune(cfg: TuneConfig, ctx, run_dir: Path | None = None, parent: str | No
         ctx.add_artifact(run_id, "mp4", res.run_dir / "source.mp4")
     if (res.run_dir / "losses.json").is_file():
         ctx.add_artifact(run_id, "json", res.run_dir / "losses.json")
-    from ..pipelines.validation import sample_paths
+    from ..pipelines.tune.validation import sample_paths
 
     for gif in sample_paths(res.run_dir):  # Tune-A-Video's samples/sample-<step>/<prompt>.gif
         ctx.add_artifact(run_id, "gif", gif)
@@ -363,7 +363,7 @@ def run(cfg: TuneConfig, ctx) -> TuneOutcome:
         return run_tune(cfg, ctx)
     try:  # the model's own size where none is given, as the tune resolves it
         from ..io import read_video
-        from ..pipelines.tune import resolve_size
+        from ..pipelines.tune.loop import resolve_size
 
         base = base_of(cfg.model, ctx, cfg.mixed_precision)
         first = read_video(cfg.data.video_path, 0, 1, 1)  # the clip's aspect, as the tune's

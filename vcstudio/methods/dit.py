@@ -1,6 +1,6 @@
 """DCT's and APLA's terms on a flow-matching video DiT (Wan2.1 T2V): what carries over, through
 the predicted x0 and the velocity, as tuning methods the one-shot LoRA loop drives
-(pipelines/flow_tune.py; ``vcstudio tune --method dct|apla|apla+dct`` on a Wan model).
+(pipelines/flow/tune.py; ``vcstudio tune --method dct|apla|apla+dct`` on a Wan model).
 
 Every loss is the U-Net path's own function, called with the DiT's tensors: DCT's
 :meth:`~vcstudio.methods.dct.DCTMethod.consistency` (CLIP + VGG features, eq. 10, CLWS eq. 11),
@@ -264,7 +264,7 @@ class DCTOnDiT(TuneMethod):
         return out
 
     def extra_losses(self, s) -> dict[str, torch.Tensor]:
-        """``s`` a pipelines/flow_tune.py FlowStep (``step`` 1-based)."""
+        """``s`` a pipelines/flow/tune.py FlowStep (``step`` 1-based)."""
         self._logs = {}
         bb, d = self.backbone, self.dct.d
         t = sigma_as_timestep(float(s.sigma.float().mean()), bb.num_train_timesteps)

@@ -82,11 +82,11 @@ def _register_builtins() -> None:
     from .fgbg_method import FgBgMethod  # combined tuning, consistency-tuning paper eq. 20
 
     # On a video DiT (Wan2.1) the baseline is one-shot LoRA tuning with the rectified-flow loss
-    # (pipelines/flow_run.py); DCT's and APLA's DiT terms exist as parts (methods/dit.py) but no
+    # (pipelines/flow/run.py); DCT's and APLA's DiT terms exist as parts (methods/dit.py) but no
     # Wan tune drives them yet
     register(TuneMethod, backbones=("sd", "wan"))
     # on a video DiT (Wan2.1) the baseline is one-shot LoRA tuning with the rectified-flow
-    # loss (pipelines/flow_run.py), and DCT / APLA add their terms to it (methods/dit.py; the
+    # loss (pipelines/flow/run.py), and DCT / APLA add their terms to it (methods/dit.py; the
     # MS-Adapter is off there); fg/bg stays Stable-Diffusion-only
     register(DCTMethod, combinable=True, backbones=("sd", "wan"))
     register(APLAMethod, combinable=True, backbones=("sd", "wan"))

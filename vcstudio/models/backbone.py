@@ -4,7 +4,7 @@ against (DESIGN: "backbones ... behind one interface"), so a job never asks whic
 A backbone wraps one family's frozen diffusers parts on one device. What a clip job needs from
 it, and how each family answers (Wan2.1 T2V is implemented: ``models/wan/t2v.py``; the
 Stable-Diffusion column is what the inflated-U-Net path would map to -- ``models/encode.py``,
-``models/diffusion_math.py``, ``pipelines/tune.py`` / ``invert.py`` / ``sample.py`` hold it
+``models/diffusion_math.py``, ``pipelines/tune/loop.py`` / ``edit/invert.py`` / ``edit/sample.py`` hold it
 today):
 
 ========================  ======================================  ==================================
@@ -41,7 +41,7 @@ member                    Wan2.1 T2V (flow matching, DiT)          Stable Diffus
 The noise level is a *sigma in [0, 1]* on the interface (flow matching's own time); a DDPM
 backbone maps it to its timestep (the alpha-bar whose noise share is sigma), so CLWS and the
 samplers schedule over one quantity. Sampling, inversion and FlowEdit for the flow case live in
-``pipelines/flow.py``; the one-shot LoRA loop in ``pipelines/flow_tune.py``; DCT / APLA on a
+``pipelines/flow/ode.py``; the one-shot LoRA loop in ``pipelines/flow/tune.py``; DCT / APLA on a
 DiT in ``methods/dit.py``.
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ asks of a clip.
 Families the clip jobs (tune, edit, compare) run:
 
 * ``"sd"`` -- Stable Diffusion 1.x/2.x inflated to video (DDPM/DDIM, U-Net;
-  ``models/loading.py`` + ``pipelines/tune.py``): the embedded demo model, any
+  ``models/loading.py`` + ``pipelines/tune/loop.py``): the embedded demo model, any
   ``StableDiffusionPipeline`` folder or hub id, a single ``.safetensors`` / ``.ckpt`` file, a
   Tune-A-Video output folder.
 * ``"wan"`` -- Wan2.1 text-to-video (rectified flow, DiT; ``models/wan/t2v.py`` +

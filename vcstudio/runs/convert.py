@@ -1,6 +1,6 @@
 """Converting a Tune-A-Video output folder into a vcstudio run: the explicit step a job takes
 when it starts (``prepare_run``), and ``vcstudio convert-tav``. It loads the folder's base model
-(or ``--model``) and builds the tuned video model (pipelines/video_model.py), so nothing that
+(or ``--model``) and builds the tuned video model (pipelines/edit/video_model.py), so nothing that
 only reads a run (runs/open.py: estimates, argument parsing) imports it.
 
 The run's base is the folder's own components with the 2-D part of its UNet3D (models/tav.py),
@@ -71,7 +71,7 @@ def convert_tav(folder: str | Path, out: str | Path, model: Optional[str] = None
     from ..io import clip_hash, fit_frames, read_video, write_mp4
     from ..models.loading import load_base
     from ..models.encode import encode_video
-    from ..pipelines.video_model import build_video_model
+    from ..pipelines.edit.video_model import build_video_model
 
     folder = Path(folder).resolve()
     if not is_tav_folder(folder):

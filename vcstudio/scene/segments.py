@@ -2,7 +2,7 @@
 
 A :class:`Segment` is one prompt over a half-open frame range ``[start, end)``. The scene parser,
 the CLI (``--prompts``) and YAML timelines all produce lists of them; the co-denoising window
-layout (``vcstudio.pipelines.windows``) maps them onto windows.
+layout (``vcstudio.pipelines.long.windows``) maps them onto windows.
 """
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ UI_LABELS = {
 }
 
 
-# the loaders' advice on the base model (models/loading.py, pipelines/tuned.py) in the page's
+# the loaders' advice on the base model (models/loading.py, pipelines/edit/tuned.py) in the page's
 # words: the CLI's --model is the tabs' Base model picker (ui/model_picker.py)
 MODEL_WORDS = (
     ("and pass --model DIR, or run without --model to use the embedded demo model",
