@@ -296,7 +296,8 @@ _init_with_sections(TuneConfig)
 def guided_passes(guidance: float) -> int:
     """U-Net passes per sampling step at this guidance scale: classifier-free guidance (two
     passes, conditional and unconditional) runs whenever the scale is not 1 (0 too) -- the
-    rule the samplers follow (pipelines/edit/sample.py, VideoEditPipeline) and the estimates count."""
+    rule the samplers follow (pipelines/edit/sample.py, VideoEditPipeline) and the estimates
+    count."""
     return 1 if float(guidance) == 1.0 else 2
 
 

@@ -4,8 +4,8 @@ against (DESIGN: "backbones ... behind one interface"), so a job never asks whic
 A backbone wraps one family's frozen diffusers parts on one device. What a clip job needs from
 it, and how each family answers (Wan2.1 T2V is implemented: ``models/wan/t2v.py``; the
 Stable-Diffusion column is what the inflated-U-Net path would map to -- ``models/encode.py``,
-``models/diffusion_math.py``, ``pipelines/tune/loop.py`` / ``edit/invert.py`` / ``edit/sample.py`` hold it
-today):
+``models/diffusion_math.py``, ``pipelines/tune/loop.py`` / ``edit/invert.py`` /
+``edit/sample.py`` hold it today):
 
 ========================  ======================================  ==================================
 member                    Wan2.1 T2V (flow matching, DiT)          Stable Diffusion (DDPM, U-Net)

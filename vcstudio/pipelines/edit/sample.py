@@ -2,8 +2,8 @@
 
 :func:`run_steps` is the one denoising loop: :func:`denoise` (vcstudio's DDIM samplers: previews,
 long video, mask fusion, benchmarks) and
-:class:`~vcstudio.pipelines.edit.video_pipeline.VideoEditPipeline` (the diffusers pipeline the edit job
-samples through, any diffusers scheduler) both step through it.
+:class:`~vcstudio.pipelines.edit.video_pipeline.VideoEditPipeline` (the diffusers pipeline the
+edit job samples through, any diffusers scheduler) both step through it.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Structure control for the sampling jobs: the tuned clip's conditions -> a StructureControl.
 
-The edit (pipelines/edit/edits.py), long video (pipelines/long/video.py) and tuning (pipelines/tune/loop.py)
-all build their control here, from the frames the run was tuned on (same size, same crop), so a
+The edit (pipelines/edit/edits.py), long video (pipelines/long/video.py) and tuning
+(pipelines/tune/loop.py) all build their control here, from the frames the run was tuned on (same size, same crop), so a
 condition lines up with the latents it steers.
 """
 from __future__ import annotations

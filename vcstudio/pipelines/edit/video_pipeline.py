@@ -10,8 +10,8 @@ the inflated video model: :class:`VideoUNet`, a thin module over vcstudio's
 :class:`~vcstudio.models.inflate.VideoDenoiser` with diffusers' video-U-Net convention
 (``unet(sample (B, C, F, H, W), timestep, encoder_hidden_states (B, tokens, dim)).sample``). The
 scheduler is DDIM (Tune-A-Video's) and any diffusers scheduler swaps in. The loop is
-:func:`vcstudio.pipelines.edit.sample.run_steps`, the one vcstudio samples with; the edit job samples
-through this pipeline.
+:func:`vcstudio.pipelines.edit.sample.run_steps`, the one vcstudio samples with; the edit job
+samples through this pipeline.
 
 Where it follows diffusers and where it does not:
 

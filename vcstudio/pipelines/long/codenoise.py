@@ -1,11 +1,12 @@
 """Temporal co-denoising of a long latent video (consistency-tuning paper, eqs. 18-19; Gen-L-Video).
 
-:class:`CoDenoiser` is a ``predict(latents, t)`` hook for :func:`vcstudio.pipelines.edit.sample.denoise`.
+:class:`CoDenoiser` is a ``predict(latents, t)`` hook for
+:func:`vcstudio.pipelines.edit.sample.denoise`.
 At each step it cuts the L-frame latents into the layout's windows (eq. 18, P_i(v_t)), runs the
 U-Net on ``batch_windows`` windows per call, each with its own prompt embedding h^i and
 classifier-free guidance, and accumulates the weighted window predictions in place
-(:class:`~vcstudio.pipelines.long.windows.WindowAccumulator`): every frame gets the per-frame-normalised
-weighted average of the windows that contain it (eq. 19).
+(:class:`~vcstudio.pipelines.long.windows.WindowAccumulator`): every frame gets the
+per-frame-normalised weighted average of the windows that contain it (eq. 19).
 
 Why fusing the model output is eq. 19: all windows see the same x_t on the frames they share, and
 a DDIM step is affine in the predicted noise, x_{t-1} = a_t x_t + b_t eps. With weights that sum to
