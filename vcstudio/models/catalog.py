@@ -97,9 +97,10 @@ def cached_sizes() -> dict[str, int]:
     """{repo id: bytes on disk} of the model repos in the local Hugging Face cache ({} when the
     cache is missing or unreadable)."""
     try:
-        from huggingface_hub import scan_cache_dir
+        from huggingface_hub import constants, scan_cache_dir
 
-        info = scan_cache_dir()
+        # the cache folder read now, not the one huggingface_hub bound when first imported
+        info = scan_cache_dir(constants.HF_HUB_CACHE)
     except Exception:  # no cache folder yet, or an unreadable one: nothing cached
         return {}
     return {r.repo_id: int(r.size_on_disk) for r in info.repos if r.repo_type == "model"}
