@@ -407,3 +407,35 @@ def test_a_pushed_wan_run_says_it_is_a_diffusers_lora_and_edits(wan_run, tmp_pat
     capsys.readouterr()
     assert main(["edit", "--run", str(folder), "--prompt", "a cat", "--steps", "2"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].endswith(".mp4")
+
+
+def test_a_sweep_runs_flowedit_cells_beside_tuned_ones(tiny_wan_t2v, wan_clip, tmp_path):
+    """`method: [baseline, flowedit]` in a sweep grid: the baseline cell tunes and edits, the
+    FlowEdit cell edits the clip without tuning; both are scored with the same metrics."""
+    import csv
+
+    import yaml
+
+    g = {"tune": {"model": str(tiny_wan_t2v),
+                  "data": {"video_path": str(wan_clip), "prompt": "a red circle moving right",
+                           "n_frames": 9, "stride": 1, "size": 48},
+                  "method": ["baseline", "flowedit"], "steps": 2, "lora_rank": 4,
+                  "inversion_steps": 2, "checkpoint_every": 0, "preview_every": 0},
+         "edit": {"prompt": "a blue square moving right", "steps": 3}}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(g))
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(path), "--inline", "--out", str(out),
+                 "--metrics", "consistency_adjacent"]) == 0
+    rows = list(csv.DictReader((out / "cells.csv").open()))
+    assert [r["status"] for r in rows] == ["done", "done"]
+    base, fe = rows
+    assert float(fe["consistency_adjacent"]) > 0 and float(base["consistency_adjacent"]) > 0
+    assert base["final_loss"] and not fe["final_loss"]  # FlowEdit tuned nothing
+    cells = sorted(out.glob("cell-*"))
+    assert sum((c / "delta.safetensors").is_file() for c in cells) == 1
+    assert sum(1 for c in cells for _ in c.rglob("*.mp4")) >= 2
+    # a FlowEdit cell without an edit section is refused before anything runs
+    del g["edit"]
+    path.write_text(yaml.safe_dump(g))
+    assert main(["sweep", str(path), "--inline", "--out", str(tmp_path / "no")]) == 2

@@ -13,6 +13,10 @@ Grid format (``grid.yaml``)::
       prompt: ["a man is skiing on the beach", "a dog is skiing"]
       steps: 50
 
+A training-free method (``method: flowedit``, on a Wan2.1 model) tunes nothing: its cell is the
+edit section run as FlowEdit of the tune section's clip (source prompt ``data.prompt``, target
+the edit's prompt), scored like the others.
+
 A field whose value is itself a list (``trainable``, ``adam_betas``) varies when given a list of
 lists. Each cell is one Ray task (``num_gpus=1`` where the cluster has GPUs, one CPU otherwise)
 whose body, :func:`run_cell`, calls the same job functions as ``vcstudio tune`` / ``edit`` with a
@@ -48,6 +52,7 @@ from typing import Any, Callable, Iterator, Optional
 from ..config import EditConfig, Limits, TuneConfig, from_dict, to_dict
 from ..errors import CancelledError, InputError, VcsError
 from .. import validate as v
+from ..methods.registry import is_training_free
 from .compare import COMPARE_METRICS
 
 STATUSES = ("done", "failed", "cancelled", "skipped")
@@ -227,6 +232,14 @@ def validate(cfg: SweepConfig, limits: Limits) -> None:
     cells = expand(cfg.grid, limit=limits.max_sweep_cells)
     for c in cells:
         try:
+            if is_training_free(c.tune.method):  # FlowEdit: no tune, the edit is the cell
+                from .flowedit import validate as validate_flowedit
+
+                if c.edit is None:
+                    raise InputError(f"method {c.tune.method} edits without tuning: give the "
+                                     "grid an edit: section (its prompt is the target).")
+                validate_flowedit(flowedit_config(c.tune, c.edit), limits)
+                continue
             validate_tune(c.tune, limits)
             if c.edit is not None:
                 validate_edit(c.edit, "edit.")
@@ -244,6 +257,29 @@ def sweep_folder(cfg: SweepConfig, ctx) -> Path:
 
 
 # ----------------------------------------------------------------------------- the cell body
+
+def flowedit_config(tune: TuneConfig, edit: EditConfig, metrics=()) -> "FlowEditConfig":
+    """A training-free cell (``method: flowedit``) as FlowEdit's config: the tune section's
+    model, clip and source prompt, the edit section's target prompt, steps and seed."""
+    from ..config import FlowEditConfig
+
+    return FlowEditConfig(model=tune.model, data=tune.data, prompt=edit.prompt,
+                          negative=edit.negative, steps=edit.steps, seed=edit.seed,
+                          metrics=tuple(metrics))
+
+
+def _flowedit_cell(payload: dict, ctx, tune: TuneConfig) -> tuple[dict, dict]:
+    """The cell of a training-free method: FlowEdit of the clip into the cell folder, scored
+    with the grid's metrics -> (metrics, higher_is_better)."""
+    from .flowedit import run_flowedit
+
+    edit = from_dict(EditConfig, payload["edit"])
+    out = run_flowedit(flowedit_config(tune, edit, payload.get("metrics") or []), ctx,
+                       Path(payload["folder"]), label=payload["label"])
+    done = {k: r for k, r in out.scores.items() if not r.skipped}
+    return ({k: float(r.value) for k, r in done.items()},
+            {k: r.higher_is_better for k, r in done.items()})
+
 
 def run_cell(payload: dict, report: Optional[Callable[[int, Any], None]] = None,
              cancel=None, cache=None) -> dict:
@@ -265,6 +301,9 @@ def run_cell(payload: dict, report: Optional[Callable[[int, Any], None]] = None,
     tune = from_dict(TuneConfig, payload["tune"])
     warm = bool(ctx.cache.keys())  # a model already loaded here by an earlier cell
     t0 = time.time()
+    if is_training_free(tune.method):
+        metrics, directions = _flowedit_cell(payload, ctx, tune)
+        return _finish_cell(folder, payload, ctx, metrics, directions, t0, device, warm)
     tuned = run_tune(tune, ctx, run_dir=folder, label=payload["label"])
     if tuned.stopped:
         raise CancelledError("Cancelled while tuning.")
@@ -280,12 +319,19 @@ def run_cell(payload: dict, report: Optional[Callable[[int, Any], None]] = None,
         directions = {k: r.higher_is_better for k, r in results.items() if not r.skipped}
     else:
         directions = {}
-    doc = {"index": idx, "label": payload["label"], "records": ctx.records,
-           "metrics": metrics, "higher_is_better": {"final_loss": False, **directions},
-           "seconds": time.time() - t0, "device": device, "host": os.uname().nodename,
-           "pid": os.getpid(), "warm": warm}
+    return _finish_cell(folder, payload, ctx, metrics, {"final_loss": False, **directions}, t0,
+                        device, warm)
+
+
+def _finish_cell(folder: Path, payload: dict, ctx, metrics: dict, directions: dict, t0: float,
+                 device: str, warm: bool) -> dict:
+    """What the driver records of a cell, written as its ``cell.json``."""
     from ..io.atomic import write_json
 
+    doc = {"index": payload["index"], "label": payload["label"], "records": ctx.records,
+           "metrics": metrics, "higher_is_better": directions,
+           "seconds": time.time() - t0, "device": device, "host": os.uname().nodename,
+           "pid": os.getpid(), "warm": warm}
     write_json(folder / "cell.json", doc)
     return doc
 
