@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from ..config import EditConfig, Limits, TuneConfig, from_dict, to_dict
+from ..config import EditConfig, FlowEditConfig, Limits, TuneConfig, from_dict, to_dict
 from ..errors import CancelledError, InputError, VcsError
 from .. import validate as v
 from ..methods.registry import is_training_free
@@ -258,7 +258,7 @@ def sweep_folder(cfg: SweepConfig, ctx) -> Path:
 
 # ----------------------------------------------------------------------------- the cell body
 
-def flowedit_config(tune: TuneConfig, edit: EditConfig, metrics=()) -> "FlowEditConfig":
+def flowedit_config(tune: TuneConfig, edit: EditConfig, metrics=()) -> FlowEditConfig:
     """A training-free cell (``method: flowedit``) as FlowEdit's config: the tune section's
     model, clip and source prompt, the edit section's target prompt, steps and seed."""
     from ..config import FlowEditConfig
