@@ -223,8 +223,9 @@ def test_offline_a_missing_model_is_one_message(tiny_sd, hub_cache, clip, tmp_pa
 
 def test_a_public_studio_refuses_server_paths(tiny_sd, clip, tmp_path):
     """A stranger's pick must not make the server read its files: a folder, a file, a path
-    written as one, and any text that is no Hub id are refused in one line; the listed models,
-    the aliases, Hub ids and the studio's own default pass. A desktop takes the folder."""
+    written as one, any text that is no Hub id, and a Hub id neither listed nor cached (a
+    download a stranger would start) are refused in one line; the listed models, the aliases
+    and the studio's own default pass. A desktop takes the folder and any Hub id."""
     from vcstudio.errors import InputError
     from vcstudio.models.loading import EMBEDDED_MODEL
     from vcstudio.ui import compare_tab, edit_tab, model_picker as mp
@@ -246,7 +247,10 @@ def test_a_public_studio_refuses_server_paths(tiny_sd, clip, tmp_path):
         with pytest.raises(InputError, match="does not read server folders"):
             compare_tab.compare_config(pub, str(clip), "a", "b", ["baseline"], [], 4, 64, 10,
                                        33, model=str(tiny_sd))
-        assert mp.job_model(pub, "sd21") == SD21 and mp.job_model(pub, "someone/m") == "someone/m"
+        assert mp.job_model(pub, "sd21") == SD21 and mp.job_model(desk, "someone/m") == "someone/m"
+        # nor download whatever a stranger names: an unlisted Hub id runs only when cached
+        with pytest.raises(InputError, match="downloads only the listed base models"):
+            mp.job_model(pub, "someone/m")
         assert mp.job_model(pub, "demo") == str(EMBEDDED_MODEL)
         assert mp.job_model(pub, "") == SD15 and mp.run_model(pub, "") == ""
         assert mp.job_model(desk, str(tiny_sd)) == str(tiny_sd)  # a desktop reads its folders

@@ -97,6 +97,14 @@ def job_model(studio, pick: Optional[str]) -> str:
         if not _REPO_ID.match(model):
             raise InputError(f"{model!r} is no Hugging Face Hub id (owner/name); this public "
                              "studio takes the listed base models and Hub ids.")
+        from ..models.catalog import find, status
+
+        # nor make it download any repo a stranger names (disk, bandwidth): a Hub id that is
+        # not listed runs only where it is in the cache already
+        if find(model) is None and not status(model).cached:
+            raise InputError(f"This public studio downloads only the listed base models; "
+                             f"{model} is not one of them (nor in its cache). Pick a listed "
+                             "model, or run vcstudio on your own machine for any Hub id.")
     return model
 
 
