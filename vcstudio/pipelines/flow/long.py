@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 
 from ...config import LongConfig, to_dict
