@@ -152,12 +152,20 @@ def probed_default_base() -> DefaultBase:
     return default_base(gpu, online, cached, (EMBEDDED_MODEL / "model_index.json").is_file())
 
 
+def is_embedded_path(model: str) -> bool:
+    """Whether ``model`` names the embedded demo model's folder (however it is written)."""
+    try:
+        return Path(model).expanduser().resolve() == EMBEDDED_MODEL.resolve()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_model(model: Optional[str]) -> tuple[str, bool]:
     """-> (model id or path, is_embedded). No model: ``$VCSTUDIO_MODEL``, else
     :func:`default_base` from the cache alone (no GPU or network probe: the CLI and every
     job's "" read it; a studio probes once at start and passes its pick on)."""
     if model:
-        return model, Path(model).resolve() == EMBEDDED_MODEL.resolve()
+        return model, is_embedded_path(model)
     env = os.environ.get("VCSTUDIO_MODEL")
     if env:
         return env, False

@@ -18,19 +18,11 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import InputError, VcsError
+from ..models.loading import is_embedded_path
 
 DEMO = "demo"  # the picker's value of the embedded demo model (catalog.resolve_alias knows it)
 # a Hub repo id: owner/name of letters, digits, "-", "_" and "." (no path parts)
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def _is_embedded(model: str) -> bool:
-    from ..models.loading import EMBEDDED_MODEL
-
-    try:
-        return Path(model).expanduser().resolve() == EMBEDDED_MODEL.resolve()
-    except (OSError, ValueError):
-        return False
 
 
 def _looks_local(model: str) -> bool:
@@ -42,7 +34,7 @@ def _looks_local(model: str) -> bool:
 def value_of(model: Optional[str]) -> str:
     """The picker's value naming ``model``: "demo" for the embedded demo model, else as is."""
     text = (model or "").strip()
-    if text and (text.lower() == DEMO or _is_embedded(text)):
+    if text and (text.lower() == DEMO or is_embedded_path(text)):
         return DEMO
     return text
 
