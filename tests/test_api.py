@@ -229,6 +229,24 @@ def test_the_estimate_refuses_the_numbers_the_tune_refuses(app, args, msg):
                   api_name="/estimate")
 
 
+def test_the_estimate_follows_the_picked_model(app):
+    """/estimate counts for the base the picker names (it once always counted the studio's
+    default): Wan2.1-1.3B's estimate holds its 1.3B parameters, the default's does not."""
+    import re
+
+    from gradio_client import Client
+
+    c = Client(app["url"], verbose=False)
+    base = dict(frames=5, width=64, height=64, steps=10, api_name="/estimate")
+
+    def gib(line):
+        return float(re.search(r"([\d.]+) GiB", line).group(1))
+
+    default, wan = c.predict(**base), c.predict(**base, model="wan-1.3b")
+    assert gib(wan) > 2 and gib(default) < 1, (default, wan)
+    assert c.predict(**base, model="") == default
+
+
 _upload, _file, _call = upload, file_data, call
 
 

@@ -149,15 +149,17 @@ def preview_frames(studio, sid, video, frames, stride, start, width, height, res
     return sid, frame_strip(clip), f"{f} frames at {w}x{h} will be tuned on."
 
 
-def estimate_text(studio, frames, width, height, steps, method: str = "baseline") -> str:
-    """The tune's estimate line: measured speeds of earlier tunes on this device and model
-    (else labelled uncalibrated), counting previews and the inversion; never waits for the
-    device."""
+def estimate_text(studio, frames, width, height, steps, method: str = "baseline",
+                  model: str = "") -> str:
+    """The tune's estimate line: measured speeds of earlier tunes on this device and the
+    picked base ``model`` (the picker's value, "" = the studio's default; a pick the public
+    studio refuses is refused here too, model_picker.job_model), else labelled uncalibrated,
+    counting previews and the inversion; never waits for the device."""
     from ..jobs.tune import estimate, estimate_line
 
     try:
         steps = as_int("Tuning steps", steps)
-        cfg = TuneConfig(model=getattr(studio, "model", "") or "",
+        cfg = TuneConfig(model=model_picker.job_model(studio, model),
                          data=DataConfig(n_frames=as_int("Frames", frames),
                                          width=as_int("Width", width),
                                          height=as_int("Height", height)),
@@ -746,8 +748,9 @@ def _wire_clip(studio, sid_state, c: SimpleNamespace, t: SimpleNamespace) -> Non
         return clip_size(studio, session, clip)
 
     def estimate(frames: float, width: float, height: float, steps: float,
-                 method: str) -> str:
-        """Memory and time of a tune with these settings (never waits for the device)."""
+                 method: str, model: str = "") -> str:
+        """Memory and time of a tune with these settings on the picked base ``model`` ("" =
+        the studio's default; never waits for the device)."""
         check_bounds(est_bounds, (frames, width, height, steps))
         try:  # the sides the tune would refuse are refused here too
             from .. import validate as v
@@ -756,7 +759,7 @@ def _wire_clip(studio, sid_state, c: SimpleNamespace, t: SimpleNamespace) -> Non
                 v.side(name, as_int(name, side), studio.limits)
         except InputError as e:
             raise gr_error(e) from None
-        return estimate_text(studio, frames, width, height, steps, method)
+        return estimate_text(studio, frames, width, height, steps, method, model)
 
     fit_inputs = [sid_state, c.video, c.frames, c.stride, c.start, c.width, c.height, c.resize,
                   c.position]
@@ -780,7 +783,7 @@ def _wire_clip(studio, sid_state, c: SimpleNamespace, t: SimpleNamespace) -> Non
     strip_btn.click(preview, fit_inputs, fit_outputs, api_name="preview",
                     concurrency_id="preview", concurrency_limit=4)
     est_btn = gr.Button(visible=False)
-    est_inputs = [c.frames, c.width, c.height, t.steps, t.method]
+    est_inputs = [c.frames, c.width, c.height, t.steps, t.method, t.model]
     est_bounds = bounds_of(est_inputs[:4])
     est_btn.click(estimate, est_inputs, t.est, api_name="estimate",
                   concurrency_id="preview")
