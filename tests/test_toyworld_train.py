@@ -11,7 +11,7 @@ import torch
 
 from vcstudio.toyworld.models import ModelSizes, folder_mb
 from vcstudio.toyworld.train import (ToyTrainConfig, Work, clip_loss, min_snr_weights,
-                                     train_toyworld, vae_loss)
+                                     train_toyworld, unet_loss, vae_loss)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -188,6 +188,45 @@ def test_vae_loss_weighs_the_object():
     kl = torch.zeros(1)
     assert float(vae_loss(on, x, alpha, kl, cfg)) == pytest.approx(
         5 * float(vae_loss(off, x, alpha, kl, cfg)))
+
+
+def test_unet_loss_weighs_the_objects_cells():
+    """The same noise error costs 1 + unet_object_weight times more in a cell the object
+    touches than in a background cell (min-SNR off); without cells it is the plain MSE."""
+    cfg = ToyTrainConfig(unet_object_weight=4.0, min_snr=0.0)
+    noise = torch.zeros(1, 4, 8, 8)
+    cells = torch.zeros(1, 1, 8, 8)
+    cells[..., 2:5, 2:5] = 1
+    on, off = noise.clone(), noise.clone()
+    on[:, 0, 3, 3] = 0.5
+    off[:, 0, 7, 7] = 0.5
+    a = torch.tensor([0.5])
+    assert float(unet_loss(on, noise, a, cfg, cells)) == pytest.approx(
+        5 * float(unet_loss(off, noise, a, cfg, cells)))
+    assert float(unet_loss(on, noise, a, cfg)) == pytest.approx(0.25 / 256)
+
+
+def test_object_mask_marks_the_cells_the_object_touches():
+    """Known answer from the scenes' geometry: the cell under each object's centre is marked,
+    cells two past its reach (1.2 radii, world.EXTENT) are not, and the marked area grows with
+    the radius."""
+    from vcstudio.toyworld.data import LatentSet
+    from vcstudio.toyworld.world import EXTENT
+
+    s = ModelSizes()
+    ds = LatentSet(24, 3, s)
+    cells = ds.object_mask(np.arange(24), s.vae_scale)[:, 0]
+    n = s.size // s.vae_scale
+    assert cells.shape == (24, n, n)
+    sb = ds.scene_batch
+    yy, xx = torch.meshgrid(torch.arange(n) + 0.5, torch.arange(n) + 0.5, indexing="ij")
+    for k in range(24):
+        cx, cy, r = float(sb.cx[k]) * n, float(sb.cy[k]) * n, float(sb.r[k]) * n
+        assert cells[k, int(cy), int(cx)] == 1
+        far = ((xx - cx) ** 2 + (yy - cy) ** 2).sqrt() > EXTENT * r + 2.5
+        assert float(cells[k][far].max()) == 0
+    area = cells.flatten(1).mean(1).numpy()
+    assert np.corrcoef(area, sb.r.numpy())[0, 1] > 0.8
 
 
 def test_fp16_folder_under_budget(trained):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .render import SceneBatch, render
 from .world import (BACKGROUNDS, COLOURS, MOTIONS, SHAPES, SIZES, TEXTURES, combos,
@@ -138,9 +139,20 @@ class LatentSet:
     def __len__(self) -> int:
         return self.n_done
 
-    def _rows(self, a: int, b: int) -> SceneBatch:
-        return SceneBatch(**{k: getattr(self.scene_batch, k)[a:b]
+    def _rows(self, a, b=None) -> SceneBatch:
+        """Rows ``a:b`` of the set's scenes, or the rows an index array ``a`` names."""
+        sel = slice(a, b) if b is not None else torch.as_tensor(np.asarray(a), dtype=torch.long)
+        return SceneBatch(**{k: getattr(self.scene_batch, k)[sel]
                              for k in SceneBatch.__dataclass_fields__})
+
+    @torch.no_grad()
+    def object_mask(self, idx: np.ndarray, scale: int) -> torch.Tensor:
+        """float (B, 1, h, w) in [0, 1]: which latent cells of the scenes ``idx`` the object
+        touches (its rendered coverage, max-pooled over each ``scale`` x ``scale`` cell and
+        grown by one cell, so the rim where its outline is decided counts too)."""
+        _, alpha = render(self._rows(idx), self.size, with_alpha=True)
+        cells = F.max_pool2d(alpha, scale)
+        return F.max_pool2d(cells, 3, 1, 1)
 
     @torch.no_grad()
     def encode_next(self, vae, batch: int, scaling_factor: float) -> int:
