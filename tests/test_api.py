@@ -247,6 +247,25 @@ def test_the_estimate_follows_the_picked_model(app):
     assert c.predict(**base, model="") == default
 
 
+def test_the_long_plan_lays_windows_out_as_the_picked_model_counts(app):
+    """/long_plan follows the base a long video would run on: Wan2.1 lays windows out in
+    latent frames of 4 (each row says which video frames it covers); the default counts video
+    frames. A run folder the caller may not read does not fail the plan (video frames)."""
+    from gradio_client import Client
+
+    c = Client(app["url"], verbose=False)
+    base = dict(prompts="a\nb", frames=29, window=13, stride=8, api_name="/long_plan")
+    *_, plain = c.predict(**base)
+    *_, wan = c.predict(**base, model="wan-1.3b")
+    assert all("latent_frames" not in r for r in plain) and len(plain) == 3
+    # 29 frames = 8 latent frames (the first alone, then 4 each); a window of 13 frames = 4
+    # latent frames, the stride of 8 frames = 2
+    assert [r["latent_frames"] for r in wan] == ["0-3", "2-5", "4-7"], wan
+    assert [r["frames"] for r in wan] == ["0-12", "5-20", "13-28"]
+    *_, stranger = c.predict(**base, session="nobody", run_dir=str(app["studio"].data_dir))
+    assert stranger == plain
+
+
 _upload, _file, _call = upload, file_data, call
 
 

@@ -18,20 +18,41 @@ from .common import (Ticker, about, as_int, demo_tier, device_group, ensure_sess
                      job_validator, run_job, served, validated)
 
 
-def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion: str):
+def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion: str,
+         temporal: int = 1):
     """-> (scene graph JSON, segments table, plan picture, window table). Pure and fast. The
-    picture: the timeline figure (ui/figures.plan_timeline) as an image."""
+    picture: the timeline figure (ui/figures.plan_timeline) as an image. ``temporal``: frames
+    per latent frame of the model that will run it (Wan2.1: 4, whose windows are laid out in
+    latent frames; the table then says which video frames each covers)."""
     from ..jobs.long import plan as long_plan
     from .figures import figure_image, plan_timeline
 
     try:
         p = long_plan(story, (prompts or "").splitlines(), as_int("Frames", frames),
-                      as_int("Window K", window), as_int("Stride S", stride), fusion)
+                      as_int("Window K", window), as_int("Stride S", stride), fusion,
+                      temporal=temporal)
         rows = [[s.prompt, s.start, s.end - 1] for s in p["segments"]]
         image = figure_image(plan_timeline(p["layout"], p["segments"], p["prompts"]))
         return p["graph"], rows, image, p["table"]
     except Exception as e:
         raise gr_error(e)
+
+
+def plan_temporal(studio, sid: str, run_dir: str, pick: str) -> int:
+    """Frames per latent frame of the model a long video would run on: the session's tuned run
+    (its meta.json; the same rule as the job, jobs/long.family), else the picked base model.
+    Reads only what the job would read (studio.safe_path: the visitor's own runs; the picker's
+    public-studio gate, model_picker.job_model); anything unreadable plans in video frames."""
+    from ..jobs.long import LongJobConfig, family
+    from ..models.family import rules
+
+    try:
+        run = str(studio.safe_path(sid, run_dir, must_exist=True)) if sid and run_dir else ""
+        model = model_picker.run_model(studio, pick) if run else model_picker.job_model(studio,
+                                                                                        pick)
+        return rules(family(LongJobConfig(run, model=model))).temporal
+    except Exception:  # the plan never fails on the model; the job says what is wrong
+        return 1
 
 
 def long_config(story, prompts, frames, window, stride, fusion, steps, seed, use_masks=False,
@@ -273,15 +294,18 @@ def _wire(studio, sid_state, run_dir, group, w: SimpleNamespace) -> None:
         m.use_masks, m.mask_method, m.candidates, m.sam_ckpt, m.tune_steps)
 
     def long_plan(story: str, prompts: str, frames: float, window: float, stride: float,
-                  fusion: str):
-        """Timeline, scene graph and window layout (model-free, instant)."""
+                  fusion: str, session: str = "", run_dir: str = "", model: str = ""):
+        """Timeline, scene graph and window layout (instant; loads no model). The windows are
+        laid out as the model that would run them counts frames: the session's tuned run
+        ``run_dir``, else the picked base ``model`` (Wan2.1: in latent frames of 4)."""
         from gradio.components.number import Number
 
         # the sliders' bounds (left to the Long event's validator, common.validated): a
         # plan of 10^8 frames would not be instant
         for comp, val in ((frames_in, frames), (window_in, window), (stride_in, stride)):
             Number.raise_if_out_of_bounds(val, comp.minimum, comp.maximum)
-        return plan(story, prompts, frames, window, stride, fusion)
+        return plan(story, prompts, frames, window, stride, fusion,
+                    plan_temporal(studio, session, run_dir, model))
 
     def long(session: str, run_dir: str, story: str, prompts: str, frames: float,
              window: float, stride: float, fusion: str, steps: float, seed: float,
@@ -322,7 +346,8 @@ def _wire(studio, sid_state, run_dir, group, w: SimpleNamespace) -> None:
         c.change(long_estimate, est_inputs, est, api_name=False, concurrency_id="preview",
                  trigger_mode="always_last")
     frames_in, window_in, stride_in = frames, window, stride
-    w.plan_btn.click(long_plan, [story, prompts, frames, window, stride, fusion],
+    w.plan_btn.click(long_plan, [story, prompts, frames, window, stride, fusion, sid_state,
+                                 run_dir, w.model],
                      [w.graph, w.segs, w.layout, w.windows], api_name="long_plan",
                      concurrency_id="preview")
     common = [sid_state, run_dir, story, prompts, frames, window, stride, fusion, steps, seed]
