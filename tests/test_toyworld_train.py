@@ -11,7 +11,7 @@ import torch
 
 from vcstudio.toyworld.models import ModelSizes, folder_mb
 from vcstudio.toyworld.train import (ToyTrainConfig, Work, clip_loss, min_snr_weights,
-                                     train_toyworld, unet_loss, vae_loss)
+                                     sample_timesteps, train_toyworld, unet_loss, vae_loss)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -204,6 +204,17 @@ def test_unet_loss_weighs_the_objects_cells():
     assert float(unet_loss(on, noise, a, cfg, cells)) == pytest.approx(
         5 * float(unet_loss(off, noise, a, cfg, cells)))
     assert float(unet_loss(on, noise, a, cfg)) == pytest.approx(0.25 / 256)
+
+
+def test_focused_timesteps_land_in_the_focus_range():
+    """Known answer: uniform timesteps put 60% in 400..999; with half of them drawn from that
+    range, 0.5 + 0.5 * 0.6 = 80% are there; every timestep stays in 0..999."""
+    g = torch.Generator().manual_seed(0)
+    plain = sample_timesteps(20000, ToyTrainConfig(), g)
+    focused = sample_timesteps(20000, ToyTrainConfig(unet_focus_share=0.5), g)
+    assert float((plain >= 400).float().mean()) == pytest.approx(0.6, abs=0.015)
+    assert float((focused >= 400).float().mean()) == pytest.approx(0.8, abs=0.015)
+    assert int(focused.min()) >= 0 and int(focused.max()) <= 999
 
 
 def test_object_mask_marks_the_cells_the_object_touches():

@@ -32,6 +32,9 @@ def add_toyworld_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
         t.add_argument(f"--{phase}-steps", type=int, default=d)
     t.add_argument("--unet-object-weight", type=float, default=ToyTrainConfig.unet_object_weight,
                    help="extra loss weight of the latent cells the object touches (0 = none)")
+    t.add_argument("--unet-focus-share", type=float, default=ToyTrainConfig.unet_focus_share,
+                   help="share of the U-Net's timesteps drawn from 400..999, where the shape is "
+                        "decided (0 = uniform)")
     t.add_argument("--dataset", type=int, default=ToyTrainConfig.dataset,
                    help="training scenes encoded once for the U-Net")
     t.add_argument("--tiny", action="store_true", help="tiny architecture (smoke tests)")
@@ -61,6 +64,7 @@ def run_toyworld(args: argparse.Namespace) -> int:
                              seed=args.seed, threads=args.threads, vae_steps=args.vae_steps,
                              clip_steps=args.clip_steps, unet_steps=args.unet_steps,
                              dataset=args.dataset, unet_object_weight=args.unet_object_weight,
+                             unet_focus_share=args.unet_focus_share,
                              sizes=ModelSizes.tiny() if args.tiny else ModelSizes())
         res = train_toyworld(cfg, TqdmProgress(), resume=args.resume,
                              max_minutes=args.chunk_minutes, max_steps=args.max_steps)

