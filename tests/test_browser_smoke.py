@@ -128,8 +128,9 @@ def test_upload_preview_tune_stop_edit(app_py, wide_clip):
             pg.wait_for_function(
                 "() => /tune: step ([3-9]|[1-9][0-9])\\/100/.test("
                 "document.querySelector('#edit-status').innerText)", timeout=120000)
-            pg.screenshot(path=str(SHOTS / "2-tuning.png"), full_page=True)
+            # Stop first: a full-page screenshot on a busy machine can outlast the tune
             tab.get_by_role("button", name="Stop", exact=True).click()
+            pg.screenshot(path=str(SHOTS / "2-tuning.png"), full_page=True)
             status.get_by_text("Stopped at step").first.wait_for(timeout=120000)
             k = int(status.get_by_text("Stopped at step").first.inner_text().split()[3])
             assert 3 <= k < 100, k
