@@ -10,9 +10,10 @@ from vcstudio.toyworld.checker import detect
 from vcstudio.toyworld.world import held_out_prompts
 
 # three captions the training never drew (held-out colour x shape x background combinations)
-CAPTIONS = [("a red circle in the night sky", "circle", "red", "night"),
-            ("a orange diamond on the grass", "diamond", "orange", "grass"),
-            ("a yellow diamond on a white background", "diamond", "yellow", "white")]
+# (the model before this one drew them as a cross, a cross and a diamond)
+CAPTIONS = [("a green triangle on a white background", "triangle", "green", "white"),
+            ("a red star in the snow", "star", "red", "snow"),
+            ("a red cross on a gray background", "cross", "red", "gray")]
 
 
 @pytest.mark.usefixtures("one_thread")
