@@ -193,8 +193,9 @@ def demo():
 @pytest.mark.usefixtures("one_thread")
 def test_fused_latent_samples_like_an_unfused_one_on_the_demo_model(demo):
     """Issue 15.1 on the demo model (assets/toy-sd): 128 one-frame clips, five candidates each with
-    a vertical foreground edge; sampling from the fused latent ends within 5% of an unfused
-    sample's final latent std (the literal formula: 11% low, measured), and in the decoded frames
+    a vertical foreground edge; sampling from the fused latent ends within 5% of the unfused
+    candidates' final latent std (the literal formula: 11-45% low, measured on the demo models
+    so far), and in the decoded frames
     the gradient across the mask edge is no larger than inside the regions (no seam)."""
     from vcstudio.models.encode import decode_latents
     from vcstudio.pipelines.edit.sample import denoise
@@ -210,7 +211,9 @@ def test_fused_latent_samples_like_an_unfused_one_on_the_demo_model(demo):
     def sample(x):  # unconditional, the regime where the sampler follows the noise's scale
         return denoise(model, base.scheduler_config, x, cond, None, 1.0, 5)
 
-    plain = float(sample(r[0]).std())
+    # the unfused std, from each candidate's own sample: one draw of 128 clips alone varies by
+    # +-7% on the demo model (0.54..0.63 measured), the mean of five by ~3%
+    plain = float(torch.stack([sample(c).std() for c in r]).mean())
     fused = sample(fuse_candidates(r, fg, 0))
     assert float(fused.std()) == pytest.approx(plain, rel=0.05)
     literal = float(sample(fuse_candidates(r, fg, 0, mode="literal")).std())
