@@ -85,3 +85,15 @@ def test_the_tabs_plan_picture_is_the_figure():
     assert image.dtype == np.uint8 and image.shape[2] == 3
     assert image.shape[1] >= 900 and image.shape[0] >= 300  # not a strip
     assert len(windows) == 4 and windows[-1]["frames"] == "12-19"
+
+
+def test_a_wan_plan_counts_windows_in_latent_frames_and_the_timeline_in_video_frames():
+    """Wan2.1 packs 4 video frames per latent frame after the first: 29 frames are 8 latent
+    frames, a window of 13 frames 4 of them, a stride of 8 frames 2. The windows' table gives
+    both units; the segments table stays in the video frames the user counts."""
+    graph, rows, image, windows = long_tab.plan("", "a red circle\na blue square", 29, 13, 8,
+                                                "pyramid", temporal=4)
+    assert [w["latent_frames"] for w in windows] == ["0-3", "2-5", "4-7"]
+    assert [w["frames"] for w in windows] == ["0-12", "5-20", "13-28"]
+    assert rows == [["a red circle", 0, 13], ["a blue square", 14, 28]]
+    assert image.ndim == 3 and image.shape[1] > 900

@@ -74,13 +74,15 @@ def small_multiples(df, x: str, labels: Optional[Mapping[str, str]] = None,
 
 
 def plan_timeline(layout, segments: Sequence, prompts: Sequence[Sequence[tuple[int, float]]],
-                  width: float = 10.0):
+                  width: float = 10.0, unit: str = "frame", note: str = ""):
     """A long video's plan: frames on x. The top row: the timeline of prompt segments (each
     its colour, its prompt written in it). Below, one row per window (window 0 on top) over
     its frames, coloured by the prompt(s) conditioning it (``prompts``: per window the
     (segment, weight) pairs of windows.window_prompts), its normalised fusion weight at
     each frame the filled height of the bar. Frames two or more windows share are shaded grey
-    behind the rows; dashed lines mark where a segment begins."""
+    behind the rows; dashed lines mark where a segment begins. ``unit``: what x counts (a
+    Wan2.1 plan is laid out in latent frames; ``segments`` must then be in them too), ``note``
+    ends the title."""
     from matplotlib.patches import Patch, Rectangle
 
     L, n = int(layout.length), int(layout.n_windows)
@@ -100,8 +102,9 @@ def plan_timeline(layout, segments: Sequence, prompts: Sequence[Sequence[tuple[i
                     fontsize=8, color="white", clip_on=True)
     ax_seg.set_ylim(0, 1)
     ax_seg.set_yticks([0.5], ["prompts"], fontsize=8)
-    ax_seg.set_title(f"{n} window{'s' if n != 1 else ''} of {layout.window} frames, stride "
-                     f"{layout.stride}, {layout.fusion} fusion, over {L} frames", fontsize=10)
+    ax_seg.set_title(f"{n} window{'s' if n != 1 else ''} of {layout.window} {unit}s, stride "
+                     f"{layout.stride}, {layout.fusion} fusion, over {L} {unit}s"
+                     + (f" ({note})" if note else ""), fontsize=10)
 
     # overlaps: frames that more than one window denoises (fused, eq. 19)
     cov = layout.coverage()
@@ -139,7 +142,7 @@ def plan_timeline(layout, segments: Sequence, prompts: Sequence[Sequence[tuple[i
                           for i in ticks], fontsize=7)
     ax.set_ylabel("window (frames)", fontsize=8)
     ax.set_xlim(-0.5, L - 0.5)
-    ax.set_xlabel("frame", fontsize=9)
+    ax.set_xlabel(unit, fontsize=9)
     ax.tick_params(axis="x", labelsize=8)
     _integer_ticks(ax)
     handles = [Patch(color=c, alpha=0.85, label=_fit(s.prompt, 40))

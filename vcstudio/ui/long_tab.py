@@ -32,7 +32,15 @@ def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion
                       as_int("Window K", window), as_int("Stride S", stride), fusion,
                       temporal=temporal)
         rows = [[s.prompt, s.start, s.end - 1] for s in p["segments"]]
-        image = figure_image(plan_timeline(p["layout"], p["segments"], p["prompts"]))
+        grid = p["grid"]
+        if grid.temporal > 1:  # the figure in the units the windows are laid out in
+            from ..pipelines.long.windows import latent_segments
+
+            image = figure_image(plan_timeline(
+                p["layout"], latent_segments(p["segments"], grid), p["prompts"],
+                unit="latent frame", note=f"{grid.temporal} video frames each after the first"))
+        else:
+            image = figure_image(plan_timeline(p["layout"], p["segments"], p["prompts"]))
         return p["graph"], rows, image, p["table"]
     except Exception as e:
         raise gr_error(e)
