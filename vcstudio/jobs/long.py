@@ -96,7 +96,8 @@ def plan(story: str, prompts: list[str], frames: int, window: int, stride: int, 
     """The timeline and window layout of a long video, without a model: ``graph`` (the scene
     graph, however the prompts came: a story's parse, or the prompts given one per segment,
     each read as one main event; with its ``timeline``: each segment's prompt and frames),
-    ``segments``, ``layout`` (WindowLayout, in latent frames where the VAE packs ``temporal``
+    ``segments`` (video frames) and ``latent_segments`` (the layout's units), ``layout``
+    (WindowLayout, in latent frames where the VAE packs ``temporal``
     frames per latent: Wan2.1's 4), ``grid`` (windows.LatentGrid: what was rounded, its
     ``note``), ``prompts`` (per window its (segment, weight) pairs), ``table`` (one row per
     window, in video frames)."""
@@ -125,8 +126,8 @@ def plan(story: str, prompts: list[str], frames: int, window: int, stride: int, 
     grid = latent_grid(frames, window, stride, temporal)
     layout = make_layout(grid.latent_frames, grid.latent_window, grid.latent_stride, fusion)
     lat = latent_segments(segs, grid)
-    return {"graph": graph, "segments": segs, "layout": layout, "grid": grid,
-            "prompts": window_prompts(layout, lat, prompt_mode),
+    return {"graph": graph, "segments": segs, "latent_segments": lat, "layout": layout,
+            "grid": grid, "prompts": window_prompts(layout, lat, prompt_mode),
             "table": grid_table(layout_table(layout, lat, prompt_mode), grid)}
 
 

@@ -34,10 +34,8 @@ def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion
         rows = [[s.prompt, s.start, s.end - 1] for s in p["segments"]]
         grid = p["grid"]
         if grid.temporal > 1:  # the figure in the units the windows are laid out in
-            from ..pipelines.long.windows import latent_segments
-
             image = figure_image(plan_timeline(
-                p["layout"], latent_segments(p["segments"], grid), p["prompts"],
+                p["layout"], p["latent_segments"], p["prompts"],
                 unit="latent frame", note=f"{grid.temporal} video frames each after the first"))
         else:
             image = figure_image(plan_timeline(p["layout"], p["segments"], p["prompts"]))
