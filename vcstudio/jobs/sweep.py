@@ -261,8 +261,6 @@ def sweep_folder(cfg: SweepConfig, ctx) -> Path:
 def flowedit_config(tune: TuneConfig, edit: EditConfig, metrics=()) -> FlowEditConfig:
     """A training-free cell (``method: flowedit``) as FlowEdit's config: the tune section's
     model, clip and source prompt, the edit section's target prompt, steps and seed."""
-    from ..config import FlowEditConfig
-
     return FlowEditConfig(model=tune.model, data=tune.data, prompt=edit.prompt,
                           negative=edit.negative, steps=edit.steps, seed=edit.seed,
                           metrics=tuple(metrics))

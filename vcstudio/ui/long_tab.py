@@ -32,13 +32,11 @@ def plan(story: str, prompts: str, frames: int, window: int, stride: int, fusion
                       as_int("Window K", window), as_int("Stride S", stride), fusion,
                       temporal=temporal)
         rows = [[s.prompt, s.start, s.end - 1] for s in p["segments"]]
-        grid = p["grid"]
-        if grid.temporal > 1:  # the figure in the units the windows are laid out in
-            image = figure_image(plan_timeline(
-                p["layout"], p["latent_segments"], p["prompts"],
-                unit="latent frame", note=f"{grid.temporal} video frames each after the first"))
-        else:
-            image = figure_image(plan_timeline(p["layout"], p["segments"], p["prompts"]))
+        t = p["grid"].temporal  # the figure in the units the windows are laid out in
+        units = dict(unit="latent frame", note=f"{t} video frames each after the first") \
+            if t > 1 else {}
+        image = figure_image(plan_timeline(p["layout"], p["latent_segments"], p["prompts"],
+                                           **units))
         return p["graph"], rows, image, p["table"]
     except Exception as e:
         raise gr_error(e)
