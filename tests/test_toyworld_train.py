@@ -284,3 +284,48 @@ def test_a_finished_run_given_more_unet_steps_trains_them(trained, tmp_path):
     assert max(float((a[k] - b[k]).abs().max()) for k in a) > 1e-4
     again = train_toyworld(more, resume=True)  # nothing more to do: not trained again
     assert again.done and len(Work(work).load()[0]["losses"]["unet"]) == len(steps)
+
+
+def test_restart_unet_trains_a_new_unet_on_the_kept_vae_clip_and_encoded_set(trained, tmp_path):
+    """--restart-unet: a U-Net of other sizes from step 0 on a finished run's VAE, CLIP and
+    encoded set. Those are not trained again (the saved VAE is the same tensor for tensor),
+    the chunk that trained only the old U-Net leaves the CPU sum for ``dropped_chunks``, and
+    other VAE sizes are still refused."""
+    import dataclasses
+
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from vcstudio.errors import InputError
+
+    cfg, _ = trained
+    old = _cfg(tmp_path / "old")
+    train_toyworld(old, max_steps=25)  # vae 10, clip 12, encode 1, then 2 U-Net steps
+    assert train_toyworld(old, resume=True).done  # this chunk began inside the U-Net phase
+    first = Work(Path(old.work)).load()[0]
+    assert [c["start"]["phase"] for c in first["chunks"]] == ["vae", "unet"]
+    sizes = dataclasses.replace(cfg.sizes, unet_channels=(8, 16, 16), unet_text_in_time=False)
+    new = _cfg(tmp_path / "new", work=old.work, unet_steps=6, sizes=sizes)
+    with pytest.raises(InputError, match="other model sizes"):
+        train_toyworld(new, resume=True)  # other U-Net sizes need the explicit restart
+    res = train_toyworld(new, restart_unet=True, max_steps=4)
+    assert not res.done and (res.phase, res.step) == ("unet", 4)
+    res = train_toyworld(new, resume=True)
+    assert res.done
+    state, _ = Work(Path(old.work)).load()
+    assert [k for k, _ in state["losses"]["unet"]] == list(range(1, 7))
+    assert [(c["start"]["phase"], c["start"]["step"]) for c in state["chunks"]] == [
+        ("vae", 0), ("unet", 0), ("unet", 4)]
+    assert [c["start"] for c in res.log["dropped_chunks"]] == [{"phase": "unet", "step": 2}]
+    assert state["chunks"][0]["cpu_s"] == first["chunks"][0]["cpu_s"]
+    assert state["cpu_seconds"] == pytest.approx(sum(c["cpu_s"] for c in state["chunks"]),
+                                                 abs=0.2)
+    old_vae = AutoencoderKL.from_pretrained(f"{old.out}/vae").state_dict()
+    new_vae = AutoencoderKL.from_pretrained(f"{new.out}/vae").state_dict()
+    assert all(torch.equal(old_vae[k], new_vae[k]) for k in old_vae)
+    unet = UNet2DConditionModel.from_pretrained(new.out, subfolder="unet")
+    assert tuple(unet.config.block_out_channels) == (8, 16, 16)
+    assert unet.config.addition_embed_type is None and res.log["eval"] is not None
+    with pytest.raises(InputError, match="other model sizes"):
+        train_toyworld(_cfg(tmp_path / "x", work=old.work,
+                            sizes=dataclasses.replace(cfg.sizes, vae_channels=(8, 16, 32))),
+                       restart_unet=True)

@@ -21,6 +21,9 @@ def add_toyworld_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                                              "toyworld-train)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run the work folder holds (from its last checkpoint)")
+    t.add_argument("--restart-unet", action="store_true",
+                   help="train a new U-Net from step 0 on the work folder's VAE, CLIP and "
+                        "encoded set (the old U-Net's chunks leave the CPU sum); then --resume")
     t.add_argument("--chunk-minutes", type=float, default=None,
                    help="stop (checkpointed) after this many minutes; --resume continues")
     t.add_argument("--max-steps", type=int, default=None,
@@ -67,7 +70,8 @@ def run_toyworld(args: argparse.Namespace) -> int:
                              unet_focus_share=args.unet_focus_share,
                              sizes=ModelSizes.tiny() if args.tiny else ModelSizes())
         res = train_toyworld(cfg, TqdmProgress(), resume=args.resume,
-                             max_minutes=args.chunk_minutes, max_steps=args.max_steps)
+                             max_minutes=args.chunk_minutes, max_steps=args.max_steps,
+                             restart_unet=args.restart_unet)
         log = res.log
         if not res.done:
             print(f"paused at {res.phase} step {res.step}; continue with --resume "

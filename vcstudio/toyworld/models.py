@@ -39,7 +39,8 @@ SD_BETAS = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
 
 @dataclass
 class ModelSizes:
-    """Architecture knobs (defaults: the shipped demo model)."""
+    """Architecture knobs (defaults: the recipe's; assets/toy-sd/unet/config.json says which
+    of them the shipped model was trained with)."""
 
     size: int = 64
     vae_channels: tuple[int, ...] = (16, 32, 64)  # 3 blocks = 4x downsampling
@@ -49,6 +50,11 @@ class ModelSizes:
     unet_layers: int = 2
     unet_heads: int = 4
     unet_groups: int = 16
+    # the pooled caption joins the timestep embedding (GLIDE, Nichol et al. 2022, sec. 2.2;
+    # Imagen, Saharia et al. 2022, sec. 2.4), which scales and shifts every ResNet block's
+    # GroupNorm (ADM's AdaGN, Dhariwal & Nichol 2021, sec. 3): the 16x16 blocks, where the
+    # object's outline is drawn and which hold no cross-attention, then hear the caption too
+    unet_text_in_time: bool = True
     text_width: int = 128
     text_layers: int = 3
     text_heads: int = 4
@@ -96,7 +102,9 @@ def build_unet(s: ModelSizes):
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         layers_per_block=s.unet_layers, cross_attention_dim=s.text_width,
-        attention_head_dim=s.unet_heads, norm_num_groups=s.unet_groups)
+        attention_head_dim=s.unet_heads, norm_num_groups=s.unet_groups,
+        **(dict(addition_embed_type="text", addition_embed_type_num_heads=s.unet_heads,
+                resnet_time_scale_shift="scale_shift") if s.unet_text_in_time else {}))
 
 
 def _special_ids(tok) -> dict:

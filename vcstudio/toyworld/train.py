@@ -319,24 +319,58 @@ class Trainer:
         self.work.save(self.state, self._tensors())
         self._last_ckpt = time.monotonic()
 
-    def restore(self) -> bool:
+    def restore(self, restart_unet: bool = False) -> bool:
         if not self.work.exists():
             return False
         meta, t = self.work.load()
-        if meta.get("config", {}).get("sizes") != json.loads(json.dumps(asdict(self.cfg.sizes))):
+        saved = meta.get("config", {}).get("sizes") or {}
+        want = json.loads(json.dumps(asdict(self.cfg.sizes)))
+        if restart_unet:  # the U-Net is built anew: only the VAE's and CLIP's sizes must agree
+            saved = {k: v for k, v in saved.items() if not k.startswith("unet_")}
+            want = {k: v for k, v in want.items() if not k.startswith("unet_")}
+        if saved != want:
             raise InputError(f"The work folder {self.work.folder} holds a run with other model "
                              "sizes; give another --work, or the same sizes.")
         self.state = meta
+        if restart_unet:
+            t = self._restart_unet(t)
         # the recipe in effect from now on: a later chunk may set the step counts (of a phase
         # under way too: its cosine then runs to the new total from where it is, a small jump
         # once past the warm-up); each chunk records the counts it ran with
         self.state["config"] = self._config_dict()
         for name, m in (("vae", self.vae), ("clip", self.clip), ("unet", self.unet)):
+            if restart_unet and name == "unet":
+                continue  # the seeded fresh U-Net built in __init__
             m.load_state_dict({k[len(name) + 1:]: v for k, v in t.items()
                                if k.startswith(name + "/")})
         self._restored = t
         self._extend_unet()
         return True
+
+    def _restart_unet(self, t: dict) -> dict:
+        """A new U-Net (a new architecture or loss) trained from step 0 on the work folder's
+        VAE, CLIP and encoded set, which cost a quarter of the budget and stay as they are.
+        The chunks that trained only the old U-Net leave the log's sum for ``dropped_chunks``
+        (kept, with their CPU time, for the record): they are not part of the new model. A
+        chunk that built the encoded set and then began the old U-Net stays counted whole."""
+        if PHASES.index("unet") > (PHASES.index(self.state["phase"])
+                                    if self.state["phase"] in PHASES else len(PHASES)):
+            raise InputError(f"{self.work.folder} has not reached the U-Net phase yet (it is at "
+                             f"{self.state['phase']}): --restart-unet needs its VAE, CLIP and "
+                             "encoded set; continue with --resume.")
+        keep, drop = [], []
+        for c in self.state["chunks"]:
+            began = c.get("start", {}).get("phase")
+            (drop if began in ("unet", "save", "eval", "done") else keep).append(c)
+        self.state["chunks"] = keep
+        self.state.setdefault("dropped_chunks", []).extend(drop)
+        self.state.update(phase="unet", step=0)
+        for key in ("unet_restart", "eval", "ema_n", "opt", "mb"):
+            self.state.pop(key, None)
+        self.state["losses"]["unet"] = []
+        self.state["rng"] = {}
+        return {k: v for k, v in t.items()
+                if not k.startswith(("unet/", "ema/", "opt", "gen/"))}
 
     def _extend_unet(self) -> None:
         """A finished run given more U-Net steps goes back to the U-Net phase from its weights,
@@ -397,10 +431,13 @@ class Trainer:
 
     # -- the chunk ----------------------------------------------------------------------
     def run(self, max_minutes: Optional[float] = None, max_steps: Optional[int] = None,
-            resume: bool = True) -> ChunkResult:
+            resume: bool = True, restart_unet: bool = False) -> ChunkResult:
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
-        if resume and self.restore():
+        if restart_unet and not self.work.exists():
+            raise InputError(f"--restart-unet needs a work folder with a trained VAE and CLIP; "
+                             f"{self.work.folder} holds none.")
+        if (resume or restart_unet) and self.restore(restart_unet):
             pass
         elif self.work.exists() and not resume:
             raise InputError(f"{self.work.folder} holds an earlier training run: pass --resume "
@@ -666,6 +703,7 @@ def train_log(state: dict) -> dict:
         "final_loss": {p: (float(np.mean([v for _, v in state["losses"][p][-10:]]))
                            if state["losses"].get(p) else None) for p in ("vae", "clip", "unet")},
         "config": state["config"], "mb": state.get("mb"), "eval": state.get("eval"),
+        "dropped_chunks": state.get("dropped_chunks", []),
         "rerun": "vcstudio toyworld train --work DIR [--resume] [--chunk-minutes M]",
     }
 
@@ -673,11 +711,12 @@ def train_log(state: dict) -> dict:
 def train_toyworld(cfg: ToyTrainConfig, progress: ProgressFn = null_progress,
                    cancel: Optional[CancelToken] = None, resume: bool = True,
                    max_minutes: Optional[float] = None,
-                   max_steps: Optional[int] = None) -> ChunkResult:
+                   max_steps: Optional[int] = None, restart_unet: bool = False) -> ChunkResult:
     """One chunk of training (all of it without limits). When every phase is done, the log
-    goes into ``cfg.out/train_log.json`` and the evaluation into ``cfg.out/eval.json``."""
+    goes into ``cfg.out/train_log.json`` and the evaluation into ``cfg.out/eval.json``.
+    ``restart_unet``: a fresh U-Net on the work folder's VAE, CLIP and encoded set."""
     tr = Trainer(cfg, progress, cancel)
-    res = tr.run(max_minutes, max_steps, resume)
+    res = tr.run(max_minutes, max_steps, resume, restart_unet)
     if res.done:
         log = train_log(res.log)
         write_json(Path(cfg.out) / "train_log.json", log)
