@@ -424,3 +424,49 @@ def test_events_subscribe_when_called_not_at_first_read(studio):
     go.set()
     studio.wait(job, 10)
     assert [e.step for e in events] == [1, 2, 3]
+
+
+def test_a_slow_reader_with_a_small_backlog_sees_the_newest_events_and_the_end(studio):
+    """A page's stream (ui/common.UI_BACKLOG) keeps the newest unread events: 10 steps
+    published before a reader with backlog 4 reads come to it as the last ones, then the end
+    (which drops the oldest waiting one); the store still holds every step."""
+    go = threading.Event()
+
+    def body(progress=None, cancel=None):
+        go.wait(10)
+        for i in range(10):
+            progress(Event(stage="tune", step=i + 1, total=10, metrics={"loss": float(i)}))
+        return "ok"
+
+    job = submit(studio, studio.new_session().id, "tune", body)
+    slow, full = studio.events(job, backlog=4), studio.events(job)
+    go.set()
+    studio.wait(job, 10)
+    assert [e.step for e in slow] == [8, 9, 10]
+    assert [e.step for e in full] == list(range(1, 11))
+    assert [r["step"] for r in studio.store.events(job) if r["stage"] == "tune"] == \
+        list(range(1, 11))
+
+
+def test_the_tune_stream_redraws_skipped_steps_from_the_store(studio):
+    """A page that read only the last steps of a tune still ends with every step's loss."""
+    from types import SimpleNamespace
+
+    from vcstudio.methods.registry import plotted_terms
+    from vcstudio.ui.edit_tab import _tune_stream
+
+    def body(progress=None, cancel=None):
+        for i in range(6):
+            progress(Event(stage="tune", step=i + 1, total=6, metrics={"loss": 1.0 + i}))
+        return "ok"
+
+    sid = studio.new_session().id
+    job = submit(studio, sid, "tune", body)
+    studio.wait(job, 10)
+    res = SimpleNamespace(stopped=False, steps=6, seconds=1.0, message="", run_dir="r")
+    seen = [Event(stage="tune", step=6, total=6, metrics={"loss": 6.0})]  # the stream's last
+    terms = {k: p for k, p in plotted_terms().items() if k == "loss"}
+    out = list(_tune_stream(studio, sid, [("job", job), *seen, ("result", res)], terms))
+    df = out[-1][3]["value"]
+    assert df[df["series"] == "loss"]["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert df[df["series"] == "loss"]["raw"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]

@@ -878,9 +878,11 @@ class Studio:
             raise TimeoutError(f"job {job_id} is still {out.status}")
         raise VcsError(out.message or f"The job ended as {out.status}.")
 
-    def events(self, job_id: str, timeout: Optional[float] = None) -> Iterator[Event]:
+    def events(self, job_id: str, timeout: Optional[float] = None,
+               backlog: int = 64) -> Iterator[Event]:
         """Progress events of a live job as they come (the latest one first, if any), ending
-        when the job ends. A slow reader misses intermediate events, never the end. With a
+        when the job ends. A slow reader misses intermediate events, never the end: at most
+        ``backlog`` unread events wait, the oldest dropped for a new one. With a
         ``timeout``, stops after that many seconds without an event.
 
         Subscribes at once, when called (not at the first ``next``), so a caller that does
@@ -888,7 +890,7 @@ class Studio:
         h = self._handle(job_id)
         if h is None:
             return iter(())
-        q: queue.Queue = queue.Queue(maxsize=64)
+        q: queue.Queue = queue.Queue(maxsize=max(1, backlog))
         with h.lock:
             if h.last_event is not None:
                 q.put(h.last_event)

@@ -470,10 +470,11 @@ def cancel_client_jobs(studio, request) -> int:
 
 
 def run_job(studio, sid: str, name: str, cfg: Any, request=None, progress=None,
-            **kwargs) -> Iterator[Any]:
+            backlog: int = 64, **kwargs) -> Iterator[Any]:
     """Submit job ``name`` with ``cfg`` for session ``sid`` and yield ``("job", id)``, its
     Events, then ``("result", result)`` (what it failed with is raised). ``progress`` (a
-    gr.Progress) gets every event as a bar with an ETA.
+    gr.Progress) gets every event as a bar with an ETA. ``backlog``: the unread events kept
+    for a slow page (the newest; Studio.events).
 
     The job is cancelled when this generator is closed before the job ends: Gradio closes a
     handler's generator when its event is cancelled or its client disconnects, and the
@@ -485,7 +486,8 @@ def run_job(studio, sid: str, name: str, cfg: Any, request=None, progress=None,
         with _CLIENT_MU:
             _CLIENT_JOBS.setdefault(key, set()).add((studio, job))
     try:
-        events = studio.events(job)  # subscribed now: nothing is lost while the page updates
+        events = studio.events(job, backlog=backlog)  # subscribed now: nothing published
+        # while the page updates is lost (up to ``backlog`` unread events)
         yield ("job", job)
         for ev in events:
             if progress is not None and ev.total:

@@ -192,6 +192,13 @@ def metric_figure(rows):
     return figure_of(rows, title="Per-frame metrics of the edit: one panel per metric")
 
 
+# A tune's page shows where the tune IS. Behind a slow reader (one loaded core; each update
+# a loss figure and a preview) 64 unread events showed step 50 of a tune that had ended, and
+# Stop found nothing to stop. The steps a page skips are in the store: the stream redraws the
+# curve from it at the end.
+TUNE_BACKLOG = 4
+
+
 def _tune_stream(studio, sid, items, terms: dict, earlier=()):
     """Render a tune job's events: (session, job id, status, loss rows, preview, run dir).
     ``terms``: the logged terms drawn ({key: Plotted}); ``earlier``: a resumed tune's logs
@@ -209,6 +216,9 @@ def _tune_stream(studio, sid, items, terms: dict, earlier=()):
                 yield sid, jid, "Queued…", loss_rows(losses, terms), None, None
             else:
                 res = item[1]
+                for rec in studio.store.events(jid) if jid else ():  # steps a slow page skipped
+                    if rec["stage"] == "tune":
+                        losses.add(rec["step"], rec["metrics"])
                 msg = (f"{res.message}" if res.stopped else
                        f"Tuned {res.steps} steps in {res.seconds:.0f} s. Now type an edit "
                        "prompt below.")
@@ -262,7 +272,8 @@ def tune_handler(studio, sid, video, prompt, frames, stride, start, width, heigh
                               resize, position, method, steps, lr, seed, adapter, semantic,
                               texture, clws, vgt, disc, hyper, model=model)
         yield from _tune_stream(studio, sid, run_job(studio, sid, "tune", cfg, request,
-                                                     progress), plotted_terms(cfg))
+                                                     progress, backlog=TUNE_BACKLOG),
+                                plotted_terms(cfg))
     except Exception as e:
         raise gr_error(e)
 
@@ -309,7 +320,8 @@ def resume_handler(studio, sid, job_id, request=None, progress=None):
         name, cfg, folder = resume_plan(studio.store, job_id)
         earlier = resumed_losses(folder)
         yield from _tune_stream(studio, sid, run_job(studio, sid, name, cfg, request, progress,
-                                                     out=folder, resume_of=job_id),
+                                                     backlog=TUNE_BACKLOG, out=folder,
+                                                     resume_of=job_id),
                                 plotted_terms(cfg), earlier)
     except Exception as e:
         raise gr_error(e)
