@@ -329,3 +329,27 @@ def test_restart_unet_trains_a_new_unet_on_the_kept_vae_clip_and_encoded_set(tra
         train_toyworld(_cfg(tmp_path / "x", work=old.work,
                             sizes=dataclasses.replace(cfg.sizes, vae_channels=(8, 16, 32))),
                        restart_unet=True)
+
+
+@pytest.mark.parametrize("text_in_time", [True, False])
+def test_the_top_level_hears_the_caption_only_through_the_time_embedding(text_in_time):
+    """The 16x16 blocks hold no cross-attention: with ``unet_text_in_time`` the pooled caption
+    reaches them through the timestep embedding (AdaGN); without it their output does not
+    depend on the caption at all."""
+    import dataclasses
+
+    from vcstudio.toyworld.models import build_unet
+
+    torch.manual_seed(0)
+    s = dataclasses.replace(ModelSizes.tiny(), unet_text_in_time=text_in_time)
+    unet = build_unet(s).eval()
+    got = []
+    unet.down_blocks[0].register_forward_hook(lambda m, i, o: got.append(o[0]))
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        for seed in (1, 2):
+            emb = torch.randn(2, s.max_length, s.text_width,
+                              generator=torch.Generator().manual_seed(seed))
+            unet(x, 500, encoder_hidden_states=emb)
+    diff = float((got[0] - got[1]).abs().max())
+    assert (diff > 1e-3) if text_in_time else (diff == 0.0), diff
