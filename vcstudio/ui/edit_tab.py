@@ -192,10 +192,10 @@ def metric_figure(rows):
     return figure_of(rows, title="Per-frame metrics of the edit: one panel per metric")
 
 
-# A tune's page shows where the tune IS. Behind a slow reader (one loaded core; each update
-# a loss figure and a preview) 64 unread events showed step 50 of a tune that had ended, and
-# Stop found nothing to stop. The steps a page skips are in the store: the stream redraws the
-# curve from it at the end.
+# How far behind the tune its page may fall: a slow reader (one loaded core; each update a
+# loss figure and a preview) with 64 unread events showed step 50 of a tune that had ended,
+# and Stop found nothing to stop; with 4 it is at most 4 events behind when it gets the CPU.
+# The steps a page skips are in the store: the stream redraws the curve from it at the end.
 TUNE_BACKLOG = 4
 
 
