@@ -151,8 +151,9 @@ def test_upload_preview_tune_stop_edit(app_py, wide_clip):
                 assert time.monotonic() < deadline, "the tune took no 3 steps in 300 s"
                 pg.wait_for_timeout(200)
             # Stop first: a full-page screenshot on a busy machine can outlast the tune
-            tab.get_by_role("button", name="Stop", exact=True).click()
-            pg.screenshot(path=str(SHOTS / "2-tuning.png"), full_page=True)
+            # (a page on a starved core takes its time to make the button clickable)
+            tab.get_by_role("button", name="Stop", exact=True).click(timeout=120000)
+            pg.screenshot(path=str(SHOTS / "2-tuning.png"), full_page=True, timeout=120000)
             status.get_by_text("Stopped at step").first.wait_for(timeout=180000)
             k = int(status.get_by_text("Stopped at step").first.inner_text().split()[3])
             assert 3 <= k < 100, k
