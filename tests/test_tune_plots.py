@@ -25,6 +25,11 @@ def _preview_steps(events) -> list[int]:
     return [e.step for e in events if e.stage == "tune" and e.preview is not None]
 
 
+def _grid_from_to(steps: list[int], first: int, last: int, every: int) -> None:
+    assert steps[0] == first and steps[-1] == last, steps
+    assert all(s % every == 0 for s in steps) and steps == sorted(set(steps)), steps
+
+
 def test_previews_come_at_a_fifth_and_at_the_last_step_also_when_resumed(tiny_sd, tmp_path,
                                                                          cache):
     from vcstudio.config import DataConfig, TuneConfig
@@ -41,9 +46,11 @@ def test_previews_come_at_a_fifth_and_at_the_last_step_also_when_resumed(tiny_sd
     evs = []
     tune(cfg, tmp_path / "whole", frames=frames, run=RunContext(progress=evs.append, cache=cache),
          calibration_dir=tmp_path, invert=False)
-    # a preview costs ~8 steps here (10 sampling steps): the cost rule leaves the first one
-    # (step 4 = 20% of the steps) and the last step's
-    assert _preview_steps(evs) == [4, 20]
+    # the first preview at step 4 (20% of the steps) and the last step's; between them the
+    # cost rule spaces them by the MEASURED preview and step times (a preview costs ~8 steps
+    # here, so usually none; a busy CI machine once measured it cheaper and added one), on
+    # the grid. The rule's arithmetic: test_estimate's preview-cadence test.
+    _grid_from_to(_preview_steps(evs), 4, 20, 4)
     shown = [e.preview for e in evs if e.preview is not None]
     assert all(p.shape == (4, 32, 32, 3) for p in shown)
 
@@ -56,7 +63,7 @@ def test_previews_come_at_a_fifth_and_at_the_last_step_also_when_resumed(tiny_sd
     evs = []
     tune(cfg, tmp_path / "resumed", frames=frames, run=RunContext(progress=evs.append, cache=cache),
          calibration_dir=tmp_path, invert=False)
-    assert _preview_steps(evs) == [8, 20]
+    _grid_from_to(_preview_steps(evs), 8, 20, 4)
     assert [r["step"] for r in RunFolder(tmp_path / "resumed").losses()] == list(range(1, 21))
 
     # previews off stay off, the last step included
