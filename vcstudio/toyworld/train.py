@@ -53,6 +53,7 @@ from .models import (SD_BETAS, ModelSizes, build_clip, build_tokenizer, build_un
                      text_encoder_from_clip)
 
 PHASES = ("vae", "scale", "clip", "encode", "unet", "save", "eval")
+_FROM_UNET = PHASES[PHASES.index("unet"):] + ("done",)  # the U-Net phase and all after it
 
 
 @dataclass
@@ -353,15 +354,14 @@ class Trainer:
         The chunks that trained only the old U-Net leave the log's sum for ``dropped_chunks``
         (kept, with their CPU time, for the record): they are not part of the new model. A
         chunk that built the encoded set and then began the old U-Net stays counted whole."""
-        if PHASES.index("unet") > (PHASES.index(self.state["phase"])
-                                    if self.state["phase"] in PHASES else len(PHASES)):
+        if self.state["phase"] in PHASES[:PHASES.index("unet")]:
             raise InputError(f"{self.work.folder} has not reached the U-Net phase yet (it is at "
                              f"{self.state['phase']}): --restart-unet needs its VAE, CLIP and "
                              "encoded set; continue with --resume.")
         keep, drop = [], []
         for c in self.state["chunks"]:
             began = c.get("start", {}).get("phase")
-            (drop if began in ("unet", "save", "eval", "done") else keep).append(c)
+            (drop if began in _FROM_UNET else keep).append(c)
         self.state["chunks"] = keep
         self.state.setdefault("dropped_chunks", []).extend(drop)
         self.state.update(phase="unet", step=0)
@@ -379,7 +379,7 @@ class Trainer:
         over the added steps only (``unet_restart`` records where they begin)."""
         done = self.state["losses"].get("unet") or []
         trained = done[-1][0] if done else 0
-        after_unet = self.state["phase"] in PHASES[PHASES.index("unet") + 1:] + ("done",)
+        after_unet = self.state["phase"] in _FROM_UNET[1:]
         if after_unet and self.cfg.unet_steps > trained > 0:
             self.state["phase"], self.state["step"] = "unet", trained
             self.state["unet_restart"] = trained
