@@ -142,7 +142,7 @@ def test_two_chunks_of_k_steps_equal_one_run_of_2k(tmp_path):
         train_toyworld(b, max_steps=k)
         rb = train_toyworld(b, max_steps=k)
         assert (ra.phase, ra.step) == (rb.phase, rb.step) and not ra.done
-        (sa, ta), (sb, tb) = Work(Path(a.work)).load(), Work(Path(b.work)).load()
+        (_, ta), (sb, tb) = Work(Path(a.work)).load(), Work(Path(b.work)).load()
         assert set(ta) == set(tb)
         for key in ta:
             assert torch.allclose(ta[key].float(), tb[key].float(), atol=1e-6), key
@@ -284,6 +284,33 @@ def test_a_finished_run_given_more_unet_steps_trains_them(trained, tmp_path):
     assert max(float((a[k] - b[k]).abs().max()) for k in a) > 1e-4
     again = train_toyworld(more, resume=True)  # nothing more to do: not trained again
     assert again.done and len(Work(work).load()[0]["losses"]["unet"]) == len(steps)
+
+
+def test_unet_lr_sets_the_added_steps_peak_and_the_chunk_records_it(trained, tmp_path):
+    """--unet-lr: more steps on a finished run warm-restart to that peak, so a low one moves
+    the raw U-Net weights far less than the default does (a gentle continuation)."""
+    import shutil
+
+    from vcstudio.cli import build_parser
+    from vcstudio.models.delta import load_tensors
+    from vcstudio.toyworld.command import train_config_from_args
+
+    args = build_parser().parse_args(["toyworld", "train", "--unet-lr", "5e-5"])
+    assert train_config_from_args(args).unet_lr == 5e-5
+    cfg, _ = trained
+    before, _ = load_tensors(Path(cfg.work) / "state.safetensors")
+    moved = {}
+    for lr in (2e-3, 2e-6):
+        work = tmp_path / f"work-{lr}"
+        shutil.copytree(cfg.work, work)
+        more = _cfg(tmp_path / f"o-{lr}", work=str(work), unet_steps=18, unet_lr=lr)
+        assert train_toyworld(more, resume=True).done
+        state, _ = Work(work).load()
+        assert state["chunks"][-1]["unet_lr"] == lr
+        after, _ = load_tensors(work / "state.safetensors")
+        moved[lr] = max(float((after[k] - before[k]).abs().max())
+                        for k in before if k.startswith("unet/"))
+    assert moved[2e-3] > 1e-4 and moved[2e-6] < moved[2e-3] / 100
 
 
 def test_restart_unet_trains_a_new_unet_on_the_kept_vae_clip_and_encoded_set(trained, tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .train import ToyTrainConfig
+from .train import ModelSizes, ToyTrainConfig
 
 
 def add_toyworld_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -38,6 +38,9 @@ def add_toyworld_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     t.add_argument("--unet-focus-share", type=float, default=ToyTrainConfig.unet_focus_share,
                    help="share of the U-Net's timesteps drawn from 400..999, where the shape is "
                         "decided (0 = uniform)")
+    t.add_argument("--unet-lr", type=float, default=ToyTrainConfig.unet_lr,
+                   help="the U-Net's peak learning rate (a finished run given more --unet-steps "
+                        "warm-restarts to it: a low one continues gently)")
     t.add_argument("--dataset", type=int, default=ToyTrainConfig.dataset,
                    help="training scenes encoded once for the U-Net")
     t.add_argument("--tiny", action="store_true", help="tiny architecture (smoke tests)")
@@ -57,18 +60,22 @@ def add_toyworld_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     return parser
 
 
+def train_config_from_args(args: argparse.Namespace) -> ToyTrainConfig:
+    return ToyTrainConfig(out=args.out, clip_out=args.clip_out, work=args.work,
+                          seed=args.seed, threads=args.threads, vae_steps=args.vae_steps,
+                          clip_steps=args.clip_steps, unet_steps=args.unet_steps,
+                          dataset=args.dataset, unet_object_weight=args.unet_object_weight,
+                          unet_focus_share=args.unet_focus_share, unet_lr=args.unet_lr,
+                          sizes=ModelSizes.tiny() if args.tiny else ModelSizes())
+
+
 def run_toyworld(args: argparse.Namespace) -> int:
     from ..progress import TqdmProgress
 
     if args.toyworld_action == "train":
-        from .train import ModelSizes, train_toyworld
+        from .train import train_toyworld
 
-        cfg = ToyTrainConfig(out=args.out, clip_out=args.clip_out, work=args.work,
-                             seed=args.seed, threads=args.threads, vae_steps=args.vae_steps,
-                             clip_steps=args.clip_steps, unet_steps=args.unet_steps,
-                             dataset=args.dataset, unet_object_weight=args.unet_object_weight,
-                             unet_focus_share=args.unet_focus_share,
-                             sizes=ModelSizes.tiny() if args.tiny else ModelSizes())
+        cfg = train_config_from_args(args)
         res = train_toyworld(cfg, TqdmProgress(), resume=args.resume,
                              max_minutes=args.chunk_minutes, max_steps=args.max_steps,
                              restart_unet=args.restart_unet)

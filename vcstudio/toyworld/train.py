@@ -451,7 +451,8 @@ class Trainer:
                                      "steps": {p: getattr(self.cfg, f"{p}_steps")
                                                for p in ("vae", "clip", "unet")},
                                      "unet_object_weight": self.cfg.unet_object_weight,
-                                     "unet_focus_share": self.cfg.unet_focus_share})
+                                     "unet_focus_share": self.cfg.unet_focus_share,
+                                     "unet_lr": self.cfg.unet_lr})
         self._budget = (self._t0 + 60 * max_minutes) if max_minutes else None
         self._steps_left = max_steps
         while self.state["phase"] in PHASES:
