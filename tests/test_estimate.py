@@ -361,3 +361,20 @@ def test_tune_and_compare_print_the_estimate_line_before_they_start(tiny_sd, tmp
     line = next(ln for ln in err.splitlines() if "Estimate: " in ln)
     assert "1 tune, 1 edit" in line and "uncalibrated" not in line, line  # measured above
     assert err.index("Estimate: ") < err.index("variant 1/1"), err
+
+
+def test_a_cli_bar_opened_mid_stage_counts_its_rate_from_there():
+    """A resumed training run's first event says step 500 of 1000: the bar's rate and ETA come
+    from the steps it saw (10 in ~0.2 s), not from 510 steps in 0.2 s."""
+    import io
+    import re
+
+    from vcstudio.progress import Event, TqdmProgress
+
+    out = io.StringIO()
+    bar = TqdmProgress(stream=out)
+    bar(Event(500, 1000, stage="unet"))
+    time.sleep(0.2)
+    bar(Event(510, 1000, stage="unet"))
+    rate = float(re.findall(r"([\d.]+)it/s", out.getvalue())[-1])
+    assert 2 < rate < 60  # 10 steps over at least the 0.2 s slept

@@ -97,8 +97,10 @@ class TqdmProgress:
             return
         if self._bar is None or ev.stage != self._stage or ev.total != self._bar.total:
             self.close()
-            self._bar = tqdm(total=ev.total, desc=ev.stage or "working", file=self._stream,
-                             dynamic_ncols=True)
+            # a bar opened mid-stage (a resumed run, or the stage's first event after k steps)
+            # starts at that step, so its rate counts only steps it saw happen
+            self._bar = tqdm(total=ev.total, initial=ev.step, desc=ev.stage or "working",
+                             file=self._stream, dynamic_ncols=True)
             self._stage = ev.stage
         self._bar.n = ev.step
         from .calibration import format_seconds
