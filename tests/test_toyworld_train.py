@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from vcstudio.models.loading import EMBEDDED_MODEL
 from vcstudio.toyworld.models import ModelSizes, folder_mb
 from vcstudio.toyworld.train import (ToyTrainConfig, Work, clip_loss, min_snr_weights,
                                      sample_timesteps, train_toyworld, unet_loss, vae_loss)
@@ -286,17 +287,28 @@ def test_a_finished_run_given_more_unet_steps_trains_them(trained, tmp_path):
     assert again.done and len(Work(work).load()[0]["losses"]["unet"]) == len(steps)
 
 
+def test_the_cli_config_takes_the_lr_and_builds_the_shipped_architecture_unless_asked():
+    from vcstudio.cli import build_parser
+    from vcstudio.toyworld.command import train_config_from_args
+
+    def cfg(*flags):
+        return train_config_from_args(build_parser().parse_args(["toyworld", "train", *flags]))
+
+    assert cfg("--unet-lr", "5e-5").unet_lr == 5e-5 and cfg().unet_lr == 5e-4
+    shipped = json.loads((EMBEDDED_MODEL / "unet" / "config.json").read_text())
+    assert shipped.get("addition_embed_type") is None and not cfg().sizes.unet_text_in_time
+    assert cfg("--unet-text-in-time").sizes.unet_text_in_time
+    tiny = cfg("--tiny", "--unet-text-in-time").sizes
+    assert tiny.unet_text_in_time and tiny.unet_channels == ModelSizes.tiny().unet_channels
+
+
 def test_unet_lr_sets_the_added_steps_peak_and_the_chunk_records_it(trained, tmp_path):
     """--unet-lr: more steps on a finished run warm-restart to that peak, so a low one moves
     the raw U-Net weights far less than the default does (a gentle continuation)."""
     import shutil
 
-    from vcstudio.cli import build_parser
     from vcstudio.models.delta import load_tensors
-    from vcstudio.toyworld.command import train_config_from_args
 
-    args = build_parser().parse_args(["toyworld", "train", "--unet-lr", "5e-5"])
-    assert train_config_from_args(args).unet_lr == 5e-5
     cfg, _ = trained
     before, _ = load_tensors(Path(cfg.work) / "state.safetensors")
     moved = {}
@@ -330,7 +342,7 @@ def test_restart_unet_trains_a_new_unet_on_the_kept_vae_clip_and_encoded_set(tra
     assert train_toyworld(old, resume=True).done  # this chunk began inside the U-Net phase
     first = Work(Path(old.work)).load()[0]
     assert [c["start"]["phase"] for c in first["chunks"]] == ["vae", "unet"]
-    sizes = dataclasses.replace(cfg.sizes, unet_channels=(8, 16, 16), unet_text_in_time=False)
+    sizes = dataclasses.replace(cfg.sizes, unet_channels=(8, 16, 16), unet_text_in_time=True)
     new = _cfg(tmp_path / "new", work=old.work, unet_steps=6, sizes=sizes)
     with pytest.raises(InputError, match="other model sizes"):
         train_toyworld(new, resume=True)  # other U-Net sizes need the explicit restart
@@ -351,7 +363,7 @@ def test_restart_unet_trains_a_new_unet_on_the_kept_vae_clip_and_encoded_set(tra
     assert all(torch.equal(old_vae[k], new_vae[k]) for k in old_vae)
     unet = UNet2DConditionModel.from_pretrained(new.out, subfolder="unet")
     assert tuple(unet.config.block_out_channels) == (8, 16, 16)
-    assert unet.config.addition_embed_type is None and res.log["eval"] is not None
+    assert unet.config.addition_embed_type == "text" and res.log["eval"] is not None
     with pytest.raises(InputError, match="other model sizes"):
         train_toyworld(_cfg(tmp_path / "x", work=old.work,
                             sizes=dataclasses.replace(cfg.sizes, vae_channels=(8, 16, 32))),

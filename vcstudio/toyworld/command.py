@@ -6,6 +6,7 @@ Wiring in vcstudio/cli.py: ``add_toyworld_args(sub.add_parser("toyworld"))`` and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from .train import ModelSizes, ToyTrainConfig
@@ -41,6 +42,10 @@ def add_toyworld_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     t.add_argument("--unet-lr", type=float, default=ToyTrainConfig.unet_lr,
                    help="the U-Net's peak learning rate (a finished run given more --unet-steps "
                         "warm-restarts to it: a low one continues gently)")
+    t.add_argument("--unet-text-in-time", action="store_true",
+                   help="the pooled caption joins the U-Net's timestep embedding (GLIDE/ADM "
+                        "style): better shapes, edits that keep the motion worse; off in the "
+                        "shipped model")
     t.add_argument("--dataset", type=int, default=ToyTrainConfig.dataset,
                    help="training scenes encoded once for the U-Net")
     t.add_argument("--tiny", action="store_true", help="tiny architecture (smoke tests)")
@@ -66,7 +71,9 @@ def train_config_from_args(args: argparse.Namespace) -> ToyTrainConfig:
                           clip_steps=args.clip_steps, unet_steps=args.unet_steps,
                           dataset=args.dataset, unet_object_weight=args.unet_object_weight,
                           unet_focus_share=args.unet_focus_share, unet_lr=args.unet_lr,
-                          sizes=ModelSizes.tiny() if args.tiny else ModelSizes())
+                          sizes=dataclasses.replace(
+                              ModelSizes.tiny() if args.tiny else ModelSizes(),
+                              unet_text_in_time=args.unet_text_in_time))
 
 
 def run_toyworld(args: argparse.Namespace) -> int:
