@@ -302,6 +302,22 @@ def test_the_cli_config_takes_the_lr_and_builds_the_shipped_architecture_unless_
     assert tiny.unet_text_in_time and tiny.unet_channels == ModelSizes.tiny().unet_channels
 
 
+def test_a_folder_written_before_the_text_in_time_knob_resumes(trained, tmp_path):
+    """Work folders from before ``unet_text_in_time`` existed (the shipped model's run among
+    them) do not record it; they were built without it and resume as such."""
+    import shutil
+
+    cfg, _ = trained
+    work = tmp_path / "work"
+    shutil.copytree(cfg.work, work)
+    meta = json.loads((work / "state.json").read_text())
+    del meta["config"]["sizes"]["unet_text_in_time"]
+    (work / "state.json").write_text(json.dumps(meta))
+    assert train_toyworld(_cfg(tmp_path, work=str(work), unet_steps=14), resume=True).done
+    sizes = json.loads((work / "state.json").read_text())["config"]["sizes"]
+    assert sizes["unet_text_in_time"] is False
+
+
 def test_unet_lr_sets_the_added_steps_peak_and_the_chunk_records_it(trained, tmp_path):
     """--unet-lr: more steps on a finished run warm-restart to that peak, so a low one moves
     the raw U-Net weights far less than the default does (a gentle continuation)."""

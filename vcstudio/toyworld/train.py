@@ -324,7 +324,10 @@ class Trainer:
         if not self.work.exists():
             return False
         meta, t = self.work.load()
-        saved = meta.get("config", {}).get("sizes") or {}
+        # a knob added after the folder was written reads as its default, which is what
+        # such a run was built with (unet_text_in_time: off)
+        saved = {**json.loads(json.dumps(asdict(ModelSizes()))),
+                 **(meta.get("config", {}).get("sizes") or {})}
         want = json.loads(json.dumps(asdict(self.cfg.sizes)))
         if restart_unet:  # the U-Net is built anew: only the VAE's and CLIP's sizes must agree
             saved = {k: v for k, v in saved.items() if not k.startswith("unet_")}
