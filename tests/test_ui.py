@@ -43,6 +43,26 @@ def clip_file(tmp_path_factory):
     return write_mp4(moving_shape_clip(8, 64), tmp_path_factory.mktemp("clip") / "clip.mp4")
 
 
+def test_building_the_app_raises_no_gradio_warning(tmp_path):
+    """A component built with a value its choices lack (a dropdown that takes any Hub id, say,
+    without allow_custom_value) warns at every start; the app builds silent."""
+    import warnings
+
+    from vcstudio.session import Studio
+    from vcstudio.ui import build_app
+
+    studio = Studio(tmp_path)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            build_app(studio)
+    finally:
+        studio.close()
+    said = [str(w.message)[:120] for w in caught
+            if issubclass(w.category, UserWarning) and "gradio" in w.filename]
+    assert said == [], said
+
+
 def test_plan_endpoint_parses_story_and_draws_layout(app_url):
     from gradio_client import Client
 

@@ -379,8 +379,8 @@ def build(studio, sid_state, edit_refs):
 
                 with gr.Row():
                     model = any_string(gr.Dropdown(
-                        choices=known_models("i2v"), value="", scale=3,
-                        label="I2V model (a known one, a Hub id or a folder)"))
+                        choices=known_models("i2v"), value="", allow_custom_value=True,
+                        scale=3, label="I2V model (a known one, a Hub id or a folder)"))
                     backbone = gr.Dropdown(BACKBONE_CHOICES, value="auto", scale=1,
                                            label="Backbone (auto: from the model)")
                 model_md = gr.Markdown(model_info(None), label="Model")
