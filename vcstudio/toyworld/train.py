@@ -248,6 +248,11 @@ class Work:
         write_json(self.json_path, meta)
 
 
+def _sizes_json(sizes: ModelSizes) -> dict:
+    """Sizes as state.json holds them (tuples read back as lists), to compare with a saved run."""
+    return json.loads(json.dumps(asdict(sizes)))
+
+
 def _cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -326,9 +331,8 @@ class Trainer:
         meta, t = self.work.load()
         # a knob added after the folder was written reads as its default, which is what
         # such a run was built with (unet_text_in_time: off)
-        saved = {**json.loads(json.dumps(asdict(ModelSizes()))),
-                 **(meta.get("config", {}).get("sizes") or {})}
-        want = json.loads(json.dumps(asdict(self.cfg.sizes)))
+        saved = {**_sizes_json(ModelSizes()), **(meta.get("config", {}).get("sizes") or {})}
+        want = _sizes_json(self.cfg.sizes)
         if restart_unet:  # the U-Net is built anew: only the VAE's and CLIP's sizes must agree
             saved = {k: v for k, v in saved.items() if not k.startswith("unet_")}
             want = {k: v for k, v in want.items() if not k.startswith("unet_")}
