@@ -408,3 +408,75 @@ def test_the_top_level_hears_the_caption_only_through_the_time_embedding(text_in
             unet(x, 500, encoder_hidden_states=emb)
     diff = float((got[0] - got[1]).abs().max())
     assert (diff > 1e-3) if text_in_time else (diff == 0.0), diff
+
+
+def test_text_lr_trains_the_text_encoder_with_the_unet_and_resumes_exactly(tmp_path):
+    """--text-lr: the text encoder trains with the U-Net (GLIDE's arrangement) and is saved in
+    the pipeline; the toy CLIP keeps its own tower (the metrics' encoder stays independent).
+    Two chunks inside the U-Net phase equal one run: encoder, its moments and its EMA too."""
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPModel
+
+    runs = {}
+    for name, chunks in (("one", [None]), ("two", [26, None])):
+        cfg = _cfg(tmp_path / name, text_lr=2e-3)
+        for k in chunks:  # vae 10, clip 12, encode 1: the first chunk stops at U-Net step 3
+            res = train_toyworld(cfg, max_steps=k, resume=True)
+        assert res.done
+        runs[name] = (cfg, Work(Path(cfg.work)).load()[1])
+    (cfg, ta), (_, tb) = runs["one"], runs["two"]
+    assert any(k.startswith("ema_text/") for k in ta) and set(ta) == set(tb)
+    for key in ta:
+        assert torch.allclose(ta[key].float(), tb[key].float(), atol=1e-6), key
+    pipe = StableDiffusionPipeline.from_pretrained(cfg.out, dtype=torch.float32)
+    clip = CLIPModel.from_pretrained(cfg.clip_out, dtype=torch.float32)
+    a, b = pipe.text_encoder.state_dict(), clip.text_model.state_dict()
+    moved = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert moved > 1e-3, moved
+    def gap(prefix):  # the pipeline's encoder vs the checkpoint's EMA or raw weights
+        return max(float((a[k] - ta[prefix + k].half().float()).abs().max()) for k in a)
+
+    assert gap("ema_text/") < 1e-6 < gap("text/"), (gap("ema_text/"), gap("text/"))
+    frozen = Work(Path(_cfg(tmp_path / "f").work))
+    assert not frozen.exists()
+    res = train_toyworld(_cfg(tmp_path / "f"), max_steps=26)  # frozen: nothing of the text saved
+    assert not any(k.startswith(("text/", "ema_text/")) for k in frozen.load()[1])
+
+
+def test_init_from_trains_a_new_unet_on_a_finished_models_vae_and_clip(tmp_path):
+    """--init-from MODEL CLIP: a new work folder from a finished model (its work folder gone):
+    the VAE and CLIP are not trained again (saved tensor for tensor as they were), the chunks
+    that trained them count in the CPU sum, the U-Net-only chunks are listed as dropped, and a
+    folder that already holds a run is refused."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPModel
+
+    from vcstudio.errors import InputError
+
+    old = _cfg(tmp_path / "old")
+    train_toyworld(old, max_steps=25)  # vae 10, clip 12, encode 1, then 2 U-Net steps
+    assert train_toyworld(old, resume=True).done  # a chunk that trained only the U-Net
+    old_log = json.loads(Path(old.out, "train_log.json").read_text())
+    new = _cfg(tmp_path / "new", unet_steps=5, text_lr=1e-3)
+    res = train_toyworld(new, init_from=(old.out, old.clip_out))
+    assert res.done and res.log["eval"] is not None
+    assert res.log["init_from"] == {"model": old.out, "clip": old.clip_out}
+    assert res.log["chunks"][0] == old_log["chunks"][0]
+    assert [c["start"] for c in res.log["dropped_chunks"]] == [{"phase": "unet", "step": 2}]
+    assert res.log["cpu_seconds"] == pytest.approx(
+        sum(c["cpu_s"] for c in res.log["chunks"]), abs=0.2)
+    assert res.log["cpu_seconds"] > old_log["chunks"][0]["cpu_s"]
+    state = Work(Path(new.work)).load()[0]
+    assert [k for k, _ in state["losses"]["unet"]] == [1, 2, 3, 4, 5]
+    assert not state["losses"]["vae"] and not state["losses"]["clip"]  # not trained again
+    for sub, cls in (("vae", AutoencoderKL),):
+        a = cls.from_pretrained(f"{old.out}/{sub}").state_dict()
+        b = cls.from_pretrained(f"{new.out}/{sub}").state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    a = CLIPModel.from_pretrained(old.clip_out).state_dict()
+    b = CLIPModel.from_pretrained(new.clip_out).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(InputError, match="holds a run already"):
+        train_toyworld(new, init_from=(old.out, old.clip_out))
+    with pytest.raises(InputError, match="train_log.json"):
+        train_toyworld(_cfg(tmp_path / "x"), init_from=(str(tmp_path), old.clip_out))

@@ -25,6 +25,11 @@ def add_toyworld_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     t.add_argument("--restart-unet", action="store_true",
                    help="train a new U-Net from step 0 on the work folder's VAE, CLIP and "
                         "encoded set (the old U-Net's chunks leave the CPU sum); then --resume")
+    t.add_argument("--init-from", nargs=2, metavar=("MODEL", "CLIP"), default=None,
+                   help="start a new --work folder from a finished demo model's VAE and toy "
+                        "CLIP (e.g. assets/toy-sd assets/toy-clip): it encodes the training "
+                        "set and trains a new U-Net; the chunks that trained that VAE and CLIP "
+                        "count in the CPU sum")
     t.add_argument("--chunk-minutes", type=float, default=None,
                    help="stop (checkpointed) after this many minutes; --resume continues")
     t.add_argument("--max-steps", type=int, default=None,
@@ -42,6 +47,9 @@ def add_toyworld_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     t.add_argument("--unet-lr", type=float, default=ToyTrainConfig.unet_lr,
                    help="the U-Net's peak learning rate (a finished run given more --unet-steps "
                         "warm-restarts to it: a low one continues gently)")
+    t.add_argument("--text-lr", type=float, default=ToyTrainConfig.text_lr,
+                   help="train the text encoder with the U-Net at this peak learning rate "
+                        "(0 = frozen: the toy CLIP's text tower, as SD keeps its encoder)")
     t.add_argument("--unet-text-in-time", action="store_true",
                    help="the pooled caption joins the U-Net's timestep embedding (GLIDE/ADM "
                         "style): better shapes, edits that keep the motion worse; off in the "
@@ -71,6 +79,7 @@ def train_config_from_args(args: argparse.Namespace) -> ToyTrainConfig:
                           clip_steps=args.clip_steps, unet_steps=args.unet_steps,
                           dataset=args.dataset, unet_object_weight=args.unet_object_weight,
                           unet_focus_share=args.unet_focus_share, unet_lr=args.unet_lr,
+                          text_lr=args.text_lr,
                           sizes=dataclasses.replace(
                               ModelSizes.tiny() if args.tiny else ModelSizes(),
                               unet_text_in_time=args.unet_text_in_time))
@@ -85,7 +94,7 @@ def run_toyworld(args: argparse.Namespace) -> int:
         cfg = train_config_from_args(args)
         res = train_toyworld(cfg, TqdmProgress(), resume=args.resume,
                              max_minutes=args.chunk_minutes, max_steps=args.max_steps,
-                             restart_unet=args.restart_unet)
+                             restart_unet=args.restart_unet, init_from=args.init_from)
         log = res.log
         if not res.done:
             print(f"paused at {res.phase} step {res.step}; continue with --resume "

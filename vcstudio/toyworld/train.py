@@ -78,6 +78,13 @@ class ToyTrainConfig:
     unet_steps: int = 8000
     unet_batch: int = 64
     unet_lr: float = 5e-4
+    # the text encoder's peak learning rate when it trains with the U-Net (0 = frozen, SD's
+    # arrangement). The toy CLIP's text tower, trained to tell captions apart only among
+    # random others, hardly separates circle, square and diamond (centred over the six shape
+    # captions, their last hidden states point the same way: cosine 0.93-0.96); trained with
+    # the U-Net, as GLIDE trains its text transformer (Nichol et al. 2022, sec. 2.2), the
+    # encoder learns what the drawing needs.
+    text_lr: float = 0.0
     min_snr: float = 5.0  # 0 = plain epsilon MSE
     unet_object_weight: float = 0.0  # extra weight of the latent cells the object touches
     unet_focus_share: float = 0.0  # share of a batch's timesteps drawn from unet_focus_range
@@ -253,6 +260,11 @@ def _sizes_json(sizes: ModelSizes) -> dict:
     return json.loads(json.dumps(asdict(sizes)))
 
 
+def _without_unet(sizes: dict) -> dict:
+    """The VAE's and CLIP's sizes only (what a new U-Net on them must agree with)."""
+    return {k: v for k, v in sizes.items() if not k.startswith("unet_")}
+
+
 def _cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -285,6 +297,7 @@ class Trainer:
         self.vae, self.clip, self.unet = build_vae(s), build_clip(s, self.tok), build_unet(s)
         self.ema: Optional[EMA] = None
         self.text_encoder = None
+        self.ema_text: Optional[EMA] = None  # the trained text encoder's average (text_lr > 0)
         self.data: Optional[LatentSet] = None
         self.state = {"phase": PHASES[0], "step": 0, "chunks": [], "rng": {},
                       "scaling_factor": None, "losses": {p: [] for p in PHASES},
@@ -307,6 +320,9 @@ class Trainer:
         t.update({f"unet/{k}": v for k, v in self.unet.state_dict().items()})
         if self.ema is not None:
             t.update({f"ema/{k}": v for k, v in self.ema.model.state_dict().items()})
+        if self.ema_text is not None:
+            t.update({f"text/{k}": v for k, v in self.text_encoder.state_dict().items()})
+            t.update({f"ema_text/{k}": v for k, v in self.ema_text.model.state_dict().items()})
         for name, g in self.gens.items():
             t[f"gen/{name}"] = g.get_state()
         if self.opt is not None:
@@ -334,8 +350,7 @@ class Trainer:
         saved = {**_sizes_json(ModelSizes()), **(meta.get("config", {}).get("sizes") or {})}
         want = _sizes_json(self.cfg.sizes)
         if restart_unet:  # the U-Net is built anew: only the VAE's and CLIP's sizes must agree
-            saved = {k: v for k, v in saved.items() if not k.startswith("unet_")}
-            want = {k: v for k, v in want.items() if not k.startswith("unet_")}
+            saved, want = _without_unet(saved), _without_unet(want)
         if saved != want:
             raise InputError(f"The work folder {self.work.folder} holds a run with other model "
                              "sizes; give another --work, or the same sizes.")
@@ -377,7 +392,38 @@ class Trainer:
         self.state["losses"]["unet"] = []
         self.state["rng"] = {}
         return {k: v for k, v in t.items()
-                if not k.startswith(("unet/", "ema/", "opt", "gen/"))}
+                if not k.startswith(("unet/", "ema/", "text/", "ema_text/", "opt", "gen/"))}
+
+    def start_from(self, model, clip) -> None:
+        """A new run on a finished model's VAE and toy CLIP (``model``: its diffusers folder
+        with train_log.json, ``clip``: its CLIP folder): the run starts at the encoded set,
+        then trains a U-Net from step 0. The finished run's chunks that trained the VAE and
+        CLIP (and built its encoded set) count in this run's CPU sum, as --restart-unet keeps
+        them; the chunks that trained only its U-Net are listed under ``dropped_chunks``.
+        For a U-Net recipe tried on a model whose work folder is gone."""
+        from diffusers import AutoencoderKL
+        from transformers import CLIPModel
+
+        model, clip = Path(model), Path(clip)
+        log_path = model / "train_log.json"
+        if not (model / "vae").is_dir() or not log_path.is_file() or not clip.is_dir():
+            raise InputError(f"--init-from needs a demo model folder with vae/ and "
+                             f"train_log.json ({model}) and its toy CLIP folder ({clip}).")
+        log = json.loads(log_path.read_text())
+        saved = {**_sizes_json(ModelSizes()), **(log.get("config", {}).get("sizes") or {})}
+        if _without_unet(saved) != _without_unet(_sizes_json(self.cfg.sizes)):
+            raise InputError(f"{model} was trained with other VAE or CLIP sizes than asked.")
+        vae = AutoencoderKL.from_pretrained(model / "vae", dtype=torch.float32)
+        self.vae.load_state_dict(vae.state_dict())
+        self.clip.load_state_dict(CLIPModel.from_pretrained(clip, dtype=torch.float32)
+                                  .state_dict())
+        keep, drop = [], []
+        for c in log["chunks"]:
+            (drop if c.get("start", {}).get("phase") in _FROM_UNET else keep).append(c)
+        self.state.update(phase="encode", step=0, chunks=keep,
+                          dropped_chunks=drop + list(log.get("dropped_chunks") or []),
+                          scaling_factor=float(vae.config.scaling_factor),
+                          init_from={"model": str(model), "clip": str(clip)})
 
     def _extend_unet(self) -> None:
         """A finished run given more U-Net steps goes back to the U-Net phase from its weights,
@@ -419,10 +465,20 @@ class Trainer:
         return s
 
     def _optimizer(self, params, lr: float, betas=(0.9, 0.99)) -> torch.optim.Optimizer:
-        opt = torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=0.0)
+        """AdamW over ``params`` (a list of tensors, or of param groups that may name their
+        own ``peak_lr``; the schedule scales each group's peak)."""
+        groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+        groups = [{**g, "peak_lr": g.get("peak_lr", lr)} for g in groups]
+        opt = torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=0.0)
         scalars = self.state.get("opt")
         if scalars is not None and self._resuming():
+            if len(scalars["param_groups"]) != len(groups):
+                raise InputError("This run's text encoder was trained (--text-lr) in one chunk "
+                                 "and frozen in another: resume with the setting it began "
+                                 "with.")
             _load_optimizer(opt, self._restored, scalars, "opt")
+            for g, want in zip(opt.param_groups, groups):  # this chunk's peaks rule
+                g["peak_lr"] = want["peak_lr"]
         self.opt = opt
         return opt
 
@@ -438,13 +494,21 @@ class Trainer:
 
     # -- the chunk ----------------------------------------------------------------------
     def run(self, max_minutes: Optional[float] = None, max_steps: Optional[int] = None,
-            resume: bool = True, restart_unet: bool = False) -> ChunkResult:
+            resume: bool = True, restart_unet: bool = False,
+            init_from: Optional[tuple[str, str]] = None) -> ChunkResult:
+        """One chunk; ``init_from`` = (model folder, CLIP folder) starts a new work folder
+        from a finished model's VAE and CLIP (:meth:`start_from`)."""
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         if restart_unet and not self.work.exists():
             raise InputError(f"--restart-unet needs a work folder with a trained VAE and CLIP; "
                              f"{self.work.folder} holds none.")
-        if (resume or restart_unet) and self.restore(restart_unet):
+        if init_from and self.work.exists():
+            raise InputError(f"{self.work.folder} holds a run already: --init-from starts a "
+                             "new one (give a new --work; --resume continues that one).")
+        if init_from:
+            self.start_from(*init_from)
+        elif (resume or restart_unet) and self.restore(restart_unet):
             pass
         elif self.work.exists() and not resume:
             raise InputError(f"{self.work.folder} holds an earlier training run: pass --resume "
@@ -459,7 +523,8 @@ class Trainer:
                                                for p in ("vae", "clip", "unet")},
                                      "unet_object_weight": self.cfg.unet_object_weight,
                                      "unet_focus_share": self.cfg.unet_focus_share,
-                                     "unet_lr": self.cfg.unet_lr})
+                                     "unet_lr": self.cfg.unet_lr,
+                                     "text_lr": self.cfg.text_lr})
         self._budget = (self._t0 + 60 * max_minutes) if max_minutes else None
         self._steps_left = max_steps
         while self.state["phase"] in PHASES:
@@ -495,8 +560,9 @@ class Trainer:
                 return False
             k = self.state["step"]
             span = total - start
+            f = lr_factor(k - start, span, min(self.cfg.warmup, max(1, span // 10)))
             for g in opt.param_groups:
-                g["lr"] = lr * lr_factor(k - start, span, min(self.cfg.warmup, max(1, span // 10)))
+                g["lr"] = g["peak_lr"] * f
             opt.zero_grad(set_to_none=True)
             loss = step_fn()
             opt.step()
@@ -606,6 +672,17 @@ class Trainer:
     def _unet_parts(self, data: bool = True):
         if self.text_encoder is None:
             self.text_encoder = text_encoder_from_clip(self.clip).eval().requires_grad_(False)
+            # a text encoder trained with the U-Net (--text-lr) continues from its checkpoint
+            # (the same tower as the CLIP's until the U-Net phase began)
+            saved = {k[5:]: v for k, v in self._restored.items() if k.startswith("text/")}
+            if saved:
+                self.text_encoder.load_state_dict(saved)
+            if self.cfg.text_lr or saved:
+                self.ema_text = EMA(self.text_encoder, self.cfg.ema_decay)
+                ema = {k[9:]: v for k, v in self._restored.items() if k.startswith("ema_text/")}
+                if ema:
+                    self.ema_text.model.load_state_dict(ema)
+                    self.ema_text.n = int(self.state.get("ema_n", 0))
         if data and self.data is None:
             self.data = LatentSet.resume(self.work.folder / "dataset.safetensors",
                                          self.cfg.dataset, self.cfg.seed + 5, self.cfg.sizes)
@@ -632,7 +709,12 @@ class Trainer:
             self.ema.n = int(self.state.get("ema_n", self.state["step"]))
         self._phase_start = self.state["step"]
 
+        train_text = cfg.text_lr > 0
+        self.text_encoder.train(train_text).requires_grad_(train_text)
+
         def embed(captions: list[str]) -> torch.Tensor:
+            if train_text:  # the encoder changes every step: nothing to cache
+                return self.text_encoder(tokens(captions, "cpu"))[0]
             missing = [c for c in dict.fromkeys(captions) if c not in emb_cache]
             if missing:
                 with torch.no_grad():
@@ -656,8 +738,17 @@ class Trainer:
             loss.backward()
             return loss.detach()
 
-        return self._loop("unet", cfg.unet_steps, cfg.unet_lr, list(self.unet.parameters()),
-                          step, after=lambda: self.ema.update(self.unet))
+        params = [{"params": list(self.unet.parameters())}]
+        if train_text:
+            params.append({"params": list(self.text_encoder.parameters()),
+                           "peak_lr": cfg.text_lr})
+
+        def after():
+            self.ema.update(self.unet)
+            if self.ema_text is not None:
+                self.ema_text.update(self.text_encoder)
+
+        return self._loop("unet", cfg.unet_steps, cfg.unet_lr, params, step, after=after)
 
     def _phase_save(self) -> bool:
         self._unet_parts(data=False)
@@ -666,7 +757,8 @@ class Trainer:
             self.ema.model.load_state_dict({k[4:]: v for k, v in self._restored.items()
                                             if k.startswith("ema/")})
         self.vae.register_to_config(scaling_factor=self.state["scaling_factor"])
-        save_pipeline(self.cfg.out, self.vae, self.ema.model, self.text_encoder, self.tok)
+        text = self.ema_text.model if self.ema_text is not None else self.text_encoder
+        save_pipeline(self.cfg.out, self.vae, self.ema.model, text.eval(), self.tok)
         save_clip(self.cfg.clip_out, self.clip, self.tok, self.cfg.sizes.size)
         self.state["mb"] = {"sd": round(folder_mb(self.cfg.out), 2),
                             "clip": round(folder_mb(self.cfg.clip_out), 2)}
@@ -712,6 +804,7 @@ def train_log(state: dict) -> dict:
                            if state["losses"].get(p) else None) for p in ("vae", "clip", "unet")},
         "config": state["config"], "mb": state.get("mb"), "eval": state.get("eval"),
         "dropped_chunks": state.get("dropped_chunks", []),
+        "init_from": state.get("init_from"),
         "rerun": "vcstudio toyworld train --work DIR [--resume] [--chunk-minutes M]",
     }
 
@@ -719,12 +812,13 @@ def train_log(state: dict) -> dict:
 def train_toyworld(cfg: ToyTrainConfig, progress: ProgressFn = null_progress,
                    cancel: Optional[CancelToken] = None, resume: bool = True,
                    max_minutes: Optional[float] = None,
-                   max_steps: Optional[int] = None, restart_unet: bool = False) -> ChunkResult:
+                   max_steps: Optional[int] = None, restart_unet: bool = False,
+                   init_from: Optional[tuple[str, str]] = None) -> ChunkResult:
     """One chunk of training (all of it without limits). When every phase is done, the log
     goes into ``cfg.out/train_log.json`` and the evaluation into ``cfg.out/eval.json``.
     ``restart_unet``: a fresh U-Net on the work folder's VAE, CLIP and encoded set."""
     tr = Trainer(cfg, progress, cancel)
-    res = tr.run(max_minutes, max_steps, resume, restart_unet)
+    res = tr.run(max_minutes, max_steps, resume, restart_unet, init_from)
     if res.done:
         log = train_log(res.log)
         write_json(Path(cfg.out) / "train_log.json", log)
