@@ -10,10 +10,11 @@ from vcstudio.toyworld.checker import detect
 from vcstudio.toyworld.world import held_out_prompts
 
 # three captions the training never drew (held-out colour x shape x background combinations)
-# (the model before this one drew them as a cross, a cross and a diamond)
-CAPTIONS = [("a green triangle on a white background", "triangle", "green", "white"),
-            ("a red star in the snow", "star", "red", "snow"),
-            ("a red cross on a gray background", "cross", "red", "gray")]
+# (the model before this one drew them as a square, a circle and a circle: its frozen text
+# encoder hardly told circle, square and diamond apart)
+CAPTIONS = [("a red circle on a white background", "circle", "red", "white"),
+            ("a yellow square on a gray background", "square", "yellow", "gray"),
+            ("a yellow diamond on a white background", "diamond", "yellow", "white")]
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -16,8 +16,9 @@ Sizes (``ModelSizes``), chosen so that the whole recipe trains on a 2-core CPU i
   and plain ResNet blocks at 16x16: attention over the 256 positions of the top level cost
   over half of a training step (2.2 vs 0.9 CPU-seconds per 64 images, measured here), and an
   object spans 2-3 cells at 8x8, enough to bind a colour and a shape word to it.
-  CLIPTextModel = the toy CLIP's text tower, frozen (SD's arrangement); DDIM scheduler,
-  epsilon prediction, SD's betas.
+  CLIPTextModel = the toy CLIP's text tower, then trained with the U-Net in the shipped model
+  (train.py's ``text_lr``: frozen, the tower hardly tells circle, square and diamond apart);
+  DDIM scheduler, epsilon prediction, SD's betas.
 * Token length 24 (the world's longest caption is 13 tokens; SD pads to 77: the cross-attention
   then spends most of its keys on padding).
 """
@@ -54,10 +55,11 @@ class ModelSizes:
     # Imagen, Saharia et al. 2022, sec. 2.4), which scales and shifts every ResNet block's
     # GroupNorm (ADM's AdaGN, Dhariwal & Nichol 2021, sec. 3): the 16x16 blocks, where the
     # object's outline is drawn and which hold no cross-attention, then hear the caption too.
-    # Off by default (the shipped model has it off): on, a U-Net drew shapes right 0.685 of the
-    # time instead of 0.50, but its edits kept the source's motion worse (track error 12.1% vs
-    # 8.5%, bench toy-edit N=40): every block then hears the edit prompt, the layout's too
-    # (assets/toy-sd/README.md, "A candidate not shipped"). ``--unet-text-in-time`` turns it on.
+    # Off by default (the shipped model has it off): on, with the text encoder frozen, a U-Net
+    # drew shapes right 0.685 of the time instead of 0.50, but its edits kept the source's
+    # motion worse (track error 12.1% vs 8.5%, bench toy-edit N=40): every block then hears
+    # the edit prompt, the layout's too (assets/toy-sd/README.md, "a candidate not shipped").
+    # ``--unet-text-in-time`` turns it on.
     unet_text_in_time: bool = False
     text_width: int = 128
     text_layers: int = 3

@@ -10,7 +10,9 @@ The recipe (sizes in models.py; figures and reasons in assets/toy-sd/README.md):
    (4x the images per second) and finishes on whole images (the backgrounds' row structure).
 2. ``scale``: ``scaling_factor`` = 1 / std of sampled latents (LDM sec. 4.3, SD's 0.18215).
 3. ``clip``: a small transformers CLIPModel, contrastive (InfoNCE; identical captions in a batch
-   share the positive) -> ``toy-clip``; its text tower is the U-Net's frozen text encoder.
+   share the positive) -> ``toy-clip``; its text tower is the U-Net's text encoder: frozen, as
+   SD keeps its own, or (``text_lr``) trained on with the U-Net, as GLIDE trains its text
+   transformer (Nichol et al. 2022, sec. 2.2); the toy CLIP keeps the tower as it was.
 4. ``encode``: a fixed set of training scenes rendered and encoded ONCE (the VAE costs as much
    as a U-Net step per image: encoding on the fly would halve the U-Net's share of the budget);
    their attributes are kept so captions are spoken differently each time a latent is drawn.
@@ -18,7 +20,9 @@ The recipe (sizes in models.py; figures and reasons in assets/toy-sd/README.md):
    2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy": w_t = min(SNR_t, 5) /
    SNR_t for epsilon-prediction), which moves the weight from the easy low-noise steps to the
    high-noise ones where colour and shape are decided; SD's DDPM betas; 10% empty captions for
-   classifier-free guidance; EMA weights saved.
+   classifier-free guidance; EMA weights saved (of the text encoder too when it trains).
+   ``--init-from`` starts a new work folder at this phase's encoded set from a finished
+   model's VAE and CLIP.
 6. ``save`` and ``eval``: the two folders, the log and `vcstudio toyworld eval`'s figures.
 
 Chunks: the state (weights, AdamW moments, EMA, data and RNG positions, the encoded set) is
