@@ -264,6 +264,23 @@ def _sizes_json(sizes: ModelSizes) -> dict:
     return json.loads(json.dumps(asdict(sizes)))
 
 
+def _saved_sizes(state_or_log: dict) -> dict:
+    """The sizes a work folder's state (or a finished model's log) was built with; a knob added
+    after it was written reads as its default, which is what such a run was built with
+    (unet_text_in_time: off)."""
+    return {**_sizes_json(ModelSizes()), **(state_or_log.get("config", {}).get("sizes") or {})}
+
+
+def _split_chunks(chunks: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(kept, dropped) for a new U-Net: a chunk that began in the U-Net phase or after it
+    trained only the old U-Net; one that began earlier (VAE, CLIP, the encoded set) stays
+    counted whole."""
+    keep, drop = [], []
+    for c in chunks:
+        (drop if c.get("start", {}).get("phase") in _FROM_UNET else keep).append(c)
+    return keep, drop
+
+
 def _without_unet(sizes: dict) -> dict:
     """The VAE's and CLIP's sizes only (what a new U-Net on them must agree with)."""
     return {k: v for k, v in sizes.items() if not k.startswith("unet_")}
@@ -349,9 +366,7 @@ class Trainer:
         if not self.work.exists():
             return False
         meta, t = self.work.load()
-        # a knob added after the folder was written reads as its default, which is what
-        # such a run was built with (unet_text_in_time: off)
-        saved = {**_sizes_json(ModelSizes()), **(meta.get("config", {}).get("sizes") or {})}
+        saved = _saved_sizes(meta)
         want = _sizes_json(self.cfg.sizes)
         if restart_unet:  # the U-Net is built anew: only the VAE's and CLIP's sizes must agree
             saved, want = _without_unet(saved), _without_unet(want)
@@ -384,10 +399,7 @@ class Trainer:
             raise InputError(f"{self.work.folder} has not reached the U-Net phase yet (it is at "
                              f"{self.state['phase']}): --restart-unet needs its VAE, CLIP and "
                              "encoded set; continue with --resume.")
-        keep, drop = [], []
-        for c in self.state["chunks"]:
-            began = c.get("start", {}).get("phase")
-            (drop if began in _FROM_UNET else keep).append(c)
+        keep, drop = _split_chunks(self.state["chunks"])
         self.state["chunks"] = keep
         self.state.setdefault("dropped_chunks", []).extend(drop)
         self.state.update(phase="unet", step=0)
@@ -414,16 +426,13 @@ class Trainer:
             raise InputError(f"--init-from needs a demo model folder with vae/ and "
                              f"train_log.json ({model}) and its toy CLIP folder ({clip}).")
         log = json.loads(log_path.read_text())
-        saved = {**_sizes_json(ModelSizes()), **(log.get("config", {}).get("sizes") or {})}
-        if _without_unet(saved) != _without_unet(_sizes_json(self.cfg.sizes)):
+        if _without_unet(_saved_sizes(log)) != _without_unet(_sizes_json(self.cfg.sizes)):
             raise InputError(f"{model} was trained with other VAE or CLIP sizes than asked.")
         vae = AutoencoderKL.from_pretrained(model / "vae", dtype=torch.float32)
         self.vae.load_state_dict(vae.state_dict())
         self.clip.load_state_dict(CLIPModel.from_pretrained(clip, dtype=torch.float32)
                                   .state_dict())
-        keep, drop = [], []
-        for c in log["chunks"]:
-            (drop if c.get("start", {}).get("phase") in _FROM_UNET else keep).append(c)
+        keep, drop = _split_chunks(log["chunks"])
         self.state.update(phase="encode", step=0, chunks=keep,
                           dropped_chunks=drop + list(log.get("dropped_chunks") or []),
                           scaling_factor=float(vae.config.scaling_factor),
