@@ -480,3 +480,36 @@ def test_init_from_trains_a_new_unet_on_a_finished_models_vae_and_clip(tmp_path)
         train_toyworld(new, init_from=(old.out, old.clip_out))
     with pytest.raises(InputError, match="train_log.json"):
         train_toyworld(_cfg(tmp_path / "x"), init_from=(str(tmp_path), old.clip_out))
+
+
+def test_two_workers_split_each_batch_and_equal_one_process(tmp_path):
+    """--workers 2 (parallel.py): each step's batch is split over two single-thread processes
+    and their gradients averaged, so the run is the one-process run up to float summation
+    order, resumable across chunks (the first stops inside the U-Net phase; CLIP and the
+    encoded set run on rank 0 alone in between). Rank 0's log counts the other process's CPU
+    time, which rank 0 itself never spends."""
+    from vcstudio.toyworld.train import _cpu_seconds
+
+    kw = dict(text_lr=2e-3, unet_object_weight=2.0)  # every trainable and weighting path
+    one = _cfg(tmp_path / "one", **kw)
+    assert not train_toyworld(one, max_steps=34).done  # vae 10, clip 12, encode 1, unet 11
+    two = _cfg(tmp_path / "two", workers=2, **kw)
+    cpu0 = _cpu_seconds()
+    for k in (26, 8):
+        res = train_toyworld(two, max_steps=k, resume=True)
+    own = _cpu_seconds() - cpu0
+    assert (res.phase, res.step) == ("unet", 11)
+    (sa, ta), (sb, tb) = Work(Path(one.work)).load(), Work(Path(two.work)).load()
+    assert set(ta) == set(tb)
+    # the logged loss of every step (the ranks' average) follows the one-process run's: a rank
+    # computing the wrong rows, or gradients not averaged, parts them at the first step
+    for phase in ("vae", "clip", "unet"):
+        a, b = np.array(sa["losses"][phase]), np.array(sb["losses"][phase])
+        assert a.shape == b.shape and len(a) > 8, phase
+        assert np.allclose(a, b, rtol=2e-4, atol=0), (phase, np.abs(a - b).max())
+    # the weights agree up to AdamW's sign of a near-zero gradient (a few lr at most)
+    worst = max(float((ta[k].float() - tb[k].float()).abs().max()) for k in ta
+                if k.startswith(("vae/", "clip/", "unet/", "ema/", "text/", "ema_text/")))
+    assert worst < 0.02, worst
+    assert [c["workers"] for c in sb["chunks"]] == [2, 2]
+    assert sb["cpu_seconds"] > own + 1.0, (sb["cpu_seconds"], own)  # the helper's imports alone

@@ -36,6 +36,9 @@ def add_toyworld_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
                    help="stop (checkpointed) after this many optimizer steps (tests)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's choice)")
+    t.add_argument("--workers", type=int, default=1,
+                   help="data-parallel processes of one thread each (2 on a 2-core CPU: "
+                        "about 1.5x the steps per second of one process with 2 threads)")
     for phase, d in (("vae", ToyTrainConfig.vae_steps), ("clip", ToyTrainConfig.clip_steps),
                      ("unet", ToyTrainConfig.unet_steps)):
         t.add_argument(f"--{phase}-steps", type=int, default=d)
@@ -75,7 +78,8 @@ def add_toyworld_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
 
 def train_config_from_args(args: argparse.Namespace) -> ToyTrainConfig:
     return ToyTrainConfig(out=args.out, clip_out=args.clip_out, work=args.work,
-                          seed=args.seed, threads=args.threads, vae_steps=args.vae_steps,
+                          seed=args.seed, threads=args.threads, workers=args.workers,
+                          vae_steps=args.vae_steps,
                           clip_steps=args.clip_steps, unet_steps=args.unet_steps,
                           dataset=args.dataset, unet_object_weight=args.unet_object_weight,
                           unet_focus_share=args.unet_focus_share, unet_lr=args.unet_lr,

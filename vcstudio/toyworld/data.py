@@ -142,8 +142,7 @@ class LatentSet:
     def _rows(self, a, b=None) -> SceneBatch:
         """Rows ``a:b`` of the set's scenes, or the rows an index array ``a`` names."""
         sel = slice(a, b) if b is not None else torch.as_tensor(np.asarray(a), dtype=torch.long)
-        return SceneBatch(**{k: getattr(self.scene_batch, k)[sel]
-                             for k in SceneBatch.__dataclass_fields__})
+        return self.scene_batch.select(sel)
 
     @torch.no_grad()
     def object_mask(self, idx: np.ndarray, scale: int) -> torch.Tensor:

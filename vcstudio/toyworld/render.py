@@ -107,6 +107,10 @@ class SceneBatch:
     def __len__(self) -> int:
         return int(self.shape.shape[0])
 
+    def select(self, rows) -> "SceneBatch":
+        """The rows a slice or an index tensor names."""
+        return SceneBatch(**{k: getattr(self, k)[rows] for k in self.__dataclass_fields__})
+
 
 def batch_of(scenes: Sequence[Scene], geometry: np.ndarray | None = None) -> SceneBatch:
     """Tensors for ``scenes``; ``geometry`` (B, 3) overrides (cx, cy, r) per row."""

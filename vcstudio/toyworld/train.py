@@ -52,11 +52,14 @@ from ..errors import InputError
 from ..io.atomic import write_json
 from ..progress import CancelToken, Event, ProgressFn, null_progress
 from .data import BatchSampler, CaptionPolicy, LatentSet, TokenCache
+from .parallel import Group, GlooGroup, start_helpers, stop_helpers
 from .models import (SD_BETAS, ModelSizes, build_clip, build_tokenizer, build_unet, build_vae,
                      clip_processor, folder_mb, save_clip, save_pipeline,
                      text_encoder_from_clip)
 
 PHASES = ("vae", "scale", "clip", "encode", "unet", "save", "eval")
+# the phases whose steps --workers splits; the others run on rank 0 alone (parallel.py)
+SPLIT_PHASES = ("vae", "unet")
 _FROM_UNET = PHASES[PHASES.index("unet"):] + ("done",)  # the U-Net phase and all after it
 
 
@@ -100,7 +103,10 @@ class ToyTrainConfig:
     eval_n: int = 200
     eval_steps: int = 50
     eval_guidance: float = 5.0
-    threads: int = 0  # torch threads (0 = leave torch's choice)
+    threads: int = 0  # torch threads (0 = leave torch's choice; with workers > 1: one each)
+    # data-parallel processes sharing each step's batch (parallel.py: two single-thread
+    # processes keep this 2-core CPU busier than one process with two threads)
+    workers: int = 1
     sizes: ModelSizes = field(default_factory=ModelSizes)
 
 
@@ -298,7 +304,10 @@ class Trainer:
     (minutes or optimizer steps) is used; checkpoints as it goes."""
 
     def __init__(self, cfg: ToyTrainConfig, progress: ProgressFn = null_progress,
-                 cancel: Optional[CancelToken] = None) -> None:
+                 cancel: Optional[CancelToken] = None, group: Optional[Group] = None,
+                 started: Optional[tuple[float, float]] = None) -> None:
+        """``group``: the data-parallel ranks (parallel.py; none = one process); ``started``:
+        (monotonic time, CPU seconds) the chunk's clocks count from (default: now)."""
         if cfg.sizes.size % cfg.sizes.vae_scale:
             raise InputError(f"The toy model's image size must be a multiple of "
                              f"{cfg.sizes.vae_scale} (the VAE's downsampling).")
@@ -306,7 +315,10 @@ class Trainer:
             raise InputError(f"--vae-crop must be 0 or a multiple of {cfg.sizes.vae_scale} up to "
                              f"{cfg.sizes.size}.")
         self.cfg, self.progress, self.cancel = cfg, progress, cancel
-        self._t0, self._cpu0 = time.monotonic(), _cpu_seconds()  # model building counts too
+        self.group = group or Group()
+        # model building counts too
+        self._t0, self._cpu0 = started or (time.monotonic(), _cpu_seconds())
+        self._others_cpu = 0.0  # the other ranks' CPU time at the last collective checkpoint
         from ..paths import data_dir
 
         self.work = Work(Path(cfg.work) if cfg.work else data_dir() / "toyworld-train")
@@ -355,12 +367,24 @@ class Trainer:
         return t
 
     def checkpoint(self) -> None:
+        """Every rank calls this at the same point (its CPU time is summed); rank 0 writes."""
         self.state["rng"] = {k: s.rng.bit_generator.state for k, s in self.samplers.items()}
         if self.ema is not None:
             self.state["ema_n"] = self.ema.n
         self._note_chunk()
-        self.work.save(self.state, self._tensors())
+        if self.group.rank == 0:
+            self.work.save(self.state, self._tensors())
         self._last_ckpt = time.monotonic()
+
+    def _reload(self) -> None:
+        """A rank other than 0 after a phase rank 0 ran alone: its checkpoint's state, VAE and
+        CLIP (the U-Net is not touched by those phases; the encoded set is read when the
+        U-Net phase begins)."""
+        meta, t = self.work.load()
+        self.state = meta
+        for name, m in (("vae", self.vae), ("clip", self.clip)):
+            m.load_state_dict({k[len(name) + 1:]: v for k, v in t.items()
+                               if k.startswith(name + "/")})
 
     def restore(self, restart_unet: bool = False) -> bool:
         if not self.work.exists():
@@ -498,7 +522,13 @@ class Trainer:
     def _note_chunk(self) -> None:
         c = self.state["chunks"][-1]
         c["wall_s"] = round(time.monotonic() - self._t0, 1)
-        c["cpu_s"] = round(_cpu_seconds() - self._cpu0, 1)
+        mine = _cpu_seconds() - self._cpu0
+        if self.group.world > 1:
+            total = self.group.sum(mine)
+            self._others_cpu = total - mine
+        else:  # one process, or rank 0 inside a phase it runs alone
+            total = mine + self._others_cpu
+        c["cpu_s"] = round(total, 1)
         c["end"] = {"phase": self.state["phase"], "step": self.state["step"]}
         self.state["cpu_seconds"] = round(sum(ch.get("cpu_s", 0) for ch in self.state["chunks"]),
                                           1)
@@ -511,7 +541,9 @@ class Trainer:
             init_from: Optional[tuple[str, str]] = None) -> ChunkResult:
         """One chunk; ``init_from`` = (model folder, CLIP folder) starts a new work folder
         from a finished model's VAE and CLIP (:meth:`start_from`)."""
-        if self.cfg.threads:
+        if self.group.world > 1:
+            torch.set_num_threads(1)
+        elif self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         if restart_unet and not self.work.exists():
             raise InputError(f"--restart-unet needs a work folder with a trained VAE and CLIP; "
@@ -526,12 +558,14 @@ class Trainer:
         elif self.work.exists() and not resume:
             raise InputError(f"{self.work.folder} holds an earlier training run: pass --resume "
                              "to continue it, or give a new --work folder.")
+        self.group.barrier()  # every rank has set up before rank 0 writes anything
         self._last_ckpt = time.monotonic()
         self.state["chunks"].append({"start": {"phase": self.state["phase"],
                                                "step": self.state["step"]},
                                      "when": time.strftime("%Y-%m-%d %H:%M:%S"),
                                      "host": platform.node(),
                                      "threads": torch.get_num_threads(),
+                                     "workers": self.group.world,
                                      "steps": {p: getattr(self.cfg, f"{p}_steps")
                                                for p in ("vae", "clip", "unet")},
                                      "unet_object_weight": self.cfg.unet_object_weight,
@@ -542,7 +576,8 @@ class Trainer:
         self._steps_left = max_steps
         while self.state["phase"] in PHASES:
             phase = self.state["phase"]
-            finished = getattr(self, f"_phase_{phase}")()
+            alone = self.group.world > 1 and phase not in SPLIT_PHASES
+            finished = self._alone(phase) if alone else getattr(self, f"_phase_{phase}")()
             if not finished:
                 self.checkpoint()
                 return ChunkResult(False, phase, self.state["step"], self.state)
@@ -551,7 +586,26 @@ class Trainer:
                                                        else "done"), 0
             self.opt, self._restored = None, {}
             self.checkpoint()
+            if alone:
+                self.group.barrier()  # rank 0 has written what the phase made
+                if self.group.rank:
+                    self._reload()
         return ChunkResult(True, "done", 0, self.state)
+
+    def _alone(self, phase: str) -> bool:
+        """A phase --workers does not split: rank 0 runs it with one thread per worker while
+        the other ranks wait; every rank learns whether it finished."""
+        group = self.group
+        finished = False
+        if group.rank == 0:
+            self.group = Group()
+            torch.set_num_threads(group.world)
+            try:
+                finished = getattr(self, f"_phase_{phase}")()
+            finally:
+                self.group = group
+                torch.set_num_threads(1)
+        return group.agree(finished)[0]
 
     def _out_of_budget(self) -> bool:
         if self.cancel is not None and self.cancel.cancelled:
@@ -569,15 +623,21 @@ class Trainer:
         t_phase = time.monotonic()
         start = self.state.get("unet_restart", 0) if phase == "unet" else 0
         while self.state["step"] < total:
-            if self._out_of_budget():
+            # rank 0's clock and budget rule every rank
+            stop, due = self.group.agree(self._out_of_budget(), time.monotonic() - self._last_ckpt
+                                         > 60 * self.cfg.checkpoint_minutes)
+            if stop:
                 return False
+            if due:
+                self.checkpoint()
             k = self.state["step"]
             span = total - start
             f = lr_factor(k - start, span, min(self.cfg.warmup, max(1, span // 10)))
             for g in opt.param_groups:
                 g["lr"] = g["peak_lr"] * f
             opt.zero_grad(set_to_none=True)
-            loss = step_fn()
+            loss = self.group.average_grads([p for g in opt.param_groups for p in g["params"]],
+                                            step_fn())
             opt.step()
             if after is not None:
                 after()
@@ -590,8 +650,6 @@ class Trainer:
                 eta = (time.monotonic() - t_phase) / done * (total - k - 1)
                 self.progress(Event(k + 1, total, f"{phase} step {k + 1}", stage=phase,
                                     metrics={"loss": float(loss)}, eta=eta))
-            if time.monotonic() - self._last_ckpt > 60 * self.cfg.checkpoint_minutes:
-                self.checkpoint()
         return True
 
     # -- phases ---------------------------------------------------------------------------
@@ -611,14 +669,18 @@ class Trainer:
             n = cfg.vae_batch if crop else max(1, round(cfg.vae_batch
                                                          * crop_area(cfg.vae_crop, s.size)))
             batch, _, _ = sampler.draw(n)
-            x, a = render(batch, s.size, with_alpha=True)
+            mine = self.group.part(n)  # every rank draws the batch, renders its rows
+            x, a = render(batch.select(mine), s.size, with_alpha=True)
             x = x * 2 - 1
             if crop:
                 i, j = (torch.randint(0, (s.size - crop) // s.vae_scale + 1, (2,), generator=g)
                         * s.vae_scale).tolist()
                 x, a = x[..., i:i + crop, j:j + crop], a[..., i:i + crop, j:j + crop]
             post = self.vae.encode(x).latent_dist
-            rec = self.vae.decode(post.sample(generator=g)).sample
+            # the posterior's sample (DiagonalGaussianDistribution.sample) with the whole
+            # batch's noise drawn, so the generator stays in step on every rank
+            eps = torch.randn((n,) + tuple(post.mean.shape[1:]), generator=g)[mine]
+            rec = self.vae.decode(post.mean + post.std * eps).sample
             loss = vae_loss(rec, x, a, post.kl(), cfg)
             loss.backward()
             return loss.detach()
@@ -737,11 +799,14 @@ class Trainer:
 
         def step():
             idx = torch.randint(0, len(self.data), (cfg.unet_batch,), generator=g)
-            lat = self.data.latents[idx].float()
             captions = self.data.captions(idx.numpy(), caps, policy)
+            noise = torch.randn((cfg.unet_batch,) + self.data.latents.shape[1:], generator=g)
+            t = sample_timesteps(cfg.unet_batch, cfg, g)
+            # every rank draws the whole batch (the RNGs stay in step), computes its rows
+            mine = self.group.part(cfg.unet_batch)
+            idx, captions, noise, t = idx[mine], captions[mine], noise[mine], t[mine]
+            lat = self.data.latents[idx].float()
             emb = embed(captions)
-            noise = torch.randn(lat.shape, generator=g)
-            t = sample_timesteps(lat.shape[0], cfg, g)
             a = alphas[t].view(-1, 1, 1, 1)
             noisy = a.sqrt() * lat + (1 - a).sqrt() * noise  # q(x_t | x_0), DDPM eq. 4
             pred = self.unet(noisy, t, encoder_hidden_states=emb).sample
@@ -822,6 +887,25 @@ def train_log(state: dict) -> dict:
     }
 
 
+def _run_parallel(cfg, progress, cancel, resume, max_minutes, max_steps, restart_unet,
+                  init_from) -> ChunkResult:
+    """One chunk on ``cfg.workers`` processes: this one is rank 0 (progress, budget, files);
+    the others are spawned here and end with the chunk. Its clocks start before the spawn, so
+    their start-up counts in the chunk's wall time."""
+    started = (time.monotonic(), _cpu_seconds())
+    port, procs = start_helpers(cfg.workers, cfg, dict(resume=resume, restart_unet=restart_unet,
+                                                       init_from=init_from))
+    group = None
+    try:
+        group = GlooGroup(0, cfg.workers, port)
+        return Trainer(cfg, progress, cancel, group=group, started=started).run(
+            max_minutes, max_steps, resume, restart_unet, init_from)
+    finally:
+        if group is not None:
+            group.close()
+        stop_helpers(procs)
+
+
 def train_toyworld(cfg: ToyTrainConfig, progress: ProgressFn = null_progress,
                    cancel: Optional[CancelToken] = None, resume: bool = True,
                    max_minutes: Optional[float] = None,
@@ -830,8 +914,12 @@ def train_toyworld(cfg: ToyTrainConfig, progress: ProgressFn = null_progress,
     """One chunk of training (all of it without limits). When every phase is done, the log
     goes into ``cfg.out/train_log.json`` and the evaluation into ``cfg.out/eval.json``.
     ``restart_unet``: a fresh U-Net on the work folder's VAE, CLIP and encoded set."""
-    tr = Trainer(cfg, progress, cancel)
-    res = tr.run(max_minutes, max_steps, resume, restart_unet, init_from)
+    if cfg.workers > 1:
+        res = _run_parallel(cfg, progress, cancel, resume, max_minutes, max_steps, restart_unet,
+                            init_from)
+    else:
+        res = Trainer(cfg, progress, cancel).run(max_minutes, max_steps, resume, restart_unet,
+                                                 init_from)
     if res.done:
         log = train_log(res.log)
         write_json(Path(cfg.out) / "train_log.json", log)
