@@ -82,6 +82,34 @@ def test_scoring_knows_the_answers_on_rendered_clips():
                       "colour", enc).consistency < 99.0
 
 
+def test_the_bundled_examples_are_cases_with_their_suggested_edits_and_known_answers():
+    """--cases examples: the app's five example clips, two suggested edits each, as the Edit
+    tab offers them; each changes two attributes at once, and the scoring reads both."""
+    from vcstudio.toyworld.examples import example_clips, example_cases
+
+    cases = example_cases()
+    assert len(cases) == 10
+    assert [c.edit_prompt for c in cases] == [p for _, _, ps in example_clips() for p in ps]
+    enc = _MeanColour()
+    for c in cases:
+        assert c.source.motion == c.target.motion and c.edit_prompt != c.source_prompt
+        s, t = c.source.scene, c.target.scene
+        moved = [a for a in ATTRIBUTES if getattr(s, a) != getattr(t, a)]
+        assert moved == list(c.changed_attributes) and c.kept == tuple(
+            a for a in ATTRIBUTES if a not in moved)
+        source, target = c.render(64)
+        hit = score_edit(target, source, target, c.expected(), c.changed_attributes, enc)
+        miss = score_edit(source, source, target, c.expected(), c.changed_attributes, enc)
+        assert hit.changed_attribute_acc >= 0.85 and miss.changed_attribute_acc == 0.0, c
+    # the first: shape and colour; a frame right in one of the two scores half
+    first = cases[0]
+    assert first.changed_attributes == ("colour", "shape")
+    source, target = first.render(64)
+    half = score_edit(source, source, target, {**first.expected(), "shape": "circle"},
+                      first.changed_attributes, enc)
+    assert half.changed_attribute_acc == pytest.approx(0.5, abs=0.13)
+
+
 def test_table_stars_each_columns_best_and_the_report_checks_the_targets():
     from vcstudio.bench.toy_edit import COLUMNS, report_line, table_of
 
@@ -100,7 +128,9 @@ def test_table_stars_each_columns_best_and_the_report_checks_the_targets():
     assert base[col["seconds"]].startswith("★") and not dct[col["seconds"]].startswith("★")
     ok = {"model": "assets/toy-sd", "tier": "demo", "tier_defaults": True}
     line = report_line(rows, ok)
-    assert "FAIL" not in line and line.count("pass") == 6
+    assert "FAIL" not in line and line.count("pass") == 7
+    # the targets are set on held-out clips: the bundled examples do not qualify
+    assert "held-out cases FAIL" in report_line(rows, {**ok, "cases": "examples"})
     bad = report_line([row("baseline", kept_attribute_acc=0.5, max_seconds=150.0, n=4)],
                       {**ok, "tier_defaults": False})
     assert "kept attributes 0.5 (>= 0.85) FAIL" in bad and "slowest tune+edit s 150 (<= 120) FAIL" in bad
@@ -143,6 +173,16 @@ def test_bench_toy_edit_runs_end_to_end(tiny_sd, tmp_path, capsys, one_thread):
     for i in (1, 2):
         edit = next((out / f"case-0{i}" / "baseline" / "edit").glob("*.mp4"))
         assert edit.stat().st_size > 0 and (out / f"case-0{i}" / "target.mp4").is_file()
+    # the bundled examples' first suggested edit: shape and colour at once
+    ex = tmp_path / "examples"
+    assert main(["bench", "toy-edit", "--cases", "examples", "--n", "1", "--model",
+                 str(tiny_sd), "--steps", "2", "--edit-steps", "2", "--out", str(ex),
+                 "--report", "--device", "cpu"]) == 0
+    assert "held-out cases FAIL" in capsys.readouterr().out
+    with open(ex / "cases.csv") as f:
+        (case,) = list(csv.DictReader(f))
+    assert case["changed"] == "colour+shape"
+    assert case["edit_prompt"] == "a blue square moving right on the beach"
 
 
 def test_bench_toy_edit_refuses_bad_settings_in_one_line(capsys):

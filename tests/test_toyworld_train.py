@@ -513,3 +513,18 @@ def test_two_workers_split_each_batch_and_equal_one_process(tmp_path):
     assert worst < 0.02, worst
     assert [c["workers"] for c in sb["chunks"]] == [2, 2]
     assert sb["cpu_seconds"] > own + 1.0, (sb["cpu_seconds"], own)  # the helper's imports alone
+
+
+def test_a_worker_that_never_starts_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    """Rank 0 waits a bounded time for the others (a script without the __main__ guard kills
+    its spawned workers at import), then says what to do."""
+    from datetime import timedelta
+
+    from vcstudio.errors import InputError
+    from vcstudio.toyworld import parallel, train
+
+    monkeypatch.setattr(parallel, "_MEET", timedelta(seconds=2))
+    monkeypatch.setattr(train, "start_helpers", lambda world, cfg, args: (parallel.free_port(),
+                                                                          []))
+    with pytest.raises(InputError, match="did not start"):
+        train_toyworld(_cfg(tmp_path, workers=2))

@@ -109,13 +109,17 @@ def _bench_serve_run(a) -> int:
 
 
 def _toy_edit_add(p) -> None:
-    from ..bench.toy_edit import TIERS
+    from ..bench.toy_edit import CASE_SETS, TIERS
     from .common import add_json_arg
 
     p.add_argument("--methods", default="baseline",
                    help="comma-separated method names or presets, as compare takes them "
                    "(default baseline; e.g. baseline,dct,apla)")
     p.add_argument("--n", type=int, default=20, help="edit cases (default 20)")
+    p.add_argument("--cases", choices=CASE_SETS, default="heldout",
+                   help="heldout: N seeded held-out clips, one attribute changed each; "
+                   "examples: the app's bundled examples with their suggested edits (shape and "
+                   "colour changed at once; up to 10)")
     p.add_argument("--seed", type=int, default=None,
                    help="picks the cases and seeds each tune and edit (default: the tier's, 33)")
     p.add_argument("--model", default="",
@@ -150,7 +154,7 @@ def _toy_edit_run(a) -> int:
 
     cfg = ToyEditConfig(methods=[m.strip() for m in a.methods.split(",") if m.strip()],
                         n=a.n, seed=a.seed, model=a.model or "", tier=a.tier, steps=a.steps,
-                        edit_steps=a.edit_steps, device=a.device or "")
+                        edit_steps=a.edit_steps, device=a.device or "", cases=a.cases)
     validate(cfg)
     out = (Path(a.out) if a.out else
            data_dir() / "bench" / time.strftime("toy-edit-%Y%m%d-%H%M%S"))

@@ -27,7 +27,7 @@ class EditCase:
 
     source: Clip
     target: Clip
-    changed: str  # one of ATTRIBUTES
+    changed: str | tuple[str, ...]  # one of ATTRIBUTES (a bundled example's edit: several)
 
     @property
     def source_prompt(self) -> str:
@@ -40,8 +40,12 @@ class EditCase:
         return caption(self.target.scene, self.target.motion)
 
     @property
+    def changed_attributes(self) -> tuple[str, ...]:
+        return (self.changed,) if isinstance(self.changed, str) else tuple(self.changed)
+
+    @property
     def kept(self) -> tuple[str, ...]:
-        return tuple(a for a in ATTRIBUTES if a != self.changed)
+        return tuple(a for a in ATTRIBUTES if a not in self.changed_attributes)
 
     def expected(self) -> dict[str, str]:
         """The checker's attributes of the target: {"shape", "colour", "background"}."""

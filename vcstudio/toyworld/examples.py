@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import write_mp4
+from .edits import ATTRIBUTES, EditCase
 from .render import render_clip
 from .world import Clip, Scene, caption, with_
 
@@ -33,6 +34,20 @@ def example_clips(n_frames: int = 8) -> list[tuple[str, Clip, list[str]]]:
         clip = Clip(scene, motion, n_frames)
         name = f"{scene.colour}_{scene.shape}_{motion}_{scene.background}"
         out.append((name, clip, [caption(with_(scene, **e), motion) for e in edits]))
+    return out
+
+
+def example_cases(n_frames: int = 8) -> list[EditCase]:
+    """The app's bundled examples and their suggested edits as ground-truth cases (what a new
+    user tries first): each changes the shape or texture and the colour at once. The checker
+    scores shape, colour and background; a texture change shows only in PSNR / SSIM."""
+    out = []
+    for scene, motion, edits in EXAMPLES:
+        for e in edits:
+            changed = tuple(a for a in ATTRIBUTES if a in e)
+            out.append(EditCase(Clip(scene, motion, n_frames),
+                                Clip(with_(scene, **e), motion, n_frames),
+                                changed[0] if len(changed) == 1 else changed))
     return out
 
 

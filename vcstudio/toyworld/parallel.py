@@ -62,8 +62,17 @@ class GlooGroup(Group):
         self.rank, self.world, self.dist = rank, world, dist
         # a short wait for the ranks to meet (one that failed to start must not leave rank 0
         # waiting for hours), then the long timeout for the collectives
-        store = dist.TCPStore("127.0.0.1", port, world, is_master=rank == 0,
-                              timeout=_MEET, wait_for_workers=True)
+        try:
+            store = dist.TCPStore("127.0.0.1", port, world, is_master=rank == 0,
+                                  timeout=_MEET, wait_for_workers=True)
+        except RuntimeError as e:  # torch's DistStoreError: the others never came
+            from ..errors import InputError
+
+            raise InputError(
+                f"The other {world - 1} training worker(s) did not start within "
+                f"{_MEET.seconds // 60} minutes. A script that calls train_toyworld with "
+                "workers > 1 needs the `if __name__ == '__main__':` guard (they are spawned "
+                "processes that import it); or train with --workers 1.") from e
         dist.init_process_group("gloo", store=store, rank=rank, world_size=world,
                                 timeout=_TIMEOUT)
 

@@ -1,10 +1,12 @@
 """Per-frame scores of an edited toy clip against the known answer (``vcstudio bench toy-edit``).
 
 Given the edit, the source clip, the rendered target clip, the attributes the target shows and
-the attribute the edit changes, the classical checker (checker.py) reads every frame:
+the attribute(s) the edit changes, the classical checker (checker.py) reads every frame:
 
 - ``changed_attribute_acc``: share of frames where the changed attribute reads as the
-  target's value (a frame with no object found reads as nothing: wrong);
+  target's value (a frame with no object found reads as nothing: wrong); for an edit that
+  changes several (the bundled examples change shape and colour at once), the share of
+  (frame, changed attribute) pairs;
 - ``kept_attribute_acc``: share of (frame, kept attribute) pairs that read as the target's
   value, which is the source's (the background is read even where no object is found);
 - ``track_error_pct``: mean over frames of the distance between the edit's object centroid
@@ -18,7 +20,7 @@ the attribute the edit changes, the classical checker (checker.py) reads every f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -72,19 +74,21 @@ def track_error_pct(edited: list[Detection], source: list[Detection]) -> np.ndar
 
 
 def score_edit(edited: np.ndarray, source: np.ndarray, target: np.ndarray,
-               expected: Mapping[str, str], changed: str, encoder=None) -> EditScores:
+               expected: Mapping[str, str], changed: str | Sequence[str],
+               encoder=None) -> EditScores:
     """Score ``edited`` (uint8 (F, H, W, 3)) against ``source`` and the rendered ``target``
     (same shape); ``expected`` = the target's {"shape", "colour", "background"}, ``changed`` =
-    the one attribute the edit changes (see the module's docstring for each score)."""
+    the attribute the edit changes, or several (see the module's docstring for each score)."""
     from ..metrics.recon import match_source, psnr_frames, ssim_frames
 
-    if changed not in expected:
-        raise ValueError(f"changed must be one of {sorted(expected)}, got {changed!r}")
+    changed = (changed,) if isinstance(changed, str) else tuple(changed)
+    if not changed or any(c not in expected for c in changed):
+        raise ValueError(f"changed must be among {sorted(expected)}, got {changed!r}")
     edited = np.asarray(edited)
     source, target = match_source(edited, source), match_source(edited, target)
     det, det_src = detect_clip(edited), detect_clip(source)
-    kept = [a for a in ("shape", "colour", "background") if a != changed]
-    per = {"changed_attribute_acc": attribute_agreement(det, expected, [changed]),
+    kept = [a for a in ("shape", "colour", "background") if a not in changed]
+    per = {"changed_attribute_acc": attribute_agreement(det, expected, changed),
            "kept_attribute_acc": attribute_agreement(det, expected, kept),
            "track_error_pct": track_error_pct(det, det_src),
            "psnr": psnr_frames(edited, target),
