@@ -129,3 +129,49 @@ def test_cli_flags_and_bad_values(tmp_path):
         check_inversion_prompt(3)
     with pytest.raises(InputError, match="UTF-8"):
         validate_edit(EditConfig(prompt="p", inversion_prompt="\udcff"))
+
+
+def test_target_inverts_under_each_edits_own_prompt(run_dir):
+    """"target": the clip is inverted under the edit's prompt (the demo tier's default: it
+    keeps the object in every frame of the bundled examples' edits), cached per prompt; an
+    edit with "target" is the edit with that text named, and not the empty prompt's."""
+    from vcstudio.pipelines.edit.edits import edit_frames
+
+    tuned = load_tuned(run_dir, ModelCache())
+    e = EditConfig(prompt="a blue square moving right", steps=STEPS, guidance=4.0, seed=3,
+                   inversion_prompt="target")
+    lat0 = load_tensors(run_dir / "clip-latents.safetensors")[0]["latents"]
+    want = tav_next_step_inversion(tuned.model, tuned.base.scheduler_config, lat0,
+                                   encode_prompts(tuned.base, [e.prompt]), STEPS)
+    got = inversion_latents(tuned, STEPS, prompt="target", target=e.prompt)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    cached = [p for p in run_dir.glob(f"inversion-{STEPS}-*.safetensors")
+              if load_tensors(p)[1]["prompt"] == e.prompt]
+    assert len(cached) == 1
+    target = edit_frames(tuned, e)
+    named = edit_frames(tuned, EditConfig(**{**e.__dict__, "inversion_prompt": e.prompt}))
+    empty = edit_frames(tuned, EditConfig(**{**e.__dict__, "inversion_prompt": ""}))
+    assert (target == named).all() and (target != empty).any()
+
+
+def test_the_demo_tier_defaults_to_target_and_its_tune_skips_the_unused_inversion(tiny_sd):
+    import argparse
+
+    from vcstudio.cli import tune as cli_tune
+    from vcstudio.config import inverts_after_tuning
+    from vcstudio.jobs.tune import estimate
+    from vcstudio.models.loading import EMBEDDED_MODEL
+
+    p = argparse.ArgumentParser()
+    cli_tune.add(p.add_subparsers())
+    cfg = {}
+    for name, model in (("demo", str(EMBEDDED_MODEL)), ("sd", str(tiny_sd))):
+        a = p.parse_args(["tune", "--video", "x.mp4", "--prompt", PROMPT, "--model", model])
+        cfg[name] = cli_tune.tune_config_from_args(a)
+    assert cfg["demo"].inversion_prompt == "target" and cfg["sd"].inversion_prompt == ""
+    assert not inverts_after_tuning(cfg["demo"]) and inverts_after_tuning(cfg["sd"])
+    d = DataConfig(prompt=PROMPT, n_frames=4, width=64, height=64)
+    cost = {ip: estimate(TuneConfig(model=str(tiny_sd), data=d, steps=10, inversion_steps=20,
+                                    inversion_prompt=ip), "cpu")["parts"]["inversion_s"]
+            for ip in ("", "target")}
+    assert cost[""] > 0 and cost["target"] == 0, cost

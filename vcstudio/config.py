@@ -205,7 +205,8 @@ class TuneConfig:
                                           "edits at another step count invert again)")
     inversion_fixed_point: int = 0  # extra noise re-evaluations per inversion step (edit/invert.py)
     # the prompt the clip is DDIM-inverted under: "" = the empty prompt (Tune-A-Video inverts
-    # with prompt=""), "source" = the tuning prompt (data.prompt), any other text = that text
+    # with prompt=""), "source" = the tuning prompt (data.prompt), "target" = each edit's own
+    # prompt (the demo tier's: pipelines/edit/tuned.py inversion_text), other text = that text
     inversion_prompt: str = ""
     # the tuning methods' own sections (cfg.dct, cfg.apla, cfg.fgbg, ...: see register_section)
     sections: dict = field(default_factory=lambda: {n: c() for n, c in _sections().items()},
@@ -293,6 +294,12 @@ def _init_with_sections(cls):
 _init_with_sections(TuneConfig)
 
 
+def inverts_after_tuning(cfg: "TuneConfig") -> bool:
+    """Whether a tune caches the DDIM inversion its edits start from: not when each edit
+    inverts under its own prompt (``inversion_prompt`` "target")."""
+    return cfg.inversion_prompt != "target"
+
+
 def guided_passes(guidance: float) -> int:
     """U-Net passes per sampling step at this guidance scale: classifier-free guidance (two
     passes, conditional and unconditional) runs whenever the scale is not 1 (0 too) -- the
@@ -314,7 +321,8 @@ class EditConfig:
     use_inversion: bool = True
     eta: float = setting(0.0, lo=0, hi=1)
     control: list[ControlConfig] = field(default_factory=list)  # structure conditions
-    # the inversion's prompt for this edit ("", "source" or text, as TuneConfig.inversion_prompt);
+    # the inversion's prompt for this edit ("", "source", "target" or text, as
+    # TuneConfig.inversion_prompt);
     # None = the run's own setting
     inversion_prompt: Optional[str] = None
 
@@ -361,12 +369,15 @@ class TierDefaults:
     seed: int
     edit_steps: int  # sampling steps of an edit
     guidance: float  # an edit's classifier-free guidance
+    inversion_prompt: str  # a tune's TuneConfig.inversion_prompt
 
 
+# the demo tier inverts under each edit's own prompt: on the demo model's bundled examples the
+# empty prompt's inversion lost the object in some frames (pipelines/edit/tuned.py)
 DEMO_TIER = TierDefaults(frames=8, stride=1, side=64, steps=100, lr=3e-5, seed=33,
-                         edit_steps=20, guidance=5.0)
+                         edit_steps=20, guidance=5.0, inversion_prompt="target")
 FULL_TIER = TierDefaults(frames=24, stride=2, side=512, steps=500, lr=3e-5, seed=33,
-                         edit_steps=50, guidance=12.5)
+                         edit_steps=50, guidance=12.5, inversion_prompt="")
 
 
 def tier_defaults(demo: bool) -> TierDefaults:

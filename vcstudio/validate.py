@@ -41,12 +41,13 @@ def seed(name: str, value: Any) -> int:
 
 
 def check_inversion_prompt(value) -> None:
-    """"" (the empty prompt), "source" or a prompt text (--inversion-prompt; what each means:
-    pipelines/edit/tuned.py ``inversion_text``)."""
+    """"" (the empty prompt), "source", "target" or a prompt text (--inversion-prompt; what
+    each means: pipelines/edit/tuned.py ``inversion_text``)."""
     from .config import check_prompt
 
     if not isinstance(value, str):
         raise InputError(f"inversion_prompt (--inversion-prompt) must be text: \"\" for the "
-                         f"empty prompt, \"source\" for the tuning prompt, got {value!r:.40}.")
-    if value not in ("", "source"):
+                         f"empty prompt, \"source\" for the tuning prompt, \"target\" for the "
+                         f"edit's, got {value!r:.40}.")
+    if value not in ("", "source", "target"):
         check_prompt(value, "inversion prompt")

@@ -28,8 +28,9 @@ def add(sub) -> None:
     p.add_argument("--no-inversion", action="store_true", help="start from noise, not the clip")
     p.add_argument("--inversion-prompt", metavar="TEXT",
                    help='invert the clip under this prompt: "" = the empty prompt (Tune-A-Video), '
-                   '"source" = the tuning prompt, other text = that text (default: the run\'s '
-                   "setting; an inversion is cached per step count and prompt)")
+                   '"source" = the tuning prompt, "target" = this edit\'s --prompt, other text = '
+                   "that text (default: the run's setting; an inversion is cached per step count "
+                   "and prompt)")
     p.add_argument("--metrics", default="", help="comma-separated metrics to score the edit "
                    "with (e.g. clip_text,warp_error); recorded in the run store")
     p.add_argument("--out", help="output folder (default RUN/edits; with --video a new folder)")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import (DataConfig, EditConfig, FlowEditConfig, Limits, TuneConfig,
-                      guidance_scale, sampling_steps, to_dict)
+                      guidance_scale, inverts_after_tuning, sampling_steps, to_dict)
 from ..calibration import format_seconds
 from ..errors import CancelledError, InputError, VcsError
 from ..settings import check
@@ -157,7 +157,7 @@ def variants(cfg: CompareConfig) -> list[Variant]:
     distinct one once."""
     from ..io.resize import SIZE_MULTIPLE
     from ..methods.registry import apply_changes, is_training_free, reads
-    from ..models.family import backbone_family, default_guidance, rules
+    from ..models.family import backbone_family, default_guidance, default_inversion_prompt, rules
 
     out = []
     for preset, vmodel in _presets(cfg):
@@ -180,7 +180,8 @@ def variants(cfg: CompareConfig) -> list[Variant]:
                 out.append(Variant(preset.label + at + seed_label, None, edit, flowedit=fe))
                 continue
             base = TuneConfig(model=model, data=data, steps=cfg.steps, lr=cfg.lr,
-                              seed=int(seed), checkpoint_every=0, preview_every=0)
+                              seed=int(seed), checkpoint_every=0, preview_every=0,
+                              inversion_prompt=default_inversion_prompt(model))
             tc = apply_changes(base, preset.changes)
             weightings = _unique(cfg.clws) if cfg.clws and reads(tc, "dct") else [None]
             for c in weightings:
@@ -250,7 +251,8 @@ def estimate(cfg: CompareConfig, device="cpu", calibration_dir=None,
         speed, how, load = run_speed(calibration_dir, device, var.tune, d.n_frames, d.width,
                                      d.height, probe, rate, model_scale)
         hows.append(how)
-        inverts = var.edit.use_inversion and var.edit.steps != var.tune.inversion_steps
+        inverts = var.edit.use_inversion and (var.edit.steps != var.tune.inversion_steps
+                                              or not inverts_after_tuning(var.tune))
         edit_s = sum(edit_parts(var.edit, speed, inverts).values())
         score_s, _, _ = scoring.estimate(cfg.metrics, d.n_frames, d.width, d.height, device,
                                          calibration_dir, rate)

@@ -64,7 +64,8 @@ def inversion_cached(rf, e: EditConfig) -> bool:
     under the inversion prompt this edit uses (the run's own unless the edit names one)."""
     from ..pipelines.tune.loop import inversion_text
 
-    return rf.inversion_path(e.steps, inversion_text(rf.config(), e.inversion_prompt)).is_file()
+    return rf.inversion_path(e.steps, inversion_text(rf.config(), e.inversion_prompt,
+                                                     e.prompt)).is_file()
 
 
 def run_speed(calibration_dir, device, run_cfg, frames: int, width: int, height: int,
@@ -205,14 +206,15 @@ def run_edit(cfg: EditJobConfig, ctx, parent: Optional[str] = None,
 
         flow_inversion(load_flow_run(rf.path, torch.device(ctx.device), cfg.model or None,
                                      ctx.cache),
-                       cfg.edit.steps, cfg.edit.inversion_prompt, run=RunContext.of(ctx))
+                       cfg.edit.steps, cfg.edit.inversion_prompt, run=RunContext.of(ctx),
+                       target=cfg.edit.prompt)
         return None
     if getattr(ctx, "stage", None) == "invert":  # a GPU call of its own (ZeroGPU): cache it
         from ..pipelines.tune.loop import inversion_latents, load_tuned
 
         tuned = load_tuned(rf.path, ctx.cache, torch.device(ctx.device), model=cfg.model or None)
         inversion_latents(tuned, cfg.edit.steps, ctx, ctx.cancel,
-                          prompt=cfg.edit.inversion_prompt)
+                          prompt=cfg.edit.inversion_prompt, target=cfg.edit.prompt)
         return None
     if parent is None:
         parent = ctx.find_run(rf.path, "tune")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..config import Limits, TuneConfig
+from ..config import Limits, TuneConfig, inverts_after_tuning
 from ..errors import InputError
 from ..memory import tune_gib
 from ..settings import check
@@ -184,7 +184,8 @@ def estimate(cfg: TuneConfig, device: Any = "cpu", model_scale: float = 1.0,
     n_val, val_s = validation_cost(cfg, inv_s, decode_s)
     parts = {"overhead_s": overhead, "tune_s": cfg.steps * step_s, "previews": n_prev,
              "preview_every": every, "previews_s": n_prev * preview_s,
-             "inversion_s": cfg.inversion_steps * inv_s, "validation_samples": n_val,
+             "inversion_s": cfg.inversion_steps * inv_s * inverts_after_tuning(cfg),
+             "validation_samples": n_val,
              "validation_s": val_s}
     device_gib = fits = None
     if dtype == "cuda":

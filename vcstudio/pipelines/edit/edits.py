@@ -130,7 +130,7 @@ def edit_frames(tuned: TunedModel, cfg: EditConfig, *, run: RunContext = RunCont
         pass
     elif cfg.use_inversion:
         latents = inversion_latents(tuned, cfg.steps, progress, cancel,
-                                    prompt=cfg.inversion_prompt)
+                                    prompt=cfg.inversion_prompt, target=cfg.prompt)
     else:
         d = tuned.cfg.data
         f = meta.get("n_frames", d.n_frames)

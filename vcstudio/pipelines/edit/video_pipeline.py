@@ -279,10 +279,12 @@ class VideoEditPipeline(DiffusionPipeline):
 
     @torch.no_grad()
     def inversion_latents(self, num_inference_steps: int = 50,
-                          inversion_prompt: Optional[str] = None) -> torch.Tensor:
+                          inversion_prompt: Optional[str] = None,
+                          prompt: Optional[str] = None) -> torch.Tensor:
         """The attached run's clip, DDIM-inverted with that many steps under ``inversion_prompt``
-        ("" = the empty prompt, as Tune-A-Video; "source" = the tuning prompt; None = the run's
-        setting), read from the run folder when it holds them: pass as ``latents`` to edit."""
+        ("" = the empty prompt, as Tune-A-Video; "source" = the tuning prompt; "target" =
+        ``prompt``, the edit's; None = the run's setting), read from the run folder when it
+        holds them: pass as ``latents`` to edit."""
         from .tuned import inversion_latents
 
         if self._tuned is None:
@@ -290,7 +292,8 @@ class VideoEditPipeline(DiffusionPipeline):
         device = self._execution_device
         tuned = dataclasses.replace(self._tuned, base=self._parts(device),
                                     model=_UNetCall(self.unet))
-        return inversion_latents(tuned, int(num_inference_steps), prompt=inversion_prompt)
+        return inversion_latents(tuned, int(num_inference_steps), prompt=inversion_prompt,
+                                 target=prompt)
 
     # ------------------------------------------------------------------ sampling
     def _check_call(self, prompt, prompt_embeds, steps: int, guidance: float, eta: float,

@@ -97,16 +97,17 @@ def _write(frames: np.ndarray, out: Path, stem: str, fps: float) -> tuple[Path, 
 
 
 def flow_inversion(tuned, steps: int, prompt: Optional[str], *,
-                   run: RunContext = RunContext()) -> torch.Tensor:
+                   run: RunContext = RunContext(), target: Optional[str] = None) -> torch.Tensor:
     """The clip latents of ``tuned`` (a flow_run.FlowRun) inverted to noise (s ~ 1) in
     ``steps`` steps under the inversion ``prompt`` setting (None = the run's; "" empty,
-    "source" the tuning prompt), cached in the run folder (runs/folder.py ``inversion_path``).
+    "source" the tuning prompt, "target" ``target``, the edit's), cached in the run folder
+    (runs/folder.py ``inversion_path``).
     ``run``: the progress and cancel token of the inversion's steps."""
     from ...models.delta import load_tensors, save_tensors
     from .ode import invert
     from ..edit.tuned import inversion_text
 
-    text = inversion_text(tuned.cfg, prompt)
+    text = inversion_text(tuned.cfg, prompt, target)
     path = tuned.run.inversion_path(steps, text)
     if path.is_file():
         return load_tensors(path, tuned.backbone.device)[0]["latents"]
@@ -139,7 +140,8 @@ def edit_flow_run(run_dir: str | Path, cfg: EditConfig, *, run: RunContext = Run
     cond, uncond = bb.encode_prompts([cfg.prompt, cfg.negative or ""]).split(1)
     try:
         if cfg.use_inversion:
-            x = flow_inversion(tuned, cfg.steps, cfg.inversion_prompt, run=run)
+            x = flow_inversion(tuned, cfg.steps, cfg.inversion_prompt, run=run,
+                               target=cfg.prompt)
         else:
             g = torch.Generator().manual_seed(int(cfg.seed))
             x = torch.randn(tuned.latents.shape, generator=g).to(tuned.latents)

@@ -36,6 +36,7 @@ from ...runs.folder import RunFolder, new_run_dir, versions
 from ...io.atomic import write_json
 from ..edit.sample import denoise
 from .validation import validation_due, write_validation_samples
+from ...config import inverts_after_tuning
 from ..edit.tuned import (TunedModel, apply_delta, init_from_run, inversion_latents, inversion_text,
                          load_tuned, read_delta, save_delta, tuned_on_base)
 from ..edit.video_model import TEMPORAL_ROUTES, build_video_model  # noqa: F401 (re-exported)
@@ -471,7 +472,7 @@ class _Tuning:
         if rf.checkpoint_path.is_file():
             rf.checkpoint_path.unlink()
         tuned = self.tuned()
-        if invert:
+        if invert and inverts_after_tuning(cfg):
             try:
                 t_inv = time.perf_counter()
                 inversion_latents(tuned, cfg.inversion_steps, self.progress, self.cancel,
