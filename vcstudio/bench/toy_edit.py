@@ -58,6 +58,7 @@ class ToyEditConfig:
     edit_steps: int = 0  # sampling (and inversion) steps; 0 = the tier's
     device: str = ""  # "" = CUDA if present, else the CPU
     cases: str = "heldout"  # which edits (CASE_SETS); examples: the first n of the 10
+    inversion_prompt: Optional[str] = None  # None = the tier's (demo: "target")
 
 
 @dataclass
@@ -78,12 +79,14 @@ def settings_of(cfg: ToyEditConfig) -> dict:
     from ..models.loading import EMBEDDED_MODEL
 
     t = tier_defaults(cfg.tier == "demo")
+    inv = t.inversion_prompt if cfg.inversion_prompt is None else cfg.inversion_prompt
     return {"model": cfg.model or str(EMBEDDED_MODEL), "tier": cfg.tier, "frames": t.frames,
             "size": t.side, "steps": cfg.steps or t.steps, "lr": t.lr,
             "seed": t.seed if cfg.seed is None else int(cfg.seed),
             "edit_steps": cfg.edit_steps or t.edit_steps, "guidance": t.guidance,
             "n": cfg.n, "methods": list(cfg.methods), "cases": cfg.cases,
-            "tier_defaults": not (cfg.steps or cfg.edit_steps)}
+            "inversion_prompt": inv,
+            "tier_defaults": not (cfg.steps or cfg.edit_steps) and inv == t.inversion_prompt}
 
 
 def validate(cfg: ToyEditConfig) -> None:
@@ -101,6 +104,8 @@ def validate(cfg: ToyEditConfig) -> None:
             " (0 = the tier's)")
     if cfg.seed is not None:
         v.seed("seed (--seed)", cfg.seed)
+    if cfg.inversion_prompt is not None:
+        v.check_inversion_prompt(cfg.inversion_prompt)
     if not cfg.methods:
         raise InputError("methods (--methods) is empty: name at least one method or preset.")
     for m in cfg.methods:
@@ -117,7 +122,8 @@ def _variant(method: str, case, video: Path, s: dict):
         size=s["size"], steps=s["steps"], lr=s["lr"], edit_steps=s["edit_steps"],
         guidance=s["guidance"]))[0]
     # invert at the edit's step count, so the edit starts from the tune's own inversion
-    return var, dataclasses.replace(var.tune, inversion_steps=var.edit.steps)
+    return var, dataclasses.replace(var.tune, inversion_steps=var.edit.steps,
+                                    inversion_prompt=s["inversion_prompt"])
 
 
 class _Bar:

@@ -131,6 +131,9 @@ def _toy_edit_add(p) -> None:
     p.add_argument("--steps", type=int, default=0, help="tuning steps (default: the tier's)")
     p.add_argument("--edit-steps", type=int, default=0,
                    help="sampling and inversion steps (default: the tier's)")
+    p.add_argument("--inversion-prompt", metavar="TEXT", default=None,
+                   help='what each clip is inverted under: "target" = the edit prompt (the demo '
+                   'tier\'s), "" = the empty prompt (the full tier\'s), "source", or text')
     p.add_argument("--out", default=None,
                    help="output folder (default: a new one under the data folder's bench/)")
     p.add_argument("--report", action="store_true",
@@ -154,7 +157,8 @@ def _toy_edit_run(a) -> int:
 
     cfg = ToyEditConfig(methods=[m.strip() for m in a.methods.split(",") if m.strip()],
                         n=a.n, seed=a.seed, model=a.model or "", tier=a.tier, steps=a.steps,
-                        edit_steps=a.edit_steps, device=a.device or "", cases=a.cases)
+                        edit_steps=a.edit_steps, device=a.device or "", cases=a.cases,
+                        inversion_prompt=a.inversion_prompt)
     validate(cfg)
     out = (Path(a.out) if a.out else
            data_dir() / "bench" / time.strftime("toy-edit-%Y%m%d-%H%M%S"))
