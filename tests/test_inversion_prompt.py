@@ -132,9 +132,9 @@ def test_cli_flags_and_bad_values(tmp_path):
 
 
 def test_target_inverts_under_each_edits_own_prompt(run_dir):
-    """"target": the clip is inverted under the edit's prompt (the demo tier's default: it
-    keeps the object in every frame of the bundled examples' edits), cached per prompt; an
-    edit with "target" is the edit with that text named, and not the empty prompt's."""
+    """"target": the clip is inverted under the edit's prompt (on the demo model it keeps the
+    object in frames of the bundled examples' edits that the empty prompt's lost), cached per
+    prompt; an edit with "target" is the edit with that text named, not the empty prompt's."""
     from vcstudio.pipelines.edit.edits import edit_frames
 
     tuned = load_tuned(run_dir, ModelCache())
@@ -154,22 +154,19 @@ def test_target_inverts_under_each_edits_own_prompt(run_dir):
     assert (target == named).all() and (target != empty).any()
 
 
-def test_the_demo_tier_defaults_to_target_and_its_tune_skips_the_unused_inversion(tiny_sd):
+def test_a_target_tune_skips_the_inversion_no_edit_could_reuse(tiny_sd):
     import argparse
 
     from vcstudio.cli import tune as cli_tune
     from vcstudio.config import inverts_after_tuning
     from vcstudio.jobs.tune import estimate
-    from vcstudio.models.loading import EMBEDDED_MODEL
 
     p = argparse.ArgumentParser()
     cli_tune.add(p.add_subparsers())
-    cfg = {}
-    for name, model in (("demo", str(EMBEDDED_MODEL)), ("sd", str(tiny_sd))):
-        a = p.parse_args(["tune", "--video", "x.mp4", "--prompt", PROMPT, "--model", model])
-        cfg[name] = cli_tune.tune_config_from_args(a)
-    assert cfg["demo"].inversion_prompt == "target" and cfg["sd"].inversion_prompt == ""
-    assert not inverts_after_tuning(cfg["demo"]) and inverts_after_tuning(cfg["sd"])
+    a = p.parse_args(["tune", "--video", "x.mp4", "--prompt", PROMPT, "--model", str(tiny_sd),
+                      "--inversion-prompt", "target"])
+    cfg = cli_tune.tune_config_from_args(a)
+    assert cfg.inversion_prompt == "target" and not inverts_after_tuning(cfg)
     d = DataConfig(prompt=PROMPT, n_frames=4, width=64, height=64)
     cost = {ip: estimate(TuneConfig(model=str(tiny_sd), data=d, steps=10, inversion_steps=20,
                                     inversion_prompt=ip), "cpu")["parts"]["inversion_s"]

@@ -167,7 +167,7 @@ def test_bench_toy_edit_runs_end_to_end(tiny_sd, tmp_path, capsys, one_thread):
     full = json.loads((out / "toy-edit.json").read_text())
     assert full["rows"] == rows and len(full["cases"]) == 2 and full["failed"] == []
     assert full["settings"]["steps"] == 2 and full["settings"]["frames"] == 8
-    assert full["settings"]["inversion_prompt"] == "target"  # the demo tier's
+    assert full["settings"]["inversion_prompt"] == ""  # the Edit tab's default
     with open(out / "cases.csv") as f:
         cases = list(csv.DictReader(f))
     assert [c["changed"] for c in cases] == ["colour", "shape"]
@@ -178,9 +178,11 @@ def test_bench_toy_edit_runs_end_to_end(tiny_sd, tmp_path, capsys, one_thread):
     ex = tmp_path / "examples"
     assert main(["bench", "toy-edit", "--cases", "examples", "--n", "1", "--model",
                  str(tiny_sd), "--steps", "2", "--edit-steps", "2", "--out", str(ex),
-                 "--report", "--device", "cpu", "--inversion-prompt", ""]) == 0
-    assert "held-out cases FAIL" in capsys.readouterr().out
-    assert json.loads((ex / "toy-edit.json").read_text())["settings"]["inversion_prompt"] == ""
+                 "--report", "--device", "cpu", "--inversion-prompt", "target"]) == 0
+    out_text = capsys.readouterr().out
+    assert "held-out cases FAIL" in out_text and "demo-tier defaults FAIL" in out_text
+    assert (json.loads((ex / "toy-edit.json").read_text())["settings"]["inversion_prompt"]
+            == "target")
     with open(ex / "cases.csv") as f:
         (case,) = list(csv.DictReader(f))
     assert case["changed"] == "colour+shape"

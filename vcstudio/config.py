@@ -206,7 +206,7 @@ class TuneConfig:
     inversion_fixed_point: int = 0  # extra noise re-evaluations per inversion step (edit/invert.py)
     # the prompt the clip is DDIM-inverted under: "" = the empty prompt (Tune-A-Video inverts
     # with prompt=""), "source" = the tuning prompt (data.prompt), "target" = each edit's own
-    # prompt (the demo tier's: pipelines/edit/tuned.py inversion_text), other text = that text
+    # prompt (pipelines/edit/tuned.py inversion_text), other text = that text
     inversion_prompt: str = ""
     # the tuning methods' own sections (cfg.dct, cfg.apla, cfg.fgbg, ...: see register_section)
     sections: dict = field(default_factory=lambda: {n: c() for n, c in _sections().items()},
@@ -369,15 +369,12 @@ class TierDefaults:
     seed: int
     edit_steps: int  # sampling steps of an edit
     guidance: float  # an edit's classifier-free guidance
-    inversion_prompt: str  # a tune's TuneConfig.inversion_prompt
 
 
-# the demo tier inverts under each edit's own prompt: on the demo model's bundled examples the
-# empty prompt's inversion lost the object in some frames (pipelines/edit/tuned.py)
 DEMO_TIER = TierDefaults(frames=8, stride=1, side=64, steps=100, lr=3e-5, seed=33,
-                         edit_steps=20, guidance=5.0, inversion_prompt="target")
+                         edit_steps=20, guidance=5.0)
 FULL_TIER = TierDefaults(frames=24, stride=2, side=512, steps=500, lr=3e-5, seed=33,
-                         edit_steps=50, guidance=12.5, inversion_prompt="")
+                         edit_steps=50, guidance=12.5)
 
 
 def tier_defaults(demo: bool) -> TierDefaults:

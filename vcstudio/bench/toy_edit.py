@@ -58,7 +58,7 @@ class ToyEditConfig:
     edit_steps: int = 0  # sampling (and inversion) steps; 0 = the tier's
     device: str = ""  # "" = CUDA if present, else the CPU
     cases: str = "heldout"  # which edits (CASE_SETS); examples: the first n of the 10
-    inversion_prompt: Optional[str] = None  # None = the tier's (demo: "target")
+    inversion_prompt: Optional[str] = None  # None = the tune's default, the empty prompt
 
 
 @dataclass
@@ -79,14 +79,14 @@ def settings_of(cfg: ToyEditConfig) -> dict:
     from ..models.loading import EMBEDDED_MODEL
 
     t = tier_defaults(cfg.tier == "demo")
-    inv = t.inversion_prompt if cfg.inversion_prompt is None else cfg.inversion_prompt
+    inv = "" if cfg.inversion_prompt is None else cfg.inversion_prompt
     return {"model": cfg.model or str(EMBEDDED_MODEL), "tier": cfg.tier, "frames": t.frames,
             "size": t.side, "steps": cfg.steps or t.steps, "lr": t.lr,
             "seed": t.seed if cfg.seed is None else int(cfg.seed),
             "edit_steps": cfg.edit_steps or t.edit_steps, "guidance": t.guidance,
             "n": cfg.n, "methods": list(cfg.methods), "cases": cfg.cases,
             "inversion_prompt": inv,
-            "tier_defaults": not (cfg.steps or cfg.edit_steps) and inv == t.inversion_prompt}
+            "tier_defaults": not (cfg.steps or cfg.edit_steps) and inv == ""}
 
 
 def validate(cfg: ToyEditConfig) -> None:

@@ -132,8 +132,9 @@ def _toy_edit_add(p) -> None:
     p.add_argument("--edit-steps", type=int, default=0,
                    help="sampling and inversion steps (default: the tier's)")
     p.add_argument("--inversion-prompt", metavar="TEXT", default=None,
-                   help='what each clip is inverted under: "target" = the edit prompt (the demo '
-                   'tier\'s), "" = the empty prompt (the full tier\'s), "source", or text')
+                   help='what each clip is inverted under: "" = the empty prompt (default, as '
+                   'the Edit tab), "target" = the edit prompt, "source" = the tuning prompt, '
+                   "or text")
     p.add_argument("--out", default=None,
                    help="output folder (default: a new one under the data folder's bench/)")
     p.add_argument("--report", action="store_true",

@@ -38,10 +38,9 @@ def add(sub) -> None:
     add_setting_flag(p, TuneConfig, "checkpoint_every")
     add_setting_flag(p, TuneConfig, "inversion_steps")
     p.add_argument("--inversion-prompt", metavar="TEXT",
-                   help='the prompt the clip is DDIM-inverted under: "" = the empty prompt, as '
-                   'Tune-A-Video inverts (the default on Stable Diffusion); "source" = the '
-                   'tuning prompt; "target" = each edit\'s own prompt (the default on the '
-                   "embedded demo model); other text = that text")
+                   help='the prompt the clip is DDIM-inverted under: "" (default) = the empty '
+                   'prompt, as Tune-A-Video inverts; "source" = the tuning prompt; "target" = '
+                   "each edit's own prompt (no inversion after tuning); other text = that text")
     p.add_argument("--no-checkpointing", action="store_true", help="no gradient checkpointing")
     add_setting_flag(p, TuneConfig, "lora_rank")
     add_temporal_args(p)
@@ -137,10 +136,6 @@ def _config_and_import(a):
                                  inversion_steps=a.inversion_steps,
                                  inversion_prompt=a.inversion_prompt).items()
            if v is not None}
-    if not a.config and a.inversion_prompt is None:  # the model's tier's (demo: each edit's)
-        from ..models.family import default_inversion_prompt
-
-        upd["inversion_prompt"] = default_inversion_prompt(a.model)
     if getattr(a, "lora_rank", None) is not None:
         upd["lora_rank"] = a.lora_rank
     upd.update(temporal_overrides(a))

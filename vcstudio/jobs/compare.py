@@ -157,7 +157,7 @@ def variants(cfg: CompareConfig) -> list[Variant]:
     distinct one once."""
     from ..io.resize import SIZE_MULTIPLE
     from ..methods.registry import apply_changes, is_training_free, reads
-    from ..models.family import backbone_family, default_guidance, default_inversion_prompt, rules
+    from ..models.family import backbone_family, default_guidance, rules
 
     out = []
     for preset, vmodel in _presets(cfg):
@@ -180,8 +180,7 @@ def variants(cfg: CompareConfig) -> list[Variant]:
                 out.append(Variant(preset.label + at + seed_label, None, edit, flowedit=fe))
                 continue
             base = TuneConfig(model=model, data=data, steps=cfg.steps, lr=cfg.lr,
-                              seed=int(seed), checkpoint_every=0, preview_every=0,
-                              inversion_prompt=default_inversion_prompt(model))
+                              seed=int(seed), checkpoint_every=0, preview_every=0)
             tc = apply_changes(base, preset.changes)
             weightings = _unique(cfg.clws) if cfg.clws and reads(tc, "dct") else [None]
             for c in weightings:

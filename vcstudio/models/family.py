@@ -145,20 +145,6 @@ def default_guidance(model: Optional[str]) -> float:
     return g if g is not None else tier_defaults(embedded).guidance
 
 
-def default_inversion_prompt(model: Optional[str]) -> str:
-    """The inversion prompt a new tune on a base model uses unless told
-    (TuneConfig.inversion_prompt): its tier's ("target", each edit's own prompt, on the
-    embedded demo model; Tune-A-Video's empty prompt on Stable Diffusion); a video DiT's flow
-    inversion keeps the empty prompt."""
-    from ..config import tier_defaults
-    from .loading import resolve_model
-
-    model_id, embedded = resolve_model(model or None)
-    if backbone_family(model_id) != SD:
-        return ""
-    return tier_defaults(embedded).inversion_prompt
-
-
 def rules(family: str) -> FamilyRules:
     if family not in RULES:
         raise InputError(f"Unknown backbone family {family!r}; choose {', '.join(FAMILIES)}.")

@@ -29,7 +29,8 @@ Chunks: the state (weights, AdamW moments, EMA, data and RNG positions, the enco
 checkpointed into the work folder every few minutes and at the end of each phase; ``resume``
 continues exactly where it stopped, so two chunks of k steps equal one run of 2k steps. The
 log keeps, per chunk, its wall and CPU time (``resource.getrusage``: user + system of the
-training process, all threads) and what it did; ``cpu_seconds`` is their sum (a chunk killed
+training process, all threads, summed over the processes of ``--workers``: parallel.py) and
+what it did; ``cpu_seconds`` is their sum (a chunk killed
 between checkpoints counts up to its last checkpoint: at most ``checkpoint_minutes`` of work
 is lost, and not counted).
 """

@@ -14,7 +14,6 @@ from typing import Optional
 import gradio as gr
 
 from ..config import DataConfig, EditConfig, TuneConfig
-from ..models.family import default_inversion_prompt
 from ..errors import InputError
 from ..methods.registry import pickable, plotted_terms
 from .common import (EXAMPLES, about, NO_CLIP, VIDEO_TYPES, Ticker, as_float, as_int,
@@ -63,7 +62,6 @@ def tune_config(video: str, prompt: str, frames: int, stride: int, start: int, w
         seed=as_int("Seed", seed),
         checkpoint_every=max(25, steps // 4), **_previews(steps),
         inversion_steps=int(inversion_steps),
-        inversion_prompt=default_inversion_prompt(model or None),
         dct=dataclasses.replace(TuneConfig().dct, adapter=bool(adapter), semantic=bool(semantic),
                                 texture=bool(texture), clws=clws),
         apla=dataclasses.replace(TuneConfig().apla, vgt=vgt, discriminator=bool(disc),

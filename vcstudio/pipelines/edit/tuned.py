@@ -149,11 +149,11 @@ def inversion_text(cfg: TuneConfig, setting: Optional[str] = None,
     itself.
 
     Why "target": DDIM inversion under prompt c finds the noise from which c's own denoising
-    ODE returns the clip; sampling the edit under c then stays on that path, with guidance
-    adding the edit. Inverted under the empty prompt instead, the edit prompt's path leaves it,
-    and with a small model it leaves the object behind in some frames: on the demo model's
-    bundled examples (shape and colour changed at once) the object was missing in 2-4 of 8
-    frames, and in none inverted under the edit prompt (assets/toy-sd/README.md)."""
+    ODE returns the clip; sampling the edit under c then stays nearer that path, with guidance
+    adding the edit. On the demo model's bundled examples (shape and colour changed at once)
+    it keeps the object where the empty prompt's inversion lost it in some frames; on
+    held-out single-attribute edits it tracked the motion a little worse (figures in
+    assets/toy-sd/README.md), so it is an option, not the default."""
     setting = cfg.inversion_prompt if setting is None else setting
     if setting == "target":
         return target if target is not None else ""
