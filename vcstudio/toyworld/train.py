@@ -383,9 +383,13 @@ class Trainer:
         U-Net phase begins)."""
         meta, t = self.work.load()
         self.state = meta
-        for name, m in (("vae", self.vae), ("clip", self.clip)):
-            m.load_state_dict({k[len(name) + 1:]: v for k, v in t.items()
-                               if k.startswith(name + "/")})
+        self._load_modules(t, ("vae", "clip"))
+
+    def _load_modules(self, tensors: dict, names) -> None:
+        """The named modules' weights from a checkpoint's ``<name>/...`` tensors."""
+        for name in names:
+            getattr(self, name).load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items()
+                                                 if k.startswith(name + "/")})
 
     def restore(self, restart_unet: bool = False) -> bool:
         if not self.work.exists():
@@ -405,11 +409,8 @@ class Trainer:
         # under way too: its cosine then runs to the new total from where it is, a small jump
         # once past the warm-up); each chunk records the counts it ran with
         self.state["config"] = self._config_dict()
-        for name, m in (("vae", self.vae), ("clip", self.clip), ("unet", self.unet)):
-            if restart_unet and name == "unet":
-                continue  # the seeded fresh U-Net built in __init__
-            m.load_state_dict({k[len(name) + 1:]: v for k, v in t.items()
-                               if k.startswith(name + "/")})
+        # a restarted U-Net stays the seeded fresh one built in __init__
+        self._load_modules(t, ("vae", "clip") if restart_unet else ("vae", "clip", "unet"))
         self._restored = t
         self._extend_unet()
         return True
@@ -620,6 +621,7 @@ class Trainer:
         """Optimizer steps of a phase from the saved step to ``total``; False when the chunk's
         budget ran out first (the state is checkpointed by the caller)."""
         opt = self._optimizer(params, lr)
+        trained = [p for g in opt.param_groups for p in g["params"]]
         losses = self.state["losses"][phase]
         t_phase = time.monotonic()
         start = self.state.get("unet_restart", 0) if phase == "unet" else 0
@@ -637,8 +639,7 @@ class Trainer:
             for g in opt.param_groups:
                 g["lr"] = g["peak_lr"] * f
             opt.zero_grad(set_to_none=True)
-            loss = self.group.average_grads([p for g in opt.param_groups for p in g["params"]],
-                                            step_fn())
+            loss = self.group.average_grads(trained, step_fn())
             opt.step()
             if after is not None:
                 after()
